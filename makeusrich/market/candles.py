@@ -1,0 +1,247 @@
+"""The candle table every source produces, and the validation real exchange data needs.
+
+A candle frame has one row per candle, oldest first, with the columns of `CANDLE_DTYPES`. Times are
+timezone-aware UTC timestamps. Gaps are reported, never filled: a missing hour stays missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from makeusrich.errors import CandleError
+
+# Binance kline intervals with a fixed length. "1s" (too fine to train on hourly schedules) and "1M"
+# (calendar months have no fixed length) are left out on purpose.
+INTERVAL_MS: dict[str, int] = {
+    "1m": 60_000,
+    "3m": 3 * 60_000,
+    "5m": 5 * 60_000,
+    "15m": 15 * 60_000,
+    "30m": 30 * 60_000,
+    "1h": 3_600_000,
+    "2h": 2 * 3_600_000,
+    "4h": 4 * 3_600_000,
+    "6h": 6 * 3_600_000,
+    "8h": 8 * 3_600_000,
+    "12h": 12 * 3_600_000,
+    "1d": 86_400_000,
+    "3d": 3 * 86_400_000,
+    "1w": 7 * 86_400_000,
+}
+
+# The eleven fields of a Binance kline row (the twelfth, "ignore", is dropped), as in the CSV files.
+KLINE_FIELDS: tuple[str, ...] = (
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "close_time",
+    "quote_asset_volume",
+    "number_of_trades",
+    "taker_buy_base_asset_volume",
+    "taker_buy_quote_asset_volume",
+)
+
+PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
+OHLCV: tuple[str, ...] = (*PRICE_COLUMNS, "volume")
+
+CANDLE_DTYPES: dict[str, str] = {
+    "open_time": "datetime64[ns, UTC]",
+    "open": "float64",
+    "high": "float64",
+    "low": "float64",
+    "close": "float64",
+    "volume": "float64",
+    "close_time": "datetime64[ns, UTC]",
+    "quote_volume": "float64",
+    "trades": "Int64",
+}
+
+_RENAMES = {"quote_asset_volume": "quote_volume", "number_of_trades": "trades"}
+REQUIRED_FIELDS: tuple[str, ...] = ("open_time", *OHLCV)
+
+
+def interval_ms(interval: str) -> int:
+    """Length of one candle in milliseconds; a clear error for an interval we do not support."""
+    try:
+        return INTERVAL_MS[interval]
+    except KeyError:
+        raise CandleError(
+            f"unsupported interval {interval!r}: use one of {', '.join(INTERVAL_MS)}"
+        ) from None
+
+
+def empty_candles() -> pd.DataFrame:
+    """A candle frame with no rows and the right dtypes."""
+    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in CANDLE_DTYPES.items()})
+
+
+def _numeric(raw: pd.DataFrame, column: str, source: str) -> pd.Series:
+    """Parse one column as numbers, naming the first value that is not one."""
+    values = pd.to_numeric(raw[column], errors="coerce")
+    bad = values.isna() & raw[column].notna() & (raw[column].astype(str).str.strip() != "")
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise CandleError(
+            f"{source}: column {column!r} holds {raw[column].iloc[row]!r} in data row {row + 1}, "
+            "which is not a number; fix or remove that row"
+        )
+    return values.astype("float64")
+
+
+def candles_from_table(raw: pd.DataFrame, source: str, interval: str | None = None) -> pd.DataFrame:
+    """Build a candle frame from a table with the kline field names (CSV files, Binance rows).
+
+    Prices and volumes may arrive as strings (Binance sends them so); times are epoch milliseconds.
+    `close_time` is derived from the interval when the table lacks it.
+    """
+    missing = [name for name in REQUIRED_FIELDS if name not in raw.columns]
+    if missing:
+        raise CandleError(
+            f"{source}: missing column(s) {', '.join(missing)}; expected the Binance kline fields "
+            f"{', '.join(KLINE_FIELDS)}"
+        )
+    if raw.empty:
+        return empty_candles()
+    open_ms = _numeric(raw, "open_time", source)
+    if open_ms.isna().any():
+        row = int(np.flatnonzero(open_ms.isna().to_numpy())[0])
+        raise CandleError(f"{source}: open_time is empty in data row {row + 1}")
+    out = pd.DataFrame({"open_time": pd.to_datetime(open_ms.astype("int64"), unit="ms", utc=True)})
+    for column in OHLCV:
+        out[column] = _numeric(raw, column, source).to_numpy()
+    if "close_time" in raw.columns:
+        close_ms = _numeric(raw, "close_time", source)
+    elif interval is not None:
+        close_ms = open_ms + interval_ms(interval) - 1
+    else:
+        raise CandleError(f"{source}: missing column close_time and no interval to derive it from")
+    out["close_time"] = pd.to_datetime(close_ms.astype("int64"), unit="ms", utc=True).to_numpy()
+    for field_name, column in _RENAMES.items():
+        if field_name in raw.columns:
+            out[column] = _numeric(raw, field_name, source).to_numpy()
+        else:
+            out[column] = np.nan
+    out["trades"] = out["trades"].round().astype("Int64")
+    return out.astype(CANDLE_DTYPES).reset_index(drop=True)
+
+
+def candles_from_klines(rows: Sequence[Sequence[Any]], source: str = "binance") -> pd.DataFrame:
+    """Candle frame from Binance's raw kline rows (lists of 12 values)."""
+    if not rows:
+        return empty_candles()
+    width = len(KLINE_FIELDS)
+    table = pd.DataFrame([list(row[:width]) for row in rows], columns=list(KLINE_FIELDS))
+    return candles_from_table(table, source)
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Candles missing between two present ones: `missing` candles starting at `start`."""
+
+    start: pd.Timestamp
+    missing: int
+
+    def __str__(self) -> str:
+        return f"{self.missing} missing from {self.start:%Y-%m-%d %H:%M}Z"
+
+
+@dataclass
+class CandleReport:
+    """What validation found and did: counts and the places a user may want to check."""
+
+    rows_in: int = 0
+    rows_out: int = 0
+    unsorted: bool = False
+    duplicates_dropped: int = 0
+    broken_dropped: list[pd.Timestamp] = field(default_factory=list)
+    misaligned_dropped: int = 0
+    gaps: list[Gap] = field(default_factory=list)
+
+    @property
+    def missing_candles(self) -> int:
+        return sum(gap.missing for gap in self.gaps)
+
+    def summary(self) -> str:
+        parts = [f"{self.rows_out} candles"]
+        if self.unsorted:
+            parts.append("rows were out of order (sorted)")
+        if self.duplicates_dropped:
+            parts.append(f"{self.duplicates_dropped} duplicate(s) dropped")
+        if self.broken_dropped:
+            first = ", ".join(f"{t:%Y-%m-%d %H:%M}Z" for t in self.broken_dropped[:3])
+            parts.append(f"{len(self.broken_dropped)} broken bar(s) dropped ({first})")
+        if self.misaligned_dropped:
+            parts.append(f"{self.misaligned_dropped} candle(s) off the interval grid dropped")
+        if self.gaps:
+            parts.append(f"{len(self.gaps)} gap(s), {self.missing_candles} candle(s) missing, not filled")
+        return "; ".join(parts)
+
+
+def find_gaps(open_times: pd.Series, step_ms: int) -> list[Gap]:
+    """Gaps in a sorted, duplicate-free series of open times (pure, vectorised)."""
+    if len(open_times) < 2:
+        return []
+    ms = open_times.astype("int64").to_numpy() // 1_000_000
+    steps = np.diff(ms) // step_ms
+    where = np.flatnonzero(steps > 1)
+    return [
+        Gap(start=pd.Timestamp(int(ms[i]) + step_ms, unit="ms", tz="UTC"), missing=int(steps[i] - 1))
+        for i in where
+    ]
+
+
+def broken_bars(frame: pd.DataFrame) -> np.ndarray:
+    """Boolean mask of bars that cannot be real: non-positive prices, high/low not bounding open and close,
+    negative volume."""
+    o, h, lo, c, v = (frame[name].to_numpy() for name in OHLCV)
+    body_high = np.maximum(o, c)
+    body_low = np.minimum(o, c)
+    return (  # type: ignore[no-any-return]
+        (np.minimum.reduce([o, h, lo, c]) <= 0) | (h < body_high) | (lo > body_low) | (v < 0)
+    )
+
+
+def clean_candles(frame: pd.DataFrame, interval: str, source: str = "candles") -> tuple[pd.DataFrame, CandleReport]:
+    """Sort, drop duplicates and impossible bars, and report gaps; refuse NaN prices outright.
+
+    Duplicated open times keep the last row (a later fetch supersedes an earlier one). Broken bars are
+    dropped and named in the report, which turns them into reported gaps rather than invented values.
+    """
+    step = interval_ms(interval)
+    report = CandleReport(rows_in=len(frame))
+    nan_rows = frame[list(OHLCV)].isna().any(axis=1).to_numpy()
+    if nan_rows.any():
+        first = frame["open_time"].iloc[int(np.flatnonzero(nan_rows)[0])]
+        raise CandleError(
+            f"{source}: {int(nan_rows.sum())} candle(s) have empty or NaN prices or volume, the first at "
+            f"{first:%Y-%m-%d %H:%M}Z; re-fetch the data or remove those rows"
+        )
+    out = frame
+    if not out["open_time"].is_monotonic_increasing:
+        report.unsorted = True
+        out = out.sort_values("open_time", kind="stable")
+    dup = out["open_time"].duplicated(keep="last").to_numpy()
+    report.duplicates_dropped = int(dup.sum())
+    out = out[~dup]
+    ms = out["open_time"].astype("int64").to_numpy() // 1_000_000
+    offset = ms % step
+    if len(offset):
+        # Candles sit on a grid (open times are multiples of the interval, weekly ones shifted to Mondays).
+        usual = np.bincount((offset // 1000).astype(np.int64)).argmax() * 1000
+        misaligned = offset != usual
+        report.misaligned_dropped = int(misaligned.sum())
+        out = out[~misaligned]
+    broken = broken_bars(out)
+    report.broken_dropped = [pd.Timestamp(t) for t in out["open_time"][broken]]
+    out = out[~broken].reset_index(drop=True)
+    report.gaps = find_gaps(out["open_time"], step)
+    report.rows_out = len(out)
+    return out, report

@@ -1,0 +1,256 @@
+"""The model store of contract 3, over any object store that can put, get, list and delete bytes.
+
+Layout under the store's root (an S3 bucket, optionally a prefix in it, or a local folder):
+
+    <namespace>/<pair>/versions/<version>/<pair>/config.pbtxt   Triton model repository = storageUri
+    <namespace>/<pair>/versions/<version>/<pair>/1/model.onnx
+    <namespace>/<pair>/versions/<version>/metadata.json
+    <namespace>/<pair>/latest.json                              the promoted version, written last
+    <namespace>/<pair>/candles/<interval>.parquet               candle cache
+
+A version becomes visible only through latest.json, which is written after every other object of the version
+was uploaded and read back with a matching checksum; a crash at any earlier step leaves the previous promotion.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import pandas as pd
+
+from makeusrich.errors import NotFoundError, StoreError
+
+VERSION_FORMAT = "%Y%m%dT%H%M%SZ"
+VERSION_PATTERN = re.compile(r"^\d{8}T\d{6}Z$")
+METADATA = "metadata.json"
+LATEST = "latest.json"
+
+
+class ObjectStore(Protocol):
+    """Bytes under string keys. `put` of one object must be atomic: readers see the old or the new bytes."""
+
+    def put(self, key: str, data: bytes) -> None: ...
+
+    def get(self, key: str) -> bytes:
+        """The object's bytes; NotFoundError when there is none."""
+        ...
+
+    def list(self, prefix: str) -> list[str]:
+        """Every key that starts with `prefix`, recursively, sorted."""
+        ...
+
+    def delete(self, keys: Iterable[str]) -> None: ...
+
+    def uri(self, key: str) -> str:
+        """Where a key (or a folder, when it ends in '/') lives, as s3://... or file://..."""
+        ...
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def new_version(now: datetime | None = None) -> str:
+    """A sortable UTC version name such as 20261126T150000Z."""
+    return (now or datetime.now(UTC)).astimezone(UTC).strftime(VERSION_FORMAT)
+
+
+def check_version(version: str) -> str:
+    if not VERSION_PATTERN.match(version):
+        raise StoreError(f"{version!r} is not a model version; versions look like 20261126T150000Z")
+    return version
+
+
+@dataclass(frozen=True)
+class Latest:
+    """The content of latest.json: which version serving should load."""
+
+    version: str
+    storage_uri: str
+    model_sha256: str
+    promoted_at: str
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "version": self.version,
+            "storageUri": self.storage_uri,
+            "modelSha256": self.model_sha256,
+            "promotedAt": self.promoted_at,
+        }
+
+
+@dataclass(frozen=True)
+class PairStore:
+    """One pair's models and candle cache in a store."""
+
+    objects: ObjectStore
+    namespace: str
+    pair: str
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.namespace}/{self.pair}/"
+
+    def version_prefix(self, version: str) -> str:
+        return f"{self.prefix}versions/{check_version(version)}/"
+
+    def storage_uri(self, version: str) -> str:
+        """The folder KServe mounts: a Triton model repository holding `<pair>/config.pbtxt`."""
+        return self.objects.uri(self.version_prefix(version))
+
+    def model_path(self) -> str:
+        """Path of the ONNX file inside a version folder."""
+        return f"{self.pair}/1/model.onnx"
+
+    def config_path(self) -> str:
+        return f"{self.pair}/config.pbtxt"
+
+    # --- reading -------------------------------------------------------------------------------------
+
+    def _get_json(self, key: str) -> dict[str, Any]:
+        raw = self.objects.get(key)
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise StoreError(f"{self.objects.uri(key)} is not valid JSON ({exc}); the store is damaged") from exc
+        if not isinstance(value, dict):
+            raise StoreError(f"{self.objects.uri(key)} does not hold a JSON object; the store is damaged")
+        return value
+
+    def latest(self) -> Latest | None:
+        """The promoted version, or None when nothing was ever promoted."""
+        try:
+            raw = self._get_json(self.prefix + LATEST)
+        except NotFoundError:
+            return None
+        try:
+            return Latest(
+                version=check_version(raw["version"]),
+                storage_uri=raw["storageUri"],
+                model_sha256=raw["modelSha256"],
+                promoted_at=raw["promotedAt"],
+            )
+        except KeyError as exc:
+            raise StoreError(f"{self.objects.uri(self.prefix + LATEST)} lacks the field {exc}") from None
+
+    def metadata(self, version: str) -> dict[str, Any]:
+        return self._get_json(self.version_prefix(version) + METADATA)
+
+    def versions(self) -> list[str]:
+        """Complete versions (those whose metadata.json exists), oldest first."""
+        base = f"{self.prefix}versions/"
+        found = set()
+        for key in self.objects.list(base):
+            rest = key[len(base) :]
+            version, _, name = rest.partition("/")
+            if name == METADATA and VERSION_PATTERN.match(version):
+                found.add(version)
+        return sorted(found)
+
+    def read_file(self, version: str, path: str, expected_sha256: str | None = None) -> bytes:
+        """A file of a version, checked against the checksum recorded in its metadata."""
+        if expected_sha256 is None:
+            files = self.metadata(version).get("files", {})
+            if path not in files:
+                raise StoreError(f"version {version} of {self.pair} records no file {path}")
+            expected_sha256 = str(files[path]["sha256"])
+        data = self.objects.get(self.version_prefix(version) + path)
+        if sha256(data) != expected_sha256:
+            raise StoreError(
+                f"{self.objects.uri(self.version_prefix(version) + path)} does not match its recorded "
+                "sha256: the upload was damaged; retrain or promote another version"
+            )
+        return data
+
+    def read_model(self, version: str) -> bytes:
+        return self.read_file(version, self.model_path())
+
+    # --- writing -------------------------------------------------------------------------------------
+
+    def publish(
+        self,
+        version: str,
+        files: Mapping[str, bytes],
+        metadata: Mapping[str, Any],
+        promote: bool,
+    ) -> dict[str, Any]:
+        """Upload a version, verify it, and promote it when asked. Returns the metadata as stored.
+
+        Order matters for crash safety: files, then metadata.json (which makes the version complete), then a
+        read-back of every object, then latest.json.
+        """
+        base = self.version_prefix(version)
+        if self.objects.list(base):
+            raise StoreError(f"version {version} of {self.pair} already exists; versions are never overwritten")
+        if self.model_path() not in files:
+            raise StoreError(f"a version must contain {self.model_path()}")
+        stored = dict(metadata)
+        stored["files"] = {path: {"sha256": sha256(data), "bytes": len(data)} for path, data in files.items()}
+        stored["storageUri"] = self.storage_uri(version)
+        for path, data in files.items():
+            self.objects.put(base + path, data)
+        encoded = json.dumps(stored, indent=2, sort_keys=True, default=str).encode()
+        self.objects.put(base + METADATA, encoded)
+        for path, info in stored["files"].items():
+            self.read_file(version, path, info["sha256"])
+        if self.metadata(version) != json.loads(encoded):
+            raise StoreError(f"metadata of version {version} read back differently from what was written")
+        if promote:
+            self.promote(version)
+        return stored
+
+    def promote(self, version: str) -> Latest:
+        """Point latest.json at a complete, verified version (also used to roll back)."""
+        meta = self.metadata(version)
+        model_sha = str(meta["files"][self.model_path()]["sha256"])
+        self.read_file(version, self.model_path(), model_sha)
+        latest = Latest(
+            version=version,
+            storage_uri=self.storage_uri(version),
+            model_sha256=model_sha,
+            promoted_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        self.objects.put(self.prefix + LATEST, json.dumps(latest.to_json(), indent=2).encode())
+        return latest
+
+    def prune(self, keep: int) -> list[str]:
+        """Delete all but the newest `keep` versions, never the promoted one. Returns what was deleted."""
+        if keep < 1:
+            raise StoreError("prune must keep at least one version")
+        latest = self.latest()
+        promoted = latest.version if latest else None
+        versions = self.versions()
+        doomed = [v for v in versions[:-keep] if v != promoted]
+        for version in doomed:
+            base = self.version_prefix(version)
+            # metadata.json first: a crash half-way leaves an incomplete version that versions() ignores.
+            self.objects.delete([base + METADATA])
+            self.objects.delete(self.objects.list(base))
+        return doomed
+
+    # --- candle cache --------------------------------------------------------------------------------
+
+    def candles_key(self, interval: str) -> str:
+        return f"{self.prefix}candles/{interval}.parquet"
+
+    def read_candles(self, interval: str) -> pd.DataFrame | None:
+        try:
+            raw = self.objects.get(self.candles_key(interval))
+        except NotFoundError:
+            return None
+        try:
+            return pd.read_parquet(io.BytesIO(raw))
+        except Exception as exc:  # a damaged cache is not fatal: it is refetched
+            raise StoreError(f"candle cache {self.objects.uri(self.candles_key(interval))} is unreadable: {exc}") from exc
+
+    def write_candles(self, interval: str, frame: pd.DataFrame) -> None:
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        self.objects.put(self.candles_key(interval), buffer.getvalue())
