@@ -67,6 +67,10 @@ CANDLE_DTYPES: dict[str, str] = {
 _RENAMES = {"quote_asset_volume": "quote_volume", "number_of_trades": "trades"}
 REQUIRED_FIELDS: tuple[str, ...] = ("open_time", *OHLCV)
 
+# A spike is a log move beyond both of these; see broken_bars.
+SPIKE_MIN_LOG = 0.5
+SPIKE_FACTOR = 25.0
+
 
 def interval_ms(interval: str) -> int:
     """Length of one candle in milliseconds; a clear error for an interval we do not support."""
@@ -199,14 +203,30 @@ def find_gaps(open_times: pd.Series, step_ms: int) -> list[Gap]:
 
 
 def broken_bars(frame: pd.DataFrame) -> np.ndarray:
-    """Boolean mask of bars that cannot be real: non-positive prices, high/low not bounding open and close,
-    negative volume."""
-    o, h, lo, c, v = (frame[name].to_numpy() for name in OHLCV)
-    body_high = np.maximum(o, c)
-    body_low = np.minimum(o, c)
-    return (  # type: ignore[no-any-return]
-        (np.minimum.reduce([o, h, lo, c]) <= 0) | (h < body_high) | (lo > body_low) | (v < 0)
+    """Boolean mask of bars that cannot be real.
+
+    Impossible values (non-positive prices, high/low not bounding open and close, negative volume), and
+    spikes: a bar whose high/low range, or whose open's jump from the previous close, is both above
+    `SPIKE_MIN_LOG` and `SPIKE_FACTOR` times the series' median range. The bundled data's first row (open
+    16,199.91 against a close of 4,308.83) is such a spike; a real hourly crash is not.
+    """
+    o, h, lo, c, v = (frame[name].to_numpy(dtype="float64") for name in OHLCV)
+    impossible = (
+        (np.minimum.reduce([o, h, lo, c]) <= 0)
+        | (h < np.maximum(o, c))
+        | (lo > np.minimum(o, c))
+        | (v < 0)
     )
+    if len(frame) < 3:
+        return impossible  # type: ignore[no-any-return]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        spread = np.log(h / lo)
+        jump = np.abs(np.log(o[1:] / c[:-1]))
+    typical = float(np.median(spread[~impossible])) if (~impossible).any() else 0.0
+    limit = max(SPIKE_MIN_LOG, SPIKE_FACTOR * typical)
+    spikes = spread > limit
+    spikes[1:] |= jump > limit
+    return impossible | spikes  # type: ignore[no-any-return]
 
 
 def clean_candles(frame: pd.DataFrame, interval: str, source: str = "candles") -> tuple[pd.DataFrame, CandleReport]:

@@ -1,0 +1,278 @@
+"""Closed candles from Binance's REST API through python-binance, paged and retried by us.
+
+We page `GET /api/v3/klines` ourselves instead of using `Client.get_historical_klines`, which sleeps 1 s after
+every third page and spends an extra request looking up the symbol's earliest timestamp. Transient failures
+(HTTP 429, 418, 5xx, timeouts, dropped connections) are retried with exponential backoff and jitter, honouring
+Binance's `Retry-After`; everything else becomes one `CandleError` sentence that says what to do.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pandas as pd
+import requests
+from binance.client import Client
+from binance.exceptions import BinanceAPIException, BinanceRequestException
+
+from makeusrich.errors import CandleError
+from makeusrich.market.candles import candles_from_klines, interval_ms
+
+log = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://api.binance.com/api"
+API_URL_ENV = "BINANCE_API_URL"
+# Binance's maximum rows per klines request: fewer rows per page only means more requests.
+PAGE_LIMIT = 1000
+# A candle counts as closed once its close_time is this far in the past by our clock, so that a local clock
+# running slightly ahead of Binance's cannot make us keep (and later cache) a candle that is still moving.
+CLOCK_SKEW_MS = 2_000
+INVALID_SYMBOL = -1121
+# Retried statuses: rate limit, IP ban (Binance bans for a while after ignored 429s), and any 5xx.
+RATE_LIMITED, BANNED = 429, 418
+# Transport failures worth retrying. BinanceRequestException: a 2xx whose body is not JSON (a cut-off body).
+_TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    requests.exceptions.Timeout,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    BinanceRequestException,
+)
+
+
+@dataclass(frozen=True)
+class FetchProgress:
+    """Where a fetch stands after a page: what a progress bar or a benchmark reports."""
+
+    symbol: str
+    interval: str
+    pages: int  # pages received
+    requests: int  # HTTP requests sent, retries included
+    retries: int  # requests that failed and were retried
+    rows: int  # rows received so far (the still-open candle included)
+    slept_s: float  # total time spent waiting between retries
+    last_open_ms: int | None  # open time of the newest row received
+
+
+@dataclass(frozen=True)
+class KlineFetch:
+    """The closed candles of one fetch, and what it cost (for logs, the candle cache and benchmarks)."""
+
+    frame: pd.DataFrame
+    requests: int  # HTTP requests sent, retries included
+    pages: int
+    retries: int
+    slept_s: float
+
+
+def resolve_api_url(api_url: str | None = None) -> str:
+    """The REST base (up to and including `/api`): the argument, else $BINANCE_API_URL, else Binance's own."""
+    url = api_url or os.environ.get(API_URL_ENV) or DEFAULT_API_URL
+    return url.rstrip("/")
+
+
+def make_client(api_url: str | None = None, timeout: float = 10.0) -> Client:
+    """A python-binance client for public data: no key, no ping (no I/O here), a timeout on every request."""
+    client = Client(ping=False, requests_params={})
+    client.API_URL = resolve_api_url(api_url)
+    return client
+
+
+def _retry_after_s(exc: BinanceAPIException) -> float | None:
+    """Seconds Binance asks us to wait (`Retry-After`: seconds or an HTTP date); None if it says nothing."""
+    headers = getattr(exc.response, "headers", None)
+    value = headers.get("Retry-After") if headers is not None else None
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _describe(exc: Exception) -> str:
+    """One line naming a failure, for logs and for the final error."""
+    if isinstance(exc, BinanceAPIException):
+        return f"HTTP {exc.status_code} (code {exc.code}: {exc.message})"
+    if isinstance(exc, requests.exceptions.Timeout):
+        return f"timeout ({type(exc).__name__})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _is_retryable(exc: Exception) -> bool:
+    if isinstance(exc, BinanceAPIException):
+        status = int(exc.status_code)
+        return status in (RATE_LIMITED, BANNED) or status >= 500
+    return isinstance(exc, _TRANSIENT_ERRORS)
+
+
+def _backoff_s(retry: int, base_s: float, max_s: float) -> float:
+    """Exponential backoff with 'equal jitter': half fixed, half random, so clients do not retry in step."""
+    cap = min(max_s, base_s * 2 ** (retry - 1))
+    return cap / 2 + random.uniform(0, cap / 2)
+
+
+def _when(seconds: float) -> str:
+    """The wall-clock time `seconds` from now, for messages that tell a user when to try again."""
+    return (datetime.now(UTC) + timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _fail_fast(
+    exc: BinanceAPIException, symbol: str, interval: str, wait_s: float | None, max_wait_s: float
+) -> None:
+    """Raise the CandleError for answers that retrying cannot fix (or should not wait for)."""
+    status = int(exc.status_code)
+    if status == BANNED and wait_s is not None and wait_s > max_wait_s:
+        raise CandleError(
+            f"Binance has banned this IP address for {wait_s:.0f} s (HTTP 418) after too many requests; "
+            f"wait until {_when(wait_s)} before fetching again, and fetch less often"
+        ) from exc
+    if status == RATE_LIMITED and wait_s is not None and wait_s > max_wait_s:
+        raise CandleError(
+            f"Binance rate-limits this IP address (HTTP 429) and asks to wait {wait_s:.0f} s, longer "
+            f"than the {max_wait_s:.0f} s we wait; try again after {_when(wait_s)}"
+        ) from exc
+    if _is_retryable(exc):
+        return
+    if exc.code == INVALID_SYMBOL:
+        raise CandleError(
+            f"Binance does not know the symbol {symbol!r} (HTTP {status}, code {exc.code}: {exc.message}); "
+            "check the pair's currency and compare fields, which together must spell a Binance spot symbol "
+            "such as BTCUSDT"
+        ) from exc
+    raise CandleError(
+        f"Binance refused the klines request for {symbol} {interval} with HTTP {status} (code {exc.code}: "
+        f"{exc.message}); check the symbol, the interval and the time range"
+    ) from exc
+
+
+def fetch_klines(
+    symbol: str,
+    interval: str,
+    start_ms: int,
+    end_ms: int | None = None,
+    *,
+    api_url: str | None = None,
+    client: Client | None = None,
+    max_retries: int = 5,
+    timeout: float = 10.0,
+    backoff_s: float = 0.5,
+    max_backoff_s: float = 30.0,
+    max_wait_s: float = 120.0,
+    on_page: Callable[[FetchProgress], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.time,
+) -> KlineFetch:
+    """Closed candles of `symbol` with open times in [start_ms, end_ms] (epoch ms; end None: up to now).
+
+    The frame is what Binance sent, oldest first, minus the candle still open (its close_time not yet past
+    by `clock`): run `clean_candles` on it, so that its report names whatever validation drops. The result
+    also counts the requests made. Each request
+    gets `max_retries` retries; a `Retry-After` longer than `max_wait_s` fails at once rather than stalling a
+    trainer. `on_page` sees a `FetchProgress` after every page (the last one holds the totals). `client`
+    reuses a client from `make_client` (then `api_url` and `timeout` are the client's own).
+    """
+    symbol = symbol.strip().upper()
+    step = interval_ms(interval)
+    if max_retries < 0:
+        raise ValueError("max_retries must be >= 0")
+    own_client = client is None
+    api = make_client(api_url, timeout) if client is None else client
+    # Newest open time whose candle is closed (with the skew margin) at the time of the call.
+    now_ms = int(clock() * 1000)
+    last_wanted = now_ms - CLOCK_SKEW_MS - step
+    if end_ms is not None:
+        last_wanted = min(last_wanted, end_ms)
+    rows: list[list[Any]] = []
+    pages = requests_sent = retries = 0
+    slept = 0.0
+    start = int(start_ms)
+    try:
+        while start <= last_wanted:
+            params: dict[str, Any] = {
+                "symbol": symbol,
+                "interval": interval,
+                "startTime": start,
+                "limit": PAGE_LIMIT,
+            }
+            if end_ms is not None:
+                params["endTime"] = int(end_ms)
+            attempt = 0
+            while True:
+                attempt += 1
+                requests_sent += 1
+                try:
+                    page = api.get_klines(**params)
+                    break
+                except (BinanceAPIException, *_TRANSIENT_ERRORS) as exc:
+                    wait_s = _retry_after_s(exc) if isinstance(exc, BinanceAPIException) else None
+                    if isinstance(exc, BinanceAPIException):
+                        _fail_fast(exc, symbol, interval, wait_s, max_wait_s)
+                    if attempt > max_retries:
+                        ban = isinstance(exc, BinanceAPIException) and int(exc.status_code) == BANNED
+                        raise CandleError(
+                            f"fetching {symbol} {interval} klines from {api.API_URL} failed after {attempt} "
+                            f"attempt(s); last error: {_describe(exc)}. "
+                            + (
+                                "Binance has banned this IP address for sending too many requests: "
+                                "wait before fetching again"
+                                if ban
+                                else "Binance or the network may be down or rate-limiting: try again later, "
+                                "or allow more retries"
+                            )
+                        ) from exc
+                    delay = wait_s if wait_s is not None else _backoff_s(attempt, backoff_s, max_backoff_s)
+                    retries += 1
+                    log.warning(
+                        "binance klines %s %s startTime=%d: %s; retry %d/%d in %.2f s",
+                        symbol,
+                        interval,
+                        start,
+                        _describe(exc),
+                        attempt,
+                        max_retries,
+                        delay,
+                    )
+                    slept += delay
+                    sleep(delay)
+            if not isinstance(page, list):
+                raise CandleError(
+                    f"Binance answered the klines request for {symbol} {interval} with "
+                    f"{type(page).__name__}, not a list of rows; check that the API URL points at Binance's "
+                    "REST API (ending in /api)"
+                )
+            pages += 1
+            rows.extend(page)
+            newest = int(page[-1][0]) if page else None
+            if on_page is not None:
+                on_page(
+                    FetchProgress(symbol, interval, pages, requests_sent, retries, len(rows), slept, newest)
+                )
+            if newest is None or len(page) < PAGE_LIMIT:
+                break
+            if newest + step <= start:
+                raise CandleError(
+                    f"Binance returned klines for {symbol} {interval} that do not advance past {start}; "
+                    "the API at this URL does not behave like Binance's"
+                )
+            start = newest + step
+    finally:
+        if own_client:
+            api.close_connection()
+    closed = [row for row in rows if int(row[6]) < now_ms - CLOCK_SKEW_MS]
+    frame = candles_from_klines(closed, source=f"binance {symbol} {interval}")
+    return KlineFetch(frame, requests_sent, pages, retries, slept)

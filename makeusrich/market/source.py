@@ -1,0 +1,145 @@
+"""Where a training run gets its candles: Binance (through the store's cache), a CSV file or the bundled sample.
+
+Binance fetches are incremental: the candles already cached in the store are not fetched again, and a cache
+that already holds the last closed candle makes no request at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from makeusrich.errors import CandleError, StoreError
+from makeusrich.market import binance
+from makeusrich.market.candles import CandleReport, clean_candles, find_gaps, interval_ms
+from makeusrich.market.files import read_candle_csv, read_sample
+from makeusrich.pair import CurrencyPairSpec
+from makeusrich.store.base import PairStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A parsed --source value: binance, sample or file:PATH."""
+
+    kind: str
+    path: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> Source:
+        if text in ("binance", "sample"):
+            return cls(text)
+        if text.startswith("file:") and len(text) > len("file:"):
+            return cls("file", text.removeprefix("file:"))
+        raise CandleError(f"unknown candle source {text!r}: use binance, sample or file:PATH")
+
+    def __str__(self) -> str:
+        return f"file:{self.path}" if self.kind == "file" else self.kind
+
+
+@dataclass
+class CandleSet:
+    """Clean candles for one run, and how they were obtained."""
+
+    frame: pd.DataFrame
+    report: CandleReport
+    source: str
+    requests: int = 0
+
+
+def last_closed_open_ms(now: datetime, step_ms: int) -> int:
+    """Open time of the newest candle that has closed by `now` (candles sit on multiples of the interval)."""
+    now_ms = int(now.timestamp() * 1000)
+    return (now_ms // step_ms) * step_ms - step_ms
+
+
+def merge_candles(cached: pd.DataFrame | None, fresh: pd.DataFrame) -> pd.DataFrame:
+    """Cached candles followed by fresh ones; a fresh candle replaces a cached one at the same open time."""
+    if cached is None or cached.empty:
+        return fresh
+    if fresh.empty:
+        return cached
+    both = pd.concat([cached, fresh], ignore_index=True)
+    return both.drop_duplicates("open_time", keep="last").sort_values("open_time").reset_index(drop=True)
+
+
+def fetch_incremental(
+    spec: CurrencyPairSpec,
+    store: PairStore | None,
+    now: datetime | None = None,
+    api_url: str | None = None,
+) -> tuple[pd.DataFrame, int]:
+    """Candles covering the lookback up to the last closed one, fetching only what the cache lacks.
+
+    Returns the raw (uncleaned) frame and the number of HTTP requests made.
+    """
+    now = now or datetime.now(UTC)
+    step = interval_ms(spec.interval)
+    last_closed = last_closed_open_ms(now, step)
+    start = last_closed - (spec.lookback_candles() - 1) * step
+    cached: pd.DataFrame | None = None
+    if store is not None:
+        try:
+            cached = store.read_candles(spec.interval)
+        except StoreError as exc:
+            log.warning("ignoring the candle cache: %s", exc)
+    if cached is not None and not cached.empty:
+        newest = int(cached["open_time"].iloc[-1].timestamp() * 1000)
+        oldest = int(cached["open_time"].iloc[0].timestamp() * 1000)
+        if oldest > start:
+            cached = None  # the cache does not reach back far enough: fetch the whole lookback once
+        else:
+            start = newest + step
+    requests = 0
+    fresh = pd.DataFrame()
+    if start <= last_closed:
+        result = binance.fetch_klines(spec.symbol, spec.interval, start, last_closed + step - 1, api_url=api_url)
+        fresh, requests = result.frame, result.requests
+    frame = merge_candles(cached, fresh) if not fresh.empty or cached is not None else fresh
+    if frame.empty:
+        raise CandleError(f"Binance returned no {spec.symbol} {spec.interval} candles for the lookback period")
+    if store is not None and requests:
+        keep_from = pd.Timestamp(last_closed - (spec.lookback_candles() - 1) * step, unit="ms", tz="UTC")
+        try:
+            store.write_candles(spec.interval, frame[frame["open_time"] >= keep_from].reset_index(drop=True))
+        except StoreError as exc:
+            log.warning("could not update the candle cache: %s", exc)
+    return frame, requests
+
+
+def tail_lookback(frame: pd.DataFrame, spec: CurrencyPairSpec) -> pd.DataFrame:
+    """The last `lookbackDays` of a frame, measured back from its newest candle."""
+    if frame.empty:
+        return frame
+    cutoff = frame["open_time"].iloc[-1] - pd.Timedelta(milliseconds=(spec.lookback_candles() - 1) * interval_ms(spec.interval))
+    return frame[frame["open_time"] >= cutoff].reset_index(drop=True)
+
+
+def load_candles(
+    spec: CurrencyPairSpec,
+    source: Source,
+    store: PairStore | None = None,
+    now: datetime | None = None,
+    api_url: str | None = None,
+) -> CandleSet:
+    """Clean candles for the pair's lookback from the chosen source."""
+    requests = 0
+    if source.kind == "binance":
+        raw, requests = fetch_incremental(spec, store, now, api_url)
+    elif source.kind == "sample":
+        raw = read_sample(spec.symbol, spec.interval)
+    else:
+        raw = read_candle_csv(str(source.path), spec.interval)
+    frame, report = clean_candles(raw, spec.interval, str(source))
+    frame = tail_lookback(frame, spec)
+    if not frame.empty:  # report what the run uses, not what lies before its lookback
+        report.gaps = find_gaps(frame["open_time"], interval_ms(spec.interval))
+        report.broken_dropped = [t for t in report.broken_dropped if t >= frame["open_time"].iloc[0]]
+    report.rows_out = len(frame)
+    if frame.empty:
+        raise CandleError(f"{source}: no usable {spec.symbol} {spec.interval} candles left after validation")
+    return CandleSet(frame=frame, report=report, source=str(source), requests=requests)

@@ -1,0 +1,100 @@
+"""ONNX export of the Forecaster (contract 2) and the Triton config.pbtxt beside it (contract 3)."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from makeusrich.errors import MakeUsRichError
+from makeusrich.trainer.model import Forecaster
+
+INPUT_NAME = "candles"
+OUTPUT_NAME = "forecast"
+OPSET = 17
+PARITY_RTOL = 1e-4
+
+
+def export_onnx(model: Forecaster, window: int) -> bytes:
+    """One self-contained ONNX file (no external data), batch dimension dynamic."""
+    model = model.cpu().eval()
+    example = torch.full((1, window, 5), 100.0)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the LSTM batch_first export warning is expected and harmless
+        torch.onnx.export(
+            model,
+            (example,),
+            buffer,
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+        )
+    proto = onnx.load_from_string(buffer.getvalue())
+    onnx.checker.check_model(proto, full_check=True)
+    return buffer.getvalue()
+
+
+def onnx_session(model_bytes: bytes, threads: int = 1) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(session: ort.InferenceSession, candles: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    out = [
+        session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(candles[i : i + batch_size], dtype=np.float32)})[0]
+        for i in range(0, len(candles), batch_size)
+    ]
+    return np.concatenate(out)
+
+
+def check_parity(model: Forecaster, model_bytes: bytes, candles: np.ndarray) -> float:
+    """Largest relative difference between torch and onnxruntime prices on the given raw windows; raises
+    when it exceeds PARITY_RTOL (an export that changes the forecast must never be published)."""
+    with torch.no_grad():
+        expected = model.cpu().eval()(torch.from_numpy(np.asarray(candles, dtype=np.float32))).numpy()
+    got = run_onnx(onnx_session(model_bytes), candles)
+    worst = float(np.max(np.abs(got - expected) / np.abs(expected)))
+    if not worst <= PARITY_RTOL:
+        raise MakeUsRichError(
+            f"the exported ONNX model differs from the trained one by {worst:.2e} (relative) on held-out "
+            "windows; this is a bug in the export, please report it"
+        )
+    return worst
+
+
+def triton_config(name: str, window: int, horizon: int) -> str:
+    """config.pbtxt for Triton's onnxruntime backend, names and types exactly as in the ONNX graph. The batch
+    dimension is spelled out as -1 with max_batch_size 0, so any batch size the client sends is accepted."""
+    return f"""name: "{name}"
+platform: "onnxruntime_onnx"
+max_batch_size: 0
+input [
+  {{
+    name: "{INPUT_NAME}"
+    data_type: TYPE_FP32
+    dims: [ -1, {window}, 5 ]
+  }}
+]
+output [
+  {{
+    name: "{OUTPUT_NAME}"
+    data_type: TYPE_FP32
+    dims: [ -1, {horizon} ]
+  }}
+]
+instance_group [
+  {{
+    kind: KIND_CPU
+    count: 1
+  }}
+]
+"""

@@ -1,0 +1,191 @@
+"""Stationary features, targets, windows and the chronological split: pure, vectorised numpy.
+
+Feature row t describes candle t against the previous close, so it needs candles t-1 and t:
+
+    log(open_t / close_t-1), log(high_t / close_t-1), log(low_t / close_t-1), log(close_t / close_t-1),
+    log(1 + volume_t) - log(1 + volume_t-1)
+
+A forecast made at candle t (the last closed one) reads the raw candles t-W+1..t, that is feature rows
+t-W+2..t, and predicts y_t,k = log(close_t+k / close_t) for k = 1..horizon. The ONNX graph computes the same
+features from raw candles (see model.FeatureLayer; a test holds the two equal).
+
+Nothing here looks past a split boundary: a sample belongs to a split only if every candle it reads, inputs and
+targets, lies inside that split, and standardisation statistics come from training rows only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
+
+from makeusrich.errors import CandleError
+from makeusrich.market.candles import OHLCV
+
+N_FEATURES = 5
+FEATURE_NAMES = ("log_open_rel", "log_high_rel", "log_low_rel", "log_return", "log_volume_change")
+
+
+def ohlcv_array(frame: pd.DataFrame) -> np.ndarray:
+    """Raw candles as float64 [n, 5] in the model's input order: open, high, low, close, volume."""
+    return frame[list(OHLCV)].to_numpy(dtype=np.float64)
+
+
+def feature_rows(ohlcv: np.ndarray) -> np.ndarray:
+    """Features of candles 1..n-1 against their previous close: [n-1, 5] (row i describes candle i+1)."""
+    prev_close = ohlcv[:-1, 3:4]
+    prices = np.log(ohlcv[1:, :4] / prev_close)
+    log_volume = np.log1p(ohlcv[:, 4])
+    volume = np.diff(log_volume)[:, None]
+    return np.concatenate([prices, volume], axis=1)
+
+
+def segment_ids(open_ms: np.ndarray, step_ms: int) -> np.ndarray:
+    """A number per candle that changes after every gap: candles with equal ids are contiguous."""
+    breaks = np.concatenate([[0], (np.diff(open_ms) != step_ms).astype(np.int64)])
+    return np.cumsum(breaks)
+
+
+def valid_origins(segments: np.ndarray, window: int, horizon: int) -> np.ndarray:
+    """Indices t of candles from which a forecast can be made and scored: candles t-W+1..t+h are contiguous."""
+    n = len(segments)
+    t = np.arange(window - 1, n - horizon)
+    return t[segments[t - window + 1] == segments[t + horizon]]
+
+
+def targets(close: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:
+    """y[i, k] = log(close[t+k+1] / close[t]) for each origin t: cumulative log returns, [len(origins), h]."""
+    log_close = np.log(close)
+    steps = origins[:, None] + np.arange(1, horizon + 1)[None, :]
+    return log_close[steps] - log_close[origins][:, None]  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Split:
+    """Origins (forecast times, as candle indices) of each split, chronological and without shared candles."""
+
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+
+
+def chronological_split(
+    origins: np.ndarray, n_candles: int, window: int, horizon: int, fractions: tuple[float, float] = (0.8, 0.1)
+) -> Split:
+    """Split origins at candle boundaries b1 < b2 so that no candle is read by two splits.
+
+    Train samples end (targets included) before b1; validation samples start (inputs included) at b1 and end
+    before b2; test samples start at b2. The windows straddling a boundary are dropped (a purge of W+h-1).
+    """
+    b1 = int(n_candles * fractions[0])
+    b2 = int(n_candles * (fractions[0] + fractions[1]))
+    first = origins - window + 1
+    last = origins + horizon
+    train = origins[last < b1]
+    validation = origins[(first >= b1) & (last < b2)]
+    test = origins[first >= b2]
+    return Split(train, validation, test)
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """Mean and standard deviation per column, fitted on training rows only."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, rows: np.ndarray) -> Scaler:
+        std = rows.std(axis=0)
+        return cls(mean=rows.mean(axis=0), std=np.where(std > 1e-12, std, 1.0))
+
+    def transform(self, rows: np.ndarray) -> np.ndarray:
+        return (rows - self.mean) / self.std  # type: ignore[no-any-return]
+
+    def inverse(self, rows: np.ndarray) -> np.ndarray:
+        return rows * self.std + self.mean  # type: ignore[no-any-return]
+
+
+def training_feature_rows(features: np.ndarray, train_origins: np.ndarray, window: int) -> np.ndarray:
+    """The feature rows that training windows read (and nothing after them): the scaler's data."""
+    if len(train_origins) == 0:
+        return features[:0]
+    # feature row r describes candle r+1; a window at origin t reads rows t-W+1 .. t-1.
+    starts = train_origins - window + 1
+    marks = np.zeros(len(features) + 1, dtype=np.int64)
+    np.add.at(marks, starts, 1)
+    np.add.at(marks, train_origins, -1)
+    used = np.cumsum(marks)[:-1] > 0
+    return features[used]
+
+
+def windows(features: np.ndarray, origins: np.ndarray, window: int) -> np.ndarray:
+    """Feature windows [len(origins), W-1, 5] as a view into `features` where possible (no copy of the data
+    per window): window at origin t = feature rows t-W+1 .. t-1."""
+    view = sliding_window_view(features, window - 1, axis=0)  # [n-W+1, 5, W-1]
+    return view[origins - window + 1].transpose(0, 2, 1)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything training and evaluation need, derived from one candle frame."""
+
+    ohlcv: np.ndarray  # raw candles [n, 5]
+    open_time: pd.Series
+    features: np.ndarray  # standardised feature rows [n-1, 5]
+    targets: np.ndarray  # standardised targets per candle index, [n, h] (NaN where undefined)
+    split: Split
+    feature_scaler: Scaler
+    target_scaler: Scaler
+    window: int
+    horizon: int
+
+    def inputs(self, origins: np.ndarray) -> np.ndarray:
+        return windows(self.features, origins, self.window)
+
+    def raw_windows(self, origins: np.ndarray) -> np.ndarray:
+        """Raw OHLCV windows [len, W, 5], as a client sends them to the served model."""
+        view = sliding_window_view(self.ohlcv, self.window, axis=0)
+        return view[origins - self.window + 1].transpose(0, 2, 1)  # type: ignore[no-any-return]
+
+    def last_close(self, origins: np.ndarray) -> np.ndarray:
+        return self.ohlcv[origins, 3]  # type: ignore[no-any-return]
+
+    def actual_prices(self, origins: np.ndarray) -> np.ndarray:
+        """Closes of the next `horizon` candles after each origin, [len, h]."""
+        steps = origins[:, None] + np.arange(1, self.horizon + 1)[None, :]
+        return self.ohlcv[steps, 3]  # type: ignore[no-any-return]
+
+
+def prepare(frame: pd.DataFrame, window: int, horizon: int, step_ms: int, fractions: tuple[float, float] = (0.8, 0.1)) -> Prepared:
+    """Features, targets and split for a clean candle frame (see makeusrich.market.candles.clean_candles)."""
+    ohlcv = ohlcv_array(frame)
+    if not np.isfinite(ohlcv).all() or (ohlcv[:, :4] <= 0).any():
+        raise CandleError("candles contain NaN, infinite or non-positive values; clean them first")
+    open_ms = frame["open_time"].astype("int64").to_numpy() // 1_000_000
+    origins = valid_origins(segment_ids(open_ms, step_ms), window, horizon)
+    split = chronological_split(origins, len(ohlcv), window, horizon, fractions)
+    for name, part in (("training", split.train), ("validation", split.validation), ("test", split.test)):
+        if len(part) < 2:
+            raise CandleError(
+                f"too little data: the {name} split has {len(part)} window(s) of {window} candles + {horizon} "
+                f"ahead from {len(ohlcv)} candles; raise lookbackDays or lower model.window"
+            )
+    raw_features = feature_rows(ohlcv)
+    feature_scaler = Scaler.fit(training_feature_rows(raw_features, split.train, window))
+    all_targets = np.full((len(ohlcv), horizon), np.nan)
+    all_targets[origins] = targets(ohlcv[:, 3], origins, horizon)
+    target_scaler = Scaler.fit(all_targets[split.train])
+    return Prepared(
+        ohlcv=ohlcv,
+        open_time=frame["open_time"].reset_index(drop=True),
+        features=feature_scaler.transform(raw_features).astype(np.float32),
+        targets=target_scaler.transform(all_targets).astype(np.float32),
+        split=split,
+        feature_scaler=feature_scaler,
+        target_scaler=target_scaler,
+        window=window,
+        horizon=horizon,
+    )

@@ -1,0 +1,228 @@
+"""One training run for one pair: candles -> features -> LSTM -> honest evaluation -> ONNX -> store.
+
+The published model is scored as it will be served: predictions come from the exported ONNX file run by
+onnxruntime on raw candle windows, on points that neither training nor early stopping saw.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+
+from makeusrich import __version__
+from makeusrich.errors import MakeUsRichError
+from makeusrich.market.candles import interval_ms
+from makeusrich.market.source import CandleSet, Source, load_candles
+from makeusrich.pair import CurrencyPair
+from makeusrich.store import pair_store
+from makeusrich.store.base import new_version
+from makeusrich.trainer import evaluate
+from makeusrich.trainer.export import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    check_parity,
+    export_onnx,
+    onnx_session,
+    run_onnx,
+    triton_config,
+)
+from makeusrich.trainer.features import Prepared, prepare
+from makeusrich.trainer.model import Forecaster
+from makeusrich.trainer.train import Progress, TrainingResult, configure_threads, log_progress, train
+
+log = logging.getLogger(__name__)
+
+AR_ORDER = 24
+PARITY_WINDOWS = 256
+
+
+@dataclass
+class Outcome:
+    version: str
+    promoted: bool
+    reason: str
+    metadata: dict[str, Any]
+
+
+def _iso(value: Any) -> str:
+    return str(value.isoformat()).replace("+00:00", "Z")
+
+
+def training_log_returns(data: Prepared) -> np.ndarray:
+    """Log returns of the candles the training split reads (nothing later): the AR baseline's data."""
+    last = int(data.split.train.max()) + data.horizon
+    return np.diff(np.log(data.ohlcv[: last + 1, 3]))
+
+
+def score_split(data: Prepared, origins: np.ndarray, forecast: np.ndarray, ar_coefs: np.ndarray) -> dict[str, Any]:
+    history = evaluate.past_closes(data.ohlcv[:, 3], origins, min(AR_ORDER, data.window - 1) + 1)
+    return evaluate.evaluate_split(
+        actual=data.actual_prices(origins),
+        forecast=forecast,
+        last_close=data.last_close(origins),
+        closes_history=history,
+        train_mean_log_return=float(data.target_scaler.mean[0]),
+        ar_coefs=ar_coefs,
+    )
+
+
+def promotion_decision(validation: dict[str, Any], max_relative_mae: float) -> tuple[bool, str]:
+    """Promote when validation MAE / persistence MAE <= the pair's bar; the reason says either way."""
+    ratio = validation["model"]["rel_mae"]
+    if ratio is None:
+        return False, "validation prices never moved, so skill against persistence is undefined"
+    if ratio <= max_relative_mae:
+        return True, f"validation MAE is {ratio:.4f} of persistence's, within the bar of {max_relative_mae:g}"
+    return False, f"validation MAE is {ratio:.4f} of persistence's, above the bar of {max_relative_mae:g}"
+
+
+def build_metadata(
+    pair: CurrencyPair,
+    version: str,
+    candles: CandleSet,
+    data: Prepared,
+    result: TrainingResult,
+    metrics: dict[str, Any],
+    decision: tuple[bool, str],
+    parity: float,
+    threads: int,
+) -> dict[str, Any]:
+    spec = pair.spec
+    times = data.open_time
+    return {
+        "pair": pair.name,
+        "namespace": pair.namespace,
+        "symbol": spec.symbol,
+        "interval": spec.interval,
+        "version": version,
+        "createdAt": _iso(datetime.now(UTC)),
+        "source": candles.source,
+        "data": {
+            "from": _iso(times.iloc[0]),
+            "to": _iso(times.iloc[-1]),
+            "rows": len(times),
+            "gaps": len(candles.report.gaps),
+            "missingCandles": candles.report.missing_candles,
+            "brokenDropped": len(candles.report.broken_dropped),
+            "windows": {
+                "train": len(data.split.train),
+                "validation": len(data.split.validation),
+                "test": len(data.split.test),
+            },
+            "testFrom": _iso(times.iloc[int(data.split.test.min())]),
+        },
+        "window": data.window,
+        "horizon": data.horizon,
+        "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, data.window, 5],
+                    "description": "raw open, high, low, close, volume; oldest first; last row = last closed candle"}],
+        "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, data.horizon],
+                     "description": "predicted close prices of the next candles"}],
+        "spec": spec.model.model_dump(by_alias=True),
+        "metrics": metrics,
+        "promotion": {
+            "promoted": decision[0],
+            "reason": decision[1],
+            "maxRelativeMAE": spec.promotion.max_relative_mae,
+            "validationRelativeMAE": metrics["validation"]["model"]["rel_mae"],
+        },
+        "training": {
+            "seconds": round(result.seconds, 3),
+            "epochs": len(result.epochs),
+            "bestEpoch": result.best_epoch,
+            "stoppedEarly": result.stopped_early,
+            "device": result.device,
+            "threads": threads,
+            "history": [
+                {"epoch": e.epoch, "trainLoss": e.train_loss, "validationLoss": e.validation_loss}
+                for e in result.epochs
+            ],
+            "onnxParityMaxRelative": parity,
+        },
+        "software": {
+            "makeusrich": __version__,
+            "torch": torch.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__,
+            "python": platform.python_version(),
+        },
+    }
+
+
+def run_training(
+    pair: CurrencyPair,
+    source: Source,
+    store_url: str,
+    *,
+    api_url: str | None = None,
+    now: datetime | None = None,
+    progress: Progress | None = log_progress,
+) -> Outcome:
+    """Train, evaluate, export and publish one version; promote it if it clears the pair's bar."""
+    started = time.perf_counter()
+    threads = configure_threads()
+    store = pair_store(store_url, pair.namespace, pair.name)
+    spec = pair.spec
+    version = new_version(now)
+    candles = load_candles(spec, source, store, now=now, api_url=api_url)
+    log.info("candles ready", extra={"pair": pair.name, "summary": candles.report.summary(),
+                                     "requests": candles.requests})
+    data = prepare(candles.frame, spec.model.window, spec.model.horizon, interval_ms(spec.interval))
+    result = train(data, spec.model, progress)
+    forecaster = Forecaster(result.core.cpu(), data.feature_scaler, data.target_scaler)
+    model_bytes = export_onnx(forecaster, data.window)
+    parity = check_parity(forecaster, model_bytes, data.raw_windows(data.split.test[-PARITY_WINDOWS:]))
+    session = onnx_session(model_bytes, threads)
+    ar_coefs = evaluate.fit_ar(training_log_returns(data), min(AR_ORDER, data.window - 1))
+    metrics = {
+        name: score_split(data, origins, run_onnx(session, data.raw_windows(origins)), ar_coefs)
+        for name, origins in (("validation", data.split.validation), ("test", data.split.test))
+    }
+    decision = promotion_decision(metrics["validation"], spec.promotion.max_relative_mae)
+    metadata = build_metadata(pair, version, candles, data, result, metrics, decision, parity, threads)
+    metadata["training"]["totalSeconds"] = round(time.perf_counter() - started, 3)
+    files = {
+        store.model_path(): model_bytes,
+        store.config_path(): triton_config(pair.name, data.window, data.horizon).encode(),
+    }
+    try:
+        json.dumps(metadata, allow_nan=False)
+    except ValueError as exc:
+        raise MakeUsRichError(f"training produced non-finite metrics ({exc}); nothing was published") from None
+    stored = store.publish(version, files, metadata, promote=decision[0])
+    return Outcome(version=version, promoted=decision[0], reason=decision[1], metadata=stored)
+
+
+def summary(outcome: Outcome) -> str:
+    """A few lines a person reads after a run."""
+    meta = outcome.metadata
+    lines = [
+        f"{meta['namespace']}/{meta['pair']} version {outcome.version}: "
+        + ("promoted" if outcome.promoted else "published, not promoted"),
+        f"  {outcome.reason}",
+    ]
+    for split in ("validation", "test"):
+        model = meta["metrics"][split]["model"]
+        persistence = meta["metrics"][split]["rules"]["persistence"]
+        direction = model["directional"]
+        shown = (
+            f"direction {direction['accuracy']:.1%} [{direction['wilson_low']:.1%}, {direction['wilson_high']:.1%}]"
+            if direction
+            else "direction n/a"
+        )
+        dm = "n/a" if model["dm_pvalue"] is None else f"{model['dm_pvalue']:.3f}"
+        lines.append(
+            f"  {split:<10} MAE {model['mae']:,.2f} vs persistence {persistence['mae']:,.2f} "
+            f"(ratio {model['rel_mae']:.4f}, DM p={dm}), {shown}, n={model['n']}"
+        )
+    lines.append(f"  stored at {meta['storageUri']}")
+    return "\n".join(lines)

@@ -1,0 +1,150 @@
+"""The training loop: AdamW, early stopping on validation loss, best weights restored, deterministic on CPU."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from makeusrich.pair import ModelSpec
+from makeusrich.trainer.features import Prepared
+from makeusrich.trainer.model import LSTMCore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    validation_loss: float
+    seconds: float
+
+
+@dataclass
+class TrainingResult:
+    core: LSTMCore
+    best_epoch: int
+    epochs: list[EpochRecord] = field(default_factory=list)
+    stopped_early: bool = False
+    seconds: float = 0.0
+    device: str = "cpu"
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+def configure_threads() -> int:
+    """Use the CPUs this process may run on (cgroup/affinity aware), at most 8: LSTM steps scale no further."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 1
+    threads = max(1, min(cpus, 8))
+    torch.set_num_threads(threads)
+    return threads
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def predict_standardised(
+    core: LSTMCore, data: Prepared, origins: np.ndarray, device: torch.device, batch_size: int = 2048
+) -> np.ndarray:
+    """Model outputs (standardised targets) for origins, batch by batch so windows are never all copied."""
+    core.eval()
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(origins), batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(data.inputs(origins[start : start + batch_size])))
+            out.append(core(batch.to(device)).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, data.horizon), dtype=np.float32)
+
+
+def _loss(core: LSTMCore, data: Prepared, origins: np.ndarray, device: torch.device) -> float:
+    predicted = predict_standardised(core, data, origins, device)
+    return float(np.mean((predicted - data.targets[origins]) ** 2))
+
+
+Progress = Callable[[EpochRecord, int], None]
+
+
+def log_progress(record: EpochRecord, max_epochs: int) -> None:
+    """One line per epoch: a rewriting line on a terminal, a structured log line otherwise."""
+    text = (
+        f"epoch {record.epoch}/{max_epochs} train {record.train_loss:.4f} "
+        f"validation {record.validation_loss:.4f} ({record.seconds:.1f}s)"
+    )
+    if sys.stderr.isatty():
+        sys.stderr.write("\r" + text.ljust(70))
+        sys.stderr.flush()
+    else:
+        log.info("epoch done", extra={"epoch": record.epoch, "max_epochs": max_epochs,
+                                      "train_loss": record.train_loss,
+                                      "validation_loss": record.validation_loss, "seconds": record.seconds})
+
+
+def train(data: Prepared, spec: ModelSpec, progress: Progress | None = log_progress) -> TrainingResult:
+    """Fit an LSTMCore on the training split, stopping when validation loss stops improving."""
+    started = time.perf_counter()
+    seed_everything(spec.seed)
+    device = pick_device()
+    core = LSTMCore(spec.hidden_size, spec.layers, spec.dropout, data.horizon).to(device)
+    optimiser = torch.optim.AdamW(core.parameters(), lr=spec.learning_rate)
+    loss_fn = nn.MSELoss()
+    generator = np.random.default_rng(spec.seed)
+    train_origins = data.split.train
+    best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(core.state_dict())
+    result = TrainingResult(core=core, best_epoch=0, device=str(device))
+    stale = 0
+    for epoch in range(1, spec.max_epochs + 1):
+        epoch_start = time.perf_counter()
+        core.train()
+        order = generator.permutation(train_origins)
+        total, count = 0.0, 0
+        for start in range(0, len(order), spec.batch_size):
+            batch = order[start : start + spec.batch_size]
+            x = torch.from_numpy(np.ascontiguousarray(data.inputs(batch))).to(device)
+            y = torch.from_numpy(data.targets[batch]).to(device)
+            optimiser.zero_grad(set_to_none=True)
+            loss = loss_fn(core(x), y)
+            loss.backward()  # type: ignore[no-untyped-call]
+            nn.utils.clip_grad_norm_(core.parameters(), 1.0)
+            optimiser.step()
+            total += float(loss.detach()) * len(batch)
+            count += len(batch)
+        validation_loss = _loss(core, data, data.split.validation, device)
+        record = EpochRecord(epoch, total / max(count, 1), validation_loss, time.perf_counter() - epoch_start)
+        result.epochs.append(record)
+        if progress:
+            progress(record, spec.max_epochs)
+        if validation_loss < best_loss - 1e-6:
+            best_loss, best_epoch, stale = validation_loss, epoch, 0
+            best_state = copy.deepcopy(core.state_dict())
+        else:
+            stale += 1
+            if stale >= spec.patience:
+                result.stopped_early = True
+                break
+    if progress and sys.stderr.isatty():
+        sys.stderr.write("\n")
+    core.load_state_dict(best_state)
+    core.eval()
+    result.best_epoch = best_epoch
+    result.seconds = time.perf_counter() - started
+    return result
