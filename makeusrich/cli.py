@@ -6,7 +6,6 @@ Every failure the user can act on ends with exit status 1 and one sentence on st
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -43,8 +42,10 @@ def cmd_candles(args: argparse.Namespace) -> int:
     store = pair_store(args.store, pair.namespace, pair.name) if args.store else None
     candles = load_candles(pair.spec, Source.parse(args.source), store, api_url=args.api_url)
     shown = candles.frame.tail(args.last)
-    log.info("candles loaded", extra={"source": candles.source, "requests": candles.requests,
-                                      "report": candles.report.summary()})
+    log.info(
+        "candles loaded",
+        extra={"source": candles.source, "requests": candles.requests, "report": candles.report.summary()},
+    )
     if args.json:
         sys.stdout.write(shown.to_json(orient="records", date_format="iso") + "\n")
     else:
@@ -60,7 +61,9 @@ def _add_pair_args(parser: argparse.ArgumentParser) -> None:
         default="binance",
         help="where candles come from: binance (default), sample (bundled BTC/USDT 1h), or file:PATH (CSV)",
     )
-    parser.add_argument("--api-url", default=None, help="Binance REST base URL (default: Binance; env BINANCE_API_URL)")
+    parser.add_argument(
+        "--api-url", default=None, help="Binance REST base URL (default: Binance; env BINANCE_API_URL)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,11 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"makeusrich {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("--log-json", action="store_true", default=None, help="log JSON lines even on a terminal")
+    parser.add_argument(
+        "--log-json", action="store_true", default=None, help="log JSON lines even on a terminal"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {}
 
-    def add(name: str, help_text: str, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+    def add(
+        name: str, help_text: str, handler: Callable[[argparse.Namespace], int]
+    ) -> argparse.ArgumentParser:
         commands[name] = (help_text, handler)
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(handler=handler)
@@ -84,7 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("candles", "fetch and show a pair's recent candles", cmd_candles)
     _add_pair_args(p)
-    p.add_argument("--store", default=None, help="store URL whose candle cache to use and update (file:///dir or s3://bucket)")
+    p.add_argument(
+        "--store",
+        default=None,
+        help="store URL whose candle cache to use and update (file:///dir or s3://bucket)",
+    )
     p.add_argument("--last", type=int, default=10, help="how many of the newest candles to show")
     p.add_argument("--json", action="store_true", help="print the candles as JSON records")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from croniter import CroniterBadCronError, croniter
+from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
@@ -53,7 +53,9 @@ class ModelSpec(_Spec):
     learning_rate: float = Field(0.001, gt=0.0, le=1.0, description="AdamW learning rate.")
     batch_size: int = Field(256, ge=1, le=8192, description="Windows per optimisation step.")
     max_epochs: int = Field(50, ge=1, le=1000, description="Upper bound on training epochs.")
-    patience: int = Field(3, ge=1, le=100, description="Epochs without validation improvement before stopping.")
+    patience: int = Field(
+        3, ge=1, le=100, description="Epochs without validation improvement before stopping."
+    )
     seed: int = Field(42, ge=0, le=2**31 - 1, description="Seed for weights and batch order.")
 
 
@@ -89,32 +91,44 @@ def valid_cron(expression: str) -> str:
             raise ValueError(f"unknown cron macro {text!r}; use one of {', '.join(CRON_MACROS)}")
         return text
     if len(text.split(" ")) != 5:
-        raise ValueError(f"cron expression {text!r} must have 5 fields: minute hour day-of-month month day-of-week")
+        raise ValueError(
+            f"cron expression {text!r} must have 5 fields: minute hour day-of-month month day-of-week"
+        )
+    start = datetime(2025, 1, 1, tzinfo=UTC)
     try:
-        schedule = croniter(text, datetime(2025, 1, 1, tzinfo=UTC))
-        nxt = schedule.get_next(datetime)
+        schedule = croniter(text, start)
     except (CroniterBadCronError, ValueError, KeyError) as exc:
         raise ValueError(f"cron expression {text!r} is not valid: {exc}") from None
-    except Exception as exc:  # croniter signals "never fires" with its own error types
-        raise ValueError(f"cron expression {text!r} never fires: {exc}") from None
-    if (nxt - datetime(2025, 1, 1, tzinfo=UTC)).days > 366 * 4:
+    try:
+        nxt = schedule.get_next(datetime)
+    except CroniterBadDateError:
+        raise ValueError(f"cron expression {text!r} never fires (no such date)") from None
+    if (nxt - start).days > 366 * 4:
         raise ValueError(f"cron expression {text!r} fires less than once in four years")
     return text
 
 
 class CurrencyPairSpec(_Spec):
-    currency: str = Field(pattern=ASSET_PATTERN, description="Base asset as Binance spells it, lower case (btc).")
-    compare: str = Field(pattern=ASSET_PATTERN, description="Quote asset, lower case (usdt).")
-    interval: Literal["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w"] = Field(
-        "1h", description="Binance kline interval."
+    currency: str = Field(
+        pattern=ASSET_PATTERN, description="Base asset as Binance spells it, lower case (btc)."
     )
-    schedule: str = Field("0 0 * * *", pattern=CRON_PATTERN, description="Cron expression for retraining.")
+    compare: str = Field(pattern=ASSET_PATTERN, description="Quote asset, lower case (usdt).")
+    interval: Literal[
+        "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w"
+    ] = Field("1h", description="Binance kline interval.")
+    schedule: str = Field(
+        "0 0 * * *",
+        description="Cron expression for retraining.",
+        json_schema_extra={"pattern": CRON_PATTERN},
+    )
     lookback_days: int = Field(365, ge=1, le=3650, description="History used by one training run, in days.")
-    model: ModelSpec = Field(default_factory=ModelSpec)  # type: ignore[arg-type]
-    promotion: PromotionSpec = Field(default_factory=PromotionSpec)  # type: ignore[arg-type]
-    serving: ServingSpec = Field(default_factory=ServingSpec)  # type: ignore[arg-type]
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    promotion: PromotionSpec = Field(default_factory=PromotionSpec)
+    serving: ServingSpec = Field(default_factory=ServingSpec)
     suspend: bool = Field(False, description="Stop scheduled training; the served model stays.")
-    train_on_create: bool = Field(True, description="Start a first training Job as soon as the pair is created.")
+    train_on_create: bool = Field(
+        True, description="Start a first training Job as soon as the pair is created."
+    )
 
     @field_validator("schedule")
     @classmethod
@@ -142,8 +156,8 @@ class CurrencyPair(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    api_version: Literal["makeusrich.io/v1alpha1"] = Field(API_VERSION, alias="apiVersion")
-    kind: Literal["CurrencyPair"] = KIND
+    api_version: Literal["makeusrich.io/v1alpha1"] = Field("makeusrich.io/v1alpha1", alias="apiVersion")
+    kind: Literal["CurrencyPair"] = "CurrencyPair"
     metadata: Metadata
     spec: CurrencyPairSpec
 
@@ -189,7 +203,9 @@ def load_pair(path: str | Path) -> CurrencyPair:
     except yaml.YAMLError as exc:
         raise PairError(f"{path} is not valid YAML: {exc}") from None
     if not documents:
-        raise PairError(f"{path} is empty; it should hold a CurrencyPair (see manifests/examples/btc-usdt.yaml)")
+        raise PairError(
+            f"{path} is empty; it should hold a CurrencyPair (see manifests/examples/btc-usdt.yaml)"
+        )
     pairs = [doc for doc in documents if isinstance(doc, dict) and doc.get("kind") == KIND]
     return parse_pair(pairs[0] if pairs else documents[0], str(path))
 
@@ -258,9 +274,9 @@ def _structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         non_null = [v for v in variants if v.get("type") != "null"]
         if len(non_null) == 1 and len(non_null) < len(variants):
             rest = {k: v for k, v in schema.items() if k != "anyOf"}
-            out = _structural({**non_null[0], **rest}, defs)
-            out["nullable"] = True
-            return out
+            nullable = _structural({**non_null[0], **rest}, defs)
+            nullable["nullable"] = True
+            return nullable
     out: dict[str, Any] = {}
     for key, value in schema.items():
         if key in _DROPPED_KEYWORDS:
@@ -302,8 +318,12 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Interval", "type": "string", "jsonPath": ".spec.interval"},
     {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
     {"name": "Serving", "type": "string", "jsonPath": ".status.serving.version"},
-    {"name": "Skill", "type": "number", "jsonPath": ".status.model.skill",
-     "description": "Test MAE relative to persistence: below 1 beats the naive forecast."},
+    {
+        "name": "Skill",
+        "type": "number",
+        "jsonPath": ".status.model.skill",
+        "description": "Test MAE relative to persistence: below 1 beats the naive forecast.",
+    },
     {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]

@@ -80,7 +80,7 @@ def resolve_api_url(api_url: str | None = None) -> str:
 
 def make_client(api_url: str | None = None, timeout: float = 10.0) -> Client:
     """A python-binance client for public data: no key, no ping (no I/O here), a timeout on every request."""
-    client = Client(ping=False, requests_params={})
+    client = Client(ping=False, requests_params={"timeout": timeout})
     client.API_URL = resolve_api_url(api_url)
     return client
 
@@ -160,6 +160,70 @@ def _fail_fast(
     ) from exc
 
 
+@dataclass
+class _Tally:
+    """Running counts of one fetch."""
+
+    requests: int = 0
+    retries: int = 0
+    slept_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Policy:
+    """How hard to try: retries per request, backoff, and the longest Retry-After worth waiting for."""
+
+    max_retries: int
+    backoff_s: float
+    max_backoff_s: float
+    max_wait_s: float
+    sleep: Callable[[float], None]
+
+
+def _get_page(api: Client, params: dict[str, Any], policy: _Policy, tally: _Tally) -> Any:
+    """One klines request, retried on transient failures; a CandleError for everything else."""
+    symbol, interval = params["symbol"], params["interval"]
+    attempt = 0
+    while True:
+        attempt += 1
+        tally.requests += 1
+        try:
+            return api.get_klines(**params)
+        except (BinanceAPIException, *_TRANSIENT_ERRORS) as exc:
+            wait_s = _retry_after_s(exc) if isinstance(exc, BinanceAPIException) else None
+            if isinstance(exc, BinanceAPIException):
+                _fail_fast(exc, symbol, interval, wait_s, policy.max_wait_s)
+            if attempt > policy.max_retries:
+                ban = isinstance(exc, BinanceAPIException) and int(exc.status_code) == BANNED
+                advice = (
+                    "Binance has banned this IP address for sending too many requests: wait before "
+                    "fetching again"
+                    if ban
+                    else "Binance or the network may be down or rate-limiting: try again later, or allow "
+                    "more retries"
+                )
+                raise CandleError(
+                    f"fetching {symbol} {interval} klines from {api.API_URL} failed after {attempt} "
+                    f"attempt(s); last error: {_describe(exc)}. {advice}"
+                ) from exc
+            delay = (
+                wait_s if wait_s is not None else _backoff_s(attempt, policy.backoff_s, policy.max_backoff_s)
+            )
+            log.warning(
+                "binance klines %s %s startTime=%s: %s; retry %d/%d in %.2f s",
+                *(symbol, interval, params["startTime"], _describe(exc)),
+                *(attempt, policy.max_retries, delay),
+            )
+            tally.retries += 1
+            tally.slept_s += delay
+            policy.sleep(delay)
+        except requests.exceptions.RequestException as exc:  # a malformed URL, a refused TLS handshake...
+            raise CandleError(
+                f"cannot request {symbol} {interval} klines from {api.API_URL}: {_describe(exc)}; check "
+                f"the API URL (argument api_url or ${API_URL_ENV}, e.g. {DEFAULT_API_URL})"
+            ) from exc
+
+
 def fetch_klines(
     symbol: str,
     interval: str,
@@ -181,16 +245,17 @@ def fetch_klines(
 
     The frame is what Binance sent, oldest first, minus the candle still open (its close_time not yet past
     by `clock`): run `clean_candles` on it, so that its report names whatever validation drops. The result
-    also counts the requests made. Each request
-    gets `max_retries` retries; a `Retry-After` longer than `max_wait_s` fails at once rather than stalling a
-    trainer. `on_page` sees a `FetchProgress` after every page (the last one holds the totals). `client`
-    reuses a client from `make_client` (then `api_url` and `timeout` are the client's own).
+    also counts the requests made. Each request gets `max_retries` retries; a `Retry-After` longer than
+    `max_wait_s` fails at once rather than stalling a trainer. `on_page` sees a `FetchProgress` after every
+    page (the last one holds the totals). `client` reuses a client from `make_client` (then `api_url` and
+    `timeout` are the client's own, and the client is left open).
     """
     symbol = symbol.strip().upper()
     step = interval_ms(interval)
     if max_retries < 0:
         raise ValueError("max_retries must be >= 0")
-    own_client = client is None
+    policy = _Policy(max_retries, backoff_s, max_backoff_s, max_wait_s, sleep)
+    tally = _Tally()
     api = make_client(api_url, timeout) if client is None else client
     # Newest open time whose candle is closed (with the skew margin) at the time of the call.
     now_ms = int(clock() * 1000)
@@ -198,57 +263,15 @@ def fetch_klines(
     if end_ms is not None:
         last_wanted = min(last_wanted, end_ms)
     rows: list[list[Any]] = []
-    pages = requests_sent = retries = 0
-    slept = 0.0
+    pages = 0
     start = int(start_ms)
     try:
         while start <= last_wanted:
-            params: dict[str, Any] = {
-                "symbol": symbol,
-                "interval": interval,
-                "startTime": start,
-                "limit": PAGE_LIMIT,
-            }
+            params: dict[str, Any] = {"symbol": symbol, "interval": interval, "startTime": start}
             if end_ms is not None:
                 params["endTime"] = int(end_ms)
-            attempt = 0
-            while True:
-                attempt += 1
-                requests_sent += 1
-                try:
-                    page = api.get_klines(**params)
-                    break
-                except (BinanceAPIException, *_TRANSIENT_ERRORS) as exc:
-                    wait_s = _retry_after_s(exc) if isinstance(exc, BinanceAPIException) else None
-                    if isinstance(exc, BinanceAPIException):
-                        _fail_fast(exc, symbol, interval, wait_s, max_wait_s)
-                    if attempt > max_retries:
-                        ban = isinstance(exc, BinanceAPIException) and int(exc.status_code) == BANNED
-                        raise CandleError(
-                            f"fetching {symbol} {interval} klines from {api.API_URL} failed after {attempt} "
-                            f"attempt(s); last error: {_describe(exc)}. "
-                            + (
-                                "Binance has banned this IP address for sending too many requests: "
-                                "wait before fetching again"
-                                if ban
-                                else "Binance or the network may be down or rate-limiting: try again later, "
-                                "or allow more retries"
-                            )
-                        ) from exc
-                    delay = wait_s if wait_s is not None else _backoff_s(attempt, backoff_s, max_backoff_s)
-                    retries += 1
-                    log.warning(
-                        "binance klines %s %s startTime=%d: %s; retry %d/%d in %.2f s",
-                        symbol,
-                        interval,
-                        start,
-                        _describe(exc),
-                        attempt,
-                        max_retries,
-                        delay,
-                    )
-                    slept += delay
-                    sleep(delay)
+            params["limit"] = PAGE_LIMIT
+            page = _get_page(api, params, policy, tally)
             if not isinstance(page, list):
                 raise CandleError(
                     f"Binance answered the klines request for {symbol} {interval} with "
@@ -259,20 +282,21 @@ def fetch_klines(
             rows.extend(page)
             newest = int(page[-1][0]) if page else None
             if on_page is not None:
-                on_page(
-                    FetchProgress(symbol, interval, pages, requests_sent, retries, len(rows), slept, newest)
+                progress = FetchProgress(
+                    symbol, interval, pages, tally.requests, tally.retries, len(rows), tally.slept_s, newest
                 )
+                on_page(progress)
             if newest is None or len(page) < PAGE_LIMIT:
                 break
-            if newest + step <= start:
+            if newest < start:
                 raise CandleError(
-                    f"Binance returned klines for {symbol} {interval} that do not advance past {start}; "
-                    "the API at this URL does not behave like Binance's"
+                    f"the klines API at {api.API_URL} answered startTime={start} with older candles; "
+                    "it does not behave like Binance's"
                 )
             start = newest + step
     finally:
-        if own_client:
+        if client is None:
             api.close_connection()
     closed = [row for row in rows if int(row[6]) < now_ms - CLOCK_SKEW_MS]
     frame = candles_from_klines(closed, source=f"binance {symbol} {interval}")
-    return KlineFetch(frame, requests_sent, pages, retries, slept)
+    return KlineFetch(frame, tally.requests, pages, tally.retries, tally.slept_s)

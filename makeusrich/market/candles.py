@@ -77,9 +77,7 @@ def interval_ms(interval: str) -> int:
     try:
         return INTERVAL_MS[interval]
     except KeyError:
-        raise CandleError(
-            f"unsupported interval {interval!r}: use one of {', '.join(INTERVAL_MS)}"
-        ) from None
+        raise CandleError(f"unsupported interval {interval!r}: use one of {', '.join(INTERVAL_MS)}") from None
 
 
 def empty_candles() -> pd.DataFrame:
@@ -212,13 +210,10 @@ def broken_bars(frame: pd.DataFrame) -> np.ndarray:
     """
     o, h, lo, c, v = (frame[name].to_numpy(dtype="float64") for name in OHLCV)
     impossible = (
-        (np.minimum.reduce([o, h, lo, c]) <= 0)
-        | (h < np.maximum(o, c))
-        | (lo > np.minimum(o, c))
-        | (v < 0)
+        (np.minimum.reduce([o, h, lo, c]) <= 0) | (h < np.maximum(o, c)) | (lo > np.minimum(o, c)) | (v < 0)
     )
     if len(frame) < 3:
-        return impossible  # type: ignore[no-any-return]
+        return impossible
     with np.errstate(divide="ignore", invalid="ignore"):
         spread = np.log(h / lo)
         jump = np.abs(np.log(o[1:] / c[:-1]))
@@ -226,10 +221,12 @@ def broken_bars(frame: pd.DataFrame) -> np.ndarray:
     limit = max(SPIKE_MIN_LOG, SPIKE_FACTOR * typical)
     spikes = spread > limit
     spikes[1:] |= jump > limit
-    return impossible | spikes  # type: ignore[no-any-return]
+    return impossible | spikes
 
 
-def clean_candles(frame: pd.DataFrame, interval: str, source: str = "candles") -> tuple[pd.DataFrame, CandleReport]:
+def clean_candles(
+    frame: pd.DataFrame, interval: str, source: str = "candles"
+) -> tuple[pd.DataFrame, CandleReport]:
     """Sort, drop duplicates and impossible bars, and report gaps; refuse NaN prices outright.
 
     Duplicated open times keep the last row (a later fetch supersedes an earlier one). Broken bars are

@@ -97,11 +97,15 @@ def fetch_incremental(
     requests = 0
     fresh = pd.DataFrame()
     if start <= last_closed:
-        result = binance.fetch_klines(spec.symbol, spec.interval, start, last_closed + step - 1, api_url=api_url)
+        result = binance.fetch_klines(
+            spec.symbol, spec.interval, start, last_closed + step - 1, api_url=api_url
+        )
         fresh, requests = result.frame, result.requests
     frame = merge_candles(cached, fresh) if not fresh.empty or cached is not None else fresh
     if frame.empty:
-        raise CandleError(f"Binance returned no {spec.symbol} {spec.interval} candles for the lookback period")
+        raise CandleError(
+            f"Binance returned no {spec.symbol} {spec.interval} candles for the lookback period"
+        )
     if store is not None and requests:
         keep_from = pd.Timestamp(last_closed - (spec.lookback_candles() - 1) * step, unit="ms", tz="UTC")
         try:
@@ -115,7 +119,9 @@ def tail_lookback(frame: pd.DataFrame, spec: CurrencyPairSpec) -> pd.DataFrame:
     """The last `lookbackDays` of a frame, measured back from its newest candle."""
     if frame.empty:
         return frame
-    cutoff = frame["open_time"].iloc[-1] - pd.Timedelta(milliseconds=(spec.lookback_candles() - 1) * interval_ms(spec.interval))
+    cutoff = frame["open_time"].iloc[-1] - pd.Timedelta(
+        milliseconds=(spec.lookback_candles() - 1) * interval_ms(spec.interval)
+    )
     return frame[frame["open_time"] >= cutoff].reset_index(drop=True)
 
 

@@ -119,7 +119,9 @@ class PairStore:
         try:
             value = json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise StoreError(f"{self.objects.uri(key)} is not valid JSON ({exc}); the store is damaged") from exc
+            raise StoreError(
+                f"{self.objects.uri(key)} is not valid JSON ({exc}); the store is damaged"
+            ) from exc
         if not isinstance(value, dict):
             raise StoreError(f"{self.objects.uri(key)} does not hold a JSON object; the store is damaged")
         return value
@@ -188,7 +190,9 @@ class PairStore:
         """
         base = self.version_prefix(version)
         if self.objects.list(base):
-            raise StoreError(f"version {version} of {self.pair} already exists; versions are never overwritten")
+            raise StoreError(
+                f"version {version} of {self.pair} already exists; versions are never overwritten"
+            )
         if self.model_path() not in files:
             raise StoreError(f"a version must contain {self.model_path()}")
         stored = dict(metadata)
@@ -248,7 +252,9 @@ class PairStore:
         try:
             return pd.read_parquet(io.BytesIO(raw))
         except Exception as exc:  # a damaged cache is not fatal: it is refetched
-            raise StoreError(f"candle cache {self.objects.uri(self.candles_key(interval))} is unreadable: {exc}") from exc
+            raise StoreError(
+                f"candle cache {self.objects.uri(self.candles_key(interval))} is unreadable: {exc}"
+            ) from exc
 
     def write_candles(self, interval: str, frame: pd.DataFrame) -> None:
         buffer = io.BytesIO()

@@ -41,7 +41,9 @@ class LocalStore:
                 Path(tmp).unlink(missing_ok=True)
                 raise
         except OSError as exc:
-            raise StoreError(f"cannot write {path}: {exc.strerror or exc}; check the folder's permissions and free space") from exc
+            raise StoreError(
+                f"cannot write {path}: {exc.strerror or exc}; check the folder's permissions and free space"
+            ) from exc
 
     def get(self, key: str) -> bytes:
         path = self._path(key)

@@ -247,6 +247,10 @@ class S3Store:
                 hint = "check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the bucket's permissions"
             elif exc.code == "NoSuchBucket":
                 hint = "create the bucket or fix the s3:// URL"
+            elif exc.code == "InvalidBucketName":
+                hint = "fix the bucket name in the s3:// URL (lower-case letters, digits, dots and hyphens)"
+            elif exc.code == "AuthorizationHeaderMalformed":
+                hint = "set AWS_REGION to the bucket's region"
             else:
                 hint = "retry, or look at the S3 server's log"
             message = f"S3 at {self.endpoint} refused to {action} {where} ({reason}); {hint}"

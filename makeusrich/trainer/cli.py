@@ -37,9 +37,14 @@ def add_train_command(add: Add) -> None:
 
     p = add("train", "train, evaluate, export and publish one model version for a pair", cmd_train)
     _add_pair_args(p)
-    p.add_argument("--store", default=DEFAULT_STORE,
-                   help="model store URL: file:///dir or s3://bucket[/prefix] (env MAKEUSRICH_STORE; "
-                        "S3 endpoint and keys from S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)")
-    p.add_argument("--json", action="store_true", help="print the version's metadata.json instead of a summary")
+    p.add_argument(
+        "--store",
+        default=DEFAULT_STORE,
+        help="model store URL: file:///dir or s3://bucket[/prefix] (env MAKEUSRICH_STORE; "
+        "S3 endpoint and keys from S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)",
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print the version's metadata.json instead of a summary"
+    )
     p.add_argument("--max-epochs", type=int, default=None, help="override spec.model.maxEpochs (short runs)")
     p.add_argument("--lookback-days", type=int, default=None, help="override spec.lookbackDays")

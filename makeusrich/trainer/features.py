@@ -29,8 +29,9 @@ FEATURE_NAMES = ("log_open_rel", "log_high_rel", "log_low_rel", "log_return", "l
 
 
 def ohlcv_array(frame: pd.DataFrame) -> np.ndarray:
-    """Raw candles as float64 [n, 5] in the model's input order: open, high, low, close, volume."""
-    return frame[list(OHLCV)].to_numpy(dtype=np.float64)
+    """Raw candles [n, 5] in the model's input order (open, high, low, close, volume), rounded to float32 as a
+    client sends them (contract 2) and held as float64, so that training sees exactly what serving sees."""
+    return frame[list(OHLCV)].to_numpy(dtype=np.float32).astype(np.float64)
 
 
 def feature_rows(ohlcv: np.ndarray) -> np.ndarray:
@@ -59,7 +60,7 @@ def targets(close: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:
     """y[i, k] = log(close[t+k+1] / close[t]) for each origin t: cumulative log returns, [len(origins), h]."""
     log_close = np.log(close)
     steps = origins[:, None] + np.arange(1, horizon + 1)[None, :]
-    return log_close[steps] - log_close[origins][:, None]  # type: ignore[no-any-return]
+    return log_close[steps] - log_close[origins][:, None]
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,11 @@ class Split:
 
 
 def chronological_split(
-    origins: np.ndarray, n_candles: int, window: int, horizon: int, fractions: tuple[float, float] = (0.8, 0.1)
+    origins: np.ndarray,
+    n_candles: int,
+    window: int,
+    horizon: int,
+    fractions: tuple[float, float] = (0.8, 0.1),
 ) -> Split:
     """Split origins at candle boundaries b1 < b2 so that no candle is read by two splits.
 
@@ -102,10 +107,10 @@ class Scaler:
         return cls(mean=rows.mean(axis=0), std=np.where(std > 1e-12, std, 1.0))
 
     def transform(self, rows: np.ndarray) -> np.ndarray:
-        return (rows - self.mean) / self.std  # type: ignore[no-any-return]
+        return (rows - self.mean) / self.std
 
     def inverse(self, rows: np.ndarray) -> np.ndarray:
-        return rows * self.std + self.mean  # type: ignore[no-any-return]
+        return rows * self.std + self.mean
 
 
 def training_feature_rows(features: np.ndarray, train_origins: np.ndarray, window: int) -> np.ndarray:
@@ -125,7 +130,7 @@ def windows(features: np.ndarray, origins: np.ndarray, window: int) -> np.ndarra
     """Feature windows [len(origins), W-1, 5] as a view into `features` where possible (no copy of the data
     per window): window at origin t = feature rows t-W+1 .. t-1."""
     view = sliding_window_view(features, window - 1, axis=0)  # [n-W+1, 5, W-1]
-    return view[origins - window + 1].transpose(0, 2, 1)  # type: ignore[no-any-return]
+    return view[origins - window + 1].transpose(0, 2, 1)
 
 
 @dataclass(frozen=True)
@@ -148,18 +153,20 @@ class Prepared:
     def raw_windows(self, origins: np.ndarray) -> np.ndarray:
         """Raw OHLCV windows [len, W, 5], as a client sends them to the served model."""
         view = sliding_window_view(self.ohlcv, self.window, axis=0)
-        return view[origins - self.window + 1].transpose(0, 2, 1)  # type: ignore[no-any-return]
+        return view[origins - self.window + 1].transpose(0, 2, 1)
 
     def last_close(self, origins: np.ndarray) -> np.ndarray:
-        return self.ohlcv[origins, 3]  # type: ignore[no-any-return]
+        return self.ohlcv[origins, 3]
 
     def actual_prices(self, origins: np.ndarray) -> np.ndarray:
         """Closes of the next `horizon` candles after each origin, [len, h]."""
         steps = origins[:, None] + np.arange(1, self.horizon + 1)[None, :]
-        return self.ohlcv[steps, 3]  # type: ignore[no-any-return]
+        return self.ohlcv[steps, 3]
 
 
-def prepare(frame: pd.DataFrame, window: int, horizon: int, step_ms: int, fractions: tuple[float, float] = (0.8, 0.1)) -> Prepared:
+def prepare(
+    frame: pd.DataFrame, window: int, horizon: int, step_ms: int, fractions: tuple[float, float] = (0.8, 0.1)
+) -> Prepared:
     """Features, targets and split for a clean candle frame (see makeusrich.market.candles.clean_candles)."""
     ohlcv = ohlcv_array(frame)
     if not np.isfinite(ohlcv).all() or (ohlcv[:, :4] <= 0).any():

@@ -29,7 +29,7 @@ class LSTMCore(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.lstm(x)
-        return self.head(out[:, -1, :])  # type: ignore[no-any-return]
+        return self.head(out[:, -1, :])
 
 
 def _buffer(values: np.ndarray) -> torch.Tensor:
@@ -39,22 +39,31 @@ def _buffer(values: np.ndarray) -> torch.Tensor:
 class FeatureLayer(nn.Module):
     """Raw OHLCV windows [B, W, 5] -> standardised feature windows [B, W-1, 5]; mirrors features.feature_rows."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, scaler: Scaler) -> None:
         super().__init__()
-        self.register_buffer("mean", _buffer(scaler.mean))
-        self.register_buffer("std", _buffer(scaler.std))
+        self.register_buffer("mean", torch.as_tensor(np.asarray(scaler.mean, dtype=np.float64)))
+        self.register_buffer("std", torch.as_tensor(np.asarray(scaler.std, dtype=np.float64)))
 
     def forward(self, candles: torch.Tensor) -> torch.Tensor:
+        # Ratios of nearby prices in float64: in float32 the log of open/previous close (often 1 +- 1e-6) would
+        # be mostly rounding noise once standardised.
+        candles = candles.double()
         prev_close = candles[:, :-1, 3:4]
         prices = torch.log(candles[:, 1:, 0:4] / prev_close)
         log_volume = torch.log1p(candles[:, :, 4:5])
         volume = log_volume[:, 1:, :] - log_volume[:, :-1, :]
         features = torch.cat([prices, volume], dim=2)
-        return (features - self.mean) / self.std
+        return ((features - self.mean) / self.std).float()
 
 
 class Forecaster(nn.Module):
     """The served model: raw candles [B, W, 5] (oldest first) -> next `horizon` close prices [B, horizon]."""
+
+    target_mean: torch.Tensor
+    target_std: torch.Tensor
 
     def __init__(self, core: LSTMCore, feature_scaler: Scaler, target_scaler: Scaler) -> None:
         super().__init__()

@@ -64,7 +64,9 @@ def training_log_returns(data: Prepared) -> np.ndarray:
     return np.diff(np.log(data.ohlcv[: last + 1, 3]))
 
 
-def score_split(data: Prepared, origins: np.ndarray, forecast: np.ndarray, ar_coefs: np.ndarray) -> dict[str, Any]:
+def score_split(
+    data: Prepared, origins: np.ndarray, forecast: np.ndarray, ar_coefs: np.ndarray
+) -> dict[str, Any]:
     history = evaluate.past_closes(data.ohlcv[:, 3], origins, min(AR_ORDER, data.window - 1) + 1)
     return evaluate.evaluate_split(
         actual=data.actual_prices(origins),
@@ -123,10 +125,22 @@ def build_metadata(
         },
         "window": data.window,
         "horizon": data.horizon,
-        "inputs": [{"name": INPUT_NAME, "datatype": "FP32", "shape": [-1, data.window, 5],
-                    "description": "raw open, high, low, close, volume; oldest first; last row = last closed candle"}],
-        "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": [-1, data.horizon],
-                     "description": "predicted close prices of the next candles"}],
+        "inputs": [
+            {
+                "name": INPUT_NAME,
+                "datatype": "FP32",
+                "shape": [-1, data.window, 5],
+                "description": "raw open, high, low, close, volume; oldest first; last row = last closed candle",
+            }
+        ],
+        "outputs": [
+            {
+                "name": OUTPUT_NAME,
+                "datatype": "FP32",
+                "shape": [-1, data.horizon],
+                "description": "predicted close prices of the next candles",
+            }
+        ],
         "spec": spec.model.model_dump(by_alias=True),
         "metrics": metrics,
         "promotion": {
@@ -174,8 +188,10 @@ def run_training(
     spec = pair.spec
     version = new_version(now)
     candles = load_candles(spec, source, store, now=now, api_url=api_url)
-    log.info("candles ready", extra={"pair": pair.name, "summary": candles.report.summary(),
-                                     "requests": candles.requests})
+    log.info(
+        "candles ready",
+        extra={"pair": pair.name, "summary": candles.report.summary(), "requests": candles.requests},
+    )
     data = prepare(candles.frame, spec.model.window, spec.model.horizon, interval_ms(spec.interval))
     result = train(data, spec.model, progress)
     forecaster = Forecaster(result.core.cpu(), data.feature_scaler, data.target_scaler)
@@ -197,7 +213,9 @@ def run_training(
     try:
         json.dumps(metadata, allow_nan=False)
     except ValueError as exc:
-        raise MakeUsRichError(f"training produced non-finite metrics ({exc}); nothing was published") from None
+        raise MakeUsRichError(
+            f"training produced non-finite metrics ({exc}); nothing was published"
+        ) from None
     stored = store.publish(version, files, metadata, promote=decision[0])
     return Outcome(version=version, promoted=decision[0], reason=decision[1], metadata=stored)
 

@@ -94,9 +94,16 @@ def log_progress(record: EpochRecord, max_epochs: int) -> None:
         sys.stderr.write("\r" + text.ljust(70))
         sys.stderr.flush()
     else:
-        log.info("epoch done", extra={"epoch": record.epoch, "max_epochs": max_epochs,
-                                      "train_loss": record.train_loss,
-                                      "validation_loss": record.validation_loss, "seconds": record.seconds})
+        log.info(
+            "epoch done",
+            extra={
+                "epoch": record.epoch,
+                "max_epochs": max_epochs,
+                "train_loss": record.train_loss,
+                "validation_loss": record.validation_loss,
+                "seconds": record.seconds,
+            },
+        )
 
 
 def train(data: Prepared, spec: ModelSpec, progress: Progress | None = log_progress) -> TrainingResult:
@@ -123,7 +130,7 @@ def train(data: Prepared, spec: ModelSpec, progress: Progress | None = log_progr
             y = torch.from_numpy(data.targets[batch]).to(device)
             optimiser.zero_grad(set_to_none=True)
             loss = loss_fn(core(x), y)
-            loss.backward()  # type: ignore[no-untyped-call]
+            loss.backward()
             nn.utils.clip_grad_norm_(core.parameters(), 1.0)
             optimiser.step()
             total += float(loss.detach()) * len(batch)

@@ -6,6 +6,7 @@ import email.utils
 import math
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -27,9 +28,9 @@ class Sleeps(list[float]):
         self.append(seconds)
 
 
-def csv_frame(path: object) -> pd.DataFrame:
+def csv_frame(path: Path) -> pd.DataFrame:
     """The expected candles, read from the CSV by pandas: a path independent of the server's JSON."""
-    return candles_from_table(pd.read_csv(path), str(path))  # type: ignore[arg-type]
+    return candles_from_table(pd.read_csv(path), str(path))
 
 
 def klines_paths(server: FakeBinance) -> list[str]:
@@ -279,6 +280,22 @@ def test_timeouts_exhaust_retries_with_a_clear_error(fake_binance: FakeBinance) 
             max_retries=1,
         )
     assert [req.fault.kind for req in fake_binance.requests if req.fault] == ["slow", "drop"]
+
+
+def test_a_server_that_is_not_there_exhausts_retries() -> None:
+    with FakeBinance(bundled=False) as gone:
+        url = gone.url
+    sleeps = Sleeps()
+    with pytest.raises(CandleError, match=r"failed after 3 attempt\(s\); last error: ConnectionError"):
+        fetch_klines("BTCUSDT", "1h", 1_600_000_000_000, api_url=url, sleep=sleeps, max_retries=2)
+    assert len(sleeps) == 2
+
+
+def test_a_malformed_api_url_is_a_clear_error() -> None:
+    sleeps = Sleeps()
+    with pytest.raises(CandleError, match=r"check the API URL \(argument api_url or \$BINANCE_API_URL"):
+        fetch_klines("BTCUSDT", "1h", 1_600_000_000_000, api_url="127.0.0.1:9/api", sleep=sleeps)
+    assert sleeps == []
 
 
 # Only closed candles.

@@ -1,0 +1,167 @@
+"""How long a full fetch of one year of hourly candles takes, and how many requests it makes.
+
+Serves the candles from tests/fixtures/fake_binance (real HTTP on loopback, so network latency to Binance is
+not in the numbers: on the real API, add one round trip per request) and fetches them through
+`makeusrich.market.binance.fetch_klines`. For comparison it also times python-binance's own
+`get_historical_klines`, which this project does not use.
+
+    python bench/fetch_bench.py [--repeats 5] [--write]
+
+`--write` records the table, the command and the date in bench/results/fetch.md. To add a scenario (the
+"up to date" fetch with a candle cache), write a `bench_...(server, repeats) -> list[Row]` next to
+`bench_full_fetch` and add it to `SCENARIOS`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # run as a script: make `tests.fixtures` importable
+
+from binance.client import Client  # noqa: E402
+
+from makeusrich.market.binance import fetch_klines  # noqa: E402
+from tests.fixtures.fake_binance import FakeBinance  # noqa: E402
+
+YEAR_HOURS = 8_760
+HOUR_MS = 3_600_000
+RESULTS = REPO / "bench" / "results" / "fetch.md"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the results table."""
+
+    scenario: str
+    candles: int
+    requests: int
+    median_s: float
+    best_s: float
+    repeats: int
+
+
+def _time(run: Callable[[], tuple[int, int]], repeats: int) -> tuple[int, int, list[float]]:
+    """Run `repeats` times; returns (candles, requests) of the last run and the wall times."""
+    times: list[float] = []
+    candles = requests = 0
+    for _ in range(repeats):
+        began = time.perf_counter()
+        candles, requests = run()
+        times.append(time.perf_counter() - began)
+    return candles, requests, times
+
+
+def _row(scenario: str, candles: int, requests: int, times: list[float]) -> Row:
+    return Row(scenario, candles, requests, statistics.median(times), min(times), len(times))
+
+
+def serve_year(server: FakeBinance) -> tuple[str, str, int]:
+    """Serve one year of synthetic hourly candles ending now: 8,760 closed ones plus the one still open."""
+    server.add_synthetic("BTCUSDT", "1h", YEAR_HOURS + 1, seed=1)
+    first = server.rows("BTCUSDT", "1h")[0][0]
+    return "BTCUSDT", "1h", first
+
+
+def bench_full_fetch(server: FakeBinance, repeats: int = 5) -> list[Row]:
+    """A first fetch with no cache: one year of hourly candles, up to now, through fetch_klines."""
+    symbol, interval, start = serve_year(server)
+
+    def run() -> tuple[int, int]:
+        server.clear()
+        result = fetch_klines(symbol, interval, start, api_url=server.url)
+        # The server's own count guards against a miscounting client.
+        assert result.requests == len(server.requests), (result.requests, len(server.requests))
+        return len(result.frame), result.requests
+
+    candles, requests, times = _time(run, repeats)
+    # 8,760, or one less within CLOCK_SKEW_MS after the hour (the newest candle waits for the next fetch).
+    if candles not in (YEAR_HOURS, YEAR_HOURS - 1):
+        raise SystemExit(f"full fetch returned {candles} candles, expected {YEAR_HOURS}")
+    return [_row("full fetch, 1 year of 1h candles (fetch_klines)", candles, requests, times)]
+
+
+def bench_python_binance_historical(server: FakeBinance, repeats: int = 1) -> list[Row]:
+    """The same year through python-binance's get_historical_klines (sleeps 1 s after every third page)."""
+    symbol, interval, start = serve_year(server)
+
+    def run() -> tuple[int, int]:
+        server.clear()
+        client = Client(ping=False, requests_params={"timeout": 10})
+        client.API_URL = server.url
+        rows = client.get_historical_klines(symbol, interval, start)
+        client.close_connection()
+        return len(rows), len(server.requests)
+
+    candles, requests, times = _time(run, repeats)
+    return [_row("same, python-binance get_historical_klines (not used)", candles, requests, times)]
+
+
+SCENARIOS: list[Callable[[FakeBinance, int], list[Row]]] = [bench_full_fetch]
+
+
+def table(rows: list[Row]) -> str:
+    lines = [
+        "| scenario | candles | requests | median wall time | best | runs |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row.scenario} | {row.candles:,} | {row.requests} | {row.median_s * 1000:.0f} ms "
+            f"| {row.best_s * 1000:.0f} ms | {row.repeats} |"
+        )
+    return "\n".join(lines)
+
+
+def record(markdown: str, command: str) -> None:
+    """Write the results with what is needed to reproduce them."""
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        "# Candle fetch benchmark\n\n"
+        f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n"
+        f"- Command: `{command}`\n"
+        f"- Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"{platform.system()}\n"
+        "- Server: tests/fixtures/fake_binance.py on 127.0.0.1 (real HTTP, keep-alive, no network latency);\n"
+        "  against api.binance.com add one round trip per request. Candles: 8,760 closed synthetic hourly\n"
+        "  candles ending at the last closed hour, plus the open one (served, dropped by the fetch).\n\n"
+        f"{markdown}\n\n"
+        "Requests: 9 = ceil(8,761 / 1000) klines pages and nothing else (no ping, no exchangeInfo, no\n"
+        "earliest-timestamp lookup). python-binance's get_historical_klines makes one more request (the\n"
+        "earliest-timestamp lookup) and sleeps 1 s after every third page, which is why this project pages\n"
+        "itself.\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--write", action="store_true", help=f"record the results in {RESULTS}")
+    parser.add_argument("--no-baseline", action="store_true", help="skip python-binance's own pager")
+    args = parser.parse_args(argv)
+    rows: list[Row] = []
+    with FakeBinance(bundled=False) as server:
+        for scenario in SCENARIOS:
+            rows.extend(scenario(server, args.repeats))
+        if not args.no_baseline:
+            rows.extend(bench_python_binance_historical(server, 1))
+    markdown = table(rows)
+    print(markdown)
+    if args.write:
+        record(
+            markdown, "python bench/fetch_bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        )
+        print(f"\nrecorded in {RESULTS.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""The CurrencyPair schema, its CRD, and the files in manifests/ generated from it."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from makeusrich.errors import PairError
+from makeusrich.pair import CurrencyPairSpec, crd_manifest, load_pair, parse_pair, valid_cron
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "manifests" / "examples" / "btc-usdt.yaml"
+
+
+def openapi_to_jsonschema(schema: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI 3.0 (as Kubernetes reads it) to JSON Schema: nullable and boolean exclusive bounds."""
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "properties":
+            out[key] = {name: openapi_to_jsonschema(sub) for name, sub in value.items()}
+        elif key == "items":
+            out[key] = openapi_to_jsonschema(value)
+        elif key in ("exclusiveMinimum", "exclusiveMaximum"):
+            bound = "minimum" if key == "exclusiveMinimum" else "maximum"
+            if value:
+                out[key] = schema[bound]
+        elif key in ("minimum", "maximum"):
+            excl = schema.get("exclusiveMinimum" if key == "minimum" else "exclusiveMaximum")
+            if not excl:
+                out[key] = value
+        elif key == "nullable" or key.startswith("x-kubernetes"):
+            continue
+        else:
+            out[key] = value
+    if schema.get("nullable"):
+        out["type"] = [schema["type"], "null"]
+        if "enum" in out:
+            out["enum"] = [*out["enum"], None]
+    if schema.get("type") == "object" and "properties" in schema:
+        out["additionalProperties"] = False  # the API server prunes unknown fields; a test should flag them
+    return out
+
+
+def crd_validator() -> jsonschema.Draft202012Validator:
+    schema = crd_manifest()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    converted = openapi_to_jsonschema(schema)
+    converted["properties"]["metadata"] = {"type": "object"}
+    return jsonschema.Draft202012Validator(converted)
+
+
+def test_defaults_fill_the_design_contract() -> None:
+    spec = CurrencyPairSpec.model_validate({"currency": "btc", "compare": "usdt"})
+    assert spec.symbol == "BTCUSDT"
+    assert (spec.interval, spec.schedule, spec.lookback_days) == ("1h", "0 0 * * *", 365)
+    assert spec.model.window == 120 and spec.model.horizon == 1 and spec.model.patience == 3
+    assert spec.promotion.max_relative_mae == 1.0
+    assert spec.serving.runtime == "makeusrich-onnx" and spec.serving.pinned_version is None
+    assert spec.lookback_candles() == 365 * 24
+
+
+@pytest.mark.parametrize(
+    ("patch", "field", "words"),
+    [
+        ({"currency": "BTC"}, "spec.currency", "pattern"),
+        ({"interval": "7m"}, "spec.interval", "1h"),
+        ({"schedule": "61 0 * * *"}, "spec.schedule", "not valid"),
+        ({"schedule": "0 0 30 2 *"}, "spec.schedule", "never fires"),
+        ({"schedule": "0 0 * * * *"}, "spec.schedule", "5 fields"),
+        ({"schedule": "@fortnightly"}, "spec.schedule", "macro"),
+        ({"lookbackDays": 0}, "spec.lookbackDays", "greater than or equal to 1"),
+        ({"model": {"window": 4}}, "spec.model.window", "greater than or equal to 8"),
+        ({"model": {"horizon": 100}}, "spec.model.horizon", "less than or equal to 48"),
+        ({"model": {"maxEpochs": 0}}, "spec.model.maxEpochs", "greater than or equal to 1"),
+        ({"promotion": {"maxRelativeMAE": 0}}, "spec.promotion.maxRelativeMAE", "greater than 0"),
+        ({"serving": {"pinnedVersion": "latest"}}, "spec.serving.pinnedVersion", "pattern"),
+        ({"windw": 3}, "spec.windw", "Extra inputs"),
+    ],
+)
+def test_bad_fields_are_named_with_the_reason(patch: dict[str, Any], field: str, words: str) -> None:
+    document = yaml.safe_load(EXAMPLE.read_text())
+    for key, value in patch.items():
+        if isinstance(value, dict):
+            document["spec"][key] = {**document["spec"][key], **value}
+        else:
+            document["spec"][key] = value
+    with pytest.raises(PairError) as caught:
+        parse_pair(document, "pair.yaml")
+    message = str(caught.value)
+    assert message.startswith("pair.yaml: invalid CurrencyPair:")
+    assert field in message and words in message
+
+
+def test_bad_names_and_documents() -> None:
+    with pytest.raises(PairError, match=r"metadata\.name"):
+        parse_pair({"metadata": {"name": "BTC_USDT"}, "spec": {"currency": "btc", "compare": "usdt"}})
+    with pytest.raises(PairError, match=r"metadata\.name"):
+        parse_pair({"metadata": {"name": "a" * 60}, "spec": {"currency": "btc", "compare": "usdt"}})
+    with pytest.raises(PairError, match="spec: Field required"):
+        parse_pair({"metadata": {"name": "x"}})
+    with pytest.raises(PairError, match="expected a CurrencyPair mapping"):
+        parse_pair(["not", "a", "mapping"])
+
+
+def test_load_pair_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(PairError, match="cannot read pair file"):
+        load_pair(tmp_path / "missing.yaml")
+    (tmp_path / "empty.yaml").write_text("")
+    with pytest.raises(PairError, match="is empty"):
+        load_pair(tmp_path / "empty.yaml")
+    (tmp_path / "broken.yaml").write_text("spec: [unclosed\n")
+    with pytest.raises(PairError, match="not valid YAML"):
+        load_pair(tmp_path / "broken.yaml")
+
+
+def test_load_pair_picks_the_currencypair_of_a_multi_document_file(tmp_path: Path) -> None:
+    other = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "crypto"}}
+    pair = yaml.safe_load(EXAMPLE.read_text())
+    path = tmp_path / "both.yaml"
+    path.write_text(yaml.safe_dump_all([other, pair]))
+    assert load_pair(path).name == "btc-usdt"
+
+
+def test_cron_accepts_what_kubernetes_accepts() -> None:
+    assert valid_cron("*/15  *  * * 1-5") == "*/15 * * * 1-5"
+    assert valid_cron("@hourly") == "@hourly"
+
+
+def test_manifests_are_not_stale() -> None:
+    """manifests/crd.yaml is the generated CRD; regenerate with `makeusrich crd > manifests/crd.yaml`."""
+    on_disk = yaml.safe_load((ROOT / "manifests" / "crd.yaml").read_text())
+    assert on_disk == crd_manifest()
+
+
+def test_crd_is_structural_and_complete() -> None:
+    crd = crd_manifest()
+    version = crd["spec"]["versions"][0]
+    assert crd["spec"]["names"]["shortNames"] == ["cp"] and crd["spec"]["scope"] == "Namespaced"
+    assert version["subresources"] == {"status": {}}
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == [
+        "Pair",
+        "Interval",
+        "Schedule",
+        "Serving",
+        "Skill",
+        "Ready",
+        "Age",
+    ]
+
+    def walk(node: dict[str, Any], path: str) -> None:
+        assert "$ref" not in node and "anyOf" not in node and "title" not in node, path
+        assert "type" in node, f"{path} has no type (not structural)"
+        for name, sub in node.get("properties", {}).items():
+            walk(sub, f"{path}.{name}")
+        if "items" in node:
+            walk(node["items"], f"{path}[]")
+
+    walk(version["schema"]["openAPIV3Schema"], "")
+    spec = version["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert spec["required"] == ["currency", "compare"]
+    assert spec["properties"]["model"]["properties"]["window"] == {
+        "default": 120,
+        "description": "Candles in one input window.",
+        "maximum": 2000,
+        "minimum": 8,
+        "type": "integer",
+    }
+    learning_rate = spec["properties"]["model"]["properties"]["learningRate"]
+    assert learning_rate["minimum"] == 0 and learning_rate["exclusiveMinimum"] is True
+
+
+def test_example_validates_against_the_crd_and_the_model() -> None:
+    document = yaml.safe_load(EXAMPLE.read_text())
+    crd_validator().validate(document)
+    assert load_pair(EXAMPLE).spec.symbol == "BTCUSDT"
+
+
+def test_crd_schema_refuses_what_the_model_refuses() -> None:
+    validator = crd_validator()
+    good = yaml.safe_load(EXAMPLE.read_text())
+    for path, value in [
+        (("spec", "model", "window"), 4),
+        (("spec", "interval"), "7m"),
+        (("spec", "currency"), "BTC"),
+        (("spec", "promotion", "maxRelativeMAE"), 0),
+        (("spec", "schedule"), "daily"),
+    ]:
+        bad = copy.deepcopy(good)
+        node = bad
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+        assert not validator.is_valid(bad), path
+        with pytest.raises(PairError):
+            parse_pair(bad)

@@ -1,0 +1,185 @@
+"""End to end: `makeusrich train` on the real bundled candles into a store, short runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pandas as pd
+import pytest
+import torch
+
+from makeusrich.errors import CandleError, MakeUsRichError
+from makeusrich.market.candles import clean_candles
+from makeusrich.market.files import read_sample, sample_path
+from makeusrich.market.source import Source
+from makeusrich.pair import CurrencyPair, parse_pair
+from makeusrich.store import pair_store
+from makeusrich.trainer.export import onnx_session, run_onnx
+from makeusrich.trainer.features import prepare
+from makeusrich.trainer.pipeline import run_training, summary
+from makeusrich.trainer.train import train
+
+HOUR = 3_600_000
+
+
+def short_pair(name: str = "btc-usdt", **spec: object) -> CurrencyPair:
+    """A pair small enough to train in seconds: 60 days, a 24-candle window, a tiny LSTM."""
+    model = {"window": 24, "hiddenSize": 8, "layers": 1, "maxEpochs": 2, "batchSize": 128}
+    model.update(spec.pop("model", {}))  # type: ignore[arg-type]
+    document = {
+        "apiVersion": "makeusrich.io/v1alpha1",
+        "kind": "CurrencyPair",
+        "metadata": {"name": name, "namespace": "crypto"},
+        "spec": {"currency": "btc", "compare": "usdt", "lookbackDays": 60, "model": model, **spec},
+    }
+    return parse_pair(document)
+
+
+def test_train_publishes_a_complete_promoted_version(tmp_path: Path) -> None:
+    url = f"file://{tmp_path}/store"
+    outcome = run_training(short_pair(promotion={"maxRelativeMAE": 10}), Source("sample"), url, progress=None)
+    store = pair_store(url, "crypto", "btc-usdt")
+    assert outcome.promoted and store.latest() is not None
+    assert store.latest().version == outcome.version  # type: ignore[union-attr]
+    base = tmp_path / "store" / "crypto" / "btc-usdt" / "versions" / outcome.version
+    assert sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file()) == [
+        "btc-usdt/1/model.onnx",
+        "btc-usdt/config.pbtxt",
+        "metadata.json",
+    ]
+    meta = json.loads((base / "metadata.json").read_text())
+    for key in (
+        "pair",
+        "interval",
+        "data",
+        "window",
+        "horizon",
+        "inputs",
+        "outputs",
+        "metrics",
+        "promotion",
+        "files",
+        "software",
+        "training",
+        "createdAt",
+        "storageUri",
+    ):
+        assert key in meta, key
+    assert meta["data"]["rows"] == 60 * 24 and meta["data"]["to"] == "2022-06-15T00:00:00Z"
+    assert meta["inputs"][0] == {
+        **meta["inputs"][0],
+        "name": "candles",
+        "datatype": "FP32",
+        "shape": [-1, 24, 5],
+    }
+    assert meta["outputs"][0]["shape"] == [-1, 1]
+    for split in ("validation", "test"):
+        metrics = meta["metrics"][split]
+        assert set(metrics["rules"]) == {"persistence", "always_up", "against_last_move", "ar"}
+        assert metrics["rules"]["persistence"]["rel_mae"] == 1.0
+        model = metrics["model"]
+        assert 0.5 < model["rel_mae"] < 1.5 and 0 <= model["dm_pvalue"] <= 1
+        assert (
+            model["directional"]["wilson_low"]
+            <= model["directional"]["accuracy"]
+            <= model["directional"]["wilson_high"]
+        )
+    assert meta["promotion"]["promoted"] is True and "within the bar of 10" in meta["promotion"]["reason"]
+    assert meta["software"]["torch"] == torch.__version__
+    model_bytes = (base / "btc-usdt" / "1" / "model.onnx").read_bytes()
+    onnx.checker.check_model(onnx.load_from_string(model_bytes))
+    assert meta["files"]["btc-usdt/1/model.onnx"]["sha256"] == store.latest().model_sha256  # type: ignore[union-attr]
+    assert meta["training"]["onnxParityMaxRelative"] <= 1e-4
+    assert "promoted" in summary(outcome) and outcome.version in summary(outcome)
+
+
+def test_served_file_reproduces_the_recorded_test_metrics(tmp_path: Path) -> None:
+    """The recorded test MAE is what onnxruntime gives on the test windows from raw candles: the metrics
+    describe the file that is served, not some other in-memory model."""
+    url = f"file://{tmp_path}"
+    pair = short_pair()
+    outcome = run_training(pair, Source("sample"), url, progress=None)
+    store = pair_store(url, "crypto", "btc-usdt")
+    session = onnx_session(store.read_model(outcome.version))
+    frame, _ = clean_candles(read_sample("BTCUSDT", "1h"), "1h")
+    data = prepare(frame.iloc[-60 * 24 :].reset_index(drop=True), 24, 1, HOUR)
+    forecast = run_onnx(session, data.raw_windows(data.split.test))
+    mae = float(np.mean(np.abs(forecast[:, 0] - data.actual_prices(data.split.test)[:, 0])))
+    assert mae == pytest.approx(outcome.metadata["metrics"]["test"]["model"]["mae"], rel=1e-9)
+    persistence = float(
+        np.mean(np.abs(data.last_close(data.split.test) - data.actual_prices(data.split.test)[:, 0]))
+    )
+    assert persistence == pytest.approx(
+        outcome.metadata["metrics"]["test"]["rules"]["persistence"]["mae"], rel=1e-9
+    )
+
+
+def test_not_promoted_when_validation_misses_the_bar(tmp_path: Path) -> None:
+    url = f"file://{tmp_path}"
+    outcome = run_training(
+        short_pair(promotion={"maxRelativeMAE": 0.5}), Source("sample"), url, progress=None
+    )
+    store = pair_store(url, "crypto", "btc-usdt")
+    assert not outcome.promoted and store.latest() is None
+    assert store.versions() == [outcome.version]  # kept for inspection
+    assert "above the bar of 0.5" in outcome.metadata["promotion"]["reason"]
+    assert "not promoted" in summary(outcome)
+
+
+def test_test_targets_do_not_influence_training() -> None:
+    """Leak guard: scrambling every candle after validation leaves the trained weights bit-identical."""
+    frame, _ = clean_candles(read_sample("BTCUSDT", "1h"), "1h")
+    frame = frame.iloc[-1500:].reset_index(drop=True)
+    spec = short_pair().spec.model
+    data = prepare(frame, 24, 1, HOUR)
+    first_test_candle = int(data.split.test.min()) - 24 + 1
+    scrambled = frame.copy()
+    rng = np.random.default_rng(1)
+    tail = scrambled.index[first_test_candle:]
+    scrambled.loc[tail, ["open", "high", "low", "close", "volume"]] = scrambled.loc[
+        tail, ["open", "high", "low", "close", "volume"]
+    ].to_numpy()[rng.permutation(len(tail))]
+    again = prepare(scrambled, 24, 1, HOUR)
+    assert not np.array_equal(again.targets[data.split.test], data.targets[data.split.test])
+    one = train(data, spec, progress=None)
+    two = train(again, spec, progress=None)
+    for (name, a), (_, b) in zip(one.core.state_dict().items(), two.core.state_dict().items(), strict=True):
+        assert torch.equal(a, b), name
+    assert [e.validation_loss for e in one.epochs] == [e.validation_loss for e in two.epochs]
+
+
+def test_too_little_data_publishes_nothing(tmp_path: Path) -> None:
+    url = f"file://{tmp_path}"
+    with pytest.raises(CandleError, match="too little data"):
+        run_training(short_pair(lookbackDays=3), Source("sample"), url, progress=None)
+    assert pair_store(url, "crypto", "btc-usdt").versions() == []
+
+
+def test_nan_candles_publish_nothing(tmp_path: Path) -> None:
+    frame = pd.read_csv(sample_path()).tail(2000)
+    frame.iloc[1500, frame.columns.get_loc("close")] = np.nan
+    path = tmp_path / "nan.csv"
+    frame.to_csv(path, index=False)
+    url = f"file://{tmp_path}/store"
+    with pytest.raises(CandleError, match="NaN prices"):
+        run_training(short_pair(), Source.parse(f"file:{path}"), url, progress=None)
+    assert pair_store(url, "crypto", "btc-usdt").latest() is None
+
+
+def test_store_refusing_writes_keeps_the_promoted_model(tmp_path: Path) -> None:
+    """A store path that is a file cannot take writes (works as root too): the run fails, nothing changes."""
+    url = f"file://{tmp_path}"
+    first = run_training(short_pair(promotion={"maxRelativeMAE": 10}), Source("sample"), url, progress=None)
+    store = pair_store(url, "crypto", "btc-usdt")
+    before = (tmp_path / "crypto" / "btc-usdt" / "latest.json").read_bytes()
+    (tmp_path / "crypto" / "btc-usdt" / "versions").rename(tmp_path / "moved")
+    (tmp_path / "crypto" / "btc-usdt" / "versions").write_text("not a folder")
+    with pytest.raises(MakeUsRichError):
+        run_training(short_pair(promotion={"maxRelativeMAE": 10}), Source("sample"), url, progress=None)
+    assert (tmp_path / "crypto" / "btc-usdt" / "latest.json").read_bytes() == before
+    (tmp_path / "crypto" / "btc-usdt" / "versions").unlink()
+    (tmp_path / "moved").rename(tmp_path / "crypto" / "btc-usdt" / "versions")
+    assert store.read_model(first.version)
