@@ -98,14 +98,12 @@ def fetch_incremental(
     fresh = pd.DataFrame()
     if start <= last_closed:
         result = binance.fetch_klines(
-            spec.symbol, spec.interval, start, last_closed + step - 1, api_url=api_url
+            spec.symbol, spec.interval, start, last_closed + step - 1, api_url=api_url, clock=now.timestamp
         )
         fresh, requests = result.frame, result.requests
     frame = merge_candles(cached, fresh) if not fresh.empty or cached is not None else fresh
     if frame.empty:
-        raise CandleError(
-            f"Binance returned no {spec.symbol} {spec.interval} candles for the lookback period"
-        )
+        raise CandleError(f"Binance returned no {spec.symbol} {spec.interval} candles for the lookback period")
     if store is not None and requests:
         keep_from = pd.Timestamp(last_closed - (spec.lookback_candles() - 1) * step, unit="ms", tz="UTC")
         try:

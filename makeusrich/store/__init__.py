@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from makeusrich.errors import StoreError
 from makeusrich.store.base import Latest, ObjectStore, PairStore, new_version
@@ -15,8 +15,12 @@ def open_store(url: str) -> ObjectStore:
     """An object store from a URL: `file:///path` or a plain path for a folder, `s3://bucket[/prefix]` for S3
     (endpoint, credentials and TLS from the environment; see makeusrich.store.s3)."""
     parsed = urlparse(url)
-    if parsed.scheme in ("", "file"):
-        return LocalStore(parsed.path if parsed.scheme == "file" else url)
+    if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise StoreError(f"store URL {url!r} names a host; a local store is file:///absolute/path")
+        return LocalStore(unquote(parsed.path))
+    if parsed.scheme == "":
+        return LocalStore(url)
     if parsed.scheme == "s3":
         from makeusrich.store.s3 import S3Store
 

@@ -119,9 +119,7 @@ class PairStore:
         try:
             value = json.loads(raw)
         except json.JSONDecodeError as exc:
-            raise StoreError(
-                f"{self.objects.uri(key)} is not valid JSON ({exc}); the store is damaged"
-            ) from exc
+            raise StoreError(f"{self.objects.uri(key)} is not valid JSON ({exc}); the store is damaged") from exc
         if not isinstance(value, dict):
             raise StoreError(f"{self.objects.uri(key)} does not hold a JSON object; the store is damaged")
         return value
@@ -132,6 +130,11 @@ class PairStore:
             raw = self._get_json(self.prefix + LATEST)
         except NotFoundError:
             return None
+        if not all(isinstance(raw.get(k), str) for k in ("version", "storageUri", "modelSha256", "promotedAt")):
+            raise StoreError(
+                f"{self.objects.uri(self.prefix + LATEST)} lacks a text field among version, storageUri, "
+                "modelSha256, promotedAt; promote a version again to rewrite it"
+            )
         try:
             return Latest(
                 version=check_version(raw["version"]),
@@ -190,9 +193,7 @@ class PairStore:
         """
         base = self.version_prefix(version)
         if self.objects.list(base):
-            raise StoreError(
-                f"version {version} of {self.pair} already exists; versions are never overwritten"
-            )
+            raise StoreError(f"version {version} of {self.pair} already exists; versions are never overwritten")
         if self.model_path() not in files:
             raise StoreError(f"a version must contain {self.model_path()}")
         stored = dict(metadata)
@@ -224,14 +225,23 @@ class PairStore:
         self.objects.put(self.prefix + LATEST, json.dumps(latest.to_json(), indent=2).encode())
         return latest
 
+    def _version_folders(self) -> set[str]:
+        """Every version folder, complete or left half-uploaded by a crash."""
+        base = f"{self.prefix}versions/"
+        names = (key[len(base) :].partition("/")[0] for key in self.objects.list(base))
+        return {name for name in names if VERSION_PATTERN.match(name)}
+
     def prune(self, keep: int) -> list[str]:
-        """Delete all but the newest `keep` versions, never the promoted one. Returns what was deleted."""
+        """Delete all but the newest `keep` complete versions, never the promoted one, and the incomplete ones
+        older than the newest complete version (a crashed upload). Returns what was deleted."""
         if keep < 1:
             raise StoreError("prune must keep at least one version")
         latest = self.latest()
         promoted = latest.version if latest else None
         versions = self.versions()
-        doomed = [v for v in versions[:-keep] if v != promoted]
+        newest = versions[-1] if versions else ""
+        incomplete = {v for v in self._version_folders() - set(versions) if v < newest}
+        doomed = sorted(({v for v in versions[:-keep] if v != promoted}) | incomplete)
         for version in doomed:
             base = self.version_prefix(version)
             # metadata.json first: a crash half-way leaves an incomplete version that versions() ignores.
@@ -251,7 +261,7 @@ class PairStore:
             return None
         try:
             return pd.read_parquet(io.BytesIO(raw))
-        except Exception as exc:  # a damaged cache is not fatal: it is refetched
+        except Exception as exc:  # callers may treat this as a cache miss and refetch
             raise StoreError(
                 f"candle cache {self.objects.uri(self.candles_key(interval))} is unreadable: {exc}"
             ) from exc

@@ -21,6 +21,8 @@ class LocalStore:
         return f"LocalStore({str(self.root)!r})"
 
     def _path(self, key: str) -> Path:
+        if not key or key.endswith("/"):
+            raise NotFoundError(f"{key!r} names a folder, not an object")
         path = (self.root / key).resolve()
         if path != self.root and self.root not in path.parents:
             raise StoreError(f"key {key!r} escapes the store root {self.root}")
@@ -37,6 +39,7 @@ class LocalStore:
                     handle.flush()
                     os.fsync(handle.fileno())
                 os.replace(tmp, path)
+                _fsync_folder(path.parent)  # the rename itself must survive a power loss
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
@@ -58,24 +61,38 @@ class LocalStore:
 
     def list(self, prefix: str) -> list[str]:
         folder = self.root / prefix.rpartition("/")[0]
-        if not folder.is_dir():
-            return []
-        keys = (
-            path.relative_to(self.root).as_posix()
-            for path in folder.rglob("*")
-            if path.is_file() and not path.name.startswith(".tmp-")
-        )
+        try:
+            if not folder.is_dir():
+                return []
+            keys = [
+                path.relative_to(self.root).as_posix()
+                for path in folder.rglob("*")
+                if path.is_file() and not path.name.startswith(".tmp-")
+            ]
+        except OSError as exc:
+            raise StoreError(f"cannot list {folder}: {exc.strerror or exc}") from exc
         return sorted(key for key in keys if key.startswith(prefix))
 
     def delete(self, keys: Iterable[str]) -> None:
         for key in keys:
             path = self._path(key)
-            path.unlink(missing_ok=True)
-            parent = path.parent
-            while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
-                parent.rmdir()
-                parent = parent.parent
+            try:
+                path.unlink(missing_ok=True)
+                parent = path.parent
+                while parent != self.root and parent.is_dir() and not any(parent.iterdir()):
+                    parent.rmdir()
+                    parent = parent.parent
+            except OSError as exc:
+                raise StoreError(f"cannot delete {path}: {exc.strerror or exc}") from exc
 
     def uri(self, key: str) -> str:
         uri = (self.root / key).as_uri()
         return uri + "/" if key.endswith("/") and not uri.endswith("/") else uri
+
+
+def _fsync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

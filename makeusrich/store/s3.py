@@ -149,9 +149,7 @@ class S3Store:
             raise StoreError(f"cannot write {self.uri(key)}: an object key must not be empty or end in '/'")
         content_type = CONTENT_TYPES.get(os.path.splitext(key)[1], "application/octet-stream")
         with self._translate("write", key):
-            self.client.put_object(
-                self.bucket, self._name(key), io.BytesIO(data), len(data), content_type=content_type
-            )
+            self.client.put_object(self.bucket, self._name(key), io.BytesIO(data), len(data), content_type=content_type)
 
     def get(self, key: str) -> bytes:
         if not key or key.endswith("/"):  # a folder, as in LocalStore (SeaweedFS would answer with b"")
@@ -171,7 +169,7 @@ class S3Store:
         with self._translate("list", prefix):
             for obj in self.client.list_objects(self.bucket, prefix=self.prefix + prefix, recursive=True):
                 name = obj.object_name
-                # Some servers (SeaweedFS among them) report folders as keys ending in "/": not objects.
+                # Folder markers (keys ending in "/", made by web consoles and some tools) are not objects.
                 if name is None or obj.is_dir or name.endswith("/"):
                     continue
                 keys.append(name[len(self.prefix) :])

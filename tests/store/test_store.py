@@ -259,9 +259,7 @@ class CrashingStore:
         return self.inner.uri(key)
 
 
-def test_a_crash_at_any_put_leaves_the_promoted_model_in_place(
-    pair: PairStore, object_store: ObjectStore
-) -> None:
+def test_a_crash_at_any_put_leaves_the_promoted_model_in_place(pair: PairStore, object_store: ObjectStore) -> None:
     publish(pair, 1, promote=True)
     latest_before = object_store.get(LATEST_KEY)
 
@@ -309,9 +307,7 @@ def test_a_crash_at_any_put_leaves_the_promoted_model_in_place(
 
 def test_a_wrong_secret_key_is_a_clear_store_error(s3_server: S3Server, s3_store: S3Store) -> None:
     s3_store.put("models/latest.json", b"{}")
-    wrong = S3Store(
-        s3_server.client(secret_key="not-the-secret"), s3_store.bucket, endpoint=s3_server.endpoint
-    )
+    wrong = S3Store(s3_server.client(secret_key="not-the-secret"), s3_store.bucket, endpoint=s3_server.endpoint)
     with pytest.raises(StoreError) as caught:
         wrong.get("models/latest.json")
     # Not NotFoundError: a wrong key must not look like "nothing was promoted yet".
@@ -326,9 +322,7 @@ def test_a_wrong_secret_key_is_a_clear_store_error(s3_server: S3Server, s3_store
     assert s3_store.get("models/latest.json") == b"{}"
 
 
-def test_open_store_with_a_wrong_secret_fails_at_once(
-    s3_env: S3Server, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_open_store_with_a_wrong_secret_fails_at_once(s3_env: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
     with pytest.raises(StoreError, match="AWS_SECRET_ACCESS_KEY"):
         open_store(f"s3://{unique_bucket()}")
@@ -349,17 +343,12 @@ def test_open_store_from_the_environment(s3_env: S3Server) -> None:
 
     raw = s3_env.client()
     names = sorted(o.object_name or "" for o in raw.list_objects(bucket, recursive=True))
-    assert (
-        names == sorted([f"team/models/{key}" for key in store.list("")])
-        and f"team/models/{LATEST_KEY}" in names
-    )
+    assert names == sorted([f"team/models/{key}" for key in store.list("")]) and f"team/models/{LATEST_KEY}" in names
     assert open_store(url).get(LATEST_KEY) == store.get(LATEST_KEY)  # a second store sees the same objects
     raw.remove_bucket(bucket)
 
 
-def test_endpoint_without_scheme_and_aws_endpoint_url(
-    s3_env: S3Server, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_endpoint_without_scheme_and_aws_endpoint_url(s3_env: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
     bucket = unique_bucket()
     monkeypatch.setenv("S3_ENDPOINT", s3_env.host)  # no scheme: S3_USE_HTTPS decides
     monkeypatch.setenv("S3_USE_HTTPS", "0")
@@ -413,9 +402,7 @@ def test_an_unreachable_endpoint_is_a_clear_store_error(monkeypatch: pytest.Monk
     assert time.monotonic() - started < 10  # a few quick retries, not minio's five-minute default
 
 
-def test_tls_to_a_plain_http_server_is_a_clear_store_error(
-    s3_env: S3Server, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_tls_to_a_plain_http_server_is_a_clear_store_error(s3_env: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("S3_ENDPOINT", f"https://{s3_env.host}")
     monkeypatch.setenv("S3_VERIFY_TLS", "0")
     with pytest.raises(StoreError, match=r"cannot reach S3 at https://.*SSLError.*S3_USE_HTTPS"):
