@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +23,7 @@ from makeusrich.trainer.export import onnx_session, run_onnx
 from makeusrich.trainer.features import prepare
 from makeusrich.trainer.pipeline import run_training, summary
 from makeusrich.trainer.train import train
+from tests.fixtures.fake_binance import FakeBinance
 
 HOUR = 3_600_000
 
@@ -109,19 +112,13 @@ def test_served_file_reproduces_the_recorded_test_metrics(tmp_path: Path) -> Non
     forecast = run_onnx(session, data.raw_windows(data.split.test))
     mae = float(np.mean(np.abs(forecast[:, 0] - data.actual_prices(data.split.test)[:, 0])))
     assert mae == pytest.approx(outcome.metadata["metrics"]["test"]["model"]["mae"], rel=1e-9)
-    persistence = float(
-        np.mean(np.abs(data.last_close(data.split.test) - data.actual_prices(data.split.test)[:, 0]))
-    )
-    assert persistence == pytest.approx(
-        outcome.metadata["metrics"]["test"]["rules"]["persistence"]["mae"], rel=1e-9
-    )
+    persistence = float(np.mean(np.abs(data.last_close(data.split.test) - data.actual_prices(data.split.test)[:, 0])))
+    assert persistence == pytest.approx(outcome.metadata["metrics"]["test"]["rules"]["persistence"]["mae"], rel=1e-9)
 
 
 def test_not_promoted_when_validation_misses_the_bar(tmp_path: Path) -> None:
     url = f"file://{tmp_path}"
-    outcome = run_training(
-        short_pair(promotion={"maxRelativeMAE": 0.5}), Source("sample"), url, progress=None
-    )
+    outcome = run_training(short_pair(promotion={"maxRelativeMAE": 0.5}), Source("sample"), url, progress=None)
     store = pair_store(url, "crypto", "btc-usdt")
     assert not outcome.promoted and store.latest() is None
     assert store.versions() == [outcome.version]  # kept for inspection
@@ -183,3 +180,21 @@ def test_store_refusing_writes_keeps_the_promoted_model(tmp_path: Path) -> None:
     (tmp_path / "crypto" / "btc-usdt" / "versions").unlink()
     (tmp_path / "moved").rename(tmp_path / "crypto" / "btc-usdt" / "versions")
     assert store.read_model(first.version)
+
+
+def test_train_from_binance_into_s3(fake_binance: FakeBinance, s3_env: object) -> None:
+    """The CronJob's path: candles from the (loopback) Binance API, the model into a real S3 server."""
+    now = datetime(2026, 11, 20, 12, 30, tzinfo=UTC)
+    fake_binance.add_synthetic("ETHUSDT", "1h", 1600, now_ms=int(now.timestamp() * 1000))
+    url = f"s3://models-{uuid.uuid4().hex[:12]}"
+    pair = short_pair("eth-usdt", currency="eth", promotion={"maxRelativeMAE": 10})
+    outcome = run_training(pair, Source("binance"), url, api_url=fake_binance.url, now=now, progress=None)
+    store = pair_store(url, "crypto", "eth-usdt")
+    latest = store.latest()
+    assert latest is not None and latest.version == outcome.version == "20261120T123000Z"
+    assert latest.storage_uri == f"{url}/crypto/eth-usdt/versions/{outcome.version}/"
+    assert onnx.load_from_string(store.read_model(outcome.version)).graph.input[0].name == "candles"
+    config = store.read_file(outcome.version, "eth-usdt/config.pbtxt").decode()
+    assert 'name: "eth-usdt"' in config and 'platform: "onnxruntime_onnx"' in config
+    assert outcome.metadata["source"] == "binance" and outcome.metadata["data"]["rows"] == 60 * 24
+    assert store.read_candles("1h") is not None  # the cache for the next, incremental run

@@ -1,0 +1,83 @@
+"""The command line as a user runs it: real subprocesses, exit codes and what they print."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "manifests" / "examples" / "btc-usdt.yaml"
+
+
+def makeusrich(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "makeusrich.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
+@pytest.mark.parametrize("command", ["crd", "candles", "train"])
+def test_every_command_has_help(command: str) -> None:
+    result = makeusrich(command, "--help")
+    assert result.returncode == 0 and "usage: makeusrich" in result.stdout
+
+
+def test_crd_prints_the_manifest() -> None:
+    result = makeusrich("crd")
+    assert result.returncode == 0
+    assert yaml.safe_load(result.stdout) == yaml.safe_load((ROOT / "manifests" / "crd.yaml").read_text())
+
+
+def test_train_on_the_sample_prints_json_metadata(tmp_path: Path) -> None:
+    result = makeusrich(
+        "--log-json",
+        "train",
+        "-f",
+        str(EXAMPLE),
+        "--source",
+        "sample",
+        "--store",
+        f"file://{tmp_path}",
+        "--max-epochs",
+        "1",
+        "--lookback-days",
+        "80",
+        "--json",
+    )
+    assert result.returncode == 0, result.stderr
+    meta = json.loads(result.stdout)
+    assert meta["pair"] == "btc-usdt" and meta["window"] == 120 and meta["training"]["epochs"] == 1
+    log_lines = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert any(line["message"] == "epoch done" for line in log_lines)  # structured progress off a terminal
+    assert (tmp_path / "default" / "btc-usdt" / "versions" / meta["version"] / "metadata.json").exists()
+
+
+def test_bad_pair_file_is_one_clear_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(EXAMPLE.read_text().replace("window: 120", "window: 2"))
+    result = makeusrich("train", "-f", str(bad), "--source", "sample", "--store", f"file://{tmp_path}")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"makeusrich train: {bad}: invalid CurrencyPair: spec.model.window: "
+        "Input should be greater than or equal to 8 (got 2)"
+    ]
+    assert not (tmp_path / "default").exists()
+
+
+def test_candles_from_a_csv_file(tmp_path: Path) -> None:
+    golden = ROOT / "tests" / "data" / "BTCUSDT-1h-20240101-20240102.csv"
+    pair = tmp_path / "pair.yaml"
+    pair.write_text(EXAMPLE.read_text().replace("lookbackDays: 365", "lookbackDays: 1"))
+    result = makeusrich("candles", "-f", str(pair), "--source", f"file:{golden}", "--last", "3")
+    assert result.returncode == 0, result.stderr
+    assert "BTCUSDT 1h from file:" in result.stdout and "24 candles" in result.stdout
+    assert "2024-01-02 23:00:00+00:00" in result.stdout
+
+
+def test_unknown_source_is_refused() -> None:
+    result = makeusrich("candles", "-f", str(EXAMPLE), "--source", "ftp://x")
+    assert result.returncode == 1 and "unknown candle source 'ftp://x'" in result.stderr
