@@ -54,16 +54,17 @@ def cmd_candles(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_pair_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-f", "--file", required=True, help="CurrencyPair file (YAML), as for kubectl apply")
+def _add_pair_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    help_text = "CurrencyPair file (YAML), as for kubectl apply"
+    if not required:
+        help_text += "; default: the resource in $MAKEUSRICH_PAIR"
+    parser.add_argument("-f", "--file", required=required, help=help_text)
     parser.add_argument(
         "--source",
         default="binance",
         help="where candles come from: binance (default), sample (bundled BTC/USDT 1h), or file:PATH (CSV)",
     )
-    parser.add_argument(
-        "--api-url", default=None, help="Binance REST base URL (default: Binance; env BINANCE_API_URL)"
-    )
+    parser.add_argument("--api-url", default=None, help="Binance REST base URL (default: Binance; env BINANCE_API_URL)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,15 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"makeusrich {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument(
-        "--log-json", action="store_true", default=None, help="log JSON lines even on a terminal"
-    )
+    parser.add_argument("--log-json", action="store_true", default=None, help="log JSON lines even on a terminal")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {}
 
-    def add(
-        name: str, help_text: str, handler: Callable[[argparse.Namespace], int]
-    ) -> argparse.ArgumentParser:
+    def add(name: str, help_text: str, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
         commands[name] = (help_text, handler)
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(handler=handler)

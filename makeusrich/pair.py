@@ -6,6 +6,7 @@ place and the API server refuses what the operator would refuse.
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,9 +54,7 @@ class ModelSpec(_Spec):
     learning_rate: float = Field(0.001, gt=0.0, le=1.0, description="AdamW learning rate.")
     batch_size: int = Field(256, ge=1, le=8192, description="Windows per optimisation step.")
     max_epochs: int = Field(50, ge=1, le=1000, description="Upper bound on training epochs.")
-    patience: int = Field(
-        3, ge=1, le=100, description="Epochs without validation improvement before stopping."
-    )
+    patience: int = Field(3, ge=1, le=100, description="Epochs without validation improvement before stopping.")
     seed: int = Field(42, ge=0, le=2**31 - 1, description="Seed for weights and batch order.")
 
 
@@ -91,9 +90,7 @@ def valid_cron(expression: str) -> str:
             raise ValueError(f"unknown cron macro {text!r}; use one of {', '.join(CRON_MACROS)}")
         return text
     if len(text.split(" ")) != 5:
-        raise ValueError(
-            f"cron expression {text!r} must have 5 fields: minute hour day-of-month month day-of-week"
-        )
+        raise ValueError(f"cron expression {text!r} must have 5 fields: minute hour day-of-month month day-of-week")
     start = datetime(2025, 1, 1, tzinfo=UTC)
     try:
         schedule = croniter(text, start)
@@ -109,13 +106,11 @@ def valid_cron(expression: str) -> str:
 
 
 class CurrencyPairSpec(_Spec):
-    currency: str = Field(
-        pattern=ASSET_PATTERN, description="Base asset as Binance spells it, lower case (btc)."
-    )
+    currency: str = Field(pattern=ASSET_PATTERN, description="Base asset as Binance spells it, lower case (btc).")
     compare: str = Field(pattern=ASSET_PATTERN, description="Quote asset, lower case (usdt).")
-    interval: Literal[
-        "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w"
-    ] = Field("1h", description="Binance kline interval.")
+    interval: Literal["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w"] = Field(
+        "1h", description="Binance kline interval."
+    )
     schedule: str = Field(
         "0 0 * * *",
         description="Cron expression for retraining.",
@@ -126,9 +121,7 @@ class CurrencyPairSpec(_Spec):
     promotion: PromotionSpec = Field(default_factory=PromotionSpec)
     serving: ServingSpec = Field(default_factory=ServingSpec)
     suspend: bool = Field(False, description="Stop scheduled training; the served model stays.")
-    train_on_create: bool = Field(
-        True, description="Start a first training Job as soon as the pair is created."
-    )
+    train_on_create: bool = Field(True, description="Start a first training Job as soon as the pair is created.")
 
     @field_validator("schedule")
     @classmethod
@@ -198,16 +191,33 @@ def load_pair(path: str | Path) -> CurrencyPair:
         text = Path(path).read_text()
     except OSError as exc:
         raise PairError(f"cannot read pair file {path}: {exc.strerror or exc}") from None
+    return parse_pair_text(text, str(path))
+
+
+def parse_pair_text(text: str, source: str) -> CurrencyPair:
+    """A pair from YAML or JSON text (a file's content, or $MAKEUSRICH_PAIR in a trainer Job)."""
     try:
         documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
     except yaml.YAMLError as exc:
-        raise PairError(f"{path} is not valid YAML: {exc}") from None
+        raise PairError(f"{source} is not valid YAML: {exc}") from None
     if not documents:
-        raise PairError(
-            f"{path} is empty; it should hold a CurrencyPair (see manifests/examples/btc-usdt.yaml)"
-        )
+        raise PairError(f"{source} is empty; it should hold a CurrencyPair (see manifests/examples/btc-usdt.yaml)")
     pairs = [doc for doc in documents if isinstance(doc, dict) and doc.get("kind") == KIND]
-    return parse_pair(pairs[0] if pairs else documents[0], str(path))
+    return parse_pair(pairs[0] if pairs else documents[0], source)
+
+
+PAIR_ENV = "MAKEUSRICH_PAIR"
+
+
+def load_pair_arg(path: str | None) -> CurrencyPair:
+    """The pair for a command: the file given with -f, else the resource in $MAKEUSRICH_PAIR (set by the
+    operator on trainer Jobs, so a Job needs no volume and no API access)."""
+    if path:
+        return load_pair(path)
+    text = os.environ.get(PAIR_ENV)
+    if not text:
+        raise PairError(f"no pair given: pass -f pair.yaml or set {PAIR_ENV} to the CurrencyPair resource")
+    return parse_pair_text(text, f"${PAIR_ENV}")
 
 
 def pair_document(pair: CurrencyPair) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -81,3 +82,39 @@ def test_candles_from_a_csv_file(tmp_path: Path) -> None:
 def test_unknown_source_is_refused() -> None:
     result = makeusrich("candles", "-f", str(EXAMPLE), "--source", "ftp://x")
     assert result.returncode == 1 and "unknown candle source 'ftp://x'" in result.stderr
+
+
+def test_train_reads_the_pair_from_the_environment_as_a_job_does(tmp_path: Path) -> None:
+    env = {**os.environ, "MAKEUSRICH_PAIR": json.dumps(yaml.safe_load(EXAMPLE.read_text()))}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "makeusrich.cli",
+            "train",
+            "--source",
+            "sample",
+            "--store",
+            f"file://{tmp_path}",
+            "--max-epochs",
+            "1",
+            "--lookback-days",
+            "80",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "default/btc-usdt version" in result.stdout
+
+
+def test_train_without_a_pair_says_how_to_give_one() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MAKEUSRICH_PAIR"}
+    result = subprocess.run(
+        [sys.executable, "-m", "makeusrich.cli", "train"], capture_output=True, text=True, cwd=ROOT, timeout=60, env=env
+    )
+    assert result.returncode == 1
+    assert "pass -f pair.yaml or set MAKEUSRICH_PAIR" in result.stderr

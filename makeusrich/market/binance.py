@@ -131,9 +131,7 @@ def _when(seconds: float) -> str:
     return (datetime.now(UTC) + timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _fail_fast(
-    exc: BinanceAPIException, symbol: str, interval: str, wait_s: float | None, max_wait_s: float
-) -> None:
+def _fail_fast(exc: BinanceAPIException, symbol: str, interval: str, wait_s: float | None, max_wait_s: float) -> None:
     """Raise the CandleError for answers that retrying cannot fix (or should not wait for)."""
     status = int(exc.status_code)
     if status == BANNED and wait_s is not None and wait_s > max_wait_s:
@@ -196,19 +194,15 @@ def _get_page(api: Client, params: dict[str, Any], policy: _Policy, tally: _Tall
             if attempt > policy.max_retries:
                 ban = isinstance(exc, BinanceAPIException) and int(exc.status_code) == BANNED
                 advice = (
-                    "Binance has banned this IP address for sending too many requests: wait before "
-                    "fetching again"
+                    "Binance has banned this IP address for sending too many requests: wait before fetching again"
                     if ban
-                    else "Binance or the network may be down or rate-limiting: try again later, or allow "
-                    "more retries"
+                    else "Binance or the network may be down or rate-limiting: try again later, or allow more retries"
                 )
                 raise CandleError(
                     f"fetching {symbol} {interval} klines from {api.API_URL} failed after {attempt} "
                     f"attempt(s); last error: {_describe(exc)}. {advice}"
                 ) from exc
-            delay = (
-                wait_s if wait_s is not None else _backoff_s(attempt, policy.backoff_s, policy.max_backoff_s)
-            )
+            delay = wait_s if wait_s is not None else _backoff_s(attempt, policy.backoff_s, policy.max_backoff_s)
             log.warning(
                 "binance klines %s %s startTime=%s: %s; retry %d/%d in %.2f s",
                 *(symbol, interval, params["startTime"], _describe(exc)),

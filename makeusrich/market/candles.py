@@ -195,8 +195,7 @@ def find_gaps(open_times: pd.Series, step_ms: int) -> list[Gap]:
     steps = np.diff(ms) // step_ms
     where = np.flatnonzero(steps > 1)
     return [
-        Gap(start=pd.Timestamp(int(ms[i]) + step_ms, unit="ms", tz="UTC"), missing=int(steps[i] - 1))
-        for i in where
+        Gap(start=pd.Timestamp(int(ms[i]) + step_ms, unit="ms", tz="UTC"), missing=int(steps[i] - 1)) for i in where
     ]
 
 
@@ -209,9 +208,7 @@ def broken_bars(frame: pd.DataFrame) -> np.ndarray:
     16,199.91 against a close of 4,308.83) is such a spike; a real hourly crash is not.
     """
     o, h, lo, c, v = (frame[name].to_numpy(dtype="float64") for name in OHLCV)
-    impossible = (
-        (np.minimum.reduce([o, h, lo, c]) <= 0) | (h < np.maximum(o, c)) | (lo > np.minimum(o, c)) | (v < 0)
-    )
+    impossible = (np.minimum.reduce([o, h, lo, c]) <= 0) | (h < np.maximum(o, c)) | (lo > np.minimum(o, c)) | (v < 0)
     if len(frame) < 3:
         return impossible
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -224,9 +221,7 @@ def broken_bars(frame: pd.DataFrame) -> np.ndarray:
     return impossible | spikes
 
 
-def clean_candles(
-    frame: pd.DataFrame, interval: str, source: str = "candles"
-) -> tuple[pd.DataFrame, CandleReport]:
+def clean_candles(frame: pd.DataFrame, interval: str, source: str = "candles") -> tuple[pd.DataFrame, CandleReport]:
     """Sort, drop duplicates and impossible bars, and report gaps; refuse NaN prices outright.
 
     Duplicated open times keep the last row (a later fetch supersedes an earlier one). Broken bars are

@@ -233,9 +233,7 @@ def normal_two_sided_p(z: float) -> float:
     return math.erfc(abs(z) / math.sqrt(2.0))
 
 
-def diebold_mariano(
-    errors_a: ArrayLike, errors_b: ArrayLike, horizon: int = 1, loss: Loss = "squared"
-) -> float | None:
+def diebold_mariano(errors_a: ArrayLike, errors_b: ArrayLike, horizon: int = 1, loss: Loss = "squared") -> float | None:
     """Two-sided p-value of the Diebold-Mariano test that forecasts a and b have equal expected loss.
 
     Why: a relative MAE of 0.998 on a few thousand hours is usually noise; this says how often noise alone
@@ -307,9 +305,7 @@ def _history(closes_history: ArrayLike, min_columns: int) -> FloatArray:
     if history.ndim != 2:
         raise ValueError(f"closes_history must have shape (n, m), got {history.shape}")
     if history.shape[1] < min_columns:
-        raise ValueError(
-            f"closes_history needs at least {min_columns} closes per point, has {history.shape[1]}"
-        )
+        raise ValueError(f"closes_history needs at least {min_columns} closes per point, has {history.shape[1]}")
     if np.any(history <= 0):
         raise ValueError("closes_history must hold positive prices")
     return history
@@ -321,9 +317,7 @@ def persistence_forecast(closes_history: ArrayLike, horizon: int = 1) -> FloatAr
     return np.repeat(history[:, -1:], horizon, axis=1)
 
 
-def always_up_forecast(
-    closes_history: ArrayLike, train_mean_log_return: float, horizon: int = 1
-) -> FloatArray:
+def always_up_forecast(closes_history: ArrayLike, train_mean_log_return: float, horizon: int = 1) -> FloatArray:
     """Bet on a rise at every point: step k = last * exp(k * drift). Returns (n, horizon).
 
     drift is the training period's mean log return when positive, so the MAE is that of an honest drift

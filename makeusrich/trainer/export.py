@@ -50,9 +50,7 @@ def onnx_session(model_bytes: bytes, threads: int = 1) -> ort.InferenceSession:
 
 def run_onnx(session: ort.InferenceSession, candles: np.ndarray, batch_size: int = 1024) -> np.ndarray:
     out = [
-        session.run(
-            [OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(candles[i : i + batch_size], dtype=np.float32)}
-        )[0]
+        session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(candles[i : i + batch_size], dtype=np.float32)})[0]
         for i in range(0, len(candles), batch_size)
     ]
     return np.concatenate(out)

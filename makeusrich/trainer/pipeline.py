@@ -64,9 +64,7 @@ def training_log_returns(data: Prepared) -> np.ndarray:
     return np.diff(np.log(data.ohlcv[: last + 1, 3]))
 
 
-def score_split(
-    data: Prepared, origins: np.ndarray, forecast: np.ndarray, ar_coefs: np.ndarray
-) -> dict[str, Any]:
+def score_split(data: Prepared, origins: np.ndarray, forecast: np.ndarray, ar_coefs: np.ndarray) -> dict[str, Any]:
     history = evaluate.past_closes(data.ohlcv[:, 3], origins, min(AR_ORDER, data.window - 1) + 1)
     return evaluate.evaluate_split(
         actual=data.actual_prices(origins),
@@ -213,9 +211,7 @@ def run_training(
     try:
         json.dumps(metadata, allow_nan=False)
     except ValueError as exc:
-        raise MakeUsRichError(
-            f"training produced non-finite metrics ({exc}); nothing was published"
-        ) from None
+        raise MakeUsRichError(f"training produced non-finite metrics ({exc}); nothing was published") from None
     stored = store.publish(version, files, metadata, promote=decision[0])
     return Outcome(version=version, promoted=decision[0], reason=decision[1], metadata=stored)
 
