@@ -17,28 +17,22 @@ from makeusrich.errors import CandleError, MakeUsRichError
 from makeusrich.market.candles import clean_candles
 from makeusrich.market.files import read_sample, sample_path
 from makeusrich.market.source import Source
-from makeusrich.pair import CurrencyPair, parse_pair
+from makeusrich.pair import CurrencyPair
 from makeusrich.store import pair_store
 from makeusrich.trainer.export import onnx_session, run_onnx
 from makeusrich.trainer.features import prepare
 from makeusrich.trainer.pipeline import run_training, summary
 from makeusrich.trainer.train import train
 from tests.fixtures.fake_binance import FakeBinance
+from tests.fixtures.models import small_pair
 
 HOUR = 3_600_000
 
 
 def short_pair(name: str = "btc-usdt", **spec: object) -> CurrencyPair:
-    """A pair small enough to train in seconds: 60 days, a 24-candle window, a tiny LSTM."""
-    model = {"window": 24, "hiddenSize": 8, "layers": 1, "maxEpochs": 2, "batchSize": 128}
-    model.update(spec.pop("model", {}))  # type: ignore[arg-type]
-    document = {
-        "apiVersion": "makeusrich.io/v1alpha1",
-        "kind": "CurrencyPair",
-        "metadata": {"name": name, "namespace": "crypto"},
-        "spec": {"currency": "btc", "compare": "usdt", "lookbackDays": 60, "model": model, **spec},
-    }
-    return parse_pair(document)
+    """The shared small pair (tests/fixtures/models.py) in a namespace of its own, promoted only when it beats
+    persistence (the default bar) unless a test says otherwise."""
+    return small_pair(name, namespace="crypto", **{"promotion": {"maxRelativeMAE": 1.0}, **spec})
 
 
 def test_train_publishes_a_complete_promoted_version(tmp_path: Path) -> None:
