@@ -15,9 +15,9 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "manifests" / "examples" / "btc-usdt.yaml"
 
 
-def makeusrich(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+def makeusrich(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "makeusrich.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+        [sys.executable, "-m", "makeusrich.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=300, env=env
     )
 
 
@@ -86,35 +86,23 @@ def test_unknown_source_is_refused() -> None:
 
 def test_train_reads_the_pair_from_the_environment_as_a_job_does(tmp_path: Path) -> None:
     env = {**os.environ, "MAKEUSRICH_PAIR": json.dumps(yaml.safe_load(EXAMPLE.read_text()))}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "makeusrich.cli",
-            "train",
-            "--source",
-            "sample",
-            "--store",
-            f"file://{tmp_path}",
-            "--max-epochs",
-            "1",
-            "--lookback-days",
-            "80",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-        env=env,
+    args = (
+        "train",
+        "--source",
+        "sample",
+        "--store",
+        f"file://{tmp_path}",
+        "--max-epochs",
+        "1",
+        "--lookback-days",
+        "80",
     )
+    result = makeusrich(*args, env=env)
     assert result.returncode == 0, result.stderr
     assert "default/btc-usdt version" in result.stdout
 
 
 def test_train_without_a_pair_says_how_to_give_one() -> None:
-    env = {k: v for k, v in os.environ.items() if k != "MAKEUSRICH_PAIR"}
-    result = subprocess.run(
-        [sys.executable, "-m", "makeusrich.cli", "train"], capture_output=True, text=True, cwd=ROOT, timeout=60, env=env
-    )
+    result = makeusrich("train", env={k: v for k, v in os.environ.items() if k != "MAKEUSRICH_PAIR"})
     assert result.returncode == 1
     assert "pass -f pair.yaml or set MAKEUSRICH_PAIR" in result.stderr
