@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PAIR ?= manifests/examples/btc-usdt.yaml
 
-.PHONY: setup run test lint typecheck pytest clean
+.PHONY: setup browser run test lint typecheck pytest clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -17,6 +17,13 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
+# The dashboard's browser tests drive Debian's chromium headless; nothing is downloaded by the tests themselves.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "install chromium and chromium-driver (apt-get install chromium chromium-driver) for the browser tests"; exit 1; fi
+
 run: setup
 	$(VENV)/bin/makeusrich train -f $(PAIR) --source sample
 
@@ -26,7 +33,7 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-pytest: setup
+pytest: setup browser
 	$(PY) -m pytest
 
 test: lint typecheck pytest

@@ -96,9 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--last", type=int, default=10, help="how many of the newest candles to show")
     p.add_argument("--json", action="store_true", help="print the candles as JSON records")
 
+    from makeusrich.operator.cli import add_operator_commands
+    from makeusrich.serving.cli import add_serving_commands
     from makeusrich.trainer.cli import add_train_command
+    from makeusrich.ui.cli import add_ui_commands
 
     add_train_command(add)
+    add_serving_commands(add)
+    add_operator_commands(add)
+    add_ui_commands(add)
     return parser
 
 

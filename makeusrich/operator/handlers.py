@@ -1,0 +1,222 @@
+"""kopf handlers: thin shells that turn watch events into calls of `Reconciler.reconcile`.
+
+`build_registry(settings)` returns a registry of its own (not kopf's global one), so tests and the benchmark can
+run several operators with different settings in one process.
+
+What runs when:
+- a pair is created, resumed (operator restart) or its spec changes: full reconcile, reading the store (and the
+  first training Job while the pair has never trained);
+- a trainer Job changes phase: the status records it; a success also re-reads the store (new model?);
+- the InferenceService's status changes: the pair's serving status follows;
+- the CronJob is deleted or edited by someone else: it is put back;
+- every `reconcile_interval_s`: full reconcile of every pair, whatever was or was not seen (level-based).
+Nothing here adds a finalizer: deleting a pair is never blocked by the operator being down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import kopf
+
+from makeusrich.operator import status as st
+from makeusrich.operator.kube import CRONJOBS, ISVCS, JOBS, PAIRS, KubeApi
+from makeusrich.operator.objects import MANAGED_BY, MANAGER, PAIR_LABEL, OperatorSettings
+from makeusrich.operator.reconcile import Reconciler, RetryLater, StoreAccess, plain
+
+log = logging.getLogger("makeusrich.operator")
+
+# How soon kopf retries a create/update/resume/timer handler after an outage ended it (API or store).
+RETRY_DELAY_S = 5.0
+OURS: dict[str, Any] = {MANAGED_BY: MANAGER, PAIR_LABEL: kopf.PRESENT}
+OURS_SELECTOR = f"{MANAGED_BY}={MANAGER}"
+
+
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In a pod: the service account; elsewhere: $KUBECONFIG or ~/.kube/config (kopf's own minimal readers, so
+    the operator needs no kubernetes client library)."""
+    info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    if info is None:
+        raise kopf.LoginError("no credentials: run in a pod with a service account, or set KUBECONFIG")
+    return info
+
+
+class Runtime:
+    """What the handlers share: settings, the API client, the store and the reconciler."""
+
+    def __init__(self, settings: OperatorSettings, login_fn: Callable[..., kopf.ConnectionInfo | None] = login) -> None:
+        self.settings = settings
+        self.login_fn = login_fn
+        self.periodic: asyncio.Task[None] | None = None
+        self.api = KubeApi(self._credentials)
+        self.store = StoreAccess(settings.store_url)
+        self.reconciler = Reconciler(settings, self.api, self.store, post_event)
+
+    def _credentials(self) -> kopf.ConnectionInfo:
+        info = self.login_fn(settings=kopf.OperatorSettings(), logger=log)  # fresh: tokens rotate
+        if info is None:
+            raise kopf.LoginError("no credentials for the API")
+        return info
+
+
+def post_event(body: Mapping[str, Any], event: st.Event) -> None:
+    """A Kubernetes Event on the pair, posted in the background by kopf; Events are auxiliary, so a failure to
+    queue one is logged and never fails a reconcile."""
+    try:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)  # type: ignore[arg-type]
+    except Exception as exc:  # kopf's posting queue lives in context variables of its handler tasks
+        log.warning("cannot post the Event %s %s: %r", event.reason, event.message, exc)
+
+
+def _pair_key(namespace: str | None, labels: Mapping[str, str]) -> tuple[str, str]:
+    return (namespace or "", labels.get(PAIR_LABEL, ""))
+
+
+async def _reconcile(runtime: Runtime, body: Mapping[str, Any], **options: Any) -> None:
+    try:
+        await runtime.reconciler.reconcile(body, **options)
+    except RetryLater as exc:
+        raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_S) from exc
+
+
+def configure(kopf_settings: kopf.OperatorSettings, settings: OperatorSettings) -> None:
+    """kopf's own settings: state in our annotations (status belongs to the pair's schema), watches that see
+    only our children, no peering objects, Events from the operator's name."""
+    kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="makeusrich.io")
+    kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="makeusrich.io", key="last-handled-configuration"
+    )
+    kopf_settings.peering.standalone = True
+    kopf_settings.posting.reporting_component = MANAGER
+    kopf_settings.posting.reporting_instance = socket.gethostname()
+    for ref in (CRONJOBS, JOBS, ISVCS):
+        kopf_settings.watching.label_selectors[ref.group, ref.plural] = OURS_SELECTOR
+    # Re-open watches now and then: a connection that silently died is replaced within minutes.
+    kopf_settings.watching.server_timeout = 300
+    kopf_settings.watching.client_timeout = 330
+    # After its own patch, kopf waits for the watch to bring that version before handling the object again; when a
+    # busy API server's watch lags longer than this, kopf handles a stale copy (a repeated, harmless create).
+    kopf_settings.persistence.consistency_timeout = 30
+    kopf_settings.networking.request_timeout = 60
+    kopf_settings.networking.connect_timeout = 10
+    # Exact namespaces need no namespace listing (and no RBAC for it); patterns do.
+    if settings.namespaces and not any(ch in ns for ns in settings.namespaces for ch in "*?[!"):
+        kopf_settings.scanning.disabled = True
+
+
+def build_registry(settings: OperatorSettings, runtime: Runtime | None = None) -> kopf.OperatorRegistry:
+    """Every handler of the operator, bound to one Runtime."""
+    rt = runtime or Runtime(settings)
+    registry = kopf.OperatorRegistry()
+    pairs = PAIRS.selector
+    interval = settings.reconcile_interval_s
+
+    @kopf.on.login(id="login", registry=registry)
+    def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return rt.login_fn(**kwargs)
+
+    @kopf.on.startup(id="startup", registry=registry)
+    async def _startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
+        configure(settings, rt.settings)
+        indices = [kwargs[f"makeusrich_{kind}"] for kind in ("pairs", "cronjobs", "jobs", "isvcs")]
+        rt.reconciler.bind(*indices)
+
+    @kopf.on.cleanup(id="cleanup", registry=registry)
+    async def _cleanup(**_: Any) -> None:
+        if rt.periodic is not None:
+            rt.periodic.cancel()
+        await rt.api.close()
+        rt.store.close()
+
+    @kopf.on.probe(id="reconciles", registry=registry)
+    def _probe(**_: Any) -> int:
+        return rt.reconciler.reconciles
+
+    # --- indices: in-memory views of what the watches saw --------------------------------------------------
+
+    @kopf.index(*pairs, id="makeusrich_pairs", registry=registry)
+    def _pairs(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+        return {(namespace or "", name): plain(body)}
+
+    @kopf.index(*CRONJOBS.selector, id="makeusrich_cronjobs", labels=OURS, registry=registry)
+    def _cronjobs(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> dict[Any, Any]:
+        return {_pair_key(namespace, labels): plain(body)}
+
+    @kopf.index(*JOBS.selector, id="makeusrich_jobs", labels=OURS, registry=registry)
+    def _jobs(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> dict[Any, Any]:
+        return {_pair_key(namespace, labels): st.job_summary(body)}
+
+    @kopf.index(*ISVCS.selector, id="makeusrich_isvcs", labels=OURS, registry=registry)
+    def _isvcs(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> dict[Any, Any]:
+        return {_pair_key(namespace, labels): plain(body)}
+
+    # --- the pair ---------------------------------------------------------------------------------------------
+
+    @kopf.on.create(*pairs, id="create", registry=registry)
+    async def _created(body: kopf.Body, **_: Any) -> None:
+        await _reconcile(rt, body, read_store=True)
+
+    @kopf.on.resume(*pairs, id="resume", registry=registry)
+    async def _resumed(body: kopf.Body, **_: Any) -> None:
+        await _reconcile(rt, body, read_store=True)
+
+    @kopf.on.update(*pairs, id="update", field="spec", registry=registry)
+    async def _updated(body: kopf.Body, **_: Any) -> None:
+        await _reconcile(rt, body, read_store=True)
+
+    @kopf.on.event(*pairs, id="pair-events", registry=registry)
+    async def _pair_event(type: str, body: kopf.Body, **_: Any) -> None:
+        if type == "DELETED":
+            rt.reconciler.forget(body)
+        if rt.periodic is None:
+            # One operator-wide loop, not a kopf timer per pair: kopf puts a finalizer on every object with a
+            # timer, and a finalizer blocks `kubectl delete` whenever the operator is down. Started from a
+            # handler so that it inherits kopf's context (the Event queue lives in context variables).
+            rt.periodic = asyncio.get_running_loop().create_task(
+                rt.reconciler.periodic(interval), name="periodic reconcile"
+            )
+
+    # --- children -------------------------------------------------------------------------------------------
+
+    @kopf.on.event(*JOBS.selector, id="job-events", labels=OURS, registry=registry)
+    async def _job_event(type: str, body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+        if type == "DELETED":
+            return  # removed by a history limit or TTL: the status keeps what it recorded
+        ns, pair = _pair_key(namespace, labels)
+        go, read_store = rt.reconciler.job_needs_reconcile(ns, pair, st.job_summary(body))
+        if go:
+            await _reconcile_child(rt, ns, pair, read_store=read_store)
+
+    @kopf.on.event(*ISVCS.selector, id="isvc-events", labels=OURS, registry=registry)
+    async def _isvc_event(type: str, body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+        ns, pair = _pair_key(namespace, labels)
+        if type == "DELETED":
+            rt.reconciler.child_deleted("isvc", ns, body.get("metadata", {}).get("name", ""))
+        if rt.reconciler.isvc_needs_reconcile(ns, pair, {} if type == "DELETED" else body):
+            await _reconcile_child(rt, ns, pair, read_store=False)
+
+    @kopf.on.event(*CRONJOBS.selector, id="cronjob-events", labels=OURS, registry=registry)
+    async def _cronjob_event(type: str, namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+        ns, pair = _pair_key(namespace, labels)
+        if rt.reconciler.cronjob_needs_reconcile(ns, pair, type):
+            await _reconcile_child(rt, ns, pair, read_store=False)
+
+    return registry
+
+
+async def _reconcile_child(rt: Runtime, namespace: str, pair: str, read_store: bool) -> None:
+    """A reconcile triggered by a child: event handlers are not retried by kopf, so a failure is only logged
+    (the periodic reconcile tries again)."""
+    body = rt.reconciler.pair_body(namespace, pair)
+    if body is None:
+        return
+    try:
+        await rt.reconciler.reconcile(body, read_store=read_store)
+    except RetryLater as exc:
+        log.warning("%s/%s: %s (the periodic reconcile retries)", namespace, pair, exc)
+    except asyncio.CancelledError:
+        raise

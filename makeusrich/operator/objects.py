@@ -1,0 +1,357 @@
+"""Pure builders of the Kubernetes objects the operator makes for a CurrencyPair (contract 4).
+
+No I/O here: `makeusrich render` prints exactly what these return, the operator applies exactly the same, and the
+tests validate them against Kubernetes' and KServe's schemas. Everything that varies per installation (image,
+store, Secret names, resources, history limits) comes in through `OperatorSettings`, filled by the chart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+from makeusrich import __version__
+from makeusrich.errors import MakeUsRichError
+from makeusrich.pair import API_VERSION, KIND, PAIR_ENV, CurrencyPair
+
+PART_OF = "app.kubernetes.io/part-of"
+MANAGED_BY = "app.kubernetes.io/managed-by"
+COMPONENT = "app.kubernetes.io/component"
+PAIR_LABEL = "makeusrich.io/pair"
+MANAGER = "makeusrich-operator"
+MODEL_VERSION_ANNOTATION = "makeusrich.io/model-version"
+DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
+
+ISVC_API_VERSION = "serving.kserve.io/v1beta1"
+TRAINER_CONTAINER = "trainer"
+TRAIN_COMMAND = ("makeusrich", "train", "--source", "binance")
+# Kubernetes puts the Job name into a pod label (at most 63 characters).
+MAX_JOB_NAME = 63
+
+
+class SettingsError(MakeUsRichError):
+    """The operator's own configuration (flags or environment) is unusable."""
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """What one installation decides; the chart's values end up here through flags or MAKEUSRICH_* variables."""
+
+    image: str = f"ghcr.io/makeusrich/trainer:{__version__}"
+    image_pull_policy: str = "IfNotPresent"
+    store_url: str = "s3://makeusrich"
+    # The Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, read by trainer pods.
+    s3_secret: str = "makeusrich-s3"
+    # S3_ENDPOINT for trainer pods (http://minio.minio:9000); None leaves the trainer's default (AWS).
+    s3_endpoint: str | None = None
+    # ServiceAccount listing the S3 Secret for KServe's storage initializer; None uses the namespace default.
+    storage_service_account: str | None = "makeusrich-storage"
+    # Canonical quantities ("500m", "2Gi"): the API server rewrites others, which would look like drift.
+    trainer_requests: Mapping[str, str] = field(default_factory=lambda: {"cpu": "1", "memory": "2Gi"})
+    trainer_limits: Mapping[str, str] = field(default_factory=lambda: {"cpu": "2", "memory": "4Gi"})
+    tmp_size: str = "2Gi"
+    run_as_user: int = 10001
+    successful_jobs_history: int = 3
+    failed_jobs_history: int = 3
+    starting_deadline_seconds: int = 3600
+    backoff_limit: int = 1
+    active_deadline_seconds: int = 6 * 3600
+    # The first Job is not owned by the CronJob, so its history limits do not clean it up.
+    initial_job_ttl_seconds: int = 7 * 86400
+    namespaces: tuple[str, ...] = ()
+    reconcile_interval_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not self.image:
+            raise SettingsError("the trainer image is empty; pass --image or set MAKEUSRICH_IMAGE")
+        if self.image_pull_policy not in ("Always", "IfNotPresent", "Never"):
+            raise SettingsError(
+                f"image pull policy {self.image_pull_policy!r} is not one of Always, IfNotPresent, Never"
+            )
+        if urlparse(self.store_url).scheme not in ("s3", "file", ""):
+            raise SettingsError(f"store URL {self.store_url!r} is not s3://bucket[/prefix] or file:///path")
+        if self.reconcile_interval_s <= 0:
+            raise SettingsError("the reconcile interval must be positive")
+
+
+ENV_SETTINGS = {
+    "image": "MAKEUSRICH_IMAGE",
+    "image_pull_policy": "MAKEUSRICH_IMAGE_PULL_POLICY",
+    "store_url": "MAKEUSRICH_STORE",
+    "s3_secret": "MAKEUSRICH_S3_SECRET",
+    "s3_endpoint": "S3_ENDPOINT",
+    "storage_service_account": "MAKEUSRICH_STORAGE_SERVICE_ACCOUNT",
+}
+
+
+def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> OperatorSettings:
+    """Settings from MAKEUSRICH_* variables (the chart sets them), then explicit overrides (CLI flags)."""
+    env = os.environ if env is None else env
+    # An empty MAKEUSRICH_STORAGE_SERVICE_ACCOUNT means "the namespace's default account"; other empties are unset.
+    values: dict[str, Any] = {
+        key: env[name]
+        for key, name in ENV_SETTINGS.items()
+        if env.get(name) or (key == "storage_service_account" and name in env)
+    }
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    if values.get("storage_service_account") == "":
+        values["storage_service_account"] = None
+    return OperatorSettings(**values)
+
+
+# --- small pieces ------------------------------------------------------------------------------------------
+
+
+def labels(pair: CurrencyPair, component: str) -> dict[str, str]:
+    return {
+        PART_OF: "makeusrich",
+        MANAGED_BY: MANAGER,
+        PAIR_LABEL: pair.name,
+        COMPONENT: component,
+    }
+
+
+def owner_reference(pair: CurrencyPair, uid: str) -> dict[str, Any]:
+    """Makes the CurrencyPair the controller of a child, so Kubernetes' garbage collector deletes the child with
+    the pair (no finalizer needed) and `kubectl get -o wide` shows who owns it."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": pair.name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _metadata(
+    pair: CurrencyPair,
+    name: str,
+    component: str,
+    uid: str | None,
+    annotations: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": pair.namespace, "labels": labels(pair, component)}
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    if uid:
+        meta["ownerReferences"] = [owner_reference(pair, uid)]
+    return meta
+
+
+def pair_env_value(pair: CurrencyPair) -> str:
+    """The resource as the trainer reads it from $MAKEUSRICH_PAIR: identity and spec, nothing cluster-specific,
+    so the CronJob changes only when the spec does."""
+    document = {
+        "apiVersion": pair.api_version,
+        "kind": pair.kind,
+        "metadata": {"name": pair.name, "namespace": pair.namespace},
+        "spec": pair.spec.model_dump(by_alias=True, mode="json", exclude_none=True),
+    }
+    return json.dumps(document, sort_keys=True, separators=(",", ":"))
+
+
+def cronjob_name(pair: CurrencyPair) -> str:
+    return f"{pair.name}-trainer"
+
+
+def initial_job_name(pair: CurrencyPair, uid: str | None) -> str:
+    """`<pair>-trainer-initial-<hash>`: the hash of the pair's uid makes a replayed create event find the same Job
+    (409, nothing new) while a pair deleted and made again gets a Job of its own."""
+    digest = hashlib.sha256((uid or f"{pair.namespace}/{pair.name}").encode()).hexdigest()[:6]
+    base = f"{pair.name}-trainer-initial"
+    return f"{base[: MAX_JOB_NAME - len(digest) - 1].rstrip('-')}-{digest}"
+
+
+# --- the trainer ---------------------------------------------------------------------------------------------
+
+
+def trainer_env(pair: CurrencyPair, settings: OperatorSettings) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"name": PAIR_ENV, "value": pair_env_value(pair)},
+        {"name": "MAKEUSRICH_STORE", "value": settings.store_url},
+    ]
+    if settings.s3_endpoint:
+        env.append({"name": "S3_ENDPOINT", "value": settings.s3_endpoint})
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": settings.s3_secret, "key": key}}})
+    # The root filesystem is read-only: every cache (torch, pip, matplotlib) goes to the /tmp emptyDir.
+    env += [
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "TMPDIR", "value": "/tmp"},
+        {"name": "XDG_CACHE_HOME", "value": "/tmp/.cache"},
+    ]
+    return env
+
+
+def trainer_pod_template(pair: CurrencyPair, settings: OperatorSettings) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": TRAINER_CONTAINER,
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": list(TRAIN_COMMAND),
+        "env": trainer_env(pair, settings),
+        "resources": {"requests": dict(settings.trainer_requests), "limits": dict(settings.trainer_limits)},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        # A failed trainer ends with one sentence on stderr; this puts it into the pod's status, where the
+        # operator reads it for the pair's Trained condition without log access.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    return {
+        "metadata": {"labels": labels(pair, "trainer")},
+        "spec": {
+            "restartPolicy": "Never",
+            # The trainer talks to Binance and S3 only, never to the Kubernetes API.
+            "automountServiceAccountToken": False,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": settings.run_as_user,
+                "runAsGroup": settings.run_as_user,
+                "fsGroup": settings.run_as_user,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [container],
+            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": settings.tmp_size}}],
+        },
+    }
+
+
+def trainer_job_spec(pair: CurrencyPair, settings: OperatorSettings) -> dict[str, Any]:
+    return {
+        "backoffLimit": settings.backoff_limit,
+        "activeDeadlineSeconds": settings.active_deadline_seconds,
+        "template": trainer_pod_template(pair, settings),
+    }
+
+
+def cronjob(pair: CurrencyPair, settings: OperatorSettings, uid: str | None = None) -> dict[str, Any]:
+    """CronJob `<pair>-trainer`: retrains on the pair's schedule, one run at a time."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": _metadata(pair, cronjob_name(pair), "trainer", uid),
+        "spec": {
+            "schedule": pair.spec.schedule,
+            "timeZone": "Etc/UTC",
+            "concurrencyPolicy": "Forbid",
+            "suspend": pair.spec.suspend,
+            "startingDeadlineSeconds": settings.starting_deadline_seconds,
+            "successfulJobsHistoryLimit": settings.successful_jobs_history,
+            "failedJobsHistoryLimit": settings.failed_jobs_history,
+            "jobTemplate": {
+                "metadata": {"labels": labels(pair, "trainer")},
+                "spec": trainer_job_spec(pair, settings),
+            },
+        },
+    }
+
+
+def initial_job(pair: CurrencyPair, settings: OperatorSettings, uid: str | None = None) -> dict[str, Any]:
+    """The first training run, started at once so a new pair gets a model without waiting for its schedule."""
+    spec = trainer_job_spec(pair, settings)
+    spec["ttlSecondsAfterFinished"] = settings.initial_job_ttl_seconds
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _metadata(pair, initial_job_name(pair, uid), "trainer", uid),
+        "spec": spec,
+    }
+
+
+# --- serving -------------------------------------------------------------------------------------------------
+
+
+def storage_uri_for(store_url: str, namespace: str, pair: str, version: str) -> str:
+    """The folder a version lives in (contract 3), as PairStore.storage_uri gives it, computed without opening
+    the store (render works offline)."""
+    parsed = urlparse(store_url)
+    key = f"{namespace}/{pair}/versions/{version}/"
+    if parsed.scheme == "s3":
+        prefix = parsed.path.strip("/")
+        return f"s3://{parsed.netloc}/{prefix + '/' if prefix else ''}{key}"
+    root = Path(unquote(parsed.path) if parsed.scheme == "file" else store_url).expanduser().resolve()
+    uri = (root / key).as_uri()
+    return uri if uri.endswith("/") else uri + "/"
+
+
+def inference_service(
+    pair: CurrencyPair,
+    settings: OperatorSettings,
+    storage_uri: str,
+    version: str,
+    uid: str | None = None,
+) -> dict[str, Any]:
+    """InferenceService `<pair>` serving one version folder (a Triton model repository) over the v2 protocol.
+
+    A plain dict, not kserve's model classes: kubernetes 37 serialises those wrongly, and the operator image
+    need not carry kserve. Tests check every field against kserve's classes instead.
+    """
+    predictor: dict[str, Any] = {
+        "minReplicas": pair.spec.serving.min_replicas,
+        "model": {
+            "modelFormat": {"name": "onnx"},
+            "protocolVersion": "v2",
+            "runtime": pair.spec.serving.runtime,
+            "storageUri": storage_uri,
+        },
+    }
+    if settings.storage_service_account:
+        predictor["serviceAccountName"] = settings.storage_service_account
+    annotations = {DEPLOYMENT_MODE_ANNOTATION: "Standard", MODEL_VERSION_ANNOTATION: version}
+    return {
+        "apiVersion": ISVC_API_VERSION,
+        "kind": "InferenceService",
+        "metadata": _metadata(pair, pair.name, "serving", uid, annotations),
+        "spec": {"predictor": predictor},
+    }
+
+
+def children(
+    pair: CurrencyPair,
+    settings: OperatorSettings,
+    uid: str | None = None,
+    model_version: str | None = None,
+    include_initial_job: bool = True,
+) -> list[dict[str, Any]]:
+    """Everything the operator makes for a new pair, in creation order. The InferenceService needs a version
+    (the pinned one, or `model_version` standing in for what latest.json will name)."""
+    objects = [cronjob(pair, settings, uid)]
+    if include_initial_job and pair.spec.train_on_create and not pair.spec.suspend:
+        objects.append(initial_job(pair, settings, uid))
+    version = pair.spec.serving.pinned_version or model_version
+    if version:
+        uri = storage_uri_for(settings.store_url, pair.namespace, pair.name, version)
+        objects.append(inference_service(pair, settings, uri, version, uid))
+    return objects
+
+
+# --- comparing desired and observed ----------------------------------------------------------------------------
+
+
+def is_subset(desired: Any, observed: Any) -> bool:
+    """True when every field we set has the value we set. The API server adds defaults (dnsPolicy,
+    terminationMessagePath, ...) that we never set, so equality would always see drift."""
+    if isinstance(desired, Mapping):
+        return isinstance(observed, Mapping) and all(
+            key in observed and is_subset(value, observed[key]) for key, value in desired.items()
+        )
+    if isinstance(desired, Sequence) and not isinstance(desired, str):
+        return (
+            isinstance(observed, Sequence)
+            and not isinstance(observed, str)
+            and len(desired) == len(observed)
+            and all(is_subset(d, o) for d, o in zip(desired, observed, strict=True))
+        )
+    return bool(desired == observed)

@@ -1,0 +1,402 @@
+"""Pure functions from what the operator observed to the CurrencyPair's status, and the Events its changes deserve.
+
+The handlers gather observations (the pair, its Jobs, the store's latest.json, the InferenceService) and these
+functions decide what the status says, so every condition and message is tested without a cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from makeusrich.operator.objects import MODEL_VERSION_ANNOTATION
+from makeusrich.pair import Condition, CurrencyPairStatus, ModelStatus, ServingStatus, TrainingStatus
+
+ConditionType = Literal["Valid", "Trained", "Serving", "Ready"]
+ConditionStatus = Literal["True", "False", "Unknown"]
+Phase = Literal["Pending", "Running", "Succeeded", "Failed"]
+CONDITION_TYPES: tuple[ConditionType, ...] = ("Valid", "Trained", "Serving", "Ready")
+# Reasons that only say "nothing happened yet": their first appearance is not worth an Event.
+QUIET_REASONS = frozenset({"SpecValid", "NoModel"})
+WARNING_REASONS = frozenset(
+    {
+        "InvalidSpec",
+        "TrainingFailed",
+        "TrainerNotApplied",
+        "StoreError",
+        "PinnedVersionMissing",
+        "ServingFailed",
+        "ServingNotApplied",
+    }
+)
+MAX_MESSAGE = 1000
+METRIC_KEYS = ("n", "mae", "rmse", "rel_mae", "rel_rmse", "dm_pvalue", "directional")
+
+
+def now_iso(now: datetime | None = None) -> str:
+    return (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def clip(text: str, limit: int = MAX_MESSAGE) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why something could not be done: a CamelCase reason for machines, a sentence for people."""
+
+    reason: str
+    message: str
+    transient: bool = True  # worth retrying soon (an outage), not something only a person can fix
+
+
+@dataclass(frozen=True)
+class Event:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+# --- parsing what we read back -------------------------------------------------------------------------------
+
+
+def parse_status(raw: Any) -> CurrencyPairStatus | None:
+    """The status as stored, or None when absent or written by something else in a shape we do not know."""
+    if not isinstance(raw, Mapping) or not raw:
+        return None
+    try:
+        return CurrencyPairStatus.model_validate(raw)
+    except ValidationError:
+        return None
+
+
+def dump_status(status: CurrencyPairStatus) -> dict[str, Any]:
+    """The status as a merge patch: None values clear fields a previous status set."""
+    return status.model_dump(by_alias=True, mode="json")
+
+
+# --- Jobs ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """The few facts of a trainer Job the status needs, small enough to keep for every Job in memory."""
+
+    name: str
+    uid: str
+    created: str
+    phase: Phase
+    started: str | None = None
+    finished: str | None = None
+    reason: str | None = None
+    message: str | None = None
+
+
+def _condition(conditions: Any, kind: str) -> Mapping[str, Any] | None:
+    for condition in conditions or ():
+        if isinstance(condition, Mapping) and condition.get("type") == kind and condition.get("status") == "True":
+            return condition
+    return None
+
+
+def job_summary(job: Mapping[str, Any]) -> JobSummary:
+    meta = job.get("metadata") or {}
+    status = job.get("status") or {}
+    conditions = status.get("conditions")
+    failed = _condition(conditions, "Failed")
+    complete = _condition(conditions, "Complete") or _condition(conditions, "SuccessCriteriaMet")
+    phase: Phase
+    if failed is not None:
+        phase, finished = "Failed", failed.get("lastTransitionTime") or status.get("completionTime")
+    elif complete is not None or ((status.get("succeeded") or 0) > 0 and status.get("completionTime")):
+        phase, finished = "Succeeded", status.get("completionTime") or (complete or {}).get("lastTransitionTime")
+    elif (status.get("active") or 0) > 0 or status.get("startTime"):
+        phase, finished = "Running", None
+    else:
+        phase, finished = "Pending", None
+    return JobSummary(
+        name=str(meta.get("name", "")),
+        uid=str(meta.get("uid", "")),
+        created=str(meta.get("creationTimestamp") or ""),
+        phase=phase,
+        started=status.get("startTime"),
+        finished=finished,
+        reason=(failed or {}).get("reason"),
+        message=(failed or {}).get("message"),
+    )
+
+
+def newest_job(jobs: Iterable[JobSummary]) -> JobSummary | None:
+    """The Job that speaks for the pair's training now: the last one created."""
+    return max(jobs, key=lambda job: (job.created, job.name), default=None)
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def job_failure_message(job: JobSummary, pods: Sequence[Mapping[str, Any]] = ()) -> str:
+    """Why a Job failed, in one line: the Job's own reason (BackoffLimitExceeded, DeadlineExceeded) and, from its
+    newest failed pod, the container's end (OOMKilled, exit code) and the trainer's last words, which the
+    FallbackToLogsOnError policy puts into the pod's termination message."""
+    parts = [f"training Job {job.name} failed"]
+    if job.reason or job.message:
+        parts[0] += f" ({': '.join(p for p in (job.reason, job.message) if p)})"
+    detail = None
+    for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""), reverse=True):
+        for container in (pod.get("status") or {}).get("containerStatuses") or ():
+            terminated = (container.get("state") or {}).get("terminated") or {}
+            if terminated and terminated.get("exitCode", 0) != 0:
+                pod_name = (pod.get("metadata") or {}).get("name", "?")
+                ended = terminated.get("reason") or "Error"
+                detail = f"pod {pod_name}: {ended} (exit code {terminated.get('exitCode')})"
+                words = _last_line(str(terminated.get("message") or ""))
+                if words:
+                    detail += f": {words}"
+                break
+        if detail:
+            break
+        reason = (pod.get("status") or {}).get("reason")
+        if reason:  # evicted, deadline exceeded before the container ran
+            detail = f"pod {(pod.get('metadata') or {}).get('name', '?')}: {reason}"
+            message = (pod.get("status") or {}).get("message")
+            detail += f": {message}" if message else ""
+            break
+    if detail:
+        parts.append(detail)
+    return clip("; ".join(parts))
+
+
+def training_status(job: JobSummary, failure: str | None = None) -> TrainingStatus:
+    return TrainingStatus(
+        job=job.name,
+        phase=job.phase,
+        started_at=job.started,
+        finished_at=job.finished,
+        message=failure if job.phase == "Failed" else None,
+    )
+
+
+# --- the model and its serving ------------------------------------------------------------------------------------
+
+
+def model_metrics(metadata: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The model's own numbers per split (not the baselines'): enough to judge it from `kubectl get -o yaml`."""
+    metrics = (metadata or {}).get("metrics")
+    if not isinstance(metrics, Mapping):
+        return None
+    out: dict[str, Any] = {}
+    for split in ("validation", "test"):
+        model = (metrics.get(split) or {}).get("model")
+        if isinstance(model, Mapping):
+            out[split] = {key: model[key] for key in METRIC_KEYS if key in model}
+    return out or None
+
+
+def model_status(version: str, storage_uri: str, metadata: Mapping[str, Any] | None) -> ModelStatus:
+    metrics = model_metrics(metadata)
+    skill = (metrics or {}).get("test", {}).get("rel_mae")
+    trained_at = (metadata or {}).get("createdAt")
+    return ModelStatus(
+        version=version,
+        trained_at=trained_at if isinstance(trained_at, str) else None,
+        storage_uri=storage_uri,
+        skill=float(skill) if isinstance(skill, int | float) else None,
+        metrics=metrics,
+    )
+
+
+@dataclass(frozen=True)
+class ServingObservation:
+    status: ServingStatus
+    message: str | None = None
+
+
+def serving_observation(isvc: Mapping[str, Any] | None) -> ServingObservation | None:
+    """What the InferenceService reports: the version it was given, its URL, and whether KServe says it is Ready
+    for its current generation (a Ready left over from the previous version does not count)."""
+    if not isvc:
+        return None
+    meta = isvc.get("metadata") or {}
+    status = isvc.get("status") or {}
+    ready_condition = next(
+        (c for c in status.get("conditions") or () if isinstance(c, Mapping) and c.get("type") == "Ready"), None
+    )
+    generation, observed = meta.get("generation"), status.get("observedGeneration")
+    current = generation is None or observed is None or observed >= generation
+    ready = bool(ready_condition and ready_condition.get("status") == "True" and current)
+    url = status.get("url") or (status.get("address") or {}).get("url")
+    message = None
+    if ready_condition and not ready:
+        message = ready_condition.get("message") or ready_condition.get("reason")
+    version = (meta.get("annotations") or {}).get(MODEL_VERSION_ANNOTATION)
+    return ServingObservation(ServingStatus(version=version, url=url, ready=ready), message)
+
+
+# --- conditions -----------------------------------------------------------------------------------------------------
+
+
+def find_condition(conditions: Iterable[Condition], kind: str) -> Condition | None:
+    return next((c for c in conditions if c.type == kind), None)
+
+
+def make_condition(
+    previous: Sequence[Condition],
+    kind: ConditionType,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    now: str,
+) -> Condition:
+    """A condition whose lastTransitionTime moves only when its status does (the Kubernetes convention)."""
+    old = find_condition(previous, kind)
+    since = old.last_transition_time if old is not None and old.status == status else now
+    return Condition(type=kind, status=status, reason=reason, message=clip(message), last_transition_time=since)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything one reconcile learned about a pair; None means 'not known', never 'absent' unless stated."""
+
+    generation: int | None = None
+    symbol: str | None = None
+    invalid: str | None = None
+    schedule: str = ""
+    suspended: bool = False
+    pinned: str | None = None
+    trainer_problem: Problem | None = None
+    training: TrainingStatus | None = None
+    model: ModelStatus | None = None
+    model_problem: Problem | None = None
+    serving: ServingObservation | None = None
+    serving_problem: Problem | None = None
+    isvc_name: str = ""
+
+
+def _describe_model(model: ModelStatus) -> str:
+    skill = f" (test MAE {model.skill:.4f} of persistence's)" if model.skill is not None else ""
+    return f"version {model.version}{skill}"
+
+
+def _trained(observed: Observed, previous: Sequence[Condition], now: str) -> Condition:
+    job, model = observed.training, observed.model
+    keeps = f"; still serving version {model.version}" if model else "; no model is served yet"
+    if observed.trainer_problem:
+        problem = observed.trainer_problem
+        return make_condition(previous, "Trained", "False", problem.reason, problem.message, now)
+    if job is not None and job.phase == "Failed":
+        text = (job.message or f"training Job {job.job} failed") + keeps
+        return make_condition(previous, "Trained", "False", "TrainingFailed", text, now)
+    if model is not None:
+        how = "pinned" if observed.pinned else "promoted"
+        reason = "Pinned" if observed.pinned else "Promoted"
+        text = f"{_describe_model(model)} is {how}"
+        if observed.model_problem is not None:  # the store is down: say so, but the model is still known
+            text += f"; newer versions are not seen now: {observed.model_problem.message}"
+        return make_condition(previous, "Trained", "True", reason, text, now)
+    if observed.model_problem:
+        problem = observed.model_problem
+        status: ConditionStatus = "Unknown" if problem.reason == "StoreError" else "False"
+        return make_condition(previous, "Trained", status, problem.reason, problem.message, now)
+    if job is not None and job.phase in ("Pending", "Running"):
+        text = f"training Job {job.job} is {job.phase.lower()}"
+        return make_condition(previous, "Trained", "False", "Training", text, now)
+    if job is not None and job.phase == "Succeeded":
+        text = (
+            f"training Job {job.job} succeeded but promoted no model: it did not beat the naive forecast on "
+            "validation data (see the version's metadata.json); the next scheduled run tries again"
+        )
+        return make_condition(previous, "Trained", "False", "NotPromoted", text, now)
+    if observed.suspended:
+        text = "no model promoted yet, and training is suspended (spec.suspend)"
+    else:
+        text = f"no model promoted yet; training runs on the schedule {observed.schedule!r}"
+    return make_condition(previous, "Trained", "False", "NoModel", text, now)
+
+
+def _serving(observed: Observed, previous: Sequence[Condition], now: str) -> Condition:
+    model, seen = observed.model, observed.serving
+    if observed.serving_problem:
+        problem = observed.serving_problem
+        return make_condition(previous, "Serving", "False", problem.reason, problem.message, now)
+    if model is None:
+        if observed.model_problem and observed.model_problem.reason == "PinnedVersionMissing":
+            problem = observed.model_problem
+            return make_condition(previous, "Serving", "False", problem.reason, problem.message, now)
+        return make_condition(previous, "Serving", "False", "NoModel", "waiting for a promoted model", now)
+    if seen is None:
+        text = f"InferenceService {observed.isvc_name} is set to version {model.version}; waiting for KServe"
+        return make_condition(previous, "Serving", "False", "Deploying", text, now)
+    if seen.status.ready:
+        where = f" at {seen.status.url}" if seen.status.url else ""
+        if seen.status.version == model.version:
+            return make_condition(previous, "Serving", "True", "Ready", f"serving version {model.version}{where}", now)
+        text = f"serving version {seen.status.version}{where} while version {model.version} rolls out"
+        return make_condition(previous, "Serving", "True", "RollingOut", text, now)
+    text = f"InferenceService {observed.isvc_name} is not ready for version {model.version}"
+    if seen.message:
+        text += f": {seen.message}"
+    return make_condition(previous, "Serving", "False", "Deploying", text, now)
+
+
+def compute_status(previous: CurrencyPairStatus | None, observed: Observed, now: str) -> CurrencyPairStatus:
+    """The whole status for what was observed. Fields not observed this time keep their previous value, so a
+    store outage or a Job removed by its history limit does not erase what the pair last knew."""
+    before = previous or CurrencyPairStatus()
+    old = before.conditions
+    if observed.invalid is not None:
+        valid = make_condition(old, "Valid", "False", "InvalidSpec", observed.invalid, now)
+        kept = [
+            find_condition(old, kind)
+            or make_condition(old, kind, "Unknown", "InvalidSpec", "not reconciled while the spec is invalid", now)
+            for kind in ("Trained", "Serving")
+        ]
+        ready = make_condition(old, "Ready", "False", "InvalidSpec", observed.invalid, now)
+        return before.model_copy(
+            update={"observed_generation": observed.generation, "conditions": [valid, *kept, ready]}
+        )
+    valid = make_condition(old, "Valid", "True", "SpecValid", "the spec is valid", now)
+    trained = _trained(observed, old, now)
+    serving = _serving(observed, old, now)
+    if serving.status == "True":
+        ready = make_condition(old, "Ready", "True", "Ready", serving.message, now)
+    else:
+        ready = make_condition(old, "Ready", "False", serving.reason, serving.message, now)
+    return CurrencyPairStatus(
+        observed_generation=observed.generation,
+        symbol=observed.symbol,
+        conditions=[valid, trained, serving, ready],
+        model=observed.model or before.model,
+        serving=observed.serving.status if observed.serving else before.serving,
+        last_training=observed.training or before.last_training,
+    )
+
+
+def status_events(previous: CurrencyPairStatus | None, new: CurrencyPairStatus) -> list[Event]:
+    """One Event per condition that changed (status or reason), and one per change of the served version."""
+    events: list[Event] = []
+    old = previous.conditions if previous else []
+    for condition in new.conditions:
+        if condition.type == "Ready":
+            continue  # derived from Serving and Valid; its Event would repeat theirs
+        before = find_condition(old, condition.type)
+        if before is not None and (before.status, before.reason) == (condition.status, condition.reason):
+            continue
+        if before is None and condition.reason in QUIET_REASONS:
+            continue
+        if condition.status == "Unknown" and condition.reason == "InvalidSpec":
+            continue  # a placeholder next to Valid=False, which has its own Event
+        kind: Literal["Normal", "Warning"] = "Warning" if condition.reason in WARNING_REASONS else "Normal"
+        events.append(Event(kind, condition.reason, f"{condition.type}: {condition.message}"))
+    old_version = previous.model.version if previous and previous.model else None
+    new_version = new.model.version if new.model else None
+    if new_version and new_version != old_version:
+        what = f"version {old_version} -> {new_version}" if old_version else f"version {new_version}"
+        events.append(Event("Normal", "ModelChanged", f"the InferenceService now gets {what}"))
+    return events

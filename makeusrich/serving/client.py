@@ -1,0 +1,299 @@
+"""A small async client for the KServe v2 (Open Inference) REST protocol, for this project's models.
+
+It talks to any v2 server that serves contract 2 (`makeusrich serve`, KServe's Triton runtime, MLServer):
+health, model metadata, and inference from a candle frame to a forecast frame. One httpx.AsyncClient per
+V2Client keeps connections alive. Every failure is a ServingError whose message is one sentence: the server is
+unreachable, the model is unknown or not ready, the request timed out, or what the server said was wrong.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from makeusrich.errors import MakeUsRichError
+from makeusrich.market.candles import OHLCV, interval_ms
+
+try:  # orjson (a kserve and nicegui dependency) encodes a 64-window batch ~10x faster than json
+    import orjson
+
+    def _dumps(value: Any) -> bytes:
+        return orjson.dumps(value)
+
+except ImportError:  # pragma: no cover - depends on the environment
+
+    def _dumps(value: Any) -> bytes:
+        return json.dumps(value).encode()
+
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+INPUT_NAME = "candles"
+OUTPUT_NAME = "forecast"
+
+
+class ServingError(MakeUsRichError):
+    """A v2 request failed; `status` is the HTTP status when the server answered."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ModelNotFoundError(ServingError):
+    """The server has no model of that name (404)."""
+
+
+class ModelNotReadyError(ServingError):
+    """The model exists but has no servable version yet (503)."""
+
+
+@dataclass(frozen=True)
+class Tensor:
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    """GET /v2/models/<name>, with the fields this project's server adds in `parameters`."""
+
+    name: str
+    versions: tuple[str, ...]
+    platform: str
+    inputs: tuple[Tensor, ...]
+    outputs: tuple[Tensor, ...]
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> ModelMetadata:
+        def tensors(key: str) -> tuple[Tensor, ...]:
+            return tuple(
+                Tensor(str(t["name"]), str(t["datatype"]), tuple(int(d) for d in t["shape"])) for t in body.get(key, [])
+            )
+
+        return cls(
+            name=str(body["name"]),
+            versions=tuple(str(v) for v in body.get("versions") or ()),
+            platform=str(body.get("platform", "")),
+            inputs=tensors("inputs"),
+            outputs=tensors("outputs"),
+            parameters=dict(body.get("parameters") or {}),
+        )
+
+    @property
+    def version(self) -> str | None:
+        """The served version: our server names it; a plain v2 server may list several or none."""
+        served = self.parameters.get("served_version")
+        return str(served) if served else (self.versions[-1] if self.versions else None)
+
+    def _tensor(self, tensors: tuple[Tensor, ...], name: str) -> Tensor:
+        for tensor in tensors:
+            if tensor.name == name:
+                return tensor
+        raise ServingError(f"model {self.name} has no tensor {name!r} (it lists {[t.name for t in tensors]})")
+
+    @property
+    def window(self) -> int:
+        """Candles per input window, from the input's shape [batch, window, 5]."""
+        shape = self._tensor(self.inputs, INPUT_NAME).shape
+        if len(shape) != 3 or shape[1] < 1:
+            raise ServingError(f"model {self.name}'s input shape {list(shape)} is not [batch, window, 5]")
+        return shape[1]
+
+    @property
+    def horizon(self) -> int:
+        shape = self._tensor(self.outputs, OUTPUT_NAME).shape
+        if len(shape) != 2 or shape[1] < 1:
+            raise ServingError(f"model {self.name}'s output shape {list(shape)} is not [batch, horizon]")
+        return shape[1]
+
+
+@dataclass(frozen=True)
+class InferResult:
+    forecast: np.ndarray
+    model_name: str
+    model_version: str | None
+    id: str | None
+
+
+def candle_array(candles: pd.DataFrame, window: int) -> np.ndarray:
+    """The last `window` candles of a candle frame as a [1, window, 5] float32 array."""
+    missing = [c for c in OHLCV if c not in candles.columns]
+    if missing:
+        raise ServingError(f"the candle frame lacks the columns {missing}")
+    if len(candles) < window:
+        raise ServingError(f"the model needs {window} candles and only {len(candles)} were given")
+    values = candles[list(OHLCV)].tail(window).to_numpy(dtype=np.float32)
+    return values.reshape(1, window, len(OHLCV))
+
+
+def forecast_frame(
+    candles: pd.DataFrame, forecast: np.ndarray, interval: str, model_version: str | None
+) -> pd.DataFrame:
+    """One row per predicted candle: its open time, the predicted close, and the change from the last close."""
+    last = candles.iloc[-1]
+    step = pd.Timedelta(milliseconds=interval_ms(interval))
+    prices = np.asarray(forecast, dtype=np.float64).reshape(-1)
+    last_close = float(last["close"])
+    return pd.DataFrame(
+        {
+            "open_time": [last["open_time"] + step * (i + 1) for i in range(len(prices))],
+            "close": prices,
+            "last_close": last_close,
+            "change": prices / last_close - 1.0,
+            "model_version": model_version,
+        }
+    )
+
+
+class V2Client:
+    """`async with V2Client(url) as client: ...`; or call `aclose()` when done."""
+
+    def __init__(
+        self, base_url: str = DEFAULT_URL, timeout: float = 5.0, transport: httpx.AsyncBaseTransport | None = None
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
+            transport=transport,
+            headers={"accept": "application/json"},
+        )
+
+    async def __aenter__(self) -> V2Client:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # --- transport -------------------------------------------------------------------------------------------
+
+    async def _request(self, method: str, path: str, body: bytes | None = None) -> httpx.Response:
+        url = f"{self.base_url}{path}"
+        headers = {"content-type": "application/json"} if body is not None else None
+        try:
+            return await self._http.request(method, path, content=body, headers=headers)
+        except httpx.TimeoutException:
+            raise ServingError(
+                f"{method} {url} timed out after {self.timeout:g} s; the server is overloaded or stuck"
+            ) from None
+        except httpx.TransportError as exc:
+            raise ServingError(
+                f"the model server at {self.base_url} is unreachable ({type(exc).__name__}: {exc or 'no answer'}); "
+                "is `makeusrich serve` running there?"
+            ) from None
+
+    def _fail(self, response: httpx.Response, model: str | None) -> ServingError:
+        try:
+            message = str(response.json().get("error") or response.text)
+        except (ValueError, AttributeError):
+            message = response.text.strip()[:300] or response.reason_phrase
+        status = response.status_code
+        if status == 404 and model is not None:
+            return ModelNotFoundError(f"the model server at {self.base_url} has no model {model!r}", status)
+        if status == 503 and model is not None:
+            return ModelNotReadyError(
+                f"model {model!r} at {self.base_url} is not ready (no promoted version loaded yet)", status
+            )
+        where = f"model {model!r}" if model else "the model server"
+        return ServingError(f"{where} at {self.base_url} answered {status}: {message}", status)
+
+    async def _json(
+        self, method: str, path: str, model: str | None = None, body: bytes | None = None
+    ) -> dict[str, Any]:
+        response = await self._request(method, path, body)
+        if response.status_code != 200:
+            raise self._fail(response, model)
+        try:
+            value = response.json()
+        except ValueError:
+            raise ServingError(f"{self.base_url}{path} answered with something that is not JSON") from None
+        if not isinstance(value, dict):
+            raise ServingError(f"{self.base_url}{path} answered with JSON that is not an object")
+        return value
+
+    # --- health and metadata ---------------------------------------------------------------------------------
+
+    async def _health(self, path: str, model: str | None = None) -> bool:
+        response = await self._request("GET", path)
+        if response.status_code == 200:
+            return True
+        if response.status_code == 503:
+            return False
+        raise self._fail(response, model)
+
+    async def live(self) -> bool:
+        return await self._health("/v2/health/live")
+
+    async def ready(self) -> bool:
+        return await self._health("/v2/health/ready")
+
+    async def server_metadata(self) -> dict[str, Any]:
+        return await self._json("GET", "/v2")
+
+    async def model_ready(self, name: str) -> bool:
+        """True when the model answers requests; False while it loads; ModelNotFoundError when unknown."""
+        return await self._health(f"/v2/models/{name}/ready", name)
+
+    async def model_metadata(self, name: str) -> ModelMetadata:
+        body = await self._json("GET", f"/v2/models/{name}", name)
+        try:
+            return ModelMetadata.from_json(body)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ServingError(f"metadata of model {name!r} at {self.base_url} is malformed ({exc})") from None
+
+    # --- inference -------------------------------------------------------------------------------------------
+
+    async def infer_result(self, name: str, candles: np.ndarray) -> InferResult:
+        """Forecasts for raw candle windows: [window, 5] or [batch, window, 5]."""
+        array = np.asarray(candles, dtype=np.float32)
+        if array.ndim == 2:
+            array = array[np.newaxis]
+        if array.ndim != 3:
+            raise ServingError(f"candles must be [window, 5] or [batch, window, 5], not {list(array.shape)}")
+        request = {
+            "inputs": [
+                {"name": INPUT_NAME, "shape": list(array.shape), "datatype": "FP32", "data": array.ravel().tolist()}
+            ]
+        }
+        body = await self._json("POST", f"/v2/models/{name}/infer", name, _dumps(request))
+        try:
+            output = next(o for o in body["outputs"] if o["name"] == OUTPUT_NAME)
+            forecast = np.asarray(output["data"], dtype=np.float32).reshape(output["shape"])
+        except (KeyError, TypeError, ValueError, StopIteration):
+            raise ServingError(
+                f"model {name!r} at {self.base_url} answered without a usable {OUTPUT_NAME!r} output"
+            ) from None
+        if forecast.ndim != 2 or forecast.shape[0] != array.shape[0]:
+            raise ServingError(f"model {name!r} returned shape {list(forecast.shape)} for {array.shape[0]} windows")
+        version = body.get("model_version")
+        return InferResult(
+            forecast, str(body.get("model_name", name)), str(version) if version else None, body.get("id")
+        )
+
+    async def infer(self, name: str, candles: np.ndarray) -> np.ndarray:
+        """[batch, horizon] predicted closes for [batch, window, 5] (or one [window, 5]) raw candles."""
+        return (await self.infer_result(name, candles)).forecast
+
+    async def forecast(
+        self, name: str, candles: pd.DataFrame, interval: str, window: int | None = None
+    ) -> pd.DataFrame:
+        """The model's forecast after the last candle of a candle frame (makeusrich.market.candles), one row per
+        predicted candle. The window length comes from the model's metadata unless given."""
+        if window is None:
+            window = (await self.model_metadata(name)).window
+        result = await self.infer_result(name, candle_array(candles, window))
+        return forecast_frame(candles, result.forecast[0], interval, result.model_version)

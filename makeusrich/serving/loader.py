@@ -1,0 +1,351 @@
+"""Where a served model comes from, and how a version is checked before it may answer requests.
+
+Two sources, one loading path:
+
+- StoreSource: a pair in the model store (contract 3). The promoted version is whatever latest.json names; the
+  model file is checked against the sha256 in the version's metadata.json and in latest.json.
+- FolderSource: a Triton model repository on disk, as KServe mounts a storageUri at /mnt/models
+  (`<dir>/<name>/config.pbtxt`, `<dir>/<name>/<n>/model.onnx`, and our `<dir>/metadata.json` beside them).
+
+A version is served only after it loaded into onnxruntime, its graph matched contract 2 (and its metadata and
+config.pbtxt, when present), and a smoke inference on a plausible window returned finite positive prices.
+Anything else raises LoadRefused with the reason; the caller keeps serving what it had.
+
+Nothing here imports kserve or torch: the checks run in tests and tools without either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from makeusrich.errors import MakeUsRichError, NotFoundError, StoreError
+from makeusrich.serving.triton import ConfigError, config_problems, read_config
+from makeusrich.serving.validation import FIELDS, Signature, TensorSpec
+from makeusrich.store import open_store
+from makeusrich.store.base import LATEST, ObjectStore, PairStore
+
+log = logging.getLogger(__name__)
+
+# Contract 2. The same names as makeusrich.trainer.export (a test checks), repeated here so that serving does
+# not import torch.
+INPUT_NAME = "candles"
+OUTPUT_NAME = "forecast"
+PLATFORM = "onnxruntime_onnx"
+SMOKE_PRICE = 100.0
+SMOKE_VOLUME = 10.0
+
+
+class LoadRefused(MakeUsRichError):
+    """A version that must not be served; the message says why."""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What a source says should be served now. `key` changes whenever that changes (a new version, or the
+    same version re-promoted or rewritten), so a poll compares keys instead of loading anything."""
+
+    key: str
+    version: str
+    where: str
+    model_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """The bytes of a candidate, checksums verified, with whatever describes it."""
+
+    candidate: Candidate
+    model: bytes
+    metadata: dict[str, Any] | None
+    config: str | None
+    folder_name: str
+
+
+class ModelSource(Protocol):
+    @property
+    def name(self) -> str:
+        """The model's name on the v2 endpoints: the pair's resource name."""
+        ...
+
+    def describe(self) -> str: ...
+
+    def current(self) -> Candidate | None:
+        """The version to serve now, or None when there is none yet. Blocking I/O."""
+        ...
+
+    def fetch(self, candidate: Candidate) -> Artifact:
+        """The candidate's files; LoadRefused when they are missing or damaged. Blocking I/O."""
+        ...
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class StoreSource:
+    """One pair's promoted version in the model store."""
+
+    store: PairStore
+
+    @property
+    def name(self) -> str:
+        return self.store.pair
+
+    def describe(self) -> str:
+        return self.store.objects.uri(self.store.prefix + LATEST)
+
+    def current(self) -> Candidate | None:
+        latest = self.store.latest()
+        if latest is None:
+            return None
+        return Candidate(
+            key=f"{latest.version}/{latest.model_sha256}/{latest.promoted_at}",
+            version=latest.version,
+            where=self.store.storage_uri(latest.version),  # where it is read from (a copied store keeps old URIs)
+            model_sha256=latest.model_sha256,
+        )
+
+    def fetch(self, candidate: Candidate) -> Artifact:
+        store = self.store
+        try:
+            metadata = store.metadata(candidate.version)
+            files = metadata.get("files", {})
+            recorded = files.get(store.model_path(), {}).get("sha256")
+            if recorded is None:
+                raise LoadRefused(f"metadata.json of version {candidate.version} records no {store.model_path()}")
+            if candidate.model_sha256 is not None and recorded != candidate.model_sha256:
+                raise LoadRefused(
+                    f"latest.json and metadata.json of version {candidate.version} disagree on the model's sha256"
+                )
+            model = store.read_file(candidate.version, store.model_path(), str(recorded))
+            config = None
+            if store.config_path() in files:
+                config_sha = str(files[store.config_path()]["sha256"])
+                config = store.read_file(candidate.version, store.config_path(), config_sha).decode()
+        except NotFoundError as exc:
+            raise LoadRefused(f"version {candidate.version} is incomplete in the store: {exc}") from None
+        except StoreError as exc:
+            raise LoadRefused(str(exc)) from None
+        return Artifact(candidate, model, metadata, config, store.pair)
+
+
+_NUMBERED = re.compile(r"^\d+$")
+
+
+@dataclass(frozen=True)
+class FolderSource:
+    """A Triton model folder: `<root>/<name>/<n>/model.onnx` (highest n wins) with `config.pbtxt` beside the
+    numbered folders and, optionally, the trainer's metadata.json in `<root>` (KServe mounts the whole
+    storageUri, which holds it)."""
+
+    root: Path
+    name: str
+
+    def describe(self) -> str:
+        return str(self.root / self.name)
+
+    def _model_file(self) -> tuple[str, Path] | None:
+        folder = self.root / self.name
+        if not folder.is_dir():
+            return None
+        numbered = sorted(
+            (int(p.name), p) for p in folder.iterdir() if _NUMBERED.match(p.name) and (p / "model.onnx").is_file()
+        )
+        if not numbered:
+            return None
+        number, path = numbered[-1]
+        return str(number), path / "model.onnx"
+
+    def _metadata(self) -> dict[str, Any] | None:
+        path = self.root / "metadata.json"
+        if not path.is_file():
+            return None
+        try:
+            value = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise LoadRefused(f"{path} is not readable JSON: {exc}") from None
+        if not isinstance(value, dict) or value.get("pair", self.name) != self.name:
+            return None  # describes another model: ignore it
+        return value
+
+    def current(self) -> Candidate | None:
+        found = self._model_file()
+        if found is None:
+            return None
+        number, path = found
+        stat = path.stat()
+        try:
+            metadata = self._metadata()
+        except LoadRefused:
+            metadata = None
+        version = str(metadata["version"]) if metadata and "version" in metadata else number
+        return Candidate(key=f"{version}/{number}/{stat.st_mtime_ns}/{stat.st_size}", version=version, where=str(path))
+
+    def fetch(self, candidate: Candidate) -> Artifact:
+        found = self._model_file()
+        if found is None:
+            raise LoadRefused(f"{self.describe()} holds no <n>/model.onnx")
+        number, path = found
+        try:
+            model = path.read_bytes()
+            config_path = self.root / self.name / "config.pbtxt"
+            config = config_path.read_text() if config_path.is_file() else None
+        except OSError as exc:
+            raise LoadRefused(f"cannot read {path}: {exc.strerror or exc}") from None
+        metadata = self._metadata()
+        if metadata is not None:
+            recorded = metadata.get("files", {}).get(f"{self.name}/{number}/model.onnx", {}).get("sha256")
+            if recorded is not None and recorded != sha256(model):
+                raise LoadRefused(f"{path} does not match the sha256 recorded in {self.root / 'metadata.json'}")
+        return Artifact(candidate, model, metadata, config, self.name)
+
+
+def discover_store_pairs(objects: ObjectStore, namespace: str) -> list[str]:
+    """Every pair of a namespace that has a latest.json."""
+    prefix = f"{namespace}/"
+    pattern = re.compile(rf"^{re.escape(prefix)}([^/]+)/{re.escape(LATEST)}$")
+    return sorted({m.group(1) for key in objects.list(prefix) if (m := pattern.match(key))})
+
+
+def store_sources(url: str, namespace: str, pairs: list[str] | None) -> list[StoreSource]:
+    objects = open_store(url)
+    names = pairs if pairs else discover_store_pairs(objects, namespace)
+    return [StoreSource(PairStore(objects, namespace, name)) for name in names]
+
+
+def folder_sources(root: str | Path) -> list[FolderSource]:
+    """The model folders of a Triton repository; a clear error when there are none."""
+    base = Path(root)
+    if not base.is_dir():
+        raise MakeUsRichError(f"--model-dir {base} is not a folder")
+    found = [
+        FolderSource(base, p.name)
+        for p in sorted(base.iterdir())
+        if p.is_dir() and ((p / "config.pbtxt").is_file() or any(p.glob("[0-9]*/model.onnx")))
+    ]
+    if not found:
+        raise MakeUsRichError(
+            f"{base} holds no Triton model folder: expected {base}/<name>/config.pbtxt and <name>/1/model.onnx, "
+            "as the trainer publishes a version (storageUri)"
+        )
+    return found
+
+
+# --- loading -----------------------------------------------------------------------------------------------
+
+
+def session_options(threads: int) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return options
+
+
+def _dims(shape: list[Any]) -> tuple[int, ...]:
+    return tuple(d if isinstance(d, int) else -1 for d in shape)
+
+
+def graph_signature(session: ort.InferenceSession) -> Signature:
+    """The served signature, read from the graph itself; LoadRefused unless it is contract 2's."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in outputs] != [OUTPUT_NAME]:
+        raise LoadRefused(
+            f"the graph's inputs {[i.name for i in inputs]} and outputs {[o.name for o in outputs]} are not "
+            f"[{INPUT_NAME!r}] and [{OUTPUT_NAME!r}]"
+        )
+    source, target = inputs[0], outputs[0]
+    if source.type != "tensor(float)" or target.type != "tensor(float)":
+        raise LoadRefused(f"the graph takes {source.type} and returns {target.type}; both must be tensor(float)")
+    shape_in, shape_out = _dims(source.shape), _dims(target.shape)
+    if len(shape_in) != 3 or shape_in[1] < 1 or shape_in[2] != len(FIELDS):
+        raise LoadRefused(f"the graph's input shape is {source.shape}, not [batch, window, {len(FIELDS)}]")
+    if len(shape_out) != 2 or shape_out[1] < 1:
+        raise LoadRefused(f"the graph's output shape is {target.shape}, not [batch, horizon]")
+    return Signature(
+        TensorSpec(INPUT_NAME, "FP32", (-1, shape_in[1], shape_in[2])),
+        TensorSpec(OUTPUT_NAME, "FP32", (-1, shape_out[1])),
+    )
+
+
+def smoke_window(window: int, batch: int = 1) -> np.ndarray:
+    """A window of flat, plausible candles: any model that learned anything answers it with a price near 100."""
+    candles = np.empty((batch, window, len(FIELDS)), dtype=np.float32)
+    candles[:, :, :4] = SMOKE_PRICE
+    candles[:, :, 4] = SMOKE_VOLUME
+    return candles
+
+
+@dataclass
+class Served:
+    """One loaded, checked version: what a request uses from start to end, even if a reload swaps it out."""
+
+    version: str
+    key: str
+    session: ort.InferenceSession
+    signature: Signature
+    where: str
+    interval: str | None
+    loaded_at: str
+    load_seconds: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def run(self, candles: np.ndarray) -> np.ndarray:
+        result: np.ndarray = self.session.run([OUTPUT_NAME], {INPUT_NAME: candles})[0]
+        return result
+
+
+def load_artifact(artifact: Artifact, threads: int = 1) -> Served:
+    """An onnxruntime session for the artifact, after every check; LoadRefused otherwise."""
+    began = time.perf_counter()
+    version = artifact.candidate.version
+    try:
+        proto = onnx.load_from_string(artifact.model)
+        session = ort.InferenceSession(artifact.model, session_options(threads), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnx and onnxruntime raise their own types for a damaged file
+        raise LoadRefused(f"version {version} is not a loadable ONNX model: {str(exc).strip()[:300]}") from None
+    signature = graph_signature(session)
+    meta = artifact.metadata or {}
+    for key, value in (("window", signature.window), ("horizon", signature.horizon)):
+        if key in meta and meta[key] != value:
+            raise LoadRefused(f"metadata.json says {key} {meta[key]} but the graph's {key} is {value}")
+    if artifact.config is not None:
+        try:
+            problems = config_problems(read_config(artifact.config), proto, artifact.folder_name)
+        except ConfigError as exc:
+            problems = [str(exc)]
+        if problems:
+            raise LoadRefused(f"config.pbtxt of version {version} does not match the model: " + "; ".join(problems))
+    try:
+        smoke = session.run([OUTPUT_NAME], {INPUT_NAME: smoke_window(signature.window)})[0]
+    except Exception as exc:
+        raise LoadRefused(f"version {version} failed a smoke inference: {str(exc).strip()[:300]}") from None
+    if smoke.shape != (1, signature.horizon) or not np.isfinite(smoke).all() or not (smoke > 0).all():
+        raise LoadRefused(
+            f"version {version} answered a flat window of price {SMOKE_PRICE:g} with {smoke.tolist()} "
+            f"(shape {list(smoke.shape)}); expected {signature.horizon} finite positive prices"
+        )
+    interval = meta.get("interval")
+    return Served(
+        version=version,
+        key=artifact.candidate.key,
+        session=session,
+        signature=signature,
+        where=artifact.candidate.where,
+        interval=str(interval) if interval else None,
+        loaded_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        load_seconds=time.perf_counter() - began,
+        info={"smoke_forecast": float(smoke[0, 0])},
+    )

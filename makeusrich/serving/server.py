@@ -1,0 +1,509 @@
+"""`makeusrich serve`: a kserve ModelServer with one onnxruntime-backed kserve.Model per pair (v2 REST protocol).
+
+What this adds to kserve's own server, and why:
+
+- It binds the address asked for. kserve's RESTServer always binds 0.0.0.0; here the socket is bound first
+  (a busy port is one clear error) and handed to uvicorn.
+- Hot reload. A watcher polls each pair's latest.json; a new version is loaded and checked beside the served one
+  (see loader.py) and swapped in with one assignment. A request keeps the version it started with, so requests
+  in flight are answered. A refused version is logged and shown in the model's metadata, and the old one
+  keeps serving.
+- Requests are checked (validation.py) and every bad one is a 400 with a sentence, including a body that is not
+  JSON (FastAPI's default is a 422 listing pydantic errors); nothing a client sends reaches an unhandled
+  exception, which in kserve/starlette means a 500 and a dropped keep-alive connection.
+- Model metadata (GET /v2/models/<name>) lists the served version in `versions` and, in `parameters` (the
+  optional field MLServer also uses), the served version, window, horizon, interval and where it came from,
+  plus `refused_version`, `refused_reason` and `refused_at` while latest.json names a version that was refused.
+- Server readiness (GET /v2/health/ready) is Triton's: at least one model, and every model ready.
+
+Importing kserve parses sys.argv (kserve.model_server does it at import) and can exit on our own options, so
+kserve is imported here only, with argv hidden.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, ORJSONResponse
+from pydantic import ValidationError
+
+from makeusrich.errors import MakeUsRichError
+from makeusrich.serving.loader import (
+    PLATFORM,
+    LoadRefused,
+    ModelSource,
+    Served,
+    folder_sources,
+    load_artifact,
+    store_sources,
+)
+from makeusrich.serving.validation import BadRequest, check_forecast, check_request
+
+_argv, sys.argv = sys.argv, sys.argv[:1]
+try:
+    from kserve import Model, ModelServer, model_server
+    from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
+    from kserve.errors import InferenceError, InvalidInput, ModelNotFound, ModelNotReady, ServerNotReady
+    from kserve.protocol.dataplane import DataPlane
+    from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+    from kserve.protocol.rest.server import RESTServer
+    from kserve.protocol.rest.v2_datamodels import InferenceRequest
+finally:
+    sys.argv = _argv
+model_server.args.configure_logging = False  # makeusrich.log configures logging; kserve's loggers propagate to it
+
+log = logging.getLogger(__name__)
+
+REFUSED_RETRY_SECONDS = 300.0
+
+
+@dataclass(frozen=True)
+class Refusal:
+    key: str
+    version: str
+    reason: str
+    at: float
+
+    def at_iso(self) -> str:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.at))
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """Everything `makeusrich serve` takes."""
+
+    store: str | None = None
+    namespace: str = "default"
+    pairs: tuple[str, ...] = ()
+    model_dir: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    poll_seconds: float = 10.0
+    max_batch: int = 1024
+    threads: int = 1
+    inline_batch: int = 16
+    access_log: bool = False
+
+
+class PairModel(Model):
+    """One pair's model. `served` is replaced as a whole on reload; a request reads it once."""
+
+    def __init__(self, source: ModelSource, options: ServeOptions) -> None:
+        super().__init__(source.name)
+        self.source = source
+        self.max_batch = options.max_batch
+        self.threads = options.threads
+        self.inline_batch = options.inline_batch
+        self.served: Served | None = None
+        self.refusal: Refusal | None = None
+        self.source_error: str | None = None
+        self._reloading = threading.Lock()
+
+    # --- loading ---------------------------------------------------------------------------------------------
+
+    def load(self) -> bool:
+        """kserve's load hook (also POST /v2/repository/models/<name>/load): one synchronous refresh."""
+        self.refresh()
+        return bool(self.ready)
+
+    def refresh(self) -> str:
+        """Serve what the source names now, if it is new and passes the checks. Blocking: run it in a thread.
+        Returns what happened, for logs and tests."""
+        if not self._reloading.acquire(blocking=False):
+            return "busy"
+        try:
+            return self._refresh()
+        finally:
+            self._reloading.release()
+
+    def _refresh(self) -> str:
+        try:
+            candidate = self.source.current()
+        except Exception as exc:  # a store that is down must not stop serving the loaded version
+            if self.source_error != str(exc):
+                log.warning("cannot read %s: %s", self.source.describe(), exc, extra={"model": self.name})
+            self.source_error = str(exc)
+            return "source-error"
+        self.source_error = None
+        served = self.served
+        if candidate is None:
+            return "none" if served is None else "unchanged"
+        if served is not None and served.key == candidate.key:
+            return "unchanged"
+        refusal = self.refusal
+        if refusal is not None and refusal.key == candidate.key and time.time() - refusal.at < REFUSED_RETRY_SECONDS:
+            return "refused-before"
+        try:
+            loaded = load_artifact(self.source.fetch(candidate), self.threads)
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, LoadRefused) else f"{type(exc).__name__}: {exc}"
+            self.refusal = Refusal(candidate.key, candidate.version, reason, time.time())
+            log.error(
+                "refused version %s of %s, %s: %s",
+                candidate.version,
+                self.name,
+                f"still serving {served.version}" if served else "nothing served",
+                reason,
+                extra={"model": self.name, "refused_version": candidate.version},
+            )
+            return "refused"
+        self.served = loaded
+        self.refusal = None
+        self.ready = True
+        log.info(
+            "serving version %s of %s%s",
+            loaded.version,
+            self.name,
+            f" (was {served.version})" if served else "",
+            extra={"model": self.name, "version": loaded.version, "load_ms": round(loaded.load_seconds * 1000, 1)},
+        )
+        return "loaded"
+
+    # --- metadata --------------------------------------------------------------------------------------------
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        served = self.served
+        return [served.signature.input.to_json()] if served else []
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        served = self.served
+        return [served.signature.output.to_json()] if served else []
+
+    def metadata(self) -> dict[str, Any]:
+        """v2 model metadata plus `parameters` (see the module's docstring)."""
+        served, refusal = self.served, self.refusal
+        parameters: dict[str, Any] = {"source": self.source.describe()}
+        if served is not None:
+            parameters.update(
+                served_version=served.version,
+                loaded_at=served.loaded_at,
+                storage_uri=served.where,
+                window=served.signature.window,
+                horizon=served.signature.horizon,
+            )
+            if served.interval:
+                parameters["interval"] = served.interval
+        if refusal is not None:
+            parameters.update(
+                refused_version=refusal.version, refused_reason=refusal.reason, refused_at=refusal.at_iso()
+            )
+        if self.source_error is not None:
+            parameters["source_error"] = self.source_error
+        return {
+            "name": self.name,
+            "versions": [served.version] if served else [],
+            "platform": PLATFORM,
+            "inputs": self.get_input_types(),
+            "outputs": self.get_output_types(),
+            "parameters": parameters,
+        }
+
+    # --- inference -------------------------------------------------------------------------------------------
+
+    async def predict(
+        self,
+        payload: InferRequest | dict[str, Any],
+        headers: dict[str, str] | None = None,
+        response_headers: dict[str, str] | None = None,
+    ) -> InferResponse:
+        served = self.served
+        if served is None:
+            raise ModelNotReady(self.name)
+        if not isinstance(payload, InferRequest):
+            raise InvalidInput(f"this server speaks the v2 protocol: POST /v2/models/{self.name}/infer")
+        try:
+            requested = [output.name for output in payload.request_outputs or []]
+            candles = check_request(payload.inputs, served.signature, self.max_batch, requested)
+            if len(candles) <= self.inline_batch:
+                forecast = served.run(candles)  # a thread hop costs more than a small batch takes
+            else:
+                forecast = await asyncio.get_running_loop().run_in_executor(None, served.run, candles)
+            check_forecast(forecast, len(candles), served.signature)
+        except BadRequest as exc:
+            raise InvalidInput(str(exc)) from None
+        except Exception as exc:
+            log.exception("inference failed", extra={"model": self.name, "version": served.version})
+            raise InferenceError(f"inference failed on version {served.version}: {exc}") from None
+        output = InferOutput(
+            name=served.signature.output.name,
+            shape=list(forecast.shape),
+            datatype="FP32",
+            data=np.asarray(forecast, dtype=np.float32),
+        )
+        return InferResponse(
+            response_id=payload.id or str(uuid.uuid4()),
+            model_name=self.name,
+            model_version=served.version,
+            infer_outputs=[output],
+            use_binary_outputs=payload.use_binary_outputs,
+            requested_outputs=payload.request_outputs,
+        )
+
+
+class ServingDataPlane(DataPlane):
+    """kserve's data plane with Triton's server readiness and richer model metadata."""
+
+    async def ready(self) -> bool:
+        models = list(self.model_registry.get_models().values())
+        return bool(models) and all(model.ready for model in models)
+
+    async def model_metadata(self, model_name: str) -> dict[str, Any]:
+        model = self.get_model_from_registry(model_name)
+        if isinstance(model, PairModel):
+            return model.metadata()
+        result: dict[str, Any] = await super().model_metadata(model_name)
+        return result
+
+
+def _describe_validation_error(exc: RequestValidationError | ValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return "the request body is not a v2 inference request"
+    first = errors[0]
+    if first.get("type") == "json_invalid":
+        detail = (first.get("ctx") or {}).get("error")
+        return f"the request body is not valid JSON{f' ({detail})' if detail else ''}"
+    where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("body", "InferenceRequest")) or "body"
+    return f"the request body is not a v2 inference request: {where}: {first.get('msg', 'invalid')}"
+
+
+def decode_request(body: bytes, headers: dict[str, str], model_name: str) -> InferRequest:
+    """A v2 inference request from a body: JSON whatever the content type says (curl -d sends form encoding),
+    or the binary tensor extension when Inference-Header-Content-Length is given. InvalidInput otherwise."""
+    json_length = headers.get(INFERENCE_CONTENT_LENGTH_HEADER)
+    if json_length is not None:
+        try:
+            return InferRequest.from_bytes(body, int(json_length), model_name)
+        except InvalidInput:
+            raise
+        except Exception as exc:
+            raise InvalidInput(f"the binary inference request is malformed ({type(exc).__name__}: {exc})") from None
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        try:  # NaN and Infinity are not JSON, but Python's json writes them: say what is wrong with the data
+            document = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidInput(f"the request body is not valid JSON ({exc})") from None
+    try:
+        parsed = InferenceRequest.model_validate(document)
+    except ValidationError as exc:
+        raise InvalidInput(_describe_validation_error(exc)) from None
+    return InferRequest.from_inference_request(parsed, model_name)
+
+
+async def _validation_error_handler(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse(status_code=400, content={"error": _describe_validation_error(exc)})
+
+
+def _quiet_handler(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    """kserve's handlers log a traceback at ERROR for every 400, 404 and 503: a readiness probe before the
+    first load, or a client sending bad requests, would flood the log. The answer is the same."""
+
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        log.debug("%s %s: %s %s", request.method, request.url.path, status, exc)
+        return JSONResponse(status_code=status, content={"error": str(exc)})
+
+    return handler
+
+
+class BoundRESTServer(RESTServer):
+    """kserve's REST server on an app of its own, served on a socket bound beforehand (kserve would bind
+    0.0.0.0, and its global app would collect routes twice if two servers ran in one process)."""
+
+    def __init__(self, dataplane: ServingDataPlane, server: ModelServer, options: ServeOptions) -> None:
+        app = FastAPI(
+            title="makeusrich model server", docs_url=None, redoc_url=None, default_response_class=ORJSONResponse
+        )
+        super().__init__(
+            app,  # uvicorn accepts the app itself, not only an import string
+            dataplane,
+            server.model_repository_extension,
+            options.port,
+            workers=1,
+            grace_period=5,
+        )
+        self.config.host = options.host
+        self.config.access_log = options.access_log
+        if not options.access_log:  # what uvicorn.Config does when told at construction; a line per request costs
+            access = logging.getLogger("uvicorn.access")
+            access.handlers = []
+            access.propagate = False
+
+    def create_application(self) -> None:
+        app: FastAPI = self.config.app
+
+        async def model_metadata(model_name: str) -> dict[str, Any]:
+            result: dict[str, Any] = await self.dataplane.model_metadata(model_name)
+            return result
+
+        async def infer(model_name: str, request: Request) -> Response:
+            dataplane = self.dataplane
+            if not await dataplane.model_ready(model_name, True):  # ModelNotFound (404) when unknown
+                raise ModelNotReady(model_name)
+            headers = dict(request.headers)
+            infer_request = decode_request(await request.body(), headers, model_name)
+            result, response_headers = await dataplane.infer(model_name, infer_request, headers)
+            result, encode_headers = dataplane.encode(model_name, result, headers, {})
+            response_headers.update(encode_headers)
+            if isinstance(result, bytes):
+                return Response(result, headers=response_headers, media_type="application/octet-stream")
+            return ORJSONResponse(result, headers=response_headers)
+
+        # Registered before kserve's routes, so these win: kserve's metadata handler drops `versions` and
+        # `parameters`; its infer handler takes JSON only with a JSON content type and validates the response
+        # through pydantic once more.
+        app.add_api_route("/v2/models/{model_name}", model_metadata, methods=["GET"])
+        app.add_api_route("/v2/models/{model_name}/infer", infer, methods=["POST"])
+        self._register_endpoints(app)
+        self._add_exception_handlers(app)
+        app.add_exception_handler(RequestValidationError, _validation_error_handler)
+        for error, status in ((InvalidInput, 400), (ModelNotFound, 404), (ModelNotReady, 503), (ServerNotReady, 503)):
+            app.add_exception_handler(error, _quiet_handler(status))
+        app.add_exception_handler(InferenceError, _quiet_handler(500))  # PairModel.predict logged it already
+
+    async def serve(self, sockets: list[socket.socket]) -> None:
+        self.create_application()
+        await self._server.serve(sockets=sockets)
+
+
+class MakeUsRichModelServer(ModelServer):
+    """A kserve ModelServer for this project's models: REST only, one process, bound where asked, with a
+    watcher that reloads promoted versions."""
+
+    def __init__(self, options: ServeOptions) -> None:
+        super().__init__(
+            http_port=options.port,
+            workers=1,
+            enable_grpc=False,
+            enable_docs_url=False,
+            enable_latency_logging=False,
+            grace_period=5,
+        )
+        self.options = options
+        self.dataplane = ServingDataPlane(model_registry=self.registered_models)
+        self.rest: BoundRESTServer | None = None
+
+    def models(self) -> list[PairModel]:
+        return [m for m in self.registered_models.get_models().values() if isinstance(m, PairModel)]
+
+    def sources(self) -> list[ModelSource]:
+        options = self.options
+        if options.model_dir:
+            return list(folder_sources(options.model_dir))
+        if not options.store:
+            raise MakeUsRichError("serve needs --store URL or --model-dir DIR")
+        return list(store_sources(options.store, options.namespace, list(options.pairs) or None))
+
+    async def add_new_models(self) -> list[PairModel]:
+        """Load and register the sources not registered yet: all of them at start; on later polls (only when
+        serving every pair of a namespace) the pairs promoted since."""
+        known = set(self.registered_models.get_models())
+        sources = await asyncio.to_thread(self.sources)
+        added = [PairModel(source, self.options) for source in sources if source.name not in known]
+        await asyncio.gather(*(asyncio.to_thread(model.refresh) for model in added))
+        for model in added:
+            self.register_model(model)
+        return added
+
+    async def watch(self) -> None:
+        """Poll forever; never raises (a failing poll is logged and retried on the next tick)."""
+        discovering = not self.options.model_dir and not self.options.pairs
+        while True:
+            await asyncio.sleep(self.options.poll_seconds)
+            try:
+                if discovering:
+                    await self.add_new_models()
+                for model in self.models():
+                    await asyncio.to_thread(model.refresh)
+            except Exception:
+                log.exception("model watcher: poll failed; retrying in %s s", self.options.poll_seconds)
+
+    async def run(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        workers = max(2, min(8, os.cpu_count() or 2))
+        loop.set_default_executor(
+            concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="infer")
+        )
+        added = await self.add_new_models()
+        if self.options.model_dir and not any(model.ready for model in added):
+            # A mounted folder does not change: with nothing servable, exit loudly rather than never be ready.
+            reasons = "; ".join(f"{m.name}: {m.refusal.reason if m.refusal else 'no model file'}" for m in added)
+            raise MakeUsRichError(f"no model in {self.options.model_dir} could be served ({reasons})")
+        if not added:
+            log.warning("no models to serve yet; the watcher looks for them every %s s", self.options.poll_seconds)
+        for model in added:
+            if not model.ready:
+                log.warning("%s: no servable version yet (%s)", model.name, model.source.describe())
+        host, port = sock.getsockname()[:2]
+        log.info(
+            "model server listening on http://%s:%s (v2 REST)",
+            f"[{host}]" if ":" in host else host,
+            port,
+            extra={"models": {m.name: m.served.version if m.served else None for m in self.models()}},
+        )
+        self.rest = BoundRESTServer(self.dataplane, self, self.options)
+        watcher = asyncio.create_task(self.watch())
+        try:
+            await self.rest.serve([sock])
+        finally:
+            watcher.cancel()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on exactly host:port (port 0 picks a free one)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise MakeUsRichError(f"cannot resolve --host {host!r}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise MakeUsRichError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port or stop what uses it"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(options: ServeOptions, sock: socket.socket | None = None) -> None:
+    """Run the model server until SIGINT or SIGTERM."""
+    if options.max_batch < 1:
+        raise MakeUsRichError("--max-batch must be at least 1")
+    if options.poll_seconds <= 0:
+        raise MakeUsRichError("--poll-seconds must be positive")
+    server = MakeUsRichModelServer(options)
+    sock = sock or bind(options.host, options.port)
+    try:
+        asyncio.run(server.run(sock))
+    finally:
+        sock.close()
+
+
+def parse_pairs(text: str | None) -> tuple[str, ...]:
+    return tuple(p.strip() for p in (text or "").split(",") if p.strip())
+
+
+__all__: Sequence[str] = ["MakeUsRichModelServer", "PairModel", "ServeOptions", "bind", "parse_pairs", "serve"]

@@ -1,0 +1,198 @@
+"""Checks of v2 inference requests against a model's signature, as pure functions.
+
+Every check raises BadRequest with one sentence a client can act on; the server turns it into HTTP 400. They
+take plain values (names, datatypes, shapes, data), so they are tested without a server and reused by any
+front end. Malformed input must never reach onnxruntime: a wrong shape there is an opaque runtime error, and a
+NaN comes back as a NaN forecast that looks like an answer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from makeusrich.market.candles import OHLCV
+
+FIELDS = OHLCV  # the five values of one candle, in the order the model takes them
+
+
+class BadRequest(ValueError):
+    """A request the server cannot answer because of what the client sent (HTTP 400)."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output as the v2 metadata endpoint describes it; -1 marks a dimension of any size."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+    def describe(self) -> str:
+        dims = ", ".join(
+            "batch" if i == 0 and d == -1 else str(d) if d >= 0 else "any" for i, d in enumerate(self.shape)
+        )
+        return f"{self.name!r} ({self.datatype} [{dims}])"
+
+
+@dataclass(frozen=True)
+class Signature:
+    """The candles-in, forecast-out contract of one served model (contract 2)."""
+
+    input: TensorSpec
+    output: TensorSpec
+
+    @property
+    def window(self) -> int:
+        return self.input.shape[1]
+
+    @property
+    def horizon(self) -> int:
+        return self.output.shape[1]
+
+
+class RequestTensor(Protocol):
+    """What the checks read from one request input; kserve's InferInput has these attributes."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def datatype(self) -> str: ...
+
+    @property
+    def shape(self) -> list[int]: ...
+
+    @property
+    def data(self) -> Any: ...
+
+
+def check_input_names(names: Sequence[str], signature: Signature) -> None:
+    """Exactly one input, with the model's input name."""
+    expected = signature.input
+    unknown = [name for name in names if name != expected.name]
+    if unknown:
+        raise BadRequest(
+            f"unknown input {unknown[0]!r}: this model takes one input, {expected.describe()}, raw candles oldest first"
+        )
+    if not names:
+        raise BadRequest(f"the request has no inputs: send one input, {expected.describe()}")
+    if len(names) > 1:
+        raise BadRequest(f"the request sends input {expected.name!r} {len(names)} times; send it once")
+
+
+def check_output_names(names: Sequence[str], signature: Signature) -> None:
+    """Requested outputs, if any, must be outputs the model has."""
+    for name in names:
+        if name != signature.output.name:
+            raise BadRequest(f"unknown output {name!r}: this model has one output, {signature.output.describe()}")
+
+
+def check_header(datatype: str, shape: Sequence[Any], signature: Signature, max_batch: int) -> tuple[int, ...]:
+    """Datatype, rank, window length, field count and batch size, before any data is touched (a shape that
+    promises a billion windows is refused without allocating anything)."""
+    spec = signature.input
+    if datatype != spec.datatype:
+        raise BadRequest(f"input {spec.name!r} has datatype {datatype!r}; this model takes {spec.datatype}")
+    if not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+        raise BadRequest(f"input {spec.name!r} has shape {list(shape)}; a shape is a list of whole numbers")
+    dims = tuple(int(d) for d in shape)
+    if len(dims) != len(spec.shape):
+        raise BadRequest(
+            f"input {spec.name!r} has rank {len(dims)} (shape {list(dims)}); this model takes rank "
+            f"{len(spec.shape)}: [batch, {signature.window}, {len(FIELDS)}]"
+        )
+    batch, window, fields = dims
+    if window != signature.window:
+        raise BadRequest(
+            f"input {spec.name!r} holds windows of {window} candles; this model takes {signature.window} "
+            f"(shape [batch, {signature.window}, {len(FIELDS)}], oldest candle first)"
+        )
+    if fields != len(FIELDS):
+        raise BadRequest(
+            f"input {spec.name!r} has {fields} values per candle; this model takes {len(FIELDS)}: " + ", ".join(FIELDS)
+        )
+    if batch < 1:
+        raise BadRequest(f"input {spec.name!r} has a batch of {batch} windows; send at least one")
+    if batch > max_batch:
+        raise BadRequest(
+            f"input {spec.name!r} has a batch of {batch} windows, more than this server's limit of {max_batch}; "
+            "split the request"
+        )
+    return dims
+
+
+def to_candles(data: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """The request's data as a float32 array of `shape`, or BadRequest: data must be numbers (a flat list in
+    row-major order or nested lists), exactly as many as the shape says, finite in float32, prices positive
+    and volumes not negative."""
+    try:
+        raw = np.asarray(data)
+    except (ValueError, TypeError):
+        raise BadRequest(f"input {name!r}: data is not a regular array of numbers") from None
+    if raw.dtype.kind not in "iuf":
+        raise BadRequest(f"input {name!r}: data must be numbers, got {_kind(raw)}")
+    expected = math.prod(shape)
+    if raw.size != expected:
+        raise BadRequest(f"input {name!r} has {raw.size} values but its shape {list(shape)} needs {expected}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        candles = raw.astype(np.float32, copy=False).reshape(shape)
+    finite = np.isfinite(candles)
+    if not finite.all():
+        b, t, f = (int(i) for i in np.argwhere(~finite)[0])
+        raise BadRequest(
+            f"input {name!r} holds NaN or infinite values (first at window {b}, candle {t}, {FIELDS[f]}: "
+            f"{float(raw.reshape(shape)[b, t, f]):g}); values must be finite 32-bit floats"
+        )
+    prices = candles[:, :, :4]
+    if not (prices > 0).all():
+        b, t, f = (int(i) for i in np.argwhere(prices <= 0)[0])
+        raise BadRequest(
+            f"input {name!r} has a price that is not positive (window {b}, candle {t}, {FIELDS[f]} = "
+            f"{float(candles[b, t, f])}); prices must be > 0"
+        )
+    if (candles[:, :, 4] < 0).any():
+        b, t = (int(i) for i in np.argwhere(candles[:, :, 4] < 0)[0])
+        raise BadRequest(f"input {name!r} has a negative volume (window {b}, candle {t}); volumes must be >= 0")
+    return np.ascontiguousarray(candles)
+
+
+def _kind(array: np.ndarray) -> str:
+    return {"b": "booleans", "U": "strings", "S": "bytes", "O": "mixed or nested values"}.get(
+        array.dtype.kind, str(array.dtype)
+    )
+
+
+def check_request(
+    inputs: Sequence[RequestTensor],
+    signature: Signature,
+    max_batch: int,
+    requested_outputs: Sequence[str] = (),
+) -> np.ndarray:
+    """The candles of a v2 request, checked against the model: what onnxruntime will be given."""
+    check_input_names([tensor.name for tensor in inputs], signature)
+    check_output_names(requested_outputs, signature)
+    tensor = inputs[0]
+    shape = check_header(tensor.datatype, tensor.shape, signature, max_batch)
+    return to_candles(tensor.data, shape, tensor.name)
+
+
+def check_forecast(forecast: np.ndarray, batch: int, signature: Signature) -> np.ndarray:
+    """The model's answer must have the promised shape and be finite prices; a model that returns NaN for
+    valid-looking candles is reported, not passed on as a price."""
+    expected = (batch, signature.horizon)
+    if forecast.shape != expected:
+        raise ValueError(f"the model returned shape {list(forecast.shape)} instead of {list(expected)}")
+    if not np.isfinite(forecast).all():
+        raise BadRequest(
+            "the model's forecast for these candles is not finite; check that prices and volumes are "
+            "plausible (raw values, not normalised)"
+        )
+    return forecast

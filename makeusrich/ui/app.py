@@ -1,0 +1,109 @@
+"""The dashboard application: configuration, sources, the shared refresh loop, and `run_ui`.
+
+`create_app` wires everything into NiceGUI's global app (pages, /healthz, startup and shutdown) and returns the
+root page function; `run_ui` then serves it. Tests call `create_app` inside NiceGUI's user simulation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from nicegui import app, run, ui
+
+from makeusrich.market.source import Source
+from makeusrich.ui.auth import AuthConfig, auth_from_env
+from makeusrich.ui.data import CandleFeed, EmbeddedSource, KubeSource, PairSource
+from makeusrich.ui.kube import KubeClient, load_credentials
+from makeusrich.ui.pages import CSS, Pages, make_root
+from makeusrich.ui.state import Dashboard, Options
+
+log = logging.getLogger("makeusrich")
+
+DEFAULT_SERVER_URL = "http://127.0.0.1:8080"
+DEFAULT_PORT = 8081
+
+
+@dataclass(frozen=True)
+class UIConfig:
+    """Everything `makeusrich ui` is told on its command line."""
+
+    kubernetes: bool = False
+    pairs_dir: str = "pairs"
+    store_url: str | None = None
+    server_url: str = DEFAULT_SERVER_URL
+    namespace: str | None = None
+    kubeconfig: str | None = None
+    kube_context: str | None = None
+    source: str = "binance"
+    api_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    title: str = "Make Us Rich"
+    options: Options = field(default_factory=Options)
+
+
+async def io_offload(call: Callable[[], Any]) -> Any:
+    """Run blocking work in NiceGUI's I/O thread pool; io_bound answers None when the app is stopping."""
+    box = await run.io_bound(lambda: (call(),))
+    if box is None:
+        raise asyncio.CancelledError("the app is shutting down")
+    return box[0]
+
+
+def build_source(config: UIConfig) -> PairSource:
+    if config.kubernetes:
+        client = KubeClient(load_credentials(config.kubeconfig, config.kube_context))
+        return KubeSource(client, config.namespace, config.store_url)
+    return EmbeddedSource(config.pairs_dir, config.store_url, config.server_url, offload=io_offload)
+
+
+def create_app(config: UIConfig, auth: AuthConfig, source: PairSource | None = None) -> Callable[[], Any]:
+    """Register the dashboard with NiceGUI's app and return the root page function for `ui.run`."""
+    source = source or build_source(config)
+    feed = CandleFeed(Source.parse(config.source), api_url=config.api_url)
+    dashboard = Dashboard(source, feed, config.options, offload=io_offload)
+    pages = Pages(dashboard, auth, config.title)
+    app.on_startup(dashboard.start)
+    app.on_shutdown(dashboard.stop)
+    ui.add_css(CSS, shared=True)
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        """Liveness and readiness: answers once the app runs; `loaded` says the first refresh finished."""
+        return {
+            "ok": True,
+            "loaded": dashboard.loaded.is_set(),
+            "pairs": len(dashboard.states),
+            "refreshedAt": dashboard.refreshed_at,
+            "sourceError": dashboard.source_error,
+        }
+
+    app.state.makeusrich_dashboard = dashboard
+    return make_root(pages)
+
+
+def run_ui(config: UIConfig, auth: AuthConfig | None = None) -> None:
+    """Serve the dashboard until interrupted."""
+    auth = auth or auth_from_env()
+    source = build_source(config)
+    root = create_app(config, auth, source)
+    login = "login enabled" if auth.enabled else "read-only (no MAKEUSRICH_UI_PASSWORD_HASH)"
+    log.info("dashboard on http://%s:%d: %s, %s", config.host, config.port, source.describe(), login)
+    ui.run(
+        root,
+        host=config.host,
+        port=config.port,
+        title=config.title,
+        favicon="📈",
+        dark=None,
+        reload=False,
+        show=False,
+        storage_secret=auth.storage_secret,
+        show_welcome_message=False,
+        uvicorn_logging_level=os.environ.get("MAKEUSRICH_UI_LOG_LEVEL", "warning"),
+    )

@@ -1,0 +1,134 @@
+"""The test-split backtest a pair page draws: the served model, run now over the windows it was scored on.
+
+metadata.json keeps the test metrics, not the per-point predictions. Rather than trust a stored file, the page
+asks the model server for forecasts over the same test windows (the split starts at metadata's data.testFrom
+and ends at data.to) and scores them again with the trainer's own functions. Its MAE ratio is shown next to the
+recorded one: equal numbers say that the served model is the one that was measured, on the same candles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from numpy.lib.stride_tricks import sliding_window_view
+
+from makeusrich.errors import CandleError
+from makeusrich.market.candles import OHLCV, interval_ms
+from makeusrich.trainer import evaluate
+from makeusrich.trainer.features import segment_ids, valid_origins
+from makeusrich.ui.view import parse_time
+
+BATCH = 256
+"""Windows per inference request: well under the server's --max-batch (1024), small enough to stay fast."""
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """The test split rebuilt from candles: raw input windows and what happened after each."""
+
+    windows: np.ndarray  # [n, window, 5] float32, as a client sends them
+    last_close: np.ndarray  # [n]
+    actual: np.ndarray  # [n, horizon]
+    target_times: pd.Series  # open time of the first forecast candle of each window
+
+
+@dataclass(frozen=True)
+class Backtest:
+    version: str
+    times: list[pd.Timestamp]
+    actual: list[float]
+    predicted: list[float]
+    persistence: list[float]
+    mae: float
+    persistence_mae: float
+    ratio: float | None
+    recorded_ratio: float | None
+    direction: evaluate.DirectionalAccuracy | None
+    n: int
+    horizon: int
+
+    @property
+    def agrees(self) -> bool | None:
+        """Whether the recomputed MAE ratio matches the recorded one to 0.1%; None if either is missing."""
+        if self.ratio is None or self.recorded_ratio is None:
+            return None
+        return abs(self.ratio - self.recorded_ratio) <= 1e-3 * max(1.0, abs(self.recorded_ratio))
+
+
+def split_range(metadata: dict[str, Any]) -> tuple[pd.Timestamp, pd.Timestamp, int, int, str]:
+    """(first candle needed, last candle, window, horizon, interval) of a version's test split."""
+    data = metadata.get("data") or {}
+    start, end = parse_time(data.get("testFrom")), parse_time(data.get("to"))
+    window, horizon, interval = metadata.get("window"), metadata.get("horizon"), metadata.get("interval")
+    if start is None or end is None or not isinstance(window, int) or not isinstance(horizon, int):
+        raise CandleError("this version's metadata.json records no test split (data.testFrom, data.to, window)")
+    step = pd.Timedelta(milliseconds=interval_ms(str(interval)))
+    first = pd.Timestamp(start) - (window - 1) * step
+    return first, pd.Timestamp(end), window, horizon, str(interval)
+
+
+def held_out_windows(
+    candles: pd.DataFrame, test_from: pd.Timestamp, window: int, horizon: int, step_ms: int
+) -> HeldOut:
+    """Windows whose forecast time (last input candle) is at or after `test_from`, contiguous through their
+    targets, exactly as the trainer's split chose them."""
+    ohlcv = candles[list(OHLCV)].to_numpy(dtype=np.float32)
+    open_ms = candles["open_time"].astype("int64").to_numpy() // 1_000_000
+    origins = valid_origins(segment_ids(open_ms, step_ms), window, horizon)
+    origins = origins[(candles["open_time"].iloc[origins] >= test_from).to_numpy()]
+    if len(origins) == 0:
+        raise CandleError(f"no complete test window in the candles from {test_from:%Y-%m-%d %H:%M}Z on")
+    view = sliding_window_view(ohlcv, window, axis=0)  # [n-W+1, 5, W]
+    windows = np.ascontiguousarray(view[origins - window + 1].transpose(0, 2, 1))
+    closes = ohlcv[:, 3].astype(np.float64)
+    steps = origins[:, None] + np.arange(1, horizon + 1)[None, :]
+    return HeldOut(
+        windows=windows,
+        last_close=closes[origins],
+        actual=closes[steps],
+        target_times=candles["open_time"].iloc[origins + 1].reset_index(drop=True),
+    )
+
+
+def score(
+    version: str, tests: HeldOut, forecast: np.ndarray, recorded_ratio: float | None, horizon: int
+) -> Backtest:
+    """The same MAE, persistence MAE and directional accuracy as the trainer's evaluation."""
+    forecast = np.asarray(forecast, dtype=np.float64).reshape(len(tests.last_close), horizon)
+    persistence = np.repeat(tests.last_close[:, None], horizon, axis=1)
+    mae = evaluate.mae(tests.actual, forecast)
+    base = evaluate.mae(tests.actual, persistence)
+    return Backtest(
+        version=version,
+        times=list(tests.target_times),
+        actual=tests.actual[:, 0].tolist(),
+        predicted=forecast[:, 0].tolist(),
+        persistence=tests.last_close.tolist(),
+        mae=mae,
+        persistence_mae=base,
+        ratio=mae / base if base > 0 else None,
+        recorded_ratio=recorded_ratio,
+        direction=evaluate.directional_accuracy(tests.last_close, forecast, tests.actual),
+        n=len(tests.last_close),
+        horizon=horizon,
+    )
+
+
+async def run_backtest(
+    version: str,
+    metadata: dict[str, Any],
+    candles: pd.DataFrame,
+    infer: Callable[[np.ndarray], Awaitable[np.ndarray]],
+) -> Backtest:
+    """Forecast every test window through `infer` (the v2 client), in batches, and score the result."""
+    first, _, window, horizon, interval = split_range(metadata)
+    test_from = first + (window - 1) * pd.Timedelta(milliseconds=interval_ms(interval))
+    tests = held_out_windows(candles, test_from, window, horizon, interval_ms(interval))
+    parts = [await infer(tests.windows[i : i + BATCH]) for i in range(0, len(tests.windows), BATCH)]
+    forecast = np.concatenate(parts, axis=0)
+    recorded = (((metadata.get("metrics") or {}).get("test") or {}).get("model") or {}).get("rel_mae")
+    return score(version, tests, forecast, float(recorded) if isinstance(recorded, int | float) else None, horizon)

@@ -1,0 +1,476 @@
+"""Where the dashboard's pairs, models and candles come from.
+
+Two sources of pairs behind one protocol: `EmbeddedSource` reads pair files from a folder (what `makeusrich up`
+runs) and `KubeSource` reads CurrencyPair resources, their status and their InferenceServices' URLs. Both write
+pairs through the same pydantic spec. The model store and the candles are read by `StoreReader` and
+`CandleFeed`, whose blocking calls the dashboard runs in worker threads (never on the UI's event loop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import pandas as pd
+import yaml
+
+from makeusrich.errors import CandleError, MakeUsRichError, PairError, StoreError
+from makeusrich.market import binance
+from makeusrich.market.candles import clean_candles, interval_ms
+from makeusrich.market.files import read_candle_csv, read_sample
+from makeusrich.market.source import Source, merge_candles
+from makeusrich.pair import (
+    CurrencyPair,
+    CurrencyPairSpec,
+    CurrencyPairStatus,
+    pair_document,
+    parse_pair,
+    parse_pair_text,
+)
+from makeusrich.store import Latest, PairStore, open_store
+from makeusrich.store.base import ObjectStore
+from makeusrich.ui.kube import ISVCS, PAIRS, KubeClient, KubeError
+
+T = TypeVar("T")
+Offload = Callable[[Callable[[], Any]], Awaitable[Any]]
+PAIR_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+async def to_thread(call: Callable[[], T]) -> T:
+    """The default way to keep blocking work off the event loop (the app passes NiceGUI's io_bound instead)."""
+    return await asyncio.to_thread(call)
+
+
+@dataclass(frozen=True)
+class PairRecord:
+    """A pair as its source knows it; `pair` is None when the file or resource does not validate."""
+
+    name: str
+    namespace: str
+    pair: CurrencyPair | None
+    problem: str | None = None
+    status: CurrencyPairStatus | None = None
+    serving_url: str | None = None
+    path: Path | None = None
+    resource_version: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+class PairSource(Protocol):
+    """Reads and writes pairs. Every method may raise MakeUsRichError with a sentence for the user."""
+
+    kind: str
+    store_url: str | None
+    fixed_namespace: str | None  # where new pairs go; None: the user picks
+
+    def describe(self) -> str: ...
+
+    async def list_pairs(self) -> list[PairRecord]: ...
+
+    async def save(self, pair: CurrencyPair, *, create: bool, previous: PairRecord | None = None) -> None: ...
+
+    async def delete(self, record: PairRecord) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+# --- pair files ------------------------------------------------------------------------------------------------
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write a file so that a reader (or `makeusrich up` watching the folder) sees the old or the new content."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def pair_yaml(pair: CurrencyPair) -> str:
+    return yaml.safe_dump(pair_document(pair), sort_keys=False)
+
+
+def read_pair_file(path: Path) -> PairRecord:
+    """A pair file as a record; a file that does not validate becomes a record with its problem."""
+    try:
+        pair = parse_pair_text(path.read_text(), str(path))
+    except OSError as exc:
+        return PairRecord(path.stem, "default", None, f"cannot read {path}: {exc.strerror or exc}", path=path)
+    except PairError as exc:
+        return PairRecord(path.stem, "default", None, str(exc), path=path)
+    return PairRecord(pair.name, pair.namespace, pair, path=path)
+
+
+class EmbeddedSource:
+    """Pair files in a folder (`<pairs-dir>/<name>.yaml`), one model server for all of them."""
+
+    kind = "embedded"
+
+    def __init__(
+        self, pairs_dir: str | os.PathLike[str], store_url: str | None, server_url: str, offload: Offload = to_thread
+    ) -> None:
+        self.pairs_dir = Path(pairs_dir)
+        self.store_url = store_url
+        self.server_url = server_url
+        self.fixed_namespace: str | None = None
+        self._offload = offload
+        self._lock = threading.Lock()
+
+    def describe(self) -> str:
+        return f"pair files in {self.pairs_dir}"
+
+    def _scan(self) -> list[PairRecord]:
+        if not self.pairs_dir.is_dir():
+            return []
+        files = sorted(
+            p for p in self.pairs_dir.iterdir() if p.suffix in PAIR_SUFFIXES and not p.name.startswith(".")
+        )
+        records: list[PairRecord] = []
+        seen: dict[str, Path] = {}
+        for path in files:
+            record = read_pair_file(path)
+            if record.key in seen:
+                problem = f"{path} declares {record.key} again (first in {seen[record.key]}); rename or remove one"
+                record = PairRecord(path.stem, record.namespace, None, problem, path=path)
+            else:
+                seen[record.key] = path
+            records.append(
+                PairRecord(
+                    record.name,
+                    record.namespace,
+                    record.pair,
+                    record.problem,
+                    serving_url=self.server_url,
+                    path=path,
+                )
+            )
+        return records
+
+    async def list_pairs(self) -> list[PairRecord]:
+        records: list[PairRecord] = await self._offload(self._scan)
+        return records
+
+    def _save(self, pair: CurrencyPair, create: bool, previous: PairRecord | None) -> None:
+        with self._lock:
+            existing = {r.key: r for r in self._scan()}
+            key = f"{pair.namespace}/{pair.name}"
+            target = self.pairs_dir / f"{pair.name}.yaml"
+            if create:
+                if key in existing or target.exists():
+                    raise PairError(f"a pair named {pair.name} already exists in {self.pairs_dir}")
+            else:
+                # The file the form was loaded from, still declaring the same pair: never another file.
+                path = previous.path if previous is not None else None
+                old = existing.get(key)
+                if old is None or old.path is None or (path is not None and old.path != path):
+                    raise PairError(f"pair {key} no longer exists in {self.pairs_dir}; it was deleted meanwhile")
+                target = old.path
+            parse_pair(pair_document(pair), str(target))  # the file holds exactly what validates
+            try:
+                atomic_write(target, pair_yaml(pair))
+            except OSError as exc:
+                raise PairError(f"cannot write {target}: {exc.strerror or exc}") from None
+
+    async def save(self, pair: CurrencyPair, *, create: bool, previous: PairRecord | None = None) -> None:
+        await self._offload(lambda: self._save(pair, create, previous))
+
+    def _delete(self, record: PairRecord) -> None:
+        if record.path is None:
+            raise PairError(f"pair {record.key} has no file to delete")
+        try:
+            record.path.unlink()
+        except FileNotFoundError:
+            raise PairError(f"{record.path} was already deleted") from None
+        except OSError as exc:
+            raise PairError(f"cannot delete {record.path}: {exc.strerror or exc}") from None
+
+    async def delete(self, record: PairRecord) -> None:
+        await self._offload(lambda: self._delete(record))
+
+    async def aclose(self) -> None:
+        return None
+
+
+# --- Kubernetes ------------------------------------------------------------------------------------------------
+
+
+def isvc_url(isvc: dict[str, Any]) -> str | None:
+    """The address a client inside the cluster reaches a predictor at: the cluster-local address first."""
+    status = isvc.get("status") or {}
+    address = (status.get("address") or {}).get("url")
+    return str(address or status.get("url") or "") or None
+
+
+def record_from_resource(resource: dict[str, Any], isvc: dict[str, Any] | None) -> PairRecord:
+    meta = resource.get("metadata") or {}
+    name, namespace = str(meta.get("name") or "?"), str(meta.get("namespace") or "default")
+    status = None
+    try:
+        status = CurrencyPairStatus.model_validate(resource.get("status") or {})
+    except ValueError:
+        status = None  # an operator of another version wrote it: show the pair without its status
+    url = (isvc_url(isvc) if isvc else None) or (status.serving.url if status and status.serving else None)
+    body = {k: v for k, v in resource.items() if k != "status"}
+    body.setdefault("apiVersion", "makeusrich.io/v1alpha1")
+    body.setdefault("kind", "CurrencyPair")
+    version = meta.get("resourceVersion")
+    try:
+        pair = parse_pair(body, f"CurrencyPair {namespace}/{name}")
+    except PairError as exc:
+        return PairRecord(name, namespace, None, str(exc), status, url, resource_version=version)
+    return PairRecord(name, namespace, pair, None, status, url, resource_version=version)
+
+
+class KubeSource:
+    """CurrencyPair resources in one namespace or all, and the URLs of their InferenceServices."""
+
+    kind = "kubernetes"
+
+    def __init__(self, client: KubeClient, namespace: str | None, store_url: str | None = None) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.fixed_namespace = namespace
+        self.store_url = store_url
+        self.isvc_problem: str | None = None
+
+    def describe(self) -> str:
+        where = f"namespace {self.namespace}" if self.namespace else "all namespaces"
+        return f"CurrencyPairs in {where} at {self.client.credentials.server}"
+
+    async def list_pairs(self) -> list[PairRecord]:
+        resources = await self.client.list(PAIRS, self.namespace)
+        isvcs: dict[tuple[str, str], dict[str, Any]] = {}
+        try:
+            for item in await self.client.list(ISVCS, self.namespace):
+                meta = item.get("metadata") or {}
+                isvcs[(str(meta.get("namespace")), str(meta.get("name")))] = item
+            self.isvc_problem = None
+        except KubeError as exc:  # KServe absent or not readable: fall back to the URL in each pair's status
+            self.isvc_problem = str(exc)
+        records = []
+        for resource in resources:
+            meta = resource.get("metadata") or {}
+            found = isvcs.get((str(meta.get("namespace")), str(meta.get("name"))))
+            records.append(record_from_resource(resource, found))
+        return sorted(records, key=lambda r: r.key)
+
+    async def save(self, pair: CurrencyPair, *, create: bool, previous: PairRecord | None = None) -> None:
+        try:
+            if create:
+                await self.client.create(PAIRS, pair.namespace, pair_document(pair))
+                return
+            spec = pair.spec.model_dump(by_alias=True, mode="json")  # None values remove fields in a merge patch
+            patch: dict[str, Any] = {"spec": spec}
+            if previous is not None and previous.resource_version:
+                patch["metadata"] = {"resourceVersion": previous.resource_version}  # refuse to overwrite news
+            await self.client.merge_patch(PAIRS, pair.namespace, pair.name, patch)
+        except KubeError as exc:
+            if exc.status == 409 and create:
+                raise PairError(f"a CurrencyPair {pair.namespace}/{pair.name} already exists") from None
+            if exc.status == 409:
+                raise PairError(
+                    f"CurrencyPair {pair.namespace}/{pair.name} was changed by someone else meanwhile; "
+                    "reload it and edit again"
+                ) from None
+            raise
+
+    async def delete(self, record: PairRecord) -> None:
+        await self.client.delete(PAIRS, record.namespace, record.name)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+# --- the model store -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoreSummary:
+    """One pair's models: the promoted version, every complete version, and the metadata that was asked for."""
+
+    latest: Latest | None
+    versions: list[str]
+    metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def newest(self) -> str | None:
+        return self.versions[-1] if self.versions else None
+
+
+class StoreReader:
+    """Blocking reads of the store, with metadata cached: a version's metadata.json never changes."""
+
+    def __init__(self, url: str, cache_size: int = 4096) -> None:
+        self.url = url
+        self._objects: ObjectStore | None = None
+        self._cache: OrderedDict[tuple[str, str, str], dict[str, Any]] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def pair_store(self, namespace: str, name: str) -> PairStore:
+        with self._lock:
+            if self._objects is None:
+                self._objects = open_store(self.url)
+        return PairStore(self._objects, namespace, name)
+
+    def metadata(self, namespace: str, name: str, version: str) -> dict[str, Any]:
+        key = (namespace, name, version)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        value = self.pair_store(namespace, name).metadata(version)
+        with self._lock:
+            self._cache[key] = value
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return value
+
+    def summary(self, namespace: str, name: str, wanted: Iterable[str | None] = ()) -> StoreSummary:
+        """latest.json, the version list, and metadata of the promoted, newest and `wanted` versions."""
+        store = self.pair_store(namespace, name)
+        latest = store.latest()
+        versions = store.versions()
+        needed = {latest.version if latest else None, versions[-1] if versions else None, *wanted}
+        metadata = {v: self.metadata(namespace, name, v) for v in sorted(x for x in needed if x) if v in versions}
+        return StoreSummary(latest, versions, metadata)
+
+    def history(self, namespace: str, name: str, limit: int = 30) -> dict[str, dict[str, Any]]:
+        """Metadata of the newest `limit` versions."""
+        versions = self.pair_store(namespace, name).versions()[-limit:]
+        return {v: self.metadata(namespace, name, v) for v in versions}
+
+
+# --- candles ---------------------------------------------------------------------------------------------------
+
+
+class CandleFeed:
+    """Recent candles per symbol and interval, fetched only when a new candle can have closed.
+
+    `binance` keeps a rolling window in memory and asks only for candles newer than it holds; `sample` and
+    `file:PATH` read their file once (a file again when it changes), so tests and demos can append candles.
+    """
+
+    KEEP = 1500
+
+    def __init__(
+        self,
+        source: Source,
+        api_url: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.source = source
+        self.api_url = api_url
+        self.clock = clock
+        self._frames: dict[tuple[str, str], pd.DataFrame] = {}
+        self._stamps: dict[tuple[str, str], Any] = {}
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _lock(self, key: tuple[str, str]) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def _file_frame(self, spec: CurrencyPairSpec) -> pd.DataFrame:
+        key = (spec.symbol, spec.interval)
+        if self.source.kind == "sample":
+            stamp: Any = "sample"
+        else:
+            path = Path(str(self.source.path))
+            try:
+                info = path.stat()
+            except OSError as exc:
+                raise CandleError(f"cannot read candle file {path}: {exc.strerror or exc}") from None
+            stamp = (info.st_mtime_ns, info.st_size)
+        with self._lock(key):
+            if self._stamps.get(key) == stamp and key in self._frames:
+                return self._frames[key]
+            if self.source.kind == "sample":
+                raw = read_sample(spec.symbol, spec.interval)
+            else:
+                raw = read_candle_csv(str(self.source.path), spec.interval)
+            frame, _ = clean_candles(raw, spec.interval, str(self.source))
+            self._frames[key], self._stamps[key] = frame, stamp
+            return frame
+
+    def _fetch(self, spec: CurrencyPairSpec, start_ms: int, end_ms: int | None = None) -> pd.DataFrame:
+        result = binance.fetch_klines(
+            spec.symbol,
+            spec.interval,
+            start_ms,
+            end_ms,
+            api_url=self.api_url,
+            max_retries=2,
+            max_wait_s=5.0,
+            clock=self.clock,
+        )
+        frame, _ = clean_candles(result.frame, spec.interval, f"binance {spec.symbol} {spec.interval}")
+        return frame
+
+    def recent(self, spec: CurrencyPairSpec, count: int) -> pd.DataFrame:
+        """The newest `count` closed candles (fewer if the source has fewer)."""
+        if self.source.kind != "binance":
+            return self._file_frame(spec).tail(count).reset_index(drop=True)
+        key = (spec.symbol, spec.interval)
+        step = interval_ms(spec.interval)
+        now_ms = int(self.clock() * 1000)
+        with self._lock(key):
+            frame = self._frames.get(key)
+            if frame is None or len(frame) < count:
+                frame = self._fetch(spec, now_ms - (count + 1) * step)
+            else:
+                newest = int(frame["open_time"].iloc[-1].timestamp() * 1000)
+                if now_ms >= newest + 2 * step + binance.CLOCK_SKEW_MS:  # the next candle has closed
+                    fresh = self._fetch(spec, newest + step)
+                    frame = merge_candles(frame, fresh).tail(self.KEEP).reset_index(drop=True)
+            if frame.empty:
+                raise CandleError(f"Binance returned no {spec.symbol} {spec.interval} candles")
+            self._frames[key] = frame
+            return frame.tail(count).reset_index(drop=True)
+
+    @staticmethod
+    def _cached(store: PairStore, spec: CurrencyPairSpec) -> pd.DataFrame | None:
+        try:
+            cached = store.read_candles(spec.interval)
+        except StoreError:
+            return None
+        return None if cached is None or cached.empty else cached
+
+    def between(
+        self, spec: CurrencyPairSpec, start: pd.Timestamp, end: pd.Timestamp, store: PairStore | None = None
+    ) -> pd.DataFrame:
+        """Candles with open times in [start, end]: from the file, else the store's cache, else Binance."""
+        if self.source.kind != "binance":
+            frame = self._file_frame(spec)
+        else:
+            cached = self._cached(store, spec) if store is not None else None
+            if cached is not None and cached["open_time"].iloc[0] <= start and cached["open_time"].iloc[-1] >= end:
+                frame, _ = clean_candles(cached, spec.interval, "store candle cache")
+            else:
+                frame = self._fetch(spec, int(start.timestamp() * 1000), int(end.timestamp() * 1000))
+        chosen = frame[(frame["open_time"] >= start) & (frame["open_time"] <= end)]
+        return chosen.reset_index(drop=True)
+
+
+def describe_error(exc: BaseException) -> str:
+    """One sentence for a card: our own errors are already written for users; others get their type."""
+    if isinstance(exc, MakeUsRichError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

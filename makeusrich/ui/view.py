@@ -1,0 +1,587 @@
+"""Pure functions from what the dashboard knows about a pair to what a person reads: no I/O, no NiceGUI.
+
+Kept apart from the pages so that number formats, verdicts about skill and badges are tested directly, and the
+pages stay thin. Times are shown in the viewer's time zone, which the page learns from the browser.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from html import escape
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pandas as pd
+
+from makeusrich.market.candles import INTERVAL_MS
+from makeusrich.pair import CurrencyPair, CurrencyPairStatus
+
+SIGNIFICANCE = 0.05
+"""Diebold-Mariano p-value under which a difference from persistence counts as more than noise."""
+
+Tone = Literal["positive", "negative", "warning", "info", "neutral"]
+
+# --- numbers --------------------------------------------------------------------------------------------------
+
+
+def price_decimals(price: float | None, significant: int = 6) -> int:
+    """Decimals that show `significant` digits of a price, at least 2 and at most 8: 43,210.12 but 0.00001235.
+
+    Chosen once per pair from its last price, so every price on a card lines up."""
+    if price is None or not math.isfinite(price) or price == 0:
+        return 2
+    integer_digits = math.floor(math.log10(abs(price))) + 1
+    return max(2, min(8, significant - integer_digits))
+
+
+def format_price(value: float | None, decimals: int) -> str:
+    """Thousands separators and a fixed number of decimals; an em dash for what is unknown."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value:,.{decimals}f}"
+
+
+def format_change(change: float | None) -> str:
+    """A relative change as a signed percentage, with more decimals for the small moves forecasts predict."""
+    if change is None or not math.isfinite(change):
+        return "—"
+    percent = change * 100
+    decimals = 3 if abs(percent) < 1 else 2
+    return f"{percent:+.{decimals}f}%"
+
+
+def change_tone(change: float | None) -> Tone:
+    if change is None or not math.isfinite(change) or change == 0:
+        return "neutral"
+    return "positive" if change > 0 else "negative"
+
+
+def format_ratio(ratio: float | None) -> str:
+    return "—" if ratio is None or not math.isfinite(ratio) else f"{ratio:.3f}"
+
+
+def format_percent(value: float | None, decimals: int = 1) -> str:
+    return "—" if value is None or not math.isfinite(value) else f"{value * 100:.{decimals}f}%"
+
+
+def format_pvalue(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "—"
+    return "< 0.001" if value < 0.001 else f"{value:.3f}"
+
+
+# --- times ----------------------------------------------------------------------------------------------------
+
+
+def zone(name: str | None) -> ZoneInfo:
+    """The viewer's time zone from its IANA name; UTC when the browser sent none or an unknown one."""
+    try:
+        return ZoneInfo(name) if name else ZoneInfo("UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def parse_time(value: str | datetime | pd.Timestamp | None) -> datetime | None:
+    """An aware UTC datetime from an ISO text (with Z), a datetime or a Timestamp; None if it is not one."""
+    if value is None:
+        return None
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime()
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def format_time(value: str | datetime | pd.Timestamp | None, tz: str | None, seconds: bool = False) -> str:
+    """Local time with the zone's abbreviation, such as 2022-06-15 02:00 CEST."""
+    moment = parse_time(value)
+    if moment is None:
+        return "—"
+    shown = moment.astimezone(zone(tz))
+    return shown.strftime("%Y-%m-%d %H:%M:%S %Z" if seconds else "%Y-%m-%d %H:%M %Z")
+
+
+def format_age(value: str | datetime | pd.Timestamp | None, now: datetime | None = None) -> str:
+    """How long ago, in the largest unit that fits: 'just now', '5 min ago', '3 h ago', '12 days ago'."""
+    moment = parse_time(value)
+    if moment is None:
+        return ""
+    seconds = ((now or datetime.now(UTC)) - moment).total_seconds()
+    if seconds < 0:
+        return "in the future"
+    if seconds < 60:
+        return "just now"
+    for unit, size in (("day", 86_400), ("h", 3_600), ("min", 60)):
+        if seconds >= size:
+            count = int(seconds // size)
+            if unit == "day":
+                return f"{count} day{'s' if count != 1 else ''} ago"
+            return f"{count} {unit} ago"
+    return "just now"
+
+
+def candle_close(open_time: datetime | None, interval: str) -> datetime | None:
+    """When a candle closes: its close is the price at that moment, which is what a person reads."""
+    if open_time is None or interval not in INTERVAL_MS:
+        return open_time
+    return open_time + timedelta(milliseconds=INTERVAL_MS[interval])
+
+
+def version_time(version: str | None) -> datetime | None:
+    """The UTC time a version name encodes (20261126T150000Z)."""
+    if not version:
+        return None
+    try:
+        return datetime.strptime(version, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+# --- skill ----------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Direction:
+    accuracy: float
+    low: float
+    high: float
+    n: int
+
+
+@dataclass(frozen=True)
+class SplitSkill:
+    """The model's numbers on one held-out split, relative to persistence (forecast = last close)."""
+
+    ratio: float | None
+    mae: float | None = None
+    dm_pvalue: float | None = None
+    direction: Direction | None = None
+    n: int | None = None
+
+
+@dataclass(frozen=True)
+class Skill:
+    validation: SplitSkill | None
+    test: SplitSkill | None
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _split_skill(numbers: Any) -> SplitSkill | None:
+    if not isinstance(numbers, Mapping):
+        return None
+    direction = numbers.get("directional")
+    shown = None
+    if isinstance(direction, Mapping) and _number(direction.get("accuracy")) is not None:
+        shown = Direction(
+            accuracy=float(direction["accuracy"]),
+            low=_number(direction.get("wilson_low")) or 0.0,
+            high=_number(direction.get("wilson_high")) or 1.0,
+            n=int(direction.get("n") or 0),
+        )
+    n = numbers.get("n")
+    return SplitSkill(
+        ratio=_number(numbers.get("rel_mae")),
+        mae=_number(numbers.get("mae")),
+        dm_pvalue=_number(numbers.get("dm_pvalue")),
+        direction=shown,
+        n=int(n) if isinstance(n, int) else None,
+    )
+
+
+def skill_from_metrics(metrics: Any) -> Skill | None:
+    """Skill from metadata.json's `metrics` ({split: {model: {...}, rules: {...}}}) or from a status's
+    `model.metrics` ({split: {...}}, the model's numbers only)."""
+    if not isinstance(metrics, Mapping):
+        return None
+    splits = []
+    for name in ("validation", "test"):
+        split = metrics.get(name)
+        if isinstance(split, Mapping) and isinstance(split.get("model"), Mapping):
+            split = split["model"]
+        splits.append(_split_skill(split))
+    if splits[0] is None and splits[1] is None:
+        return None
+    return Skill(validation=splits[0], test=splits[1])
+
+
+@dataclass(frozen=True)
+class Verdict:
+    text: str
+    tone: Tone
+
+
+def verdict(split: SplitSkill | None) -> Verdict:
+    """One honest sentence about a split's MAE ratio: 'beats' only when the Diebold-Mariano test says the
+    difference is unlikely to be noise."""
+    if split is None or split.ratio is None:
+        return Verdict("skill not measured", "neutral")
+    significant = split.dm_pvalue is not None and split.dm_pvalue < SIGNIFICANCE
+    if split.ratio < 1:
+        if significant:
+            return Verdict("beats persistence", "positive")
+        return Verdict("no clear edge over persistence", "neutral")
+    if split.ratio > 1 and significant:
+        return Verdict("worse than persistence", "negative")
+    return Verdict("no better than persistence", "warning")
+
+
+def format_direction(direction: Direction | None) -> str:
+    """Directional accuracy with its 95% Wilson interval: 54.2% (45.3-62.8%)."""
+    if direction is None:
+        return "—"
+    return f"{direction.accuracy * 100:.1f}% ({direction.low * 100:.1f}-{direction.high * 100:.1f}%)"
+
+
+# --- badges ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Badge:
+    text: str
+    tone: Tone
+    tooltip: str = ""
+
+
+def condition(status: CurrencyPairStatus | None, kind: str) -> Any:
+    if status is None:
+        return None
+    return next((c for c in status.conditions if c.type == kind), None)
+
+
+@dataclass(frozen=True)
+class PairState:
+    """Everything a card shows, as plain values (built by the dashboard from its sources)."""
+
+    key: str
+    name: str
+    namespace: str
+    pair: CurrencyPair | None
+    problem: str | None = None
+    status: CurrencyPairStatus | None = None
+    last_close: float | None = None
+    last_open_time: datetime | None = None
+    closes: tuple[float, ...] = ()
+    forecast: tuple[float, ...] = ()
+    forecast_times: tuple[datetime, ...] = ()
+    candle_error: str | None = None
+    promoted_version: str | None = None
+    served_version: str | None = None
+    trained_at: str | None = None
+    skill: Skill | None = None
+    newest_version: str | None = None
+    newest_promoted: bool | None = None
+    newest_reason: str | None = None
+    serving_ready: bool | None = None
+    serving_error: str | None = None
+    refused: str | None = None
+    forecast_error: str | None = None
+    store_error: str | None = None
+    loading: bool = False
+
+    @property
+    def symbol(self) -> str:
+        if self.pair is None:
+            return self.name
+        return f"{self.pair.spec.currency.upper()}/{self.pair.spec.compare.upper()}"
+
+    @property
+    def interval(self) -> str:
+        return self.pair.spec.interval if self.pair else ""
+
+    @property
+    def change(self) -> float | None:
+        if not self.forecast or not self.last_close:
+            return None
+        return self.forecast[0] / self.last_close - 1.0
+
+    @property
+    def test_ratio(self) -> float | None:
+        return self.skill.test.ratio if self.skill and self.skill.test else None
+
+    @property
+    def errors(self) -> list[str]:
+        """What went wrong for this pair, most important first; each is shown on its card only."""
+        found = [self.problem, self.serving_error, self.forecast_error, self.candle_error, self.store_error]
+        return [text for text in found if text]
+
+
+def badges(state: PairState) -> list[Badge]:
+    """The chips on a card: problems first, in the order a user should act on them."""
+    out: list[Badge] = []
+    if state.pair is None:
+        return [Badge("Invalid", "negative", state.problem or "the pair does not validate")]
+    spec = state.pair.spec
+    trained = condition(state.status, "Trained")
+    if state.serving_error:
+        out.append(Badge("Serving down", "negative", state.serving_error))
+    elif state.serving_ready is False and (state.promoted_version or state.served_version):
+        ready = condition(state.status, "Ready")
+        out.append(Badge("Not ready", "warning", ready.message if ready is not None else "the model is loading"))
+    if trained is not None and trained.reason == "TrainingFailed":
+        out.append(Badge("Training failed", "negative", trained.message))
+    if state.promoted_version is None and state.served_version is None:
+        out.append(Badge("No model", "warning", "no version was promoted yet"))
+    not_promoted = state.newest_promoted is False and state.newest_version != state.promoted_version
+    if not_promoted or (trained is not None and trained.reason == "NotPromoted"):
+        why = state.newest_reason or (trained.message if trained is not None else "")
+        out.append(Badge("Not promoted", "warning", f"newest version {state.newest_version or '?'}: {why}"))
+    if state.refused:
+        out.append(Badge("Version refused", "negative", state.refused))
+    if spec.serving.pinned_version:
+        out.append(Badge("Pinned", "info", f"serving is pinned to version {spec.serving.pinned_version}"))
+    if spec.suspend:
+        out.append(Badge("Suspended", "neutral", "scheduled training is suspended; the served model stays"))
+    if state.serving_ready and not state.serving_error and not state.forecast_error:
+        out.append(Badge("Ready", "positive", f"serving version {state.served_version}"))
+    return out
+
+
+def has_problem(state: PairState) -> bool:
+    return any(badge.tone in ("negative", "warning") for badge in badges(state)) or bool(state.errors)
+
+
+# --- the overview's sorting and filtering -------------------------------------------------------------------
+
+SORTS: dict[str, str] = {
+    "name": "Name",
+    "change": "Expected change",
+    "skill": "Skill (test MAE ratio)",
+    "trained": "Newest model",
+    "problems": "Problems first",
+}
+
+
+def matches(state: PairState, query: str) -> bool:
+    """Case-insensitive match on name, namespace and symbol: 'btc', 'usdt', 'BTC/USDT' all find btc-usdt."""
+    needle = query.strip().lower()
+    if not needle:
+        return True
+    haystack = f"{state.name} {state.namespace} {state.symbol} {state.symbol.replace('/', '')}".lower()
+    return all(part in haystack for part in needle.split())
+
+
+def sort_states(states: Iterable[PairState], key: str) -> list[PairState]:
+    """Pairs in the order the user picked; unknown values last, ties by name."""
+    items = list(states)
+    by_name = sorted(items, key=lambda s: (s.name, s.namespace))
+    if key == "change":
+        return sorted(by_name, key=lambda s: (s.change is None, -(s.change or 0.0)))
+    if key == "skill":
+        return sorted(by_name, key=lambda s: (s.test_ratio is None, s.test_ratio or 0.0))
+    if key == "trained":
+        return sorted(by_name, key=lambda s: (s.trained_at is None, _neg_time(s.trained_at)))
+    if key == "problems":
+        return sorted(by_name, key=lambda s: not has_problem(s))
+    return by_name
+
+
+def _neg_time(value: str | None) -> float:
+    moment = parse_time(value)
+    return -moment.timestamp() if moment else 0.0
+
+
+# --- a tiny chart for the cards -----------------------------------------------------------------------------
+
+
+def sparkline(closes: Sequence[float], forecast: Sequence[float] = (), width: int = 160, height: int = 36) -> str:
+    """An inline SVG of recent closes and the forecast after them: 50 of these cost less than one canvas chart."""
+    points = [c for c in closes if math.isfinite(c)]
+    ahead = [f for f in forecast if math.isfinite(f)]
+    if len(points) < 2:
+        return f'<svg width="{width}" height="{height}" role="img" aria-label="no price history"></svg>'
+    values = points + ahead
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+    total = len(values) - 1
+    pad = 2
+
+    def xy(i: int, v: float) -> str:
+        x = pad + (width - 2 * pad) * i / total
+        y = pad + (height - 2 * pad) * (1 - (v - low) / span)
+        return f"{x:.1f},{y:.1f}"
+
+    past = " ".join(xy(i, v) for i, v in enumerate(points))
+    svg = [
+        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+        'aria-label="recent closes and forecast">',
+        f'<polyline fill="none" stroke="currentColor" stroke-width="1.5" points="{past}"/>',
+    ]
+    if ahead:
+        start = len(points) - 1
+        future = " ".join(xy(start + i, v) for i, v in enumerate([points[-1], *ahead]))
+        color = "#16a34a" if ahead[0] >= points[-1] else "#dc2626"
+        svg.append(
+            f'<polyline fill="none" stroke="{color}" stroke-width="2" stroke-dasharray="3 2" points="{future}"/>'
+        )
+    svg.append("</svg>")
+    return "".join(svg)
+
+
+# --- the pair page -------------------------------------------------------------------------------------------
+
+RULE_NAMES = {
+    "persistence": "Persistence (next = last close)",
+    "always_up": "Always up (training drift)",
+    "against_last_move": "Against the last move",
+    "ar": "AR(24) on log returns",
+}
+
+
+@dataclass(frozen=True)
+class SkillRow:
+    """One row of the pair page's skill table: a forecaster's numbers on validation and test."""
+
+    name: str
+    cells: dict[str, str] = field(default_factory=dict)
+    is_model: bool = False
+
+
+def skill_rows(metadata: Mapping[str, Any] | None) -> list[SkillRow]:
+    """The model next to every trivial rule on the same points (metadata.json's metrics)."""
+    metrics = (metadata or {}).get("metrics")
+    if not isinstance(metrics, Mapping):
+        return []
+    names = [("model", "LSTM (this model)"), *RULE_NAMES.items()]
+    rows = []
+    for key, label in names:
+        cells: dict[str, str] = {}
+        for split in ("validation", "test"):
+            block = metrics.get(split) or {}
+            numbers = block.get("model") if key == "model" else (block.get("rules") or {}).get(key)
+            skill = _split_skill(numbers)
+            if skill is None:
+                continue
+            cells[f"{split}_mae"] = format_price(skill.mae, 2)
+            cells[f"{split}_ratio"] = format_ratio(skill.ratio)
+            cells[f"{split}_direction"] = format_direction(skill.direction)
+            cells[f"{split}_p"] = "—" if key == "persistence" else format_pvalue(skill.dm_pvalue)
+        if cells:
+            rows.append(SkillRow(label, cells, key == "model"))
+    return rows
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    version: str
+    created: str
+    promoted: bool
+    reason: str
+    validation_ratio: str
+    test_ratio: str
+    direction: str
+    marks: tuple[str, ...]
+
+
+def version_rows(
+    metadata: Mapping[str, Mapping[str, Any]],
+    promoted: str | None,
+    served: str | None,
+    pinned: str | None,
+    tz: str | None,
+) -> list[VersionRow]:
+    """Every version, newest first, with its numbers and which one is promoted, served or pinned."""
+    rows = []
+    for version in sorted(metadata, reverse=True):
+        meta = metadata[version]
+        skill = skill_from_metrics(meta.get("metrics"))
+        promotion = meta.get("promotion") or {}
+        flags = (("served", version == served), ("promoted", version == promoted), ("pinned", version == pinned))
+        marks = tuple(mark for mark, on in flags if on)
+        rows.append(
+            VersionRow(
+                version=version,
+                created=format_time(meta.get("createdAt") or version_time(version), tz),
+                promoted=bool(promotion.get("promoted")),
+                reason=str(promotion.get("reason") or ""),
+                validation_ratio=format_ratio(skill.validation.ratio if skill and skill.validation else None),
+                test_ratio=format_ratio(skill.test.ratio if skill and skill.test else None),
+                direction=format_direction(skill.test.direction if skill and skill.test else None),
+                marks=marks,
+            )
+        )
+    return rows
+
+
+# --- the overview's card, as one piece of HTML ------------------------------------------------------------------
+
+
+def _e(text: object) -> str:
+    return escape(str(text), quote=True)
+
+
+def _stat(label: str, value: str, tone: Tone = "neutral", note: str = "") -> str:
+    extra = f'<div class="mur-sub">{_e(note)}</div>' if note else ""
+    return (
+        f'<div class="mur-stat"><div class="mur-caps">{_e(label)}</div>'
+        f'<div class="mur-num mur-{tone}">{_e(value)}</div>{extra}</div>'
+    )
+
+
+def card_html(state: PairState, tz: str | None, now: datetime | None = None) -> str:
+    """A pair's card as one HTML string: 50 cards are then 50 elements for NiceGUI to build and send, not 2,000.
+    Every value is escaped; the whole card links to the pair's page (NiceGUI navigates without a reload)."""
+    s = state
+    decimals = price_decimals(s.last_close)
+    where = f" · {s.namespace}" if s.namespace != "default" else ""
+    chips = "".join(
+        f'<span class="mur-badge mur-{b.tone}" title="{_e(b.tooltip)}">{_e(b.text)}</span>' for b in badges(s)
+    )
+    parts = [
+        f'<a class="pair-card mur-card" href="/pair/{_e(s.namespace)}/{_e(s.name)}" data-pair="{_e(s.key)}">',
+        '<div class="mur-row mur-top"><div class="mur-min">',
+        f'<div class="mur-title">{_e(s.symbol)}</div>',
+        f'<div class="mur-sub">{_e(s.name)} · {_e(s.interval)}{_e(where)}</div>',
+        f'</div><div class="mur-badges">{chips}</div></div>',
+    ]
+    if s.loading:
+        parts.append('<div class="mur-sub">Loading…</div></a>')
+        return "".join(parts)
+    closed = candle_close(s.last_open_time, s.interval)
+    last = f"last close · {format_time(closed, tz)}" if s.last_open_time else "no candles"
+    parts += [
+        '<div class="mur-row mur-price-row"><div>',
+        f'<div class="mur-price">{_e(format_price(s.last_close, decimals))}</div><div class="mur-sub">{_e(last)}</div>',
+        f'</div><div class="mur-spark">{sparkline(s.closes, s.forecast, width=120)}</div></div>',
+    ]
+    ahead = candle_close(s.forecast_times[0], s.interval) if s.forecast_times else None
+    next_price = format_price(s.forecast[0] if s.forecast else None, decimals)
+    parts.append('<div class="mur-row mur-stats">')
+    parts.append(_stat("Forecast next close", next_price, note=format_time(ahead, tz) if ahead else ""))
+    parts.append(_stat("Expected change", format_change(s.change), change_tone(s.change)))
+    parts.append("</div>")
+    skill = s.skill
+    test = skill.test if skill else None
+    validation = skill.validation if skill else None
+    say = verdict(test)
+    parts += [
+        '<div class="mur-caps"><span class="mur-dim">Skill vs persistence</span>',
+        f'<span class="mur-verdict mur-{say.tone}">{_e(say.text)}</span></div>',
+        '<div class="mur-row mur-stats">',
+        _stat("MAE ratio val", format_ratio(validation.ratio if validation else None)),
+        _stat("MAE ratio test", format_ratio(test.ratio if test else None)),
+        _stat("Direction (test)", format_direction(test.direction if test else None)),
+        "</div>",
+    ]
+    version = s.served_version or s.promoted_version
+    if version:
+        trained = f"trained {format_age(s.trained_at, now) or '—'}"
+        model = f"model {version} · {trained}"
+        title = f"trained at {format_time(s.trained_at, tz)}" if s.trained_at else ""
+    else:
+        model, title = "no model served", ""
+    parts.append(f'<div class="mur-foot" title="{_e(title)}">{_e(model)}</div>')
+    for error in s.errors:
+        parts.append(f'<div class="mur-error" role="alert">⚠ {_e(error)}</div>')
+    parts.append("</a>")
+    return "".join(parts)

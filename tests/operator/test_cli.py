@@ -1,0 +1,45 @@
+"""`makeusrich operator` as a user starts it: help, and one clear sentence when it cannot run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "makeusrich.operator.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        env=env,
+    )
+
+
+@pytest.mark.parametrize("command", ["render", "operator"])
+def test_commands_have_help(command: str) -> None:
+    result = run(command, "--help")
+    assert result.returncode == 0 and "usage: makeusrich" in result.stdout
+
+
+def test_operator_without_credentials_fails_with_one_sentence(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    env["HOME"] = str(tmp_path)  # no ~/.kube/config either
+    result = run("operator", "--liveness", "", env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "makeusrich operator: cannot log in to Kubernetes: no credentials: run in a pod with a service account, "
+        "or set KUBECONFIG"
+    )
+
+
+def test_operator_refuses_both_scopes() -> None:
+    result = run("operator", "-A", "-n", "markets")
+    assert result.returncode == 1 and "not both" in result.stderr

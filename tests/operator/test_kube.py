@@ -1,0 +1,123 @@
+"""The operator's API client against the emulator: retries on what may pass, clear errors on what will not."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+
+import kopf
+import pytest
+
+from makeusrich.operator.kube import (
+    CRONJOBS,
+    JOBS,
+    PAIRS,
+    AlreadyExists,
+    ApiError,
+    KubeApi,
+    NotFound,
+    auth_headers,
+    ssl_context,
+)
+from tests.operator.conftest import NAMESPACE
+from tests.operator.emulator import Emulator
+
+CRON = {"metadata": {"name": "c", "labels": {"a": "1"}}, "spec": {"schedule": "0 0 * * *"}}
+
+
+def client(kube: Emulator, **options: float) -> KubeApi:
+    url = str(kube.url).rstrip("/")
+    return KubeApi(lambda: kopf.ConnectionInfo(server=url, token="t"), base_delay=0.01, max_delay=0.05, **options)  # type: ignore[arg-type]
+
+
+async def test_create_get_patch_list(kube: Emulator) -> None:
+    api = client(kube)
+    try:
+        made = await api.create(CRONJOBS, NAMESPACE, CRON)
+        assert made["metadata"]["uid"] and made["kind"] == "CronJob"
+        with pytest.raises(AlreadyExists):
+            await api.create(CRONJOBS, NAMESPACE, CRON)
+        patched = await api.patch(CRONJOBS, NAMESPACE, "c", {"spec": {"suspend": True}})
+        assert patched["spec"] == {"schedule": "0 0 * * *", "suspend": True}
+        assert (await api.get(CRONJOBS, NAMESPACE, "c")) == patched
+        assert await api.get(CRONJOBS, NAMESPACE, "missing") is None
+        await api.create(CRONJOBS, NAMESPACE, {"metadata": {"name": "d", "labels": {"a": "2"}}})
+        assert [o["metadata"]["name"] for o in await api.list(CRONJOBS, NAMESPACE, {"a": "1"})] == ["c"]
+        with pytest.raises(NotFound):
+            await api.patch(JOBS, NAMESPACE, "missing", {"spec": {}})
+        sent = next(r for r in kube.requests if r.method.value == "PATCH")
+        assert sent.headers["Content-Type"] == "application/merge-patch+json"
+        assert sent.headers["Authorization"] == "Bearer t"
+        assert sent.headers["User-Agent"].startswith("makeusrich-operator/")
+    finally:
+        await api.close()
+
+
+async def test_server_errors_throttling_and_conflicts_are_retried(kube: Emulator) -> None:
+    api = client(kube)
+    try:
+        kube.fail("POST", "/cronjobs$", 500, times=2)
+        kube.fail("POST", "/cronjobs$", 429, times=1, retry_after="0")
+        made = await api.create(CRONJOBS, NAMESPACE, CRON)
+        assert made["metadata"]["name"] == "c"
+        kube.fail("PATCH", "/cronjobs/c$", 409, times=2)
+        kube.fail("PATCH", "/cronjobs/c$", 503, times=1)
+        await api.patch(CRONJOBS, NAMESPACE, "c", {"spec": {"suspend": True}})
+        assert kube.get(CRONJOBS, NAMESPACE, "c")["spec"]["suspend"] is True  # type: ignore[index]
+        assert len([r for r in kube.requests if r.method.value == "PATCH"]) == 4
+    finally:
+        await api.close()
+
+
+async def test_errors_that_will_not_pass_fail_at_once(kube: Emulator) -> None:
+    api = client(kube)
+    try:
+        kube.fail("PATCH", "/status$", 422, times=1)
+        with pytest.raises(ApiError, match="HTTP 422"):
+            await api.patch(PAIRS, NAMESPACE, "p", {"status": {}}, "status")
+        assert len(kube.requests) == 1
+        kube.fail("POST", "/jobs$", 500, times=99)
+        with pytest.raises(ApiError, match="HTTP 500 InjectedFault"):
+            await api.create(JOBS, NAMESPACE, {"metadata": {"name": "j"}})
+        assert len(kube.requests) == 1 + api.attempts
+    finally:
+        await api.close()
+
+
+async def test_an_expired_token_logs_in_again(kube: Emulator) -> None:
+    url = str(kube.url).rstrip("/")
+    tokens = iter(["old", "new"])
+    api = KubeApi(lambda: kopf.ConnectionInfo(server=url, token=next(tokens)), base_delay=0.01)  # type: ignore[arg-type]
+    try:
+        kube.fail("POST", "/cronjobs$", 401, times=1)
+        await api.create(CRONJOBS, NAMESPACE, CRON)
+        assert [r.headers["Authorization"] for r in kube.requests] == ["Bearer old", "Bearer new"]
+    finally:
+        await api.close()
+
+
+async def test_an_unreachable_server_ends_in_one_clear_error() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    api = KubeApi(lambda: kopf.ConnectionInfo(server=f"http://127.0.0.1:{port}"), attempts=3, base_delay=0.01)  # type: ignore[arg-type]
+    started = time.monotonic()
+    try:
+        with pytest.raises(ApiError, match="Unreachable") as caught:
+            await api.get(CRONJOBS, NAMESPACE, "c")
+        assert caught.value.status == 0 and time.monotonic() - started < 5
+    finally:
+        await api.close()
+
+
+def test_tls_and_credentials_come_from_the_connection_info() -> None:
+    assert ssl_context(kopf.ConnectionInfo(server="http://127.0.0.1:1")) is True
+    insecure = ssl_context(kopf.ConnectionInfo(server="https://api:6443", insecure=True))
+    assert isinstance(insecure, ssl.SSLContext) and insecure.verify_mode == ssl.CERT_NONE
+    verified = ssl_context(kopf.ConnectionInfo(server="https://api:6443"))
+    assert isinstance(verified, ssl.SSLContext) and verified.verify_mode == ssl.CERT_REQUIRED
+    assert auth_headers(kopf.ConnectionInfo(server="s", token="abc")) == {"Authorization": "Bearer abc"}
+    basic = auth_headers(kopf.ConnectionInfo(server="s", username="u", password="p"))
+    assert basic == {"Authorization": "Basic dTpw"}
+    assert auth_headers(kopf.ConnectionInfo(server="s")) == {}

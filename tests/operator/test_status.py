@@ -1,0 +1,210 @@
+"""The pure status functions: what the pair's conditions say for each observed situation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from makeusrich.operator import status as st
+from makeusrich.pair import CurrencyPairStatus, ModelStatus, ServingStatus, TrainingStatus
+
+LAST_WORDS = "makeusrich train: Binance refused the symbol BTCUSDX; check spec.compare"
+T0, T1, T2 = "2026-01-01T00:00:00Z", "2026-01-01T01:00:00Z", "2026-01-01T02:00:00Z"
+METADATA = {
+    "createdAt": "2026-01-01T00:30:00Z",
+    "metrics": {
+        "validation": {"model": {"n": 10, "mae": 2.0, "rel_mae": 0.9, "mae_by_step": [2.0]}, "rules": {}},
+        "test": {"model": {"n": 12, "mae": 3.0, "rel_mae": 0.95, "directional": None}, "rules": {"x": 1}},
+    },
+}
+
+
+def conditions(status: CurrencyPairStatus) -> dict[str, tuple[str, str]]:
+    return {c.type: (c.status, c.reason) for c in status.conditions}
+
+
+def job(phase_status: dict[str, Any], name: str = "p-trainer-1", created: str = T0) -> st.JobSummary:
+    return st.job_summary(
+        {"metadata": {"name": name, "uid": name, "creationTimestamp": created}, "status": phase_status}
+    )
+
+
+def model(version: str = "20260101T000000Z") -> ModelStatus:
+    return st.model_status(version, f"s3://b/ns/p/versions/{version}/", METADATA)
+
+
+def test_job_phases_from_job_status() -> None:
+    assert job({}).phase == "Pending"
+    assert job({"active": 1, "startTime": T0}).phase == "Running"
+    done = job(
+        {
+            "startTime": T0,
+            "completionTime": T1,
+            "succeeded": 1,
+            "conditions": [{"type": "SuccessCriteriaMet", "status": "True"}, {"type": "Complete", "status": "True"}],
+        }
+    )
+    assert (done.phase, done.started, done.finished) == ("Succeeded", T0, T1)
+    failed = job(
+        {
+            "startTime": T0,
+            "failed": 2,
+            "conditions": [
+                {
+                    "type": "Failed",
+                    "status": "True",
+                    "reason": "BackoffLimitExceeded",
+                    "lastTransitionTime": T2,
+                    "message": "Job has reached the specified backoff limit",
+                }
+            ],
+        }
+    )
+    assert (failed.phase, failed.finished, failed.reason) == ("Failed", T2, "BackoffLimitExceeded")
+    assert st.newest_job([done, job({}, "p-trainer-2", T1), failed]).name == "p-trainer-2"
+
+
+def test_failure_message_names_the_job_reason_and_the_trainer_s_last_words() -> None:
+    failed = job({"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]})
+    pods = [
+        {
+            "metadata": {"name": "p-trainer-1-abcde", "creationTimestamp": T1},
+            "status": {
+                "containerStatuses": [
+                    {
+                        "state": {
+                            "terminated": {
+                                "exitCode": 1,
+                                "reason": "Error",
+                                "message": f"INFO fetching\n{LAST_WORDS}\n",
+                            }
+                        }
+                    }
+                ]
+            },
+        },
+        {"metadata": {"name": "p-trainer-1-older", "creationTimestamp": T0}, "status": {"reason": "Evicted"}},
+    ]
+    text = st.job_failure_message(failed, pods)
+    assert text == (
+        "training Job p-trainer-1 failed (BackoffLimitExceeded); pod p-trainer-1-abcde: Error (exit code 1): "
+        f"{LAST_WORDS}"
+    )
+    oom = [
+        {
+            "metadata": {"name": "x"},
+            "status": {"containerStatuses": [{"state": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]},
+        }
+    ]
+    assert st.job_failure_message(failed, oom).endswith("pod x: OOMKilled (exit code 137)")
+    assert st.job_failure_message(failed) == "training Job p-trainer-1 failed (BackoffLimitExceeded)"
+
+
+def test_model_status_keeps_the_model_s_own_metrics() -> None:
+    status = model()
+    assert status.skill == 0.95 and status.trained_at == "2026-01-01T00:30:00Z"
+    assert status.metrics == {
+        "validation": {"n": 10, "mae": 2.0, "rel_mae": 0.9},
+        "test": {"n": 12, "mae": 3.0, "rel_mae": 0.95, "directional": None},
+    }
+    assert st.model_status("v", "uri", None).skill is None
+
+
+def test_serving_observation_needs_ready_for_the_current_generation() -> None:
+    isvc: dict[str, Any] = {
+        "metadata": {"generation": 2, "annotations": {"makeusrich.io/model-version": "V2"}},
+        "status": {
+            "url": "http://p.ns.example",
+            "observedGeneration": 1,
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
+    seen = st.serving_observation(isvc)
+    assert seen is not None and seen.status == ServingStatus(version="V2", url="http://p.ns.example", ready=False)
+    isvc["status"]["observedGeneration"] = 2
+    seen = st.serving_observation(isvc)
+    assert seen is not None and seen.status.ready is True
+    assert st.serving_observation(None) is None
+
+
+def test_a_new_pair_waits_for_its_first_model() -> None:
+    observed = st.Observed(generation=1, symbol="BTCUSDT", schedule="0 0 * * *")
+    status = st.compute_status(None, observed, T0)
+    assert conditions(status) == {
+        "Valid": ("True", "SpecValid"),
+        "Trained": ("False", "NoModel"),
+        "Serving": ("False", "NoModel"),
+        "Ready": ("False", "NoModel"),
+    }
+    assert status.observed_generation == 1 and status.symbol == "BTCUSDT"
+    assert st.status_events(None, status) == []  # nothing happened yet
+    training = st.training_status(job({"active": 1}))
+    status2 = st.compute_status(status, st.Observed(generation=1, training=training), T1)
+    assert conditions(status2)["Trained"] == ("False", "Training")
+    assert status2.last_training == TrainingStatus(job="p-trainer-1", phase="Running")
+
+
+def test_a_served_model_makes_the_pair_ready_and_transition_times_move_only_on_change() -> None:
+    served = st.ServingObservation(ServingStatus(version="20260101T000000Z", url="http://u", ready=True))
+    first = st.compute_status(None, st.Observed(generation=1, model=model()), T0)
+    assert conditions(first)["Serving"] == ("False", "Deploying")
+    second = st.compute_status(first, st.Observed(generation=1, model=model(), serving=served), T1)
+    assert conditions(second) == {
+        "Valid": ("True", "SpecValid"),
+        "Trained": ("True", "Promoted"),
+        "Serving": ("True", "Ready"),
+        "Ready": ("True", "Ready"),
+    }
+    times = {c.type: c.last_transition_time for c in second.conditions}
+    assert times == {"Valid": T0, "Trained": T0, "Serving": T1, "Ready": T1}
+    assert second.serving == served.status and second.model == model()
+    events = st.status_events(first, second)
+    assert [(e.type, e.reason) for e in events] == [("Normal", "Ready")]
+    assert [e.reason for e in st.status_events(None, first)] == ["Promoted", "Deploying", "ModelChanged"]
+
+
+def test_a_new_version_rolls_out_while_the_old_one_keeps_serving() -> None:
+    old = st.ServingObservation(ServingStatus(version="20260101T000000Z", url="http://u", ready=True))
+    status = st.compute_status(None, st.Observed(model=model("20260102T000000Z"), serving=old), T0)
+    assert conditions(status)["Serving"] == ("True", "RollingOut") and conditions(status)["Ready"][0] == "True"
+
+
+def test_a_failed_training_says_why_and_keeps_the_model() -> None:
+    failed = st.training_status(job({"conditions": [{"type": "Failed", "status": "True"}]}), "job X failed: OOM")
+    served = st.ServingObservation(ServingStatus(version="20260101T000000Z", url="http://u", ready=True))
+    status = st.compute_status(None, st.Observed(training=failed, model=model(), serving=served), T0)
+    trained = next(c for c in status.conditions if c.type == "Trained")
+    assert (trained.status, trained.reason) == ("False", "TrainingFailed")
+    assert trained.message == "job X failed: OOM; still serving version 20260101T000000Z"
+    assert conditions(status)["Ready"] == ("True", "Ready")
+    assert ("Warning", "TrainingFailed") in [(e.type, e.reason) for e in st.status_events(None, status)]
+
+
+def test_an_invalid_spec_says_why_and_keeps_the_rest() -> None:
+    good = st.compute_status(None, st.Observed(generation=1, model=model()), T0)
+    bad = st.compute_status(good, st.Observed(generation=2, invalid="spec.schedule: never fires"), T1)
+    assert conditions(bad)["Valid"] == ("False", "InvalidSpec") and conditions(bad)["Ready"][0] == "False"
+    assert conditions(bad)["Trained"] == conditions(good)["Trained"] and bad.model == good.model
+    assert bad.observed_generation == 2
+    fresh = st.compute_status(None, st.Observed(generation=1, invalid="bad"), T0)
+    assert conditions(fresh)["Trained"] == ("Unknown", "InvalidSpec")
+    assert [(e.type, e.reason) for e in st.status_events(None, fresh)] == [("Warning", "InvalidSpec")]
+
+
+def test_store_trouble_is_reported_without_losing_the_model() -> None:
+    problem = st.Problem("StoreError", "cannot read the model store s3://b: timeout")
+    unknown = st.compute_status(None, st.Observed(model_problem=problem), T0)
+    assert conditions(unknown)["Trained"] == ("Unknown", "StoreError")
+    known = st.compute_status(None, st.Observed(model=model(), model_problem=problem), T0)
+    trained = next(c for c in known.conditions if c.type == "Trained")
+    assert trained.status == "True" and "cannot read the model store" in trained.message
+    missing = st.Problem("PinnedVersionMissing", "pinned version 20250101T000000Z is not in the store")
+    pinned = st.compute_status(None, st.Observed(model_problem=missing, pinned="20250101T000000Z"), T0)
+    assert conditions(pinned)["Serving"] == ("False", "PinnedVersionMissing")
+
+
+def test_status_round_trips_through_the_merge_patch_form() -> None:
+    status = st.compute_status(None, st.Observed(generation=3, model=model()), T0)
+    dumped = st.dump_status(status)
+    assert dumped["serving"] is None and dumped["model"]["skill"] == 0.95  # None clears a stale field
+    assert st.parse_status(dumped) == status
+    assert st.parse_status({"conditions": [{"type": "Bogus"}]}) is None and st.parse_status({}) is None

@@ -1,0 +1,97 @@
+"""`makeusrich serve` and `makeusrich predict` as a user runs them: real subprocesses, exit codes, output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from makeusrich.market.source import Source, load_candles
+from makeusrich.pair import pair_document
+from makeusrich.serving.cli import count_gaps, format_forecast, lookback_days_for
+from makeusrich.serving.client import candle_array
+from tests.fixtures.model_server import ROOT, RunningServer, free_port
+from tests.fixtures.models import small_pair
+from tests.serving.helpers import reference
+
+
+def makeusrich(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "makeusrich.serving.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+
+
+def pair_file(tmp_path: Path, **spec: object) -> Path:
+    path = tmp_path / "btc-usdt.yaml"
+    path.write_text(yaml.safe_dump(pair_document(small_pair(**spec))))
+    return path
+
+
+@pytest.mark.parametrize("command", ["serve", "predict"])
+def test_help(command: str) -> None:
+    result = makeusrich(command, "--help")
+    assert result.returncode == 0 and f"usage: makeusrich {command}" in result.stdout
+
+
+def test_predict_prints_the_served_forecast_for_the_latest_candles(model_server: RunningServer, tmp_path: Path) -> None:
+    assert model_server.store is not None
+    path = pair_file(tmp_path)
+    result = makeusrich("predict", "-f", str(path), "--source", "sample", "--url", model_server.url, "--json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    pair = small_pair()
+    spec = pair.spec.model_copy(update={"lookback_days": lookback_days_for(24, "1h")})
+    frame = load_candles(spec, Source("sample")).frame
+    expected = reference(model_server.store.store().read_model(model_server.store.version), candle_array(frame, 24))
+    assert document["pair"] == "btc-usdt" and document["lastOpenTime"] == "2022-06-15T00:00:00Z"
+    (row,) = document["forecast"]
+    assert row["open_time"] == "2022-06-15T01:00:00Z" and row["model_version"] == model_server.store.version
+    assert row["close"] == float(expected[0, 0]) and row["last_close"] == frame["close"].iloc[-1]
+
+    forecast = pd.DataFrame(document["forecast"]).assign(open_time=lambda f: pd.to_datetime(f["open_time"]))
+    text = format_forecast("btc-usdt", "BTCUSDT", "1h", forecast, frame["open_time"].iloc[-1])
+    assert text.splitlines()[0] == (
+        f"btc-usdt (BTCUSDT 1h), model version {model_server.store.version}: "
+        f"last close {frame['close'].iloc[-1]:,.2f} at 2022-06-15 00:00 UTC"
+    )
+    assert text.splitlines()[2].startswith("2022-06-15 01:00") and f"{float(expected[0, 0]):,.2f}" in text
+
+
+def test_predict_with_no_server_is_one_clear_line(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = makeusrich("predict", "-f", str(pair_file(tmp_path)), "--source", "sample", "--url", url)
+    assert result.returncode == 1
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"makeusrich predict: the model server at {url} is unreachable")
+    )
+
+
+def test_predict_refuses_a_pair_whose_interval_differs(model_server: RunningServer, tmp_path: Path) -> None:
+    result = makeusrich("predict", "-f", str(pair_file(tmp_path, interval="4h")), "--url", model_server.url)
+    assert result.returncode == 1
+    assert "forecasts 1h candles but" in result.stderr and "says 4h" in result.stderr
+
+
+def test_lookback_covers_one_window_and_gaps_are_counted() -> None:
+    assert lookback_days_for(24, "1h") == 3 and lookback_days_for(120, "1d") == 123
+    times = pd.Series(pd.to_datetime(["2024-01-01 00:00", "2024-01-01 01:00", "2024-01-01 03:00"], utc=True))
+    assert count_gaps(times, "1h") == 1 and count_gaps(times.iloc[:2], "1h") == 0
+
+
+def test_importing_the_server_leaves_our_command_line_to_us() -> None:
+    """kserve.model_server parses sys.argv when imported and exits on a value it cannot read."""
+    code = (
+        "import sys; sys.argv = ['makeusrich', 'serve', '--http_port', 'eighty', '--workers', '9'];"
+        "import makeusrich.serving.server; import kserve.model_server as m;"
+        "print(m.args.http_port, m.args.workers, sys.argv[2:])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[0] == "8080 1 ['--http_port', 'eighty', '--workers', '9']"

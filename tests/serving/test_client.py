@@ -1,0 +1,141 @@
+"""The v2 client against the real server, and its errors: each failure is one sentence saying what happened."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from makeusrich.serving.client import (
+    ModelNotFoundError,
+    ModelNotReadyError,
+    ServingError,
+    V2Client,
+    candle_array,
+)
+from tests.fixtures.model_server import RunningServer, free_port
+from tests.serving.helpers import real_windows, reference, sample_frame
+
+PAIR = "btc-usdt"
+
+
+@pytest.fixture
+async def client(model_server: RunningServer) -> AsyncIterator[V2Client]:
+    async with V2Client(model_server.url, timeout=10) as v2:
+        yield v2
+
+
+def served_model(server: RunningServer) -> bytes:
+    assert server.store is not None
+    return server.store.store().read_model(server.store.version)
+
+
+async def test_health_and_metadata(client: V2Client, model_server: RunningServer) -> None:
+    assert await client.live() and await client.ready() and await client.model_ready(PAIR)
+    meta = await client.model_metadata(PAIR)
+    assert meta.name == PAIR and meta.window == 24 and meta.horizon == 1
+    assert meta.version == model_server.store.version  # type: ignore[union-attr]
+    assert meta.parameters["interval"] == "1h" and meta.platform == "onnxruntime_onnx"
+    assert (await client.server_metadata())["name"] == "kserve"
+
+
+async def test_infer_returns_what_onnxruntime_returns(client: V2Client, model_server: RunningServer) -> None:
+    windows = real_windows(24, 5, seed=9)
+    got = await client.infer(PAIR, windows)
+    assert got.dtype == np.float32 and np.array_equal(got, reference(served_model(model_server), windows))
+    one = await client.infer(PAIR, windows[0])  # one [window, 5] array is a batch of one
+    assert one.shape == (1, 1) and one[0, 0] == got[0, 0]
+
+
+async def test_forecast_frame_from_real_candles(client: V2Client, model_server: RunningServer) -> None:
+    frame = sample_frame().iloc[:-100].reset_index(drop=True)  # any point in history
+    forecast = await client.forecast(PAIR, frame, "1h")
+    assert list(forecast.columns) == ["open_time", "close", "last_close", "change", "model_version"]
+    assert len(forecast) == 1
+    row = forecast.iloc[0]
+    assert row["open_time"] == frame["open_time"].iloc[-1] + pd.Timedelta(hours=1)
+    expected = reference(served_model(model_server), candle_array(frame, 24))[0, 0]
+    assert row["close"] == float(expected)
+    assert row["last_close"] == frame["close"].iloc[-1]
+    assert row["change"] == pytest.approx(row["close"] / row["last_close"] - 1)
+    assert row["model_version"] == model_server.store.version  # type: ignore[union-attr]
+
+
+async def test_server_refusal_is_passed_on_in_one_sentence(client: V2Client) -> None:
+    with pytest.raises(ServingError) as caught:
+        await client.infer(PAIR, real_windows(12, 1))
+    assert caught.value.status == 400
+    assert str(caught.value) == (
+        f"model 'btc-usdt' at {client.base_url} answered 400: input 'candles' holds windows of 12 candles; "
+        "this model takes 24 (shape [batch, 24, 5], oldest candle first)"
+    )
+
+
+async def test_unknown_model(client: V2Client) -> None:
+    with pytest.raises(ModelNotFoundError, match=f"the model server at {client.base_url} has no model 'eth-usdt'"):
+        await client.model_metadata("eth-usdt")
+    with pytest.raises(ModelNotFoundError):
+        await client.model_ready("eth-usdt")
+
+
+async def test_too_few_candles_is_said_before_sending(client: V2Client) -> None:
+    with pytest.raises(ServingError, match="the model needs 24 candles and only 10 were given"):
+        await client.forecast(PAIR, sample_frame().tail(10), "1h", window=24)
+
+
+async def test_unreachable_server() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    async with V2Client(url, timeout=2) as v2:
+        with pytest.raises(ServingError, match=f"the model server at {url} is unreachable .*is `makeusrich serve`"):
+            await v2.live()
+
+
+async def test_a_server_that_never_answers_times_out() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(30)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with V2Client(f"http://127.0.0.1:{port}", timeout=0.3) as v2:
+            with pytest.raises(
+                ServingError, match=r"GET http://127.0.0.1:\d+/v2/models/btc-usdt timed out after 0.3 s"
+            ):
+                await v2.model_metadata(PAIR)
+    finally:
+        server.close()
+
+
+def mock(handler: httpx.MockTransport) -> V2Client:
+    return V2Client("http://v2.test", transport=handler)
+
+
+async def test_not_ready_and_odd_answers_from_any_v2_server() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path.endswith("/ready"):
+            return httpx.Response(503, json={"error": "Model with name m is not ready."})
+        if path.endswith("/infer"):
+            return httpx.Response(503, json={"error": "Model with name m is not ready."})
+        if path == "/v2/models/html":
+            return httpx.Response(200, text="<html>proxy login</html>")
+        if path == "/v2/models/broken":
+            return httpx.Response(200, json={"name": "broken", "inputs": [{"name": "candles"}]})
+        return httpx.Response(500, text="upstream exploded")
+
+    async with mock(httpx.MockTransport(handler)) as v2:
+        assert await v2.model_ready("m") is False
+        with pytest.raises(ModelNotReadyError, match="model 'm' at http://v2.test is not ready"):
+            await v2.infer("m", np.ones((24, 5)))
+        with pytest.raises(ServingError, match="answered with something that is not JSON"):
+            await v2.model_metadata("html")
+        with pytest.raises(ServingError, match="metadata of model 'broken' at http://v2.test is malformed"):
+            await v2.model_metadata("broken")
+        with pytest.raises(ServingError, match="the model server at http://v2.test answered 500: upstream exploded"):
+            await v2.server_metadata()
+        with pytest.raises(ServingError, match=r"candles must be \[window, 5\] or \[batch, window, 5\]"):
+            await v2.infer("m", np.ones(5))

@@ -1,0 +1,248 @@
+"""`makeusrich serve` as a client sees it: a real server process on loopback, serving a model trained by the real
+trainer on real candles. Every v2 endpoint, forecasts equal to onnxruntime's on the same input, and every kind
+of bad request answered with a 400 and a sentence, on a connection that stays open."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from makeusrich.errors import MakeUsRichError
+from makeusrich.serving.server import bind
+from tests.fixtures.model_server import ROOT, RunningServer, free_port
+from tests.serving.helpers import real_windows, reference
+from tests.serving.test_loader import kserve_mount
+
+PAIR = "btc-usdt"
+
+
+def model_bytes(server: RunningServer) -> bytes:
+    assert server.store is not None
+    return server.store.store().read_model(server.store.version)
+
+
+def infer_body(candles: np.ndarray, **extra: Any) -> dict[str, Any]:
+    return {
+        "inputs": [
+            {"name": "candles", "shape": list(candles.shape), "datatype": "FP32", "data": candles.ravel().tolist()}
+        ],
+        **extra,
+    }
+
+
+def test_health_and_server_metadata(model_server: RunningServer) -> None:
+    assert httpx.get(f"{model_server.url}/v2/health/live").json() == {"live": True}
+    assert httpx.get(f"{model_server.url}/v2/health/ready").json() == {"ready": True}
+    meta = httpx.get(f"{model_server.url}/v2").json()
+    assert meta["name"] == "kserve" and "version" in meta
+    assert httpx.get(f"{model_server.url}/v2/models").json() == {"models": [PAIR]}  # discovered in the store
+
+
+def test_model_metadata_describes_the_served_graph(model_server: RunningServer) -> None:
+    assert model_server.store is not None
+    response = httpx.get(f"{model_server.url}/v2/models/{PAIR}")
+    assert response.status_code == 200
+    meta = response.json()
+    version = model_server.store.version
+    assert meta["name"] == PAIR and meta["versions"] == [version] and meta["platform"] == "onnxruntime_onnx"
+    assert meta["inputs"] == [{"name": "candles", "datatype": "FP32", "shape": [-1, 24, 5]}]
+    assert meta["outputs"] == [{"name": "forecast", "datatype": "FP32", "shape": [-1, 1]}]
+    params = meta["parameters"]
+    assert params["served_version"] == version and params["window"] == 24 and params["horizon"] == 1
+    assert params["interval"] == "1h" and params["storage_uri"] == model_server.store.store().storage_uri(version)
+    assert "refused_version" not in params
+    # the same as the trainer recorded, i.e. as the ONNX graph says (checked against the graph in test_loader)
+    stored = model_server.store.store().metadata(version)
+    assert [{k: t[k] for k in ("name", "datatype", "shape")} for t in stored["inputs"]] == meta["inputs"]
+    ready = httpx.get(f"{model_server.url}/v2/models/{PAIR}/ready")
+    assert ready.status_code == 200 and ready.json() == {"name": PAIR, "ready": True}
+
+
+@pytest.mark.parametrize("batch", [1, 7, 64])
+def test_forecasts_equal_onnxruntime_on_the_same_input(model_server: RunningServer, batch: int) -> None:
+    windows = real_windows(24, batch, seed=batch)
+    response = httpx.post(f"{model_server.url}/v2/models/{PAIR}/infer", json=infer_body(windows, id="req-1"))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model_name"] == PAIR and body["model_version"] == model_server.store.version  # type: ignore[union-attr]
+    assert body["id"] == "req-1"
+    (output,) = body["outputs"]
+    assert output["name"] == "forecast" and output["datatype"] == "FP32" and output["shape"] == [batch, 1]
+    got = np.asarray(output["data"], dtype=np.float32).reshape(batch, 1)
+    expected = reference(model_bytes(model_server), windows)
+    assert np.array_equal(got, expected)  # bit for bit: float32 in, float32 out, the same onnxruntime
+    last_close = windows[:, -1, 3]
+    assert np.all(np.abs(got[:, 0] / last_close - 1) < 0.1)  # real hourly moves are small
+
+
+def test_binary_tensor_output_extension(model_server: RunningServer) -> None:
+    windows = real_windows(24, 2)
+    body = infer_body(windows, outputs=[{"name": "forecast", "parameters": {"binary_data": True}}])
+    response = httpx.post(f"{model_server.url}/v2/models/{PAIR}/infer", json=body)
+    assert response.status_code == 200
+    header_length = int(response.headers["inference-header-content-length"])
+    header = json.loads(response.content[:header_length])
+    assert header["outputs"][0]["parameters"]["binary_data_size"] == 8
+    got = np.frombuffer(response.content[header_length:], dtype=np.float32).reshape(2, 1)
+    assert np.array_equal(got, reference(model_bytes(model_server), windows))
+
+
+def test_json_without_a_json_content_type_is_accepted(model_server: RunningServer) -> None:
+    """`curl -d` sends application/x-www-form-urlencoded; the body is still a v2 request."""
+    windows = real_windows(24, 1)
+    response = httpx.post(
+        f"{model_server.url}/v2/models/{PAIR}/infer",
+        content=json.dumps(infer_body(windows)),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert response.status_code == 200, response.text
+
+
+def _nan_body() -> bytes:
+    data = real_windows(24, 1).ravel().tolist()
+    data[3] = float("nan")
+    return json.dumps({"inputs": [{"name": "candles", "shape": [1, 24, 5], "datatype": "FP32", "data": data}]}).encode()
+
+
+def _with(**changes: Any) -> bytes:
+    tensor = {"name": "candles", "shape": [1, 24, 5], "datatype": "FP32", "data": real_windows(24, 1).ravel().tolist()}
+    tensor.update(changes)
+    return json.dumps({"inputs": [tensor]}).encode()
+
+
+BAD_REQUESTS: list[tuple[str, bytes, str]] = [
+    ("unknown input", _with(name="prices"), "unknown input 'prices'"),
+    ("wrong datatype", _with(datatype="FP64"), "datatype 'FP64'; this model takes FP32"),
+    ("wrong rank", _with(shape=[24, 5]), "rank 2 (shape [24, 5]); this model takes rank 3"),
+    (
+        "wrong window",
+        _with(shape=[1, 12, 5], data=real_windows(12, 1).ravel().tolist()),
+        "windows of 12 candles; this model takes 24",
+    ),
+    ("NaN", _nan_body(), "NaN or infinite values (first at window 0, candle 0, close: nan)"),
+    ("infinite in float32", _with(data=[1e39] * 120), "NaN or infinite values"),
+    ("batch over the limit", _with(shape=[100_000, 24, 5], data=[1.0]), "more than this server's limit of 1024"),
+    ("not JSON", b"candles please", "the request body is not valid JSON"),
+    ("JSON but not a request", b'{"instances": [[1, 2]]}', "not a v2 inference request: inputs: Field required"),
+    ("data that is not numbers", _with(data=["x"] * 120), "data must be numbers, got strings"),
+    ("data count", _with(data=[1.0] * 119), "has 119 values but its shape [1, 24, 5] needs 120"),
+    ("negative price", _with(data=[-1.0] * 120), "a price that is not positive"),
+]
+
+
+def test_bad_requests_get_400_with_a_reason_and_the_connection_stays_open(model_server: RunningServer) -> None:
+    connection = http.client.HTTPConnection(model_server.host, model_server.port, timeout=10)
+    connection.connect()
+    sock = connection.sock
+    for label, body, reason in BAD_REQUESTS:
+        connection.request("POST", f"/v2/models/{PAIR}/infer", body, {"content-type": "application/json"})
+        response = connection.getresponse()
+        payload = json.loads(response.read())
+        assert response.status == 400, (label, payload)
+        assert reason in payload["error"], (label, payload["error"])
+        assert connection.sock is sock, f"{label}: the server closed the keep-alive connection"
+    connection.request("POST", f"/v2/models/{PAIR}/infer", json.dumps(infer_body(real_windows(24, 1))))
+    assert connection.getresponse().status == 200 and connection.sock is sock
+    connection.close()
+    assert model_server.alive()
+    assert "Traceback" not in model_server.log()  # a client's mistake is not logged as a server error
+
+
+def test_unknown_model_is_404(model_server: RunningServer) -> None:
+    for method, path in (("GET", ""), ("GET", "/ready"), ("POST", "/infer")):
+        body = infer_body(real_windows(24, 1)) if method == "POST" else None
+        response = httpx.request(method, f"{model_server.url}/v2/models/eth-usdt{path}", json=body)
+        assert response.status_code == 404, path
+        assert response.json() == {"error": "Model with name eth-usdt does not exist."}
+
+
+def test_hostile_traffic_does_not_kill_the_server(model_server: RunningServer) -> None:
+    """Half requests, garbage bytes and a huge declared body: the process lives and keeps answering."""
+    for payload in (
+        b"POST /v2/models/btc-usdt/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n{",
+        b"\x00\xff garbage \r\n\r\n",
+        b"GET /v2/models/" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    ):
+        with socket.create_connection((model_server.host, model_server.port), timeout=5) as sock:
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
+            with contextlib.suppress(OSError):
+                sock.recv(65536)
+    binary = httpx.post(
+        f"{model_server.url}/v2/models/{PAIR}/infer",
+        content=b'{"inputs": 5}',
+        headers={"inference-header-content-length": "13"},
+    )
+    assert binary.status_code == 400 and "malformed" in binary.json()["error"]
+    assert model_server.alive()
+    assert httpx.get(f"{model_server.url}/v2/health/ready").status_code == 200
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local addresses with a socket in LISTEN state on `port`, from /proc/net/tcp (IPv4, Linux)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, port_hex = local.split(":")
+        if state == "0A" and int(port_hex, 16) == port:
+            found.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+    return found
+
+
+def test_binds_only_the_address_asked_for(model_server: RunningServer) -> None:
+    assert listening_addresses(model_server.port) == {"127.0.0.1"}  # kserve alone would bind 0.0.0.0
+
+
+def test_a_busy_port_is_one_clear_error(model_server: RunningServer) -> None:
+    with pytest.raises(MakeUsRichError, match=f"cannot listen on 127.0.0.1:{model_server.port}: .*pick another --port"):
+        bind("127.0.0.1", model_server.port)
+
+
+def test_model_dir_serves_a_kserve_mount_on_the_address_asked_for(
+    trained_store_template: Any, start_model_server: Any, tmp_path: Path
+) -> None:
+    """The ClusterServingRuntime entrypoint: a storageUri folder as KServe mounts it at /mnt/models."""
+    mount = kserve_mount(trained_store_template, tmp_path / "mnt-models")
+    server = start_model_server("--model-dir", str(mount), host="127.0.0.2")
+    meta = httpx.get(f"{server.url}/v2/models/{PAIR}").json()
+    assert meta["versions"] == [trained_store_template.version] and meta["inputs"][0]["shape"] == [-1, 24, 5]
+    windows = real_windows(24, 3)
+    response = httpx.post(f"{server.url}/v2/models/{PAIR}/infer", json=infer_body(windows))
+    got = np.asarray(response.json()["outputs"][0]["data"], dtype=np.float32).reshape(3, 1)
+    assert np.array_equal(got, reference((mount / PAIR / "1" / "model.onnx").read_bytes(), windows))
+    with pytest.raises(httpx.ConnectError):  # bound to 127.0.0.2 only
+        httpx.get(f"http://127.0.0.1:{server.port}/v2/health/live")
+
+
+def test_model_dir_with_nothing_servable_exits_with_the_reason(trained_store_template: Any, tmp_path: Path) -> None:
+    mount = kserve_mount(trained_store_template, tmp_path / "mnt-models")
+    (mount / PAIR / "1" / "model.onnx").write_bytes(b"truncated")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "makeusrich.serving.cli",
+            "serve",
+            "--model-dir",
+            str(mount),
+            "--port",
+            str(free_port()),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("makeusrich serve: no model in") and "does not match the sha256" in last
