@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic.alias_generators import to_camel
 
 from makeusrich.errors import PairError
-from makeusrich.market.candles import INTERVAL_MS
+from makeusrich.market.intervals import INTERVAL_MS
 
 GROUP = "makeusrich.io"
 VERSION = "v1alpha1"

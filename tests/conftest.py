@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.s3server",
     "tests.fixtures.fake_binance",
     "tests.fixtures.models",
+    "tests.fixtures.model_server",
 ]

@@ -21,7 +21,7 @@ def makeusrich(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
     )
 
 
-@pytest.mark.parametrize("command", ["crd", "candles", "train"])
+@pytest.mark.parametrize("command", ["crd", "candles", "train", "serve", "predict", "render", "operator", "ui"])
 def test_every_command_has_help(command: str) -> None:
     result = makeusrich(command, "--help")
     assert result.returncode == 0 and "usage: makeusrich" in result.stdout

@@ -21,11 +21,12 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Protocol
 
 from makeusrich.errors import NotFoundError, StoreError
+
+if TYPE_CHECKING:  # pandas is imported only by the candle cache: the operator never needs it
+    import pandas as pd
 
 VERSION_FORMAT = "%Y%m%dT%H%M%SZ"
 VERSION_PATTERN = re.compile(r"^\d{8}T\d{6}Z$")
@@ -255,6 +256,8 @@ class PairStore:
         return f"{self.prefix}candles/{interval}.parquet"
 
     def read_candles(self, interval: str) -> pd.DataFrame | None:
+        import pandas as pd
+
         try:
             raw = self.objects.get(self.candles_key(interval))
         except NotFoundError:
