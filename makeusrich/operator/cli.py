@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 Add = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]
@@ -126,34 +126,7 @@ def add_operator_commands(add: Add) -> None:
     _add_settings_args(p)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Stand-alone entry (python -m makeusrich.operator.cli) with the same options as `makeusrich render|operator`,
-    for running these before makeusrich.cli registers them."""
-    from makeusrich.errors import MakeUsRichError
-    from makeusrich.log import setup_logging
+if __name__ == "__main__":  # `python -m makeusrich.<part>.cli COMMAND ...` is `makeusrich COMMAND ...`
+    from makeusrich.cli import main
 
-    parser = argparse.ArgumentParser(prog="makeusrich")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("--log-json", action="store_true", default=None, help="log JSON lines even on a terminal")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def add(name: str, help_text: str, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(handler=handler)
-        return p
-
-    add_operator_commands(add)
-    args = parser.parse_args(argv)
-    setup_logging(args.verbose, args.log_json)
-    try:
-        return int(args.handler(args))
-    except MakeUsRichError as exc:
-        print(f"makeusrich {args.command}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"makeusrich {args.command}: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
     raise SystemExit(main())
