@@ -105,6 +105,5 @@ def run_ui(config: UIConfig, auth: AuthConfig | None = None) -> None:
         show=False,
         storage_secret=auth.storage_secret,
         show_welcome_message=False,
-        tailwind=os.environ.get("XX_TAILWIND", "1") == "1",
         uvicorn_logging_level=os.environ.get("MAKEUSRICH_UI_LOG_LEVEL", "warning"),
     )

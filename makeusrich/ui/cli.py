@@ -11,7 +11,7 @@ import getpass
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TextIO
 
 from makeusrich.errors import MakeUsRichError
@@ -138,38 +138,7 @@ def add_ui_commands(add: Add) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The project's parser, with `ui` added if makeusrich.cli does not have it yet."""
-    from makeusrich.cli import build_parser as project_parser
+if __name__ == "__main__":  # `python -m makeusrich.ui.cli ui ...` is `makeusrich ui ...`
+    from makeusrich.cli import main
 
-    parser = project_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    if "ui" in sub.choices:
-        return parser
-
-    def add(name: str, help_text: str, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(handler=handler)
-        return p
-
-    add_ui_commands(add)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from makeusrich.log import setup_logging
-
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbose, args.log_json)
-    try:
-        return int(args.handler(args))
-    except MakeUsRichError as exc:
-        print(f"makeusrich {args.command}: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"makeusrich {args.command}: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
     raise SystemExit(main())

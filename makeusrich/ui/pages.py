@@ -17,6 +17,7 @@ from typing import Any
 
 from croniter import croniter
 from nicegui import app, ui
+from nicegui.events import GenericEventArguments
 
 from makeusrich.errors import MakeUsRichError
 from makeusrich.pair import CurrencyPair
@@ -44,6 +45,7 @@ from makeusrich.ui.view import (
     skill_rows,
     sort_states,
     version_rows,
+    zone,
 )
 
 log = logging.getLogger("makeusrich.ui")
@@ -101,6 +103,7 @@ body.body--dark .mur-verdict.mur-warning { color: var(--q-warning); }
 .break-any { overflow-wrap: anywhere; }
 """
 TZ_SCRIPT = "Intl.DateTimeFormat().resolvedOptions().timeZone"
+TZ_EVENT = "makeusrich_time_zone"
 SKILL_EXPLAINED = (
     "Ratio: the model's mean absolute error divided by persistence's (next close = last close) on the same "
     "points; below 1 is better. DM p: the Diebold-Mariano test's p-value for the difference from persistence; "
@@ -121,8 +124,8 @@ class Pages:
         # Stored in a session: a changed password logs every session out.
         self.session_token = hashlib.sha256(f"makeusrich-ui:{digest}".encode()).hexdigest()[:32]
 
-    async def root(self) -> None:
-        await Session(self).build()
+    def root(self) -> None:
+        Session(self).build()
 
 
 def badge(text: str, tone: Tone, tooltip: str = "") -> None:
@@ -155,7 +158,7 @@ class Session:
     def can_manage(self) -> bool:
         return self.auth.enabled and self.storage.get("auth") == self.pages.session_token
 
-    async def build(self) -> None:
+    def build(self) -> None:
         ui.colors(primary="#2563eb")
         dark = ui.dark_mode(self.storage.get("dark"))
         with ui.header().classes("items-center justify-between px-3 sm:px-6 py-2 bg-slate-900 text-white"):
@@ -185,17 +188,15 @@ class Session:
                     "/login": self.login,
                 }
             ).classes("w-full")
-        await self.detect_time_zone()
+        # Fire and forget: the browser answers with an event once connected, so no task waits on it.
+        ui.on(TZ_EVENT, self.time_zone_reported)
+        ui.run_javascript(f"emitEvent('{TZ_EVENT}', {TZ_SCRIPT})")
 
-    async def detect_time_zone(self) -> None:
-        """Learn the browser's time zone; pages redraw their times when it differs from the stored one."""
-        try:
-            await ui.context.client.connected(timeout=15)
-            tz = await ui.run_javascript(TZ_SCRIPT, timeout=5)
-        except Exception:  # no browser (yet), or it did not answer: keep UTC
-            return
-        if isinstance(tz, str) and tz and tz != self.tz:
-            self.tz = tz  # the pages' timers redraw what shows times; forms keep what was typed
+    def time_zone_reported(self, event: GenericEventArguments) -> None:
+        """The browser's IANA time zone arrived; the pages' timers redraw what shows times, forms keep their input."""
+        tz = event.args
+        if isinstance(tz, str) and tz and zone(tz).key == tz and tz != self.tz:
+            self.tz = tz
             self.storage["tz"] = tz
 
     def render_nav(self) -> None:
@@ -862,7 +863,7 @@ class Session:
 def make_root(pages: Pages) -> Callable[[], Any]:
     """The function NiceGUI calls for every page load."""
 
-    async def root() -> None:
-        await pages.root()
+    def root() -> None:
+        pages.root()
 
     return root

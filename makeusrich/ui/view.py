@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 
-from makeusrich.market.candles import INTERVAL_MS
+from makeusrich.market.intervals import INTERVAL_MS
 from makeusrich.pair import CurrencyPair, CurrencyPairStatus
 
 SIGNIFICANCE = 0.05

@@ -3,14 +3,13 @@
 `dashboard` opens the app exactly as `makeusrich ui` builds it (create_app + ui.run), but in NiceGUI's user
 simulation: no browser, pages driven through the `User` object. It is built here rather than with NiceGUI's
 `user` fixture because the app must be created after NiceGUI resets its globals and before its startup runs.
-The model server and trained stores are the real ones from tests/fixtures.
+The model server and trained stores are the real ones from tests/fixtures (plugins of the root conftest).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shutil
 import tempfile
 import warnings
@@ -31,17 +30,16 @@ from nicegui.functions.notify import notify
 from nicegui.storage import Storage
 from nicegui.testing.general import nicegui_reset_globals, prepare_simulation
 from nicegui.testing.user import User
+from nicegui.testing.user_interaction import UserInteraction
 
 from makeusrich.pair import CurrencyPair
 from makeusrich.ui.app import UIConfig, create_app
 from makeusrich.ui.auth import AuthConfig, hash_password
 from makeusrich.ui.data import PairSource, pair_yaml
+from makeusrich.ui.pages import TZ_EVENT
 from makeusrich.ui.state import Dashboard, Options
-from tests.fixtures.model_server import model_server, start_model_server
 from tests.fixtures.models import TrainedStore
 from tests.operator.emulator import Emulator
-
-__all__ = ["model_server", "start_model_server"]
 
 VIEWER_TZ = "Europe/Paris"
 PASSWORD = "correct horse battery"
@@ -80,8 +78,7 @@ def pairs_dir(tmp_path: Path) -> Path:
 
 @asynccontextmanager
 async def simulate(config: UIConfig, auth: AuthConfig, source: PairSource | None = None) -> AsyncIterator[User]:
-    """The app as `makeusrich ui` makes it, served in NiceGUI's user simulation; yields a user with a browser in
-    VIEWER_TZ."""
+    """The app as `makeusrich ui` makes it, served in NiceGUI's user simulation; yields its simulated user."""
     with nicegui_reset_globals():
         os.environ["NICEGUI_USER_SIMULATION"] = "true"
         try:
@@ -94,7 +91,6 @@ async def simulate(config: UIConfig, auth: AuthConfig, source: PairSource | None
                 httpx.AsyncClient(transport=httpx.ASGITransport(core.app), base_url="http://test") as client,
             ):
                 user = User(client)
-                user.javascript_rules[re.compile(r".*resolvedOptions\(\)\.timeZone.*")] = lambda _: VIEWER_TZ
                 try:
                     yield user
                 except BaseException as exc:  # NiceGUI's lifespan has no finally: let it shut down, then raise
@@ -140,6 +136,12 @@ def dashboard(caplog: pytest.LogCaptureFixture) -> Iterator[Open]:
     errors = [r for r in caplog.get_records("call") if r.levelname == "ERROR"]
     if errors:
         pytest.fail(f"the app logged errors: {[r.getMessage() for r in errors]}", pytrace=False)
+
+
+def report_time_zone(user: User, tz: str = VIEWER_TZ) -> None:
+    """What the page's script does in a browser: send the browser's time zone to the server."""
+    assert user.client is not None
+    UserInteraction(user, {user.client.layout}, None).trigger(TZ_EVENT, tz)
 
 
 def running_dashboard() -> Dashboard:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from makeusrich.cli import build_parser, main
 from makeusrich.ui.auth import verify_password
-from makeusrich.ui.cli import build_parser, main
 
 
 def test_ui_command_is_registered_with_its_options() -> None:

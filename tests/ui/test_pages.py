@@ -19,7 +19,15 @@ from makeusrich.ui.auth import AuthConfig, hash_password
 from makeusrich.ui.view import format_price, price_decimals
 from tests.fixtures.model_server import RunningServer
 from tests.fixtures.models import TrainedStore, small_pair
-from tests.ui.conftest import PASSWORD, Open, copy_store, refreshed, running_dashboard, write_pair
+from tests.ui.conftest import (
+    PASSWORD,
+    Open,
+    copy_store,
+    refreshed,
+    report_time_zone,
+    running_dashboard,
+    write_pair,
+)
 
 LAST_CLOSE = 22029.16  # the bundled sample's last candle (2022-06-15 00:00 UTC)
 # A cheap scrypt cost so that logging in takes no time in tests; production hashes use auth.N.
@@ -60,6 +68,7 @@ async def test_overview_card_shows_price_forecast_and_honest_skill(
         meta = await client.model_metadata(store.pair.name)
     async with dashboard(pairs_dir=pairs_dir, store=store.url, server_url=model_server.url) as user:
         await user.open("/")
+        report_time_zone(user)  # as the browser does once connected
         await user.should_see("Ready", retries=60)
         shown = card(user, "default/btc-usdt")
         assert "BTC/USDT" in shown and "btc-usdt · 1h" in shown
