@@ -7,7 +7,6 @@ place and the API server refuses what the operator would refuse.
 from __future__ import annotations
 
 import os
-import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -390,7 +389,3 @@ def example_pair(name: str = "btc-usdt", currency: str = "btc", compare: str = "
         spec=CurrencyPairSpec(currency=currency, compare=compare),
     )
     return pair_document(pair)
-
-
-def is_valid_name(name: str) -> bool:
-    return re.match(NAME_PATTERN, name) is not None

@@ -15,6 +15,11 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "manifests" / "examples" / "btc-usdt.yaml"
 
 
+def short_training(store: Path) -> tuple[str, ...]:
+    """Arguments of a train run on the sample that takes seconds: one epoch on 80 days."""
+    return ("--source", "sample", "--store", f"file://{store}", "--max-epochs", "1", "--lookback-days", "80")
+
+
 def makeusrich(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "makeusrich.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=300, env=env
@@ -39,14 +44,7 @@ def test_train_on_the_sample_prints_json_metadata(tmp_path: Path) -> None:
         "train",
         "-f",
         str(EXAMPLE),
-        "--source",
-        "sample",
-        "--store",
-        f"file://{tmp_path}",
-        "--max-epochs",
-        "1",
-        "--lookback-days",
-        "80",
+        *short_training(tmp_path),
         "--json",
     )
     assert result.returncode == 0, result.stderr
@@ -86,18 +84,7 @@ def test_unknown_source_is_refused() -> None:
 
 def test_train_reads_the_pair_from_the_environment_as_a_job_does(tmp_path: Path) -> None:
     env = {**os.environ, "MAKEUSRICH_PAIR": json.dumps(yaml.safe_load(EXAMPLE.read_text()))}
-    args = (
-        "train",
-        "--source",
-        "sample",
-        "--store",
-        f"file://{tmp_path}",
-        "--max-epochs",
-        "1",
-        "--lookback-days",
-        "80",
-    )
-    result = makeusrich(*args, env=env)
+    result = makeusrich("train", *short_training(tmp_path), env=env)
     assert result.returncode == 0, result.stderr
     assert "default/btc-usdt version" in result.stdout
 

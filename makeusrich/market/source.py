@@ -101,7 +101,7 @@ def fetch_incremental(
             spec.symbol, spec.interval, start, last_closed + step - 1, api_url=api_url, clock=now.timestamp
         )
         fresh, requests = result.frame, result.requests
-    frame = merge_candles(cached, fresh) if not fresh.empty or cached is not None else fresh
+    frame = merge_candles(cached, fresh)
     if frame.empty:
         raise CandleError(f"Binance returned no {spec.symbol} {spec.interval} candles for the lookback period")
     if store is not None and requests:

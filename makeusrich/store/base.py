@@ -209,7 +209,7 @@ class PairStore:
         if self.metadata(version) != json.loads(encoded):
             raise StoreError(f"metadata of version {version} read back differently from what was written")
         if promote:
-            self.promote(version)
+            self._write_latest(version, stored["files"][self.model_path()]["sha256"])
         return stored
 
     def promote(self, version: str) -> Latest:
@@ -217,6 +217,10 @@ class PairStore:
         meta = self.metadata(version)
         model_sha = str(meta["files"][self.model_path()]["sha256"])
         self.read_file(version, self.model_path(), model_sha)
+        return self._write_latest(version, model_sha)
+
+    def _write_latest(self, version: str, model_sha: str) -> Latest:
+        """latest.json: one atomic put, the last write of a promotion."""
         latest = Latest(
             version=version,
             storage_uri=self.storage_uri(version),

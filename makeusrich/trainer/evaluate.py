@@ -78,26 +78,25 @@ def _aligned(
 # ------------------------------------------------------------------------------------------- error metrics
 
 
-def mae(actual: ArrayLike, forecast: ArrayLike) -> float:
-    """Mean absolute error, in price units: the number promotion compares with persistence's."""
+def _errors(actual: ArrayLike, forecast: ArrayLike) -> FloatArray:
+    """forecast - actual, after checking that the two line up and are not empty."""
     a = _as_float(actual, "actual")
     f = _as_float(forecast, "forecast")
     if a.shape != f.shape:
         raise ValueError(f"actual {a.shape} and forecast {f.shape} differ in shape")
     if a.size == 0:
         raise ValueError("no points to score")
-    return float(np.mean(np.abs(f - a)))
+    return f - a
+
+
+def mae(actual: ArrayLike, forecast: ArrayLike) -> float:
+    """Mean absolute error, in price units: the number promotion compares with persistence's."""
+    return float(np.mean(np.abs(_errors(actual, forecast))))
 
 
 def rmse(actual: ArrayLike, forecast: ArrayLike) -> float:
     """Root mean squared error, in price units: weighs the large misses that MAE forgives."""
-    a = _as_float(actual, "actual")
-    f = _as_float(forecast, "forecast")
-    if a.shape != f.shape:
-        raise ValueError(f"actual {a.shape} and forecast {f.shape} differ in shape")
-    if a.size == 0:
-        raise ValueError("no points to score")
-    return float(np.sqrt(np.mean((f - a) ** 2)))
+    return float(np.sqrt(np.mean(_errors(actual, forecast) ** 2)))
 
 
 # ------------------------------------------------------------------------------------ confidence intervals

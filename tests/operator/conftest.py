@@ -26,7 +26,7 @@ from makeusrich.operator.handlers import Runtime, build_registry
 from makeusrich.operator.objects import OperatorSettings
 from makeusrich.store.s3 import S3Store
 from tests.fixtures.s3server import S3Server
-from tests.operator.emulator import Emulator
+from tests.operator.emulator import Emulator, write_kubeconfig
 
 T = TypeVar("T")
 PAIRS = "makeusrich.io/v1alpha1/currencypairs"
@@ -115,19 +115,6 @@ async def kube() -> AsyncIterator[Emulator]:
     async with Emulator() as emulator, kmock.Server(emulator):
         register_resources(emulator)
         yield emulator
-
-
-def write_kubeconfig(path: Path, server: str) -> Path:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "emulator", "cluster": {"server": server}}],
-        "users": [{"name": "tester", "user": {"token": "test-token"}}],
-        "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "tester"}}],
-        "current-context": "emulator",
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 @dataclass

@@ -26,12 +26,14 @@ import string
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp.web
 import attrs
 import jsonpatch
 import kmock
+import yaml
 
 CREATE, UPDATE, DELETE = kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE
 DROP = {"type": "_DROP"}
@@ -359,3 +361,17 @@ class Emulator(kmock.KubernetesEmulator):
                     yield event
         finally:
             await bus.unmark(marker)
+
+
+def write_kubeconfig(path: Path, server: str) -> Path:
+    """A kubeconfig that logs in to the emulator at `server` with a dummy token."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "emulator", "cluster": {"server": server}}],
+        "users": [{"name": "tester", "user": {"token": "test-token"}}],
+        "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "tester"}}],
+        "current-context": "emulator",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path

@@ -34,9 +34,8 @@ from tests.operator.conftest import (
     eventually,
     register_resources,
     start_operator,
-    write_kubeconfig,
 )
-from tests.operator.emulator import Emulator
+from tests.operator.emulator import Emulator, write_kubeconfig
 from tests.test_pair import crd_validator
 
 NAME = "btc-usdt"

@@ -17,7 +17,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import httpx
 import kmock
@@ -186,18 +185,3 @@ async def kube() -> AsyncIterator[Emulator]:
                 kind=kind, singular=singular, namespaced=True, verbs=verbs, subresources={"status"}
             )
         yield emulator
-
-
-def kubeconfig(path: Path, server: str) -> Path:
-    import yaml
-
-    config: dict[str, Any] = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "emulator", "cluster": {"server": server}}],
-        "users": [{"name": "tester", "user": {"token": "test-token"}}],
-        "contexts": [{"name": "emulator", "context": {"cluster": "emulator", "user": "tester"}}],
-        "current-context": "emulator",
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path

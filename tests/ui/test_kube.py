@@ -15,15 +15,15 @@ from makeusrich.ui.kube import KubeClient, KubeError, credentials_from_kubeconfi
 from makeusrich.ui.view import badges, format_ratio
 from tests.fixtures.model_server import RunningServer
 from tests.fixtures.models import small_pair
-from tests.operator.emulator import Emulator
-from tests.ui.conftest import ISVCS, PAIRS, Open, kubeconfig, running_dashboard
+from tests.operator.emulator import Emulator, write_kubeconfig
+from tests.ui.conftest import ISVCS, PAIRS, Open, running_dashboard
 from tests.ui.test_pages import FAST_LOGIN, card, login
 
 NOW = "2026-01-01T00:00:00Z"
 
 
 def source_for(kube: Emulator, tmp_path: Path, namespace: str | None = None) -> KubeSource:
-    config = kubeconfig(tmp_path / "kubeconfig", str(kube.url).rstrip("/"))
+    config = write_kubeconfig(tmp_path / "kubeconfig", str(kube.url).rstrip("/"))
     return KubeSource(KubeClient(credentials_from_kubeconfig(config)), namespace)
 
 
