@@ -1,25 +1,25 @@
 """The `makeusrich` command line (contract 5): thin shells around the package's functions.
 
-Every failure the user can act on ends with exit status 1 and one sentence on stderr saying what was wrong.
+Every failure the user can act on ends with exit status 1 and one sentence on stderr saying what was wrong;
+a usage mistake (an unknown flag, a missing argument) is argparse's exit status 2 with the usage line.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 
 import yaml
 
 from makeusrich import __version__
+from makeusrich.cliargs import TIMES_NOTE, add_pair_args, retries_from
+from makeusrich.environment import BINANCE, S3, epilog
 from makeusrich.errors import MakeUsRichError
 from makeusrich.log import setup_logging
 
 log = logging.getLogger("makeusrich")
-
-DEFAULT_STORE = os.environ.get("MAKEUSRICH_STORE", "file://./.makeusrich/store")
 
 
 def _dump_yaml(documents: Sequence[object]) -> str:
@@ -34,13 +34,15 @@ def cmd_crd(args: argparse.Namespace) -> int:
 
 
 def cmd_candles(args: argparse.Namespace) -> int:
+    from makeusrich.market.candles import close_moments
     from makeusrich.market.source import Source, load_candles
     from makeusrich.pair import load_pair
     from makeusrich.store import pair_store
 
     pair = load_pair(args.file)
     store = pair_store(args.store, pair.namespace, pair.name) if args.store else None
-    candles = load_candles(pair.spec, Source.parse(args.source), store, api_url=args.api_url)
+    retries = retries_from(args)
+    candles = load_candles(pair.spec, Source.parse(args.source), store, api_url=args.api_url, max_retries=retries)
     shown = candles.frame.tail(args.last)
     log.info(
         "candles loaded",
@@ -50,27 +52,19 @@ def cmd_candles(args: argparse.Namespace) -> int:
         sys.stdout.write(shown.to_json(orient="records", date_format="iso") + "\n")
     else:
         print(f"{pair.spec.symbol} {pair.spec.interval} from {candles.source}: {candles.report.summary()}")
-        print(shown[["open_time", "open", "high", "low", "close", "volume"]].to_string(index=False))
+        table = shown[["open", "high", "low", "close", "volume"]].copy()
+        closes_at = close_moments(shown["open_time"], pair.spec.interval).dt.strftime("%Y-%m-%d %H:%M")
+        table.insert(0, "closes at (UTC)", closes_at)
+        print(table.to_string(index=False))
     return 0
-
-
-def _add_pair_args(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    help_text = "CurrencyPair file (YAML), as for kubectl apply"
-    if not required:
-        help_text += "; default: the resource in $MAKEUSRICH_PAIR"
-    parser.add_argument("-f", "--file", required=required, help=help_text)
-    parser.add_argument(
-        "--source",
-        default="binance",
-        help="where candles come from: binance (default), sample (bundled BTC/USDT 1h), or file:PATH (CSV)",
-    )
-    parser.add_argument("--api-url", default=None, help="Binance REST base URL (default: Binance; env BINANCE_API_URL)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="makeusrich",
         description="Train, serve and watch cryptocurrency forecasting models, on Kubernetes or on one machine.",
+        epilog=f"{TIMES_NOTE} Failures exit with status 1 and one sentence; usage mistakes with status 2. "
+        "`makeusrich COMMAND --help` lists the environment variables each command reads.",
     )
     parser.add_argument("--version", action="version", version=f"makeusrich {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -80,19 +74,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add(name: str, help_text: str, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
         commands[name] = (help_text, handler)
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(
+            name, help=help_text, description=help_text, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
         p.set_defaults(handler=handler)
         return p
 
     add("crd", "print the CurrencyPair CustomResourceDefinition (YAML)", cmd_crd)
 
     p = add("candles", "fetch and show a pair's recent candles", cmd_candles)
-    _add_pair_args(p)
+    add_pair_args(p)
     p.add_argument(
         "--store",
         default=None,
-        help="store URL whose candle cache to use and update (file:///dir or s3://bucket)",
+        help="store whose candle cache to use and update: a folder or s3://bucket[/prefix] (default: none)",
     )
+    p.epilog = epilog([*BINANCE, *S3], note=TIMES_NOTE)
     p.add_argument("--last", type=int, default=10, help="how many of the newest candles to show")
     p.add_argument("--json", action="store_true", help="print the candles as JSON records")
 

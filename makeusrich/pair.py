@@ -162,24 +162,43 @@ class CurrencyPair(BaseModel):
         return self.metadata.namespace
 
 
+def _wire_names() -> dict[str, str]:
+    """Python field name -> the camelCase name files and the CRD use, for every field of the spec."""
+    names: dict[str, str] = {}
+    for model in (CurrencyPairSpec, ModelSpec, PromotionSpec, ServingSpec):
+        for name, info in model.model_fields.items():
+            names[name] = info.alias or name
+    return names
+
+
 def describe_errors(exc: ValidationError, source: str) -> str:
     """One line per bad field: where it is (spec.model.window), what was given and what is allowed."""
     lines = []
+    wire = _wire_names()
     for error in exc.errors():
         where = ".".join(str(part) for part in error["loc"]) or "(top level)"
         given = error.get("input")
         shown = "" if isinstance(given, dict | list) or given is None else f" (got {given!r})"
         message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            field = str(error["loc"][-1]) if error["loc"] else ""
+            camel = wire.get(field)
+            message = (
+                f"unknown field; write {camel} (pair files use the CRD's camelCase names)"
+                if camel and camel != field
+                else "unknown field"
+            )
         lines.append(f"{where}: {message}{shown}")
     return f"{source}: invalid CurrencyPair: " + "; ".join(lines)
 
 
 def parse_pair(document: Any, source: str = "pair") -> CurrencyPair:
-    """Validate a decoded resource; PairError names each bad field."""
+    """Validate a decoded resource by its camelCase names only, exactly as the API server reads it (Python's
+    snake_case names are for code); PairError names each bad field."""
     if not isinstance(document, dict):
         raise PairError(f"{source}: expected a CurrencyPair mapping with apiVersion, kind, metadata and spec")
     try:
-        return CurrencyPair.model_validate(document)
+        return CurrencyPair.model_validate(document, by_alias=True, by_name=False)
     except ValidationError as exc:
         raise PairError(describe_errors(exc, source)) from None
 

@@ -74,7 +74,8 @@ def test_candles_from_a_csv_file(tmp_path: Path) -> None:
     result = makeusrich("candles", "-f", str(pair), "--source", f"file:{golden}", "--last", "3")
     assert result.returncode == 0, result.stderr
     assert "BTCUSDT 1h from file:" in result.stdout and "24 candles" in result.stdout
-    assert "2024-01-02 23:00:00+00:00" in result.stdout
+    assert "closes at (UTC)" in result.stdout
+    assert "2024-01-03 00:00" in result.stdout  # the last candle opened at 23:00: it is named by its close
 
 
 def test_unknown_source_is_refused() -> None:

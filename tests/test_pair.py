@@ -78,7 +78,7 @@ def test_defaults_fill_the_design_contract() -> None:
         ({"model": {"maxEpochs": 0}}, "spec.model.maxEpochs", "greater than or equal to 1"),
         ({"promotion": {"maxRelativeMAE": 0}}, "spec.promotion.maxRelativeMAE", "greater than 0"),
         ({"serving": {"pinnedVersion": "latest"}}, "spec.serving.pinnedVersion", "pattern"),
-        ({"windw": 3}, "spec.windw", "Extra inputs"),
+        ({"windw": 3}, "spec.windw", "unknown field"),
     ],
 )
 def test_bad_fields_are_named_with_the_reason(patch: dict[str, Any], field: str, words: str) -> None:

@@ -3,7 +3,9 @@
 We page `GET /api/v3/klines` ourselves instead of using `Client.get_historical_klines`, which sleeps 1 s after
 every third page and spends an extra request looking up the symbol's earliest timestamp. Transient failures
 (HTTP 429, 418, 5xx, timeouts, dropped connections) are retried with exponential backoff and jitter, honouring
-Binance's `Retry-After`; everything else becomes one `CandleError` sentence that says what to do.
+Binance's `Retry-After`. A host that cannot be reached at all (its name does not resolve, or it refuses the
+connection: typically no network) is retried once only, so an offline run fails within a second. Everything
+else becomes one `CandleError` sentence that says what to do.
 """
 
 from __future__ import annotations
@@ -12,14 +14,17 @@ import email.utils
 import logging
 import os
 import random
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlparse
 
 import pandas as pd
 import requests
+import urllib3.exceptions
 from binance.client import Client
 from binance.exceptions import BinanceAPIException, BinanceRequestException
 
@@ -30,6 +35,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_API_URL = "https://api.binance.com/api"
 API_URL_ENV = "BINANCE_API_URL"
+DEFAULT_RETRIES = 5
+# An unreachable host (no such name, connection refused) is asked once more: a network that is down stays down.
+UNREACHABLE_RETRIES = 1
+OFFLINE_ADVICE = (
+    "use --source sample for the bundled BTC/USDT 1h candles, or --source file:PATH for a CSV in the kline layout"
+)
 # Binance's maximum rows per klines request: fewer rows per page only means more requests.
 PAGE_LIMIT = 1000
 # A candle counts as closed once its close_time is this far in the past by our clock, so that a local clock
@@ -104,13 +115,45 @@ def _retry_after_s(exc: BinanceAPIException) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception and what it wraps (requests -> urllib3 -> socket), outermost first."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 10:
+        chain.append(current)
+        reason = getattr(current, "reason", None)
+        nested = current.args[0] if current.args and isinstance(current.args[0], BaseException) else None
+        current = reason if isinstance(reason, BaseException) else nested or current.__cause__ or current.__context__
+    return chain
+
+
+def unreachable(exc: BaseException) -> str | None:
+    """Why no connection could be made at all ('the name does not resolve', 'the connection was refused'), or
+    None when the failure is something retrying may fix."""
+    for cause in _causes(exc):
+        if isinstance(cause, urllib3.exceptions.NameResolutionError | socket.gaierror):
+            return "its name does not resolve (no network, or no DNS)"
+        if isinstance(cause, ConnectionRefusedError):
+            return "it refused the connection (nothing listens there)"
+    return None
+
+
 def _describe(exc: Exception) -> str:
-    """One line naming a failure, for logs and for the final error."""
+    """One short line naming a failure, for logs and for the final error."""
     if isinstance(exc, BinanceAPIException):
         return f"HTTP {exc.status_code} (code {exc.code}: {exc.message})"
     if isinstance(exc, requests.exceptions.Timeout):
         return f"timeout ({type(exc).__name__})"
-    return f"{type(exc).__name__}: {exc}"
+    why = unreachable(exc)
+    if why:
+        return f"the host is unreachable: {why}"
+    innermost = _causes(exc)[-1]
+    return f"{type(exc).__name__}: {str(innermost)[:200]}"
+
+
+def _host(api_url: str) -> str:
+    parsed = urlparse(api_url)
+    return parsed.netloc or api_url
 
 
 def _is_retryable(exc: Exception) -> bool:
@@ -191,22 +234,29 @@ def _get_page(api: Client, params: dict[str, Any], policy: _Policy, tally: _Tall
             wait_s = _retry_after_s(exc) if isinstance(exc, BinanceAPIException) else None
             if isinstance(exc, BinanceAPIException):
                 _fail_fast(exc, symbol, interval, wait_s, policy.max_wait_s)
-            if attempt > policy.max_retries:
+            why = unreachable(exc)
+            budget = min(policy.max_retries, UNREACHABLE_RETRIES) if why else policy.max_retries
+            if why and attempt > budget:
+                raise CandleError(
+                    f"cannot reach Binance at {_host(api.API_URL)}: {why}; {OFFLINE_ADVICE}, or try again online"
+                ) from exc
+            if attempt > budget:
                 ban = isinstance(exc, BinanceAPIException) and int(exc.status_code) == BANNED
                 advice = (
                     "Binance has banned this IP address for sending too many requests: wait before fetching again"
                     if ban
-                    else "Binance or the network may be down or rate-limiting: try again later, or allow more retries"
+                    else "Binance may be down or rate-limiting: try again later, or allow more retries with "
+                    "--binance-retries or MAKEUSRICH_BINANCE_RETRIES"
                 )
                 raise CandleError(
                     f"fetching {symbol} {interval} klines from {api.API_URL} failed after {attempt} "
-                    f"attempt(s); last error: {_describe(exc)}. {advice}"
+                    f"attempt(s) (last error: {_describe(exc)}); {advice}"
                 ) from exc
             delay = wait_s if wait_s is not None else _backoff_s(attempt, policy.backoff_s, policy.max_backoff_s)
             log.warning(
                 "binance klines %s %s startTime=%s: %s; retry %d/%d in %.2f s",
                 *(symbol, interval, params["startTime"], _describe(exc)),
-                *(attempt, policy.max_retries, delay),
+                *(attempt, budget, delay),
             )
             tally.retries += 1
             tally.slept_s += delay
@@ -226,7 +276,7 @@ def fetch_klines(
     *,
     api_url: str | None = None,
     client: Client | None = None,
-    max_retries: int = 5,
+    max_retries: int = DEFAULT_RETRIES,
     timeout: float = 10.0,
     backoff_s: float = 0.5,
     max_backoff_s: float = 30.0,
@@ -242,7 +292,7 @@ def fetch_klines(
     also counts the requests made. Each request gets `max_retries` retries; a `Retry-After` longer than
     `max_wait_s` fails at once rather than stalling a trainer. `on_page` sees a `FetchProgress` after every
     page (the last one holds the totals). `client` reuses a client from `make_client` (then `api_url` and
-    `timeout` are the client's own, and the client is left open).
+    `timeout` are the client's own, and the client is left open). An unreachable host gets one retry at most.
     """
     symbol = symbol.strip().upper()
     step = interval_ms(interval)

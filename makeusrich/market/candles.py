@@ -2,6 +2,9 @@
 
 A candle frame has one row per candle, oldest first, with the columns of `CANDLE_DTYPES`. Times are
 timezone-aware UTC timestamps. Gaps are reported, never filled: a missing hour stays missing.
+
+Frames are keyed by `open_time`, as Binance sends them; what people read names a candle by the moment it closes
+(`close_moments`): the 1h candle from 00:00 to 01:00 is the 01:00 candle, and its close is the price at 01:00.
 """
 
 from __future__ import annotations
@@ -60,6 +63,12 @@ def interval_ms(interval: str) -> int:
         return INTERVAL_MS[interval]
     except KeyError:
         raise CandleError(f"unsupported interval {interval!r}: use one of {', '.join(INTERVAL_MS)}") from None
+
+
+def close_moments(open_times: pd.Series, interval: str) -> pd.Series:
+    """When each candle closes (open time + interval): the time that names a candle wherever people read it.
+    Binance's own `close_time` is a millisecond earlier."""
+    return open_times + pd.Timedelta(milliseconds=interval_ms(interval))
 
 
 def empty_candles() -> pd.DataFrame:
@@ -133,9 +142,6 @@ class Gap:
     start: pd.Timestamp
     missing: int
 
-    def __str__(self) -> str:
-        return f"{self.missing} missing from {self.start:%Y-%m-%d %H:%M}Z"
-
 
 @dataclass
 class CandleReport:
@@ -148,6 +154,7 @@ class CandleReport:
     broken_dropped: list[pd.Timestamp] = field(default_factory=list)
     misaligned_dropped: int = 0
     gaps: list[Gap] = field(default_factory=list)
+    step_ms: int = 0  # the interval, so that the summary names candles by their close
 
     @property
     def missing_candles(self) -> int:
@@ -160,8 +167,9 @@ class CandleReport:
         if self.duplicates_dropped:
             parts.append(f"{self.duplicates_dropped} duplicate(s) dropped")
         if self.broken_dropped:
-            first = ", ".join(f"{t:%Y-%m-%d %H:%M}Z" for t in self.broken_dropped[:3])
-            parts.append(f"{len(self.broken_dropped)} broken bar(s) dropped ({first})")
+            step = pd.Timedelta(milliseconds=self.step_ms)
+            first = ", ".join(f"{t + step:%Y-%m-%d %H:%M}Z" for t in self.broken_dropped[:3])
+            parts.append(f"{len(self.broken_dropped)} broken bar(s) dropped (closing {first})")
         if self.misaligned_dropped:
             parts.append(f"{self.misaligned_dropped} candle(s) off the interval grid dropped")
         if self.gaps:
@@ -210,7 +218,7 @@ def clean_candles(frame: pd.DataFrame, interval: str, source: str = "candles") -
     dropped and named in the report, which turns them into reported gaps rather than invented values.
     """
     step = interval_ms(interval)
-    report = CandleReport(rows_in=len(frame))
+    report = CandleReport(rows_in=len(frame), step_ms=step)
     nan_rows = frame[list(OHLCV)].isna().any(axis=1).to_numpy()
     if nan_rows.any():
         first = frame["open_time"].iloc[int(np.flatnonzero(nan_rows)[0])]

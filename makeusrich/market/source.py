@@ -72,6 +72,7 @@ def fetch_incremental(
     store: PairStore | None,
     now: datetime | None = None,
     api_url: str | None = None,
+    max_retries: int = binance.DEFAULT_RETRIES,
 ) -> tuple[pd.DataFrame, int]:
     """Candles covering the lookback up to the last closed one, fetching only what the cache lacks.
 
@@ -98,7 +99,13 @@ def fetch_incremental(
     fresh = pd.DataFrame()
     if start <= last_closed:
         result = binance.fetch_klines(
-            spec.symbol, spec.interval, start, last_closed + step - 1, api_url=api_url, clock=now.timestamp
+            spec.symbol,
+            spec.interval,
+            start,
+            last_closed + step - 1,
+            api_url=api_url,
+            max_retries=max_retries,
+            clock=now.timestamp,
         )
         fresh, requests = result.frame, result.requests
     frame = merge_candles(cached, fresh)
@@ -129,11 +136,12 @@ def load_candles(
     store: PairStore | None = None,
     now: datetime | None = None,
     api_url: str | None = None,
+    max_retries: int = binance.DEFAULT_RETRIES,
 ) -> CandleSet:
     """Clean candles for the pair's lookback from the chosen source."""
     requests = 0
     if source.kind == "binance":
-        raw, requests = fetch_incremental(spec, store, now, api_url)
+        raw, requests = fetch_incremental(spec, store, now, api_url, max_retries)
     elif source.kind == "sample":
         raw = read_sample(spec.symbol, spec.interval)
     else:

@@ -23,14 +23,15 @@ Add = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.Argumen
 
 log = logging.getLogger("makeusrich")
 
-SERVING_URL_ENV = "MAKEUSRICH_SERVING_URL"
+
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from makeusrich.cliargs import store_from
     from makeusrich.serving.server import ServeOptions, parse_pairs, serve
 
     options = ServeOptions(
-        store=None if args.model_dir else args.store,
+        store=None if args.model_dir else store_from(args),
         namespace=args.namespace,
         pairs=parse_pairs(args.pairs),
         model_dir=args.model_dir,
@@ -62,40 +63,47 @@ def count_gaps(open_times: pd.Series, interval: str) -> int:
     return int((steps != pd.Timedelta(milliseconds=interval_ms(interval))).sum())
 
 
-def format_forecast(pair_name: str, symbol: str, interval: str, frame: pd.DataFrame, last_time: pd.Timestamp) -> str:
+def format_forecast(
+    pair_name: str, symbol: str, interval: str, frame: pd.DataFrame, last_close_at: pd.Timestamp
+) -> str:
+    """The forecast as a person reads it: every time is the moment a candle closes (UTC)."""
     version = frame["model_version"].iloc[0] if len(frame) else None
     last_close = float(frame["last_close"].iloc[0])
     lines = [
         f"{pair_name} ({symbol} {interval}), model version {version or 'unknown'}: "
-        f"last close {last_close:,.2f} at {last_time:%Y-%m-%d %H:%M} UTC",
-        f"{'open time (UTC)':<18} {'predicted close':>16} {'change':>9}",
+        f"last close {last_close:,.2f} at {last_close_at:%Y-%m-%d %H:%M} UTC",
+        f"{'close at (UTC)':<18} {'predicted close':>16} {'change':>9}",
     ]
     for row in frame.itertuples(index=False):
-        lines.append(f"{row.open_time:%Y-%m-%d %H:%M}   {row.close:>16,.2f} {row.change:>+9.3%}")
+        lines.append(f"{row.close_time:%Y-%m-%d %H:%M}   {row.close:>16,.2f} {row.change:>+9.3%}")
     return "\n".join(lines)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from makeusrich.cliargs import retries_from
+    from makeusrich.market.candles import close_moments
     from makeusrich.market.source import Source, load_candles
     from makeusrich.pair import load_pair_arg
-    from makeusrich.serving.client import V2Client
+    from makeusrich.serving.client import DEFAULT_URL, SERVING_URL_ENV, V2Client, check_url
 
     pair = load_pair_arg(args.file)
     source = Source.parse(args.source)
     spec = pair.spec
+    url = check_url(args.url or os.environ.get(SERVING_URL_ENV) or DEFAULT_URL)
+    retries = retries_from(args)
 
     async def run() -> tuple[pd.DataFrame, pd.DataFrame]:
-        async with V2Client(args.url, timeout=args.timeout) as client:
+        async with V2Client(url, timeout=args.timeout) as client:
             meta = await client.model_metadata(pair.name)
             served_interval = meta.parameters.get("interval")
             if served_interval and served_interval != spec.interval:
                 raise MakeUsRichError(
-                    f"model {pair.name} at {args.url} forecasts {served_interval} candles but "
+                    f"model {pair.name} at {url} forecasts {served_interval} candles but "
                     f"{args.file or 'the pair'} says {spec.interval}"
                 )
             window = meta.window
             short = spec.model_copy(update={"lookback_days": lookback_days_for(window, spec.interval)})
-            candles = await asyncio.to_thread(load_candles, short, source, None, None, args.api_url)
+            candles = await asyncio.to_thread(load_candles, short, source, None, None, args.api_url, retries)
             frame = candles.frame
             gaps = count_gaps(frame["open_time"].tail(window), spec.interval)
             if gaps:
@@ -104,30 +112,31 @@ def cmd_predict(args: argparse.Namespace) -> int:
             return frame, forecast
 
     frame, forecast = asyncio.run(run())
+    last_close_at = close_moments(frame["open_time"], spec.interval).iloc[-1]
     if args.json:
-        records = forecast.assign(open_time=forecast["open_time"].map(lambda t: t.isoformat().replace("+00:00", "Z")))
+        iso = forecast["close_time"].map(lambda t: t.isoformat().replace("+00:00", "Z"))
+        records = forecast.drop(columns="close_time").assign(closeTime=iso)
         document = {
             "pair": pair.name,
             "symbol": spec.symbol,
             "interval": spec.interval,
-            "lastOpenTime": frame["open_time"].iloc[-1].isoformat().replace("+00:00", "Z"),
+            "lastCloseTime": last_close_at.isoformat().replace("+00:00", "Z"),
             "forecast": records.to_dict(orient="records"),
         }
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
     else:
-        print(format_forecast(pair.name, spec.symbol, spec.interval, forecast, frame["open_time"].iloc[-1]))
+        print(format_forecast(pair.name, spec.symbol, spec.interval, forecast, last_close_at))
     return 0
 
 
 def add_serving_commands(add: Add) -> None:
-    from makeusrich.cli import DEFAULT_STORE, _add_pair_args
+    from makeusrich.cliargs import TIMES_NOTE, add_pair_args, add_store_arg
+    from makeusrich.environment import BINANCE, S3, epilog
+    from makeusrich.serving.client import DEFAULT_URL, SERVING_URL_ENV
 
     p = add("serve", "serve the promoted models over the KServe v2 (Open Inference) REST protocol", cmd_serve)
-    p.add_argument(
-        "--store",
-        default=DEFAULT_STORE,
-        help="model store URL: file:///dir or s3://bucket[/prefix] (env MAKEUSRICH_STORE)",
-    )
+    add_store_arg(p)
+    p.epilog = epilog(["MAKEUSRICH_STORE", *S3])
     p.add_argument("--namespace", default="default", help="store namespace whose pairs to serve (default: default)")
     p.add_argument("--pairs", default=None, help="comma-separated pair names; default: every pair with a latest.json")
     p.add_argument(
@@ -155,14 +164,15 @@ def add_serving_commands(add: Add) -> None:
     p.add_argument("--access-log", action="store_true", help="log every request")
 
     p = add("predict", "forecast a pair's next candles with its served model (KServe v2 protocol)", cmd_predict)
-    _add_pair_args(p, required=False)
+    add_pair_args(p, required=False)
     p.add_argument(
         "--url",
-        default=os.environ.get(SERVING_URL_ENV, "http://127.0.0.1:8080"),
-        help=f"model server base URL (default http://127.0.0.1:8080; env {SERVING_URL_ENV})",
+        default=None,
+        help=f"model server base URL, with its scheme (default {DEFAULT_URL}; env {SERVING_URL_ENV})",
     )
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each answer (default 10)")
     p.add_argument("--json", action="store_true", help="print the forecast as JSON")
+    p.epilog = epilog(["MAKEUSRICH_PAIR", SERVING_URL_ENV, *BINANCE], note=TIMES_NOTE)
 
 
 if __name__ == "__main__":  # `python -m makeusrich.<part>.cli COMMAND ...` is `makeusrich COMMAND ...`

@@ -33,6 +33,7 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 
 DEFAULT_URL = "http://127.0.0.1:8080"
+SERVING_URL_ENV = "MAKEUSRICH_SERVING_URL"
 INPUT_NAME = "candles"
 OUTPUT_NAME = "forecast"
 
@@ -137,14 +138,14 @@ def candle_array(candles: pd.DataFrame, window: int) -> np.ndarray:
 def forecast_frame(
     candles: pd.DataFrame, forecast: np.ndarray, interval: str, model_version: str | None
 ) -> pd.DataFrame:
-    """One row per predicted candle: its open time, the predicted close, and the change from the last close."""
+    """One row per predicted candle: when it closes, the predicted close, and the change from the last close."""
     last = candles.iloc[-1]
     step = pd.Timedelta(milliseconds=interval_ms(interval))
     prices = np.asarray(forecast, dtype=np.float64).reshape(-1)
     last_close = float(last["close"])
     return pd.DataFrame(
         {
-            "open_time": [last["open_time"] + step * (i + 1) for i in range(len(prices))],
+            "close_time": [last["open_time"] + step * (i + 2) for i in range(len(prices))],
             "close": prices,
             "last_close": last_close,
             "change": prices / last_close - 1.0,
@@ -153,13 +154,27 @@ def forecast_frame(
     )
 
 
+def check_url(url: str) -> str:
+    """A model server's base URL, without a trailing slash; a ServingError unless it is http(s)://host[:port]."""
+    text = url.strip().rstrip("/")
+    if "://" not in text:
+        raise ServingError(f"the model server URL {url!r} has no scheme; write it as http://{text or 'host:port'}")
+    try:
+        parsed = httpx.URL(text)
+    except httpx.InvalidURL as exc:
+        raise ServingError(f"the model server URL {url!r} is not a URL ({exc})") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ServingError(f"the model server URL {url!r} must look like http://host:port or https://host")
+    return text
+
+
 class V2Client:
     """`async with V2Client(url) as client: ...`; or call `aclose()` when done."""
 
     def __init__(
         self, base_url: str = DEFAULT_URL, timeout: float = 5.0, transport: httpx.AsyncBaseTransport | None = None
     ):
-        self.base_url = base_url.rstrip("/")
+        self.base_url = check_url(base_url)
         self.timeout = timeout
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
@@ -196,14 +211,22 @@ class V2Client:
                 "is `makeusrich serve` running there?"
             ) from None
 
-    def _fail(self, response: httpx.Response, model: str | None) -> ServingError:
+    async def _fail(self, response: httpx.Response, model: str | None) -> ServingError:
         try:
             message = str(response.json().get("error") or response.text)
         except (ValueError, AttributeError):
             message = response.text.strip()[:300] or response.reason_phrase
         status = response.status_code
         if status == 404 and model is not None:
-            return ModelNotFoundError(f"the model server at {self.base_url} has no model {model!r}", status)
+            names = await self.list_models()
+            served = (
+                "it could not list what it serves"
+                if names is None
+                else f"it serves {', '.join(names)}"
+                if names
+                else "it serves no model yet"
+            )
+            return ModelNotFoundError(f"the model server at {self.base_url} has no model {model!r}; {served}", status)
         if status == 503 and model is not None:
             return ModelNotReadyError(
                 f"model {model!r} at {self.base_url} is not ready (no promoted version loaded yet)", status
@@ -216,7 +239,7 @@ class V2Client:
     ) -> dict[str, Any]:
         response = await self._request(method, path, body)
         if response.status_code != 200:
-            raise self._fail(response, model)
+            raise await self._fail(response, model)
         try:
             value = response.json()
         except ValueError:
@@ -233,13 +256,29 @@ class V2Client:
             return True
         if response.status_code == 503:
             return False
-        raise self._fail(response, model)
+        raise await self._fail(response, model)
 
     async def live(self) -> bool:
         return await self._health("/v2/health/live")
 
     async def ready(self) -> bool:
         return await self._health("/v2/health/ready")
+
+    async def list_models(self) -> list[str] | None:
+        """The names of the models the server has: KServe's `GET /v1/models`, else Triton's repository index;
+        None when it offers neither (v2 itself has no listing)."""
+        attempts = (("GET", "/v1/models", None), ("POST", "/v2/repository/index", b"{}"))
+        for method, path, body in attempts:
+            try:
+                response = await self._request(method, path, body)
+                value = response.json() if response.status_code == 200 else None
+            except (ServingError, ValueError):
+                continue
+            if isinstance(value, dict) and isinstance(value.get("models"), list):
+                return sorted(str(name) for name in value["models"])
+            if isinstance(value, list):
+                return sorted(str(item["name"]) for item in value if isinstance(item, dict) and "name" in item)
+        return None
 
     async def server_metadata(self) -> dict[str, Any]:
         return await self._json("GET", "/v2")

@@ -44,6 +44,7 @@ from fastapi.responses import JSONResponse, ORJSONResponse
 from pydantic import ValidationError
 
 from makeusrich.errors import MakeUsRichError
+from makeusrich.net import bind
 from makeusrich.serving.loader import (
     PLATFORM,
     LoadRefused,
@@ -465,27 +466,6 @@ class MakeUsRichModelServer(ModelServer):
             await self.rest.serve([sock])
         finally:
             watcher.cancel()
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on exactly host:port (port 0 picks a free one)."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise MakeUsRichError(f"cannot resolve --host {host!r}: {exc.strerror}") from None
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(2048)
-    except OSError as exc:
-        sock.close()
-        raise MakeUsRichError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port or stop what uses it"
-        ) from None
-    sock.set_inheritable(True)
-    return sock
 
 
 def serve(options: ServeOptions, sock: socket.socket | None = None) -> None:

@@ -2,30 +2,76 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from makeusrich.errors import StoreError
 from makeusrich.store.base import Latest, ObjectStore, PairStore, new_version
 from makeusrich.store.local import LocalStore
 
-__all__ = ["Latest", "LocalStore", "ObjectStore", "PairStore", "new_version", "open_store", "pair_store"]
+__all__ = [
+    "DEFAULT_STORE",
+    "STORE_ENV",
+    "Latest",
+    "LocalStore",
+    "ObjectStore",
+    "PairStore",
+    "new_version",
+    "open_store",
+    "pair_store",
+    "store_location",
+    "store_url",
+]
+
+# A folder below the working directory: what `make run` and the other commands use when told nothing.
+DEFAULT_STORE = ".makeusrich/store"
+STORE_ENV = "MAKEUSRICH_STORE"
+
+STORE_FORMS = "a folder (./models, /srv/models, file:./models or file:///srv/models) or s3://bucket[/prefix]"
 
 
-def open_store(url: str) -> ObjectStore:
-    """An object store from a URL: `file:///path` or a plain path for a folder, `s3://bucket[/prefix]` for S3
-    (endpoint, credentials and TLS from the environment; see makeusrich.store.s3)."""
+def store_url(given: str | None, env: Mapping[str, str] | None = None) -> str:
+    """The store a command uses: --store, else $MAKEUSRICH_STORE, else the default folder."""
+    env = os.environ if env is None else env
+    return given or env.get(STORE_ENV) or DEFAULT_STORE
+
+
+def store_location(url: str) -> tuple[str, str]:
+    """What a store URL names, checked without any I/O: ("file", absolute folder) or ("s3", the URL).
+
+    A folder is a plain path or a `file:` URL; a relative one (`./models`, `file:./models`, `file:models`) is
+    resolved against the working directory, so that the store names itself by its absolute path."""
+    if not url.strip():
+        raise StoreError(f"the store URL is empty; use {STORE_FORMS}")
     parsed = urlparse(url)
     if parsed.scheme == "file":
         if parsed.netloc not in ("", "localhost"):
-            raise StoreError(f"store URL {url!r} names a host; a local store is file:///absolute/path")
-        return LocalStore(unquote(parsed.path))
+            relative = f"{parsed.netloc}{parsed.path}"
+            raise StoreError(
+                f"store URL {url!r} names the host {parsed.netloc!r}; for a folder relative to the working "
+                f"directory write file:{relative} or {relative}, for an absolute one file:///absolute/path"
+            )
+        return "file", str(Path(unquote(parsed.path)).expanduser().resolve())
     if parsed.scheme == "":
-        return LocalStore(url)
+        return "file", str(Path(url).expanduser().resolve())
     if parsed.scheme == "s3":
-        from makeusrich.store.s3 import S3Store
+        if not parsed.netloc or parsed.query or parsed.fragment:
+            raise StoreError(f"{url!r} is not an S3 store URL; use s3://bucket or s3://bucket/prefix")
+        return "s3", url
+    raise StoreError(f"unsupported store URL {url!r}: use {STORE_FORMS}")
 
-        return S3Store.from_url(url)
-    raise StoreError(f"unsupported store URL {url!r}: use file:///path/to/folder or s3://bucket[/prefix]")
+
+def open_store(url: str) -> ObjectStore:
+    """An object store from a URL or path (see `store_location`). `s3://bucket[/prefix]` is S3, with endpoint,
+    credentials and TLS from the environment (see makeusrich.store.s3); opening it checks the bucket."""
+    kind, where = store_location(url)
+    if kind == "file":
+        return LocalStore(where)
+    from makeusrich.store.s3 import S3Store
+
+    return S3Store.from_url(where)
 
 
 def pair_store(url: str, namespace: str, pair: str) -> PairStore:

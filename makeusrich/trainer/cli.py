@@ -11,6 +11,7 @@ Add = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.Argumen
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from makeusrich.cliargs import retries_from, store_from
     from makeusrich.market.source import Source
     from makeusrich.pair import load_pair_arg
     from makeusrich.trainer.pipeline import run_training, summary
@@ -24,7 +25,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["model"] = pair.spec.model.model_copy(update=model_overrides)
     if overrides:
         pair = pair.model_copy(update={"spec": pair.spec.model_copy(update=overrides)})
-    outcome = run_training(pair, Source.parse(args.source), args.store, api_url=args.api_url)
+    outcome = run_training(
+        pair, Source.parse(args.source), store_from(args), api_url=args.api_url, max_retries=retries_from(args)
+    )
     if args.json:
         sys.stdout.write(json.dumps(outcome.metadata, indent=2, sort_keys=True) + "\n")
     else:
@@ -33,16 +36,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def add_train_command(add: Add) -> None:
-    from makeusrich.cli import DEFAULT_STORE, _add_pair_args
+    from makeusrich.cliargs import TIMES_NOTE, add_pair_args, add_store_arg
+    from makeusrich.environment import BINANCE, S3, epilog
 
     p = add("train", "train, evaluate, export and publish one model version for a pair", cmd_train)
-    _add_pair_args(p, required=False)
-    p.add_argument(
-        "--store",
-        default=DEFAULT_STORE,
-        help="model store URL: file:///dir or s3://bucket[/prefix] (env MAKEUSRICH_STORE; "
-        "S3 endpoint and keys from S3_ENDPOINT, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)",
-    )
+    add_pair_args(p, required=False)
+    add_store_arg(p)
+    p.epilog = epilog(["MAKEUSRICH_PAIR", "MAKEUSRICH_STORE", *BINANCE, *S3], note=TIMES_NOTE)
     p.add_argument("--json", action="store_true", help="print the version's metadata.json instead of a summary")
     p.add_argument("--max-epochs", type=int, default=None, help="override spec.model.maxEpochs (short runs)")
     p.add_argument("--lookback-days", type=int, default=None, help="override spec.lookbackDays")

@@ -21,7 +21,8 @@ import torch
 
 from makeusrich import __version__
 from makeusrich.errors import MakeUsRichError
-from makeusrich.market.candles import interval_ms
+from makeusrich.market import binance
+from makeusrich.market.candles import close_moments, interval_ms
 from makeusrich.market.source import CandleSet, Source, load_candles
 from makeusrich.pair import CurrencyPair
 from makeusrich.store import pair_store
@@ -98,7 +99,7 @@ def build_metadata(
     threads: int,
 ) -> dict[str, Any]:
     spec = pair.spec
-    times = data.open_time
+    closes = close_moments(data.open_time, spec.interval)  # metadata names candles by their close
     return {
         "pair": pair.name,
         "namespace": pair.namespace,
@@ -108,9 +109,9 @@ def build_metadata(
         "createdAt": _iso(datetime.now(UTC)),
         "source": candles.source,
         "data": {
-            "from": _iso(times.iloc[0]),
-            "to": _iso(times.iloc[-1]),
-            "rows": len(times),
+            "from": _iso(data.open_time.iloc[0]),  # the span runs from the first candle's open...
+            "to": _iso(closes.iloc[-1]),  # ...to the last one's close
+            "rows": len(closes),
             "gaps": len(candles.report.gaps),
             "missingCandles": candles.report.missing_candles,
             "brokenDropped": len(candles.report.broken_dropped),
@@ -119,7 +120,7 @@ def build_metadata(
                 "validation": len(data.split.validation),
                 "test": len(data.split.test),
             },
-            "testFrom": _iso(times.iloc[int(data.split.test.min())]),
+            "testFrom": _iso(closes.iloc[int(data.split.test.min())]),  # when the first test forecast is made
         },
         "window": data.window,
         "horizon": data.horizon,
@@ -176,6 +177,7 @@ def run_training(
     store_url: str,
     *,
     api_url: str | None = None,
+    max_retries: int = binance.DEFAULT_RETRIES,
     now: datetime | None = None,
     progress: Progress | None = log_progress,
 ) -> Outcome:
@@ -185,7 +187,7 @@ def run_training(
     store = pair_store(store_url, pair.namespace, pair.name)
     spec = pair.spec
     version = new_version(now)
-    candles = load_candles(spec, source, store, now=now, api_url=api_url)
+    candles = load_candles(spec, source, store, now=now, api_url=api_url, max_retries=max_retries)
     log.info(
         "candles ready",
         extra={"pair": pair.name, "summary": candles.report.summary(), "requests": candles.requests},

@@ -16,6 +16,8 @@ from typing import Any
 from nicegui import app, run, ui
 
 from makeusrich.market.source import Source
+from makeusrich.net import check_free
+from makeusrich.serving.client import DEFAULT_URL
 from makeusrich.ui.auth import AuthConfig, auth_from_env
 from makeusrich.ui.data import CandleFeed, EmbeddedSource, KubeSource, PairSource
 from makeusrich.ui.kube import KubeClient, load_credentials
@@ -24,7 +26,6 @@ from makeusrich.ui.state import Dashboard, Options
 
 log = logging.getLogger("makeusrich")
 
-DEFAULT_SERVER_URL = "http://127.0.0.1:8080"
 DEFAULT_PORT = 8081
 
 
@@ -35,7 +36,7 @@ class UIConfig:
     kubernetes: bool = False
     pairs_dir: str = "pairs"
     store_url: str | None = None
-    server_url: str = DEFAULT_SERVER_URL
+    server_url: str = DEFAULT_URL
     namespace: str | None = None
     kubeconfig: str | None = None
     kube_context: str | None = None
@@ -45,6 +46,7 @@ class UIConfig:
     port: int = DEFAULT_PORT
     title: str = "Make Us Rich"
     options: Options = field(default_factory=Options)
+    binance_retries: int = 2
 
 
 async def io_offload(call: Callable[[], Any]) -> Any:
@@ -65,7 +67,7 @@ def build_source(config: UIConfig) -> PairSource:
 def create_app(config: UIConfig, auth: AuthConfig, source: PairSource | None = None) -> Callable[[], Any]:
     """Register the dashboard with NiceGUI's app and return the root page function for `ui.run`."""
     source = source or build_source(config)
-    feed = CandleFeed(Source.parse(config.source), api_url=config.api_url)
+    feed = CandleFeed(Source.parse(config.source), api_url=config.api_url, max_retries=config.binance_retries)
     dashboard = Dashboard(source, feed, config.options, offload=io_offload)
     pages = Pages(dashboard, auth, config.title)
     app.on_startup(dashboard.start)
@@ -90,10 +92,12 @@ def create_app(config: UIConfig, auth: AuthConfig, source: PairSource | None = N
 def run_ui(config: UIConfig, auth: AuthConfig | None = None) -> None:
     """Serve the dashboard until interrupted."""
     auth = auth or auth_from_env()
+    check_free(config.host, config.port)  # before announcing anything; uvicorn binds it again below
     source = build_source(config)
     root = create_app(config, auth, source)
     login = "login enabled" if auth.enabled else "read-only (no MAKEUSRICH_UI_PASSWORD_HASH)"
-    log.info("dashboard on http://%s:%d: %s, %s", config.host, config.port, source.describe(), login)
+    models = f"models from {config.store_url}" if config.store_url else "no model store"
+    log.info("dashboard on http://%s:%d: %s, %s, %s", config.host, config.port, source.describe(), models, login)
     ui.run(
         root,
         host=config.host,

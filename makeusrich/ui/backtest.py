@@ -1,9 +1,10 @@
 """The test-split backtest a pair page draws: the served model, run now over the windows it was scored on.
 
 metadata.json keeps the test metrics, not the per-point predictions. Rather than trust a stored file, the page
-asks the model server for forecasts over the same test windows (the split starts at metadata's data.testFrom
-and ends at data.to) and scores them again with the trainer's own functions. Its MAE ratio is shown next to the
-recorded one: equal numbers say that the served model is the one that was measured, on the same candles.
+asks the model server for forecasts over the same test windows (the first is made at metadata's data.testFrom,
+the close of its last input candle; the split ends with the candle closing at data.to) and scores them again
+with the trainer's own functions. Its MAE ratio is shown next to the recorded one: equal numbers say that the
+served model is the one that was measured, on the same candles.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class HeldOut:
     windows: np.ndarray  # [n, window, 5] float32, as a client sends them
     last_close: np.ndarray  # [n]
     actual: np.ndarray  # [n, horizon]
-    target_times: pd.Series  # open time of the first forecast candle of each window
+    target_times: pd.Series  # when the first forecast candle of each window closes
 
 
 @dataclass(frozen=True)
@@ -60,15 +61,16 @@ class Backtest:
 
 
 def split_range(metadata: dict[str, Any]) -> tuple[pd.Timestamp, pd.Timestamp, int, int, str]:
-    """(first candle needed, last candle, window, horizon, interval) of a version's test split."""
+    """(open time of the first candle needed, open time of the last, window, horizon, interval) of a version's
+    test split. metadata.json names candles by their close (data.testFrom, data.to); frames by their open."""
     data = metadata.get("data") or {}
     start, end = parse_time(data.get("testFrom")), parse_time(data.get("to"))
     window, horizon, interval = metadata.get("window"), metadata.get("horizon"), metadata.get("interval")
     if start is None or end is None or not isinstance(window, int) or not isinstance(horizon, int):
         raise CandleError("this version's metadata.json records no test split (data.testFrom, data.to, window)")
     step = pd.Timedelta(milliseconds=interval_ms(str(interval)))
-    first = pd.Timestamp(start) - (window - 1) * step
-    return first, pd.Timestamp(end), window, horizon, str(interval)
+    first = pd.Timestamp(start) - window * step
+    return first, pd.Timestamp(end) - step, window, horizon, str(interval)
 
 
 def held_out_windows(
@@ -90,7 +92,9 @@ def held_out_windows(
         windows=windows,
         last_close=closes[origins],
         actual=closes[steps],
-        target_times=candles["open_time"].iloc[origins + 1].reset_index(drop=True),
+        target_times=(candles["open_time"].iloc[origins + 1] + pd.Timedelta(milliseconds=step_ms)).reset_index(
+            drop=True
+        ),
     )
 
 

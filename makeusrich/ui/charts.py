@@ -1,7 +1,8 @@
 """ECharts options for the pair page, as plain dicts (served by NiceGUI's bundled ECharts, no CDN).
 
-Axes are categories labelled in the viewer's time zone, so the forecast sits on its own future slots after the
-last candle. Keys starting with ':' hold JavaScript that NiceGUI evaluates in the browser (number formats).
+Axes are categories labelled in the viewer's time zone, each candle by the moment it closes, so the forecast
+sits on its own future slots after the last candle. Keys starting with ':' hold JavaScript that NiceGUI
+evaluates in the browser (number formats).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from makeusrich.market.candles import close_moments
 from makeusrich.ui.backtest import Backtest
 from makeusrich.ui.view import parse_time, zone
 
@@ -64,9 +66,11 @@ def candle_chart(
     decimals: int,
     interval: str,
 ) -> dict[str, Any]:
-    """Candlesticks of recent candles and the forecast drawn on the slots after the last one."""
+    """Candlesticks of recent candles and the forecast drawn on the slots after the last one, each candle
+    labelled by the moment it closes (`forecast_times` are closes too)."""
     daily = interval.endswith(("d", "w"))
-    labels = time_labels(list(candles["open_time"]), tz, daily) + time_labels(list(forecast_times), tz, daily)
+    closes = list(close_moments(candles["open_time"], interval))
+    labels = time_labels(closes, tz, daily) + time_labels(list(forecast_times), tz, daily)
     bars = [
         [round(float(o), 10), round(float(c), 10), round(float(lo), 10), round(float(h), 10)]
         for o, c, lo, h in zip(candles["open"], candles["close"], candles["low"], candles["high"], strict=True)

@@ -11,10 +11,13 @@ import getpass
 import logging
 import os
 import sys
-from collections.abc import Callable
-from typing import TextIO
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, TextIO
 
 from makeusrich.errors import MakeUsRichError
+
+if TYPE_CHECKING:
+    from makeusrich.ui.app import UIConfig
 
 Add = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]
 
@@ -43,25 +46,42 @@ def cmd_ui(args: argparse.Namespace) -> int:
         print(f"# set {HASH_ENV} to the line above (for example from a Secret)", file=sys.stderr)
         return 0
 
+    config = ui_config(args)
+    auth = auth_from_env()
+    if auth.enabled and not auth.secret_from_env:
+        log.warning("MAKEUSRICH_UI_STORAGE_SECRET is not set: logins end when the dashboard restarts")
+    from makeusrich.ui.app import run_ui
+
+    run_ui(config, auth)
+    return 0
+
+
+def ui_config(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> UIConfig:
+    """What `makeusrich ui` will run with: flags, else environment variables, else defaults; checked now, so
+    that a typo fails at start with one sentence rather than on every card."""
+    from makeusrich.cliargs import retries_from
     from makeusrich.market.source import Source
-    from makeusrich.ui.app import UIConfig, run_ui
+    from makeusrich.serving.client import DEFAULT_URL, SERVING_URL_ENV, check_url
+    from makeusrich.store import STORE_ENV, store_location, store_url
+    from makeusrich.ui.app import UIConfig
     from makeusrich.ui.state import Options
 
-    Source.parse(args.source)  # a typo fails here, not on every card
+    env = os.environ if env is None else env
+    Source.parse(args.source)
     if args.refresh_seconds <= 0:
         raise MakeUsRichError("--refresh-seconds must be positive")
     if args.chart_candles < 2:
         raise MakeUsRichError("--chart-candles must be at least 2")
-    store = args.store
-    if store is None and not args.kubernetes:
-        from makeusrich.cli import DEFAULT_STORE
-
-        store = DEFAULT_STORE
-    config = UIConfig(
+    # With --kubernetes the store is optional (the pairs' status carries the metrics); embedded, it has a default.
+    store = (args.store or env.get(STORE_ENV)) if args.kubernetes else store_url(args.store, env)
+    if store is not None:
+        kind, where = store_location(store)
+        store = where if kind == "file" else store  # a folder by its absolute path, as logs and cards show it
+    return UIConfig(
         kubernetes=args.kubernetes,
-        pairs_dir=args.pairs_dir,
+        pairs_dir=args.pairs_dir or env.get(PAIRS_DIR_ENV) or DEFAULT_PAIRS_DIR,
         store_url=store,
-        server_url=args.server_url,
+        server_url=check_url(args.server_url or env.get(SERVING_URL_ENV) or DEFAULT_URL),
         namespace=args.namespace,
         kubeconfig=args.kubeconfig,
         kube_context=args.kube_context,
@@ -71,15 +91,21 @@ def cmd_ui(args: argparse.Namespace) -> int:
         port=args.port,
         title=args.title,
         options=Options(refresh_seconds=args.refresh_seconds, chart_candles=args.chart_candles),
+        binance_retries=retries_from(args, DASHBOARD_RETRIES, env),
     )
-    auth = auth_from_env()
-    if auth.enabled and not auth.secret_from_env:
-        log.warning("MAKEUSRICH_UI_STORAGE_SECRET is not set: logins end when the dashboard restarts")
-    run_ui(config, auth)
-    return 0
+
+
+PAIRS_DIR_ENV = "MAKEUSRICH_PAIRS_DIR"
+DEFAULT_PAIRS_DIR = "pairs"
+# The dashboard refreshes every few seconds anyway: a page never waits on a long retry.
+DASHBOARD_RETRIES = 2
 
 
 def add_ui_commands(add: Add) -> None:
+    from makeusrich.cliargs import add_source_args, add_store_arg
+    from makeusrich.environment import BINANCE, KUBERNETES, S3, UI, epilog
+    from makeusrich.serving.client import DEFAULT_URL, SERVING_URL_ENV
+
     p = add("ui", "serve the dashboard: prices, forecasts and each model's measured skill", cmd_ui)
     p.add_argument(
         "--hash-password",
@@ -101,26 +127,17 @@ def add_ui_commands(add: Add) -> None:
     p.add_argument("--kube-context", default=None, help="kubeconfig context (default: its current-context)")
     p.add_argument(
         "--pairs-dir",
-        default=os.environ.get("MAKEUSRICH_PAIRS_DIR", "pairs"),
-        help="embedded mode: folder of pair files (*.yaml) to show and edit (default ./pairs)",
+        default=None,
+        help=f"embedded mode: folder of pair files (*.yaml) to show and edit (default ./{DEFAULT_PAIRS_DIR}; "
+        f"env {PAIRS_DIR_ENV})",
     )
-    p.add_argument(
-        "--store",
-        default=os.environ.get("MAKEUSRICH_STORE"),
-        help="model store URL for versions, metrics and backtests: file:///dir or s3://bucket[/prefix] "
-        "(env MAKEUSRICH_STORE; embedded default file://./.makeusrich/store; optional with --kubernetes)",
-    )
+    add_store_arg(p, "model store for versions, metrics and backtests (optional with --kubernetes)")
     p.add_argument(
         "--server-url",
-        default=os.environ.get("MAKEUSRICH_SERVING_URL", "http://127.0.0.1:8080"),
-        help="embedded mode: the v2 model server (default http://127.0.0.1:8080; env MAKEUSRICH_SERVING_URL)",
+        default=None,
+        help=f"embedded mode: the v2 model server (default {DEFAULT_URL}; env {SERVING_URL_ENV})",
     )
-    p.add_argument(
-        "--source",
-        default="binance",
-        help="where candles come from: binance (default), sample (bundled BTC/USDT 1h) or file:PATH (CSV)",
-    )
-    p.add_argument("--api-url", default=None, help="Binance REST base URL (default: Binance; env BINANCE_API_URL)")
+    add_source_args(p, retries_default=DASHBOARD_RETRIES)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 in a container)")
     p.add_argument("--port", type=int, default=8081, help="HTTP port (default 8081)")
     p.add_argument(
@@ -131,10 +148,11 @@ def add_ui_commands(add: Add) -> None:
     )
     p.add_argument("--chart-candles", type=int, default=200, help="candles drawn on a pair's chart (default 200)")
     p.add_argument("--title", default="Make Us Rich", help="the name in the header and the browser tab")
-    p.epilog = (
-        "Environment: MAKEUSRICH_UI_PASSWORD_HASH (from --hash-password) or MAKEUSRICH_UI_PASSWORD enables a login "
-        "to create, edit and delete pairs (read-only without); MAKEUSRICH_UI_STORAGE_SECRET signs session cookies "
-        "(random per start if unset); NICEGUI_STORAGE_PATH is where per-browser settings are kept (./.nicegui)."
+    p.epilog = epilog(
+        [PAIRS_DIR_ENV, "MAKEUSRICH_STORE", SERVING_URL_ENV, *UI, *BINANCE, *KUBERNETES, *S3],
+        note="The dashboard is read-only unless MAKEUSRICH_UI_PASSWORD_HASH is set. Times are shown in the "
+        "browser's time zone and name the moment a candle closes: the 1h candle from 00:00 to 01:00 is the 01:00 "
+        "candle.",
     )
 
 

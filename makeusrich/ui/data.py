@@ -134,7 +134,7 @@ class EmbeddedSource:
         self._lock = threading.Lock()
 
     def describe(self) -> str:
-        return f"pair files in {self.pairs_dir}"
+        return f"pair files in {self.pairs_dir.resolve()}"
 
     def _scan(self) -> list[PairRecord]:
         if not self.pairs_dir.is_dir():
@@ -375,9 +375,11 @@ class CandleFeed:
         source: Source,
         api_url: str | None = None,
         clock: Callable[[], float] = time.time,
+        max_retries: int = 2,
     ) -> None:
         self.source = source
         self.api_url = api_url
+        self.max_retries = max_retries
         self.clock = clock
         self._frames: dict[tuple[str, str], pd.DataFrame] = {}
         self._stamps: dict[tuple[str, str], Any] = {}
@@ -417,7 +419,7 @@ class CandleFeed:
             start_ms,
             end_ms,
             api_url=self.api_url,
-            max_retries=2,
+            max_retries=self.max_retries,
             max_wait_s=5.0,
             clock=self.clock,
         )

@@ -144,7 +144,7 @@ def _message(path: str, error: Any) -> str:
 def validate_form(values: dict[str, Any]) -> tuple[CurrencyPair | None, dict[str, str]]:
     """The validated pair, or None and one message per field path (an unplaced error under '')."""
     try:
-        return CurrencyPair.model_validate(build_document(values)), {}
+        return CurrencyPair.model_validate(build_document(values), by_alias=True, by_name=False), {}
     except ValidationError as exc:
         errors: dict[str, str] = {}
         for error in exc.errors():

@@ -21,10 +21,10 @@ from nicegui.events import GenericEventArguments
 
 from makeusrich.errors import MakeUsRichError
 from makeusrich.pair import CurrencyPair
-from makeusrich.ui.auth import AuthConfig, Throttle, verify_password
+from makeusrich.ui.auth import HASH_ENV, AuthConfig, Throttle, verify_password
 from makeusrich.ui.backtest import Backtest
 from makeusrich.ui.charts import backtest_chart, candle_chart, error_chart
-from makeusrich.ui.data import PairRecord, describe_error
+from makeusrich.ui.data import PairRecord, PairSource, describe_error
 from makeusrich.ui.forms import FIELDS, initial_values, validate_form
 from makeusrich.ui.state import Dashboard, wait_loaded
 from makeusrich.ui.view import (
@@ -138,6 +138,27 @@ def stat(label: str, value: str, classes: str = "") -> None:
     with ui.column().classes("gap-0"):
         ui.label(label).classes("caps")
         ui.label(value).classes(f"tabular {classes}")
+
+
+def empty_hints(source: PairSource, login_configured: bool, logged_in: bool) -> list[str]:
+    """What to do when there is no pair yet: how to add one, and how to enable editing when it is off."""
+    if source.kind == "kubernetes":
+        add = "Create one with `kubectl apply -f btc-usdt.yaml` (manifests/examples/btc-usdt.yaml)."
+    else:
+        folder = getattr(source, "pairs_dir", "the pairs folder")
+        add = (
+            f"Add a CurrencyPair file to {folder} (a copy of manifests/examples/btc-usdt.yaml will do); "
+            "it appears here at the next refresh."
+        )
+    if logged_in:
+        return [add, "Or create one here with New pair."]
+    if login_configured:
+        return [add, "Or log in to create one here."]
+    return [
+        add,
+        f"Editing here is off: set {HASH_ENV} (make one with `makeusrich ui --hash-password`) and restart the "
+        "dashboard to create, edit and delete pairs from this page.",
+    ]
 
 
 class Session:
@@ -292,7 +313,7 @@ class Session:
             ) else "not yet"
             summary.text = (
                 f"{total} pair{'s' if total != 1 else ''} · {trouble} with problems · refreshed {when} · "
-                f"{dash.source.describe()}"
+                f"{dash.source.describe()} · times are candle closes, {self.tz or 'UTC'}"
             )
             banner.clear()
             if dash.source_error:
@@ -344,10 +365,8 @@ class Session:
                 ui.label("No pair matches the filter").classes("text-lg")
                 return
             ui.label("No pairs yet").classes("text-lg font-semibold")
-            if self.dashboard.source.kind == "kubernetes":
-                ui.label("Create one with `kubectl apply -f btc-usdt.yaml`, or here once logged in.")
-            else:
-                ui.label("Put a CurrencyPair file in the pairs folder, or create one here once logged in.")
+            for line in empty_hints(self.dashboard.source, self.auth.enabled, self.can_manage()):
+                ui.label(line).classes("break-any")
             if self.can_manage():
                 ui.button("New pair", icon="add", on_click=lambda: ui.navigate.to("/new"))
 
@@ -393,9 +412,9 @@ class Session:
                 )
                 chart.update()
                 chart_note.text = (
-                    f"{len(candles)} candles up to {format_time(candles['open_time'].iloc[-1], self.tz)}; the dashed "
-                    "line is the served model's forecast after the last closed candle. Times in "
-                    f"{self.tz or 'UTC'}."
+                    f"{len(candles)} candles, the last closing {format_time(state.last_close_time, self.tz)}; the "
+                    "dashed line is the served model's forecast after it. Each candle is labelled by the time it "
+                    f"closes, in {self.tz or 'UTC'}."
                 )
             else:
                 chart_note.text = "No candles to draw: " + (state.candle_error or "none were loaded yet")

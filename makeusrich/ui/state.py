@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from makeusrich.errors import CandleError, MakeUsRichError
+from makeusrich.market.candles import close_moments
 from makeusrich.pair import CurrencyPair
 from makeusrich.serving.client import ModelNotFoundError, ServingError, V2Client
 from makeusrich.ui.backtest import Backtest, run_backtest, split_range
@@ -285,10 +286,14 @@ class Dashboard:
         return replace(
             base,
             last_close=float(tail["close"].iloc[-1]) if tail is not None and len(tail) else None,
-            last_open_time=tail["open_time"].iloc[-1].to_pydatetime() if tail is not None and len(tail) else None,
+            last_close_time=(
+                close_moments(tail["open_time"], pair.spec.interval).iloc[-1].to_pydatetime()
+                if tail is not None and len(tail)
+                else None
+            ),
             closes=tuple(float(x) for x in tail["close"]) if tail is not None else (),
             forecast=tuple(float(x) for x in forecast["close"]) if forecast is not None else (),
-            forecast_times=tuple(t.to_pydatetime() for t in forecast["open_time"]) if forecast is not None else (),
+            forecast_times=tuple(t.to_pydatetime() for t in forecast["close_time"]) if forecast is not None else (),
             candle_error=candle_error,
             promoted_version=promoted,
             served_version=served.version,

@@ -9,14 +9,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from html import escape
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 
-from makeusrich.market.intervals import INTERVAL_MS
 from makeusrich.pair import CurrencyPair, CurrencyPairStatus
 
 SIGNIFICANCE = 0.05
@@ -126,13 +125,6 @@ def format_age(value: str | datetime | pd.Timestamp | None, now: datetime | None
                 return f"{count} day{'s' if count != 1 else ''} ago"
             return f"{count} {unit} ago"
     return "just now"
-
-
-def candle_close(open_time: datetime | None, interval: str) -> datetime | None:
-    """When a candle closes: its close is the price at that moment, which is what a person reads."""
-    if open_time is None or interval not in INTERVAL_MS:
-        return open_time
-    return open_time + timedelta(milliseconds=INTERVAL_MS[interval])
 
 
 def version_time(version: str | None) -> datetime | None:
@@ -270,7 +262,7 @@ class PairState:
     problem: str | None = None
     status: CurrencyPairStatus | None = None
     last_close: float | None = None
-    last_open_time: datetime | None = None
+    last_close_time: datetime | None = None  # every time here is when a candle closes
     closes: tuple[float, ...] = ()
     forecast: tuple[float, ...] = ()
     forecast_times: tuple[datetime, ...] = ()
@@ -342,7 +334,8 @@ def badges(state: PairState) -> list[Badge]:
         out.append(Badge("Pinned", "info", f"serving is pinned to version {spec.serving.pinned_version}"))
     if spec.suspend:
         out.append(Badge("Suspended", "neutral", "scheduled training is suspended; the served model stays"))
-    if state.serving_ready and not state.serving_error and not state.forecast_error:
+    # Ready only when nothing on the card is wrong: an unreachable store or a failed forecast is not ready.
+    if state.serving_ready and not state.errors and not any(b.tone == "negative" for b in out):
         out.append(Badge("Ready", "positive", f"serving version {state.served_version}"))
     return out
 
@@ -547,14 +540,13 @@ def card_html(state: PairState, tz: str | None, now: datetime | None = None) -> 
     if s.loading:
         parts.append('<div class="mur-sub">Loading…</div></a>')
         return "".join(parts)
-    closed = candle_close(s.last_open_time, s.interval)
-    last = f"last close · {format_time(closed, tz)}" if s.last_open_time else "no candles"
+    last = f"last close · {format_time(s.last_close_time, tz)}" if s.last_close_time else "no candles"
     parts += [
         '<div class="mur-row mur-price-row"><div>',
         f'<div class="mur-price">{_e(format_price(s.last_close, decimals))}</div><div class="mur-sub">{_e(last)}</div>',
         f'</div><div class="mur-spark">{sparkline(s.closes, s.forecast, width=120)}</div></div>',
     ]
-    ahead = candle_close(s.forecast_times[0], s.interval) if s.forecast_times else None
+    ahead = s.forecast_times[0] if s.forecast_times else None
     next_price = format_price(s.forecast[0] if s.forecast else None, decimals)
     parts.append('<div class="mur-row mur-stats">')
     parts.append(_stat("Forecast next close", next_price, note=format_time(ahead, tz) if ahead else ""))

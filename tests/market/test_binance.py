@@ -269,7 +269,7 @@ def test_slow_response_times_out_and_is_retried(fake_binance: FakeBinance) -> No
 
 def test_timeouts_exhaust_retries_with_a_clear_error(fake_binance: FakeBinance) -> None:
     fake_binance.faults.extend([Fault.slow(5.0), Fault.drop()])
-    with pytest.raises(CandleError, match=r"failed after 2 attempt\(s\); last error: ConnectionError"):
+    with pytest.raises(CandleError, match=r"failed after 2 attempt\(s\) \(last error: ConnectionError"):
         fetch_klines(
             "BTCUSDT",
             "1h",
@@ -282,13 +282,29 @@ def test_timeouts_exhaust_retries_with_a_clear_error(fake_binance: FakeBinance) 
     assert [req.fault.kind for req in fake_binance.requests if req.fault] == ["slow", "drop"]
 
 
-def test_a_server_that_is_not_there_exhausts_retries() -> None:
+def test_a_server_that_is_not_there_fails_after_one_retry() -> None:
     with FakeBinance(bundled=False) as gone:
         url = gone.url
     sleeps = Sleeps()
-    with pytest.raises(CandleError, match=r"failed after 3 attempt\(s\); last error: ConnectionError"):
-        fetch_klines("BTCUSDT", "1h", 1_600_000_000_000, api_url=url, sleep=sleeps, max_retries=2)
-    assert len(sleeps) == 2
+    with pytest.raises(CandleError) as info:
+        fetch_klines("BTCUSDT", "1h", 1_600_000_000_000, api_url=url, sleep=sleeps, max_retries=5)
+    host = url.removeprefix("http://").removesuffix("/api")
+    assert str(info.value).startswith(f"cannot reach Binance at {host}: it refused the connection")
+    assert "--source sample" in str(info.value) and "--source file:PATH" in str(info.value)
+    assert len(sleeps) == 1  # one retry, not five: a refused connection stays refused
+
+
+def test_a_name_that_does_not_resolve_fails_after_one_retry() -> None:
+    """What a machine with no network meets: no DNS answer. `.invalid` never resolves (RFC 6761)."""
+    sleeps = Sleeps()
+    with pytest.raises(CandleError) as info:
+        fetch_klines("BTCUSDT", "1h", 1_600_000_000_000, api_url="https://binance.invalid/api", sleep=sleeps)
+    assert str(info.value).startswith("cannot reach Binance at binance.invalid: its name does not resolve")
+    assert "--source sample" in str(info.value) and len(str(info.value)) < 300
+    assert len(sleeps) == 1
+    with pytest.raises(CandleError):
+        fetch_klines("BTCUSDT", "1h", 0, api_url="https://binance.invalid/api", sleep=(none := Sleeps()), max_retries=0)
+    assert none == []  # --binance-retries 0 means no retry at all
 
 
 def test_a_malformed_api_url_is_a_clear_error() -> None:

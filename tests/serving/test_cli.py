@@ -48,18 +48,20 @@ def test_predict_prints_the_served_forecast_for_the_latest_candles(model_server:
     spec = pair.spec.model_copy(update={"lookback_days": lookback_days_for(24, "1h")})
     frame = load_candles(spec, Source("sample")).frame
     expected = reference(model_server.store.store().read_model(model_server.store.version), candle_array(frame, 24))
-    assert document["pair"] == "btc-usdt" and document["lastOpenTime"] == "2022-06-15T00:00:00Z"
+    # Times are candle closes: the bundled data's last candle opens at 00:00 and closes at 01:00.
+    assert document["pair"] == "btc-usdt" and document["lastCloseTime"] == "2022-06-15T01:00:00Z"
     (row,) = document["forecast"]
-    assert row["open_time"] == "2022-06-15T01:00:00Z" and row["model_version"] == model_server.store.version
+    assert row["closeTime"] == "2022-06-15T02:00:00Z" and row["model_version"] == model_server.store.version
     assert row["close"] == float(expected[0, 0]) and row["last_close"] == frame["close"].iloc[-1]
 
-    forecast = pd.DataFrame(document["forecast"]).assign(open_time=lambda f: pd.to_datetime(f["open_time"]))
-    text = format_forecast("btc-usdt", "BTCUSDT", "1h", forecast, frame["open_time"].iloc[-1])
+    forecast = pd.DataFrame(document["forecast"]).assign(close_time=lambda f: pd.to_datetime(f["closeTime"]))
+    text = format_forecast("btc-usdt", "BTCUSDT", "1h", forecast, pd.Timestamp("2022-06-15 01:00", tz="UTC"))
     assert text.splitlines()[0] == (
         f"btc-usdt (BTCUSDT 1h), model version {model_server.store.version}: "
-        f"last close {frame['close'].iloc[-1]:,.2f} at 2022-06-15 00:00 UTC"
+        f"last close {frame['close'].iloc[-1]:,.2f} at 2022-06-15 01:00 UTC"
     )
-    assert text.splitlines()[2].startswith("2022-06-15 01:00") and f"{float(expected[0, 0]):,.2f}" in text
+    assert text.splitlines()[1].startswith("close at (UTC)")
+    assert text.splitlines()[2].startswith("2022-06-15 02:00") and f"{float(expected[0, 0]):,.2f}" in text
 
 
 def test_predict_with_no_server_is_one_clear_line(tmp_path: Path) -> None:

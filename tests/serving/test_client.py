@@ -54,10 +54,10 @@ async def test_infer_returns_what_onnxruntime_returns(client: V2Client, model_se
 async def test_forecast_frame_from_real_candles(client: V2Client, model_server: RunningServer) -> None:
     frame = sample_frame().iloc[:-100].reset_index(drop=True)  # any point in history
     forecast = await client.forecast(PAIR, frame, "1h")
-    assert list(forecast.columns) == ["open_time", "close", "last_close", "change", "model_version"]
+    assert list(forecast.columns) == ["close_time", "close", "last_close", "change", "model_version"]
     assert len(forecast) == 1
     row = forecast.iloc[0]
-    assert row["open_time"] == frame["open_time"].iloc[-1] + pd.Timedelta(hours=1)
+    assert row["close_time"] == frame["open_time"].iloc[-1] + pd.Timedelta(hours=2)  # the next candle's close
     expected = reference(served_model(model_server), candle_array(frame, 24))[0, 0]
     assert row["close"] == float(expected)
     assert row["last_close"] == frame["close"].iloc[-1]

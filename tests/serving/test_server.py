@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from makeusrich.errors import MakeUsRichError
-from makeusrich.serving.server import bind
+from makeusrich.net import bind
 from tests.fixtures.model_server import ROOT, RunningServer, free_port
 from tests.serving.helpers import real_windows, reference
 from tests.serving.test_loader import kserve_mount

@@ -65,7 +65,9 @@ def test_train_publishes_a_complete_promoted_version(tmp_path: Path) -> None:
         "storageUri",
     ):
         assert key in meta, key
-    assert meta["data"]["rows"] == 60 * 24 and meta["data"]["to"] == "2022-06-15T00:00:00Z"
+    # The span runs from the first candle's open to the last one's close (the bundled data's last opens at 00:00).
+    assert meta["data"]["rows"] == 60 * 24 and meta["data"]["to"] == "2022-06-15T01:00:00Z"
+    assert meta["data"]["from"] == "2022-04-16T01:00:00Z"
     assert meta["inputs"][0] == {
         **meta["inputs"][0],
         "name": "candles",

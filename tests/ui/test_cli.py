@@ -9,14 +9,17 @@ import pytest
 
 from makeusrich.cli import build_parser, main
 from makeusrich.ui.auth import verify_password
+from makeusrich.ui.cli import ui_config
 
 
 def test_ui_command_is_registered_with_its_options() -> None:
     parser = build_parser()
     args = parser.parse_args(["ui", "--kubernetes", "--namespace", "team", "--port", "9000"])
     assert args.command == "ui" and args.kubernetes and args.namespace == "team" and args.port == 9000
-    embedded = parser.parse_args(["ui"])
+    embedded = ui_config(parser.parse_args(["ui"]), env={})
     assert not embedded.kubernetes and embedded.server_url == "http://127.0.0.1:8080" and embedded.port == 8081
+    assert embedded.store_url == str(Path(".makeusrich/store").resolve()) and embedded.pairs_dir == "pairs"
+    assert ui_config(parser.parse_args(["ui", "--kubernetes"]), env={}).store_url is None  # optional there
 
 
 def test_hash_password_prints_a_hash_that_checks(

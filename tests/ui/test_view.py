@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from makeusrich.errors import CandleError, PairError
-from makeusrich.market.candles import clean_candles
+from makeusrich.market.candles import clean_candles, close_moments
 from makeusrich.market.files import read_sample
 from makeusrich.market.source import Source
 from makeusrich.pair import Condition, CurrencyPairStatus, load_pair
@@ -25,7 +25,6 @@ from makeusrich.ui.kube import KubeError, credentials_from_kubeconfig
 from makeusrich.ui.view import (
     PairState,
     badges,
-    candle_close,
     card_html,
     format_age,
     format_change,
@@ -79,7 +78,8 @@ def test_times_are_shown_in_the_viewers_zone() -> None:
     assert format_age(moment, now) == "3 h ago"
     assert format_age("2022-06-10T01:00:00Z", now) == "5 days ago"
     assert format_age("2022-06-15T03:59:30Z", now) == "just now"
-    assert candle_close(datetime(2022, 6, 15, tzinfo=UTC), "4h") == datetime(2022, 6, 15, 4, tzinfo=UTC)
+    opened = pd.Series([pd.Timestamp("2022-06-15", tz="UTC")])
+    assert close_moments(opened, "4h").iloc[0] == pd.Timestamp("2022-06-15 04:00", tz="UTC")
 
 
 # --- skill ----------------------------------------------------------------------------------------------------
@@ -190,10 +190,10 @@ def test_filter_and_sort() -> None:
 def test_card_html_shows_the_numbers_and_escapes_what_it_did_not_write() -> None:
     ok = state(
         last_close=22029.16,
-        last_open_time=datetime(2022, 6, 15, tzinfo=UTC),
+        last_close_time=datetime(2022, 6, 15, 1, tzinfo=UTC),
         closes=(22000.0, 22029.16),
         forecast=(22048.56,),
-        forecast_times=(datetime(2022, 6, 15, 1, tzinfo=UTC),),
+        forecast_times=(datetime(2022, 6, 15, 2, tzinfo=UTC),),
         promoted_version="20261126T161056Z",
         served_version="20261126T161056Z",
         trained_at="2022-06-15T00:00:00Z",
@@ -207,6 +207,7 @@ def test_card_html_shows_the_numbers_and_escapes_what_it_did_not_write() -> None
         "22,029.16",
         "last close · 2022-06-15 03:00 CEST",
         "22,048.56",
+        "2022-06-15 04:00 CEST",  # the forecast candle's close
         "+0.088%",
         "worse than persistence",
         "1.061",
@@ -391,7 +392,7 @@ def test_held_out_windows_are_the_trainers_test_split(trained_store_template: Tr
     frame, _ = clean_candles(read_sample(spec.symbol, spec.interval), spec.interval)
     first, last, window, horizon, _ = split_range(meta)
     part = frame[(frame["open_time"] >= first) & (frame["open_time"] <= last)].reset_index(drop=True)
-    test_from = pd.Timestamp(meta["data"]["testFrom"])
+    test_from = pd.Timestamp(meta["data"]["testFrom"]) - pd.Timedelta(hours=1)  # recorded as a close: the open
     held = held_out_windows(part, test_from, window, horizon, 3_600_000)
     whole = frame[frame["open_time"] >= pd.Timestamp(meta["data"]["from"])]
     whole = whole[whole["open_time"] <= last].reset_index(drop=True)

@@ -1,0 +1,34 @@
+"""Listening sockets for the servers (`serve`, `ui`): a busy port is one sentence naming the flag to change."""
+
+from __future__ import annotations
+
+import socket
+
+from makeusrich.errors import MakeUsRichError
+
+
+def bind(host: str, port: int, flag: str = "--port") -> socket.socket:
+    """A listening TCP socket on exactly host:port (port 0 picks a free one)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise MakeUsRichError(f"cannot resolve --host {host!r}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise MakeUsRichError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another {flag} or stop what uses it"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def check_free(host: str, port: int, flag: str = "--port") -> None:
+    """Fail now, with `bind`'s sentence, when host:port cannot be listened on (for servers that bind later
+    themselves, such as NiceGUI's uvicorn)."""
+    bind(host, port, flag).close()
