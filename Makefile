@@ -3,16 +3,19 @@
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PAIR ?= manifests/examples/btc-usdt.yaml
+HERE := $(dir $(abspath $(lastword $(MAKEFILE_LIST))))
+PAIR ?= $(HERE)manifests/examples/btc-usdt.yaml
+# Extra arguments for `make run` (tests shorten the training with them).
+RUN_ARGS ?=
 
-.PHONY: setup browser run test lint typecheck pytest clean
+.PHONY: setup browser run screenshots test lint typecheck pytest clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: $(HERE)pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first and pinned: pip then takes the local CPU wheel, never a CUDA build of several GB
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e "$(HERE).[dev]"
 	touch $@
 
 setup: $(VENV)/.installed
@@ -25,10 +28,14 @@ browser:
 	else echo "install chromium and chromium-driver (apt-get install chromium chromium-driver) for the browser tests"; exit 1; fi
 
 run: setup
-	$(VENV)/bin/makeusrich train -f $(PAIR) --source sample
+	$(VENV)/bin/makeusrich train -f $(PAIR) --source sample $(RUN_ARGS)
+
+# The README's pictures of the dashboard, from the default setup (trains the bundled pair: about two minutes).
+screenshots: setup browser
+	PYTHONPATH=$(HERE) $(PY) $(HERE)docs/screenshots.py
 
 lint: setup
-	$(VENV)/bin/ruff check makeusrich tests bench
+	$(VENV)/bin/ruff check makeusrich tests bench docs
 
 typecheck: setup
 	$(VENV)/bin/mypy

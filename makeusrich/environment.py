@@ -22,7 +22,7 @@ S3 = (
     "SSL_CERT_FILE",
 )
 BINANCE = ("BINANCE_API_URL", "MAKEUSRICH_BINANCE_RETRIES")
-KUBERNETES = ("KUBECONFIG", "KUBERNETES_SERVICE_HOST")
+KUBERNETES = ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT")
 OPERATOR = (
     "MAKEUSRICH_STORE",
     "MAKEUSRICH_IMAGE",
@@ -61,6 +61,7 @@ VARIABLES: dict[str, str] = {
     "SSL_CERT_FILE": "CA bundle for TLS to S3 (default: certifi's)",
     "KUBECONFIG": "kubeconfig file (default: in-cluster service account, then ~/.kube/config)",
     "KUBERNETES_SERVICE_HOST": "set by Kubernetes in a pod: log in with the pod's service account",
+    "KUBERNETES_SERVICE_PORT": "set by Kubernetes in a pod, with KUBERNETES_SERVICE_HOST",
     "MAKEUSRICH_IMAGE": "trainer image the operator gives CronJobs and Jobs",
     "MAKEUSRICH_IMAGE_PULL_POLICY": "trainer image pull policy (default IfNotPresent)",
     "MAKEUSRICH_S3_SECRET": "Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for trainer pods",

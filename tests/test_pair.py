@@ -197,3 +197,31 @@ def test_crd_schema_refuses_what_the_model_refuses() -> None:
         assert not validator.is_valid(bad), path
         with pytest.raises(PairError):
             parse_pair(bad)
+
+
+@pytest.mark.parametrize(
+    ("patch", "field", "camel"),
+    [
+        ({"model": {"hidden_size": 8}}, "spec.model.hidden_size", "hiddenSize"),
+        ({"lookback_days": 30}, "spec.lookback_days", "lookbackDays"),
+        ({"promotion": {"max_relative_mae": 2}}, "spec.promotion.max_relative_mae", "maxRelativeMAE"),
+        ({"serving": {"min_replicas": 2}}, "spec.serving.min_replicas", "minReplicas"),
+    ],
+)
+def test_snake_case_fields_mean_the_same_here_as_in_the_cluster(
+    tmp_path: Path, patch: dict[str, Any], field: str, camel: str
+) -> None:
+    """The CRD knows camelCase only, so the API server refuses `hidden_size`; a pair file here must too, and say
+    which name to use."""
+    document = yaml.safe_load(EXAMPLE.read_text())
+    for key, value in patch.items():
+        if isinstance(value, dict):
+            document["spec"][key] = {**document["spec"][key], **value}
+        else:
+            document["spec"][key] = value
+    assert list(crd_validator().iter_errors(document)), "the CRD's schema should refuse it too"
+    path = tmp_path / "pair.yaml"
+    path.write_text(yaml.safe_dump(document))
+    with pytest.raises(PairError) as caught:
+        load_pair(path)
+    assert f"{field}: unknown field; write {camel}" in str(caught.value)

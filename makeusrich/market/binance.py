@@ -10,6 +10,7 @@ else becomes one `CandleError` sentence that says what to do.
 
 from __future__ import annotations
 
+import concurrent.futures
 import email.utils
 import logging
 import os
@@ -89,9 +90,19 @@ def resolve_api_url(api_url: str | None = None) -> str:
     return url.rstrip("/")
 
 
-def make_client(api_url: str | None = None, timeout: float = 10.0) -> Client:
-    """A python-binance client for public data: no key, no ping (no I/O here), a timeout on every request."""
+def _new_client(timeout: float) -> Client:
     client = Client(ping=False, requests_params={"timeout": timeout})
+    client.loop.close()  # made for this thread by python-binance; only its websocket calls would run it
+    return client
+
+
+def make_client(api_url: str | None = None, timeout: float = 10.0) -> Client:
+    """A python-binance client for public data: no key, no ping (no I/O here), a timeout on every request.
+
+    The client is built in a short-lived thread of its own: python-binance gives the thread that builds a Client
+    a new event loop when it has none, and nothing closes it (a leaked loop, or one replacing the caller's)."""
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="binance-client") as pool:
+        client = pool.submit(_new_client, timeout).result()
     client.API_URL = resolve_api_url(api_url)
     return client
 

@@ -106,11 +106,14 @@ def _add_settings_args(parser: argparse.ArgumentParser) -> None:
 
 
 def add_operator_commands(add: Add) -> None:
+    from makeusrich.environment import KUBERNETES, OPERATOR, S3, epilog
+
     p = add("render", "print the Kubernetes objects the operator makes for a pair (YAML)", cmd_render)
     p.add_argument("-f", "--file", required=True, help="CurrencyPair file (YAML), as for kubectl apply")
     p.add_argument("--model-version", default=None, help="show the InferenceService as it would serve this version")
     p.add_argument("--uid", default=None, help="the pair's uid, to show the children's ownerReferences")
     _add_settings_args(p)
+    p.epilog = epilog(OPERATOR, note="Flags override the variables, which the Helm chart sets.")
 
     p = add("operator", "run the Kubernetes operator (kopf) that reconciles CurrencyPairs", cmd_operator)
     p.add_argument(
@@ -124,6 +127,7 @@ def add_operator_commands(add: Add) -> None:
         help="liveness endpoint URL ('' to disable)",
     )
     _add_settings_args(p)
+    p.epilog = epilog([*OPERATOR, *KUBERNETES, *S3], note="Flags override the variables, which the Helm chart sets.")
 
 
 if __name__ == "__main__":  # `python -m makeusrich.<part>.cli COMMAND ...` is `makeusrich COMMAND ...`

@@ -40,7 +40,7 @@ import numpy as np
 import orjson
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, ORJSONResponse
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from makeusrich.errors import MakeUsRichError
@@ -325,13 +325,21 @@ def _quiet_handler(status: int) -> Callable[[Request, Exception], Awaitable[JSON
     return handler
 
 
+class FastJSONResponse(JSONResponse):
+    """JSON encoded by orjson (numpy arrays included): about ten times faster than json for a batch of windows.
+    FastAPI's own ORJSONResponse is deprecated."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+
+
 class BoundRESTServer(RESTServer):
     """kserve's REST server on an app of its own, served on a socket bound beforehand (kserve would bind
     0.0.0.0, and its global app would collect routes twice if two servers ran in one process)."""
 
     def __init__(self, dataplane: ServingDataPlane, server: ModelServer, options: ServeOptions) -> None:
         app = FastAPI(
-            title="makeusrich model server", docs_url=None, redoc_url=None, default_response_class=ORJSONResponse
+            title="makeusrich model server", docs_url=None, redoc_url=None, default_response_class=FastJSONResponse
         )
         super().__init__(
             app,  # uvicorn accepts the app itself, not only an import string
@@ -366,7 +374,7 @@ class BoundRESTServer(RESTServer):
             response_headers.update(encode_headers)
             if isinstance(result, bytes):
                 return Response(result, headers=response_headers, media_type="application/octet-stream")
-            return ORJSONResponse(result, headers=response_headers)
+            return FastJSONResponse(result, headers=response_headers)
 
         # Registered before kserve's routes, so these win: kserve's metadata handler drops `versions` and
         # `parameters`; its infer handler takes JSON only with a JSON content type and validates the response

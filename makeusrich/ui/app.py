@@ -76,13 +76,15 @@ def create_app(config: UIConfig, auth: AuthConfig, source: PairSource | None = N
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
-        """Liveness and readiness: answers once the app runs; `loaded` says the first refresh finished."""
+        """Liveness and readiness: answers once the app runs; `loaded` says the first refresh finished, `errors`
+        what each card with a problem says first (for monitoring and scripts)."""
         return {
             "ok": True,
             "loaded": dashboard.loaded.is_set(),
             "pairs": len(dashboard.states),
             "refreshedAt": dashboard.refreshed_at,
             "sourceError": dashboard.source_error,
+            "errors": {key: state.errors[0] for key, state in dashboard.states.items() if state.errors},
         }
 
     app.state.makeusrich_dashboard = dashboard

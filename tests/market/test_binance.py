@@ -366,8 +366,8 @@ def test_nothing_to_fetch_makes_no_request(fake_binance: FakeBinance) -> None:
 
 
 def test_fake_speaks_binance_to_python_binance(fake_binance: FakeBinance) -> None:
-    client = Client(ping=False, requests_params={"timeout": 5})
-    client.API_URL = fake_binance.url
+    client = make_client(fake_binance.url, timeout=5)  # python-binance's own Client, made without leaking a loop
+    assert isinstance(client, Client) and client.loop.is_closed()
     assert client.ping() == {}
     assert abs(client.get_server_time()["serverTime"] - time.time() * 1000) < 5_000
     info = client.get_symbol_info("BTCUSDT")

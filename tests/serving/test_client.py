@@ -95,8 +95,10 @@ async def test_unreachable_server() -> None:
 
 
 async def test_a_server_that_never_answers_times_out() -> None:
+    writers: list[asyncio.StreamWriter] = []
+
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await asyncio.sleep(30)
+        writers.append(writer)  # read nothing, answer nothing
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -107,7 +109,10 @@ async def test_a_server_that_never_answers_times_out() -> None:
             ):
                 await v2.model_metadata(PAIR)
     finally:
+        for writer in writers:  # the server's end of each connection, or it leaks past the test's loop
+            writer.close()
         server.close()
+        await server.wait_closed()
 
 
 def mock(handler: httpx.MockTransport) -> V2Client:

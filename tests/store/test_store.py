@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -14,7 +16,16 @@ import pytest
 from minio import Minio
 
 from makeusrich.errors import NotFoundError, StoreError
-from makeusrich.store import LocalStore, ObjectStore, PairStore, open_store, pair_store
+from makeusrich.store import (
+    DEFAULT_STORE,
+    LocalStore,
+    ObjectStore,
+    PairStore,
+    open_store,
+    pair_store,
+    store_location,
+    store_url,
+)
 from makeusrich.store.base import LATEST, METADATA, new_version
 from makeusrich.store.s3 import S3Store, http_client, parse_endpoint
 from tests.fixtures.s3server import S3Server, free_ports, unique_bucket
@@ -466,3 +477,34 @@ def test_http_client_has_bounded_timeouts_and_retries() -> None:
 def test_malformed_s3_urls_are_refused(url: str) -> None:
     with pytest.raises(StoreError, match="s3://bucket"):
         open_store(url)
+
+
+def test_local_stores_relative_or_absolute_are_folders_named_by_their_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default store is a relative folder: each spelling of a folder means one place below the working folder."""
+    monkeypatch.chdir(tmp_path)
+    expected = str(tmp_path / "models")
+    for url in ("models", "./models", "file:models", "file:./models", f"file://{tmp_path}/models", expected):
+        assert store_location(url) == ("file", expected), url
+        store = open_store(url)
+        assert isinstance(store, LocalStore) and str(store.root) == expected
+    assert store_location(DEFAULT_STORE) == ("file", str(tmp_path / ".makeusrich" / "store"))
+    assert store_url(None, env={}) == DEFAULT_STORE and store_url(None, env={"MAKEUSRICH_STORE": "s3://b"}) == "s3://b"
+    assert store_url("x", env={"MAKEUSRICH_STORE": "s3://b"}) == "x"  # the flag wins
+    open_store(DEFAULT_STORE).put("k", b"v")  # usable as it is, no URL rewriting needed
+    assert (tmp_path / ".makeusrich" / "store" / "k").read_bytes() == b"v"
+
+
+@pytest.mark.parametrize(
+    ("url", "advice"),
+    [
+        ("file://./.makeusrich/store", "write file:./.makeusrich/store or ./.makeusrich/store"),
+        ("file://models", "write file:models or models"),
+        ("s4://bucket", "use a folder (./models"),
+        ("", "the store URL is empty"),
+    ],
+)
+def test_store_urls_that_name_no_store_say_what_to_write(url: str, advice: str) -> None:
+    with pytest.raises(StoreError, match=re.escape(advice)):
+        store_location(url)

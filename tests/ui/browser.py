@@ -7,6 +7,7 @@ manager downloads nothing.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -22,6 +23,19 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.fixtures.model_server import ROOT, free_port
+
+# What docs/screenshots.py makes, and the code whose look they show.
+SCREENSHOTS = ["docs/overview.png", "docs/pair.png"]
+UI_CODE = ROOT / "makeusrich" / "ui"
+
+
+def ui_fingerprint() -> str:
+    """sha256 over the dashboard's code: when it changes, the README's screenshots may show an old page."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in UI_CODE.rglob("*") if p.is_file() and p.suffix in (".py", ".css", ".js")):
+        digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

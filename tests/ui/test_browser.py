@@ -1,12 +1,15 @@
 """A real browser on the real app: `makeusrich ui` in a subprocess, Debian's chromium headless through selenium.
 
-The test reads what a person sees (rendered text, drawn charts, layout width on a phone) and saves the README's
-screenshots to docs/. Chromium is told never to reach the network; the page needs nothing but the app itself.
+The test reads what a person sees (rendered text, drawn charts, layout width on a phone). The dashboard runs with
+its default store (./.makeusrich/store in its working folder), as after `make run`. Chromium is told never to
+reach the network; the page needs nothing but the app itself. The README's screenshots are made by
+`make screenshots` (docs/screenshots.py), never by a test; a test here checks they are not older than the pages.
 """
 
 from __future__ import annotations
 
-import time
+import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,10 +20,9 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.fixtures.model_server import ROOT, RunningServer
 from tests.fixtures.models import small_pair
-from tests.ui.browser import RunningUI, chromium, start_ui, stop
+from tests.ui.browser import SCREENSHOTS, RunningUI, chromium, start_ui, stop, ui_fingerprint
 from tests.ui.conftest import write_pair
 
-DOCS = ROOT / "docs"
 
 def body_text(driver: WebDriver) -> str:
     return str(driver.find_element(By.TAG_NAME, "body").text)
@@ -29,16 +31,6 @@ def body_text(driver: WebDriver) -> str:
 def wait_for_text(driver: WebDriver, *needles: str, timeout: float = 30.0) -> str:
     WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: all(n in body_text(d) for n in needles))
     return body_text(driver)
-
-
-def full_page_screenshot(driver: WebDriver, path: Path, width: int = 1280) -> None:
-    height = int(driver.execute_script("return document.documentElement.scrollHeight"))
-    chrome = int(driver.execute_script("return window.outerHeight - window.innerHeight"))
-    driver.set_window_size(width, max(900, height + chrome))
-    time.sleep(0.5)  # let the charts resize to the new window
-    path.parent.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(path))
-    driver.set_window_size(width, 900)
 
 
 def overflows(driver: WebDriver) -> bool:
@@ -50,10 +42,11 @@ def overflows(driver: WebDriver) -> bool:
 def running_ui(model_server: RunningServer, tmp_path: Path) -> Iterator[RunningUI]:
     store = model_server.store
     assert store is not None
-    pairs = tmp_path / "pairs"
+    shutil.copytree(store.root, tmp_path / ".makeusrich" / "store")  # where `make run` leaves a model
+    pairs = tmp_path / "pairs"  # the default pairs folder
     write_pair(pairs, store.pair)
     write_pair(pairs, small_pair("eth-usdt", currency="eth"))  # the bundled candles hold no ETH: an error card
-    args = ["--pairs-dir", "pairs", "--store", store.url, "--server-url", model_server.url, "--source", "sample"]
+    args = ["--server-url", model_server.url, "--source", "sample"]
     ui = start_ui([*args, "--refresh-seconds", "2"], tmp_path)
     yield ui
     stop(ui.process)
@@ -74,10 +67,10 @@ def test_overview_and_pair_page_in_chromium(running_ui: RunningUI, model_server:
         assert "ready" in lower and "mae ratio test" in lower and recorded in text
         assert f"model {store.version}" in text
         assert "the bundled sample holds btcusdt 1h candles only" in lower  # ETH's problem, on its card
-        assert "2 pairs · 1 with problems" in text
+        assert "2 pairs · 1 with problems" in text and "times are candle closes, Europe/Paris" in text
         cards = driver.find_elements(By.CSS_SELECTOR, ".pair-card")
         assert len(cards) == 2 and all(card.is_displayed() for card in cards)
-        full_page_screenshot(driver, DOCS / "overview.png")
+        assert "model store" not in lower  # the default store is found, not refused
 
         driver.find_element(By.CSS_SELECTOR, 'a[href="/pair/default/btc-usdt"]').click()  # no reload: SPA navigation
         text = wait_for_text(driver, "matches the number recorded at training", timeout=60)
@@ -88,7 +81,7 @@ def test_overview_and_pair_page_in_chromium(running_ui: RunningUI, model_server:
         WebDriverWait(driver, 20).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "canvas")) >= 3)
         canvases = driver.find_elements(By.CSS_SELECTOR, "canvas")
         assert all(c.size["width"] > 200 and c.size["height"] > 150 for c in canvases[:3])  # drawn, not collapsed
-        full_page_screenshot(driver, DOCS / "pair.png")
+        assert "Each candle is labelled by the time it closes" in text
 
         driver.set_window_size(390, 844)  # a phone
         driver.get(running_ui.url)
@@ -102,3 +95,14 @@ def test_overview_and_pair_page_in_chromium(running_ui: RunningUI, model_server:
     finally:
         driver.quit()
     assert "Traceback" not in running_ui.log(), running_ui.log()[-3000:]
+
+
+def test_the_readme_screenshots_show_the_current_pages() -> None:
+    """docs/screenshots.json records which dashboard code `make screenshots` ran; a change to the pages must come
+    with new pictures. Tests never write them: a clean clone stays clean after `make test`."""
+    record = json.loads((ROOT / "docs" / "screenshots.json").read_text())
+    assert record["images"] == SCREENSHOTS and all((ROOT / image).is_file() for image in SCREENSHOTS)
+    assert record["uiFingerprint"] == ui_fingerprint(), (
+        "the dashboard's code changed since the README's screenshots were made: run `make screenshots` and "
+        "commit docs/"
+    )

@@ -171,6 +171,9 @@ async def test_empty_overview_and_unknown_pair_say_so(dashboard: Open, pairs_dir
         await user.should_see("No pair default/nope", retries=40)
         await user.open("/")
         await user.should_see("No pairs yet", retries=40)
+        await user.should_see(f"Add a CurrencyPair file to {pairs_dir}")
+        await user.should_see("Editing here is off: set MAKEUSRICH_UI_PASSWORD_HASH")  # no login is configured
+        await user.should_not_see("once logged in")
 
 
 async def test_read_only_without_a_password(dashboard: Open, trained_store: TrainedStore, pairs_dir: Path) -> None:

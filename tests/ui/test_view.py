@@ -22,6 +22,7 @@ from makeusrich.ui.cli import read_password
 from makeusrich.ui.data import CandleFeed, EmbeddedSource, atomic_write, record_from_resource
 from makeusrich.ui.forms import initial_values, validate_form
 from makeusrich.ui.kube import KubeError, credentials_from_kubeconfig
+from makeusrich.ui.pages import empty_hints
 from makeusrich.ui.view import (
     PairState,
     badges,
@@ -162,6 +163,19 @@ def test_badges_put_problems_first_and_say_why() -> None:
     assert [b.text for b in pinned] == ["No model", "Pinned", "Suspended"]
     invalid = PairState("default/x", "x", "default", None, problem="bad file")
     assert [(b.text, b.tooltip) for b in badges(invalid)] == [("Invalid", "bad file")]
+    # A card with any problem does not say Ready, even though its model answers.
+    for problem in ({"store_error": "model store: unsupported store URL 's4://bucket'"}, {"forecast_error": "x"}):
+        troubled = state(serving_ready=True, promoted_version="v", served_version="v", **problem)
+        assert "Ready" not in [b.text for b in badges(troubled)], problem
+
+
+def test_empty_overview_says_how_to_add_a_pair_and_how_to_enable_editing() -> None:
+    embedded = EmbeddedSource("my-pairs", None, "http://127.0.0.1:8080")
+    off = empty_hints(embedded, login_configured=False, logged_in=False)
+    assert off[0].startswith("Add a CurrencyPair file to my-pairs")
+    assert "set MAKEUSRICH_UI_PASSWORD_HASH" in off[1] and "makeusrich ui --hash-password" in off[1]
+    assert empty_hints(embedded, login_configured=True, logged_in=False)[1] == "Or log in to create one here."
+    assert empty_hints(embedded, login_configured=True, logged_in=True)[1] == "Or create one here with New pair."
 
 
 def test_status_conditions_become_badges() -> None:

@@ -1,0 +1,202 @@
+"""What a new user meets: the README's first command, and every command with its own defaults, from an empty folder.
+
+Each test runs the real command line in a fresh working folder with none of the project's variables set, as on a
+fresh clone; only the training is shortened. The servers are real (`makeusrich serve`, `makeusrich ui`), Binance
+is the loopback stand-in, and nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fixtures.fake_binance import FakeBinance
+from tests.fixtures.model_server import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "manifests" / "examples" / "btc-usdt.yaml"
+SHORT = ("--max-epochs", "1", "--lookback-days", "80")  # a default pair, trained in seconds
+RUN_ARGS = (f"RUN_ARGS={' '.join(SHORT)}",)
+START_TIMEOUT = 90.0
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment of a fresh shell: none of the variables our commands read, code found from the checkout."""
+    prefixes = ("MAKEUSRICH_", "BINANCE_", "S3_", "AWS_", "KUBE", "NICEGUI_", "PYTEST_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
+    env.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+def makeusrich(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "makeusrich.cli", *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env or clean_env(), timeout=600)
+
+
+def start(args: list[str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        command = [sys.executable, "-m", "makeusrich.cli", *args]
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=clean_env())
+
+
+def wait_until(url: str, process: subprocess.Popen[bytes], log: Path, ok: str = "") -> httpx.Response:
+    """Poll `url` until it answers 200 (and its body holds `ok`); fail with the log if the process exits first."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        try:
+            response = httpx.get(url, timeout=2.0)
+            if response.status_code == 200 and ok in response.text:
+                return response
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer within {START_TIMEOUT:g} s:\n{log.read_text()[-3000:]}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture
+def empty(tmp_path: Path) -> Path:
+    folder = tmp_path / "fresh"
+    folder.mkdir()
+    return folder
+
+
+def test_make_run_from_an_empty_folder_publishes_a_model_and_prints_its_skill(empty: Path) -> None:
+    """`make run` itself (the Makefile's recipe, its default pair and store), with only the training shortened."""
+    venv = Path(sys.prefix)
+    result = subprocess.run(
+        ["make", "-s", "-f", str(ROOT / "Makefile"), "-o", f"{venv}/.installed", "run", f"VENV={venv}", *RUN_ARGS],
+        capture_output=True,
+        text=True,
+        cwd=empty,
+        env=clean_env(),
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    store = empty / ".makeusrich" / "store"
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("default/btc-usdt version ") and "promoted" in lines[0]
+    version = lines[0].split()[2].rstrip(":")
+    assert "of persistence's" in lines[1]  # why it was or was not promoted
+    for line, split in zip(lines[2:4], ("validation", "test"), strict=True):
+        assert line.split()[0] == split and " vs persistence " in line and "(ratio " in line and "direction" in line
+    assert lines[-1] == f"  stored at {store.as_uri()}/default/btc-usdt/versions/{version}/"
+    assert (store / "default" / "btc-usdt" / "versions" / version / "metadata.json").is_file()
+
+
+def test_serve_predict_and_ui_find_the_default_store(empty: Path) -> None:
+    """Train, serve, predict and the dashboard, each told nothing about the store: they meet in ./.makeusrich."""
+    (empty / "pairs").mkdir()  # the dashboard's default pairs folder
+    pair = empty / "pairs" / "btc-usdt.yaml"
+    # The example pair, with a bar that a one-epoch model clears: serving needs a promoted version.
+    pair.write_text(EXAMPLE.read_text().replace("maxRelativeMAE: 1.0", "maxRelativeMAE: 10.0"))
+    trained = makeusrich("train", "-f", str(pair), "--source", "sample", *SHORT, cwd=empty)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "promoted" in trained.stdout.splitlines()[0] and "not promoted" not in trained.stdout
+    store = (empty / ".makeusrich" / "store").resolve()
+    serve_port, ui_port = free_port(), free_port()
+    server = start(["serve", "--port", str(serve_port)], empty, empty / "serve.log")
+    dashboard: subprocess.Popen[bytes] | None = None
+    try:
+        url = f"http://127.0.0.1:{serve_port}"
+        wait_until(f"{url}/v2/models/btc-usdt/ready", server, empty / "serve.log")
+        predicted = makeusrich("predict", "-f", str(pair), "--source", "sample", "--url", url, cwd=empty)
+        assert predicted.returncode == 0, predicted.stderr
+        assert "last close" in predicted.stdout and "close at (UTC)" in predicted.stdout
+
+        args = ["ui", "--port", str(ui_port), "--server-url", url, "--source", "sample"]
+        dashboard = start(args, empty, empty / "ui.log")
+        health = wait_until(f"http://127.0.0.1:{ui_port}/healthz", dashboard, empty / "ui.log", '"loaded":true')
+        assert health.json()["pairs"] == 1 and health.json()["errors"] == {}, health.json()
+        assert f"models from {store}" in (empty / "ui.log").read_text()
+    finally:
+        stop(server)
+        if dashboard is not None:
+            stop(dashboard)
+    assert "Warning" not in (empty / "serve.log").read_text()  # e.g. a deprecation on the first request
+
+
+@pytest.fixture
+def recent_binance() -> Iterator[FakeBinance]:
+    """The loopback Binance with BTCUSDT candles up to now (the bundled history ends in 2022)."""
+    with FakeBinance(bundled=False) as server:
+        server.add_synthetic("BTCUSDT", "1h", 24 * 400)
+        yield server
+
+
+def test_other_commands_with_their_defaults(empty: Path, recent_binance: FakeBinance) -> None:
+    crd = makeusrich("crd", cwd=empty)
+    assert crd.returncode == 0 and "kind: CustomResourceDefinition" in crd.stdout
+    render = makeusrich("render", "-f", str(EXAMPLE), cwd=empty)
+    assert render.returncode == 0 and "kind: CronJob" in render.stdout
+    candles = makeusrich("candles", "-f", str(EXAMPLE), cwd=empty, env=clean_env(BINANCE_API_URL=recent_binance.url))
+    assert candles.returncode == 0, candles.stderr
+    assert "BTCUSDT 1h from binance: 8760 candles" in candles.stdout
+    operator = makeusrich("operator", cwd=empty, env=clean_env(HOME=str(empty)))  # no cluster to log in to
+    assert operator.returncode == 1 and operator.stderr.count("\n") == 1
+    assert operator.stderr.startswith("makeusrich operator: cannot log in to Kubernetes")
+
+
+def test_no_network_fails_fast_and_names_the_way_out(empty: Path) -> None:
+    """Offline, --source binance (the default) says which host it could not reach and what to use instead."""
+    env = clean_env(BINANCE_API_URL="https://api.binance.invalid/api")  # `.invalid` never resolves (RFC 6761)
+    result = makeusrich("train", "-f", str(EXAMPLE), cwd=empty, env=env)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("makeusrich train: cannot reach Binance at api.binance.invalid: its name does not resolve")
+    assert "--source sample" in last and "--source file:PATH" in last
+    retries = [line for line in result.stderr.splitlines() if "retry" in line]
+    assert len(retries) == 1  # one retry, not five with growing backoff
+    assert not (empty / ".makeusrich" / "store" / "default" / "btc-usdt" / "versions").exists()
+
+
+def test_a_url_without_a_scheme_is_an_input_error(empty: Path) -> None:
+    with socket.socket() as busy:  # something listens there: the message must not say it is unreachable
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        url = f"127.0.0.1:{port}"
+        result = makeusrich("predict", "-f", str(EXAMPLE), "--source", "sample", "--url", url, cwd=empty)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"makeusrich predict: the model server URL '127.0.0.1:{port}' has no scheme; write it as http://127.0.0.1:{port}"
+    ]
+
+
+def test_the_dashboard_on_a_busy_port_fails_before_announcing_anything(empty: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = makeusrich("ui", "--port", str(port), "--source", "sample", cwd=empty)
+    assert result.returncode == 1
+    assert "dashboard on" not in result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"makeusrich ui: cannot listen on 127.0.0.1:{port}: Address already in use; pick another --port or stop "
+        "what uses it"
+    ]
+
+
+def test_usage_mistakes_exit_2_as_the_readme_says(empty: Path) -> None:
+    result = makeusrich("train", "--no-such-flag", cwd=empty)
+    assert result.returncode == 2 and result.stderr.startswith("usage: makeusrich")
+    readme = (ROOT / "README.md").read_text()
+    assert "exit with status 1" in readme and "status 2" in readme
