@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 
 import httpx
@@ -75,11 +76,43 @@ async def test_server_refusal_is_passed_on_in_one_sentence(client: V2Client) -> 
     )
 
 
-async def test_unknown_model(client: V2Client) -> None:
-    with pytest.raises(ModelNotFoundError, match=f"the model server at {client.base_url} has no model 'eth-usdt'"):
+async def test_unknown_model_names_the_models_the_server_has(client: V2Client) -> None:
+    expected = f"the model server at {client.base_url} has no model 'eth-usdt'; it serves btc-usdt"
+    with pytest.raises(ModelNotFoundError, match=f"^{re.escape(expected)}$"):
         await client.model_metadata("eth-usdt")
-    with pytest.raises(ModelNotFoundError):
+    with pytest.raises(ModelNotFoundError, match="it serves btc-usdt"):
         await client.model_ready("eth-usdt")
+    assert await client.list_models() == ["btc-usdt"]
+
+
+async def test_model_listing_from_a_triton_server_or_none() -> None:
+    """KServe's Python servers answer GET /v1/models; Triton answers POST /v2/repository/index; others neither."""
+
+    def triton(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path == "/v2/repository/index":
+            return httpx.Response(200, json=[{"name": "eth-usdt", "state": "READY"}, {"name": "btc-usdt"}])
+        return httpx.Response(404, json={"error": "not found"})
+
+    async with mock(httpx.MockTransport(triton)) as v2:
+        with pytest.raises(ModelNotFoundError, match="has no model 'x'; it serves btc-usdt, eth-usdt$"):
+            await v2.model_metadata("x")
+    async with mock(httpx.MockTransport(lambda request: httpx.Response(404, text="no"))) as v2:
+        with pytest.raises(ModelNotFoundError, match="has no model 'x'; it could not list what it serves$"):
+            await v2.model_metadata("x")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("127.0.0.1:8080", "has no scheme; write it as http://127.0.0.1:8080"),
+        ("localhost:8080", "has no scheme; write it as http://localhost:8080"),
+        ("ftp://host", "must look like http://host:port"),
+        ("http://", "must look like http://host:port"),
+    ],
+)
+def test_a_server_url_must_be_http_with_a_host(url: str, message: str) -> None:
+    with pytest.raises(ServingError, match=re.escape(message)):
+        V2Client(url)
 
 
 async def test_too_few_candles_is_said_before_sending(client: V2Client) -> None:
