@@ -156,7 +156,7 @@ def forecast_frame(
 
 def check_url(url: str) -> str:
     """A model server's base URL, without a trailing slash; a ServingError unless it is http(s)://host[:port]."""
-    text = url.strip().rstrip("/")
+    text = url.strip()
     if "://" not in text:
         raise ServingError(f"the model server URL {url!r} has no scheme; write it as http://{text or 'host:port'}")
     try:
@@ -165,7 +165,7 @@ def check_url(url: str) -> str:
         raise ServingError(f"the model server URL {url!r} is not a URL ({exc})") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise ServingError(f"the model server URL {url!r} must look like http://host:port or https://host")
-    return text
+    return text.rstrip("/")
 
 
 class V2Client:
