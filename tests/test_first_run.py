@@ -20,6 +20,7 @@ import pytest
 
 from tests.fixtures.fake_binance import FakeBinance
 from tests.fixtures.model_server import free_port
+from tests.ui.browser import stop
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "manifests" / "examples" / "btc-usdt.yaml"
@@ -60,16 +61,6 @@ def wait_until(url: str, process: subprocess.Popen[bytes], log: Path, ok: str = 
             pass
         time.sleep(0.1)
     raise AssertionError(f"{url} did not answer within {START_TIMEOUT:g} s:\n{log.read_text()[-3000:]}")
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture

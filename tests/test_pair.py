@@ -53,6 +53,17 @@ def crd_validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(converted)
 
 
+def patched_example(patch: dict[str, Any]) -> dict[str, Any]:
+    """The example resource with some spec fields replaced (nested objects merged)."""
+    document: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+    for key, value in patch.items():
+        if isinstance(value, dict):
+            document["spec"][key] = {**document["spec"][key], **value}
+        else:
+            document["spec"][key] = value
+    return document
+
+
 def test_defaults_fill_the_design_contract() -> None:
     spec = CurrencyPairSpec.model_validate({"currency": "btc", "compare": "usdt"})
     assert spec.symbol == "BTCUSDT"
@@ -82,12 +93,7 @@ def test_defaults_fill_the_design_contract() -> None:
     ],
 )
 def test_bad_fields_are_named_with_the_reason(patch: dict[str, Any], field: str, words: str) -> None:
-    document = yaml.safe_load(EXAMPLE.read_text())
-    for key, value in patch.items():
-        if isinstance(value, dict):
-            document["spec"][key] = {**document["spec"][key], **value}
-        else:
-            document["spec"][key] = value
+    document = patched_example(patch)
     with pytest.raises(PairError) as caught:
         parse_pair(document, "pair.yaml")
     message = str(caught.value)
@@ -213,12 +219,7 @@ def test_snake_case_fields_mean_the_same_here_as_in_the_cluster(
 ) -> None:
     """The CRD knows camelCase only, so the API server refuses `hidden_size`; a pair file here must too, and say
     which name to use."""
-    document = yaml.safe_load(EXAMPLE.read_text())
-    for key, value in patch.items():
-        if isinstance(value, dict):
-            document["spec"][key] = {**document["spec"][key], **value}
-        else:
-            document["spec"][key] = value
+    document = patched_example(patch)
     assert list(crd_validator().iter_errors(document)), "the CRD's schema should refuse it too"
     path = tmp_path / "pair.yaml"
     path.write_text(yaml.safe_dump(document))
