@@ -32,6 +32,8 @@ OPERATOR = (
     "MAKEUSRICH_STORAGE_SERVICE_ACCOUNT",
 )
 UI = (
+    "MAKEUSRICH_UI_SECURE_COOKIES",
+    "MAKEUSRICH_UI_TRUSTED_PROXIES",
     "MAKEUSRICH_UI_PASSWORD_HASH",
     "MAKEUSRICH_UI_PASSWORD",
     "MAKEUSRICH_UI_STORAGE_SECRET",
@@ -73,6 +75,10 @@ VARIABLES: dict[str, str] = {
     "MAKEUSRICH_UI_STORAGE_SECRET": "key that signs session cookies (random per start when unset: logins end "
     "with a restart)",
     "MAKEUSRICH_UI_LOG_LEVEL": "log level of the dashboard's web server (default warning)",
+    "MAKEUSRICH_UI_SECURE_COOKIES": "1 marks session cookies Secure even when no proxy says the request came over "
+    "TLS",
+    "MAKEUSRICH_UI_TRUSTED_PROXIES": "addresses whose X-Forwarded-For and X-Forwarded-Proto the dashboard believes "
+    "(default 127.0.0.1)",
     "NICEGUI_STORAGE_PATH": "where per-browser dashboard settings are kept (default ./.nicegui)",
 }
 

@@ -16,7 +16,7 @@ from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from makeusrich.errors import PairError
+from makeusrich.errors import PairError, excerpt
 from makeusrich.market.intervals import INTERVAL_MS
 
 GROUP = "makeusrich.io"
@@ -81,18 +81,76 @@ class ServingSpec(_Spec):
     )
 
 
+_MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_MONTHS = {name: i for i, name in enumerate(_MONTH_NAMES, start=1)}
+_DAYS = {name: i for i, name in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}
+# Kubernetes parses a CronJob's schedule with robfig/cron's standard parser: these fields and bounds, names for
+# months and days, and per field a list of `*`, `?`, N, N-M, each with an optional /step. Nothing else.
+_CRON_FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
+    ("minute", 0, 59, {}),
+    ("hour", 0, 23, {}),
+    ("day of month", 1, 31, {}),
+    ("month", 1, 12, _MONTHS),
+    ("day of week", 0, 6, _DAYS),
+)
+_CRON_GRAMMAR = "Kubernetes takes numbers, names (JAN, MON), *, ?, ranges a-b, steps /n and lists; not L, W or #"
+
+
+def _cron_value(text: str, field: tuple[str, int, int, dict[str, int]]) -> int:
+    name, low, high, names = field
+    if text.lower() in names:
+        return names[text.lower()]
+    if not text.isdigit():
+        raise ValueError(f"{name} {text!r} is not a number or a name ({_CRON_GRAMMAR})")
+    if not low <= int(text) <= high:
+        raise ValueError(f"{name} {int(text)} is outside {low}-{high}")
+    return int(text)
+
+
+def check_cron_field(part: str, field: tuple[str, int, int, dict[str, int]]) -> None:
+    """One field of a schedule exactly as Kubernetes accepts it; ValueError says what is wrong."""
+    for item in part.split(","):
+        base, slash, step = item.partition("/")
+        if slash and (not step.isdigit() or int(step) < 1):
+            raise ValueError(f"{field[0]} step {step!r} is not a whole number of at least 1")
+        if base in ("*", "?"):
+            continue
+        first, dash, last = base.partition("-")
+        start = _cron_value(first, field)
+        if dash and _cron_value(last, field) < start:
+            raise ValueError(f"{field[0]} range {base!r} runs backwards")
+
+
+def croniter_form(schedule: str) -> str:
+    """A valid schedule as croniter reads it (`?` means `*` to Kubernetes): what computes the next run here."""
+    return " ".join("*" if part == "?" else part for part in schedule.split(" "))
+
+
+def next_run(schedule: str, after: datetime) -> datetime:
+    """When a valid schedule fires next after `after`, in UTC as the CronJob controller counts by default."""
+    found: datetime = croniter(croniter_form(schedule), after.astimezone(UTC)).get_next(datetime)
+    return found
+
+
 def valid_cron(expression: str) -> str:
-    """A 5-field cron expression or macro, as Kubernetes CronJobs accept, that fires at least once a year."""
+    """A schedule exactly as Kubernetes CronJobs accept it (five fields, or a macro), that fires at least once
+    in four years: a pair valid here is valid in the cluster and fires at the same times on one machine."""
     text = " ".join(expression.split())
     if text.startswith("@"):
         if text not in CRON_MACROS:
             raise ValueError(f"unknown cron macro {text!r}; use one of {', '.join(CRON_MACROS)}")
         return text
-    if len(text.split(" ")) != 5:
+    parts = text.split(" ")
+    if len(parts) != 5:
         raise ValueError(f"cron expression {text!r} must have 5 fields: minute hour day-of-month month day-of-week")
+    for part, field in zip(parts, _CRON_FIELDS, strict=True):
+        try:
+            check_cron_field(part, field)
+        except ValueError as exc:
+            raise ValueError(f"cron expression {text!r} is not valid: {exc}") from None
     start = datetime(2025, 1, 1, tzinfo=UTC)
     try:
-        schedule = croniter(text, start)
+        schedule = croniter(croniter_form(text), start)
     except (CroniterBadCronError, ValueError, KeyError) as exc:
         raise ValueError(f"cron expression {text!r} is not valid: {exc}") from None
     try:
@@ -141,6 +199,7 @@ class Metadata(BaseModel):
 
     name: str = Field(pattern=NAME_PATTERN)
     namespace: str = Field("default", pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    uid: str | None = Field(None, max_length=128, description="Assigned by the API server.")
 
 
 class CurrencyPair(BaseModel):
@@ -178,7 +237,7 @@ def describe_errors(exc: ValidationError, source: str) -> str:
     for error in exc.errors():
         where = ".".join(str(part) for part in error["loc"]) or "(top level)"
         given = error.get("input")
-        shown = "" if isinstance(given, dict | list) or given is None else f" (got {given!r})"
+        shown = "" if isinstance(given, dict | list) or given is None else f" (got {excerpt(given)})"
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             field = str(error["loc"][-1]) if error["loc"] else ""
@@ -198,26 +257,43 @@ def parse_pair(document: Any, source: str = "pair") -> CurrencyPair:
     if not isinstance(document, dict):
         raise PairError(f"{source}: expected a CurrencyPair mapping with apiVersion, kind, metadata and spec")
     try:
-        return CurrencyPair.model_validate(document, by_alias=True, by_name=False)
+        # strict: "365" is not a number of days, as the API server would not take it for an integer either
+        return CurrencyPair.model_validate(document, strict=True, by_alias=True, by_name=False)
     except ValidationError as exc:
         raise PairError(describe_errors(exc, source)) from None
+    except RecursionError:
+        raise PairError(f"{source}: the resource nests too deeply to be a CurrencyPair") from None
+
+
+# A pair file is a few hundred bytes; anything near this is a mistake (or /dev/zero) and is not read further.
+MAX_PAIR_BYTES = 1024 * 1024
 
 
 def load_pair(path: str | Path) -> CurrencyPair:
     """Read a pair file (YAML or JSON). The first CurrencyPair document is used."""
     try:
-        text = Path(path).read_text()
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_PAIR_BYTES + 1)
     except OSError as exc:
         raise PairError(f"cannot read pair file {path}: {exc.strerror or exc}") from None
-    return parse_pair_text(text, str(path))
+    return parse_pair_text(raw, str(path))
 
 
-def parse_pair_text(text: str, source: str) -> CurrencyPair:
-    """A pair from YAML or JSON text (a file's content, or $MAKEUSRICH_PAIR in a trainer Job)."""
+def parse_pair_text(text: str | bytes, source: str) -> CurrencyPair:
+    """A pair from YAML or JSON (a file's content, or $MAKEUSRICH_PAIR in a trainer Job): at most 1 MiB of UTF-8."""
+    if len(text) > MAX_PAIR_BYTES:
+        raise PairError(f"{source} is larger than 1 MiB; a CurrencyPair file is a few hundred bytes")
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PairError(f"{source} is not UTF-8 text (byte {exc.start} is {text[exc.start]:#04x})") from None
     try:
         documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
     except yaml.YAMLError as exc:
-        raise PairError(f"{source} is not valid YAML: {exc}") from None
+        raise PairError(f"{source} is not valid YAML: {' '.join(str(exc).split())[:300]}") from None
+    except RecursionError:
+        raise PairError(f"{source} nests YAML too deeply to be a CurrencyPair") from None
     if not documents:
         raise PairError(f"{source} is empty; it should hold a CurrencyPair (see manifests/examples/btc-usdt.yaml)")
     pairs = [doc for doc in documents if isinstance(doc, dict) and doc.get("kind") == KIND]

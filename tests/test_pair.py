@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,7 @@ import pytest
 import yaml
 
 from makeusrich.errors import PairError
-from makeusrich.pair import CurrencyPairSpec, crd_manifest, load_pair, parse_pair, valid_cron
+from makeusrich.pair import CurrencyPairSpec, crd_manifest, load_pair, next_run, parse_pair, valid_cron
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "manifests" / "examples" / "btc-usdt.yaml"
@@ -134,6 +136,63 @@ def test_load_pair_picks_the_currencypair_of_a_multi_document_file(tmp_path: Pat
 def test_cron_accepts_what_kubernetes_accepts() -> None:
     assert valid_cron("*/15  *  * * 1-5") == "*/15 * * * 1-5"
     assert valid_cron("@hourly") == "@hourly"
+    for expression in ("0 9-17/2 * * MON-FRI", "0 0 1,15 jan,JUL ?", "5/20 * * * *", "0 0 * * sun", "0 0 * * 0-6"):
+        assert valid_cron(expression) == expression
+
+
+@pytest.mark.parametrize(
+    ("expression", "reason"),
+    [
+        ("1-0 * * * *", "minute range '1-0' runs backwards"),
+        ("0 0 L * *", "day of month 'L' is not a number or a name"),
+        ("0 0 * * 7#5", "day of week '7#5' is not a number or a name"),
+        ("0 0 1W * *", "day of month '1W' is not a number or a name"),
+        ("0 0 * * 7", "day of week 7 is outside 0-6"),
+        ("*/0 * * * *", "minute step '0' is not a whole number of at least 1"),
+        ("0 0 * FOO *", "month 'FOO' is not a number or a name"),
+        ("@every 5m", "unknown cron macro"),
+    ],
+)
+def test_cron_refuses_what_a_cronjob_refuses(expression: str, reason: str) -> None:
+    """croniter (and cronsim) accept L, W, # and weekday 7; Kubernetes' parser does not: neither do we."""
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        valid_cron(expression)
+
+
+def test_next_run_follows_kubernetes_reading_of_the_schedule() -> None:
+    monday = datetime(2026, 11, 30, 10, 30, tzinfo=UTC)
+    assert next_run("0 9-17/2 * * MON-FRI", monday) == datetime(2026, 11, 30, 11, 0, tzinfo=UTC)
+    assert next_run("0 0 ? * *", monday) == datetime(2026, 12, 1, 0, 0, tzinfo=UTC)  # ? is *
+    assert next_run("@daily", monday) == datetime(2026, 12, 1, 0, 0, tzinfo=UTC)
+
+
+def test_strings_and_floats_are_not_numbers(tmp_path: Path) -> None:
+    for value in ("365", 365.0, True):
+        with pytest.raises(PairError, match="spec.lookbackDays: Input should be a valid integer"):
+            parse_pair(patched_example({"lookbackDays": value}))
+    with pytest.raises(PairError, match="metadata.uid: Input should be a valid string"):
+        parse_pair({**patched_example({}), "metadata": {"name": "btc-usdt", "uid": 12345}})
+
+
+def test_hostile_pair_files_are_one_sentence(tmp_path: Path) -> None:
+    latin = tmp_path / "latin1.yaml"
+    latin.write_bytes("metadata: {name: caf\xe9}\n".encode("latin-1"))
+    with pytest.raises(PairError, match=r"is not UTF-8 text \(byte 20 is 0xe9\)"):
+        load_pair(latin)
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(PairError, match="nests YAML too deeply"):
+        load_pair(deep)
+    big = tmp_path / "big.yaml"
+    big.write_text("spec:\n  x: [" + "1, " * 400_000 + "1]\n")
+    with pytest.raises(PairError, match="is larger than 1 MiB"):
+        load_pair(big)
+    with pytest.raises(PairError, match="is larger than 1 MiB"):
+        load_pair("/dev/zero")  # read no further than the limit
+    long_value = patched_example({"currency": "x" * 10_000})
+    with pytest.raises(PairError) as caught:
+        parse_pair(long_value)
+    assert len(str(caught.value)) < 300 and "xxx…" in str(caught.value)
 
 
 def test_manifests_are_not_stale() -> None:

@@ -31,10 +31,13 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     from makeusrich.operator.objects import children
     from makeusrich.pair import load_pair
+    from makeusrich.store.base import check_version
 
     pair = load_pair(args.file)
     settings = _settings(args)
-    uid = args.uid or (pair.metadata.model_extra or {}).get("uid")
+    if args.model_version is not None:
+        check_version(args.model_version)
+    uid = args.uid or pair.metadata.uid
     objects = children(pair, settings, uid=uid, model_version=args.model_version)
     sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False, explicit_start=True))
     if not uid:

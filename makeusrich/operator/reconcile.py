@@ -384,7 +384,10 @@ class Reconciler:
                     except MakeUsRichError as exc:  # serve it anyway: latest.json is written only after checks
                         log.warning("%s/%s: metadata of %s unreadable: %s", namespace, name, latest.version, exc)
                         meta = {}
-                    model = st.model_status(latest.version, latest.storage_uri, meta)
+                    # Where the version is now, in the store the operator reads: a copied or moved store keeps
+                    # the storageUri it was written with in latest.json.
+                    where = await self.store.storage_uri(namespace, name, latest.version)
+                    model = st.model_status(latest.version, where, meta)
         except Exception as exc:  # any store failure must end in a condition, never in a crashed handler
             log.warning("%s/%s: cannot read the store: %s", namespace, name, exc)
             text = f"cannot read the model store {self.store.url}: {exc}"

@@ -42,7 +42,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         threads=args.threads,
         inline_batch=args.inline_batch,
         access_log=args.access_log,
+        max_body_bytes=int(args.max_body_mb * 1024 * 1024) if args.max_body_mb else None,
     )
+    if args.max_body_mb is not None and args.max_body_mb <= 0:
+        raise MakeUsRichError("--max-body-mb must be positive")
     if options.model_dir and options.pairs:
         raise MakeUsRichError("--pairs selects pairs in a store; with --model-dir every model folder is served")
     serve(options)
@@ -100,6 +103,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 raise MakeUsRichError(
                     f"model {pair.name} at {url} forecasts {served_interval} candles but "
                     f"{args.file or 'the pair'} says {spec.interval}"
+                )
+            if meta.horizon != spec.model.horizon:
+                raise MakeUsRichError(
+                    f"model {pair.name} at {url} forecasts {meta.horizon} candle(s) ahead but "
+                    f"{args.file or 'the pair'} says horizon {spec.model.horizon}; the pair file and the served "
+                    "model must agree (retrain, or fix the file)"
                 )
             window = meta.window
             short = spec.model_copy(update={"lookback_days": lookback_days_for(window, spec.interval)})
@@ -160,6 +169,14 @@ def add_serving_commands(add: Add) -> None:
         type=int,
         default=16,
         help="batches up to this size run on the event loop, larger ones in worker threads (default 16)",
+    )
+    p.add_argument(
+        "--max-body-mb",
+        type=float,
+        default=None,
+        metavar="MB",
+        help="refuse inference requests larger than this with 413 (default: the largest valid request, "
+        "--max-batch windows of the model's window, written out in JSON)",
     )
     p.add_argument("--access-log", action="store_true", help="log every request")
 

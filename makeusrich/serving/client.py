@@ -265,9 +265,9 @@ class V2Client:
         return await self._health("/v2/health/ready")
 
     async def list_models(self) -> list[str] | None:
-        """The names of the models the server has: KServe's `GET /v1/models`, else Triton's repository index;
-        None when it offers neither (v2 itself has no listing)."""
-        attempts = (("GET", "/v1/models", None), ("POST", "/v2/repository/index", b"{}"))
+        """The names of the models the server has: KServe's `GET /v2/models`, else Triton's repository index;
+        None when it offers neither (the v2 protocol itself has no listing)."""
+        attempts = (("GET", "/v2/models", None), ("POST", "/v2/repository/index", b"{}"))
         for method, path, body in attempts:
             try:
                 response = await self._request(method, path, body)

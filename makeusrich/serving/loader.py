@@ -8,7 +8,9 @@ Two sources, one loading path:
   (`<dir>/<name>/config.pbtxt`, `<dir>/<name>/<n>/model.onnx`, and our `<dir>/metadata.json` beside them).
 
 A version is served only after it loaded into onnxruntime, its graph matched contract 2 (and its metadata and
-config.pbtxt, when present), and a smoke inference on a plausible window returned finite positive prices.
+config.pbtxt, when present), and a smoke inference returned finite positive prices: on the real window the
+trainer recorded in metadata.json (`smokeTest`, which must also give the recorded forecast), or, for a model
+without one, on flat windows from one to a hundred thousand (a model may fail only at real prices).
 Anything else raises LoadRefused with the reason; the caller keeps serving what it had.
 
 Nothing here imports kserve or torch: the checks run in tests and tools without either.
@@ -43,8 +45,11 @@ log = logging.getLogger(__name__)
 INPUT_NAME = "candles"
 OUTPUT_NAME = "forecast"
 PLATFORM = "onnxruntime_onnx"
-SMOKE_PRICE = 100.0
+SMOKE_PRICES = (1.0, 100.0, 10_000.0, 100_000.0)
 SMOKE_VOLUME = 10.0
+# How far a forecast may drift from the one the trainer recorded for the same window (onnxruntime builds differ
+# in the last bits; a different model differs far more).
+SMOKE_RTOL = 1e-3
 
 
 class LoadRefused(MakeUsRichError):
@@ -280,12 +285,49 @@ def graph_signature(session: ort.InferenceSession) -> Signature:
     )
 
 
-def smoke_window(window: int, batch: int = 1) -> np.ndarray:
-    """A window of flat, plausible candles: any model that learned anything answers it with a price near 100."""
-    candles = np.empty((batch, window, len(FIELDS)), dtype=np.float32)
-    candles[:, :, :4] = SMOKE_PRICE
+def flat_windows(window: int, prices: tuple[float, ...] = SMOKE_PRICES) -> np.ndarray:
+    """One window of flat candles per price: any model that learned anything answers each with a price near it."""
+    candles = np.empty((len(prices), window, len(FIELDS)), dtype=np.float32)
+    candles[:, :, :4] = np.asarray(prices, dtype=np.float32)[:, None, None]
     candles[:, :, 4] = SMOKE_VOLUME
     return candles
+
+
+def recorded_check(meta: dict[str, Any], window: int, horizon: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The trainer's smoke test from metadata.json: a real window of candles and the forecast it gave."""
+    test = meta.get("smokeTest")
+    if not isinstance(test, dict):
+        return None
+    try:
+        candles = np.asarray(test["candles"], dtype=np.float32).reshape(1, window, len(FIELDS))
+        forecast = np.asarray(test["forecast"], dtype=np.float32).reshape(1, horizon)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise LoadRefused(f"metadata.json's smokeTest does not fit the graph ({exc})") from None
+    return candles, forecast
+
+
+def smoke_test(session: ort.InferenceSession, signature: Signature, meta: dict[str, Any], version: str) -> float:
+    """Run the version on its recorded real window (or flat windows); LoadRefused unless every answer is a finite
+    positive price (and the recorded one matches). Returns the first forecast."""
+    check = recorded_check(meta, signature.window, signature.horizon)
+    candles = check[0] if check else flat_windows(signature.window)
+    prices = ", ".join(f"{p:g}" for p in SMOKE_PRICES)
+    what = "its recorded smoke-test window" if check else f"flat windows at prices {prices}"
+    try:
+        answer = session.run([OUTPUT_NAME], {INPUT_NAME: candles})[0]
+    except Exception as exc:
+        raise LoadRefused(f"version {version} failed a smoke inference: {str(exc).strip()[:300]}") from None
+    if answer.shape != (len(candles), signature.horizon) or not np.isfinite(answer).all() or not (answer > 0).all():
+        raise LoadRefused(
+            f"version {version} answered {what} with {np.asarray(answer).ravel()[:8].tolist()} "
+            f"(shape {list(answer.shape)}); expected {signature.horizon} finite positive prices per window"
+        )
+    if check is not None and not np.allclose(answer, check[1], rtol=SMOKE_RTOL):
+        raise LoadRefused(
+            f"version {version} answered its recorded smoke-test window with {answer.ravel().tolist()}, not the "
+            f"{check[1].ravel().tolist()} recorded at training: the file is not the model that was measured"
+        )
+    return float(answer[0, 0])
 
 
 @dataclass
@@ -328,15 +370,7 @@ def load_artifact(artifact: Artifact, threads: int = 1) -> Served:
             problems = [str(exc)]
         if problems:
             raise LoadRefused(f"config.pbtxt of version {version} does not match the model: " + "; ".join(problems))
-    try:
-        smoke = session.run([OUTPUT_NAME], {INPUT_NAME: smoke_window(signature.window)})[0]
-    except Exception as exc:
-        raise LoadRefused(f"version {version} failed a smoke inference: {str(exc).strip()[:300]}") from None
-    if smoke.shape != (1, signature.horizon) or not np.isfinite(smoke).all() or not (smoke > 0).all():
-        raise LoadRefused(
-            f"version {version} answered a flat window of price {SMOKE_PRICE:g} with {smoke.tolist()} "
-            f"(shape {list(smoke.shape)}); expected {signature.horizon} finite positive prices"
-        )
+    smoke = smoke_test(session, signature, meta, version)
     interval = meta.get("interval")
     return Served(
         version=version,
@@ -347,5 +381,5 @@ def load_artifact(artifact: Artifact, threads: int = 1) -> Served:
         interval=str(interval) if interval else None,
         loaded_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         load_seconds=time.perf_counter() - began,
-        info={"smoke_forecast": float(smoke[0, 0])},
+        info={"smoke_forecast": smoke},
     )

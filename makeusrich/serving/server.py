@@ -3,48 +3,49 @@
 What this adds to kserve's own server, and why:
 
 - It binds the address asked for. kserve's RESTServer always binds 0.0.0.0; here the socket is bound first
-  (a busy port is one clear error) and handed to uvicorn.
+  (a busy port is one clear error) and handed to uvicorn (rest.py, which also holds the routes and limits).
 - Hot reload. A watcher polls each pair's latest.json; a new version is loaded and checked beside the served one
   (see loader.py) and swapped in with one assignment. A request keeps the version it started with, so requests
   in flight are answered. A refused version is logged and shown in the model's metadata, and the old one
-  keeps serving.
-- Requests are checked (validation.py) and every bad one is a 400 with a sentence, including a body that is not
-  JSON (FastAPI's default is a 422 listing pydantic errors); nothing a client sends reaches an unhandled
-  exception, which in kserve/starlette means a 500 and a dropped keep-alive connection.
+  keeps serving; once latest.json names the served version again, the refusal is forgotten.
+- Requests are checked (validation.py) and every bad one is a 400 with a sentence.
 - Model metadata (GET /v2/models/<name>) lists the served version in `versions` and, in `parameters` (the
   optional field MLServer also uses), the served version, window, horizon, interval and where it came from,
   plus `refused_version`, `refused_reason` and `refused_at` while latest.json names a version that was refused.
 - Server readiness (GET /v2/health/ready) is Triton's: at least one model, and every model ready.
-
-Importing kserve parses sys.argv (kserve.model_server does it at import) and can exit on our own options, so
-kserve is imported here only, with argv hidden.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
 import logging
 import os
+import re
 import socket
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import orjson
-from fastapi import FastAPI, Request, Response
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 
-from makeusrich.errors import MakeUsRichError
+from makeusrich.errors import MakeUsRichError, excerpt
 from makeusrich.net import bind
+from makeusrich.pair import NAME_PATTERN
+from makeusrich.serving.kserve_api import (
+    DataPlane,
+    InferenceError,
+    InferOutput,
+    InferRequest,
+    InferResponse,
+    InvalidInput,
+    Model,
+    ModelNotReady,
+    ModelServer,
+)
 from makeusrich.serving.loader import (
     PLATFORM,
     LoadRefused,
@@ -54,20 +55,8 @@ from makeusrich.serving.loader import (
     load_artifact,
     store_sources,
 )
+from makeusrich.serving.rest import create_app, serve_http
 from makeusrich.serving.validation import BadRequest, check_forecast, check_request
-
-_argv, sys.argv = sys.argv, sys.argv[:1]
-try:
-    from kserve import Model, ModelServer, model_server
-    from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
-    from kserve.errors import InferenceError, InvalidInput, ModelNotFound, ModelNotReady, ServerNotReady
-    from kserve.protocol.dataplane import DataPlane
-    from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
-    from kserve.protocol.rest.server import RESTServer
-    from kserve.protocol.rest.v2_datamodels import InferenceRequest
-finally:
-    sys.argv = _argv
-model_server.args.configure_logging = False  # makeusrich.log configures logging; kserve's loggers propagate to it
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +89,7 @@ class ServeOptions:
     threads: int = 1
     inline_batch: int = 16
     access_log: bool = False
+    max_body_bytes: int | None = None  # None: the largest valid request of each model (rest.body_limit)
 
 
 class PairModel(Model):
@@ -146,6 +136,9 @@ class PairModel(Model):
         if candidate is None:
             return "none" if served is None else "unchanged"
         if served is not None and served.key == candidate.key:
+            if self.refusal is not None:  # latest.json was put back to what is served: nothing is refused now
+                log.info("latest.json of %s names the served version %s again", self.name, served.version)
+                self.refusal = None
             return "unchanged"
         refusal = self.refusal
         if refusal is not None and refusal.key == candidate.key and time.time() - refusal.at < REFUSED_RETRY_SECONDS:
@@ -271,126 +264,17 @@ class ServingDataPlane(DataPlane):
         result: dict[str, Any] = await super().model_metadata(model_name)
         return result
 
+    def metadata(self) -> dict[str, Any]:
+        """Server metadata: no protocol extension is offered (no model repository routes)."""
+        return {**super().metadata(), "extensions": []}
 
-def _describe_validation_error(exc: RequestValidationError | ValidationError) -> str:
-    errors = exc.errors()
-    if not errors:
-        return "the request body is not a v2 inference request"
-    first = errors[0]
-    if first.get("type") == "json_invalid":
-        detail = (first.get("ctx") or {}).get("error")
-        return f"the request body is not valid JSON{f' ({detail})' if detail else ''}"
-    where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("body", "InferenceRequest")) or "body"
-    return f"the request body is not a v2 inference request: {where}: {first.get('msg', 'invalid')}"
-
-
-def decode_request(body: bytes, headers: dict[str, str], model_name: str) -> InferRequest:
-    """A v2 inference request from a body: JSON whatever the content type says (curl -d sends form encoding),
-    or the binary tensor extension when Inference-Header-Content-Length is given. InvalidInput otherwise."""
-    json_length = headers.get(INFERENCE_CONTENT_LENGTH_HEADER)
-    if json_length is not None:
-        try:
-            return InferRequest.from_bytes(body, int(json_length), model_name)
-        except InvalidInput:
-            raise
-        except Exception as exc:
-            raise InvalidInput(f"the binary inference request is malformed ({type(exc).__name__}: {exc})") from None
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        try:  # NaN and Infinity are not JSON, but Python's json writes them: say what is wrong with the data
-            document = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidInput(f"the request body is not valid JSON ({exc})") from None
-    try:
-        parsed = InferenceRequest.model_validate(document)
-    except ValidationError as exc:
-        raise InvalidInput(_describe_validation_error(exc)) from None
-    return InferRequest.from_inference_request(parsed, model_name)
-
-
-async def _validation_error_handler(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    return JSONResponse(status_code=400, content={"error": _describe_validation_error(exc)})
-
-
-def _quiet_handler(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
-    """kserve's handlers log a traceback at ERROR for every 400, 404 and 503: a readiness probe before the
-    first load, or a client sending bad requests, would flood the log. The answer is the same."""
-
-    async def handler(request: Request, exc: Exception) -> JSONResponse:
-        log.debug("%s %s: %s %s", request.method, request.url.path, status, exc)
-        return JSONResponse(status_code=status, content={"error": str(exc)})
-
-    return handler
-
-
-class FastJSONResponse(JSONResponse):
-    """JSON encoded by orjson (numpy arrays included): about ten times faster than json for a batch of windows.
-    FastAPI's own ORJSONResponse is deprecated."""
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
-
-
-class BoundRESTServer(RESTServer):
-    """kserve's REST server on an app of its own, served on a socket bound beforehand (kserve would bind
-    0.0.0.0, and its global app would collect routes twice if two servers ran in one process)."""
-
-    def __init__(self, dataplane: ServingDataPlane, server: ModelServer, options: ServeOptions) -> None:
-        app = FastAPI(
-            title="makeusrich model server", docs_url=None, redoc_url=None, default_response_class=FastJSONResponse
-        )
-        super().__init__(
-            app,  # uvicorn accepts the app itself, not only an import string
-            dataplane,
-            server.model_repository_extension,
-            options.port,
-            workers=1,
-            grace_period=5,
-        )
-        self.config.host = options.host
-        self.config.access_log = options.access_log
-        if not options.access_log:  # what uvicorn.Config does when told at construction; a line per request costs
-            access = logging.getLogger("uvicorn.access")
-            access.handlers = []
-            access.propagate = False
-
-    def create_application(self) -> None:
-        app: FastAPI = self.config.app
-
-        async def model_metadata(model_name: str) -> dict[str, Any]:
-            result: dict[str, Any] = await self.dataplane.model_metadata(model_name)
-            return result
-
-        async def infer(model_name: str, request: Request) -> Response:
-            dataplane = self.dataplane
-            if not await dataplane.model_ready(model_name, True):  # ModelNotFound (404) when unknown
-                raise ModelNotReady(model_name)
-            headers = dict(request.headers)
-            infer_request = decode_request(await request.body(), headers, model_name)
-            result, response_headers = await dataplane.infer(model_name, infer_request, headers)
-            result, encode_headers = dataplane.encode(model_name, result, headers, {})
-            response_headers.update(encode_headers)
-            if isinstance(result, bytes):
-                return Response(result, headers=response_headers, media_type="application/octet-stream")
-            return FastJSONResponse(result, headers=response_headers)
-
-        # Registered before kserve's routes, so these win: kserve's metadata handler drops `versions` and
-        # `parameters`; its infer handler takes JSON only with a JSON content type and validates the response
-        # through pydantic once more.
-        app.add_api_route("/v2/models/{model_name}", model_metadata, methods=["GET"])
-        app.add_api_route("/v2/models/{model_name}/infer", infer, methods=["POST"])
-        self._register_endpoints(app)
-        self._add_exception_handlers(app)
-        app.add_exception_handler(RequestValidationError, _validation_error_handler)
-        for error, status in ((InvalidInput, 400), (ModelNotFound, 404), (ModelNotReady, 503), (ServerNotReady, 503)):
-            app.add_exception_handler(error, _quiet_handler(status))
-        app.add_exception_handler(InferenceError, _quiet_handler(500))  # PairModel.predict logged it already
-
-    async def serve(self, sockets: list[socket.socket]) -> None:
-        self.create_application()
-        await self._server.serve(sockets=sockets)
+    def window_of(self, model_name: str) -> int:
+        """Candles per window of the served version (what bounds a request's size)."""
+        model = self.get_model_from_registry(model_name)
+        served = model.served if isinstance(model, PairModel) else None
+        if served is None:
+            raise ModelNotReady(model_name)
+        return served.signature.window
 
 
 class MakeUsRichModelServer(ModelServer):
@@ -408,7 +292,6 @@ class MakeUsRichModelServer(ModelServer):
         )
         self.options = options
         self.dataplane = ServingDataPlane(model_registry=self.registered_models)
-        self.rest: BoundRESTServer | None = None
 
     def models(self) -> list[PairModel]:
         return [m for m in self.registered_models.get_models().values() if isinstance(m, PairModel)]
@@ -468,10 +351,9 @@ class MakeUsRichModelServer(ModelServer):
             port,
             extra={"models": {m.name: m.served.version if m.served else None for m in self.models()}},
         )
-        self.rest = BoundRESTServer(self.dataplane, self, self.options)
         watcher = asyncio.create_task(self.watch())
         try:
-            await self.rest.serve([sock])
+            await serve_http(create_app(self.dataplane, self.options), sock, self.options)
         finally:
             watcher.cancel()
 
@@ -491,7 +373,12 @@ def serve(options: ServeOptions, sock: socket.socket | None = None) -> None:
 
 
 def parse_pairs(text: str | None) -> tuple[str, ...]:
-    return tuple(p.strip() for p in (text or "").split(",") if p.strip())
+    """--pairs: comma-separated pair names, each a valid CurrencyPair name."""
+    names = tuple(p.strip() for p in (text or "").split(",") if p.strip())
+    for name in names:
+        if not re.match(NAME_PATTERN, name):
+            raise MakeUsRichError(f"--pairs names {excerpt(name)}, which is not a pair name (like btc-usdt)")
+    return names
 
 
 __all__: Sequence[str] = ["MakeUsRichModelServer", "PairModel", "ServeOptions", "bind", "parse_pairs", "serve"]

@@ -10,6 +10,11 @@ Layout under the store's root (an S3 bucket, optionally a prefix in it, or a loc
 
 A version becomes visible only through latest.json, which is written after every other object of the version
 was uploaded and read back with a matching checksum; a crash at any earlier step leaves the previous promotion.
+latest.json also lists the versions it named before (`history`): a version counts as promoted only if
+latest.json named it at some point, whatever its metadata.json decided.
+
+A run that crashed leaves an incomplete version (no metadata.json, or no promotion) and, in a folder, temporary
+files; the next run removes those that are old enough that no live run can still be writing them.
 """
 
 from __future__ import annotations
@@ -18,12 +23,12 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from makeusrich.errors import NotFoundError, StoreError
+from makeusrich.errors import NotFoundError, StoreError, excerpt
 
 if TYPE_CHECKING:  # pandas is imported only by the candle cache: the operator never needs it
     import pandas as pd
@@ -32,6 +37,10 @@ VERSION_FORMAT = "%Y%m%dT%H%M%SZ"
 VERSION_PATTERN = re.compile(r"^\d{8}T\d{6}Z$")
 METADATA = "metadata.json"
 LATEST = "latest.json"
+HISTORY_LIMIT = 200
+# An incomplete version or temporary file older than this comes from a run that died: training takes minutes,
+# and runs of one pair never overlap (the CronJob's concurrencyPolicy Forbid, one run per pair on one machine).
+ABANDONED_AFTER = timedelta(hours=6)
 
 
 class ObjectStore(Protocol):
@@ -49,6 +58,10 @@ class ObjectStore(Protocol):
 
     def delete(self, keys: Iterable[str]) -> None: ...
 
+    def sweep(self, prefix: str, older_than_s: float) -> Sequence[str]:
+        """Remove what interrupted writes left below `prefix` (older than `older_than_s`); returns what went."""
+        ...
+
     def uri(self, key: str) -> str:
         """Where a key (or a folder, when it ends in '/') lives, as s3://... or file://..."""
         ...
@@ -65,8 +78,13 @@ def new_version(now: datetime | None = None) -> str:
 
 def check_version(version: str) -> str:
     if not VERSION_PATTERN.match(version):
-        raise StoreError(f"{version!r} is not a model version; versions look like 20261126T150000Z")
+        raise StoreError(f"{excerpt(version)} is not a model version; versions look like 20261126T150000Z")
     return version
+
+
+def version_time(version: str) -> datetime:
+    """When a version's run started: the UTC time its name spells."""
+    return datetime.strptime(check_version(version), VERSION_FORMAT).replace(tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -77,13 +95,20 @@ class Latest:
     storage_uri: str
     model_sha256: str
     promoted_at: str
+    history: tuple[str, ...] = ()  # versions latest.json named before this one, oldest first
 
-    def to_json(self) -> dict[str, str]:
+    @property
+    def promoted(self) -> frozenset[str]:
+        """Every version latest.json has named: the promoted ones, now or before."""
+        return frozenset((*self.history, self.version))
+
+    def to_json(self) -> dict[str, Any]:
         return {
             "version": self.version,
             "storageUri": self.storage_uri,
             "modelSha256": self.model_sha256,
             "promotedAt": self.promoted_at,
+            "history": list(self.history),
         }
 
 
@@ -119,8 +144,9 @@ class PairStore:
         raw = self.objects.get(key)
         try:
             value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise StoreError(f"{self.objects.uri(key)} is not valid JSON ({exc}); the store is damaged") from exc
+        except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, or absurdly nested
+            reason = str(exc)[:120]
+            raise StoreError(f"{self.objects.uri(key)} is not valid JSON ({reason}); the store is damaged") from None
         if not isinstance(value, dict):
             raise StoreError(f"{self.objects.uri(key)} does not hold a JSON object; the store is damaged")
         return value
@@ -136,12 +162,19 @@ class PairStore:
                 f"{self.objects.uri(self.prefix + LATEST)} lacks a text field among version, storageUri, "
                 "modelSha256, promotedAt; promote a version again to rewrite it"
             )
+        history = raw.get("history", [])
+        if not isinstance(history, list) or not all(isinstance(v, str) and VERSION_PATTERN.match(v) for v in history):
+            raise StoreError(
+                f"{self.objects.uri(self.prefix + LATEST)} has a history that is not a list of versions; "
+                "promote a version again to rewrite it"
+            )
         try:
             return Latest(
                 version=check_version(raw["version"]),
                 storage_uri=raw["storageUri"],
                 model_sha256=raw["modelSha256"],
                 promoted_at=raw["promotedAt"],
+                history=tuple(history),
             )
         except KeyError as exc:
             raise StoreError(f"{self.objects.uri(self.prefix + LATEST)} lacks the field {exc}") from None
@@ -220,12 +253,18 @@ class PairStore:
         return self._write_latest(version, model_sha)
 
     def _write_latest(self, version: str, model_sha: str) -> Latest:
-        """latest.json: one atomic put, the last write of a promotion."""
+        """latest.json: one atomic put, the last write of a promotion, remembering what it named before."""
+        try:
+            previous = self.latest()
+        except StoreError:  # a damaged latest.json: the promotion rewrites it, without its history
+            previous = None
+        earlier = (*previous.history, previous.version) if previous else ()
         latest = Latest(
             version=version,
             storage_uri=self.storage_uri(version),
             model_sha256=model_sha,
             promoted_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            history=tuple(v for v in earlier if v != version)[-HISTORY_LIMIT:],
         )
         self.objects.put(self.prefix + LATEST, json.dumps(latest.to_json(), indent=2).encode())
         return latest
@@ -248,11 +287,24 @@ class PairStore:
         incomplete = {v for v in self._version_folders() - set(versions) if v < newest}
         doomed = sorted(({v for v in versions[:-keep] if v != promoted}) | incomplete)
         for version in doomed:
-            base = self.version_prefix(version)
-            # metadata.json first: a crash half-way leaves an incomplete version that versions() ignores.
-            self.objects.delete([base + METADATA])
-            self.objects.delete(self.objects.list(base))
+            self._delete_version(version)
         return doomed
+
+    def _delete_version(self, version: str) -> None:
+        base = self.version_prefix(version)
+        # metadata.json first: a crash half-way leaves an incomplete version that versions() ignores.
+        self.objects.delete([base + METADATA])
+        self.objects.delete(self.objects.list(base))
+
+    def clean_abandoned(self, current: str, older_than: timedelta = ABANDONED_AFTER) -> list[str]:
+        """Remove what crashed runs left: incomplete versions whose run started `older_than` before the
+        `current` run, and temporary files as old. Never a complete version, never a younger one (a live run may
+        still be writing it). Returns the versions and files removed."""
+        cutoff = version_time(current) - older_than
+        abandoned = sorted(v for v in self._version_folders() - set(self.versions()) if version_time(v) < cutoff)
+        for version in abandoned:
+            self._delete_version(version)
+        return [*abandoned, *self.objects.sweep(f"{self.prefix}versions/", older_than.total_seconds())]
 
     # --- candle cache --------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import NoReturn
 from urllib.parse import urlparse
@@ -187,6 +187,11 @@ class S3Store:
                 f"S3 did not delete {len(errors)} object(s), first {self._uri_of(first.name)} "
                 f"({first.code}: {first.message}); check the credentials' delete permission and retry"
             )
+
+    def sweep(self, prefix: str, older_than_s: float) -> Sequence[str]:
+        """Nothing to do: an S3 put is whole or absent (an interrupted multipart upload is invisible, and the
+        bucket's lifecycle rule AbortIncompleteMultipartUpload is what reclaims its parts)."""
+        return []
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self.prefix}{key}"

@@ -20,7 +20,7 @@ import onnxruntime
 import torch
 
 from makeusrich import __version__
-from makeusrich.errors import MakeUsRichError
+from makeusrich.errors import MakeUsRichError, StoreError
 from makeusrich.market import binance
 from makeusrich.market.candles import close_moments, interval_ms
 from makeusrich.market.source import CandleSet, Source, load_candles
@@ -75,6 +75,14 @@ def score_split(data: Prepared, origins: np.ndarray, forecast: np.ndarray, ar_co
         train_mean_log_return=float(data.target_scaler.mean[0]),
         ar_coefs=ar_coefs,
     )
+
+
+def smoke_test(session: onnxruntime.InferenceSession, data: Prepared) -> dict[str, Any]:
+    """The last test window and the exported model's forecast for it: the server runs it before serving a
+    version, so a model that fails on real prices, or a file that is not the measured model, is refused."""
+    candles = np.ascontiguousarray(data.raw_windows(data.split.test[-1:]), dtype=np.float32)
+    forecast = run_onnx(session, candles)
+    return {"candles": candles[0].tolist(), "forecast": forecast[0].tolist()}
 
 
 def promotion_decision(validation: dict[str, Any], max_relative_mae: float) -> tuple[bool, str]:
@@ -205,6 +213,7 @@ def run_training(
     }
     decision = promotion_decision(metrics["validation"], spec.promotion.max_relative_mae)
     metadata = build_metadata(pair, version, candles, data, result, metrics, decision, parity, threads)
+    metadata["smokeTest"] = smoke_test(session, data)
     metadata["training"]["totalSeconds"] = round(time.perf_counter() - started, 3)
     files = {
         store.model_path(): model_bytes,
@@ -215,6 +224,13 @@ def run_training(
     except ValueError as exc:
         raise MakeUsRichError(f"training produced non-finite metrics ({exc}); nothing was published") from None
     stored = store.publish(version, files, metadata, promote=decision[0])
+    try:
+        removed = store.clean_abandoned(version)
+    except StoreError as exc:  # the new version is safe; what a crashed run left can wait for the next run
+        log.warning("could not remove what crashed runs left: %s", exc)
+    else:
+        if removed:
+            log.info("removed what crashed runs left", extra={"pair": pair.name, "removed": removed})
     return Outcome(version=version, promoted=decision[0], reason=decision[1], metadata=stored)
 
 

@@ -22,6 +22,7 @@ from makeusrich.ui.auth import AuthConfig, auth_from_env
 from makeusrich.ui.data import CandleFeed, EmbeddedSource, KubeSource, PairSource
 from makeusrich.ui.kube import KubeClient, load_credentials
 from makeusrich.ui.pages import CSS, Pages, make_root
+from makeusrich.ui.security import SecurityHeaders
 from makeusrich.ui.state import Dashboard, Options
 
 log = logging.getLogger("makeusrich")
@@ -47,6 +48,8 @@ class UIConfig:
     title: str = "Make Us Rich"
     options: Options = field(default_factory=Options)
     binance_retries: int = 2
+    secure_cookies: bool = False  # Secure on session cookies even when no proxy says the request came over TLS
+    trusted_proxies: str = "127.0.0.1"  # whose X-Forwarded-For and X-Forwarded-Proto are believed
 
 
 async def io_offload(call: Callable[[], Any]) -> Any:
@@ -72,6 +75,7 @@ def create_app(config: UIConfig, auth: AuthConfig, source: PairSource | None = N
     pages = Pages(dashboard, auth, config.title)
     app.on_startup(dashboard.start)
     app.on_shutdown(dashboard.stop)
+    app.add_middleware(SecurityHeaders, secure_cookies=config.secure_cookies)
     ui.add_css(CSS, shared=True)
 
     @app.get("/healthz")
@@ -112,4 +116,6 @@ def run_ui(config: UIConfig, auth: AuthConfig | None = None) -> None:
         storage_secret=auth.storage_secret,
         show_welcome_message=False,
         uvicorn_logging_level=os.environ.get("MAKEUSRICH_UI_LOG_LEVEL", "warning"),
+        proxy_headers=True,
+        forwarded_allow_ips=config.trusted_proxies,
     )

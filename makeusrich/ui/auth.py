@@ -2,8 +2,9 @@
 
 The password is configured as a salted scrypt hash in MAKEUSRICH_UI_PASSWORD_HASH (made by
 `makeusrich ui --hash-password`, so a Secret holds no plain password), or as MAKEUSRICH_UI_PASSWORD, hashed at
-start. Failed logins are slowed down and, after a burst, refused for a while, so the password cannot be guessed
-at the speed of HTTP.
+start. Failed logins are throttled per client: each attempt is counted before the password is checked (so
+concurrent attempts cannot slip past), one attempt at a time per client, and after a few failures each further
+attempt waits twice as long as the last. One client's failures never lock out another.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import hmac
 import os
 import secrets
 import time
-from collections import deque
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -67,28 +68,54 @@ def verify_password(password: str, stored: str) -> bool:
 
 
 @dataclass
+class _Attempts:
+    failures: int = 0
+    next_at: float = 0.0
+    checking: bool = False
+
+
+@dataclass
 class Throttle:
-    """At most `limit` failed logins per `window` seconds for the whole app; then logins wait it out."""
+    """Login attempts per client: `free` failures in a row are let through at once; after that each attempt
+    waits `base` seconds, doubled per failure, up to `ceiling`. A success resets the client.
 
-    limit: int = 10
-    window: float = 60.0
+    `begin` decides before the password is checked and counts the attempt as a failure until `succeeded` says
+    otherwise: a client that sends many attempts at once gets one checked and the rest refused."""
+
+    free: int = 3
+    base: float = 1.0
+    ceiling: float = 300.0
     clock: Callable[[], float] = time.monotonic
-    failures: deque[float] = field(default_factory=deque)
+    max_clients: int = 10_000
+    clients: OrderedDict[str, _Attempts] = field(default_factory=OrderedDict)
 
-    def _trim(self) -> None:
+    def begin(self, client: str) -> float:
+        """0 and an attempt reserved for `client`, or the seconds it must wait (nothing reserved)."""
         now = self.clock()
-        while self.failures and now - self.failures[0] > self.window:
-            self.failures.popleft()
+        state = self.clients.get(client) or _Attempts()
+        if state.checking:
+            return max(self.base, state.next_at - now)
+        if now < state.next_at:
+            return state.next_at - now
+        state.failures += 1
+        state.checking = True
+        extra = state.failures - self.free
+        state.next_at = now + (min(self.ceiling, self.base * 2 ** (extra - 1)) if extra > 0 else 0.0)
+        self.clients[client] = state
+        self.clients.move_to_end(client)
+        while len(self.clients) > self.max_clients:  # bounded memory whatever the number of clients
+            self.clients.popitem(last=False)
+        return 0.0
 
-    def blocked_for(self) -> float:
-        """Seconds until a login may be tried again (0: now)."""
-        self._trim()
-        if len(self.failures) < self.limit:
-            return 0.0
-        return max(0.0, self.window - (self.clock() - self.failures[0]))
-
-    def failed(self) -> None:
-        self.failures.append(self.clock())
+    def finished(self, client: str, ok: bool) -> None:
+        """The reserved attempt's outcome: a success forgets the client, a failure stays counted."""
+        state = self.clients.get(client)
+        if state is None:
+            return
+        if ok:
+            del self.clients[client]
+        else:
+            state.checking = False
 
 
 @dataclass(frozen=True)

@@ -92,10 +92,14 @@ def ui_config(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
         title=args.title,
         options=Options(refresh_seconds=args.refresh_seconds, chart_candles=args.chart_candles),
         binance_retries=retries_from(args, DASHBOARD_RETRIES, env),
+        secure_cookies=args.secure_cookies or env.get(SECURE_COOKIES_ENV, "").strip().lower() in ("1", "true", "yes"),
+        trusted_proxies=args.trusted_proxies or env.get(TRUSTED_PROXIES_ENV) or "127.0.0.1",
     )
 
 
 PAIRS_DIR_ENV = "MAKEUSRICH_PAIRS_DIR"
+SECURE_COOKIES_ENV = "MAKEUSRICH_UI_SECURE_COOKIES"
+TRUSTED_PROXIES_ENV = "MAKEUSRICH_UI_TRUSTED_PROXIES"
 DEFAULT_PAIRS_DIR = "pairs"
 # The dashboard refreshes every few seconds anyway: a page never waits on a long retry.
 DASHBOARD_RETRIES = 2
@@ -148,6 +152,19 @@ def add_ui_commands(add: Add) -> None:
     )
     p.add_argument("--chart-candles", type=int, default=200, help="candles drawn on a pair's chart (default 200)")
     p.add_argument("--title", default="Make Us Rich", help="the name in the header and the browser tab")
+    p.add_argument(
+        "--secure-cookies",
+        action="store_true",
+        help=f"mark session cookies Secure whatever the scheme (env {SECURE_COOKIES_ENV}=1); without it they are "
+        "Secure when the request came over TLS",
+    )
+    p.add_argument(
+        "--trusted-proxies",
+        default=None,
+        metavar="IPS",
+        help="comma-separated addresses (or *) whose X-Forwarded-For and X-Forwarded-Proto are believed, as an "
+        f"ingress sets them (default 127.0.0.1; env {TRUSTED_PROXIES_ENV})",
+    )
     p.epilog = epilog(
         [PAIRS_DIR_ENV, "MAKEUSRICH_STORE", SERVING_URL_ENV, *UI, *BINANCE, *KUBERNETES, *S3],
         note="The dashboard is read-only unless MAKEUSRICH_UI_PASSWORD_HASH is set. Times are shown in the "

@@ -31,15 +31,16 @@ from makeusrich.pair import (
     CurrencyPair,
     CurrencyPairSpec,
     CurrencyPairStatus,
+    load_pair,
     pair_document,
     parse_pair,
-    parse_pair_text,
 )
 from makeusrich.store import Latest, PairStore, open_store
 from makeusrich.store.base import ObjectStore
 from makeusrich.ui.kube import ISVCS, PAIRS, KubeClient, KubeError
 
 T = TypeVar("T")
+DAMAGED = "damaged"  # the key a version's metadata has in the dashboard when its metadata.json is unreadable
 Offload = Callable[[Callable[[], Any]], Awaitable[Any]]
 PAIR_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -110,9 +111,7 @@ def pair_yaml(pair: CurrencyPair) -> str:
 def read_pair_file(path: Path) -> PairRecord:
     """A pair file as a record; a file that does not validate becomes a record with its problem."""
     try:
-        pair = parse_pair_text(path.read_text(), str(path))
-    except OSError as exc:
-        return PairRecord(path.stem, "default", None, f"cannot read {path}: {exc.strerror or exc}", path=path)
+        pair = load_pair(path)
     except PairError as exc:
         return PairRecord(path.stem, "default", None, str(exc), path=path)
     return PairRecord(pair.name, pair.namespace, pair, path=path)
@@ -313,6 +312,11 @@ class StoreSummary:
     def newest(self) -> str | None:
         return self.versions[-1] if self.versions else None
 
+    @property
+    def promoted(self) -> frozenset[str]:
+        """The versions latest.json has named: promoted ones, whatever an interrupted run's metadata says."""
+        return self.latest.promoted if self.latest else frozenset()
+
 
 class StoreReader:
     """Blocking reads of the store, with metadata cached: a version's metadata.json never changes."""
@@ -343,19 +347,27 @@ class StoreReader:
                 self._cache.popitem(last=False)
         return value
 
+    def readable(self, namespace: str, name: str, version: str) -> dict[str, Any]:
+        """A version's metadata, or {"damaged": why} when its metadata.json cannot be read: one damaged version
+        is shown as such, and the others as usual."""
+        try:
+            return self.metadata(namespace, name, version)
+        except StoreError as exc:
+            return {DAMAGED: str(exc)}
+
     def summary(self, namespace: str, name: str, wanted: Iterable[str | None] = ()) -> StoreSummary:
         """latest.json, the version list, and metadata of the promoted, newest and `wanted` versions."""
         store = self.pair_store(namespace, name)
         latest = store.latest()
         versions = store.versions()
         needed = {latest.version if latest else None, versions[-1] if versions else None, *wanted}
-        metadata = {v: self.metadata(namespace, name, v) for v in sorted(x for x in needed if x) if v in versions}
-        return StoreSummary(latest, versions, metadata)
+        chosen = sorted(x for x in needed if x and x in versions)
+        return StoreSummary(latest, versions, {v: self.readable(namespace, name, v) for v in chosen})
 
     def history(self, namespace: str, name: str, limit: int = 30) -> dict[str, dict[str, Any]]:
-        """Metadata of the newest `limit` versions."""
+        """Metadata of the newest `limit` versions (a damaged one as {"damaged": why})."""
         versions = self.pair_store(namespace, name).versions()[-limit:]
-        return {v: self.metadata(namespace, name, v) for v in versions}
+        return {v: self.readable(namespace, name, v) for v in versions}
 
 
 # --- candles ---------------------------------------------------------------------------------------------------

@@ -15,12 +15,11 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from croniter import croniter
 from nicegui import app, ui
 from nicegui.events import GenericEventArguments
 
 from makeusrich.errors import MakeUsRichError
-from makeusrich.pair import CurrencyPair
+from makeusrich.pair import CurrencyPair, next_run
 from makeusrich.ui.auth import HASH_ENV, AuthConfig, Throttle, verify_password
 from makeusrich.ui.backtest import Backtest
 from makeusrich.ui.charts import backtest_chart, candle_chart, error_chart
@@ -42,6 +41,7 @@ from makeusrich.ui.view import (
     has_problem,
     matches,
     price_decimals,
+    promotion_reason,
     skill_rows,
     sort_states,
     version_rows,
@@ -600,7 +600,9 @@ class Session:
                 ui.label(f"No version history: {why}").classes("muted")
             return
         pinned = state.pair.spec.serving.pinned_version if state.pair else None
-        rows = version_rows(history, state.promoted_version, state.served_version, pinned, self.tz)
+        rows = version_rows(
+            history, state.promoted_version, state.served_version, pinned, self.tz, state.promoted_versions
+        )
         columns = [
             {"name": "version", "label": "Version", "field": "version", "align": "left"},
             {"name": "marks", "label": "", "field": "marks", "align": "left"},
@@ -655,13 +657,12 @@ class Session:
         newest = state.newest_version
         meta = history.get(newest) if newest else None
         if meta is not None:
-            promotion = meta.get("promotion") or {}
             training = meta.get("training") or {}
-            promoted = bool(promotion.get("promoted"))
+            promoted = bool(state.newest_promoted)
             with ui.row().classes("items-center gap-2"):
                 badge("Promoted" if promoted else "Not promoted", "positive" if promoted else "warning")
                 ui.label(f"version {newest} · {format_time(meta.get('createdAt'), self.tz)}").classes("text-sm")
-            ui.label(str(promotion.get("reason") or "")).classes("text-sm break-any").mark("promotion-reason")
+            ui.label(promotion_reason(meta, promoted)).classes("text-sm break-any").mark("promotion-reason")
             epochs, best, seconds = training.get("epochs"), training.get("bestEpoch"), training.get("totalSeconds")
             if epochs is not None:
                 took = f" in {seconds:.0f} s" if isinstance(seconds, int | float) else ""
@@ -674,13 +675,14 @@ class Session:
     def settings(self, pair: CurrencyPair) -> None:
         spec = pair.spec
         try:
-            nxt = croniter(spec.schedule, datetime.now(UTC)).get_next(datetime)
-            next_run = "suspended" if spec.suspend else format_time(nxt, self.tz)
+            upcoming = (
+                "suspended" if spec.suspend else format_time(next_run(spec.schedule, datetime.now(UTC)), self.tz)
+            )
         except Exception:
-            next_run = "—"
+            upcoming = "—"
         model = spec.model
         items = [
-            ("Schedule", f"{spec.schedule} (next: {next_run})"),
+            ("Schedule", f"{spec.schedule} (next: {upcoming})"),
             ("Lookback", f"{spec.lookback_days} days of {spec.interval} candles"),
             ("Model", f"LSTM, {model.layers} layer(s) of {model.hidden_size} units"),
             ("Window", f"{model.window} candles in, {model.horizon} forecast"),
@@ -853,20 +855,21 @@ class Session:
             button = ui.button("Log in", icon="login").props("no-caps").classes("w-full").mark("submit-login")
 
         async def submit() -> None:
-            wait = self.pages.throttle.blocked_for()
+            client = ui.context.client.ip or "unknown"  # behind a trusted proxy, X-Forwarded-For (uvicorn)
+            wait = self.pages.throttle.begin(client)  # counted now, decided before the await below
             if wait > 0:
                 password.error = f"Too many failed logins; try again in {wait:.0f} s"
                 return
             stored = self.auth.password_hash
             assert stored is not None
             button.disable()
+            ok = False
             try:
                 ok = await self.dashboard.offload(lambda: verify_password(password.value or "", stored))
             finally:
+                self.pages.throttle.finished(client, ok)
                 button.enable()
             if not ok:
-                self.pages.throttle.failed()
-                await asyncio.sleep(0.5)
                 password.error = "Wrong password"
                 return
             self.storage["auth"] = self.pages.session_token

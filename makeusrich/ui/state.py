@@ -35,7 +35,7 @@ from makeusrich.ui.data import (
     describe_error,
     to_thread,
 )
-from makeusrich.ui.view import PairState, condition, skill_from_metrics
+from makeusrich.ui.view import PairState, condition, promotion_reason, skill_from_metrics
 
 log = logging.getLogger("makeusrich.ui")
 
@@ -277,7 +277,7 @@ class Dashboard:
             trained_at = status_model.trained_at
         newest = summary.newest if summary else None
         newest_meta = summary.metadata.get(newest) if summary and newest else None
-        promotion = (newest_meta or {}).get("promotion") or {}
+        promoted_versions = summary.promoted if summary else frozenset({promoted} if promoted else ())
         ready = served.ready
         if ready is None and record.status is not None:
             ready_condition = condition(record.status, "Ready")
@@ -300,8 +300,9 @@ class Dashboard:
             trained_at=trained_at if isinstance(trained_at, str) else None,
             skill=skill,
             newest_version=newest,
-            newest_promoted=bool(promotion.get("promoted")) if newest_meta else None,
-            newest_reason=str(promotion.get("reason") or "") or None,
+            newest_promoted=newest in promoted_versions if newest_meta else None,
+            newest_reason=promotion_reason(newest_meta, newest in promoted_versions) if newest_meta else None,
+            promoted_versions=promoted_versions,
             serving_ready=ready,
             serving_error=served.error,
             refused=served.refused,

@@ -272,7 +272,8 @@ class PairState:
     trained_at: str | None = None
     skill: Skill | None = None
     newest_version: str | None = None
-    newest_promoted: bool | None = None
+    newest_promoted: bool | None = None  # whether latest.json ever named the newest version
+    promoted_versions: frozenset[str] = frozenset()
     newest_reason: str | None = None
     serving_ready: bool | None = None
     serving_error: str | None = None
@@ -476,27 +477,48 @@ class VersionRow:
     marks: tuple[str, ...]
 
 
+def promotion_reason(meta: Mapping[str, Any] | None, promoted: bool) -> str:
+    """Why a version was or was not promoted. Its metadata.json says what its run decided; only latest.json says
+    whether the promotion happened (a run can die between the two)."""
+    if meta is None:
+        return ""
+    if "damaged" in meta:
+        return f"damaged: {meta['damaged']}"
+    promotion = meta.get("promotion") or {}
+    reason = str(promotion.get("reason") or "")
+    if promotion.get("promoted") and not promoted:
+        return f"{reason}; but its run ended before latest.json named it, so it was never promoted"
+    return reason
+
+
 def version_rows(
     metadata: Mapping[str, Mapping[str, Any]],
     promoted: str | None,
     served: str | None,
     pinned: str | None,
     tz: str | None,
+    promoted_versions: frozenset[str] = frozenset(),
 ) -> list[VersionRow]:
-    """Every version, newest first, with its numbers and which one is promoted, served or pinned."""
+    """Every version, newest first, with its numbers and which one is promoted now, served or pinned; `promoted`
+    says yes only for versions latest.json has named. A damaged version shows as such."""
     rows = []
     for version in sorted(metadata, reverse=True):
         meta = metadata[version]
         skill = skill_from_metrics(meta.get("metrics"))
-        promotion = meta.get("promotion") or {}
-        flags = (("served", version == served), ("promoted", version == promoted), ("pinned", version == pinned))
+        flags = (
+            ("served", version == served),
+            ("promoted", version == promoted),
+            ("pinned", version == pinned),
+            ("damaged", "damaged" in meta),
+        )
         marks = tuple(mark for mark, on in flags if on)
+        was_promoted = version in promoted_versions or version == promoted
         rows.append(
             VersionRow(
                 version=version,
                 created=format_time(meta.get("createdAt") or version_time(version), tz),
-                promoted=bool(promotion.get("promoted")),
-                reason=str(promotion.get("reason") or ""),
+                promoted=was_promoted,
+                reason=promotion_reason(meta, was_promoted),
                 validation_ratio=format_ratio(skill.validation.ratio if skill and skill.validation else None),
                 test_ratio=format_ratio(skill.test.ratio if skill and skill.test else None),
                 direction=format_direction(skill.test.direction if skill and skill.test else None),

@@ -43,3 +43,17 @@ def test_operator_without_credentials_fails_with_one_sentence(tmp_path: Path) ->
 def test_operator_refuses_both_scopes() -> None:
     result = run("operator", "-A", "-n", "markets")
     assert result.returncode == 1 and "not both" in result.stderr
+
+
+def test_render_checks_what_it_is_given(tmp_path: Path) -> None:
+    example = (ROOT / "manifests" / "examples" / "btc-usdt.yaml").read_text()
+    odd = tmp_path / "uid.yaml"
+    odd.write_text(example.replace("namespace: default", "namespace: default\n  uid: 12345"))
+    result = run("render", "-f", str(odd))
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert "metadata.uid: Input should be a valid string" in result.stderr and "Traceback" not in result.stderr
+    result = run("render", "-f", str(ROOT / "manifests" / "examples" / "btc-usdt.yaml"), "--model-version", "latest")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "makeusrich render: 'latest' is not a model version; versions look like 20261126T150000Z"
+    )

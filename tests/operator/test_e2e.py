@@ -305,6 +305,21 @@ async def test_new_versions_are_found_without_job_events_and_pins_roll_back(
     assert "ModelChanged" in kinds and "PinnedVersionMissing" in kinds
 
 
+async def test_a_moved_store_is_served_from_where_it_is_now(
+    kube: Emulator, operator: RunningOperator, publish: Publish, operator_settings: Any
+) -> None:
+    """latest.json written before the store was copied names the old place; serving uses the store's own."""
+    stored = await publish(V1)
+    store = pair_store(operator_settings.store_url, NAMESPACE, NAME)
+    key = store.prefix + "latest.json"
+    latest = json.loads(await asyncio.to_thread(store.objects.get, key))
+    moved = {**latest, "storageUri": f"s3://old-bucket/{NAMESPACE}/{NAME}/versions/{V1}/"}
+    await asyncio.to_thread(store.objects.put, key, json.dumps(moved).encode())
+    await create_pair(kube, pair_doc(trainOnCreate=False))
+    await eventually(lambda: storage_uri(kube) is not None)
+    assert storage_uri(kube) == stored["storageUri"] and status(kube)["model"]["storageUri"] == stored["storageUri"]
+
+
 async def test_a_failed_job_says_why_and_the_model_stays(
     kube: Emulator, operator: RunningOperator, publish: Publish
 ) -> None:

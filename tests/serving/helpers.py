@@ -8,6 +8,7 @@ milliseconds).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -54,6 +55,26 @@ def scaled_model(model: bytes, factor: float) -> bytes:
     return proto.SerializeToString()
 
 
+def nan_above(model: bytes, price: float) -> bytes:
+    """The same graph, answering NaN wherever its forecast exceeds `price` (sqrt of a negative number): sound on
+    a flat window at 100, broken at real BTC prices."""
+    proto = onnx.load_from_string(model)
+    graph = proto.graph
+    for node in graph.node:
+        node.output[:] = ["forecast_raw" if name == "forecast" else name for name in node.output]
+    graph.initializer.append(helper.make_tensor("nan_limit", onnx.TensorProto.FLOAT, [], [price]))
+    graph.node.extend(
+        [
+            helper.make_node("Sub", ["nan_limit", "forecast_raw"], ["room"]),
+            helper.make_node("Sqrt", ["room"], ["root"]),
+            helper.make_node("Div", ["root", "root"], ["one_or_nan"]),
+            helper.make_node("Mul", ["forecast_raw", "one_or_nan"], ["forecast"]),
+        ]
+    )
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
 def next_version(store: PairStore, offset: int = 1) -> str:
     """A version name after every existing one (versions sort by time)."""
     newest = datetime.strptime(store.versions()[-1], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
@@ -65,6 +86,9 @@ def publish_model(store: PairStore, model: bytes, base_version: str, promote: bo
     version = next_version(store, offset)
     base = store.version_prefix(base_version)
     metadata = {**store.metadata(base_version), "version": version}
+    with contextlib.suppress(Exception):  # as the trainer records it for this model (a broken one keeps the base's)
+        candles = np.asarray(metadata["smokeTest"]["candles"], dtype=np.float32)[np.newaxis]
+        metadata["smokeTest"] = {**metadata["smokeTest"], "forecast": reference(model, candles)[0].tolist()}
     files = {
         store.model_path(): model,
         store.config_path(): store.objects.get(base + store.config_path()),

@@ -81,6 +81,20 @@ def test_predict_refuses_a_pair_whose_interval_differs(model_server: RunningServ
     assert "forecasts 1h candles but" in result.stderr and "says 4h" in result.stderr
 
 
+def test_predict_refuses_a_pair_whose_horizon_differs(model_server: RunningServer, tmp_path: Path) -> None:
+    path = pair_file(tmp_path, model={"window": 24, "horizon": 3})
+    result = makeusrich("predict", "-f", str(path), "--source", "sample", "--url", model_server.url)
+    assert result.returncode == 1
+    assert "forecasts 1 candle(s) ahead but" in result.stderr and "says horizon 3" in result.stderr
+
+
+def test_serve_checks_the_pair_names_it_is_given() -> None:
+    result = makeusrich("serve", "--pairs", "btc-usdt,../../etc", "--port", "0")
+    assert result.returncode == 1
+    expected = "makeusrich serve: --pairs names '../../etc', which is not a pair name (like btc-usdt)"
+    assert result.stderr.strip() == expected
+
+
 def test_lookback_covers_one_window_and_gaps_are_counted() -> None:
     assert lookback_days_for(24, "1h") == 3 and lookback_days_for(120, "1d") == 123
     times = pd.Series(pd.to_datetime(["2024-01-01 00:00", "2024-01-01 01:00", "2024-01-01 03:00"], utc=True))

@@ -17,15 +17,22 @@ from makeusrich.serving.loader import (
     LoadRefused,
     StoreSource,
     discover_store_pairs,
+    flat_windows,
     folder_sources,
     load_artifact,
     sha256,
-    smoke_window,
 )
 from makeusrich.store import open_store, pair_store
 from makeusrich.trainer import export
 from tests.fixtures.models import TrainedStore
-from tests.serving.helpers import point_latest_at, publish_model, real_windows, reference, scaled_model
+from tests.serving.helpers import (
+    nan_above,
+    point_latest_at,
+    publish_model,
+    real_windows,
+    reference,
+    scaled_model,
+)
 
 
 def source(trained: TrainedStore) -> StoreSource:
@@ -51,7 +58,9 @@ def test_the_promoted_version_loads_and_answers_like_onnxruntime(trained_store: 
     windows = real_windows(24, 16)
     model = trained_store.store().read_model(trained_store.version)
     assert np.array_equal(served.run(windows), reference(model, windows))
-    assert 50 < served.info["smoke_forecast"] < 200  # a flat window at 100 stays near 100
+    smoke = trained_store.store().metadata(trained_store.version)["smokeTest"]
+    assert served.info["smoke_forecast"] == pytest.approx(smoke["forecast"][0], rel=1e-6)  # the recorded window
+    assert 10_000 < smoke["candles"][-1][3] < 100_000  # real BTC prices, not a flat 100
 
 
 def test_no_latest_means_nothing_to_serve(tmp_path: Path) -> None:
@@ -94,8 +103,33 @@ def test_latest_naming_another_checksum_is_refused(trained_store: TrainedStore) 
 def test_a_model_answering_nonsense_fails_the_smoke_test(trained_store: TrainedStore) -> None:
     store = trained_store.store()
     publish_model(store, scaled_model(store.read_model(trained_store.version), -1.0), trained_store.version)
-    refusal = r"answered a flat window of price 100 with \[\[-\d.*expected 1 finite positive"
+    refusal = r"answered its recorded smoke-test window with \[-\d.*expected 1 finite positive"
     with pytest.raises(LoadRefused, match=refusal):
+        load_latest(trained_store)
+
+
+def test_a_model_that_fails_only_at_real_prices_is_refused(trained_store: TrainedStore) -> None:
+    """A flat window at 100 would pass it; the recorded window of real candles does not."""
+    store = trained_store.store()
+    publish_model(store, nan_above(store.read_model(trained_store.version), 1000.0), trained_store.version)
+    assert np.isfinite(reference(store.read_model(store.versions()[-1]), flat_windows(24, (100.0,)))).all()
+    with pytest.raises(LoadRefused, match=r"answered its recorded smoke-test window with \[nan\]"):
+        load_latest(trained_store)
+    meta_key = store.version_prefix(store.versions()[-1]) + "metadata.json"
+    without = {k: v for k, v in json.loads(store.objects.get(meta_key)).items() if k != "smokeTest"}
+    store.objects.put(meta_key, json.dumps(without).encode())  # another trainer's version: no recorded window
+    with pytest.raises(LoadRefused, match=r"answered flat windows at prices 1, 100, 10000, 100000 with"):
+        load_latest(trained_store)
+
+
+def test_a_file_that_is_not_the_measured_model_is_refused(trained_store: TrainedStore) -> None:
+    store = trained_store.store()
+    version = publish_model(store, scaled_model(store.read_model(trained_store.version), 1.01), trained_store.version)
+    key = store.version_prefix(version) + "metadata.json"
+    meta = json.loads(store.objects.get(key))
+    meta["smokeTest"] = store.metadata(trained_store.version)["smokeTest"]  # the other model's answer
+    store.objects.put(key, json.dumps(meta).encode())
+    with pytest.raises(LoadRefused, match="not the model that was measured"):
         load_latest(trained_store)
 
 
@@ -121,10 +155,10 @@ def test_metadata_disagreeing_with_the_graph_is_refused(trained_store: TrainedSt
         load_latest(trained_store)
 
 
-def test_smoke_window_is_flat_and_plausible() -> None:
-    window = smoke_window(3, batch=2)
-    assert window.shape == (2, 3, 5) and window.dtype == np.float32
-    assert (window[..., :4] == 100).all() and (window[..., 4] == 10).all()
+def test_flat_windows_span_the_price_scales() -> None:
+    windows = flat_windows(3, (1.0, 100.0))
+    assert windows.shape == (2, 3, 5) and windows.dtype == np.float32
+    assert (windows[0, :, :4] == 1).all() and (windows[1, :, :4] == 100).all() and (windows[..., 4] == 10).all()
 
 
 def test_pairs_are_discovered_by_their_latest_json(trained_store: TrainedStore) -> None:

@@ -184,3 +184,17 @@ def test_a_pair_without_a_model_is_not_ready_until_one_is_promoted(
     publish_other_pair(trained_store, "eth-usdt")
     wait_for(server, "eth-usdt", lambda m: m["versions"] == [trained_store.version])
     assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200
+
+
+def test_a_rollback_to_the_served_version_clears_the_refusal(
+    start_model_server: Callable[..., RunningServer], trained_store: TrainedStore
+) -> None:
+    """latest.json restored byte for byte (an operator undoing a bad promotion): the badge must go too."""
+    server = start(start_model_server, trained_store, PAIR)
+    store = trained_store.store()
+    served_latest = store.objects.get(store.prefix + "latest.json")
+    broken = publish_model(store, scaled_model(store.read_model(trained_store.version), -1.0), trained_store.version)
+    wait_for(server, PAIR, lambda m: m["parameters"].get("refused_version") == broken)
+    store.objects.put(store.prefix + "latest.json", served_latest)
+    meta = wait_for(server, PAIR, lambda m: "refused_version" not in m["parameters"])
+    assert meta["versions"] == [trained_store.version]

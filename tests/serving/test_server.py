@@ -246,3 +246,114 @@ def test_model_dir_with_nothing_servable_exits_with_the_reason(trained_store_tem
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("makeusrich serve: no model in") and "does not match the sha256" in last
+
+
+# --- what a hostile or unlucky client can send (bench/results/hardening.md) ------------------------------------
+
+
+def raw_exchange(server: RunningServer, request: bytes, timeout: float = 10.0) -> bytes:
+    """Send bytes as they are and return what the server answers before closing or going quiet."""
+    with socket.create_connection((server.host, server.port), timeout=timeout) as sock:
+        sock.sendall(request)
+        answer = b""
+        with contextlib.suppress(TimeoutError, OSError):
+            while b"\r\n\r\n" not in answer or not answer.split(b"\r\n\r\n", 1)[1]:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+        return answer
+
+
+def test_repository_versions_and_v1_routes_are_not_offered(model_server: RunningServer) -> None:
+    for method, path in (
+        ("POST", f"/v2/repository/models/{PAIR}/unload"),
+        ("POST", f"/v2/repository/models/{PAIR}/load"),
+        ("POST", "/v2/repository/index"),
+        ("GET", f"/v2/models/{PAIR}/versions/1"),
+        ("POST", f"/v2/models/{PAIR}/versions/1/infer"),
+        ("GET", "/v1/models"),
+        ("POST", f"/v1/models/{PAIR}:predict"),
+    ):
+        response = httpx.request(method, f"{model_server.url}{path}")
+        assert response.status_code in (404, 405), (path, response.status_code)
+        assert "error" in response.json()
+    assert httpx.get(f"{model_server.url}/v2/models/{PAIR}/ready").status_code == 200  # still in service
+    assert httpx.get(f"{model_server.url}/v2").json()["extensions"] == []
+    assert "Traceback" not in model_server.log()
+
+
+def test_a_body_larger_than_any_valid_request_is_refused_before_it_is_read(model_server: RunningServer) -> None:
+    """186 MB declared and nothing sent: the answer comes at once, so the server did not wait to read it."""
+    head = (
+        f"POST /v2/models/{PAIR}/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: 186000000\r\n\r\n"
+    ).encode()
+    answer = raw_exchange(model_server, head + b"{", timeout=5)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"at most" in answer
+    chunked = (
+        f"POST /v2/models/{PAIR}/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode() + b"".join(b"100000\r\n" + b" " * 0x100000 + b"\r\n" for _ in range(24))  # 24 MiB of spaces
+    answer = raw_exchange(model_server, chunked, timeout=10)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    windows = real_windows(24, 1024)  # the largest valid request still passes
+    assert httpx.post(f"{model_server.url}/v2/models/{PAIR}/infer", json=infer_body(windows)).status_code == 200
+    assert model_server.alive()
+
+
+def test_the_body_limit_is_a_flag(start_model_server: Any, trained_store_template: Any, tmp_path: Path) -> None:
+    server = start_model_server("--store", trained_store_template.url, "--max-body-mb", "0.01")
+    small = httpx.post(f"{server.url}/v2/models/{PAIR}/infer", json=infer_body(real_windows(24, 1)))
+    assert small.status_code == 200
+    large = httpx.post(f"{server.url}/v2/models/{PAIR}/infer", json=infer_body(real_windows(24, 8)))
+    assert large.status_code == 413 and "takes at most 10,485" in large.json()["error"]
+
+
+def test_too_many_or_too_large_headers_are_refused(model_server: RunningServer) -> None:
+    many = {f"x-h{i}": "1" for i in range(150)}
+    assert httpx.get(f"{model_server.url}/v2/health/live", headers=many).status_code == 431
+    large = {"x-large": "a" * 20_000}
+    assert httpx.get(f"{model_server.url}/v2/health/live", headers=large).status_code == 431
+    assert httpx.get(f"{model_server.url}/v2/health/live").status_code == 200
+
+
+def test_client_mistakes_are_4xx_without_a_traceback(model_server: RunningServer) -> None:
+    url = f"{model_server.url}/v2/models/{PAIR}/infer"
+    deep = b"[" * 5000 + b"]" * 5000
+    response = httpx.post(url, content=b'{"inputs": ' + deep + b"}")
+    assert response.status_code == 400 and "nests JSON too deeply" in response.json()["error"]
+    for shape in (["1", "24", "5"], [1.0, 24.0, 5.0], [True, 24, 5]):
+        response = httpx.post(url, content=_with(shape=shape))
+        assert response.status_code == 400 and "a shape is a list of whole numbers" in response.json()["error"], shape
+    # A client that goes away half-way through its body.
+    half = f"POST /v2/models/{PAIR}/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n".encode() + b"{" * 100
+    with socket.create_connection((model_server.host, model_server.port), timeout=5) as sock:
+        sock.sendall(half)
+    assert httpx.get(f"{model_server.url}/v2/health/live").status_code == 200  # answered after the drop
+    log = model_server.log()
+    assert "Traceback" not in log and '"level": "error"' not in log, log[-2000:]
+
+
+def test_binary_requests_are_exact(model_server: RunningServer) -> None:
+    windows = real_windows(24, 1)
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "candles",
+                    "shape": [1, 24, 5],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": windows.nbytes},
+                }
+            ]
+        }
+    ).encode()
+    url = f"{model_server.url}/v2/models/{PAIR}/infer"
+    headers = {"inference-header-content-length": str(len(header)), "content-type": "application/octet-stream"}
+    exact = httpx.post(url, content=header + windows.tobytes(), headers=headers)
+    assert exact.status_code == 200, exact.text
+    trailing = httpx.post(url, content=header + windows.tobytes() + b"extra", headers=headers)
+    assert trailing.status_code == 400 and "send exactly the declared bytes" in trailing.json()["error"]
+    short = httpx.post(url, content=header + windows.tobytes()[:-4], headers=headers)
+    assert short.status_code == 400

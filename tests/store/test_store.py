@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -189,6 +190,61 @@ def test_prune_keeps_the_newest_and_the_promoted(pair: PairStore, object_store: 
         pair.prune(keep=0)
 
 
+def test_latest_json_remembers_every_version_it_named(pair: PairStore) -> None:
+    """Promoted means latest.json named it, not that its run decided to: a run killed between metadata.json and
+    latest.json leaves a version whose metadata says promoted, and it must not count."""
+    publish(pair, 0, promote=True)
+    publish(pair, 1, promote=True)
+    publish(pair, 2, promote=False)
+    crashed = pair.publish(version(3), files_for(3), {"promotion": {"promoted": True}}, promote=False)
+    assert crashed["promotion"]["promoted"] is True  # what the run decided before it died
+    pair.promote(version(0))  # a rollback
+    latest = pair.latest()
+    assert latest is not None and latest.version == version(0) and latest.history == (version(1),)
+    assert latest.promoted == {version(0), version(1)}
+    assert version(3) not in latest.promoted and version(2) not in latest.promoted
+
+
+def test_the_next_run_removes_what_crashed_runs_left(
+    pair: PairStore, object_store: ObjectStore, tmp_path: Path
+) -> None:
+    publish(pair, 0, promote=True)
+    for i in (1, 8):  # a crash after uploading the model, before metadata.json: 9 h and 2 h before run 10
+        object_store.put(version_prefix(version(i)) + MODEL, files_for(i)[MODEL])
+    removed = pair.clean_abandoned(version(10))
+    assert version(1) in removed and version(8) not in removed  # a younger one may belong to a live run
+    assert object_store.list(version_prefix(version(1))) == []
+    assert object_store.list(version_prefix(version(8))) == [version_prefix(version(8)) + MODEL]
+    assert pair.versions() == [version(0)] and pair.read_model(version(0)) == files_for(0)[MODEL]
+    if isinstance(object_store, LocalStore):  # a folder also keeps the temporary files of interrupted puts
+        folder = object_store.root / version_prefix(version(0))
+        old, new = folder / ".tmp-old", folder / ".tmp-new"
+        old.write_bytes(b"half"), new.write_bytes(b"half")
+        os.utime(old, (time.time() - 7 * 3600,) * 2)
+        assert pair.clean_abandoned(version(10)) == [version_prefix(version(0)) + ".tmp-old"]
+        assert not old.exists() and new.exists()
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_local_files_follow_the_umask(tmp_path: Path, umask: int, mode: int) -> None:
+    """mkstemp makes 0600 files; a server running as another user must still read a 022 store."""
+    previous = os.umask(umask)
+    try:
+        store = LocalStore(tmp_path / f"store-{umask:o}")
+        store.put("default/btc-usdt/latest.json", b"{}")
+    finally:
+        os.umask(previous)
+    assert (store.root / "default/btc-usdt/latest.json").stat().st_mode & 0o777 == mode
+
+
+def test_local_listing_stays_inside_the_root(tmp_path: Path) -> None:
+    (tmp_path / "secret.txt").write_text("outside")
+    store = LocalStore(tmp_path / "store")
+    for prefix in ("../", "../secret", "a/../../"):
+        with pytest.raises(StoreError, match="escapes the store root"):
+            store.list(prefix)
+
+
 def test_promote_rolls_back_to_an_older_version(pair: PairStore) -> None:
     publish(pair, 1, promote=True)
     publish(pair, 2, promote=True)
@@ -265,6 +321,9 @@ class CrashingStore:
 
     def delete(self, keys: Iterable[str]) -> None:
         self.inner.delete(keys)
+
+    def sweep(self, prefix: str, older_than_s: float) -> Sequence[str]:
+        return self.inner.sweep(prefix, older_than_s)
 
     def uri(self, key: str) -> str:
         return self.inner.uri(key)

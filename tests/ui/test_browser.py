@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -91,9 +92,16 @@ def test_overview_and_pair_page_in_chromium(running_ui: RunningUI, model_server:
         wait_for_text(driver, "Backtest on the test split", timeout=60)
         assert not overflows(driver)
         errors = [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
-        assert errors == [], errors
+        assert errors == [], errors  # including Content-Security-Policy violations, which Chromium reports so
     finally:
         driver.quit()
+    # Served by the real uvicorn: security headers, and Secure cookies once a trusted proxy says TLS.
+    plain = httpx.get(running_ui.url)
+    assert plain.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in plain.headers["content-security-policy"]
+    assert "secure" not in plain.headers["set-cookie"].lower()
+    behind_tls = httpx.get(running_ui.url, headers={"x-forwarded-proto": "https"})  # from 127.0.0.1: trusted
+    assert behind_tls.headers["set-cookie"].lower().endswith("; secure")
     assert "Traceback" not in running_ui.log(), running_ui.log()[-3000:]
 
 

@@ -19,6 +19,7 @@ from makeusrich.ui.auth import AuthConfig, hash_password
 from makeusrich.ui.view import format_price, price_decimals
 from tests.fixtures.model_server import RunningServer
 from tests.fixtures.models import TrainedStore, small_pair
+from tests.serving.helpers import next_version
 from tests.ui.conftest import (
     PASSWORD,
     Open,
@@ -163,6 +164,32 @@ async def test_pair_page_shows_chart_skill_backtest_and_versions(
         await user.should_see(marker="promotion-reason")
         await user.should_see("validation MAE is")
         await user.should_not_see(marker="edit")  # read-only by default
+
+
+async def test_a_damaged_version_and_an_interrupted_promotion_show_as_what_they_are(
+    dashboard: Open, trained_store: TrainedStore, pairs_dir: Path
+) -> None:
+    """One metadata.json of binary garbage marks that version damaged, and the table and last-run panel stay. A
+    run killed between metadata.json and latest.json decided to promote, but never did: not "Promoted: yes"."""
+    store = trained_store.store()
+    good = trained_store.version
+    base = {**store.metadata(good), "promotion": {"promoted": True, "reason": "validation MAE is 0.99"}}
+    files = {path: store.read_file(good, path) for path in store.metadata(good)["files"]}
+    crashed, damaged = next_version(store, 1), next_version(store, 2)
+    store.publish(crashed, files, {**base, "version": crashed}, promote=False)  # as if killed before latest.json
+    store.publish(damaged, files, {**base, "version": damaged}, promote=False)
+    store.objects.put(store.version_prefix(damaged) + "metadata.json", bytes(range(256)) * 4)
+    write_pair(pairs_dir, trained_store.pair)
+    async with dashboard(pairs_dir=pairs_dir, store=trained_store.url) as user:
+        await user.open("/pair/default/btc-usdt")
+        await user.should_see(marker="versions-table", retries=60)
+        rows = {row["version"]: row for row in user.find(marker="versions-table").elements.pop().rows}
+        assert set(rows) == {good, crashed, damaged}
+        assert rows[good]["promoted"] == "yes" and "promoted" in rows[good]["marks"]
+        assert rows[crashed]["promoted"] == "no" and "never promoted" in rows[crashed]["reason"]
+        assert rows[damaged]["marks"] == "damaged" and "is not valid JSON" in rows[damaged]["reason"]
+        assert "UnicodeDecodeError" not in str(rows)
+        await user.should_see(marker="promotion-reason")
 
 
 async def test_empty_overview_and_unknown_pair_say_so(dashboard: Open, pairs_dir: Path) -> None:

@@ -292,15 +292,40 @@ def test_auth_comes_from_the_environment() -> None:
         auth.auth_from_env({auth.HASH_ENV: "scrypt$3$8$1$AA==$AA=="})  # n is not a power of two
 
 
-def test_failed_logins_are_throttled() -> None:
+def test_failed_logins_are_throttled_per_client_with_growing_waits() -> None:
     now = [0.0]
-    throttle = auth.Throttle(limit=3, window=60, clock=lambda: now[0])
-    for _ in range(3):
-        assert throttle.blocked_for() == 0
-        throttle.failed()
-    assert throttle.blocked_for() == 60
-    now[0] = 61
-    assert throttle.blocked_for() == 0
+    throttle = auth.Throttle(free=3, base=1.0, ceiling=60.0, clock=lambda: now[0])
+    for _ in range(3):  # a few typos go through at once
+        assert throttle.begin("10.0.0.1") == 0
+        throttle.finished("10.0.0.1", ok=False)
+    waits = []
+    for _ in range(8):
+        assert throttle.begin("10.0.0.1") == 0
+        throttle.finished("10.0.0.1", ok=False)
+        waits.append(throttle.begin("10.0.0.1"))  # what the next attempt must wait
+        now[0] += waits[-1]
+    assert waits == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
+    assert throttle.begin("10.0.0.2") == 0  # another client is not locked out by the first one's failures
+    throttle.finished("10.0.0.2", ok=True)
+    assert throttle.begin("10.0.0.1") == 0
+    throttle.finished("10.0.0.1", ok=True)  # a success forgets the client
+    assert "10.0.0.1" not in throttle.clients
+
+
+def test_concurrent_login_attempts_get_one_check() -> None:
+    """14 tabs at once: the decision is taken before the password check, so only one attempt is checked."""
+    throttle = auth.Throttle(free=3, clock=lambda: 0.0)
+    decisions = [throttle.begin("192.0.2.7") for _ in range(14)]
+    assert decisions[0] == 0 and all(wait > 0 for wait in decisions[1:])
+    throttle.finished("192.0.2.7", ok=False)
+    assert throttle.clients["192.0.2.7"].failures == 1
+
+
+def test_the_throttle_forgets_old_clients_beyond_its_bound() -> None:
+    throttle = auth.Throttle(max_clients=100, clock=lambda: 0.0)
+    for i in range(1000):
+        throttle.begin(f"client-{i}")
+    assert len(throttle.clients) == 100 and "client-999" in throttle.clients
 
 
 def test_password_is_read_from_a_pipe() -> None:

@@ -1,0 +1,305 @@
+"""The model server's HTTP side: exactly the v2 (Open Inference) routes this project offers, on uvicorn.
+
+Routes, each over kserve's DataPlane: `GET /v2` (server metadata), `/v2/health/live`, `/v2/health/ready`,
+`/v2/models` (the names served, as kserve lists them), `/v2/models/<name>`, `/v2/models/<name>/ready`,
+`POST /v2/models/<name>/infer`, and `/metrics` (Prometheus). Nothing else: no model repository routes (load and
+unload would let anyone take a model out of service), no `/versions/` routes, no v1 protocol.
+
+What a client can send is bounded before it costs memory: headers (count and total size, 431), and the body
+of an inference request (413 when its declared length, or what arrives, passes the largest valid request of
+that model). Every client mistake is a 4xx with one sentence and at most one debug log line; only a fault of
+the server itself is logged with a traceback. One table below maps errors to statuses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import uvicorn
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from prometheus_client import make_asgi_app
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from makeusrich.serving.kserve_api import (
+    INFERENCE_CONTENT_LENGTH_HEADER,
+    InferenceError,
+    InferenceRequest,
+    InferRequest,
+    InvalidInput,
+    ModelNotFound,
+    ModelNotReady,
+    ServerNotReady,
+)
+
+if TYPE_CHECKING:
+    from makeusrich.serving.server import ServeOptions, ServingDataPlane
+
+log = logging.getLogger(__name__)
+
+# A v2 request's headers are a handful of short lines: far more is an attack or a broken client.
+MAX_HEADERS = 100
+MAX_HEADER_BYTES = 16 * 1024
+# Characters one FP32 value may take in a JSON request ("-123456.78901234567, " is 21), with room to spare.
+JSON_BYTES_PER_VALUE = 32
+BODY_HEADROOM = 64 * 1024
+
+
+class PayloadTooLarge(Exception):
+    """The request body is larger than any valid request to this model (HTTP 413)."""
+
+
+def body_limit(max_batch: int, window: int, fields: int = 5) -> int:
+    """Bytes in the largest valid inference request: a full batch of windows, every value at its widest in JSON."""
+    return max_batch * window * fields * JSON_BYTES_PER_VALUE + BODY_HEADROOM
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with PayloadTooLarge as soon as it is known to exceed `limit`: from Content-Length
+    before anything is read, or while a chunked body arrives."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InvalidInput(f"Content-Length {declared[:40]!r} is not a number of bytes")
+        if int(declared) > limit:
+            raise PayloadTooLarge(f"the request body has {int(declared):,} bytes; this model takes at most {limit:,}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the request body passed {limit:,} bytes, the most this model takes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _describe_validation_error(exc: RequestValidationError | ValidationError) -> str:
+    errors = exc.errors()
+    if not errors:
+        return "the request body is not a v2 inference request"
+    first = errors[0]
+    if first.get("type") == "json_invalid":
+        detail = (first.get("ctx") or {}).get("error")
+        return f"the request body is not valid JSON{f' ({detail})' if detail else ''}"
+    where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("body", "InferenceRequest")) or "body"
+    return f"the request body is not a v2 inference request: {where}: {first.get('msg', 'invalid')}"
+
+
+def _check_shapes(document: Any) -> None:
+    """Shapes are lists of whole numbers as JSON writes them: "24" or 24.0 are refused, not converted."""
+    inputs = document.get("inputs") if isinstance(document, dict) else None
+    for tensor in inputs if isinstance(inputs, list) else ():
+        shape = tensor.get("shape") if isinstance(tensor, dict) else None
+        if isinstance(shape, list) and not all(type(d) is int for d in shape):
+            name = tensor.get("name")
+            raise InvalidInput(
+                f"input {name!r} has shape {shape!r}; a shape is a list of whole numbers, such as [1, 24, 5]"
+            )
+
+
+def _load_json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        reason = str(exc)
+    if "recursion" in reason.lower() or "depth" in reason.lower():
+        raise InvalidInput("the request body nests JSON too deeply to be a v2 inference request")
+    try:  # NaN and Infinity are not JSON, but Python's json writes them: say what is wrong with the data
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise InvalidInput(f"the request body is not valid JSON ({reason})") from None
+
+
+def decode_request(body: bytes, headers: dict[str, str], model_name: str) -> InferRequest:
+    """A v2 inference request from a body: JSON whatever the content type says (curl -d sends form encoding),
+    or the binary tensor extension when Inference-Header-Content-Length is given, with exactly the bytes its
+    inputs declare. InvalidInput otherwise."""
+    json_length = headers.get(INFERENCE_CONTENT_LENGTH_HEADER)
+    if json_length is not None:
+        if not json_length.isdigit() or int(json_length) > len(body):
+            raise InvalidInput(f"{INFERENCE_CONTENT_LENGTH_HEADER} {json_length[:40]!r} does not fit the body")
+        header = _load_json(body[: int(json_length)])
+        _check_shapes(header)
+        try:
+            request = InferRequest.from_bytes(body, int(json_length), model_name)
+            sizes = [int((tensor.get("parameters") or {}).get("binary_data_size") or 0) for tensor in header["inputs"]]
+        except InvalidInput:
+            raise
+        except Exception as exc:
+            raise InvalidInput(f"the binary inference request is malformed ({type(exc).__name__}: {exc})") from None
+        declared = int(json_length) + sum(sizes)
+        if declared != len(body):
+            raise InvalidInput(
+                f"the binary inference request has {len(body)} bytes but its header and binary_data_size "
+                f"account for {declared}; send exactly the declared bytes"
+            )
+        return request
+    document = _load_json(body)
+    _check_shapes(document)
+    try:
+        parsed = InferenceRequest.model_validate(document, strict=False)
+    except ValidationError as exc:
+        raise InvalidInput(_describe_validation_error(exc)) from None
+    except RecursionError:
+        raise InvalidInput("the request body nests JSON too deeply to be a v2 inference request") from None
+    return InferRequest.from_inference_request(parsed, model_name)
+
+
+class FastJSONResponse(JSONResponse):
+    """JSON encoded by orjson (numpy arrays included): about ten times faster than json for a batch of windows.
+    FastAPI's own ORJSONResponse is deprecated."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
+
+
+class HeaderLimits:
+    """ASGI middleware: 431 for a request with too many or too large headers, before any route runs."""
+
+    def __init__(self, app: ASGIApp, max_count: int = MAX_HEADERS, max_bytes: int = MAX_HEADER_BYTES) -> None:
+        self.app, self.max_count, self.max_bytes = app, max_count, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = scope.get("headers") or []
+            size = sum(len(name) + len(value) for name, value in headers)
+            if len(headers) > self.max_count or size > self.max_bytes:
+                log.debug("431 for %s: %d headers, %d bytes", scope.get("path"), len(headers), size)
+                message = (
+                    f"the request has {len(headers)} headers of {size} bytes; at most {self.max_count} headers "
+                    f"of {self.max_bytes} bytes are accepted"
+                )
+                response = JSONResponse(status_code=431, content={"error": message})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+# The one table from errors to HTTP statuses. Client mistakes are logged at debug level only.
+CLIENT_ERRORS: tuple[tuple[type[Exception], int], ...] = (
+    (InvalidInput, 400),
+    (ModelNotFound, 404),
+    (PayloadTooLarge, 413),
+    (ModelNotReady, 503),
+    (ServerNotReady, 503),
+    (InferenceError, 500),  # PairModel.predict logged it already, with its traceback
+)
+
+
+def _quiet(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        log.debug("%s %s: %s %s", request.method, request.url.path, status, exc)
+        return JSONResponse(status_code=status, content={"error": str(exc)})
+
+    return handler
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    """Unknown routes and methods (404, 405): what this server does not offer, said in our format."""
+    assert isinstance(exc, HTTPException)
+    log.debug("%s %s: %s", request.method, request.url.path, exc.status_code)
+    detail = "this server offers the v2 routes under /v2 only" if exc.status_code == 404 else str(exc.detail)
+    return JSONResponse(status_code=exc.status_code, content={"error": detail}, headers=exc.headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse(status_code=400, content={"error": _describe_validation_error(exc)})
+
+
+async def _server_fault(request: Request, exc: Exception) -> JSONResponse:
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    message = f"internal error ({type(exc).__name__}); see the server log"
+    return JSONResponse(status_code=500, content={"error": message})
+
+
+def create_app(dataplane: ServingDataPlane, options: ServeOptions) -> FastAPI:
+    """The FastAPI application: every route this server answers, and the error table."""
+    app = FastAPI(
+        title="makeusrich model server",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        default_response_class=FastJSONResponse,
+    )
+
+    async def server_metadata() -> dict[str, Any]:
+        return dataplane.metadata()
+
+    async def live() -> dict[str, bool]:
+        return {"live": (await dataplane.live()).get("status") == "alive"}
+
+    async def ready() -> dict[str, bool]:
+        if not await dataplane.ready():
+            raise ServerNotReady()
+        return {"ready": True}
+
+    async def models() -> dict[str, list[str]]:
+        return {"models": sorted(dataplane.model_registry.get_models())}
+
+    async def model_metadata(model_name: str) -> dict[str, Any]:
+        return await dataplane.model_metadata(model_name)
+
+    async def model_ready(model_name: str) -> dict[str, Any]:
+        if not await dataplane.model_ready(model_name):
+            raise ModelNotReady(model_name)
+        return {"name": model_name, "ready": True}
+
+    async def infer(model_name: str, request: Request) -> Response:
+        if not await dataplane.model_ready(model_name, True):  # ModelNotFound (404) when unknown
+            raise ModelNotReady(model_name)
+        limit = options.max_body_bytes or body_limit(options.max_batch, dataplane.window_of(model_name))
+        try:
+            body = await read_body(request, limit)
+        except ClientDisconnect:
+            log.debug("POST %s: the client went away before sending the whole body", request.url.path)
+            return Response(status_code=400)
+        headers = dict(request.headers)
+        infer_request = decode_request(body, headers, model_name)
+        result, response_headers = await dataplane.infer(model_name, infer_request, headers)
+        result, encode_headers = dataplane.encode(model_name, result, headers, {})
+        response_headers.update(encode_headers)
+        if isinstance(result, bytes):
+            return Response(result, headers=response_headers, media_type="application/octet-stream")
+        return FastJSONResponse(result, headers=response_headers)
+
+    for path, handler in (
+        ("/v2", server_metadata),
+        ("/v2/health/live", live),
+        ("/v2/health/ready", ready),
+        ("/v2/models", models),
+        ("/v2/models/{model_name}", model_metadata),
+        ("/v2/models/{model_name}/ready", model_ready),
+    ):
+        app.add_api_route(path, handler, methods=["GET"])
+    app.add_api_route("/v2/models/{model_name}/infer", infer, methods=["POST"])
+    app.mount("/metrics", make_asgi_app())
+    for error, status in CLIENT_ERRORS:
+        app.add_exception_handler(error, _quiet(status))
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _server_fault)
+    app.add_middleware(HeaderLimits)
+    return app
+
+
+async def serve_http(app: FastAPI, sock: socket.socket, options: ServeOptions) -> None:
+    """uvicorn on a socket bound beforehand, until SIGINT or SIGTERM (then five seconds for requests in flight)."""
+    config = uvicorn.Config(
+        app,
+        log_config=None,  # makeusrich.log configured logging already
+        access_log=options.access_log,
+        lifespan="off",
+        timeout_graceful_shutdown=5,
+        server_header=False,
+    )
+    await uvicorn.Server(config).serve(sockets=[sock])
