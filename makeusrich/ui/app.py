@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nicegui import app, run, ui
+from starlette.middleware.sessions import SessionMiddleware
 
 from makeusrich.market.source import Source
 from makeusrich.net import check_free
@@ -75,6 +76,9 @@ def create_app(config: UIConfig, auth: AuthConfig, source: PairSource | None = N
     pages = Pages(dashboard, auth, config.title)
     app.on_startup(dashboard.start)
     app.on_shutdown(dashboard.stop)
+    # The session cookie's middleware, then ours around it, so that ours sees (and marks Secure) the cookie it sets.
+    # NiceGUI adds no session middleware of its own when the app has one.
+    app.add_middleware(SessionMiddleware, secret_key=auth.storage_secret)
     app.add_middleware(SecurityHeaders, secure_cookies=config.secure_cookies)
     ui.add_css(CSS, shared=True)
 
