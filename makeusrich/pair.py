@@ -16,8 +16,8 @@ from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
+from makeusrich.contract import INTERVAL_MS, VERSION_PATTERN, Interval
 from makeusrich.errors import PairError, excerpt
-from makeusrich.market.intervals import INTERVAL_MS
 
 GROUP = "makeusrich.io"
 VERSION = "v1alpha1"
@@ -30,7 +30,6 @@ SHORT_NAMES = ["cp"]
 # CronJob names are limited to 52 characters and "-trainer" is appended; KServe wants a DNS-1035 label.
 NAME_PATTERN = r"^[a-z]([-a-z0-9]{0,42}[a-z0-9])?$"
 ASSET_PATTERN = r"^[a-z0-9]{2,20}$"
-MODEL_VERSION_PATTERN = r"^\d{8}T\d{6}Z$"
 CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
 # A loose shape check for the API server; the exact check (valid ranges, fires at all) is `valid_cron`.
 CRON_PATTERN = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|(\S+\s+){4}\S+)$"
@@ -76,7 +75,7 @@ class ServingSpec(_Spec):
     min_replicas: int = Field(1, ge=0, le=100, description="Predictor replicas kept running.")
     pinned_version: str | None = Field(
         None,
-        pattern=MODEL_VERSION_PATTERN,
+        pattern=VERSION_PATTERN,
         description="Serve this model version instead of the promoted one (rollback).",
     )
 
@@ -165,9 +164,7 @@ def valid_cron(expression: str) -> str:
 class CurrencyPairSpec(_Spec):
     currency: str = Field(pattern=ASSET_PATTERN, description="Base asset as Binance spells it, lower case (btc).")
     compare: str = Field(pattern=ASSET_PATTERN, description="Quote asset, lower case (usdt).")
-    interval: Literal["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w"] = Field(
-        "1h", description="Binance kline interval."
-    )
+    interval: Interval = Field("1h", description="Binance kline interval.")
     schedule: str = Field(
         "0 0 * * *",
         description="Cron expression for retraining.",

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from makeusrich.contract import FIELDS, INTERVAL_MS
 from makeusrich.errors import CandleError
-from makeusrich.market.intervals import INTERVAL_MS
 
 # The eleven fields of a Binance kline row (the twelfth, "ignore", is dropped), as in the CSV files.
 KLINE_FIELDS: tuple[str, ...] = (
@@ -35,7 +35,7 @@ KLINE_FIELDS: tuple[str, ...] = (
 )
 
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
-OHLCV: tuple[str, ...] = (*PRICE_COLUMNS, "volume")
+OHLCV: tuple[str, ...] = FIELDS  # the model's input order (contract 2)
 
 CANDLE_DTYPES: dict[str, str] = {
     "open_time": "datetime64[ns, UTC]",

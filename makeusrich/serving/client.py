@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from makeusrich.contract import DATATYPE, INPUT_NAME, OUTPUT_NAME, TensorSpec
 from makeusrich.errors import MakeUsRichError
 from makeusrich.market.candles import OHLCV, interval_ms
 
@@ -34,8 +35,6 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 SERVING_URL_ENV = "MAKEUSRICH_SERVING_URL"
-INPUT_NAME = "candles"
-OUTPUT_NAME = "forecast"
 
 
 class ServingError(MakeUsRichError):
@@ -55,28 +54,22 @@ class ModelNotReadyError(ServingError):
 
 
 @dataclass(frozen=True)
-class Tensor:
-    name: str
-    datatype: str
-    shape: tuple[int, ...]
-
-
-@dataclass(frozen=True)
 class ModelMetadata:
     """GET /v2/models/<name>, with the fields this project's server adds in `parameters`."""
 
     name: str
     versions: tuple[str, ...]
     platform: str
-    inputs: tuple[Tensor, ...]
-    outputs: tuple[Tensor, ...]
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
     parameters: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> ModelMetadata:
-        def tensors(key: str) -> tuple[Tensor, ...]:
+        def tensors(key: str) -> tuple[TensorSpec, ...]:
             return tuple(
-                Tensor(str(t["name"]), str(t["datatype"]), tuple(int(d) for d in t["shape"])) for t in body.get(key, [])
+                TensorSpec(str(t["name"]), str(t["datatype"]), tuple(int(d) for d in t["shape"]))
+                for t in body.get(key, [])
             )
 
         return cls(
@@ -94,7 +87,7 @@ class ModelMetadata:
         served = self.parameters.get("served_version")
         return str(served) if served else (self.versions[-1] if self.versions else None)
 
-    def _tensor(self, tensors: tuple[Tensor, ...], name: str) -> Tensor:
+    def _tensor(self, tensors: tuple[TensorSpec, ...], name: str) -> TensorSpec:
         for tensor in tensors:
             if tensor.name == name:
                 return tensor
@@ -305,7 +298,7 @@ class V2Client:
             raise ServingError(f"candles must be [window, 5] or [batch, window, 5], not {list(array.shape)}")
         request = {
             "inputs": [
-                {"name": INPUT_NAME, "shape": list(array.shape), "datatype": "FP32", "data": array.ravel().tolist()}
+                {"name": INPUT_NAME, "shape": list(array.shape), "datatype": DATATYPE, "data": array.ravel().tolist()}
             ]
         }
         body = await self._json("POST", f"/v2/models/{name}/infer", name, _dumps(request))

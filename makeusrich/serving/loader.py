@@ -32,19 +32,15 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+from makeusrich.contract import FIELDS, INPUT_NAME, OUTPUT_NAME, input_spec, output_spec
 from makeusrich.errors import MakeUsRichError, NotFoundError, StoreError
 from makeusrich.serving.triton import ConfigError, config_problems, read_config
-from makeusrich.serving.validation import FIELDS, Signature, TensorSpec
+from makeusrich.serving.validation import Signature
 from makeusrich.store import open_store
 from makeusrich.store.base import LATEST, ObjectStore, PairStore
 
 log = logging.getLogger(__name__)
 
-# Contract 2. The same names as makeusrich.trainer.export (a test checks), repeated here so that serving does
-# not import torch.
-INPUT_NAME = "candles"
-OUTPUT_NAME = "forecast"
-PLATFORM = "onnxruntime_onnx"
 SMOKE_PRICES = (1.0, 100.0, 10_000.0, 100_000.0)
 SMOKE_VOLUME = 10.0
 # How far a forecast may drift from the one the trainer recorded for the same window (onnxruntime builds differ
@@ -279,10 +275,7 @@ def graph_signature(session: ort.InferenceSession) -> Signature:
         raise LoadRefused(f"the graph's input shape is {source.shape}, not [batch, window, {len(FIELDS)}]")
     if len(shape_out) != 2 or shape_out[1] < 1:
         raise LoadRefused(f"the graph's output shape is {target.shape}, not [batch, horizon]")
-    return Signature(
-        TensorSpec(INPUT_NAME, "FP32", (-1, shape_in[1], shape_in[2])),
-        TensorSpec(OUTPUT_NAME, "FP32", (-1, shape_out[1])),
-    )
+    return Signature(input_spec(shape_in[1]), output_spec(shape_out[1]))
 
 
 def flat_windows(window: int, prices: tuple[float, ...] = SMOKE_PRICES) -> np.ndarray:

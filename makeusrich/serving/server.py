@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from makeusrich.contract import PLATFORM
 from makeusrich.errors import MakeUsRichError, excerpt
 from makeusrich.net import bind
 from makeusrich.pair import NAME_PATTERN
@@ -47,7 +48,6 @@ from makeusrich.serving.kserve_api import (
     ModelServer,
 )
 from makeusrich.serving.loader import (
-    PLATFORM,
     LoadRefused,
     ModelSource,
     Served,

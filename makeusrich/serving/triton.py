@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from makeusrich.contract import TensorSpec
 from makeusrich.errors import MakeUsRichError
 
 _TOKEN = re.compile(
@@ -142,38 +143,32 @@ def as_list(value: Any) -> list[Any]:
 
 
 @dataclass(frozen=True)
-class ConfigTensor:
-    name: str
-    data_type: str
-    dims: tuple[int, ...]
-
-
-@dataclass(frozen=True)
 class TritonConfig:
-    """The fields of config.pbtxt that must agree with the model file."""
+    """The fields of config.pbtxt that must agree with the model file. Its tensors carry Triton's type names
+    (TYPE_FP32) and Triton's dims (without the batch dimension when max_batch_size > 0)."""
 
     name: str
     platform: str
     max_batch_size: int
-    inputs: tuple[ConfigTensor, ...]
-    outputs: tuple[ConfigTensor, ...]
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
 
-    def full_shape(self, tensor: ConfigTensor) -> tuple[int, ...]:
+    def full_shape(self, tensor: TensorSpec) -> tuple[int, ...]:
         """The tensor's shape as the model sees it: Triton leaves the batch dimension out of `dims` when
         max_batch_size > 0."""
-        return (-1, *tensor.dims) if self.max_batch_size > 0 else tensor.dims
+        return (-1, *tensor.shape) if self.max_batch_size > 0 else tensor.shape
 
 
 def read_config(text: str) -> TritonConfig:
     fields = parse_pbtxt(text)
 
-    def tensors(key: str) -> tuple[ConfigTensor, ...]:
+    def tensors(key: str) -> tuple[TensorSpec, ...]:
         found = []
         for item in as_list(fields.get(key)):
             if not isinstance(item, dict) or not {"name", "data_type", "dims"} <= item.keys():
                 raise ConfigError(f"config.pbtxt: every {key} needs name, data_type and dims")
             found.append(
-                ConfigTensor(str(item["name"]), str(item["data_type"]), tuple(int(d) for d in as_list(item["dims"])))
+                TensorSpec(str(item["name"]), str(item["data_type"]), tuple(int(d) for d in as_list(item["dims"])))
             )
         return tuple(found)
 
@@ -186,16 +181,16 @@ def read_config(text: str) -> TritonConfig:
     )
 
 
-def graph_tensors(model: Any) -> tuple[list[ConfigTensor], list[ConfigTensor]]:
+def graph_tensors(model: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """Inputs and outputs of an onnx.ModelProto as config tensors (a symbolic or unknown dimension is -1)."""
 
-    def convert(values: Any) -> list[ConfigTensor]:
+    def convert(values: Any) -> list[TensorSpec]:
         out = []
         for value in values:
             tensor_type = value.type.tensor_type
             dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor_type.shape.dim)
             out.append(
-                ConfigTensor(
+                TensorSpec(
                     value.name, ONNX_TO_TRITON.get(tensor_type.elem_type, f"ONNX_{tensor_type.elem_type}"), dims
                 )
             )
@@ -222,14 +217,14 @@ def config_problems(config: TritonConfig, model: Any, folder_name: str | None = 
             continue
         for tensor in declared:
             graph = by_name[tensor.name]
-            if tensor.data_type != graph.data_type:
-                problems.append(f"{kind} {tensor.name!r} is {tensor.data_type} but the graph's is {graph.data_type}")
+            if tensor.datatype != graph.datatype:
+                problems.append(f"{kind} {tensor.name!r} is {tensor.datatype} but the graph's is {graph.datatype}")
             shape = config.full_shape(tensor)
-            if shape != graph.dims:
+            if shape != graph.shape:
                 problems.append(
-                    f"{kind} {tensor.name!r} has dims {list(tensor.dims)} with max_batch_size {config.max_batch_size}, "
-                    f"meaning shape {list(shape)}, but the graph's shape is {list(graph.dims)}"
+                    f"{kind} {tensor.name!r} has dims {list(tensor.shape)} with max_batch_size "
+                    f"{config.max_batch_size}, meaning shape {list(shape)}, but the graph's shape is {list(graph.shape)}"
                 )
-            elif config.max_batch_size > 0 and (not graph.dims or graph.dims[0] != -1):
+            elif config.max_batch_size > 0 and (not graph.shape or graph.shape[0] != -1):
                 problems.append(f"max_batch_size > 0 needs a variable first dimension on {kind} {tensor.name!r}")
     return problems

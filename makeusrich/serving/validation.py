@@ -15,31 +15,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from makeusrich.market.candles import OHLCV
-
-FIELDS = OHLCV  # the five values of one candle, in the order the model takes them
+from makeusrich.contract import FIELDS, TensorSpec
 
 
 class BadRequest(ValueError):
     """A request the server cannot answer because of what the client sent (HTTP 400)."""
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One input or output as the v2 metadata endpoint describes it; -1 marks a dimension of any size."""
-
-    name: str
-    datatype: str
-    shape: tuple[int, ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
-
-    def describe(self) -> str:
-        dims = ", ".join(
-            "batch" if i == 0 and d == -1 else str(d) if d >= 0 else "any" for i, d in enumerate(self.shape)
-        )
-        return f"{self.name!r} ({self.datatype} [{dims}])"
 
 
 @dataclass(frozen=True)

@@ -22,19 +22,17 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
+from makeusrich.contract import VERSION_FORMAT, VERSION_RE
 from makeusrich.errors import NotFoundError, StoreError, excerpt
 
 if TYPE_CHECKING:  # pandas is imported only by the candle cache: the operator never needs it
     import pandas as pd
 
-VERSION_FORMAT = "%Y%m%dT%H%M%SZ"
-VERSION_PATTERN = re.compile(r"^\d{8}T\d{6}Z$")
 METADATA = "metadata.json"
 LATEST = "latest.json"
 HISTORY_LIMIT = 200
@@ -77,7 +75,7 @@ def new_version(now: datetime | None = None) -> str:
 
 
 def check_version(version: str) -> str:
-    if not VERSION_PATTERN.match(version):
+    if not VERSION_RE.match(version):
         raise StoreError(f"{excerpt(version)} is not a model version; versions look like 20261126T150000Z")
     return version
 
@@ -163,7 +161,7 @@ class PairStore:
                 "modelSha256, promotedAt; promote a version again to rewrite it"
             )
         history = raw.get("history", [])
-        if not isinstance(history, list) or not all(isinstance(v, str) and VERSION_PATTERN.match(v) for v in history):
+        if not isinstance(history, list) or not all(isinstance(v, str) and VERSION_RE.match(v) for v in history):
             raise StoreError(
                 f"{self.objects.uri(self.prefix + LATEST)} has a history that is not a list of versions; "
                 "promote a version again to rewrite it"
@@ -189,7 +187,7 @@ class PairStore:
         for key in self.objects.list(base):
             rest = key[len(base) :]
             version, _, name = rest.partition("/")
-            if name == METADATA and VERSION_PATTERN.match(version):
+            if name == METADATA and VERSION_RE.match(version):
                 found.add(version)
         return sorted(found)
 
@@ -273,7 +271,7 @@ class PairStore:
         """Every version folder, complete or left half-uploaded by a crash."""
         base = f"{self.prefix}versions/"
         names = (key[len(base) :].partition("/")[0] for key in self.objects.list(base))
-        return {name for name in names if VERSION_PATTERN.match(name)}
+        return {name for name in names if VERSION_RE.match(name)}
 
     def prune(self, keep: int) -> list[str]:
         """Delete all but the newest `keep` complete versions, never the promoted one, and the incomplete ones

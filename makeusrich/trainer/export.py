@@ -10,11 +10,10 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from makeusrich.contract import INPUT_NAME, OUTPUT_NAME
 from makeusrich.errors import MakeUsRichError
 from makeusrich.trainer.model import Forecaster
 
-INPUT_NAME = "candles"
-OUTPUT_NAME = "forecast"
 OPSET = 17
 PARITY_RTOL = 1e-4
 

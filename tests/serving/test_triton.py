@@ -96,7 +96,7 @@ def test_parser_reads_the_text_format_as_config_files_use_it() -> None:
     assert fields["parameters"]["value"]["string_value"] == 'a "quoted" b'
     assert fields["optimization"]["cuda"]["graphs"] is True
     config = read_config(text)
-    assert [(t.name, t.dims) for t in config.inputs] == [("a", (3, -1)), ("b", (2,))]
+    assert [(t.name, t.shape) for t in config.inputs] == [("a", (3, -1)), ("b", (2,))]
 
 
 @pytest.mark.parametrize("text", ['name: "m" input {', "input [ { name: 1 ]", 'name "m" @'])
