@@ -1,4 +1,24 @@
-"""Errors that reach the user as one clear sentence (the CLI prints them and exits non-zero)."""
+"""Every error the package raises on purpose, under one base: each says what was wrong and what to do.
+
+    MakeUsRichError                 a failure the user can act on; the CLI prints it and exits 1
+    ├── PairError                   a CurrencyPair file or resource is malformed
+    ├── CandleError                 candles are missing, malformed or cannot be fetched
+    ├── StoreError                  the model store refused an operation or holds inconsistent data
+    │   └── NotFoundError           an object is not in the store
+    ├── SettingsError               a component's configuration (flags or environment) is unusable
+    ├── AuthError                   the dashboard's password configuration is unusable
+    ├── ServingError                a v2 request failed (`status`: the HTTP status when the server answered)
+    │   ├── ModelNotFoundError      the server has no model of that name (404)
+    │   └── ModelNotReadyError      the model has no servable version yet (503)
+    ├── LoadRefused                 a model version must not be served; the message says why
+    │   └── ConfigError             its config.pbtxt cannot be read or does not match the model
+    ├── BadRequest                  a v2 request the server cannot answer: HTTP 400
+    ├── PayloadTooLarge             a request body larger than any valid request: HTTP 413
+    └── RetryLater                  part of a reconcile failed for a reason that may pass
+
+Exit codes are mapped in makeusrich.cli only; HTTP statuses in the model server's one table
+(makeusrich.serving.rest.CLIENT_ERRORS). The Kubernetes clients keep their own errors until they become one client.
+"""
 
 from typing import Any
 
@@ -27,3 +47,47 @@ class StoreError(MakeUsRichError):
 
 class NotFoundError(StoreError):
     """An object is not in the store."""
+
+
+class SettingsError(MakeUsRichError):
+    """A component's own configuration (flags or environment) is unusable."""
+
+
+class AuthError(MakeUsRichError):
+    """The dashboard's password configuration is unusable."""
+
+
+class ServingError(MakeUsRichError):
+    """A v2 request failed; `status` is the HTTP status when the server answered."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ModelNotFoundError(ServingError):
+    """The server has no model of that name (404)."""
+
+
+class ModelNotReadyError(ServingError):
+    """The model exists but has no servable version yet (503)."""
+
+
+class LoadRefused(MakeUsRichError):
+    """A version that must not be served; the message says why."""
+
+
+class ConfigError(LoadRefused):
+    """A config.pbtxt that cannot be read or does not match its model."""
+
+
+class BadRequest(MakeUsRichError):
+    """A request the server cannot answer because of what the client sent (HTTP 400)."""
+
+
+class PayloadTooLarge(MakeUsRichError):
+    """The request body is larger than any valid request to this model (HTTP 413)."""
+
+
+class RetryLater(MakeUsRichError):
+    """Part of a reconcile failed for a reason that may pass (API or store outage); the status says which."""

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from makeusrich import __version__
-from makeusrich.errors import MakeUsRichError
+from makeusrich.errors import SettingsError
 from makeusrich.pair import API_VERSION, KIND, PAIR_ENV, CurrencyPair
 
 PART_OF = "app.kubernetes.io/part-of"
@@ -35,8 +35,6 @@ TRAIN_COMMAND = ("makeusrich", "train", "--source", "binance")
 MAX_JOB_NAME = 63
 
 
-class SettingsError(MakeUsRichError):
-    """The operator's own configuration (flags or environment) is unusable."""
 
 
 @dataclass(frozen=True)

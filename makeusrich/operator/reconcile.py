@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
-from makeusrich.errors import MakeUsRichError, NotFoundError, PairError
+from makeusrich.errors import MakeUsRichError, NotFoundError, PairError, RetryLater
 from makeusrich.operator import status as st
 from makeusrich.operator.kube import CRONJOBS, ISVCS, JOBS, PAIRS, PODS, AlreadyExists, ApiError, KubeApi, NotFound, Ref
 from makeusrich.operator.objects import OperatorSettings, cronjob, inference_service, initial_job, is_subset
@@ -34,8 +34,6 @@ Index = Mapping[PairKey, Iterable[Any]]
 EventSink = Callable[[Mapping[str, Any], st.Event], None]
 
 
-class RetryLater(MakeUsRichError):
-    """Part of a reconcile failed for a reason that may pass (API or store outage); the status says which."""
 
 
 def transient(exc: ApiError) -> bool:

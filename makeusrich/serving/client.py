@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from makeusrich.contract import DATATYPE, INPUT_NAME, OUTPUT_NAME, TensorSpec
-from makeusrich.errors import MakeUsRichError
+from makeusrich.errors import ModelNotFoundError, ModelNotReadyError, ServingError
 from makeusrich.market.candles import OHLCV, interval_ms
 
 try:  # orjson (a kserve and nicegui dependency) encodes a 64-window batch ~10x faster than json
@@ -35,22 +35,6 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 SERVING_URL_ENV = "MAKEUSRICH_SERVING_URL"
-
-
-class ServingError(MakeUsRichError):
-    """A v2 request failed; `status` is the HTTP status when the server answered."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class ModelNotFoundError(ServingError):
-    """The server has no model of that name (404)."""
-
-
-class ModelNotReadyError(ServingError):
-    """The model exists but has no servable version yet (503)."""
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import onnx
 import onnxruntime as ort
 
 from makeusrich.contract import FIELDS, INPUT_NAME, OUTPUT_NAME, input_spec, output_spec
-from makeusrich.errors import MakeUsRichError, NotFoundError, StoreError
+from makeusrich.errors import LoadRefused, MakeUsRichError, NotFoundError, StoreError
 from makeusrich.serving.triton import ConfigError, config_problems, read_config
 from makeusrich.serving.validation import Signature
 from makeusrich.store import open_store
@@ -48,8 +48,6 @@ SMOKE_VOLUME = 10.0
 SMOKE_RTOL = 1e-3
 
 
-class LoadRefused(MakeUsRichError):
-    """A version that must not be served; the message says why."""
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from makeusrich.errors import PayloadTooLarge
 from makeusrich.serving.kserve_api import (
     INFERENCE_CONTENT_LENGTH_HEADER,
     InferenceError,
@@ -54,8 +55,6 @@ JSON_BYTES_PER_VALUE = 32
 BODY_HEADROOM = 64 * 1024
 
 
-class PayloadTooLarge(Exception):
-    """The request body is larger than any valid request to this model (HTTP 413)."""
 
 
 def body_limit(max_batch: int, window: int, fields: int = 5) -> int:

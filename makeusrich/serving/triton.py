@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from makeusrich.contract import TensorSpec
-from makeusrich.errors import MakeUsRichError
+from makeusrich.errors import ConfigError
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -40,8 +40,6 @@ TRITON_TO_V2 = {
 }
 
 
-class ConfigError(MakeUsRichError):
-    """A config.pbtxt that cannot be read or does not match its model."""
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -223,7 +221,8 @@ def config_problems(config: TritonConfig, model: Any, folder_name: str | None = 
             if shape != graph.shape:
                 problems.append(
                     f"{kind} {tensor.name!r} has dims {list(tensor.shape)} with max_batch_size "
-                    f"{config.max_batch_size}, meaning shape {list(shape)}, but the graph's shape is {list(graph.shape)}"
+                    f"{config.max_batch_size}, meaning shape {list(shape)}, but the graph's shape is "
+                    f"{list(graph.shape)}"
                 )
             elif config.max_batch_size > 0 and (not graph.shape or graph.shape[0] != -1):
                 problems.append(f"max_batch_size > 0 needs a variable first dimension on {kind} {tensor.name!r}")

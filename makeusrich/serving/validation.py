@@ -16,10 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from makeusrich.contract import FIELDS, TensorSpec
-
-
-class BadRequest(ValueError):
-    """A request the server cannot answer because of what the client sent (HTTP 400)."""
+from makeusrich.errors import BadRequest
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from makeusrich.errors import MakeUsRichError
+from makeusrich.errors import AuthError
 
 HASH_ENV = "MAKEUSRICH_UI_PASSWORD_HASH"
 PASSWORD_ENV = "MAKEUSRICH_UI_PASSWORD"
@@ -30,8 +30,6 @@ SCHEME = "scrypt"
 N, R, P = 2**14, 8, 5
 
 
-class AuthError(MakeUsRichError):
-    """The password configuration is unusable."""
 
 
 def hash_password(password: str, salt: bytes | None = None, n: int = N, r: int = R, p: int = P) -> str:
