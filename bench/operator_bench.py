@@ -141,7 +141,7 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             command = [
                 sys.executable,
                 "-m",
-                "makeusrich.operator.cli",
+                "makeusrich.cli",
                 "--log-json",
                 "operator",
                 "-A",

@@ -42,9 +42,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script: make `tests.fixtures` importable
 
 from makeusrich.market.source import Source  # noqa: E402
-from makeusrich.serving.client import V2Client  # noqa: E402
 from makeusrich.trainer.export import onnx_session  # noqa: E402
 from makeusrich.trainer.pipeline import run_training  # noqa: E402
+from makeusrich.v2client import V2Client  # noqa: E402
 from tests.fixtures.model_server import RunningServer, launch  # noqa: E402
 from tests.fixtures.models import small_pair  # noqa: E402
 from tests.serving.helpers import real_windows  # noqa: E402

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 import pandas as pd
 
@@ -17,9 +18,19 @@ from makeusrich.market import binance
 from makeusrich.market.candles import CandleReport, clean_candles, find_gaps, interval_ms
 from makeusrich.market.files import read_candle_csv, read_sample
 from makeusrich.pair import CurrencyPairSpec
-from makeusrich.store.base import PairStore
 
 log = logging.getLogger(__name__)
+
+
+class CandleCache(Protocol):
+    """Where fetched candles are kept between runs (the store's `<pair>/candles/<interval>.parquet`: PairStore
+    is one). Defined here so that market never imports the store."""
+
+    def read_candles(self, interval: str) -> pd.DataFrame | None:
+        """The cached frame, None when there is none; StoreError when it is unreadable."""
+        ...
+
+    def write_candles(self, interval: str, frame: pd.DataFrame) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -69,7 +80,7 @@ def merge_candles(cached: pd.DataFrame | None, fresh: pd.DataFrame) -> pd.DataFr
 
 def fetch_incremental(
     spec: CurrencyPairSpec,
-    store: PairStore | None,
+    store: CandleCache | None,
     now: datetime | None = None,
     api_url: str | None = None,
     max_retries: int = binance.DEFAULT_RETRIES,
@@ -133,7 +144,7 @@ def tail_lookback(frame: pd.DataFrame, spec: CurrencyPairSpec) -> pd.DataFrame:
 def load_candles(
     spec: CurrencyPairSpec,
     source: Source,
-    store: PairStore | None = None,
+    store: CandleCache | None = None,
     now: datetime | None = None,
     api_url: str | None = None,
     max_retries: int = binance.DEFAULT_RETRIES,

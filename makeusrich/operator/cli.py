@@ -131,9 +131,3 @@ def add_operator_commands(add: Add) -> None:
     )
     _add_settings_args(p)
     p.epilog = epilog([*OPERATOR, *KUBERNETES, *S3], note="Flags override the variables, which the Helm chart sets.")
-
-
-if __name__ == "__main__":  # `python -m makeusrich.<part>.cli COMMAND ...` is `makeusrich COMMAND ...`
-    from makeusrich.cli import main
-
-    raise SystemExit(main())

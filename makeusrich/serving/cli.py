@@ -1,8 +1,4 @@
-"""`makeusrich serve` and `makeusrich predict`.
-
-`python -m makeusrich.serving.cli serve ...` runs the same commands through the project's parser, with these
-two added when makeusrich.cli does not register them itself.
-"""
+"""`makeusrich serve` and `makeusrich predict`, registered by makeusrich.cli through `add_serving_commands`."""
 
 from __future__ import annotations
 
@@ -87,7 +83,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from makeusrich.market.candles import close_moments
     from makeusrich.market.source import Source, load_candles
     from makeusrich.pair import load_pair_arg
-    from makeusrich.serving.client import DEFAULT_URL, SERVING_URL_ENV, V2Client, check_url
+    from makeusrich.v2client import DEFAULT_URL, SERVING_URL_ENV, V2Client, check_url
 
     pair = load_pair_arg(args.file)
     source = Source.parse(args.source)
@@ -141,7 +137,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def add_serving_commands(add: Add) -> None:
     from makeusrich.cliargs import TIMES_NOTE, add_pair_args, add_store_arg
     from makeusrich.environment import BINANCE, S3, epilog
-    from makeusrich.serving.client import DEFAULT_URL, SERVING_URL_ENV
+    from makeusrich.v2client import DEFAULT_URL, SERVING_URL_ENV
 
     p = add("serve", "serve the promoted models over the KServe v2 (Open Inference) REST protocol", cmd_serve)
     add_store_arg(p)
@@ -190,9 +186,3 @@ def add_serving_commands(add: Add) -> None:
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each answer (default 10)")
     p.add_argument("--json", action="store_true", help="print the forecast as JSON")
     p.epilog = epilog(["MAKEUSRICH_PAIR", SERVING_URL_ENV, *BINANCE], note=TIMES_NOTE)
-
-
-if __name__ == "__main__":  # `python -m makeusrich.<part>.cli COMMAND ...` is `makeusrich COMMAND ...`
-    from makeusrich.cli import main
-
-    raise SystemExit(main())

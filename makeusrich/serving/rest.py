@@ -17,7 +17,7 @@ import json
 import logging
 import socket
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 import uvicorn
@@ -33,6 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from makeusrich.errors import PayloadTooLarge
 from makeusrich.serving.kserve_api import (
     INFERENCE_CONTENT_LENGTH_HEADER,
+    DataPlane,
     InferenceError,
     InferenceRequest,
     InferRequest,
@@ -41,9 +42,7 @@ from makeusrich.serving.kserve_api import (
     ModelNotReady,
     ServerNotReady,
 )
-
-if TYPE_CHECKING:
-    from makeusrich.serving.server import ServeOptions, ServingDataPlane
+from makeusrich.serving.options import ServeOptions
 
 log = logging.getLogger(__name__)
 
@@ -221,8 +220,9 @@ async def _server_fault(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=500, content={"error": message})
 
 
-def create_app(dataplane: ServingDataPlane, options: ServeOptions) -> FastAPI:
-    """The FastAPI application: every route this server answers, and the error table."""
+def create_app(dataplane: DataPlane, options: ServeOptions, window_of: Callable[[str], int]) -> FastAPI:
+    """The FastAPI application: every route this server answers, and the error table. `window_of` names the
+    served window of a model (what bounds its requests' size)."""
     app = FastAPI(
         title="makeusrich model server",
         docs_url=None,
@@ -256,7 +256,7 @@ def create_app(dataplane: ServingDataPlane, options: ServeOptions) -> FastAPI:
     async def infer(model_name: str, request: Request) -> Response:
         if not await dataplane.model_ready(model_name, True):  # ModelNotFound (404) when unknown
             raise ModelNotReady(model_name)
-        limit = options.max_body_bytes or body_limit(options.max_batch, dataplane.window_of(model_name))
+        limit = options.max_body_bytes or body_limit(options.max_batch, window_of(model_name))
         try:
             body = await read_body(request, limit)
         except ClientDisconnect:

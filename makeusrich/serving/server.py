@@ -55,6 +55,7 @@ from makeusrich.serving.loader import (
     load_artifact,
     store_sources,
 )
+from makeusrich.serving.options import ServeOptions
 from makeusrich.serving.rest import create_app, serve_http
 from makeusrich.serving.validation import BadRequest, check_forecast, check_request
 
@@ -72,24 +73,6 @@ class Refusal:
 
     def at_iso(self) -> str:
         return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.at))
-
-
-@dataclass(frozen=True)
-class ServeOptions:
-    """Everything `makeusrich serve` takes."""
-
-    store: str | None = None
-    namespace: str = "default"
-    pairs: tuple[str, ...] = ()
-    model_dir: str | None = None
-    host: str = "127.0.0.1"
-    port: int = 8080
-    poll_seconds: float = 10.0
-    max_batch: int = 1024
-    threads: int = 1
-    inline_batch: int = 16
-    access_log: bool = False
-    max_body_bytes: int | None = None  # None: the largest valid request of each model (rest.body_limit)
 
 
 class PairModel(Model):
@@ -353,7 +336,7 @@ class MakeUsRichModelServer(ModelServer):
         )
         watcher = asyncio.create_task(self.watch())
         try:
-            await serve_http(create_app(self.dataplane, self.options), sock, self.options)
+            await serve_http(create_app(self.dataplane, self.options, self.dataplane.window_of), sock, self.options)
         finally:
             watcher.cancel()
 

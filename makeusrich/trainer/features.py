@@ -23,6 +23,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from makeusrich.errors import CandleError
 from makeusrich.market.candles import OHLCV
+from makeusrich.scoring.windows import segment_ids, valid_origins
 
 N_FEATURES = 5
 FEATURE_NAMES = ("log_open_rel", "log_high_rel", "log_low_rel", "log_return", "log_volume_change")
@@ -41,19 +42,6 @@ def feature_rows(ohlcv: np.ndarray) -> np.ndarray:
     log_volume = np.log1p(ohlcv[:, 4])
     volume = np.diff(log_volume)[:, None]
     return np.concatenate([prices, volume], axis=1)
-
-
-def segment_ids(open_ms: np.ndarray, step_ms: int) -> np.ndarray:
-    """A number per candle that changes after every gap: candles with equal ids are contiguous."""
-    breaks = np.concatenate([[0], (np.diff(open_ms) != step_ms).astype(np.int64)])
-    return np.cumsum(breaks)
-
-
-def valid_origins(segments: np.ndarray, window: int, horizon: int) -> np.ndarray:
-    """Indices t of candles from which a forecast can be made and scored: candles t-W+1..t+h are contiguous."""
-    n = len(segments)
-    t = np.arange(window - 1, n - horizon)
-    return t[segments[t - window + 1] == segments[t + horizon]]
 
 
 def targets(close: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:

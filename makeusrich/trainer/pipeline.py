@@ -25,9 +25,9 @@ from makeusrich.market import binance
 from makeusrich.market.candles import close_moments, interval_ms
 from makeusrich.market.source import CandleSet, Source, load_candles
 from makeusrich.pair import CurrencyPair
+from makeusrich.scoring import evaluate
 from makeusrich.store import pair_store
 from makeusrich.store.base import new_version
-from makeusrich.trainer import evaluate
 from makeusrich.trainer.export import (
     INPUT_NAME,
     OUTPUT_NAME,

@@ -18,13 +18,13 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from makeusrich.market.source import Source
 from makeusrich.net import check_free
-from makeusrich.serving.client import DEFAULT_URL
 from makeusrich.ui.auth import AuthConfig, auth_from_env
 from makeusrich.ui.data import CandleFeed, EmbeddedSource, KubeSource, PairSource
 from makeusrich.ui.kube import KubeClient, load_credentials
 from makeusrich.ui.pages import CSS, Pages, make_root
 from makeusrich.ui.security import SecurityHeaders
 from makeusrich.ui.state import Dashboard, Options
+from makeusrich.v2client import DEFAULT_URL
 
 log = logging.getLogger("makeusrich")
 

@@ -19,8 +19,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from makeusrich.errors import CandleError
 from makeusrich.market.candles import OHLCV, interval_ms
-from makeusrich.trainer import evaluate
-from makeusrich.trainer.features import segment_ids, valid_origins
+from makeusrich.scoring import evaluate, segment_ids, valid_origins
 from makeusrich.ui.view import parse_time
 
 BATCH = 256

@@ -1,8 +1,5 @@
 """`makeusrich ui`: serve the dashboard; `makeusrich ui --hash-password`: make the login's password hash.
-
-`python -m makeusrich.ui.cli ui ...` runs the same command through the project's parser, with `ui` added when
-makeusrich.cli does not register it itself.
-"""
+Registered by makeusrich.cli through `add_ui_commands`."""
 
 from __future__ import annotations
 
@@ -61,10 +58,10 @@ def ui_config(args: argparse.Namespace, env: Mapping[str, str] | None = None) ->
     that a typo fails at start with one sentence rather than on every card."""
     from makeusrich.cliargs import retries_from
     from makeusrich.market.source import Source
-    from makeusrich.serving.client import DEFAULT_URL, SERVING_URL_ENV, check_url
     from makeusrich.store import STORE_ENV, store_location, store_url
     from makeusrich.ui.app import UIConfig
     from makeusrich.ui.state import Options
+    from makeusrich.v2client import DEFAULT_URL, SERVING_URL_ENV, check_url
 
     env = os.environ if env is None else env
     Source.parse(args.source)
@@ -108,7 +105,7 @@ DASHBOARD_RETRIES = 2
 def add_ui_commands(add: Add) -> None:
     from makeusrich.cliargs import add_source_args, add_store_arg
     from makeusrich.environment import BINANCE, KUBERNETES, S3, UI, epilog
-    from makeusrich.serving.client import DEFAULT_URL, SERVING_URL_ENV
+    from makeusrich.v2client import DEFAULT_URL, SERVING_URL_ENV
 
     p = add("ui", "serve the dashboard: prices, forecasts and each model's measured skill", cmd_ui)
     p.add_argument(
@@ -171,9 +168,3 @@ def add_ui_commands(add: Add) -> None:
         "browser's time zone and name the moment a candle closes: the 1h candle from 00:00 to 01:00 is the 01:00 "
         "candle.",
     )
-
-
-if __name__ == "__main__":  # `python -m makeusrich.ui.cli ui ...` is `makeusrich ui ...`
-    from makeusrich.cli import main
-
-    raise SystemExit(main())

@@ -23,7 +23,6 @@ import pandas as pd
 from makeusrich.errors import CandleError, MakeUsRichError
 from makeusrich.market.candles import close_moments
 from makeusrich.pair import CurrencyPair
-from makeusrich.serving.client import ModelNotFoundError, ServingError, V2Client
 from makeusrich.ui.backtest import Backtest, run_backtest, split_range
 from makeusrich.ui.data import (
     CandleFeed,
@@ -36,6 +35,7 @@ from makeusrich.ui.data import (
     to_thread,
 )
 from makeusrich.ui.view import PairState, condition, promotion_reason, skill_from_metrics
+from makeusrich.v2client import ModelNotFoundError, ServingError, V2Client
 
 log = logging.getLogger("makeusrich.ui")
 

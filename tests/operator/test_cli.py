@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "makeusrich.operator.cli", *args],
+        [sys.executable, "-m", "makeusrich.cli", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,

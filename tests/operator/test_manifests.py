@@ -180,7 +180,7 @@ def test_example_and_test_pairs_fit_the_crd() -> None:
 
 def run_render(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "makeusrich.operator.cli", "render", *args],
+        [sys.executable, "-m", "makeusrich.cli", "render", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -14,7 +14,7 @@ import yaml
 from makeusrich.market.source import Source, load_candles
 from makeusrich.pair import pair_document
 from makeusrich.serving.cli import count_gaps, format_forecast, lookback_days_for
-from makeusrich.serving.client import candle_array
+from makeusrich.v2client import candle_array
 from tests.fixtures.model_server import ROOT, RunningServer, free_port
 from tests.fixtures.models import small_pair
 from tests.serving.helpers import reference
@@ -22,7 +22,7 @@ from tests.serving.helpers import reference
 
 def makeusrich(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "makeusrich.serving.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=120
+        [sys.executable, "-m", "makeusrich.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=120
     )
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from makeusrich.serving.client import (
+from makeusrich.v2client import (
     ModelNotFoundError,
     ModelNotReadyError,
     ServingError,

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import numpy as np
 
-from makeusrich.serving.client import V2Client
 from makeusrich.store import pair_store
 from makeusrich.trainer.export import triton_config
+from makeusrich.v2client import V2Client
 from tests.fixtures.model_server import RunningServer
 from tests.fixtures.models import TrainedStore
 from tests.serving.helpers import (

@@ -231,7 +231,7 @@ def test_model_dir_with_nothing_servable_exits_with_the_reason(trained_store_tem
         [
             sys.executable,
             "-m",
-            "makeusrich.serving.cli",
+            "makeusrich.cli",
             "serve",
             "--model-dir",
             str(mount),

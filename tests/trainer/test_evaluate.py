@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from makeusrich.trainer import evaluate as ev
+from makeusrich.scoring import evaluate as ev
 
 
 def random_walk(n: int, seed: int, sigma: float = 0.01, start: float = 30_000.0) -> np.ndarray:

@@ -68,12 +68,12 @@ class RunningUI:
 
 
 def start_ui(args: list[str], folder: Path, timeout: float = 60.0) -> RunningUI:
-    """`python -m makeusrich.ui.cli ui ...` on a free loopback port, once /healthz says the first refresh is done."""
+    """`python -m makeusrich.cli ui ...` on a free loopback port, once /healthz says the first refresh is done."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "NICEGUI_"))}
     env.update(PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))
     log_path = folder / "ui.log"
-    command = [sys.executable, "-m", "makeusrich.ui.cli", "ui", "--host", "127.0.0.1", "--port", str(port), *args]
+    command = [sys.executable, "-m", "makeusrich.cli", "ui", "--host", "127.0.0.1", "--port", str(port), *args]
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=folder, env=env)
     ui = RunningUI(f"http://127.0.0.1:{port}", process, log_path)

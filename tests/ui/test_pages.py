@@ -14,9 +14,9 @@ from nicegui.testing.user import User
 
 from makeusrich.market.files import sample_path
 from makeusrich.pair import load_pair
-from makeusrich.serving.client import V2Client
 from makeusrich.ui.auth import AuthConfig, hash_password
 from makeusrich.ui.view import format_price, price_decimals
+from makeusrich.v2client import V2Client
 from tests.fixtures.model_server import RunningServer
 from tests.fixtures.models import TrainedStore, small_pair
 from tests.serving.helpers import next_version
