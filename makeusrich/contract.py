@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
 # --- contract 2: the model as served -----------------------------------------------------------------------------
@@ -52,6 +53,12 @@ def output_spec(horizon: int) -> TensorSpec:
 VERSION_FORMAT = "%Y%m%dT%H%M%SZ"  # UTC time of the run's start: sortable, unique per run
 VERSION_PATTERN = r"^\d{8}T\d{6}Z$"
 VERSION_RE = re.compile(VERSION_PATTERN)
+
+def iso_z(moment: datetime | None = None) -> str:
+    """A moment (default: now) as the documents of this project write times: RFC 3339 in UTC with a Z, to the
+    second (metadata.json, latest.json, the Kubernetes status, the server's metadata)."""
+    return (moment or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
 
 # --- intervals ---------------------------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ place and the API server refuses what the operator would refuse.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -260,6 +261,21 @@ def parse_pair(document: Any, source: str = "pair") -> CurrencyPair:
         raise PairError(describe_errors(exc, source)) from None
     except RecursionError:
         raise PairError(f"{source}: the resource nests too deeply to be a CurrencyPair") from None
+
+
+def pair_from_resource(body: Mapping[str, Any]) -> CurrencyPair:
+    """A CurrencyPair as the API server returns it, validated like a file: its spec, name, namespace and uid
+    (status, managed fields and the rest of the metadata are the API server's business)."""
+    meta = body.get("metadata") or {}
+    name, namespace = meta.get("name"), meta.get("namespace") or "default"
+    identity = {key: meta[key] for key in ("name", "namespace", "uid") if key in meta}
+    document = {
+        "apiVersion": body.get("apiVersion") or API_VERSION,
+        "kind": body.get("kind") or KIND,
+        "metadata": identity,
+        "spec": body.get("spec"),
+    }
+    return parse_pair(document, f"CurrencyPair {namespace}/{name}")
 
 
 # A pair file is a few hundred bytes; anything near this is a mistake (or /dev/zero) and is not read further.

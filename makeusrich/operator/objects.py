@@ -12,13 +12,13 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 from makeusrich import __version__
 from makeusrich.errors import SettingsError
 from makeusrich.pair import API_VERSION, KIND, PAIR_ENV, CurrencyPair
+from makeusrich.store import storage_uri
 
 PART_OF = "app.kubernetes.io/part-of"
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -271,19 +271,6 @@ def initial_job(pair: CurrencyPair, settings: OperatorSettings, uid: str | None 
 # --- serving -------------------------------------------------------------------------------------------------
 
 
-def storage_uri_for(store_url: str, namespace: str, pair: str, version: str) -> str:
-    """The folder a version lives in (contract 3), as PairStore.storage_uri gives it, computed without opening
-    the store (render works offline)."""
-    parsed = urlparse(store_url)
-    key = f"{namespace}/{pair}/versions/{version}/"
-    if parsed.scheme == "s3":
-        prefix = parsed.path.strip("/")
-        return f"s3://{parsed.netloc}/{prefix + '/' if prefix else ''}{key}"
-    root = Path(unquote(parsed.path) if parsed.scheme == "file" else store_url).expanduser().resolve()
-    uri = (root / key).as_uri()
-    return uri if uri.endswith("/") else uri + "/"
-
-
 def inference_service(
     pair: CurrencyPair,
     settings: OperatorSettings,
@@ -330,7 +317,7 @@ def children(
         objects.append(initial_job(pair, settings, uid))
     version = pair.spec.serving.pinned_version or model_version
     if version:
-        uri = storage_uri_for(settings.store_url, pair.namespace, pair.name, version)
+        uri = storage_uri(settings.store_url, pair.namespace, pair.name, version)
         objects.append(inference_service(pair, settings, uri, version, uid))
     return objects
 

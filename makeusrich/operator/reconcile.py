@@ -23,7 +23,7 @@ from makeusrich.errors import MakeUsRichError, NotFoundError, PairError, RetryLa
 from makeusrich.operator import status as st
 from makeusrich.operator.kube import CRONJOBS, ISVCS, JOBS, PAIRS, PODS, AlreadyExists, ApiError, KubeApi, NotFound, Ref
 from makeusrich.operator.objects import OperatorSettings, cronjob, inference_service, initial_job, is_subset
-from makeusrich.pair import CurrencyPair, CurrencyPairStatus, ModelStatus, parse_pair
+from makeusrich.pair import CurrencyPair, CurrencyPairStatus, ModelStatus, pair_from_resource
 from makeusrich.store import Latest, ObjectStore, PairStore, open_store
 
 log = logging.getLogger("makeusrich.operator")
@@ -196,14 +196,8 @@ class Reconciler:
         previous = self._written.get(uid) or st.parse_status(body.get("status"))
         now = st.now_iso()
         generation = meta.get("generation")
-        document = {
-            "apiVersion": body.get("apiVersion"),
-            "kind": body.get("kind"),
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": body.get("spec"),
-        }
         try:
-            pair = parse_pair(document, f"CurrencyPair {namespace}/{name}")
+            pair = pair_from_resource(body)
         except PairError as exc:
             new = st.compute_status(previous, st.Observed(generation=generation, invalid=str(exc)), now)
             await self._write_status(body, uid, previous, new)
@@ -483,7 +477,7 @@ class Reconciler:
             self.child_deleted("cronjob", namespace, f"{pair}-trainer")
             return True
         try:
-            spec = parse_pair({"metadata": {"name": pair, "namespace": namespace}, "spec": body.get("spec")}, "pair")
+            spec = pair_from_resource({"metadata": {"name": pair, "namespace": namespace}, "spec": body.get("spec")})
         except PairError:
             return False
         uid = (body.get("metadata") or {}).get("uid")

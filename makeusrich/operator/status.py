@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from makeusrich.contract import iso_z
 from makeusrich.operator.objects import MODEL_VERSION_ANNOTATION
 from makeusrich.pair import Condition, CurrencyPairStatus, ModelStatus, ServingStatus, TrainingStatus
 
@@ -38,7 +39,7 @@ METRIC_KEYS = ("n", "mae", "rmse", "rel_mae", "rel_rmse", "dm_pvalue", "directio
 
 
 def now_iso(now: datetime | None = None) -> str:
-    return (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return iso_z(now)
 
 
 def clip(text: str, limit: int = MAX_MESSAGE) -> str:

@@ -80,6 +80,7 @@ def format_forecast(
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from makeusrich.cliargs import retries_from
+    from makeusrich.contract import iso_z
     from makeusrich.market.candles import close_moments
     from makeusrich.market.source import Source, load_candles
     from makeusrich.pair import load_pair_arg
@@ -119,13 +120,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     frame, forecast = asyncio.run(run())
     last_close_at = close_moments(frame["open_time"], spec.interval).iloc[-1]
     if args.json:
-        iso = forecast["close_time"].map(lambda t: t.isoformat().replace("+00:00", "Z"))
+        iso = forecast["close_time"].map(iso_z)
         records = forecast.drop(columns="close_time").assign(closeTime=iso)
         document = {
             "pair": pair.name,
             "symbol": spec.symbol,
             "interval": spec.interval,
-            "lastCloseTime": last_close_at.isoformat().replace("+00:00", "Z"),
+            "lastCloseTime": iso_z(last_close_at),
             "forecast": records.to_dict(orient="records"),
         }
         sys.stdout.write(json.dumps(document, indent=2) + "\n")

@@ -18,13 +18,11 @@ Nothing here imports kserve or torch: the checks run in tests and tools without 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,12 +30,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from makeusrich.contract import FIELDS, INPUT_NAME, OUTPUT_NAME, input_spec, output_spec
+from makeusrich.contract import FIELDS, INPUT_NAME, OUTPUT_NAME, input_spec, iso_z, output_spec
 from makeusrich.errors import LoadRefused, MakeUsRichError, NotFoundError, StoreError
+from makeusrich.onnxrt import onnx_session
 from makeusrich.serving.triton import ConfigError, config_problems, read_config
 from makeusrich.serving.validation import Signature
 from makeusrich.store import open_store
-from makeusrich.store.base import LATEST, ObjectStore, PairStore
+from makeusrich.store.base import LATEST, ObjectStore, PairStore, sha256
 
 log = logging.getLogger(__name__)
 
@@ -87,10 +86,6 @@ class ModelSource(Protocol):
     def fetch(self, candidate: Candidate) -> Artifact:
         """The candidate's files; LoadRefused when they are missing or damaged. Blocking I/O."""
         ...
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -246,13 +241,6 @@ def folder_sources(root: str | Path) -> list[FolderSource]:
 # --- loading -----------------------------------------------------------------------------------------------
 
 
-def session_options(threads: int) -> ort.SessionOptions:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return options
-
-
 def _dims(shape: list[Any]) -> tuple[int, ...]:
     return tuple(d if isinstance(d, int) else -1 for d in shape)
 
@@ -346,7 +334,7 @@ def load_artifact(artifact: Artifact, threads: int = 1) -> Served:
     version = artifact.candidate.version
     try:
         proto = onnx.load_from_string(artifact.model)
-        session = ort.InferenceSession(artifact.model, session_options(threads), providers=["CPUExecutionProvider"])
+        session = onnx_session(artifact.model, threads)
     except Exception as exc:  # onnx and onnxruntime raise their own types for a damaged file
         raise LoadRefused(f"version {version} is not a loadable ONNX model: {str(exc).strip()[:300]}") from None
     signature = graph_signature(session)
@@ -370,7 +358,7 @@ def load_artifact(artifact: Artifact, threads: int = 1) -> Served:
         signature=signature,
         where=artifact.candidate.where,
         interval=str(interval) if interval else None,
-        loaded_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        loaded_at=iso_z(),
         load_seconds=time.perf_counter() - began,
         info={"smoke_forecast": smoke},
     )

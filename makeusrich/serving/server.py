@@ -28,11 +28,12 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from makeusrich.contract import PLATFORM
+from makeusrich.contract import PLATFORM, iso_z
 from makeusrich.errors import MakeUsRichError, excerpt
 from makeusrich.net import bind
 from makeusrich.pair import NAME_PATTERN
@@ -72,7 +73,7 @@ class Refusal:
     at: float
 
     def at_iso(self) -> str:
-        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.at))
+        return iso_z(datetime.fromtimestamp(self.at, UTC))
 
 
 class PairModel(Model):

@@ -8,7 +8,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from makeusrich.errors import StoreError
-from makeusrich.store.base import Latest, ObjectStore, PairStore, new_version
+from makeusrich.store.base import Latest, ObjectStore, PairStore, new_version, version_key
 from makeusrich.store.local import LocalStore
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "new_version",
     "open_store",
     "pair_store",
+    "storage_uri",
     "store_location",
     "store_url",
 ]
@@ -72,6 +73,18 @@ def open_store(url: str) -> ObjectStore:
     from makeusrich.store.s3 import S3Store
 
     return S3Store.from_url(where)
+
+
+def storage_uri(url: str, namespace: str, pair: str, version: str) -> str:
+    """The folder a version lives in (the storageUri KServe mounts), from the store's URL alone: what
+    `PairStore.storage_uri` says once the store is open, with no I/O (render works offline)."""
+    kind, where = store_location(url)
+    key = version_key(namespace, pair, version)
+    if kind == "file":
+        return LocalStore(where).uri(key)
+    parsed = urlparse(where)
+    prefix = parsed.path.strip("/")
+    return f"s3://{parsed.netloc}/{prefix + '/' if prefix else ''}{key}"
 
 
 def pair_store(url: str, namespace: str, pair: str) -> PairStore:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from makeusrich.contract import VERSION_FORMAT, VERSION_RE
+from makeusrich.contract import VERSION_FORMAT, VERSION_RE, iso_z
 from makeusrich.errors import NotFoundError, StoreError, excerpt
 
 if TYPE_CHECKING:  # pandas is imported only by the candle cache: the operator never needs it
@@ -80,6 +80,11 @@ def check_version(version: str) -> str:
     return version
 
 
+def version_key(namespace: str, pair: str, version: str) -> str:
+    """The folder of a version below the store's root (contract 3)."""
+    return f"{namespace}/{pair}/versions/{check_version(version)}/"
+
+
 def version_time(version: str) -> datetime:
     """When a version's run started: the UTC time its name spells."""
     return datetime.strptime(check_version(version), VERSION_FORMAT).replace(tzinfo=UTC)
@@ -123,7 +128,7 @@ class PairStore:
         return f"{self.namespace}/{self.pair}/"
 
     def version_prefix(self, version: str) -> str:
-        return f"{self.prefix}versions/{check_version(version)}/"
+        return version_key(self.namespace, self.pair, version)
 
     def storage_uri(self, version: str) -> str:
         """The folder KServe mounts: a Triton model repository holding `<pair>/config.pbtxt`."""
@@ -261,7 +266,7 @@ class PairStore:
             version=version,
             storage_uri=self.storage_uri(version),
             model_sha256=model_sha,
-            promoted_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            promoted_at=iso_z(),
             history=tuple(v for v in earlier if v != version)[-HISTORY_LIMIT:],
         )
         self.objects.put(self.prefix + LATEST, json.dumps(latest.to_json(), indent=2).encode())

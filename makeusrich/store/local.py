@@ -49,19 +49,7 @@ class LocalStore:
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=TEMPORARY, dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    os.fchmod(handle.fileno(), self.file_mode)  # mkstemp makes 0600 whatever the umask
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, path)
-                _fsync_folder(path.parent)  # the rename itself must survive a power loss
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            atomic_write(path, data, self.file_mode)
         except OSError as exc:
             raise StoreError(
                 f"cannot write {path}: {exc.strerror or exc}; check the folder's permissions and free space"
@@ -132,6 +120,25 @@ class LocalStore:
     def uri(self, key: str) -> str:
         uri = (self.root / key).as_uri()
         return uri + "/" if key.endswith("/") and not uri.endswith("/") else uri
+
+
+def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Write a file so that a reader sees the old or the new content, never half of it, and the new content
+    survives a power loss: a temporary file in the same folder, fsynced, renamed over the old, the folder fsynced.
+    `mode` defaults to what the umask gives any new file (mkstemp alone would make it 0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=TEMPORARY, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o666 & ~current_umask() if mode is None else mode)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        _fsync_folder(path.parent)  # the rename itself must survive a power loss
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _fsync_folder(folder: Path) -> None:

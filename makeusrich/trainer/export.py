@@ -12,6 +12,7 @@ import torch
 
 from makeusrich.contract import INPUT_NAME, OUTPUT_NAME
 from makeusrich.errors import MakeUsRichError
+from makeusrich.onnxrt import onnx_session
 from makeusrich.trainer.model import Forecaster
 
 OPSET = 17
@@ -38,13 +39,6 @@ def export_onnx(model: Forecaster, window: int) -> bytes:
     proto = onnx.load_from_string(buffer.getvalue())
     onnx.checker.check_model(proto, full_check=True)
     return buffer.getvalue()
-
-
-def onnx_session(model_bytes: bytes, threads: int = 1) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
 
 
 def run_onnx(session: ort.InferenceSession, candles: np.ndarray, batch_size: int = 1024) -> np.ndarray:

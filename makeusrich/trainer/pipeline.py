@@ -20,6 +20,7 @@ import onnxruntime
 import torch
 
 from makeusrich import __version__
+from makeusrich.contract import iso_z
 from makeusrich.errors import MakeUsRichError, StoreError
 from makeusrich.market import binance
 from makeusrich.market.candles import close_moments, interval_ms
@@ -53,10 +54,6 @@ class Outcome:
     promoted: bool
     reason: str
     metadata: dict[str, Any]
-
-
-def _iso(value: Any) -> str:
-    return str(value.isoformat()).replace("+00:00", "Z")
 
 
 def training_log_returns(data: Prepared) -> np.ndarray:
@@ -114,11 +111,11 @@ def build_metadata(
         "symbol": spec.symbol,
         "interval": spec.interval,
         "version": version,
-        "createdAt": _iso(datetime.now(UTC)),
+        "createdAt": iso_z(datetime.now(UTC)),
         "source": candles.source,
         "data": {
-            "from": _iso(data.open_time.iloc[0]),  # the span runs from the first candle's open...
-            "to": _iso(closes.iloc[-1]),  # ...to the last one's close
+            "from": iso_z(data.open_time.iloc[0]),  # the span runs from the first candle's open...
+            "to": iso_z(closes.iloc[-1]),  # ...to the last one's close
             "rows": len(closes),
             "gaps": len(candles.report.gaps),
             "missingCandles": candles.report.missing_candles,
@@ -128,7 +125,7 @@ def build_metadata(
                 "validation": len(data.split.validation),
                 "test": len(data.split.test),
             },
-            "testFrom": _iso(closes.iloc[int(data.split.test.min())]),  # when the first test forecast is made
+            "testFrom": iso_z(closes.iloc[int(data.split.test.min())]),  # when the first test forecast is made
         },
         "window": data.window,
         "horizon": data.horizon,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -33,10 +32,12 @@ from makeusrich.pair import (
     CurrencyPairStatus,
     load_pair,
     pair_document,
+    pair_from_resource,
     parse_pair,
 )
 from makeusrich.store import Latest, PairStore, open_store
 from makeusrich.store.base import ObjectStore
+from makeusrich.store.local import atomic_write
 from makeusrich.ui.kube import ISVCS, PAIRS, KubeClient, KubeError
 
 T = TypeVar("T")
@@ -87,21 +88,6 @@ class PairSource(Protocol):
 
 
 # --- pair files ------------------------------------------------------------------------------------------------
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write a file so that a reader (or `makeusrich up` watching the folder) sees the old or the new content."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def pair_yaml(pair: CurrencyPair) -> str:
@@ -183,7 +169,7 @@ class EmbeddedSource:
                 target = old.path
             parse_pair(pair_document(pair), str(target))  # the file holds exactly what validates
             try:
-                atomic_write(target, pair_yaml(pair))
+                atomic_write(target, pair_yaml(pair).encode())
             except OSError as exc:
                 raise PairError(f"cannot write {target}: {exc.strerror or exc}") from None
 
@@ -226,12 +212,9 @@ def record_from_resource(resource: dict[str, Any], isvc: dict[str, Any] | None) 
     except ValueError:
         status = None  # an operator of another version wrote it: show the pair without its status
     url = (isvc_url(isvc) if isvc else None) or (status.serving.url if status and status.serving else None)
-    body = {k: v for k, v in resource.items() if k != "status"}
-    body.setdefault("apiVersion", "makeusrich.io/v1alpha1")
-    body.setdefault("kind", "CurrencyPair")
     version = meta.get("resourceVersion")
     try:
-        pair = parse_pair(body, f"CurrencyPair {namespace}/{name}")
+        pair = pair_from_resource(resource)
     except PairError as exc:
         return PairRecord(name, namespace, None, str(exc), status, url, resource_version=version)
     return PairRecord(name, namespace, pair, None, status, url, resource_version=version)

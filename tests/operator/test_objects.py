@@ -20,10 +20,9 @@ from makeusrich.operator.objects import (
     initial_job_name,
     is_subset,
     settings_from_env,
-    storage_uri_for,
 )
 from makeusrich.pair import PAIR_ENV, parse_pair, parse_pair_text
-from makeusrich.store import LocalStore, PairStore
+from makeusrich.store import LocalStore, PairStore, storage_uri
 from makeusrich.store.s3 import S3Store
 
 UID = "0b5b7a0e-3f3e-4c1e-9b8e-2f1f6d1c9a11"
@@ -173,12 +172,12 @@ def test_inference_service_serves_the_version_folder_over_v2() -> None:
 def test_storage_uri_matches_the_store_s_own(tmp_path: Path, s3_store: S3Store) -> None:
     version = "20260101T000000Z"
     local = PairStore(LocalStore(tmp_path / "root"), "markets", "btc-usdt")
-    assert storage_uri_for(f"file://{tmp_path}/root", "markets", "btc-usdt", version) == local.storage_uri(version)
-    assert storage_uri_for(str(tmp_path / "root"), "markets", "btc-usdt", version) == local.storage_uri(version)
+    assert storage_uri(f"file://{tmp_path}/root", "markets", "btc-usdt", version) == local.storage_uri(version)
+    assert storage_uri(str(tmp_path / "root"), "markets", "btc-usdt", version) == local.storage_uri(version)
     remote = PairStore(s3_store, "markets", "btc-usdt")
-    assert storage_uri_for(f"s3://{s3_store.bucket}", "markets", "btc-usdt", version) == remote.storage_uri(version)
+    assert storage_uri(f"s3://{s3_store.bucket}", "markets", "btc-usdt", version) == remote.storage_uri(version)
     prefixed = S3Store(s3_store.client, s3_store.bucket, "team/models")
-    assert storage_uri_for(f"s3://{s3_store.bucket}/team/models/", "markets", "btc-usdt", version) == PairStore(
+    assert storage_uri(f"s3://{s3_store.bucket}/team/models/", "markets", "btc-usdt", version) == PairStore(
         prefixed, "markets", "btc-usdt"
     ).storage_uri(version)
 
