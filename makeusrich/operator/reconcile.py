@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -24,7 +22,8 @@ from makeusrich.operator import status as st
 from makeusrich.operator.kube import CRONJOBS, ISVCS, JOBS, PAIRS, PODS, AlreadyExists, ApiError, KubeApi, NotFound, Ref
 from makeusrich.operator.objects import OperatorSettings, cronjob, inference_service, initial_job, is_subset
 from makeusrich.pair import CurrencyPair, CurrencyPairStatus, ModelStatus, pair_from_resource
-from makeusrich.store import Latest, ObjectStore, PairStore, open_store
+from makeusrich.store import Latest, ObjectStore, open_store
+from makeusrich.store.reader import StoreReader
 
 log = logging.getLogger("makeusrich.operator")
 
@@ -76,44 +75,30 @@ def open_for_reading(url: str) -> ObjectStore:
 
 
 class StoreAccess:
-    """The model store as the operator reads it: one client for every pair, blocking calls on a few threads, and
-    each version's metadata.json read once (versions never change)."""
+    """The model store as the operator reads it: the shared StoreReader (one client, metadata read once per
+    version), read-only, its blocking calls on a few threads of the operator's own."""
 
     def __init__(self, url: str, workers: int = 4, opener: Callable[[str], ObjectStore] = open_for_reading) -> None:
         self.url = url
-        self._opener = opener
-        self._objects: ObjectStore | None = None
-        self._open_lock = threading.Lock()
+        self.reader = StoreReader(url, opener=opener)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store")
-        self._metadata: OrderedDict[tuple[str, str, str], dict[str, Any]] = OrderedDict()
         self.reads = 0
-
-    def _pair(self, namespace: str, name: str) -> PairStore:
-        with self._open_lock:
-            if self._objects is None:
-                self._objects = self._opener(self.url)  # a failure leaves it None: the next call tries again
-            return PairStore(self._objects, namespace, name)
 
     async def _run(self, fn: Callable[[], T]) -> T:
         self.reads += 1
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     async def latest(self, namespace: str, name: str) -> Latest | None:
-        return await self._run(lambda: self._pair(namespace, name).latest())
+        return await self._run(lambda: self.reader.pair_store(namespace, name).latest())
 
     async def metadata(self, namespace: str, name: str, version: str) -> dict[str, Any]:
-        key = (namespace, name, version)
-        if key in self._metadata:
-            self._metadata.move_to_end(key)
-            return self._metadata[key]
-        meta = await self._run(lambda: self._pair(namespace, name).metadata(version))
-        self._metadata[key] = meta
-        while len(self._metadata) > 4096:
-            self._metadata.popitem(last=False)
-        return meta
+        cached = self.reader.cached(namespace, name, version)
+        if cached is not None:
+            return cached
+        return await self._run(lambda: self.reader.metadata(namespace, name, version))
 
     async def storage_uri(self, namespace: str, name: str, version: str) -> str:
-        return await self._run(lambda: self._pair(namespace, name).storage_uri(version))
+        return await self._run(lambda: self.reader.pair_store(namespace, name).storage_uri(version))
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

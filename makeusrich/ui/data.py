@@ -12,9 +12,8 @@ import asyncio
 import os
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -35,13 +34,11 @@ from makeusrich.pair import (
     pair_from_resource,
     parse_pair,
 )
-from makeusrich.store import Latest, PairStore, open_store
-from makeusrich.store.base import ObjectStore
+from makeusrich.store import PairStore
 from makeusrich.store.local import atomic_write
 from makeusrich.ui.kube import ISVCS, PAIRS, KubeClient, KubeError
 
 T = TypeVar("T")
-DAMAGED = "damaged"  # the key a version's metadata has in the dashboard when its metadata.json is unreadable
 Offload = Callable[[Callable[[], Any]], Awaitable[Any]]
 PAIR_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -278,79 +275,6 @@ class KubeSource:
 
     async def aclose(self) -> None:
         await self.client.aclose()
-
-
-# --- the model store -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StoreSummary:
-    """One pair's models: the promoted version, every complete version, and the metadata that was asked for."""
-
-    latest: Latest | None
-    versions: list[str]
-    metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @property
-    def newest(self) -> str | None:
-        return self.versions[-1] if self.versions else None
-
-    @property
-    def promoted(self) -> frozenset[str]:
-        """The versions latest.json has named: promoted ones, whatever an interrupted run's metadata says."""
-        return self.latest.promoted if self.latest else frozenset()
-
-
-class StoreReader:
-    """Blocking reads of the store, with metadata cached: a version's metadata.json never changes."""
-
-    def __init__(self, url: str, cache_size: int = 4096) -> None:
-        self.url = url
-        self._objects: ObjectStore | None = None
-        self._cache: OrderedDict[tuple[str, str, str], dict[str, Any]] = OrderedDict()
-        self._cache_size = cache_size
-        self._lock = threading.Lock()
-
-    def pair_store(self, namespace: str, name: str) -> PairStore:
-        with self._lock:
-            if self._objects is None:
-                self._objects = open_store(self.url)
-        return PairStore(self._objects, namespace, name)
-
-    def metadata(self, namespace: str, name: str, version: str) -> dict[str, Any]:
-        key = (namespace, name, version)
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-        value = self.pair_store(namespace, name).metadata(version)
-        with self._lock:
-            self._cache[key] = value
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        return value
-
-    def readable(self, namespace: str, name: str, version: str) -> dict[str, Any]:
-        """A version's metadata, or {"damaged": why} when its metadata.json cannot be read: one damaged version
-        is shown as such, and the others as usual."""
-        try:
-            return self.metadata(namespace, name, version)
-        except StoreError as exc:
-            return {DAMAGED: str(exc)}
-
-    def summary(self, namespace: str, name: str, wanted: Iterable[str | None] = ()) -> StoreSummary:
-        """latest.json, the version list, and metadata of the promoted, newest and `wanted` versions."""
-        store = self.pair_store(namespace, name)
-        latest = store.latest()
-        versions = store.versions()
-        needed = {latest.version if latest else None, versions[-1] if versions else None, *wanted}
-        chosen = sorted(x for x in needed if x and x in versions)
-        return StoreSummary(latest, versions, {v: self.readable(namespace, name, v) for v in chosen})
-
-    def history(self, namespace: str, name: str, limit: int = 30) -> dict[str, dict[str, Any]]:
-        """Metadata of the newest `limit` versions (a damaged one as {"damaged": why})."""
-        versions = self.pair_store(namespace, name).versions()[-limit:]
-        return {v: self.readable(namespace, name, v) for v in versions}
 
 
 # --- candles ---------------------------------------------------------------------------------------------------

@@ -23,14 +23,13 @@ import pandas as pd
 from makeusrich.errors import CandleError, MakeUsRichError
 from makeusrich.market.candles import close_moments
 from makeusrich.pair import CurrencyPair
+from makeusrich.store.reader import StoreReader, StoreSummary
 from makeusrich.ui.backtest import Backtest, run_backtest, split_range
 from makeusrich.ui.data import (
     CandleFeed,
     Offload,
     PairRecord,
     PairSource,
-    StoreReader,
-    StoreSummary,
     describe_error,
     to_thread,
 )

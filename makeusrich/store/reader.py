@@ -1,0 +1,96 @@
+"""Reading the store for many pairs at once (the dashboard, the operator, the track record): one client, one
+metadata cache, and the views they share. Blocking: callers on an event loop run these in threads."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from makeusrich.errors import StoreError
+from makeusrich.store import open_store
+from makeusrich.store.base import Latest, ObjectStore, PairStore
+
+DAMAGED = "damaged"  # the key a version's metadata has in a view when its metadata.json is unreadable
+
+
+@dataclass(frozen=True)
+class StoreSummary:
+    """One pair's models: the promoted version, every complete version, and the metadata that was asked for."""
+
+    latest: Latest | None
+    versions: list[str]
+    metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def newest(self) -> str | None:
+        return self.versions[-1] if self.versions else None
+
+    @property
+    def promoted(self) -> frozenset[str]:
+        """The versions latest.json has named: promoted ones, whatever an interrupted run's metadata says."""
+        return self.latest.promoted if self.latest else frozenset()
+
+
+class StoreReader:
+    """Blocking reads of one store for many pairs: one client, opened on first use (a failure leaves it closed,
+    so the next call tries again), and each version's metadata.json read once (a version never changes)."""
+
+    def __init__(self, url: str, cache_size: int = 4096, opener: Callable[[str], ObjectStore] = open_store) -> None:
+        self.url = url
+        self._opener = opener
+        self._objects: ObjectStore | None = None
+        self._cache: OrderedDict[tuple[str, str, str], dict[str, Any]] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def pair_store(self, namespace: str, name: str) -> PairStore:
+        with self._lock:
+            if self._objects is None:
+                self._objects = self._opener(self.url)
+        return PairStore(self._objects, namespace, name)
+
+    def cached(self, namespace: str, name: str, version: str) -> dict[str, Any] | None:
+        """A version's metadata if it was read before (no I/O: safe on an event loop)."""
+        key = (namespace, name, version)
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        return None
+
+    def metadata(self, namespace: str, name: str, version: str) -> dict[str, Any]:
+        key = (namespace, name, version)
+        hit = self.cached(*key)
+        if hit is not None:
+            return hit
+        value = self.pair_store(namespace, name).metadata(version)
+        with self._lock:
+            self._cache[key] = value
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return value
+
+    def readable(self, namespace: str, name: str, version: str) -> dict[str, Any]:
+        """A version's metadata, or {"damaged": why} when its metadata.json cannot be read: one damaged version
+        is shown as such, and the others as usual."""
+        try:
+            return self.metadata(namespace, name, version)
+        except StoreError as exc:
+            return {DAMAGED: str(exc)}
+
+    def summary(self, namespace: str, name: str, wanted: Iterable[str | None] = ()) -> StoreSummary:
+        """latest.json, the version list, and metadata of the promoted, newest and `wanted` versions."""
+        store = self.pair_store(namespace, name)
+        latest = store.latest()
+        versions = store.versions()
+        needed = {latest.version if latest else None, versions[-1] if versions else None, *wanted}
+        chosen = sorted(x for x in needed if x and x in versions)
+        return StoreSummary(latest, versions, {v: self.readable(namespace, name, v) for v in chosen})
+
+    def history(self, namespace: str, name: str, limit: int = 30) -> dict[str, dict[str, Any]]:
+        """Metadata of the newest `limit` versions (a damaged one as {"damaged": why})."""
+        versions = self.pair_store(namespace, name).versions()[-limit:]
+        return {v: self.readable(namespace, name, v) for v in versions}
