@@ -141,6 +141,15 @@ def tail_lookback(frame: pd.DataFrame, spec: CurrencyPairSpec) -> pd.DataFrame:
     return frame[frame["open_time"] >= cutoff].reset_index(drop=True)
 
 
+def read_file_source(source: Source, spec: CurrencyPairSpec) -> pd.DataFrame:
+    """The raw candles of a file source: the bundled sample, or a CSV (Binance is fetched, not read)."""
+    if source.kind == "sample":
+        return read_sample(spec.symbol, spec.interval)
+    if source.kind == "file":
+        return read_candle_csv(str(source.path), spec.interval)
+    raise CandleError(f"{source} is not a file source")
+
+
 def load_candles(
     spec: CurrencyPairSpec,
     source: Source,
@@ -153,10 +162,8 @@ def load_candles(
     requests = 0
     if source.kind == "binance":
         raw, requests = fetch_incremental(spec, store, now, api_url, max_retries)
-    elif source.kind == "sample":
-        raw = read_sample(spec.symbol, spec.interval)
     else:
-        raw = read_candle_csv(str(source.path), spec.interval)
+        raw = read_file_source(source, spec)
     frame, report = clean_candles(raw, spec.interval, str(source))
     frame = tail_lookback(frame, spec)
     if not frame.empty:  # report what the run uses, not what lies before its lookback

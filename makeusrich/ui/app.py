@@ -16,10 +16,11 @@ from typing import Any
 from nicegui import app, run, ui
 from starlette.middleware.sessions import SessionMiddleware
 
+from makeusrich.market.feed import CandleFeed
 from makeusrich.market.source import Source
 from makeusrich.net import check_free
 from makeusrich.ui.auth import AuthConfig, auth_from_env
-from makeusrich.ui.data import CandleFeed, EmbeddedSource, KubeSource, PairSource
+from makeusrich.ui.data import EmbeddedSource, KubeSource, PairSource
 from makeusrich.ui.kube import KubeClient, load_credentials
 from makeusrich.ui.pages import CSS, Pages, make_root
 from makeusrich.ui.security import SecurityHeaders

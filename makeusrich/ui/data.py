@@ -1,9 +1,9 @@
-"""Where the dashboard's pairs, models and candles come from.
+"""Where the dashboard's pairs come from.
 
 Two sources of pairs behind one protocol: `EmbeddedSource` reads pair files from a folder (what `makeusrich up`
 runs) and `KubeSource` reads CurrencyPair resources, their status and their InferenceServices' URLs. Both write
-pairs through the same pydantic spec. The model store and the candles are read by `StoreReader` and
-`CandleFeed`, whose blocking calls the dashboard runs in worker threads (never on the UI's event loop).
+pairs through the same pydantic spec. The model store and the candles are read by makeusrich.store.reader and
+makeusrich.market.feed, whose blocking calls the dashboard runs in worker threads (never on its event loop).
 """
 
 from __future__ import annotations
@@ -11,30 +11,22 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-import pandas as pd
 import yaml
 
-from makeusrich.errors import CandleError, MakeUsRichError, PairError, StoreError
-from makeusrich.market import binance
-from makeusrich.market.candles import clean_candles, interval_ms
-from makeusrich.market.files import read_candle_csv, read_sample
-from makeusrich.market.source import Source, merge_candles
+from makeusrich.errors import MakeUsRichError, PairError
 from makeusrich.pair import (
     CurrencyPair,
-    CurrencyPairSpec,
     CurrencyPairStatus,
     load_pair,
     pair_document,
     pair_from_resource,
     parse_pair,
 )
-from makeusrich.store import PairStore
 from makeusrich.store.local import atomic_write
 from makeusrich.ui.kube import ISVCS, PAIRS, KubeClient, KubeError
 
@@ -275,119 +267,6 @@ class KubeSource:
 
     async def aclose(self) -> None:
         await self.client.aclose()
-
-
-# --- candles ---------------------------------------------------------------------------------------------------
-
-
-class CandleFeed:
-    """Recent candles per symbol and interval, fetched only when a new candle can have closed.
-
-    `binance` keeps a rolling window in memory and asks only for candles newer than it holds; `sample` and
-    `file:PATH` read their file once (a file again when it changes), so tests and demos can append candles.
-    """
-
-    KEEP = 1500
-
-    def __init__(
-        self,
-        source: Source,
-        api_url: str | None = None,
-        clock: Callable[[], float] = time.time,
-        max_retries: int = 2,
-    ) -> None:
-        self.source = source
-        self.api_url = api_url
-        self.max_retries = max_retries
-        self.clock = clock
-        self._frames: dict[tuple[str, str], pd.DataFrame] = {}
-        self._stamps: dict[tuple[str, str], Any] = {}
-        self._locks: dict[tuple[str, str], threading.Lock] = {}
-        self._guard = threading.Lock()
-
-    def _lock(self, key: tuple[str, str]) -> threading.Lock:
-        with self._guard:
-            return self._locks.setdefault(key, threading.Lock())
-
-    def _file_frame(self, spec: CurrencyPairSpec) -> pd.DataFrame:
-        key = (spec.symbol, spec.interval)
-        if self.source.kind == "sample":
-            stamp: Any = "sample"
-        else:
-            path = Path(str(self.source.path))
-            try:
-                info = path.stat()
-            except OSError as exc:
-                raise CandleError(f"cannot read candle file {path}: {exc.strerror or exc}") from None
-            stamp = (info.st_mtime_ns, info.st_size)
-        with self._lock(key):
-            if self._stamps.get(key) == stamp and key in self._frames:
-                return self._frames[key]
-            if self.source.kind == "sample":
-                raw = read_sample(spec.symbol, spec.interval)
-            else:
-                raw = read_candle_csv(str(self.source.path), spec.interval)
-            frame, _ = clean_candles(raw, spec.interval, str(self.source))
-            self._frames[key], self._stamps[key] = frame, stamp
-            return frame
-
-    def _fetch(self, spec: CurrencyPairSpec, start_ms: int, end_ms: int | None = None) -> pd.DataFrame:
-        result = binance.fetch_klines(
-            spec.symbol,
-            spec.interval,
-            start_ms,
-            end_ms,
-            api_url=self.api_url,
-            max_retries=self.max_retries,
-            max_wait_s=5.0,
-            clock=self.clock,
-        )
-        frame, _ = clean_candles(result.frame, spec.interval, f"binance {spec.symbol} {spec.interval}")
-        return frame
-
-    def recent(self, spec: CurrencyPairSpec, count: int) -> pd.DataFrame:
-        """The newest `count` closed candles (fewer if the source has fewer)."""
-        if self.source.kind != "binance":
-            return self._file_frame(spec).tail(count).reset_index(drop=True)
-        key = (spec.symbol, spec.interval)
-        step = interval_ms(spec.interval)
-        now_ms = int(self.clock() * 1000)
-        with self._lock(key):
-            frame = self._frames.get(key)
-            if frame is None or len(frame) < count:
-                frame = self._fetch(spec, now_ms - (count + 1) * step)
-            else:
-                newest = int(frame["open_time"].iloc[-1].timestamp() * 1000)
-                if now_ms >= newest + 2 * step + binance.CLOCK_SKEW_MS:  # the next candle has closed
-                    fresh = self._fetch(spec, newest + step)
-                    frame = merge_candles(frame, fresh).tail(self.KEEP).reset_index(drop=True)
-            if frame.empty:
-                raise CandleError(f"Binance returned no {spec.symbol} {spec.interval} candles")
-            self._frames[key] = frame
-            return frame.tail(count).reset_index(drop=True)
-
-    @staticmethod
-    def _cached(store: PairStore, spec: CurrencyPairSpec) -> pd.DataFrame | None:
-        try:
-            cached = store.read_candles(spec.interval)
-        except StoreError:
-            return None
-        return None if cached is None or cached.empty else cached
-
-    def between(
-        self, spec: CurrencyPairSpec, start: pd.Timestamp, end: pd.Timestamp, store: PairStore | None = None
-    ) -> pd.DataFrame:
-        """Candles with open times in [start, end]: from the file, else the store's cache, else Binance."""
-        if self.source.kind != "binance":
-            frame = self._file_frame(spec)
-        else:
-            cached = self._cached(store, spec) if store is not None else None
-            if cached is not None and cached["open_time"].iloc[0] <= start and cached["open_time"].iloc[-1] >= end:
-                frame, _ = clean_candles(cached, spec.interval, "store candle cache")
-            else:
-                frame = self._fetch(spec, int(start.timestamp() * 1000), int(end.timestamp() * 1000))
-        chosen = frame[(frame["open_time"] >= start) & (frame["open_time"] <= end)]
-        return chosen.reset_index(drop=True)
 
 
 def describe_error(exc: BaseException) -> str:

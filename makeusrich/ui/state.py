@@ -22,11 +22,11 @@ import pandas as pd
 
 from makeusrich.errors import CandleError, MakeUsRichError
 from makeusrich.market.candles import close_moments
+from makeusrich.market.feed import CandleFeed
 from makeusrich.pair import CurrencyPair
 from makeusrich.store.reader import StoreReader, StoreSummary
 from makeusrich.ui.backtest import Backtest, run_backtest, split_range
 from makeusrich.ui.data import (
-    CandleFeed,
     Offload,
     PairRecord,
     PairSource,

@@ -12,6 +12,7 @@ import pytest
 
 from makeusrich.errors import CandleError, PairError
 from makeusrich.market.candles import clean_candles, close_moments
+from makeusrich.market.feed import CandleFeed
 from makeusrich.market.files import read_sample
 from makeusrich.market.source import Source
 from makeusrich.pair import Condition, CurrencyPairStatus, load_pair
@@ -20,7 +21,7 @@ from makeusrich.trainer.features import prepare
 from makeusrich.ui import auth
 from makeusrich.ui.backtest import held_out_windows, score, split_range
 from makeusrich.ui.cli import read_password
-from makeusrich.ui.data import CandleFeed, EmbeddedSource, record_from_resource
+from makeusrich.ui.data import EmbeddedSource, record_from_resource
 from makeusrich.ui.forms import initial_values, validate_form
 from makeusrich.ui.kube import KubeError, credentials_from_kubeconfig
 from makeusrich.ui.pages import empty_hints

@@ -1,0 +1,125 @@
+"""Recent candles for pages that refresh every few seconds (the dashboard, later the track record), fetched
+only when a new candle can have closed. Training runs read their lookback through `source.load_candles`; both
+go through the same source dispatch and the same cleaning."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from makeusrich.errors import CandleError, StoreError
+from makeusrich.market import binance
+from makeusrich.market.candles import clean_candles, interval_ms
+from makeusrich.market.source import CandleCache, Source, merge_candles, read_file_source
+from makeusrich.pair import CurrencyPairSpec
+
+
+class CandleFeed:
+    """Recent candles per symbol and interval, fetched only when a new candle can have closed.
+
+    `binance` keeps a rolling window in memory and asks only for candles newer than it holds; `sample` and
+    `file:PATH` read their file once (a file again when it changes), so tests and demos can append candles.
+    """
+
+    KEEP = 1500
+
+    def __init__(
+        self,
+        source: Source,
+        api_url: str | None = None,
+        clock: Callable[[], float] = time.time,
+        max_retries: int = 2,
+    ) -> None:
+        self.source = source
+        self.api_url = api_url
+        self.max_retries = max_retries
+        self.clock = clock
+        self._frames: dict[tuple[str, str], pd.DataFrame] = {}
+        self._stamps: dict[tuple[str, str], Any] = {}
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _lock(self, key: tuple[str, str]) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def _file_frame(self, spec: CurrencyPairSpec) -> pd.DataFrame:
+        key = (spec.symbol, spec.interval)
+        if self.source.kind == "sample":
+            stamp: Any = "sample"
+        else:
+            path = Path(str(self.source.path))
+            try:
+                info = path.stat()
+            except OSError as exc:
+                raise CandleError(f"cannot read candle file {path}: {exc.strerror or exc}") from None
+            stamp = (info.st_mtime_ns, info.st_size)
+        with self._lock(key):
+            if self._stamps.get(key) == stamp and key in self._frames:
+                return self._frames[key]
+            frame, _ = clean_candles(read_file_source(self.source, spec), spec.interval, str(self.source))
+            self._frames[key], self._stamps[key] = frame, stamp
+            return frame
+
+    def _fetch(self, spec: CurrencyPairSpec, start_ms: int, end_ms: int | None = None) -> pd.DataFrame:
+        result = binance.fetch_klines(
+            spec.symbol,
+            spec.interval,
+            start_ms,
+            end_ms,
+            api_url=self.api_url,
+            max_retries=self.max_retries,
+            max_wait_s=5.0,
+            clock=self.clock,
+        )
+        frame, _ = clean_candles(result.frame, spec.interval, f"binance {spec.symbol} {spec.interval}")
+        return frame
+
+    def recent(self, spec: CurrencyPairSpec, count: int) -> pd.DataFrame:
+        """The newest `count` closed candles (fewer if the source has fewer)."""
+        if self.source.kind != "binance":
+            return self._file_frame(spec).tail(count).reset_index(drop=True)
+        key = (spec.symbol, spec.interval)
+        step = interval_ms(spec.interval)
+        now_ms = int(self.clock() * 1000)
+        with self._lock(key):
+            frame = self._frames.get(key)
+            if frame is None or len(frame) < count:
+                frame = self._fetch(spec, now_ms - (count + 1) * step)
+            else:
+                newest = int(frame["open_time"].iloc[-1].timestamp() * 1000)
+                if now_ms >= newest + 2 * step + binance.CLOCK_SKEW_MS:  # the next candle has closed
+                    fresh = self._fetch(spec, newest + step)
+                    frame = merge_candles(frame, fresh).tail(self.KEEP).reset_index(drop=True)
+            if frame.empty:
+                raise CandleError(f"Binance returned no {spec.symbol} {spec.interval} candles")
+            self._frames[key] = frame
+            return frame.tail(count).reset_index(drop=True)
+
+    @staticmethod
+    def _cached(cache: CandleCache, spec: CurrencyPairSpec) -> pd.DataFrame | None:
+        try:
+            cached = cache.read_candles(spec.interval)
+        except StoreError:
+            return None
+        return None if cached is None or cached.empty else cached
+
+    def between(
+        self, spec: CurrencyPairSpec, start: pd.Timestamp, end: pd.Timestamp, cache: CandleCache | None = None
+    ) -> pd.DataFrame:
+        """Candles with open times in [start, end]: from the file, else the cache (the store's), else Binance."""
+        if self.source.kind != "binance":
+            frame = self._file_frame(spec)
+        else:
+            cached = self._cached(cache, spec) if cache is not None else None
+            if cached is not None and cached["open_time"].iloc[0] <= start and cached["open_time"].iloc[-1] >= end:
+                frame, _ = clean_candles(cached, spec.interval, "store candle cache")
+            else:
+                frame = self._fetch(spec, int(start.timestamp() * 1000), int(end.timestamp() * 1000))
+        chosen = frame[(frame["open_time"] >= start) & (frame["open_time"] <= end)]
+        return chosen.reset_index(drop=True)
