@@ -177,7 +177,7 @@ def _is_retryable(exc: Exception) -> bool:
 def _backoff_s(retry: int, base_s: float, max_s: float) -> float:
     """Exponential backoff with 'equal jitter': half fixed, half random, so clients do not retry in step."""
     cap = min(max_s, base_s * 2 ** (retry - 1))
-    return cap / 2 + random.uniform(0, cap / 2)
+    return float(cap / 2 + random.uniform(0, cap / 2))
 
 
 def _when(seconds: float) -> str:

@@ -200,7 +200,7 @@ def broken_bars(frame: pd.DataFrame) -> np.ndarray:
     o, h, lo, c, v = (frame[name].to_numpy(dtype="float64") for name in OHLCV)
     impossible = (np.minimum.reduce([o, h, lo, c]) <= 0) | (h < np.maximum(o, c)) | (lo > np.minimum(o, c)) | (v < 0)
     if len(frame) < 3:
-        return impossible
+        return np.asarray(impossible)
     with np.errstate(divide="ignore", invalid="ignore"):
         spread = np.log(h / lo)
         jump = np.abs(np.log(o[1:] / c[:-1]))
@@ -208,7 +208,7 @@ def broken_bars(frame: pd.DataFrame) -> np.ndarray:
     limit = max(SPIKE_MIN_LOG, SPIKE_FACTOR * typical)
     spikes = spread > limit
     spikes[1:] |= jump > limit
-    return impossible | spikes
+    return np.asarray(impossible | spikes)
 
 
 def clean_candles(frame: pd.DataFrame, interval: str, source: str = "candles") -> tuple[pd.DataFrame, CandleReport]:

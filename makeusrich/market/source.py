@@ -138,7 +138,8 @@ def tail_lookback(frame: pd.DataFrame, spec: CurrencyPairSpec) -> pd.DataFrame:
     cutoff = frame["open_time"].iloc[-1] - pd.Timedelta(
         milliseconds=(spec.lookback_candles() - 1) * interval_ms(spec.interval)
     )
-    return frame[frame["open_time"] >= cutoff].reset_index(drop=True)
+    kept: pd.DataFrame = frame[frame["open_time"] >= cutoff].reset_index(drop=True)
+    return kept
 
 
 def read_file_source(source: Source, spec: CurrencyPairSpec) -> pd.DataFrame:

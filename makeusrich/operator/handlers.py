@@ -23,10 +23,11 @@ from typing import Any
 
 import kopf
 
+from makeusrich.errors import RetryLater
 from makeusrich.operator import status as st
 from makeusrich.operator.kube import CRONJOBS, ISVCS, JOBS, PAIRS, KubeApi
 from makeusrich.operator.objects import MANAGED_BY, MANAGER, PAIR_LABEL, OperatorSettings
-from makeusrich.operator.reconcile import Reconciler, RetryLater, StoreAccess, plain
+from makeusrich.operator.reconcile import Reconciler, StoreAccess, plain
 
 log = logging.getLogger("makeusrich.operator")
 

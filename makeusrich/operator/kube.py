@@ -178,7 +178,7 @@ class KubeApi:
         if retry_after:
             with contextlib.suppress(ValueError):
                 delay = max(delay, min(float(retry_after), 30.0))
-        return delay
+        return float(delay)
 
     async def request(
         self,

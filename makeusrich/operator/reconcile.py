@@ -21,7 +21,7 @@ from makeusrich.errors import MakeUsRichError, NotFoundError, PairError, RetryLa
 from makeusrich.operator import status as st
 from makeusrich.operator.kube import CRONJOBS, ISVCS, JOBS, PAIRS, PODS, AlreadyExists, ApiError, KubeApi, NotFound, Ref
 from makeusrich.operator.objects import OperatorSettings, cronjob, inference_service, initial_job, is_subset
-from makeusrich.pair import CurrencyPair, CurrencyPairStatus, ModelStatus, pair_from_resource
+from makeusrich.pair import CurrencyPair, CurrencyPairStatus, ModelStatus, TrainingStatus, pair_from_resource
 from makeusrich.store import Latest, ObjectStore, open_store
 from makeusrich.store.reader import StoreReader
 
@@ -290,7 +290,7 @@ class Reconciler:
 
     async def _training(
         self, pair: CurrencyPair, uid: str, previous: CurrencyPairStatus | None
-    ) -> st.TrainingStatus | None:
+    ) -> TrainingStatus | None:
         jobs: list[st.JobSummary] = list(self.jobs.get((pair.namespace, pair.name), ()))
         started = self._started.get(uid)
         if started is not None:

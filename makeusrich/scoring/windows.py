@@ -16,4 +16,4 @@ def valid_origins(segments: np.ndarray, window: int, horizon: int) -> np.ndarray
     """Indices t of candles from which a forecast can be made and scored: candles t-W+1..t+h are contiguous."""
     n = len(segments)
     t = np.arange(window - 1, n - horizon)
-    return t[segments[t - window + 1] == segments[t + horizon]]
+    return np.asarray(t[segments[t - window + 1] == segments[t + horizon]])

@@ -31,9 +31,9 @@ import onnx
 import onnxruntime as ort
 
 from makeusrich.contract import FIELDS, INPUT_NAME, OUTPUT_NAME, input_spec, iso_z, output_spec
-from makeusrich.errors import LoadRefused, MakeUsRichError, NotFoundError, StoreError
+from makeusrich.errors import ConfigError, LoadRefused, MakeUsRichError, NotFoundError, StoreError
 from makeusrich.onnxrt import onnx_session
-from makeusrich.serving.triton import ConfigError, config_problems, read_config
+from makeusrich.serving.triton import config_problems, read_config
 from makeusrich.serving.validation import Signature
 from makeusrich.store import open_store
 from makeusrich.store.base import LATEST, ObjectStore, PairStore, sha256

@@ -232,7 +232,8 @@ def create_app(dataplane: DataPlane, options: ServeOptions, window_of: Callable[
     )
 
     async def server_metadata() -> dict[str, Any]:
-        return dataplane.metadata()
+        found: dict[str, Any] = dataplane.metadata()
+        return found
 
     async def live() -> dict[str, bool]:
         return {"live": (await dataplane.live()).get("status") == "alive"}
@@ -246,7 +247,8 @@ def create_app(dataplane: DataPlane, options: ServeOptions, window_of: Callable[
         return {"models": sorted(dataplane.model_registry.get_models())}
 
     async def model_metadata(model_name: str) -> dict[str, Any]:
-        return await dataplane.model_metadata(model_name)
+        found: dict[str, Any] = await dataplane.model_metadata(model_name)
+        return found
 
     async def model_ready(model_name: str) -> dict[str, Any]:
         if not await dataplane.model_ready(model_name):

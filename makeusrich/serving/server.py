@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from makeusrich.contract import PLATFORM, iso_z
-from makeusrich.errors import MakeUsRichError, excerpt
+from makeusrich.errors import BadRequest, LoadRefused, MakeUsRichError, excerpt
 from makeusrich.net import bind
 from makeusrich.pair import NAME_PATTERN
 from makeusrich.serving.kserve_api import (
@@ -49,7 +49,6 @@ from makeusrich.serving.kserve_api import (
     ModelServer,
 )
 from makeusrich.serving.loader import (
-    LoadRefused,
     ModelSource,
     Served,
     folder_sources,
@@ -58,7 +57,7 @@ from makeusrich.serving.loader import (
 )
 from makeusrich.serving.options import ServeOptions
 from makeusrich.serving.rest import create_app, serve_http
-from makeusrich.serving.validation import BadRequest, check_forecast, check_request
+from makeusrich.serving.validation import check_forecast, check_request
 
 log = logging.getLogger(__name__)
 

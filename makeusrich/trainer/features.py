@@ -48,7 +48,7 @@ def targets(close: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:
     """y[i, k] = log(close[t+k+1] / close[t]) for each origin t: cumulative log returns, [len(origins), h]."""
     log_close = np.log(close)
     steps = origins[:, None] + np.arange(1, horizon + 1)[None, :]
-    return log_close[steps] - log_close[origins][:, None]
+    return np.asarray(log_close[steps] - log_close[origins][:, None])
 
 
 @dataclass(frozen=True)
@@ -95,10 +95,10 @@ class Scaler:
         return cls(mean=rows.mean(axis=0), std=np.where(std > 1e-12, std, 1.0))
 
     def transform(self, rows: np.ndarray) -> np.ndarray:
-        return (rows - self.mean) / self.std
+        return np.asarray((rows - self.mean) / self.std)
 
     def inverse(self, rows: np.ndarray) -> np.ndarray:
-        return rows * self.std + self.mean
+        return np.asarray(rows * self.std + self.mean)
 
 
 def training_feature_rows(features: np.ndarray, train_origins: np.ndarray, window: int) -> np.ndarray:
@@ -118,7 +118,7 @@ def windows(features: np.ndarray, origins: np.ndarray, window: int) -> np.ndarra
     """Feature windows [len(origins), W-1, 5] as a view into `features` where possible (no copy of the data
     per window): window at origin t = feature rows t-W+1 .. t-1."""
     view = sliding_window_view(features, window - 1, axis=0)  # [n-W+1, 5, W-1]
-    return view[origins - window + 1].transpose(0, 2, 1)
+    return np.asarray(view[origins - window + 1].transpose(0, 2, 1))
 
 
 @dataclass(frozen=True)
@@ -141,15 +141,15 @@ class Prepared:
     def raw_windows(self, origins: np.ndarray) -> np.ndarray:
         """Raw OHLCV windows [len, W, 5], as a client sends them to the served model."""
         view = sliding_window_view(self.ohlcv, self.window, axis=0)
-        return view[origins - self.window + 1].transpose(0, 2, 1)
+        return np.asarray(view[origins - self.window + 1].transpose(0, 2, 1))
 
     def last_close(self, origins: np.ndarray) -> np.ndarray:
-        return self.ohlcv[origins, 3]
+        return np.asarray(self.ohlcv[origins, 3])
 
     def actual_prices(self, origins: np.ndarray) -> np.ndarray:
         """Closes of the next `horizon` candles after each origin, [len, h]."""
         steps = origins[:, None] + np.arange(1, self.horizon + 1)[None, :]
-        return self.ohlcv[steps, 3]
+        return np.asarray(self.ohlcv[steps, 3])
 
 
 def prepare(

@@ -29,7 +29,8 @@ class LSTMCore(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.lstm(x)
-        return self.head(out[:, -1, :])
+        result: torch.Tensor = self.head(out[:, -1, :])
+        return result
 
 
 def _buffer(values: np.ndarray) -> torch.Tensor:

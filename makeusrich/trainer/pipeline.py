@@ -20,24 +20,17 @@ import onnxruntime
 import torch
 
 from makeusrich import __version__
-from makeusrich.contract import iso_z
+from makeusrich.contract import input_spec, iso_z, output_spec
 from makeusrich.errors import MakeUsRichError, StoreError
 from makeusrich.market import binance
 from makeusrich.market.candles import close_moments, interval_ms
 from makeusrich.market.source import CandleSet, Source, load_candles
+from makeusrich.onnxrt import onnx_session
 from makeusrich.pair import CurrencyPair
 from makeusrich.scoring import evaluate
 from makeusrich.store import pair_store
 from makeusrich.store.base import new_version
-from makeusrich.trainer.export import (
-    INPUT_NAME,
-    OUTPUT_NAME,
-    check_parity,
-    export_onnx,
-    onnx_session,
-    run_onnx,
-    triton_config,
-)
+from makeusrich.trainer.export import check_parity, export_onnx, run_onnx, triton_config
 from makeusrich.trainer.features import Prepared, prepare
 from makeusrich.trainer.model import Forecaster
 from makeusrich.trainer.train import Progress, TrainingResult, configure_threads, log_progress, train
@@ -131,19 +124,12 @@ def build_metadata(
         "horizon": data.horizon,
         "inputs": [
             {
-                "name": INPUT_NAME,
-                "datatype": "FP32",
-                "shape": [-1, data.window, 5],
+                **input_spec(data.window).to_json(),
                 "description": "raw open, high, low, close, volume; oldest first; last row = last closed candle",
             }
         ],
         "outputs": [
-            {
-                "name": OUTPUT_NAME,
-                "datatype": "FP32",
-                "shape": [-1, data.horizon],
-                "description": "predicted close prices of the next candles",
-            }
+            {**output_spec(data.horizon).to_json(), "description": "predicted close prices of the next candles"}
         ],
         "spec": spec.model.model_dump(by_alias=True),
         "metrics": metrics,

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from makeusrich.errors import CandleError, MakeUsRichError
+from makeusrich.errors import CandleError, MakeUsRichError, ModelNotFoundError, ServingError
 from makeusrich.market.candles import close_moments
 from makeusrich.market.feed import CandleFeed
 from makeusrich.pair import CurrencyPair
@@ -34,7 +34,7 @@ from makeusrich.ui.data import (
     to_thread,
 )
 from makeusrich.ui.view import PairState, condition, promotion_reason, skill_from_metrics
-from makeusrich.v2client import ModelNotFoundError, ServingError, V2Client
+from makeusrich.v2client import V2Client
 
 log = logging.getLogger("makeusrich.ui")
 

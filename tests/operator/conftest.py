@@ -127,6 +127,14 @@ class RunningOperator:
     stop_flag: threading.Event
     errors: list[BaseException] = field(default_factory=list)
 
+    async def whole_periodic_round(self, timeout: float = 15.0) -> None:
+        """Wait until a periodic reconcile that started after this call has finished (rounds are counted at their
+        end, so two more ends mean one whole round ran after now): the event a test of "nothing happens" waits
+        for, instead of a fixed sleep."""
+        reconciler = self.runtime.reconciler
+        target = reconciler.rounds + 2
+        await eventually(lambda: reconciler.rounds >= target, timeout=timeout)
+
     async def stop(self) -> None:
         self.stop_flag.set()
         await asyncio.to_thread(self.thread.join, 30)

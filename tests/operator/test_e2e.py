@@ -373,7 +373,7 @@ async def test_an_invalid_spec_is_reported_and_makes_no_children(kube: Emulator,
     await eventually(lambda: condition(kube, "Valid")[:2] == ("False", "InvalidSpec"))
     assert "spec.schedule" in condition(kube, "Valid")[2] and "never fires" in condition(kube, "Valid")[2]
     assert condition(kube, "Ready")[:2] == ("False", "InvalidSpec")
-    await asyncio.sleep(1.5)  # a periodic round passes, and still nothing is made
+    await operator.whole_periodic_round()  # and still nothing is made
     assert kube.names(CRONJOBS) == [] and kube.names(JOBS) == [] and kube.names(ISVCS) == []
     await eventually(lambda: ("Warning", "InvalidSpec") in [(t, r) for t, r, _ in events_for(kube)])
 
@@ -406,7 +406,7 @@ async def test_deleting_a_pair_leaves_the_store_and_children_are_owned(
         assert [(r["uid"], r["kind"], r["controller"], r["blockOwnerDeletion"]) for r in refs] == [
             (uid, "CurrencyPair", True, True)
         ]
-    await asyncio.sleep(1.5)  # a periodic round passes
+    await operator.whole_periodic_round()
     store = await asyncio.to_thread(pair_store, operator.settings.store_url, NAMESPACE, NAME)
     latest = await asyncio.to_thread(store.latest)
     assert latest is not None and latest.version == V1
@@ -458,7 +458,7 @@ async def test_a_restart_and_dropped_watches_make_no_duplicates(
     before = len(kube.requests)
     again = await start_operator(operator.settings)
     try:
-        await asyncio.sleep(1.5)  # resume handlers and a periodic round
+        await again.whole_periodic_round()  # after the resume handlers
         writes = [r for r in kube.requests[before:] if r.method.value in ("POST", "PATCH", "PUT", "DELETE")]
         # Resuming re-checks everything and finds it in place: kopf notes the resume, nothing else is written.
         assert all(r.url.path == f"{PAIRS_PATH}/{NAME}" for r in writes), [r.url.path for r in writes]
