@@ -43,9 +43,9 @@ sys.path.insert(0, str(REPO))  # run as a script: make `tests` importable
 import kmock  # noqa: E402
 
 from makeusrich.store.s3 import S3Store  # noqa: E402
+from tests.fixtures.kube_emulator import Emulator  # noqa: E402
 from tests.fixtures.s3server import free_ports, seaweedfs  # noqa: E402
 from tests.operator.conftest import CRONJOBS, JOBS, PAIRS, register_resources, write_kubeconfig  # noqa: E402
-from tests.operator.emulator import Emulator  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "operator.md"
 NAMESPACE = "default"

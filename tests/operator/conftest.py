@@ -25,8 +25,8 @@ import yaml
 from makeusrich.operator.handlers import Runtime, build_registry
 from makeusrich.operator.objects import OperatorSettings
 from makeusrich.store.s3 import S3Store
+from tests.fixtures.kube_emulator import Emulator, write_kubeconfig
 from tests.fixtures.s3server import S3Server
-from tests.operator.emulator import Emulator, write_kubeconfig
 
 T = TypeVar("T")
 PAIRS = "makeusrich.io/v1alpha1/currencypairs"

@@ -20,6 +20,7 @@ from makeusrich.operator import handlers
 from makeusrich.operator.objects import PAIR_LABEL
 from makeusrich.pair import parse_pair_text
 from makeusrich.store import pair_store
+from tests.fixtures.kube_emulator import Emulator, write_kubeconfig
 from tests.fixtures.models import TrainedStore
 from tests.fixtures.s3server import S3Server
 from tests.operator.conftest import (
@@ -35,7 +36,6 @@ from tests.operator.conftest import (
     register_resources,
     start_operator,
 )
-from tests.operator.emulator import Emulator, write_kubeconfig
 from tests.test_pair import crd_validator
 
 NAME = "btc-usdt"

@@ -20,8 +20,8 @@ from makeusrich.operator.kube import (
     auth_headers,
     ssl_context,
 )
+from tests.fixtures.kube_emulator import Emulator
 from tests.operator.conftest import NAMESPACE
-from tests.operator.emulator import Emulator
 
 CRON = {"metadata": {"name": "c", "labels": {"a": "1"}}, "spec": {"schedule": "0 0 * * *"}}
 

@@ -37,8 +37,8 @@ from makeusrich.ui.auth import AuthConfig, hash_password
 from makeusrich.ui.data import PairSource, pair_yaml
 from makeusrich.ui.pages import TZ_EVENT
 from makeusrich.ui.state import Dashboard, Options
+from tests.fixtures.kube_emulator import Emulator
 from tests.fixtures.models import TrainedStore
-from tests.operator.emulator import Emulator
 
 VIEWER_TZ = "Europe/Paris"
 PASSWORD = "correct horse battery"

@@ -13,9 +13,9 @@ from makeusrich.pair import pair_document
 from makeusrich.ui.data import KubeSource
 from makeusrich.ui.kube import KubeClient, KubeError, credentials_from_kubeconfig
 from makeusrich.ui.view import badges, format_ratio
+from tests.fixtures.kube_emulator import Emulator, write_kubeconfig
 from tests.fixtures.model_server import RunningServer
 from tests.fixtures.models import small_pair
-from tests.operator.emulator import Emulator, write_kubeconfig
 from tests.ui.conftest import ISVCS, PAIRS, Open, running_dashboard
 from tests.ui.test_pages import FAST_LOGIN, card, login
 
