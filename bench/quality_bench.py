@@ -22,8 +22,8 @@ NAMES = {
     "model": "LSTM (default settings)",
     "persistence": "persistence",
     "ar": "AR(24) on log returns",
-    "always_up": "always up (training drift)",
-    "against_last_move": "bet against the last move",
+    "alwaysUp": "always up (training drift)",
+    "againstLastMove": "bet against the last move",
 }
 
 
@@ -31,10 +31,10 @@ def row(name: str, score: dict[str, Any] | None) -> str:
     if score is None:
         return f"| {name} | n/a |||||| "
     d = score["directional"]
-    direction = f"{d['accuracy']:.1%} [{d['wilson_low']:.1%}, {d['wilson_high']:.1%}]" if d else "n/a"
-    dm = "" if name == "persistence" or score["dm_pvalue"] is None else f"{score['dm_pvalue']:.3f}"
+    direction = f"{d['accuracy']:.1%} [{d['wilsonLow']:.1%}, {d['wilsonHigh']:.1%}]" if d else "n/a"
+    dm = "" if name == "persistence" or score["dmPvalue"] is None else f"{score['dmPvalue']:.3f}"
     return (
-        f"| {name} | {score['mae']:.2f} | {score['rmse']:.2f} | {score['rel_mae']:.4f} | {score['rel_rmse']:.4f} "
+        f"| {name} | {score['mae']:.2f} | {score['rmse']:.2f} | {score['relMae']:.4f} | {score['relRmse']:.4f} "
         f"| {dm} | {direction} |"
     )
 
@@ -46,7 +46,7 @@ def table(split: dict[str, Any]) -> str:
         row(NAMES["model"], split["model"]),
     ]
     lines += [
-        row(NAMES[rule], split["rules"][rule]) for rule in ("persistence", "ar", "always_up", "against_last_move")
+        row(NAMES[rule], split["rules"][rule]) for rule in ("persistence", "ar", "alwaysUp", "againstLastMove")
     ]
     return "\n".join(lines)
 
@@ -60,7 +60,7 @@ def main() -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as store:
         outcome = run_training(pair, Source("sample"), f"file://{store}", progress=None)
-    meta = outcome.metadata
+    meta = outcome.metadata.to_json()
     print(
         f"data {meta['data']['from']} .. {meta['data']['to']}, {meta['data']['rows']} candles; windows "
         f"{meta['data']['windows']}; test from {meta['data']['testFrom']}"

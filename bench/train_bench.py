@@ -57,8 +57,8 @@ def one_run() -> dict[str, float]:
         "best_epoch": meta["training"]["bestEpoch"],
         "peak_rss_mib": max(peak_kib, before) / 1024,
         "rows": meta["data"]["rows"],
-        "val_rel_mae": meta["metrics"]["validation"]["model"]["rel_mae"],
-        "test_rel_mae": meta["metrics"]["test"]["model"]["rel_mae"],
+        "val_rel_mae": meta["metrics"]["validation"]["model"]["relMae"],
+        "test_rel_mae": meta["metrics"]["test"]["model"]["relMae"],
         "device": meta["training"]["device"],
     }
 

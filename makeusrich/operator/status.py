@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from makeusrich.contract import iso_z
+from makeusrich.metadata import ModelMetadata
 from makeusrich.operator.objects import MODEL_VERSION_ANNOTATION
 from makeusrich.pair import Condition, CurrencyPairStatus, ModelStatus, ServingStatus, TrainingStatus
 
@@ -35,7 +36,6 @@ WARNING_REASONS = frozenset(
     }
 )
 MAX_MESSAGE = 1000
-METRIC_KEYS = ("n", "mae", "rmse", "rel_mae", "rel_rmse", "dm_pvalue", "directional")
 
 
 def now_iso(now: datetime | None = None) -> str:
@@ -187,29 +187,21 @@ def training_status(job: JobSummary, failure: str | None = None) -> TrainingStat
 # --- the model and its serving ------------------------------------------------------------------------------------
 
 
-def model_metrics(metadata: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def model_metrics(metadata: ModelMetadata | None) -> dict[str, Any] | None:
     """The model's own numbers per split (not the baselines'): enough to judge it from `kubectl get -o yaml`."""
-    metrics = (metadata or {}).get("metrics")
-    if not isinstance(metrics, Mapping):
+    if metadata is None:
         return None
-    out: dict[str, Any] = {}
-    for split in ("validation", "test"):
-        model = (metrics.get(split) or {}).get("model")
-        if isinstance(model, Mapping):
-            out[split] = {key: model[key] for key in METRIC_KEYS if key in model}
-    return out or None
+    metrics = metadata.metrics
+    return {"validation": metrics.validation.model.to_json(), "test": metrics.test.model.to_json()}
 
 
-def model_status(version: str, storage_uri: str, metadata: Mapping[str, Any] | None) -> ModelStatus:
-    metrics = model_metrics(metadata)
-    skill = (metrics or {}).get("test", {}).get("rel_mae")
-    trained_at = (metadata or {}).get("createdAt")
+def model_status(version: str, storage_uri: str, metadata: ModelMetadata | None) -> ModelStatus:
     return ModelStatus(
         version=version,
-        trained_at=trained_at if isinstance(trained_at, str) else None,
+        trained_at=metadata.created_at if metadata else None,
         storage_uri=storage_uri,
-        skill=float(skill) if isinstance(skill, int | float) else None,
-        metrics=metrics,
+        skill=metadata.metrics.test.model.rel_mae if metadata else None,
+        metrics=model_metrics(metadata),
     )
 
 

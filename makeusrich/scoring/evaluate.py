@@ -21,11 +21,12 @@ from consecutive origins overlap.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+from makeusrich.metadata import Directional, Rules, Score, SplitMetrics
 
 Z95 = 1.959963984540054
 """Two-sided 95% quantile of the standard normal distribution."""
@@ -33,7 +34,7 @@ Z95 = 1.959963984540054
 ALWAYS_UP_MIN_LOG_RETURN = 1e-9
 """The log return that always_up predicts when the training drift is not positive: a rise, yet hardly any."""
 
-RULES = ("persistence", "always_up", "against_last_move", "ar")
+RULES = tuple(Rules.model_fields)
 """The trivial rules that evaluate_split scores next to the model, in this order."""
 
 Loss = Literal["squared", "absolute"]
@@ -125,24 +126,9 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
 # ------------------------------------------------------------------------------------ directional accuracy
 
 
-@dataclass(frozen=True)
-class DirectionalAccuracy:
-    """Share of forecasts that called the direction of the move right, with its Wilson interval."""
-
-    accuracy: float
-    hits: int
-    n: int
-    excluded: int
-    wilson_low: float
-    wilson_high: float
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def directional_accuracy(
     last_close: ArrayLike, forecast: ArrayLike, actual: ArrayLike, z: float = Z95
-) -> DirectionalAccuracy | None:
+) -> Directional | None:
     """Fraction of forecasts with sign(forecast - last_close) == sign(actual - last_close).
 
     A forecast counts only if both the actual close and the forecast differ from the last close (exact float
@@ -162,7 +148,7 @@ def directional_accuracy(
         return None
     hits = int(np.count_nonzero(counted & (predicted == realised)))
     low, high = wilson_interval(hits, n, z)
-    return DirectionalAccuracy(
+    return Directional(
         accuracy=hits / n,
         hits=hits,
         n=n,
@@ -419,13 +405,10 @@ def _ratio(numerator: float, denominator: float) -> float | None:
     return numerator / denominator if denominator > 0 else None
 
 
-def score(actual: ArrayLike, forecast: ArrayLike, last_close: ArrayLike) -> dict[str, Any]:
-    """Every metric of one forecast, next to persistence on the same points. JSON-ready (None = undefined).
-
-    Keys: n (origins), horizon, mae, rmse, rel_mae and rel_rmse (divided by persistence's; promotion reads
-    rel_mae), dm_pvalue (Diebold-Mariano against persistence, absolute loss), directional (see
-    DirectionalAccuracy, or None) and mae_by_step (one MAE per step; a single value for horizon 1).
-    """
+def score(actual: ArrayLike, forecast: ArrayLike, last_close: ArrayLike) -> Score:
+    """Every metric of one forecast, next to persistence on the same points (None = undefined). rel_mae and
+    rel_rmse are divided by persistence's (promotion reads rel_mae); dm_pvalue is Diebold-Mariano against
+    persistence with absolute loss; mae_by_step has one MAE per step (a single value for horizon 1)."""
     actual_2d, forecast_2d, last = _aligned(actual, forecast, last_close)
     n, horizon = actual_2d.shape
     if n == 0:
@@ -433,7 +416,6 @@ def score(actual: ArrayLike, forecast: ArrayLike, last_close: ArrayLike) -> dict
     persistence = np.broadcast_to(last, actual_2d.shape)
     model_mae = mae(actual_2d, forecast_2d)
     model_rmse = rmse(actual_2d, forecast_2d)
-    direction = directional_accuracy(last, forecast_2d, actual_2d)
     result = {
         "n": n,
         "horizon": horizon,
@@ -444,11 +426,10 @@ def score(actual: ArrayLike, forecast: ArrayLike, last_close: ArrayLike) -> dict
         "dm_pvalue": diebold_mariano(
             forecast_2d - actual_2d, persistence - actual_2d, horizon=horizon, loss="absolute"
         ),
-        "directional": None if direction is None else direction.as_dict(),
+        "directional": directional_accuracy(last, forecast_2d, actual_2d),
         "mae_by_step": [float(v) for v in np.mean(np.abs(forecast_2d - actual_2d), axis=0)],
     }
-    ready: dict[str, Any] = _json_ready(result)
-    return ready
+    return Score.model_validate(_json_ready(result))
 
 
 def evaluate_split(
@@ -458,12 +439,11 @@ def evaluate_split(
     closes_history: ArrayLike,
     train_mean_log_return: float,
     ar_coefs: ArrayLike | None,
-) -> dict[str, Any]:
+) -> SplitMetrics:
     """Score the model and every trivial rule on the same points of one split (validation or test).
 
-    Returns {"n", "horizon", "model": score, "rules": {"persistence", "always_up", "against_last_move",
-    "ar"}: score each}, JSON-ready. train_mean_log_return and ar_coefs must come from the training split only;
-    ar_coefs None gives "ar": None. closes_history's last column must equal last_close.
+    train_mean_log_return and ar_coefs must come from the training split only; ar_coefs None leaves the ar
+    rule out. closes_history's last column must equal last_close.
     """
     actual_2d, forecast_2d, last = _aligned(actual, forecast, last_close)
     n, horizon = actual_2d.shape
@@ -472,10 +452,10 @@ def evaluate_split(
         raise ValueError(f"closes_history has {history.shape[0]} points, actual has {n}")
     if not np.array_equal(history[:, -1], last[:, 0]):
         raise ValueError("the last column of closes_history must equal last_close")
-    rules: dict[str, Any] = {
-        "persistence": score(actual_2d, persistence_forecast(history, horizon), last),
-        "always_up": score(actual_2d, always_up_forecast(history, train_mean_log_return, horizon), last),
-        "against_last_move": score(actual_2d, against_last_move_forecast(history, horizon), last),
-        "ar": None if ar_coefs is None else score(actual_2d, ar_forecast(history, ar_coefs, horizon), last),
-    }
-    return {"n": n, "horizon": horizon, "model": score(actual_2d, forecast_2d, last), "rules": rules}
+    rules = Rules(
+        persistence=score(actual_2d, persistence_forecast(history, horizon), last),
+        always_up=score(actual_2d, always_up_forecast(history, train_mean_log_return, horizon), last),
+        against_last_move=score(actual_2d, against_last_move_forecast(history, horizon), last),
+        ar=None if ar_coefs is None else score(actual_2d, ar_forecast(history, ar_coefs, horizon), last),
+    )
+    return SplitMetrics(n=n, horizon=horizon, model=score(actual_2d, forecast_2d, last), rules=rules)

@@ -32,6 +32,7 @@ import onnxruntime as ort
 
 from makeusrich.contract import FIELDS, INPUT_NAME, OUTPUT_NAME, input_spec, iso_z, output_spec
 from makeusrich.errors import ConfigError, LoadRefused, MakeUsRichError, NotFoundError, StoreError
+from makeusrich.metadata import ModelMetadata, parse_metadata
 from makeusrich.onnxrt import onnx_session
 from makeusrich.serving.triton import config_problems, read_config
 from makeusrich.serving.validation import Signature
@@ -45,8 +46,6 @@ SMOKE_VOLUME = 10.0
 # How far a forecast may drift from the one the trainer recorded for the same window (onnxruntime builds differ
 # in the last bits; a different model differs far more).
 SMOKE_RTOL = 1e-3
-
-
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,7 @@ class Artifact:
 
     candidate: Candidate
     model: bytes
-    metadata: dict[str, Any] | None
+    metadata: ModelMetadata | None
     config: str | None
     folder_name: str
 
@@ -115,9 +114,9 @@ class StoreSource:
     def fetch(self, candidate: Candidate) -> Artifact:
         store = self.store
         try:
-            metadata = store.metadata(candidate.version)
-            files = metadata.get("files", {})
-            recorded = files.get(store.model_path(), {}).get("sha256")
+            metadata = store.model_metadata(candidate.version)
+            files = metadata.files
+            recorded = files[store.model_path()].sha256 if store.model_path() in files else None
             if recorded is None:
                 raise LoadRefused(f"metadata.json of version {candidate.version} records no {store.model_path()}")
             if candidate.model_sha256 is not None and recorded != candidate.model_sha256:
@@ -127,7 +126,7 @@ class StoreSource:
             model = store.read_file(candidate.version, store.model_path(), str(recorded))
             config = None
             if store.config_path() in files:
-                config_sha = str(files[store.config_path()]["sha256"])
+                config_sha = files[store.config_path()].sha256
                 config = store.read_file(candidate.version, store.config_path(), config_sha).decode()
         except NotFoundError as exc:
             raise LoadRefused(f"version {candidate.version} is incomplete in the store: {exc}") from None
@@ -163,7 +162,7 @@ class FolderSource:
         number, path = numbered[-1]
         return str(number), path / "model.onnx"
 
-    def _metadata(self) -> dict[str, Any] | None:
+    def _metadata(self) -> ModelMetadata | None:
         path = self.root / "metadata.json"
         if not path.is_file():
             return None
@@ -173,7 +172,10 @@ class FolderSource:
             raise LoadRefused(f"{path} is not readable JSON: {exc}") from None
         if not isinstance(value, dict) or value.get("pair", self.name) != self.name:
             return None  # describes another model: ignore it
-        return value
+        try:
+            return parse_metadata(value, str(path))
+        except StoreError as exc:
+            raise LoadRefused(str(exc)) from None
 
     def current(self) -> Candidate | None:
         found = self._model_file()
@@ -185,7 +187,7 @@ class FolderSource:
             metadata = self._metadata()
         except LoadRefused:
             metadata = None
-        version = str(metadata["version"]) if metadata and "version" in metadata else number
+        version = metadata.version if metadata else number
         return Candidate(key=f"{version}/{number}/{stat.st_mtime_ns}/{stat.st_size}", version=version, where=str(path))
 
     def fetch(self, candidate: Candidate) -> Artifact:
@@ -201,7 +203,8 @@ class FolderSource:
             raise LoadRefused(f"cannot read {path}: {exc.strerror or exc}") from None
         metadata = self._metadata()
         if metadata is not None:
-            recorded = metadata.get("files", {}).get(f"{self.name}/{number}/model.onnx", {}).get("sha256")
+            entry = metadata.files.get(f"{self.name}/{number}/model.onnx")
+            recorded = entry.sha256 if entry else None
             if recorded is not None and recorded != sha256(model):
                 raise LoadRefused(f"{path} does not match the sha256 recorded in {self.root / 'metadata.json'}")
         return Artifact(candidate, model, metadata, config, self.name)
@@ -272,20 +275,20 @@ def flat_windows(window: int, prices: tuple[float, ...] = SMOKE_PRICES) -> np.nd
     return candles
 
 
-def recorded_check(meta: dict[str, Any], window: int, horizon: int) -> tuple[np.ndarray, np.ndarray] | None:
+def recorded_check(meta: ModelMetadata | None, window: int, horizon: int) -> tuple[np.ndarray, np.ndarray] | None:
     """The trainer's smoke test from metadata.json: a real window of candles and the forecast it gave."""
-    test = meta.get("smokeTest")
-    if not isinstance(test, dict):
+    test = meta.smoke_test if meta else None
+    if test is None:
         return None
     try:
-        candles = np.asarray(test["candles"], dtype=np.float32).reshape(1, window, len(FIELDS))
-        forecast = np.asarray(test["forecast"], dtype=np.float32).reshape(1, horizon)
-    except (KeyError, TypeError, ValueError) as exc:
+        candles = np.asarray(test.candles, dtype=np.float32).reshape(1, window, len(FIELDS))
+        forecast = np.asarray(test.forecast, dtype=np.float32).reshape(1, horizon)
+    except ValueError as exc:
         raise LoadRefused(f"metadata.json's smokeTest does not fit the graph ({exc})") from None
     return candles, forecast
 
 
-def smoke_test(session: ort.InferenceSession, signature: Signature, meta: dict[str, Any], version: str) -> float:
+def smoke_test(session: ort.InferenceSession, signature: Signature, meta: ModelMetadata | None, version: str) -> float:
     """Run the version on its recorded real window (or flat windows); LoadRefused unless every answer is a finite
     positive price (and the recorded one matches). Returns the first forecast."""
     check = recorded_check(meta, signature.window, signature.horizon)
@@ -338,10 +341,10 @@ def load_artifact(artifact: Artifact, threads: int = 1) -> Served:
     except Exception as exc:  # onnx and onnxruntime raise their own types for a damaged file
         raise LoadRefused(f"version {version} is not a loadable ONNX model: {str(exc).strip()[:300]}") from None
     signature = graph_signature(session)
-    meta = artifact.metadata or {}
+    meta = artifact.metadata
     for key, value in (("window", signature.window), ("horizon", signature.horizon)):
-        if key in meta and meta[key] != value:
-            raise LoadRefused(f"metadata.json says {key} {meta[key]} but the graph's {key} is {value}")
+        if meta is not None and getattr(meta, key) != value:
+            raise LoadRefused(f"metadata.json says {key} {getattr(meta, key)} but the graph's {key} is {value}")
     if artifact.config is not None:
         try:
             problems = config_problems(read_config(artifact.config), proto, artifact.folder_name)
@@ -350,7 +353,7 @@ def load_artifact(artifact: Artifact, threads: int = 1) -> Served:
         if problems:
             raise LoadRefused(f"config.pbtxt of version {version} does not match the model: " + "; ".join(problems))
     smoke = smoke_test(session, signature, meta, version)
-    interval = meta.get("interval")
+    interval = meta.interval if meta else None
     return Served(
         version=version,
         key=artifact.candidate.key,

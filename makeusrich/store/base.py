@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from makeusrich.contract import VERSION_FORMAT, VERSION_RE, iso_z
 from makeusrich.errors import NotFoundError, StoreError, excerpt
+from makeusrich.metadata import ModelMetadata, parse_metadata
 
 if TYPE_CHECKING:  # pandas is imported only by the candle cache: the operator never needs it
     import pandas as pd
@@ -183,7 +184,12 @@ class PairStore:
             raise StoreError(f"{self.objects.uri(self.prefix + LATEST)} lacks the field {exc}") from None
 
     def metadata(self, version: str) -> dict[str, Any]:
+        """A version's metadata.json as stored (the store checks only its own part, `files`)."""
         return self._get_json(self.version_prefix(version) + METADATA)
+
+    def model_metadata(self, version: str) -> ModelMetadata:
+        """A version's metadata.json, checked against the contract; StoreError names what is malformed."""
+        return parse_metadata(self.metadata(version), self.objects.uri(self.version_prefix(version) + METADATA))
 
     def versions(self) -> list[str]:
         """Complete versions (those whose metadata.json exists), oldest first."""

@@ -7,13 +7,21 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from makeusrich.errors import StoreError
+from makeusrich.metadata import ModelMetadata
 from makeusrich.store import open_store
 from makeusrich.store.base import Latest, ObjectStore, PairStore
 
-DAMAGED = "damaged"  # the key a version's metadata has in a view when its metadata.json is unreadable
+
+@dataclass(frozen=True)
+class Damaged:
+    """A version whose metadata.json cannot be read or is malformed: shown as such, the others as usual."""
+
+    reason: str
+
+
+Readable = ModelMetadata | Damaged
 
 
 @dataclass(frozen=True)
@@ -22,7 +30,7 @@ class StoreSummary:
 
     latest: Latest | None
     versions: list[str]
-    metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metadata: dict[str, Readable] = field(default_factory=dict)
 
     @property
     def newest(self) -> str | None:
@@ -42,7 +50,7 @@ class StoreReader:
         self.url = url
         self._opener = opener
         self._objects: ObjectStore | None = None
-        self._cache: OrderedDict[tuple[str, str, str], dict[str, Any]] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str, str], ModelMetadata] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
 
@@ -52,7 +60,7 @@ class StoreReader:
                 self._objects = self._opener(self.url)
         return PairStore(self._objects, namespace, name)
 
-    def cached(self, namespace: str, name: str, version: str) -> dict[str, Any] | None:
+    def cached(self, namespace: str, name: str, version: str) -> ModelMetadata | None:
         """A version's metadata if it was read before (no I/O: safe on an event loop)."""
         key = (namespace, name, version)
         with self._lock:
@@ -61,25 +69,24 @@ class StoreReader:
                 return self._cache[key]
         return None
 
-    def metadata(self, namespace: str, name: str, version: str) -> dict[str, Any]:
+    def metadata(self, namespace: str, name: str, version: str) -> ModelMetadata:
         key = (namespace, name, version)
         hit = self.cached(*key)
         if hit is not None:
             return hit
-        value = self.pair_store(namespace, name).metadata(version)
+        value = self.pair_store(namespace, name).model_metadata(version)
         with self._lock:
             self._cache[key] = value
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return value
 
-    def readable(self, namespace: str, name: str, version: str) -> dict[str, Any]:
-        """A version's metadata, or {"damaged": why} when its metadata.json cannot be read: one damaged version
-        is shown as such, and the others as usual."""
+    def readable(self, namespace: str, name: str, version: str) -> Readable:
+        """A version's metadata, or Damaged(why) when its metadata.json cannot be read or is malformed."""
         try:
             return self.metadata(namespace, name, version)
         except StoreError as exc:
-            return {DAMAGED: str(exc)}
+            return Damaged(str(exc))
 
     def summary(self, namespace: str, name: str, wanted: Iterable[str | None] = ()) -> StoreSummary:
         """latest.json, the version list, and metadata of the promoted, newest and `wanted` versions."""
@@ -90,7 +97,7 @@ class StoreReader:
         chosen = sorted(x for x in needed if x and x in versions)
         return StoreSummary(latest, versions, {v: self.readable(namespace, name, v) for v in chosen})
 
-    def history(self, namespace: str, name: str, limit: int = 30) -> dict[str, dict[str, Any]]:
-        """Metadata of the newest `limit` versions (a damaged one as {"damaged": why})."""
+    def history(self, namespace: str, name: str, limit: int = 30) -> dict[str, Readable]:
+        """Metadata of the newest `limit` versions (a damaged one as Damaged)."""
         versions = self.pair_store(namespace, name).versions()[-limit:]
         return {v: self.readable(namespace, name, v) for v in versions}

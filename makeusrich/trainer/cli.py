@@ -29,7 +29,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         pair, Source.parse(args.source), store_from(args), api_url=args.api_url, max_retries=retries_from(args)
     )
     if args.json:
-        sys.stdout.write(json.dumps(outcome.metadata, indent=2, sort_keys=True) + "\n")
+        sys.stdout.write(json.dumps(outcome.metadata.to_json(), indent=2, sort_keys=True) + "\n")
     else:
         print(summary(outcome))
     return 0

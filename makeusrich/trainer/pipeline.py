@@ -12,7 +12,6 @@ import platform
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 import onnx
@@ -25,6 +24,18 @@ from makeusrich.errors import MakeUsRichError, StoreError
 from makeusrich.market import binance
 from makeusrich.market.candles import close_moments, interval_ms
 from makeusrich.market.source import CandleSet, Source, load_candles
+from makeusrich.metadata import (
+    DataSpan,
+    Epoch,
+    Metrics,
+    ModelMetadata,
+    Promotion,
+    SmokeTest,
+    SplitMetrics,
+    Tensor,
+    Training,
+    parse_metadata,
+)
 from makeusrich.onnxrt import onnx_session
 from makeusrich.pair import CurrencyPair
 from makeusrich.scoring import evaluate
@@ -46,7 +57,7 @@ class Outcome:
     version: str
     promoted: bool
     reason: str
-    metadata: dict[str, Any]
+    metadata: ModelMetadata
 
 
 def training_log_returns(data: Prepared) -> np.ndarray:
@@ -55,11 +66,14 @@ def training_log_returns(data: Prepared) -> np.ndarray:
     return np.diff(np.log(data.ohlcv[: last + 1, 3]))
 
 
-def score_split(data: Prepared, origins: np.ndarray, forecast: np.ndarray, ar_coefs: np.ndarray) -> dict[str, Any]:
+def score_split(
+    data: Prepared, origins: np.ndarray, session: onnxruntime.InferenceSession, ar_coefs: np.ndarray
+) -> SplitMetrics:
+    """The exported model, run by onnxruntime as it will be served, and every baseline on one split."""
     history = evaluate.past_closes(data.ohlcv[:, 3], origins, min(AR_ORDER, data.window - 1) + 1)
     return evaluate.evaluate_split(
         actual=data.actual_prices(origins),
-        forecast=forecast,
+        forecast=run_onnx(session, data.raw_windows(origins)),
         last_close=data.last_close(origins),
         closes_history=history,
         train_mean_log_return=float(data.target_scaler.mean[0]),
@@ -67,17 +81,17 @@ def score_split(data: Prepared, origins: np.ndarray, forecast: np.ndarray, ar_co
     )
 
 
-def smoke_test(session: onnxruntime.InferenceSession, data: Prepared) -> dict[str, Any]:
+def smoke_test(session: onnxruntime.InferenceSession, data: Prepared) -> SmokeTest:
     """The last test window and the exported model's forecast for it: the server runs it before serving a
     version, so a model that fails on real prices, or a file that is not the measured model, is refused."""
     candles = np.ascontiguousarray(data.raw_windows(data.split.test[-1:]), dtype=np.float32)
     forecast = run_onnx(session, candles)
-    return {"candles": candles[0].tolist(), "forecast": forecast[0].tolist()}
+    return SmokeTest(candles=candles[0].tolist(), forecast=forecast[0].tolist())
 
 
-def promotion_decision(validation: dict[str, Any], max_relative_mae: float) -> tuple[bool, str]:
+def promotion_decision(validation: SplitMetrics, max_relative_mae: float) -> tuple[bool, str]:
     """Promote when validation MAE / persistence MAE <= the pair's bar; the reason says either way."""
-    ratio = validation["model"]["rel_mae"]
+    ratio = validation.model.rel_mae
     if ratio is None:
         return False, "validation prices never moved, so skill against persistence is undefined"
     if ratio <= max_relative_mae:
@@ -91,75 +105,76 @@ def build_metadata(
     candles: CandleSet,
     data: Prepared,
     result: TrainingResult,
-    metrics: dict[str, Any],
+    metrics: Metrics,
     decision: tuple[bool, str],
     parity: float,
     threads: int,
-) -> dict[str, Any]:
+    smoke: SmokeTest,
+    total_seconds: float,
+) -> ModelMetadata:
     spec = pair.spec
     closes = close_moments(data.open_time, spec.interval)  # metadata names candles by their close
-    return {
-        "pair": pair.name,
-        "namespace": pair.namespace,
-        "symbol": spec.symbol,
-        "interval": spec.interval,
-        "version": version,
-        "createdAt": iso_z(datetime.now(UTC)),
-        "source": candles.source,
-        "data": {
-            "from": iso_z(data.open_time.iloc[0]),  # the span runs from the first candle's open...
-            "to": iso_z(closes.iloc[-1]),  # ...to the last one's close
-            "rows": len(closes),
-            "gaps": len(candles.report.gaps),
-            "missingCandles": candles.report.missing_candles,
-            "brokenDropped": len(candles.report.broken_dropped),
-            "windows": {
+    return ModelMetadata(
+        pair=pair.name,
+        namespace=pair.namespace,
+        symbol=spec.symbol,
+        interval=spec.interval,
+        version=version,
+        created_at=iso_z(datetime.now(UTC)),
+        source=candles.source,
+        data=DataSpan(
+            from_=iso_z(data.open_time.iloc[0]),  # the span runs from the first candle's open...
+            to=iso_z(closes.iloc[-1]),  # ...to the last one's close
+            rows=len(closes),
+            gaps=len(candles.report.gaps),
+            missing_candles=candles.report.missing_candles,
+            broken_dropped=len(candles.report.broken_dropped),
+            windows={
                 "train": len(data.split.train),
                 "validation": len(data.split.validation),
                 "test": len(data.split.test),
             },
-            "testFrom": iso_z(closes.iloc[int(data.split.test.min())]),  # when the first test forecast is made
-        },
-        "window": data.window,
-        "horizon": data.horizon,
-        "inputs": [
-            {
-                **input_spec(data.window).to_json(),
-                "description": "raw open, high, low, close, volume; oldest first; last row = last closed candle",
-            }
+            test_from=iso_z(closes.iloc[int(data.split.test.min())]),  # when the first test forecast is made
+        ),
+        window=data.window,
+        horizon=data.horizon,
+        inputs=[
+            Tensor.of(
+                input_spec(data.window),
+                "raw open, high, low, close, volume; oldest first; last row = last closed candle",
+            )
         ],
-        "outputs": [
-            {**output_spec(data.horizon).to_json(), "description": "predicted close prices of the next candles"}
-        ],
-        "spec": spec.model.model_dump(by_alias=True),
-        "metrics": metrics,
-        "promotion": {
-            "promoted": decision[0],
-            "reason": decision[1],
-            "maxRelativeMAE": spec.promotion.max_relative_mae,
-            "validationRelativeMAE": metrics["validation"]["model"]["rel_mae"],
-        },
-        "training": {
-            "seconds": round(result.seconds, 3),
-            "epochs": len(result.epochs),
-            "bestEpoch": result.best_epoch,
-            "stoppedEarly": result.stopped_early,
-            "device": result.device,
-            "threads": threads,
-            "history": [
-                {"epoch": e.epoch, "trainLoss": e.train_loss, "validationLoss": e.validation_loss}
-                for e in result.epochs
+        outputs=[Tensor.of(output_spec(data.horizon), "predicted close prices of the next candles")],
+        spec=spec.model.model_dump(by_alias=True),
+        metrics=metrics,
+        promotion=Promotion(
+            promoted=decision[0],
+            reason=decision[1],
+            max_relative_mae=spec.promotion.max_relative_mae,
+            validation_relative_mae=metrics.validation.model.rel_mae,
+        ),
+        training=Training(
+            seconds=round(result.seconds, 3),
+            epochs=len(result.epochs),
+            best_epoch=result.best_epoch,
+            stopped_early=result.stopped_early,
+            device=result.device,
+            threads=threads,
+            history=[
+                Epoch(epoch=e.epoch, train_loss=e.train_loss, validation_loss=e.validation_loss) for e in result.epochs
             ],
-            "onnxParityMaxRelative": parity,
-        },
-        "software": {
+            onnx_parity_max_relative=parity,
+            total_seconds=total_seconds,
+        ),
+        software={
             "makeusrich": __version__,
             "torch": torch.__version__,
             "onnx": onnx.__version__,
             "onnxruntime": onnxruntime.__version__,
             "python": platform.python_version(),
         },
-    }
+        smoke_test=smoke,
+    )
 
 
 def run_training(
@@ -190,14 +205,14 @@ def run_training(
     parity = check_parity(forecaster, model_bytes, data.raw_windows(data.split.test[-PARITY_WINDOWS:]))
     session = onnx_session(model_bytes, threads)
     ar_coefs = evaluate.fit_ar(training_log_returns(data), min(AR_ORDER, data.window - 1))
-    metrics = {
-        name: score_split(data, origins, run_onnx(session, data.raw_windows(origins)), ar_coefs)
-        for name, origins in (("validation", data.split.validation), ("test", data.split.test))
-    }
-    decision = promotion_decision(metrics["validation"], spec.promotion.max_relative_mae)
-    metadata = build_metadata(pair, version, candles, data, result, metrics, decision, parity, threads)
-    metadata["smokeTest"] = smoke_test(session, data)
-    metadata["training"]["totalSeconds"] = round(time.perf_counter() - started, 3)
+    metrics = Metrics(
+        validation=score_split(data, data.split.validation, session, ar_coefs),
+        test=score_split(data, data.split.test, session, ar_coefs),
+    )
+    decision = promotion_decision(metrics.validation, spec.promotion.max_relative_mae)
+    smoke, took = smoke_test(session, data), round(time.perf_counter() - started, 3)
+    document = build_metadata(pair, version, candles, data, result, metrics, decision, parity, threads, smoke, took)
+    metadata = document.to_json()
     files = {
         store.model_path(): model_bytes,
         store.config_path(): triton_config(pair.name, data.window, data.horizon).encode(),
@@ -214,30 +229,29 @@ def run_training(
     else:
         if removed:
             log.info("removed what crashed runs left", extra={"pair": pair.name, "removed": removed})
-    return Outcome(version=version, promoted=decision[0], reason=decision[1], metadata=stored)
+    return Outcome(version=version, promoted=decision[0], reason=decision[1], metadata=parse_metadata(stored))
 
 
 def summary(outcome: Outcome) -> str:
     """A few lines a person reads after a run."""
     meta = outcome.metadata
     lines = [
-        f"{meta['namespace']}/{meta['pair']} version {outcome.version}: "
+        f"{meta.namespace}/{meta.pair} version {outcome.version}: "
         + ("promoted" if outcome.promoted else "published, not promoted"),
         f"  {outcome.reason}",
     ]
-    for split in ("validation", "test"):
-        model = meta["metrics"][split]["model"]
-        persistence = meta["metrics"][split]["rules"]["persistence"]
-        direction = model["directional"]
+    for name, split in (("validation", meta.metrics.validation), ("test", meta.metrics.test)):
+        model, persistence, direction = split.model, split.rules.persistence, split.model.directional
         shown = (
-            f"direction {direction['accuracy']:.1%} [{direction['wilson_low']:.1%}, {direction['wilson_high']:.1%}]"
+            f"direction {direction.accuracy:.1%} [{direction.wilson_low:.1%}, {direction.wilson_high:.1%}]"
             if direction
             else "direction n/a"
         )
-        dm = "n/a" if model["dm_pvalue"] is None else f"{model['dm_pvalue']:.3f}"
+        dm = "n/a" if model.dm_pvalue is None else f"{model.dm_pvalue:.3f}"
+        ratio = "n/a" if model.rel_mae is None else f"{model.rel_mae:.4f}"
         lines.append(
-            f"  {split:<10} MAE {model['mae']:,.2f} vs persistence {persistence['mae']:,.2f} "
-            f"(ratio {model['rel_mae']:.4f}, DM p={dm}), {shown}, n={model['n']}"
+            f"  {name:<10} MAE {model.mae or 0:,.2f} vs persistence {persistence.mae or 0:,.2f} "
+            f"(ratio {ratio}, DM p={dm}), {shown}, n={model.n}"
         )
-    lines.append(f"  stored at {meta['storageUri']}")
+    lines.append(f"  stored at {meta.storage_uri}")
     return "\n".join(lines)

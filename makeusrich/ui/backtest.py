@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,6 +18,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from makeusrich.errors import CandleError
 from makeusrich.market.candles import OHLCV, interval_ms
+from makeusrich.metadata import Directional, ModelMetadata
 from makeusrich.scoring import evaluate, segment_ids, valid_origins
 from makeusrich.ui.view import parse_time
 
@@ -47,7 +47,7 @@ class Backtest:
     persistence_mae: float
     ratio: float | None
     recorded_ratio: float | None
-    direction: evaluate.DirectionalAccuracy | None
+    direction: Directional | None
     n: int
     horizon: int
 
@@ -59,17 +59,14 @@ class Backtest:
         return abs(self.ratio - self.recorded_ratio) <= 1e-3 * max(1.0, abs(self.recorded_ratio))
 
 
-def split_range(metadata: dict[str, Any]) -> tuple[pd.Timestamp, pd.Timestamp, int, int, str]:
+def split_range(metadata: ModelMetadata) -> tuple[pd.Timestamp, pd.Timestamp, int, int, str]:
     """(open time of the first candle needed, open time of the last, window, horizon, interval) of a version's
     test split. metadata.json names candles by their close (data.testFrom, data.to); frames by their open."""
-    data = metadata.get("data") or {}
-    start, end = parse_time(data.get("testFrom")), parse_time(data.get("to"))
-    window, horizon, interval = metadata.get("window"), metadata.get("horizon"), metadata.get("interval")
-    if start is None or end is None or not isinstance(window, int) or not isinstance(horizon, int):
-        raise CandleError("this version's metadata.json records no test split (data.testFrom, data.to, window)")
-    step = pd.Timedelta(milliseconds=interval_ms(str(interval)))
-    first = pd.Timestamp(start) - window * step
-    return first, pd.Timestamp(end) - step, window, horizon, str(interval)
+    start, end = parse_time(metadata.data.test_from), parse_time(metadata.data.to)
+    if start is None or end is None:
+        raise CandleError("this version's metadata.json records no test split (data.testFrom, data.to)")
+    window, horizon, step = metadata.window, metadata.horizon, pd.Timedelta(milliseconds=interval_ms(metadata.interval))
+    return pd.Timestamp(start) - window * step, pd.Timestamp(end) - step, window, horizon, metadata.interval
 
 
 def held_out_windows(
@@ -97,9 +94,7 @@ def held_out_windows(
     )
 
 
-def score(
-    version: str, tests: HeldOut, forecast: np.ndarray, recorded_ratio: float | None, horizon: int
-) -> Backtest:
+def score(version: str, tests: HeldOut, forecast: np.ndarray, recorded_ratio: float | None, horizon: int) -> Backtest:
     """The same MAE, persistence MAE and directional accuracy as the trainer's evaluation."""
     forecast = np.asarray(forecast, dtype=np.float64).reshape(len(tests.last_close), horizon)
     persistence = np.repeat(tests.last_close[:, None], horizon, axis=1)
@@ -123,7 +118,7 @@ def score(
 
 async def run_backtest(
     version: str,
-    metadata: dict[str, Any],
+    metadata: ModelMetadata,
     candles: pd.DataFrame,
     infer: Callable[[np.ndarray], Awaitable[np.ndarray]],
 ) -> Backtest:
@@ -133,5 +128,4 @@ async def run_backtest(
     tests = held_out_windows(candles, test_from, window, horizon, interval_ms(interval))
     parts = [await infer(tests.windows[i : i + BATCH]) for i in range(0, len(tests.windows), BATCH)]
     forecast = np.concatenate(parts, axis=0)
-    recorded = (((metadata.get("metrics") or {}).get("test") or {}).get("model") or {}).get("rel_mae")
-    return score(version, tests, forecast, float(recorded) if isinstance(recorded, int | float) else None, horizon)
+    return score(version, tests, forecast, metadata.metrics.test.model.rel_mae, horizon)

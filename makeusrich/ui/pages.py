@@ -19,7 +19,9 @@ from nicegui import app, ui
 from nicegui.events import GenericEventArguments
 
 from makeusrich.errors import MakeUsRichError
+from makeusrich.metadata import ModelMetadata
 from makeusrich.pair import CurrencyPair, next_run
+from makeusrich.store.reader import Readable
 from makeusrich.ui.auth import HASH_ENV, AuthConfig, Throttle, verify_password
 from makeusrich.ui.backtest import Backtest
 from makeusrich.ui.charts import backtest_chart, candle_chart, error_chart
@@ -238,9 +240,7 @@ class Session:
                 ).mark("login")
             else:
                 with ui.chip("Read-only", icon="visibility").props("outline color=white dense").mark("read-only"):
-                    ui.tooltip(
-                        "Set MAKEUSRICH_UI_PASSWORD_HASH (makeusrich ui --hash-password) to manage pairs here"
-                    )
+                    ui.tooltip("Set MAKEUSRICH_UI_PASSWORD_HASH (makeusrich ui --hash-password) to manage pairs here")
 
     def logout(self) -> None:
         self.storage.pop("auth", None)
@@ -308,9 +308,11 @@ class Session:
         def draw_summary() -> None:
             total = len(dash.states)
             trouble = sum(1 for s in dash.states.values() if has_problem(s))
-            when = format_time(datetime.fromtimestamp(dash.refreshed_at, UTC), self.tz, seconds=True) if (
-                dash.refreshed_at
-            ) else "not yet"
+            when = (
+                format_time(datetime.fromtimestamp(dash.refreshed_at, UTC), self.tz, seconds=True)
+                if (dash.refreshed_at)
+                else "not yet"
+            )
             summary.text = (
                 f"{total} pair{'s' if total != 1 else ''} · {trouble} with problems · refreshed {when} · "
                 f"{dash.source.describe()} · times are candle closes, {self.tz or 'UTC'}"
@@ -467,9 +469,9 @@ class Session:
                 ui.label(error).classes("break-any")
         if self.can_manage() and s.pair is not None:
             with ui.row().classes("gap-2"):
-                ui.button(
-                    "Edit", icon="edit", on_click=lambda: ui.navigate.to(f"/edit/{s.namespace}/{s.name}")
-                ).props("outline no-caps").mark("edit")
+                ui.button("Edit", icon="edit", on_click=lambda: ui.navigate.to(f"/edit/{s.namespace}/{s.name}")).props(
+                    "outline no-caps"
+                ).mark("edit")
                 ui.button("Delete", icon="delete", on_click=lambda: self.confirm_delete(s.key)).props(
                     "outline color=negative no-caps"
                 ).mark("delete")
@@ -478,14 +480,15 @@ class Session:
         dash = self.dashboard
         record = dash.records.get(key)
         version = state.served_version or state.promoted_version
-        history: dict[str, dict[str, Any]] = {}
+        history: dict[str, Readable] = {}
         history_error = None
         try:
             history = await dash.history(key)
         except Exception as exc:
             history_error = describe_error(exc)
-        meta = history.get(version) if version else None
-        if meta is None and version:
+        found = history.get(version) if version else None
+        meta = found if isinstance(found, ModelMetadata) else None
+        if found is None and version:
             try:
                 meta = await dash.metadata(key, version)
             except Exception as exc:
@@ -502,7 +505,7 @@ class Session:
             elif state.skill is not None and state.skill.test is not None:
                 test = state.skill.test
                 ui.label(
-                    f"Test MAE ratio {format_ratio(test.ratio)}, direction {format_direction(test.direction)} (the "
+                    f"Test MAE ratio {format_ratio(test.rel_mae)}, direction {format_direction(test.directional)} (the "
                     "baselines' numbers are in the version's metadata.json, which this dashboard cannot read: "
                     "start it with --store)"
                 )
@@ -587,11 +590,11 @@ class Session:
         when = ""
         if result.times:
             when = f"{format_time(result.times[0], self.tz)} to {format_time(result.times[-1], self.tz)}"
-        ui.label(
-            f"One-step forecasts for {when}: data the model never saw while training or early stopping."
-        ).classes("text-xs muted")
+        ui.label(f"One-step forecasts for {when}: data the model never saw while training or early stopping.").classes(
+            "text-xs muted"
+        )
 
-    def versions_table(self, state: PairState, history: dict[str, dict[str, Any]], error: str | None) -> None:
+    def versions_table(self, state: PairState, history: dict[str, Readable], error: str | None) -> None:
         if error:
             ui.label(error).classes("text-negative text-sm break-any")
         if not history:
@@ -636,7 +639,7 @@ class Session:
             '<q-td :props="props"><span :title="props.row.reason">{{ props.value }}</span></q-td>',
         )
 
-    def training(self, state: PairState, history: dict[str, dict[str, Any]]) -> None:
+    def training(self, state: PairState, history: dict[str, Readable]) -> None:
         status = state.status
         last = status.last_training if status else None
         if last is not None and (last.phase or last.job):
@@ -657,27 +660,26 @@ class Session:
         newest = state.newest_version
         meta = history.get(newest) if newest else None
         if meta is not None:
-            training = meta.get("training") or {}
             promoted = bool(state.newest_promoted)
+            known = meta if isinstance(meta, ModelMetadata) else None
             with ui.row().classes("items-center gap-2"):
                 badge("Promoted" if promoted else "Not promoted", "positive" if promoted else "warning")
-                ui.label(f"version {newest} · {format_time(meta.get('createdAt'), self.tz)}").classes("text-sm")
+                created = format_time(known.created_at if known else None, self.tz)
+                ui.label(f"version {newest} · {created}").classes("text-sm")
             ui.label(promotion_reason(meta, promoted)).classes("text-sm break-any").mark("promotion-reason")
-            epochs, best, seconds = training.get("epochs"), training.get("bestEpoch"), training.get("totalSeconds")
-            if epochs is not None:
-                took = f" in {seconds:.0f} s" if isinstance(seconds, int | float) else ""
-                ui.label(f"{epochs} epochs (best {best}){took} on {meta.get('source', '?')} candles").classes(
-                    "text-sm muted"
-                )
+            if known is not None:
+                training = known.training
+                took = f" in {training.total_seconds:.0f} s" if training.total_seconds is not None else ""
+                ui.label(
+                    f"{training.epochs} epochs (best {training.best_epoch}){took} on {known.source} candles"
+                ).classes("text-sm muted")
         elif last is None and trained is None:
             ui.label("No training run recorded yet.").classes("muted")
 
     def settings(self, pair: CurrencyPair) -> None:
         spec = pair.spec
         try:
-            upcoming = (
-                "suspended" if spec.suspend else format_time(next_run(spec.schedule, datetime.now(UTC)), self.tz)
-            )
+            upcoming = "suspended" if spec.suspend else format_time(next_run(spec.schedule, datetime.now(UTC)), self.tz)
         except Exception:
             upcoming = "—"
         model = spec.model
@@ -702,9 +704,11 @@ class Session:
             return
         with ui.dialog() as dialog, ui.card().classes("max-w-md"):
             ui.label(f"Delete {record.key}?").classes("text-lg font-semibold")
-            what = "the CurrencyPair resource and its CronJob and InferenceService" if (
-                self.dashboard.source.kind == "kubernetes"
-            ) else f"the pair file {record.path}"
+            what = (
+                "the CurrencyPair resource and its CronJob and InferenceService"
+                if (self.dashboard.source.kind == "kubernetes")
+                else f"the pair file {record.path}"
+            )
             ui.label(f"This removes {what}. Models already in the store stay.")
 
             async def delete() -> None:

@@ -23,8 +23,9 @@ import pandas as pd
 from makeusrich.errors import CandleError, MakeUsRichError, ModelNotFoundError, ServingError
 from makeusrich.market.candles import close_moments
 from makeusrich.market.feed import CandleFeed
+from makeusrich.metadata import ModelMetadata
 from makeusrich.pair import CurrencyPair
-from makeusrich.store.reader import StoreReader, StoreSummary
+from makeusrich.store.reader import Readable, StoreReader, StoreSummary
 from makeusrich.ui.backtest import Backtest, run_backtest, split_range
 from makeusrich.ui.data import (
     Offload,
@@ -33,7 +34,7 @@ from makeusrich.ui.data import (
     describe_error,
     to_thread,
 )
-from makeusrich.ui.view import PairState, condition, promotion_reason, skill_from_metrics
+from makeusrich.ui.view import PairState, condition, promotion_reason, skill_from_metrics, skill_from_status
 from makeusrich.v2client import V2Client
 
 log = logging.getLogger("makeusrich.ui")
@@ -269,10 +270,11 @@ class Dashboard:
             store = self.store
             with contextlib.suppress(Exception):
                 meta = await self._io(lambda: store.metadata(record.namespace, record.name, shown))
-        skill = skill_from_metrics(meta.get("metrics")) if meta else None
-        trained_at = meta.get("createdAt") if meta else None
+        known = meta if isinstance(meta, ModelMetadata) else None
+        skill = skill_from_metrics(known.metrics) if known else None
+        trained_at = known.created_at if known else None
         if skill is None and status_model is not None and status_model.version == shown:
-            skill = skill_from_metrics(status_model.metrics)
+            skill = skill_from_status(status_model.metrics)
             trained_at = status_model.trained_at
         newest = summary.newest if summary else None
         newest_meta = summary.metadata.get(newest) if summary and newest else None
@@ -296,7 +298,7 @@ class Dashboard:
             candle_error=candle_error,
             promoted_version=promoted,
             served_version=served.version,
-            trained_at=trained_at if isinstance(trained_at, str) else None,
+            trained_at=trained_at,
             skill=skill,
             newest_version=newest,
             newest_promoted=newest in promoted_versions if newest_meta else None,
@@ -311,21 +313,21 @@ class Dashboard:
 
     # --- what a pair page asks for -------------------------------------------------------------------------------
 
-    async def history(self, key: str) -> dict[str, dict[str, Any]]:
+    async def history(self, key: str) -> dict[str, Readable]:
         """Metadata of the newest versions (empty without a store)."""
         record = self.records.get(key)
         if record is None or self.store is None:
             return {}
         store, limit = self.store, self.options.history_versions
-        result: dict[str, dict[str, Any]] = await self._io(lambda: store.history(record.namespace, record.name, limit))
+        result: dict[str, Readable] = await self._io(lambda: store.history(record.namespace, record.name, limit))
         return result
 
-    async def metadata(self, key: str, version: str) -> dict[str, Any] | None:
+    async def metadata(self, key: str, version: str) -> ModelMetadata | None:
         record = self.records.get(key)
         if record is None or self.store is None:
             return None
         store = self.store
-        result: dict[str, Any] = await self._io(lambda: store.metadata(record.namespace, record.name, version))
+        result: ModelMetadata = await self._io(lambda: store.metadata(record.namespace, record.name, version))
         return result
 
     async def backtest(self, key: str) -> Backtest:

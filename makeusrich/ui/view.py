@@ -15,8 +15,11 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
+from pydantic import ValidationError
 
+from makeusrich.metadata import Directional, Metrics, ModelMetadata, Score
 from makeusrich.pair import CurrencyPair, CurrencyPairStatus
+from makeusrich.store.reader import Damaged, Readable
 
 SIGNIFICANCE = 0.05
 """Diebold-Mariano p-value under which a difference from persistence counts as more than noise."""
@@ -141,70 +144,28 @@ def version_time(version: str | None) -> datetime | None:
 
 
 @dataclass(frozen=True)
-class Direction:
-    accuracy: float
-    low: float
-    high: float
-    n: int
-
-
-@dataclass(frozen=True)
-class SplitSkill:
-    """The model's numbers on one held-out split, relative to persistence (forecast = last close)."""
-
-    ratio: float | None
-    mae: float | None = None
-    dm_pvalue: float | None = None
-    direction: Direction | None = None
-    n: int | None = None
-
-
-@dataclass(frozen=True)
 class Skill:
-    validation: SplitSkill | None
-    test: SplitSkill | None
+    """The model's own numbers on the two held-out splits, from metadata.json or from a pair's status."""
+
+    validation: Score | None
+    test: Score | None
 
 
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+def skill_from_metrics(metrics: Metrics) -> Skill:
+    return Skill(validation=metrics.validation.model, test=metrics.test.model)
 
 
-def _split_skill(numbers: Any) -> SplitSkill | None:
-    if not isinstance(numbers, Mapping):
-        return None
-    direction = numbers.get("directional")
-    shown = None
-    if isinstance(direction, Mapping) and _number(direction.get("accuracy")) is not None:
-        shown = Direction(
-            accuracy=float(direction["accuracy"]),
-            low=_number(direction.get("wilson_low")) or 0.0,
-            high=_number(direction.get("wilson_high")) or 1.0,
-            n=int(direction.get("n") or 0),
-        )
-    n = numbers.get("n")
-    return SplitSkill(
-        ratio=_number(numbers.get("rel_mae")),
-        mae=_number(numbers.get("mae")),
-        dm_pvalue=_number(numbers.get("dm_pvalue")),
-        direction=shown,
-        n=int(n) if isinstance(n, int) else None,
-    )
+def skill_from_status(metrics: Mapping[str, Any] | None) -> Skill | None:
+    """A status's `model.metrics` ({split: score}); a split in a shape we do not know is left out."""
 
+    def split(name: str) -> Score | None:
+        try:
+            return Score.model_validate((metrics or {}).get(name))
+        except ValidationError:
+            return None
 
-def skill_from_metrics(metrics: Any) -> Skill | None:
-    """Skill from metadata.json's `metrics` ({split: {model: {...}, rules: {...}}}) or from a status's
-    `model.metrics` ({split: {...}}, the model's numbers only)."""
-    if not isinstance(metrics, Mapping):
-        return None
-    splits = []
-    for name in ("validation", "test"):
-        split = metrics.get(name)
-        if isinstance(split, Mapping) and isinstance(split.get("model"), Mapping):
-            split = split["model"]
-        splits.append(_split_skill(split))
-    if splits[0] is None and splits[1] is None:
-        return None
-    return Skill(validation=splits[0], test=splits[1])
+    skill = Skill(validation=split("validation"), test=split("test"))
+    return skill if skill.validation or skill.test else None
 
 
 @dataclass(frozen=True)
@@ -213,26 +174,27 @@ class Verdict:
     tone: Tone
 
 
-def verdict(split: SplitSkill | None) -> Verdict:
+def verdict(split: Score | None) -> Verdict:
     """One honest sentence about a split's MAE ratio: 'beats' only when the Diebold-Mariano test says the
     difference is unlikely to be noise."""
-    if split is None or split.ratio is None:
+    if split is None or split.rel_mae is None:
         return Verdict("skill not measured", "neutral")
     significant = split.dm_pvalue is not None and split.dm_pvalue < SIGNIFICANCE
-    if split.ratio < 1:
+    if split.rel_mae < 1:
         if significant:
             return Verdict("beats persistence", "positive")
         return Verdict("no clear edge over persistence", "neutral")
-    if split.ratio > 1 and significant:
+    if split.rel_mae > 1 and significant:
         return Verdict("worse than persistence", "negative")
     return Verdict("no better than persistence", "warning")
 
 
-def format_direction(direction: Direction | None) -> str:
+def format_direction(direction: Directional | None) -> str:
     """Directional accuracy with its 95% Wilson interval: 54.2% (45.3-62.8%)."""
     if direction is None:
         return "—"
-    return f"{direction.accuracy * 100:.1f}% ({direction.low * 100:.1f}-{direction.high * 100:.1f}%)"
+    low, high = direction.wilson_low * 100, direction.wilson_high * 100
+    return f"{direction.accuracy * 100:.1f}% ({low:.1f}-{high:.1f}%)"
 
 
 # --- badges ---------------------------------------------------------------------------------------------------
@@ -300,7 +262,7 @@ class PairState:
 
     @property
     def test_ratio(self) -> float | None:
-        return self.skill.test.ratio if self.skill and self.skill.test else None
+        return self.skill.test.rel_mae if self.skill and self.skill.test else None
 
     @property
     def errors(self) -> list[str]:
@@ -441,25 +403,22 @@ class SkillRow:
     is_model: bool = False
 
 
-def skill_rows(metadata: Mapping[str, Any] | None) -> list[SkillRow]:
+def skill_rows(metadata: ModelMetadata | None) -> list[SkillRow]:
     """The model next to every trivial rule on the same points (metadata.json's metrics)."""
-    metrics = (metadata or {}).get("metrics")
-    if not isinstance(metrics, Mapping):
+    if metadata is None:
         return []
-    names = [("model", "LSTM (this model)"), *RULE_NAMES.items()]
     rows = []
-    for key, label in names:
+    for key, label in (("model", "LSTM (this model)"), *RULE_NAMES.items()):
         cells: dict[str, str] = {}
-        for split in ("validation", "test"):
-            block = metrics.get(split) or {}
-            numbers = block.get("model") if key == "model" else (block.get("rules") or {}).get(key)
-            skill = _split_skill(numbers)
+        for name in ("validation", "test"):
+            split = getattr(metadata.metrics, name)
+            skill: Score | None = split.model if key == "model" else getattr(split.rules, key)
             if skill is None:
                 continue
-            cells[f"{split}_mae"] = format_price(skill.mae, 2)
-            cells[f"{split}_ratio"] = format_ratio(skill.ratio)
-            cells[f"{split}_direction"] = format_direction(skill.direction)
-            cells[f"{split}_p"] = "—" if key == "persistence" else format_pvalue(skill.dm_pvalue)
+            cells[f"{name}_mae"] = format_price(skill.mae, 2)
+            cells[f"{name}_ratio"] = format_ratio(skill.rel_mae)
+            cells[f"{name}_direction"] = format_direction(skill.directional)
+            cells[f"{name}_p"] = "—" if key == "persistence" else format_pvalue(skill.dm_pvalue)
         if cells:
             rows.append(SkillRow(label, cells, key == "model"))
     return rows
@@ -477,22 +436,21 @@ class VersionRow:
     marks: tuple[str, ...]
 
 
-def promotion_reason(meta: Mapping[str, Any] | None, promoted: bool) -> str:
+def promotion_reason(meta: Readable | None, promoted: bool) -> str:
     """Why a version was or was not promoted. Its metadata.json says what its run decided; only latest.json says
     whether the promotion happened (a run can die between the two)."""
     if meta is None:
         return ""
-    if "damaged" in meta:
-        return f"damaged: {meta['damaged']}"
-    promotion = meta.get("promotion") or {}
-    reason = str(promotion.get("reason") or "")
-    if promotion.get("promoted") and not promoted:
+    if isinstance(meta, Damaged):
+        return f"damaged: {meta.reason}"
+    reason = meta.promotion.reason
+    if meta.promotion.promoted and not promoted:
         return f"{reason}; but its run ended before latest.json named it, so it was never promoted"
     return reason
 
 
 def version_rows(
-    metadata: Mapping[str, Mapping[str, Any]],
+    metadata: Mapping[str, Readable],
     promoted: str | None,
     served: str | None,
     pinned: str | None,
@@ -504,31 +462,28 @@ def version_rows(
     rows = []
     for version in sorted(metadata, reverse=True):
         meta = metadata[version]
-        skill = skill_from_metrics(meta.get("metrics"))
+        known = meta if isinstance(meta, ModelMetadata) else None
+        validation, test = (known.metrics.validation.model, known.metrics.test.model) if known else (None, None)
         flags = (
             ("served", version == served),
             ("promoted", version == promoted),
             ("pinned", version == pinned),
-            ("damaged", "damaged" in meta),
+            ("damaged", known is None),
         )
-        marks = tuple(mark for mark, on in flags if on)
         was_promoted = version in promoted_versions or version == promoted
         rows.append(
             VersionRow(
                 version=version,
-                created=format_time(meta.get("createdAt") or version_time(version), tz),
+                created=format_time(known.created_at if known else version_time(version), tz),
                 promoted=was_promoted,
                 reason=promotion_reason(meta, was_promoted),
-                validation_ratio=format_ratio(skill.validation.ratio if skill and skill.validation else None),
-                test_ratio=format_ratio(skill.test.ratio if skill and skill.test else None),
-                direction=format_direction(skill.test.direction if skill and skill.test else None),
-                marks=marks,
+                validation_ratio=format_ratio(validation.rel_mae if validation else None),
+                test_ratio=format_ratio(test.rel_mae if test else None),
+                direction=format_direction(test.directional if test else None),
+                marks=tuple(mark for mark, on in flags if on),
             )
         )
     return rows
-
-
-# --- the overview's card, as one piece of HTML ------------------------------------------------------------------
 
 
 def _e(text: object) -> str:
@@ -582,9 +537,9 @@ def card_html(state: PairState, tz: str | None, now: datetime | None = None) -> 
         '<div class="mur-caps"><span class="mur-dim">Skill vs persistence</span>',
         f'<span class="mur-verdict mur-{say.tone}">{_e(say.text)}</span></div>',
         '<div class="mur-row mur-stats">',
-        _stat("MAE ratio val", format_ratio(validation.ratio if validation else None)),
-        _stat("MAE ratio test", format_ratio(test.ratio if test else None)),
-        _stat("Direction (test)", format_direction(test.direction if test else None)),
+        _stat("MAE ratio val", format_ratio(validation.rel_mae if validation else None)),
+        _stat("MAE ratio test", format_ratio(test.rel_mae if test else None)),
+        _stat("Direction (test)", format_direction(test.directional if test else None)),
         "</div>",
     ]
     version = s.served_version or s.promoted_version

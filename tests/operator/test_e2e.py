@@ -222,8 +222,8 @@ async def test_a_finished_job_and_a_promoted_version_are_served(
     await eventually(lambda: status(kube).get("lastTraining", {}).get("phase") == "Succeeded")
     model = status(kube)["model"]
     assert model["version"] == V1 and model["storageUri"] == stored["storageUri"]
-    assert model["skill"] == stored["metrics"]["test"]["model"]["rel_mae"]
-    assert model["metrics"]["validation"]["rel_mae"] == stored["metrics"]["validation"]["model"]["rel_mae"]
+    assert model["skill"] == stored["metrics"]["test"]["model"]["relMae"]
+    assert model["metrics"]["validation"]["relMae"] == stored["metrics"]["validation"]["model"]["relMae"]
     assert model["trainedAt"] == stored["createdAt"]
     assert condition(kube, "Trained")[:2] == ("True", "Promoted")
     assert condition(kube, "Serving")[:2] == ("False", "Deploying")

@@ -8,6 +8,7 @@ from makeusrich.errors import StoreError
 from makeusrich.operator.reconcile import StoreAccess
 from makeusrich.store import PairStore
 from makeusrich.store.s3 import S3Store
+from tests.fixtures.metadata import metadata_document
 from tests.fixtures.s3server import S3Server, unique_bucket
 
 VERSION = "20260101T000000Z"
@@ -28,7 +29,7 @@ async def test_latest_and_metadata_come_from_the_store_and_metadata_is_cached(
     s3_env: S3Server, s3_store: S3Store
 ) -> None:
     PairStore(s3_store, "default", "btc-usdt").publish(
-        VERSION, {"btc-usdt/1/model.onnx": b"onnx"}, {"metrics": {}}, promote=True
+        VERSION, {"btc-usdt/1/model.onnx": b"onnx"}, metadata_document(VERSION), promote=True
     )
     access = StoreAccess(f"s3://{s3_store.bucket}")
     try:

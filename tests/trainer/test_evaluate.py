@@ -48,9 +48,7 @@ def test_metrics_reject_nan_and_mismatched_shapes() -> None:
         (3, 4, 0.3006, 0.9544),
     ],
 )
-def test_wilson_interval_against_hand_computed_values(
-    successes: int, n: int, low: float, high: float
-) -> None:
+def test_wilson_interval_against_hand_computed_values(successes: int, n: int, low: float, high: float) -> None:
     got_low, got_high = ev.wilson_interval(successes, n)
     assert round(got_low, 4) == low
     assert round(got_high, 4) == high
@@ -208,9 +206,7 @@ def test_fit_ar_zero_order_is_the_mean() -> None:
 
 def test_trivial_rules_by_hand() -> None:
     history = np.array([[100.0, 110.0, 121.0], [50.0, 50.0, 40.0], [10.0, 10.0, 10.0]])
-    assert ev.persistence_forecast(history, 2) == pytest.approx(
-        np.array([[121.0, 121.0], [40.0, 40.0], [10.0] * 2])
-    )
+    assert ev.persistence_forecast(history, 2) == pytest.approx(np.array([[121.0, 121.0], [40.0, 40.0], [10.0] * 2]))
     assert ev.against_last_move_forecast(history)[:, 0] == pytest.approx([110.0, 50.0, 10.0])
     up = ev.always_up_forecast(history, 0.01, 2)
     assert up == pytest.approx(history[:, -1:] * np.exp([[0.01, 0.02]]))
@@ -237,22 +233,22 @@ def test_persistence_scores_exactly_one_against_itself() -> None:
     closes = random_walk(2_000, seed=11)
     last, actual = closes[:-1], closes[1:]
     result = ev.score(actual, last, last)
-    assert result["rel_mae"] == 1.0
-    assert result["rel_rmse"] == 1.0
-    assert result["dm_pvalue"] == 1.0
-    assert result["directional"] is None
+    assert result.rel_mae == 1.0
+    assert result.rel_rmse == 1.0
+    assert result.dm_pvalue == 1.0
+    assert result.directional is None
 
 
 def test_perfect_forecast_scores_zero_error_and_full_direction() -> None:
     closes = random_walk(500, seed=12)
     last, actual = closes[:-1], closes[1:]
     result = ev.score(actual, actual, last)
-    assert result["mae"] == 0.0
-    assert result["rmse"] == 0.0
-    assert result["rel_mae"] == 0.0
-    assert result["directional"]["accuracy"] == 1.0
-    assert result["directional"]["n"] == 499
-    assert result["dm_pvalue"] < 1e-10
+    assert result.mae == 0.0
+    assert result.rmse == 0.0
+    assert result.rel_mae == 0.0
+    assert result.directional.accuracy == 1.0
+    assert result.directional.n == 499
+    assert result.dm_pvalue < 1e-10
 
 
 def test_multi_step_scores_every_step_against_last_close() -> None:
@@ -262,16 +258,14 @@ def test_multi_step_scores_every_step_against_last_close() -> None:
     history = ev.past_closes(closes, origins, window)
     actual = np.stack([closes[origins + k] for k in range(1, h + 1)], axis=1)
     last = history[:, -1]
-    result = ev.evaluate_split(
-        actual, actual * 1.001, last, history, 0.0, ev.fit_ar(np.diff(np.log(closes)), 2)
-    )
-    assert result["horizon"] == h
-    persistence = result["rules"]["persistence"]
-    assert persistence["rel_mae"] == 1.0
+    result = ev.evaluate_split(actual, actual * 1.001, last, history, 0.0, ev.fit_ar(np.diff(np.log(closes)), 2))
+    assert result.horizon == h
+    persistence = result.rules.persistence
+    assert persistence.rel_mae == 1.0
     expected = [float(np.mean(np.abs(last - actual[:, k]))) for k in range(h)]
-    assert persistence["mae_by_step"] == pytest.approx(expected)
-    assert persistence["mae"] == pytest.approx(np.mean(expected))
-    assert len(result["model"]["mae_by_step"]) == h
+    assert persistence.mae_by_step == pytest.approx(expected)
+    assert persistence.mae == pytest.approx(np.mean(expected))
+    assert len(result.model.mae_by_step) == h
 
 
 def test_json_ready_turns_nan_and_numpy_types_into_plain_values() -> None:
@@ -293,11 +287,11 @@ def test_evaluate_split_is_json_ready_without_nan() -> None:
         history = ev.past_closes(series, origins, window)
         actual = series[origins + 1]
         result = ev.evaluate_split(actual, history[:, -1] * 1.0001, history[:, -1], history, mu, coefs)
-        text = json.dumps(result, allow_nan=False)
-        assert json.loads(text) == result
-        assert set(result["rules"]) == set(ev.RULES)
-    assert result["rules"]["persistence"]["rel_mae"] is None
-    assert result["model"]["directional"] is None
+        text = json.dumps(result.to_json(), allow_nan=False)  # undefined numbers are null, not NaN
+        assert type(result).model_validate_json(text) == result
+        assert set(result.rules.model_dump(by_alias=False)) == set(ev.RULES)
+    assert result.rules.persistence.rel_mae is None
+    assert result.model.directional is None
 
 
 def test_evaluate_split_rules_behave_as_documented() -> None:
@@ -309,20 +303,20 @@ def test_evaluate_split_rules_behave_as_documented() -> None:
     history = ev.past_closes(closes, origins, window)
     actual = closes[origins + 1]
     result = ev.evaluate_split(actual, history[:, -1], history[:, -1], history, -0.001, coefs)
-    rules = result["rules"]
-    assert result["model"] == rules["persistence"]
+    rules = result.rules
+    assert result.model == rules.persistence
     # On a random walk, a full reversal doubles the error variance: MAE about sqrt(2) times persistence's.
-    assert rules["against_last_move"]["rel_mae"] == pytest.approx(math.sqrt(2.0), abs=0.1)
-    assert rules["against_last_move"]["dm_pvalue"] < 1e-6
+    assert rules.against_last_move.rel_mae == pytest.approx(math.sqrt(2.0), abs=0.1)
+    assert rules.against_last_move.dm_pvalue < 1e-6
     # always_up predicts a rise everywhere: its accuracy is the share of rises.
     rises = float(np.mean(actual > history[:, -1]))
-    assert rules["always_up"]["directional"]["accuracy"] == pytest.approx(rises)
-    assert rules["always_up"]["rel_mae"] == pytest.approx(1.0, abs=1e-6)
+    assert rules.always_up.directional.accuracy == pytest.approx(rises)
+    assert rules.always_up.rel_mae == pytest.approx(1.0, abs=1e-6)
     # A fitted AR on a random walk is no better than persistence, and not significantly different.
-    assert rules["ar"]["rel_mae"] == pytest.approx(1.0, abs=0.01)
-    assert rules["ar"]["dm_pvalue"] > 0.01
+    assert rules.ar.rel_mae == pytest.approx(1.0, abs=0.01)
+    assert rules.ar.dm_pvalue > 0.01
     no_ar = ev.evaluate_split(actual, history[:, -1], history[:, -1], history, 0.0, None)
-    assert no_ar["rules"]["ar"] is None
+    assert no_ar.rules.ar is None
 
 
 def test_evaluate_split_checks_history_matches_last_close() -> None:
@@ -347,17 +341,15 @@ def test_reproduces_the_measured_baselines_on_real_btc_data() -> None:
     origins = np.arange(val_end - 1, n - 1)
     history = ev.past_closes(closes, origins, 25)
     actual = closes[origins + 1]
-    result = ev.evaluate_split(
-        actual, history[:, -1], history[:, -1], history, float(train_returns.mean()), coefs
-    )
-    rules = result["rules"]
-    assert rules["persistence"]["mae"] == pytest.approx(179.26, abs=0.5)
-    assert rules["persistence"]["rmse"] == pytest.approx(266.83, abs=0.5)
-    assert rules["ar"]["mae"] == pytest.approx(179.12, abs=0.5)
-    assert rules["ar"]["rel_mae"] == pytest.approx(0.999, abs=0.002)
-    assert rules["ar"]["directional"]["accuracy"] == pytest.approx(0.526, abs=0.003)
-    assert rules["ar"]["dm_pvalue"] > 0.05  # 0.999 of persistence is noise, not skill
-    against = rules["against_last_move"]["directional"]
-    assert against["accuracy"] == pytest.approx(0.537, abs=0.003)
-    assert against["wilson_low"] == pytest.approx(0.522, abs=0.003)
-    assert against["wilson_high"] == pytest.approx(0.552, abs=0.003)
+    result = ev.evaluate_split(actual, history[:, -1], history[:, -1], history, float(train_returns.mean()), coefs)
+    rules = result.rules
+    assert rules.persistence.mae == pytest.approx(179.26, abs=0.5)
+    assert rules.persistence.rmse == pytest.approx(266.83, abs=0.5)
+    assert rules.ar.mae == pytest.approx(179.12, abs=0.5)
+    assert rules.ar.rel_mae == pytest.approx(0.999, abs=0.002)
+    assert rules.ar.directional.accuracy == pytest.approx(0.526, abs=0.003)
+    assert rules.ar.dm_pvalue > 0.05  # 0.999 of persistence is noise, not skill
+    against = rules.against_last_move.directional
+    assert against.accuracy == pytest.approx(0.537, abs=0.003)
+    assert against.wilson_low == pytest.approx(0.522, abs=0.003)
+    assert against.wilson_high == pytest.approx(0.552, abs=0.003)

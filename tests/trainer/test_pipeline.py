@@ -77,14 +77,12 @@ def test_train_publishes_a_complete_promoted_version(tmp_path: Path) -> None:
     assert meta["outputs"][0]["shape"] == [-1, 1]
     for split in ("validation", "test"):
         metrics = meta["metrics"][split]
-        assert set(metrics["rules"]) == {"persistence", "always_up", "against_last_move", "ar"}
-        assert metrics["rules"]["persistence"]["rel_mae"] == 1.0
+        assert set(metrics["rules"]) == {"persistence", "alwaysUp", "againstLastMove", "ar"}
+        assert metrics["rules"]["persistence"]["relMae"] == 1.0
         model = metrics["model"]
-        assert 0.5 < model["rel_mae"] < 1.5 and 0 <= model["dm_pvalue"] <= 1
+        assert 0.5 < model["relMae"] < 1.5 and 0 <= model["dmPvalue"] <= 1
         assert (
-            model["directional"]["wilson_low"]
-            <= model["directional"]["accuracy"]
-            <= model["directional"]["wilson_high"]
+            model["directional"]["wilsonLow"] <= model["directional"]["accuracy"] <= model["directional"]["wilsonHigh"]
         )
     assert meta["promotion"]["promoted"] is True and "within the bar of 10" in meta["promotion"]["reason"]
     assert meta["software"]["torch"] == torch.__version__
@@ -107,9 +105,9 @@ def test_served_file_reproduces_the_recorded_test_metrics(tmp_path: Path) -> Non
     data = prepare(frame.iloc[-60 * 24 :].reset_index(drop=True), 24, 1, HOUR)
     forecast = run_onnx(session, data.raw_windows(data.split.test))
     mae = float(np.mean(np.abs(forecast[:, 0] - data.actual_prices(data.split.test)[:, 0])))
-    assert mae == pytest.approx(outcome.metadata["metrics"]["test"]["model"]["mae"], rel=1e-9)
+    assert mae == pytest.approx(outcome.metadata.metrics.test.model.mae, rel=1e-9)
     persistence = float(np.mean(np.abs(data.last_close(data.split.test) - data.actual_prices(data.split.test)[:, 0])))
-    assert persistence == pytest.approx(outcome.metadata["metrics"]["test"]["rules"]["persistence"]["mae"], rel=1e-9)
+    assert persistence == pytest.approx(outcome.metadata.metrics.test.rules.persistence.mae, rel=1e-9)
 
 
 def test_not_promoted_when_validation_misses_the_bar(tmp_path: Path) -> None:
@@ -118,7 +116,7 @@ def test_not_promoted_when_validation_misses_the_bar(tmp_path: Path) -> None:
     store = pair_store(url, "crypto", "btc-usdt")
     assert not outcome.promoted and store.latest() is None
     assert store.versions() == [outcome.version]  # kept for inspection
-    assert "above the bar of 0.5" in outcome.metadata["promotion"]["reason"]
+    assert "above the bar of 0.5" in outcome.metadata.promotion.reason
     assert "not promoted" in summary(outcome)
 
 
@@ -192,5 +190,5 @@ def test_train_from_binance_into_s3(fake_binance: FakeBinance, s3_env: object) -
     assert onnx.load_from_string(store.read_model(outcome.version)).graph.input[0].name == "candles"
     config = store.read_file(outcome.version, "eth-usdt/config.pbtxt").decode()
     assert 'name: "eth-usdt"' in config and 'platform: "onnxruntime_onnx"' in config
-    assert outcome.metadata["source"] == "binance" and outcome.metadata["data"]["rows"] == 60 * 24
+    assert outcome.metadata.source == "binance" and outcome.metadata.data.rows == 60 * 24
     assert store.read_candles("1h") is not None  # the cache for the next, incremental run

@@ -57,7 +57,7 @@ def running_ui(model_server: RunningServer, tmp_path: Path) -> Iterator[RunningU
 def test_overview_and_pair_page_in_chromium(running_ui: RunningUI, model_server: RunningServer) -> None:
     store = model_server.store
     assert store is not None
-    recorded = f"{store.outcome.metadata['metrics']['test']['model']['rel_mae']:.3f}"
+    recorded = f"{store.outcome.metadata.metrics.test.model.rel_mae:.3f}"
     driver = chromium()
     try:
         driver.get(running_ui.url)
@@ -111,6 +111,5 @@ def test_the_readme_screenshots_show_the_current_pages() -> None:
     record = json.loads((ROOT / "docs" / "screenshots.json").read_text())
     assert record["images"] == SCREENSHOTS and all((ROOT / image).is_file() for image in SCREENSHOTS)
     assert record["uiFingerprint"] == ui_fingerprint(), (
-        "the dashboard's code changed since the README's screenshots were made: run `make screenshots` and "
-        "commit docs/"
+        "the dashboard's code changed since the README's screenshots were made: run `make screenshots` and commit docs/"
     )

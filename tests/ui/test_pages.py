@@ -80,11 +80,11 @@ async def test_overview_card_shows_price_forecast_and_honest_skill(
         assert len(state.forecast) == 1 and state.forecast[0] > 0
         assert format_price(state.forecast[0], 2) in shown
         assert f"{(state.forecast[0] / LAST_CLOSE - 1) * 100:+.3f}%" in shown
-        test = metadata["metrics"]["test"]["model"]
-        validation = metadata["metrics"]["validation"]["model"]
-        assert f"{test['rel_mae']:.3f}" in shown and f"{validation['rel_mae']:.3f}" in shown
-        direction = test["directional"]
-        assert f"{direction['accuracy'] * 100:.1f}% ({direction['wilson_low'] * 100:.1f}-" in shown
+        test, validation = metadata.metrics.test.model, metadata.metrics.validation.model
+        assert f"{test.rel_mae:.3f}" in shown and f"{validation.rel_mae:.3f}" in shown
+        direction = test.directional
+        assert direction is not None
+        assert f"{direction.accuracy * 100:.1f}% ({direction.wilson_low * 100:.1f}-" in shown
         assert f"model {store.version}" in shown
         # The browser said Europe/Paris: the last candle closed at 01:00 UTC, 03:00 in Paris in June.
         await user.should_see("last close · 2022-06-15 03:00 CEST", retries=30)
@@ -122,7 +122,7 @@ async def test_server_down_shows_on_the_card_and_the_rest_still_works(
         shown = card(user, "default/btc-usdt")
         assert "⚠ the model server at http://127.0.0.1:9 is unreachable" in shown
         assert "22,029.16" in shown  # candles and the store still answer
-        assert f"{trained_store.outcome.metadata['metrics']['test']['model']['rel_mae']:.3f}" in shown
+        assert f"{trained_store.outcome.metadata.metrics.test.model.rel_mae:.3f}" in shown
         await user.should_see("1 with problems")
         await user.open("/pair/default/btc-usdt")
         await user.should_see(marker="backtest-error", retries=60)
@@ -136,7 +136,8 @@ async def test_pair_page_shows_chart_skill_backtest_and_versions(
     store = model_server.store
     assert store is not None
     write_pair(pairs_dir, store.pair)
-    recorded = store.outcome.metadata["metrics"]["test"]["model"]["rel_mae"]
+    recorded = store.outcome.metadata.metrics.test.model.rel_mae
+    assert recorded is not None
     async with dashboard(pairs_dir=pairs_dir, store=store.url, server_url=model_server.url) as user:
         await user.open("/pair/default/btc-usdt")
         await user.should_see(marker="pair-title", retries=60)
@@ -155,7 +156,7 @@ async def test_pair_page_shows_chart_skill_backtest_and_versions(
         assert names[0] == "LSTM (this model)" and "Persistence (next = last close)" in names
         assert skill.rows[0]["test_ratio"] == f"{recorded:.3f}"
         backtest = running_dashboard()._backtests[("default/btc-usdt", store.version)].result()
-        assert backtest.n == store.outcome.metadata["data"]["windows"]["test"]
+        assert backtest.n == store.outcome.metadata.data.windows["test"]
         assert backtest.ratio == pytest.approx(recorded, rel=1e-4)
         versions = user.find(marker="versions-table").elements.pop()
         assert isinstance(versions, ui.table)
@@ -169,25 +170,29 @@ async def test_pair_page_shows_chart_skill_backtest_and_versions(
 async def test_a_damaged_version_and_an_interrupted_promotion_show_as_what_they_are(
     dashboard: Open, trained_store: TrainedStore, pairs_dir: Path
 ) -> None:
-    """One metadata.json of binary garbage marks that version damaged, and the table and last-run panel stay. A
-    run killed between metadata.json and latest.json decided to promote, but never did: not "Promoted: yes"."""
+    """One metadata.json of binary garbage, and one that is JSON but breaks the contract, mark those versions
+    damaged, and the table and last-run panel stay. A run killed between metadata.json and latest.json decided to
+    promote, but never did: not "Promoted: yes"."""
     store = trained_store.store()
     good = trained_store.version
-    base = {**store.metadata(good), "promotion": {"promoted": True, "reason": "validation MAE is 0.99"}}
-    files = {path: store.read_file(good, path) for path in store.metadata(good)["files"]}
-    crashed, damaged = next_version(store, 1), next_version(store, 2)
+    meta = store.metadata(good)
+    base = {**meta, "promotion": {**meta["promotion"], "promoted": True, "reason": "validation MAE is 0.99"}}
+    files = {path: store.read_file(good, path) for path in meta["files"]}
+    crashed, damaged, malformed = next_version(store, 1), next_version(store, 2), next_version(store, 3)
     store.publish(crashed, files, {**base, "version": crashed}, promote=False)  # as if killed before latest.json
     store.publish(damaged, files, {**base, "version": damaged}, promote=False)
     store.objects.put(store.version_prefix(damaged) + "metadata.json", bytes(range(256)) * 4)
+    store.publish(malformed, files, {**base, "version": malformed, "window": "wide"}, promote=False)
     write_pair(pairs_dir, trained_store.pair)
     async with dashboard(pairs_dir=pairs_dir, store=trained_store.url) as user:
         await user.open("/pair/default/btc-usdt")
         await user.should_see(marker="versions-table", retries=60)
         rows = {row["version"]: row for row in user.find(marker="versions-table").elements.pop().rows}
-        assert set(rows) == {good, crashed, damaged}
+        assert set(rows) == {good, crashed, damaged, malformed}
         assert rows[good]["promoted"] == "yes" and "promoted" in rows[good]["marks"]
         assert rows[crashed]["promoted"] == "no" and "never promoted" in rows[crashed]["reason"]
         assert rows[damaged]["marks"] == "damaged" and "is not valid JSON" in rows[damaged]["reason"]
+        assert rows[malformed]["marks"] == "damaged" and "is malformed: window:" in rows[malformed]["reason"]
         assert "UnicodeDecodeError" not in str(rows)
         await user.should_see(marker="promotion-reason")
 
@@ -339,9 +344,7 @@ async def test_live_updates_on_new_candles_and_new_model_versions(
     lines = sample_lines(400)
     candles = tmp_path / "candles.csv"
     candles.write_text("\n".join(lines[:-1]) + "\n")  # every candle but the last one
-    async with dashboard(
-        pairs_dir=pairs_dir, store=store.url, server_url=server.url, source=f"file:{candles}"
-    ) as user:
+    async with dashboard(pairs_dir=pairs_dir, store=store.url, server_url=server.url, source=f"file:{candles}") as user:
         await user.open("/")
         await user.should_see("Ready", retries=60)
         dash = running_dashboard()

@@ -15,6 +15,8 @@ from makeusrich.market.candles import clean_candles, close_moments
 from makeusrich.market.feed import CandleFeed
 from makeusrich.market.files import read_sample
 from makeusrich.market.source import Source
+from makeusrich.metadata import Score
+from makeusrich.operator import status as operator_status
 from makeusrich.pair import Condition, CurrencyPairStatus, load_pair
 from makeusrich.store.local import atomic_write
 from makeusrich.trainer.features import prepare
@@ -23,10 +25,10 @@ from makeusrich.ui.backtest import held_out_windows, score, split_range
 from makeusrich.ui.cli import read_password
 from makeusrich.ui.data import EmbeddedSource, record_from_resource
 from makeusrich.ui.forms import initial_values, validate_form
-from makeusrich.ui.kube import KubeError, credentials_from_kubeconfig
 from makeusrich.ui.pages import empty_hints
 from makeusrich.ui.view import (
     PairState,
+    Skill,
     badges,
     card_html,
     format_age,
@@ -36,6 +38,7 @@ from makeusrich.ui.view import (
     matches,
     price_decimals,
     skill_from_metrics,
+    skill_from_status,
     skill_rows,
     sort_states,
     sparkline,
@@ -89,25 +92,32 @@ def test_times_are_shown_in_the_viewers_zone() -> None:
 
 
 def test_skill_reads_metadata_and_status_metrics_alike(trained_store_template: TrainedStore) -> None:
-    metrics = trained_store_template.outcome.metadata["metrics"]
+    metrics = trained_store_template.outcome.metadata.metrics
     from_metadata = skill_from_metrics(metrics)
-    status_metrics = {split: metrics[split]["model"] for split in ("validation", "test")}
-    from_status = skill_from_metrics(status_metrics)
+    status_metrics = operator_status.model_metrics(trained_store_template.outcome.metadata)  # as the status holds them
+    from_status = skill_from_status(status_metrics)
     assert from_metadata == from_status
-    assert from_metadata is not None and from_metadata.test is not None
-    assert from_metadata.test.ratio == metrics["test"]["model"]["rel_mae"]
-    assert from_metadata.test.direction is not None
-    assert from_metadata.test.direction.n == metrics["test"]["model"]["directional"]["n"]
-    assert skill_from_metrics(None) is None and skill_from_metrics({"other": 1}) is None
+    assert from_metadata.test is not None and from_metadata.test.rel_mae == metrics.test.model.rel_mae
+    assert from_metadata.test.directional is not None
+    assert from_metadata.test.directional.n == metrics.test.model.directional.n  # type: ignore[union-attr]
+    assert skill_from_status(None) is None and skill_from_status({"other": 1}) is None
+    old = {"test": {**metrics.test.model.model_dump(by_alias=False), "directional": None}}  # snake_case, as before
+    assert skill_from_status(old).test.rel_mae == metrics.test.model.rel_mae  # type: ignore[union-attr]
+
+
+def score_of(rel_mae: float, dm_pvalue: float | None = None) -> Score:
+    """A model's score with only the numbers a view reads."""
+    return Score(
+        n=100, horizon=1, mae=None, rmse=None, rel_mae=rel_mae, rel_rmse=None, dm_pvalue=dm_pvalue,
+        directional=None, mae_by_step=[],
+    )  # fmt: skip
 
 
 def test_verdict_claims_an_edge_only_when_it_is_significant() -> None:
-    from makeusrich.ui.view import SplitSkill
-
-    assert verdict(SplitSkill(0.97, dm_pvalue=0.01)).text == "beats persistence"
-    assert verdict(SplitSkill(0.97, dm_pvalue=0.40)).text == "no clear edge over persistence"
-    assert verdict(SplitSkill(1.03, dm_pvalue=0.40)).text == "no better than persistence"
-    assert verdict(SplitSkill(1.03, dm_pvalue=0.01)).text == "worse than persistence"
+    assert verdict(score_of(0.97, dm_pvalue=0.01)).text == "beats persistence"
+    assert verdict(score_of(0.97, dm_pvalue=0.40)).text == "no clear edge over persistence"
+    assert verdict(score_of(1.03, dm_pvalue=0.40)).text == "no better than persistence"
+    assert verdict(score_of(1.03, dm_pvalue=0.01)).text == "worse than persistence"
     assert verdict(None).text == "skill not measured"
 
 
@@ -121,7 +131,9 @@ def test_skill_table_lists_the_model_and_every_rule(trained_store_template: Trai
 
 def test_version_rows_mark_served_promoted_and_pinned(trained_store_template: TrainedStore) -> None:
     meta = trained_store_template.outcome.metadata
-    older = {**meta, "promotion": {"promoted": False, "reason": "above the bar"}}
+    older = meta.model_copy(
+        update={"promotion": meta.promotion.model_copy(update={"promoted": False, "reason": "above the bar"})}
+    )
     rows = version_rows(
         {"20260101T000000Z": older, "20270101T000000Z": meta},
         promoted="20270101T000000Z",
@@ -193,7 +205,7 @@ def test_status_conditions_become_badges() -> None:
 
 
 def test_filter_and_sort() -> None:
-    skill = skill_from_metrics({"test": {"rel_mae": 0.99}})
+    skill = Skill(validation=None, test=score_of(0.99))
     a = state("btc-usdt", last_close=100.0, forecast=(101.0,), skill=skill, promoted_version="v", serving_ready=True)
     b = state("eth-usdt", spec={"currency": "eth"}, last_close=100.0, forecast=(99.0,), serving_error="down")
     assert matches(a, "BTC/USDT") and matches(a, "btcusdt") and matches(a, "btc usdt") and not matches(a, "eth")
@@ -213,7 +225,7 @@ def test_card_html_shows_the_numbers_and_escapes_what_it_did_not_write() -> None
         promoted_version="20261126T161056Z",
         served_version="20261126T161056Z",
         trained_at="2022-06-15T00:00:00Z",
-        skill=skill_from_metrics({"test": {"rel_mae": 1.0606, "dm_pvalue": 0.001}, "validation": {"rel_mae": 1.08}}),
+        skill=Skill(validation=score_of(1.08), test=score_of(1.0606, dm_pvalue=0.001)),
         serving_ready=True,
     )
     shown = card_html(ok, "Europe/Paris", now=datetime(2022, 6, 15, 3, tzinfo=UTC))
@@ -387,25 +399,6 @@ def test_resource_with_an_invalid_spec_or_status_still_shows() -> None:
     assert bad.pair is None and "spec.currency" in str(bad.problem)
 
 
-def test_kubeconfig_logins(tmp_path: Path) -> None:
-    path = tmp_path / "config"
-    path.write_text(
-        "current-context: a\n"
-        "contexts: [{name: a, context: {cluster: c, user: u}}, {name: b, context: {cluster: c, user: e}}]\n"
-        "clusters: [{name: c, cluster: {server: 'https://k8s:6443/', insecure-skip-tls-verify: true}}]\n"
-        "users: [{name: u, user: {token: abc}}, {name: e, user: {exec: {command: aws}}}]\n"
-    )
-    creds = credentials_from_kubeconfig(path)
-    assert creds.server == "https://k8s:6443" and creds.auth_headers() == {"Authorization": "Bearer abc"}
-    assert creds.insecure
-    with pytest.raises(KubeError, match="exec or auth-provider"):
-        credentials_from_kubeconfig(path, "b")
-    with pytest.raises(KubeError, match="no context named"):
-        credentials_from_kubeconfig(path, "zzz")
-    with pytest.raises(KubeError, match="cannot read"):
-        credentials_from_kubeconfig(tmp_path / "missing")
-
-
 # --- candles and the backtest -----------------------------------------------------------------------------------
 
 
@@ -433,18 +426,18 @@ def test_held_out_windows_are_the_trainers_test_split(trained_store_template: Tr
     frame, _ = clean_candles(read_sample(spec.symbol, spec.interval), spec.interval)
     first, last, window, horizon, _ = split_range(meta)
     part = frame[(frame["open_time"] >= first) & (frame["open_time"] <= last)].reset_index(drop=True)
-    test_from = pd.Timestamp(meta["data"]["testFrom"]) - pd.Timedelta(hours=1)  # recorded as a close: the open
+    test_from = pd.Timestamp(meta.data.test_from) - pd.Timedelta(hours=1)  # recorded as a close: the open
     held = held_out_windows(part, test_from, window, horizon, 3_600_000)
-    whole = frame[frame["open_time"] >= pd.Timestamp(meta["data"]["from"])]
+    whole = frame[frame["open_time"] >= pd.Timestamp(meta.data.from_)]
     whole = whole[whole["open_time"] <= last].reset_index(drop=True)
     data = prepare(whole, window, horizon, 3_600_000)
-    assert len(held.windows) == len(data.split.test) == meta["data"]["windows"]["test"]
+    assert len(held.windows) == len(data.split.test) == meta.data.windows["test"]
     np.testing.assert_array_equal(held.windows, data.raw_windows(data.split.test).astype(np.float32))
     np.testing.assert_allclose(held.actual, data.actual_prices(data.split.test))
     perfect = score("v", held, held.actual, 1.0, horizon)
     assert perfect.mae == 0 and perfect.ratio == 0 and perfect.agrees is False
     naive = score("v", held, held.last_close, 1.0, horizon)
     assert naive.ratio == pytest.approx(1.0) and naive.agrees
-    assert naive.persistence_mae == pytest.approx(meta["metrics"]["test"]["rules"]["persistence"]["mae"])
+    assert naive.persistence_mae == pytest.approx(meta.metrics.test.rules.persistence.mae)
     with pytest.raises(CandleError, match="no complete test window"):
         held_out_windows(part, last + pd.Timedelta(hours=1), window, horizon, 3_600_000)

@@ -1,0 +1,178 @@
+"""metadata.json (contract 3): what a training run measured and published, as one typed document.
+
+The trainer writes it, the store adds `files` and `storageUri`, and the model server, the operator and the
+dashboard read it. Keys are camelCase on disk like every other document of the project; documents written
+before that (snake_case metric keys such as `rel_mae`) still read, because fields also accept their Python
+names. A reader refuses a malformed document with the field that is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from makeusrich.contract import VERSION_PATTERN, Interval, TensorSpec
+from makeusrich.errors import StoreError
+
+
+class _Document(BaseModel):
+    """camelCase on disk, snake_case in Python; unknown keys are kept out of the way (a newer trainer may add
+    some) rather than refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, validate_by_name=True, validate_by_alias=True, serialize_by_alias=True, frozen=True
+    )
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class Directional(_Document):
+    """Share of forecasts that called the direction of the move right, with its 95% Wilson interval."""
+
+    accuracy: float
+    hits: int
+    n: int
+    excluded: int
+    wilson_low: float
+    wilson_high: float
+
+
+class Score(_Document):
+    """Every metric of one forecast on one split; None where undefined (prices that never moved)."""
+
+    n: int
+    horizon: int
+    mae: float | None
+    rmse: float | None
+    rel_mae: float | None = Field(description="MAE divided by persistence's on the same points")
+    rel_rmse: float | None
+    dm_pvalue: float | None = Field(description="Diebold-Mariano against persistence, absolute loss")
+    directional: Directional | None
+    mae_by_step: list[float | None]
+
+
+class Rules(_Document):
+    """The naive baselines, scored on the same points as the model."""
+
+    persistence: Score
+    always_up: Score
+    against_last_move: Score
+    ar: Score | None = None
+
+
+class SplitMetrics(_Document):
+    n: int
+    horizon: int
+    model: Score
+    rules: Rules
+
+
+class Metrics(_Document):
+    validation: SplitMetrics
+    test: SplitMetrics
+
+
+class DataSpan(_Document):
+    """The candles a run used, named by the convention of the project: a span runs from the first candle's
+    open to the last one's close, and `testFrom` is the close of the first test origin."""
+
+    from_: str = Field(alias="from")
+    to: str
+    rows: int
+    gaps: int
+    missing_candles: int
+    broken_dropped: int
+    windows: dict[str, int]
+    test_from: str
+
+
+class Tensor(_Document):
+    """A TensorSpec as metadata.json writes it, with a sentence for people."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+    description: str = ""
+
+    @classmethod
+    def of(cls, spec: TensorSpec, description: str) -> Tensor:
+        return cls(name=spec.name, datatype=spec.datatype, shape=list(spec.shape), description=description)
+
+
+class Promotion(_Document):
+    """What the run decided; only latest.json says whether the promotion happened (a run can die between)."""
+
+    promoted: bool
+    reason: str
+    max_relative_mae: float = Field(alias="maxRelativeMAE")
+    validation_relative_mae: float | None = Field(alias="validationRelativeMAE")
+
+
+class Epoch(_Document):
+    epoch: int
+    train_loss: float
+    validation_loss: float
+
+
+class Training(_Document):
+    seconds: float
+    epochs: int
+    best_epoch: int
+    stopped_early: bool
+    device: str
+    threads: int
+    history: list[Epoch]
+    onnx_parity_max_relative: float
+    total_seconds: float | None = None
+
+
+class SmokeTest(_Document):
+    """A real window and the exported model's forecast for it: the server checks both before serving."""
+
+    candles: list[list[float]]
+    forecast: list[float]
+
+
+class StoredFile(_Document):
+    sha256: str
+    bytes: int
+
+
+class ModelMetadata(_Document):
+    """One version's metadata.json."""
+
+    pair: str
+    namespace: str
+    symbol: str
+    interval: Interval
+    version: str = Field(pattern=VERSION_PATTERN)
+    created_at: str
+    source: str
+    data: DataSpan
+    window: int = Field(gt=0)
+    horizon: int = Field(gt=0)
+    inputs: list[Tensor]
+    outputs: list[Tensor]
+    spec: dict[str, Any]
+    metrics: Metrics
+    promotion: Promotion
+    training: Training
+    software: dict[str, str]
+    smoke_test: SmokeTest | None = None
+    files: dict[str, StoredFile] = Field(default_factory=dict)  # written by the store
+    storage_uri: str | None = None  # written by the store
+
+
+def parse_metadata(raw: Mapping[str, Any], where: str = "metadata.json") -> ModelMetadata:
+    """A document as read from the store, checked; a malformed one is refused naming the field."""
+    try:
+        return ModelMetadata.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "the document"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise StoreError(f"{where} is malformed: {field}: {first['msg']}{more}") from None
