@@ -8,10 +8,12 @@ never import each other (import-linter contracts in pyproject.toml, run by `make
     trainer | serving | operator | ui     the components (only trainer imports torch, only ui nicegui,
                                           only operator kopf)
     cliargs                               command-line pieces the components share
-    scoring | v2client                    metrics and baselines (numpy); the v2 inference client (httpx)
+    scoring | v2client | onnxrt | kube    metrics and baselines (numpy); the v2 inference client (httpx);
+                                          onnxruntime sessions; the Kubernetes API client (httpx)
     market | store                        candles; the model store (neither imports the other)
     pair                                  the CurrencyPair schema
-    environment | log | net               environment variables, logging, listening sockets
+    environment | log | net | metadata    environment variables, logging, sockets and Retry-After;
+                                          metadata.json (contract 3) as a pydantic model
     contract | errors                     what every component shares; the error tree
 """
 

@@ -14,10 +14,11 @@ from collections.abc import Callable, Sequence
 import yaml
 
 from makeusrich import __version__
-from makeusrich.cliargs import TIMES_NOTE, add_pair_args, retries_from
-from makeusrich.environment import BINANCE, S3, epilog
+from makeusrich.cliargs import TIMES_NOTE, MarketSettings, add_pair_args
+from makeusrich.environment import S3, epilog
 from makeusrich.errors import MakeUsRichError
 from makeusrich.log import setup_logging
+from makeusrich.settings import variables
 
 log = logging.getLogger("makeusrich")
 
@@ -37,12 +38,14 @@ def cmd_candles(args: argparse.Namespace) -> int:
     from makeusrich.market.candles import close_moments
     from makeusrich.market.source import Source, load_candles
     from makeusrich.pair import load_pair
+    from makeusrich.settings import from_args
     from makeusrich.store import pair_store
 
     pair = load_pair(args.file)
     store = pair_store(args.store, pair.namespace, pair.name) if args.store else None
-    retries = retries_from(args)
-    candles = load_candles(pair.spec, Source.parse(args.source), store, api_url=args.api_url, max_retries=retries)
+    market = from_args(MarketSettings, args)
+    source = Source.parse(market.source)
+    candles = load_candles(pair.spec, source, store, api_url=market.api_url, max_retries=market.binance_retries)
     shown = candles.frame.tail(args.last)
     log.info(
         "candles loaded",
@@ -89,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="store whose candle cache to use and update: a folder or s3://bucket[/prefix] (default: none)",
     )
-    p.epilog = epilog([*BINANCE, *S3], note=TIMES_NOTE)
+    p.epilog = epilog([*variables(MarketSettings), *S3], note=TIMES_NOTE)
     p.add_argument("--last", type=int, default=10, help="how many of the newest candles to show")
     p.add_argument("--json", action="store_true", help="print the candles as JSON records")
 

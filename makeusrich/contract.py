@@ -54,6 +54,7 @@ VERSION_FORMAT = "%Y%m%dT%H%M%SZ"  # UTC time of the run's start: sortable, uniq
 VERSION_PATTERN = r"^\d{8}T\d{6}Z$"
 VERSION_RE = re.compile(VERSION_PATTERN)
 
+
 def iso_z(moment: datetime | None = None) -> str:
     """A moment (default: now) as the documents of this project write times: RFC 3339 in UTC with a Z, to the
     second (metadata.json, latest.json, the Kubernetes status, the server's metadata)."""

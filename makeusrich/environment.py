@@ -1,6 +1,9 @@
-"""Every environment variable a command reads, with what it means: one table for `--help` and the README.
+"""The environment variables read outside a command's settings, with what they mean: S3's standard names, the
+Kubernetes login, the pair resource, the dashboard's secrets. Each command's settings (makeusrich.settings)
+describe their own variables; a shared one listed here keeps this description.
 
-A test checks that every variable the package names is listed here, in the README and in some command's help.
+A test checks that every variable the package names is described here or by some settings, in the README and in
+some command's help.
 """
 
 from __future__ import annotations
@@ -21,35 +24,18 @@ S3 = (
     "AWS_DEFAULT_REGION",
     "SSL_CERT_FILE",
 )
-BINANCE = ("BINANCE_API_URL", "MAKEUSRICH_BINANCE_RETRIES")
 KUBERNETES = ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT")
-OPERATOR = (
-    "MAKEUSRICH_STORE",
-    "MAKEUSRICH_IMAGE",
-    "MAKEUSRICH_IMAGE_PULL_POLICY",
-    "MAKEUSRICH_S3_SECRET",
-    "S3_ENDPOINT",
-    "MAKEUSRICH_STORAGE_SERVICE_ACCOUNT",
-)
+# The dashboard's login secrets: variables only, never flags.
 UI = (
-    "MAKEUSRICH_UI_SECURE_COOKIES",
-    "MAKEUSRICH_UI_TRUSTED_PROXIES",
     "MAKEUSRICH_UI_PASSWORD_HASH",
     "MAKEUSRICH_UI_PASSWORD",
     "MAKEUSRICH_UI_STORAGE_SECRET",
-    "MAKEUSRICH_UI_LOG_LEVEL",
     "NICEGUI_STORAGE_PATH",
 )
 
 VARIABLES: dict[str, str] = {
-    "MAKEUSRICH_STORE": "model store when --store is not given: a folder or s3://bucket[/prefix] "
-    "(default .makeusrich/store)",
     "MAKEUSRICH_PAIR": "the CurrencyPair resource (YAML or JSON) when -f is not given; set on trainer Jobs",
-    "MAKEUSRICH_PAIRS_DIR": "folder of pair files the dashboard shows (default ./pairs)",
-    "MAKEUSRICH_SERVING_URL": "v2 model server base URL (default http://127.0.0.1:8080)",
     "BINANCE_API_URL": "Binance REST base, up to /api (default https://api.binance.com/api)",
-    "MAKEUSRICH_BINANCE_RETRIES": "retries per Binance request on rate limits, server errors and timeouts "
-    "(default 5; the dashboard 2); an unreachable host is retried once",
     "S3_ENDPOINT": "S3 endpoint: http://host:port, https://host or host[:port] (default s3.amazonaws.com)",
     "AWS_ENDPOINT_URL": "S3 endpoint when S3_ENDPOINT is unset",
     "S3_USE_HTTPS": "0 or 1: TLS for an endpoint written without a scheme (default 1)",
@@ -64,31 +50,26 @@ VARIABLES: dict[str, str] = {
     "KUBECONFIG": "kubeconfig file (default: in-cluster service account, then ~/.kube/config)",
     "KUBERNETES_SERVICE_HOST": "set by Kubernetes in a pod: log in with the pod's service account",
     "KUBERNETES_SERVICE_PORT": "set by Kubernetes in a pod, with KUBERNETES_SERVICE_HOST",
-    "MAKEUSRICH_IMAGE": "trainer image the operator gives CronJobs and Jobs",
-    "MAKEUSRICH_IMAGE_PULL_POLICY": "trainer image pull policy (default IfNotPresent)",
-    "MAKEUSRICH_S3_SECRET": "Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for trainer pods",
-    "MAKEUSRICH_STORAGE_SERVICE_ACCOUNT": "predictor ServiceAccount listing the S3 Secret for KServe "
-    "('' for the namespace's default)",
     "MAKEUSRICH_UI_PASSWORD_HASH": "scrypt hash from `makeusrich ui --hash-password`: enables the login that "
     "creates, edits and deletes pairs (read-only without)",
     "MAKEUSRICH_UI_PASSWORD": "a plain password instead of the hash (hashed at start; prefer the hash)",
     "MAKEUSRICH_UI_STORAGE_SECRET": "key that signs session cookies (random per start when unset: logins end "
     "with a restart)",
-    "MAKEUSRICH_UI_LOG_LEVEL": "log level of the dashboard's web server (default warning)",
-    "MAKEUSRICH_UI_SECURE_COOKIES": "1 marks session cookies Secure even when no proxy says the request came over "
-    "TLS",
-    "MAKEUSRICH_UI_TRUSTED_PROXIES": "addresses whose X-Forwarded-For and X-Forwarded-Proto the dashboard believes "
-    "(default 127.0.0.1)",
     "NICEGUI_STORAGE_PATH": "where per-browser dashboard settings are kept (default ./.nicegui)",
 }
 
 
-def epilog(names: Iterable[str], note: str = "") -> str:
-    """The end of a command's --help: a note, then the variables it reads (for RawDescriptionHelpFormatter)."""
-    chosen = list(dict.fromkeys(names))
+# Set by the Kubernetes client for an exec plugin it runs, never read.
+WRITTEN = ("KUBERNETES_EXEC_INFO",)
+
+
+def epilog(names: Iterable[str | tuple[str, str]], note: str = "") -> str:
+    """The end of a command's --help: a note, then the variables it reads (for RawDescriptionHelpFormatter):
+    names from the table above, or (name, meaning) pairs from a command's settings."""
+    described = dict((item, VARIABLES[item]) if isinstance(item, str) else item for item in names)
     parts = [textwrap.fill(note, 100)] if note else []
-    if chosen:
-        width = max(len(name) for name in chosen)
-        lines = [f"  {name.ljust(width)}  {VARIABLES[name]}" for name in chosen]
+    if described:
+        width = max(len(name) for name in described)
+        lines = [f"  {name.ljust(width)}  {text}" for name, text in described.items()]
         parts.append("environment:\n" + "\n".join(lines))
     return "\n\n".join(parts)

@@ -14,10 +14,14 @@
     │   └── ConfigError             its config.pbtxt cannot be read or does not match the model
     ├── BadRequest                  a v2 request the server cannot answer: HTTP 400
     ├── PayloadTooLarge             a request body larger than any valid request: HTTP 413
+    ├── KubeError                   a Kubernetes API request failed or no login worked (`status`: 0 when no answer)
+    │   ├── KubeNotFound            the object or its resource type does not exist (404)
+    │   └── KubeConflict            an update conflicts with a change made meanwhile (409)
+    │       └── KubeAlreadyExists   a create found an object of that name (409)
     └── RetryLater                  part of a reconcile failed for a reason that may pass
 
 Exit codes are mapped in makeusrich.cli only; HTTP statuses in the model server's one table
-(makeusrich.serving.rest.CLIENT_ERRORS). The Kubernetes clients keep their own errors until they become one client.
+(makeusrich.serving.rest.CLIENT_ERRORS); Kubernetes API answers in makeusrich.kube.api_error.
 """
 
 from typing import Any
@@ -87,6 +91,28 @@ class BadRequest(MakeUsRichError):
 
 class PayloadTooLarge(MakeUsRichError):
     """The request body is larger than any valid request to this model (HTTP 413)."""
+
+
+class KubeError(MakeUsRichError):
+    """A Kubernetes API request failed, or no login worked: `status` is the HTTP status (0: no answer),
+    `method` the request's verb."""
+
+    def __init__(self, message: str, status: int = 0, method: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.method = method
+
+
+class KubeNotFound(KubeError):
+    """The object, its namespace or its resource type does not exist (404)."""
+
+
+class KubeConflict(KubeError):
+    """An update conflicts with a change made meanwhile (409)."""
+
+
+class KubeAlreadyExists(KubeConflict):
+    """A create found an object of that name already there (409 to a POST)."""
 
 
 class RetryLater(MakeUsRichError):

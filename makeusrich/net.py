@@ -1,8 +1,11 @@
-"""Listening sockets for the servers (`serve`, `ui`): a busy port is one sentence naming the flag to change."""
+"""Networking shared by every component: listening sockets for the servers (`serve`, `ui`), where a busy port is
+one sentence naming the flag to change, and reading the Retry-After that HTTP clients honour."""
 
 from __future__ import annotations
 
+import email.utils
 import socket
+from datetime import UTC, datetime
 
 from makeusrich.errors import MakeUsRichError
 
@@ -32,3 +35,20 @@ def check_free(host: str, port: int, flag: str = "--port") -> None:
     """Fail now, with `bind`'s sentence, when host:port cannot be listened on (for servers that bind later
     themselves, such as NiceGUI's uvicorn)."""
     bind(host, port, flag).close()
+
+
+def retry_after_s(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds a `Retry-After` header asks to wait (delay-seconds or an HTTP date); None when it says nothing."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())

@@ -11,7 +11,6 @@ else becomes one `CandleError` sentence that says what to do.
 from __future__ import annotations
 
 import concurrent.futures
-import email.utils
 import logging
 import os
 import random
@@ -31,6 +30,7 @@ from binance.exceptions import BinanceAPIException, BinanceRequestException
 
 from makeusrich.errors import CandleError
 from makeusrich.market.candles import candles_from_klines, interval_ms
+from makeusrich.net import retry_after_s
 
 log = logging.getLogger(__name__)
 
@@ -110,20 +110,7 @@ def make_client(api_url: str | None = None, timeout: float = 10.0) -> Client:
 def _retry_after_s(exc: BinanceAPIException) -> float | None:
     """Seconds Binance asks us to wait (`Retry-After`: seconds or an HTTP date); None if it says nothing."""
     headers = getattr(exc.response, "headers", None)
-    value = headers.get("Retry-After") if headers is not None else None
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return retry_after_s(headers.get("Retry-After") if headers is not None else None)
 
 
 def _causes(exc: BaseException) -> list[BaseException]:

@@ -1,5 +1,6 @@
 """The Kubernetes operator: CurrencyPairs reconciled into trainer CronJobs and KServe InferenceServices.
 
-objects.py builds children (pure), status.py computes the status (pure), kube.py talks to the API with retries,
-reconcile.py does one level-based reconcile, handlers.py wires it to kopf, cli.py adds `render` and `operator`.
+objects.py builds children (pure), status.py computes the status (pure), reconcile.py does one level-based
+reconcile through makeusrich.kube, handlers.py wires it to kopf (and the shared login to kopf's), cli.py adds
+`render` and `operator`.
 """

@@ -18,16 +18,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
-from makeusrich.errors import RetryLater
+from makeusrich.errors import KubeError, RetryLater
+from makeusrich.kube import CRONJOBS, ISVCS, JOBS, PAIRS, Credentials, KubeClient, Login, load_credentials
 from makeusrich.operator import status as st
-from makeusrich.operator.kube import CRONJOBS, ISVCS, JOBS, PAIRS, KubeApi
-from makeusrich.operator.objects import MANAGED_BY, MANAGER, PAIR_LABEL, OperatorSettings
+from makeusrich.operator.objects import MANAGED_BY, MANAGER, PAIR_LABEL
 from makeusrich.operator.reconcile import Reconciler, StoreAccess, plain
+from makeusrich.operator.settings import OperatorSettings
 
 log = logging.getLogger("makeusrich.operator")
 
@@ -37,31 +38,34 @@ OURS: dict[str, Any] = {MANAGED_BY: MANAGER, PAIR_LABEL: kopf.PRESENT}
 OURS_SELECTOR = f"{MANAGED_BY}={MANAGER}"
 
 
-def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    """In a pod: the service account; elsewhere: $KUBECONFIG or ~/.kube/config (kopf's own minimal readers, so
-    the operator needs no kubernetes client library)."""
-    info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
-    if info is None:
-        raise kopf.LoginError("no credentials: run in a pod with a service account, or set KUBECONFIG")
-    return info
+def connection_info(credentials: Credentials) -> kopf.ConnectionInfo:
+    """The shared login as kopf's watches take it; an exec credential's expiry makes kopf log in again."""
+    scheme, _, token = (credentials.authorization or "").partition(" ")
+    return kopf.ConnectionInfo(
+        server=credentials.server,
+        ca_path=credentials.ca_file,
+        ca_data=credentials.ca_data,
+        insecure=credentials.insecure,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=credentials.cert_file,
+        certificate_data=credentials.cert_data,
+        private_key_path=credentials.key_file,
+        private_key_data=credentials.key_data,
+        expiration=credentials.expires,
+    )
 
 
 class Runtime:
-    """What the handlers share: settings, the API client, the store and the reconciler."""
+    """What the handlers share: settings, the login, the API client, the store and the reconciler."""
 
-    def __init__(self, settings: OperatorSettings, login_fn: Callable[..., kopf.ConnectionInfo | None] = login) -> None:
+    def __init__(self, settings: OperatorSettings, login: Login = load_credentials) -> None:
         self.settings = settings
-        self.login_fn = login_fn
+        self.login = login
         self.periodic: asyncio.Task[None] | None = None
-        self.api = KubeApi(self._credentials)
+        self.api = KubeClient(login, agent="makeusrich-operator")
         self.store = StoreAccess(settings.store_url)
         self.reconciler = Reconciler(settings, self.api, self.store, post_event)
-
-    def _credentials(self) -> kopf.ConnectionInfo:
-        info = self.login_fn(settings=kopf.OperatorSettings(), logger=log)  # fresh: tokens rotate
-        if info is None:
-            raise kopf.LoginError("no credentials for the API")
-        return info
 
 
 def post_event(body: Mapping[str, Any], event: st.Event) -> None:
@@ -117,8 +121,11 @@ def build_registry(settings: OperatorSettings, runtime: Runtime | None = None) -
     interval = settings.reconcile_interval_s
 
     @kopf.on.login(id="login", registry=registry)
-    def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        return rt.login_fn(**kwargs)
+    def _login(**_: Any) -> kopf.ConnectionInfo:
+        try:
+            return connection_info(rt.login())
+        except KubeError as exc:
+            raise kopf.LoginError(str(exc)) from None
 
     @kopf.on.startup(id="startup", registry=registry)
     async def _startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
@@ -130,7 +137,7 @@ def build_registry(settings: OperatorSettings, runtime: Runtime | None = None) -
     async def _cleanup(**_: Any) -> None:
         if rt.periodic is not None:
             rt.periodic.cancel()
-        await rt.api.close()
+        await rt.api.aclose()
         rt.store.close()
 
     @kopf.on.probe(id="reconciles", registry=registry)

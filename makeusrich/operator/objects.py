@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlparse
 
-from makeusrich import __version__
-from makeusrich.errors import SettingsError
+from makeusrich.operator.settings import OperatorSettings
 from makeusrich.pair import API_VERSION, KIND, PAIR_ENV, CurrencyPair
 from makeusrich.store import storage_uri
 
@@ -33,74 +29,6 @@ TRAINER_CONTAINER = "trainer"
 TRAIN_COMMAND = ("makeusrich", "train", "--source", "binance")
 # Kubernetes puts the Job name into a pod label (at most 63 characters).
 MAX_JOB_NAME = 63
-
-
-
-
-@dataclass(frozen=True)
-class OperatorSettings:
-    """What one installation decides; the chart's values end up here through flags or MAKEUSRICH_* variables."""
-
-    image: str = f"ghcr.io/makeusrich/trainer:{__version__}"
-    image_pull_policy: str = "IfNotPresent"
-    store_url: str = "s3://makeusrich"
-    # The Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, read by trainer pods.
-    s3_secret: str = "makeusrich-s3"
-    # S3_ENDPOINT for trainer pods (http://minio.minio:9000); None leaves the trainer's default (AWS).
-    s3_endpoint: str | None = None
-    # ServiceAccount listing the S3 Secret for KServe's storage initializer; None uses the namespace default.
-    storage_service_account: str | None = "makeusrich-storage"
-    # Canonical quantities ("500m", "2Gi"): the API server rewrites others, which would look like drift.
-    trainer_requests: Mapping[str, str] = field(default_factory=lambda: {"cpu": "1", "memory": "2Gi"})
-    trainer_limits: Mapping[str, str] = field(default_factory=lambda: {"cpu": "2", "memory": "4Gi"})
-    tmp_size: str = "2Gi"
-    run_as_user: int = 10001
-    successful_jobs_history: int = 3
-    failed_jobs_history: int = 3
-    starting_deadline_seconds: int = 3600
-    backoff_limit: int = 1
-    active_deadline_seconds: int = 6 * 3600
-    # The first Job is not owned by the CronJob, so its history limits do not clean it up.
-    initial_job_ttl_seconds: int = 7 * 86400
-    namespaces: tuple[str, ...] = ()
-    reconcile_interval_s: float = 60.0
-
-    def __post_init__(self) -> None:
-        if not self.image:
-            raise SettingsError("the trainer image is empty; pass --image or set MAKEUSRICH_IMAGE")
-        if self.image_pull_policy not in ("Always", "IfNotPresent", "Never"):
-            raise SettingsError(
-                f"image pull policy {self.image_pull_policy!r} is not one of Always, IfNotPresent, Never"
-            )
-        if urlparse(self.store_url).scheme not in ("s3", "file", ""):
-            raise SettingsError(f"store URL {self.store_url!r} is not s3://bucket[/prefix] or file:///path")
-        if self.reconcile_interval_s <= 0:
-            raise SettingsError("the reconcile interval must be positive")
-
-
-ENV_SETTINGS = {
-    "image": "MAKEUSRICH_IMAGE",
-    "image_pull_policy": "MAKEUSRICH_IMAGE_PULL_POLICY",
-    "store_url": "MAKEUSRICH_STORE",
-    "s3_secret": "MAKEUSRICH_S3_SECRET",
-    "s3_endpoint": "S3_ENDPOINT",
-    "storage_service_account": "MAKEUSRICH_STORAGE_SERVICE_ACCOUNT",
-}
-
-
-def settings_from_env(env: Mapping[str, str] | None = None, **overrides: Any) -> OperatorSettings:
-    """Settings from MAKEUSRICH_* variables (the chart sets them), then explicit overrides (CLI flags)."""
-    env = os.environ if env is None else env
-    # An empty MAKEUSRICH_STORAGE_SERVICE_ACCOUNT means "the namespace's default account"; other empties are unset.
-    values: dict[str, Any] = {
-        key: env[name]
-        for key, name in ENV_SETTINGS.items()
-        if env.get(name) or (key == "storage_service_account" and name in env)
-    }
-    values.update({key: value for key, value in overrides.items() if value is not None})
-    if values.get("storage_service_account") == "":
-        values["storage_service_account"] = None
-    return OperatorSettings(**values)
 
 
 # --- small pieces ------------------------------------------------------------------------------------------

@@ -17,10 +17,20 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
-from makeusrich.errors import MakeUsRichError, NotFoundError, PairError, RetryLater
+from makeusrich.errors import (
+    KubeAlreadyExists,
+    KubeError,
+    KubeNotFound,
+    MakeUsRichError,
+    NotFoundError,
+    PairError,
+    RetryLater,
+)
+from makeusrich.kube import CRONJOBS, ISVCS, JOBS, PAIRS, PODS, KubeClient, Ref
+from makeusrich.metadata import ModelMetadata
 from makeusrich.operator import status as st
-from makeusrich.operator.kube import CRONJOBS, ISVCS, JOBS, PAIRS, PODS, AlreadyExists, ApiError, KubeApi, NotFound, Ref
-from makeusrich.operator.objects import OperatorSettings, cronjob, inference_service, initial_job, is_subset
+from makeusrich.operator.objects import cronjob, inference_service, initial_job, is_subset
+from makeusrich.operator.settings import OperatorSettings
 from makeusrich.pair import CurrencyPair, CurrencyPairStatus, ModelStatus, TrainingStatus, pair_from_resource
 from makeusrich.store import Latest, ObjectStore, open_store
 from makeusrich.store.reader import StoreReader
@@ -33,9 +43,7 @@ Index = Mapping[PairKey, Iterable[Any]]
 EventSink = Callable[[Mapping[str, Any], st.Event], None]
 
 
-
-
-def transient(exc: ApiError) -> bool:
+def transient(exc: KubeError) -> bool:
     """Unreachable, throttled, conflicting or a server error: likely to pass. 403, 404, 422: not by waiting."""
     return exc.status in (0, 409, 429) or exc.status >= 500
 
@@ -91,11 +99,23 @@ class StoreAccess:
     async def latest(self, namespace: str, name: str) -> Latest | None:
         return await self._run(lambda: self.reader.pair_store(namespace, name).latest())
 
-    async def metadata(self, namespace: str, name: str, version: str) -> dict[str, Any]:
+    async def metadata(self, namespace: str, name: str, version: str) -> ModelMetadata:
         cached = self.reader.cached(namespace, name, version)
         if cached is not None:
             return cached
         return await self._run(lambda: self.reader.metadata(namespace, name, version))
+
+    async def described(self, namespace: str, name: str, version: str) -> ModelMetadata | None:
+        """A version's metadata, or None (with a warning) when it is unreadable or malformed: the version is
+        served anyway, because latest.json is written only after the server's own checks can pass.
+        NotFoundError when the version is not in the store."""
+        try:
+            return await self.metadata(namespace, name, version)
+        except NotFoundError:
+            raise
+        except MakeUsRichError as exc:
+            log.warning("%s/%s: metadata of %s unreadable: %s", namespace, name, version, exc)
+            return None
 
     async def storage_uri(self, namespace: str, name: str, version: str) -> str:
         return await self._run(lambda: self.reader.pair_store(namespace, name).storage_uri(version))
@@ -107,7 +127,7 @@ class StoreAccess:
 class Reconciler:
     """The operator's state between events: indices (bound at startup), per-pair locks and small caches."""
 
-    def __init__(self, settings: OperatorSettings, api: KubeApi, store: StoreAccess, events: EventSink) -> None:
+    def __init__(self, settings: OperatorSettings, api: KubeClient, store: StoreAccess, events: EventSink) -> None:
         self.settings = settings
         self.api = api
         self.store = store
@@ -198,7 +218,7 @@ class Reconciler:
             desired = inference_service(pair, self.settings, model.storage_uri, model.version, uid)
             try:
                 isvc = await self._apply(ISVCS, "isvc", desired, isvc, actions)
-            except ApiError as exc:
+            except KubeError as exc:
                 serving_problem = st.Problem("ServingNotApplied", self._isvc_error(name, exc), transient(exc))
         observed = st.Observed(
             generation=generation,
@@ -243,7 +263,7 @@ class Reconciler:
             try:
                 result = await self.api.create(ref, namespace, desired)
                 actions.append(f"created {ref.kind} {name}")
-            except AlreadyExists:  # made by an earlier attempt whose answer was lost, or not yet in the index
+            except KubeAlreadyExists:  # made by an earlier attempt whose answer was lost, or not yet in the index
                 observed = await self.api.get(ref, namespace, name)
         if result is None and observed is not None and is_subset(desired, observed):
             result = observed
@@ -251,7 +271,7 @@ class Reconciler:
             try:
                 result = await self.api.patch(ref, namespace, name, desired)
                 actions.append(f"updated {ref.kind} {name}")
-            except NotFound:
+            except KubeNotFound:
                 result = await self.api.create(ref, namespace, desired)
                 actions.append(f"created {ref.kind} {name}")
         self._recent[(kind, namespace, name)] = result
@@ -271,9 +291,9 @@ class Reconciler:
                     made = await self.api.create(JOBS, pair.namespace, job)
                     self._started[uid] = st.job_summary(made)
                     actions.append(f"started Job {job['metadata']['name']}")
-                except AlreadyExists:
+                except KubeAlreadyExists:
                     pass  # a replayed create event: the first Job is already there
-        except ApiError as exc:
+        except KubeError as exc:
             log.warning("%s/%s: cannot apply the trainer: %s", pair.namespace, pair.name, exc)
             text = f"cannot create or update the trainer CronJob {name}: {exc}"
             return st.Problem("TrainerNotApplied", text, transient(exc))
@@ -316,7 +336,7 @@ class Reconciler:
             return last.message
         try:
             pods = await self.api.list(PODS, namespace, {"job-name": job.name})
-        except ApiError as exc:
+        except KubeError as exc:
             log.warning("cannot read the pods of Job %s/%s: %s", namespace, job.name, exc)
             return st.job_failure_message(job)  # not cached: the pods may be readable next time
         message = st.job_failure_message(job, pods)
@@ -345,7 +365,7 @@ class Reconciler:
         try:
             if pin is not None:
                 try:
-                    meta = await self.store.metadata(namespace, name, pin)
+                    meta = await self.store.described(namespace, name, pin)
                 except NotFoundError:
                     served = f"; the InferenceService keeps version {known.version}" if known else ""
                     text = f"pinned version {pin} is not in the store {self.store.url}{served}"
@@ -356,11 +376,7 @@ class Reconciler:
                 if latest is None:
                     model = None
                 else:
-                    try:
-                        meta = await self.store.metadata(namespace, name, latest.version)
-                    except MakeUsRichError as exc:  # serve it anyway: latest.json is written only after checks
-                        log.warning("%s/%s: metadata of %s unreadable: %s", namespace, name, latest.version, exc)
-                        meta = {}
+                    meta = await self.store.described(namespace, name, latest.version)
                     # Where the version is now, in the store the operator reads: a copied or moved store keeps
                     # the storageUri it was written with in latest.json.
                     where = await self.store.storage_uri(namespace, name, latest.version)
@@ -373,8 +389,8 @@ class Reconciler:
         self._models[uid] = (pin, model)
         return model, None
 
-    def _isvc_error(self, name: str, exc: ApiError) -> str:
-        if isinstance(exc, NotFound) and exc.what.startswith("POST"):
+    def _isvc_error(self, name: str, exc: KubeError) -> str:
+        if isinstance(exc, KubeNotFound) and exc.method == "POST":
             return (
                 f"cannot create InferenceService {name}: the API has no inferenceservices.serving.kserve.io "
                 "(is KServe installed?) or the namespace is gone"
@@ -392,9 +408,9 @@ class Reconciler:
         if previous is None or st.dump_status(previous) != st.dump_status(new):
             try:
                 await self.api.patch(PAIRS, meta["namespace"], meta["name"], {"status": st.dump_status(new)}, "status")
-            except NotFound:
+            except KubeNotFound:
                 return  # deleted meanwhile
-            except ApiError as exc:
+            except KubeError as exc:
                 raise RetryLater(f"cannot write the status: {exc}") from exc
         self._written[uid] = new
         for event in st.status_events(previous, new):

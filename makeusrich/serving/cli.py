@@ -7,7 +7,6 @@ import asyncio
 import json
 import logging
 import math
-import os
 import sys
 from collections.abc import Callable
 
@@ -20,31 +19,12 @@ Add = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.Argumen
 log = logging.getLogger("makeusrich")
 
 
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
-    from makeusrich.cliargs import store_from
-    from makeusrich.serving.server import ServeOptions, parse_pairs, serve
+    from makeusrich.serving.options import ServeOptions
+    from makeusrich.serving.server import serve
+    from makeusrich.settings import from_args
 
-    options = ServeOptions(
-        store=None if args.model_dir else store_from(args),
-        namespace=args.namespace,
-        pairs=parse_pairs(args.pairs),
-        model_dir=args.model_dir,
-        host=args.host,
-        port=args.port,
-        poll_seconds=args.poll_seconds,
-        max_batch=args.max_batch,
-        threads=args.threads,
-        inline_batch=args.inline_batch,
-        access_log=args.access_log,
-        max_body_bytes=int(args.max_body_mb * 1024 * 1024) if args.max_body_mb else None,
-    )
-    if args.max_body_mb is not None and args.max_body_mb <= 0:
-        raise MakeUsRichError("--max-body-mb must be positive")
-    if options.model_dir and options.pairs:
-        raise MakeUsRichError("--pairs selects pairs in a store; with --model-dir every model folder is served")
-    serve(options)
+    serve(from_args(ServeOptions, args))
     return 0
 
 
@@ -79,21 +59,22 @@ def format_forecast(
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from makeusrich.cliargs import retries_from
+    from makeusrich.cliargs import MarketSettings
     from makeusrich.contract import iso_z
     from makeusrich.market.candles import close_moments
     from makeusrich.market.source import Source, load_candles
     from makeusrich.pair import load_pair_arg
-    from makeusrich.v2client import DEFAULT_URL, SERVING_URL_ENV, V2Client, check_url
+    from makeusrich.serving.options import PredictSettings
+    from makeusrich.settings import from_args
+    from makeusrich.v2client import V2Client
 
     pair = load_pair_arg(args.file)
-    source = Source.parse(args.source)
-    spec = pair.spec
-    url = check_url(args.url or os.environ.get(SERVING_URL_ENV) or DEFAULT_URL)
-    retries = retries_from(args)
+    market = from_args(MarketSettings, args)
+    settings = from_args(PredictSettings, args)
+    source, spec, url = Source.parse(market.source), pair.spec, settings.url
 
     async def run() -> tuple[pd.DataFrame, pd.DataFrame]:
-        async with V2Client(url, timeout=args.timeout) as client:
+        async with V2Client(url, timeout=settings.timeout) as client:
             meta = await client.model_metadata(pair.name)
             served_interval = meta.parameters.get("interval")
             if served_interval and served_interval != spec.interval:
@@ -109,7 +90,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 )
             window = meta.window
             short = spec.model_copy(update={"lookback_days": lookback_days_for(window, spec.interval)})
-            candles = await asyncio.to_thread(load_candles, short, source, None, None, args.api_url, retries)
+            candles = await asyncio.to_thread(
+                load_candles, short, source, None, None, market.api_url, market.binance_retries
+            )
             frame = candles.frame
             gaps = count_gaps(frame["open_time"].tail(window), spec.interval)
             if gaps:
@@ -136,54 +119,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def add_serving_commands(add: Add) -> None:
-    from makeusrich.cliargs import TIMES_NOTE, add_pair_args, add_store_arg
-    from makeusrich.environment import BINANCE, S3, epilog
-    from makeusrich.v2client import DEFAULT_URL, SERVING_URL_ENV
+    from makeusrich.cliargs import TIMES_NOTE, MarketSettings, add_pair_args
+    from makeusrich.environment import S3, epilog
+    from makeusrich.serving.options import PredictSettings, ServeOptions
+    from makeusrich.settings import add_flags, variables
 
     p = add("serve", "serve the promoted models over the KServe v2 (Open Inference) REST protocol", cmd_serve)
-    add_store_arg(p)
-    p.epilog = epilog(["MAKEUSRICH_STORE", *S3])
-    p.add_argument("--namespace", default="default", help="store namespace whose pairs to serve (default: default)")
-    p.add_argument("--pairs", default=None, help="comma-separated pair names; default: every pair with a latest.json")
-    p.add_argument(
-        "--model-dir",
-        default=None,
-        metavar="DIR",
-        help="serve a Triton model repository folder instead of a store (KServe mounts one at /mnt/models); "
-        "the entrypoint of the makeusrich-onnx ClusterServingRuntime",
-    )
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 in a container)")
-    p.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080; 0 picks a free one)")
-    p.add_argument(
-        "--poll-seconds", type=float, default=10.0, help="how often to look for newly promoted versions (default 10)"
-    )
-    p.add_argument(
-        "--max-batch", type=int, default=1024, help="most windows one request may hold; more is a 400 (default 1024)"
-    )
-    p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads per model (default 1)")
-    p.add_argument(
-        "--inline-batch",
-        type=int,
-        default=16,
-        help="batches up to this size run on the event loop, larger ones in worker threads (default 16)",
-    )
-    p.add_argument(
-        "--max-body-mb",
-        type=float,
-        default=None,
-        metavar="MB",
-        help="refuse inference requests larger than this with 413 (default: the largest valid request, "
-        "--max-batch windows of the model's window, written out in JSON)",
-    )
-    p.add_argument("--access-log", action="store_true", help="log every request")
+    add_flags(p, ServeOptions)
+    p.epilog = epilog([*variables(ServeOptions), *S3])
 
     p = add("predict", "forecast a pair's next candles with its served model (KServe v2 protocol)", cmd_predict)
     add_pair_args(p, required=False)
-    p.add_argument(
-        "--url",
-        default=None,
-        help=f"model server base URL, with its scheme (default {DEFAULT_URL}; env {SERVING_URL_ENV})",
-    )
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for each answer (default 10)")
+    add_flags(p, PredictSettings)
     p.add_argument("--json", action="store_true", help="print the forecast as JSON")
-    p.epilog = epilog(["MAKEUSRICH_PAIR", SERVING_URL_ENV, *BINANCE], note=TIMES_NOTE)
+    p.epilog = epilog(["MAKEUSRICH_PAIR", *variables(PredictSettings), *variables(MarketSettings)], note=TIMES_NOTE)

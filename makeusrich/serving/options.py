@@ -1,23 +1,83 @@
-"""What `makeusrich serve` is told: read by the model server and by its HTTP side."""
+"""What `makeusrich serve` and `makeusrich predict` are told: flags, then variables, then these defaults."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from typing import Annotated, Self
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from makeusrich.cliargs import StoreSettings
+from makeusrich.pair import NAME_PATTERN
+from makeusrich.settings import CommandSettings
+from makeusrich.v2client import DEFAULT_URL, SERVING_URL_ENV, check_url
 
 
-@dataclass(frozen=True)
-class ServeOptions:
+class ServeOptions(StoreSettings):
     """Everything `makeusrich serve` takes."""
 
-    store: str | None = None
-    namespace: str = "default"
-    pairs: tuple[str, ...] = ()
-    model_dir: str | None = None
-    host: str = "127.0.0.1"
-    port: int = 8080
-    poll_seconds: float = 10.0
-    max_batch: int = 1024
-    threads: int = 1
-    inline_batch: int = 16
-    access_log: bool = False
-    max_body_bytes: int | None = None  # None: the largest valid request of each model (rest.body_limit)
+    model_config = SettingsConfigDict(env_prefix="MAKEUSRICH_SERVE_")
+
+    namespace: str = Field("default", description="store namespace whose pairs to serve")
+    pairs: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="comma-separated pair names; default: every pair with a latest.json"
+    )
+    model_dir: str | None = Field(
+        None,
+        description="serve a Triton model repository folder instead of a store (KServe mounts one at "
+        "/mnt/models); the entrypoint of the makeusrich-onnx ClusterServingRuntime",
+        json_schema_extra={"metavar": "DIR"},
+    )
+    host: str = Field("127.0.0.1", description="address to bind (0.0.0.0 in a container)")
+    port: int = Field(8080, ge=0, le=65535, description="HTTP port (0 picks a free one)")
+    poll_seconds: float = Field(10.0, gt=0, description="how often to look for newly promoted versions")
+    max_batch: int = Field(1024, ge=1, description="most windows one request may hold; more is a 400")
+    threads: int = Field(1, ge=1, description="onnxruntime intra-op threads per model")
+    inline_batch: int = Field(
+        16, ge=0, description="batches up to this size run on the event loop, larger ones in worker threads"
+    )
+    max_body_mb: float | None = Field(
+        None,
+        gt=0,
+        description="refuse inference requests larger than this many MB with 413 (default: the largest valid "
+        "request, --max-batch windows of the model's window, written out in JSON)",
+    )
+    access_log: bool = Field(False, description="log every request")
+
+    @field_validator("pairs", mode="before")
+    @classmethod
+    def _split_pairs(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = tuple(p.strip() for p in value.split(",") if p.strip())
+        for name in value if isinstance(value, tuple | list) else ():
+            if not re.match(NAME_PATTERN, str(name)):
+                raise ValueError(f"{str(name)[:60]!r} is not a pair name (like btc-usdt)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if self.model_dir and self.pairs:
+            raise ValueError("--pairs selects pairs in a store; with --model-dir every model folder is served")
+        return self
+
+    @property
+    def max_body_bytes(self) -> int | None:
+        """None: the largest valid request of each model (rest.body_limit)."""
+        return int(self.max_body_mb * 1024 * 1024) if self.max_body_mb else None
+
+
+class PredictSettings(CommandSettings):
+    """Where `makeusrich predict` asks for a forecast."""
+
+    model_config = SettingsConfigDict(env_prefix="MAKEUSRICH_PREDICT_")
+
+    url: str = Field(
+        DEFAULT_URL, validation_alias=SERVING_URL_ENV, description="model server base URL, with its scheme"
+    )
+    timeout: float = Field(10.0, gt=0, description="seconds to wait for each answer")
+
+    @field_validator("url")
+    @classmethod
+    def _checked(cls, value: str) -> str:
+        return check_url(value)

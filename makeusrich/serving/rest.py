@@ -54,8 +54,6 @@ JSON_BYTES_PER_VALUE = 32
 BODY_HEADROOM = 64 * 1024
 
 
-
-
 def body_limit(max_batch: int, window: int, fields: int = 5) -> int:
     """Bytes in the largest valid inference request: a full batch of windows, every value at its widest in JSON."""
     return max_batch * window * fields * JSON_BYTES_PER_VALUE + BODY_HEADROOM

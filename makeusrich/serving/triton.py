@@ -40,8 +40,6 @@ TRITON_TO_V2 = {
 }
 
 
-
-
 def _tokens(text: str) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     pos = 0
@@ -188,9 +186,7 @@ def graph_tensors(model: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:
             tensor_type = value.type.tensor_type
             dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor_type.shape.dim)
             out.append(
-                TensorSpec(
-                    value.name, ONNX_TO_TRITON.get(tensor_type.elem_type, f"ONNX_{tensor_type.elem_type}"), dims
-                )
+                TensorSpec(value.name, ONNX_TO_TRITON.get(tensor_type.elem_type, f"ONNX_{tensor_type.elem_type}"), dims)
             )
         return out
 

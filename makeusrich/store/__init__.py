@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -23,20 +21,14 @@ __all__ = [
     "pair_store",
     "storage_uri",
     "store_location",
-    "store_url",
 ]
 
 # A folder below the working directory: what `make run` and the other commands use when told nothing.
 DEFAULT_STORE = ".makeusrich/store"
 STORE_ENV = "MAKEUSRICH_STORE"
+STORE_HELP = "model store: a folder (relative ones start from the working directory) or s3://bucket[/prefix]"
 
 STORE_FORMS = "a folder (./models, /srv/models, file:./models or file:///srv/models) or s3://bucket[/prefix]"
-
-
-def store_url(given: str | None, env: Mapping[str, str] | None = None) -> str:
-    """The store a command uses: --store, else $MAKEUSRICH_STORE, else the default folder."""
-    env = os.environ if env is None else env
-    return given or env.get(STORE_ENV) or DEFAULT_STORE
 
 
 def store_location(url: str) -> tuple[str, str]:

@@ -1,8 +1,10 @@
 """The NiceGUI dashboard (`makeusrich ui`): prices, forecasts and each model's measured skill.
 
-Modules: `view` (pure formatting, verdicts, badges, the card's HTML), `forms` (the pair form, validated by the
-CurrencyPair model), `data` (pair sources: files or Kubernetes; the store; candles), `kube` (a small API client),
-`backtest` (the test split re-run through the served model), `state` (the shared refresh loop), `charts`
-(ECharts options), `auth` (password hash and login throttle), `pages` (NiceGUI), `app` and `cli`.
-Importing this package imports neither NiceGUI nor the trainer's torch.
+Pure modules, tested without a browser: `view` (formatting, verdicts, badges, the card's HTML), `forms` (the pair
+form, validated by the CurrencyPair model), `charts` (ECharts options), `backtest` (the test split re-run through
+the served model), `auth` (password hash, session token, login throttle). Around them: `data` (pair sources:
+files or Kubernetes), `state` (the shared refresh loop and `build_state`, the pure card builder). NiceGUI pages:
+`frame` (header, per-tab state), `components`, one module per page (`overview`, `pair_page`, `editor`, `login`),
+`root` (the routes), styles in `static/dashboard.css`; `app` and `cli` start it. Importing this package imports
+neither NiceGUI nor the trainer's torch.
 """

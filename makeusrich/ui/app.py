@@ -7,51 +7,27 @@ root page function; `run_ui` then serves it. Tests call `create_app` inside Nice
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from nicegui import app, run, ui
 from starlette.middleware.sessions import SessionMiddleware
 
+from makeusrich.kube import KubeClient, load_credentials
 from makeusrich.market.feed import CandleFeed
 from makeusrich.market.source import Source
 from makeusrich.net import check_free
 from makeusrich.ui.auth import AuthConfig, auth_from_env
 from makeusrich.ui.data import EmbeddedSource, KubeSource, PairSource
-from makeusrich.ui.kube import KubeClient, load_credentials
-from makeusrich.ui.pages import CSS, Pages, make_root
+from makeusrich.ui.frame import STYLESHEET, Pages
+from makeusrich.ui.root import make_root
 from makeusrich.ui.security import SecurityHeaders
-from makeusrich.ui.state import Dashboard, Options
-from makeusrich.v2client import DEFAULT_URL
+from makeusrich.ui.settings import UIConfig
+from makeusrich.ui.state import Dashboard
 
 log = logging.getLogger("makeusrich")
-
-DEFAULT_PORT = 8081
-
-
-@dataclass(frozen=True)
-class UIConfig:
-    """Everything `makeusrich ui` is told on its command line."""
-
-    kubernetes: bool = False
-    pairs_dir: str = "pairs"
-    store_url: str | None = None
-    server_url: str = DEFAULT_URL
-    namespace: str | None = None
-    kubeconfig: str | None = None
-    kube_context: str | None = None
-    source: str = "binance"
-    api_url: str | None = None
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-    title: str = "Make Us Rich"
-    options: Options = field(default_factory=Options)
-    binance_retries: int = 2
-    secure_cookies: bool = False  # Secure on session cookies even when no proxy says the request came over TLS
-    trusted_proxies: str = "127.0.0.1"  # whose X-Forwarded-For and X-Forwarded-Proto are believed
 
 
 async def io_offload(call: Callable[[], Any]) -> Any:
@@ -64,7 +40,8 @@ async def io_offload(call: Callable[[], Any]) -> Any:
 
 def build_source(config: UIConfig) -> PairSource:
     if config.kubernetes:
-        client = KubeClient(load_credentials(config.kubeconfig, config.kube_context))
+        login = functools.partial(load_credentials, config.kubeconfig, config.kube_context)
+        client = KubeClient(login, login(), agent="makeusrich-ui", attempts=3, timeout=10.0)
         return KubeSource(client, config.namespace, config.store_url)
     return EmbeddedSource(config.pairs_dir, config.store_url, config.server_url, offload=io_offload)
 
@@ -81,7 +58,7 @@ def create_app(config: UIConfig, auth: AuthConfig, source: PairSource | None = N
     # NiceGUI adds no session middleware of its own when the app has one.
     app.add_middleware(SessionMiddleware, secret_key=auth.storage_secret)
     app.add_middleware(SecurityHeaders, secure_cookies=config.secure_cookies)
-    ui.add_css(CSS, shared=True)
+    ui.add_css(STYLESHEET.read_text(), shared=True)
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
@@ -120,7 +97,7 @@ def run_ui(config: UIConfig, auth: AuthConfig | None = None) -> None:
         show=False,
         storage_secret=auth.storage_secret,
         show_welcome_message=False,
-        uvicorn_logging_level=os.environ.get("MAKEUSRICH_UI_LOG_LEVEL", "warning"),
+        uvicorn_logging_level=config.log_level,
         proxy_headers=True,
         forwarded_allow_ips=config.trusted_proxies,
     )

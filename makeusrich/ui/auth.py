@@ -30,8 +30,6 @@ SCHEME = "scrypt"
 N, R, P = 2**14, 8, 5
 
 
-
-
 def hash_password(password: str, salt: bytes | None = None, n: int = N, r: int = R, p: int = P) -> str:
     """`scrypt$n$r$p$salt$hash` with base64 salt and hash: everything needed to check a password later."""
     if not password:
@@ -59,9 +57,7 @@ def parse_hash(text: str) -> tuple[int, int, int, bytes, bytes]:
 def verify_password(password: str, stored: str) -> bool:
     """Constant-time comparison of the password's hash with the stored one."""
     n, r, p, salt, digest = parse_hash(stored)
-    candidate = hashlib.scrypt(
-        password.encode(), salt=salt, n=n, r=r, p=p, maxmem=256 * 1024 * 1024, dklen=len(digest)
-    )
+    candidate = hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=256 * 1024 * 1024, dklen=len(digest))
     return hmac.compare_digest(candidate, digest)
 
 
@@ -127,6 +123,12 @@ class AuthConfig:
     @property
     def enabled(self) -> bool:
         return self.password_hash is not None
+
+    @property
+    def session_token(self) -> str:
+        """What a logged-in session stores: derived from the password hash, so a new password logs every
+        session out."""
+        return hashlib.sha256(f"makeusrich-ui:{self.password_hash or ''}".encode()).hexdigest()[:32]
 
 
 def auth_from_env(env: Mapping[str, str] | None = None) -> AuthConfig:

@@ -21,6 +21,19 @@ UP, DOWN, FORECAST, MUTED = "#16a34a", "#dc2626", "#2563eb", "#9ca3af"
 ACTUAL, PERSISTENCE = "#475569", "#f59e0b"
 
 
+def line(name: str, data: Sequence[float | None], color: str, width: float, dashed: bool = False) -> dict[str, Any]:
+    """One line series without point markers."""
+    style: dict[str, Any] = {"width": width, "color": color, **({"type": "dashed"} if dashed else {})}
+    return {
+        "name": name,
+        "type": "line",
+        "data": data,
+        "showSymbol": False,
+        "lineStyle": style,
+        "itemStyle": {"color": color},
+    }
+
+
 def _number_js(decimals: int) -> str:
     return (
         "(v) => (v === null || v === undefined || Number.isNaN(Number(v))) ? '—' : Number(v).toLocaleString("
@@ -118,30 +131,9 @@ def backtest_chart(result: Backtest, tz: str | None, decimals: int, interval: st
         "axisLabel": {"color": MUTED},
     }
     options["series"] = [
-        {
-            "name": "Actual close",
-            "type": "line",
-            "data": result.actual,
-            "showSymbol": False,
-            "lineStyle": {"width": 2, "color": ACTUAL},
-            "itemStyle": {"color": ACTUAL},
-        },
-        {
-            "name": "Model forecast",
-            "type": "line",
-            "data": result.predicted,
-            "showSymbol": False,
-            "lineStyle": {"width": 1.5, "color": FORECAST},
-            "itemStyle": {"color": FORECAST},
-        },
-        {
-            "name": "Persistence (last close)",
-            "type": "line",
-            "data": result.persistence,
-            "showSymbol": False,
-            "lineStyle": {"width": 1.5, "type": "dashed", "color": PERSISTENCE},
-            "itemStyle": {"color": PERSISTENCE},
-        },
+        line("Actual close", result.actual, ACTUAL, 2),
+        line("Model forecast", result.predicted, FORECAST, 1.5),
+        line("Persistence (last close)", result.persistence, PERSISTENCE, 1.5, dashed=True),
     ]
     return options
 
@@ -164,21 +156,7 @@ def error_chart(result: Backtest, tz: str | None, decimals: int, interval: str) 
         "axisLabel": {"color": MUTED},
     }
     options["series"] = [
-        {
-            "name": "Model: cumulative |error|",
-            "type": "line",
-            "data": model_sum,
-            "showSymbol": False,
-            "lineStyle": {"width": 2, "color": FORECAST},
-            "itemStyle": {"color": FORECAST},
-        },
-        {
-            "name": "Persistence: cumulative |error|",
-            "type": "line",
-            "data": base_sum,
-            "showSymbol": False,
-            "lineStyle": {"width": 2, "type": "dashed", "color": PERSISTENCE},
-            "itemStyle": {"color": PERSISTENCE},
-        },
+        line("Model: cumulative |error|", model_sum, FORECAST, 2),
+        line("Persistence: cumulative |error|", base_sum, PERSISTENCE, 2, dashed=True),
     ]
     return options

@@ -18,7 +18,8 @@ from typing import Any, Protocol, TypeVar
 
 import yaml
 
-from makeusrich.errors import MakeUsRichError, PairError
+from makeusrich.errors import KubeAlreadyExists, KubeConflict, KubeError, MakeUsRichError, PairError
+from makeusrich.kube import ISVCS, PAIRS, KubeClient
 from makeusrich.pair import (
     CurrencyPair,
     CurrencyPairStatus,
@@ -28,7 +29,6 @@ from makeusrich.pair import (
     parse_pair,
 )
 from makeusrich.store.local import atomic_write
-from makeusrich.ui.kube import ISVCS, PAIRS, KubeClient, KubeError
 
 T = TypeVar("T")
 Offload = Callable[[Callable[[], Any]], Awaitable[Any]]
@@ -113,9 +113,7 @@ class EmbeddedSource:
     def _scan(self) -> list[PairRecord]:
         if not self.pairs_dir.is_dir():
             return []
-        files = sorted(
-            p for p in self.pairs_dir.iterdir() if p.suffix in PAIR_SUFFIXES and not p.name.startswith(".")
-        )
+        files = sorted(p for p in self.pairs_dir.iterdir() if p.suffix in PAIR_SUFFIXES and not p.name.startswith("."))
         records: list[PairRecord] = []
         seen: dict[str, Path] = {}
         for path in files:
@@ -223,7 +221,7 @@ class KubeSource:
 
     def describe(self) -> str:
         where = f"namespace {self.namespace}" if self.namespace else "all namespaces"
-        return f"CurrencyPairs in {where} at {self.client.credentials.server}"
+        return f"CurrencyPairs in {where} at {self.client.server}"
 
     async def list_pairs(self) -> list[PairRecord]:
         resources = await self.client.list(PAIRS, self.namespace)
@@ -251,16 +249,14 @@ class KubeSource:
             patch: dict[str, Any] = {"spec": spec}
             if previous is not None and previous.resource_version:
                 patch["metadata"] = {"resourceVersion": previous.resource_version}  # refuse to overwrite news
-            await self.client.merge_patch(PAIRS, pair.namespace, pair.name, patch)
-        except KubeError as exc:
-            if exc.status == 409 and create:
-                raise PairError(f"a CurrencyPair {pair.namespace}/{pair.name} already exists") from None
-            if exc.status == 409:
-                raise PairError(
-                    f"CurrencyPair {pair.namespace}/{pair.name} was changed by someone else meanwhile; "
-                    "reload it and edit again"
-                ) from None
-            raise
+            await self.client.patch(PAIRS, pair.namespace, pair.name, patch)
+        except KubeAlreadyExists:
+            raise PairError(f"a CurrencyPair {pair.namespace}/{pair.name} already exists") from None
+        except KubeConflict:
+            raise PairError(
+                f"CurrencyPair {pair.namespace}/{pair.name} was changed by someone else meanwhile; "
+                "reload it and edit again"
+            ) from None
 
     async def delete(self, record: PairRecord) -> None:
         await self.client.delete(PAIRS, record.namespace, record.name)

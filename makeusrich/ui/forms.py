@@ -155,4 +155,3 @@ def validate_form(values: dict[str, Any]) -> tuple[CurrencyPair | None, dict[str
                 message = f"{path}: {message}" if path else message
             errors.setdefault(target, message)
         return None, errors
-

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,7 @@ from makeusrich.ui.data import (
     describe_error,
     to_thread,
 )
+from makeusrich.ui.settings import Options
 from makeusrich.ui.view import PairState, condition, promotion_reason, skill_from_metrics, skill_from_status
 from makeusrich.v2client import V2Client
 
@@ -41,23 +42,91 @@ log = logging.getLogger("makeusrich.ui")
 
 
 @dataclass(frozen=True)
-class Options:
-    refresh_seconds: float = 15.0
-    chart_candles: int = 200
-    spark_candles: int = 48
-    serving_timeout: float = 5.0
-    concurrency: int = 8
-    history_versions: int = 30
+class Served:
+    """What the pair's model server said about it."""
 
-
-@dataclass
-class _Served:
     version: str | None = None
     window: int | None = None
     ready: bool | None = None
     error: str | None = None
     refused: str | None = None
     not_found: bool = False
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything one refresh learned about a pair: the inputs of `build_state`."""
+
+    summary: StoreSummary | None = None
+    store_error: str | None = None
+    served: Served = field(default_factory=Served)
+    candles: pd.DataFrame | None = None
+    candle_error: str | None = None
+    forecast: pd.DataFrame | None = None
+    forecast_error: str | None = None
+
+
+def promoted_version(record: PairRecord, summary: StoreSummary | None) -> str | None:
+    """The store's latest.json when it was read, else what the pair's status says."""
+    if summary is not None and summary.latest is not None:
+        return summary.latest.version
+    model = record.status.model if record.status else None
+    return model.version if model else None
+
+
+def build_state(record: PairRecord, seen: Observed, spark_candles: int = 48) -> PairState:
+    """A pair's card from what one refresh observed (pure: the refresh loop does the I/O)."""
+    base = PairState(record.key, record.name, record.namespace, record.pair, record.problem, record.status)
+    if record.pair is None:
+        return base
+    summary, served = seen.summary, seen.served
+    promoted = promoted_version(record, summary)
+    serving_error = served.error
+    if served.not_found and promoted is None:
+        serving_error = None  # nothing was promoted yet: no server knows the model, rightly
+    shown = served.version or promoted
+    meta = summary.metadata.get(shown) if summary and shown else None
+    known = meta if isinstance(meta, ModelMetadata) else None
+    skill = skill_from_metrics(known.metrics) if known else None
+    trained_at = known.created_at if known else None
+    status_model = record.status.model if record.status else None
+    if skill is None and status_model is not None and status_model.version == shown:
+        skill, trained_at = skill_from_status(status_model.metrics), status_model.trained_at
+    newest = summary.newest if summary else None
+    newest_meta = summary.metadata.get(newest) if summary and newest else None
+    promoted_versions = summary.promoted if summary else frozenset({promoted} if promoted else ())
+    ready = served.ready
+    if ready is None and record.status is not None:
+        ready_condition = condition(record.status, "Ready")
+        ready = ready_condition.status == "True" if ready_condition is not None else None
+    tail = seen.candles.tail(spark_candles) if seen.candles is not None and len(seen.candles) else None
+    forecast = seen.forecast
+    return replace(
+        base,
+        last_close=float(tail["close"].iloc[-1]) if tail is not None else None,
+        last_close_time=(
+            close_moments(tail["open_time"], record.pair.spec.interval).iloc[-1].to_pydatetime()
+            if tail is not None
+            else None
+        ),
+        closes=tuple(float(x) for x in tail["close"]) if tail is not None else (),
+        forecast=tuple(float(x) for x in forecast["close"]) if forecast is not None else (),
+        forecast_times=tuple(t.to_pydatetime() for t in forecast["close_time"]) if forecast is not None else (),
+        candle_error=seen.candle_error,
+        promoted_version=promoted,
+        served_version=served.version,
+        trained_at=trained_at,
+        skill=skill,
+        newest_version=newest,
+        newest_promoted=newest in promoted_versions if newest_meta else None,
+        newest_reason=promotion_reason(newest_meta, newest in promoted_versions) if newest_meta else None,
+        promoted_versions=promoted_versions,
+        serving_ready=ready,
+        serving_error=serving_error,
+        refused=served.refused,
+        forecast_error=seen.forecast_error,
+        store_error=seen.store_error,
+    )
 
 
 class Dashboard:
@@ -180,18 +249,18 @@ class Dashboard:
             self.refreshed_at = time.time()
             self.loaded.set()
 
-    async def _served(self, record: PairRecord) -> _Served:
+    async def _served(self, record: PairRecord) -> Served:
         if not record.serving_url:
             reason = "its InferenceService reports no URL yet" if self.source.kind == "kubernetes" else "no URL"
-            return _Served(error=f"no model server to ask: {reason}", not_found=True)
+            return Served(error=f"no model server to ask: {reason}", not_found=True)
         client = self.client(record.serving_url)
         try:
             meta = await client.model_metadata(record.name)
             ready = await client.model_ready(record.name)
         except ModelNotFoundError as exc:
-            return _Served(ready=False, error=str(exc), not_found=True)
+            return Served(ready=False, error=str(exc), not_found=True)
         except ServingError as exc:
-            return _Served(error=str(exc))
+            return Served(error=str(exc))
         try:
             window: int | None = meta.window
         except ServingError:
@@ -200,7 +269,7 @@ class Dashboard:
         if meta.parameters.get("refused_version"):
             why = meta.parameters.get("refused_reason")
             refused = f"version {meta.parameters['refused_version']} was refused: {why}"
-        return _Served(meta.version, window, ready, None, refused)
+        return Served(meta.version, window, ready, None, refused)
 
     async def _summary(self, record: PairRecord, wanted: str | None) -> tuple[StoreSummary | None, str | None]:
         if self.store is None:
@@ -223,7 +292,7 @@ class Dashboard:
         return frame, None
 
     async def _forecast(
-        self, record: PairRecord, candles: pd.DataFrame, served: _Served
+        self, record: PairRecord, candles: pd.DataFrame, served: Served
     ) -> tuple[pd.DataFrame | None, str | None]:
         assert record.pair is not None and record.serving_url is not None
         window = served.window or record.pair.spec.model.window
@@ -243,73 +312,30 @@ class Dashboard:
         return frame, None
 
     async def _refresh_pair(self, record: PairRecord) -> PairState:
-        base = PairState(record.key, record.name, record.namespace, record.pair, record.problem, record.status)
         if record.pair is None:
-            return base
+            return build_state(record, Observed())
         pair = record.pair
-        status_model = record.status.model if record.status else None
-        promoted_hint = status_model.version if status_model else None
         previous = self.states.get(record.key)
-        served_hint = previous.served_version if previous else None
         (summary, store_error), served = await asyncio.gather(
-            self._summary(record, served_hint),
+            self._summary(record, previous.served_version if previous else None),
             self._served(record),
         )
-        promoted = summary.latest.version if summary and summary.latest else promoted_hint
-        if served.not_found and promoted is None:
-            served.error = None  # nothing was promoted yet: no server knows the model, rightly
+        seen = Observed(summary=summary, store_error=store_error, served=served)
         candles, candle_error = await self._recent(pair, served.window or pair.spec.model.window)
-        forecast, forecast_error = None, None
+        seen = replace(seen, candles=candles, candle_error=candle_error)
         if candles is not None:
             self.candles[record.key] = candles
         if candles is not None and served.version and not served.error:
             forecast, forecast_error = await self._forecast(record, candles, served)
-        shown = served.version or promoted
-        meta = summary.metadata.get(shown) if summary and shown else None
-        if meta is None and summary is not None and shown and self.store is not None and shown in summary.versions:
+            seen = replace(seen, forecast=forecast, forecast_error=forecast_error)
+        shown = served.version or promoted_version(record, summary)
+        if summary is not None and shown and shown in summary.versions and shown not in summary.metadata:
             store = self.store
-            with contextlib.suppress(Exception):
+            assert store is not None
+            with contextlib.suppress(Exception):  # the card still shows; the pair page says what failed
                 meta = await self._io(lambda: store.metadata(record.namespace, record.name, shown))
-        known = meta if isinstance(meta, ModelMetadata) else None
-        skill = skill_from_metrics(known.metrics) if known else None
-        trained_at = known.created_at if known else None
-        if skill is None and status_model is not None and status_model.version == shown:
-            skill = skill_from_status(status_model.metrics)
-            trained_at = status_model.trained_at
-        newest = summary.newest if summary else None
-        newest_meta = summary.metadata.get(newest) if summary and newest else None
-        promoted_versions = summary.promoted if summary else frozenset({promoted} if promoted else ())
-        ready = served.ready
-        if ready is None and record.status is not None:
-            ready_condition = condition(record.status, "Ready")
-            ready = ready_condition.status == "True" if ready_condition is not None else None
-        tail = candles.tail(self.options.spark_candles) if candles is not None else None
-        return replace(
-            base,
-            last_close=float(tail["close"].iloc[-1]) if tail is not None and len(tail) else None,
-            last_close_time=(
-                close_moments(tail["open_time"], pair.spec.interval).iloc[-1].to_pydatetime()
-                if tail is not None and len(tail)
-                else None
-            ),
-            closes=tuple(float(x) for x in tail["close"]) if tail is not None else (),
-            forecast=tuple(float(x) for x in forecast["close"]) if forecast is not None else (),
-            forecast_times=tuple(t.to_pydatetime() for t in forecast["close_time"]) if forecast is not None else (),
-            candle_error=candle_error,
-            promoted_version=promoted,
-            served_version=served.version,
-            trained_at=trained_at,
-            skill=skill,
-            newest_version=newest,
-            newest_promoted=newest in promoted_versions if newest_meta else None,
-            newest_reason=promotion_reason(newest_meta, newest in promoted_versions) if newest_meta else None,
-            promoted_versions=promoted_versions,
-            serving_ready=ready,
-            serving_error=served.error,
-            refused=served.refused,
-            forecast_error=forecast_error,
-            store_error=store_error,
-        )
+                seen = replace(seen, summary=replace(summary, metadata={**summary.metadata, shown: meta}))
+        return build_state(record, seen, self.options.spark_candles)
 
     # --- what a pair page asks for -------------------------------------------------------------------------------
 

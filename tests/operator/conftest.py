@@ -23,7 +23,7 @@ import pytest_asyncio
 import yaml
 
 from makeusrich.operator.handlers import Runtime, build_registry
-from makeusrich.operator.objects import OperatorSettings
+from makeusrich.operator.settings import OperatorSettings
 from makeusrich.store.s3 import S3Store
 from tests.fixtures.kube_emulator import Emulator, write_kubeconfig
 from tests.fixtures.s3server import S3Server

@@ -17,7 +17,8 @@ import pytest
 import yaml
 from kserve import models as kserve_models
 
-from makeusrich.operator.objects import OperatorSettings, children
+from makeusrich.operator.objects import children
+from makeusrich.operator.settings import OperatorSettings
 from makeusrich.pair import load_pair, parse_pair
 from tests.operator.conftest import denied_requests, permission, rbac_rules
 from tests.test_pair import crd_validator

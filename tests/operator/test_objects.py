@@ -7,21 +7,22 @@ from typing import Any
 
 import pytest
 
+from makeusrich.cli import build_parser
+from makeusrich.errors import SettingsError
 from makeusrich.operator.objects import (
     MANAGED_BY,
     PAIR_LABEL,
     PART_OF,
-    OperatorSettings,
-    SettingsError,
     children,
     cronjob,
     inference_service,
     initial_job,
     initial_job_name,
     is_subset,
-    settings_from_env,
 )
+from makeusrich.operator.settings import OperatorSettings
 from makeusrich.pair import PAIR_ENV, parse_pair, parse_pair_text
+from makeusrich.settings import from_args
 from makeusrich.store import LocalStore, PairStore, storage_uri
 from makeusrich.store.s3 import S3Store
 
@@ -197,12 +198,23 @@ def test_subset_ignores_what_the_server_adds_but_not_what_differs() -> None:
     assert not is_subset({"a": "1"}, {"a": 1}) and not is_subset({"a": [1]}, {"a": "1"})
 
 
-def test_settings_come_from_the_environment_and_flags_win() -> None:
-    env = {"MAKEUSRICH_IMAGE": "img:2", "MAKEUSRICH_STORE": "s3://b", "MAKEUSRICH_STORAGE_SERVICE_ACCOUNT": ""}
-    settings = settings_from_env(env, image="img:3", s3_secret=None)
-    assert (settings.image, settings.store_url, settings.s3_secret) == ("img:3", "s3://b", "makeusrich-s3")
-    assert settings.storage_service_account is None
-    with pytest.raises(SettingsError, match="pull policy"):
-        settings_from_env({}, image_pull_policy="Sometimes")
-    with pytest.raises(SettingsError, match="store URL"):
-        settings_from_env({}, store_url="http://minio/bucket")
+def test_settings_come_from_the_environment_and_flags_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {"MAKEUSRICH_IMAGE": "img:2", "MAKEUSRICH_STORE": "s3://b"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MAKEUSRICH_STORAGE_SERVICE_ACCOUNT", "")  # the namespace's default account
+    monkeypatch.setenv("MAKEUSRICH_OPERATOR_BACKOFF_LIMIT", "4")  # a variable with no flag
+
+    def settings(*flags: str) -> OperatorSettings:
+        return from_args(OperatorSettings, build_parser().parse_args(["render", "-f", "p.yaml", *flags]))
+
+    chosen = settings("--image", "img:3")
+    assert (chosen.image, chosen.store_url, chosen.s3_secret) == ("img:3", "s3://b", "makeusrich-s3")
+    assert chosen.storage_service_account is None and chosen.backoff_limit == 4
+    with pytest.raises(SettingsError, match=r"--image-pull-policy \(or MAKEUSRICH_IMAGE_PULL_POLICY\)"):
+        monkeypatch.setenv("MAKEUSRICH_IMAGE_PULL_POLICY", "Sometimes")
+        settings()
+    monkeypatch.delenv("MAKEUSRICH_IMAGE_PULL_POLICY")
+    with pytest.raises(SettingsError, match="store URL 'http://minio/bucket' is not s3://"):
+        settings("--store", "http://minio/bucket")
+    with pytest.raises(SettingsError, match="--image"):
+        settings("--image", "")

@@ -91,7 +91,7 @@ def test_predict_refuses_a_pair_whose_horizon_differs(model_server: RunningServe
 def test_serve_checks_the_pair_names_it_is_given() -> None:
     result = makeusrich("serve", "--pairs", "btc-usdt,../../etc", "--port", "0")
     assert result.returncode == 1
-    expected = "makeusrich serve: --pairs names '../../etc', which is not a pair name (like btc-usdt)"
+    expected = "makeusrich serve: --pairs (or MAKEUSRICH_SERVE_PAIRS): '../../etc' is not a pair name (like btc-usdt)"
     assert result.stderr.strip() == expected
 
 

@@ -25,7 +25,6 @@ from makeusrich.store import (
     open_store,
     pair_store,
     store_location,
-    store_url,
 )
 from makeusrich.store.base import LATEST, METADATA, new_version
 from makeusrich.store.s3 import S3Store, http_client, parse_endpoint
@@ -549,8 +548,6 @@ def test_local_stores_relative_or_absolute_are_folders_named_by_their_absolute_p
         store = open_store(url)
         assert isinstance(store, LocalStore) and str(store.root) == expected
     assert store_location(DEFAULT_STORE) == ("file", str(tmp_path / ".makeusrich" / "store"))
-    assert store_url(None, env={}) == DEFAULT_STORE and store_url(None, env={"MAKEUSRICH_STORE": "s3://b"}) == "s3://b"
-    assert store_url("x", env={"MAKEUSRICH_STORE": "s3://b"}) == "x"  # the flag wins
     open_store(DEFAULT_STORE).put("k", b"v")  # usable as it is, no URL rewriting needed
     assert (tmp_path / ".makeusrich" / "store" / "k").read_bytes() == b"v"
 

@@ -113,5 +113,3 @@ def chromium(tz: str = "Europe/Paris") -> WebDriver:
     driver = webdriver.Chrome(service=service, options=options)
     driver.set_window_size(1280, 900)
     return driver
-
-

@@ -32,11 +32,12 @@ from nicegui.testing.user import User
 from nicegui.testing.user_interaction import UserInteraction
 
 from makeusrich.pair import CurrencyPair
-from makeusrich.ui.app import UIConfig, create_app
+from makeusrich.ui.app import create_app
 from makeusrich.ui.auth import AuthConfig, hash_password
 from makeusrich.ui.data import PairSource, pair_yaml
-from makeusrich.ui.pages import TZ_EVENT
-from makeusrich.ui.state import Dashboard, Options
+from makeusrich.ui.frame import TZ_EVENT
+from makeusrich.ui.settings import Options, UIConfig
+from makeusrich.ui.state import Dashboard
 from tests.fixtures.kube_emulator import Emulator
 from tests.fixtures.models import TrainedStore
 
@@ -127,7 +128,9 @@ def dashboard(caplog: pytest.LogCaptureFixture) -> Iterator[Open]:
             store_url=store,
             server_url=server_url,
             source=source,
-            options=options,
+            refresh_seconds=options.refresh_seconds,
+            chart_candles=options.chart_candles,
+            serving_timeout=options.serving_timeout,
         )
         return simulate(config, auth, pair_source)
 

@@ -12,14 +12,19 @@ from makeusrich.ui.auth import verify_password
 from makeusrich.ui.cli import ui_config
 
 
-def test_ui_command_is_registered_with_its_options() -> None:
+def test_ui_command_is_registered_with_its_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("MAKEUSRICH_STORE", "MAKEUSRICH_SERVING_URL", "MAKEUSRICH_PAIRS_DIR", "MAKEUSRICH_UI_PORT"):
+        monkeypatch.delenv(name, raising=False)
     parser = build_parser()
-    args = parser.parse_args(["ui", "--kubernetes", "--namespace", "team", "--port", "9000"])
-    assert args.command == "ui" and args.kubernetes and args.namespace == "team" and args.port == 9000
-    embedded = ui_config(parser.parse_args(["ui"]), env={})
+    chosen = ui_config(parser.parse_args(["ui", "--kubernetes", "--namespace", "team", "--port", "9000"]))
+    assert chosen.kubernetes and chosen.namespace == "team" and chosen.port == 9000
+    embedded = ui_config(parser.parse_args(["ui"]))
     assert not embedded.kubernetes and embedded.server_url == "http://127.0.0.1:8080" and embedded.port == 8081
     assert embedded.store_url == str(Path(".makeusrich/store").resolve()) and embedded.pairs_dir == "pairs"
-    assert ui_config(parser.parse_args(["ui", "--kubernetes"]), env={}).store_url is None  # optional there
+    assert ui_config(parser.parse_args(["ui", "--kubernetes"])).store_url is None  # optional there
+    monkeypatch.setenv("MAKEUSRICH_UI_PORT", "9100")  # every flag has a variable, and the flag wins
+    assert ui_config(parser.parse_args(["ui"])).port == 9100
+    assert ui_config(parser.parse_args(["ui", "--port", "9200"])).port == 9200
 
 
 def test_hash_password_prints_a_hash_that_checks(
@@ -38,7 +43,7 @@ def test_hash_password_prints_a_hash_that_checks(
     ("argv", "env", "message"),
     [
         (["ui", "--source", "coinbase"], {}, "unknown candle source 'coinbase'"),
-        (["ui", "--refresh-seconds", "0"], {}, "--refresh-seconds must be positive"),
+        (["ui", "--refresh-seconds", "0"], {}, "--refresh-seconds (or MAKEUSRICH_UI_REFRESH_SECONDS): Input should be"),
         (["ui"], {"MAKEUSRICH_UI_PASSWORD_HASH": "plain"}, "is not a hash made by `makeusrich ui --hash-password`"),
         (["ui", "--kubernetes", "--kubeconfig", "/nonexistent/kubeconfig"], {}, "cannot read the kubeconfig"),
     ],

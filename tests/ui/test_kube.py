@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from makeusrich.errors import PairError
+from makeusrich.errors import KubeError, PairError
+from makeusrich.kube import KubeClient, credentials_from_kubeconfig
 from makeusrich.operator.status import model_status
 from makeusrich.pair import pair_document
 from makeusrich.ui.data import KubeSource
-from makeusrich.ui.kube import KubeClient, KubeError, credentials_from_kubeconfig
 from makeusrich.ui.view import badges, format_ratio
 from tests.fixtures.kube_emulator import Emulator, write_kubeconfig
 from tests.fixtures.model_server import RunningServer
@@ -24,7 +24,7 @@ NOW = "2026-01-01T00:00:00Z"
 
 def source_for(kube: Emulator, tmp_path: Path, namespace: str | None = None) -> KubeSource:
     config = write_kubeconfig(tmp_path / "kubeconfig", str(kube.url).rstrip("/"))
-    return KubeSource(KubeClient(credentials_from_kubeconfig(config)), namespace)
+    return KubeSource(KubeClient(lambda: credentials_from_kubeconfig(config)), namespace)
 
 
 async def create(kube: Emulator, namespace: str, body: dict[str, Any]) -> None:
@@ -108,7 +108,7 @@ async def test_dashboard_over_kubernetes_isolates_a_down_predictor(
     await create(kube, "team", pair_document(small_pair("btc-usdt", namespace="team")))
     await create(kube, "default", pair_document(small_pair("fresh")))  # just created: no model, no predictor
     status = {
-        "model": model_status(store.version, str(meta["storageUri"]), meta).model_dump(by_alias=True),
+        "model": model_status(store.version, str(meta.storage_uri), meta).model_dump(by_alias=True),
         "conditions": [
             {"type": "Ready", "status": "True", "reason": "Ready", "message": "ok", "lastTransitionTime": NOW},
         ],
@@ -130,8 +130,8 @@ async def test_dashboard_over_kubernetes_isolates_a_down_predictor(
         assert states["default/btc-usdt"].forecast and not states["default/btc-usdt"].errors
         skill = states["default/btc-usdt"].skill
         assert skill is not None and skill.test is not None
-        assert skill.test.ratio == meta["metrics"]["test"]["model"]["rel_mae"]
-        assert format_ratio(skill.test.ratio) in good
+        assert skill.test.rel_mae == meta.metrics.test.model.rel_mae
+        assert format_ratio(skill.test.rel_mae) in good
         team = states["team/btc-usdt"]
         assert team.serving_error is not None and "127.0.0.1:9" in team.serving_error
         assert team.last_close == pytest.approx(22029.16)  # candles still shown for the broken one

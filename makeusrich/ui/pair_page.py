@@ -1,0 +1,392 @@
+"""A pair's page: price chart with the served forecast, skill against every baseline, a backtest recomputed by
+the served model, the versions, the last training run and the settings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from nicegui import ui
+
+from makeusrich.errors import MakeUsRichError
+from makeusrich.metadata import ModelMetadata
+from makeusrich.pair import CurrencyPair, next_run
+from makeusrich.store.reader import Readable
+from makeusrich.ui.backtest import Backtest
+from makeusrich.ui.charts import backtest_chart, candle_chart, error_chart
+from makeusrich.ui.components import TONE_TEXT, badge, error_line, not_found, stat
+from makeusrich.ui.data import describe_error
+from makeusrich.ui.frame import Tab
+from makeusrich.ui.state import wait_loaded
+from makeusrich.ui.view import (
+    PairState,
+    SkillRow,
+    Tone,
+    badges,
+    change_tone,
+    format_change,
+    format_direction,
+    format_price,
+    format_ratio,
+    format_time,
+    price_decimals,
+    promotion_reason,
+    skill_rows,
+    version_rows,
+)
+
+SKILL_EXPLAINED = (
+    "Ratio: the model's mean absolute error divided by persistence's (next close = last close) on the same "
+    "points; below 1 is better. DM p: the Diebold-Mariano test's p-value for the difference from persistence; "
+    "above 0.05 the difference may be noise. Direction: share of moves whose sign was called right, with its 95% "
+    "Wilson interval."
+)
+
+
+async def page(tab: Tab, namespace: str, name: str) -> None:
+    dash = tab.dashboard
+    key = f"{namespace}/{name}"
+    await wait_loaded(dash, 3.0)
+    if key not in dash.states:
+        not_found(f"No pair {key}", "It may have been deleted, or lives in a namespace this dashboard does not read.")
+        return
+    top = ui.column().classes("w-full gap-2")
+    with ui.card().classes("w-full"):
+        ui.label("Price and forecast").classes("text-lg font-semibold")
+        chart = ui.echart({}).classes("w-full h-80 sm:h-96").mark("price-chart")
+        chart_note = ui.label().classes("text-xs muted")
+    model_box = ui.column().classes("w-full gap-4")
+    seen: dict[str, Any] = {"revision": -1, "model": None, "tz": tab.tz}
+
+    def draw_top() -> None:
+        state = dash.states.get(key)
+        if state is None:
+            return
+        top.clear()
+        with top:
+            header(tab, state)
+        decimals = price_decimals(state.last_close)
+        candles = dash.candles.get(key)
+        if candles is not None and state.pair is not None:
+            chart.options.clear()
+            chart.options.update(
+                candle_chart(candles, state.forecast_times, state.forecast, tab.tz, decimals, state.pair.spec.interval)
+            )
+            chart.update()
+            chart_note.text = (
+                f"{len(candles)} candles, the last closing {format_time(state.last_close_time, tab.tz)}; the "
+                "dashed line is the served model's forecast after it. Each candle is labelled by the time it "
+                f"closes, in {tab.tz or 'UTC'}."
+            )
+        else:
+            chart_note.text = "No candles to draw: " + (state.candle_error or "none were loaded yet")
+
+    async def draw_model() -> None:
+        state = dash.states.get(key)
+        if state is None:
+            return
+        model_box.clear()
+        with model_box:
+            await model_sections(tab, key, state)
+
+    async def tick() -> None:
+        state = dash.states.get(key)
+        if state is None:
+            return
+        if dash.revisions.get(key, 0) != seen["revision"] or seen["tz"] != tab.tz:
+            seen["revision"] = dash.revisions.get(key, 0)
+            draw_top()
+        model_id = (state.served_version, state.promoted_version, state.newest_version, tab.tz, state.status)
+        if model_id != seen["model"] or seen["tz"] != tab.tz:
+            seen["model"], seen["tz"] = model_id, tab.tz
+            await draw_model()
+
+    await tick()
+    ui.timer(1.0, tick)
+
+
+def header(tab: Tab, s: PairState) -> None:
+    decimals = price_decimals(s.last_close)
+    with ui.row().classes("w-full items-center gap-2"):
+        ui.link("Pairs", "/").classes("text-sm")
+        ui.icon("chevron_right", size="xs").classes("muted")
+        ui.label(s.key).classes("text-sm muted")
+    with ui.row().classes("w-full items-end justify-between gap-3"):
+        with ui.column().classes("gap-0"):
+            with ui.row().classes("items-center gap-2"):
+                ui.label(s.symbol).classes("text-3xl font-semibold").mark("pair-title")
+                ui.chip(s.interval or "?", color=None).props("dense outline")
+            ui.label(f"{s.name} · namespace {s.namespace}").classes("text-sm muted")
+        with ui.row().classes("gap-6 items-end"):
+            stat("Last close", format_price(s.last_close, decimals), "text-2xl font-semibold")
+            stat("Forecast next close", format_price(s.forecast[0] if s.forecast else None, decimals), "text-2xl")
+            stat("Expected change", format_change(s.change), f"text-2xl {TONE_TEXT[change_tone(s.change)]}")
+    with ui.row().classes("w-full gap-1"):
+        for b in badges(s):
+            badge(b.text, b.tone, b.tooltip)
+    for error in s.errors:
+        error_line(error, "pair-error")
+    if tab.can_manage() and s.pair is not None:
+        with ui.row().classes("gap-2"):
+            ui.button("Edit", icon="edit", on_click=lambda: ui.navigate.to(f"/edit/{s.namespace}/{s.name}")).props(
+                "outline no-caps"
+            ).mark("edit")
+            ui.button("Delete", icon="delete", on_click=lambda: confirm_delete(tab, s.key)).props(
+                "outline color=negative no-caps"
+            ).mark("delete")
+
+
+async def model_sections(tab: Tab, key: str, state: PairState) -> None:
+    dash = tab.dashboard
+    record = dash.records.get(key)
+    version = state.served_version or state.promoted_version
+    history: dict[str, Readable] = {}
+    history_error = None
+    try:
+        history = await dash.history(key)
+    except Exception as exc:
+        history_error = describe_error(exc)
+    found = history.get(version) if version else None
+    meta = found if isinstance(found, ModelMetadata) else None
+    if found is None and version:
+        try:
+            meta = await dash.metadata(key, version)
+        except Exception as exc:
+            history_error = history_error or describe_error(exc)
+    decimals = price_decimals(state.last_close)
+    with ui.card().classes("w-full"):
+        with ui.row().classes("w-full items-center justify-between"):
+            ui.label("Skill on held-out data").classes("text-lg font-semibold")
+            if version:
+                ui.label(f"version {version}").classes("text-sm muted")
+        rows = skill_rows(meta)
+        if rows:
+            skill_table(rows)
+        elif state.skill is not None and state.skill.test is not None:
+            test = state.skill.test
+            ui.label(
+                f"Test MAE ratio {format_ratio(test.rel_mae)}, direction {format_direction(test.directional)} (the "
+                "baselines' numbers are in the version's metadata.json, which this dashboard cannot read: "
+                "start it with --store)"
+            )
+        else:
+            ui.label("No measured model yet.").classes("muted")
+        ui.label(SKILL_EXPLAINED).classes("text-xs muted")
+    with ui.card().classes("w-full"):
+        ui.label("Backtest on the test split").classes("text-lg font-semibold")
+        backtest_box = ui.column().classes("w-full gap-2").mark("backtest")
+    with ui.card().classes("w-full"):
+        ui.label("Versions").classes("text-lg font-semibold")
+        versions_table(tab, state, history, history_error)
+    with ui.element("div").classes("w-full grid gap-4 grid-cols-1 lg:grid-cols-2"):
+        with ui.card().classes("w-full"):
+            ui.label("Last training run").classes("text-lg font-semibold")
+            training(tab, state, history)
+        if record is not None and record.pair is not None:
+            with ui.card().classes("w-full"):
+                ui.label("Settings").classes("text-lg font-semibold")
+                settings(tab, record.pair)
+    with backtest_box:
+        spinner = ui.row().classes("items-center gap-2 muted")
+        with spinner:
+            ui.spinner(size="sm")
+            ui.label("Running the served model over the test windows…")
+    try:
+        result = await dash.backtest(key)
+    except Exception as exc:
+        backtest_box.clear()
+        with backtest_box:
+            error_line(f"No backtest: {describe_error(exc)}", "backtest-error")
+        return
+    backtest_box.clear()
+    with backtest_box:
+        backtest(tab, result, decimals, state.interval)
+
+
+def skill_table(rows: list[SkillRow]) -> None:
+    columns = [{"name": "name", "label": "Forecaster", "field": "name", "align": "left"}]
+    for split in ("validation", "test"):
+        short = "Val" if split == "validation" else "Test"
+        columns += [
+            {"name": f"{split}_mae", "label": f"{short} MAE", "field": f"{split}_mae"},
+            {"name": f"{split}_ratio", "label": f"{short} ratio", "field": f"{split}_ratio"},
+            {"name": f"{split}_direction", "label": f"{short} direction", "field": f"{split}_direction"},
+            {"name": f"{split}_p", "label": f"{short} DM p", "field": f"{split}_p"},
+        ]
+    table_rows = [{"name": row.name, **row.cells} for row in rows]
+    ui.table(columns=columns, rows=table_rows, row_key="name").props("flat dense wrap-cells").classes(
+        "w-full tabular"
+    ).mark("skill-table")
+
+
+def backtest(tab: Tab, result: Backtest, decimals: int, interval: str) -> None:
+    ok = result.agrees
+    ratio = format_ratio(result.ratio)
+    recorded = format_ratio(result.recorded_ratio)
+    with ui.row().classes("w-full gap-6"):
+        stat("Windows", f"{result.n:,}")
+        stat("Model MAE", format_price(result.mae, decimals))
+        stat("Persistence MAE", format_price(result.persistence_mae, decimals))
+        stat("MAE ratio (now)", ratio, "font-semibold")
+        stat("MAE ratio (at training)", recorded)
+        direction = result.direction
+        stat("Direction", "—" if direction is None else f"{direction.accuracy:.1%}")
+    if ok is True:
+        text = f"Recomputed now from the served version {result.version}: matches the number recorded at training."
+        ui.label(text).classes("text-sm text-positive").mark("backtest-agrees")
+    elif ok is False:
+        ui.label(
+            f"The recomputed ratio {ratio} differs from the recorded {recorded}: the candles read now differ from "
+            "those the trainer used (a different source, or corrected exchange data)."
+        ).classes("text-sm text-warning").mark("backtest-differs")
+    with ui.element("div").classes("w-full grid gap-2 grid-cols-1 lg:grid-cols-3"):
+        with ui.column().classes("w-full gap-0 lg:col-span-2"):
+            ui.label("Actual close, the model's forecast and persistence's").classes("caps")
+            ui.echart(backtest_chart(result, tab.tz, decimals, interval)).classes("w-full h-72").mark("backtest-chart")
+        with ui.column().classes("w-full gap-0"):
+            ui.label("Cumulative absolute error (lower is better)").classes("caps")
+            ui.echart(error_chart(result, tab.tz, decimals, interval)).classes("w-full h-72").mark("error-chart")
+    when = ""
+    if result.times:
+        when = f"{format_time(result.times[0], tab.tz)} to {format_time(result.times[-1], tab.tz)}"
+    ui.label(f"One-step forecasts for {when}: data the model never saw while training or early stopping.").classes(
+        "text-xs muted"
+    )
+
+
+def versions_table(tab: Tab, state: PairState, history: dict[str, Readable], error: str | None) -> None:
+    if error:
+        ui.label(error).classes("text-negative text-sm break-any")
+    if not history:
+        if not error:
+            why = "no version was published yet" if tab.dashboard.store else "start with --store"
+            ui.label(f"No version history: {why}").classes("muted")
+        return
+    pinned = state.pair.spec.serving.pinned_version if state.pair else None
+    rows = version_rows(history, state.promoted_version, state.served_version, pinned, tab.tz, state.promoted_versions)
+    columns = [
+        {"name": "version", "label": "Version", "field": "version", "align": "left"},
+        {"name": "marks", "label": "", "field": "marks", "align": "left"},
+        {"name": "created", "label": "Created", "field": "created", "align": "left"},
+        {"name": "promoted", "label": "Promoted", "field": "promoted"},
+        {"name": "validation", "label": "Val ratio", "field": "validation"},
+        {"name": "test", "label": "Test ratio", "field": "test"},
+        {"name": "direction", "label": "Direction (test)", "field": "direction"},
+    ]
+    table_rows = [
+        {
+            "version": r.version,
+            "marks": " · ".join(r.marks),
+            "created": r.created,
+            "promoted": "yes" if r.promoted else "no",
+            "reason": r.reason,
+            "validation": r.validation_ratio,
+            "test": r.test_ratio,
+            "direction": r.direction,
+        }
+        for r in rows
+    ]
+    table = ui.table(columns=columns, rows=table_rows, row_key="version", pagination=10)
+    table.props("flat dense wrap-cells").classes("w-full tabular").mark("versions-table")
+    table.add_slot(
+        "body-cell-marks",
+        '<q-td :props="props"><q-badge v-if="props.value" color="primary" :label="props.value" rounded /></q-td>',
+    )
+    table.add_slot(
+        "body-cell-promoted",
+        '<q-td :props="props"><span :title="props.row.reason">{{ props.value }}</span></q-td>',
+    )
+
+
+def training(tab: Tab, state: PairState, history: dict[str, Readable]) -> None:
+    status = state.status
+    last = status.last_training if status else None
+    if last is not None and (last.phase or last.job):
+        tone: Tone = {"Succeeded": "positive", "Failed": "negative", "Running": "info", "Pending": "info"}.get(
+            last.phase or "", "neutral"
+        )  # type: ignore[assignment]
+        with ui.row().classes("items-center gap-2"):
+            badge(last.phase or "unknown", tone)
+            ui.label(f"Job {last.job}" if last.job else "").classes("text-sm")
+        ui.label(
+            f"started {format_time(last.started_at, tab.tz)} · finished {format_time(last.finished_at, tab.tz)}"
+        ).classes("text-sm muted")
+        if last.message:
+            ui.label(last.message).classes("text-sm break-any").mark("training-message")
+    trained = next((c for c in status.conditions if c.type == "Trained"), None) if status else None
+    if trained is not None:
+        ui.label(f"{trained.reason}: {trained.message}").classes("text-sm break-any").mark("trained-condition")
+    newest = state.newest_version
+    meta = history.get(newest) if newest else None
+    if meta is not None:
+        promoted = bool(state.newest_promoted)
+        known = meta if isinstance(meta, ModelMetadata) else None
+        with ui.row().classes("items-center gap-2"):
+            badge("Promoted" if promoted else "Not promoted", "positive" if promoted else "warning")
+            created = format_time(known.created_at if known else None, tab.tz)
+            ui.label(f"version {newest} · {created}").classes("text-sm")
+        ui.label(promotion_reason(meta, promoted)).classes("text-sm break-any").mark("promotion-reason")
+        if known is not None:
+            training = known.training
+            took = f" in {training.total_seconds:.0f} s" if training.total_seconds is not None else ""
+            ui.label(f"{training.epochs} epochs (best {training.best_epoch}){took} on {known.source} candles").classes(
+                "text-sm muted"
+            )
+    elif last is None and trained is None:
+        ui.label("No training run recorded yet.").classes("muted")
+
+
+def settings(tab: Tab, pair: CurrencyPair) -> None:
+    spec = pair.spec
+    try:
+        upcoming = "suspended" if spec.suspend else format_time(next_run(spec.schedule, datetime.now(UTC)), tab.tz)
+    except Exception:
+        upcoming = "—"
+    model = spec.model
+    items = [
+        ("Schedule", f"{spec.schedule} (next: {upcoming})"),
+        ("Lookback", f"{spec.lookback_days} days of {spec.interval} candles"),
+        ("Model", f"LSTM, {model.layers} layer(s) of {model.hidden_size} units"),
+        ("Window", f"{model.window} candles in, {model.horizon} forecast"),
+        ("Training", f"lr {model.learning_rate:g}, batch {model.batch_size}, ≤ {model.max_epochs} epochs"),
+        ("Promotion bar", f"validation MAE ≤ {spec.promotion.max_relative_mae:g} times persistence's"),
+        ("Serving", f"{spec.serving.runtime}, {spec.serving.min_replicas} replica(s)"),
+        ("Pinned version", spec.serving.pinned_version or "none (serve the promoted version)"),
+    ]
+    with ui.grid(columns="auto 1fr").classes("w-full gap-x-4 gap-y-1 text-sm"):
+        for label, value in items:
+            ui.label(label).classes("muted")
+            ui.label(value).classes("break-any")
+
+
+def confirm_delete(tab: Tab, key: str) -> None:
+    record = tab.dashboard.records.get(key)
+    if record is None:
+        return
+    with ui.dialog() as dialog, ui.card().classes("max-w-md"):
+        ui.label(f"Delete {record.key}?").classes("text-lg font-semibold")
+        what = (
+            "the CurrencyPair resource and its CronJob and InferenceService"
+            if (tab.dashboard.source.kind == "kubernetes")
+            else f"the pair file {record.path}"
+        )
+        ui.label(f"This removes {what}. Models already in the store stay.")
+
+        async def delete() -> None:
+            if not tab.can_manage():
+                ui.notify("Log in to delete pairs", type="negative")
+                return
+            try:
+                await tab.dashboard.source.delete(record)
+            except MakeUsRichError as exc:
+                ui.notify(str(exc), type="negative", multi_line=True)
+                return
+            dialog.close()
+            ui.notify(f"Deleted {record.key}", type="positive")
+            tab.dashboard.wake()
+            ui.navigate.to("/")
+
+        with ui.row().classes("w-full justify-end gap-2"):
+            ui.button("Cancel", on_click=dialog.close).props("flat no-caps")
+            ui.button("Delete", icon="delete", on_click=delete).props("color=negative no-caps").mark("confirm-delete")
+    dialog.open()
