@@ -36,6 +36,7 @@ screenshots: setup browser
 
 lint: setup
 	$(VENV)/bin/ruff check makeusrich tests bench docs
+	$(VENV)/bin/ruff format --check makeusrich tests bench docs
 	$(VENV)/bin/lint-imports
 
 typecheck: setup

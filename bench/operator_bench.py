@@ -1,8 +1,8 @@
 """How fast and how lean the operator is: reconcile latency, and 1,000 pairs created at once.
 
-The operator runs as its own process, exactly as in a pod (`python -m makeusrich.operator.cli operator -A`, the
+The operator runs as its own process, exactly as in a pod (`python -m makeusrich.cli operator -A`, the
 command `makeusrich operator` runs), logged in through a kubeconfig that points at the Kubernetes API emulator
-(KMock with the fixes in tests/operator/emulator.py) served from this process over HTTP on loopback, with a real
+(KMock with the fixes in tests/fixtures/kube_emulator.py) served from this process over HTTP on loopback, with a real
 S3 store (SeaweedFS, tests/fixtures/s3server.py). So the numbers include kopf's watches, HTTP, JSON and the store
 reads, and the operator's memory is measured alone (/proc/<pid>/status: VmHWM is its peak RSS).
 
@@ -220,9 +220,9 @@ async def bench(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     process.wait(30)
                 except subprocess.TimeoutExpired:
                     process.kill()
-            results["log_errors"] = sum(
-                1 for line in log_path.read_text(errors="replace").splitlines() if '"level": "error"' in line
-            )
+            errors = [line for line in log_path.read_text(errors="replace").splitlines() if '"level": "error"' in line]
+            results["log_errors"] = len(errors)
+            results["error_lines"] = errors[:5]
     return results
 
 
@@ -245,11 +245,13 @@ def report(args: argparse.Namespace, results: dict[str, Any], load_before: str, 
 - Command: `{command}`
 - Load average (1, 5, 15 min) before: {load_before}; after: {load_after} (2 cores shared with other work)
 - Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, {platform.system()}
-- Versions: kopf {package_version("kopf")}, kmock {package_version("kmock")}, aiohttp {package_version("aiohttp")}
-- Setup: the operator as its own process (`python -m makeusrich.operator.cli operator -A`, what `makeusrich
-  operator` runs), periodic reconcile every {args.interval:g} s; the API emulator (KMock + tests/operator/emulator.py)
-  in the benchmark's process on loopback HTTP, sharing the 2 cores; S3 = SeaweedFS on loopback. No controllers:
-  Jobs never run, so no InferenceService is made here (the end-to-end tests cover that path).
+- Versions: kopf {package_version("kopf")}, kmock {package_version("kmock")}, httpx {package_version("httpx")},
+  aiohttp (kopf's) {package_version("aiohttp")}
+- Setup: the operator as its own process (`python -m makeusrich.cli operator -A`, what `makeusrich
+  operator` runs), periodic reconcile every {args.interval:g} s; the API emulator (KMock +
+  tests/fixtures/kube_emulator.py) in the benchmark's process on loopback HTTP, sharing the 2 cores; S3 =
+  SeaweedFS on loopback. No controllers: Jobs never run, so no InferenceService is made here (the end-to-end
+  tests cover that path).
 
 ## Latency: create -> CronJob and first Job present ({len(latencies)} pairs, one at a time)
 
@@ -268,6 +270,7 @@ def report(args: argparse.Namespace, results: dict[str, Any], load_before: str, 
 | operator RSS after the scale phase | {results["memory_after_scale"]["VmRSS"] / 1024:.0f} MiB | |
 | API requests by the operator during the scale phase | {results["requests"]} ({per_pair:.2f} per pair) | |
 | error lines in the operator's log | {results["log_errors"]} | 0 |
+{"".join(chr(10) + "    " + line[:400] for line in results["error_lines"])}
 
 Requests by kind (kopf's and the operator's own client, counted by User-Agent at the emulator):
 

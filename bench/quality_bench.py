@@ -45,9 +45,7 @@ def table(split: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|",
         row(NAMES["model"], split["model"]),
     ]
-    lines += [
-        row(NAMES[rule], split["rules"][rule]) for rule in ("persistence", "ar", "alwaysUp", "againstLastMove")
-    ]
+    lines += [row(NAMES[rule], split["rules"][rule]) for rule in ("persistence", "ar", "alwaysUp", "againstLastMove")]
     return "\n".join(lines)
 
 

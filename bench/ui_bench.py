@@ -153,8 +153,18 @@ def main() -> int:
         try:
             started = time.monotonic()
             ui = start_ui(
-                ["--pairs-dir", "pairs", "--store", f"file://{work / 'store'}", "--server-url", server.url,
-                 "--source", "sample", "--refresh-seconds", "15"],
+                [
+                    "--pairs-dir",
+                    "pairs",
+                    "--store",
+                    f"file://{work / 'store'}",
+                    "--server-url",
+                    server.url,
+                    "--source",
+                    "sample",
+                    "--refresh-seconds",
+                    "15",
+                ],
                 work,
                 timeout=120,
             )

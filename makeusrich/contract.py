@@ -27,6 +27,7 @@ class TensorSpec:
     name: str
     datatype: str
     shape: tuple[int, ...]
+    description: str = ""  # for people reading metadata.json; the v2 metadata endpoint leaves it out
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}

@@ -20,7 +20,6 @@ import base64
 import json
 import logging
 import os
-import random
 import ssl
 import subprocess
 import tempfile
@@ -36,7 +35,7 @@ import yaml
 
 from makeusrich import __version__
 from makeusrich.errors import KubeAlreadyExists, KubeConflict, KubeError, KubeNotFound, excerpt
-from makeusrich.net import retry_after_s
+from makeusrich.net import backoff_delay_s, retry_after_s
 
 log = logging.getLogger("makeusrich.kube")
 
@@ -309,9 +308,11 @@ def retryable(method: str, status: int, body: Any) -> bool:
     return status in RETRIED_STATUSES
 
 
-def backoff_s(attempt: int, base_s: float, max_s: float, retry_after: str | None, max_retry_after_s: float) -> float:
-    """Exponential backoff with jitter (so clients do not retry in step), at least what Retry-After asks."""
-    delay = min(max_s, base_s * 2.0**attempt) * random.uniform(0.5, 1.0)
+def retry_delay_s(
+    attempt: int, base_s: float, max_s: float, retry_after: str | None, max_retry_after_s: float
+) -> float:
+    """The backoff, or what Retry-After asks when that is longer (up to `max_retry_after_s`)."""
+    delay = backoff_delay_s(attempt, base_s, max_s)
     asked = retry_after_s(retry_after)
     return max(delay, min(asked, max_retry_after_s)) if asked is not None else delay
 
@@ -343,7 +344,7 @@ class KubeClient:
         self.attempts, self.base_delay, self.max_delay = attempts, base_delay, max_delay
         self.max_retry_after = max_retry_after
         self.timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
-        self.limits = httpx.Limits(max_connections=connections)
+        self.limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
         self._sleep = sleep
         self._http: httpx.AsyncClient | None = None
         self._lock = asyncio.Lock()
@@ -415,7 +416,7 @@ class KubeClient:
                 continue
             if not retryable(method, error.status, body) or attempt == self.attempts - 1:
                 raise error
-            delay = backoff_s(attempt, self.base_delay, self.max_delay, retry_after, self.max_retry_after)
+            delay = retry_delay_s(attempt, self.base_delay, self.max_delay, retry_after, self.max_retry_after)
             log.debug("retrying %s %s in %.2f s after %s", method, path, delay, error)
             await self._sleep(delay)
         raise api_error(0, {"message": "no attempt was made"}, method, path)

@@ -90,19 +90,6 @@ class DataSpan(_Document):
     test_from: str
 
 
-class Tensor(_Document):
-    """A TensorSpec as metadata.json writes it, with a sentence for people."""
-
-    name: str
-    datatype: str
-    shape: list[int]
-    description: str = ""
-
-    @classmethod
-    def of(cls, spec: TensorSpec, description: str) -> Tensor:
-        return cls(name=spec.name, datatype=spec.datatype, shape=list(spec.shape), description=description)
-
-
 class Promotion(_Document):
     """What the run decided; only latest.json says whether the promotion happened (a run can die between)."""
 
@@ -155,8 +142,8 @@ class ModelMetadata(_Document):
     data: DataSpan
     window: int = Field(gt=0)
     horizon: int = Field(gt=0)
-    inputs: list[Tensor]
-    outputs: list[Tensor]
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
     spec: dict[str, Any]
     metrics: Metrics
     promotion: Promotion

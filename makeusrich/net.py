@@ -4,6 +4,7 @@ one sentence naming the flag to change, and reading the Retry-After that HTTP cl
 from __future__ import annotations
 
 import email.utils
+import random
 import socket
 from datetime import UTC, datetime
 
@@ -52,3 +53,9 @@ def retry_after_s(value: str | None, now: datetime | None = None) -> float | Non
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def backoff_delay_s(attempt: int, base_s: float, max_s: float) -> float:
+    """Exponential backoff with jitter after the `attempt`-th failure (0 for the first): half fixed, half random,
+    so that clients do not retry in step."""
+    return min(max_s, base_s * 2.0**attempt) * random.uniform(0.5, 1.0)

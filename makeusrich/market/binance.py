@@ -13,7 +13,6 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import os
-import random
 import socket
 import time
 from collections.abc import Callable
@@ -30,7 +29,7 @@ from binance.exceptions import BinanceAPIException, BinanceRequestException
 
 from makeusrich.errors import CandleError
 from makeusrich.market.candles import candles_from_klines, interval_ms
-from makeusrich.net import retry_after_s
+from makeusrich.net import backoff_delay_s, retry_after_s
 
 log = logging.getLogger(__name__)
 
@@ -161,12 +160,6 @@ def _is_retryable(exc: Exception) -> bool:
     return isinstance(exc, _TRANSIENT_ERRORS)
 
 
-def _backoff_s(retry: int, base_s: float, max_s: float) -> float:
-    """Exponential backoff with 'equal jitter': half fixed, half random, so clients do not retry in step."""
-    cap = min(max_s, base_s * 2 ** (retry - 1))
-    return float(cap / 2 + random.uniform(0, cap / 2))
-
-
 def _when(seconds: float) -> str:
     """The wall-clock time `seconds` from now, for messages that tell a user when to try again."""
     return (datetime.now(UTC) + timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -250,7 +243,8 @@ def _get_page(api: Client, params: dict[str, Any], policy: _Policy, tally: _Tall
                     f"fetching {symbol} {interval} klines from {api.API_URL} failed after {attempt} "
                     f"attempt(s) (last error: {_describe(exc)}); {advice}"
                 ) from exc
-            delay = wait_s if wait_s is not None else _backoff_s(attempt, policy.backoff_s, policy.max_backoff_s)
+            backoff = backoff_delay_s(attempt - 1, policy.backoff_s, policy.max_backoff_s)
+            delay = wait_s if wait_s is not None else backoff
             log.warning(
                 "binance klines %s %s startTime=%s: %s; retry %d/%d in %.2f s",
                 *(symbol, interval, params["startTime"], _describe(exc)),

@@ -21,7 +21,6 @@ import asyncio
 import concurrent.futures
 import logging
 import os
-import re
 import socket
 import threading
 import time
@@ -34,9 +33,8 @@ from typing import Any
 import numpy as np
 
 from makeusrich.contract import PLATFORM, iso_z
-from makeusrich.errors import BadRequest, LoadRefused, MakeUsRichError, excerpt
+from makeusrich.errors import BadRequest, LoadRefused, MakeUsRichError
 from makeusrich.net import bind
-from makeusrich.pair import NAME_PATTERN
 from makeusrich.serving.kserve_api import (
     DataPlane,
     InferenceError,
@@ -355,13 +353,4 @@ def serve(options: ServeOptions, sock: socket.socket | None = None) -> None:
         sock.close()
 
 
-def parse_pairs(text: str | None) -> tuple[str, ...]:
-    """--pairs: comma-separated pair names, each a valid CurrencyPair name."""
-    names = tuple(p.strip() for p in (text or "").split(",") if p.strip())
-    for name in names:
-        if not re.match(NAME_PATTERN, name):
-            raise MakeUsRichError(f"--pairs names {excerpt(name)}, which is not a pair name (like btc-usdt)")
-    return names
-
-
-__all__: Sequence[str] = ["MakeUsRichModelServer", "PairModel", "ServeOptions", "bind", "parse_pairs", "serve"]
+__all__: Sequence[str] = ["MakeUsRichModelServer", "PairModel", "ServeOptions", "bind", "serve"]

@@ -10,7 +10,7 @@ import json
 import logging
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import numpy as np
@@ -32,7 +32,6 @@ from makeusrich.metadata import (
     Promotion,
     SmokeTest,
     SplitMetrics,
-    Tensor,
     Training,
     parse_metadata,
 )
@@ -49,6 +48,7 @@ from makeusrich.trainer.train import Progress, TrainingResult, configure_threads
 log = logging.getLogger(__name__)
 
 AR_ORDER = 24
+INPUT_DESCRIPTION = "raw open, high, low, close, volume; oldest first; last row = last closed candle"
 PARITY_WINDOWS = 256
 
 
@@ -138,13 +138,8 @@ def build_metadata(
         ),
         window=data.window,
         horizon=data.horizon,
-        inputs=[
-            Tensor.of(
-                input_spec(data.window),
-                "raw open, high, low, close, volume; oldest first; last row = last closed candle",
-            )
-        ],
-        outputs=[Tensor.of(output_spec(data.horizon), "predicted close prices of the next candles")],
+        inputs=[replace(input_spec(data.window), description=INPUT_DESCRIPTION)],
+        outputs=[replace(output_spec(data.horizon), description="predicted close prices of the next candles")],
         spec=spec.model.model_dump(by_alias=True),
         metrics=metrics,
         promotion=Promotion(

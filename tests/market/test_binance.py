@@ -74,9 +74,7 @@ def test_sample_with_all_fields_round_trips(fake_binance: FakeBinance) -> None:
 
 
 @pytest.mark.parametrize(("rows", "pages"), [(1, 1), (999, 1), (1000, 1), (2000, 2), (2001, 3), (3500, 4)])
-def test_paging_makes_one_request_per_page_and_nothing_else(
-    fake_binance: FakeBinance, rows: int, pages: int
-) -> None:
+def test_paging_makes_one_request_per_page_and_nothing_else(fake_binance: FakeBinance, rows: int, pages: int) -> None:
     start, end = window(fake_binance, 100, rows)
     seen: list[FetchProgress] = []
     result = fetch_klines("BTCUSDT", "1h", start, end, api_url=fake_binance.url, on_page=seen.append)
@@ -103,9 +101,7 @@ def test_paging_across_a_gap_and_a_range_beyond_the_data(fake_binance: FakeBinan
     assert result.requests == 1
 
 
-def test_api_url_comes_from_the_environment(
-    fake_binance: FakeBinance, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_api_url_comes_from_the_environment(fake_binance: FakeBinance, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BINANCE_API_URL", fake_binance.url + "/")
     assert binance.resolve_api_url() == fake_binance.url
     start, end = window(fake_binance, 0, 5)
@@ -243,9 +239,7 @@ def test_unsupported_interval_fails_before_any_request(fake_binance: FakeBinance
 
 
 def test_other_client_errors_are_not_retried(fake_binance: FakeBinance) -> None:
-    fake_binance.faults.append(
-        Fault.server_error(400, body='{"code":-1104,"msg":"Not all sent parameters."}')
-    )
+    fake_binance.faults.append(Fault.server_error(400, body='{"code":-1104,"msg":"Not all sent parameters."}'))
     sleeps = Sleeps()
     with pytest.raises(CandleError, match=r"refused .* HTTP 400 \(code -1104"):
         fetch_klines("BTCUSDT", "1h", 1_600_000_000_000, api_url=fake_binance.url, sleep=sleeps)
@@ -321,9 +315,7 @@ def test_the_still_open_candle_is_dropped(fake_binance: FakeBinance) -> None:
     now_ms = int(datetime(2026, 3, 1, 12, 30, tzinfo=UTC).timestamp() * 1000)
     served = fake_binance.add_synthetic("ETHUSDT", "1h", 2500, now_ms=now_ms)
     assert served[-1][0] <= now_ms < served[-1][6]  # the fake's last candle is the open one
-    result = fetch_klines(
-        "ETHUSDT", "1h", served[0][0], api_url=fake_binance.url, clock=lambda: now_ms / 1000
-    )
+    result = fetch_klines("ETHUSDT", "1h", served[0][0], api_url=fake_binance.url, clock=lambda: now_ms / 1000)
     assert len(result.frame) == 2499
     assert result.frame["open_time"].iloc[-1] == pd.Timestamp(served[-2][0], unit="ms", tz="UTC")
     assert (result.frame["close_time"] < pd.Timestamp(now_ms, unit="ms", tz="UTC")).all()
@@ -338,9 +330,7 @@ def test_a_candle_closed_within_the_clock_skew_margin_waits_for_the_next_fetch(
 ) -> None:
     now_ms = int(datetime(2026, 3, 1, 12, 0, 1, tzinfo=UTC).timestamp() * 1000)  # 11:00 closed 1 s ago
     served = fake_binance.add_synthetic("ETHUSDT", "1h", 10, now_ms=now_ms)
-    result = fetch_klines(
-        "ETHUSDT", "1h", served[0][0], api_url=fake_binance.url, clock=lambda: now_ms / 1000
-    )
+    result = fetch_klines("ETHUSDT", "1h", served[0][0], api_url=fake_binance.url, clock=lambda: now_ms / 1000)
     assert result.frame["open_time"].iloc[-1] == pd.Timestamp(served[-3][0], unit="ms", tz="UTC")
     later = now_ms + binance.CLOCK_SKEW_MS
     result = fetch_klines("ETHUSDT", "1h", served[0][0], api_url=fake_binance.url, clock=lambda: later / 1000)
