@@ -286,7 +286,7 @@ async def test_new_versions_are_found_without_job_events_and_pins_roll_back(
     await eventually(lambda: storage_uri(kube) == first["storageUri"])
     second = await publish(V2)
     await eventually(lambda: storage_uri(kube) == second["storageUri"])
-    assert status(kube)["model"]["version"] == V2
+    await eventually(lambda: status(kube)["model"]["version"] == V2)  # the status is patched after the children
 
     await patch_spec(kube, {"serving": {"pinnedVersion": V1}})
     await eventually(lambda: storage_uri(kube) == first["storageUri"])
@@ -317,7 +317,8 @@ async def test_a_moved_store_is_served_from_where_it_is_now(
     await asyncio.to_thread(store.objects.put, key, json.dumps(moved).encode())
     await create_pair(kube, pair_doc(trainOnCreate=False))
     await eventually(lambda: storage_uri(kube) is not None)
-    assert storage_uri(kube) == stored["storageUri"] and status(kube)["model"]["storageUri"] == stored["storageUri"]
+    assert storage_uri(kube) == stored["storageUri"]
+    await eventually(lambda: status(kube).get("model", {}).get("storageUri") == stored["storageUri"])
 
 
 async def test_a_failed_job_says_why_and_the_model_stays(
