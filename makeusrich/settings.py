@@ -33,11 +33,16 @@ class CommandSettings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="forbid", validate_by_name=True, env_ignore_empty=True)
 
 
+def _extra(field: FieldInfo, key: str, default: Any = None) -> Any:
+    """A command-line hint in the field's schema extras: `flag` (another flag, or None for none), `metavar`."""
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    return extra.get(key, default)
+
+
 def flag_of(name: str, field: FieldInfo) -> str | None:
     """The field's flag (`--max-batch` for max_batch), another one named in its schema extras, or None when
     it has none (secrets and structured values: a variable only)."""
-    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
-    flag = extra.get("flag", "--" + name.replace("_", "-"))
+    flag = _extra(field, "flag", "--" + name.replace("_", "-"))
     return str(flag) if flag else None
 
 
@@ -90,7 +95,11 @@ def add_flags(parser: argparse.ArgumentParser, cls: type[CommandSettings], skip:
         if field.annotation is bool:
             parser.add_argument(flag, dest=name, action="store_true", default=None, help=text)
         else:
-            parser.add_argument(flag, dest=name, default=None, choices=_choices(field.annotation), help=text)
+            metavar = str(_extra(field, "metavar") or flag.lstrip("-").replace("-", "_").upper())
+            choices = _choices(field.annotation)
+            parser.add_argument(
+                flag, dest=name, default=None, choices=choices, metavar=None if choices else metavar, help=text
+            )
 
 
 def from_args(cls: type[S], args: argparse.Namespace, **given: Any) -> S:
@@ -102,12 +111,10 @@ def from_args(cls: type[S], args: argparse.Namespace, **given: Any) -> S:
         first = exc.errors()[0]
         name = str(first["loc"][0]) if first["loc"] else ""
         name = {variable(cls, field): field for field in cls.model_fields}.get(name, name)  # read from a variable
-        if name in cls.model_fields:
-            flag = flag_of(name, cls.model_fields[name])
-            where = f"{flag} (or {variable(cls, name)})" if flag else variable(cls, name)
-        else:
-            where = "the settings"
         message = str(first["msg"]).removeprefix("Value error, ")
-        typed = name in cls.model_fields and first["type"] != "value_error"  # our own sentences name the value
-        shown = f", got {first['input']!r}" if typed else ""
+        if name not in cls.model_fields:  # a rule across fields: its sentence names them
+            raise SettingsError(message) from None
+        flag = flag_of(name, cls.model_fields[name])
+        where = f"{flag} (or {variable(cls, name)})" if flag else variable(cls, name)
+        shown = f", got {first['input']!r}" if first["type"] != "value_error" else ""  # ours name the value
         raise SettingsError(f"{where}: {message}{shown}") from None
