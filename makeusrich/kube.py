@@ -360,12 +360,14 @@ class KubeClient:
         """The open client and the credentials it sends; logs in when there are none, when they are `stale`
         (a 401 answered them) or expired. Concurrent callers share one login."""
         async with self._lock:
-            old = current = self._credentials
+            current = self._credentials
             if current is None or current is stale or current.expired(datetime.now(UTC)):
-                current = self._credentials = await asyncio.to_thread(self._login)
-            if self._http is None or old is None or not old.same_connection(current):
-                if self._http is not None:
-                    await self._http.aclose()
+                fresh = await asyncio.to_thread(self._login)
+                if self._http is not None and (current is None or not current.same_connection(fresh)):
+                    await self._http.aclose()  # new TLS material: the open connections cannot be kept
+                    self._http = None
+                current = self._credentials = fresh
+            if self._http is None:
                 self._http = httpx.AsyncClient(
                     base_url=current.server,
                     verify=current.ssl_context(),

@@ -162,4 +162,7 @@ def parse_metadata(raw: Mapping[str, Any], where: str = "metadata.json") -> Mode
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "the document"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        raise StoreError(f"{where} is malformed: {field}: {first['msg']}{more}") from None
+        raise StoreError(
+            f"{where} is malformed: {field}: {first['msg']}{more}; the version is unusable: train a new one, or "
+            "pin another with spec.serving.pinnedVersion"
+        ) from None

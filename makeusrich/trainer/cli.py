@@ -1,4 +1,4 @@
-"""`makeusrich train`: the job the CronJob runs and `makeusrich up` schedules."""
+"""`makeusrich train`: the job the operator's CronJob runs, and what `make run` runs on one machine."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Where the dashboard's pairs come from.
 
-Two sources of pairs behind one protocol: `EmbeddedSource` reads pair files from a folder (what `makeusrich up`
-runs) and `KubeSource` reads CurrencyPair resources, their status and their InferenceServices' URLs. Both write
+Two sources of pairs behind one protocol: `EmbeddedSource` reads pair files from a folder (the dashboard on one
+machine) and `KubeSource` reads CurrencyPair resources, their status and their InferenceServices' URLs. Both write
 pairs through the same pydantic spec. The model store and the candles are read by makeusrich.store.reader and
 makeusrich.market.feed, whose blocking calls the dashboard runs in worker threads (never on its event loop).
 """
