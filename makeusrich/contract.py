@@ -67,15 +67,5 @@ def iso_z(moment: datetime | None = None) -> str:
 # Binance kline intervals with a fixed length. "1s" (too fine to train on hourly schedules) and "1M" (calendar
 # months have no fixed length) are left out on purpose.
 Interval = Literal["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w"]
-_MINUTE, _HOUR, _DAY = 60_000, 3_600_000, 86_400_000
-INTERVAL_MS: dict[str, int] = dict(
-    zip(
-        get_args(Interval),
-        (
-            *(_MINUTE, 3 * _MINUTE, 5 * _MINUTE, 15 * _MINUTE, 30 * _MINUTE),
-            *(_HOUR, 2 * _HOUR, 4 * _HOUR, 6 * _HOUR, 8 * _HOUR, 12 * _HOUR),
-            *(_DAY, 3 * _DAY, 7 * _DAY),
-        ),
-        strict=True,
-    )
-)
+_UNIT_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
+INTERVAL_MS: dict[str, int] = {name: int(name[:-1]) * _UNIT_MS[name[-1]] for name in get_args(Interval)}

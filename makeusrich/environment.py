@@ -26,12 +26,7 @@ S3 = (
 )
 KUBERNETES = ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT")
 # The dashboard's login secrets: variables only, never flags.
-UI = (
-    "MAKEUSRICH_UI_PASSWORD_HASH",
-    "MAKEUSRICH_UI_PASSWORD",
-    "MAKEUSRICH_UI_STORAGE_SECRET",
-    "NICEGUI_STORAGE_PATH",
-)
+UI = ("MAKEUSRICH_UI_PASSWORD_HASH", "MAKEUSRICH_UI_PASSWORD", "MAKEUSRICH_UI_STORAGE_SECRET", "NICEGUI_STORAGE_PATH")
 
 VARIABLES: dict[str, str] = {
     "MAKEUSRICH_PAIR": "the CurrencyPair resource (YAML or JSON) when -f is not given; set on trainer Jobs",

@@ -95,9 +95,6 @@ class Credentials:
     key_data: bytes | None = None
     expires: datetime | None = None
 
-    def expired(self, now: datetime) -> bool:
-        return self.expires is not None and now >= self.expires
-
     def same_connection(self, other: Credentials) -> bool:
         """True when only the Authorization header differs: the open connections may be kept."""
         return replace(self, authorization=None, expires=None) == replace(other, authorization=None, expires=None)
@@ -292,11 +289,8 @@ def api_error(status: int, payload: Any, method: str, path: str) -> KubeError:
     reason, message = str(payload.get("reason") or default), str(payload.get("message") or "")
     code = f"HTTP {status} " if status else ""
     text = f"{method} {path}: {code}{reason}: {message}".rstrip(": ")
-    if status == 404:
-        return KubeNotFound(text, status, method)
-    if status == 409:
-        return (KubeAlreadyExists if method == "POST" else KubeConflict)(text, status, method)
-    return KubeError(text, status, method)
+    conflict = KubeAlreadyExists if method == "POST" else KubeConflict
+    return {404: KubeNotFound, 409: conflict}.get(status, KubeError)(text, status, method)
 
 
 def retryable(method: str, status: int, body: Any) -> bool:
@@ -306,15 +300,6 @@ def retryable(method: str, status: int, body: Any) -> bool:
         pinned = isinstance(body, Mapping) and (body.get("metadata") or {}).get("resourceVersion")
         return method != "POST" and not pinned
     return status in RETRIED_STATUSES
-
-
-def retry_delay_s(
-    attempt: int, base_s: float, max_s: float, retry_after: str | None, max_retry_after_s: float
-) -> float:
-    """The backoff, or what Retry-After asks when that is longer (up to `max_retry_after_s`)."""
-    delay = backoff_delay_s(attempt, base_s, max_s)
-    asked = retry_after_s(retry_after)
-    return max(delay, min(asked, max_retry_after_s)) if asked is not None else delay
 
 
 # --- the client ---------------------------------------------------------------------------------------------------
@@ -361,7 +346,8 @@ class KubeClient:
         (a 401 answered them) or expired. Concurrent callers share one login."""
         async with self._lock:
             current = self._credentials
-            if current is None or current is stale or current.expired(datetime.now(UTC)):
+            expired = current is not None and current.expires is not None and datetime.now(UTC) >= current.expires
+            if current is None or current is stale or expired:
                 fresh = await asyncio.to_thread(self._login)
                 if self._http is not None and (current is None or not current.same_connection(fresh)):
                     await self._http.aclose()  # new TLS material: the open connections cannot be kept
@@ -391,8 +377,7 @@ class KubeClient:
         params: Mapping[str, str] | None = None,
         content_type: str = "application/json",
     ) -> dict[str, Any]:
-        relogged = False
-        stale: Credentials | None = None
+        stale: Credentials | None = None  # the credentials a 401 answered: logged in again, once
         content = None if body is None else json.dumps(body, separators=(",", ":")).encode()
         for attempt in range(self.attempts):
             http, credentials = await self._session(stale)
@@ -416,18 +401,18 @@ class KubeClient:
                 if payload is None:
                     payload = {"reason": "NotJSON", "message": excerpt(response.text)}
                 error = api_error(response.status_code, payload, method, path)
-                retry_after = response.headers.get("Retry-After")
-            if error.status == 401 and not relogged:
-                relogged, stale = True, credentials  # the token rotated or expired: log in again, once
+                retry_after = retry_after_s(response.headers.get("Retry-After"))
+            if error.status == 401 and stale is None:  # the token rotated or expired
+                stale = credentials
                 continue
             if not retryable(method, error.status, body) or attempt == self.attempts - 1:
                 raise error
-            delay = retry_delay_s(attempt, self.base_delay, self.max_delay, retry_after, self.max_retry_after)
+            delay = backoff_delay_s(attempt, self.base_delay, self.max_delay)
+            if retry_after is not None:  # what Retry-After asks, when longer, up to max_retry_after
+                delay = max(delay, min(retry_after, self.max_retry_after))
             log.debug("retrying %s %s in %.2f s after %s", method, path, delay, error)
             await self._sleep(delay)
         raise api_error(0, {"message": "no attempt was made"}, method, path)
-
-    # --- verbs -----------------------------------------------------------------------------------------------------
 
     async def get(self, ref: Ref, namespace: str, name: str) -> dict[str, Any] | None:
         """The object, or None when there is none."""

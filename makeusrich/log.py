@@ -25,14 +25,10 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def interactive() -> bool:
-    return sys.stderr.isatty()
-
-
 def setup_logging(verbose: bool = False, json_lines: bool | None = None) -> None:
     """Configure the root logger once per process; `json_lines=None` picks JSON when stderr is not a terminal."""
     handler = logging.StreamHandler(sys.stderr)
-    use_json = not interactive() if json_lines is None else json_lines
+    use_json = not sys.stderr.isatty() if json_lines is None else json_lines
     handler.setFormatter(JsonFormatter() if use_json else logging.Formatter("%(levelname)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]

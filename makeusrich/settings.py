@@ -53,18 +53,12 @@ def variable(cls: type[CommandSettings], name: str) -> str:
 
 def variables(cls: type[CommandSettings]) -> list[tuple[str, str]]:
     """(variable, meaning) of every field, for a command's --help: the shared names keep their table entry."""
-    return [
-        (
-            variable(cls, name),
-            VARIABLES.get(variable(cls, name)) or f"{field.description or name}{_default_note(field)}",
-        )
-        for name, field in cls.model_fields.items()
-    ]
-
-
-def _default_note(field: FieldInfo) -> str:
-    shown = _shown_default(field).removesuffix("; ")
-    return f" ({shown})" if shown else ""
+    found = []
+    for name, field in cls.model_fields.items():
+        shown = _shown_default(field).removesuffix("; ")
+        own = f"{field.description or name}{f' ({shown})' if shown else ''}"
+        found.append((variable(cls, name), VARIABLES.get(variable(cls, name)) or own))
+    return found
 
 
 def _choices(annotation: Any) -> tuple[str, ...] | None:

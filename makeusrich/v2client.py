@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import httpx
@@ -163,24 +162,19 @@ class V2Client:
     async def __aenter__(self) -> V2Client:
         return self
 
-    async def __aexit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    # --- transport -------------------------------------------------------------------------------------------
-
     async def _request(self, method: str, path: str, body: bytes | None = None) -> httpx.Response:
-        url = f"{self.base_url}{path}"
         headers = {"content-type": "application/json"} if body is not None else None
         try:
             return await self._http.request(method, path, content=body, headers=headers)
         except httpx.TimeoutException:
             raise ServingError(
-                f"{method} {url} timed out after {self.timeout:g} s; the server is overloaded or stuck"
+                f"{method} {self.base_url}{path} timed out after {self.timeout:g} s; the server is overloaded or stuck"
             ) from None
         except httpx.TransportError as exc:
             raise ServingError(
@@ -196,13 +190,9 @@ class V2Client:
         status = response.status_code
         if status == 404 and model is not None:
             names = await self.list_models()
-            served = (
-                "it could not list what it serves"
-                if names is None
-                else f"it serves {', '.join(names)}"
-                if names
-                else "it serves no model yet"
-            )
+            served = "it could not list what it serves"
+            if names is not None:
+                served = f"it serves {', '.join(names) or 'no model yet'}"
             return ModelNotFoundError(f"the model server at {self.base_url} has no model {model!r}; {served}", status)
         if status == 503 and model is not None:
             return ModelNotReadyError(
@@ -225,8 +215,6 @@ class V2Client:
             raise ServingError(f"{self.base_url}{path} answered with JSON that is not an object")
         return value
 
-    # --- health and metadata ---------------------------------------------------------------------------------
-
     async def _health(self, path: str, model: str | None = None) -> bool:
         response = await self._request("GET", path)
         if response.status_code == 200:
@@ -244,8 +232,7 @@ class V2Client:
     async def list_models(self) -> list[str] | None:
         """The names of the models the server has: KServe's `GET /v2/models`, else Triton's repository index;
         None when it offers neither (the v2 protocol itself has no listing)."""
-        attempts = (("GET", "/v2/models", None), ("POST", "/v2/repository/index", b"{}"))
-        for method, path, body in attempts:
+        for method, path, body in (("GET", "/v2/models", None), ("POST", "/v2/repository/index", b"{}")):
             try:
                 response = await self._request(method, path, body)
                 value = response.json() if response.status_code == 200 else None
@@ -271,8 +258,6 @@ class V2Client:
         except (KeyError, TypeError, ValueError) as exc:
             raise ServingError(f"metadata of model {name!r} at {self.base_url} is malformed ({exc})") from None
 
-    # --- inference -------------------------------------------------------------------------------------------
-
     async def infer_result(self, name: str, candles: np.ndarray) -> InferResult:
         """Forecasts for raw candle windows: [window, 5] or [batch, window, 5]."""
         array = np.asarray(candles, dtype=np.float32)
@@ -280,12 +265,8 @@ class V2Client:
             array = array[np.newaxis]
         if array.ndim != 3:
             raise ServingError(f"candles must be [window, 5] or [batch, window, 5], not {list(array.shape)}")
-        request = {
-            "inputs": [
-                {"name": INPUT_NAME, "shape": list(array.shape), "datatype": DATATYPE, "data": array.ravel().tolist()}
-            ]
-        }
-        body = await self._json("POST", f"/v2/models/{name}/infer", name, _dumps(request))
+        tensor = {"name": INPUT_NAME, "shape": list(array.shape), "datatype": DATATYPE, "data": array.ravel().tolist()}
+        body = await self._json("POST", f"/v2/models/{name}/infer", name, _dumps({"inputs": [tensor]}))
         try:
             output = next(o for o in body["outputs"] if o["name"] == OUTPUT_NAME)
             forecast = np.asarray(output["data"], dtype=np.float32).reshape(output["shape"])

@@ -34,7 +34,6 @@ KLINE_FIELDS: tuple[str, ...] = (
     "taker_buy_quote_asset_volume",
 )
 
-PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
 OHLCV: tuple[str, ...] = FIELDS  # the model's input order (contract 2)
 
 CANDLE_DTYPES: dict[str, str] = {
@@ -91,10 +90,8 @@ def _numeric(raw: pd.DataFrame, column: str, source: str) -> pd.Series:
 
 def candles_from_table(raw: pd.DataFrame, source: str, interval: str | None = None) -> pd.DataFrame:
     """Build a candle frame from a table with the kline field names (CSV files, Binance rows).
-
     Prices and volumes may arrive as strings (Binance sends them so); times are epoch milliseconds.
-    `close_time` is derived from the interval when the table lacks it.
-    """
+    `close_time` is derived from the interval when the table lacks it."""
     missing = [name for name in REQUIRED_FIELDS if name not in raw.columns]
     if missing:
         raise CandleError(
@@ -118,20 +115,14 @@ def candles_from_table(raw: pd.DataFrame, source: str, interval: str | None = No
         raise CandleError(f"{source}: missing column close_time and no interval to derive it from")
     out["close_time"] = pd.to_datetime(close_ms.astype("int64"), unit="ms", utc=True).to_numpy()
     for field_name, column in _RENAMES.items():
-        if field_name in raw.columns:
-            out[column] = _numeric(raw, field_name, source).to_numpy()
-        else:
-            out[column] = np.nan
+        out[column] = _numeric(raw, field_name, source).to_numpy() if field_name in raw.columns else np.nan
     out["trades"] = out["trades"].round().astype("Int64")
     return out.astype(CANDLE_DTYPES).reset_index(drop=True)
 
 
 def candles_from_klines(rows: Sequence[Sequence[Any]], source: str = "binance") -> pd.DataFrame:
     """Candle frame from Binance's raw kline rows (lists of 12 values)."""
-    if not rows:
-        return empty_candles()
-    width = len(KLINE_FIELDS)
-    table = pd.DataFrame([list(row[:width]) for row in rows], columns=list(KLINE_FIELDS))
+    table = pd.DataFrame([list(row[: len(KLINE_FIELDS)]) for row in rows], columns=list(KLINE_FIELDS))
     return candles_from_table(table, source)
 
 
@@ -213,10 +204,8 @@ def broken_bars(frame: pd.DataFrame) -> np.ndarray:
 
 def clean_candles(frame: pd.DataFrame, interval: str, source: str = "candles") -> tuple[pd.DataFrame, CandleReport]:
     """Sort, drop duplicates and impossible bars, and report gaps; refuse NaN prices outright.
-
     Duplicated open times keep the last row (a later fetch supersedes an earlier one). Broken bars are
-    dropped and named in the report, which turns them into reported gaps rather than invented values.
-    """
+    dropped and named in the report, which turns them into reported gaps rather than invented values."""
     step = interval_ms(interval)
     report = CandleReport(rows_in=len(frame), step_ms=step)
     nan_rows = frame[list(OHLCV)].isna().any(axis=1).to_numpy()

@@ -27,11 +27,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     from makeusrich.store.base import check_version
 
     pair = load_pair(args.file)
-    settings = _settings(args)
     if args.model_version is not None:
         check_version(args.model_version)
     uid = args.uid or pair.metadata.uid
-    objects = children(pair, settings, uid=uid, model_version=args.model_version)
+    objects = children(pair, _settings(args), uid=uid, model_version=args.model_version)
     sys.stdout.write(yaml.safe_dump_all(objects, sort_keys=False, explicit_start=True))
     if not uid:
         print(
@@ -64,7 +63,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
     settings = _settings(args, **({"namespaces": tuple(args.namespace)} if args.namespace else {}))
     namespaces = settings.namespaces
     if not args.verbose:
-        # kopf logs every handler run; with a timer per pair that is a line per pair per interval.
+        # kopf logs every handler run: a line per pair per event.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     registry = build_registry(settings)
     scope = "all namespaces" if not namespaces else "namespaces " + ", ".join(namespaces)
@@ -101,10 +100,6 @@ def add_operator_commands(add: Add) -> None:
         help="watch this namespace (repeatable; default: all; env MAKEUSRICH_OPERATOR_NAMESPACES, comma-separated)",
     )
     p.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (the default)")
-    p.add_argument(
-        "--liveness",
-        default="http://0.0.0.0:8080/healthz",
-        help="liveness endpoint URL ('' to disable)",
-    )
+    p.add_argument("--liveness", default="http://0.0.0.0:8080/healthz", help="liveness endpoint URL ('' to disable)")
     add_flags(p, OperatorSettings)
     p.epilog = epilog([*variables(OperatorSettings), *KUBERNETES, *S3], note=note)

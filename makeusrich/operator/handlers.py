@@ -32,7 +32,7 @@ from makeusrich.operator.settings import OperatorSettings
 
 log = logging.getLogger("makeusrich.operator")
 
-# How soon kopf retries a create/update/resume/timer handler after an outage ended it (API or store).
+# How soon kopf retries a create/update/resume handler after an outage ended it (API or store).
 RETRY_DELAY_S = 5.0
 OURS: dict[str, Any] = {MANAGED_BY: MANAGER, PAIR_LABEL: kopf.PRESENT}
 OURS_SELECTOR = f"{MANAGED_BY}={MANAGER}"
@@ -81,13 +81,6 @@ def _pair_key(namespace: str | None, labels: Mapping[str, str]) -> tuple[str, st
     return (namespace or "", labels.get(PAIR_LABEL, ""))
 
 
-async def _reconcile(runtime: Runtime, body: Mapping[str, Any], **options: Any) -> None:
-    try:
-        await runtime.reconciler.reconcile(body, **options)
-    except RetryLater as exc:
-        raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_S) from exc
-
-
 def configure(kopf_settings: kopf.OperatorSettings, settings: OperatorSettings) -> None:
     """kopf's own settings: state in our annotations (status belongs to the pair's schema), watches that see
     only our children, no peering objects, Events from the operator's name."""
@@ -130,8 +123,7 @@ def build_registry(settings: OperatorSettings, runtime: Runtime | None = None) -
     @kopf.on.startup(id="startup", registry=registry)
     async def _startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
         configure(settings, rt.settings)
-        indices = [kwargs[f"makeusrich_{kind}"] for kind in ("pairs", "cronjobs", "jobs", "isvcs")]
-        rt.reconciler.bind(*indices)
+        rt.reconciler.bind(*(kwargs[f"makeusrich_{kind}"] for kind in ("pairs", "cronjobs", "jobs", "isvcs")))
 
     @kopf.on.cleanup(id="cleanup", registry=registry)
     async def _cleanup(**_: Any) -> None:
@@ -150,31 +142,25 @@ def build_registry(settings: OperatorSettings, runtime: Runtime | None = None) -
     def _pairs(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
         return {(namespace or "", name): plain(body)}
 
+    @kopf.index(*ISVCS.selector, id="makeusrich_isvcs", labels=OURS, registry=registry)
     @kopf.index(*CRONJOBS.selector, id="makeusrich_cronjobs", labels=OURS, registry=registry)
-    def _cronjobs(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> dict[Any, Any]:
+    def _children(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> dict[Any, Any]:
         return {_pair_key(namespace, labels): plain(body)}
 
     @kopf.index(*JOBS.selector, id="makeusrich_jobs", labels=OURS, registry=registry)
     def _jobs(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> dict[Any, Any]:
         return {_pair_key(namespace, labels): st.job_summary(body)}
 
-    @kopf.index(*ISVCS.selector, id="makeusrich_isvcs", labels=OURS, registry=registry)
-    def _isvcs(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> dict[Any, Any]:
-        return {_pair_key(namespace, labels): plain(body)}
-
     # --- the pair ---------------------------------------------------------------------------------------------
 
-    @kopf.on.create(*pairs, id="create", registry=registry)
-    async def _created(body: kopf.Body, **_: Any) -> None:
-        await _reconcile(rt, body, read_store=True)
-
-    @kopf.on.resume(*pairs, id="resume", registry=registry)
-    async def _resumed(body: kopf.Body, **_: Any) -> None:
-        await _reconcile(rt, body, read_store=True)
-
     @kopf.on.update(*pairs, id="update", field="spec", registry=registry)
-    async def _updated(body: kopf.Body, **_: Any) -> None:
-        await _reconcile(rt, body, read_store=True)
+    @kopf.on.resume(*pairs, id="resume", registry=registry)
+    @kopf.on.create(*pairs, id="create", registry=registry)  # decorators register bottom-up: create first
+    async def _changed(body: kopf.Body, **_: Any) -> None:
+        try:
+            await rt.reconciler.reconcile(body, read_store=True)
+        except RetryLater as exc:
+            raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_S) from exc
 
     @kopf.on.event(*pairs, id="pair-events", registry=registry)
     async def _pair_event(type: str, body: kopf.Body, **_: Any) -> None:
@@ -226,5 +212,3 @@ async def _reconcile_child(rt: Runtime, namespace: str, pair: str, read_store: b
         await rt.reconciler.reconcile(body, read_store=read_store)
     except RetryLater as exc:
         log.warning("%s/%s: %s (the periodic reconcile retries)", namespace, pair, exc)
-    except asyncio.CancelledError:
-        raise

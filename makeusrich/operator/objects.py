@@ -24,9 +24,9 @@ MANAGER = "makeusrich-operator"
 MODEL_VERSION_ANNOTATION = "makeusrich.io/model-version"
 DEPLOYMENT_MODE_ANNOTATION = "serving.kserve.io/deploymentMode"
 
-ISVC_API_VERSION = "serving.kserve.io/v1beta1"
-TRAINER_CONTAINER = "trainer"
-TRAIN_COMMAND = ("makeusrich", "train", "--source", "binance")
+AWS_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+# The root filesystem is read-only: every cache (torch, pip, matplotlib) goes to the /tmp emptyDir.
+TMP_ENV = {"HOME": "/tmp", "TMPDIR": "/tmp", "XDG_CACHE_HOME": "/tmp/.cache"}
 # Kubernetes puts the Job name into a pod label (at most 63 characters).
 MAX_JOB_NAME = 63
 
@@ -35,12 +35,7 @@ MAX_JOB_NAME = 63
 
 
 def labels(pair: CurrencyPair, component: str) -> dict[str, str]:
-    return {
-        PART_OF: "makeusrich",
-        MANAGED_BY: MANAGER,
-        PAIR_LABEL: pair.name,
-        COMPONENT: component,
-    }
+    return {PART_OF: "makeusrich", MANAGED_BY: MANAGER, PAIR_LABEL: pair.name, COMPONENT: component}
 
 
 def owner_reference(pair: CurrencyPair, uid: str) -> dict[str, Any]:
@@ -57,11 +52,7 @@ def owner_reference(pair: CurrencyPair, uid: str) -> dict[str, Any]:
 
 
 def _metadata(
-    pair: CurrencyPair,
-    name: str,
-    component: str,
-    uid: str | None,
-    annotations: Mapping[str, str] | None = None,
+    pair: CurrencyPair, name: str, component: str, uid: str | None, annotations: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": name, "namespace": pair.namespace, "labels": labels(pair, component)}
     if annotations:
@@ -83,10 +74,6 @@ def pair_env_value(pair: CurrencyPair) -> str:
     return json.dumps(document, sort_keys=True, separators=(",", ":"))
 
 
-def cronjob_name(pair: CurrencyPair) -> str:
-    return f"{pair.name}-trainer"
-
-
 def initial_job_name(pair: CurrencyPair, uid: str | None) -> str:
     """`<pair>-trainer-initial-<hash>`: the hash of the pair's uid makes a replayed create event find the same Job
     (409, nothing new) while a pair deleted and made again gets a Job of its own."""
@@ -105,23 +92,17 @@ def trainer_env(pair: CurrencyPair, settings: OperatorSettings) -> list[dict[str
     ]
     if settings.s3_endpoint:
         env.append({"name": "S3_ENDPOINT", "value": settings.s3_endpoint})
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": settings.s3_secret, "key": key}}})
-    # The root filesystem is read-only: every cache (torch, pip, matplotlib) goes to the /tmp emptyDir.
-    env += [
-        {"name": "HOME", "value": "/tmp"},
-        {"name": "TMPDIR", "value": "/tmp"},
-        {"name": "XDG_CACHE_HOME", "value": "/tmp/.cache"},
-    ]
-    return env
+    secret = settings.s3_secret
+    env += [{"name": k, "valueFrom": {"secretKeyRef": {"name": secret, "key": k}}} for k in AWS_KEYS]
+    return env + [{"name": k, "value": v} for k, v in TMP_ENV.items()]
 
 
 def trainer_pod_template(pair: CurrencyPair, settings: OperatorSettings) -> dict[str, Any]:
     container: dict[str, Any] = {
-        "name": TRAINER_CONTAINER,
+        "name": "trainer",
         "image": settings.image,
         "imagePullPolicy": settings.image_pull_policy,
-        "command": list(TRAIN_COMMAND),
+        "command": ["makeusrich", "train", "--source", "binance"],
         "env": trainer_env(pair, settings),
         "resources": {"requests": dict(settings.trainer_requests), "limits": dict(settings.trainer_limits)},
         "securityContext": {
@@ -167,7 +148,7 @@ def cronjob(pair: CurrencyPair, settings: OperatorSettings, uid: str | None = No
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
-        "metadata": _metadata(pair, cronjob_name(pair), "trainer", uid),
+        "metadata": _metadata(pair, f"{pair.name}-trainer", "trainer", uid),
         "spec": {
             "schedule": pair.spec.schedule,
             "timeZone": "Etc/UTC",
@@ -176,23 +157,18 @@ def cronjob(pair: CurrencyPair, settings: OperatorSettings, uid: str | None = No
             "startingDeadlineSeconds": settings.starting_deadline_seconds,
             "successfulJobsHistoryLimit": settings.successful_jobs_history,
             "failedJobsHistoryLimit": settings.failed_jobs_history,
-            "jobTemplate": {
-                "metadata": {"labels": labels(pair, "trainer")},
-                "spec": trainer_job_spec(pair, settings),
-            },
+            "jobTemplate": {"metadata": {"labels": labels(pair, "trainer")}, "spec": trainer_job_spec(pair, settings)},
         },
     }
 
 
 def initial_job(pair: CurrencyPair, settings: OperatorSettings, uid: str | None = None) -> dict[str, Any]:
     """The first training run, started at once so a new pair gets a model without waiting for its schedule."""
-    spec = trainer_job_spec(pair, settings)
-    spec["ttlSecondsAfterFinished"] = settings.initial_job_ttl_seconds
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": _metadata(pair, initial_job_name(pair, uid), "trainer", uid),
-        "spec": spec,
+        "spec": {**trainer_job_spec(pair, settings), "ttlSecondsAfterFinished": settings.initial_job_ttl_seconds},
     }
 
 
@@ -200,17 +176,11 @@ def initial_job(pair: CurrencyPair, settings: OperatorSettings, uid: str | None 
 
 
 def inference_service(
-    pair: CurrencyPair,
-    settings: OperatorSettings,
-    storage_uri: str,
-    version: str,
-    uid: str | None = None,
+    pair: CurrencyPair, settings: OperatorSettings, storage_uri: str, version: str, uid: str | None = None
 ) -> dict[str, Any]:
-    """InferenceService `<pair>` serving one version folder (a Triton model repository) over the v2 protocol.
-
-    A plain dict, not kserve's model classes: kubernetes 37 serialises those wrongly, and the operator image
-    need not carry kserve. Tests check every field against kserve's classes instead.
-    """
+    """InferenceService `<pair>` serving one version folder (a Triton model repository) over the v2 protocol. A
+    plain dict, not kserve's model classes: kubernetes 37 serialises those wrongly, and the operator image need not
+    carry kserve. Tests check every field against kserve's classes instead."""
     predictor: dict[str, Any] = {
         "minReplicas": pair.spec.serving.min_replicas,
         "model": {
@@ -224,7 +194,7 @@ def inference_service(
         predictor["serviceAccountName"] = settings.storage_service_account
     annotations = {DEPLOYMENT_MODE_ANNOTATION: "Standard", MODEL_VERSION_ANNOTATION: version}
     return {
-        "apiVersion": ISVC_API_VERSION,
+        "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
         "metadata": _metadata(pair, pair.name, "serving", uid, annotations),
         "spec": {"predictor": predictor},
@@ -232,16 +202,12 @@ def inference_service(
 
 
 def children(
-    pair: CurrencyPair,
-    settings: OperatorSettings,
-    uid: str | None = None,
-    model_version: str | None = None,
-    include_initial_job: bool = True,
+    pair: CurrencyPair, settings: OperatorSettings, uid: str | None = None, model_version: str | None = None
 ) -> list[dict[str, Any]]:
     """Everything the operator makes for a new pair, in creation order. The InferenceService needs a version
     (the pinned one, or `model_version` standing in for what latest.json will name)."""
     objects = [cronjob(pair, settings, uid)]
-    if include_initial_job and pair.spec.train_on_create and not pair.spec.suspend:
+    if pair.spec.train_on_create and not pair.spec.suspend:
         objects.append(initial_job(pair, settings, uid))
     version = pair.spec.serving.pinned_version or model_version
     if version:

@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
+from makeusrich.contract import iso_z
 from makeusrich.errors import (
     KubeAlreadyExists,
     KubeError,
@@ -60,16 +61,10 @@ def _first(index: Index, key: PairKey, name: str | None = None) -> dict[str, Any
     return None
 
 
-def _newer(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """The fresher of two copies of one object, by resourceVersion (numeric on every real API server)."""
-    if a is None or b is None:
-        found = a if b is None else b
-        return dict(found) if found is not None else None
-    rv_a = str((a.get("metadata") or {}).get("resourceVersion", ""))
-    rv_b = str((b.get("metadata") or {}).get("resourceVersion", ""))
-    if rv_a.isdigit() and rv_b.isdigit():
-        return dict(a) if int(rv_a) >= int(rv_b) else dict(b)
-    return dict(a)
+def _caught_up(seen: Mapping[str, Any], written: Mapping[str, Any]) -> bool:
+    """The watch's copy is as fresh as our write's answer, by resourceVersion (numeric on every real API server)."""
+    rv_seen, rv_written = (str((o.get("metadata") or {}).get("resourceVersion", "")) for o in (seen, written))
+    return not (rv_seen.isdigit() and rv_written.isdigit()) or int(rv_seen) >= int(rv_written)
 
 
 def open_for_reading(url: str) -> ObjectStore:
@@ -100,10 +95,8 @@ class StoreAccess:
         return await self._run(lambda: self.reader.pair_store(namespace, name).latest())
 
     async def metadata(self, namespace: str, name: str, version: str) -> ModelMetadata:
-        cached = self.reader.cached(namespace, name, version)
-        if cached is not None:
-            return cached
-        return await self._run(lambda: self.reader.metadata(namespace, name, version))
+        cached = self.reader.cached(namespace, name, version)  # no thread hop for what was read before
+        return cached if cached is not None else await self._run(lambda: self.reader.metadata(namespace, name, version))
 
     async def described(self, namespace: str, name: str, version: str) -> ModelMetadata | None:
         """A version's metadata, or None (with a warning) when it is unreadable or malformed: the version is
@@ -132,10 +125,7 @@ class Reconciler:
         self.api = api
         self.store = store
         self.events = events
-        self.pairs: Index = {}
-        self.cronjobs: Index = {}
-        self.jobs: Index = {}
-        self.isvcs: Index = {}
+        self.bind({}, {}, {}, {})  # kopf's indices come at startup
         self._locks: dict[str, asyncio.Lock] = {}
         self._written: dict[str, CurrencyPairStatus] = {}  # uid -> the status we wrote last
         self._models: dict[str, tuple[str | None, ModelStatus | None]] = {}  # uid -> (pin, model) last read
@@ -156,10 +146,14 @@ class Reconciler:
         written = self._recent.get((kind, namespace, name))
         if written is None:
             return seen
-        fresher = _newer(seen, written)
-        if seen is not None and fresher == seen:
-            del self._recent[(kind, namespace, name)]  # the watch caught up
-        return fresher
+        if seen is not None and _caught_up(seen, written):
+            del self._recent[(kind, namespace, name)]
+            return seen
+        return dict(written)
+
+    def _known(self, body: Mapping[str, Any]) -> CurrencyPairStatus | None:
+        """The status we wrote last, else the one the pair carries."""
+        return self._written.get((body.get("metadata") or {}).get("uid", "")) or st.parse_status(body.get("status"))
 
     def child_deleted(self, kind: str, namespace: str, name: str) -> None:
         self._recent.pop((kind, namespace, name), None)
@@ -177,29 +171,21 @@ class Reconciler:
         for key in [k for k in self._recent if k[1] == namespace and k[2] in (name, f"{name}-trainer")]:
             del self._recent[key]
 
-    # --- the reconcile ---------------------------------------------------------------------------------------
-
-    async def reconcile(
-        self,
-        body: Mapping[str, Any],
-        *,
-        read_store: bool,
-    ) -> CurrencyPairStatus | None:
+    async def reconcile(self, body: Mapping[str, Any], *, read_store: bool) -> CurrencyPairStatus | None:
         """Bring one pair's children and status up to date; RetryLater when some part must be tried again."""
         meta = body.get("metadata") or {}
         uid = meta.get("uid")
         if not uid or not meta.get("name") or not meta.get("namespace") or meta.get("deletionTimestamp"):
             return None
-        lock = self._locks.setdefault(uid, asyncio.Lock())
-        async with lock:
+        async with self._locks.setdefault(uid, asyncio.Lock()):
             self.reconciles += 1
             return await self._reconcile(plain(body), uid, read_store)
 
     async def _reconcile(self, body: dict[str, Any], uid: str, read_store: bool) -> CurrencyPairStatus:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
-        previous = self._written.get(uid) or st.parse_status(body.get("status"))
-        now = st.now_iso()
+        previous = self._known(body)
+        now = iso_z()
         generation = meta.get("generation")
         try:
             pair = pair_from_resource(body)
@@ -246,15 +232,8 @@ class Reconciler:
             raise RetryLater("; ".join(p.message for p in problems))
         return new
 
-    # --- parts ---------------------------------------------------------------------------------------------------
-
     async def _apply(
-        self,
-        ref: Ref,
-        kind: str,
-        desired: dict[str, Any],
-        observed: dict[str, Any] | None,
-        actions: list[str],
+        self, ref: Ref, kind: str, desired: dict[str, Any], observed: dict[str, Any] | None, actions: list[str]
     ) -> dict[str, Any]:
         """Create the object, or patch it when a field we set differs (someone edited it, or the spec changed)."""
         namespace, name = desired["metadata"]["namespace"], desired["metadata"]["name"]
@@ -321,9 +300,7 @@ class Reconciler:
         job = st.newest_job(jobs)
         if job is None:
             return None
-        failure = None
-        if job.phase == "Failed":
-            failure = await self._failure(pair.namespace, job, previous)
+        failure = await self._failure(pair.namespace, job, previous) if job.phase == "Failed" else None
         return st.training_status(job, failure)
 
     async def _failure(self, namespace: str, job: st.JobSummary, previous: CurrencyPairStatus | None) -> str:
@@ -346,41 +323,35 @@ class Reconciler:
         return message
 
     async def _model(
-        self,
-        pair: CurrencyPair,
-        uid: str,
-        previous: CurrencyPairStatus | None,
-        read_store: bool,
+        self, pair: CurrencyPair, uid: str, previous: CurrencyPairStatus | None, read_store: bool
     ) -> tuple[ModelStatus | None, st.Problem | None]:
         """The model to serve: the pinned version if any, else the one latest.json names."""
         pin = pair.spec.serving.pinned_version
+        known = previous.model if previous is not None else None
         if not read_store:
             if uid in self._models and self._models[uid][0] == pin:
                 return self._models[uid][1], None
-            model = previous.model if previous is not None else None
-            if model is not None and model.version and (pin is None or model.version == pin):
-                return model, None
-        known = previous.model if previous is not None else None
+            if known is not None and known.version and (pin is None or known.version == pin):
+                return known, None
         namespace, name = pair.namespace, pair.name
         try:
-            if pin is not None:
+            version = pin
+            if version is None:
+                latest = await self.store.latest(namespace, name)
+                version = latest.version if latest is not None else None
+            model = None
+            if version is not None:
                 try:
-                    meta = await self.store.described(namespace, name, pin)
+                    meta = await self.store.described(namespace, name, version)
                 except NotFoundError:
+                    if pin is None:
+                        raise  # latest.json names a version that is gone: a store error
                     served = f"; the InferenceService keeps version {known.version}" if known else ""
                     text = f"pinned version {pin} is not in the store {self.store.url}{served}"
                     return None, st.Problem("PinnedVersionMissing", text, transient=False)
-                model = st.model_status(pin, await self.store.storage_uri(namespace, name, pin), meta)
-            else:
-                latest = await self.store.latest(namespace, name)
-                if latest is None:
-                    model = None
-                else:
-                    meta = await self.store.described(namespace, name, latest.version)
-                    # Where the version is now, in the store the operator reads: a copied or moved store keeps
-                    # the storageUri it was written with in latest.json.
-                    where = await self.store.storage_uri(namespace, name, latest.version)
-                    model = st.model_status(latest.version, where, meta)
+                # Where the version is now, in the store the operator reads: a copied or moved store keeps the
+                # storageUri it was written with in latest.json.
+                model = st.model_status(version, await self.store.storage_uri(namespace, name, version), meta)
         except Exception as exc:  # any store failure must end in a condition, never in a crashed handler
             log.warning("%s/%s: cannot read the store: %s", namespace, name, exc)
             text = f"cannot read the model store {self.store.url}: {exc}"
@@ -398,11 +369,7 @@ class Reconciler:
         return f"cannot create or update InferenceService {name}: {exc}"
 
     async def _write_status(
-        self,
-        body: Mapping[str, Any],
-        uid: str,
-        previous: CurrencyPairStatus | None,
-        new: CurrencyPairStatus,
+        self, body: Mapping[str, Any], uid: str, previous: CurrencyPairStatus | None, new: CurrencyPairStatus
     ) -> None:
         meta = body["metadata"]
         if previous is None or st.dump_status(previous) != st.dump_status(new):
@@ -449,8 +416,7 @@ class Reconciler:
         body = self.pair_body(namespace, pair)
         if body is None:
             return False, False
-        uid = (body.get("metadata") or {}).get("uid", "")
-        known = self._written.get(uid) or st.parse_status(body.get("status"))
+        known = self._known(body)
         last = known.last_training if known else None
         if last is not None and last.job == job.name and last.phase == job.phase:
             return False, False
@@ -464,8 +430,7 @@ class Reconciler:
         body = self.pair_body(namespace, pair)
         if body is None:
             return False
-        uid = (body.get("metadata") or {}).get("uid", "")
-        known = self._written.get(uid) or st.parse_status(body.get("status"))
+        known = self._known(body)
         seen = st.serving_observation(isvc)
         return known is None or seen is None or known.serving != seen.status
 

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from makeusrich.contract import iso_z
 from makeusrich.metadata import ModelMetadata
 from makeusrich.operator.objects import MODEL_VERSION_ANNOTATION
 from makeusrich.pair import Condition, CurrencyPairStatus, ModelStatus, ServingStatus, TrainingStatus
@@ -21,30 +19,18 @@ from makeusrich.pair import Condition, CurrencyPairStatus, ModelStatus, ServingS
 ConditionType = Literal["Valid", "Trained", "Serving", "Ready"]
 ConditionStatus = Literal["True", "False", "Unknown"]
 Phase = Literal["Pending", "Running", "Succeeded", "Failed"]
-CONDITION_TYPES: tuple[ConditionType, ...] = ("Valid", "Trained", "Serving", "Ready")
+Verdict = tuple[ConditionStatus, str, str]  # a condition's status, reason and message
 # Reasons that only say "nothing happened yet": their first appearance is not worth an Event.
 QUIET_REASONS = frozenset({"SpecValid", "NoModel"})
 WARNING_REASONS = frozenset(
-    {
-        "InvalidSpec",
-        "TrainingFailed",
-        "TrainerNotApplied",
-        "StoreError",
-        "PinnedVersionMissing",
-        "ServingFailed",
-        "ServingNotApplied",
-    }
+    {"InvalidSpec", "TrainingFailed", "TrainerNotApplied", "StoreError", "PinnedVersionMissing", "ServingNotApplied"}
 )
 MAX_MESSAGE = 1000
 
 
-def now_iso(now: datetime | None = None) -> str:
-    return iso_z(now)
-
-
-def clip(text: str, limit: int = MAX_MESSAGE) -> str:
+def clip(text: str) -> str:
     text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -137,41 +123,26 @@ def newest_job(jobs: Iterable[JobSummary]) -> JobSummary | None:
     return max(jobs, key=lambda job: (job.created, job.name), default=None)
 
 
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else ""
-
-
 def job_failure_message(job: JobSummary, pods: Sequence[Mapping[str, Any]] = ()) -> str:
     """Why a Job failed, in one line: the Job's own reason (BackoffLimitExceeded, DeadlineExceeded) and, from its
     newest failed pod, the container's end (OOMKilled, exit code) and the trainer's last words, which the
     FallbackToLogsOnError policy puts into the pod's termination message."""
-    parts = [f"training Job {job.name} failed"]
+    text = f"training Job {job.name} failed"
     if job.reason or job.message:
-        parts[0] += f" ({': '.join(p for p in (job.reason, job.message) if p)})"
-    detail = None
+        text += f" ({': '.join(p for p in (job.reason, job.message) if p)})"
     for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or ""), reverse=True):
-        for container in (pod.get("status") or {}).get("containerStatuses") or ():
+        status, pod_name = pod.get("status") or {}, (pod.get("metadata") or {}).get("name", "?")
+        for container in status.get("containerStatuses") or ():
             terminated = (container.get("state") or {}).get("terminated") or {}
-            if terminated and terminated.get("exitCode", 0) != 0:
-                pod_name = (pod.get("metadata") or {}).get("name", "?")
+            if terminated.get("exitCode", 0) != 0:
                 ended = terminated.get("reason") or "Error"
-                detail = f"pod {pod_name}: {ended} (exit code {terminated.get('exitCode')})"
-                words = _last_line(str(terminated.get("message") or ""))
-                if words:
-                    detail += f": {words}"
-                break
-        if detail:
-            break
-        reason = (pod.get("status") or {}).get("reason")
-        if reason:  # evicted, deadline exceeded before the container ran
-            detail = f"pod {(pod.get('metadata') or {}).get('name', '?')}: {reason}"
-            message = (pod.get("status") or {}).get("message")
-            detail += f": {message}" if message else ""
-            break
-    if detail:
-        parts.append(detail)
-    return clip("; ".join(parts))
+                text += f"; pod {pod_name}: {ended} (exit code {terminated.get('exitCode')})"
+                lines = [line.strip() for line in str(terminated.get("message") or "").splitlines() if line.strip()]
+                return clip(f"{text}: {lines[-1]}" if lines else text)
+        if status.get("reason"):  # evicted, deadline exceeded before the container ran
+            text += f"; pod {pod_name}: {status['reason']}"
+            return clip(f"{text}: {status['message']}" if status.get("message") else text)
+    return clip(text)
 
 
 def training_status(job: JobSummary, failure: str | None = None) -> TrainingStatus:
@@ -240,12 +211,7 @@ def find_condition(conditions: Iterable[Condition], kind: str) -> Condition | No
 
 
 def make_condition(
-    previous: Sequence[Condition],
-    kind: ConditionType,
-    status: ConditionStatus,
-    reason: str,
-    message: str,
-    now: str,
+    previous: Sequence[Condition], kind: ConditionType, status: ConditionStatus, reason: str, message: str, now: str
 ) -> Condition:
     """A condition whose lastTransitionTime moves only when its status does (the Kubernetes convention)."""
     old = find_condition(previous, kind)
@@ -277,65 +243,54 @@ def _describe_model(model: ModelStatus) -> str:
     return f"version {model.version}{skill}"
 
 
-def _trained(observed: Observed, previous: Sequence[Condition], now: str) -> Condition:
+def _trained(observed: Observed) -> Verdict:
     job, model = observed.training, observed.model
-    keeps = f"; still serving version {model.version}" if model else "; no model is served yet"
     if observed.trainer_problem:
-        problem = observed.trainer_problem
-        return make_condition(previous, "Trained", "False", problem.reason, problem.message, now)
+        return "False", observed.trainer_problem.reason, observed.trainer_problem.message
     if job is not None and job.phase == "Failed":
-        text = (job.message or f"training Job {job.job} failed") + keeps
-        return make_condition(previous, "Trained", "False", "TrainingFailed", text, now)
+        keeps = f"; still serving version {model.version}" if model else "; no model is served yet"
+        return "False", "TrainingFailed", (job.message or f"training Job {job.job} failed") + keeps
     if model is not None:
-        how = "pinned" if observed.pinned else "promoted"
-        reason = "Pinned" if observed.pinned else "Promoted"
-        text = f"{_describe_model(model)} is {how}"
+        text = f"{_describe_model(model)} is {'pinned' if observed.pinned else 'promoted'}"
         if observed.model_problem is not None:  # the store is down: say so, but the model is still known
             text += f"; newer versions are not seen now: {observed.model_problem.message}"
-        return make_condition(previous, "Trained", "True", reason, text, now)
+        return "True", ("Pinned" if observed.pinned else "Promoted"), text
     if observed.model_problem:
         problem = observed.model_problem
-        status: ConditionStatus = "Unknown" if problem.reason == "StoreError" else "False"
-        return make_condition(previous, "Trained", status, problem.reason, problem.message, now)
+        return ("Unknown" if problem.reason == "StoreError" else "False"), problem.reason, problem.message
     if job is not None and job.phase in ("Pending", "Running"):
-        text = f"training Job {job.job} is {job.phase.lower()}"
-        return make_condition(previous, "Trained", "False", "Training", text, now)
+        return "False", "Training", f"training Job {job.job} is {job.phase.lower()}"
     if job is not None and job.phase == "Succeeded":
         text = (
             f"training Job {job.job} succeeded but promoted no model: it did not beat the naive forecast on "
             "validation data (see the version's metadata.json); the next scheduled run tries again"
         )
-        return make_condition(previous, "Trained", "False", "NotPromoted", text, now)
+        return "False", "NotPromoted", text
     if observed.suspended:
-        text = "no model promoted yet, and training is suspended (spec.suspend)"
-    else:
-        text = f"no model promoted yet; training runs on the schedule {observed.schedule!r}"
-    return make_condition(previous, "Trained", "False", "NoModel", text, now)
+        return "False", "NoModel", "no model promoted yet, and training is suspended (spec.suspend)"
+    return "False", "NoModel", f"no model promoted yet; training runs on the schedule {observed.schedule!r}"
 
 
-def _serving(observed: Observed, previous: Sequence[Condition], now: str) -> Condition:
+def _serving(observed: Observed) -> Verdict:
     model, seen = observed.model, observed.serving
     if observed.serving_problem:
-        problem = observed.serving_problem
-        return make_condition(previous, "Serving", "False", problem.reason, problem.message, now)
+        return "False", observed.serving_problem.reason, observed.serving_problem.message
     if model is None:
-        if observed.model_problem and observed.model_problem.reason == "PinnedVersionMissing":
-            problem = observed.model_problem
-            return make_condition(previous, "Serving", "False", problem.reason, problem.message, now)
-        return make_condition(previous, "Serving", "False", "NoModel", "waiting for a promoted model", now)
+        problem = observed.model_problem
+        if problem and problem.reason == "PinnedVersionMissing":
+            return "False", problem.reason, problem.message
+        return "False", "NoModel", "waiting for a promoted model"
     if seen is None:
         text = f"InferenceService {observed.isvc_name} is set to version {model.version}; waiting for KServe"
-        return make_condition(previous, "Serving", "False", "Deploying", text, now)
+        return "False", "Deploying", text
     if seen.status.ready:
         where = f" at {seen.status.url}" if seen.status.url else ""
         if seen.status.version == model.version:
-            return make_condition(previous, "Serving", "True", "Ready", f"serving version {model.version}{where}", now)
+            return "True", "Ready", f"serving version {model.version}{where}"
         text = f"serving version {seen.status.version}{where} while version {model.version} rolls out"
-        return make_condition(previous, "Serving", "True", "RollingOut", text, now)
+        return "True", "RollingOut", text
     text = f"InferenceService {observed.isvc_name} is not ready for version {model.version}"
-    if seen.message:
-        text += f": {seen.message}"
-    return make_condition(previous, "Serving", "False", "Deploying", text, now)
+    return "False", "Deploying", (f"{text}: {seen.message}" if seen.message else text)
 
 
 def compute_status(previous: CurrencyPairStatus | None, observed: Observed, now: str) -> CurrencyPairStatus:
@@ -355,8 +310,8 @@ def compute_status(previous: CurrencyPairStatus | None, observed: Observed, now:
             update={"observed_generation": observed.generation, "conditions": [valid, *kept, ready]}
         )
     valid = make_condition(old, "Valid", "True", "SpecValid", "the spec is valid", now)
-    trained = _trained(observed, old, now)
-    serving = _serving(observed, old, now)
+    trained = make_condition(old, "Trained", *_trained(observed), now)
+    serving = make_condition(old, "Serving", *_serving(observed), now)
     if serving.status == "True":
         ready = make_condition(old, "Ready", "True", "Ready", serving.message, now)
     else:

@@ -41,9 +41,6 @@ Loss = Literal["squared", "absolute"]
 FloatArray = NDArray[np.float64]
 
 
-# --------------------------------------------------------------------------------------------------- inputs
-
-
 def _as_float(values: ArrayLike, name: str) -> FloatArray:
     array = np.asarray(values, dtype=np.float64)
     if not np.all(np.isfinite(array)):
@@ -76,9 +73,6 @@ def _aligned(
     return actual_2d, forecast_2d, last[:, None]
 
 
-# ------------------------------------------------------------------------------------------- error metrics
-
-
 def _errors(actual: ArrayLike, forecast: ArrayLike) -> FloatArray:
     """forecast - actual, after checking that the two line up and are not empty."""
     a = _as_float(actual, "actual")
@@ -100,15 +94,10 @@ def rmse(actual: ArrayLike, forecast: ArrayLike) -> float:
     return float(np.sqrt(np.mean(_errors(actual, forecast) ** 2)))
 
 
-# ------------------------------------------------------------------------------------ confidence intervals
-
-
 def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     """Wilson score interval for a proportion: unlike the normal interval it stays inside [0, 1] and is
-    honest near 0 and 1 and for small n.
-
-    n = 0 gives (0.0, 1.0): with no trials every proportion is possible, and the result stays JSON-safe.
-    """
+    honest near 0 and 1 and for small n. n = 0 gives (0.0, 1.0): with no trials every proportion is possible,
+    and the result stays JSON-safe."""
     if n < 0 or successes < 0 or successes > n:
         raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
     if n == 0:
@@ -123,9 +112,6 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     return low, high
 
 
-# ------------------------------------------------------------------------------------ directional accuracy
-
-
 def directional_accuracy(
     last_close: ArrayLike, forecast: ArrayLike, actual: ArrayLike, z: float = Z95
 ) -> Directional | None:
@@ -137,8 +123,7 @@ def directional_accuracy(
     move: its directional accuracy is undefined, not 0 or 50%.
 
     For horizon h every step is compared with the last close at its origin. The Wilson interval assumes
-    independent trials; with h > 1 the steps of one origin are correlated and the interval is too narrow.
-    """
+    independent trials; with h > 1 the steps of one origin are correlated and the interval is too narrow."""
     actual_2d, forecast_2d, last = _aligned(actual, forecast, last_close)
     predicted = np.sign(forecast_2d - last)
     realised = np.sign(actual_2d - last)
@@ -149,16 +134,8 @@ def directional_accuracy(
     hits = int(np.count_nonzero(counted & (predicted == realised)))
     low, high = wilson_interval(hits, n, z)
     return Directional(
-        accuracy=hits / n,
-        hits=hits,
-        n=n,
-        excluded=int(counted.size - n),
-        wilson_low=low,
-        wilson_high=high,
+        accuracy=hits / n, hits=hits, n=n, excluded=int(counted.size - n), wilson_low=low, wilson_high=high
     )
-
-
-# ---------------------------------------------------------------------------------------- Diebold-Mariano
 
 
 def _betacf(a: float, b: float, x: float) -> float:
@@ -167,27 +144,18 @@ def _betacf(a: float, b: float, x: float) -> float:
     qab, qap, qam = a + b, a + 1.0, a - 1.0
     c = 1.0
     d = 1.0 - qab * x / qap
-    d = tiny if abs(d) < tiny else d
-    d = 1.0 / d
+    d = 1.0 / (tiny if abs(d) < tiny else d)
     h = d
     for m in range(1, 100_000):
         m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        d = tiny if abs(d) < tiny else d
-        c = 1.0 + aa / c
-        c = tiny if abs(c) < tiny else c
-        d = 1.0 / d
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        d = tiny if abs(d) < tiny else d
-        c = 1.0 + aa / c
-        c = tiny if abs(c) < tiny else c
-        d = 1.0 / d
-        delta = d * c
-        h *= delta
-        if abs(delta - 1.0) < 1e-15:
+        # The even and the odd step of the fraction, each updating d and c alike.
+        for aa in (m * (b - m) * x / ((qam + m2) * (a + m2)), -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
+            d = 1.0 + aa * d
+            d = 1.0 / (tiny if abs(d) < tiny else d)
+            c = 1.0 + aa / c
+            c = tiny if abs(c) < tiny else c
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
             return h
     raise ArithmeticError(f"incomplete beta did not converge (a={a}, b={b}, x={x})")
 
@@ -229,8 +197,7 @@ def diebold_mariano(errors_a: ArrayLike, errors_b: ArrayLike, horizon: int = 1, 
 
     Errors are (n,) or (n, h); with (n, h) each origin's loss is the mean over its h steps. Identical losses
     give 1.0; a constant non-zero loss differential (zero variance, one forecast always better by the same
-    amount) gives 0.0. None when there are too few points for the test: fewer than max(2, 2 * horizon).
-    """
+    amount) gives 0.0. None when there are too few points for the test: fewer than max(2, 2 * horizon)."""
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")
     a = _as_float(errors_a, "errors_a")
@@ -266,14 +233,9 @@ def diebold_mariano(errors_a: ArrayLike, errors_b: ArrayLike, horizon: int = 1, 
     return student_t_two_sided_p(statistic, n - 1)
 
 
-# -------------------------------------------------------------------------------------------- trivial rules
-
-
 def past_closes(closes: ArrayLike, last_index: ArrayLike, length: int) -> FloatArray:
     """closes_history for evaluate_split: row i holds closes[last_index[i] - length + 1 : last_index[i] + 1].
-
-    Raises if a row would reach before the start of the series, rather than silently padding it.
-    """
+    Raises if a row would reach before the start of the series, rather than silently padding it."""
     series = _as_float(closes, "closes").reshape(-1)
     ends = np.asarray(last_index, dtype=np.int64).reshape(-1)
     if length < 1:
@@ -308,8 +270,7 @@ def always_up_forecast(closes_history: ArrayLike, train_mean_log_return: float, 
     drift is the training period's mean log return when positive, so the MAE is that of an honest drift
     forecast; otherwise a negligible rise (ALWAYS_UP_MIN_LOG_RETURN), so the MAE is practically persistence's.
     Either way its directional accuracy is the share of rises: what a model's accuracy must beat on a trend.
-    Only the training drift may be passed, never one measured on the scored data.
-    """
+    Only the training drift may be passed, never one measured on the scored data."""
     history = _history(closes_history, 1)
     drift = max(float(train_mean_log_return), ALWAYS_UP_MIN_LOG_RETURN)
     steps = np.arange(1, horizon + 1, dtype=np.float64)
@@ -321,18 +282,15 @@ def against_last_move_forecast(closes_history: ArrayLike, horizon: int = 1) -> F
 
     A direction rule (hourly BTC moves mean-revert slightly: 53.7% in shared/data/README.md); its MAE is about
     sqrt(2) times persistence's and reported only for completeness. A flat last move predicts no move and is
-    excluded from its directional accuracy. Returns (n, horizon).
-    """
+    excluded from its directional accuracy. Returns (n, horizon)."""
     history = _history(closes_history, 2)
     return np.repeat(history[:, -2:-1], horizon, axis=1)
 
 
 def fit_ar(train_log_returns: ArrayLike, p: int) -> FloatArray:
     """Least-squares AR(p) on log returns: [intercept, phi_1, ..., phi_p], phi_1 on the most recent return.
-
     The strongest cheap baseline (0.999 of persistence in shared/data/README.md). Fit it on training returns
-    only: fitting on scored data is a leak.
-    """
+    only: fitting on scored data is a leak."""
     returns = _as_float(train_log_returns, "train_log_returns").reshape(-1)
     if p < 0:
         raise ValueError(f"p must be >= 0, got {p}")
@@ -350,10 +308,8 @@ def fit_ar(train_log_returns: ArrayLike, p: int) -> FloatArray:
 
 def predict_ar(coefs: ArrayLike, recent_log_returns: ArrayLike) -> FloatArray:
     """Next log return from each row of recent returns, oldest first (the last column is the most recent).
-
     recent_log_returns is (n, m) with m >= p (only the last p columns are used), or (m,) for one point,
-    which is treated as one row. Returns (n,).
-    """
+    which is treated as one row. Returns (n,)."""
     c = _as_float(coefs, "coefs").reshape(-1)
     if c.size < 1:
         raise ValueError("coefs must hold at least the intercept")
@@ -382,9 +338,6 @@ def ar_forecast(closes_history: ArrayLike, coefs: ArrayLike, horizon: int = 1) -
     return history[:, -1:] * np.exp(np.cumsum(predicted, axis=1))
 
 
-# ------------------------------------------------------------------------------------------------- scoring
-
-
 def _json_ready(value: Any) -> Any:
     """Python floats and ints only; NaN and infinities become None, so json.dumps(allow_nan=False) works."""
     if isinstance(value, dict):
@@ -411,8 +364,6 @@ def score(actual: ArrayLike, forecast: ArrayLike, last_close: ArrayLike) -> Scor
     persistence with absolute loss; mae_by_step has one MAE per step (a single value for horizon 1)."""
     actual_2d, forecast_2d, last = _aligned(actual, forecast, last_close)
     n, horizon = actual_2d.shape
-    if n == 0:
-        raise ValueError("no points to score")
     persistence = np.broadcast_to(last, actual_2d.shape)
     model_mae = mae(actual_2d, forecast_2d)
     model_rmse = rmse(actual_2d, forecast_2d)
@@ -441,10 +392,8 @@ def evaluate_split(
     ar_coefs: ArrayLike | None,
 ) -> SplitMetrics:
     """Score the model and every trivial rule on the same points of one split (validation or test).
-
     train_mean_log_return and ar_coefs must come from the training split only; ar_coefs None leaves the ar
-    rule out. closes_history's last column must equal last_close.
-    """
+    rule out. closes_history's last column must equal last_close."""
     actual_2d, forecast_2d, last = _aligned(actual, forecast, last_close)
     n, horizon = actual_2d.shape
     history = _history(closes_history, 1)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from makeusrich.errors import MakeUsRichError
+from makeusrich.market.candles import close_moments, interval_ms
 
 Add = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]
 
@@ -30,14 +31,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def lookback_days_for(window: int, interval: str) -> int:
     """Days of candles that cover one window with margin (two candles, one day), so predict fetches little."""
-    from makeusrich.market.candles import interval_ms
-
     return max(1, math.ceil((window + 2) * interval_ms(interval) / 86_400_000) + 1)
 
 
 def count_gaps(open_times: pd.Series, interval: str) -> int:
-    from makeusrich.market.candles import interval_ms
-
     steps = open_times.diff().dropna()
     return int((steps != pd.Timedelta(milliseconds=interval_ms(interval))).sum())
 
@@ -61,7 +58,6 @@ def format_forecast(
 def cmd_predict(args: argparse.Namespace) -> int:
     from makeusrich.cliargs import MarketSettings
     from makeusrich.contract import iso_z
-    from makeusrich.market.candles import close_moments
     from makeusrich.market.source import Source, load_candles
     from makeusrich.pair import load_pair_arg
     from makeusrich.serving.options import PredictSettings

@@ -24,7 +24,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import onnx
@@ -115,27 +115,23 @@ class StoreSource:
         store = self.store
         try:
             metadata = store.model_metadata(candidate.version)
-            files = metadata.files
-            recorded = files[store.model_path()].sha256 if store.model_path() in files else None
+            recorded = metadata.files.get(store.model_path())
             if recorded is None:
                 raise LoadRefused(f"metadata.json of version {candidate.version} records no {store.model_path()}")
-            if candidate.model_sha256 is not None and recorded != candidate.model_sha256:
+            if candidate.model_sha256 is not None and recorded.sha256 != candidate.model_sha256:
                 raise LoadRefused(
                     f"latest.json and metadata.json of version {candidate.version} disagree on the model's sha256"
                 )
-            model = store.read_file(candidate.version, store.model_path(), str(recorded))
+            model = store.read_file(candidate.version, store.model_path(), recorded.sha256)
+            config_file = metadata.files.get(store.config_path())
             config = None
-            if store.config_path() in files:
-                config_sha = files[store.config_path()].sha256
-                config = store.read_file(candidate.version, store.config_path(), config_sha).decode()
+            if config_file is not None:
+                config = store.read_file(candidate.version, store.config_path(), config_file.sha256).decode()
         except NotFoundError as exc:
             raise LoadRefused(f"version {candidate.version} is incomplete in the store: {exc}") from None
         except StoreError as exc:
             raise LoadRefused(str(exc)) from None
         return Artifact(candidate, model, metadata, config, store.pair)
-
-
-_NUMBERED = re.compile(r"^\d+$")
 
 
 @dataclass(frozen=True)
@@ -155,7 +151,7 @@ class FolderSource:
         if not folder.is_dir():
             return None
         numbered = sorted(
-            (int(p.name), p) for p in folder.iterdir() if _NUMBERED.match(p.name) and (p / "model.onnx").is_file()
+            (int(p.name), p) for p in folder.iterdir() if p.name.isdecimal() and (p / "model.onnx").is_file()
         )
         if not numbered:
             return None
@@ -204,8 +200,7 @@ class FolderSource:
         metadata = self._metadata()
         if metadata is not None:
             entry = metadata.files.get(f"{self.name}/{number}/model.onnx")
-            recorded = entry.sha256 if entry else None
-            if recorded is not None and recorded != sha256(model):
+            if entry is not None and entry.sha256 != sha256(model):
                 raise LoadRefused(f"{path} does not match the sha256 recorded in {self.root / 'metadata.json'}")
         return Artifact(candidate, model, metadata, config, self.name)
 
@@ -241,9 +236,6 @@ def folder_sources(root: str | Path) -> list[FolderSource]:
     return found
 
 
-# --- loading -----------------------------------------------------------------------------------------------
-
-
 def _dims(shape: list[Any]) -> tuple[int, ...]:
     return tuple(d if isinstance(d, int) else -1 for d in shape)
 
@@ -275,26 +267,21 @@ def flat_windows(window: int, prices: tuple[float, ...] = SMOKE_PRICES) -> np.nd
     return candles
 
 
-def recorded_check(meta: ModelMetadata | None, window: int, horizon: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """The trainer's smoke test from metadata.json: a real window of candles and the forecast it gave."""
-    test = meta.smoke_test if meta else None
-    if test is None:
-        return None
-    try:
-        candles = np.asarray(test.candles, dtype=np.float32).reshape(1, window, len(FIELDS))
-        forecast = np.asarray(test.forecast, dtype=np.float32).reshape(1, horizon)
-    except ValueError as exc:
-        raise LoadRefused(f"metadata.json's smokeTest does not fit the graph ({exc})") from None
-    return candles, forecast
-
-
 def smoke_test(session: ort.InferenceSession, signature: Signature, meta: ModelMetadata | None, version: str) -> float:
     """Run the version on its recorded real window (or flat windows); LoadRefused unless every answer is a finite
     positive price (and the recorded one matches). Returns the first forecast."""
-    check = recorded_check(meta, signature.window, signature.horizon)
-    candles = check[0] if check else flat_windows(signature.window)
+    test = meta.smoke_test if meta else None  # the trainer's: a real window of candles and the forecast it gave
+    recorded = None
+    if test is None:
+        candles = flat_windows(signature.window)
+    else:
+        try:
+            candles = np.asarray(test.candles, dtype=np.float32).reshape(1, signature.window, len(FIELDS))
+            recorded = np.asarray(test.forecast, dtype=np.float32).reshape(1, signature.horizon)
+        except ValueError as exc:
+            raise LoadRefused(f"metadata.json's smokeTest does not fit the graph ({exc})") from None
     prices = ", ".join(f"{p:g}" for p in SMOKE_PRICES)
-    what = "its recorded smoke-test window" if check else f"flat windows at prices {prices}"
+    what = "its recorded smoke-test window" if recorded is not None else f"flat windows at prices {prices}"
     try:
         answer = session.run([OUTPUT_NAME], {INPUT_NAME: candles})[0]
     except Exception as exc:
@@ -304,10 +291,10 @@ def smoke_test(session: ort.InferenceSession, signature: Signature, meta: ModelM
             f"version {version} answered {what} with {np.asarray(answer).ravel()[:8].tolist()} "
             f"(shape {list(answer.shape)}); expected {signature.horizon} finite positive prices per window"
         )
-    if check is not None and not np.allclose(answer, check[1], rtol=SMOKE_RTOL):
+    if recorded is not None and not np.allclose(answer, recorded, rtol=SMOKE_RTOL):
         raise LoadRefused(
             f"version {version} answered its recorded smoke-test window with {answer.ravel().tolist()}, not the "
-            f"{check[1].ravel().tolist()} recorded at training: the file is not the model that was measured"
+            f"{recorded.ravel().tolist()} recorded at training: the file is not the model that was measured"
         )
     return float(answer[0, 0])
 
@@ -327,8 +314,7 @@ class Served:
     info: dict[str, Any] = field(default_factory=dict)
 
     def run(self, candles: np.ndarray) -> np.ndarray:
-        result: np.ndarray = self.session.run([OUTPUT_NAME], {INPUT_NAME: candles})[0]
-        return result
+        return cast(np.ndarray, self.session.run([OUTPUT_NAME], {INPUT_NAME: candles})[0])
 
 
 def load_artifact(artifact: Artifact, threads: int = 1) -> Served:

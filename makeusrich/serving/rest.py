@@ -17,12 +17,11 @@ import json
 import logging
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import uvicorn
 from fastapi import FastAPI, Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import make_asgi_app
 from pydantic import ValidationError
@@ -52,6 +51,7 @@ MAX_HEADER_BYTES = 16 * 1024
 # Characters one FP32 value may take in a JSON request ("-123456.78901234567, " is 21), with room to spare.
 JSON_BYTES_PER_VALUE = 32
 BODY_HEADROOM = 64 * 1024
+TOO_DEEP = "the request body nests JSON too deeply to be a v2 inference request"
 
 
 def body_limit(max_batch: int, window: int, fields: int = 5) -> int:
@@ -68,30 +68,18 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise InvalidInput(f"Content-Length {declared[:40]!r} is not a number of bytes")
         if int(declared) > limit:
             raise PayloadTooLarge(f"the request body has {int(declared):,} bytes; this model takes at most {limit:,}")
-    chunks: list[bytes] = []
-    size = 0
+    body = bytearray()
     async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
+        body += chunk
+        if len(body) > limit:
             raise PayloadTooLarge(f"the request body passed {limit:,} bytes, the most this model takes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return bytes(body)
 
 
-def _describe_validation_error(exc: RequestValidationError | ValidationError) -> str:
-    errors = exc.errors()
-    if not errors:
-        return "the request body is not a v2 inference request"
-    first = errors[0]
-    if first.get("type") == "json_invalid":
-        detail = (first.get("ctx") or {}).get("error")
-        return f"the request body is not valid JSON{f' ({detail})' if detail else ''}"
-    where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("body", "InferenceRequest")) or "body"
-    return f"the request body is not a v2 inference request: {where}: {first.get('msg', 'invalid')}"
-
-
-def _check_shapes(document: Any) -> None:
-    """Shapes are lists of whole numbers as JSON writes them: "24" or 24.0 are refused, not converted."""
+def _load_json(body: bytes) -> Any:
+    """The JSON document of a v2 request, its shapes lists of whole numbers as JSON writes them ("24" or 24.0
+    are refused, not converted)."""
+    document = _parse_json(body)
     inputs = document.get("inputs") if isinstance(document, dict) else None
     for tensor in inputs if isinstance(inputs, list) else ():
         shape = tensor.get("shape") if isinstance(tensor, dict) else None
@@ -100,15 +88,16 @@ def _check_shapes(document: Any) -> None:
             raise InvalidInput(
                 f"input {name!r} has shape {shape!r}; a shape is a list of whole numbers, such as [1, 24, 5]"
             )
+    return document
 
 
-def _load_json(body: bytes) -> Any:
+def _parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         reason = str(exc)
     if "recursion" in reason.lower() or "depth" in reason.lower():
-        raise InvalidInput("the request body nests JSON too deeply to be a v2 inference request")
+        raise InvalidInput(TOO_DEEP)
     try:  # NaN and Infinity are not JSON, but Python's json writes them: say what is wrong with the data
         return json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -124,7 +113,6 @@ def decode_request(body: bytes, headers: dict[str, str], model_name: str) -> Inf
         if not json_length.isdigit() or int(json_length) > len(body):
             raise InvalidInput(f"{INFERENCE_CONTENT_LENGTH_HEADER} {json_length[:40]!r} does not fit the body")
         header = _load_json(body[: int(json_length)])
-        _check_shapes(header)
         try:
             request = InferRequest.from_bytes(body, int(json_length), model_name)
             sizes = [int((tensor.get("parameters") or {}).get("binary_data_size") or 0) for tensor in header["inputs"]]
@@ -140,13 +128,14 @@ def decode_request(body: bytes, headers: dict[str, str], model_name: str) -> Inf
             )
         return request
     document = _load_json(body)
-    _check_shapes(document)
     try:
         parsed = InferenceRequest.model_validate(document, strict=False)
     except ValidationError as exc:
-        raise InvalidInput(_describe_validation_error(exc)) from None
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise InvalidInput(f"the request body is not a v2 inference request: {where}: {first['msg']}") from None
     except RecursionError:
-        raise InvalidInput("the request body nests JSON too deeply to be a v2 inference request") from None
+        raise InvalidInput(TOO_DEEP) from None
     return InferRequest.from_inference_request(parsed, model_name)
 
 
@@ -161,18 +150,18 @@ class FastJSONResponse(JSONResponse):
 class HeaderLimits:
     """ASGI middleware: 431 for a request with too many or too large headers, before any route runs."""
 
-    def __init__(self, app: ASGIApp, max_count: int = MAX_HEADERS, max_bytes: int = MAX_HEADER_BYTES) -> None:
-        self.app, self.max_count, self.max_bytes = app, max_count, max_bytes
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             headers = scope.get("headers") or []
             size = sum(len(name) + len(value) for name, value in headers)
-            if len(headers) > self.max_count or size > self.max_bytes:
+            if len(headers) > MAX_HEADERS or size > MAX_HEADER_BYTES:
                 log.debug("431 for %s: %d headers, %d bytes", scope.get("path"), len(headers), size)
                 message = (
-                    f"the request has {len(headers)} headers of {size} bytes; at most {self.max_count} headers "
-                    f"of {self.max_bytes} bytes are accepted"
+                    f"the request has {len(headers)} headers of {size} bytes; at most {MAX_HEADERS} headers "
+                    f"of {MAX_HEADER_BYTES} bytes are accepted"
                 )
                 response = JSONResponse(status_code=431, content={"error": message})
                 await response(scope, receive, send)
@@ -207,11 +196,6 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=exc.status_code, content={"error": detail}, headers=exc.headers)
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    return JSONResponse(status_code=400, content={"error": _describe_validation_error(exc)})
-
-
 async def _server_fault(request: Request, exc: Exception) -> JSONResponse:
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     message = f"internal error ({type(exc).__name__}); see the server log"
@@ -230,8 +214,7 @@ def create_app(dataplane: DataPlane, options: ServeOptions, window_of: Callable[
     )
 
     async def server_metadata() -> dict[str, Any]:
-        found: dict[str, Any] = dataplane.metadata()
-        return found
+        return cast(dict[str, Any], dataplane.metadata())
 
     async def live() -> dict[str, bool]:
         return {"live": (await dataplane.live()).get("status") == "alive"}
@@ -245,8 +228,7 @@ def create_app(dataplane: DataPlane, options: ServeOptions, window_of: Callable[
         return {"models": sorted(dataplane.model_registry.get_models())}
 
     async def model_metadata(model_name: str) -> dict[str, Any]:
-        found: dict[str, Any] = await dataplane.model_metadata(model_name)
-        return found
+        return cast(dict[str, Any], await dataplane.model_metadata(model_name))
 
     async def model_ready(model_name: str) -> dict[str, Any]:
         if not await dataplane.model_ready(model_name):
@@ -285,7 +267,6 @@ def create_app(dataplane: DataPlane, options: ServeOptions, window_of: Callable[
     for error, status in CLIENT_ERRORS:
         app.add_exception_handler(error, _quiet(status))
     app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(Exception, _server_fault)
     return app
 

@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -46,13 +46,7 @@ from makeusrich.serving.kserve_api import (
     ModelNotReady,
     ModelServer,
 )
-from makeusrich.serving.loader import (
-    ModelSource,
-    Served,
-    folder_sources,
-    load_artifact,
-    store_sources,
-)
+from makeusrich.serving.loader import ModelSource, Served, folder_sources, load_artifact, store_sources
 from makeusrich.serving.options import ServeOptions
 from makeusrich.serving.rest import create_app, serve_http
 from makeusrich.serving.validation import check_forecast, check_request
@@ -69,9 +63,6 @@ class Refusal:
     reason: str
     at: float
 
-    def at_iso(self) -> str:
-        return iso_z(datetime.fromtimestamp(self.at, UTC))
-
 
 class PairModel(Model):
     """One pair's model. `served` is replaced as a whole on reload; a request reads it once."""
@@ -79,18 +70,14 @@ class PairModel(Model):
     def __init__(self, source: ModelSource, options: ServeOptions) -> None:
         super().__init__(source.name)
         self.source = source
-        self.max_batch = options.max_batch
-        self.threads = options.threads
-        self.inline_batch = options.inline_batch
+        self.options = options
         self.served: Served | None = None
         self.refusal: Refusal | None = None
         self.source_error: str | None = None
         self._reloading = threading.Lock()
 
-    # --- loading ---------------------------------------------------------------------------------------------
-
     def load(self) -> bool:
-        """kserve's load hook (also POST /v2/repository/models/<name>/load): one synchronous refresh."""
+        """kserve's load hook (DataPlane.get_model calls it for a model not ready): one synchronous refresh."""
         self.refresh()
         return bool(self.ready)
 
@@ -125,7 +112,7 @@ class PairModel(Model):
         if refusal is not None and refusal.key == candidate.key and time.time() - refusal.at < REFUSED_RETRY_SECONDS:
             return "refused-before"
         try:
-            loaded = load_artifact(self.source.fetch(candidate), self.threads)
+            loaded = load_artifact(self.source.fetch(candidate), self.options.threads)
         except Exception as exc:
             reason = str(exc) if isinstance(exc, LoadRefused) else f"{type(exc).__name__}: {exc}"
             self.refusal = Refusal(candidate.key, candidate.version, reason, time.time())
@@ -150,16 +137,6 @@ class PairModel(Model):
         )
         return "loaded"
 
-    # --- metadata --------------------------------------------------------------------------------------------
-
-    def get_input_types(self) -> list[dict[str, Any]]:
-        served = self.served
-        return [served.signature.input.to_json()] if served else []
-
-    def get_output_types(self) -> list[dict[str, Any]]:
-        served = self.served
-        return [served.signature.output.to_json()] if served else []
-
     def metadata(self) -> dict[str, Any]:
         """v2 model metadata plus `parameters` (see the module's docstring)."""
         served, refusal = self.served, self.refusal
@@ -175,21 +152,18 @@ class PairModel(Model):
             if served.interval:
                 parameters["interval"] = served.interval
         if refusal is not None:
-            parameters.update(
-                refused_version=refusal.version, refused_reason=refusal.reason, refused_at=refusal.at_iso()
-            )
+            refused_at = iso_z(datetime.fromtimestamp(refusal.at, UTC))
+            parameters.update(refused_version=refusal.version, refused_reason=refusal.reason, refused_at=refused_at)
         if self.source_error is not None:
             parameters["source_error"] = self.source_error
         return {
             "name": self.name,
             "versions": [served.version] if served else [],
             "platform": PLATFORM,
-            "inputs": self.get_input_types(),
-            "outputs": self.get_output_types(),
+            "inputs": [served.signature.input.to_json()] if served else [],
+            "outputs": [served.signature.output.to_json()] if served else [],
             "parameters": parameters,
         }
-
-    # --- inference -------------------------------------------------------------------------------------------
 
     async def predict(
         self,
@@ -204,8 +178,8 @@ class PairModel(Model):
             raise InvalidInput(f"this server speaks the v2 protocol: POST /v2/models/{self.name}/infer")
         try:
             requested = [output.name for output in payload.request_outputs or []]
-            candles = check_request(payload.inputs, served.signature, self.max_batch, requested)
-            if len(candles) <= self.inline_batch:
+            candles = check_request(payload.inputs, served.signature, self.options.max_batch, requested)
+            if len(candles) <= self.options.inline_batch:
                 forecast = served.run(candles)  # a thread hop costs more than a small batch takes
             else:
                 forecast = await asyncio.get_running_loop().run_in_executor(None, served.run, candles)
@@ -242,8 +216,7 @@ class ServingDataPlane(DataPlane):
         model = self.get_model_from_registry(model_name)
         if isinstance(model, PairModel):
             return model.metadata()
-        result: dict[str, Any] = await super().model_metadata(model_name)
-        return result
+        return cast(dict[str, Any], await super().model_metadata(model_name))
 
     def metadata(self) -> dict[str, Any]:
         """Server metadata: no protocol extension is offered (no model repository routes)."""
@@ -310,11 +283,9 @@ class MakeUsRichModelServer(ModelServer):
                 log.exception("model watcher: poll failed; retrying in %s s", self.options.poll_seconds)
 
     async def run(self, sock: socket.socket) -> None:
-        loop = asyncio.get_running_loop()
         workers = max(2, min(8, os.cpu_count() or 2))
-        loop.set_default_executor(
-            concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="infer")
-        )
+        executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="infer")
+        asyncio.get_running_loop().set_default_executor(executor)
         added = await self.add_new_models()
         if self.options.model_dir and not any(model.ready for model in added):
             # A mounted folder does not change: with nothing servable, exit loudly rather than never be ready.
@@ -340,11 +311,7 @@ class MakeUsRichModelServer(ModelServer):
 
 
 def serve(options: ServeOptions, sock: socket.socket | None = None) -> None:
-    """Run the model server until SIGINT or SIGTERM."""
-    if options.max_batch < 1:
-        raise MakeUsRichError("--max-batch must be at least 1")
-    if options.poll_seconds <= 0:
-        raise MakeUsRichError("--poll-seconds must be positive")
+    """Run the model server until SIGINT or SIGTERM (ServeOptions has checked the limits)."""
     server = MakeUsRichModelServer(options)
     sock = sock or bind(options.host, options.port)
     try:

@@ -29,15 +29,8 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 
-# ONNX TensorProto element types -> Triton config and v2 protocol names.
+# ONNX TensorProto element types -> Triton config names.
 ONNX_TO_TRITON = {1: "TYPE_FP32", 10: "TYPE_FP16", 11: "TYPE_FP64", 6: "TYPE_INT32", 7: "TYPE_INT64"}
-TRITON_TO_V2 = {
-    "TYPE_FP32": "FP32",
-    "TYPE_FP16": "FP16",
-    "TYPE_FP64": "FP64",
-    "TYPE_INT32": "INT32",
-    "TYPE_INT64": "INT64",
-}
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -61,62 +54,46 @@ class _Parser:
         self.tokens = _tokens(text)
         self.pos = 0
 
-    def peek(self) -> tuple[str, str] | None:
-        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
-
-    def take(self, expected: str | None = None) -> tuple[str, str]:
-        token = self.peek()
-        if token is None:
-            raise ConfigError(f"config.pbtxt ends early{f'; expected {expected!r}' if expected else ''}")
-        if expected is not None and token[1] != expected:
-            raise ConfigError(f"config.pbtxt: expected {expected!r}, found {token[1]!r}")
+    def take(self) -> tuple[str, str]:
+        if self.pos == len(self.tokens):
+            raise ConfigError("config.pbtxt ends early")
         self.pos += 1
-        return token
+        return self.tokens[self.pos - 1]
+
+    def item(self, closing: str | None, separators: str) -> tuple[str, str] | None:
+        """The next token of a message or list, past separators; None once past `closing` (or the end, at the
+        top level)."""
+        while self.pos < len(self.tokens):
+            token = self.take()
+            if token[1] == closing:
+                return None
+            if token[1] not in separators:
+                return token
+        if closing is not None:
+            raise ConfigError(f"config.pbtxt ends before a closing {closing!r}")
+        return None
 
     def message(self, closing: str | None) -> dict[str, Any]:
         fields: dict[str, Any] = {}
-        while True:
-            token = self.peek()
-            if token is None:
-                if closing is not None:
-                    raise ConfigError(f"config.pbtxt ends before a closing {closing!r}")
-                return fields
-            if token[1] == closing:
-                self.pos += 1
-                return fields
-            if token[1] in (",", ";"):
-                self.pos += 1
-                continue
-            kind, key = self.take()
+        while (token := self.item(closing, ",;")) is not None:
+            kind, key = token
             if kind != "ident":
                 raise ConfigError(f"config.pbtxt: expected a field name, found {key!r}")
-            if self.peek() is not None and self.peek()[1] == ":":  # type: ignore[index]
+            if self.pos < len(self.tokens) and self.tokens[self.pos][1] == ":":
                 self.pos += 1
-            value = self.value()
-            if key in fields:
-                previous = fields[key]
-                fields[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
-            else:
-                fields[key] = value
-        # unreachable
+            value = self.value(self.take())
+            fields[key] = [*as_list(fields[key]), value] if key in fields else value
+        return fields
 
-    def value(self) -> Any:
-        kind, text = self.take()
+    def value(self, token: tuple[str, str]) -> Any:
+        kind, text = token
         if text in ("{", "<"):
             return self.message("}" if text == "{" else ">")
         if text == "[":
             items: list[Any] = []
-            while True:
-                token = self.peek()
-                if token is None:
-                    raise ConfigError("config.pbtxt ends inside a list")
-                if token[1] == "]":
-                    self.pos += 1
-                    return items
-                if token[1] == ",":
-                    self.pos += 1
-                    continue
-                items.append(self.value())
+            while (item := self.item("]", ",")) is not None:
+                items.append(self.value(item))
+            return items
         if kind == "string":
             return bytes(text[1:-1], "utf-8").decode("unicode_escape")
         if kind == "number":
@@ -149,24 +126,17 @@ class TritonConfig:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
 
-    def full_shape(self, tensor: TensorSpec) -> tuple[int, ...]:
-        """The tensor's shape as the model sees it: Triton leaves the batch dimension out of `dims` when
-        max_batch_size > 0."""
-        return (-1, *tensor.shape) if self.max_batch_size > 0 else tensor.shape
-
 
 def read_config(text: str) -> TritonConfig:
     fields = parse_pbtxt(text)
 
     def tensors(key: str) -> tuple[TensorSpec, ...]:
-        found = []
-        for item in as_list(fields.get(key)):
-            if not isinstance(item, dict) or not {"name", "data_type", "dims"} <= item.keys():
-                raise ConfigError(f"config.pbtxt: every {key} needs name, data_type and dims")
-            found.append(
-                TensorSpec(str(item["name"]), str(item["data_type"]), tuple(int(d) for d in as_list(item["dims"])))
-            )
-        return tuple(found)
+        return tuple(tensor(key, item) for item in as_list(fields.get(key)))
+
+    def tensor(key: str, item: Any) -> TensorSpec:
+        if not isinstance(item, dict) or not {"name", "data_type", "dims"} <= item.keys():
+            raise ConfigError(f"config.pbtxt: every {key} needs name, data_type and dims")
+        return TensorSpec(str(item["name"]), str(item["data_type"]), tuple(int(d) for d in as_list(item["dims"])))
 
     return TritonConfig(
         name=str(fields.get("name", "")),
@@ -180,18 +150,14 @@ def read_config(text: str) -> TritonConfig:
 def graph_tensors(model: Any) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """Inputs and outputs of an onnx.ModelProto as config tensors (a symbolic or unknown dimension is -1)."""
 
-    def convert(values: Any) -> list[TensorSpec]:
-        out = []
-        for value in values:
-            tensor_type = value.type.tensor_type
-            dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor_type.shape.dim)
-            out.append(
-                TensorSpec(value.name, ONNX_TO_TRITON.get(tensor_type.elem_type, f"ONNX_{tensor_type.elem_type}"), dims)
-            )
-        return out
+    def convert(value: Any) -> TensorSpec:
+        tensor_type = value.type.tensor_type
+        dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor_type.shape.dim)
+        return TensorSpec(value.name, ONNX_TO_TRITON.get(tensor_type.elem_type, f"ONNX_{tensor_type.elem_type}"), dims)
 
     initializers = {init.name for init in model.graph.initializer}
-    return convert(v for v in model.graph.input if v.name not in initializers), convert(model.graph.output)
+    inputs = [convert(v) for v in model.graph.input if v.name not in initializers]
+    return inputs, [convert(v) for v in model.graph.output]
 
 
 def config_problems(config: TritonConfig, model: Any, folder_name: str | None = None) -> list[str]:
@@ -213,7 +179,7 @@ def config_problems(config: TritonConfig, model: Any, folder_name: str | None = 
             graph = by_name[tensor.name]
             if tensor.datatype != graph.datatype:
                 problems.append(f"{kind} {tensor.name!r} is {tensor.datatype} but the graph's is {graph.datatype}")
-            shape = config.full_shape(tensor)
+            shape = (-1, *tensor.shape) if config.max_batch_size > 0 else tensor.shape  # the shape the model sees
             if shape != graph.shape:
                 problems.append(
                     f"{kind} {tensor.name!r} has dims {list(tensor.shape)} with max_batch_size "

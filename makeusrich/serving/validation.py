@@ -38,38 +38,10 @@ class Signature:
 class RequestTensor(Protocol):
     """What the checks read from one request input; kserve's InferInput has these attributes."""
 
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def datatype(self) -> str: ...
-
-    @property
-    def shape(self) -> list[int]: ...
-
-    @property
-    def data(self) -> Any: ...
-
-
-def check_input_names(names: Sequence[str], signature: Signature) -> None:
-    """Exactly one input, with the model's input name."""
-    expected = signature.input
-    unknown = [name for name in names if name != expected.name]
-    if unknown:
-        raise BadRequest(
-            f"unknown input {unknown[0]!r}: this model takes one input, {expected.describe()}, raw candles oldest first"
-        )
-    if not names:
-        raise BadRequest(f"the request has no inputs: send one input, {expected.describe()}")
-    if len(names) > 1:
-        raise BadRequest(f"the request sends input {expected.name!r} {len(names)} times; send it once")
-
-
-def check_output_names(names: Sequence[str], signature: Signature) -> None:
-    """Requested outputs, if any, must be outputs the model has."""
-    for name in names:
-        if name != signature.output.name:
-            raise BadRequest(f"unknown output {name!r}: this model has one output, {signature.output.describe()}")
+    name: str
+    datatype: str
+    shape: list[int]
+    data: Any
 
 
 def check_header(datatype: str, shape: Sequence[Any], signature: Signature, max_batch: int) -> tuple[int, ...]:
@@ -115,7 +87,8 @@ def to_candles(data: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
     except (ValueError, TypeError):
         raise BadRequest(f"input {name!r}: data is not a regular array of numbers") from None
     if raw.dtype.kind not in "iuf":
-        raise BadRequest(f"input {name!r}: data must be numbers, got {_kind(raw)}")
+        kind = {"b": "booleans", "U": "strings", "S": "bytes", "O": "mixed or nested values"}.get(raw.dtype.kind)
+        raise BadRequest(f"input {name!r}: data must be numbers, got {kind or raw.dtype}")
     expected = math.prod(shape)
     if raw.size != expected:
         raise BadRequest(f"input {name!r} has {raw.size} values but its shape {list(shape)} needs {expected}")
@@ -141,21 +114,27 @@ def to_candles(data: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
     return np.ascontiguousarray(candles)
 
 
-def _kind(array: np.ndarray) -> str:
-    return {"b": "booleans", "U": "strings", "S": "bytes", "O": "mixed or nested values"}.get(
-        array.dtype.kind, str(array.dtype)
-    )
-
-
 def check_request(
     inputs: Sequence[RequestTensor],
     signature: Signature,
     max_batch: int,
     requested_outputs: Sequence[str] = (),
 ) -> np.ndarray:
-    """The candles of a v2 request, checked against the model: what onnxruntime will be given."""
-    check_input_names([tensor.name for tensor in inputs], signature)
-    check_output_names(requested_outputs, signature)
+    """The candles of a v2 request, checked against the model: what onnxruntime will be given. Exactly one input,
+    with the model's input name; requested outputs, if any, must be outputs the model has."""
+    spec = signature.input
+    unknown = [tensor.name for tensor in inputs if tensor.name != spec.name]
+    if unknown:
+        raise BadRequest(
+            f"unknown input {unknown[0]!r}: this model takes one input, {spec.describe()}, raw candles oldest first"
+        )
+    if not inputs:
+        raise BadRequest(f"the request has no inputs: send one input, {spec.describe()}")
+    if len(inputs) > 1:
+        raise BadRequest(f"the request sends input {spec.name!r} {len(inputs)} times; send it once")
+    for name in requested_outputs:
+        if name != signature.output.name:
+            raise BadRequest(f"unknown output {name!r}: this model has one output, {signature.output.describe()}")
     tensor = inputs[0]
     shape = check_header(tensor.datatype, tensor.shape, signature, max_batch)
     return to_candles(tensor.data, shape, tensor.name)

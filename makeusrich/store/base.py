@@ -172,16 +172,13 @@ class PairStore:
                 f"{self.objects.uri(self.prefix + LATEST)} has a history that is not a list of versions; "
                 "promote a version again to rewrite it"
             )
-        try:
-            return Latest(
-                version=check_version(raw["version"]),
-                storage_uri=raw["storageUri"],
-                model_sha256=raw["modelSha256"],
-                promoted_at=raw["promotedAt"],
-                history=tuple(history),
-            )
-        except KeyError as exc:
-            raise StoreError(f"{self.objects.uri(self.prefix + LATEST)} lacks the field {exc}") from None
+        return Latest(
+            version=check_version(raw["version"]),
+            storage_uri=raw["storageUri"],
+            model_sha256=raw["modelSha256"],
+            promoted_at=raw["promotedAt"],
+            history=tuple(history),
+        )
 
     def metadata(self, version: str) -> dict[str, Any]:
         """A version's metadata.json as stored (the store checks only its own part, `files`)."""
@@ -193,14 +190,7 @@ class PairStore:
 
     def versions(self) -> list[str]:
         """Complete versions (those whose metadata.json exists), oldest first."""
-        base = f"{self.prefix}versions/"
-        found = set()
-        for key in self.objects.list(base):
-            rest = key[len(base) :]
-            version, _, name = rest.partition("/")
-            if name == METADATA and VERSION_RE.match(version):
-                found.add(version)
-        return sorted(found)
+        return sorted(self._version_folders(complete=True))
 
     def read_file(self, version: str, path: str, expected_sha256: str | None = None) -> bytes:
         """A file of a version, checked against the checksum recorded in its metadata."""
@@ -223,17 +213,11 @@ class PairStore:
     # --- writing -------------------------------------------------------------------------------------
 
     def publish(
-        self,
-        version: str,
-        files: Mapping[str, bytes],
-        metadata: Mapping[str, Any],
-        promote: bool,
+        self, version: str, files: Mapping[str, bytes], metadata: Mapping[str, Any], promote: bool
     ) -> dict[str, Any]:
         """Upload a version, verify it, and promote it when asked. Returns the metadata as stored.
-
         Order matters for crash safety: files, then metadata.json (which makes the version complete), then a
-        read-back of every object, then latest.json.
-        """
+        read-back of every object, then latest.json."""
         base = self.version_prefix(version)
         if self.objects.list(base):
             raise StoreError(f"version {version} of {self.pair} already exists; versions are never overwritten")
@@ -278,11 +262,13 @@ class PairStore:
         self.objects.put(self.prefix + LATEST, json.dumps(latest.to_json(), indent=2).encode())
         return latest
 
-    def _version_folders(self) -> set[str]:
-        """Every version folder, complete or left half-uploaded by a crash."""
+    def _version_folders(self, complete: bool = False) -> set[str]:
+        """Version folders: every one (a crash can leave one half-uploaded), or only those with a metadata.json."""
         base = f"{self.prefix}versions/"
-        names = (key[len(base) :].partition("/")[0] for key in self.objects.list(base))
-        return {name for name in names if VERSION_RE.match(name)}
+        parts = (key[len(base) :].partition("/") for key in self.objects.list(base))
+        return {
+            version for version, _, name in parts if VERSION_RE.match(version) and (name == METADATA or not complete)
+        }
 
     def prune(self, keep: int) -> list[str]:
         """Delete all but the newest `keep` complete versions, never the promoted one, and the incomplete ones

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import NoReturn
 from urllib.parse import urlparse
@@ -50,6 +50,14 @@ POOL_SIZE = 10
 CREDENTIAL_CODES = frozenset(
     {"AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId", "InvalidToken", "ExpiredToken"}
 )
+HINTS = {
+    "NoSuchBucket": "create the bucket or fix the s3:// URL",
+    "InvalidBucketName": "fix the bucket name in the s3:// URL (lower-case letters, digits, dots and hyphens)",
+    "AuthorizationHeaderMalformed": "set AWS_REGION to the bucket's region",
+    **dict.fromkeys(CREDENTIAL_CODES, "check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the bucket's permissions"),
+}
+# What minio and urllib3 raise besides S3Error: a bad name, an answer that is not S3's, no answer at all.
+FAILURES = (ValueError, ServerError, InvalidResponseError, urllib3.exceptions.HTTPError, OSError)
 CONTENT_TYPES = {".json": "application/json", ".pbtxt": "text/plain", ".onnx": "application/octet-stream"}
 
 
@@ -108,10 +116,8 @@ class S3Store:
     @classmethod
     def from_url(cls, url: str, *, create_bucket: bool | None = None) -> S3Store:
         """A store for `s3://bucket[/prefix]`, configured from the environment (see the module docstring).
-
         Checks the bucket at once, so a wrong endpoint, key or bucket fails here with a clear message rather
-        than half-way through a training run; creates it when missing unless S3_CREATE_BUCKET=0.
-        """
+        than half-way through a training run; creates it when missing unless S3_CREATE_BUCKET=0."""
         parsed = urlparse(url)
         if parsed.scheme != "s3" or not parsed.netloc or parsed.query or parsed.fragment:
             raise StoreError(f"{url!r} is not an S3 store URL; use s3://bucket or s3://bucket/prefix")
@@ -134,9 +140,7 @@ class S3Store:
         except ValueError as exc:
             raise StoreError(f"cannot use S3 endpoint {host!r}: {exc}; check S3_ENDPOINT") from exc
         store = cls(client, parsed.netloc, parsed.path, endpoint=("https://" if secure else "http://") + host)
-        if create_bucket is None:
-            create_bucket = _flag("S3_CREATE_BUCKET", True)
-        store.ensure_bucket(create=create_bucket)
+        store.ensure_bucket(create=_flag("S3_CREATE_BUCKET", True) if create_bucket is None else create_bucket)
         return store
 
     def __repr__(self) -> str:
@@ -184,7 +188,7 @@ class S3Store:
         if errors:
             first = errors[0]
             raise StoreError(
-                f"S3 did not delete {len(errors)} object(s), first {self._uri_of(first.name)} "
+                f"S3 did not delete {len(errors)} object(s), first s3://{self.bucket}/{first.name or ''} "
                 f"({first.code}: {first.message}); check the credentials' delete permission and retry"
             )
 
@@ -219,16 +223,13 @@ class S3Store:
                     f"create it ({exc.code}); create the bucket or grant s3:CreateBucket"
                 ) from exc
             self._fail("create the bucket", "", exc)
-        except (ValueError, ServerError, InvalidResponseError, urllib3.exceptions.HTTPError, OSError) as exc:
+        except FAILURES as exc:
             self._fail("create the bucket", "", exc)
 
     # --- helpers -----------------------------------------------------------------------------------------
 
     def _name(self, key: str) -> str:
         return self.prefix + key
-
-    def _uri_of(self, name: str | None) -> str:
-        return f"s3://{self.bucket}/{name or ''}"
 
     @contextmanager
     def _translate(self, action: str, key: str) -> Iterator[None]:
@@ -239,23 +240,14 @@ class S3Store:
             if exc.code == "NoSuchKey" and action == "read":
                 raise NotFoundError(f"{self.uri(key)} does not exist") from None
             self._fail(action, key, exc)
-        except (ValueError, ServerError, InvalidResponseError, urllib3.exceptions.HTTPError, OSError) as exc:
+        except FAILURES as exc:
             self._fail(action, key, exc)
 
     def _fail(self, action: str, key: str, exc: Exception) -> NoReturn:
         where = self.uri(key)
         if isinstance(exc, S3Error):
             reason = f"{exc.code}: {exc.message}" if exc.message else str(exc.code)
-            if exc.code in CREDENTIAL_CODES:
-                hint = "check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the bucket's permissions"
-            elif exc.code == "NoSuchBucket":
-                hint = "create the bucket or fix the s3:// URL"
-            elif exc.code == "InvalidBucketName":
-                hint = "fix the bucket name in the s3:// URL (lower-case letters, digits, dots and hyphens)"
-            elif exc.code == "AuthorizationHeaderMalformed":
-                hint = "set AWS_REGION to the bucket's region"
-            else:
-                hint = "retry, or look at the S3 server's log"
+            hint = HINTS.get(str(exc.code), "retry, or look at the S3 server's log")
             message = f"S3 at {self.endpoint} refused to {action} {where} ({reason}); {hint}"
         elif isinstance(exc, ServerError | InvalidResponseError):
             message = (
@@ -271,8 +263,3 @@ class S3Store:
                 "check S3_ENDPOINT, S3_USE_HTTPS and that the server is running"
             )
         raise StoreError(message) from exc
-
-
-def env_for(endpoint: str, access_key: str, secret_key: str) -> Mapping[str, str]:
-    """The environment that makes `open_store("s3://...")` reach a given server (subprocesses, tests)."""
-    return {"S3_ENDPOINT": endpoint, "AWS_ACCESS_KEY_ID": access_key, "AWS_SECRET_ACCESS_KEY": secret_key}

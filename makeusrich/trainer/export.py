@@ -36,8 +36,7 @@ def export_onnx(model: Forecaster, window: int) -> bytes:
             output_names=[OUTPUT_NAME],
             dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
         )
-    proto = onnx.load_from_string(buffer.getvalue())
-    onnx.checker.check_model(proto, full_check=True)
+    onnx.checker.check_model(onnx.load_from_string(buffer.getvalue()), full_check=True)
     return buffer.getvalue()
 
 

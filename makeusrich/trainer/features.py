@@ -26,7 +26,6 @@ from makeusrich.market.candles import OHLCV
 from makeusrich.scoring.windows import segment_ids, valid_origins
 
 N_FEATURES = 5
-FEATURE_NAMES = ("log_open_rel", "log_high_rel", "log_low_rel", "log_return", "log_volume_change")
 
 
 def ohlcv_array(frame: pd.DataFrame) -> np.ndarray:
@@ -61,17 +60,11 @@ class Split:
 
 
 def chronological_split(
-    origins: np.ndarray,
-    n_candles: int,
-    window: int,
-    horizon: int,
-    fractions: tuple[float, float] = (0.8, 0.1),
+    origins: np.ndarray, n_candles: int, window: int, horizon: int, fractions: tuple[float, float] = (0.8, 0.1)
 ) -> Split:
     """Split origins at candle boundaries b1 < b2 so that no candle is read by two splits.
-
     Train samples end (targets included) before b1; validation samples start (inputs included) at b1 and end
-    before b2; test samples start at b2. The windows straddling a boundary are dropped (a purge of W+h-1).
-    """
+    before b2; test samples start at b2. The windows straddling a boundary are dropped (a purge of W+h-1)."""
     b1 = int(n_candles * fractions[0])
     b2 = int(n_candles * (fractions[0] + fractions[1]))
     first = origins - window + 1

@@ -190,8 +190,7 @@ def run_training(
     version = new_version(now)
     candles = load_candles(spec, source, store, now=now, api_url=api_url, max_retries=max_retries)
     log.info(
-        "candles ready",
-        extra={"pair": pair.name, "summary": candles.report.summary(), "requests": candles.requests},
+        "candles ready", extra={"pair": pair.name, "summary": candles.report.summary(), "requests": candles.requests}
     )
     data = prepare(candles.frame, spec.model.window, spec.model.horizon, interval_ms(spec.interval))
     result = train(data, spec.model, progress)

@@ -10,7 +10,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -39,10 +39,6 @@ class TrainingResult:
     stopped_early: bool = False
     seconds: float = 0.0
     device: str = "cpu"
-
-
-def pick_device() -> torch.device:
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 
 def configure_threads() -> int:
@@ -80,16 +76,6 @@ def predict_standardised(
 # dominate the fit. Measured on the bundled history (bench/results/quality.md), chosen on validation MAE.
 HUBER_DELTA = 1.0
 
-
-def make_loss() -> nn.Module:
-    return nn.HuberLoss(delta=HUBER_DELTA)
-
-
-def _loss(core: LSTMCore, data: Prepared, origins: np.ndarray, device: torch.device) -> float:
-    predicted = torch.from_numpy(predict_standardised(core, data, origins, device))
-    return float(make_loss()(predicted, torch.from_numpy(data.targets[origins])))
-
-
 Progress = Callable[[EpochRecord, int], None]
 
 
@@ -103,28 +89,19 @@ def log_progress(record: EpochRecord, max_epochs: int) -> None:
         sys.stderr.write("\r" + text.ljust(70))
         sys.stderr.flush()
     else:
-        log.info(
-            "epoch done",
-            extra={
-                "epoch": record.epoch,
-                "max_epochs": max_epochs,
-                "train_loss": record.train_loss,
-                "validation_loss": record.validation_loss,
-                "seconds": record.seconds,
-            },
-        )
+        log.info("epoch done", extra={**asdict(record), "max_epochs": max_epochs})
 
 
 def train(data: Prepared, spec: ModelSpec, progress: Progress | None = log_progress) -> TrainingResult:
     """Fit an LSTMCore on the training split, stopping when validation loss stops improving."""
     started = time.perf_counter()
     seed_everything(spec.seed)
-    device = pick_device()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     core = LSTMCore(spec.hidden_size, spec.layers, spec.dropout, data.horizon).to(device)
     optimiser = torch.optim.AdamW(core.parameters(), lr=spec.learning_rate)
-    loss_fn = make_loss()
+    loss_fn = nn.HuberLoss(delta=HUBER_DELTA)
     generator = np.random.default_rng(spec.seed)
-    train_origins = data.split.train
+    train_origins, validation = data.split.train, data.split.validation
     best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(core.state_dict())
     result = TrainingResult(core=core, best_epoch=0, device=str(device))
     stale = 0
@@ -144,7 +121,8 @@ def train(data: Prepared, spec: ModelSpec, progress: Progress | None = log_progr
             optimiser.step()
             total += float(loss.detach()) * len(batch)
             count += len(batch)
-        validation_loss = _loss(core, data, data.split.validation, device)
+        predicted = torch.from_numpy(predict_standardised(core, data, validation, device))
+        validation_loss = float(loss_fn(predicted, torch.from_numpy(data.targets[validation])))
         record = EpochRecord(epoch, total / max(count, 1), validation_loss, time.perf_counter() - epoch_start)
         result.epochs.append(record)
         if progress:

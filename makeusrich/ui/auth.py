@@ -73,7 +73,7 @@ class Throttle:
     """Login attempts per client: `free` failures in a row are let through at once; after that each attempt
     waits `base` seconds, doubled per failure, up to `ceiling`. A success resets the client.
 
-    `begin` decides before the password is checked and counts the attempt as a failure until `succeeded` says
+    `begin` decides before the password is checked and counts the attempt as a failure until `finished` says
     otherwise: a client that sends many attempts at once gets one checked and the rest refused."""
 
     free: int = 3

@@ -84,14 +84,8 @@ def held_out_windows(
     windows = np.ascontiguousarray(view[origins - window + 1].transpose(0, 2, 1))
     closes = ohlcv[:, 3].astype(np.float64)
     steps = origins[:, None] + np.arange(1, horizon + 1)[None, :]
-    return HeldOut(
-        windows=windows,
-        last_close=closes[origins],
-        actual=closes[steps],
-        target_times=(candles["open_time"].iloc[origins + 1] + pd.Timedelta(milliseconds=step_ms)).reset_index(
-            drop=True
-        ),
-    )
+    target_times = candles["open_time"].iloc[origins + 1] + pd.Timedelta(milliseconds=step_ms)
+    return HeldOut(windows, closes[origins], closes[steps], target_times.reset_index(drop=True))
 
 
 def score(version: str, tests: HeldOut, forecast: np.ndarray, recorded_ratio: float | None, horizon: int) -> Backtest:
@@ -127,5 +121,4 @@ async def run_backtest(
     test_from = first + (window - 1) * pd.Timedelta(milliseconds=interval_ms(interval))
     tests = held_out_windows(candles, test_from, window, horizon, interval_ms(interval))
     parts = [await infer(tests.windows[i : i + BATCH]) for i in range(0, len(tests.windows), BATCH)]
-    forecast = np.concatenate(parts, axis=0)
-    return score(version, tests, forecast, metadata.metrics.test.model.rel_mae, horizon)
+    return score(version, tests, np.concatenate(parts, axis=0), metadata.metrics.test.model.rel_mae, horizon)

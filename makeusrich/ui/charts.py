@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from itertools import accumulate
 from typing import Any
 
 import pandas as pd
@@ -19,6 +20,7 @@ from makeusrich.ui.view import parse_time, zone
 
 UP, DOWN, FORECAST, MUTED = "#16a34a", "#dc2626", "#2563eb", "#9ca3af"
 ACTUAL, PERSISTENCE = "#475569", "#f59e0b"
+AXIS_JS = "(v) => Number(v).toLocaleString(undefined, {maximumFractionDigits: 6})"
 
 
 def line(name: str, data: Sequence[float | None], color: str, width: float, dashed: bool = False) -> dict[str, Any]:
@@ -41,30 +43,25 @@ def _number_js(decimals: int) -> str:
     )
 
 
-def _axis_js() -> str:
-    return "(v) => Number(v).toLocaleString(undefined, {maximumFractionDigits: 6})"
-
-
-def time_labels(times: Sequence[Any], tz: str | None, daily: bool = False) -> list[str]:
+def time_labels(times: Sequence[Any], tz: str | None, interval: str) -> list[str]:
+    """Each time in the viewer's zone: the date alone for daily and weekly candles."""
     zone_info = zone(tz)
-    pattern = "%Y-%m-%d" if daily else "%m-%d %H:%M"
-    labels = []
-    for value in times:
-        moment = parse_time(value)
-        labels.append(moment.astimezone(zone_info).strftime(pattern) if moment else "")
-    return labels
+    pattern = "%Y-%m-%d" if interval.endswith(("d", "w")) else "%m-%d %H:%M"
+    moments = (parse_time(value) for value in times)
+    return [moment.astimezone(zone_info).strftime(pattern) if moment else "" for moment in moments]
 
 
-def _base(decimals: int) -> dict[str, Any]:
+def _base(decimals: int, labels: list[str]) -> dict[str, Any]:
     return {
         "animation": False,
         "backgroundColor": "transparent",
         "grid": {"left": 8, "right": 12, "top": 36, "bottom": 56, "containLabel": True},
         "tooltip": {"trigger": "axis", "axisPointer": {"type": "cross"}, ":valueFormatter": _number_js(decimals)},
         "legend": {"top": 0, "textStyle": {"color": MUTED}},
+        "xAxis": {"type": "category", "data": labels, "axisLabel": {"color": MUTED}},
         "yAxis": {
             "scale": True,
-            "axisLabel": {"color": MUTED, ":formatter": _axis_js()},
+            "axisLabel": {"color": MUTED, ":formatter": AXIS_JS},
             "splitLine": {"lineStyle": {"color": "rgba(128,128,128,0.15)"}},
         },
         "dataZoom": [{"type": "inside"}, {"type": "slider", "height": 18, "bottom": 8}],
@@ -81,9 +78,8 @@ def candle_chart(
 ) -> dict[str, Any]:
     """Candlesticks of recent candles and the forecast drawn on the slots after the last one, each candle
     labelled by the moment it closes (`forecast_times` are closes too)."""
-    daily = interval.endswith(("d", "w"))
     closes = list(close_moments(candles["open_time"], interval))
-    labels = time_labels(closes, tz, daily) + time_labels(list(forecast_times), tz, daily)
+    labels = time_labels([*closes, *forecast_times], tz, interval)
     bars = [
         [round(float(o), 10), round(float(c), 10), round(float(lo), 10), round(float(h), 10)]
         for o, c, lo, h in zip(candles["open"], candles["close"], candles["low"], candles["high"], strict=True)
@@ -92,15 +88,10 @@ def candle_chart(
     if forecast and bars:
         ahead[-1] = bars[-1][1]
         ahead += [float(x) for x in forecast]
-    options = _base(decimals)
-    options["xAxis"] = {
-        "type": "category",
-        "data": labels,
-        "boundaryGap": True,
-        "axisLabel": {"color": MUTED},
-    }
-    options["dataZoom"][0]["startValue"] = max(0, len(labels) - 120)
-    options["dataZoom"][1]["startValue"] = max(0, len(labels) - 120)
+    options = _base(decimals, labels)
+    options["xAxis"]["boundaryGap"] = True
+    for zoom in options["dataZoom"]:
+        zoom["startValue"] = max(0, len(labels) - 120)
     options["series"] = [
         {
             "name": "Candles",
@@ -124,12 +115,7 @@ def candle_chart(
 
 def backtest_chart(result: Backtest, tz: str | None, decimals: int, interval: str) -> dict[str, Any]:
     """Actual closes, the model's one-step forecasts and persistence's over the test split."""
-    options = _base(decimals)
-    options["xAxis"] = {
-        "type": "category",
-        "data": time_labels(result.times, tz, interval.endswith(("d", "w"))),
-        "axisLabel": {"color": MUTED},
-    }
+    options = _base(decimals, time_labels(result.times, tz, interval))
     options["series"] = [
         line("Actual close", result.actual, ACTUAL, 2),
         line("Model forecast", result.predicted, FORECAST, 1.5),
@@ -140,23 +126,16 @@ def backtest_chart(result: Backtest, tz: str | None, decimals: int, interval: st
 
 def error_chart(result: Backtest, tz: str | None, decimals: int, interval: str) -> dict[str, Any]:
     """Cumulative absolute error of the model and of persistence: the MAE ratio, drawn as it builds up."""
-    model, base = 0.0, 0.0
-    model_sum, base_sum = [], []
-    for actual, predicted, last in zip(result.actual, result.predicted, result.persistence, strict=True):
-        model += abs(predicted - actual)
-        base += abs(last - actual)
-        model_sum.append(round(model, 8))
-        base_sum.append(round(base, 8))
-    options = _base(decimals)
+
+    def cumulative(forecast: list[float]) -> list[float]:
+        errors = (abs(f - a) for f, a in zip(forecast, result.actual, strict=True))
+        return [round(total, 8) for total in accumulate(errors)]
+
+    options = _base(decimals, time_labels(result.times, tz, interval))
     options["dataZoom"] = []
     options["grid"]["bottom"] = 8
-    options["xAxis"] = {
-        "type": "category",
-        "data": time_labels(result.times, tz, interval.endswith(("d", "w"))),
-        "axisLabel": {"color": MUTED},
-    }
     options["series"] = [
-        line("Model: cumulative |error|", model_sum, FORECAST, 2),
-        line("Persistence: cumulative |error|", base_sum, PERSISTENCE, 2, dashed=True),
+        line("Model: cumulative |error|", cumulative(result.predicted), FORECAST, 2),
+        line("Persistence: cumulative |error|", cumulative(result.persistence), PERSISTENCE, 2, dashed=True),
     ]
     return options

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 from nicegui import ui
 
 from makeusrich.ui.view import Tone
 
-TONE_COLOR: dict[Tone, str] = {
-    "positive": "positive",
-    "negative": "negative",
-    "warning": "warning",
-    "info": "info",
-    "neutral": "grey-7",
-}
-TONE_TEXT: dict[Tone, str] = {
-    "positive": "text-positive",
-    "negative": "text-negative",
-    "warning": "text-warning",
-    "info": "text-info",
-    "neutral": "",
-}
+TONE_COLOR: dict[Tone, str] = {tone: "grey-7" if tone == "neutral" else tone for tone in get_args(Tone)}
+TONE_TEXT: dict[Tone, str] = {tone: "" if tone == "neutral" else f"text-{tone}" for tone in get_args(Tone)}
 
 
 def badge(text: str, tone: Tone, tooltip: str = "") -> None:
@@ -40,7 +30,8 @@ def error_line(text: str, marker: str) -> None:
         ui.label(text).classes("break-any")
 
 
-def not_found(title: str, text: str) -> None:
+def notice(title: str, text: str) -> None:
+    """A card saying why this page shows nothing, with the way back."""
     with ui.card().classes("w-full max-w-xl"):
         ui.label(title).classes("text-lg font-semibold")
         ui.label(text).classes("break-any")

@@ -8,7 +8,7 @@ from typing import Any
 from nicegui import ui
 
 from makeusrich.errors import MakeUsRichError
-from makeusrich.ui.components import not_found
+from makeusrich.ui.components import notice
 from makeusrich.ui.data import PairRecord
 from makeusrich.ui.forms import FIELDS, initial_values, validate_form
 from makeusrich.ui.frame import Tab
@@ -28,7 +28,7 @@ async def edit_pair(tab: Tab, namespace: str, name: str) -> None:
     record = tab.dashboard.records.get(f"{namespace}/{name}")
     if record is None or record.pair is None:
         why = record.problem if record and record.problem else "There is no such pair."
-        not_found(f"Cannot edit {namespace}/{name}", why)
+        notice(f"Cannot edit {namespace}/{name}", why)
         return
     pair_form(tab, record)
 

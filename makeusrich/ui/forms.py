@@ -89,9 +89,8 @@ def initial_values(pair: CurrencyPair | None, namespace: str = "default") -> dic
     """The form's values for an existing pair, or the defaults for a new one."""
     if pair is None:
         spec = CurrencyPairSpec(currency="btc", compare="usdt")
-        document = {"metadata": {"name": "", "namespace": namespace}, "spec": spec.model_dump(by_alias=True)}
-        document["spec"]["currency"] = ""
-        document["spec"]["compare"] = ""
+        blank = {**spec.model_dump(by_alias=True), "currency": "", "compare": ""}
+        document = {"metadata": {"name": "", "namespace": namespace}, "spec": blank}
     else:
         document = pair_document(pair)
     values: dict[str, Any] = {}
@@ -134,9 +133,8 @@ def _message(path: str, error: Any) -> str:
     kind = str(error.get("type", ""))
     if kind == "string_pattern_mismatch" and path in FRIENDLY_PATTERNS:
         return FRIENDLY_PATTERNS[path]
-    if kind in ("int_type", "int_parsing", "float_type", "float_parsing") and error.get("input") is None:
-        return "required"
-    if kind == "missing":
+    number = kind in ("int_type", "int_parsing", "float_type", "float_parsing")
+    if kind == "missing" or (number and error.get("input") is None):
         return "required"
     return str(error["msg"]).removeprefix("Value error, ")
 

@@ -88,18 +88,16 @@ class Tab:
         if self.nav is None:
             return
         self.nav.clear()
+
+        def button(text: str, icon: str, action: Callable[[], Any], marker: str) -> None:
+            ui.button(text, icon=icon, on_click=action).props("flat color=white no-caps").mark(marker)
+
         with self.nav:
             if self.can_manage():
-                ui.button("New pair", icon="add", on_click=lambda: ui.navigate.to("/new")).props(
-                    "flat color=white no-caps"
-                ).mark("new-pair")
-                ui.button("Log out", icon="logout", on_click=self.logout).props("flat color=white no-caps").mark(
-                    "logout"
-                )
+                button("New pair", "add", lambda: ui.navigate.to("/new"), "new-pair")
+                button("Log out", "logout", self.logout, "logout")
             elif self.auth.enabled:
-                ui.button("Log in", icon="login", on_click=lambda: ui.navigate.to("/login")).props(
-                    "flat color=white no-caps"
-                ).mark("login")
+                button("Log in", "login", lambda: ui.navigate.to("/login"), "login")
             else:
                 with ui.chip("Read-only", icon="visibility").props("outline color=white dense").mark("read-only"):
                     ui.tooltip(EDITING_OFF)

@@ -8,17 +8,16 @@ from typing import Any
 from nicegui import ui
 
 from makeusrich.ui.auth import HASH_ENV, verify_password
+from makeusrich.ui.components import notice
 from makeusrich.ui.frame import Tab
 
 
 def read_only() -> None:
-    with ui.card().classes("w-full max-w-xl"):
-        ui.label("This dashboard is read-only").classes("text-lg font-semibold")
-        ui.label(
-            f"Managing pairs needs a login. Start the dashboard with {HASH_ENV} set (make one with "
-            "`makeusrich ui --hash-password`), then log in."
-        )
-        ui.link("Back to the pairs", "/")
+    notice(
+        "This dashboard is read-only",
+        f"Managing pairs needs a login. Start the dashboard with {HASH_ENV} set (make one with "
+        "`makeusrich ui --hash-password`), then log in.",
+    )
 
 
 async def page(tab: Tab, next: str = "/") -> None:
