@@ -1,10 +1,9 @@
-# One entry point for people and CI: `make run` trains on the bundled data, `make test` checks everything.
+# One entry point for people and CI: `make run` runs the product (`makeusrich up`), `make test` checks everything.
 # Both install what they need into .venv first (from the package registries only).
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
 HERE := $(dir $(abspath $(lastword $(MAKEFILE_LIST))))
-PAIR ?= $(HERE)manifests/examples/btc-usdt.yaml
 # Extra arguments for `make run` (tests shorten the training with them).
 RUN_ARGS ?=
 
@@ -27,8 +26,9 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	else echo "install chromium and chromium-driver (apt-get install chromium chromium-driver) for the browser tests"; exit 1; fi
 
+# Everything on this machine: scheduled training, the store, v2 serving and the dashboard, until Ctrl-C.
 run: setup
-	$(VENV)/bin/makeusrich train -f $(PAIR) --source sample $(RUN_ARGS)
+	$(VENV)/bin/makeusrich up $(RUN_ARGS)
 
 # The README's pictures of the dashboard, from the default setup (trains the bundled pair: about two minutes).
 screenshots: setup browser

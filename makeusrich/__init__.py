@@ -4,7 +4,7 @@ The package's layers, from the top; a layer imports only from the layers below i
 never import each other (import-linter contracts in pyproject.toml, run by `make lint`):
 
     cli                                   the `makeusrich` command
-    local                                 the single-machine runner (not written yet)
+    local                                 `makeusrich up`: the single-machine runner
     trainer | serving | operator | ui     the components (only trainer imports torch, only ui nicegui,
                                           only operator kopf)
     cliargs                               command-line pieces the components share

@@ -23,14 +23,10 @@ from makeusrich.settings import variables
 log = logging.getLogger("makeusrich")
 
 
-def _dump_yaml(documents: Sequence[object]) -> str:
-    return yaml.safe_dump_all(documents, sort_keys=False, explicit_start=True)
-
-
 def cmd_crd(args: argparse.Namespace) -> int:
     from makeusrich.pair import crd_manifest
 
-    sys.stdout.write(_dump_yaml([crd_manifest()]))
+    sys.stdout.write(yaml.safe_dump_all([crd_manifest()], sort_keys=False, explicit_start=True))
     return 0
 
 
@@ -73,10 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--log-json", action="store_true", default=None, help="log JSON lines even on a terminal")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands: dict[str, tuple[str, Callable[[argparse.Namespace], int]]] = {}
 
     def add(name: str, help_text: str, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
-        commands[name] = (help_text, handler)
         p = sub.add_parser(
             name, help=help_text, description=help_text, formatter_class=argparse.RawDescriptionHelpFormatter
         )
@@ -96,11 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--last", type=int, default=10, help="how many of the newest candles to show")
     p.add_argument("--json", action="store_true", help="print the candles as JSON records")
 
+    from makeusrich.local.cli import add_up_command
     from makeusrich.operator.cli import add_operator_commands
     from makeusrich.serving.cli import add_serving_commands
     from makeusrich.trainer.cli import add_train_command
     from makeusrich.ui.cli import add_ui_commands
 
+    add_up_command(add)
     add_train_command(add)
     add_serving_commands(add)
     add_operator_commands(add)

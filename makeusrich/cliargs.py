@@ -28,7 +28,8 @@ class MarketSettings(CommandSettings):
     source: str = Field(
         "binance",
         validation_alias="MAKEUSRICH_SOURCE",
-        description="where candles come from: binance, sample (bundled BTC/USDT 1h), or file:PATH (CSV)",
+        description="where candles come from: binance, sample (bundled BTC/USDT 1h), file:PATH (CSV), or auto "
+        "(binance, else the sample where it covers the pair)",
     )
     api_url: str | None = Field(
         None, validation_alias="BINANCE_API_URL", description="Binance REST base URL, up to /api (default: Binance)"

@@ -3,6 +3,7 @@
     MakeUsRichError                 a failure the user can act on; the CLI prints it and exits 1
     ├── PairError                   a CurrencyPair file or resource is malformed
     ├── CandleError                 candles are missing, malformed or cannot be fetched
+    │   └── OfflineError            Binance cannot be reached at all (no network): the sample may stand in
     ├── StoreError                  the model store refused an operation or holds inconsistent data
     │   └── NotFoundError           an object is not in the store
     ├── SettingsError               a component's configuration (flags or environment) is unusable
@@ -43,6 +44,16 @@ class PairError(MakeUsRichError):
 
 class CandleError(MakeUsRichError):
     """Candles are missing, malformed or cannot be fetched."""
+
+
+class OfflineError(CandleError):
+    """Binance cannot be reached at all (its name does not resolve, or nothing listens): no network.
+
+    `reason` is the sentence without advice ("cannot reach Binance at HOST: WHY"), for a caller that has some."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class StoreError(MakeUsRichError):

@@ -9,7 +9,7 @@ names. A reader refuses a malformed document with the field that is wrong.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
@@ -159,10 +159,40 @@ def parse_metadata(raw: Mapping[str, Any], where: str = "metadata.json") -> Mode
     try:
         return ModelMetadata.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "the document"
-        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         raise StoreError(
-            f"{where} is malformed: {field}: {first['msg']}{more}; the version is unusable: train a new one, or "
-            "pin another with spec.serving.pinnedVersion"
+            f"{where} is malformed: {_first_problem(exc)}; the version is unusable: train a new one, or pin "
+            "another with spec.serving.pinnedVersion"
         ) from None
+
+
+def _first_problem(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "the document"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{field}: {first['msg']}{more}"
+
+
+class RunState(_Document):
+    """`<ns>/<pair>/runs/state.json`: the newest training run `makeusrich up` started for a pair, kept up to
+    date while it runs (the dashboard's card and a restart read it)."""
+
+    state: Literal["training", "succeeded", "failed", "interrupted"]
+    started_at: str
+    finished_at: str | None = None
+    spec_sha256: str = Field(description="the pair's spec the run trained on: a changed spec trains again")
+    source: str | None = Field(None, description="where its candles came from: binance or sample")
+    epoch: int | None = None
+    max_epochs: int | None = None
+    validation_loss: float | None = None
+    version: str | None = None
+    promoted: bool | None = None
+    message: str | None = Field(None, description="the run's outcome in one sentence")
+    last_lines: list[str] = Field(default_factory=list, description="the newest lines of its log")
+    log: str | None = Field(None, description="its whole log, below the pair's runs/ folder")
+
+
+def parse_run_state(raw: bytes, where: str) -> RunState:
+    try:
+        return RunState.model_validate_json(raw)
+    except ValidationError as exc:
+        raise StoreError(f"{where} is malformed: {_first_problem(exc)}") from None

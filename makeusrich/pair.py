@@ -7,7 +7,8 @@ place and the API server refuses what the operator would refuse.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -75,9 +76,7 @@ class ServingSpec(_Spec):
     )
     min_replicas: int = Field(1, ge=0, le=100, description="Predictor replicas kept running.")
     pinned_version: str | None = Field(
-        None,
-        pattern=VERSION_PATTERN,
-        description="Serve this model version instead of the promoted one (rollback).",
+        None, pattern=VERSION_PATTERN, description="Serve this model version instead of the promoted one (rollback)."
     )
 
 
@@ -167,9 +166,7 @@ class CurrencyPairSpec(_Spec):
     compare: str = Field(pattern=ASSET_PATTERN, description="Quote asset, lower case (usdt).")
     interval: Interval = Field("1h", description="Binance kline interval.")
     schedule: str = Field(
-        "0 0 * * *",
-        description="Cron expression for retraining.",
-        json_schema_extra={"pattern": CRON_PATTERN},
+        "0 0 * * *", description="Cron expression for retraining.", json_schema_extra={"pattern": CRON_PATTERN}
     )
     lookback_days: int = Field(365, ge=1, le=3650, description="History used by one training run, in days.")
     model: ModelSpec = Field(default_factory=ModelSpec)
@@ -221,11 +218,8 @@ class CurrencyPair(BaseModel):
 
 def _wire_names() -> dict[str, str]:
     """Python field name -> the camelCase name files and the CRD use, for every field of the spec."""
-    names: dict[str, str] = {}
-    for model in (CurrencyPairSpec, ModelSpec, PromotionSpec, ServingSpec):
-        for name, info in model.model_fields.items():
-            names[name] = info.alias or name
-    return names
+    models = (CurrencyPairSpec, ModelSpec, PromotionSpec, ServingSpec)
+    return {name: info.alias or name for model in models for name, info in model.model_fields.items()}
 
 
 def describe_errors(exc: ValidationError, source: str) -> str:
@@ -313,6 +307,42 @@ def parse_pair_text(text: str | bytes, source: str) -> CurrencyPair:
     return parse_pair(pairs[0] if pairs else documents[0], source)
 
 
+PAIR_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+@dataclass(frozen=True)
+class PairFile:
+    """One pair file as read: its pair, or why it has none."""
+
+    path: Path
+    pair: CurrencyPair | None
+    problem: str | None = None
+
+
+def read_pair_files(folder: Path | None, files: Sequence[Path] = ()) -> list[PairFile]:
+    """The pairs of `files`, then of the folder's pair files (hidden ones skipped), each validated; a file that
+    declares a pair another file declared first has that as its problem (the dashboard and `up` read alike)."""
+    listed = list(files)
+    if folder is not None and folder.is_dir():
+        listed += sorted(p for p in folder.iterdir() if p.suffix in PAIR_SUFFIXES and not p.name.startswith("."))
+    read: list[PairFile] = []
+    first: dict[str, Path] = {}
+    for path in listed:
+        try:
+            pair = load_pair(path)
+        except PairError as exc:
+            read.append(PairFile(path, None, str(exc)))
+            continue
+        key = f"{pair.namespace}/{pair.name}"
+        if first.setdefault(key, path) != path:
+            read.append(
+                PairFile(path, None, f"{path} declares {key} again (first in {first[key]}); rename or remove one")
+            )
+        else:
+            read.append(PairFile(path, pair))
+    return read
+
+
 PAIR_ENV = "MAKEUSRICH_PAIR"
 
 
@@ -391,9 +421,7 @@ def _structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
         non_null = [v for v in variants if v.get("type") != "null"]
         if len(non_null) == 1 and len(non_null) < len(variants):
             rest = {k: v for k, v in schema.items() if k != "anyOf"}
-            nullable = _structural({**non_null[0], **rest}, defs)
-            nullable["nullable"] = True
-            return nullable
+            return {**_structural({**non_null[0], **rest}, defs), "nullable": True}
     out: dict[str, Any] = {}
     for key, value in schema.items():
         if key in _DROPPED_KEYWORDS:
@@ -422,14 +450,6 @@ def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
     return _structural(raw, raw.get("$defs", {}))
 
 
-def _spec_schema() -> dict[str, Any]:
-    schema = openapi_schema(CurrencyPairSpec)
-    # Nested objects default to {} so the API server fills their own defaults (model.window and so on).
-    for name in ("model", "promotion", "serving"):
-        schema["properties"][name]["default"] = {}
-    return schema
-
-
 PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Pair", "type": "string", "jsonPath": ".status.symbol"},
     {"name": "Interval", "type": "string", "jsonPath": ".spec.interval"},
@@ -448,6 +468,10 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
 
 def crd_manifest() -> dict[str, Any]:
     """The CustomResourceDefinition for CurrencyPair, generated from the pydantic models above."""
+    spec = openapi_schema(CurrencyPairSpec)
+    # Nested objects default to {} so the API server fills their own defaults (model.window and so on).
+    for name in ("model", "promotion", "serving"):
+        spec["properties"][name]["default"] = {}
     schema = {
         "type": "object",
         "required": ["spec"],
@@ -455,17 +479,14 @@ def crd_manifest() -> dict[str, Any]:
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
             "metadata": {"type": "object"},
-            "spec": _spec_schema(),
+            "spec": spec,
             "status": openapi_schema(CurrencyPairStatus),
         },
     }
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {
-            "name": f"{PLURAL}.{GROUP}",
-            "labels": {"app.kubernetes.io/part-of": "makeusrich"},
-        },
+        "metadata": {"name": f"{PLURAL}.{GROUP}", "labels": {"app.kubernetes.io/part-of": "makeusrich"}},
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",
@@ -488,12 +509,3 @@ def crd_manifest() -> dict[str, Any]:
             ],
         },
     }
-
-
-def example_pair(name: str = "btc-usdt", currency: str = "btc", compare: str = "usdt") -> dict[str, Any]:
-    """The bundled example resource with every field spelled out, so users see what they can set."""
-    pair = CurrencyPair(
-        metadata=Metadata(name=name, namespace="default"),
-        spec=CurrencyPairSpec(currency=currency, compare=compare),
-    )
-    return pair_document(pair)

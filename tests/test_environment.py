@@ -10,6 +10,7 @@ from pathlib import Path
 from makeusrich.cli import build_parser
 from makeusrich.cliargs import MarketSettings
 from makeusrich.environment import VARIABLES, WRITTEN
+from makeusrich.local.cli import UpSettings
 from makeusrich.operator.settings import OperatorSettings
 from makeusrich.serving.options import PredictSettings, ServeOptions
 from makeusrich.settings import variables
@@ -17,7 +18,7 @@ from makeusrich.trainer.cli import TrainSettings
 from makeusrich.ui.settings import UIConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = (MarketSettings, TrainSettings, ServeOptions, PredictSettings, UIConfig, OperatorSettings)
+SETTINGS = (MarketSettings, UpSettings, TrainSettings, ServeOptions, PredictSettings, UIConfig, OperatorSettings)
 NAME = re.compile(r"[\"']((?:MAKEUSRICH|S3|AWS|BINANCE|NICEGUI|SSL|KUBERNETES)_[A-Z0-9_]*[A-Z0-9]|KUBECONFIG)[\"']")
 
 

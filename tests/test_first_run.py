@@ -70,27 +70,32 @@ def empty(tmp_path: Path) -> Path:
     return folder
 
 
-def test_make_run_from_an_empty_folder_publishes_a_model_and_prints_its_skill(empty: Path) -> None:
-    """`make run` itself (the Makefile's recipe, its default pair and store), with only the training shortened."""
+def test_make_run_from_an_empty_folder_runs_the_bundled_pair_until_ctrl_c(empty: Path) -> None:
+    """`make run` itself (the Makefile's recipe: `makeusrich up` with its default pairs folder, store and ports),
+    with only the training shortened; Binance unreachable, so the bundled sample stands in."""
+    from tests.local.up import Up, assert_store_consistent
+
     venv = Path(sys.prefix)
-    result = subprocess.run(
-        ["make", "-s", "-f", str(ROOT / "Makefile"), "-o", f"{venv}/.installed", "run", f"VENV={venv}", *RUN_ARGS],
-        capture_output=True,
-        text=True,
-        cwd=empty,
-        env=clean_env(),
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    store = empty / ".makeusrich" / "store"
-    lines = result.stdout.splitlines()
-    assert lines[0].startswith("default/btc-usdt version ") and "promoted" in lines[0]
-    version = lines[0].split()[2].rstrip(":")
-    assert "of persistence's" in lines[1]  # why it was or was not promoted
-    for line, split in zip(lines[2:4], ("validation", "test"), strict=True):
-        assert line.split()[0] == split and " vs persistence " in line and "(ratio " in line and "direction" in line
-    assert lines[-1] == f"  stored at {store.as_uri()}/default/btc-usdt/versions/{version}/"
-    assert (store / "default" / "btc-usdt" / "versions" / version / "metadata.json").is_file()
+    make = ["make", "-s", "-f", str(ROOT / "Makefile"), "-o", f"{venv}/.installed", "run", f"VENV={venv}", *RUN_ARGS]
+    up = Up.start(empty, command=make, name="make-run")
+    try:
+        up.wait_for(f"Created {empty / 'pairs'} with the bundled btc-usdt.yaml")
+        up.wait_for("Dashboard:   http://127.0.0.1:8081\nv2 endpoint: http://127.0.0.1:8080/v2/models/<pair>/infer")
+        text = up.wait_for("btc-usdt: version ")
+        outcome = next(line for line in text.splitlines() if line.startswith("btc-usdt: version "))
+        assert "of persistence's" in outcome and ("promoted and served" in outcome or "not promoted: " in outcome)
+        if "promoted and served" in outcome:
+            up.wait_ready("btc-usdt")
+        health = httpx.get(f"{up.dashboard}/healthz", timeout=5).json()
+        assert health["loaded"] and health["pairs"] == 1, health
+        up.wait_for("btc-usdt: next training ")
+        _, took = up.interrupt()  # make itself reports the interrupt; `up` says it stopped cleanly
+        assert took < 10.0
+        assert up.output().rstrip().endswith("Stopped.")
+        store = empty / ".makeusrich" / "store"
+        assert assert_store_consistent(store) == (["btc-usdt"] if "promoted and served" in outcome else [])
+    finally:
+        up.kill()
 
 
 def test_serve_predict_and_ui_find_the_default_store(empty: Path) -> None:

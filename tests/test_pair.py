@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -285,3 +286,15 @@ def test_snake_case_fields_mean_the_same_here_as_in_the_cluster(
     with pytest.raises(PairError) as caught:
         load_pair(path)
     assert f"{field}: unknown field; write {camel}" in str(caught.value)
+
+
+def test_the_readme_pair_reference_is_generated_from_the_schema() -> None:
+    """The README's table of pair fields is docs/pair_reference.py's output, not a second copy typed by hand."""
+    spec = importlib.util.spec_from_file_location("pair_reference", ROOT / "docs" / "pair_reference.py")
+    assert spec is not None and spec.loader is not None
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    readme = (ROOT / "README.md").read_text()
+    assert generator.readme_with_reference(readme) == readme, "run: PYTHONPATH=. python docs/pair_reference.py --write"
+    for field in ("`spec.model.window`", "`spec.promotion.maxRelativeMAE`", "`spec.trainOnCreate`"):
+        assert field in readme

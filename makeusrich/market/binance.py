@@ -27,7 +27,7 @@ import urllib3.exceptions
 from binance.client import Client
 from binance.exceptions import BinanceAPIException, BinanceRequestException
 
-from makeusrich.errors import CandleError
+from makeusrich.errors import CandleError, OfflineError
 from makeusrich.market.candles import candles_from_klines, interval_ms
 from makeusrich.net import backoff_delay_s, retry_after_s
 
@@ -106,12 +106,6 @@ def make_client(api_url: str | None = None, timeout: float = 10.0) -> Client:
     return client
 
 
-def _retry_after_s(exc: BinanceAPIException) -> float | None:
-    """Seconds Binance asks us to wait (`Retry-After`: seconds or an HTTP date); None if it says nothing."""
-    headers = getattr(exc.response, "headers", None)
-    return retry_after_s(headers.get("Retry-After") if headers is not None else None)
-
-
 def _causes(exc: BaseException) -> list[BaseException]:
     """The exception and what it wraps (requests -> urllib3 -> socket), outermost first."""
     chain: list[BaseException] = []
@@ -148,18 +142,6 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {str(innermost)[:200]}"
 
 
-def _host(api_url: str) -> str:
-    parsed = urlparse(api_url)
-    return parsed.netloc or api_url
-
-
-def _is_retryable(exc: Exception) -> bool:
-    if isinstance(exc, BinanceAPIException):
-        status = int(exc.status_code)
-        return status in (RATE_LIMITED, BANNED) or status >= 500
-    return isinstance(exc, _TRANSIENT_ERRORS)
-
-
 def _when(seconds: float) -> str:
     """The wall-clock time `seconds` from now, for messages that tell a user when to try again."""
     return (datetime.now(UTC) + timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S UTC")
@@ -168,17 +150,17 @@ def _when(seconds: float) -> str:
 def _fail_fast(exc: BinanceAPIException, symbol: str, interval: str, wait_s: float | None, max_wait_s: float) -> None:
     """Raise the CandleError for answers that retrying cannot fix (or should not wait for)."""
     status = int(exc.status_code)
-    if status == BANNED and wait_s is not None and wait_s > max_wait_s:
+    if wait_s is not None and wait_s > max_wait_s and status == BANNED:
         raise CandleError(
             f"Binance has banned this IP address for {wait_s:.0f} s (HTTP 418) after too many requests; "
             f"wait until {_when(wait_s)} before fetching again, and fetch less often"
         ) from exc
-    if status == RATE_LIMITED and wait_s is not None and wait_s > max_wait_s:
+    if wait_s is not None and wait_s > max_wait_s and status == RATE_LIMITED:
         raise CandleError(
             f"Binance rate-limits this IP address (HTTP 429) and asks to wait {wait_s:.0f} s, longer "
             f"than the {max_wait_s:.0f} s we wait; try again after {_when(wait_s)}"
         ) from exc
-    if _is_retryable(exc):
+    if status in (RATE_LIMITED, BANNED) or status >= 500:
         return
     if exc.code == INVALID_SYMBOL:
         raise CandleError(
@@ -193,71 +175,67 @@ def _fail_fast(exc: BinanceAPIException, symbol: str, interval: str, wait_s: flo
 
 
 @dataclass
-class _Tally:
-    """Running counts of one fetch."""
+class _Fetch:
+    """One fetch: how hard to try (retries per request, backoff, the longest Retry-After worth waiting for),
+    and what it has cost so far."""
 
-    requests: int = 0
-    retries: int = 0
-    slept_s: float = 0.0
-
-
-@dataclass(frozen=True)
-class _Policy:
-    """How hard to try: retries per request, backoff, and the longest Retry-After worth waiting for."""
-
+    api: Client
     max_retries: int
     backoff_s: float
     max_backoff_s: float
     max_wait_s: float
     sleep: Callable[[float], None]
+    requests: int = 0
+    retries: int = 0
+    slept_s: float = 0.0
 
-
-def _get_page(api: Client, params: dict[str, Any], policy: _Policy, tally: _Tally) -> Any:
-    """One klines request, retried on transient failures; a CandleError for everything else."""
-    symbol, interval = params["symbol"], params["interval"]
-    attempt = 0
-    while True:
-        attempt += 1
-        tally.requests += 1
-        try:
-            return api.get_klines(**params)
-        except (BinanceAPIException, *_TRANSIENT_ERRORS) as exc:
-            wait_s = _retry_after_s(exc) if isinstance(exc, BinanceAPIException) else None
-            if isinstance(exc, BinanceAPIException):
-                _fail_fast(exc, symbol, interval, wait_s, policy.max_wait_s)
-            why = unreachable(exc)
-            budget = min(policy.max_retries, UNREACHABLE_RETRIES) if why else policy.max_retries
-            if why and attempt > budget:
-                raise CandleError(
-                    f"cannot reach Binance at {_host(api.API_URL)}: {why}; {OFFLINE_ADVICE}, or try again online"
-                ) from exc
-            if attempt > budget:
-                ban = isinstance(exc, BinanceAPIException) and int(exc.status_code) == BANNED
-                advice = (
-                    "Binance has banned this IP address for sending too many requests: wait before fetching again"
-                    if ban
-                    else "Binance may be down or rate-limiting: try again later, or allow more retries with "
-                    "--binance-retries or MAKEUSRICH_BINANCE_RETRIES"
+    def get_page(self, params: dict[str, Any]) -> Any:
+        """One klines request, retried on transient failures; a CandleError for everything else."""
+        symbol, interval, url = params["symbol"], params["interval"], self.api.API_URL
+        attempt = 0
+        while True:
+            attempt += 1
+            self.requests += 1
+            try:
+                return self.api.get_klines(**params)
+            except (BinanceAPIException, *_TRANSIENT_ERRORS) as exc:
+                wait_s = None
+                if isinstance(exc, BinanceAPIException):
+                    headers = getattr(exc.response, "headers", None)
+                    wait_s = retry_after_s(headers.get("Retry-After") if headers is not None else None)
+                    _fail_fast(exc, symbol, interval, wait_s, self.max_wait_s)
+                why = unreachable(exc)
+                budget = min(self.max_retries, UNREACHABLE_RETRIES) if why else self.max_retries
+                if why and attempt > budget:
+                    reason = f"cannot reach Binance at {urlparse(url).netloc or url}: {why}"
+                    raise OfflineError(f"{reason}; {OFFLINE_ADVICE}, or try again online", reason) from exc
+                if attempt > budget:
+                    ban = isinstance(exc, BinanceAPIException) and int(exc.status_code) == BANNED
+                    advice = (
+                        "Binance has banned this IP address for sending too many requests: wait before fetching again"
+                        if ban
+                        else "Binance may be down or rate-limiting: try again later, or allow more retries with "
+                        "--binance-retries or MAKEUSRICH_BINANCE_RETRIES"
+                    )
+                    raise CandleError(
+                        f"fetching {symbol} {interval} klines from {url} failed after {attempt} "
+                        f"attempt(s) (last error: {_describe(exc)}); {advice}"
+                    ) from exc
+                backoff = backoff_delay_s(attempt - 1, self.backoff_s, self.max_backoff_s)
+                delay = wait_s if wait_s is not None else backoff
+                log.warning(
+                    "binance klines %s %s startTime=%s: %s; retry %d/%d in %.2f s",
+                    *(symbol, interval, params["startTime"], _describe(exc)),
+                    *(attempt, budget, delay),
                 )
+                self.retries += 1
+                self.slept_s += delay
+                self.sleep(delay)
+            except requests.exceptions.RequestException as exc:  # a malformed URL, a refused TLS handshake...
                 raise CandleError(
-                    f"fetching {symbol} {interval} klines from {api.API_URL} failed after {attempt} "
-                    f"attempt(s) (last error: {_describe(exc)}); {advice}"
+                    f"cannot request {symbol} {interval} klines from {url}: {_describe(exc)}; check "
+                    f"the API URL (argument api_url or ${API_URL_ENV}, e.g. {DEFAULT_API_URL})"
                 ) from exc
-            backoff = backoff_delay_s(attempt - 1, policy.backoff_s, policy.max_backoff_s)
-            delay = wait_s if wait_s is not None else backoff
-            log.warning(
-                "binance klines %s %s startTime=%s: %s; retry %d/%d in %.2f s",
-                *(symbol, interval, params["startTime"], _describe(exc)),
-                *(attempt, budget, delay),
-            )
-            tally.retries += 1
-            tally.slept_s += delay
-            policy.sleep(delay)
-        except requests.exceptions.RequestException as exc:  # a malformed URL, a refused TLS handshake...
-            raise CandleError(
-                f"cannot request {symbol} {interval} klines from {api.API_URL}: {_describe(exc)}; check "
-                f"the API URL (argument api_url or ${API_URL_ENV}, e.g. {DEFAULT_API_URL})"
-            ) from exc
 
 
 def fetch_klines(
@@ -280,19 +258,16 @@ def fetch_klines(
     """Closed candles of `symbol` with open times in [start_ms, end_ms] (epoch ms; end None: up to now).
 
     The frame is what Binance sent, oldest first, minus the candle still open (its close_time not yet past
-    by `clock`): run `clean_candles` on it, so that its report names whatever validation drops. The result
-    also counts the requests made. Each request gets `max_retries` retries; a `Retry-After` longer than
-    `max_wait_s` fails at once rather than stalling a trainer. `on_page` sees a `FetchProgress` after every
-    page (the last one holds the totals). `client` reuses a client from `make_client` (then `api_url` and
-    `timeout` are the client's own, and the client is left open). An unreachable host gets one retry at most.
-    """
+    by `clock`): run `clean_candles` on it, so that its report names whatever validation drops. Each request
+    gets `max_retries` retries; a `Retry-After` longer than `max_wait_s` fails at once rather than stalling a
+    trainer. `on_page` sees a `FetchProgress` after every page (the last one holds the totals). `client` reuses
+    a client from `make_client` (then `api_url` and `timeout` are the client's own, and it is left open)."""
     symbol = symbol.strip().upper()
     step = interval_ms(interval)
     if max_retries < 0:
         raise ValueError("max_retries must be >= 0")
-    policy = _Policy(max_retries, backoff_s, max_backoff_s, max_wait_s, sleep)
-    tally = _Tally()
     api = make_client(api_url, timeout) if client is None else client
+    fetch = _Fetch(api, max_retries, backoff_s, max_backoff_s, max_wait_s, sleep)
     # Newest open time whose candle is closed (with the skew margin) at the time of the call.
     now_ms = int(clock() * 1000)
     last_wanted = now_ms - CLOCK_SKEW_MS - step
@@ -307,7 +282,7 @@ def fetch_klines(
             if end_ms is not None:
                 params["endTime"] = int(end_ms)
             params["limit"] = PAGE_LIMIT
-            page = _get_page(api, params, policy, tally)
+            page = fetch.get_page(params)
             if not isinstance(page, list):
                 raise CandleError(
                     f"Binance answered the klines request for {symbol} {interval} with "
@@ -319,7 +294,7 @@ def fetch_klines(
             newest = int(page[-1][0]) if page else None
             if on_page is not None:
                 progress = FetchProgress(
-                    symbol, interval, pages, tally.requests, tally.retries, len(rows), tally.slept_s, newest
+                    symbol, interval, pages, fetch.requests, fetch.retries, len(rows), fetch.slept_s, newest
                 )
                 on_page(progress)
             if newest is None or len(page) < PAGE_LIMIT:
@@ -335,4 +310,4 @@ def fetch_klines(
             api.close_connection()
     closed = [row for row in rows if int(row[6]) < now_ms - CLOCK_SKEW_MS]
     frame = candles_from_klines(closed, source=f"binance {symbol} {interval}")
-    return KlineFetch(frame, tally.requests, pages, tally.retries, tally.slept_s)
+    return KlineFetch(frame, fetch.requests, pages, fetch.retries, fetch.slept_s)

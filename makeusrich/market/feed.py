@@ -12,58 +12,77 @@ from typing import Any
 
 import pandas as pd
 
-from makeusrich.errors import CandleError, StoreError
+from makeusrich.errors import CandleError, OfflineError, StoreError
 from makeusrich.market import binance
 from makeusrich.market.candles import clean_candles, interval_ms
-from makeusrich.market.source import CandleCache, Source, merge_candles, read_file_source
+from makeusrich.market.source import CandleCache, Source, merge_candles, offline_fallback, read_file_source
 from makeusrich.pair import CurrencyPairSpec
 
 
 class CandleFeed:
     """Recent candles per symbol and interval, fetched only when a new candle can have closed.
-
     `binance` keeps a rolling window in memory and asks only for candles newer than it holds; `sample` and
-    `file:PATH` read their file once (a file again when it changes), so tests and demos can append candles.
-    """
+    `file:PATH` read their file once (a file again when it changes), so tests and demos can append candles; `auto`
+    is `binance`, or the sample while Binance cannot be reached (for the pairs the sample covers)."""
 
     KEEP = 1500
+    OFFLINE_RETRY_S = 60.0  # `auto` asks Binance again this long after it could not be reached
 
     def __init__(
-        self,
-        source: Source,
-        api_url: str | None = None,
-        clock: Callable[[], float] = time.time,
-        max_retries: int = 2,
+        self, source: Source, api_url: str | None = None, clock: Callable[[], float] = time.time, max_retries: int = 2
     ) -> None:
         self.source = source
         self.api_url = api_url
         self.max_retries = max_retries
         self.clock = clock
         self._frames: dict[tuple[str, str], pd.DataFrame] = {}
-        self._stamps: dict[tuple[str, str], Any] = {}
-        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._files: dict[tuple[str, str, str], pd.DataFrame] = {}
+        self._stamps: dict[tuple[str, str, str], Any] = {}
+        self._offline_until: dict[tuple[str, str], float] = {}
+        self._locks: dict[tuple[str, ...], threading.Lock] = {}
         self._guard = threading.Lock()
 
-    def _lock(self, key: tuple[str, str]) -> threading.Lock:
+    def _lock(self, key: tuple[str, ...]) -> threading.Lock:
         with self._guard:
             return self._locks.setdefault(key, threading.Lock())
 
-    def _file_frame(self, spec: CurrencyPairSpec) -> pd.DataFrame:
-        key = (spec.symbol, spec.interval)
-        if self.source.kind == "sample":
+    def origin(self, spec: CurrencyPairSpec) -> Source:
+        """Where the pair's candles come from now: `auto` is Binance, or the sample for OFFLINE_RETRY_S after
+        Binance could not be reached."""
+        if self.source.kind != "auto":
+            return self.source
+        offline = self._offline_until.get((spec.symbol, spec.interval), 0.0) > self.clock()
+        return Source("sample" if offline else "binance")
+
+    def _answer(self, spec: CurrencyPairSpec, online: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+        """`online()` for Binance, the file's candles otherwise, and the sample when `auto` finds no network."""
+        source = self.origin(spec)
+        if source.kind == "binance":
+            try:
+                return online()
+            except OfflineError as exc:
+                if self.source.kind != "auto":
+                    raise
+                source = offline_fallback(spec, exc)
+                self._offline_until[(spec.symbol, spec.interval)] = self.clock() + self.OFFLINE_RETRY_S
+        return self._file_frame(spec, source)
+
+    def _file_frame(self, spec: CurrencyPairSpec, source: Source) -> pd.DataFrame:
+        key = (spec.symbol, spec.interval, str(source))
+        if source.kind == "sample":
             stamp: Any = "sample"
         else:
-            path = Path(str(self.source.path))
+            path = Path(str(source.path))
             try:
                 info = path.stat()
             except OSError as exc:
                 raise CandleError(f"cannot read candle file {path}: {exc.strerror or exc}") from None
             stamp = (info.st_mtime_ns, info.st_size)
         with self._lock(key):
-            if self._stamps.get(key) == stamp and key in self._frames:
-                return self._frames[key]
-            frame, _ = clean_candles(read_file_source(self.source, spec), spec.interval, str(self.source))
-            self._frames[key], self._stamps[key] = frame, stamp
+            if self._stamps.get(key) == stamp and key in self._files:
+                return self._files[key]
+            frame, _ = clean_candles(read_file_source(source, spec), spec.interval, str(source))
+            self._files[key], self._stamps[key] = frame, stamp
             return frame
 
     def _fetch(self, spec: CurrencyPairSpec, start_ms: int, end_ms: int | None = None) -> pd.DataFrame:
@@ -82,8 +101,9 @@ class CandleFeed:
 
     def recent(self, spec: CurrencyPairSpec, count: int) -> pd.DataFrame:
         """The newest `count` closed candles (fewer if the source has fewer)."""
-        if self.source.kind != "binance":
-            return self._file_frame(spec).tail(count).reset_index(drop=True)
+        return self._answer(spec, lambda: self._recent_online(spec, count)).tail(count).reset_index(drop=True)
+
+    def _recent_online(self, spec: CurrencyPairSpec, count: int) -> pd.DataFrame:
         key = (spec.symbol, spec.interval)
         step = interval_ms(spec.interval)
         now_ms = int(self.clock() * 1000)
@@ -99,7 +119,7 @@ class CandleFeed:
             if frame.empty:
                 raise CandleError(f"Binance returned no {spec.symbol} {spec.interval} candles")
             self._frames[key] = frame
-            return frame.tail(count).reset_index(drop=True)
+            return frame
 
     @staticmethod
     def _cached(cache: CandleCache, spec: CurrencyPairSpec) -> pd.DataFrame | None:
@@ -113,13 +133,13 @@ class CandleFeed:
         self, spec: CurrencyPairSpec, start: pd.Timestamp, end: pd.Timestamp, cache: CandleCache | None = None
     ) -> pd.DataFrame:
         """Candles with open times in [start, end]: from the file, else the cache (the store's), else Binance."""
-        if self.source.kind != "binance":
-            frame = self._file_frame(spec)
-        else:
+
+        def online() -> pd.DataFrame:
             cached = self._cached(cache, spec) if cache is not None else None
             if cached is not None and cached["open_time"].iloc[0] <= start and cached["open_time"].iloc[-1] >= end:
-                frame, _ = clean_candles(cached, spec.interval, "store candle cache")
-            else:
-                frame = self._fetch(spec, int(start.timestamp() * 1000), int(end.timestamp() * 1000))
+                return clean_candles(cached, spec.interval, "store candle cache")[0]
+            return self._fetch(spec, int(start.timestamp() * 1000), int(end.timestamp() * 1000))
+
+        frame = self._answer(spec, online)
         chosen = frame[(frame["open_time"] >= start) & (frame["open_time"] <= end)]
         return chosen.reset_index(drop=True)

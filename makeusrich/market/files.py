@@ -13,6 +13,7 @@ from makeusrich.market.candles import candles_from_table
 SAMPLE_SYMBOL = "BTCUSDT"
 SAMPLE_INTERVAL = "1h"
 SAMPLE_FILE = "BTCUSDT-1h-20170817-20220615.csv.gz"
+SAMPLE_ENDS = "2022-06-15"  # its newest candle closes at 01:00 UTC that day
 
 
 def read_candle_csv(path: str | Path, interval: str | None = None) -> pd.DataFrame:
@@ -36,8 +37,12 @@ def sample_path() -> Path:
     return Path(str(resources.files("makeusrich.market") / "data" / SAMPLE_FILE))
 
 
+def sample_covers(symbol: str, interval: str) -> bool:
+    return (symbol, interval) == (SAMPLE_SYMBOL, SAMPLE_INTERVAL)
+
+
 def read_sample(symbol: str, interval: str) -> pd.DataFrame:
-    if symbol != SAMPLE_SYMBOL or interval != SAMPLE_INTERVAL:
+    if not sample_covers(symbol, interval):
         raise CandleError(
             f"the bundled sample holds {SAMPLE_SYMBOL} {SAMPLE_INTERVAL} candles only, not {symbol} {interval}; "
             "use --source binance or --source file:PATH"

@@ -13,10 +13,17 @@ from typing import Protocol
 
 import pandas as pd
 
-from makeusrich.errors import CandleError, StoreError
+from makeusrich.errors import CandleError, OfflineError, StoreError
 from makeusrich.market import binance
 from makeusrich.market.candles import CandleReport, clean_candles, find_gaps, interval_ms
-from makeusrich.market.files import read_candle_csv, read_sample
+from makeusrich.market.files import (
+    SAMPLE_ENDS,
+    SAMPLE_INTERVAL,
+    SAMPLE_SYMBOL,
+    read_candle_csv,
+    read_sample,
+    sample_covers,
+)
 from makeusrich.pair import CurrencyPairSpec
 
 log = logging.getLogger(__name__)
@@ -35,18 +42,19 @@ class CandleCache(Protocol):
 
 @dataclass(frozen=True)
 class Source:
-    """A parsed --source value: binance, sample or file:PATH."""
+    """A parsed --source value: auto (Binance, else the sample where it covers the pair), binance, sample or
+    file:PATH."""
 
     kind: str
     path: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> Source:
-        if text in ("binance", "sample"):
+        if text in ("auto", "binance", "sample"):
             return cls(text)
         if text.startswith("file:") and len(text) > len("file:"):
             return cls("file", text.removeprefix("file:"))
-        raise CandleError(f"unknown candle source {text!r}: use binance, sample or file:PATH")
+        raise CandleError(f"unknown candle source {text!r}: use auto, binance, sample or file:PATH")
 
     def __str__(self) -> str:
         return f"file:{self.path}" if self.kind == "file" else self.kind
@@ -86,9 +94,7 @@ def fetch_incremental(
     max_retries: int = binance.DEFAULT_RETRIES,
 ) -> tuple[pd.DataFrame, int]:
     """Candles covering the lookback up to the last closed one, fetching only what the cache lacks.
-
-    Returns the raw (uncleaned) frame and the number of HTTP requests made.
-    """
+    Returns the raw (uncleaned) frame and the number of HTTP requests made."""
     now = now or datetime.now(UTC)
     step = interval_ms(spec.interval)
     last_closed = last_closed_open_ms(now, step)
@@ -131,15 +137,20 @@ def fetch_incremental(
     return frame, requests
 
 
-def tail_lookback(frame: pd.DataFrame, spec: CurrencyPairSpec) -> pd.DataFrame:
-    """The last `lookbackDays` of a frame, measured back from its newest candle."""
-    if frame.empty:
-        return frame
-    cutoff = frame["open_time"].iloc[-1] - pd.Timedelta(
-        milliseconds=(spec.lookback_candles() - 1) * interval_ms(spec.interval)
+def offline_fallback(spec: CurrencyPairSpec, exc: OfflineError) -> Source:
+    """What `auto` uses when Binance cannot be reached: the bundled sample, said in one line; a pair it does
+    not cover is refused with what to do."""
+    if not sample_covers(spec.symbol, spec.interval):
+        raise CandleError(
+            f"{exc.reason}, and {spec.symbol} {spec.interval} has no offline data (the bundled sample holds "
+            f"{SAMPLE_SYMBOL} {SAMPLE_INTERVAL} only); connect to the internet, or use --source file:PATH with "
+            "its candles"
+        ) from exc
+    log.warning(
+        "%s; using the bundled sample of %s %s candles instead (offline sample data, ends %s)",
+        *(exc.reason, SAMPLE_SYMBOL, SAMPLE_INTERVAL, SAMPLE_ENDS),
     )
-    kept: pd.DataFrame = frame[frame["open_time"] >= cutoff].reset_index(drop=True)
-    return kept
+    return Source("sample")
 
 
 def read_file_source(source: Source, spec: CurrencyPairSpec) -> pd.DataFrame:
@@ -161,16 +172,24 @@ def load_candles(
 ) -> CandleSet:
     """Clean candles for the pair's lookback from the chosen source."""
     requests = 0
-    if source.kind == "binance":
-        raw, requests = fetch_incremental(spec, store, now, api_url, max_retries)
-    else:
+    if source.kind in ("auto", "binance"):
+        try:
+            raw, requests = fetch_incremental(spec, store, now, api_url, max_retries)
+            source = Source("binance")
+        except OfflineError as exc:
+            if source.kind == "binance":
+                raise
+            source = offline_fallback(spec, exc)
+    if source.kind != "binance":
         raw = read_file_source(source, spec)
     frame, report = clean_candles(raw, spec.interval, str(source))
-    frame = tail_lookback(frame, spec)
-    if not frame.empty:  # report what the run uses, not what lies before its lookback
-        report.gaps = find_gaps(frame["open_time"], interval_ms(spec.interval))
-        report.broken_dropped = [t for t in report.broken_dropped if t >= frame["open_time"].iloc[0]]
-    report.rows_out = len(frame)
     if frame.empty:
         raise CandleError(f"{source}: no usable {spec.symbol} {spec.interval} candles left after validation")
+    # The last `lookbackDays`, measured back from the newest candle; the report says what the run uses.
+    step = interval_ms(spec.interval)
+    cutoff = frame["open_time"].iloc[-1] - pd.Timedelta(milliseconds=(spec.lookback_candles() - 1) * step)
+    frame = frame[frame["open_time"] >= cutoff].reset_index(drop=True)
+    report.gaps = find_gaps(frame["open_time"], step)
+    report.broken_dropped = [t for t in report.broken_dropped if t >= frame["open_time"].iloc[0]]
+    report.rows_out = len(frame)
     return CandleSet(frame=frame, report=report, source=str(source), requests=requests)

@@ -9,9 +9,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from makeusrich.errors import StoreError
-from makeusrich.metadata import ModelMetadata
+from makeusrich.metadata import ModelMetadata, RunState
 from makeusrich.store import open_store
 from makeusrich.store.base import Latest, ObjectStore, PairStore
+from makeusrich.store.runs import read_run_state
 
 
 @dataclass(frozen=True)
@@ -26,11 +27,13 @@ Readable = ModelMetadata | Damaged
 
 @dataclass(frozen=True)
 class StoreSummary:
-    """One pair's models: the promoted version, every complete version, and the metadata that was asked for."""
+    """One pair's models: the promoted version, every complete version, the metadata that was asked for, and
+    the newest training run of `makeusrich up` (None elsewhere)."""
 
     latest: Latest | None
     versions: list[str]
     metadata: dict[str, Readable] = field(default_factory=dict)
+    run: RunState | None = None
 
     @property
     def newest(self) -> str | None:
@@ -95,7 +98,8 @@ class StoreReader:
         versions = store.versions()
         needed = {latest.version if latest else None, versions[-1] if versions else None, *wanted}
         chosen = sorted(x for x in needed if x and x in versions)
-        return StoreSummary(latest, versions, {v: self.readable(namespace, name, v) for v in chosen})
+        metadata = {v: self.readable(namespace, name, v) for v in chosen}
+        return StoreSummary(latest, versions, metadata, read_run_state(store))
 
     def history(self, namespace: str, name: str, limit: int = 30) -> dict[str, Readable]:
         """Metadata of the newest `limit` versions (a damaged one as Damaged)."""

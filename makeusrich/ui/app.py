@@ -10,6 +10,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from nicegui import app, run, ui
@@ -43,7 +44,8 @@ def build_source(config: UIConfig) -> PairSource:
         login = functools.partial(load_credentials, config.kubeconfig, config.kube_context)
         client = KubeClient(login, login(), agent="makeusrich-ui", attempts=3, timeout=10.0)
         return KubeSource(client, config.namespace, config.store_url)
-    return EmbeddedSource(config.pairs_dir, config.store_url, config.server_url, offload=io_offload)
+    files = [Path(f) for f in config.pair_files]
+    return EmbeddedSource(config.pairs_dir, config.store_url, config.server_url, offload=io_offload, files=files)
 
 
 def create_app(config: UIConfig, auth: AuthConfig, source: PairSource | None = None) -> Callable[[], Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -23,16 +23,15 @@ from makeusrich.kube import ISVCS, PAIRS, KubeClient
 from makeusrich.pair import (
     CurrencyPair,
     CurrencyPairStatus,
-    load_pair,
     pair_document,
     pair_from_resource,
     parse_pair,
+    read_pair_files,
 )
 from makeusrich.store.local import atomic_write
 
 T = TypeVar("T")
 Offload = Callable[[Callable[[], Any]], Awaitable[Any]]
-PAIR_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 async def to_thread(call: Callable[[], T]) -> T:
@@ -83,24 +82,22 @@ def pair_yaml(pair: CurrencyPair) -> str:
     return yaml.safe_dump(pair_document(pair), sort_keys=False)
 
 
-def read_pair_file(path: Path) -> PairRecord:
-    """A pair file as a record; a file that does not validate becomes a record with its problem."""
-    try:
-        pair = load_pair(path)
-    except PairError as exc:
-        return PairRecord(path.stem, "default", None, str(exc), path=path)
-    return PairRecord(pair.name, pair.namespace, pair, path=path)
-
-
 class EmbeddedSource:
-    """Pair files in a folder (`<pairs-dir>/<name>.yaml`), one model server for all of them."""
+    """Pair files in a folder (`<pairs-dir>/<name>.yaml`) and any named ones, one model server for all of them;
+    new pairs are written into the folder."""
 
     kind = "embedded"
 
     def __init__(
-        self, pairs_dir: str | os.PathLike[str], store_url: str | None, server_url: str, offload: Offload = to_thread
+        self,
+        pairs_dir: str | os.PathLike[str],
+        store_url: str | None,
+        server_url: str,
+        offload: Offload = to_thread,
+        files: Sequence[Path] = (),
     ) -> None:
         self.pairs_dir = Path(pairs_dir)
+        self.files = tuple(files)  # pair files outside the folder (`makeusrich up -f`), listed first
         self.store_url = store_url
         self.server_url = server_url
         self.fixed_namespace: str | None = None
@@ -111,27 +108,11 @@ class EmbeddedSource:
         return f"pair files in {self.pairs_dir.resolve()}"
 
     def _scan(self) -> list[PairRecord]:
-        if not self.pairs_dir.is_dir():
-            return []
-        files = sorted(p for p in self.pairs_dir.iterdir() if p.suffix in PAIR_SUFFIXES and not p.name.startswith("."))
-        records: list[PairRecord] = []
-        seen: dict[str, Path] = {}
-        for path in files:
-            record = read_pair_file(path)
-            if record.key in seen:
-                problem = f"{path} declares {record.key} again (first in {seen[record.key]}); rename or remove one"
-                record = PairRecord(path.stem, record.namespace, None, problem, path=path)
-            else:
-                seen[record.key] = path
+        records = []
+        for found in read_pair_files(self.pairs_dir, self.files):
+            name, namespace = (found.pair.name, found.pair.namespace) if found.pair else (found.path.stem, "default")
             records.append(
-                PairRecord(
-                    record.name,
-                    record.namespace,
-                    record.pair,
-                    record.problem,
-                    serving_url=self.server_url,
-                    path=path,
-                )
+                PairRecord(name, namespace, found.pair, found.problem, serving_url=self.server_url, path=found.path)
             )
         return records
 
@@ -199,12 +180,11 @@ def record_from_resource(resource: dict[str, Any], isvc: dict[str, Any] | None) 
     except ValueError:
         status = None  # an operator of another version wrote it: show the pair without its status
     url = (isvc_url(isvc) if isvc else None) or (status.serving.url if status and status.serving else None)
-    version = meta.get("resourceVersion")
     try:
-        pair = pair_from_resource(resource)
+        pair, problem = pair_from_resource(resource), None
     except PairError as exc:
-        return PairRecord(name, namespace, None, str(exc), status, url, resource_version=version)
-    return PairRecord(name, namespace, pair, None, status, url, resource_version=version)
+        pair, problem = None, str(exc)
+    return PairRecord(name, namespace, pair, problem, status, url, resource_version=meta.get("resourceVersion"))
 
 
 class KubeSource:
@@ -217,27 +197,22 @@ class KubeSource:
         self.namespace = namespace
         self.fixed_namespace = namespace
         self.store_url = store_url
-        self.isvc_problem: str | None = None
 
     def describe(self) -> str:
         where = f"namespace {self.namespace}" if self.namespace else "all namespaces"
         return f"CurrencyPairs in {where} at {self.client.server}"
 
     async def list_pairs(self) -> list[PairRecord]:
+        def ident(item: dict[str, Any]) -> tuple[str, str]:
+            meta = item.get("metadata") or {}
+            return str(meta.get("namespace")), str(meta.get("name"))
+
         resources = await self.client.list(PAIRS, self.namespace)
-        isvcs: dict[tuple[str, str], dict[str, Any]] = {}
         try:
-            for item in await self.client.list(ISVCS, self.namespace):
-                meta = item.get("metadata") or {}
-                isvcs[(str(meta.get("namespace")), str(meta.get("name")))] = item
-            self.isvc_problem = None
-        except KubeError as exc:  # KServe absent or not readable: fall back to the URL in each pair's status
-            self.isvc_problem = str(exc)
-        records = []
-        for resource in resources:
-            meta = resource.get("metadata") or {}
-            found = isvcs.get((str(meta.get("namespace")), str(meta.get("name"))))
-            records.append(record_from_resource(resource, found))
+            isvcs = {ident(item): item for item in await self.client.list(ISVCS, self.namespace)}
+        except KubeError:  # KServe absent or not readable: fall back to the URL in each pair's status
+            isvcs = {}
+        records = [record_from_resource(resource, isvcs.get(ident(resource))) for resource in resources]
         return sorted(records, key=lambda r: r.key)
 
     async def save(self, pair: CurrencyPair, *, create: bool, previous: PairRecord | None = None) -> None:

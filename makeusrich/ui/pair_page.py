@@ -3,18 +3,20 @@ the served model, the versions, the last training run and the settings."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime
+from html import escape
 from typing import Any
 
 from nicegui import ui
 
 from makeusrich.errors import MakeUsRichError
-from makeusrich.metadata import ModelMetadata
+from makeusrich.metadata import ModelMetadata, RunState
 from makeusrich.pair import CurrencyPair, next_run
 from makeusrich.store.reader import Readable
 from makeusrich.ui.backtest import Backtest
 from makeusrich.ui.charts import backtest_chart, candle_chart, error_chart
-from makeusrich.ui.components import TONE_TEXT, badge, error_line, not_found, stat
+from makeusrich.ui.components import TONE_TEXT, badge, error_line, notice, stat
 from makeusrich.ui.data import describe_error
 from makeusrich.ui.frame import Tab
 from makeusrich.ui.state import wait_loaded
@@ -24,6 +26,7 @@ from makeusrich.ui.view import (
     Tone,
     badges,
     change_tone,
+    condition,
     format_change,
     format_direction,
     format_price,
@@ -31,6 +34,7 @@ from makeusrich.ui.view import (
     format_time,
     price_decimals,
     promotion_reason,
+    run_progress,
     skill_rows,
     version_rows,
 )
@@ -42,13 +46,15 @@ SKILL_EXPLAINED = (
     "Wilson interval."
 )
 
+PHASE_TONES: dict[str, Tone] = {"Succeeded": "positive", "Failed": "negative", "Running": "info", "Pending": "info"}
+
 
 async def page(tab: Tab, namespace: str, name: str) -> None:
     dash = tab.dashboard
     key = f"{namespace}/{name}"
     await wait_loaded(dash, 3.0)
     if key not in dash.states:
-        not_found(f"No pair {key}", "It may have been deleted, or lives in a namespace this dashboard does not read.")
+        notice(f"No pair {key}", "It may have been deleted, or lives in a namespace this dashboard does not read.")
         return
     top = ui.column().classes("w-full gap-2")
     with ui.card().classes("w-full"):
@@ -56,19 +62,16 @@ async def page(tab: Tab, namespace: str, name: str) -> None:
         chart = ui.echart({}).classes("w-full h-80 sm:h-96").mark("price-chart")
         chart_note = ui.label().classes("text-xs muted")
     model_box = ui.column().classes("w-full gap-4")
-    seen: dict[str, Any] = {"revision": -1, "model": None, "tz": tab.tz}
+    seen: dict[str, Any] = {"top": None, "model": None}
 
-    def draw_top() -> None:
-        state = dash.states.get(key)
-        if state is None:
-            return
+    def draw_top(state: PairState) -> None:
         top.clear()
         with top:
             header(tab, state)
-        decimals = price_decimals(state.last_close)
         candles = dash.candles.get(key)
         if candles is not None and state.pair is not None:
             chart.options.clear()
+            decimals = price_decimals(state.last_close)
             chart.options.update(
                 candle_chart(candles, state.forecast_times, state.forecast, tab.tz, decimals, state.pair.spec.interval)
             )
@@ -81,25 +84,19 @@ async def page(tab: Tab, namespace: str, name: str) -> None:
         else:
             chart_note.text = "No candles to draw: " + (state.candle_error or "none were loaded yet")
 
-    async def draw_model() -> None:
-        state = dash.states.get(key)
-        if state is None:
-            return
-        model_box.clear()
-        with model_box:
-            await model_sections(tab, key, state)
-
     async def tick() -> None:
         state = dash.states.get(key)
         if state is None:
             return
-        if dash.revisions.get(key, 0) != seen["revision"] or seen["tz"] != tab.tz:
-            seen["revision"] = dash.revisions.get(key, 0)
-            draw_top()
-        model_id = (state.served_version, state.promoted_version, state.newest_version, tab.tz, state.status)
-        if model_id != seen["model"] or seen["tz"] != tab.tz:
-            seen["model"], seen["tz"] = model_id, tab.tz
-            await draw_model()
+        if (dash.revisions.get(key, 0), tab.tz) != seen["top"]:
+            seen["top"] = (dash.revisions.get(key, 0), tab.tz)
+            draw_top(state)
+        model_id = (state.served_version, state.promoted_version, state.newest_version, tab.tz, state.status, state.run)
+        if model_id != seen["model"]:
+            seen["model"] = model_id
+            model_box.clear()
+            with model_box:
+                await model_sections(tab, key, state)
 
     await tick()
     ui.timer(1.0, tick)
@@ -186,21 +183,19 @@ async def model_sections(tab: Tab, key: str, state: PairState) -> None:
             with ui.card().classes("w-full"):
                 ui.label("Settings").classes("text-lg font-semibold")
                 settings(tab, record.pair)
-    with backtest_box:
-        spinner = ui.row().classes("items-center gap-2 muted")
-        with spinner:
-            ui.spinner(size="sm")
-            ui.label("Running the served model over the test windows…")
+    with backtest_box, ui.row().classes("items-center gap-2 muted"):
+        ui.spinner(size="sm")
+        ui.label("Running the served model over the test windows…")
     try:
-        result = await dash.backtest(key)
+        result: Backtest | str = await dash.backtest(key)
     except Exception as exc:
-        backtest_box.clear()
-        with backtest_box:
-            error_line(f"No backtest: {describe_error(exc)}", "backtest-error")
-        return
+        result = f"No backtest: {describe_error(exc)}"
     backtest_box.clear()
     with backtest_box:
-        backtest(tab, result, decimals, state.interval)
+        if isinstance(result, str):
+            error_line(result, "backtest-error")
+        else:
+            backtest(tab, result, decimals, state.interval)
 
 
 def skill_table(rows: list[SkillRow]) -> None:
@@ -220,7 +215,6 @@ def skill_table(rows: list[SkillRow]) -> None:
 
 
 def backtest(tab: Tab, result: Backtest, decimals: int, interval: str) -> None:
-    ok = result.agrees
     ratio = format_ratio(result.ratio)
     recorded = format_ratio(result.recorded_ratio)
     with ui.row().classes("w-full gap-6"):
@@ -229,12 +223,11 @@ def backtest(tab: Tab, result: Backtest, decimals: int, interval: str) -> None:
         stat("Persistence MAE", format_price(result.persistence_mae, decimals))
         stat("MAE ratio (now)", ratio, "font-semibold")
         stat("MAE ratio (at training)", recorded)
-        direction = result.direction
-        stat("Direction", "—" if direction is None else f"{direction.accuracy:.1%}")
-    if ok is True:
+        stat("Direction", "—" if result.direction is None else f"{result.direction.accuracy:.1%}")
+    if result.agrees is True:
         text = f"Recomputed now from the served version {result.version}: matches the number recorded at training."
         ui.label(text).classes("text-sm text-positive").mark("backtest-agrees")
-    elif ok is False:
+    elif result.agrees is False:
         ui.label(
             f"The recomputed ratio {ratio} differs from the recorded {recorded}: the candles read now differ from "
             "those the trainer used (a different source, or corrected exchange data)."
@@ -269,23 +262,11 @@ def versions_table(tab: Tab, state: PairState, history: dict[str, Readable], err
         {"name": "marks", "label": "", "field": "marks", "align": "left"},
         {"name": "created", "label": "Created", "field": "created", "align": "left"},
         {"name": "promoted", "label": "Promoted", "field": "promoted"},
-        {"name": "validation", "label": "Val ratio", "field": "validation"},
-        {"name": "test", "label": "Test ratio", "field": "test"},
+        {"name": "validation", "label": "Val ratio", "field": "validation_ratio"},
+        {"name": "test", "label": "Test ratio", "field": "test_ratio"},
         {"name": "direction", "label": "Direction (test)", "field": "direction"},
     ]
-    table_rows = [
-        {
-            "version": r.version,
-            "marks": " · ".join(r.marks),
-            "created": r.created,
-            "promoted": "yes" if r.promoted else "no",
-            "reason": r.reason,
-            "validation": r.validation_ratio,
-            "test": r.test_ratio,
-            "direction": r.direction,
-        }
-        for r in rows
-    ]
+    table_rows = [{**asdict(r), "marks": " · ".join(r.marks), "promoted": "yes" if r.promoted else "no"} for r in rows]
     table = ui.table(columns=columns, rows=table_rows, row_key="version", pagination=10)
     table.props("flat dense wrap-cells").classes("w-full tabular").mark("versions-table")
     table.add_slot(
@@ -298,22 +279,42 @@ def versions_table(tab: Tab, state: PairState, history: dict[str, Readable], err
     )
 
 
+RUN_TONES: dict[str, Tone] = {
+    "training": "info",
+    "succeeded": "positive",
+    "failed": "negative",
+    "interrupted": "warning",
+}
+
+
+def local_run(tab: Tab, run: RunState) -> None:
+    """The newest training `makeusrich up` started: its progress while it runs, its outcome and last lines after."""
+    with ui.row().classes("items-center gap-2"):
+        badge(run.state.capitalize(), RUN_TONES[run.state])
+        ui.label(f"started {format_time(run.started_at, tab.tz)}").classes("text-sm")
+        if run.finished_at:
+            ui.label(f"finished {format_time(run.finished_at, tab.tz)}").classes("text-sm muted")
+    text = run_progress(run) if run.state == "training" else run.message or ""
+    ui.label(text).classes("text-sm break-any").mark("run-message")
+    if run.last_lines and run.state != "training":
+        ui.html(f'<pre class="mur-log">{escape(chr(10).join(run.last_lines))}</pre>').mark("run-log")
+
+
 def training(tab: Tab, state: PairState, history: dict[str, Readable]) -> None:
+    if state.run is not None:
+        local_run(tab, state.run)
     status = state.status
     last = status.last_training if status else None
     if last is not None and (last.phase or last.job):
-        tone: Tone = {"Succeeded": "positive", "Failed": "negative", "Running": "info", "Pending": "info"}.get(
-            last.phase or "", "neutral"
-        )  # type: ignore[assignment]
         with ui.row().classes("items-center gap-2"):
-            badge(last.phase or "unknown", tone)
+            badge(last.phase or "unknown", PHASE_TONES.get(last.phase or "", "neutral"))
             ui.label(f"Job {last.job}" if last.job else "").classes("text-sm")
         ui.label(
             f"started {format_time(last.started_at, tab.tz)} · finished {format_time(last.finished_at, tab.tz)}"
         ).classes("text-sm muted")
         if last.message:
             ui.label(last.message).classes("text-sm break-any").mark("training-message")
-    trained = next((c for c in status.conditions if c.type == "Trained"), None) if status else None
+    trained = condition(status, "Trained")
     if trained is not None:
         ui.label(f"{trained.reason}: {trained.message}").classes("text-sm break-any").mark("trained-condition")
     newest = state.newest_version
@@ -332,7 +333,7 @@ def training(tab: Tab, state: PairState, history: dict[str, Readable]) -> None:
             ui.label(f"{training.epochs} epochs (best {training.best_epoch}){took} on {known.source} candles").classes(
                 "text-sm muted"
             )
-    elif last is None and trained is None:
+    elif last is None and trained is None and state.run is None:
         ui.label("No training run recorded yet.").classes("muted")
 
 

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 from pydantic import Field, field_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from makeusrich.cliargs import MarketSettings
 from makeusrich.store import STORE_ENV
@@ -44,6 +45,9 @@ class UIConfig(MarketSettings):
     kube_context: str | None = Field(None, description="kubeconfig context (default: its current-context)")
     pairs_dir: str = Field(
         "pairs", validation_alias="MAKEUSRICH_PAIRS_DIR", description="embedded mode: folder of pair files (*.yaml)"
+    )
+    pair_files: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), description="embedded mode: comma-separated pair files to show besides the folder's (as `up -f` runs)"
     )
     store_url: str | None = Field(
         None,
@@ -84,6 +88,11 @@ class UIConfig(MarketSettings):
         json_schema_extra={"metavar": "IPS"},
     )
     log_level: str = Field("warning", description="log level of the dashboard's web server")
+
+    @field_validator("pair_files", mode="before")
+    @classmethod
+    def _split_files(cls, value: object) -> object:
+        return tuple(p.strip() for p in value.split(",") if p.strip()) if isinstance(value, str) else value
 
     @field_validator("server_url")
     @classmethod

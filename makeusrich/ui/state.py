@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -23,6 +22,7 @@ import pandas as pd
 from makeusrich.errors import CandleError, MakeUsRichError, ModelNotFoundError, ServingError
 from makeusrich.market.candles import close_moments
 from makeusrich.market.feed import CandleFeed
+from makeusrich.market.files import SAMPLE_ENDS
 from makeusrich.metadata import ModelMetadata
 from makeusrich.pair import CurrencyPair
 from makeusrich.store.reader import Readable, StoreReader, StoreSummary
@@ -64,6 +64,7 @@ class Observed:
     candle_error: str | None = None
     forecast: pd.DataFrame | None = None
     forecast_error: str | None = None
+    offline: str | None = None
 
 
 def promoted_version(record: PairRecord, summary: StoreSummary | None) -> str | None:
@@ -81,9 +82,8 @@ def build_state(record: PairRecord, seen: Observed, spark_candles: int = 48) -> 
         return base
     summary, served = seen.summary, seen.served
     promoted = promoted_version(record, summary)
-    serving_error = served.error
-    if served.not_found and promoted is None:
-        serving_error = None  # nothing was promoted yet: no server knows the model, rightly
+    # Nothing promoted yet: no server knows the model, rightly.
+    serving_error = None if served.not_found and promoted is None else served.error
     shown = served.version or promoted
     meta = summary.metadata.get(shown) if summary and shown else None
     known = meta if isinstance(meta, ModelMetadata) else None
@@ -95,21 +95,21 @@ def build_state(record: PairRecord, seen: Observed, spark_candles: int = 48) -> 
     newest = summary.newest if summary else None
     newest_meta = summary.metadata.get(newest) if summary and newest else None
     promoted_versions = summary.promoted if summary else frozenset({promoted} if promoted else ())
-    ready = served.ready
-    if ready is None and record.status is not None:
-        ready_condition = condition(record.status, "Ready")
-        ready = ready_condition.status == "True" if ready_condition is not None else None
+    ready, ready_condition = served.ready, condition(record.status, "Ready")
+    if ready is None and ready_condition is not None:
+        ready = ready_condition.status == "True"
     tail = seen.candles.tail(spark_candles) if seen.candles is not None and len(seen.candles) else None
+    closes = tuple(float(x) for x in tail["close"]) if tail is not None else ()
     forecast = seen.forecast
     return replace(
         base,
-        last_close=float(tail["close"].iloc[-1]) if tail is not None else None,
+        last_close=closes[-1] if closes else None,
         last_close_time=(
             close_moments(tail["open_time"], record.pair.spec.interval).iloc[-1].to_pydatetime()
             if tail is not None
             else None
         ),
-        closes=tuple(float(x) for x in tail["close"]) if tail is not None else (),
+        closes=closes,
         forecast=tuple(float(x) for x in forecast["close"]) if forecast is not None else (),
         forecast_times=tuple(t.to_pydatetime() for t in forecast["close_time"]) if forecast is not None else (),
         candle_error=seen.candle_error,
@@ -126,6 +126,8 @@ def build_state(record: PairRecord, seen: Observed, spark_candles: int = 48) -> 
         refused=served.refused,
         forecast_error=seen.forecast_error,
         store_error=seen.store_error,
+        run=summary.run if summary else None,
+        offline=seen.offline,
     )
 
 
@@ -193,9 +195,6 @@ class Dashboard:
 
     # --- refreshing --------------------------------------------------------------------------------------------
 
-    async def _io(self, call: Callable[[], Any]) -> Any:
-        return await self.offload(call)
-
     def client(self, url: str) -> V2Client:
         if url not in self._clients:
             self._clients[url] = V2Client(url, timeout=self.options.serving_timeout)
@@ -222,11 +221,10 @@ class Dashboard:
                 self.loaded.set()
                 return
             fresh = {record.key: record for record in records}
+            tables: tuple[dict[str, Any], ...] = (self.states, self.candles, self.forecasts, self._forecast_keys)
             for gone in set(self.states) - set(fresh):
-                self.states.pop(gone, None)
-                self.candles.pop(gone, None)
-                self.forecasts.pop(gone, None)
-                self._forecast_keys.pop(gone, None)
+                for table in tables:
+                    table.pop(gone, None)
                 self.revision += 1
             for key, record in fresh.items():
                 if key not in self.states:
@@ -265,20 +263,15 @@ class Dashboard:
             window: int | None = meta.window
         except ServingError:
             window = None
-        refused = None
-        if meta.parameters.get("refused_version"):
-            why = meta.parameters.get("refused_reason")
-            refused = f"version {meta.parameters['refused_version']} was refused: {why}"
-        return Served(meta.version, window, ready, None, refused)
+        refused, why = meta.parameters.get("refused_version"), meta.parameters.get("refused_reason")
+        return Served(meta.version, window, ready, None, f"version {refused} was refused: {why}" if refused else None)
 
     async def _summary(self, record: PairRecord, wanted: str | None) -> tuple[StoreSummary | None, str | None]:
         if self.store is None:
             return None, None
         store = self.store
         try:
-            summary = await self._io(lambda: store.summary(record.namespace, record.name, [wanted]))
-        except MakeUsRichError as exc:
-            return None, f"model store: {exc}"
+            summary = await self.offload(lambda: store.summary(record.namespace, record.name, [wanted]))
         except Exception as exc:
             return None, f"model store: {describe_error(exc)}"
         return summary, None
@@ -286,7 +279,7 @@ class Dashboard:
     async def _recent(self, pair: CurrencyPair, window: int) -> tuple[pd.DataFrame | None, str | None]:
         count = max(self.options.chart_candles, window)
         try:
-            frame = await self._io(lambda: self.feed.recent(pair.spec, count))
+            frame = await self.offload(lambda: self.feed.recent(pair.spec, count))
         except Exception as exc:
             return None, f"candles: {describe_error(exc)}"
         return frame, None
@@ -320,21 +313,23 @@ class Dashboard:
             self._summary(record, previous.served_version if previous else None),
             self._served(record),
         )
-        seen = Observed(summary=summary, store_error=store_error, served=served)
         candles, candle_error = await self._recent(pair, served.window or pair.spec.model.window)
-        seen = replace(seen, candles=candles, candle_error=candle_error)
+        forecast, forecast_error = None, None
         if candles is not None:
             self.candles[record.key] = candles
-        if candles is not None and served.version and not served.error:
-            forecast, forecast_error = await self._forecast(record, candles, served)
-            seen = replace(seen, forecast=forecast, forecast_error=forecast_error)
+            if served.version and not served.error:
+                forecast, forecast_error = await self._forecast(record, candles, served)
         shown = served.version or promoted_version(record, summary)
         if summary is not None and shown and shown in summary.versions and shown not in summary.metadata:
             store = self.store
             assert store is not None
             with contextlib.suppress(Exception):  # the card still shows; the pair page says what failed
-                meta = await self._io(lambda: store.metadata(record.namespace, record.name, shown))
-                seen = replace(seen, summary=replace(summary, metadata={**summary.metadata, shown: meta}))
+                meta = await self.offload(lambda: store.metadata(record.namespace, record.name, shown))
+                summary = replace(summary, metadata={**summary.metadata, shown: meta})
+        offline = None
+        if self.feed.source.kind == "auto" and self.feed.origin(pair.spec).kind == "sample":
+            offline = f"offline sample data, ends {SAMPLE_ENDS}"
+        seen = Observed(summary, store_error, served, candles, candle_error, forecast, forecast_error, offline)
         return build_state(record, seen, self.options.spark_candles)
 
     # --- what a pair page asks for -------------------------------------------------------------------------------
@@ -345,7 +340,7 @@ class Dashboard:
         if record is None or self.store is None:
             return {}
         store, limit = self.store, self.options.history_versions
-        result: dict[str, Readable] = await self._io(lambda: store.history(record.namespace, record.name, limit))
+        result: dict[str, Readable] = await self.offload(lambda: store.history(record.namespace, record.name, limit))
         return result
 
     async def metadata(self, key: str, version: str) -> ModelMetadata | None:
@@ -353,7 +348,7 @@ class Dashboard:
         if record is None or self.store is None:
             return None
         store = self.store
-        result: ModelMetadata = await self._io(lambda: store.metadata(record.namespace, record.name, version))
+        result: ModelMetadata = await self.offload(lambda: store.metadata(record.namespace, record.name, version))
         return result
 
     async def backtest(self, key: str) -> Backtest:
@@ -377,10 +372,10 @@ class Dashboard:
     async def _backtest(self, record: PairRecord, version: str) -> Backtest:
         assert record.pair is not None and record.serving_url is not None and self.store is not None
         pair, store, feed = record.pair, self.store, self.feed
-        metadata = await self._io(lambda: store.metadata(record.namespace, record.name, version))
+        metadata = await self.offload(lambda: store.metadata(record.namespace, record.name, version))
         first, last, *_ = split_range(metadata)
         pair_store = store.pair_store(record.namespace, record.name)
-        candles = await self._io(lambda: feed.between(pair.spec, first, last, pair_store))
+        candles = await self.offload(lambda: feed.between(pair.spec, first, last, pair_store))
         if candles.empty:
             raise CandleError(f"no candles between {first:%Y-%m-%d %H:%M} and {last:%Y-%m-%d %H:%M} UTC")
         client = self.client(record.serving_url)
@@ -391,14 +386,10 @@ class Dashboard:
         return await run_backtest(version, metadata, candles, infer)
 
 
-def wait_loaded(dashboard: Dashboard, timeout: float) -> Awaitable[bool]:
+async def wait_loaded(dashboard: Dashboard, timeout: float) -> bool:
     """True once the first refresh ended (or False after `timeout` seconds)."""
-
-    async def wait() -> bool:
-        try:
-            await asyncio.wait_for(dashboard.loaded.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
-
-    return wait()
+    try:
+        await asyncio.wait_for(dashboard.loaded.wait(), timeout)
+    except TimeoutError:
+        return False
+    return True

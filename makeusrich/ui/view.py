@@ -7,7 +7,7 @@ pages stay thin. Times are shown in the viewer's time zone, which the page learn
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from html import escape
@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pandas as pd
 from pydantic import ValidationError
 
-from makeusrich.metadata import Directional, Metrics, ModelMetadata, Score
+from makeusrich.metadata import Directional, Metrics, ModelMetadata, RunState, Score
 from makeusrich.pair import CurrencyPair, CurrencyPairStatus
 from makeusrich.store.reader import Damaged, Readable
 
@@ -65,10 +65,6 @@ def format_ratio(ratio: float | None) -> str:
     return "—" if ratio is None or not math.isfinite(ratio) else f"{ratio:.3f}"
 
 
-def format_percent(value: float | None, decimals: int = 1) -> str:
-    return "—" if value is None or not math.isfinite(value) else f"{value * 100:.{decimals}f}%"
-
-
 def format_pvalue(value: float | None) -> str:
     if value is None or not math.isfinite(value):
         return "—"
@@ -107,8 +103,7 @@ def format_time(value: str | datetime | pd.Timestamp | None, tz: str | None, sec
     moment = parse_time(value)
     if moment is None:
         return "—"
-    shown = moment.astimezone(zone(tz))
-    return shown.strftime("%Y-%m-%d %H:%M:%S %Z" if seconds else "%Y-%m-%d %H:%M %Z")
+    return moment.astimezone(zone(tz)).strftime("%Y-%m-%d %H:%M:%S %Z" if seconds else "%Y-%m-%d %H:%M %Z")
 
 
 def format_age(value: str | datetime | pd.Timestamp | None, now: datetime | None = None) -> str:
@@ -121,13 +116,10 @@ def format_age(value: str | datetime | pd.Timestamp | None, now: datetime | None
         return "in the future"
     if seconds < 60:
         return "just now"
-    for unit, size in (("day", 86_400), ("h", 3_600), ("min", 60)):
-        if seconds >= size:
-            count = int(seconds // size)
-            if unit == "day":
-                return f"{count} day{'s' if count != 1 else ''} ago"
-            return f"{count} {unit} ago"
-    return "just now"
+    if seconds >= 86_400:
+        days = int(seconds // 86_400)
+        return f"{days} day{'s' if days != 1 else ''} ago"
+    return f"{int(seconds // 3_600)} h ago" if seconds >= 3_600 else f"{int(seconds // 60)} min ago"
 
 
 def version_time(version: str | None) -> datetime | None:
@@ -208,9 +200,7 @@ class Badge:
 
 
 def condition(status: CurrencyPairStatus | None, kind: str) -> Any:
-    if status is None:
-        return None
-    return next((c for c in status.conditions if c.type == kind), None)
+    return next((c for c in status.conditions if c.type == kind), None) if status else None
 
 
 @dataclass(frozen=True)
@@ -242,13 +232,13 @@ class PairState:
     refused: str | None = None
     forecast_error: str | None = None
     store_error: str | None = None
+    run: RunState | None = None  # the newest training `makeusrich up` started
+    offline: str | None = None  # what stands in for Binance while it cannot be reached
     loading: bool = False
 
     @property
     def symbol(self) -> str:
-        if self.pair is None:
-            return self.name
-        return f"{self.pair.spec.currency.upper()}/{self.pair.spec.compare.upper()}"
+        return f"{self.pair.spec.currency.upper()}/{self.pair.spec.compare.upper()}" if self.pair else self.name
 
     @property
     def interval(self) -> str:
@@ -256,9 +246,7 @@ class PairState:
 
     @property
     def change(self) -> float | None:
-        if not self.forecast or not self.last_close:
-            return None
-        return self.forecast[0] / self.last_close - 1.0
+        return self.forecast[0] / self.last_close - 1.0 if self.forecast and self.last_close else None
 
     @property
     def test_ratio(self) -> float | None:
@@ -267,7 +255,8 @@ class PairState:
     @property
     def errors(self) -> list[str]:
         """What went wrong for this pair, most important first; each is shown on its card only."""
-        found = [self.problem, self.serving_error, self.forecast_error, self.candle_error, self.store_error]
+        failed = self.run.message if self.run and self.run.state == "failed" else None
+        found = [self.problem, failed, self.serving_error, self.forecast_error, self.candle_error, self.store_error]
         return [text for text in found if text]
 
 
@@ -285,6 +274,10 @@ def badges(state: PairState) -> list[Badge]:
         out.append(Badge("Not ready", "warning", ready.message if ready is not None else "the model is loading"))
     if trained is not None and trained.reason == "TrainingFailed":
         out.append(Badge("Training failed", "negative", trained.message))
+    if state.run is not None and state.run.state in ("training", "failed"):
+        training = state.run.state == "training"
+        tip = run_progress(state.run) if training else state.run.message or ""
+        out.append(Badge("Training" if training else "Training failed", "info" if training else "negative", tip))
     if state.promoted_version is None and state.served_version is None:
         out.append(Badge("No model", "warning", "no version was promoted yet"))
     not_promoted = state.newest_promoted is False and state.newest_version != state.promoted_version
@@ -301,6 +294,14 @@ def badges(state: PairState) -> list[Badge]:
     if state.serving_ready and not state.errors and not any(b.tone == "negative" for b in out):
         out.append(Badge("Ready", "positive", f"serving version {state.served_version}"))
     return out
+
+
+def run_progress(run: RunState) -> str:
+    """'epoch 3 of 50 · validation loss 0.4321' while a training runs ('loading candles' before its first epoch)."""
+    if run.epoch is None:
+        return "loading candles"
+    loss = f" · validation loss {run.validation_loss:.4f}" if run.validation_loss is not None else ""
+    return f"epoch {run.epoch} of {run.max_epochs or '?'}{loss}"
 
 
 def has_problem(state: PairState) -> bool:
@@ -329,17 +330,14 @@ def matches(state: PairState, query: str) -> bool:
 
 def sort_states(states: Iterable[PairState], key: str) -> list[PairState]:
     """Pairs in the order the user picked; unknown values last, ties by name."""
-    items = list(states)
-    by_name = sorted(items, key=lambda s: (s.name, s.namespace))
-    if key == "change":
-        return sorted(by_name, key=lambda s: (s.change is None, -(s.change or 0.0)))
-    if key == "skill":
-        return sorted(by_name, key=lambda s: (s.test_ratio is None, s.test_ratio or 0.0))
-    if key == "trained":
-        return sorted(by_name, key=lambda s: (s.trained_at is None, _neg_time(s.trained_at)))
-    if key == "problems":
-        return sorted(by_name, key=lambda s: not has_problem(s))
-    return by_name
+    by_name = sorted(states, key=lambda s: (s.name, s.namespace))
+    orders: dict[str, Callable[[PairState], Any]] = {
+        "change": lambda s: (s.change is None, -(s.change or 0.0)),
+        "skill": lambda s: (s.test_ratio is None, s.test_ratio or 0.0),
+        "trained": lambda s: (s.trained_at is None, _neg_time(s.trained_at)),
+        "problems": lambda s: not has_problem(s),
+    }
+    return sorted(by_name, key=orders[key]) if key in orders else by_name
 
 
 def _neg_time(value: str | None) -> float:
@@ -374,14 +372,12 @@ def sparkline(closes: Sequence[float], forecast: Sequence[float] = (), width: in
         f'<polyline fill="none" stroke="currentColor" stroke-width="1.5" points="{past}"/>',
     ]
     if ahead:
-        start = len(points) - 1
-        future = " ".join(xy(start + i, v) for i, v in enumerate([points[-1], *ahead]))
+        future = " ".join(xy(len(points) - 1 + i, v) for i, v in enumerate([points[-1], *ahead]))
         color = "#16a34a" if ahead[0] >= points[-1] else "#dc2626"
         svg.append(
             f'<polyline fill="none" stroke="{color}" stroke-width="2" stroke-dasharray="3 2" points="{future}"/>'
         )
-    svg.append("</svg>")
-    return "".join(svg)
+    return "".join([*svg, "</svg>"])
 
 
 # --- the pair page -------------------------------------------------------------------------------------------
@@ -518,6 +514,7 @@ def card_html(state: PairState, tz: str | None, now: datetime | None = None) -> 
         parts.append('<div class="mur-sub">Loading…</div></a>')
         return "".join(parts)
     last = f"last close · {format_time(s.last_close_time, tz)}" if s.last_close_time else "no candles"
+    last += f" · {s.offline}" if s.offline else ""
     parts += [
         '<div class="mur-row mur-price-row"><div>',
         f'<div class="mur-price">{_e(format_price(s.last_close, decimals))}</div><div class="mur-sub">{_e(last)}</div>',
@@ -525,15 +522,14 @@ def card_html(state: PairState, tz: str | None, now: datetime | None = None) -> 
     ]
     ahead = s.forecast_times[0] if s.forecast_times else None
     next_price = format_price(s.forecast[0] if s.forecast else None, decimals)
-    parts.append('<div class="mur-row mur-stats">')
-    parts.append(_stat("Forecast next close", next_price, note=format_time(ahead, tz) if ahead else ""))
-    parts.append(_stat("Expected change", format_change(s.change), change_tone(s.change)))
-    parts.append("</div>")
-    skill = s.skill
-    test = skill.test if skill else None
-    validation = skill.validation if skill else None
+    test = s.skill.test if s.skill else None
+    validation = s.skill.validation if s.skill else None
     say = verdict(test)
     parts += [
+        '<div class="mur-row mur-stats">',
+        _stat("Forecast next close", next_price, note=format_time(ahead, tz) if ahead else ""),
+        _stat("Expected change", format_change(s.change), change_tone(s.change)),
+        "</div>",
         '<div class="mur-caps"><span class="mur-dim">Skill vs persistence</span>',
         f'<span class="mur-verdict mur-{say.tone}">{_e(say.text)}</span></div>',
         '<div class="mur-row mur-stats">',
@@ -543,14 +539,12 @@ def card_html(state: PairState, tz: str | None, now: datetime | None = None) -> 
         "</div>",
     ]
     version = s.served_version or s.promoted_version
+    model, title = "no model served", ""
     if version:
-        trained = f"trained {format_age(s.trained_at, now) or '—'}"
-        model = f"model {version} · {trained}"
+        model = f"model {version} · trained {format_age(s.trained_at, now) or '—'}"
         title = f"trained at {format_time(s.trained_at, tz)}" if s.trained_at else ""
-    else:
-        model, title = "no model served", ""
     parts.append(f'<div class="mur-foot" title="{_e(title)}">{_e(model)}</div>')
-    for error in s.errors:
-        parts.append(f'<div class="mur-error" role="alert">⚠ {_e(error)}</div>')
-    parts.append("</a>")
-    return "".join(parts)
+    if s.run is not None and s.run.state == "training":
+        parts.append(f'<div class="mur-progress" role="status">Training: {_e(run_progress(s.run))}</div>')
+    parts += [f'<div class="mur-error" role="alert">⚠ {_e(error)}</div>' for error in s.errors]
+    return "".join([*parts, "</a>"])

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from makeusrich.errors import CandleError
+from makeusrich.errors import CandleError, OfflineError
 from makeusrich.market import binance
 from makeusrich.market.candles import candles_from_klines
 from makeusrich.market.source import Source, last_closed_open_ms, load_candles, merge_candles
@@ -40,7 +40,8 @@ def test_source_parsing() -> None:
     assert Source.parse("binance").kind == "binance"
     assert Source.parse("file:/data/x.csv") == Source("file", "/data/x.csv")
     assert str(Source.parse("file:/data/x.csv")) == "file:/data/x.csv"
-    with pytest.raises(CandleError, match="unknown candle source 'ftp'"):
+    assert Source.parse("auto").kind == "auto"
+    with pytest.raises(CandleError, match="unknown candle source 'ftp': use auto, binance, sample or file:PATH"):
         Source.parse("ftp")
 
 
@@ -109,3 +110,42 @@ def test_merge_prefers_fresh_candles() -> None:
     fresh = candles_from_klines([[2 * HOUR, "1", "3", "0.5", "2.5", "10", 3 * HOUR - 1, "0", 1, "0", "0", "0"]])
     merged = merge_candles(cached, fresh)
     assert merged["close"].tolist() == [1.5, 1.5, 2.5]
+
+
+def test_auto_uses_binance_when_it_answers(market: FakeBinance) -> None:
+    candles = load_candles(spec(), Source("auto"), None, now=NOW, api_url=market.url)
+    assert candles.source == "binance" and candles.requests >= 1
+
+
+def test_auto_falls_back_to_the_sample_when_binance_cannot_be_reached(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The offline laptop of `makeusrich up`: said in one line, and the run goes on with the bundled sample."""
+    monkeypatch.setattr(binance, "fetch_klines", functools.partial(binance.fetch_klines, backoff_s=0.01))
+    btc = CurrencyPairSpec(currency="btc", compare="usdt", lookback_days=30)
+    candles = load_candles(btc, Source("auto"), None, now=NOW, api_url="http://127.0.0.1:9/api")
+    assert candles.source == "sample"
+    assert candles.frame["open_time"].iloc[-1] == pd.Timestamp("2022-06-15 00:00", tz="UTC")
+    said = [r.getMessage() for r in caplog.records if "bundled sample" in r.getMessage()]
+    assert said == [
+        "cannot reach Binance at 127.0.0.1:9: it refused the connection (nothing listens there); using the "
+        "bundled sample of BTCUSDT 1h candles instead (offline sample data, ends 2022-06-15)"
+    ]
+
+
+def test_auto_without_offline_data_for_the_pair_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(binance, "fetch_klines", functools.partial(binance.fetch_klines, backoff_s=0.01))
+    with pytest.raises(CandleError) as caught:
+        load_candles(spec(), Source("auto"), None, now=NOW, api_url="http://127.0.0.1:9/api")
+    assert str(caught.value) == (
+        "cannot reach Binance at 127.0.0.1:9: it refused the connection (nothing listens there), and ETHUSDT 1h "
+        "has no offline data (the bundled sample holds BTCUSDT 1h only); connect to the internet, or use "
+        "--source file:PATH with its candles"
+    )
+
+
+def test_binance_alone_never_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(binance, "fetch_klines", functools.partial(binance.fetch_klines, backoff_s=0.01))
+    btc = CurrencyPairSpec(currency="btc", compare="usdt", lookback_days=30)
+    with pytest.raises(OfflineError, match="use --source sample"):
+        load_candles(btc, Source("binance"), None, now=NOW, api_url="http://127.0.0.1:9/api")

@@ -1,0 +1,425 @@
+"""`makeusrich up`: what the cluster runs, on one machine, from the same pair files.
+
+The runner is a small supervisor. It starts the v2 model server (`makeusrich serve`, which loads each newly
+promoted version by itself) and the dashboard (`makeusrich ui` on the pair files) as child processes, scans
+the pair files every few seconds, and runs `makeusrich train` (the command the CronJob runs) for each pair
+when `schedule.due_at` says so, at most `max_trainings` at once and never two for one pair. Each run's
+progress and outcome go to `runs/state.json` and its log to `runs/<start>.log` below the pair in the store,
+where the dashboard reads them. Children die with the runner (PR_SET_PDEATHSIG), and a stop (Ctrl-C,
+SIGTERM) ends them all within `STOP_S` seconds; a training stopped half-way leaves the store as it was.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+
+import httpx
+
+from makeusrich.contract import iso_z
+from makeusrich.errors import MakeUsRichError, StoreError
+from makeusrich.local.schedule import due_at, spec_sha256
+from makeusrich.metadata import RunState, parse_metadata
+from makeusrich.net import check_free
+from makeusrich.pair import CurrencyPair, read_pair_files
+from makeusrich.store import PairStore, pair_store
+from makeusrich.store.runs import read_run_state, write_run_log, write_run_state
+
+log = logging.getLogger(__name__)
+
+STOP_S = 8.0  # a stop kills what is still running after this long: Ctrl-C ends within 10 s
+LAST_LINES = 20
+BUNDLED_PAIR = "btc-usdt.yaml"
+
+
+@dataclass(frozen=True)
+class UpPlan:
+    """What one `makeusrich up` runs (from its settings)."""
+
+    pairs_dir: Path
+    files: tuple[Path, ...]
+    store: str
+    source: str
+    host: str
+    port: int
+    serving_port: int
+    max_trainings: int
+    scan_seconds: float
+    train_args: tuple[str, ...] = ()  # extra `makeusrich train` flags (--max-epochs, --lookback-days)
+    logs_dir: Path = Path(".makeusrich/logs")
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://{_url_host(self.host)}:{self.port}"
+
+    @property
+    def serving_url(self) -> str:
+        return f"http://{_url_host(self.host)}:{self.serving_port}"
+
+
+def _url_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def seed_pairs(folder: Path) -> bool:
+    """Create the pairs folder with the bundled example on a first run; True when it did."""
+    if folder.exists():
+        return False
+    folder.mkdir(parents=True)
+    bundled = resources.files("makeusrich.local") / BUNDLED_PAIR
+    (folder / BUNDLED_PAIR).write_bytes(bundled.read_bytes())
+    return True
+
+
+def _die_with_parent() -> None:
+    """Run in each child before exec: Linux sends it SIGTERM when the runner dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "makeusrich.cli", *args]
+
+
+def render_line(raw: str) -> str:
+    """A child's JSON log line as a person reads it ('warning candles ready summary=...'); others as they are."""
+    try:
+        entry = json.loads(raw)
+    except ValueError:
+        return raw
+    if not isinstance(entry, dict) or "message" not in entry:
+        return raw
+    extra = " ".join(
+        f"{k}={v}" for k, v in entry.items() if k not in ("time", "level", "logger", "message", "exception")
+    )
+    text = f"{entry.get('level', 'info')} {entry['message']}" + (f" {extra}" if extra else "")
+    return text + (f"\n{entry['exception']}" if entry.get("exception") else "")
+
+
+@dataclass
+class PairSlot:
+    """What the runner knows of one pair between scans."""
+
+    path: Path
+    pair: CurrencyPair
+    task: asyncio.Task[None] | None = None
+    told: str = ""  # the last thing said about it, so that the terminal is not told twice
+
+
+@dataclass
+class Runner:
+    plan: UpPlan
+    say: Callable[[str], None] = field(default=lambda text: print(text, flush=True))
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    def __post_init__(self) -> None:
+        self.stopping = asyncio.Event()
+        self.slots = asyncio.Semaphore(self.plan.max_trainings)
+        self.pairs: dict[str, PairSlot] = {}
+        self.problems: dict[Path, str] = {}
+        self.children: set[asyncio.subprocess.Process] = set()
+        self.servers: dict[str, asyncio.subprocess.Process] = {}
+
+    # --- children ----------------------------------------------------------------------------------------
+
+    async def _spawn(self, args: Sequence[str], **kwargs: object) -> asyncio.subprocess.Process:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        process = await asyncio.create_subprocess_exec(
+            *command(*args),
+            env=env,
+            preexec_fn=_die_with_parent,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        self.children.add(process)
+        return process
+
+    async def _start_servers(self) -> None:
+        plan = self.plan
+        plan.logs_dir.mkdir(parents=True, exist_ok=True)
+        common = ("--store", plan.store, "--host", plan.host)
+        serve = ("serve", *common, "--port", str(plan.serving_port), "--poll-seconds", "2")
+        ui = (
+            "ui",
+            *common,
+            "--port",
+            str(plan.port),
+            "--pairs-dir",
+            str(plan.pairs_dir),
+            "--server-url",
+            plan.serving_url,
+            "--source",
+            plan.source,
+            "--refresh-seconds",
+            "5",
+            *(("--pair-files", ",".join(map(str, plan.files))) if plan.files else ()),
+        )
+        for name, args in (("serve", serve), ("ui", ui)):
+            with open(plan.logs_dir / f"{name}.log", "ab") as sink:
+                self.servers[name] = await self._spawn(
+                    ("--log-json", *args), stdout=sink, stderr=asyncio.subprocess.STDOUT
+                )
+
+    async def _wait_ready(self, timeout_s: float = 120.0) -> None:
+        """Until the model server and the dashboard answer; a child that exits first is the error."""
+        checks = {"serve": f"{self.plan.serving_url}/v2/health/live", "ui": f"{self.plan.dashboard_url}/healthz"}
+        deadline = time.monotonic() + timeout_s
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while checks:
+                for name, url in list(checks.items()):
+                    if self.servers[name].returncode is not None:
+                        raise MakeUsRichError(self._died(name))
+                    with contextlib.suppress(httpx.HTTPError):
+                        if (await client.get(url)).status_code == 200:
+                            del checks[name]
+                if time.monotonic() > deadline:
+                    raise MakeUsRichError(
+                        f"{', '.join(checks)} did not answer within {timeout_s:.0f} s; see {self.plan.logs_dir}"
+                    )
+                if checks and await self._stopped_within(0.2):
+                    return
+
+    def _died(self, name: str) -> str:
+        path = self.plan.logs_dir / f"{name}.log"
+        lines = path.read_text(errors="replace").splitlines()[-5:] if path.exists() else []
+        tail = "; ".join(render_line(line) for line in lines)
+        return f"makeusrich {name} stopped (exit status {self.servers[name].returncode}): {tail or 'no output'}"
+
+    async def _stopped_within(self, seconds: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+        return self.stopping.is_set()
+
+    # --- pairs -------------------------------------------------------------------------------------------
+
+    def _scan(self) -> dict[str, tuple[Path, CurrencyPair]]:
+        """The valid pairs by namespace/name; each new problem of a pair file is said once."""
+        files = read_pair_files(self.plan.pairs_dir, self.plan.files)
+        problems = {found.path: found.problem for found in files if found.problem}
+        for path, problem in problems.items():
+            if self.problems.get(path) != problem:
+                self.say(f"{path.name}: {problem}")
+        self.problems = problems
+        return {f"{f.pair.namespace}/{f.pair.name}": (f.path, f.pair) for f in files if f.pair is not None}
+
+    def _store(self, pair: CurrencyPair) -> PairStore:
+        return pair_store(self.plan.store, pair.namespace, pair.name)
+
+    def _plan_pair(self, slot: PairSlot) -> None:
+        """Start the pair's training when it is due and not running."""
+        if slot.task is not None and not slot.task.done():
+            return
+        store = self._store(slot.pair)
+        try:
+            latest = store.latest()
+            last = read_run_state(store)
+        except StoreError as exc:
+            self._tell(slot, f"{slot.pair.name}: {exc}")
+            return
+        now = self.clock()
+        due = due_at(slot.pair, latest.version if latest else None, last, now)
+        if due is None:
+            self._tell(slot, f"{slot.pair.name}: suspended (spec.suspend); not trained")
+        elif due <= now:
+            why = "no model yet" if latest is None else "scheduled"
+            slot.task = asyncio.create_task(self._train(slot, why))
+        else:
+            self._tell(slot, f"{slot.pair.name}: next training {due:%Y-%m-%d %H:%M} UTC ({slot.pair.spec.schedule})")
+
+    def _tell(self, slot: PairSlot, text: str) -> None:
+        if slot.told != text:
+            slot.told = text
+            self.say(text)
+
+    async def _scan_and_plan(self) -> None:
+        found = await asyncio.to_thread(self._scan)
+        for key in list(self.pairs):
+            if key not in found:
+                slot = self.pairs.pop(key)
+                self.say(f"{slot.pair.name}: its file is gone; no longer trained (its models stay in the store)")
+        for key, (path, pair) in found.items():
+            known = self.pairs.get(key)
+            if known is None:
+                known = self.pairs[key] = PairSlot(path, pair)
+            elif known.pair != pair:
+                known.path, known.pair, known.told = path, pair, ""
+            self._plan_pair(known)
+
+    # --- one training ------------------------------------------------------------------------------------
+
+    async def _train(self, slot: PairSlot, why: str) -> None:
+        pair, path = slot.pair, slot.path
+        async with self.slots:
+            if self.stopping.is_set():
+                return
+            store = self._store(pair)
+            started = self.clock()
+            state = RunState(state="training", started_at=iso_z(started), spec_sha256=spec_sha256(pair))
+            run_log = f"{started:%Y%m%dT%H%M%SZ}.log"
+            self.say(f"{pair.name}: training ({why})")
+            await asyncio.to_thread(write_run_state, store, state)
+            args = (
+                "--log-json",
+                "train",
+                "-f",
+                str(path),
+                "--store",
+                self.plan.store,
+                "--source",
+                self.plan.source,
+                "--json",
+                *self.plan.train_args,
+            )
+            process = await self._spawn(args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            lines: list[str] = []
+            tail: deque[str] = deque(maxlen=LAST_LINES)
+            assert process.stdout is not None
+            out = asyncio.create_task(process.stdout.read())  # read beside the log: a full pipe would block it
+            state = await self._follow(process, store, state, lines, tail)
+            code = await process.wait()
+            self.children.discard(process)
+            state = self._outcome(pair, state, code, await out, list(tail), run_log)
+            await asyncio.to_thread(write_run_log, store, run_log, "\n".join(lines) + "\n")
+            await asyncio.to_thread(write_run_state, store, state)
+            self.say(f"{pair.name}: {state.message}")
+
+    async def _follow(
+        self,
+        process: asyncio.subprocess.Process,
+        store: PairStore,
+        state: RunState,
+        lines: list[str],
+        tail: deque[str],
+    ) -> RunState:
+        """Read the trainer's log lines until it closes them, keeping the state's progress current."""
+        assert process.stderr is not None
+        written = 0.0
+        async for raw in process.stderr:
+            text = raw.decode(errors="replace").rstrip("\n")
+            shown = render_line(text)
+            lines.append(shown)
+            tail.append(shown)
+            try:
+                entry = json.loads(text)
+            except ValueError:
+                continue
+            if not isinstance(entry, dict):
+                continue
+            if entry.get("message") == "epoch done":
+                state = state.model_copy(
+                    update={
+                        "epoch": entry.get("epoch"),
+                        "max_epochs": entry.get("max_epochs"),
+                        "validation_loss": entry.get("validation_loss"),
+                    }
+                )
+                self.say(
+                    f"{store.pair}: epoch {state.epoch}/{state.max_epochs}, validation loss {state.validation_loss:.4f}"
+                )
+                if time.monotonic() - written >= 1.0:
+                    written = time.monotonic()
+                    await asyncio.to_thread(write_run_state, store, state)
+            elif entry.get("level") in ("warning", "error") and entry.get("logger") != "makeusrich.market.binance":
+                self.say(f"{store.pair}: {entry.get('message')}")
+        return state
+
+    def _outcome(
+        self, pair: CurrencyPair, state: RunState, code: int, out: bytes, tail: list[str], run_log: str
+    ) -> RunState:
+        finished = {"finished_at": iso_z(self.clock()), "last_lines": tail, "log": run_log}
+        if code == 0:
+            try:
+                meta = parse_metadata(json.loads(out), "the metadata `makeusrich train --json` printed")
+            except (ValueError, StoreError) as exc:
+                return state.model_copy(update={**finished, "state": "failed", "message": f"training failed: {exc}"})
+            ratio = meta.promotion.validation_relative_mae
+            skill = f" (validation MAE {ratio:.4f} of persistence's)" if ratio is not None else ""
+            verdict = (
+                f"{skill} promoted and served" if meta.promotion.promoted else f" not promoted: {meta.promotion.reason}"
+            )
+            return state.model_copy(
+                update={
+                    **finished,
+                    "state": "succeeded",
+                    "version": meta.version,
+                    "promoted": meta.promotion.promoted,
+                    "source": meta.source,
+                    "message": f"version {meta.version}{verdict}",
+                }
+            )
+        if self.stopping.is_set() or code in (130, -signal.SIGINT, -signal.SIGTERM, -signal.SIGKILL):
+            return state.model_copy(
+                update={
+                    **finished,
+                    "state": "interrupted",
+                    "message": "training stopped before it finished; the served model is unchanged",
+                }
+            )
+        said = next((line for line in reversed(tail) if line.startswith("makeusrich train:")), None)
+        reason = said.removeprefix("makeusrich train:").strip() if said else f"exit status {code}"
+        return state.model_copy(
+            update={
+                **finished,
+                "state": "failed",
+                "message": f"training failed: {reason}; tried again at the next scheduled time",
+            }
+        )
+
+    # --- the whole ---------------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stopping.set)
+        try:
+            await self._start_servers()
+            await self._wait_ready()
+            if not self.stopping.is_set():
+                self.say(f"Dashboard:   {self.plan.dashboard_url}")
+                self.say(f"v2 endpoint: {self.plan.serving_url}/v2/models/<pair>/infer")
+            while not self.stopping.is_set():
+                for name, process in self.servers.items():
+                    if process.returncode is not None:
+                        raise MakeUsRichError(self._died(name))
+                await self._scan_and_plan()
+                await self._stopped_within(self.plan.scan_seconds)
+        finally:
+            await self._stop()
+        return 0
+
+    async def _stop(self) -> None:
+        """Stop every child: trainings with SIGINT (as Ctrl-C does), the servers with SIGTERM; what still runs
+        after STOP_S is killed."""
+        self.stopping.set()
+        servers = set(self.servers.values())
+        for process in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGTERM if process in servers else signal.SIGINT)
+        tasks = [slot.task for slot in self.pairs.values() if slot.task is not None]
+        waits = [*tasks, *(asyncio.create_task(process.wait()) for process in self.children)]
+        if waits:
+            await asyncio.wait(waits, timeout=STOP_S)
+        for process in self.children:
+            if process.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                await process.wait()
+
+
+def check_ports(plan: UpPlan) -> None:
+    check_free(plan.host, plan.port, "--port")
+    check_free(plan.host, plan.serving_port, "--serving-port")

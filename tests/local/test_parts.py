@@ -1,0 +1,118 @@
+"""The pieces of `makeusrich up` that need no running system: run records in the store (both backends), pair
+files as the runner and the dashboard read them, the log lines it shows, the bundled pair, the offline feed."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pytest
+
+from makeusrich.errors import CandleError, StoreError
+from makeusrich.local.runner import render_line, seed_pairs
+from makeusrich.market import binance
+from makeusrich.market.feed import CandleFeed
+from makeusrich.market.source import Source
+from makeusrich.metadata import RunState
+from makeusrich.pair import read_pair_files
+from makeusrich.store.base import ObjectStore, PairStore
+from makeusrich.store.runs import LOGS_KEPT, read_run_log, read_run_state, write_run_log, write_run_state
+from makeusrich.ui.view import PairState, badges, card_html, run_progress
+from tests.fixtures.models import small_pair
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_run_state_and_logs_round_trip_and_only_the_newest_logs_stay(object_store: ObjectStore) -> None:
+    store = PairStore(object_store, "default", "btc-usdt")
+    assert read_run_state(store) is None
+    state = RunState(state="training", started_at="2026-12-01T17:00:00Z", spec_sha256="ab", epoch=3, max_epochs=50)
+    write_run_state(store, state)
+    assert read_run_state(store) == state
+    for i in range(LOGS_KEPT + 3):
+        write_run_log(store, f"20261201T1700{i:02d}Z.log", f"run {i}\n")
+    logs = [key for key in object_store.list(store.prefix + "runs/") if key.endswith(".log")]
+    assert len(logs) == LOGS_KEPT and logs[0].endswith("T170003Z.log")
+    assert read_run_log(store, f"20261201T1700{LOGS_KEPT + 2:02d}Z.log") == f"run {LOGS_KEPT + 2}\n"
+
+
+def test_a_malformed_run_state_is_refused_with_the_field(object_store: ObjectStore) -> None:
+    store = PairStore(object_store, "default", "btc-usdt")
+    object_store.put(store.prefix + "runs/state.json", b'{"state": "exploded", "startedAt": "x", "specSha256": "a"}')
+    with pytest.raises(StoreError, match=r"runs/state.json is malformed: state: Input should be 'training'"):
+        read_run_state(store)
+
+
+def test_pair_files_are_read_alike_by_the_runner_and_the_dashboard(tmp_path: Path) -> None:
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    (folder / "a.yaml").write_text((ROOT / "manifests" / "examples" / "btc-usdt.yaml").read_text())
+    (folder / "b.yml").write_text((ROOT / "manifests" / "examples" / "btc-usdt.yaml").read_text())
+    (folder / "broken.yaml").write_text("spec: [")
+    (folder / ".hidden.yaml").write_text("spec: [")
+    (folder / "notes.txt").write_text("not a pair")
+    outside = tmp_path / "eth.yaml"
+    outside.write_text(
+        (ROOT / "manifests" / "examples" / "btc-usdt.yaml").read_text().replace("btc", "eth").replace("eth-usdt", "e")
+    )
+    found = read_pair_files(folder, [outside])
+    assert [f.path.name for f in found] == ["eth.yaml", "a.yaml", "b.yml", "broken.yaml"]
+    assert found[0].pair is not None and found[1].pair is not None and found[1].pair.name == "btc-usdt"
+    assert found[2].pair is None and found[2].problem == (
+        f"{folder / 'b.yml'} declares default/btc-usdt again (first in {folder / 'a.yaml'}); rename or remove one"
+    )
+    assert found[3].pair is None and "is not valid YAML" in str(found[3].problem)
+    assert read_pair_files(tmp_path / "missing") == []
+
+
+def test_the_bundled_pair_is_the_example_and_is_seeded_only_once(tmp_path: Path) -> None:
+    folder = tmp_path / "pairs"
+    assert seed_pairs(folder) is True
+    assert (folder / "btc-usdt.yaml").read_bytes() == (ROOT / "manifests" / "examples" / "btc-usdt.yaml").read_bytes()
+    (folder / "btc-usdt.yaml").unlink()  # the user removed it: a later start must not bring it back
+    assert seed_pairs(folder) is False and list(folder.iterdir()) == []
+
+
+def test_log_lines_read_as_a_person_reads_them() -> None:
+    line = '{"time": "t", "level": "info", "logger": "x", "message": "epoch done", "epoch": 3, "max_epochs": 50}'
+    assert render_line(line) == "info epoch done epoch=3 max_epochs=50"
+    failed = '{"time": "t", "level": "error", "logger": "x", "message": "boom", "exception": "Traceback ..."}'
+    assert render_line(failed) == "error boom\nTraceback ..."
+    assert render_line("makeusrich train: the store is full") == "makeusrich train: the store is full"
+    assert render_line("[1, 2]") == "[1, 2]"
+
+
+def test_a_training_shows_its_progress_and_a_failure_its_reason_on_the_card() -> None:
+    pair = small_pair()
+    training = RunState(
+        state="training",
+        started_at="2026-12-01T17:00:00Z",
+        spec_sha256="a",
+        epoch=3,
+        max_epochs=50,
+        validation_loss=0.43216,
+    )
+    state = PairState("default/btc-usdt", "btc-usdt", "default", pair, run=training)
+    assert run_progress(training) == "epoch 3 of 50 · validation loss 0.4322"
+    assert run_progress(training.model_copy(update={"epoch": None})) == "loading candles"
+    assert [(b.text, b.tone) for b in badges(state)][:2] == [("Training", "info"), ("No model", "warning")]
+    assert "Training: epoch 3 of 50 · validation loss 0.4322" in card_html(state, None)
+    failed = training.model_copy(update={"state": "failed", "message": "training failed: no candles"})
+    broken = PairState("default/btc-usdt", "btc-usdt", "default", pair, run=failed, offline="offline sample data")
+    assert ("Training failed", "negative") in [(b.text, b.tone) for b in badges(broken)]
+    assert broken.errors == ["training failed: no candles"]
+    html = card_html(broken, None)
+    assert "⚠ training failed: no candles" in html and "Training:" not in html and "offline sample data" in html
+
+
+def test_the_feed_stands_the_sample_in_while_binance_cannot_be_reached(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(binance, "fetch_klines", functools.partial(binance.fetch_klines, backoff_s=0.01))
+    now = [1_800_000_000.0]
+    feed = CandleFeed(Source("auto"), api_url="http://127.0.0.1:9/api", clock=lambda: now[0])
+    btc, eth = small_pair().spec, small_pair(currency="eth").spec
+    assert feed.origin(btc) == Source("binance")
+    assert len(feed.recent(btc, 5)) == 5 and feed.origin(btc) == Source("sample")
+    with pytest.raises(CandleError, match="ETHUSDT 1h has no offline data"):
+        feed.recent(eth, 5)
+    now[0] += CandleFeed.OFFLINE_RETRY_S + 1
+    assert feed.origin(btc) == Source("binance")  # Binance is asked again after a while

@@ -1,0 +1,212 @@
+"""`makeusrich up` end to end: from an empty folder, with its default store and pairs folder, as a user runs it.
+
+Everything is real: the runner and the `makeusrich train`, `serve` and `ui` processes it starts, the ONNX model
+it publishes, chromium looking at the dashboard. Binance is unreachable on purpose (tests/local/up.py), so the
+offline path runs: the bundled sample for BTC/USDT 1h, and an error card for a pair it does not cover. Only the
+training is shortened, through the pair files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import yaml
+
+from makeusrich.contract import FIELDS, INPUT_NAME
+from makeusrich.market.candles import clean_candles
+from makeusrich.market.files import read_sample
+from makeusrich.serving.loader import load_artifact, store_sources
+from makeusrich.store import LocalStore, PairStore
+from makeusrich.store.runs import read_run_state
+from makeusrich.v2client import V2Client
+from tests.fixtures.models import small_pair
+from tests.local.up import Up, assert_store_consistent, offline_env, wait_group_gone
+from tests.test_first_run import clean_env
+from tests.ui.browser import chromium
+from tests.ui.test_browser import wait_for_text
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_pair(folder: Path, name: str, **spec: object) -> Path:
+    """A pair file that trains in seconds (a tiny LSTM on 60 days) and is promoted whatever its skill."""
+    document = small_pair(name, **spec).model_dump(mode="json", by_alias=True, exclude_none=True)
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
+
+
+def served_forecast(url: str, name: str, window: np.ndarray) -> np.ndarray:
+    async def ask() -> np.ndarray:
+        async with V2Client(url) as client:
+            return await client.infer(name, window)
+
+    return asyncio.run(ask())
+
+
+def test_up_trains_serves_shows_picks_up_pairs_stops_and_restarts(tmp_path: Path) -> None:
+    folder = tmp_path / "laptop"
+    pairs = folder / "pairs"  # the default pairs folder, given the user's own shortened pair file
+    pairs.mkdir(parents=True)
+    write_pair(pairs, "btc-usdt")
+    up = Up.start(folder)
+    try:
+        up.wait_for("Dashboard:   http://127.0.0.1:")
+        up.wait_ready("btc-usdt")
+        text = up.output()
+        assert "btc-usdt: training (no model yet)" in text
+        assert "offline sample data, ends 2022-06-15" in text  # Binance unreachable: said in one line
+        assert "btc-usdt: epoch 1/2, validation loss " in text  # progress on the terminal
+
+        # The forecast served is the stored ONNX model's own, on the same candles.
+        store = PairStore(LocalStore(folder / ".makeusrich" / "store"), "default", "btc-usdt")
+        latest = store.latest()
+        assert latest is not None
+        meta = store.model_metadata(latest.version)
+        candles, _ = clean_candles(read_sample("BTCUSDT", "1h"), "1h")
+        window = candles[list(FIELDS)].to_numpy(np.float32)[-meta.window :][None]
+        session = ort.InferenceSession(store.read_model(latest.version), providers=["CPUExecutionProvider"])
+        expected = session.run(None, {INPUT_NAME: window})[0]
+        np.testing.assert_allclose(served_forecast(up.serving, "btc-usdt", window), expected, rtol=1e-6)
+        run = read_run_state(store)
+        assert run is not None and run.state == "succeeded" and run.version == latest.version
+        assert run.source == "sample" and run.epoch == run.max_epochs == 2
+        assert (store.prefix + "runs/" + str(run.log)) in store.objects.list(store.prefix + "runs/")
+
+        # A pair file dropped in while running is trained and served; one with no offline data fails on its own.
+        write_pair(pairs, "btc-fast", model={"window": 12})
+        write_pair(pairs, "eth-usdt", currency="eth")
+        up.wait_ready("btc-fast")
+        up.wait_for("eth-usdt: training failed: ")
+        assert "ETHUSDT 1h has no offline data" in up.output()
+
+        driver = chromium()
+        try:
+            driver.get(up.dashboard)
+            body = wait_for_text(driver, "BTC/USDT", "offline sample data, ends 2022-06-15", "btc-fast", "eth-usdt")
+            assert "MAE RATIO TEST" in body and "no offline data" in body  # labels are capitals (CSS)
+            recorded = f"{meta.metrics.test.model.rel_mae:.3f}"
+            assert recorded in body  # the card shows the served model's measured skill
+        finally:
+            driver.quit()
+
+        code, took = up.interrupt()
+        assert code == 0, up.output()[-3000:]
+        assert took < 10.0
+        assert assert_store_consistent(folder / ".makeusrich" / "store") == ["btc-fast", "btc-usdt"]
+        versions = {name: store_of(folder, name).versions() for name in ("btc-usdt", "btc-fast")}
+
+        # A restart serves at once from the stored models and trains nothing (the next schedule is tomorrow).
+        again = Up.start(folder, name="restart")
+        try:
+            again.wait_ready("btc-usdt")
+            again.wait_ready("btc-fast")
+            text = again.wait_for("eth-usdt: next training")
+            again.wait_for("btc-fast: next training")
+            again.wait_for("btc-usdt: next training")
+            assert "training (" not in again.output()
+            assert {name: store_of(folder, name).versions() for name in versions} == versions
+            code, _ = again.interrupt()
+            assert code == 0, text[-3000:]
+        finally:
+            again.kill()
+    finally:
+        up.kill()
+
+
+def store_of(folder: Path, name: str) -> PairStore:
+    return PairStore(LocalStore(folder / ".makeusrich" / "store"), "default", name)
+
+
+def test_a_runner_killed_outright_leaves_no_child_behind(tmp_path: Path) -> None:
+    """SIGKILL cannot be caught: the children end anyway (PR_SET_PDEATHSIG), training included."""
+    (tmp_path / "pairs").mkdir()
+    write_pair(tmp_path / "pairs", "btc-usdt")
+    up = Up.start(tmp_path)
+    try:
+        up.wait_for("btc-usdt: epoch 1/2")  # a training runs now, beside the server and the dashboard
+        up.process.send_signal(signal.SIGKILL)
+        up.process.wait(timeout=10)
+        wait_group_gone(up.process.pid, time.monotonic() + 10)
+        assert assert_store_consistent(tmp_path / ".makeusrich" / "store") in ([], ["btc-usdt"])
+    finally:
+        up.kill()
+
+
+def test_the_first_run_without_a_pairs_folder_seeds_the_bundled_pair(tmp_path: Path) -> None:
+    up = Up.start(tmp_path, "--max-epochs", "1", "--lookback-days", "80")
+    try:
+        up.wait_for("Dashboard:   http://127.0.0.1:")
+        text = up.wait_for("btc-usdt: training (no model yet)")
+        assert f"Created {tmp_path / 'pairs'} with the bundled btc-usdt.yaml" in text
+        bundled = (ROOT / "manifests" / "examples" / "btc-usdt.yaml").read_bytes()
+        assert (tmp_path / "pairs" / "btc-usdt.yaml").read_bytes() == bundled
+        code, _ = up.interrupt()
+        assert code == 0
+        run = read_run_state(store_of(tmp_path, "btc-usdt"))
+        assert run is not None and run.state == "interrupted"  # stopped half-way: said so, nothing published
+        assert assert_store_consistent(tmp_path / ".makeusrich" / "store") == []
+    finally:
+        up.kill()
+
+
+@pytest.mark.parametrize("flag", ["--port", "--serving-port"])
+def test_a_busy_port_is_one_sentence_naming_the_flag(tmp_path: Path, flag: str) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "makeusrich.cli", "up", flag, str(port)],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env=offline_env(),
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"makeusrich up: cannot listen on 127.0.0.1:{port}: Address already in use; pick another {flag} or stop "
+        "what uses it"
+    ]
+    assert not (tmp_path / "pairs").exists()  # nothing was started or written
+
+
+def test_a_training_killed_at_random_points_never_breaks_the_served_model(tmp_path: Path) -> None:
+    """SIGKILL `makeusrich train` (what `up` and the CronJob run) at random moments over a store that serves a
+    model: whatever the moment, latest.json names a complete version and the model server loads it."""
+    pair_file = write_pair(tmp_path, "btc-usdt")
+    root = tmp_path / "store"
+    command = [sys.executable, "-m", "makeusrich.cli", "train", "-f", str(pair_file), "--store", str(root)]
+    command += ["--source", "sample"]
+    began = time.monotonic()
+    first = subprocess.run(command, capture_output=True, text=True, env=clean_env(), timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    full = time.monotonic() - began
+    chance = random.Random(20261201)
+    for _ in range(4):
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=clean_env())
+        try:
+            process.wait(timeout=chance.uniform(0.5, full))
+        except subprocess.TimeoutExpired:
+            process.kill()
+        process.wait()
+        assert assert_store_consistent(root) == ["btc-usdt"]
+        (source,) = store_sources(str(root), "default", ["btc-usdt"])
+        candidate = source.current()
+        assert candidate is not None
+        served = load_artifact(source.fetch(candidate))  # every check the model server makes before serving
+        assert served.version == candidate.version
+    metadata = json.loads((root / "default" / "btc-usdt" / "latest.json").read_text())
+    assert metadata["version"]

@@ -1,0 +1,134 @@
+"""Run `makeusrich up` (or `make run`) as a user does, in its own process group as a terminal would, and watch it.
+
+Binance is made unreachable on purpose: BINANCE_API_URL points at a loopback port nothing listens on, which is
+what a laptop without network meets (the connection is refused), so the runs take the offline path whatever
+network the test machine has.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from makeusrich.store import open_store
+from makeusrich.store.base import PairStore
+from tests.fixtures.model_server import free_port
+from tests.test_first_run import clean_env
+
+START_TIMEOUT = 240.0  # a first training of the shortened default pair included
+STOP_LIMIT = 10.0  # Ctrl-C must end everything within this
+
+
+def offline_env() -> dict[str, str]:
+    return clean_env(BINANCE_API_URL=f"http://127.0.0.1:{free_port()}/api")
+
+
+@dataclass
+class Up:
+    """One running `makeusrich up` and its terminal output."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+    dashboard: str
+    serving: str
+
+    @classmethod
+    def start(cls, folder: Path, *args: str, command: list[str] | None = None, name: str = "up") -> Up:
+        """`makeusrich up ARGS` on free ports; or `command` (`make run`), which uses the default ports."""
+        port, serving_port = (free_port(), free_port()) if command is None else (8081, 8080)
+        log = folder / f"{name}.log"
+        if command is None:
+            command = [sys.executable, "-m", "makeusrich.cli", "up", "--port", str(port)]
+            command += ["--serving-port", str(serving_port), *args]
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                command, cwd=folder, env=offline_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        return cls(process, log, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{serving_port}")
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, needle: str, timeout: float = START_TIMEOUT) -> str:
+        """Until the terminal shows `needle`; fails with the output if the runner exits first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.output()
+            if needle in text:
+                return text
+            assert self.process.poll() is None, f"makeusrich up exited with {self.process.returncode}:\n{text}"
+            time.sleep(0.1)
+        raise AssertionError(f"{needle!r} did not show within {timeout:g} s:\n{self.output()[-4000:]}")
+
+    def wait_ready(self, pair: str, timeout: float = START_TIMEOUT) -> None:
+        """Until the v2 endpoint serves `pair`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"makeusrich up exited:\n{self.output()[-4000:]}"
+            try:
+                if httpx.get(f"{self.serving}/v2/models/{pair}/ready", timeout=2.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"{pair} was not served within {timeout:g} s:\n{self.output()[-4000:]}")
+
+    def interrupt(self) -> tuple[int, float]:
+        """Ctrl-C: SIGINT to the whole process group, as a terminal sends it. Returns the exit status and how long
+        the group took to end (every child included)."""
+        began = time.monotonic()
+        os.killpg(self.process.pid, signal.SIGINT)
+        code = self.process.wait(timeout=STOP_LIMIT + 20)
+        wait_group_gone(self.process.pid, began + STOP_LIMIT + 20)
+        return code, time.monotonic() - began
+
+    def kill(self) -> None:
+        """Whatever is left, for a test that failed half-way."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a process of the group still runs (a zombie does not count: it has ended)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def wait_group_gone(pgid: int, deadline: float) -> None:
+    while group_alive(pgid):
+        assert time.monotonic() < deadline, f"processes of group {pgid} are still running"
+        time.sleep(0.05)
+
+
+def assert_store_consistent(root: Path) -> list[str]:
+    """Every latest.json names a complete version whose files match their recorded sha256; returns the pairs."""
+    objects = open_store(str(root))
+    pairs = []
+    for latest_key in objects.list(""):
+        if not latest_key.endswith("/latest.json"):
+            continue
+        namespace, name, _ = latest_key.split("/")
+        store = PairStore(objects, namespace, name)
+        latest = store.latest()
+        assert latest is not None
+        meta = store.model_metadata(latest.version)
+        for path, info in meta.files.items():
+            store.read_file(latest.version, path, info.sha256)
+        assert meta.files[store.model_path()].sha256 == latest.model_sha256
+        pairs.append(name)
+    return sorted(pairs)
