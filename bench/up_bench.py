@@ -143,10 +143,10 @@ def main() -> int:
         ("training starts", f"{marks['training']:.1f} s"),
         ("model published (training done)", f"{marks['published']:.1f} s"),
         ("first forecast served", f"{marks['first forecast']:.1f} s"),
-        ("  of which: training run (makeusrich train, total)", f"{training['total_seconds']:.1f} s"),
+        ("  of which: training run (makeusrich train, total)", f"{training['totalSeconds']:.1f} s"),
         (
             "  of which: epochs",
-            f"{training['seconds']:.1f} s ({training['epochs']} epochs, best {training['best_epoch']}, "
+            f"{training['seconds']:.1f} s ({training['epochs']} epochs, best {training['bestEpoch']}, "
             f"{training['seconds'] / max(1, training['epochs']):.1f} s each)",
         ),
         (

@@ -1,14 +1,15 @@
 """Make the README's screenshots (docs/overview.png, docs/pair.png) from the real default setup.
 
-What `make run` and the README's next commands give a new user: the bundled pair `manifests/examples/btc-usdt.yaml`
-trained with its default settings on the bundled candles, served by `makeusrich serve`, and the dashboard on
-that store, all on loopback in a temporary folder. Debian's chromium (headless, in UTC) takes the pictures.
+What `make run` gives a new user without network: `makeusrich up` in an empty folder, which seeds the bundled
+pair `btc-usdt.yaml`, trains it with its default settings on the bundled candles, serves it and shows it on the
+dashboard, all on loopback in a temporary folder. Debian's chromium (headless, in UTC) takes the pictures.
 It records a fingerprint of the dashboard's code in docs/screenshots.json: a test fails when the pages changed
 and the pictures were not made again.
 
     make screenshots          (or: PYTHONPATH=. .venv/bin/python docs/screenshots.py [--store DIR])
 
-`--store DIR` skips the training and uses a store that `make run` already filled (./.makeusrich/store).
+`--store DIR` skips the training: `makeusrich up` restarts on a copy of a store that `make run` already filled
+(./.makeusrich/store) and serves it at once.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,8 +30,8 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from tests.fixtures.model_server import launch  # noqa: E402
-from tests.ui.browser import SCREENSHOTS, chromium, start_ui, stop, ui_fingerprint  # noqa: E402
+from tests.local.up import Up  # noqa: E402
+from tests.ui.browser import SCREENSHOTS, chromium, ui_fingerprint  # noqa: E402
 
 PAIR = REPO / "manifests" / "examples" / "btc-usdt.yaml"
 DOCS = REPO / "docs"
@@ -59,24 +59,20 @@ def full_page(driver: WebDriver, path: Path, width: int = 1280) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--store", type=Path, default=None, help="use this trained store instead of training")
+    parser.add_argument("--store", type=Path, default=None, help="serve this trained store instead of training")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="makeusrich-screenshots-"))
-    store = args.store.resolve() if args.store else folder / "store"
-    if args.store is None:
-        print(f"training {PAIR.name} with its default settings on the bundled candles (about two minutes)")
-        train = ["train", "-f", str(PAIR), "--source", "sample", "--store", str(store)]
-        subprocess.run([sys.executable, "-m", "makeusrich.cli", *train], check=True, cwd=folder)
-    server = launch(["--store", str(store)], folder / "serve.log")
-    pairs = folder / "pairs"
-    pairs.mkdir()
-    shutil.copy(PAIR, pairs / PAIR.name)
-    args = ["--pairs-dir", str(pairs), "--store", str(store), "--server-url", server.url, "--source", "sample"]
-    ui = start_ui(args, folder)
+    if args.store is not None:  # what a restart of `makeusrich up` finds: it serves at once
+        shutil.copytree(args.store.resolve(), folder / ".makeusrich" / "store")
+    else:
+        print(f"makeusrich up trains {PAIR.name} with its default settings on the bundled candles (about two minutes)")
+    up = Up.start(folder, name="up")
     driver = chromium(tz="UTC")
     try:
-        driver.get(ui.url)
-        wait_for_text(driver, "BTC/USDT", "Forecast next close", "MAE ratio test")
+        up.wait_for("Dashboard:   http://", timeout=900)
+        up.wait_ready("btc-usdt", timeout=900)
+        driver.get(up.dashboard)
+        wait_for_text(driver, "BTC/USDT", "Ready", "Forecast next close", "MAE ratio test", "offline sample data")
         full_page(driver, DOCS / "overview.png")
         driver.find_element(By.CSS_SELECTOR, 'a[href="/pair/default/btc-usdt"]').click()
         wait_for_text(driver, "Backtest on the test split", "recorded at training")
@@ -84,8 +80,7 @@ def main() -> int:
         full_page(driver, DOCS / "pair.png")
     finally:
         driver.quit()
-        stop(ui.process)
-        server.stop()
+        up.interrupt()
     record = {
         "command": "make screenshots",
         "made": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -108,6 +108,15 @@ def test_serve_predict_and_ui_find_the_default_store(empty: Path) -> None:
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "promoted" in trained.stdout.splitlines()[0] and "not promoted" not in trained.stdout
     store = (empty / ".makeusrich" / "store").resolve()
+    # The summary `train` prints (what the CronJob's log shows): version, why, both splits, where it went.
+    lines = trained.stdout.splitlines()
+    assert lines[0].startswith("default/btc-usdt version ")
+    version = lines[0].split()[2].rstrip(":")
+    assert "of persistence's" in lines[1]
+    for line, split in zip(lines[2:4], ("validation", "test"), strict=True):
+        assert line.split()[0] == split and " vs persistence " in line and "(ratio " in line and "direction" in line
+    assert lines[-1] == f"  stored at {store.as_uri()}/default/btc-usdt/versions/{version}/"
+    assert (store / "default" / "btc-usdt" / "versions" / version / "metadata.json").is_file()
     serve_port, ui_port = free_port(), free_port()
     server = start(["serve", "--port", str(serve_port)], empty, empty / "serve.log")
     dashboard: subprocess.Popen[bytes] | None = None

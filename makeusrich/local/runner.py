@@ -149,49 +149,36 @@ class Runner:
         return process
 
     async def _start_servers(self) -> None:
+        """The model server, then the dashboard once the server answers (so its first look finds it up)."""
         plan = self.plan
         plan.logs_dir.mkdir(parents=True, exist_ok=True)
         common = ("--store", plan.store, "--host", plan.host)
         serve = ("serve", *common, "--port", str(plan.serving_port), "--poll-seconds", "2")
         ui = (
-            "ui",
-            *common,
-            "--port",
-            str(plan.port),
-            "--pairs-dir",
-            str(plan.pairs_dir),
-            "--server-url",
-            plan.serving_url,
-            "--source",
-            plan.source,
-            "--refresh-seconds",
-            "5",
+            *("ui", *common, "--port", str(plan.port), "--pairs-dir", str(plan.pairs_dir)),
+            *("--server-url", plan.serving_url, "--source", plan.source, "--refresh-seconds", "5"),
             *(("--pair-files", ",".join(map(str, plan.files))) if plan.files else ()),
         )
-        for name, args in (("serve", serve), ("ui", ui)):
-            with open(plan.logs_dir / f"{name}.log", "ab") as sink:
-                self.servers[name] = await self._spawn(
-                    ("--log-json", *args), stdout=sink, stderr=asyncio.subprocess.STDOUT
-                )
+        await self._start("serve", serve, f"{plan.serving_url}/v2/health/live")
+        await self._start("ui", ui, f"{plan.dashboard_url}/healthz")
 
-    async def _wait_ready(self, timeout_s: float = 120.0) -> None:
-        """Until the model server and the dashboard answer; a child that exits first is the error."""
-        checks = {"serve": f"{self.plan.serving_url}/v2/health/live", "ui": f"{self.plan.dashboard_url}/healthz"}
+    async def _start(self, name: str, args: Sequence[str], health_url: str, timeout_s: float = 120.0) -> None:
+        """Start a server and wait until it answers; one that exits first, or never answers, is the error."""
+        if self.stopping.is_set():
+            return
+        with open(self.plan.logs_dir / f"{name}.log", "ab") as sink:
+            process = await self._spawn(("--log-json", *args), stdout=sink, stderr=asyncio.subprocess.STDOUT)
+        self.servers[name] = process
         deadline = time.monotonic() + timeout_s
         async with httpx.AsyncClient(timeout=2.0) as client:
-            while checks:
-                for name, url in list(checks.items()):
-                    if self.servers[name].returncode is not None:
-                        raise MakeUsRichError(self._died(name))
-                    with contextlib.suppress(httpx.HTTPError):
-                        if (await client.get(url)).status_code == 200:
-                            del checks[name]
+            while not await self._stopped_within(0.1):
+                if process.returncode is not None:
+                    raise MakeUsRichError(self._died(name))
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(health_url)).status_code == 200:
+                        return
                 if time.monotonic() > deadline:
-                    raise MakeUsRichError(
-                        f"{', '.join(checks)} did not answer within {timeout_s:.0f} s; see {self.plan.logs_dir}"
-                    )
-                if checks and await self._stopped_within(0.2):
-                    return
+                    raise MakeUsRichError(f"makeusrich {name} did not answer within {timeout_s:.0f} s; see {sink.name}")
 
     def _died(self, name: str) -> str:
         path = self.plan.logs_dir / f"{name}.log"
@@ -387,7 +374,6 @@ class Runner:
             loop.add_signal_handler(sig, self.stopping.set)
         try:
             await self._start_servers()
-            await self._wait_ready()
             if not self.stopping.is_set():
                 self.say(f"Dashboard:   {self.plan.dashboard_url}")
                 self.say(f"v2 endpoint: {self.plan.serving_url}/v2/models/<pair>/infer")

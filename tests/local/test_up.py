@@ -31,6 +31,7 @@ from makeusrich.store import LocalStore, PairStore
 from makeusrich.store.runs import read_run_state
 from makeusrich.v2client import V2Client
 from tests.fixtures.models import small_pair
+from tests.fixtures.s3server import S3Server
 from tests.local.up import Up, assert_store_consistent, offline_env, wait_group_gone
 from tests.test_first_run import clean_env
 from tests.ui.browser import chromium
@@ -98,9 +99,13 @@ def test_up_trains_serves_shows_picks_up_pairs_stops_and_restarts(tmp_path: Path
             assert "MAE RATIO TEST" in body and "no offline data" in body  # labels are capitals (CSS)
             recorded = f"{meta.metrics.test.model.rel_mae:.3f}"
             assert recorded in body  # the card shows the served model's measured skill
+            driver.get(f"{up.dashboard}/pair/default/eth-usdt")  # the failed run's reason and last log lines
+            wait_for_text(driver, "Last training run", "Failed", "no offline data", "makeusrich train: cannot reach")
         finally:
             driver.quit()
 
+        (pairs / "eth-usdt.yaml").unlink()  # a deleted pair file: no longer trained, its records stay
+        up.wait_for("eth-usdt: its file is gone; no longer trained (its models stay in the store)")
         code, took = up.interrupt()
         assert code == 0, up.output()[-3000:]
         assert took < 10.0
@@ -112,8 +117,7 @@ def test_up_trains_serves_shows_picks_up_pairs_stops_and_restarts(tmp_path: Path
         try:
             again.wait_ready("btc-usdt")
             again.wait_ready("btc-fast")
-            text = again.wait_for("eth-usdt: next training")
-            again.wait_for("btc-fast: next training")
+            text = again.wait_for("btc-fast: next training")
             again.wait_for("btc-usdt: next training")
             assert "training (" not in again.output()
             assert {name: store_of(folder, name).versions() for name in versions} == versions
@@ -210,3 +214,24 @@ def test_a_training_killed_at_random_points_never_breaks_the_served_model(tmp_pa
         assert served.version == candidate.version
     metadata = json.loads((root / "default" / "btc-usdt" / "latest.json").read_text())
     assert metadata["version"]
+
+
+def test_up_with_an_s3_store(tmp_path: Path, s3_server: S3Server) -> None:
+    """The same run against a real S3 server: models, run records and logs in the bucket, server logs local."""
+    (tmp_path / "pairs").mkdir()
+    write_pair(tmp_path / "pairs", "btc-usdt")
+    up = Up.start(tmp_path, "--store", "s3://up-bucket/laptop", env=s3_server.env())
+    try:
+        up.wait_ready("btc-usdt")
+        up.wait_for("btc-usdt: next training")
+        client = s3_server.client()
+        keys = {
+            o.object_name for o in client.list_objects("up-bucket", prefix="laptop/default/btc-usdt/", recursive=True)
+        }
+        assert "laptop/default/btc-usdt/latest.json" in keys and "laptop/default/btc-usdt/runs/state.json" in keys
+        assert any(key.endswith(".log") for key in keys)
+        assert (tmp_path / ".makeusrich" / "logs" / "serve.log").is_file()
+        code, _ = up.interrupt()
+        assert code == 0
+    finally:
+        up.kill()

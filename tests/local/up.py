@@ -41,7 +41,14 @@ class Up:
     serving: str
 
     @classmethod
-    def start(cls, folder: Path, *args: str, command: list[str] | None = None, name: str = "up") -> Up:
+    def start(
+        cls,
+        folder: Path,
+        *args: str,
+        command: list[str] | None = None,
+        name: str = "up",
+        env: dict[str, str] | None = None,
+    ) -> Up:
         """`makeusrich up ARGS` on free ports; or `command` (`make run`), which uses the default ports."""
         port, serving_port = (free_port(), free_port()) if command is None else (8081, 8080)
         log = folder / f"{name}.log"
@@ -50,7 +57,12 @@ class Up:
             command += ["--serving-port", str(serving_port), *args]
         with log.open("ab") as out:
             process = subprocess.Popen(
-                command, cwd=folder, env=offline_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                command,
+                cwd=folder,
+                env={**offline_env(), **(env or {})},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         return cls(process, log, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{serving_port}")
 
