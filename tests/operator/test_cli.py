@@ -48,7 +48,7 @@ def test_operator_refuses_both_scopes() -> None:
 def test_render_checks_what_it_is_given(tmp_path: Path) -> None:
     example = (ROOT / "manifests" / "examples" / "btc-usdt.yaml").read_text()
     odd = tmp_path / "uid.yaml"
-    odd.write_text(example.replace("namespace: default", "namespace: default\n  uid: 12345"))
+    odd.write_text(example.replace("name: btc-usdt", "name: btc-usdt\n  uid: 12345"))
     result = run("render", "-f", str(odd))
     assert result.returncode == 1 and result.stderr.count("\n") == 1
     assert "metadata.uid: Input should be a valid string" in result.stderr and "Traceback" not in result.stderr

@@ -85,6 +85,25 @@ def test_trainer_pod_is_hardened() -> None:
     assert pod["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}}]
 
 
+def test_trainer_pods_run_where_and_as_whom_they_are_told() -> None:
+    """A GPU pool: the chart gives requests/limits with nvidia.com/gpu, a nodeSelector and tolerations."""
+    plain = cronjob(make_pair(), SETTINGS)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert {"nodeSelector", "tolerations", "serviceAccountName"}.isdisjoint(plain)  # nothing said, nothing set
+    gpu = OperatorSettings(
+        image="registry.example/trainer:1-cuda",
+        trainer_requests={"cpu": "2", "memory": "8Gi", "nvidia.com/gpu": "1"},
+        trainer_limits={"memory": "8Gi", "nvidia.com/gpu": "1"},
+        trainer_node_selector={"nvidia.com/gpu.present": "true"},
+        trainer_tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        trainer_service_account="makeusrich-trainer",
+    )
+    pod = cronjob(make_pair(), gpu)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert pod["serviceAccountName"] == "makeusrich-trainer" and pod["automountServiceAccountToken"] is False
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
 def test_trainer_gets_the_pair_the_store_and_s3_credentials_from_the_secret() -> None:
     pair = make_pair(lookbackDays=90, model={"window": 48})
     env = env_of(cronjob(pair, SETTINGS)["spec"]["jobTemplate"]["spec"])

