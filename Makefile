@@ -7,7 +7,7 @@ HERE := $(dir $(abspath $(lastword $(MAKEFILE_LIST))))
 # Extra arguments for `make run` (tests shorten the training with them).
 RUN_ARGS ?=
 
-.PHONY: setup browser tools run screenshots test lint typecheck pytest clean
+.PHONY: setup browser tools run screenshots images test lint typecheck pytest clean
 
 $(VENV)/.installed: $(HERE)pyproject.toml
 	python3 -m venv $(VENV)
@@ -44,9 +44,22 @@ run: setup
 screenshots: setup browser
 	PYTHONPATH=$(HERE) $(PY) $(HERE)docs/screenshots.py
 
+# The four images the chart runs, tagged with the chart's appVersion, pushed to your registry (Docker needed;
+# nothing is published for you): make images REGISTRY=registry.example/makeusrich [TAG=...] [PUSH=1]
+REGISTRY ?= makeusrich
+TAG ?= $(shell sed -n 's/^appVersion: "\(.*\)"/\1/p' $(HERE)charts/makeusrich/Chart.yaml)
+IMAGES := trainer:Dockerfile.trainer serving:Dockerfile.trainer operator:Dockerfile.operator dashboard:Dockerfile.operator
+images:
+	@for image in $(IMAGES); do \
+		name=$${image%%:*}; file=$${image#*:}; \
+		echo docker build -f $(HERE)$$file --target $$name -t $(REGISTRY)/$$name:$(TAG) $(HERE); \
+		docker build -f $(HERE)$$file --target $$name -t $(REGISTRY)/$$name:$(TAG) $(HERE) || exit 1; \
+		if [ -n "$(PUSH)" ]; then docker push $(REGISTRY)/$$name:$(TAG) || exit 1; fi; \
+	done
+
 lint: setup
-	$(VENV)/bin/ruff check makeusrich tests bench docs
-	$(VENV)/bin/ruff format --check makeusrich tests bench docs
+	$(VENV)/bin/ruff check makeusrich tests bench docs charts
+	$(VENV)/bin/ruff format --check makeusrich tests bench docs charts
 	$(VENV)/bin/lint-imports
 
 typecheck: setup

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,9 +53,8 @@ def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 
 def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    found = [
-        (f"Deployment {d['metadata']['name']}", d["spec"]["template"]["spec"]) for d in of_kind(docs, "Deployment")
-    ]
+    templated = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet", "Job")]
+    found = [(f"{d['kind']} {d['metadata']['name']}", d["spec"]["template"]["spec"]) for d in templated]
     found += [(f"Pod {d['metadata']['name']}", d["spec"]) for d in of_kind(docs, "Pod")]
     runtimes = of_kind(docs, "ClusterServingRuntime")
     found += [(f"ClusterServingRuntime {d['metadata']['name']}", d["spec"]) for d in runtimes]
@@ -105,13 +105,24 @@ def test_every_pod_is_restricted_and_no_rule_is_a_wildcard(values: Path) -> None
             assert "delete" not in rule["verbs"] or role["metadata"]["name"].endswith("-dashboard"), rule
 
 
-def test_a_secret_value_appears_only_inside_a_secret() -> None:
-    docs = render(CHART / "ci" / "namespaced-values.yaml")
-    secrets = of_kind(docs, "Secret")
-    assert {s["metadata"]["namespace"] for s in secrets} == {"team-a", "team-b"}
-    assert base64.b64decode(secrets[0]["data"]["AWS_SECRET_ACCESS_KEY"]).decode() == "minio-secret"
+@pytest.mark.parametrize("values", CI_VALUES, ids=lambda p: p.name)
+def test_a_secret_value_appears_only_inside_a_secret(values: Path) -> None:
+    """Not in a ConfigMap, an env `value`, a CurrencyPair or anything else: plain or base64."""
+    docs = render(values)
+    secrets = [base64.b64decode(v).decode() for s in of_kind(docs, "Secret") for v in s.get("data", {}).values()]
     outside = yaml.safe_dump_all([doc for doc in docs if doc["kind"] != "Secret"])
-    assert "minio-secret" not in outside and base64.b64encode(b"minio-secret").decode() not in outside
+    for value in secrets:
+        assert value not in outside and base64.b64encode(value.encode()).decode() not in outside
+
+
+def test_the_s3_secret_is_made_in_each_namespace_of_pairs() -> None:
+    docs = render(CHART / "ci" / "namespaced-values.yaml")
+    secrets = [s for s in of_kind(docs, "Secret") if s["metadata"]["name"] == "makeusrich-s3"]
+    assert sorted(s["metadata"]["namespace"] for s in secrets) == ["team-a", "team-b"]
+    assert base64.b64decode(secrets[0]["data"]["AWS_SECRET_ACCESS_KEY"]).decode() == "minio-secret"
+    assert [
+        s for s in of_kind(render(CHART / "ci" / "triton-values.yaml"), "Secret") if "s3" in s["metadata"]["name"]
+    ] == []
 
 
 def operator_rules(docs: list[dict[str, Any]], suffix: str = "") -> list[dict[str, Any]]:
@@ -243,3 +254,43 @@ def test_notes_say_what_to_do_next(tmp_path: Path) -> None:
     assert "create secret generic makeusrich-s3" in notes and "It is read-only" in notes
     with_keys = helm(*args, "--set", "s3.accessKeyId=a,s3.secretAccessKey=b,dashboard.passwordHashSecret=login")
     assert "create secret" not in with_keys.stdout and "read-only" not in with_keys.stdout
+
+
+def test_manifests_install_yaml_is_the_chart_with_its_defaults() -> None:
+    """kubectl apply without Helm: the default render, less the session key (each start makes its own)."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "charts" / "render_install.py"), "--check"], capture_output=True, timeout=120
+    )
+    assert result.returncode == 0, "stale: run python charts/render_install.py"
+    docs = [doc for doc in yaml.safe_load_all((ROOT / "manifests" / "install.yaml").read_text()) if doc]
+    assert of_kind(docs, "Secret") == [] and of_kind(docs, "Pod") == []
+    assert {doc["kind"] for doc in docs} >= {"CustomResourceDefinition", "Deployment", "ClusterServingRuntime"}
+    for doc in docs:
+        if doc["apiVersion"].rpartition("/")[0] in BUILT_IN_GROUPS:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_the_bundled_minio_is_the_store_and_is_only_reachable_from_pods_of_pairs() -> None:
+    docs = render(CHART / "ci" / "minio-values.yaml")
+    (statefulset,) = of_kind(docs, "StatefulSet")
+    assert statefulset["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "20Gi"
+    (job,) = of_kind(docs, "Job")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+    settings = operator_settings(docs)
+    assert settings.s3_endpoint == "http://rich-makeusrich-minio.makeusrich.svc:9000"
+    (secret,) = [s for s in of_kind(docs, "Secret") if s["metadata"]["name"] == "makeusrich-s3"]
+    annotations = secret["metadata"]["annotations"]
+    assert annotations["serving.kserve.io/s3-endpoint"] == "rich-makeusrich-minio.makeusrich.svc:9000"
+    assert annotations["serving.kserve.io/s3-usehttps"] == "0"
+    policies = {p["metadata"]["name"]: p["spec"] for p in of_kind(docs, "NetworkPolicy")}
+    assert set(policies) == {f"rich-makeusrich-{part}" for part in ("operator", "dashboard", "minio")}
+    assert all(spec["policyTypes"] == ["Ingress"] for spec in policies.values())
+    (budget,) = of_kind(docs, "PodDisruptionBudget")
+    assert budget["spec"]["minAvailable"] == 1
+    assert of_kind(render(), "PodDisruptionBudget") == [] and of_kind(render(), "NetworkPolicy") == []
+    for item, said in (
+        ("minio.enabled=true", "minio.enabled needs s3.accessKeyId and s3.secretAccessKey"),
+        ("minio.enabled=true,s3.endpoint=https://s3.example", "minio.enabled and an external S3"),
+    ):
+        result = helm("template", "rich", str(CHART), "--set", item)
+        assert result.returncode != 0 and said in result.stderr, result.stderr

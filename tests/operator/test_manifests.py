@@ -174,7 +174,11 @@ def test_the_rbac_manifest_validates_strictly_and_grants_no_deletes() -> None:
 
 def test_example_and_test_pairs_fit_the_crd() -> None:
     validator = crd_validator()
-    validator.validate(yaml.safe_load(EXAMPLE.read_text()))
+    examples = sorted((ROOT / "manifests" / "examples").glob("*.yaml"))
+    assert [p.name for p in examples] == ["btc-usdt.yaml", "eth-usdt.yaml"]
+    for example in examples:
+        validator.validate(yaml.safe_load(example.read_text()))
+        load_pair(example)  # and the package reads it alike
     for spec in PAIRS:
         validator.validate(pair_document(spec))
 

@@ -72,7 +72,7 @@ capabilities:
 {{- define "makeusrich.s3Env" -}}
 - name: MAKEUSRICH_STORE
   value: {{ include "makeusrich.storeUrl" . | quote }}
-{{- with .Values.s3.endpoint }}
+{{- with include "makeusrich.s3Endpoint" . }}
 - name: S3_ENDPOINT
   value: {{ . | quote }}
 {{- end }}
@@ -94,4 +94,13 @@ capabilities:
 
 {{- define "makeusrich.trainerAccount" -}}
 {{- .Values.trainer.serviceAccount.name | default (printf "%s-trainer" (include "makeusrich.fullname" .)) -}}
+{{- end -}}
+
+{{/* The S3 endpoint: the bundled MinIO's Service, else s3.endpoint (empty: AWS). */}}
+{{- define "makeusrich.s3Endpoint" -}}
+{{- if .Values.minio.enabled -}}
+{{- printf "http://%s-minio.%s.svc:9000" (include "makeusrich.fullname" .) .Release.Namespace -}}
+{{- else -}}
+{{- .Values.s3.endpoint -}}
+{{- end -}}
 {{- end -}}
