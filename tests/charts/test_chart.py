@@ -173,6 +173,7 @@ def test_the_operator_reads_what_the_chart_gives_it_and_trainer_pods_get_the_gpu
     assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
     assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
     assert pod["serviceAccountName"] == "rich-makeusrich-trainer"
+    assert operator_settings(render(None, "trainer.serviceAccount.create=false")).trainer_service_account is None
     namespaced = operator_settings(render(CHART / "ci" / "namespaced-values.yaml"))
     assert namespaced.namespaces == ("team-a", "team-b")
     assert namespaced.store_url == "s3://models/team" and namespaced.s3_endpoint == "http://minio.storage:9000"

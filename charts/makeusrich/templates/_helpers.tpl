@@ -92,8 +92,14 @@ capabilities:
     secretKeyRef: {name: {{ include "makeusrich.s3Secret" . }}, key: AWS_SECRET_ACCESS_KEY}
 {{- end -}}
 
+{{/* The trainer pods' ServiceAccount: the one named, else the chart's own; empty (the namespace's default)
+when the chart makes none and none is named. */}}
 {{- define "makeusrich.trainerAccount" -}}
-{{- .Values.trainer.serviceAccount.name | default (printf "%s-trainer" (include "makeusrich.fullname" .)) -}}
+{{- if .Values.trainer.serviceAccount.name -}}
+{{- .Values.trainer.serviceAccount.name -}}
+{{- else if .Values.trainer.serviceAccount.create -}}
+{{- printf "%s-trainer" (include "makeusrich.fullname" .) -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The S3 endpoint: the bundled MinIO's Service, else s3.endpoint (empty: AWS). */}}
