@@ -1,0 +1,117 @@
+"""Range scores and their baselines on hand-checked cases and on simulated data whose truth is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from makeusrich.scoring.ranges import (
+    check_levels,
+    climatology_quantiles,
+    conformal_margin,
+    coverage,
+    ewma_quantiles,
+    ewma_variance,
+    interval_score,
+    pesaran_timmermann,
+    pinball_loss,
+)
+
+LEVELS = [0.05, 0.25, 0.5, 0.75, 0.95]
+
+
+def test_pinball_by_hand_and_lowest_at_the_true_quantiles() -> None:
+    assert pinball_loss([0.0], [[-1.0, 0.0, 1.0]], [0.25, 0.5, 0.75]) == pytest.approx(0.5 / 3)
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=50_000)
+    truth = np.quantile(rng.normal(size=500_000), LEVELS)
+    exact = pinball_loss(y, np.tile(truth, (y.size, 1)), LEVELS)
+    for shift in (-0.1, 0.1):
+        assert pinball_loss(y, np.tile(truth + shift, (y.size, 1)), LEVELS) > exact
+    wide = truth * 1.2
+    assert pinball_loss(y, np.tile(wide, (y.size, 1)), LEVELS) > exact
+
+
+def test_coverage_counts_the_ends_and_gives_a_binomial_interval() -> None:
+    found = coverage([0.0, 1.0, 2.0, 3.0], [0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0], nominal=0.5)
+    assert (found.hits, found.n, found.rate) == (2, 4, 0.5)
+    assert found.low < 0.5 < found.high and found.calibrated
+    many = coverage(np.zeros(1000), np.full(1000, 1.0), np.full(1000, 2.0), nominal=0.9)
+    assert many.rate == 0.0 and not many.calibrated
+
+
+def test_interval_score_is_the_width_plus_the_penalty_outside() -> None:
+    assert interval_score([0.5], [0.0], [1.0], alpha=0.1) == pytest.approx(1.0)
+    assert interval_score([1.5], [0.0], [1.0], alpha=0.1) == pytest.approx(1.0 + 20 * 0.5)
+    assert interval_score([-0.25], [0.0], [1.0], alpha=0.5) == pytest.approx(1.0 + 4 * 0.25)
+    with pytest.raises(ValueError, match="upper end lies below"):
+        interval_score([0.0], [1.0], [0.0], alpha=0.1)
+
+
+def test_conformal_margin_makes_a_too_narrow_range_cover_on_new_data() -> None:
+    rng = np.random.default_rng(7)
+    calibration, test = rng.standard_t(4, size=2_000), rng.standard_t(4, size=50_000)
+    low, high = -1.0, 1.0  # far too narrow for 90% of a t(4)
+    before = coverage(test, np.full(test.size, low), np.full(test.size, high), 0.9)
+    margin = conformal_margin(calibration, np.full(2_000, low), np.full(2_000, high), alpha=0.1)
+    after = coverage(test, np.full(test.size, low - margin), np.full(test.size, high + margin), 0.9)
+    assert before.rate < 0.8 and margin > 0
+    assert abs(after.rate - 0.9) < 0.015
+    too_wide = conformal_margin(calibration, np.full(2_000, -10.0), np.full(2_000, 10.0), alpha=0.1)
+    assert too_wide < 0  # a range wider than needed is narrowed
+    with pytest.raises(ValueError, match="too few"):
+        conformal_margin([0.0] * 5, [0.0] * 5, [1.0] * 5, alpha=0.1)
+
+
+def test_ewma_variance_uses_only_the_past() -> None:
+    r = np.array([0.01, -0.02, 0.03, 0.0])
+    v = ewma_variance(r, lam=0.9)
+    assert v[0] == pytest.approx(1e-4)
+    assert v[1] == pytest.approx(0.9 * 1e-4 + 0.1 * 1e-4)
+    assert v[2] == pytest.approx(0.9 * v[1] + 0.1 * 4e-4)
+    changed = r.copy()
+    changed[2] = 0.5
+    assert ewma_variance(changed, lam=0.9)[2] == v[2]  # the return at t does not move the variance at t
+
+
+def test_ewma_ranges_beat_climatology_when_volatility_clusters() -> None:
+    rng = np.random.default_rng(3)
+    n = 12_000
+    regime = np.repeat(rng.choice([0.3, 1.0, 3.0], size=n // 200), 200)  # calm and wild stretches
+    returns = rng.normal(size=n) * regime * 0.01
+    train, test = returns[:8_000], returns[8_000:]
+    sigma = np.sqrt(ewma_variance(returns))[8_000:]
+    levels = [0.05, 0.5, 0.95]
+    clim = climatology_quantiles(train, levels, test.size)
+    ewma = ewma_quantiles(train, sigma, levels)
+    assert clim.shape == ewma.shape == (test.size, 3)
+    clim_score = interval_score(test, clim[:, 0], clim[:, 2], alpha=0.1)
+    ewma_score = interval_score(test, ewma[:, 0], ewma[:, 2], alpha=0.1)
+    assert ewma_score < 0.8 * clim_score
+    assert pinball_loss(test, ewma, levels) < pinball_loss(test, clim, levels)
+
+
+def test_pesaran_timmermann_tells_information_from_luck() -> None:
+    rng = np.random.default_rng(5)
+    actual = rng.normal(size=2_000)
+    informed = actual + rng.normal(size=2_000)  # right more often than chance
+    pure_luck = rng.normal(size=2_000)
+    informed_p, luck_p = pesaran_timmermann(actual, informed), pesaran_timmermann(actual, pure_luck)
+    assert informed_p is not None and informed_p < 1e-6
+    assert luck_p is not None and luck_p > 0.01
+    assert pesaran_timmermann(actual, np.ones(2_000)) is None  # never predicts a fall: nothing to test
+    assert pesaran_timmermann([1.0], [1.0]) is None
+
+
+@pytest.mark.parametrize(
+    ("levels", "said"),
+    [
+        ([0.25, 0.75], "must include 0.5"),
+        ([0.5, 0.25], "sorted and distinct"),
+        ([0.0, 0.5], "strictly between 0 and 1"),
+        ([], "non-empty"),
+    ],
+)
+def test_quantile_levels_are_checked(levels: list[float], said: str) -> None:
+    with pytest.raises(ValueError, match=said):
+        check_levels(levels)
