@@ -86,10 +86,14 @@ def seed_pairs(folder: Path) -> bool:
     return True
 
 
+# Looked up once, here: after a fork, in a process with threads, loading libraries could deadlock.
+_PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+
+
 def _die_with_parent() -> None:
     """Run in each child before exec: Linux sends it SIGTERM when the runner dies, even by SIGKILL."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def command(*args: str) -> list[str]:
@@ -119,6 +123,7 @@ class PairSlot:
     pair: CurrencyPair
     task: asyncio.Task[None] | None = None
     told: str = ""  # the last thing said about it, so that the terminal is not told twice
+    ran: RunState | None = None  # a run that could not even record itself (the store refused state.json)
 
 
 @dataclass
@@ -217,6 +222,8 @@ class Runner:
         except StoreError as exc:
             self._tell(slot, f"{slot.pair.name}: {exc}")
             return
+        if slot.ran is not None and (last is None or slot.ran.started_at > last.started_at):
+            last = slot.ran
         now = self.clock()
         due = due_at(slot.pair, latest.version if latest else None, last, now)
         if due is None:
@@ -234,9 +241,14 @@ class Runner:
 
     async def _scan_and_plan(self) -> None:
         found = await asyncio.to_thread(self._scan)
-        for key in list(self.pairs):
-            if key not in found:
-                slot = self.pairs.pop(key)
+        for key in [key for key in self.pairs if key not in found]:
+            slot = self.pairs[key]
+            if slot.task is not None and not slot.task.done():
+                continue  # its training finishes first: a file fixed meanwhile must not start a second one
+            del self.pairs[key]
+            if slot.path.exists():
+                self.say(f"{slot.pair.name}: {slot.path.name} no longer validates; not trained until it does")
+            else:
                 self.say(f"{slot.pair.name}: its file is gone; no longer trained (its models stay in the store)")
         for key, (path, pair) in found.items():
             known = self.pairs.get(key)
@@ -249,6 +261,21 @@ class Runner:
     # --- one training ------------------------------------------------------------------------------------
 
     async def _train(self, slot: PairSlot, why: str) -> None:
+        """One run, whatever happens: a failure to even start it (the store refuses state.json, the disk is
+        full) is said and counts as a failed run, so it is not retried every scan."""
+        try:
+            await self._run_training(slot, why)
+        except Exception as exc:
+            log.exception("training %s could not run", slot.pair.name)
+            slot.ran = RunState(
+                state="failed",
+                started_at=iso_z(self.clock()),
+                spec_sha256=spec_sha256(slot.pair),
+                message=f"training could not run: {exc}",
+            )
+            self.say(f"{slot.pair.name}: training could not run: {exc}; tried again at the next scheduled time")
+
+    async def _run_training(self, slot: PairSlot, why: str) -> None:
         pair, path = slot.pair, slot.path
         async with self.slots:
             if self.stopping.is_set():
@@ -259,6 +286,9 @@ class Runner:
             run_log = f"{started:%Y%m%dT%H%M%SZ}.log"
             self.say(f"{pair.name}: training ({why})")
             await asyncio.to_thread(write_run_state, store, state)
+            if self.stopping.is_set():
+                await asyncio.to_thread(write_run_state, store, state.model_copy(update={"state": "interrupted"}))
+                return
             args = (
                 "--log-json",
                 "train",
@@ -348,7 +378,7 @@ class Runner:
                     "message": f"version {meta.version}{verdict}",
                 }
             )
-        if self.stopping.is_set() or code in (130, -signal.SIGINT, -signal.SIGTERM, -signal.SIGKILL):
+        if self.stopping.is_set():
             return state.model_copy(
                 update={
                     **finished,
@@ -357,7 +387,12 @@ class Runner:
                 }
             )
         said = next((line for line in reversed(tail) if line.startswith("makeusrich train:")), None)
-        reason = said.removeprefix("makeusrich train:").strip() if said else f"exit status {code}"
+        if said:
+            reason = said.removeprefix("makeusrich train:").strip()
+        elif code < 0:  # nobody asked it to stop: the kernel's out-of-memory killer, most often
+            reason = f"it was killed by signal {-code} ({signal.Signals(-code).name}; out of memory?)"
+        else:
+            reason = f"exit status {code}"
         return state.model_copy(
             update={
                 **finished,
@@ -392,18 +427,21 @@ class Runner:
         after STOP_S is killed."""
         self.stopping.set()
         servers = set(self.servers.values())
-        for process in self.children:
+        children = list(self.children)  # trainings remove themselves from the set as they end
+        for process in children:
             with contextlib.suppress(ProcessLookupError):
                 process.send_signal(signal.SIGTERM if process in servers else signal.SIGINT)
         tasks = [slot.task for slot in self.pairs.values() if slot.task is not None]
-        waits = [*tasks, *(asyncio.create_task(process.wait()) for process in self.children)]
+        waits = [*tasks, *(asyncio.create_task(process.wait()) for process in children)]
         if waits:
             await asyncio.wait(waits, timeout=STOP_S)
-        for process in self.children:
+        for process in children:
             if process.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
-                await process.wait()
+        await asyncio.gather(*(process.wait() for process in children))
+        if tasks:  # each training records how it ended (interrupted) once its process is gone
+            await asyncio.wait(tasks, timeout=2.0)
 
 
 def check_ports(plan: UpPlan) -> None:

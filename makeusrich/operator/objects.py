@@ -90,8 +90,13 @@ def trainer_env(pair: CurrencyPair, settings: OperatorSettings) -> list[dict[str
         {"name": PAIR_ENV, "value": pair_env_value(pair)},
         {"name": "MAKEUSRICH_STORE", "value": settings.store_url},
     ]
-    if settings.s3_endpoint:
-        env.append({"name": "S3_ENDPOINT", "value": settings.s3_endpoint})
+    s3 = {
+        "S3_ENDPOINT": settings.s3_endpoint,
+        "S3_USE_HTTPS": settings.s3_use_https,
+        "S3_VERIFY_TLS": settings.s3_verify_tls,
+        "AWS_REGION": settings.aws_region,
+    }
+    env += [{"name": name, "value": value} for name, value in s3.items() if value]
     secret = settings.s3_secret
     env += [{"name": k, "valueFrom": {"secretKeyRef": {"name": secret, "key": k}}} for k in AWS_KEYS]
     return env + [{"name": k, "value": v} for k, v in TMP_ENV.items()]

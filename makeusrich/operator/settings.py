@@ -45,6 +45,10 @@ class OperatorSettings(CommandSettings):
     s3_endpoint: str | None = Field(
         None, validation_alias="S3_ENDPOINT", description="S3_ENDPOINT given to trainer pods (default: AWS)"
     )
+    # How trainer pods reach S3 besides its endpoint, as the operator itself was told (the chart's s3.* values).
+    s3_use_https: str | None = Field(None, validation_alias="S3_USE_HTTPS", json_schema_extra=_VARIABLE_ONLY)
+    s3_verify_tls: str | None = Field(None, validation_alias="S3_VERIFY_TLS", json_schema_extra=_VARIABLE_ONLY)
+    aws_region: str | None = Field(None, validation_alias="AWS_REGION", json_schema_extra=_VARIABLE_ONLY)
     storage_service_account: str | None = Field(
         "makeusrich-storage",
         validation_alias="MAKEUSRICH_STORAGE_SERVICE_ACCOUNT",
@@ -92,7 +96,15 @@ class OperatorSettings(CommandSettings):
         7 * 86400, ge=0, description="how long the first Job stays", json_schema_extra=_VARIABLE_ONLY
     )
 
-    @field_validator("s3_endpoint", "storage_service_account", "trainer_service_account", mode="before")
+    @field_validator(
+        "s3_endpoint",
+        "s3_use_https",
+        "s3_verify_tls",
+        "aws_region",
+        "storage_service_account",
+        "trainer_service_account",
+        mode="before",
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

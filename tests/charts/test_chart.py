@@ -118,7 +118,8 @@ def test_a_secret_value_appears_only_inside_a_secret(values: Path) -> None:
 def test_the_s3_secret_is_made_in_each_namespace_of_pairs() -> None:
     docs = render(CHART / "ci" / "namespaced-values.yaml")
     secrets = [s for s in of_kind(docs, "Secret") if s["metadata"]["name"] == "makeusrich-s3"]
-    assert sorted(s["metadata"]["namespace"] for s in secrets) == ["team-a", "team-b"]
+    # The pairs' namespaces, and the release's: the operator and the dashboard read the store too.
+    assert sorted(s["metadata"]["namespace"] for s in secrets) == ["makeusrich", "team-a", "team-b"]
     assert base64.b64decode(secrets[0]["data"]["AWS_SECRET_ACCESS_KEY"]).decode() == "minio-secret"
     assert [
         s for s in of_kind(render(CHART / "ci" / "triton-values.yaml"), "Secret") if "s3" in s["metadata"]["name"]
@@ -177,6 +178,11 @@ def test_the_operator_reads_what_the_chart_gives_it_and_trainer_pods_get_the_gpu
     namespaced = operator_settings(render(CHART / "ci" / "namespaced-values.yaml"))
     assert namespaced.namespaces == ("team-a", "team-b")
     assert namespaced.store_url == "s3://models/team" and namespaced.s3_endpoint == "http://minio.storage:9000"
+    triton = operator_settings(render(CHART / "ci" / "triton-values.yaml"))
+    pod = cronjob(make_pair(), triton)["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    env = {item["name"]: item.get("value") for item in pod["containers"][0]["env"]}
+    assert env["AWS_REGION"] == "eu-west-1" and env["S3_USE_HTTPS"] == "1" and env["S3_VERIFY_TLS"] == "1"
+    assert env["S3_ENDPOINT"] == "https://s3.eu-west-1.amazonaws.com"
 
 
 def test_images_default_to_the_app_version() -> None:
@@ -228,6 +234,7 @@ def test_the_values_schema_refuses_unknown_keys_and_wrong_types() -> None:
         ("operator.reconcileIntervalSeconds=soon", "Expected: number, given: string"),
         ("serving.runtime=torchserve", "serving.runtime"),
         ("dashboard.ingress.enable=true", "Additional property enable is not allowed"),
+        ("trainer.resources.requests.cpu=1", "Expected: string, given: integer"),
     ):
         result = helm("template", "rich", str(CHART), "--set", item)
         assert result.returncode != 0 and said in result.stderr, (item, result.stderr)
@@ -253,6 +260,7 @@ def test_notes_say_what_to_do_next(tmp_path: Path) -> None:
     assert "kubectl apply -n makeusrich -f manifests/examples/btc-usdt.yaml" in notes
     assert "kubectl get cp -A -w" in notes and "port-forward svc/rich-makeusrich-dashboard 8081:80" in notes
     assert "create secret generic makeusrich-s3" in notes and "It is read-only" in notes
+    assert "kubectl -n NAMESPACE create secret" in notes and "in each of these namespaces:\nmakeusrich" in notes
     with_keys = helm(*args, "--set", "s3.accessKeyId=a,s3.secretAccessKey=b,dashboard.passwordHashSecret=login")
     assert "create secret" not in with_keys.stdout and "read-only" not in with_keys.stdout
 
