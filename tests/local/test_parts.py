@@ -3,13 +3,14 @@ files as the runner and the dashboard read them, the log lines it shows, the bun
 
 from __future__ import annotations
 
+import asyncio
 import functools
 from pathlib import Path
 
 import pytest
 
 from makeusrich.errors import CandleError, StoreError
-from makeusrich.local.runner import render_line, seed_pairs
+from makeusrich.local.runner import PairSlot, Runner, UpPlan, render_line, seed_pairs
 from makeusrich.market import binance
 from makeusrich.market.feed import CandleFeed
 from makeusrich.market.source import Source
@@ -116,3 +117,29 @@ def test_the_feed_stands_the_sample_in_while_binance_cannot_be_reached(monkeypat
         feed.recent(eth, 5)
     now[0] += CandleFeed.OFFLINE_RETRY_S + 1
     assert feed.origin(btc) == Source("binance")  # Binance is asked again after a while
+
+
+def runner(tmp_path: Path, store: str) -> tuple[Runner, list[str]]:
+    said: list[str] = []
+    plan = UpPlan(tmp_path / "pairs", (), store, "sample", "127.0.0.1", 1, 2, 1, 2.0)
+    return Runner(plan, say=said.append), said
+
+
+def test_a_training_killed_by_the_kernel_is_a_failure_not_an_interruption(tmp_path: Path) -> None:
+    """Retried at the next schedule, not at the next scan: an out-of-memory kill would otherwise loop."""
+    up, _ = runner(tmp_path, str(tmp_path / "store"))
+    state = RunState(state="training", started_at="2026-12-01T17:00:00Z", spec_sha256="a")
+    killed = up._outcome(small_pair(), state, -9, b"", ["info epoch done"], "x.log")
+    assert killed.state == "failed" and "killed by signal 9 (SIGKILL; out of memory?)" in str(killed.message)
+    up.stopping.set()
+    assert up._outcome(small_pair(), state, -2, b"", [], "x.log").state == "interrupted"
+
+
+def test_a_training_that_cannot_even_start_is_said_and_waits_for_its_schedule(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the store's folder should be")
+    up, said = runner(tmp_path, str(blocked))
+    slot = PairSlot(tmp_path / "btc-usdt.yaml", small_pair())
+    asyncio.run(up._train(slot, "no model yet"))
+    assert slot.ran is not None and slot.ran.state == "failed"
+    assert said[-1].startswith("btc-usdt: training could not run: ") and "next scheduled time" in said[-1]
