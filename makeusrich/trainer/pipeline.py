@@ -39,7 +39,7 @@ from makeusrich.onnxrt import onnx_session
 from makeusrich.pair import CurrencyPair
 from makeusrich.scoring import evaluate
 from makeusrich.store import pair_store
-from makeusrich.store.base import new_version
+from makeusrich.store.base import PairStore, new_version
 from makeusrich.trainer.export import check_parity, export_onnx, run_onnx, triton_config
 from makeusrich.trainer.features import Prepared, prepare
 from makeusrich.trainer.model import Forecaster
@@ -172,6 +172,19 @@ def build_metadata(
     )
 
 
+def live_only(store: PairStore, source: Source) -> Source:
+    """`auto` is Binance alone once the served model was trained on Binance's candles: a network blip must not
+    replace it with a model of the 2022 sample (the run fails offline instead, and the served model stays)."""
+    if source.kind != "auto":
+        return source
+    try:
+        latest = store.latest()
+        served = store.model_metadata(latest.version).source if latest else None
+    except StoreError:
+        served = None  # an unreadable promoted version: serving refuses it anyway, any model is better
+    return Source("binance") if served is not None and served.startswith("binance") else source
+
+
 def run_training(
     pair: CurrencyPair,
     source: Source,
@@ -188,7 +201,7 @@ def run_training(
     store = pair_store(store_url, pair.namespace, pair.name)
     spec = pair.spec
     version = new_version(now)
-    candles = load_candles(spec, source, store, now=now, api_url=api_url, max_retries=max_retries)
+    candles = load_candles(spec, live_only(store, source), store, now=now, api_url=api_url, max_retries=max_retries)
     log.info(
         "candles ready", extra={"pair": pair.name, "summary": candles.report.summary(), "requests": candles.requests}
     )

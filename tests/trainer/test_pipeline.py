@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from makeusrich.errors import CandleError, MakeUsRichError
+from makeusrich.errors import CandleError, MakeUsRichError, OfflineError
 from makeusrich.market.candles import clean_candles
 from makeusrich.market.files import read_sample, sample_path
 from makeusrich.market.source import Source
@@ -21,9 +21,10 @@ from makeusrich.pair import CurrencyPair
 from makeusrich.store import pair_store
 from makeusrich.trainer.export import onnx_session, run_onnx
 from makeusrich.trainer.features import prepare
-from makeusrich.trainer.pipeline import run_training, summary
+from makeusrich.trainer.pipeline import live_only, run_training, summary
 from makeusrich.trainer.train import train
 from tests.fixtures.fake_binance import FakeBinance
+from tests.fixtures.metadata import metadata_document
 from tests.fixtures.models import small_pair
 
 HOUR = 3_600_000
@@ -192,3 +193,21 @@ def test_train_from_binance_into_s3(fake_binance: FakeBinance, s3_env: object) -
     assert 'name: "eth-usdt"' in config and 'platform: "onnxruntime_onnx"' in config
     assert outcome.metadata.source == "binance" and outcome.metadata.data.rows == 60 * 24
     assert store.read_candles("1h") is not None  # the cache for the next, incremental run
+
+
+def test_auto_never_replaces_a_model_trained_on_binance_with_one_of_the_sample(tmp_path: Path) -> None:
+    """Offline with a Binance-trained model served: the run fails at once, and the served model stays."""
+    store_url = str(tmp_path / "store")
+    store = pair_store(store_url, "default", "btc-usdt")
+    assert live_only(store, Source("auto")) == Source("auto")  # nothing served yet: the sample may stand in
+    version = "20261201T000000Z"
+    for source, expected in (("sample", Source("auto")), ("binance", Source("binance"))):
+        path = tmp_path / source
+        served = pair_store(str(path), "default", "btc-usdt")
+        served.publish(version, {served.model_path(): b"onnx"}, metadata_document(version, source=source), True)
+        assert live_only(served, Source("auto")) == expected
+        assert live_only(served, Source("sample")) == Source("sample")  # what the user asked for, as asked
+    with pytest.raises(OfflineError, match="cannot reach Binance at 127.0.0.1:9"):
+        run_training(small_pair(), Source("auto"), str(tmp_path / "binance"), api_url="http://127.0.0.1:9/api")
+    latest = pair_store(str(tmp_path / "binance"), "default", "btc-usdt").latest()
+    assert latest is not None and latest.version == version
