@@ -49,6 +49,8 @@ CLOCK_SKEW_MS = 2_000
 INVALID_SYMBOL = -1121
 # Retried statuses: rate limit, IP ban (Binance bans for a while after ignored 429s), and any 5xx.
 RATE_LIMITED, BANNED = 429, 418
+# Binance's answer to addresses in the places it does not serve: no retry helps, like having no network.
+RESTRICTED = 451
 # Transport failures worth retrying. BinanceRequestException: a 2xx whose body is not JSON (a cut-off body).
 _TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     requests.exceptions.Timeout,
@@ -150,6 +152,11 @@ def _when(seconds: float) -> str:
 def _fail_fast(exc: BinanceAPIException, symbol: str, interval: str, wait_s: float | None, max_wait_s: float) -> None:
     """Raise the CandleError for answers that retrying cannot fix (or should not wait for)."""
     status = int(exc.status_code)
+    if status == RESTRICTED:
+        reason = f"Binance does not serve this location (HTTP 451: {exc.message})"
+        raise OfflineError(
+            f"{reason}; {OFFLINE_ADVICE}, or point BINANCE_API_URL at an API you may use", reason
+        ) from exc
     if wait_s is not None and wait_s > max_wait_s and status == BANNED:
         raise CandleError(
             f"Binance has banned this IP address for {wait_s:.0f} s (HTTP 418) after too many requests; "

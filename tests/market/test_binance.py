@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from binance.client import Client
 
-from makeusrich.errors import CandleError
+from makeusrich.errors import CandleError, OfflineError
 from makeusrich.market import binance
 from makeusrich.market.binance import PAGE_LIMIT, FetchProgress, fetch_klines, make_client
 from makeusrich.market.candles import candles_from_table, clean_candles
@@ -243,6 +243,20 @@ def test_other_client_errors_are_not_retried(fake_binance: FakeBinance) -> None:
     sleeps = Sleeps()
     with pytest.raises(CandleError, match=r"refused .* HTTP 400 \(code -1104"):
         fetch_klines("BTCUSDT", "1h", 1_600_000_000_000, api_url=fake_binance.url, sleep=sleeps)
+    assert sleeps == [] and len(fake_binance.requests) == 1
+
+
+def test_a_restricted_location_is_offline_not_a_bad_request(fake_binance: FakeBinance) -> None:
+    """HTTP 451 is what Binance answers where it does not operate: `auto` then falls back as with no network."""
+    body = '{"code":0,"msg":"Service unavailable from a restricted location."}'
+    fake_binance.faults.append(Fault.server_error(451, body=body))
+    sleeps = Sleeps()
+    with pytest.raises(OfflineError) as info:
+        fetch_klines("BTCUSDT", "1h", 1_600_000_000_000, api_url=fake_binance.url, sleep=sleeps)
+    assert info.value.reason == (
+        "Binance does not serve this location (HTTP 451: Service unavailable from a restricted location.)"
+    )
+    assert "use --source sample" in str(info.value) and "BINANCE_API_URL" in str(info.value)
     assert sleeps == [] and len(fake_binance.requests) == 1
 
 
