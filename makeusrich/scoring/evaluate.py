@@ -41,7 +41,8 @@ Loss = Literal["squared", "absolute"]
 FloatArray = NDArray[np.float64]
 
 
-def _as_float(values: ArrayLike, name: str) -> FloatArray:
+def finite_array(values: ArrayLike, name: str) -> FloatArray:
+    """The values as float64, refusing NaN and infinities by `name`."""
     array = np.asarray(values, dtype=np.float64)
     if not np.all(np.isfinite(array)):
         # A NaN forecast (a diverged model) must fail loudly, not be dropped from the mean.
@@ -51,7 +52,7 @@ def _as_float(values: ArrayLike, name: str) -> FloatArray:
 
 def _as_2d(values: ArrayLike, name: str) -> FloatArray:
     """(n,) -> (n, 1), so that horizon 1 and horizon h share one code path."""
-    array = _as_float(values, name)
+    array = finite_array(values, name)
     if array.ndim == 1:
         return array[:, None]
     if array.ndim != 2:
@@ -67,7 +68,7 @@ def _aligned(
     forecast_2d = _as_2d(forecast, "forecast")
     if actual_2d.shape != forecast_2d.shape:
         raise ValueError(f"actual {actual_2d.shape} and forecast {forecast_2d.shape} differ in shape")
-    last = _as_float(last_close, "last_close").reshape(-1)
+    last = finite_array(last_close, "last_close").reshape(-1)
     if last.shape[0] != actual_2d.shape[0]:
         raise ValueError(f"last_close has {last.shape[0]} points, actual has {actual_2d.shape[0]}")
     return actual_2d, forecast_2d, last[:, None]
@@ -75,8 +76,8 @@ def _aligned(
 
 def _errors(actual: ArrayLike, forecast: ArrayLike) -> FloatArray:
     """forecast - actual, after checking that the two line up and are not empty."""
-    a = _as_float(actual, "actual")
-    f = _as_float(forecast, "forecast")
+    a = finite_array(actual, "actual")
+    f = finite_array(forecast, "forecast")
     if a.shape != f.shape:
         raise ValueError(f"actual {a.shape} and forecast {f.shape} differ in shape")
     if a.size == 0:
@@ -200,8 +201,8 @@ def diebold_mariano(errors_a: ArrayLike, errors_b: ArrayLike, horizon: int = 1, 
     amount) gives 0.0. None when there are too few points for the test: fewer than max(2, 2 * horizon)."""
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")
-    a = _as_float(errors_a, "errors_a")
-    b = _as_float(errors_b, "errors_b")
+    a = finite_array(errors_a, "errors_a")
+    b = finite_array(errors_b, "errors_b")
     if a.shape != b.shape:
         raise ValueError(f"errors_a {a.shape} and errors_b {b.shape} differ in shape")
     if loss == "squared":
@@ -236,7 +237,7 @@ def diebold_mariano(errors_a: ArrayLike, errors_b: ArrayLike, horizon: int = 1, 
 def past_closes(closes: ArrayLike, last_index: ArrayLike, length: int) -> FloatArray:
     """closes_history for evaluate_split: row i holds closes[last_index[i] - length + 1 : last_index[i] + 1].
     Raises if a row would reach before the start of the series, rather than silently padding it."""
-    series = _as_float(closes, "closes").reshape(-1)
+    series = finite_array(closes, "closes").reshape(-1)
     ends = np.asarray(last_index, dtype=np.int64).reshape(-1)
     if length < 1:
         raise ValueError(f"length must be >= 1, got {length}")
@@ -248,7 +249,7 @@ def past_closes(closes: ArrayLike, last_index: ArrayLike, length: int) -> FloatA
 
 
 def _history(closes_history: ArrayLike, min_columns: int) -> FloatArray:
-    history = _as_float(closes_history, "closes_history")
+    history = finite_array(closes_history, "closes_history")
     if history.ndim != 2:
         raise ValueError(f"closes_history must have shape (n, m), got {history.shape}")
     if history.shape[1] < min_columns:
@@ -291,7 +292,7 @@ def fit_ar(train_log_returns: ArrayLike, p: int) -> FloatArray:
     """Least-squares AR(p) on log returns: [intercept, phi_1, ..., phi_p], phi_1 on the most recent return.
     The strongest cheap baseline (0.999 of persistence in shared/data/README.md). Fit it on training returns
     only: fitting on scored data is a leak."""
-    returns = _as_float(train_log_returns, "train_log_returns").reshape(-1)
+    returns = finite_array(train_log_returns, "train_log_returns").reshape(-1)
     if p < 0:
         raise ValueError(f"p must be >= 0, got {p}")
     rows = returns.shape[0] - p
@@ -310,11 +311,11 @@ def predict_ar(coefs: ArrayLike, recent_log_returns: ArrayLike) -> FloatArray:
     """Next log return from each row of recent returns, oldest first (the last column is the most recent).
     recent_log_returns is (n, m) with m >= p (only the last p columns are used), or (m,) for one point,
     which is treated as one row. Returns (n,)."""
-    c = _as_float(coefs, "coefs").reshape(-1)
+    c = finite_array(coefs, "coefs").reshape(-1)
     if c.size < 1:
         raise ValueError("coefs must hold at least the intercept")
     p = c.size - 1
-    recent = _as_float(recent_log_returns, "recent_log_returns")
+    recent = finite_array(recent_log_returns, "recent_log_returns")
     matrix = recent[None, :] if recent.ndim == 1 else recent
     if matrix.ndim != 2 or matrix.shape[1] < p:
         raise ValueError(f"AR({p}) needs at least {p} recent returns per point, got shape {recent.shape}")
@@ -326,7 +327,7 @@ def predict_ar(coefs: ArrayLike, recent_log_returns: ArrayLike) -> FloatArray:
 def ar_forecast(closes_history: ArrayLike, coefs: ArrayLike, horizon: int = 1) -> FloatArray:
     """Price forecast of an AR(p) on log returns, iterated for h > 1: step k = last * exp(sum of the first k
     predicted returns). Needs p + 1 closes per point. Returns (n, horizon)."""
-    c = _as_float(coefs, "coefs").reshape(-1)
+    c = finite_array(coefs, "coefs").reshape(-1)
     p = c.size - 1
     history = _history(closes_history, p + 1)
     returns = np.diff(np.log(history[:, history.shape[1] - (p + 1) :]), axis=1)

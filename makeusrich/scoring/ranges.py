@@ -21,22 +21,15 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from makeusrich.scoring.evaluate import normal_two_sided_p, wilson_interval
+from makeusrich.scoring.evaluate import finite_array, normal_two_sided_p, wilson_interval
 
 RISKMETRICS_LAMBDA = 0.94
 FloatArray = NDArray[np.float64]
 
 
-def _finite(values: ArrayLike, name: str) -> FloatArray:
-    array = np.asarray(values, dtype=np.float64)
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return array
-
-
 def check_levels(levels: ArrayLike) -> FloatArray:
     """Quantile levels as the pair spec allows them: sorted, strictly inside (0, 1), the median included."""
-    array = _finite(levels, "levels")
+    array = finite_array(levels, "levels")
     if array.ndim != 1 or array.size == 0:
         raise ValueError("levels must be a non-empty list")
     if np.any(array <= 0) or np.any(array >= 1):
@@ -50,8 +43,8 @@ def check_levels(levels: ArrayLike) -> FloatArray:
 
 def pinball_loss(actual: ArrayLike, quantiles: ArrayLike, levels: ArrayLike) -> float:
     """Mean over points and levels of the quantile (pinball) loss: the proper score a quantile minimises."""
-    y = _finite(actual, "actual")
-    q = _finite(quantiles, "quantiles")
+    y = finite_array(actual, "actual")
+    q = finite_array(quantiles, "quantiles")
     tau = check_levels(levels)
     if q.shape != (y.size, tau.size):
         raise ValueError(f"quantiles must have shape ({y.size}, {tau.size}), got {q.shape}")
@@ -77,7 +70,7 @@ class Coverage:
 
 
 def coverage(actual: ArrayLike, low: ArrayLike, high: ArrayLike, nominal: float) -> Coverage:
-    y, lo, hi = _finite(actual, "actual"), _finite(low, "low"), _finite(high, "high")
+    y, lo, hi = finite_array(actual, "actual"), finite_array(low, "low"), finite_array(high, "high")
     if not (y.shape == lo.shape == hi.shape) or y.ndim != 1 or y.size == 0:
         raise ValueError("actual, low and high must be non-empty and of one shape (n,)")
     hits = int(np.count_nonzero((y >= lo) & (y <= hi)))
@@ -90,7 +83,7 @@ def interval_score(actual: ArrayLike, low: ArrayLike, high: ArrayLike, alpha: fl
     times how far the actual value fell outside. Lower is better; it rewards sharp ranges that still cover."""
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
-    y, lo, hi = _finite(actual, "actual"), _finite(low, "low"), _finite(high, "high")
+    y, lo, hi = finite_array(actual, "actual"), finite_array(low, "low"), finite_array(high, "high")
     if np.any(hi < lo):
         raise ValueError("a range's upper end lies below its lower end")
     below = np.maximum(lo - y, 0.0)
@@ -102,7 +95,7 @@ def conformal_margin(actual: ArrayLike, low: ArrayLike, high: ArrayLike, alpha: 
     """How much to widen (or, when negative, narrow) a (1 - alpha) range on each side so that it covers the
     calibration points as it should: the ceil((n + 1)(1 - alpha))-th smallest conformity score
     max(low - y, y - high). Fitted on validation only, it leaves the test split untouched."""
-    y, lo, hi = _finite(actual, "actual"), _finite(low, "low"), _finite(high, "high")
+    y, lo, hi = finite_array(actual, "actual"), finite_array(low, "low"), finite_array(high, "high")
     n = y.size
     if n == 0 or not 0 < alpha < 1:
         raise ValueError("need calibration points and alpha in (0, 1)")
@@ -115,7 +108,7 @@ def conformal_margin(actual: ArrayLike, low: ArrayLike, high: ArrayLike, alpha: 
 
 def climatology_quantiles(train_returns: ArrayLike, levels: ArrayLike, n: int) -> FloatArray:
     """The training returns' empirical quantiles, the same at each of `n` origins: shape (n, levels)."""
-    returns = _finite(train_returns, "train_returns")
+    returns = finite_array(train_returns, "train_returns")
     values = np.quantile(returns, check_levels(levels))
     return np.tile(values, (n, 1))
 
@@ -123,7 +116,7 @@ def climatology_quantiles(train_returns: ArrayLike, levels: ArrayLike, n: int) -
 def ewma_variance(returns: ArrayLike, lam: float = RISKMETRICS_LAMBDA) -> FloatArray:
     """RiskMetrics variance known before each return: sigma2[t] = lam * sigma2[t-1] + (1 - lam) * r[t-1]^2,
     started at the first return's square. sigma2[t] uses returns up to t - 1 only."""
-    r = _finite(returns, "returns")
+    r = finite_array(returns, "returns")
     if r.ndim != 1 or r.size == 0:
         raise ValueError("returns must be a non-empty series")
     variance = np.empty_like(r)
@@ -138,18 +131,18 @@ def ewma_quantiles(
 ) -> FloatArray:
     """EWMA volatility ranges: at each origin its volatility `sigma` (known then) times the quantiles of the
     training returns divided by their own EWMA volatility. Shape (len(sigma), levels)."""
-    returns = _finite(train_returns, "train_returns")
+    returns = finite_array(train_returns, "train_returns")
     train_sigma = np.sqrt(ewma_variance(returns, lam))
     usable = train_sigma > 0
     standardised = returns[usable] / train_sigma[usable]
     z = np.quantile(standardised, check_levels(levels))
-    return _finite(sigma, "sigma")[:, None] * z[None, :]
+    return finite_array(sigma, "sigma")[:, None] * z[None, :]
 
 
 def pesaran_timmermann(actual: ArrayLike, predicted: ArrayLike) -> float | None:
     """Two-sided p-value of the Pesaran-Timmermann (1992) test that predicted signs carry no information about
     actual signs. Zero moves are left out; None when too few remain or either side never changes sign."""
-    a, p = np.sign(_finite(actual, "actual")), np.sign(_finite(predicted, "predicted"))
+    a, p = np.sign(finite_array(actual, "actual")), np.sign(finite_array(predicted, "predicted"))
     kept = (a != 0) & (p != 0)
     a, p = a[kept] > 0, p[kept] > 0
     n = a.size
