@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+from makeusrich.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "manifests" / "examples" / "btc-usdt.yaml"
@@ -94,3 +97,13 @@ def test_train_without_a_pair_says_how_to_give_one() -> None:
     result = makeusrich("train", env={k: v for k, v in os.environ.items() if k != "MAKEUSRICH_PAIR"})
     assert result.returncode == 1
     assert "pass -f pair.yaml or set MAKEUSRICH_PAIR" in result.stderr
+
+
+def test_every_command_the_docs_name_exists() -> None:
+    """`makeusrich WORD` in the README or docs/ is a command whose --help works (a renamed or planned command
+    would otherwise send a new user into an error)."""
+    texts = [(ROOT / "README.md").read_text(), *(p.read_text() for p in (ROOT / "docs").glob("*.md"))]
+    named = {word for text in texts for word in re.findall(r"\bmakeusrich ([a-z][a-z-]*)\b", text)}
+    commands = set(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    assert {"up", "serve", "ui", "train"} <= named
+    assert named - commands == set(), "the docs name commands that do not exist"
