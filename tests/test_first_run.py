@@ -7,7 +7,6 @@ is the loopback stand-in, and nothing is mocked.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import pytest
 
 from tests.fixtures.fake_binance import FakeBinance
 from tests.fixtures.model_server import free_port
+from tests.fixtures.shell import clean_env
 from tests.ui.browser import stop
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,14 +27,6 @@ EXAMPLE = ROOT / "manifests" / "examples" / "btc-usdt.yaml"
 SHORT = ("--max-epochs", "1", "--lookback-days", "80")  # a default pair, trained in seconds
 RUN_ARGS = (f"RUN_ARGS={' '.join(SHORT)}",)
 START_TIMEOUT = 90.0
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The environment of a fresh shell: none of the variables our commands read, code found from the checkout."""
-    prefixes = ("MAKEUSRICH_", "BINANCE_", "S3_", "AWS_", "KUBE", "NICEGUI_", "PYTEST_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
-    env.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", **extra)
-    return env
 
 
 def makeusrich(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

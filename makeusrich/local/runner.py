@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -100,13 +101,20 @@ def command(*args: str) -> list[str]:
     return [sys.executable, "-m", "makeusrich.cli", *args]
 
 
-def render_line(raw: str) -> str:
-    """A child's JSON log line as a person reads it ('warning candles ready summary=...'); others as they are."""
+def log_entry(raw: str) -> dict[str, Any] | None:
+    """A child's JSON log line as its fields; None for any other line (a traceback, the CLI's last sentence)."""
     try:
         entry = json.loads(raw)
     except ValueError:
-        return raw
-    if not isinstance(entry, dict) or "message" not in entry:
+        return None
+    return entry if isinstance(entry, dict) and "message" in entry else None
+
+
+def render_line(raw: str, entry: dict[str, Any] | None = None) -> str:
+    """A child's log line as a person reads it ('warning candles ready summary=...'); others as they are.
+    `entry` is the line already parsed by `log_entry`, when the caller has it."""
+    entry = entry if entry is not None else log_entry(raw)
+    if entry is None:
         return raw
     extra = " ".join(
         f"{k}={v}" for k, v in entry.items() if k not in ("time", "level", "logger", "message", "exception")
@@ -211,14 +219,13 @@ class Runner:
     def _store(self, pair: CurrencyPair) -> PairStore:
         return pair_store(self.plan.store, pair.namespace, pair.name)
 
-    def _plan_pair(self, slot: PairSlot) -> None:
+    async def _plan_pair(self, slot: PairSlot) -> None:
         """Start the pair's training when it is due and not running."""
         if slot.task is not None and not slot.task.done():
             return
         store = self._store(slot.pair)
-        try:
-            latest = store.latest()
-            last = read_run_state(store)
+        try:  # two small reads, off the event loop: on S3 they take a round trip each
+            latest, last = await asyncio.to_thread(lambda: (store.latest(), read_run_state(store)))
         except StoreError as exc:
             self._tell(slot, f"{slot.pair.name}: {exc}")
             return
@@ -256,7 +263,7 @@ class Runner:
                 known = self.pairs[key] = PairSlot(path, pair)
             elif known.pair != pair:
                 known.path, known.pair, known.told = path, pair, ""
-            self._plan_pair(known)
+            await self._plan_pair(known)
 
     # --- one training ------------------------------------------------------------------------------------
 
@@ -327,14 +334,11 @@ class Runner:
         written = 0.0
         async for raw in process.stderr:
             text = raw.decode(errors="replace").rstrip("\n")
-            shown = render_line(text)
+            entry = log_entry(text)
+            shown = render_line(text, entry)
             lines.append(shown)
             tail.append(shown)
-            try:
-                entry = json.loads(text)
-            except ValueError:
-                continue
-            if not isinstance(entry, dict):
+            if entry is None:
                 continue
             if entry.get("message") == "epoch done":
                 state = state.model_copy(

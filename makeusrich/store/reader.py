@@ -91,15 +91,16 @@ class StoreReader:
         except StoreError as exc:
             return Damaged(str(exc))
 
-    def summary(self, namespace: str, name: str, wanted: Iterable[str | None] = ()) -> StoreSummary:
-        """latest.json, the version list, and metadata of the promoted, newest and `wanted` versions."""
+    def summary(self, namespace: str, name: str, wanted: Iterable[str | None] = (), runs: bool = False) -> StoreSummary:
+        """latest.json, the version list, and metadata of the promoted, newest and `wanted` versions; with
+        `runs`, the newest run `makeusrich up` recorded (a cluster records runs in the resource's status)."""
         store = self.pair_store(namespace, name)
         latest = store.latest()
         versions = store.versions()
         needed = {latest.version if latest else None, versions[-1] if versions else None, *wanted}
         chosen = sorted(x for x in needed if x and x in versions)
         metadata = {v: self.readable(namespace, name, v) for v in chosen}
-        return StoreSummary(latest, versions, metadata, read_run_state(store))
+        return StoreSummary(latest, versions, metadata, read_run_state(store) if runs else None)
 
     def history(self, namespace: str, name: str, limit: int = 30) -> dict[str, Readable]:
         """Metadata of the newest `limit` versions (a damaged one as Damaged)."""

@@ -25,10 +25,6 @@ def write_run_state(store: PairStore, state: RunState) -> None:
     store.objects.put(store.prefix + STATE, state.model_dump_json(by_alias=True, indent=2).encode())
 
 
-def read_run_log(store: PairStore, name: str) -> str:
-    return store.objects.get(f"{store.prefix}runs/{name}").decode(errors="replace")
-
-
 def write_run_log(store: PairStore, name: str, text: str) -> None:
     """Keep a run's log, and only the newest LOGS_KEPT of them."""
     base = f"{store.prefix}runs/"

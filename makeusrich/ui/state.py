@@ -271,7 +271,8 @@ class Dashboard:
             return None, None
         store = self.store
         try:
-            summary = await self.offload(lambda: store.summary(record.namespace, record.name, [wanted]))
+            runs = self.source.kind == "embedded"  # only `makeusrich up` writes runs/state.json
+            summary = await self.offload(lambda: store.summary(record.namespace, record.name, [wanted], runs))
         except Exception as exc:
             return None, f"model store: {describe_error(exc)}"
         return summary, None

@@ -17,7 +17,7 @@ from makeusrich.market.source import Source
 from makeusrich.metadata import RunState
 from makeusrich.pair import read_pair_files
 from makeusrich.store.base import ObjectStore, PairStore
-from makeusrich.store.runs import LOGS_KEPT, read_run_log, read_run_state, write_run_log, write_run_state
+from makeusrich.store.runs import LOGS_KEPT, read_run_state, write_run_log, write_run_state
 from makeusrich.ui.view import PairState, badges, card_html, run_progress
 from tests.fixtures.models import small_pair
 
@@ -34,7 +34,10 @@ def test_run_state_and_logs_round_trip_and_only_the_newest_logs_stay(object_stor
         write_run_log(store, f"20261201T1700{i:02d}Z.log", f"run {i}\n")
     logs = [key for key in object_store.list(store.prefix + "runs/") if key.endswith(".log")]
     assert len(logs) == LOGS_KEPT and logs[0].endswith("T170003Z.log")
-    assert read_run_log(store, f"20261201T1700{LOGS_KEPT + 2:02d}Z.log") == f"run {LOGS_KEPT + 2}\n"
+    assert (
+        object_store.get(f"{store.prefix}runs/20261201T1700{LOGS_KEPT + 2:02d}Z.log")
+        == f"run {LOGS_KEPT + 2}\n".encode()
+    )
 
 
 def test_a_malformed_run_state_is_refused_with_the_field(object_store: ObjectStore) -> None:

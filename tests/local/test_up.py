@@ -32,8 +32,8 @@ from makeusrich.store.runs import read_run_state
 from makeusrich.v2client import V2Client
 from tests.fixtures.models import small_pair
 from tests.fixtures.s3server import S3Server
+from tests.fixtures.shell import clean_env
 from tests.local.up import Up, assert_store_consistent, offline_env, wait_group_gone
-from tests.test_first_run import clean_env
 from tests.ui.browser import chromium
 from tests.ui.test_browser import wait_for_text
 

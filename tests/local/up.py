@@ -21,7 +21,7 @@ import httpx
 from makeusrich.store import open_store
 from makeusrich.store.base import PairStore
 from tests.fixtures.model_server import free_port
-from tests.test_first_run import clean_env
+from tests.fixtures.shell import clean_env
 
 START_TIMEOUT = 240.0  # a first training of the shortened default pair included
 STOP_LIMIT = 10.0  # Ctrl-C must end everything within this

@@ -24,9 +24,10 @@ app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 
-{{/* repository:tag, the tag defaulting to the chart's appVersion. */}}
+{{/* repository:tag of (list $ .Values.x.image), the tag defaulting to the chart's appVersion. */}}
 {{- define "makeusrich.image" -}}
-{{- printf "%s:%s" .repository (.tag | default .appVersion) -}}
+{{- $image := index . 1 -}}
+{{- printf "%s:%s" $image.repository ($image.tag | default (index . 0).Chart.AppVersion) -}}
 {{- end -}}
 
 {{/* The restricted Pod Security Standard, for every pod the chart makes. */}}
