@@ -145,12 +145,16 @@ class Runner:
         self.slots = asyncio.Semaphore(self.plan.max_trainings)
         self.pairs: dict[str, PairSlot] = {}
         self.problems: dict[Path, str] = {}
-        self.children: set[asyncio.subprocess.Process] = set()
+        # Every running child, with the signal that stops it cleanly: SIGINT for a training (as Ctrl-C), SIGTERM
+        # for a server.
+        self.children: dict[asyncio.subprocess.Process, signal.Signals] = {}
         self.servers: dict[str, asyncio.subprocess.Process] = {}
 
     # --- children ----------------------------------------------------------------------------------------
 
-    async def _spawn(self, args: Sequence[str], **kwargs: object) -> asyncio.subprocess.Process:
+    async def _spawn(
+        self, args: Sequence[str], stop_with: signal.Signals, **kwargs: object
+    ) -> asyncio.subprocess.Process:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         process = await asyncio.create_subprocess_exec(
             *command(*args),
@@ -158,7 +162,9 @@ class Runner:
             preexec_fn=_die_with_parent,
             **kwargs,  # type: ignore[arg-type]
         )
-        self.children.add(process)
+        self.children[process] = stop_with
+        if self.stopping.is_set():  # the stop began while it was starting: it gets what the others got
+            process.send_signal(stop_with)
         return process
 
     async def _start_servers(self) -> None:
@@ -180,7 +186,9 @@ class Runner:
         if self.stopping.is_set():
             return
         with open(self.plan.logs_dir / f"{name}.log", "ab") as sink:
-            process = await self._spawn(("--log-json", *args), stdout=sink, stderr=asyncio.subprocess.STDOUT)
+            process = await self._spawn(
+                ("--log-json", *args), signal.SIGTERM, stdout=sink, stderr=asyncio.subprocess.STDOUT
+            )
         self.servers[name] = process
         deadline = time.monotonic() + timeout_s
         async with httpx.AsyncClient(timeout=2.0) as client:
@@ -308,14 +316,15 @@ class Runner:
                 "--json",
                 *self.plan.train_args,
             )
-            process = await self._spawn(args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            pipes = {"stdout": asyncio.subprocess.PIPE, "stderr": asyncio.subprocess.PIPE}
+            process = await self._spawn(args, signal.SIGINT, **pipes)
             lines: list[str] = []
             tail: deque[str] = deque(maxlen=LAST_LINES)
             assert process.stdout is not None
             out = asyncio.create_task(process.stdout.read())  # read beside the log: a full pipe would block it
             state = await self._follow(process, store, state, lines, tail)
             code = await process.wait()
-            self.children.discard(process)
+            self.children.pop(process, None)
             state = self._outcome(pair, state, code, await out, list(tail), run_log)
             await asyncio.to_thread(write_run_log, store, run_log, "\n".join(lines) + "\n")
             await asyncio.to_thread(write_run_state, store, state)
@@ -430,20 +439,21 @@ class Runner:
         """Stop every child: trainings with SIGINT (as Ctrl-C does), the servers with SIGTERM; what still runs
         after STOP_S is killed."""
         self.stopping.set()
-        servers = set(self.servers.values())
-        children = list(self.children)  # trainings remove themselves from the set as they end
-        for process in children:
+        # A copy: trainings remove themselves from the set as they end. One that starts from now on is
+        # signalled by _spawn, since `stopping` is set.
+        for process, stop_with in list(self.children.items()):
             with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM if process in servers else signal.SIGINT)
+                process.send_signal(stop_with)
         tasks = [slot.task for slot in self.pairs.values() if slot.task is not None]
-        waits = [*tasks, *(asyncio.create_task(process.wait()) for process in children)]
+        waits = [*tasks, *(asyncio.create_task(process.wait()) for process in list(self.children))]
         if waits:
             await asyncio.wait(waits, timeout=STOP_S)
-        for process in children:
+        stragglers = list(self.children)
+        for process in stragglers:
             if process.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
-        await asyncio.gather(*(process.wait() for process in children))
+        await asyncio.gather(*(process.wait() for process in stragglers))
         if tasks:  # each training records how it ended (interrupted) once its process is gone
             await asyncio.wait(tasks, timeout=2.0)
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import signal
+import sys
 from pathlib import Path
 
 import pytest
 
 from makeusrich.errors import CandleError, StoreError
+from makeusrich.local import runner as runner_module
 from makeusrich.local.runner import PairSlot, Runner, UpPlan, render_line, seed_pairs
 from makeusrich.market import binance
 from makeusrich.market.feed import CandleFeed
@@ -146,3 +149,17 @@ def test_a_training_that_cannot_even_start_is_said_and_waits_for_its_schedule(tm
     asyncio.run(up._train(slot, "no model yet"))
     assert slot.ran is not None and slot.ran.state == "failed"
     assert said[-1].startswith("btc-usdt: training could not run: ") and "next scheduled time" in said[-1]
+
+
+def test_a_child_started_after_the_stop_began_is_stopped_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race a Ctrl-C right after "training (no model yet)" hits: the trainer starts after the stop signalled
+    the others, and must get the same signal rather than run on unwatched."""
+    monkeypatch.setattr(runner_module, "command", lambda *args: [sys.executable, "-c", "import time; time.sleep(60)"])
+    up, _ = runner(tmp_path, str(tmp_path / "store"))
+
+    async def late_start() -> int | None:
+        up.stopping.set()
+        process = await up._spawn(("train",), signal.SIGINT)
+        return await asyncio.wait_for(process.wait(), timeout=10)
+
+    assert asyncio.run(late_start()) in (-signal.SIGINT, 1, 130)  # a KeyboardInterrupt in the child, not sleep's end
