@@ -5,6 +5,7 @@ no third-party import, so the operator and the dashboard can use it without pull
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from typing import Any, Literal, get_args
 
 INPUT_NAME = "candles"
 OUTPUT_NAME = "forecast"
+QUANTILES_NAME = "quantiles"
 DATATYPE = "FP32"
 PLATFORM = "onnxruntime_onnx"
 # The five values of one candle, in the order the model takes them.
@@ -47,6 +49,46 @@ def input_spec(window: int) -> TensorSpec:
 def output_spec(horizon: int) -> TensorSpec:
     """The model's output: predicted closes of the next `horizon` candles, [batch, horizon]."""
     return TensorSpec(OUTPUT_NAME, DATATYPE, (-1, horizon))
+
+
+def quantiles_spec(horizon: int, levels: int) -> TensorSpec:
+    """The second output: calibrated quantiles of those closes, [batch, horizon, levels], levels ascending."""
+    return TensorSpec(QUANTILES_NAME, DATATYPE, (-1, horizon, levels))
+
+
+DEFAULT_LEVELS: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
+"""Quantile levels a model forecasts unless its pair says otherwise: the median and the 50% and 90% ranges."""
+
+
+def level_problem(levels: tuple[float, ...] | list[float]) -> str | None:
+    """What is wrong with a list of quantile levels, or None. A valid list is sorted, distinct, strictly inside
+    (0, 1), holds 0.5 (the median is the point forecast) and each level's mirror 1 - level (so that every
+    level below the median closes a central range with one above it)."""
+    values = [float(v) for v in levels]
+    if len(values) < 3:
+        return f"quantile levels need at least one range around the median (three levels), got {values}"
+    if any(not 0.0 < v < 1.0 for v in values):
+        return f"quantile levels must lie strictly between 0 and 1, got {values}"
+    if any(b <= a for a, b in itertools.pairwise(values)):
+        return f"quantile levels must be sorted and distinct, got {values}"
+    if not any(abs(v - 0.5) < 1e-9 for v in values):
+        return f"quantile levels must include 0.5 (the median is the point forecast), got {values}"
+    mirrored = [v for v in values if not any(abs(1.0 - v - w) < 1e-9 for w in values)]
+    if mirrored:
+        pair = f"{mirrored[0]:g} needs {1 - mirrored[0]:g}"
+        return f"quantile levels must come in pairs around 0.5 ({pair}), got {values}"
+    return None
+
+
+def median_index(levels: tuple[float, ...] | list[float]) -> int:
+    """Where the median (the point forecast) sits among valid levels."""
+    return min(range(len(levels)), key=lambda i: abs(levels[i] - 0.5))
+
+
+def central_ranges(levels: tuple[float, ...] | list[float]) -> list[tuple[int, int, float]]:
+    """(index of the low level, index of the high level, nominal coverage) of each central range, widest first."""
+    count = len(levels)
+    return [(i, count - 1 - i, round(levels[count - 1 - i] - levels[i], 9)) for i in range(count // 2)]
 
 
 # --- contract 3: version names -----------------------------------------------------------------------------------

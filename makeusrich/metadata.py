@@ -39,6 +39,7 @@ class Directional(_Document):
     excluded: int
     wilson_low: float
     wilson_high: float
+    pt_pvalue: float | None = Field(None, description="Pesaran-Timmermann: do the predicted signs carry information?")
 
 
 class Score(_Document):
@@ -64,11 +65,40 @@ class Rules(_Document):
     ar: Score | None = None
 
 
+class RangeCoverage(_Document):
+    """One central range (the 90% one lies between the 0.05 and 0.95 quantiles) on one split; widths and
+    scores are in log returns of the close, so 0.01 is about 1% of the price."""
+
+    nominal: float
+    rate: float
+    hits: int
+    n: int
+    wilson_low: float
+    wilson_high: float
+    mean_width: float
+    interval_score: float = Field(description="Winkler score: width plus 2/alpha times the miss; lower is better")
+
+
+class RangeScore(_Document):
+    pinball: float = Field(description="pinball loss averaged over levels and points, in log returns")
+    ranges: list[RangeCoverage] = Field(description="each central range, widest first")
+
+
+class RangeMetrics(_Document):
+    """The model's quantiles and the two naive ranges, scored on the same points."""
+
+    levels: list[float]
+    model: RangeScore
+    climatology: RangeScore
+    ewma: RangeScore
+
+
 class SplitMetrics(_Document):
     n: int
     horizon: int
     model: Score
     rules: Rules
+    ranges: RangeMetrics | None = None  # None for models from before forecast ranges
 
 
 class Metrics(_Document):
@@ -88,6 +118,7 @@ class DataSpan(_Document):
     broken_dropped: int
     windows: dict[str, int]
     test_from: str
+    validation_from: str | None = None  # the close of the first validation origin; None before ranges
 
 
 class Promotion(_Document):
@@ -97,6 +128,35 @@ class Promotion(_Document):
     reason: str
     max_relative_mae: float = Field(alias="maxRelativeMAE")
     validation_relative_mae: float | None = Field(alias="validationRelativeMAE")
+    coverage_tolerance: float | None = None
+    validation_coverage: float | None = Field(None, description="the widest range's coverage on validation")
+    champion: ChampionCheck | None = None
+
+
+class ChampionCheck(_Document):
+    """The served version (champion) and this run (challenger) on the newest validation hours that neither
+    trained on: the champion's own ONNX file run on them, not its old numbers."""
+
+    version: str
+    n: int
+    compared: bool = Field(description="False when too few such hours exist, or the two forecast different things")
+    worse: bool = Field(False, description="significantly worse on the point or the range forecast: not promoted")
+    note: str
+    mae: float | None = None
+    champion_mae: float | None = None
+    mae_dm_pvalue: float | None = None
+    pinball: float | None = None
+    champion_pinball: float | None = None
+    pinball_dm_pvalue: float | None = None
+
+
+class Calibration(_Document):
+    """Conformalized quantile regression: how far each range's ends were moved outward (negative: inward) so
+    that the validation points are covered as the levels say; one margin per step and level, in log returns."""
+
+    levels: list[float]
+    margins: list[list[float]]
+    points: int
 
 
 class Epoch(_Document):
@@ -122,6 +182,7 @@ class SmokeTest(_Document):
 
     candles: list[list[float]]
     forecast: list[float]
+    quantiles: list[list[float]] | None = None  # [horizon][levels]; None before ranges
 
 
 class StoredFile(_Document):
@@ -144,6 +205,8 @@ class ModelMetadata(_Document):
     horizon: int = Field(gt=0)
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
+    quantiles: list[float] | None = Field(None, description="levels of the quantiles output; None before ranges")
+    calibration: Calibration | None = None
     spec: dict[str, Any]
     metrics: Metrics
     promotion: Promotion

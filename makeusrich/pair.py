@@ -18,7 +18,7 @@ from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from makeusrich.contract import INTERVAL_MS, VERSION_PATTERN, Interval
+from makeusrich.contract import DEFAULT_LEVELS, INTERVAL_MS, VERSION_PATTERN, Interval, level_problem
 from makeusrich.errors import PairError, excerpt
 
 GROUP = "makeusrich.io"
@@ -56,6 +56,20 @@ class ModelSpec(_Spec):
     max_epochs: int = Field(50, ge=1, le=1000, description="Upper bound on training epochs.")
     patience: int = Field(3, ge=1, le=100, description="Epochs without validation improvement before stopping.")
     seed: int = Field(42, ge=0, le=2**31 - 1, description="Seed for weights and batch order.")
+    quantiles: list[float] = Field(
+        list(DEFAULT_LEVELS),
+        min_length=3,
+        max_length=19,
+        description="Quantile levels forecast beside the point: sorted, inside (0, 1), 0.5 and each mirror included.",
+    )
+
+    @field_validator("quantiles")
+    @classmethod
+    def _levels(cls, value: list[float]) -> list[float]:
+        problem = level_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
 class PromotionSpec(_Spec):
@@ -65,6 +79,12 @@ class PromotionSpec(_Spec):
         le=10.0,
         alias="maxRelativeMAE",
         description="Promote only if validation MAE / persistence MAE is at most this.",
+    )
+    coverage_tolerance: float = Field(
+        0.03,
+        ge=0.0,
+        le=0.5,
+        description="Promote only if the widest range's validation coverage is this close to its nominal level.",
     )
 
 

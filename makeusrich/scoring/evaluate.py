@@ -135,7 +135,13 @@ def directional_accuracy(
     hits = int(np.count_nonzero(counted & (predicted == realised)))
     low, high = wilson_interval(hits, n, z)
     return Directional(
-        accuracy=hits / n, hits=hits, n=n, excluded=int(counted.size - n), wilson_low=low, wilson_high=high
+        accuracy=hits / n,
+        hits=hits,
+        n=n,
+        excluded=int(counted.size - n),
+        wilson_low=low,
+        wilson_high=high,
+        pt_pvalue=pesaran_timmermann(realised[counted], predicted[counted]),
     )
 
 
@@ -187,6 +193,30 @@ def normal_two_sided_p(z: float) -> float:
     return math.erfc(abs(z) / math.sqrt(2.0))
 
 
+def pesaran_timmermann(actual: ArrayLike, predicted: ArrayLike) -> float | None:
+    """Two-sided p-value of the Pesaran-Timmermann (1992) test that predicted signs carry no information about
+    actual signs. Zero moves are left out; None when too few remain or either side never changes sign."""
+    a, p = np.sign(finite_array(actual, "actual")), np.sign(finite_array(predicted, "predicted"))
+    kept = (a != 0) & (p != 0)
+    a, p = a[kept] > 0, p[kept] > 0
+    n = a.size
+    if n < 2:
+        return None
+    hit = float(np.mean(a == p))
+    pa, pp = float(np.mean(a)), float(np.mean(p))
+    expected = pa * pp + (1 - pa) * (1 - pp)
+    var_hit = expected * (1 - expected) / n
+    var_expected = (
+        (2 * pp - 1) ** 2 * pa * (1 - pa) / n
+        + (2 * pa - 1) ** 2 * pp * (1 - pp) / n
+        + 4 * pa * pp * (1 - pa) * (1 - pp) / n**2
+    )
+    spread = var_hit - var_expected
+    if spread <= 0:
+        return None
+    return normal_two_sided_p((hit - expected) / math.sqrt(spread))
+
+
 def diebold_mariano(errors_a: ArrayLike, errors_b: ArrayLike, horizon: int = 1, loss: Loss = "squared") -> float | None:
     """Two-sided p-value of the Diebold-Mariano test that forecasts a and b have equal expected loss.
 
@@ -199,23 +229,29 @@ def diebold_mariano(errors_a: ArrayLike, errors_b: ArrayLike, horizon: int = 1, 
     Errors are (n,) or (n, h); with (n, h) each origin's loss is the mean over its h steps. Identical losses
     give 1.0; a constant non-zero loss differential (zero variance, one forecast always better by the same
     amount) gives 0.0. None when there are too few points for the test: fewer than max(2, 2 * horizon)."""
-    if horizon < 1:
-        raise ValueError(f"horizon must be >= 1, got {horizon}")
     a = finite_array(errors_a, "errors_a")
     b = finite_array(errors_b, "errors_b")
     if a.shape != b.shape:
         raise ValueError(f"errors_a {a.shape} and errors_b {b.shape} differ in shape")
     if loss == "squared":
-        loss_a, loss_b = a**2, b**2
-    elif loss == "absolute":
-        loss_a, loss_b = np.abs(a), np.abs(b)
-    else:
-        raise ValueError(f"loss must be 'squared' or 'absolute', got {loss!r}")
+        return diebold_mariano_losses(a**2, b**2, horizon)
+    if loss == "absolute":
+        return diebold_mariano_losses(np.abs(a), np.abs(b), horizon)
+    raise ValueError(f"loss must be 'squared' or 'absolute', got {loss!r}")
+
+
+def diebold_mariano_losses(losses_a: ArrayLike, losses_b: ArrayLike, horizon: int = 1) -> float | None:
+    """diebold_mariano on losses already computed, (n,) or (n, h): for any loss, the pinball loss included."""
+    if horizon < 1:
+        raise ValueError(f"horizon must be >= 1, got {horizon}")
+    loss_a, loss_b = finite_array(losses_a, "losses_a"), finite_array(losses_b, "losses_b")
+    if loss_a.shape != loss_b.shape:
+        raise ValueError(f"losses_a {loss_a.shape} and losses_b {loss_b.shape} differ in shape")
     d = loss_a - loss_b
     if d.ndim == 2:
         d = d.mean(axis=1)
     elif d.ndim != 1:
-        raise ValueError(f"errors must have shape (n,) or (n, h), got {a.shape}")
+        raise ValueError(f"losses must have shape (n,) or (n, h), got {loss_a.shape}")
     n = d.shape[0]
     if n < max(2, 2 * horizon):
         return None

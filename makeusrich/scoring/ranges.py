@@ -21,7 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from makeusrich.scoring.evaluate import finite_array, normal_two_sided_p, wilson_interval
+from makeusrich.contract import central_ranges, level_problem
+from makeusrich.metadata import RangeCoverage, RangeMetrics, RangeScore
+from makeusrich.scoring.evaluate import finite_array, wilson_interval
 
 RISKMETRICS_LAMBDA = 0.94
 FloatArray = NDArray[np.float64]
@@ -30,14 +32,11 @@ FloatArray = NDArray[np.float64]
 def check_levels(levels: ArrayLike) -> FloatArray:
     """Quantile levels as the pair spec allows them: sorted, strictly inside (0, 1), the median included."""
     array = finite_array(levels, "levels")
-    if array.ndim != 1 or array.size == 0:
-        raise ValueError("levels must be a non-empty list")
-    if np.any(array <= 0) or np.any(array >= 1):
-        raise ValueError(f"levels must lie strictly between 0 and 1, got {array.tolist()}")
-    if np.any(np.diff(array) <= 0):
-        raise ValueError(f"levels must be sorted and distinct, got {array.tolist()}")
-    if not np.any(np.isclose(array, 0.5)):
-        raise ValueError("levels must include 0.5: the median is the point forecast")
+    if array.ndim != 1:
+        raise ValueError("levels must be a list")
+    problem = level_problem(array.tolist())
+    if problem:
+        raise ValueError(problem)
     return array
 
 
@@ -50,6 +49,16 @@ def pinball_loss(actual: ArrayLike, quantiles: ArrayLike, levels: ArrayLike) -> 
         raise ValueError(f"quantiles must have shape ({y.size}, {tau.size}), got {q.shape}")
     diff = y[:, None] - q
     return float(np.mean(np.maximum(tau * diff, (tau - 1.0) * diff)))
+
+
+def pinball_by_origin(actual: ArrayLike, quantiles: ArrayLike, levels: ArrayLike) -> FloatArray:
+    """Each origin's pinball loss, the mean over its steps and levels: actual (n, h), quantiles (n, h, L).
+    The series a Diebold-Mariano test compares."""
+    y, q, tau = finite_array(actual, "actual"), finite_array(quantiles, "quantiles"), check_levels(levels)
+    if y.ndim != 2 or q.shape != (*y.shape, tau.size):
+        raise ValueError(f"quantiles must have shape {(*y.shape, tau.size)}, got {q.shape}")
+    diff = y[:, :, None] - q
+    return np.asarray(np.maximum(tau * diff, (tau - 1.0) * diff).mean(axis=(1, 2)))
 
 
 @dataclass(frozen=True)
@@ -126,38 +135,75 @@ def ewma_variance(returns: ArrayLike, lam: float = RISKMETRICS_LAMBDA) -> FloatA
     return variance
 
 
-def ewma_quantiles(
-    train_returns: ArrayLike, sigma: ArrayLike, levels: ArrayLike, lam: float = RISKMETRICS_LAMBDA
-) -> FloatArray:
+def ewma_sigma(closes: ArrayLike, lam: float = RISKMETRICS_LAMBDA) -> FloatArray:
+    """The RiskMetrics volatility known at each candle: entry t uses the log returns of closes up to t only
+    (entry 0, before any return, is NaN)."""
+    log_close = np.log(finite_array(closes, "closes"))
+    sigma = np.full(log_close.size, np.nan)
+    if log_close.size > 1:
+        returns = np.diff(log_close)  # returns[i] ends at candle i + 1
+        before = ewma_variance(returns, lam)  # before[i] knows returns[: i] only
+        sigma[1:] = np.sqrt(lam * before + (1.0 - lam) * returns**2)
+    return sigma
+
+
+def ewma_quantiles(train_returns: ArrayLike, train_sigma: ArrayLike, sigma: ArrayLike, levels: ArrayLike) -> FloatArray:
     """EWMA volatility ranges: at each origin its volatility `sigma` (known then) times the quantiles of the
-    training returns divided by their own EWMA volatility. Shape (len(sigma), levels)."""
-    returns = finite_array(train_returns, "train_returns")
-    train_sigma = np.sqrt(ewma_variance(returns, lam))
-    usable = train_sigma > 0
-    standardised = returns[usable] / train_sigma[usable]
-    z = np.quantile(standardised, check_levels(levels))
+    training returns divided by the volatility known at their own origins. Shape (len(sigma), levels)."""
+    returns, scale = finite_array(train_returns, "train_returns"), np.asarray(train_sigma, dtype=np.float64)
+    usable = np.isfinite(scale) & (scale > 0)
+    z = np.quantile(returns[usable] / scale[usable], check_levels(levels))
     return finite_array(sigma, "sigma")[:, None] * z[None, :]
 
 
-def pesaran_timmermann(actual: ArrayLike, predicted: ArrayLike) -> float | None:
-    """Two-sided p-value of the Pesaran-Timmermann (1992) test that predicted signs carry no information about
-    actual signs. Zero moves are left out; None when too few remain or either side never changes sign."""
-    a, p = np.sign(finite_array(actual, "actual")), np.sign(finite_array(predicted, "predicted"))
-    kept = (a != 0) & (p != 0)
-    a, p = a[kept] > 0, p[kept] > 0
-    n = a.size
-    if n < 2:
-        return None
-    hit = float(np.mean(a == p))
-    pa, pp = float(np.mean(a)), float(np.mean(p))
-    expected = pa * pp + (1 - pa) * (1 - pp)
-    var_hit = expected * (1 - expected) / n
-    var_expected = (
-        (2 * pp - 1) ** 2 * pa * (1 - pa) / n
-        + (2 * pa - 1) ** 2 * pp * (1 - pp) / n
-        + 4 * pa * pp * (1 - pa) * (1 - pp) / n**2
+def conformal_margins(actual: ArrayLike, quantiles: ArrayLike, levels: ArrayLike) -> FloatArray:
+    """Conformal margins [h, levels] for every central range and step, from calibration points: actual (n, h)
+    and quantiles (n, h, levels). The median's margin is zero."""
+    y, q, tau = finite_array(actual, "actual"), finite_array(quantiles, "quantiles"), check_levels(levels)
+    if y.ndim != 2 or q.shape != (*y.shape, tau.size):
+        raise ValueError(f"quantiles must have shape {(*y.shape, tau.size)}, got {q.shape}")
+    margins = np.zeros((y.shape[1], tau.size))
+    for low, high, nominal in central_ranges(tau.tolist()):
+        for step in range(y.shape[1]):
+            margins[step, low] = margins[step, high] = conformal_margin(
+                y[:, step], q[:, step, low], q[:, step, high], 1.0 - nominal
+            )
+    return margins
+
+
+def range_score(actual: ArrayLike, quantiles: ArrayLike, levels: ArrayLike) -> RangeScore:
+    """Pinball loss and each central range's coverage, width and interval score, pooled over the horizon's
+    steps: actual (n, h) and quantiles (n, h, levels), both in log returns from the last close."""
+    y, q, tau = finite_array(actual, "actual"), finite_array(quantiles, "quantiles"), check_levels(levels)
+    if y.ndim != 2 or q.shape != (*y.shape, tau.size):
+        raise ValueError(f"quantiles must have shape {(*y.shape, tau.size)}, got {q.shape}")
+    flat_y, flat_q = y.reshape(-1), q.reshape(-1, tau.size)
+    ranges = []
+    for low, high, nominal in central_ranges(tau.tolist()):
+        lo, hi = flat_q[:, low], flat_q[:, high]
+        hit = coverage(flat_y, lo, hi, nominal)
+        ranges.append(
+            RangeCoverage(
+                nominal=nominal,
+                rate=hit.rate,
+                hits=hit.hits,
+                n=hit.n,
+                wilson_low=hit.low,
+                wilson_high=hit.high,
+                mean_width=float(np.mean(hi - lo)),
+                interval_score=interval_score(flat_y, lo, hi, 1.0 - nominal),
+            )
+        )
+    return RangeScore(pinball=pinball_loss(flat_y, flat_q, tau), ranges=ranges)
+
+
+def range_metrics(
+    actual: ArrayLike, model: ArrayLike, climatology: ArrayLike, ewma: ArrayLike, levels: ArrayLike
+) -> RangeMetrics:
+    """The model's quantiles and both baselines, scored on the same points (all (n, h, levels) log returns)."""
+    return RangeMetrics(
+        levels=[float(v) for v in check_levels(levels)],
+        model=range_score(actual, model, levels),
+        climatology=range_score(actual, climatology, levels),
+        ewma=range_score(actual, ewma, levels),
     )
-    spread = var_hit - var_expected
-    if spread <= 0:
-        return None
-    return normal_two_sided_p((hit - expected) / math.sqrt(spread))

@@ -1,4 +1,5 @@
-"""ONNX export of the Forecaster (contract 2) and the Triton config.pbtxt beside it (contract 3)."""
+"""ONNX export of the Forecaster (contract 2: candles in; forecast and quantiles out) and the Triton config.pbtxt
+beside it (contract 3)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from makeusrich.contract import INPUT_NAME, OUTPUT_NAME
+from makeusrich.contract import INPUT_NAME, OUTPUT_NAME, QUANTILES_NAME
 from makeusrich.errors import MakeUsRichError
 from makeusrich.onnxrt import onnx_session
 from makeusrich.trainer.model import Forecaster
@@ -33,28 +34,35 @@ def export_onnx(model: Forecaster, window: int) -> bytes:
             dynamo=False,
             opset_version=OPSET,
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            output_names=[OUTPUT_NAME, QUANTILES_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}, QUANTILES_NAME: {0: "batch"}},
         )
     onnx.checker.check_model(onnx.load_from_string(buffer.getvalue()), full_check=True)
     return buffer.getvalue()
 
 
-def run_onnx(session: ort.InferenceSession, candles: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    out = [
-        session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(candles[i : i + batch_size], dtype=np.float32)})[0]
+def run_onnx(
+    session: ort.InferenceSession, candles: np.ndarray, batch_size: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """The exported model's forecast [n, h] and quantiles [n, h, levels] for raw candle windows."""
+    parts = [
+        session.run(
+            [OUTPUT_NAME, QUANTILES_NAME],
+            {INPUT_NAME: np.ascontiguousarray(candles[i : i + batch_size], dtype=np.float32)},
+        )
         for i in range(0, len(candles), batch_size)
     ]
-    return np.concatenate(out)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 def check_parity(model: Forecaster, model_bytes: bytes, candles: np.ndarray) -> float:
-    """Largest relative difference between torch and onnxruntime prices on the given raw windows; raises
-    when it exceeds PARITY_RTOL (an export that changes the forecast must never be published)."""
+    """Largest relative difference between torch and onnxruntime prices (forecast and quantiles) on the given
+    raw windows; raises when it exceeds PARITY_RTOL (an export that changes a forecast must never be
+    published)."""
     with torch.no_grad():
-        expected = model.cpu().eval()(torch.from_numpy(np.asarray(candles, dtype=np.float32))).numpy()
+        expected = model.cpu().eval()(torch.from_numpy(np.asarray(candles, dtype=np.float32)))
     got = run_onnx(onnx_session(model_bytes), candles)
-    worst = float(np.max(np.abs(got - expected) / np.abs(expected)))
+    worst = max(float(np.max(np.abs(g - e.numpy()) / np.abs(e.numpy()))) for g, e in zip(got, expected, strict=True))
     if not worst <= PARITY_RTOL:
         raise MakeUsRichError(
             f"the exported ONNX model differs from the trained one by {worst:.2e} (relative) on held-out "
@@ -63,7 +71,7 @@ def check_parity(model: Forecaster, model_bytes: bytes, candles: np.ndarray) -> 
     return worst
 
 
-def triton_config(name: str, window: int, horizon: int) -> str:
+def triton_config(name: str, window: int, horizon: int, levels: int) -> str:
     """config.pbtxt for Triton's onnxruntime backend, names and types exactly as in the ONNX graph. The batch
     dimension is spelled out as -1 with max_batch_size 0, so any batch size the client sends is accepted."""
     return f"""name: "{name}"
@@ -81,6 +89,11 @@ output [
     name: "{OUTPUT_NAME}"
     data_type: TYPE_FP32
     dims: [ -1, {horizon} ]
+  }},
+  {{
+    name: "{QUANTILES_NAME}"
+    data_type: TYPE_FP32
+    dims: [ -1, {horizon}, {levels} ]
   }}
 ]
 instance_group [

@@ -1,7 +1,7 @@
-"""The LSTM, and the module exported to ONNX: raw candles in, close prices out.
+"""The LSTM, and the module exported to ONNX: raw candles in, close prices and their quantiles out.
 
-`Forecaster` wraps the trained `LSTMCore` with the feature computation and both scalers as constant buffers,
-so the ONNX file needs nothing from the client but raw OHLCV (contract 2).
+`Forecaster` wraps the trained `LSTMCore` with the feature computation, both scalers and the conformal
+margins as constant buffers, so the ONNX file needs nothing from the client but raw OHLCV (contract 2).
 """
 
 from __future__ import annotations
@@ -14,9 +14,13 @@ from makeusrich.trainer.features import N_FEATURES, Scaler
 
 
 class LSTMCore(nn.Module):
-    """Standardised feature windows [B, W-1, 5] -> standardised cumulative log returns [B, horizon]."""
+    """Standardised feature windows [B, W-1, 5] -> quantiles of standardised cumulative log returns
+    [B, horizon, levels], ascending along levels.
 
-    def __init__(self, hidden_size: int, layers: int, dropout: float, horizon: int) -> None:
+    Non-crossing by construction: the head gives the median and, for each level outward from it, a gap that
+    softplus keeps positive; a quantile is the median plus (or minus) the sum of the gaps up to it."""
+
+    def __init__(self, hidden_size: int, layers: int, dropout: float, horizon: int, levels: int, median: int) -> None:
         super().__init__()
         self.lstm = nn.LSTM(
             input_size=N_FEATURES,
@@ -25,12 +29,17 @@ class LSTMCore(nn.Module):
             dropout=dropout if layers > 1 else 0.0,
             batch_first=True,
         )
-        self.head = nn.Linear(hidden_size, horizon)
+        self.horizon, self.levels, self.median = horizon, levels, median
+        self.head = nn.Linear(hidden_size, horizon * levels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.lstm(x)
-        result: torch.Tensor = self.head(out[:, -1, :])
-        return result
+        raw = self.head(out[:, -1, :]).reshape(-1, self.horizon, self.levels)
+        centre = raw[:, :, self.median : self.median + 1]
+        gaps = nn.functional.softplus(raw)
+        above = centre + torch.cumsum(gaps[:, :, self.median + 1 :], dim=2)
+        below = centre - torch.flip(torch.cumsum(torch.flip(gaps[:, :, : self.median], [2]), dim=2), [2])
+        return torch.cat([below, centre, above], dim=2)
 
 
 def _buffer(values: np.ndarray) -> torch.Tensor:
@@ -60,20 +69,43 @@ class FeatureLayer(nn.Module):
         return ((features - self.mean) / self.std).float()
 
 
+def calibrated(quantiles: torch.Tensor, margins: torch.Tensor, median: int) -> torch.Tensor:
+    """Quantiles [B, h, L] moved outward by their margins [h, L] (a negative margin moves inward), then kept in
+    order: each end stays on its side of the median and never inside the next range in."""
+    centre = quantiles[:, :, median : median + 1]
+    parts = [centre]
+    inner = torch.zeros_like(centre)
+    for index in range(median + 1, quantiles.shape[2]):  # outward above the median, then mirrored below
+        inner = torch.maximum(inner, quantiles[:, :, index : index + 1] - centre + margins[:, index : index + 1])
+        parts.append(centre + inner)
+    inner = torch.zeros_like(centre)
+    for index in range(median - 1, -1, -1):
+        inner = torch.maximum(inner, centre - quantiles[:, :, index : index + 1] + margins[:, index : index + 1])
+        parts.insert(0, centre - inner)
+    return torch.cat(parts, dim=2)
+
+
 class Forecaster(nn.Module):
-    """The served model: raw candles [B, W, 5] (oldest first) -> next `horizon` close prices [B, horizon]."""
+    """The served model: raw candles [B, W, 5] (oldest first) -> the next `horizon` closes' median [B, horizon]
+    and calibrated quantiles [B, horizon, levels]."""
 
     target_mean: torch.Tensor
     target_std: torch.Tensor
+    margins: torch.Tensor
 
-    def __init__(self, core: LSTMCore, feature_scaler: Scaler, target_scaler: Scaler) -> None:
+    def __init__(
+        self, core: LSTMCore, feature_scaler: Scaler, target_scaler: Scaler, margins: np.ndarray | None = None
+    ) -> None:
         super().__init__()
         self.features = FeatureLayer(feature_scaler)
         self.core = core
         self.register_buffer("target_mean", _buffer(target_scaler.mean))
         self.register_buffer("target_std", _buffer(target_scaler.std))
+        shape = (core.horizon, core.levels)
+        self.register_buffer("margins", _buffer(np.zeros(shape) if margins is None else margins))
 
-    def forward(self, candles: torch.Tensor) -> torch.Tensor:
-        standardised = self.core(self.features(candles))
-        log_returns = standardised * self.target_std + self.target_mean
-        return candles[:, -1, 3:4] * torch.exp(log_returns)
+    def forward(self, candles: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        standardised = calibrated(self.core(self.features(candles)), self.margins, self.core.median)
+        log_returns = standardised * self.target_std[:, None] + self.target_mean[:, None]
+        quantiles = candles[:, -1, 3:4, None] * torch.exp(log_returns)
+        return quantiles[:, :, self.core.median], quantiles

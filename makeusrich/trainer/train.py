@@ -1,4 +1,5 @@
-"""The training loop: AdamW, early stopping on validation loss, best weights restored, deterministic on CPU."""
+"""The training loop: pinball loss, AdamW, early stopping on validation loss, best weights restored,
+deterministic on CPU."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from makeusrich.contract import median_index
 from makeusrich.pair import ModelSpec
 from makeusrich.trainer.features import Prepared
 from makeusrich.trainer.model import LSTMCore
@@ -62,19 +64,23 @@ def seed_everything(seed: int) -> None:
 def predict_standardised(
     core: LSTMCore, data: Prepared, origins: np.ndarray, device: torch.device, batch_size: int = 2048
 ) -> np.ndarray:
-    """Model outputs (standardised targets) for origins, batch by batch so windows are never all copied."""
+    """Model outputs (quantiles of standardised targets, [n, h, levels]) for origins, batch by batch so windows
+    are never all copied."""
     core.eval()
     out = []
     with torch.no_grad():
         for start in range(0, len(origins), batch_size):
             batch = torch.from_numpy(np.ascontiguousarray(data.inputs(origins[start : start + batch_size])))
             out.append(core(batch.to(device)).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, data.horizon), dtype=np.float32)
+    return np.concatenate(out) if out else np.zeros((0, data.horizon, core.levels), dtype=np.float32)
 
 
-# Huber on standardised log returns: hourly returns are heavy-tailed, and a squared loss lets a few crash hours
-# dominate the fit. Measured on the bundled history (bench/results/quality.md), chosen on validation MAE.
-HUBER_DELTA = 1.0
+def pinball(predicted: torch.Tensor, actual: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """Mean pinball loss of quantiles [B, h, L] for targets [B, h]: the median's share is half the absolute
+    error, so the point forecast is trained for MAE, and every other level for its own quantile."""
+    diff = actual[:, :, None] - predicted
+    return torch.mean(torch.maximum(levels * diff, (levels - 1.0) * diff))
+
 
 Progress = Callable[[EpochRecord, int], None]
 
@@ -97,9 +103,15 @@ def train(data: Prepared, spec: ModelSpec, progress: Progress | None = log_progr
     started = time.perf_counter()
     seed_everything(spec.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    core = LSTMCore(spec.hidden_size, spec.layers, spec.dropout, data.horizon).to(device)
+    median = median_index(spec.quantiles)
+    core = LSTMCore(spec.hidden_size, spec.layers, spec.dropout, data.horizon, len(spec.quantiles), median)
+    core = core.to(device)
     optimiser = torch.optim.AdamW(core.parameters(), lr=spec.learning_rate)
-    loss_fn = nn.HuberLoss(delta=HUBER_DELTA)
+    levels = torch.tensor(spec.quantiles, dtype=torch.float32, device=device)
+
+    def loss_fn(predicted: torch.Tensor, actual: torch.Tensor) -> torch.Tensor:
+        return pinball(predicted, actual, levels.to(predicted.device))
+
     generator = np.random.default_rng(spec.seed)
     train_origins, validation = data.split.train, data.split.validation
     best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(core.state_dict())
@@ -116,7 +128,7 @@ def train(data: Prepared, spec: ModelSpec, progress: Progress | None = log_progr
             y = torch.from_numpy(data.targets[batch]).to(device)
             optimiser.zero_grad(set_to_none=True)
             loss = loss_fn(core(x), y)
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch leaves backward unannotated
             nn.utils.clip_grad_norm_(core.parameters(), 1.0)
             optimiser.step()
             total += float(loss.detach()) * len(batch)

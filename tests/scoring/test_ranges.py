@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
+from makeusrich.pair import ModelSpec
+from makeusrich.scoring.evaluate import pesaran_timmermann
 from makeusrich.scoring.ranges import (
     check_levels,
     climatology_quantiles,
     conformal_margin,
+    conformal_margins,
     coverage,
     ewma_quantiles,
+    ewma_sigma,
     ewma_variance,
     interval_score,
-    pesaran_timmermann,
     pinball_loss,
+    range_score,
 )
 
 LEVELS = [0.05, 0.25, 0.5, 0.75, 0.95]
@@ -80,10 +85,10 @@ def test_ewma_ranges_beat_climatology_when_volatility_clusters() -> None:
     regime = np.repeat(rng.choice([0.3, 1.0, 3.0], size=n // 200), 200)  # calm and wild stretches
     returns = rng.normal(size=n) * regime * 0.01
     train, test = returns[:8_000], returns[8_000:]
-    sigma = np.sqrt(ewma_variance(returns))[8_000:]
+    sigma = np.sqrt(ewma_variance(returns))
     levels = [0.05, 0.5, 0.95]
     clim = climatology_quantiles(train, levels, test.size)
-    ewma = ewma_quantiles(train, sigma, levels)
+    ewma = ewma_quantiles(train, sigma[:8_000], sigma[8_000:], levels)
     assert clim.shape == ewma.shape == (test.size, 3)
     clim_score = interval_score(test, clim[:, 0], clim[:, 2], alpha=0.1)
     ewma_score = interval_score(test, ewma[:, 0], ewma[:, 2], alpha=0.1)
@@ -106,12 +111,45 @@ def test_pesaran_timmermann_tells_information_from_luck() -> None:
 @pytest.mark.parametrize(
     ("levels", "said"),
     [
-        ([0.25, 0.75], "must include 0.5"),
-        ([0.5, 0.25], "sorted and distinct"),
-        ([0.0, 0.5], "strictly between 0 and 1"),
-        ([], "non-empty"),
+        ([0.25, 0.4, 0.75], "must include 0.5"),
+        ([0.5, 0.25, 0.75], "sorted and distinct"),
+        ([0.0, 0.5, 1.0], "strictly between 0 and 1"),
+        ([0.1, 0.5, 0.8], "in pairs around 0.5"),
+        ([0.5], "at least one range"),
     ],
 )
 def test_quantile_levels_are_checked(levels: list[float], said: str) -> None:
     with pytest.raises(ValueError, match=said):
         check_levels(levels)
+    with pytest.raises(ValidationError, match=said if len(levels) >= 3 else "at least 3 items"):
+        ModelSpec(quantiles=levels)  # the pair spec refuses the same lists (the CRD says minItems 3)
+
+
+def test_ewma_sigma_at_a_candle_knows_that_candle_and_nothing_later() -> None:
+    closes = np.array([100.0, 101.0, 99.0, 99.0, 120.0])
+    sigma = ewma_sigma(closes, lam=0.9)
+    r = np.diff(np.log(closes))
+    assert np.isnan(sigma[0])
+    assert sigma[1] == pytest.approx(abs(r[0]))  # the first variance is the first square
+    assert sigma[2] ** 2 == pytest.approx(0.9 * r[0] ** 2 + 0.1 * r[1] ** 2)
+    later = closes.copy()
+    later[4] = 50.0
+    assert np.array_equal(ewma_sigma(later, lam=0.9)[:4], sigma[:4], equal_nan=True)
+
+
+def test_conformal_margins_make_a_too_narrow_model_cover_new_points() -> None:
+    rng = np.random.default_rng(7)
+    levels = [0.05, 0.25, 0.5, 0.75, 0.95]
+    narrow = np.array([-0.5, -0.2, 0.0, 0.2, 0.5])  # a model whose ranges are far too narrow for N(0, 1)
+    calibration, fresh = rng.normal(size=(4_000, 2)), rng.normal(size=(20_000, 2))
+    q = np.broadcast_to(narrow, (4_000, 2, 5))
+    margins = conformal_margins(calibration, q, levels)
+    assert margins.shape == (2, 5) and np.all(margins[:, 2] == 0)
+    assert np.all(margins[:, [0, 4]] > 1.0)  # the 90% range's ends move out by about 1.64 - 0.5
+    moved = np.broadcast_to(narrow + margins * np.array([-1, -1, 0, 1, 1]), (20_000, 2, 5))
+    scored = range_score(fresh, moved, levels)
+    assert [r.nominal for r in scored.ranges] == [0.9, 0.5]
+    assert [r.rate for r in scored.ranges] == pytest.approx([0.9, 0.5], abs=0.015)
+    before = range_score(fresh, np.broadcast_to(narrow, (20_000, 2, 5)), levels)
+    assert before.ranges[0].rate < 0.5 and before.ranges[0].interval_score > scored.ranges[0].interval_score
+    assert scored.pinball < before.pinball

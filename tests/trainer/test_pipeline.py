@@ -104,11 +104,20 @@ def test_served_file_reproduces_the_recorded_test_metrics(tmp_path: Path) -> Non
     session = onnx_session(store.read_model(outcome.version))
     frame, _ = clean_candles(read_sample("BTCUSDT", "1h"), "1h")
     data = prepare(frame.iloc[-60 * 24 :].reset_index(drop=True), 24, 1, HOUR)
-    forecast = run_onnx(session, data.raw_windows(data.split.test))
-    mae = float(np.mean(np.abs(forecast[:, 0] - data.actual_prices(data.split.test)[:, 0])))
-    assert mae == pytest.approx(outcome.metadata.metrics.test.model.mae, rel=1e-9)
-    persistence = float(np.mean(np.abs(data.last_close(data.split.test) - data.actual_prices(data.split.test)[:, 0])))
-    assert persistence == pytest.approx(outcome.metadata.metrics.test.rules.persistence.mae, rel=1e-9)
+    forecast, quantiles = run_onnx(session, data.raw_windows(data.split.test))
+    actual, last = data.actual_prices(data.split.test)[:, 0], data.last_close(data.split.test)
+    mae = float(np.mean(np.abs(forecast[:, 0] - actual)))
+    test = outcome.metadata.metrics.test
+    assert mae == pytest.approx(test.model.mae, rel=1e-9)
+    persistence = float(np.mean(np.abs(last - actual)))
+    assert persistence == pytest.approx(test.rules.persistence.mae, rel=1e-9)
+    # the ranges too: the recorded coverage of the 90% range counts the served file's 0.05 and 0.95 quantiles
+    assert test.ranges is not None and outcome.metadata.quantiles == [0.05, 0.25, 0.5, 0.75, 0.95]
+    assert np.array_equal(quantiles[:, 0, 2], forecast[:, 0])  # the median is the point forecast
+    assert np.all(np.diff(quantiles, axis=2) >= 0)  # never crossing
+    inside = (actual >= quantiles[:, 0, 0]) & (actual <= quantiles[:, 0, 4])
+    widest = test.ranges.model.ranges[0]
+    assert (widest.nominal, widest.hits, widest.n) == (0.9, int(inside.sum()), len(actual))
 
 
 def test_not_promoted_when_validation_misses_the_bar(tmp_path: Path) -> None:
