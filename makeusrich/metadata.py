@@ -235,6 +235,34 @@ def _first_problem(exc: ValidationError) -> str:
     return f"{field}: {first['msg']}{more}"
 
 
+class FoldResult(_Document):
+    """One fold of `makeusrich backtest`: when it was cut, what it trained on, and how its frozen model did on
+    the next `step`."""
+
+    fold: int
+    cutoff: str
+    trained_from: str
+    forecast_to: str
+    epochs: int
+    train_seconds: float
+    point: Score
+    ranges: RangeMetrics
+
+
+class BacktestResult(_Document):
+    """A walk-forward backtest: every fold, and all their out-of-sample points pooled."""
+
+    pair: str
+    symbol: str
+    interval: str
+    lookback_days: int
+    step_days: float
+    folds: list[FoldResult]
+    pooled_point: Score
+    pooled_ranges: RangeMetrics
+    seconds: float
+
+
 class RunState(_Document):
     """`<ns>/<pair>/runs/state.json`: the newest training run `makeusrich up` started for a pair, kept up to
     date while it runs (the dashboard's card and a restart read it)."""

@@ -1,16 +1,21 @@
-"""`makeusrich train`: the job the operator's CronJob runs, and what `make run` runs on one machine."""
+"""`makeusrich train`, the job the operator's CronJob runs (and `makeusrich up`'s trainer), and `makeusrich backtest`,
+the walk-forward replay of that job over past candles."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from makeusrich.cliargs import StoreSettings
+from makeusrich.settings import CommandSettings
 
 Add = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]
 
@@ -22,6 +27,72 @@ class TrainSettings(StoreSettings):
 
     max_epochs: int | None = Field(None, ge=1, description="override spec.model.maxEpochs (short runs)")
     lookback_days: int | None = Field(None, ge=1, description="override spec.lookbackDays")
+
+
+STEP_RE = re.compile(r"^(\d+)([hdw])$")
+STEP_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+
+
+class BacktestSettings(CommandSettings):
+    """What `makeusrich backtest` takes besides the pair and its candle source."""
+
+    model_config = SettingsConfigDict(env_prefix="MAKEUSRICH_BACKTEST_")
+
+    folds: int = Field(12, ge=1, le=120, description="folds: retrainings replayed, newest last")
+    step: str = Field("30d", description="time between cutoffs, and each fold's forecast period: 12h, 30d, 2w")
+    jobs: int = Field(1, ge=1, le=64, description="folds trained at once, each in its own process")
+    lookback_days: int | None = Field(None, ge=1, le=3650, description="override spec.lookbackDays")
+    max_epochs: int | None = Field(None, ge=1, description="override spec.model.maxEpochs (short runs)")
+    out: Path = Field(Path("backtest"), description="folder for backtest.json, folds.csv and skill.png")
+
+    @field_validator("step")
+    @classmethod
+    def _step(cls, value: str) -> str:
+        if not STEP_RE.match(value) or int(value[:-1]) == 0:
+            raise ValueError(f"a step is a whole number of hours, days or weeks (12h, 30d, 2w), got {value!r}")
+        return value
+
+    def step_delta(self) -> timedelta:
+        return int(self.step[:-1]) * STEP_UNITS[self.step[-1]]
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from makeusrich.cliargs import MarketSettings
+    from makeusrich.market.source import Source, load_candles
+    from makeusrich.pair import load_pair_arg
+    from makeusrich.settings import from_args
+    from makeusrich.trainer.backtest import plot_png, to_csv, to_markdown, walk_forward
+
+    pair = load_pair_arg(args.file)
+    market, settings = from_args(MarketSettings, args), from_args(BacktestSettings, args)
+    spec = pair.spec
+    if settings.lookback_days is not None:
+        spec = spec.model_copy(update={"lookback_days": settings.lookback_days})
+    if settings.max_epochs is not None:
+        spec = spec.model_copy(update={"model": spec.model.model_copy(update={"max_epochs": settings.max_epochs})})
+    step = settings.step_delta()
+    # The folds need lookbackDays before the first cutoff, plus every fold's forecast period after it.
+    history_days = min(3650, spec.lookback_days + -(-step * settings.folds // timedelta(days=1)) + 1)
+    candles = load_candles(
+        spec.model_copy(update={"lookback_days": history_days}),
+        Source.parse(market.source),
+        api_url=market.api_url,
+        max_retries=market.binance_retries,
+    )
+    result = walk_forward(
+        pair.name, spec, candles.frame, settings.folds, step, settings.jobs, show_progress=sys.stderr.isatty()
+    )
+    settings.out.mkdir(parents=True, exist_ok=True)
+    (settings.out / "backtest.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    (settings.out / "folds.csv").write_text(to_csv(result))
+    (settings.out / "skill.png").write_bytes(plot_png(result))
+    print(
+        f"{pair.name}: {settings.folds} folds of {settings.step} from {candles.source}, "
+        f"lookback {spec.lookback_days} days"
+    )
+    print(to_markdown(result), end="")
+    print(f"wrote {settings.out}/backtest.json, folds.csv and skill.png ({result.seconds:.0f} s)")
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -60,3 +131,16 @@ def add_train_command(add: Add) -> None:
     add_flags(p, TrainSettings)
     p.add_argument("--json", action="store_true", help="print the version's metadata.json instead of a summary")
     p.epilog = epilog(["MAKEUSRICH_PAIR", *variables(TrainSettings), *variables(MarketSettings), *S3], note=TIMES_NOTE)
+
+
+def add_backtest_command(add: Add) -> None:
+    from makeusrich.cliargs import TIMES_NOTE, MarketSettings, add_pair_args
+    from makeusrich.environment import epilog
+    from makeusrich.settings import add_flags, variables
+
+    p = add(
+        "backtest", "walk-forward backtest: replay a pair's retraining over past candles, score each fold", cmd_backtest
+    )
+    add_pair_args(p, required=False)
+    add_flags(p, BacktestSettings)
+    p.epilog = epilog(["MAKEUSRICH_PAIR", *variables(BacktestSettings), *variables(MarketSettings)], note=TIMES_NOTE)
