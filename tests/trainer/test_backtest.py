@@ -28,6 +28,7 @@ from makeusrich.trainer.pipeline import run_training
 from tests.fixtures.models import small_pair
 
 STEP = timedelta(days=5)
+BACKTEST = (sys.executable, "-m", "makeusrich.cli", "backtest")
 
 
 def spec() -> CurrencyPairSpec:
@@ -102,8 +103,7 @@ def test_the_command_writes_json_csv_and_a_plot(tmp_path: Path) -> None:
     pair_file.write_text(json.dumps(small_pair(lookbackDays=30).model_dump(by_alias=True, exclude_none=True)))
     out = tmp_path / "out"
     done = subprocess.run(
-        [sys.executable, "-m", "makeusrich.cli", "backtest", "-f", str(pair_file), "--source", "sample"]
-        + ["--folds", "2", "--step", "3d", "--out", str(out)],
+        [*BACKTEST, "-f", str(pair_file), "--source", "sample", "--folds", "2", "--step", "3d", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -125,7 +125,7 @@ def test_bad_settings_are_one_sentence(tmp_path: Path, flag: str, said: str) -> 
     pair_file = tmp_path / "pair.yaml"
     pair_file.write_text(json.dumps(small_pair().model_dump(by_alias=True, exclude_none=True)))
     done = subprocess.run(
-        [sys.executable, "-m", "makeusrich.cli", "backtest", "-f", str(pair_file), "--source", "sample", flag],
+        [*BACKTEST, "-f", str(pair_file), "--source", "sample", flag],
         capture_output=True,
         text=True,
         timeout=60,
