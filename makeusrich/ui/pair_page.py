@@ -27,6 +27,7 @@ from makeusrich.ui.view import (
     badges,
     change_tone,
     condition,
+    edge_sentence,
     format_change,
     format_direction,
     format_price,
@@ -34,6 +35,7 @@ from makeusrich.ui.view import (
     format_time,
     price_decimals,
     promotion_reason,
+    range_rows,
     run_progress,
     skill_rows,
     version_rows,
@@ -44,6 +46,14 @@ SKILL_EXPLAINED = (
     "points; below 1 is better. DM p: the Diebold-Mariano test's p-value for the difference from persistence; "
     "above 0.05 the difference may be noise. Direction: share of moves whose sign was called right, with its 95% "
     "Wilson interval."
+)
+
+RANGES_EXPLAINED = (
+    "Covers: share of closes that fell inside the range, with its 95% Wilson interval; a calibrated 90% range "
+    "covers about 90%. Width: the range's mean half-width in % of the price. Interval score (Winkler: width plus "
+    "a penalty for each miss) and pinball loss (all quantile levels) are ratios to EWMA volatility's on the same "
+    "points; below 1 is better. Climatology is the training returns' fixed range; EWMA volatility (RiskMetrics, "
+    "lambda 0.94) scales it by the recent volatility."
 )
 
 PHASE_TONES: dict[str, Tone] = {"Succeeded": "positive", "Failed": "negative", "Running": "info", "Pending": "info"}
@@ -156,6 +166,11 @@ async def model_sections(tab: Tab, key: str, state: PairState) -> None:
             ui.label("Skill on held-out data").classes("text-lg font-semibold")
             if version:
                 ui.label(f"version {version}").classes("text-sm muted")
+        if meta is not None:
+            edge = edge_sentence(meta)
+            ui.label(edge.text).classes(f"text-base {TONE_TEXT[edge.tone]}").mark("edge")
+            if meta.promotion.champion is not None or meta.promotion.reason:
+                ui.label(f"Promotion: {meta.promotion.reason}").classes("text-sm muted").mark("promotion-reason")
         rows = skill_rows(meta)
         if rows:
             skill_table(rows)
@@ -169,6 +184,11 @@ async def model_sections(tab: Tab, key: str, state: PairState) -> None:
         else:
             ui.label("No measured model yet.").classes("muted")
         ui.label(SKILL_EXPLAINED).classes("text-xs muted")
+        ranged = range_rows(meta)
+        if ranged:
+            ui.label("Forecast ranges").classes("text-lg font-semibold mt-2")
+            range_table(ranged, meta.quantiles if meta else None)
+            ui.label(RANGES_EXPLAINED).classes("text-xs muted")
     with ui.card().classes("w-full"):
         ui.label("Backtest on the test split").classes("text-lg font-semibold")
         backtest_box = ui.column().classes("w-full gap-2").mark("backtest")
@@ -212,6 +232,27 @@ def skill_table(rows: list[SkillRow]) -> None:
     ui.table(columns=columns, rows=table_rows, row_key="name").props("flat dense wrap-cells").classes(
         "w-full tabular"
     ).mark("skill-table")
+
+
+def range_table(rows: list[SkillRow], levels: list[float] | None) -> None:
+    columns = [{"name": "name", "label": "Range forecaster", "field": "name", "align": "left"}]
+    nominal = sorted(
+        {key.split("_cov")[1] for row in rows for key in row.cells if "_cov" in key}, key=int, reverse=True
+    )
+    for split in ("validation", "test"):
+        short = "Val" if split == "validation" else "Test"
+        columns += [
+            {"name": f"{split}_cov{n}", "label": f"{short} {n}% covers", "field": f"{split}_cov{n}"} for n in nominal
+        ]
+        columns += [
+            {"name": f"{split}_width", "label": f"{short} {nominal[0]}% width", "field": f"{split}_width"},
+            {"name": f"{split}_interval", "label": f"{short} interval score", "field": f"{split}_interval"},
+            {"name": f"{split}_pinball", "label": f"{short} pinball", "field": f"{split}_pinball"},
+        ]
+    table_rows = [{"name": row.name, **row.cells} for row in rows]
+    ui.table(columns=columns, rows=table_rows, row_key="name").props("flat dense wrap-cells").classes(
+        "w-full tabular"
+    ).mark("range-table")
 
 
 def backtest(tab: Tab, result: Backtest, decimals: int, interval: str) -> None:

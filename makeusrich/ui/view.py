@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from html import escape
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -17,8 +17,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pandas as pd
 from pydantic import ValidationError
 
-from makeusrich.metadata import Directional, Metrics, ModelMetadata, RunState, Score
-from makeusrich.pair import CurrencyPair, CurrencyPairStatus
+from makeusrich.contract import INTERVAL_MS
+from makeusrich.metadata import Directional, Metrics, ModelMetadata, RangeCoverage, RunState, Score
+from makeusrich.pair import CurrencyPair, CurrencyPairStatus, next_run
 from makeusrich.store.reader import Damaged, Readable
 
 SIGNIFICANCE = 0.05
@@ -260,7 +261,7 @@ class PairState:
         return [text for text in found if text]
 
 
-def badges(state: PairState) -> list[Badge]:
+def badges(state: PairState, now: datetime | None = None) -> list[Badge]:
     """The chips on a card: problems first, in the order a user should act on them."""
     out: list[Badge] = []
     if state.pair is None:
@@ -286,6 +287,9 @@ def badges(state: PairState) -> list[Badge]:
         out.append(Badge("Not promoted", "warning", f"newest version {state.newest_version or '?'}: {why}"))
     if state.refused:
         out.append(Badge("Version refused", "negative", state.refused))
+    stale = staleness(state, now)
+    if stale:
+        out.append(Badge("Stale", "warning", stale))
     if spec.serving.pinned_version:
         out.append(Badge("Pinned", "info", f"serving is pinned to version {spec.serving.pinned_version}"))
     if spec.suspend:
@@ -420,6 +424,98 @@ def skill_rows(metadata: ModelMetadata | None) -> list[SkillRow]:
     return rows
 
 
+RANGE_NAMES = {
+    "model": "LSTM quantiles (this model)",
+    "ewma": "EWMA volatility (RiskMetrics)",
+    "climatology": "Climatology",
+}
+
+
+def format_coverage(found: RangeCoverage) -> str:
+    """A range's coverage with its 95% Wilson interval: 88.6% (86.9-90.1%)."""
+    return f"{found.rate:.1%} ({found.wilson_low * 100:.1f}-{found.wilson_high * 100:.1f}%)"
+
+
+def range_rows(metadata: ModelMetadata | None) -> list[SkillRow]:
+    """The model's ranges next to the two naive ranges on the same points: coverage of each range, the widest
+    range's mean width and interval score, and the pinball loss (both scores as ratios to EWMA's)."""
+    if metadata is None or metadata.metrics.test.ranges is None or metadata.metrics.validation.ranges is None:
+        return []
+    rows = []
+    for key, label in RANGE_NAMES.items():
+        cells: dict[str, str] = {}
+        for name in ("validation", "test"):
+            scored = getattr(metadata.metrics, name).ranges
+            found, ewma = getattr(scored, key), scored.ewma
+            for covered in found.ranges:
+                cells[f"{name}_cov{round(covered.nominal * 100)}"] = format_coverage(covered)
+            widest = found.ranges[0]
+            cells[f"{name}_width"] = f"±{widest.mean_width * 50:.2f}%"  # half the log width, in % of the price
+            cells[f"{name}_interval"] = format_ratio(widest.interval_score / ewma.ranges[0].interval_score)
+            cells[f"{name}_pinball"] = format_ratio(found.pinball / ewma.pinball)
+        rows.append(SkillRow(label, cells, key == "model"))
+    return rows
+
+
+def edge_sentence(metadata: ModelMetadata | None) -> Verdict:
+    """In words, on the test split (data no decision looked at): whether the served model has an edge on the
+    price, and whether its ranges beat the naive ones. A loss is said as plainly as a win."""
+    if metadata is None:
+        return Verdict("No model has been measured yet.", "neutral")
+    test = metadata.metrics.test
+    point, ratio = test.model, test.model.rel_mae
+    if ratio is None:
+        return Verdict("The test prices never moved, so skill is undefined.", "neutral")
+    p = format_pvalue(point.dm_pvalue)
+    significant = point.dm_pvalue is not None and point.dm_pvalue < SIGNIFICANCE
+    gap = abs(1 - ratio) * 100
+    tone: Tone
+    if ratio < 1:
+        head, tone = ("Edge", "positive") if significant else ("No proven edge", "neutral")
+    else:
+        head, tone = ("No edge", "negative") if significant else ("No edge", "warning")
+    doubt = "" if significant else ", which may be noise"
+    side = "below" if ratio < 1 else "above"
+    text = f"{head} on the price: on the test split its error is {gap:.2f}% {side} persistence's{doubt} (DM p={p})."
+    if test.ranges is not None:
+        widest, ewma, clim = test.ranges.model.ranges[0], test.ranges.ewma.ranges[0], test.ranges.climatology.ranges[0]
+        versus_ewma = widest.interval_score / ewma.interval_score - 1
+        versus_clim = widest.interval_score / clim.interval_score - 1
+        text += (
+            f" Its {widest.nominal:.0%} range held {widest.rate:.1%} of test closes; its interval score is "
+            f"{abs(versus_clim):.0%} {'better' if versus_clim < 0 else 'worse'} than climatology's and "
+            f"{abs(versus_ewma):.0%} {'better' if versus_ewma < 0 else 'worse'} than EWMA volatility's."
+        )
+    return Verdict(text, tone)
+
+
+def schedule_period(schedule: str, after: datetime) -> timedelta:
+    """The time between the schedule's next two runs: what 'three schedule periods' means for staleness."""
+    first = next_run(schedule, after)
+    return next_run(schedule, first) - first
+
+
+def staleness(state: PairState, now: datetime | None = None) -> str | None:
+    """Why the forecast is stale, or None: its last candle closed more than two intervals ago (the candles
+    stopped), or its model is older than three schedule periods (training stopped)."""
+    if state.pair is None or not state.forecast:
+        return None
+    now = now or datetime.now(UTC)
+    spec = state.pair.spec
+    step = timedelta(milliseconds=INTERVAL_MS[spec.interval])
+    reasons = []
+    if state.last_close_time is not None and now - state.last_close_time > 2 * step:
+        reasons.append(
+            f"its last candle closed {format_age(state.last_close_time, now)}, over two {spec.interval} intervals"
+        )
+    trained = parse_time(state.trained_at)
+    if trained is not None and not spec.suspend:
+        period = schedule_period(spec.schedule, trained)
+        if now - trained > 3 * period:
+            reasons.append(f"its model was trained {format_age(trained, now)}, over three schedule periods")
+    return "stale forecast: " + " and ".join(reasons) if reasons else None
+
+
 @dataclass(frozen=True)
 class VersionRow:
     version: str
@@ -501,7 +597,7 @@ def card_html(state: PairState, tz: str | None, now: datetime | None = None) -> 
     decimals = price_decimals(s.last_close)
     where = f" · {s.namespace}" if s.namespace != "default" else ""
     chips = "".join(
-        f'<span class="mur-badge mur-{b.tone}" title="{_e(b.tooltip)}">{_e(b.text)}</span>' for b in badges(s)
+        f'<span class="mur-badge mur-{b.tone}" title="{_e(b.tooltip)}">{_e(b.text)}</span>' for b in badges(s, now)
     )
     parts = [
         f'<a class="pair-card mur-card" href="/pair/{_e(s.namespace)}/{_e(s.name)}" data-pair="{_e(s.key)}">',

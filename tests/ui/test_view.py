@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,17 +32,20 @@ from makeusrich.ui.view import (
     Skill,
     badges,
     card_html,
+    edge_sentence,
     format_age,
     format_change,
     format_price,
     format_time,
     matches,
     price_decimals,
+    range_rows,
     skill_from_metrics,
     skill_from_status,
     skill_rows,
     sort_states,
     sparkline,
+    staleness,
     verdict,
     version_rows,
 )
@@ -127,6 +131,52 @@ def test_skill_table_lists_the_model_and_every_rule(trained_store_template: Trai
     assert len(rows) == 5 and rows[0].is_model
     assert rows[1].cells["test_ratio"] == "1.000" and rows[1].cells["test_p"] == "—"
     assert skill_rows(None) == []
+
+
+def test_range_table_puts_the_model_beside_both_naive_ranges(trained_store_template: TrainedStore) -> None:
+    meta = trained_store_template.outcome.metadata
+    rows = range_rows(meta)
+    assert [r.name for r in rows] == ["LSTM quantiles (this model)", "EWMA volatility (RiskMetrics)", "Climatology"]
+    test = meta.metrics.test.ranges
+    assert test is not None
+    widest = test.model.ranges[0]
+    assert rows[0].cells["test_cov90"].startswith(f"{widest.rate:.1%} (")
+    assert rows[1].cells["test_interval"] == rows[1].cells["test_pinball"] == "1.000"  # EWMA against itself
+    assert rows[0].cells["test_pinball"] == f"{test.model.pinball / test.ewma.pinball:.3f}"
+    assert range_rows(None) == []
+
+
+def test_the_edge_sentence_says_a_loss_as_plainly_as_a_win(trained_store_template: TrainedStore) -> None:
+    meta = trained_store_template.outcome.metadata
+    test = meta.metrics.test
+
+    def with_point(ratio: float, p: float) -> Any:
+        point = test.model.model_copy(update={"rel_mae": ratio, "dm_pvalue": p})
+        metrics = meta.metrics.model_copy(update={"test": test.model_copy(update={"model": point})})
+        return meta.model_copy(update={"metrics": metrics})
+
+    losing = edge_sentence(with_point(1.0125, 0.03))
+    assert losing.tone == "negative"
+    assert losing.text.startswith(
+        "No edge on the price: on the test split its error is 1.25% above persistence's (DM p=0.030)."
+    )
+    assert "range held" in losing.text and "than climatology's" in losing.text
+    assert "0.50% below persistence's, which may be noise" in edge_sentence(with_point(0.995, 0.4)).text
+    assert edge_sentence(with_point(0.98, 0.001)).tone == "positive"
+    assert edge_sentence(None).text == "No model has been measured yet."
+
+
+def test_a_forecast_is_stale_when_candles_or_training_stop() -> None:
+    now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    fresh = dict(forecast=(1.0,), last_close_time=now - timedelta(minutes=30), trained_at="2026-12-01T00:10:00Z")
+    assert staleness(state(**fresh), now) is None
+    old_candle = state(**{**fresh, "last_close_time": now - timedelta(hours=3)})
+    assert staleness(old_candle, now) == "stale forecast: its last candle closed 3 h ago, over two 1h intervals"
+    assert "Stale" in [b.text for b in badges(old_candle, now)]
+    old_model = state(**{**fresh, "trained_at": "2026-11-27T00:10:00Z"})  # daily schedule, 4 days on
+    assert "its model was trained 4 days ago, over three schedule periods" in (staleness(old_model, now) or "")
+    suspended = state(**{**fresh, "trained_at": "2026-11-27T00:10:00Z"}, spec={"suspend": True})
+    assert staleness(suspended, now) is None  # training stopped on purpose: the model's age is no surprise
 
 
 def test_version_rows_mark_served_promoted_and_pinned(trained_store_template: TrainedStore) -> None:
