@@ -1,24 +1,28 @@
 """A small async client for the KServe v2 (Open Inference) REST protocol, for this project's models.
 
 It talks to any v2 server that serves contract 2 (`makeusrich serve`, KServe's Triton runtime, MLServer):
-health, model metadata, and inference from a candle frame to a forecast frame. One httpx.AsyncClient per
-V2Client keeps connections alive. Every failure is a ServingError whose message is one sentence: the server is
-unreachable, the model is unknown or not ready, the request timed out, or what the server said was wrong.
+health, model metadata, and inference from a candle frame to a forecast frame (with the model's quantiles as
+columns `q0.05`... when it has a `quantiles` output; models from before ranges have none). One
+httpx.AsyncClient per V2Client keeps connections alive. Every failure is a ServingError whose message is one
+sentence: the server is unreachable, the model is unknown or not ready, the request timed out, or what the
+server said was wrong.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
 import numpy as np
 import pandas as pd
 
-from makeusrich.contract import DATATYPE, INPUT_NAME, OUTPUT_NAME, TensorSpec
+from makeusrich.contract import DATATYPE, INPUT_NAME, OUTPUT_NAME, QUANTILES_NAME, TensorSpec, iso_z
 from makeusrich.errors import ModelNotFoundError, ModelNotReadyError, ServingError
-from makeusrich.market.candles import OHLCV, interval_ms
+from makeusrich.market.candles import OHLCV, close_moments, interval_ms
 
 try:  # orjson (a kserve and nicegui dependency) encodes a 64-window batch ~10x faster than json
     import orjson
@@ -91,13 +95,26 @@ class ModelMetadata:
             raise ServingError(f"model {self.name}'s output shape {list(shape)} is not [batch, horizon]")
         return shape[1]
 
+    @property
+    def levels(self) -> tuple[float, ...] | None:
+        """The levels of the model's `quantiles` output, as our server names them; None for a model without one,
+        or from a server that does not say (KServe's Triton runtime)."""
+        levels = self.parameters.get("quantile_levels")
+        return tuple(float(v) for v in levels) if isinstance(levels, list) and levels else None
+
 
 @dataclass(frozen=True)
 class InferResult:
+    """One answer: the forecast [batch, horizon], the quantiles [batch, horizon, levels] when the model has them
+    and they were asked for, and the response's `parameters` (our server says there how old the model and the
+    candles are: model_created_at, model_age_seconds, last_candle_age_seconds)."""
+
     forecast: np.ndarray
     model_name: str
     model_version: str | None
     id: str | None
+    quantiles: np.ndarray | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
 
 
 def candle_array(candles: pd.DataFrame, window: int) -> np.ndarray:
@@ -112,14 +129,20 @@ def candle_array(candles: pd.DataFrame, window: int) -> np.ndarray:
 
 
 def forecast_frame(
-    candles: pd.DataFrame, forecast: np.ndarray, interval: str, model_version: str | None
+    candles: pd.DataFrame,
+    forecast: np.ndarray,
+    interval: str,
+    model_version: str | None,
+    quantiles: np.ndarray | None = None,
+    levels: Sequence[float] | None = None,
 ) -> pd.DataFrame:
-    """One row per predicted candle: when it closes, the predicted close, and the change from the last close."""
+    """One row per predicted candle: when it closes, the predicted close, and the change from the last close;
+    with quantiles [horizon, levels] and their levels, one more column per level (`q0.05`, ...)."""
     last = candles.iloc[-1]
     step = pd.Timedelta(milliseconds=interval_ms(interval))
     prices = np.asarray(forecast, dtype=np.float64).reshape(-1)
     last_close = float(last["close"])
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "close_time": [last["open_time"] + step * (i + 2) for i in range(len(prices))],
             "close": prices,
@@ -128,6 +151,16 @@ def forecast_frame(
             "model_version": model_version,
         }
     )
+    if quantiles is not None and levels:
+        values = np.asarray(quantiles, dtype=np.float64).reshape(len(prices), len(levels))
+        for i, level in enumerate(levels):
+            frame[quantile_column(level)] = values[:, i]
+    return frame
+
+
+def quantile_column(level: float) -> str:
+    """The forecast frame's column of one quantile level: `q0.05`, `q0.5`, `q0.95`."""
+    return f"q{level:g}"
 
 
 def check_url(url: str) -> str:
@@ -258,39 +291,88 @@ class V2Client:
         except (KeyError, TypeError, ValueError) as exc:
             raise ServingError(f"metadata of model {name!r} at {self.base_url} is malformed ({exc})") from None
 
-    async def infer_result(self, name: str, candles: np.ndarray) -> InferResult:
-        """Forecasts for raw candle windows: [window, 5] or [batch, window, 5]."""
+    async def infer_result(
+        self,
+        name: str,
+        candles: np.ndarray,
+        quantiles: bool = True,
+        last_candle_close: datetime | None = None,
+    ) -> InferResult:
+        """Forecasts for raw candle windows: [window, 5] or [batch, window, 5]. With `quantiles` the request
+        names no outputs, so any v2 server answers every output the model has (the quantiles too, when it has
+        them); without, it asks for the forecast alone. `last_candle_close` (when the last candle of the window
+        closed) lets our server say how old the candles are."""
         array = np.asarray(candles, dtype=np.float32)
         if array.ndim == 2:
             array = array[np.newaxis]
         if array.ndim != 3:
             raise ServingError(f"candles must be [window, 5] or [batch, window, 5], not {list(array.shape)}")
         tensor = {"name": INPUT_NAME, "shape": list(array.shape), "datatype": DATATYPE, "data": array.ravel().tolist()}
-        body = await self._json("POST", f"/v2/models/{name}/infer", name, _dumps({"inputs": [tensor]}))
+        request: dict[str, Any] = {"inputs": [tensor]}
+        if not quantiles:
+            request["outputs"] = [{"name": OUTPUT_NAME}]
+        if last_candle_close is not None:
+            request["parameters"] = {"last_candle_close": iso_z(last_candle_close)}
+        body = await self._json("POST", f"/v2/models/{name}/infer", name, _dumps(request))
         try:
-            output = next(o for o in body["outputs"] if o["name"] == OUTPUT_NAME)
-            forecast = np.asarray(output["data"], dtype=np.float32).reshape(output["shape"])
-        except (KeyError, TypeError, ValueError, StopIteration):
+            outputs = {str(o["name"]): o for o in body["outputs"]}
+            forecast = _output_array(outputs[OUTPUT_NAME])
+            ranges = _output_array(outputs[QUANTILES_NAME]) if QUANTILES_NAME in outputs else None
+        except (KeyError, TypeError, ValueError):
             raise ServingError(
                 f"model {name!r} at {self.base_url} answered without a usable {OUTPUT_NAME!r} output"
             ) from None
         if forecast.ndim != 2 or forecast.shape[0] != array.shape[0]:
             raise ServingError(f"model {name!r} returned shape {list(forecast.shape)} for {array.shape[0]} windows")
+        if ranges is not None and (ranges.ndim != 3 or ranges.shape[:2] != forecast.shape):
+            raise ServingError(
+                f"model {name!r} returned quantiles of shape {list(ranges.shape)} for forecasts of shape "
+                f"{list(forecast.shape)}"
+            )
         version = body.get("model_version")
+        parameters = body.get("parameters")
         return InferResult(
-            forecast, str(body.get("model_name", name)), str(version) if version else None, body.get("id")
+            forecast,
+            str(body.get("model_name", name)),
+            str(version) if version else None,
+            body.get("id"),
+            ranges,
+            dict(parameters) if isinstance(parameters, dict) else {},
         )
 
     async def infer(self, name: str, candles: np.ndarray) -> np.ndarray:
         """[batch, horizon] predicted closes for [batch, window, 5] (or one [window, 5]) raw candles."""
-        return (await self.infer_result(name, candles)).forecast
+        return (await self.infer_result(name, candles, quantiles=False)).forecast
 
     async def forecast(
-        self, name: str, candles: pd.DataFrame, interval: str, window: int | None = None
+        self,
+        name: str,
+        candles: pd.DataFrame,
+        interval: str,
+        window: int | None = None,
+        levels: Sequence[float] | None = None,
     ) -> pd.DataFrame:
         """The model's forecast after the last candle of a candle frame (makeusrich.market.candles), one row per
-        predicted candle. The window length comes from the model's metadata unless given."""
+        predicted candle, with a column per quantile level when the model has quantiles. The window length and
+        the levels come from the model's metadata unless given (it is read only when one is missing)."""
+        meta = None
         if window is None:
-            window = (await self.model_metadata(name)).window
-        result = await self.infer_result(name, candle_array(candles, window))
-        return forecast_frame(candles, result.forecast[0], interval, result.model_version)
+            meta = await self.model_metadata(name)
+            window = meta.window
+        array = candle_array(candles, window)
+        closes_at = close_moments(candles["open_time"].tail(1), interval).iloc[0].to_pydatetime()
+        result = await self.infer_result(name, array, last_candle_close=closes_at)
+        if result.quantiles is not None and levels is None:
+            levels = (meta or await self.model_metadata(name)).levels
+        if levels is not None and result.quantiles is not None and len(levels) != result.quantiles.shape[2]:
+            raise ServingError(
+                f"model {name!r} at {self.base_url} answered {result.quantiles.shape[2]} quantiles per candle but "
+                f"its metadata names {len(levels)} levels"
+            )
+        quantiles = result.quantiles[0] if result.quantiles is not None else None
+        return forecast_frame(candles, result.forecast[0], interval, result.model_version, quantiles, levels)
+
+
+def _output_array(output: dict[str, Any]) -> np.ndarray:
+    """One output of a v2 JSON answer as a float32 array of its shape."""
+    return np.asarray(output["data"], dtype=np.float32).reshape(output["shape"])

@@ -7,11 +7,15 @@ import asyncio
 import json
 import logging
 import math
+import re
 import sys
+import time
 from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 
+from makeusrich.contract import central_ranges
 from makeusrich.errors import MakeUsRichError
 from makeusrich.market.candles import close_moments, interval_ms
 
@@ -39,19 +43,53 @@ def count_gaps(open_times: pd.Series, interval: str) -> int:
     return int((steps != pd.Timedelta(milliseconds=interval_ms(interval))).sum())
 
 
+def describe_age(seconds: float) -> str:
+    """An age as a person reads it: 40 s, 12 min, 5 h, 3 days."""
+    for unit, size, up_to in (("s", 1, 120), ("min", 60, 120), ("h", 3600, 48)):
+        if seconds < size * up_to:
+            return f"{max(0, int(seconds // size))} {unit}"
+    return f"{int(seconds // 86_400)} days"
+
+
+def quantile_levels(frame: pd.DataFrame) -> list[float]:
+    """The levels of a forecast frame's quantile columns (`q0.05`, ...), ascending; empty without them."""
+    return sorted(float(column[1:]) for column in frame.columns if re.fullmatch(r"q\d*\.?\d+", column))
+
+
+def format_ranges(row: pd.Series, levels: list[float]) -> str:
+    """A row's central ranges, narrowest first: `range 50%: 21,900.10 to 22,150.00; 90%: ...`."""
+    from makeusrich.v2client import quantile_column
+
+    parts = [
+        f"{coverage:.0%}: {row[quantile_column(levels[low])]:,.2f} to {row[quantile_column(levels[high])]:,.2f}"
+        for low, high, coverage in reversed(central_ranges(levels))
+    ]
+    return "range " + "; ".join(parts) if parts else ""
+
+
 def format_forecast(
-    pair_name: str, symbol: str, interval: str, frame: pd.DataFrame, last_close_at: pd.Timestamp
+    pair_name: str,
+    symbol: str,
+    interval: str,
+    frame: pd.DataFrame,
+    last_close_at: pd.Timestamp,
+    model_age_seconds: float | None = None,
 ) -> str:
-    """The forecast as a person reads it: every time is the moment a candle closes (UTC)."""
+    """The forecast as a person reads it: every time is the moment a candle closes (UTC); the model's age and,
+    for a model with quantiles, the central ranges of each predicted close."""
     version = frame["model_version"].iloc[0] if len(frame) else None
     last_close = float(frame["last_close"].iloc[0])
+    age = f" (trained {describe_age(model_age_seconds)} ago)" if model_age_seconds is not None else ""
+    levels = quantile_levels(frame)
     lines = [
-        f"{pair_name} ({symbol} {interval}), model version {version or 'unknown'}: "
+        f"{pair_name} ({symbol} {interval}), model version {version or 'unknown'}{age}: "
         f"last close {last_close:,.2f} at {last_close_at:%Y-%m-%d %H:%M} UTC",
         f"{'close at (UTC)':<18} {'predicted close':>16} {'change':>9}",
     ]
-    for row in frame.itertuples(index=False):
-        lines.append(f"{row.close_time:%Y-%m-%d %H:%M}   {row.close:>16,.2f} {row.change:>+9.3%}")
+    for _, row in frame.iterrows():
+        line = f"{row['close_time']:%Y-%m-%d %H:%M}   {row['close']:>16,.2f} {row['change']:>+9.3%}"
+        ranges = format_ranges(row, levels)
+        lines.append(f"{line}   {ranges}" if ranges else line)
     return "\n".join(lines)
 
 
@@ -61,15 +99,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from makeusrich.market.source import Source, load_candles
     from makeusrich.pair import load_pair_arg
     from makeusrich.serving.options import PredictSettings
+    from makeusrich.serving.validation import rfc3339
     from makeusrich.settings import from_args
-    from makeusrich.v2client import V2Client
+    from makeusrich.v2client import ModelMetadata, V2Client
 
     pair = load_pair_arg(args.file)
     market = from_args(MarketSettings, args)
     settings = from_args(PredictSettings, args)
     source, spec, url = Source.parse(market.source), pair.spec, settings.url
 
-    async def run() -> tuple[pd.DataFrame, pd.DataFrame]:
+    async def run() -> tuple[pd.DataFrame, pd.DataFrame, ModelMetadata]:
         async with V2Client(url, timeout=settings.timeout) as client:
             meta = await client.model_metadata(pair.name)
             served_interval = meta.parameters.get("interval")
@@ -93,24 +132,30 @@ def cmd_predict(args: argparse.Namespace) -> int:
             gaps = count_gaps(frame["open_time"].tail(window), spec.interval)
             if gaps:
                 log.warning("the last %d candles have %d gap(s); the model reads them as consecutive", window, gaps)
-            forecast = await client.forecast(pair.name, frame, spec.interval, window)
-            return frame, forecast
+            forecast = await client.forecast(pair.name, frame, spec.interval, window, meta.levels)
+            return frame, forecast, meta
 
-    frame, forecast = asyncio.run(run())
+    frame, forecast, meta = asyncio.run(run())
     last_close_at = close_moments(frame["open_time"], spec.interval).iloc[-1]
+    created_at = rfc3339(meta.parameters.get("model_created_at"))
+    age = time.time() - created_at.timestamp() if created_at is not None else None
     if args.json:
         iso = forecast["close_time"].map(iso_z)
         records = forecast.drop(columns="close_time").assign(closeTime=iso)
-        document = {
+        document: dict[str, Any] = {
             "pair": pair.name,
             "symbol": spec.symbol,
             "interval": spec.interval,
             "lastCloseTime": iso_z(last_close_at),
             "forecast": records.to_dict(orient="records"),
         }
+        if created_at is not None:
+            document["modelCreatedAt"] = iso_z(created_at)
+        if meta.levels:
+            document["quantileLevels"] = list(meta.levels)
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
     else:
-        print(format_forecast(pair.name, spec.symbol, spec.interval, forecast, last_close_at))
+        print(format_forecast(pair.name, spec.symbol, spec.interval, forecast, last_close_at, age))
     return 0
 
 

@@ -10,8 +10,11 @@ Two sources, one loading path:
 A version is served only after it loaded into onnxruntime, its graph matched contract 2 (and its metadata and
 config.pbtxt, when present), and a smoke inference returned finite positive prices: on the real window the
 trainer recorded in metadata.json (`smokeTest`, which must also give the recorded forecast), or, for a model
-without one, on flat windows from one to a hundred thousand (a model may fail only at real prices).
-Anything else raises LoadRefused with the reason; the caller keeps serving what it had.
+without one, on flat windows from one to a hundred thousand (a model may fail only at real prices). A model
+with a `quantiles` output (forecast ranges) must also answer sound ones: ascending along the levels its
+metadata.json names, the median equal to the forecast, and equal to the recorded ones. Models from before
+ranges (a `forecast` output alone) load and serve as they always did. Anything else raises LoadRefused with
+the reason; the caller keeps serving what it had.
 
 Nothing here imports kserve or torch: the checks run in tests and tools without either.
 """
@@ -22,7 +25,9 @@ import json
 import logging
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -30,12 +35,24 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from makeusrich.contract import FIELDS, INPUT_NAME, OUTPUT_NAME, input_spec, iso_z, output_spec
+from makeusrich.contract import (
+    FIELDS,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    QUANTILES_NAME,
+    TensorSpec,
+    input_spec,
+    iso_z,
+    level_problem,
+    median_index,
+    output_spec,
+    quantiles_spec,
+)
 from makeusrich.errors import ConfigError, LoadRefused, MakeUsRichError, NotFoundError, StoreError
 from makeusrich.metadata import ModelMetadata, parse_metadata
 from makeusrich.onnxrt import onnx_session
 from makeusrich.serving.triton import config_problems, read_config
-from makeusrich.serving.validation import Signature
+from makeusrich.serving.validation import Signature, rfc3339
 from makeusrich.store import open_store
 from makeusrich.store.base import LATEST, ObjectStore, PairStore, sha256
 
@@ -46,6 +63,8 @@ SMOKE_VOLUME = 10.0
 # How far a forecast may drift from the one the trainer recorded for the same window (onnxruntime builds differ
 # in the last bits; a different model differs far more).
 SMOKE_RTOL = 1e-3
+# How far the median quantile may be from the forecast of the same run: the graph computes both from one value.
+MEDIAN_RTOL = 1e-5
 
 
 @dataclass(frozen=True)
@@ -240,23 +259,56 @@ def _dims(shape: list[Any]) -> tuple[int, ...]:
     return tuple(d if isinstance(d, int) else -1 for d in shape)
 
 
-def graph_signature(session: ort.InferenceSession) -> Signature:
-    """The served signature, read from the graph itself; LoadRefused unless it is contract 2's."""
+def graph_signature(session: ort.InferenceSession, levels: Sequence[float] | None = None) -> Signature:
+    """The served signature, read from the graph itself with the quantile levels its metadata.json names;
+    LoadRefused unless it is contract 2's: outputs [forecast], or [forecast, quantiles] for models with ranges."""
     inputs, outputs = session.get_inputs(), session.get_outputs()
-    if [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in outputs] != [OUTPUT_NAME]:
+    names = [o.name for o in outputs]
+    if [i.name for i in inputs] != [INPUT_NAME] or names not in ([OUTPUT_NAME], [OUTPUT_NAME, QUANTILES_NAME]):
         raise LoadRefused(
-            f"the graph's inputs {[i.name for i in inputs]} and outputs {[o.name for o in outputs]} are not "
-            f"[{INPUT_NAME!r}] and [{OUTPUT_NAME!r}]"
+            f"the graph's inputs {[i.name for i in inputs]} and outputs {names} are not [{INPUT_NAME!r}] and "
+            f"[{OUTPUT_NAME!r}] or [{OUTPUT_NAME!r}, {QUANTILES_NAME!r}]"
         )
     source, target = inputs[0], outputs[0]
-    if source.type != "tensor(float)" or target.type != "tensor(float)":
-        raise LoadRefused(f"the graph takes {source.type} and returns {target.type}; both must be tensor(float)")
+    for tensor in (source, *outputs):
+        if tensor.type != "tensor(float)":
+            raise LoadRefused(f"the graph's {tensor.name!r} is {tensor.type}; inputs and outputs must be tensor(float)")
     shape_in, shape_out = _dims(source.shape), _dims(target.shape)
     if len(shape_in) != 3 or shape_in[1] < 1 or shape_in[2] != len(FIELDS):
         raise LoadRefused(f"the graph's input shape is {source.shape}, not [batch, window, {len(FIELDS)}]")
     if len(shape_out) != 2 or shape_out[1] < 1:
         raise LoadRefused(f"the graph's output shape is {target.shape}, not [batch, horizon]")
-    return Signature(input_spec(shape_in[1]), output_spec(shape_out[1]))
+    candles, forecast = input_spec(shape_in[1]), output_spec(shape_out[1])
+    if len(outputs) == 1:
+        if levels is not None:
+            raise LoadRefused(f"metadata.json names quantile levels but the graph has no {QUANTILES_NAME!r} output")
+        return Signature(candles, forecast)
+    return Signature(candles, forecast, *quantiles_output(_dims(outputs[1].shape), shape_out[1], levels))
+
+
+def quantiles_output(
+    shape: tuple[int, ...], horizon: int, levels: Sequence[float] | None
+) -> tuple[TensorSpec, tuple[float, ...]]:
+    """The quantiles output's spec and levels, checked against the forecast's horizon and metadata.json. A
+    levels dimension the graph leaves symbolic is taken from metadata.json; the smoke test checks it."""
+    if levels is None:
+        raise LoadRefused(
+            f"the graph has a {QUANTILES_NAME!r} output but no metadata.json names its levels (`quantiles`)"
+        )
+    if (problem := level_problem(tuple(levels))) is not None:
+        raise LoadRefused(f"metadata.json's {problem}")
+    if len(shape) != 3 or shape[1] not in (-1, horizon):
+        raise LoadRefused(
+            f"the graph's {QUANTILES_NAME!r} shape is {list(shape)}, not [batch, {horizon}, levels] like its forecast"
+        )
+    if shape[2] not in (-1, len(levels)):
+        raise LoadRefused(levels_mismatch(len(levels), shape[2]))
+    return quantiles_spec(horizon, len(levels)), tuple(float(v) for v in levels)
+
+
+def levels_mismatch(named: int, found: int) -> str:
+    """One sentence for both places that can see it: the graph's shape, or the smoke answer's."""
+    return f"metadata.json names {named} quantile levels but the graph's quantiles have {found}"
 
 
 def flat_windows(window: int, prices: tuple[float, ...] = SMOKE_PRICES) -> np.ndarray:
@@ -269,21 +321,25 @@ def flat_windows(window: int, prices: tuple[float, ...] = SMOKE_PRICES) -> np.nd
 
 def smoke_test(session: ort.InferenceSession, signature: Signature, meta: ModelMetadata | None, version: str) -> float:
     """Run the version on its recorded real window (or flat windows); LoadRefused unless every answer is a finite
-    positive price (and the recorded one matches). Returns the first forecast."""
+    positive price (and the recorded one matches), and its quantiles, when it has them, are sound ranges around
+    that price (and the recorded ones match). Returns the first forecast."""
     test = meta.smoke_test if meta else None  # the trainer's: a real window of candles and the forecast it gave
-    recorded = None
+    recorded = recorded_quantiles = None
     if test is None:
         candles = flat_windows(signature.window)
     else:
         try:
             candles = np.asarray(test.candles, dtype=np.float32).reshape(1, signature.window, len(FIELDS))
             recorded = np.asarray(test.forecast, dtype=np.float32).reshape(1, signature.horizon)
+            if test.quantiles is not None and signature.quantiles is not None:
+                recorded_quantiles = np.asarray(test.quantiles, dtype=np.float32)[np.newaxis]
         except ValueError as exc:
             raise LoadRefused(f"metadata.json's smokeTest does not fit the graph ({exc})") from None
     prices = ", ".join(f"{p:g}" for p in SMOKE_PRICES)
     what = "its recorded smoke-test window" if recorded is not None else f"flat windows at prices {prices}"
+    names = [spec.name for spec in signature.outputs]
     try:
-        answer = session.run([OUTPUT_NAME], {INPUT_NAME: candles})[0]
+        answer, *rest = session.run(names, {INPUT_NAME: candles})
     except Exception as exc:
         raise LoadRefused(f"version {version} failed a smoke inference: {str(exc).strip()[:300]}") from None
     if answer.shape != (len(candles), signature.horizon) or not np.isfinite(answer).all() or not (answer > 0).all():
@@ -296,7 +352,42 @@ def smoke_test(session: ort.InferenceSession, signature: Signature, meta: ModelM
             f"version {version} answered its recorded smoke-test window with {answer.ravel().tolist()}, not the "
             f"{recorded.ravel().tolist()} recorded at training: the file is not the model that was measured"
         )
+    if rest:
+        problem = quantiles_problem(rest[0], answer, signature.levels, recorded_quantiles)
+        if problem is not None:
+            raise LoadRefused(f"version {version} answered {what} with {problem}")
     return float(answer[0, 0])
+
+
+def quantiles_problem(
+    quantiles: np.ndarray, forecast: np.ndarray, levels: tuple[float, ...], recorded: np.ndarray | None
+) -> str | None:
+    """What is wrong with a smoke answer's quantiles [n, h, levels] beside its forecast [n, h], or None. Sound
+    ones are finite positive prices, ascending along levels (crossing quantiles are no range), the median
+    being the forecast itself, and equal to the ones recorded at training when those are given."""
+    expected = (*forecast.shape, len(levels))
+    if quantiles.shape != expected:
+        if quantiles.ndim == 3 and quantiles.shape[:2] == forecast.shape:
+            return levels_mismatch(len(levels), quantiles.shape[2])
+        return f"quantiles of shape {list(quantiles.shape)}, not {list(expected)}"
+    if not np.isfinite(quantiles).all() or not (quantiles > 0).all():
+        return f"quantiles {quantiles.ravel()[:8].tolist()}; expected finite positive prices"
+    rows = quantiles.reshape(-1, len(levels))
+    crossing = np.argwhere(np.diff(rows, axis=1) < 0)
+    if len(crossing):
+        row = rows[int(crossing[0][0])]
+        return f"crossing quantiles {row.tolist()} for levels {list(levels)}; they must not decrease along levels"
+    median = quantiles[..., median_index(levels)]
+    if not np.allclose(median, forecast, rtol=MEDIAN_RTOL, atol=0.0):
+        return f"a median quantile {median.ravel()[:8].tolist()}, not its forecast {forecast.ravel()[:8].tolist()}"
+    if recorded is not None and (
+        recorded.shape != quantiles.shape or not np.allclose(quantiles, recorded, rtol=SMOKE_RTOL)
+    ):
+        return (
+            f"quantiles {quantiles.ravel().tolist()}, not the {recorded.ravel().tolist()} recorded at training: the "
+            "file is not the model that was measured"
+        )
+    return None
 
 
 @dataclass
@@ -311,10 +402,13 @@ class Served:
     interval: str | None
     loaded_at: str
     load_seconds: float
+    created_at: datetime | None = None  # when the trainer made it (metadata.json); None without metadata
     info: dict[str, Any] = field(default_factory=dict)
 
-    def run(self, candles: np.ndarray) -> np.ndarray:
-        return cast(np.ndarray, self.session.run([OUTPUT_NAME], {INPUT_NAME: candles})[0])
+    def run(self, candles: np.ndarray, outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """The named outputs (default: every output the model has) for checked candles."""
+        names = list(outputs) if outputs is not None else [spec.name for spec in self.signature.outputs]
+        return dict(zip(names, cast(list[np.ndarray], self.session.run(names, {INPUT_NAME: candles})), strict=True))
 
 
 def load_artifact(artifact: Artifact, threads: int = 1) -> Served:
@@ -326,8 +420,8 @@ def load_artifact(artifact: Artifact, threads: int = 1) -> Served:
         session = onnx_session(artifact.model, threads)
     except Exception as exc:  # onnx and onnxruntime raise their own types for a damaged file
         raise LoadRefused(f"version {version} is not a loadable ONNX model: {str(exc).strip()[:300]}") from None
-    signature = graph_signature(session)
     meta = artifact.metadata
+    signature = graph_signature(session, meta.quantiles if meta else None)
     for key, value in (("window", signature.window), ("horizon", signature.horizon)):
         if meta is not None and getattr(meta, key) != value:
             raise LoadRefused(f"metadata.json says {key} {getattr(meta, key)} but the graph's {key} is {value}")
@@ -340,6 +434,9 @@ def load_artifact(artifact: Artifact, threads: int = 1) -> Served:
             raise LoadRefused(f"config.pbtxt of version {version} does not match the model: " + "; ".join(problems))
     smoke = smoke_test(session, signature, meta, version)
     interval = meta.interval if meta else None
+    created_at = rfc3339(meta.created_at) if meta else None
+    if meta is not None and created_at is None:
+        log.warning("metadata.json of version %s has createdAt %r, not an RFC 3339 time", version, meta.created_at)
     return Served(
         version=version,
         key=artifact.candidate.key,
@@ -349,5 +446,6 @@ def load_artifact(artifact: Artifact, threads: int = 1) -> Served:
         interval=str(interval) if interval else None,
         loaded_at=iso_z(),
         load_seconds=time.perf_counter() - began,
+        created_at=created_at,
         info={"smoke_forecast": smoke},
     )

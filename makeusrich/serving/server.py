@@ -10,8 +10,14 @@ What this adds to kserve's own server, and why:
   keeps serving; once latest.json names the served version again, the refusal is forgotten.
 - Requests are checked (validation.py) and every bad one is a 400 with a sentence.
 - Model metadata (GET /v2/models/<name>) lists the served version in `versions` and, in `parameters` (the
-  optional field MLServer also uses), the served version, window, horizon, interval and where it came from,
-  plus `refused_version`, `refused_reason` and `refused_at` while latest.json names a version that was refused.
+  optional field MLServer also uses), the served version, window, horizon, interval, when it was trained
+  (`model_created_at`), the levels of its `quantiles` output (`quantile_levels`, for models with ranges) and where
+  it came from, plus `refused_version`, `refused_reason` and `refused_at` while latest.json names a version that
+  was refused.
+- A request may name the outputs it wants (`forecast`, `quantiles`); without names it gets every output the
+  model has. Every answer carries `parameters` that say how old it is: `model_version`, `model_created_at`,
+  `model_age_seconds` and, when the request's parameter `last_candle_close` (RFC 3339) says when its last candle
+  closed, `last_candle_age_seconds`.
 - Server readiness (GET /v2/health/ready) is Triton's: at least one model, and every model ready.
 """
 
@@ -49,7 +55,7 @@ from makeusrich.serving.kserve_api import (
 from makeusrich.serving.loader import ModelSource, Served, folder_sources, load_artifact, store_sources
 from makeusrich.serving.options import ServeOptions
 from makeusrich.serving.rest import create_app, serve_http
-from makeusrich.serving.validation import check_forecast, check_request
+from makeusrich.serving.validation import check_answer, check_last_candle_close, check_outputs, check_request
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +157,10 @@ class PairModel(Model):
             )
             if served.interval:
                 parameters["interval"] = served.interval
+            if served.created_at is not None:
+                parameters["model_created_at"] = iso_z(served.created_at)
+            if served.signature.levels:
+                parameters["quantile_levels"] = list(served.signature.levels)
         if refusal is not None:
             refused_at = iso_z(datetime.fromtimestamp(refusal.at, UTC))
             parameters.update(refused_version=refusal.version, refused_reason=refusal.reason, refused_at=refused_at)
@@ -161,7 +171,7 @@ class PairModel(Model):
             "versions": [served.version] if served else [],
             "platform": PLATFORM,
             "inputs": [served.signature.input.to_json()] if served else [],
-            "outputs": [served.signature.output.to_json()] if served else [],
+            "outputs": [spec.to_json() for spec in served.signature.outputs] if served else [],
             "parameters": parameters,
         }
 
@@ -179,30 +189,45 @@ class PairModel(Model):
         try:
             requested = [output.name for output in payload.request_outputs or []]
             candles = check_request(payload.inputs, served.signature, self.options.max_batch, requested)
+            names = check_outputs(requested, served.signature)
+            last_candle_close = check_last_candle_close(payload.parameters)
             if len(candles) <= self.options.inline_batch:
-                forecast = served.run(candles)  # a thread hop costs more than a small batch takes
+                answer = served.run(candles, names)  # a thread hop costs more than a small batch takes
             else:
-                forecast = await asyncio.get_running_loop().run_in_executor(None, served.run, candles)
-            check_forecast(forecast, len(candles), served.signature)
+                answer = await asyncio.get_running_loop().run_in_executor(None, served.run, candles, names)
+            check_answer(answer, len(candles), served.signature)
         except BadRequest as exc:
             raise InvalidInput(str(exc)) from None
         except Exception as exc:
             log.exception("inference failed", extra={"model": self.name, "version": served.version})
             raise InferenceError(f"inference failed on version {served.version}: {exc}") from None
-        output = InferOutput(
-            name=served.signature.output.name,
-            shape=list(forecast.shape),
-            datatype="FP32",
-            data=np.asarray(forecast, dtype=np.float32),
-        )
+        outputs = [
+            InferOutput(name=name, shape=list(values.shape), datatype="FP32", data=np.asarray(values, dtype=np.float32))
+            for name, values in answer.items()
+        ]
         return InferResponse(
             response_id=payload.id or str(uuid.uuid4()),
             model_name=self.name,
             model_version=served.version,
-            infer_outputs=[output],
+            infer_outputs=outputs,
+            parameters=staleness(served.version, served.created_at, time.time(), last_candle_close),
             use_binary_outputs=payload.use_binary_outputs,
             requested_outputs=payload.request_outputs,
         )
+
+
+def staleness(
+    version: str, created_at: datetime | None, now: float, last_candle_close: datetime | None
+) -> dict[str, Any]:
+    """The response parameters that say how old an answer is: the model's version, when it was trained and its
+    age in seconds, and, when the client said when its last candle closed, that candle's age (a forecast from
+    old candles or an old model looks as sure as a fresh one)."""
+    parameters: dict[str, Any] = {"model_version": version}
+    if created_at is not None:
+        parameters.update(model_created_at=iso_z(created_at), model_age_seconds=int(now - created_at.timestamp()))
+    if last_candle_close is not None:
+        parameters["last_candle_age_seconds"] = int(now - last_candle_close.timestamp())
+    return parameters
 
 
 class ServingDataPlane(DataPlane):

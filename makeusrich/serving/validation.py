@@ -9,8 +9,9 @@ NaN comes back as a NaN forecast that looks like an answer.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import numpy as np
@@ -18,13 +19,18 @@ import numpy as np
 from makeusrich.contract import FIELDS, TensorSpec
 from makeusrich.errors import BadRequest
 
+LAST_CANDLE_CLOSE = "last_candle_close"  # request parameter: when the window's last candle closed
+
 
 @dataclass(frozen=True)
 class Signature:
-    """The candles-in, forecast-out contract of one served model (contract 2)."""
+    """The candles-in, forecast-out contract of one served model (contract 2): the `forecast` output, and the
+    `quantiles` output with its levels for models that have one (None and () for models from before ranges)."""
 
     input: TensorSpec
     output: TensorSpec
+    quantiles: TensorSpec | None = None
+    levels: tuple[float, ...] = ()
 
     @property
     def window(self) -> int:
@@ -33,6 +39,11 @@ class Signature:
     @property
     def horizon(self) -> int:
         return self.output.shape[1]
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        """Every output the model has, in the graph's order."""
+        return (self.output,) if self.quantiles is None else (self.output, self.quantiles)
 
 
 class RequestTensor(Protocol):
@@ -132,12 +143,24 @@ def check_request(
         raise BadRequest(f"the request has no inputs: send one input, {spec.describe()}")
     if len(inputs) > 1:
         raise BadRequest(f"the request sends input {spec.name!r} {len(inputs)} times; send it once")
-    for name in requested_outputs:
-        if name != signature.output.name:
-            raise BadRequest(f"unknown output {name!r}: this model has one output, {signature.output.describe()}")
+    check_outputs(requested_outputs, signature)
     tensor = inputs[0]
     shape = check_header(tensor.datatype, tensor.shape, signature, max_batch)
     return to_candles(tensor.data, shape, tensor.name)
+
+
+def check_outputs(requested: Sequence[str], signature: Signature) -> tuple[str, ...]:
+    """The outputs to compute: those a request names, each once and each one the model has; all of them when it
+    names none (as the v2 protocol says)."""
+    known = [spec.name for spec in signature.outputs]
+    for name in requested:
+        if name not in known:
+            has = " and ".join(spec.describe() for spec in signature.outputs)
+            count = "one output" if len(known) == 1 else f"{len(known)} outputs"
+            raise BadRequest(f"unknown output {name!r}: this model has {count}, {has}")
+        if requested.count(name) > 1:
+            raise BadRequest(f"the request asks for output {name!r} {requested.count(name)} times; name it once")
+    return tuple(requested) if requested else tuple(known)
 
 
 def check_forecast(forecast: np.ndarray, batch: int, signature: Signature) -> np.ndarray:
@@ -152,3 +175,51 @@ def check_forecast(forecast: np.ndarray, batch: int, signature: Signature) -> np
             "plausible (raw values, not normalised)"
         )
     return forecast
+
+
+def check_quantiles(quantiles: np.ndarray, batch: int, signature: Signature) -> np.ndarray:
+    """The same for the quantiles output: [batch, horizon, levels], finite."""
+    expected = (batch, signature.horizon, len(signature.levels))
+    if quantiles.shape != expected:
+        raise ValueError(f"the model returned quantiles of shape {list(quantiles.shape)} instead of {list(expected)}")
+    if not np.isfinite(quantiles).all():
+        raise BadRequest(
+            "the model's quantiles for these candles are not finite; check that prices and volumes are "
+            "plausible (raw values, not normalised)"
+        )
+    return quantiles
+
+
+def check_answer(answer: Mapping[str, np.ndarray], batch: int, signature: Signature) -> None:
+    """Each output the model computed, checked as its kind says."""
+    for name, values in answer.items():
+        if signature.quantiles is not None and name == signature.quantiles.name:
+            check_quantiles(values, batch, signature)
+        else:
+            check_forecast(values, batch, signature)
+
+
+def rfc3339(value: object) -> datetime | None:
+    """A time as RFC 3339 writes it (2024-01-01T01:00:00Z, or with an offset such as +02:00), in UTC; None for
+    anything else (a date alone, a time without its offset, a number)."""
+    if not isinstance(value, str) or "T" not in value.upper():
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment.astimezone(UTC) if moment.tzinfo is not None else None
+
+
+def check_last_candle_close(parameters: Mapping[str, Any] | None) -> datetime | None:
+    """The request's `last_candle_close` parameter (the close of the window's last candle), if it has one: a
+    client that sends it learns how old its data is; one that sends it malformed is told, not ignored."""
+    value = (parameters or {}).get(LAST_CANDLE_CLOSE)
+    if value is None:
+        return None
+    moment = rfc3339(value)
+    if moment is None:
+        raise BadRequest(
+            f"parameter {LAST_CANDLE_CLOSE!r} is {value!r}, not an RFC 3339 time such as 2024-01-01T01:00:00Z"
+        )
+    return moment

@@ -37,8 +37,16 @@ def export_onnx(model: Forecaster, window: int) -> bytes:
             output_names=[OUTPUT_NAME, QUANTILES_NAME],
             dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}, QUANTILES_NAME: {0: "batch"}},
         )
-    onnx.checker.check_model(onnx.load_from_string(buffer.getvalue()), full_check=True)
-    return buffer.getvalue()
+    proto = onnx.load_from_string(buffer.getvalue())
+    # The exporter names the horizon and level dimensions symbolically; spell them out, so that the graph says
+    # what config.pbtxt says and a reader needs no shape inference to know them.
+    for output, sizes in zip(
+        proto.graph.output, ((model.core.horizon,), (model.core.horizon, model.core.levels)), strict=True
+    ):
+        for dim, size in zip(output.type.tensor_type.shape.dim[1:], sizes, strict=True):
+            dim.dim_value = size
+    onnx.checker.check_model(proto, full_check=True)
+    return bytes(proto.SerializeToString())
 
 
 def run_onnx(

@@ -82,6 +82,11 @@ def pinball(predicted: torch.Tensor, actual: torch.Tensor, levels: torch.Tensor)
     return torch.mean(torch.maximum(levels * diff, (levels - 1.0) * diff))
 
 
+MIN_IMPROVEMENT = 1e-3
+"""Relative fall of the validation loss that counts as an improvement for early stopping. The pinball loss keeps
+creeping down by hundredths of a percent for dozens of epochs; that is noise on a validation split, and waiting
+for it would double a training run's time."""
+
 Progress = Callable[[EpochRecord, int], None]
 
 
@@ -139,7 +144,7 @@ def train(data: Prepared, spec: ModelSpec, progress: Progress | None = log_progr
         result.epochs.append(record)
         if progress:
             progress(record, spec.max_epochs)
-        if validation_loss < best_loss - 1e-6:
+        if validation_loss < best_loss * (1.0 - MIN_IMPROVEMENT):
             best_loss, best_epoch, stale = validation_loss, epoch, 0
             best_state = copy.deepcopy(core.state_dict())
         else:

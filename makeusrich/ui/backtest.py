@@ -10,7 +10,8 @@ served model is the one that was measured, on the same candles.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -50,6 +51,11 @@ class Backtest:
     direction: Directional | None
     n: int
     horizon: int
+    low: list[float] = field(default_factory=list)  # the widest range's ends at the first step, when it has one
+    high: list[float] = field(default_factory=list)
+    nominal: float | None = None
+    coverage: float | None = None  # share of first-step closes inside it, recomputed now
+    recorded_coverage: float | None = None  # what training recorded on the test split (all steps pooled)
 
     @property
     def agrees(self) -> bool | None:
@@ -88,8 +94,17 @@ def held_out_windows(
     return HeldOut(windows, closes[origins], closes[steps], target_times.reset_index(drop=True))
 
 
-def score(version: str, tests: HeldOut, forecast: np.ndarray, recorded_ratio: float | None, horizon: int) -> Backtest:
-    """The same MAE, persistence MAE and directional accuracy as the trainer's evaluation."""
+def score(
+    version: str,
+    tests: HeldOut,
+    forecast: np.ndarray,
+    recorded_ratio: float | None,
+    horizon: int,
+    quantiles: np.ndarray | None = None,
+    metadata: ModelMetadata | None = None,
+) -> Backtest:
+    """The same MAE, persistence MAE and directional accuracy as the trainer's evaluation, and, when the model
+    answers quantiles, the widest range and how often it held the first step's close."""
     forecast = np.asarray(forecast, dtype=np.float64).reshape(len(tests.last_close), horizon)
     persistence = np.repeat(tests.last_close[:, None], horizon, axis=1)
     mae = evaluate.mae(tests.actual, forecast)
@@ -107,18 +122,42 @@ def score(version: str, tests: HeldOut, forecast: np.ndarray, recorded_ratio: fl
         direction=evaluate.directional_accuracy(tests.last_close, forecast, tests.actual),
         n=len(tests.last_close),
         horizon=horizon,
+        **widest_range(tests, quantiles, metadata),
     )
+
+
+def widest_range(tests: HeldOut, quantiles: np.ndarray | None, metadata: ModelMetadata | None) -> dict[str, Any]:
+    """The Backtest fields of the widest range, from quantiles [n, h, L] and the levels in metadata."""
+    levels = metadata.quantiles if metadata else None
+    if quantiles is None or not levels or quantiles.shape[-1] != len(levels):
+        return {}
+    low, high = quantiles[:, 0, 0].astype(np.float64), quantiles[:, 0, -1].astype(np.float64)
+    inside = (tests.actual[:, 0] >= low) & (tests.actual[:, 0] <= high)
+    recorded = metadata.metrics.test.ranges if metadata else None
+    return {
+        "low": low.tolist(),
+        "high": high.tolist(),
+        "nominal": round(levels[-1] - levels[0], 9),
+        "coverage": float(inside.mean()),
+        "recorded_coverage": recorded.model.ranges[0].rate if recorded else None,
+    }
 
 
 async def run_backtest(
     version: str,
     metadata: ModelMetadata,
     candles: pd.DataFrame,
-    infer: Callable[[np.ndarray], Awaitable[np.ndarray]],
+    infer: Callable[[np.ndarray], Awaitable[tuple[np.ndarray, np.ndarray | None]]],
 ) -> Backtest:
-    """Forecast every test window through `infer` (the v2 client), in batches, and score the result."""
+    """Forecast every test window through `infer` (the v2 client: forecast and quantiles, if the model has
+    them), in batches, and score the result."""
     first, _, window, horizon, interval = split_range(metadata)
     test_from = first + (window - 1) * pd.Timedelta(milliseconds=interval_ms(interval))
     tests = held_out_windows(candles, test_from, window, horizon, interval_ms(interval))
     parts = [await infer(tests.windows[i : i + BATCH]) for i in range(0, len(tests.windows), BATCH)]
-    return score(version, tests, np.concatenate(parts, axis=0), metadata.metrics.test.model.rel_mae, horizon)
+    forecast = np.concatenate([p[0] for p in parts], axis=0)
+    given = [p[1] for p in parts]
+    quantiles = (
+        np.concatenate([q for q in given if q is not None], axis=0) if all(q is not None for q in given) else None
+    )
+    return score(version, tests, forecast, metadata.metrics.test.model.rel_mae, horizon, quantiles, metadata)

@@ -20,6 +20,7 @@ from makeusrich.ui.view import parse_time, zone
 
 UP, DOWN, FORECAST, MUTED = "#16a34a", "#dc2626", "#2563eb", "#9ca3af"
 ACTUAL, PERSISTENCE = "#475569", "#f59e0b"
+RANGE = "rgba(37, 99, 235, 0.15)"
 AXIS_JS = "(v) => Number(v).toLocaleString(undefined, {maximumFractionDigits: 6})"
 
 
@@ -34,6 +35,18 @@ def line(name: str, data: Sequence[float | None], color: str, width: float, dash
         "lineStyle": style,
         "itemStyle": {"color": color},
     }
+
+
+def band(name: str, low: Sequence[float | None], high: Sequence[float | None], color: str) -> list[dict[str, Any]]:
+    """A shaded range: an invisible line at its low end and, stacked on it, an area as tall as the range
+    (ECharts draws bands as stacked areas). The tooltip names the band once."""
+    width = [None if lo is None or hi is None else round(hi - lo, 10) for lo, hi in zip(low, high, strict=True)]
+    hidden = {"opacity": 0}
+    common = {"type": "line", "stack": name, "showSymbol": False, "lineStyle": hidden, "connectNulls": False}
+    return [
+        {**common, "name": name, "data": list(low), "itemStyle": {"color": color}, "tooltip": {"show": False}},
+        {**common, "name": name, "data": width, "areaStyle": {"color": color}, "itemStyle": {"color": color}},
+    ]
 
 
 def _number_js(decimals: int) -> str:
@@ -75,9 +88,11 @@ def candle_chart(
     tz: str | None,
     decimals: int,
     interval: str,
+    ranges: Sequence[tuple[float, float, float]] = (),
 ) -> dict[str, Any]:
     """Candlesticks of recent candles and the forecast drawn on the slots after the last one, each candle
-    labelled by the moment it closes (`forecast_times` are closes too)."""
+    labelled by the moment it closes (`forecast_times` are closes too), with its widest range as a band that
+    opens from the last close. `ranges` holds (low, high, nominal) per forecast candle."""
     closes = list(close_moments(candles["open_time"], interval))
     labels = time_labels([*closes, *forecast_times], tz, interval)
     bars = [
@@ -110,6 +125,11 @@ def candle_chart(
             "itemStyle": {"color": FORECAST},
         },
     ]
+    if ranges and bars and len(ranges) == len(forecast):
+        pad: list[float | None] = [None] * (len(bars) - 1) + [bars[-1][1]]
+        low = pad + [lo for lo, _, _ in ranges]
+        high = pad + [hi for _, hi, _ in ranges]
+        options["series"] += band(f"{ranges[0][2]:.0%} range", low, high, RANGE)
     return options
 
 
@@ -121,6 +141,8 @@ def backtest_chart(result: Backtest, tz: str | None, decimals: int, interval: st
         line("Model forecast", result.predicted, FORECAST, 1.5),
         line("Persistence (last close)", result.persistence, PERSISTENCE, 1.5, dashed=True),
     ]
+    if result.low and result.high and result.nominal is not None:
+        options["series"] += band(f"{result.nominal:.0%} range", result.low, result.high, RANGE)
     return options
 
 

@@ -83,12 +83,21 @@ async def page(tab: Tab, namespace: str, name: str) -> None:
             chart.options.clear()
             decimals = price_decimals(state.last_close)
             chart.options.update(
-                candle_chart(candles, state.forecast_times, state.forecast, tab.tz, decimals, state.pair.spec.interval)
+                candle_chart(
+                    candles,
+                    state.forecast_times,
+                    state.forecast,
+                    tab.tz,
+                    decimals,
+                    state.pair.spec.interval,
+                    [r for step in range(len(state.forecast)) if (r := state.forecast_range(step))],
+                )
             )
             chart.update()
             chart_note.text = (
                 f"{len(candles)} candles, the last closing {format_time(state.last_close_time, tab.tz)}; the "
-                "dashed line is the served model's forecast after it. Each candle is labelled by the time it "
+                "dashed line is the served model's forecast after it, the shaded band its calibrated range. Each "
+                "candle is labelled by the time it "
                 f"closes, in {tab.tz or 'UTC'}."
             )
         else:
@@ -265,6 +274,8 @@ def backtest(tab: Tab, result: Backtest, decimals: int, interval: str) -> None:
         stat("MAE ratio (now)", ratio, "font-semibold")
         stat("MAE ratio (at training)", recorded)
         stat("Direction", "—" if result.direction is None else f"{result.direction.accuracy:.1%}")
+        if result.coverage is not None and result.nominal is not None:
+            stat(f"{result.nominal:.0%} range held", f"{result.coverage:.1%}")
     if result.agrees is True:
         text = f"Recomputed now from the served version {result.version}: matches the number recorded at training."
         ui.label(text).classes("text-sm text-positive").mark("backtest-agrees")

@@ -36,7 +36,7 @@ from makeusrich.ui.data import (
 )
 from makeusrich.ui.settings import Options
 from makeusrich.ui.view import PairState, condition, promotion_reason, skill_from_metrics, skill_from_status
-from makeusrich.v2client import V2Client
+from makeusrich.v2client import V2Client, quantile_column
 
 log = logging.getLogger("makeusrich.ui")
 
@@ -51,6 +51,7 @@ class Served:
     error: str | None = None
     refused: str | None = None
     not_found: bool = False
+    levels: tuple[float, ...] | None = None  # of the model's quantiles output; None without one
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,15 @@ def promoted_version(record: PairRecord, summary: StoreSummary | None) -> str | 
         return summary.latest.version
     model = record.status.model if record.status else None
     return model.version if model else None
+
+
+def forecast_quantiles(
+    forecast: pd.DataFrame | None, levels: tuple[float, ...] | None
+) -> tuple[tuple[float, ...], ...]:
+    """Per forecast candle, its quantiles in level order; empty when the model has none."""
+    if forecast is None or not levels or any(quantile_column(v) not in forecast for v in levels):
+        return ()
+    return tuple(tuple(float(v) for v in row) for row in forecast[[quantile_column(v) for v in levels]].to_numpy())
 
 
 def build_state(record: PairRecord, seen: Observed, spark_candles: int = 48) -> PairState:
@@ -101,6 +111,7 @@ def build_state(record: PairRecord, seen: Observed, spark_candles: int = 48) -> 
     tail = seen.candles.tail(spark_candles) if seen.candles is not None and len(seen.candles) else None
     closes = tuple(float(x) for x in tail["close"]) if tail is not None else ()
     forecast = seen.forecast
+    quantiles = forecast_quantiles(forecast, served.levels)
     return replace(
         base,
         last_close=closes[-1] if closes else None,
@@ -112,6 +123,8 @@ def build_state(record: PairRecord, seen: Observed, spark_candles: int = 48) -> 
         closes=closes,
         forecast=tuple(float(x) for x in forecast["close"]) if forecast is not None else (),
         forecast_times=tuple(t.to_pydatetime() for t in forecast["close_time"]) if forecast is not None else (),
+        quantiles=quantiles,
+        levels=(served.levels or ()) if quantiles else (),
         candle_error=seen.candle_error,
         promoted_version=promoted,
         served_version=served.version,
@@ -264,7 +277,8 @@ class Dashboard:
         except ServingError:
             window = None
         refused, why = meta.parameters.get("refused_version"), meta.parameters.get("refused_reason")
-        return Served(meta.version, window, ready, None, f"version {refused} was refused: {why}" if refused else None)
+        refusal = f"version {refused} was refused: {why}" if refused else None
+        return Served(meta.version, window, ready, None, refusal, levels=meta.levels)
 
     async def _summary(self, record: PairRecord, wanted: str | None) -> tuple[StoreSummary | None, str | None]:
         if self.store is None:
@@ -297,7 +311,7 @@ class Dashboard:
             return self.forecasts[record.key], None
         try:
             frame = await self.client(record.serving_url).forecast(
-                record.name, candles, record.pair.spec.interval, window
+                record.name, candles, record.pair.spec.interval, window, served.levels
             )
         except ServingError as exc:
             return None, str(exc)
@@ -327,9 +341,11 @@ class Dashboard:
             with contextlib.suppress(Exception):  # the card still shows; the pair page says what failed
                 meta = await self.offload(lambda: store.metadata(record.namespace, record.name, shown))
                 summary = replace(summary, metadata={**summary.metadata, shown: meta})
-        offline = None
-        if self.feed.source.kind == "auto" and self.feed.origin(pair.spec).kind == "sample":
-            offline = f"offline sample data, ends {SAMPLE_ENDS}"
+        offline, origin = None, self.feed.origin(pair.spec)  # what stands in for Binance's live candles
+        if origin.kind == "sample":
+            offline = f"{'offline' if self.feed.source.kind == 'auto' else 'bundled'} sample data, ends {SAMPLE_ENDS}"
+        elif origin.kind == "file":
+            offline = f"candles from {origin.path}"
         seen = Observed(summary, store_error, served, candles, candle_error, forecast, forecast_error, offline)
         return build_state(record, seen, self.options.spark_candles)
 
@@ -381,8 +397,9 @@ class Dashboard:
             raise CandleError(f"no candles between {first:%Y-%m-%d %H:%M} and {last:%Y-%m-%d %H:%M} UTC")
         client = self.client(record.serving_url)
 
-        async def infer(windows: np.ndarray) -> np.ndarray:
-            return await client.infer(record.name, windows)
+        async def infer(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+            result = await client.infer_result(record.name, windows)
+            return result.forecast, result.quantiles
 
         return await run_backtest(version, metadata, candles, infer)
 

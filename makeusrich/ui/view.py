@@ -219,6 +219,8 @@ class PairState:
     closes: tuple[float, ...] = ()
     forecast: tuple[float, ...] = ()
     forecast_times: tuple[datetime, ...] = ()
+    quantiles: tuple[tuple[float, ...], ...] = ()  # per forecast candle, one per level
+    levels: tuple[float, ...] = ()
     candle_error: str | None = None
     promoted_version: str | None = None
     served_version: str | None = None
@@ -234,7 +236,7 @@ class PairState:
     forecast_error: str | None = None
     store_error: str | None = None
     run: RunState | None = None  # the newest training `makeusrich up` started
-    offline: str | None = None  # what stands in for Binance while it cannot be reached
+    offline: str | None = None  # what stands in for Binance's live candles: the sample or a file
     loading: bool = False
 
     @property
@@ -248,6 +250,13 @@ class PairState:
     @property
     def change(self) -> float | None:
         return self.forecast[0] / self.last_close - 1.0 if self.forecast and self.last_close else None
+
+    def forecast_range(self, step: int = 0) -> tuple[float, float, float] | None:
+        """(low, high, nominal coverage) of the widest range forecast for a step; None without quantiles."""
+        if step >= len(self.quantiles) or len(self.levels) < 3:
+            return None
+        row = self.quantiles[step]
+        return row[0], row[-1], round(self.levels[-1] - self.levels[0], 9)
 
     @property
     def test_ratio(self) -> float | None:
@@ -288,8 +297,8 @@ def badges(state: PairState, now: datetime | None = None) -> list[Badge]:
     if state.refused:
         out.append(Badge("Version refused", "negative", state.refused))
     stale = staleness(state, now)
-    if stale:
-        out.append(Badge("Stale", "warning", stale))
+    if stale:  # on the sample or a file the card says the candles are historical: stale, but explained
+        out.append(Badge("Stale", "info" if state.offline else "warning", stale))
     if spec.serving.pinned_version:
         out.append(Badge("Pinned", "info", f"serving is pinned to version {spec.serving.pinned_version}"))
     if spec.suspend:
@@ -621,9 +630,14 @@ def card_html(state: PairState, tz: str | None, now: datetime | None = None) -> 
     test = s.skill.test if s.skill else None
     validation = s.skill.validation if s.skill else None
     say = verdict(test)
+    spread = s.forecast_range()
+    note = format_time(ahead, tz) if ahead else ""
+    if spread is not None:
+        low, high, nominal = spread
+        note += f" · {nominal:.0%}: {format_price(low, decimals)} to {format_price(high, decimals)}"
     parts += [
         '<div class="mur-row mur-stats">',
-        _stat("Forecast next close", next_price, note=format_time(ahead, tz) if ahead else ""),
+        _stat("Forecast next close", next_price, note=note),
         _stat("Expected change", format_change(s.change), change_tone(s.change)),
         "</div>",
         '<div class="mur-caps"><span class="mur-dim">Skill vs persistence</span>',

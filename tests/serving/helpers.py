@@ -3,13 +3,16 @@
 Windows come from the bundled real BTC/USDT candles. New versions are published through PairStore like the
 trainer does; their models are the trained one with one more node at the output (a scale factor), so a
 test can tell versions apart by their forecasts without training again (training takes seconds, a copy
-milliseconds).
+milliseconds). A version as the trainer published it before forecast ranges (`forecast` alone, no quantile
+levels) is the trained one with its `quantiles` output removed from the graph, config.pbtxt and metadata.json.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,10 +20,11 @@ import numpy as np
 import onnx
 from onnx import helper
 
+from makeusrich.contract import INPUT_NAME, OUTPUT_NAME, QUANTILES_NAME
 from makeusrich.market.candles import OHLCV, clean_candles
 from makeusrich.market.files import read_sample
+from makeusrich.onnxrt import onnx_session
 from makeusrich.store.base import LATEST, PairStore
-from makeusrich.trainer.export import onnx_session, run_onnx
 
 _frame_cache: dict[str, Any] = {}
 
@@ -38,21 +42,117 @@ def real_windows(window: int, count: int, seed: int = 0) -> np.ndarray:
     return np.stack([values[s : s + window] for s in starts])
 
 
+def reference_outputs(model: bytes, candles: np.ndarray) -> dict[str, np.ndarray]:
+    """Every output of the model, onnxruntime run directly on the same input (the way the trainer scores it)."""
+    session = onnx_session(model)
+    names = [output.name for output in session.get_outputs()]
+    return dict(zip(names, session.run(names, {INPUT_NAME: candles}), strict=True))
+
+
 def reference(model: bytes, candles: np.ndarray) -> np.ndarray:
-    """onnxruntime run directly on the same input, the way the trainer scores the model."""
-    return run_onnx(onnx_session(model), candles)
+    """The model's forecast [batch, horizon], as onnxruntime gives it."""
+    return reference_outputs(model, candles)[OUTPUT_NAME]
 
 
-def scaled_model(model: bytes, factor: float) -> bytes:
-    """The same graph with its output multiplied by `factor` (names, types and shapes unchanged)."""
+def reference_quantiles(model: bytes, candles: np.ndarray) -> np.ndarray:
+    """The model's quantiles [batch, horizon, levels], as onnxruntime gives them."""
+    return reference_outputs(model, candles)[QUANTILES_NAME]
+
+
+def _rewire(proto: onnx.ModelProto, output: str, inner: str) -> None:
+    """Rename the value `output` to `inner` inside the graph (where it is computed and where other nodes read it,
+    as the forecast reads the quantiles' median), so nodes appended after can compute `output` from it."""
+    for node in proto.graph.node:
+        node.input[:] = [inner if name == output else name for name in node.input]
+        node.output[:] = [inner if name == output else name for name in node.output]
+
+
+def scaled_model(model: bytes, factor: float, outputs: Sequence[str] = (OUTPUT_NAME, QUANTILES_NAME)) -> bytes:
+    """The same graph with its outputs (those it has of `outputs`) multiplied by `factor` (names, types and
+    shapes unchanged)."""
     proto = onnx.load_from_string(model)
     graph = proto.graph
-    for node in graph.node:
-        node.output[:] = ["forecast_unscaled" if name == "forecast" else name for name in node.output]
-    graph.initializer.append(helper.make_tensor("forecast_factor", onnx.TensorProto.FLOAT, [], [factor]))
-    graph.node.append(helper.make_node("Mul", ["forecast_unscaled", "forecast_factor"], ["forecast"]))
+    graph.initializer.append(helper.make_tensor("scale_factor", onnx.TensorProto.FLOAT, [], [factor]))
+    for name in [o.name for o in graph.output if o.name in outputs]:
+        _rewire(proto, name, f"{name}_unscaled")
+        graph.node.append(helper.make_node("Mul", [f"{name}_unscaled", "scale_factor"], [name]))
     onnx.checker.check_model(proto)
     return proto.SerializeToString()
+
+
+def quantiles_scaled(model: bytes, factors: Sequence[float]) -> bytes:
+    """The same graph with each level of its quantiles multiplied by its own factor (the forecast unchanged):
+    a factor below 1 on the top level makes the quantiles cross."""
+    proto = onnx.load_from_string(model)
+    graph = proto.graph
+    graph.initializer.append(
+        helper.make_tensor("level_factors", onnx.TensorProto.FLOAT, [len(factors)], [float(f) for f in factors])
+    )
+    _rewire(proto, QUANTILES_NAME, "quantiles_unscaled")
+    graph.node.append(helper.make_node("Mul", ["quantiles_unscaled", "level_factors"], [QUANTILES_NAME]))
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+def quantiles_repeated(model: bytes) -> bytes:
+    """The same graph with its quantiles given twice along the horizon: [batch, 2 * horizon, levels] beside a
+    forecast of [batch, horizon]."""
+    proto = onnx.load_from_string(model)
+    graph = proto.graph
+    _rewire(proto, QUANTILES_NAME, "quantiles_once")
+    graph.node.append(helper.make_node("Concat", ["quantiles_once", "quantiles_once"], [QUANTILES_NAME], axis=1))
+    (declared,) = [o for o in graph.output if o.name == QUANTILES_NAME]
+    declared.type.tensor_type.shape.dim[1].dim_param = "twice_the_horizon"  # onnxruntime infers its size
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+def single_output_model(model: bytes) -> bytes:
+    """The graph as exported before forecast ranges: the `forecast` output alone."""
+    proto = onnx.load_from_string(model)
+    kept = [o for o in proto.graph.output if o.name != QUANTILES_NAME]
+    del proto.graph.output[:]
+    proto.graph.output.extend(kept)
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+def single_output_config(config: str) -> str:
+    """config.pbtxt as the trainer wrote it before forecast ranges: the `quantiles` output taken out."""
+    changed = re.sub(r',\s*\{\s*name: "quantiles"[^}]*\}', "", config)
+    assert changed != config and QUANTILES_NAME not in changed
+    return changed
+
+
+def single_output_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """metadata.json as the trainer wrote it before forecast ranges: no levels, calibration or range scores,
+    one output, a smoke test without quantiles."""
+    document = {k: v for k, v in metadata.items() if k not in ("quantiles", "calibration")}
+    document["outputs"] = [o for o in metadata["outputs"] if o["name"] != QUANTILES_NAME]
+    document["smokeTest"] = {k: v for k, v in metadata["smokeTest"].items() if k != "quantiles"}
+    document["metrics"] = {
+        split: {k: v for k, v in scores.items() if k != "ranges"} for split, scores in metadata["metrics"].items()
+    }
+    return document
+
+
+def publish_single_output(store: PairStore, base_version: str, promote: bool = True, offset: int = 1) -> str:
+    """Publish the base version as the trainer would have before forecast ranges."""
+    version = next_version(store, offset)
+    base = store.version_prefix(base_version)
+    files = {
+        store.model_path(): single_output_model(store.read_model(base_version)),
+        store.config_path(): single_output_config(store.objects.get(base + store.config_path()).decode()).encode(),
+    }
+    metadata = {**single_output_metadata(store.metadata(base_version)), "version": version}
+    store.publish(version, files, metadata, promote=promote)
+    return version
+
+
+def edit_metadata(store: PairStore, version: str, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """Rewrite a version's metadata.json in place, as a hand edit or another trainer might have it."""
+    key = store.version_prefix(version) + "metadata.json"
+    store.objects.put(key, json.dumps(change(json.loads(store.objects.get(key)))).encode())
 
 
 def nan_above(model: bytes, price: float) -> bytes:
@@ -60,8 +160,7 @@ def nan_above(model: bytes, price: float) -> bytes:
     a flat window at 100, broken at real BTC prices."""
     proto = onnx.load_from_string(model)
     graph = proto.graph
-    for node in graph.node:
-        node.output[:] = ["forecast_raw" if name == "forecast" else name for name in node.output]
+    _rewire(proto, OUTPUT_NAME, "forecast_raw")
     graph.initializer.append(helper.make_tensor("nan_limit", onnx.TensorProto.FLOAT, [], [price]))
     graph.node.extend(
         [
@@ -88,7 +187,11 @@ def publish_model(store: PairStore, model: bytes, base_version: str, promote: bo
     metadata = {**store.metadata(base_version), "version": version}
     with contextlib.suppress(Exception):  # as the trainer records it for this model (a broken one keeps the base's)
         candles = np.asarray(metadata["smokeTest"]["candles"], dtype=np.float32)[np.newaxis]
-        metadata["smokeTest"] = {**metadata["smokeTest"], "forecast": reference(model, candles)[0].tolist()}
+        answer = reference_outputs(model, candles)
+        recorded = {"forecast": answer[OUTPUT_NAME][0].tolist()}
+        if QUANTILES_NAME in answer:
+            recorded["quantiles"] = answer[QUANTILES_NAME][0].tolist()
+        metadata["smokeTest"] = {**metadata["smokeTest"], **recorded}
     files = {
         store.model_path(): model,
         store.config_path(): store.objects.get(base + store.config_path()),

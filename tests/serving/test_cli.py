@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +14,13 @@ import yaml
 
 from makeusrich.market.source import Source, load_candles
 from makeusrich.pair import pair_document
-from makeusrich.serving.cli import count_gaps, format_forecast, lookback_days_for
+from makeusrich.serving.cli import count_gaps, describe_age, format_forecast, lookback_days_for
 from makeusrich.v2client import candle_array
 from tests.fixtures.model_server import ROOT, RunningServer, free_port
 from tests.fixtures.models import small_pair
-from tests.serving.helpers import reference
+from tests.serving.helpers import reference_outputs
+
+LEVELS = [0.05, 0.25, 0.5, 0.75, 0.95]
 
 
 def makeusrich(*args: str) -> subprocess.CompletedProcess[str]:
@@ -47,21 +50,50 @@ def test_predict_prints_the_served_forecast_for_the_latest_candles(model_server:
     pair = small_pair()
     spec = pair.spec.model_copy(update={"lookback_days": lookback_days_for(24, "1h")})
     frame = load_candles(spec, Source("sample")).frame
-    expected = reference(model_server.store.store().read_model(model_server.store.version), candle_array(frame, 24))
+    model = model_server.store.store().read_model(model_server.store.version)
+    answer = reference_outputs(model, candle_array(frame, 24))
+    expected, quantiles = answer["forecast"], answer["quantiles"][0, 0]
     # Times are candle closes: the bundled data's last candle opens at 00:00 and closes at 01:00.
     assert document["pair"] == "btc-usdt" and document["lastCloseTime"] == "2022-06-15T01:00:00Z"
+    meta = model_server.store.store().metadata(model_server.store.version)
+    assert document["modelCreatedAt"] == meta["createdAt"] and document["quantileLevels"] == LEVELS
     (row,) = document["forecast"]
     assert row["closeTime"] == "2022-06-15T02:00:00Z" and row["model_version"] == model_server.store.version
     assert row["close"] == float(expected[0, 0]) and row["last_close"] == frame["close"].iloc[-1]
+    assert [row[f"q{level}"] for level in LEVELS] == quantiles.tolist()
 
     forecast = pd.DataFrame(document["forecast"]).assign(close_time=lambda f: pd.to_datetime(f["closeTime"]))
-    text = format_forecast("btc-usdt", "BTCUSDT", "1h", forecast, pd.Timestamp("2022-06-15 01:00", tz="UTC"))
+    text = format_forecast("btc-usdt", "BTCUSDT", "1h", forecast, pd.Timestamp("2022-06-15 01:00", tz="UTC"), 7300)
     assert text.splitlines()[0] == (
-        f"btc-usdt (BTCUSDT 1h), model version {model_server.store.version}: "
+        f"btc-usdt (BTCUSDT 1h), model version {model_server.store.version} (trained 2 h ago): "
         f"last close {frame['close'].iloc[-1]:,.2f} at 2022-06-15 01:00 UTC"
     )
     assert text.splitlines()[1].startswith("close at (UTC)")
-    assert text.splitlines()[2].startswith("2022-06-15 02:00") and f"{float(expected[0, 0]):,.2f}" in text
+    line = text.splitlines()[2]
+    assert line.startswith("2022-06-15 02:00") and f"{float(expected[0, 0]):,.2f}" in line
+    assert line.endswith(
+        f"range 50%: {quantiles[1]:,.2f} to {quantiles[3]:,.2f}; 90%: {quantiles[0]:,.2f} to {quantiles[4]:,.2f}"
+    )
+
+    printed = makeusrich("predict", "-f", str(path), "--source", "sample", "--url", model_server.url)
+    assert printed.returncode == 0, printed.stderr
+    assert re.search(r"model version \S+ \(trained \d+ (s|min|h|days) ago\)", printed.stdout), printed.stdout
+    assert line.split("range ")[1] in printed.stdout
+
+
+def test_predict_with_a_model_from_before_ranges(single_output_server: RunningServer, tmp_path: Path) -> None:
+    result = makeusrich(
+        "predict", "-f", str(pair_file(tmp_path)), "--source", "sample", "--url", single_output_server.url
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert "range" not in result.stdout and lines[2].startswith("2022-06-15 02:00") and lines[2].endswith("%")
+
+
+def test_ages_read_as_people_say_them() -> None:
+    assert [describe_age(s) for s in (0, 59, 119, 120, 7199, 7200, 172_799, 172_800, 10**7)] == [
+        "0 s", "59 s", "119 s", "2 min", "119 min", "2 h", "47 h", "2 days", "115 days"
+    ]  # fmt: skip
 
 
 def test_predict_with_no_server_is_one_clear_line(tmp_path: Path) -> None:

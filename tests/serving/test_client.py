@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import numpy as np
@@ -19,7 +20,7 @@ from makeusrich.v2client import (
     candle_array,
 )
 from tests.fixtures.model_server import RunningServer, free_port
-from tests.serving.helpers import real_windows, reference, sample_frame
+from tests.serving.helpers import real_windows, reference, reference_outputs, sample_frame
 
 PAIR = "btc-usdt"
 
@@ -39,6 +40,7 @@ async def test_health_and_metadata(client: V2Client, model_server: RunningServer
     assert await client.live() and await client.ready() and await client.model_ready(PAIR)
     meta = await client.model_metadata(PAIR)
     assert meta.name == PAIR and meta.window == 24 and meta.horizon == 1
+    assert meta.levels == (0.05, 0.25, 0.5, 0.75, 0.95)
     assert meta.version == model_server.store.version  # type: ignore[union-attr]
     assert meta.parameters["interval"] == "1h" and meta.platform == "onnxruntime_onnx"
     assert (await client.server_metadata())["name"] == "kserve"
@@ -52,18 +54,53 @@ async def test_infer_returns_what_onnxruntime_returns(client: V2Client, model_se
     assert one.shape == (1, 1) and one[0, 0] == got[0, 0]
 
 
+async def test_infer_result_carries_the_quantiles_and_how_old_things_are(
+    client: V2Client, model_server: RunningServer
+) -> None:
+    assert model_server.store is not None
+    windows = real_windows(24, 3, seed=4)
+    expected = reference_outputs(served_model(model_server), windows)
+    closed = datetime.now(UTC) - timedelta(hours=2)
+    result = await client.infer_result(PAIR, windows, last_candle_close=closed)
+    assert np.array_equal(result.forecast, expected["forecast"])
+    assert result.quantiles is not None and np.array_equal(result.quantiles, expected["quantiles"])
+    created_at = model_server.store.store().metadata(model_server.store.version)["createdAt"]
+    assert result.parameters["model_version"] == model_server.store.version
+    assert result.parameters["model_created_at"] == created_at
+    assert 7200 - 2 <= result.parameters["last_candle_age_seconds"] <= 7200 + 2
+    forecast_only = await client.infer_result(PAIR, windows, quantiles=False)
+    assert forecast_only.quantiles is None and np.array_equal(forecast_only.forecast, expected["forecast"])
+
+
 async def test_forecast_frame_from_real_candles(client: V2Client, model_server: RunningServer) -> None:
     frame = sample_frame().iloc[:-100].reset_index(drop=True)  # any point in history
     forecast = await client.forecast(PAIR, frame, "1h")
-    assert list(forecast.columns) == ["close_time", "close", "last_close", "change", "model_version"]
+    assert list(forecast.columns) == [
+        "close_time", "close", "last_close", "change", "model_version", "q0.05", "q0.25", "q0.5", "q0.75", "q0.95"
+    ]  # fmt: skip
     assert len(forecast) == 1
     row = forecast.iloc[0]
     assert row["close_time"] == frame["open_time"].iloc[-1] + pd.Timedelta(hours=2)  # the next candle's close
-    expected = reference(served_model(model_server), candle_array(frame, 24))[0, 0]
-    assert row["close"] == float(expected)
+    answer = reference_outputs(served_model(model_server), candle_array(frame, 24))
+    expected = answer["forecast"][0, 0]
+    assert row["close"] == float(expected) == row["q0.5"]
+    assert [row[f"q{level}"] for level in (0.05, 0.25, 0.5, 0.75, 0.95)] == answer["quantiles"][0, 0].tolist()
     assert row["last_close"] == frame["close"].iloc[-1]
     assert row["change"] == pytest.approx(row["close"] / row["last_close"] - 1)
     assert row["model_version"] == model_server.store.version  # type: ignore[union-attr]
+
+
+async def test_a_model_from_before_ranges_still_forecasts(single_output_server: RunningServer) -> None:
+    assert single_output_server.store is not None
+    model = single_output_server.store.store().read_model(single_output_server.store.version)
+    frame = sample_frame().iloc[:-50].reset_index(drop=True)
+    async with V2Client(single_output_server.url, timeout=10) as v2:
+        assert (await v2.model_metadata(PAIR)).levels is None
+        result = await v2.infer_result(PAIR, candle_array(frame, 24))
+        assert result.quantiles is None and np.array_equal(result.forecast, reference(model, candle_array(frame, 24)))
+        forecast = await v2.forecast(PAIR, frame, "1h")
+    assert list(forecast.columns) == ["close_time", "close", "last_close", "change", "model_version"]
+    assert forecast["close"].iloc[0] == float(result.forecast[0, 0])
 
 
 async def test_server_refusal_is_passed_on_in_one_sentence(client: V2Client) -> None:

@@ -22,7 +22,8 @@ USED: dict[str, tuple[str, ...]] = {
         "get_model_from_registry",
         "model_registry",
     ),
-    "InferRequest": ("from_bytes", "from_inference_request"),
+    "InferRequest": ("from_bytes", "from_inference_request", "parameters", "request_outputs"),
+    "InferResponse": ("parameters", "requested_outputs", "infer_outputs"),
     "ModelServer": ("register_model",),
     "Model": ("load", "predict", "ready", "name"),
 }

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -26,13 +29,21 @@ from makeusrich.store import open_store, pair_store
 from makeusrich.trainer import export
 from tests.fixtures.models import TrainedStore
 from tests.serving.helpers import (
+    edit_metadata,
     nan_above,
     point_latest_at,
     publish_model,
+    publish_single_output,
+    quantiles_repeated,
+    quantiles_scaled,
     real_windows,
     reference,
+    reference_outputs,
     scaled_model,
+    single_output_model,
 )
+
+LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 
 def source(trained: TrainedStore) -> StoreSource:
@@ -47,20 +58,107 @@ def load_latest(trained: TrainedStore) -> loader.Served:
 
 
 def test_contract_names_match_the_trainer() -> None:
-    assert (loader.INPUT_NAME, loader.OUTPUT_NAME) == (export.INPUT_NAME, export.OUTPUT_NAME)
+    names = (loader.INPUT_NAME, loader.OUTPUT_NAME, loader.QUANTILES_NAME)
+    assert names == (export.INPUT_NAME, export.OUTPUT_NAME, export.QUANTILES_NAME)
 
 
 def test_the_promoted_version_loads_and_answers_like_onnxruntime(trained_store: TrainedStore) -> None:
     served = load_latest(trained_store)
     assert served.version == trained_store.version and served.interval == "1h"
     assert served.signature.window == 24 and served.signature.horizon == 1
+    assert served.signature.levels == LEVELS and served.signature.quantiles is not None
+    assert served.signature.quantiles.shape == (-1, 1, 5)
     assert served.where == trained_store.store().storage_uri(trained_store.version)
     windows = real_windows(24, 16)
     model = trained_store.store().read_model(trained_store.version)
-    assert np.array_equal(served.run(windows), reference(model, windows))
-    smoke = trained_store.store().metadata(trained_store.version)["smokeTest"]
+    answer, expected = served.run(windows), reference_outputs(model, windows)
+    assert list(answer) == ["forecast", "quantiles"]
+    assert np.array_equal(answer["forecast"], expected["forecast"])
+    assert np.array_equal(answer["quantiles"], expected["quantiles"])
+    assert list(served.run(windows, ["quantiles"])) == ["quantiles"]  # only what is asked for
+    meta = trained_store.store().metadata(trained_store.version)
+    smoke = meta["smokeTest"]
     assert served.info["smoke_forecast"] == pytest.approx(smoke["forecast"][0], rel=1e-6)  # the recorded window
     assert 10_000 < smoke["candles"][-1][3] < 100_000  # real BTC prices, not a flat 100
+    assert served.created_at == datetime.strptime(meta["createdAt"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def test_a_version_from_before_ranges_loads_and_answers_as_before(trained_store: TrainedStore) -> None:
+    """`forecast` alone in the graph, config.pbtxt and metadata.json, as the trainer published it until then."""
+    store = trained_store.store()
+    version = publish_single_output(store, trained_store.version)
+    assert (
+        "quantiles" not in store.metadata(version)
+        and "quantiles" not in store.read_file(version, "btc-usdt/config.pbtxt").decode()
+    )
+    served = load_latest(trained_store)
+    assert served.version == version and served.signature.quantiles is None and served.signature.levels == ()
+    windows = real_windows(24, 8)
+    answer = served.run(windows)
+    assert list(answer) == ["forecast"]
+    assert np.array_equal(answer["forecast"], reference(store.read_model(version), windows))
+
+
+def refusal(trained: TrainedStore, model: bytes, change: Any = None) -> str:
+    """Why the loader refuses `model` published as a new version (its metadata changed by `change`, if given)."""
+    store = trained.store()
+    version = publish_model(store, model, trained.version, promote=change is None)
+    if change is not None:
+        edit_metadata(store, version, change)
+        store.promote(version)
+    with pytest.raises(LoadRefused) as caught:
+        load_latest(trained)
+    return str(caught.value)
+
+
+def test_quantile_levels_must_fit_the_graph(trained_store: TrainedStore) -> None:
+    model = trained_store.store().read_model(trained_store.version)
+    three = refusal(trained_store, model, lambda meta: {**meta, "quantiles": [0.25, 0.5, 0.75]})
+    assert three.endswith("metadata.json names 3 quantile levels but the graph's quantiles have 5")
+    none = refusal(trained_store, model, lambda meta: {k: v for k, v in meta.items() if k != "quantiles"})
+    assert none == "the graph has a 'quantiles' output but no metadata.json names its levels (`quantiles`)"
+    unpaired = refusal(trained_store, model, lambda meta: {**meta, "quantiles": [0.05, 0.25, 0.5, 0.75, 0.9]})
+    assert unpaired.startswith("metadata.json's quantile levels must come in pairs around 0.5")
+    single = refusal(trained_store, single_output_model(model), lambda meta: meta)  # levels, but no output
+    assert single == "metadata.json names quantile levels but the graph has no 'quantiles' output"
+
+
+def test_quantiles_over_another_horizon_are_refused(trained_store: TrainedStore) -> None:
+    model = quantiles_repeated(trained_store.store().read_model(trained_store.version))
+    message = refusal(trained_store, model)  # the levels dimension is -1 while the trainer leaves it symbolic
+    assert re.fullmatch(
+        r"the graph's 'quantiles' shape is \[-1, 2, (-1|5)\], not \[batch, 1, levels\] like its forecast", message
+    )
+
+
+def test_crossing_quantiles_are_refused(trained_store: TrainedStore) -> None:
+    """The 0.95 quantile pulled below the 0.75 one: no range a person could read."""
+    model = quantiles_scaled(trained_store.store().read_model(trained_store.version), [1, 1, 1, 1, 0.99])
+    windows = real_windows(24, 4)
+    quantiles = reference_outputs(model, windows)["quantiles"]
+    assert (quantiles[..., 4] < quantiles[..., 3]).all()  # the graph really crosses them
+    message = refusal(trained_store, model)
+    assert "answered its recorded smoke-test window with crossing quantiles [" in message
+    assert message.endswith("for levels [0.05, 0.25, 0.5, 0.75, 0.95]; they must not decrease along levels")
+
+
+def test_a_median_that_is_not_the_forecast_is_refused(trained_store: TrainedStore) -> None:
+    model = scaled_model(trained_store.store().read_model(trained_store.version), 1.0001, outputs=["forecast"])
+    message = refusal(trained_store, model)
+    assert "answered its recorded smoke-test window with a median quantile [" in message
+    assert "not its forecast [" in message
+
+
+def test_quantiles_must_be_the_recorded_ones(trained_store: TrainedStore) -> None:
+    """Wider ranges around the same median: a different model, though a sound one."""
+    store = trained_store.store()
+    model = quantiles_scaled(store.read_model(trained_store.version), [0.99, 1, 1, 1, 1.01])
+    recorded = store.metadata(trained_store.version)["smokeTest"]["quantiles"]
+    message = refusal(
+        trained_store, model, lambda meta: {**meta, "smokeTest": {**meta["smokeTest"], "quantiles": recorded}}
+    )
+    assert message.endswith("recorded at training: the file is not the model that was measured")
+    assert "answered its recorded smoke-test window with quantiles [" in message
 
 
 def test_no_latest_means_nothing_to_serve(tmp_path: Path) -> None:
@@ -184,7 +282,8 @@ def test_folder_source_serves_a_mounted_version(trained_store: TrainedStore, tmp
     assert candidate is not None and candidate.version == trained_store.version  # from metadata.json
     served = load_artifact(found.fetch(candidate))
     windows = real_windows(24, 4)
-    assert np.array_equal(served.run(windows), reference((mount / "btc-usdt/1/model.onnx").read_bytes(), windows))
+    model = (mount / "btc-usdt/1/model.onnx").read_bytes()
+    assert np.array_equal(served.run(windows)["forecast"], reference(model, windows))
 
 
 def test_folder_source_checks_the_recorded_checksum(trained_store: TrainedStore, tmp_path: Path) -> None:

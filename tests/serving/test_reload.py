@@ -40,7 +40,7 @@ def publish_other_pair(trained: TrainedStore, name: str) -> None:
     btc = trained.store()
     files = {
         other.model_path(): btc.read_model(trained.version),
-        other.config_path(): triton_config(name, 24, 1).encode(),
+        other.config_path(): triton_config(name, 24, 1, 5).encode(),
     }
     other.publish(trained.version, files, {**btc.metadata(trained.version), "pair": name}, promote=True)
 

@@ -10,6 +10,8 @@ import json
 import socket
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +19,11 @@ import httpx
 import numpy as np
 import pytest
 
+from makeusrich.contract import iso_z
 from makeusrich.errors import MakeUsRichError
 from makeusrich.net import bind
 from tests.fixtures.model_server import ROOT, RunningServer, free_port
-from tests.serving.helpers import real_windows, reference
+from tests.serving.helpers import real_windows, reference, reference_outputs
 from tests.serving.test_loader import kserve_mount
 
 PAIR = "btc-usdt"
@@ -56,14 +59,20 @@ def test_model_metadata_describes_the_served_graph(model_server: RunningServer) 
     version = model_server.store.version
     assert meta["name"] == PAIR and meta["versions"] == [version] and meta["platform"] == "onnxruntime_onnx"
     assert meta["inputs"] == [{"name": "candles", "datatype": "FP32", "shape": [-1, 24, 5]}]
-    assert meta["outputs"] == [{"name": "forecast", "datatype": "FP32", "shape": [-1, 1]}]
+    assert meta["outputs"] == [
+        {"name": "forecast", "datatype": "FP32", "shape": [-1, 1]},
+        {"name": "quantiles", "datatype": "FP32", "shape": [-1, 1, 5]},
+    ]
     params = meta["parameters"]
     assert params["served_version"] == version and params["window"] == 24 and params["horizon"] == 1
     assert params["interval"] == "1h" and params["storage_uri"] == model_server.store.store().storage_uri(version)
     assert "refused_version" not in params
     # the same as the trainer recorded, i.e. as the ONNX graph says (checked against the graph in test_loader)
     stored = model_server.store.store().metadata(version)
-    assert [{k: t[k] for k in ("name", "datatype", "shape")} for t in stored["inputs"]] == meta["inputs"]
+    assert params["quantile_levels"] == stored["quantiles"] == [0.05, 0.25, 0.5, 0.75, 0.95]
+    assert params["model_created_at"] == stored["createdAt"]
+    for kind in ("inputs", "outputs"):
+        assert [{k: t[k] for k in ("name", "datatype", "shape")} for t in stored[kind]] == meta[kind]
     ready = httpx.get(f"{model_server.url}/v2/models/{PAIR}/ready")
     assert ready.status_code == 200 and ready.json() == {"name": PAIR, "ready": True}
 
@@ -76,13 +85,63 @@ def test_forecasts_equal_onnxruntime_on_the_same_input(model_server: RunningServ
     body = response.json()
     assert body["model_name"] == PAIR and body["model_version"] == model_server.store.version  # type: ignore[union-attr]
     assert body["id"] == "req-1"
-    (output,) = body["outputs"]
-    assert output["name"] == "forecast" and output["datatype"] == "FP32" and output["shape"] == [batch, 1]
-    got = np.asarray(output["data"], dtype=np.float32).reshape(batch, 1)
-    expected = reference(model_bytes(model_server), windows)
-    assert np.array_equal(got, expected)  # bit for bit: float32 in, float32 out, the same onnxruntime
+    forecast, quantiles = body["outputs"]  # no outputs named: every output the model has
+    assert forecast["name"] == "forecast" and forecast["datatype"] == "FP32" and forecast["shape"] == [batch, 1]
+    assert quantiles["name"] == "quantiles" and quantiles["datatype"] == "FP32" and quantiles["shape"] == [batch, 1, 5]
+    got = np.asarray(forecast["data"], dtype=np.float32).reshape(batch, 1)
+    expected = reference_outputs(model_bytes(model_server), windows)
+    assert np.array_equal(got, expected["forecast"])  # bit for bit: float32 in, float32 out, the same onnxruntime
+    got_quantiles = np.asarray(quantiles["data"], dtype=np.float32).reshape(batch, 1, 5)
+    assert np.array_equal(got_quantiles, expected["quantiles"])
     last_close = windows[:, -1, 3]
     assert np.all(np.abs(got[:, 0] / last_close - 1) < 0.1)  # real hourly moves are small
+
+
+def test_a_request_gets_the_outputs_it_names(model_server: RunningServer) -> None:
+    windows = real_windows(24, 3, seed=5)
+    expected = reference_outputs(model_bytes(model_server), windows)
+    url = f"{model_server.url}/v2/models/{PAIR}/infer"
+    only_forecast = httpx.post(url, json=infer_body(windows, outputs=[{"name": "forecast"}])).json()
+    assert [o["name"] for o in only_forecast["outputs"]] == ["forecast"]
+    assert np.array_equal(
+        np.asarray(only_forecast["outputs"][0]["data"], np.float32).reshape(3, 1), expected["forecast"]
+    )
+    only_quantiles = httpx.post(url, json=infer_body(windows, outputs=[{"name": "quantiles"}])).json()
+    (output,) = only_quantiles["outputs"]
+    assert output["name"] == "quantiles" and output["shape"] == [3, 1, 5]
+    got = np.asarray(output["data"], dtype=np.float32).reshape(3, 1, 5)
+    assert np.array_equal(got, expected["quantiles"])
+    assert (np.diff(got, axis=-1) >= 0).all() and np.array_equal(got[..., 2], expected["forecast"])  # the median
+    unknown = httpx.post(url, json=infer_body(windows, outputs=[{"name": "ranges"}]))
+    assert unknown.status_code == 400
+    assert unknown.json()["error"] == (
+        "unknown output 'ranges': this model has 2 outputs, 'forecast' (FP32 [batch, 1]) and "
+        "'quantiles' (FP32 [batch, 1, 5])"
+    )
+
+
+def seconds_since(moment: str) -> float:
+    return time.time() - datetime.fromisoformat(moment).timestamp()
+
+
+def test_every_answer_says_how_old_the_model_and_the_candles_are(model_server: RunningServer) -> None:
+    assert model_server.store is not None
+    created_at = model_server.store.store().metadata(model_server.store.version)["createdAt"]
+    url = f"{model_server.url}/v2/models/{PAIR}/infer"
+    windows = real_windows(24, 1)
+    before = seconds_since(created_at)
+    plain = httpx.post(url, json=infer_body(windows)).json()["parameters"]
+    after = seconds_since(created_at)
+    assert plain["model_version"] == model_server.store.version and plain["model_created_at"] == created_at
+    assert int(before) - 1 <= plain["model_age_seconds"] <= after + 1
+    assert "last_candle_age_seconds" not in plain
+    closed = iso_z(datetime.now(UTC) - timedelta(hours=3))  # the window's last candle closed three hours ago
+    with_close = httpx.post(url, json=infer_body(windows, parameters={"last_candle_close": closed})).json()
+    assert 3 * 3600 - 2 <= with_close["parameters"]["last_candle_age_seconds"] <= 3 * 3600 + 2
+    binary = infer_body(windows, outputs=[{"name": "forecast", "parameters": {"binary_data": True}}])
+    response = httpx.post(url, json=binary)  # the binary extension carries them in its JSON header too
+    header = json.loads(response.content[: int(response.headers["inference-header-content-length"])])
+    assert header["parameters"]["model_version"] == model_server.store.version
 
 
 def test_binary_tensor_output_extension(model_server: RunningServer) -> None:
@@ -137,6 +196,16 @@ BAD_REQUESTS: list[tuple[str, bytes, str]] = [
     ("data that is not numbers", _with(data=["x"] * 120), "data must be numbers, got strings"),
     ("data count", _with(data=[1.0] * 119), "has 119 values but its shape [1, 24, 5] needs 120"),
     ("negative price", _with(data=[-1.0] * 120), "a price that is not positive"),
+    (
+        "malformed last_candle_close",
+        json.dumps({**json.loads(_with()), "parameters": {"last_candle_close": "yesterday"}}).encode(),
+        "parameter 'last_candle_close' is 'yesterday', not an RFC 3339 time such as 2024-01-01T01:00:00Z",
+    ),
+    (
+        "output asked twice",
+        json.dumps({**json.loads(_with()), "outputs": [{"name": "forecast"}] * 2}).encode(),
+        "name it once",
+    ),
 ]
 
 
@@ -218,6 +287,7 @@ def test_model_dir_serves_a_kserve_mount_on_the_address_asked_for(
     assert meta["versions"] == [trained_store_template.version] and meta["inputs"][0]["shape"] == [-1, 24, 5]
     windows = real_windows(24, 3)
     response = httpx.post(f"{server.url}/v2/models/{PAIR}/infer", json=infer_body(windows))
+    assert [o["name"] for o in response.json()["outputs"]] == ["forecast", "quantiles"]
     got = np.asarray(response.json()["outputs"][0]["data"], dtype=np.float32).reshape(3, 1)
     assert np.array_equal(got, reference((mount / PAIR / "1" / "model.onnx").read_bytes(), windows))
     with pytest.raises(httpx.ConnectError):  # bound to 127.0.0.2 only
@@ -357,3 +427,26 @@ def test_binary_requests_are_exact(model_server: RunningServer) -> None:
     assert trailing.status_code == 400 and "send exactly the declared bytes" in trailing.json()["error"]
     short = httpx.post(url, content=header + windows.tobytes()[:-4], headers=headers)
     assert short.status_code == 400
+
+
+def test_a_model_from_before_ranges_is_served_as_before(single_output_server: RunningServer) -> None:
+    """`forecast` alone: metadata, answers and refusals as they were, plus how old the answer is."""
+    assert single_output_server.store is not None
+    version = single_output_server.store.version
+    meta = httpx.get(f"{single_output_server.url}/v2/models/{PAIR}").json()
+    assert meta["versions"] == [version]
+    assert meta["outputs"] == [{"name": "forecast", "datatype": "FP32", "shape": [-1, 1]}]
+    assert "quantile_levels" not in meta["parameters"]
+    windows = real_windows(24, 4, seed=2)
+    url = f"{single_output_server.url}/v2/models/{PAIR}/infer"
+    body = httpx.post(url, json=infer_body(windows)).json()
+    (output,) = body["outputs"]
+    assert output["name"] == "forecast" and output["shape"] == [4, 1]
+    got = np.asarray(output["data"], dtype=np.float32).reshape(4, 1)
+    assert np.array_equal(got, reference(model_bytes(single_output_server), windows))
+    assert body["parameters"]["model_version"] == version and body["parameters"]["model_age_seconds"] >= 0
+    asked = httpx.post(url, json=infer_body(windows, outputs=[{"name": "quantiles"}]))
+    assert asked.status_code == 400
+    assert (
+        asked.json()["error"] == "unknown output 'quantiles': this model has one output, 'forecast' (FP32 [batch, 1])"
+    )

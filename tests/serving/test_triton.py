@@ -7,16 +7,19 @@ import onnx
 import pytest
 
 from makeusrich.serving.triton import ConfigError, as_list, config_problems, parse_pbtxt, read_config
-from makeusrich.trainer.export import INPUT_NAME, OUTPUT_NAME, triton_config
+from makeusrich.trainer.export import INPUT_NAME, OUTPUT_NAME, QUANTILES_NAME, triton_config
 from tests.fixtures.models import TrainedStore
 
 ONNX_FLOAT = onnx.TensorProto.FLOAT
 
 
 def published(trained: TrainedStore) -> tuple[str, onnx.ModelProto]:
+    """The config and the graph, its shapes as onnxruntime (and so Triton) sees them: resolved by shape
+    inference where the exporter left a fixed size symbolic."""
     store = trained.store()
     config = store.read_file(trained.version, store.config_path()).decode()
-    return config, onnx.load_from_string(store.read_model(trained.version))
+    model = onnx.load_from_string(store.read_model(trained.version))
+    return config, onnx.shape_inference.infer_shapes(model, data_prop=True)
 
 
 def graph_dims(value: onnx.ValueInfoProto) -> list[int]:
@@ -31,7 +34,7 @@ def test_published_config_matches_the_onnx_graph(trained_store_template: Trained
     assert fields["platform"] == "onnxruntime_onnx"
     graph_inputs = {v.name: v for v in model.graph.input if v.name not in {i.name for i in model.graph.initializer}}
     graph_outputs = {v.name: v for v in model.graph.output}
-    assert set(graph_inputs) == {INPUT_NAME} and set(graph_outputs) == {OUTPUT_NAME}
+    assert set(graph_inputs) == {INPUT_NAME} and list(graph_outputs) == [OUTPUT_NAME, QUANTILES_NAME]
     max_batch_size = int(fields.get("max_batch_size", 0))
     for key, graph in (("input", graph_inputs), ("output", graph_outputs)):
         declared = as_list(fields[key])
@@ -45,9 +48,11 @@ def test_published_config_matches_the_onnx_graph(trained_store_template: Trained
                 assert tensor["dims"] == dims
             else:  # Triton: dims leave the batch out, which max_batch_size bounds
                 assert tensor["dims"] == dims[1:]
-    window, horizon = pair.spec.model.window, pair.spec.model.horizon
+    model_spec = pair.spec.model
+    window, horizon, levels = model_spec.window, model_spec.horizon, len(model_spec.quantiles)
     assert graph_dims(graph_inputs[INPUT_NAME])[1:] == [window, 5]
     assert graph_dims(graph_outputs[OUTPUT_NAME])[1:] == [horizon]
+    assert graph_dims(graph_outputs[QUANTILES_NAME])[1:] == [horizon, levels]
     assert config_problems(read_config(text), model, pair.name) == []
 
 
@@ -60,6 +65,9 @@ def test_published_config_matches_the_onnx_graph(trained_store_template: Trained
         (lambda t: t.replace("TYPE_FP32", "TYPE_FP64", 1), "input 'candles' is TYPE_FP64 but the graph's is"),
         (lambda t: t.replace("[ -1, 24, 5 ]", "[ -1, 12, 5 ]"), "shape [-1, 12, 5], but the graph's shape is"),
         (lambda t: t.replace("max_batch_size: 0", "max_batch_size: 8"), "meaning shape [-1, -1, 24, 5]"),
+        (lambda t: t.replace("[ -1, 1, 5 ]", "[ -1, 1, 3 ]"), "output 'quantiles' has dims [-1, 1, 3]"),
+        (lambda t: t.replace("[ -1, 1, 5 ]", "[ -1, 2, 5 ]"), "output 'quantiles' has dims [-1, 2, 5]"),
+        (lambda t: t.replace('name: "quantiles"', 'name: "ranges"'), "outputs are ['forecast', 'ranges']"),
     ],
 )
 def test_each_disagreement_is_named(trained_store_template: TrainedStore, change: object, problem: str) -> None:
@@ -73,7 +81,8 @@ def test_each_disagreement_is_named(trained_store_template: TrainedStore, change
 def test_batched_form_with_dims_without_the_batch_is_also_exact(trained_store_template: TrainedStore) -> None:
     text, model = published(trained_store_template)
     batched = text.replace("max_batch_size: 0", "max_batch_size: 64").replace("[ -1, 24, 5 ]", "[ 24, 5 ]")
-    assert config_problems(read_config(batched.replace("[ -1, 1 ]", "[ 1 ]")), model, "btc-usdt") == []
+    batched = batched.replace("[ -1, 1 ]", "[ 1 ]").replace("[ -1, 1, 5 ]", "[ 1, 5 ]")
+    assert config_problems(read_config(batched), model, "btc-usdt") == []
 
 
 def test_parser_reads_the_text_format_as_config_files_use_it() -> None:
@@ -107,4 +116,4 @@ def test_parser_refuses_broken_text(text: str) -> None:
 
 def test_trainer_config_function_is_what_was_published(trained_store_template: TrainedStore) -> None:
     text, _ = published(trained_store_template)
-    assert text == triton_config("btc-usdt", 24, 1)
+    assert text == triton_config("btc-usdt", 24, 1, 5)

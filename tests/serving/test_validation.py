@@ -4,6 +4,7 @@ and a good one becomes exactly the float32 array onnxruntime will get."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -13,12 +14,18 @@ from makeusrich.serving.validation import (
     BadRequest,
     Signature,
     TensorSpec,
+    check_answer,
     check_forecast,
+    check_last_candle_close,
+    check_outputs,
     check_request,
+    rfc3339,
 )
 from tests.serving.helpers import real_windows
 
-SIGNATURE = Signature(TensorSpec("candles", "FP32", (-1, 24, 5)), TensorSpec("forecast", "FP32", (-1, 1)))
+SINGLE = Signature(TensorSpec("candles", "FP32", (-1, 24, 5)), TensorSpec("forecast", "FP32", (-1, 1)))
+LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
+SIGNATURE = Signature(SINGLE.input, SINGLE.output, TensorSpec("quantiles", "FP32", (-1, 1, 5)), LEVELS)
 
 
 @dataclass
@@ -68,7 +75,22 @@ def test_no_input_and_repeated_input() -> None:
 
 def test_unknown_requested_output() -> None:
     _, tensor = good()
-    assert "unknown output 'price'" in refused([tensor], outputs=("price",))
+    message = refused([tensor], outputs=("price",))
+    assert message == (
+        "unknown output 'price': this model has 2 outputs, 'forecast' (FP32 [batch, 1]) and "
+        "'quantiles' (FP32 [batch, 1, 5])"
+    )
+    with pytest.raises(BadRequest, match=r"^unknown output 'quantiles': this model has one output, 'forecast' "):
+        check_request([tensor], SINGLE, 64, ("quantiles",))  # a model from before ranges
+
+
+def test_requested_outputs_are_those_computed() -> None:
+    assert check_outputs([], SIGNATURE) == ("forecast", "quantiles")  # none named: all of them
+    assert check_outputs([], SINGLE) == ("forecast",)
+    assert check_outputs(["quantiles"], SIGNATURE) == ("quantiles",)
+    assert check_outputs(["quantiles", "forecast"], SIGNATURE) == ("quantiles", "forecast")
+    with pytest.raises(BadRequest, match="asks for output 'forecast' 2 times; name it once"):
+        check_outputs(["forecast", "forecast"], SIGNATURE)
 
 
 @pytest.mark.parametrize("datatype", ["FP64", "FP16", "INT32", "BYTES", "fp32"])
@@ -144,3 +166,40 @@ def test_a_forecast_must_be_finite() -> None:
         check_forecast(np.array([[np.nan]], np.float32), 1, SIGNATURE)
     with pytest.raises(ValueError, match=r"shape \[2, 2\] instead of \[2, 1\]"):
         check_forecast(np.ones((2, 2), np.float32), 2, SIGNATURE)
+
+
+def test_quantiles_must_have_their_shape_and_be_finite() -> None:
+    forecast, quantiles = np.ones((2, 1), np.float32), np.ones((2, 1, 5), np.float32)
+    check_answer({"forecast": forecast, "quantiles": quantiles}, 2, SIGNATURE)
+    check_answer({"quantiles": quantiles}, 2, SIGNATURE)
+    with pytest.raises(ValueError, match=r"quantiles of shape \[2, 1, 3\] instead of \[2, 1, 5\]"):
+        check_answer({"quantiles": np.ones((2, 1, 3), np.float32)}, 2, SIGNATURE)
+    quantiles[1, 0, 4] = np.inf
+    with pytest.raises(BadRequest, match="quantiles for these candles are not finite"):
+        check_answer({"forecast": forecast, "quantiles": quantiles}, 2, SIGNATURE)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-01-01T01:00:00Z", datetime(2024, 1, 1, 1, tzinfo=UTC)),
+        ("2024-01-01T03:00:00+02:00", datetime(2024, 1, 1, 1, tzinfo=UTC)),
+        ("2024-01-01T01:00:00.250Z", datetime(2024, 1, 1, 1, 0, 0, 250_000, tzinfo=UTC)),
+        ("2024-01-01T01:00:00", None),  # no offset: which time zone?
+        ("2024-01-01", None),
+        ("yesterday", None),
+        (1704070800, None),
+    ],
+)
+def test_times_are_rfc3339(text: object, expected: datetime | None) -> None:
+    assert rfc3339(text) == expected
+
+
+def test_last_candle_close_parameter() -> None:
+    assert check_last_candle_close(None) is None and check_last_candle_close({"other": 1}) is None
+    assert check_last_candle_close({"last_candle_close": "2024-01-01T01:00:00Z"}) == datetime(2024, 1, 1, 1, tzinfo=UTC)
+    with pytest.raises(BadRequest) as caught:
+        check_last_candle_close({"last_candle_close": "01/01/2024"})
+    assert str(caught.value) == (
+        "parameter 'last_candle_close' is '01/01/2024', not an RFC 3339 time such as 2024-01-01T01:00:00Z"
+    )

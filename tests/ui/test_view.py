@@ -17,12 +17,14 @@ from makeusrich.market.feed import CandleFeed
 from makeusrich.market.files import read_sample
 from makeusrich.market.source import Source
 from makeusrich.metadata import Score
+from makeusrich.onnxrt import onnx_session
 from makeusrich.operator import status as operator_status
 from makeusrich.pair import Condition, CurrencyPairStatus, load_pair
 from makeusrich.store.local import atomic_write
 from makeusrich.trainer.features import prepare
 from makeusrich.ui import auth
 from makeusrich.ui.backtest import held_out_windows, score, split_range
+from makeusrich.ui.charts import backtest_chart, candle_chart
 from makeusrich.ui.cli import read_password
 from makeusrich.ui.data import EmbeddedSource, record_from_resource
 from makeusrich.ui.forms import initial_values, validate_form
@@ -164,6 +166,19 @@ def test_the_edge_sentence_says_a_loss_as_plainly_as_a_win(trained_store_templat
     assert "0.50% below persistence's, which may be noise" in edge_sentence(with_point(0.995, 0.4)).text
     assert edge_sentence(with_point(0.98, 0.001)).tone == "positive"
     assert edge_sentence(None).text == "No model has been measured yet."
+
+
+def test_the_price_chart_opens_the_range_band_at_the_last_close() -> None:
+    frame, _ = clean_candles(read_sample("BTCUSDT", "1h"), "1h")
+    candles = frame.tail(10).reset_index(drop=True)
+    last = float(candles["close"].iloc[-1])
+    times = [datetime(2022, 6, 15, 2, tzinfo=UTC)]
+    chart = candle_chart(candles, times, [last * 1.001], "UTC", 2, "1h", [(last * 0.99, last * 1.01, 0.9)])
+    low, width = (series["data"] for series in chart["series"] if series.get("stack") == "90% range")
+    assert low[:9] == [None] * 9 and low[9] == pytest.approx(last) and width[9] == 0  # opens at the last close
+    assert low[10] == pytest.approx(last * 0.99) and width[10] == pytest.approx(last * 0.02)
+    plain = candle_chart(candles, times, [last], "UTC", 2, "1h")
+    assert not [series for series in plain["series"] if series.get("stack")]  # no quantiles, no band
 
 
 def test_a_forecast_is_stale_when_candles_or_training_stop() -> None:
@@ -491,3 +506,12 @@ def test_held_out_windows_are_the_trainers_test_split(trained_store_template: Tr
     assert naive.persistence_mae == pytest.approx(meta.metrics.test.rules.persistence.mae)
     with pytest.raises(CandleError, match="no complete test window"):
         held_out_windows(part, last + pd.Timedelta(hours=1), window, horizon, 3_600_000)
+    # the stored file's ranges over the same windows hold the recorded share of test closes
+    session = onnx_session(trained_store_template.store().read_model(trained_store_template.version))
+    forecast, quantiles = session.run(None, {"candles": held.windows})
+    ranged = score("v", held, forecast, meta.metrics.test.model.rel_mae, horizon, quantiles, meta)
+    assert ranged.agrees and ranged.nominal == 0.9 and len(ranged.low) == len(held.windows)
+    assert ranged.coverage == pytest.approx(ranged.recorded_coverage)
+    chart = backtest_chart(ranged, "UTC", 2, "1h")
+    shaded = [series for series in chart["series"] if series.get("stack") == "90% range"]
+    assert len(shaded) == 2 and shaded[1]["data"][0] == pytest.approx(ranged.high[0] - ranged.low[0])
