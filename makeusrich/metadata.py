@@ -253,6 +253,8 @@ class BacktestResult(_Document):
     """A walk-forward backtest: every fold, and all their out-of-sample points pooled."""
 
     pair: str
+    model: dict[str, Any] = Field(default_factory=dict, description="the spec.model every fold trained with")
+    source: str = ""
     symbol: str
     interval: str
     lookback_days: int
@@ -261,6 +263,13 @@ class BacktestResult(_Document):
     pooled_point: Score
     pooled_ranges: RangeMetrics
     seconds: float
+
+
+def parse_backtest(raw: bytes, where: str) -> BacktestResult:
+    try:
+        return BacktestResult.model_validate_json(raw)
+    except ValidationError as exc:
+        raise StoreError(f"{where} is malformed: {_first_problem(exc)}; run the backtest again") from None
 
 
 class RunState(_Document):

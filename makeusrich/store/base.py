@@ -29,12 +29,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from makeusrich.contract import VERSION_FORMAT, VERSION_RE, iso_z
 from makeusrich.errors import NotFoundError, StoreError, excerpt
-from makeusrich.metadata import ModelMetadata, parse_metadata
+from makeusrich.metadata import BacktestResult, ModelMetadata, parse_backtest, parse_metadata
 
 if TYPE_CHECKING:  # pandas is imported only by the candle cache: the operator never needs it
     import pandas as pd
 
 METADATA = "metadata.json"
+BACKTEST = "backtest.json"
 LATEST = "latest.json"
 HISTORY_LIMIT = 200
 # An incomplete version or temporary file older than this comes from a run that died: training takes minutes,
@@ -209,6 +210,25 @@ class PairStore:
 
     def read_model(self, version: str) -> bytes:
         return self.read_file(version, self.model_path())
+
+    def read_backtest(self, version: str) -> BacktestResult | None:
+        """The walk-forward backtest stored beside a version's metadata.json, or None when none was run."""
+        key = self.version_prefix(version) + BACKTEST
+        try:
+            raw = self.objects.get(key)
+        except NotFoundError:
+            return None
+        return parse_backtest(raw, self.objects.uri(key))
+
+    def write_backtest(self, version: str, result: BacktestResult) -> str:
+        """Store a walk-forward backtest of a complete version's settings beside its metadata.json (one put; a
+        newer backtest replaces an older one: it describes the settings, not the files, which stay as they
+        are). Returns where it went."""
+        if version not in self.versions():
+            raise StoreError(f"version {version} of {self.pair} does not exist (or is incomplete)")
+        key = self.version_prefix(version) + BACKTEST
+        self.objects.put(key, result.model_dump_json(by_alias=True, indent=2).encode())
+        return self.objects.uri(key)
 
     # --- writing -------------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from makeusrich.metadata import BacktestResult, FoldResult, RangeMetrics, Score
 from makeusrich.onnxrt import onnx_session
 from makeusrich.pair import CurrencyPairSpec
 from makeusrich.scoring import evaluate, ranges, segment_ids, valid_origins
+from makeusrich.scoring.folds import COLUMNS, table_rows
 from makeusrich.trainer.export import export_onnx, run_onnx
 from makeusrich.trainer.features import ohlcv_array, prepare
 from makeusrich.trainer.model import Forecaster
@@ -137,6 +138,7 @@ def walk_forward(
     step: timedelta,
     jobs: int = 1,
     show_progress: bool = False,
+    source: str = "",
 ) -> BacktestResult:
     """Every fold in order (or `jobs` at a time in worker processes), then the pool of all their points. On a
     terminal each fold gets a progress bar of its epochs (of folds done, when they run in parallel)."""
@@ -189,6 +191,8 @@ def walk_forward(
     pooled_point, pooled_ranges = score_forecasts(Forecasts.pool([part for part, _ in outcomes]), levels)
     return BacktestResult(
         pair=name,
+        model=spec.model.model_dump(by_alias=True),
+        source=source,
         symbol=spec.symbol,
         interval=spec.interval,
         lookback_days=spec.lookback_days,
@@ -202,61 +206,6 @@ def walk_forward(
 
 def _iso(moment: pd.Timestamp) -> str:
     return pd.Timestamp(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-COLUMNS = (
-    "fold",
-    "cutoff",
-    "n",
-    "mae_ratio",
-    "dm_p",
-    "direction",
-    "pt_p",
-    "coverage_50",
-    "coverage_90",
-    "interval_90_vs_climatology",
-    "interval_90_vs_ewma",
-    "pinball_vs_climatology",
-    "pinball_vs_ewma",
-    "epochs",
-    "train_seconds",
-)
-
-
-def row(label: str, cutoff: str, point: Score, scored: RangeMetrics, epochs: Any, seconds: Any) -> dict[str, Any]:
-    """One line of the table: point skill, direction, coverage and the range scores as ratios to baselines."""
-    widest, model = scored.model.ranges[0], scored.model
-    coverage = {f"coverage_{round(r.nominal * 100)}": round(r.rate, 4) for r in model.ranges}
-    direction = point.directional
-    return {
-        "fold": label,
-        "cutoff": cutoff,
-        "n": point.n,
-        "mae_ratio": _round(point.rel_mae, 4),
-        "dm_p": _round(point.dm_pvalue, 3),
-        "direction": _round(direction.accuracy if direction else None, 4),
-        "pt_p": _round(direction.pt_pvalue if direction else None, 3),
-        "coverage_50": coverage.get("coverage_50", ""),
-        "coverage_90": coverage.get("coverage_90", ""),
-        "interval_90_vs_climatology": round(widest.interval_score / scored.climatology.ranges[0].interval_score, 4),
-        "interval_90_vs_ewma": round(widest.interval_score / scored.ewma.ranges[0].interval_score, 4),
-        "pinball_vs_climatology": round(model.pinball / scored.climatology.pinball, 4),
-        "pinball_vs_ewma": round(model.pinball / scored.ewma.pinball, 4),
-        "epochs": epochs,
-        "train_seconds": seconds,
-    }
-
-
-def _round(value: float | None, digits: int) -> float | str:
-    return "" if value is None else round(value, digits)
-
-
-def table_rows(result: BacktestResult) -> list[dict[str, Any]]:
-    rows = [row(str(f.fold), f.cutoff, f.point, f.ranges, f.epochs, f.train_seconds) for f in result.folds]
-    epochs = sum(f.epochs for f in result.folds)
-    seconds = round(sum(f.train_seconds for f in result.folds), 1)
-    rows.append(row("pooled", "", result.pooled_point, result.pooled_ranges, epochs, seconds))
-    return rows
 
 
 def to_csv(result: BacktestResult) -> str:

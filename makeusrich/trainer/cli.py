@@ -10,12 +10,21 @@ import sys
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from makeusrich.cliargs import StoreSettings
-from makeusrich.settings import CommandSettings
+from makeusrich.errors import MakeUsRichError
+
+if TYPE_CHECKING:
+    from makeusrich.pair import CurrencyPair, CurrencyPairSpec
+    from makeusrich.store.base import PairStore
+
+if TYPE_CHECKING:
+    from makeusrich.pair import CurrencyPair, CurrencyPairSpec
+    from makeusrich.store.base import PairStore
 
 Add = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]
 
@@ -33,7 +42,7 @@ STEP_RE = re.compile(r"^(\d+)([hdw])$")
 STEP_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 
 
-class BacktestSettings(CommandSettings):
+class BacktestSettings(StoreSettings):
     """What `makeusrich backtest` takes besides the pair and its candle source."""
 
     model_config = SettingsConfigDict(env_prefix="MAKEUSRICH_BACKTEST_")
@@ -44,6 +53,11 @@ class BacktestSettings(CommandSettings):
     lookback_days: int | None = Field(None, ge=1, le=3650, description="override spec.lookbackDays")
     max_epochs: int | None = Field(None, ge=1, description="override spec.model.maxEpochs (short runs)")
     out: Path = Field(Path("backtest"), description="folder for backtest.json, folds.csv and skill.png")
+    publish: bool = Field(
+        False,
+        description="also store backtest.json beside the promoted version's metadata.json in --store (the "
+        "dashboard shows it); only when that version was trained with the same spec.model and lookbackDays",
+    )
 
     @field_validator("step")
     @classmethod
@@ -79,8 +93,16 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         api_url=market.api_url,
         max_retries=market.binance_retries,
     )
+    target = served_version(pair, spec, settings) if settings.publish else None  # refused before hours of work
     result = walk_forward(
-        pair.name, spec, candles.frame, settings.folds, step, settings.jobs, show_progress=sys.stderr.isatty()
+        pair.name,
+        spec,
+        candles.frame,
+        settings.folds,
+        step,
+        settings.jobs,
+        show_progress=sys.stderr.isatty(),
+        source=candles.source,
     )
     settings.out.mkdir(parents=True, exist_ok=True)
     (settings.out / "backtest.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
@@ -92,7 +114,32 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     )
     print(to_markdown(result), end="")
     print(f"wrote {settings.out}/backtest.json, folds.csv and skill.png ({result.seconds:.0f} s)")
+    if target is not None:
+        store, version = target
+        print(f"stored beside version {version}: {store.write_backtest(version, result)}")
     return 0
+
+
+def served_version(pair: CurrencyPair, spec: CurrencyPairSpec, settings: BacktestSettings) -> tuple[PairStore, str]:
+    """The store and promoted version a backtest of `spec` may be stored beside: one trained with the same
+    model settings and lookback, so that the walk-forward describes what is served."""
+    import pandas as pd
+
+    from makeusrich.store import pair_store
+
+    store = pair_store(settings.store, pair.namespace, pair.name)
+    latest = store.latest()
+    if latest is None:
+        raise MakeUsRichError(f"--publish: {pair.name} has no promoted version in {store.objects.uri(store.prefix)}")
+    meta = store.model_metadata(latest.version)
+    days = (pd.Timestamp(meta.data.to) - pd.Timestamp(meta.data.from_)) / pd.Timedelta(days=1)
+    if meta.spec != spec.model.model_dump(by_alias=True) or days > spec.lookback_days + 1:
+        raise MakeUsRichError(
+            f"--publish: the promoted version {latest.version} was trained with other settings (spec.model or "
+            f"{days:.0f} days of candles) than this backtest's (lookbackDays {spec.lookback_days}); run it "
+            "with the pair's own settings, or without --publish"
+        )
+    return store, latest.version
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -135,7 +182,7 @@ def add_train_command(add: Add) -> None:
 
 def add_backtest_command(add: Add) -> None:
     from makeusrich.cliargs import TIMES_NOTE, MarketSettings, add_pair_args
-    from makeusrich.environment import epilog
+    from makeusrich.environment import S3, epilog
     from makeusrich.settings import add_flags, variables
 
     p = add(
@@ -143,4 +190,6 @@ def add_backtest_command(add: Add) -> None:
     )
     add_pair_args(p, required=False)
     add_flags(p, BacktestSettings)
-    p.epilog = epilog(["MAKEUSRICH_PAIR", *variables(BacktestSettings), *variables(MarketSettings)], note=TIMES_NOTE)
+    p.epilog = epilog(
+        ["MAKEUSRICH_PAIR", *variables(BacktestSettings), *variables(MarketSettings), *S3], note=TIMES_NOTE
+    )

@@ -11,8 +11,9 @@ from typing import Any
 from nicegui import ui
 
 from makeusrich.errors import MakeUsRichError
-from makeusrich.metadata import ModelMetadata, RunState
+from makeusrich.metadata import BacktestResult, ModelMetadata, RunState
 from makeusrich.pair import CurrencyPair, next_run
+from makeusrich.scoring.folds import COLUMNS, table_rows
 from makeusrich.store.reader import Readable
 from makeusrich.ui.backtest import Backtest
 from makeusrich.ui.charts import backtest_chart, candle_chart, error_chart
@@ -198,6 +199,16 @@ async def model_sections(tab: Tab, key: str, state: PairState) -> None:
             ui.label("Forecast ranges").classes("text-lg font-semibold mt-2")
             range_table(ranged, meta.quantiles if meta else None)
             ui.label(RANGES_EXPLAINED).classes("text-xs muted")
+    walked = None
+    if version:
+        try:
+            walked = await dash.walk_forward(key, version)
+        except Exception as exc:
+            history_error = history_error or f"walk-forward backtest: {describe_error(exc)}"
+    if walked is not None:
+        with ui.card().classes("w-full"):
+            ui.label("Walk-forward backtest").classes("text-lg font-semibold")
+            walk_forward(walked)
     with ui.card().classes("w-full"):
         ui.label("Backtest on the test split").classes("text-lg font-semibold")
         backtest_box = ui.column().classes("w-full gap-2").mark("backtest")
@@ -262,6 +273,21 @@ def range_table(rows: list[SkillRow], levels: list[float] | None) -> None:
     ui.table(columns=columns, rows=table_rows, row_key="name").props("flat dense wrap-cells").classes(
         "w-full tabular"
     ).mark("range-table")
+
+
+def walk_forward(result: BacktestResult) -> None:
+    """The stored walk-forward of the served version's settings: every fold, the losing ones too, and the pool."""
+    pooled = result.pooled_point
+    ui.label(
+        f"{len(result.folds)} retrainings replayed, each on the {result.lookback_days} days before its cutoff, "
+        f"forecasting the next {result.step_days:g} days it never saw ({result.source or 'candles'}); pooled over "
+        f"{pooled.n:,} hours: MAE ratio {format_ratio(pooled.rel_mae)} to persistence."
+    ).classes("text-sm")
+    rows = table_rows(result)
+    columns = [{"name": c, "label": c.replace("_", " "), "field": c} for c in COLUMNS]
+    ui.table(columns=columns, rows=rows, row_key="fold").props("flat dense wrap-cells").classes("w-full tabular").mark(
+        "walk-forward"
+    )
 
 
 def backtest(tab: Tab, result: Backtest, decimals: int, interval: str) -> None:

@@ -23,7 +23,7 @@ from makeusrich.errors import CandleError, MakeUsRichError, ModelNotFoundError, 
 from makeusrich.market.candles import close_moments
 from makeusrich.market.feed import CandleFeed
 from makeusrich.market.files import SAMPLE_ENDS
-from makeusrich.metadata import ModelMetadata
+from makeusrich.metadata import BacktestResult, ModelMetadata
 from makeusrich.pair import CurrencyPair
 from makeusrich.store.reader import Readable, StoreReader, StoreSummary
 from makeusrich.ui.backtest import Backtest, run_backtest, split_range
@@ -366,6 +366,15 @@ class Dashboard:
             return None
         store = self.store
         result: ModelMetadata = await self.offload(lambda: store.metadata(record.namespace, record.name, version))
+        return result
+
+    async def walk_forward(self, key: str, version: str) -> BacktestResult | None:
+        """The walk-forward backtest stored beside a version (`makeusrich backtest --publish`), if one was."""
+        record = self.records.get(key)
+        if record is None or self.store is None:
+            return None
+        store = self.store.pair_store(record.namespace, record.name)
+        result: BacktestResult | None = await self.offload(lambda: store.read_backtest(version))
         return result
 
     async def backtest(self, key: str) -> Backtest:

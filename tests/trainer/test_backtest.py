@@ -16,16 +16,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from makeusrich.errors import StoreError
 from makeusrich.market.candles import clean_candles
 from makeusrich.market.files import read_sample, sample_path
 from makeusrich.market.source import Source
+from makeusrich.metadata import BacktestResult
 from makeusrich.onnxrt import onnx_session
 from makeusrich.pair import CurrencyPairSpec
+from makeusrich.scoring.folds import COLUMNS
 from makeusrich.store import pair_store
-from makeusrich.trainer.backtest import COLUMNS, cutoffs, run_fold, walk_forward
+from makeusrich.trainer.backtest import cutoffs, run_fold, walk_forward
 from makeusrich.trainer.export import run_onnx
 from makeusrich.trainer.pipeline import run_training
-from tests.fixtures.models import small_pair
+from tests.fixtures.models import small_pair, train_into
 
 STEP = timedelta(days=5)
 BACKTEST = (sys.executable, "-m", "makeusrich.cli", "backtest")
@@ -116,6 +119,42 @@ def test_the_command_writes_json_csv_and_a_plot(tmp_path: Path) -> None:
     saved = json.loads((out / "backtest.json").read_text())
     assert saved["pooledPoint"]["n"] == int(rows[-1]["n"]) == 2 * 3 * 24
     assert (out / "skill.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_publish_stores_the_backtest_beside_the_served_version_of_the_same_settings(tmp_path: Path) -> None:
+    trained = train_into(tmp_path / "store", small_pair())
+    pair_file = tmp_path / "pair.yaml"
+    pair_file.write_text(json.dumps(small_pair().model_dump(by_alias=True, exclude_none=True)))
+    common = [*BACKTEST, "-f", str(pair_file), "--source", "sample", "--folds", "1", "--step", "2d"]
+    done = subprocess.run(
+        [*common, "--out", str(tmp_path / "out"), "--publish", "--store", trained.url],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"stored beside version {trained.version}" in done.stdout
+    stored = trained.store().read_backtest(trained.version)
+    assert stored is not None and stored.pooled_point.n == 2 * 24 and stored.model == trained.outcome.metadata.spec
+    assert stored == BacktestResult.model_validate_json((tmp_path / "out" / "backtest.json").read_text())
+    other = small_pair(model={"hiddenSize": 16})  # not the served version's settings: refused before training
+    pair_file.write_text(json.dumps(other.model_dump(by_alias=True, exclude_none=True)))
+    refused = subprocess.run(
+        [*common, "--out", str(tmp_path / "out2"), "--publish", "--store", trained.url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert refused.returncode == 1 and "was trained with other settings" in refused.stderr
+    assert not (tmp_path / "out2").exists()
+    with pytest.raises(StoreError, match="does not exist"):
+        trained.store().write_backtest("20200101T000000Z", stored)
+    key = trained.store().version_prefix(trained.version) + "backtest.json"
+    trained.store().objects.put(key, b'{"pair": 1}')
+    with pytest.raises(StoreError, match="backtest.json is malformed"):
+        trained.store().read_backtest(trained.version)
 
 
 @pytest.mark.parametrize(
