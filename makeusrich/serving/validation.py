@@ -163,38 +163,28 @@ def check_outputs(requested: Sequence[str], signature: Signature) -> tuple[str, 
     return tuple(requested) if requested else tuple(known)
 
 
-def check_forecast(forecast: np.ndarray, batch: int, signature: Signature) -> np.ndarray:
-    """The model's answer must have the promised shape and be finite prices; a model that returns NaN for
+def check_output(values: np.ndarray, expected: tuple[int, ...], what: str) -> np.ndarray:
+    """The model's answer must have the promised shape and be finite; a model that returns NaN for
     valid-looking candles is reported, not passed on as a price."""
-    expected = (batch, signature.horizon)
-    if forecast.shape != expected:
-        raise ValueError(f"the model returned shape {list(forecast.shape)} instead of {list(expected)}")
-    if not np.isfinite(forecast).all():
+    if values.shape != expected:
+        raise ValueError(f"the model returned {what} of shape {list(values.shape)} instead of {list(expected)}")
+    if not np.isfinite(values).all():
         raise BadRequest(
-            "the model's forecast for these candles is not finite; check that prices and volumes are "
+            f"the model's {what} for these candles is not finite; check that prices and volumes are "
             "plausible (raw values, not normalised)"
         )
-    return forecast
+    return values
 
 
-def check_quantiles(quantiles: np.ndarray, batch: int, signature: Signature) -> np.ndarray:
-    """The same for the quantiles output: [batch, horizon, levels], finite."""
-    expected = (batch, signature.horizon, len(signature.levels))
-    if quantiles.shape != expected:
-        raise ValueError(f"the model returned quantiles of shape {list(quantiles.shape)} instead of {list(expected)}")
-    if not np.isfinite(quantiles).all():
-        raise BadRequest(
-            "the model's quantiles for these candles are not finite; check that prices and volumes are "
-            "plausible (raw values, not normalised)"
-        )
-    return quantiles
+def check_forecast(forecast: np.ndarray, batch: int, signature: Signature) -> np.ndarray:
+    return check_output(forecast, (batch, signature.horizon), "forecast")
 
 
 def check_answer(answer: Mapping[str, np.ndarray], batch: int, signature: Signature) -> None:
-    """Each output the model computed, checked as its kind says."""
+    """Each output the model computed, checked for the shape its kind promises."""
     for name, values in answer.items():
         if signature.quantiles is not None and name == signature.quantiles.name:
-            check_quantiles(values, batch, signature)
+            check_output(values, (batch, signature.horizon, len(signature.levels)), "quantiles")
         else:
             check_forecast(values, batch, signature)
 

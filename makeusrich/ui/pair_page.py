@@ -197,7 +197,7 @@ async def model_sections(tab: Tab, key: str, state: PairState) -> None:
         ranged = range_rows(meta)
         if ranged:
             ui.label("Forecast ranges").classes("text-lg font-semibold mt-2")
-            range_table(ranged, meta.quantiles if meta else None)
+            range_table(ranged)
             ui.label(RANGES_EXPLAINED).classes("text-xs muted")
     walked = None
     if version:
@@ -248,13 +248,18 @@ def skill_table(rows: list[SkillRow]) -> None:
             {"name": f"{split}_direction", "label": f"{short} direction", "field": f"{split}_direction"},
             {"name": f"{split}_p", "label": f"{short} DM p", "field": f"{split}_p"},
         ]
+    forecaster_table(columns, rows, "skill-table")
+
+
+def forecaster_table(columns: list[dict[str, Any]], rows: list[SkillRow], mark: str) -> None:
+    """One row per forecaster, the model's first."""
     table_rows = [{"name": row.name, **row.cells} for row in rows]
     ui.table(columns=columns, rows=table_rows, row_key="name").props("flat dense wrap-cells").classes(
         "w-full tabular"
-    ).mark("skill-table")
+    ).mark(mark)
 
 
-def range_table(rows: list[SkillRow], levels: list[float] | None) -> None:
+def range_table(rows: list[SkillRow]) -> None:
     columns = [{"name": "name", "label": "Range forecaster", "field": "name", "align": "left"}]
     nominal = sorted(
         {key.split("_cov")[1] for row in rows for key in row.cells if "_cov" in key}, key=int, reverse=True
@@ -269,10 +274,7 @@ def range_table(rows: list[SkillRow], levels: list[float] | None) -> None:
             {"name": f"{split}_interval", "label": f"{short} interval score", "field": f"{split}_interval"},
             {"name": f"{split}_pinball", "label": f"{short} pinball", "field": f"{split}_pinball"},
         ]
-    table_rows = [{"name": row.name, **row.cells} for row in rows]
-    ui.table(columns=columns, rows=table_rows, row_key="name").props("flat dense wrap-cells").classes(
-        "w-full tabular"
-    ).mark("range-table")
+    forecaster_table(columns, rows, "range-table")
 
 
 def walk_forward(result: BacktestResult) -> None:

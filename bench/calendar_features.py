@@ -1,0 +1,123 @@
+"""Do hour-of-day and day-of-week features help the ranges? Crypto volatility has a daily and a weekly rhythm
+(the US and Asian sessions, quiet weekends), and the model sees only price ratios and volume changes today.
+
+Two arms, same candles (the pair's lookback, bundled sample), seed and settings; the second appends sin/cos of
+the hour of day and of the day of week of each candle's close to its feature row. Judged on validation only,
+as the trainer decides (pinball loss before calibration, and coverage, interval score and pinball after it);
+the test split is printed beside it for information, never used to choose.
+
+The served model's input is raw candles without times (contract 2), so adopting calendar features would mean a
+second input, the last candle's close time; this script measures whether that change would be worth making.
+
+    python bench/calendar_features.py [-f PAIR.yaml] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+import makeusrich.trainer.model as model_module
+from makeusrich.market.candles import close_moments, interval_ms
+from makeusrich.market.source import Source, load_candles
+from makeusrich.pair import load_pair
+from makeusrich.scoring import ranges
+from makeusrich.trainer.features import Prepared, prepare
+from makeusrich.trainer.pipeline import log_returns
+from makeusrich.trainer.train import configure_threads, predict_standardised, train
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results" / "calendar_features.md"
+
+
+def with_calendar(data: Prepared, interval: str) -> Prepared:
+    """The same data with four calendar columns per feature row (row r describes candle r + 1)."""
+    closes = close_moments(data.open_time, interval).iloc[1:]
+    hour = closes.dt.hour.to_numpy() + closes.dt.minute.to_numpy() / 60
+    day = closes.dt.dayofweek.to_numpy() + hour / 24
+    calendar = np.stack(
+        [
+            np.sin(2 * np.pi * hour / 24),
+            np.cos(2 * np.pi * hour / 24),
+            np.sin(2 * np.pi * day / 7),
+            np.cos(2 * np.pi * day / 7),
+        ],
+        axis=1,
+    ).astype(np.float32)
+    return replace(data, features=np.concatenate([data.features, calendar], axis=1))
+
+
+def scored(data: Prepared, core: torch.nn.Module, levels: list[float]) -> dict[str, float]:
+    """Validation and test numbers of one arm, in log returns, with margins fitted on validation."""
+    cpu = torch.device("cpu")
+    out: dict[str, float] = {}
+    val = data.split.validation
+    raw_val = predict_standardised(core, data, val, cpu)  # type: ignore[arg-type]
+    out["validation pinball (before calibration)"] = ranges.pinball_loss(
+        data.targets[val].reshape(-1), raw_val.reshape(-1, len(levels)), levels
+    )
+    margins = ranges.conformal_margins(data.targets[val], raw_val, levels)
+    sign = np.where(np.arange(len(levels)) < levels.index(0.5), -1.0, 1.0)
+    for name, origins in (("validation", val), ("test", data.split.test)):
+        q_std = predict_standardised(core, data, origins, cpu) + sign * margins  # type: ignore[arg-type]
+        q = q_std * data.target_scaler.std[:, None] + data.target_scaler.mean[:, None]
+        y = log_returns(data.actual_prices(origins), data.last_close(origins))
+        train = data.split.train
+        train_y = log_returns(data.actual_prices(train), data.last_close(train))
+        sigma = ranges.ewma_sigma(data.ohlcv[:, 3])
+        ewma = ranges.ewma_quantiles(train_y[:, 0], sigma[train], sigma[origins], levels)[:, None, :]
+        model, base = ranges.range_score(y, np.sort(q, axis=2), levels), ranges.range_score(y, ewma, levels)
+        out[f"{name} 90% coverage"] = model.ranges[0].rate
+        out[f"{name} interval score / EWMA"] = model.ranges[0].interval_score / base.ranges[0].interval_score
+        out[f"{name} pinball / EWMA"] = model.pinball / base.pinball
+        last, actual = data.last_close(origins), data.actual_prices(origins)[:, 0]
+        forecast = last * np.exp(q[:, 0, levels.index(0.5)])
+        out[f"{name} MAE / persistence"] = float(np.mean(np.abs(forecast - actual)) / np.mean(np.abs(last - actual)))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-f", "--file", default=str(REPO / "manifests" / "examples" / "btc-usdt.yaml"))
+    parser.add_argument("--write", action="store_true")
+    args = parser.parse_args()
+    configure_threads()
+    spec = load_pair(args.file).spec
+    frame = load_candles(spec, Source("sample")).frame
+    base = prepare(frame, spec.model.window, spec.model.horizon, interval_ms(spec.interval))
+    levels = spec.model.quantiles
+    results: dict[str, dict[str, float]] = {}
+    for name, data, width in (
+        ("price and volume (served today)", base, 5),
+        ("+ hour of day, day of week", with_calendar(base, spec.interval), 9),
+    ):
+        model_module.N_FEATURES = width  # the LSTM's input width; an experiment, not the trainer's code path
+        result = train(data, spec.model, progress=None)
+        results[name] = {**scored(data, result.core, levels), "epochs": len(result.epochs)}
+    model_module.N_FEATURES = 5
+    keys = list(next(iter(results.values())))
+    table = ["| metric | " + " | ".join(results) + " |", "|---|" + "---|" * len(results)]
+    table += [
+        f"| {k} | " + " | ".join(f"{r[k]:.4f}" if k != "epochs" else f"{r[k]:.0f}" for r in results.values()) + " |"
+        for k in keys
+    ]
+    text = "\n".join(table)
+    print(text)
+    if args.write:
+        RESULTS.write_text(
+            "# Calendar features: do they help?\n\n"
+            f"`python bench/calendar_features.py --write`, {datetime.now(UTC):%Y-%m-%d}, the bundled BTC/USDT sample, "
+            f"lookbackDays {spec.lookback_days}, default model settings, seed {spec.model.seed}. Decide on the "
+            "validation rows; the test rows are for information.\n\n" + text + "\n"
+        )
+
+
+if __name__ == "__main__":
+    pd.set_option("display.width", 160)
+    main()
