@@ -170,7 +170,7 @@ def check_output(values: np.ndarray, expected: tuple[int, ...], what: str) -> np
         raise ValueError(f"the model returned {what} of shape {list(values.shape)} instead of {list(expected)}")
     if not np.isfinite(values).all():
         raise BadRequest(
-            f"the model's {what} for these candles is not finite; check that prices and volumes are "
+            f"the model's answer for these candles ({what}) is not finite; check that prices and volumes are "
             "plausible (raw values, not normalised)"
         )
     return values

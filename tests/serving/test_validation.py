@@ -175,7 +175,7 @@ def test_quantiles_must_have_their_shape_and_be_finite() -> None:
     with pytest.raises(ValueError, match=r"quantiles of shape \[2, 1, 3\] instead of \[2, 1, 5\]"):
         check_answer({"quantiles": np.ones((2, 1, 3), np.float32)}, 2, SIGNATURE)
     quantiles[1, 0, 4] = np.inf
-    with pytest.raises(BadRequest, match="quantiles for these candles are not finite"):
+    with pytest.raises(BadRequest, match=r"for these candles \(quantiles\) is not finite"):
         check_answer({"forecast": forecast, "quantiles": quantiles}, 2, SIGNATURE)
 
 
