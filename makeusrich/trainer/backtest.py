@@ -247,9 +247,11 @@ def plot_png(result: BacktestResult) -> bytes:
     bottom.bar(x - 0.2, [r["interval_90_vs_ewma"] for r in rows], 0.4, label="vs EWMA volatility", color="#228833")
     bottom.bar(x + 0.2, [r["interval_90_vs_climatology"] for r in rows], 0.4, label="vs climatology", color="#ccbb44")
     bottom.axhline(1.0, color="black", linewidth=1)
+    ratios = [float(r[key]) for r in rows for key in ("interval_90_vs_ewma", "interval_90_vs_climatology")]
+    bottom.set_ylim(min([*ratios, 1.0]) - 0.05, max([*ratios, 1.0]) + 0.08)  # the differences, not the bars' feet
     bottom.set_ylabel("90% interval score ratio")
     bottom.set_xticks(x, folds, rotation=45, ha="right")
-    bottom.legend(loc="upper right")
+    bottom.legend(loc="upper left", ncols=2, framealpha=0.9)
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)

@@ -19,6 +19,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
+from makeusrich.metadata import BacktestResult, FoldResult
+from makeusrich.store import pair_store
+from makeusrich.store.base import PairStore
 from tests.fixtures.model_server import ROOT, RunningServer
 from tests.fixtures.models import small_pair
 from tests.ui.browser import SCREENSHOTS, RunningUI, chromium, start_ui, stop, ui_fingerprint
@@ -39,11 +42,37 @@ def overflows(driver: WebDriver) -> bool:
     return bool(driver.execute_script("return document.documentElement.scrollWidth > window.innerWidth + 1"))
 
 
+def publish_walk_forward(store: PairStore) -> None:
+    """A stored walk-forward beside the served version, as `makeusrich backtest --publish` leaves one: two folds
+    made of the version's own test scores (the page shows what is stored; the numbers are the backtest's job)."""
+    latest = store.latest()
+    assert latest is not None
+    meta = store.model_metadata(latest.version)
+    test = meta.metrics.test
+    assert test.ranges is not None
+    folds = [
+        FoldResult(
+            fold=k, cutoff=f"2022-0{k}-01T00:00:00Z", trained_from="2021-01-01T00:00:00Z",
+            forecast_to=f"2022-0{k + 1}-01T00:00:00Z", epochs=3, train_seconds=1.0, point=test.model,
+            ranges=test.ranges,
+        )
+        for k in (1, 2)
+    ]  # fmt: skip
+    store.write_backtest(
+        latest.version,
+        BacktestResult(
+            pair=meta.pair, model=meta.spec, source="sample", symbol=meta.symbol, interval=meta.interval,
+            lookback_days=60, step_days=30, folds=folds, pooled_point=test.model, pooled_ranges=test.ranges, seconds=2,
+        ),
+    )  # fmt: skip
+
+
 @pytest.fixture
 def running_ui(model_server: RunningServer, tmp_path: Path) -> Iterator[RunningUI]:
     store = model_server.store
     assert store is not None
     shutil.copytree(store.root, tmp_path / ".makeusrich" / "store")  # where `make run` leaves a model
+    publish_walk_forward(pair_store(f"file://{tmp_path / '.makeusrich' / 'store'}", "default", store.pair.name))
     pairs = tmp_path / "pairs"  # the default pairs folder
     write_pair(pairs, store.pair)
     write_pair(pairs, small_pair("eth-usdt", currency="eth"))  # the bundled candles hold no ETH: an error card
@@ -69,6 +98,7 @@ def test_overview_and_pair_page_in_chromium(running_ui: RunningUI, model_server:
         assert f"model {store.version}" in text
         assert "the bundled sample holds btcusdt 1h candles only" in lower  # ETH's problem, on its card
         assert "2 pairs · 1 with problems" in text and "times are candle closes, Europe/Paris" in text
+        assert "90%: " in text and "Stale" in text  # the range on the card; sample candles are old, and say so
         cards = driver.find_elements(By.CSS_SELECTOR, ".pair-card")
         assert len(cards) == 2 and all(card.is_displayed() for card in cards)
         assert "model store" not in lower  # the default store is found, not refused
@@ -83,6 +113,9 @@ def test_overview_and_pair_page_in_chromium(running_ui: RunningUI, model_server:
         canvases = driver.find_elements(By.CSS_SELECTOR, "canvas")
         assert all(c.size["width"] > 200 and c.size["height"] > 150 for c in canvases[:3])  # drawn, not collapsed
         assert "Each candle is labelled by the time it closes" in text
+        assert "on the price: on the test split its error is" in text  # the edge, in words
+        assert "Forecast ranges" in text and "EWMA volatility (RiskMetrics)" in text and "range held" in text
+        assert "Walk-forward backtest" in text and "2 retrainings replayed" in text and "pooled" in text
 
         driver.set_window_size(390, 844)  # a phone
         driver.get(running_ui.url)
