@@ -20,7 +20,7 @@ from makeusrich.ui.view import parse_time, zone
 
 UP, DOWN, FORECAST, MUTED = "#16a34a", "#dc2626", "#2563eb", "#9ca3af"
 ACTUAL, PERSISTENCE = "#475569", "#f59e0b"
-RANGE = "rgba(37, 99, 235, 0.15)"
+RANGE = "rgba(37, 99, 235, 0.3)"
 AXIS_JS = "(v) => Number(v).toLocaleString(undefined, {maximumFractionDigits: 6})"
 
 
