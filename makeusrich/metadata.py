@@ -47,13 +47,14 @@ class Score(_Document):
 
     n: int
     horizon: int
-    mae: float | None
-    rmse: float | None
-    rel_mae: float | None = Field(description="MAE divided by persistence's on the same points")
-    rel_rmse: float | None
-    dm_pvalue: float | None = Field(description="Diebold-Mariano against persistence, absolute loss")
-    directional: Directional | None
-    mae_by_step: list[float | None]
+    # None where undefined; an absent key reads as None too (a Kubernetes status drops null fields)
+    mae: float | None = None
+    rmse: float | None = None
+    rel_mae: float | None = Field(None, description="MAE divided by persistence's on the same points")
+    rel_rmse: float | None = None
+    dm_pvalue: float | None = Field(None, description="Diebold-Mariano against persistence, absolute loss")
+    directional: Directional | None = None
+    mae_by_step: list[float | None] = Field(default_factory=list)
 
 
 class Rules(_Document):

@@ -105,8 +105,9 @@ def test_serve_predict_and_ui_find_the_default_store(empty: Path) -> None:
     assert lines[0].startswith("default/btc-usdt version ")
     version = lines[0].split()[2].rstrip(":")
     assert "of persistence's" in lines[1]
-    for line, split in zip(lines[2:4], ("validation", "test"), strict=True):
+    for line, ranged, split in zip(lines[2:6:2], lines[3:7:2], ("validation", "test"), strict=True):
         assert line.split()[0] == split and " vs persistence " in line and "(ratio " in line and "direction" in line
+        assert "90% range covers " in ranged and "of climatology's" in ranged and "of EWMA's" in ranged
     assert lines[-1] == f"  stored at {store.as_uri()}/default/btc-usdt/versions/{version}/"
     assert (store / "default" / "btc-usdt" / "versions" / version / "metadata.json").is_file()
     serve_port, ui_port = free_port(), free_port()

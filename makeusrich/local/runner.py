@@ -92,7 +92,10 @@ _PRCTL = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("lin
 
 
 def _die_with_parent() -> None:
-    """Run in each child before exec: Linux sends it SIGTERM when the runner dies, even by SIGKILL."""
+    """Run in each child before exec: Linux sends it SIGTERM when the runner dies, even by SIGKILL. And SIGINT
+    back to its default: a runner started in the background by a script inherits SIGINT ignored, and a trainer
+    that ignores the stop's SIGINT would run on until it is killed."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     if _PRCTL is not None:
         _PRCTL(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 

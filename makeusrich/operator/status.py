@@ -163,7 +163,20 @@ def model_metrics(metadata: ModelMetadata | None) -> dict[str, Any] | None:
     if metadata is None:
         return None
     metrics = metadata.metrics
-    return {"validation": metrics.validation.model.to_json(), "test": metrics.test.model.to_json()}
+    found: dict[str, Any] = without_nulls(
+        {"validation": metrics.validation.model.to_json(), "test": metrics.test.model.to_json()}
+    )
+    return found
+
+
+def without_nulls(value: Any) -> Any:
+    """The document without its null fields, at every depth. A merge patch deletes a key it sets to null, so a
+    status holding one would differ from what the API server keeps, and be written again on every round."""
+    if isinstance(value, dict):
+        return {k: without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [without_nulls(v) for v in value]
+    return value
 
 
 def model_status(version: str, storage_uri: str, metadata: ModelMetadata | None) -> ModelStatus:
