@@ -29,7 +29,7 @@ from makeusrich.market.source import Source, load_candles
 from makeusrich.pair import load_pair
 from makeusrich.scoring import ranges
 from makeusrich.trainer.features import Prepared, prepare
-from makeusrich.trainer.pipeline import log_returns
+from makeusrich.trainer.pipeline import baseline_ranges, log_returns
 from makeusrich.trainer.train import configure_threads, predict_standardised, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,10 +68,7 @@ def scored(data: Prepared, core: torch.nn.Module, levels: list[float]) -> dict[s
         q_std = predict_standardised(core, data, origins, cpu) + sign * margins  # type: ignore[arg-type]
         q = q_std * data.target_scaler.std[:, None] + data.target_scaler.mean[:, None]
         y = log_returns(data.actual_prices(origins), data.last_close(origins))
-        train = data.split.train
-        train_y = log_returns(data.actual_prices(train), data.last_close(train))
-        sigma = ranges.ewma_sigma(data.ohlcv[:, 3])
-        ewma = ranges.ewma_quantiles(train_y[:, 0], sigma[train], sigma[origins], levels)[:, None, :]
+        _, ewma = baseline_ranges(data, origins, levels, ranges.ewma_sigma(data.ohlcv[:, 3]))
         model, base = ranges.range_score(y, np.sort(q, axis=2), levels), ranges.range_score(y, ewma, levels)
         out[f"{name} 90% coverage"] = model.ranges[0].rate
         out[f"{name} interval score / EWMA"] = model.ranges[0].interval_score / base.ranges[0].interval_score

@@ -156,6 +156,20 @@ def ewma_quantiles(train_returns: ArrayLike, train_sigma: ArrayLike, sigma: Arra
     return finite_array(sigma, "sigma")[:, None] * z[None, :]
 
 
+def baseline_quantiles(
+    train_returns: ArrayLike, train_sigma: ArrayLike, sigma: ArrayLike, levels: ArrayLike
+) -> tuple[FloatArray, FloatArray]:
+    """Climatology's and EWMA volatility's quantiles [n, h, L] at n origins, per step of the horizon: from the
+    training origins' returns [m, h] and volatilities [m], and the volatility known at each origin [n]."""
+    returns, at = finite_array(train_returns, "train_returns"), np.asarray(sigma, dtype=np.float64)
+    shape = (at.size, returns.shape[1], len(check_levels(levels)))
+    climatology, ewma = np.empty(shape), np.empty(shape)
+    for step in range(returns.shape[1]):
+        climatology[:, step] = climatology_quantiles(returns[:, step], levels, at.size)
+        ewma[:, step] = ewma_quantiles(returns[:, step], train_sigma, at, levels)
+    return climatology, ewma
+
+
 def conformal_margins(actual: ArrayLike, quantiles: ArrayLike, levels: ArrayLike) -> FloatArray:
     """Conformal margins [h, levels] for every central range and step, from calibration points: actual (n, h)
     and quantiles (n, h, levels). The median's margin is zero."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -38,8 +37,8 @@ from makeusrich.scoring.folds import COLUMNS, table_rows
 from makeusrich.trainer.export import export_onnx, run_onnx
 from makeusrich.trainer.features import ohlcv_array, prepare
 from makeusrich.trainer.model import Forecaster
-from makeusrich.trainer.pipeline import calibrate, log_returns
-from makeusrich.trainer.train import EpochRecord, train
+from makeusrich.trainer.pipeline import baseline_ranges, calibrate, log_returns
+from makeusrich.trainer.train import EpochRecord, train, usable_cpus
 
 log = logging.getLogger(__name__)
 
@@ -108,14 +107,7 @@ def run_fold(
     actual = ohlcv[origins[:, None] + np.arange(1, model.horizon + 1)[None, :], 3]
 
     # Baselines fitted on the fold's training split; EWMA volatility is known at each origin from past closes.
-    sigma = ranges.ewma_sigma(ohlcv[:, 3])
-    fitted = data.split.train
-    train_returns = log_returns(data.actual_prices(fitted), data.last_close(fitted))
-    shape = (len(origins), model.horizon, len(model.quantiles))
-    climatology, ewma = np.empty(shape), np.empty(shape)
-    for k in range(model.horizon):
-        climatology[:, k] = ranges.climatology_quantiles(train_returns[:, k], model.quantiles, len(origins))
-        ewma[:, k] = ranges.ewma_quantiles(train_returns[:, k], sigma[fitted + offset], sigma[origins], model.quantiles)
+    climatology, ewma = baseline_ranges(data, origins, model.quantiles, ranges.ewma_sigma(ohlcv[:, 3]), offset)
     part = Forecasts(actual, last_close, forecast, log_returns(quantiles, last_close), climatology, ewma)
     facts = {
         "trained_from": before["open_time"].iloc[0],
@@ -152,7 +144,7 @@ def walk_forward(
             "the first folds train on less than lookbackDays",
             extra={"history_from": str(closes.iloc[0]), "needed_from": str(needed)},
         )
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cpus = usable_cpus()
     outcomes = []
     if jobs > 1:
         tasks = [(spec, frame, cut, step, max(1, cpus // jobs)) for cut in cuts]

@@ -84,17 +84,13 @@ def log_returns(prices: np.ndarray, last_close: np.ndarray) -> np.ndarray:
 
 
 def baseline_ranges(
-    data: Prepared, origins: np.ndarray, levels: list[float], sigma: np.ndarray
+    data: Prepared, origins: np.ndarray, levels: list[float], sigma: np.ndarray, offset: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Climatology's and EWMA volatility's quantiles [n, h, L] at origins, fitted on the training split only."""
+    """Climatology's and EWMA volatility's quantiles [n, h, L] at origins, fitted on the training split only.
+    `sigma` is indexed like `origins`; `offset` is where `data`'s candles start in it."""
     train = data.split.train
     train_returns = log_returns(data.actual_prices(train), data.last_close(train))
-    shape = (len(origins), data.horizon, len(levels))
-    climatology, ewma = np.empty(shape), np.empty(shape)
-    for step in range(data.horizon):
-        climatology[:, step] = ranges.climatology_quantiles(train_returns[:, step], levels, len(origins))
-        ewma[:, step] = ranges.ewma_quantiles(train_returns[:, step], sigma[train], sigma[origins], levels)
-    return climatology, ewma
+    return ranges.baseline_quantiles(train_returns, sigma[train + offset], sigma[origins], levels)
 
 
 def score_split(

@@ -43,13 +43,17 @@ class TrainingResult:
     device: str = "cpu"
 
 
-def configure_threads() -> int:
-    """Use the CPUs this process may run on (cgroup/affinity aware), at most 8: LSTM steps scale no further."""
+def usable_cpus() -> int:
+    """The CPUs this process may run on (affinity aware)."""
     try:
-        cpus = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:
-        cpus = os.cpu_count() or 1
-    threads = max(1, min(cpus, 8))
+        return os.cpu_count() or 1
+
+
+def configure_threads() -> int:
+    """Use the CPUs this process may run on, at most 8: LSTM steps scale no further."""
+    threads = max(1, min(usable_cpus(), 8))
     torch.set_num_threads(threads)
     return threads
 
