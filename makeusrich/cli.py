@@ -93,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     from makeusrich.local.cli import add_up_command
     from makeusrich.operator.cli import add_operator_commands
     from makeusrich.serving.cli import add_serving_commands
+    from makeusrich.track.cli import add_track_command
     from makeusrich.trainer.cli import add_backtest_command, add_train_command
     from makeusrich.ui.cli import add_ui_commands
 
@@ -100,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_command(add)
     add_backtest_command(add)
     add_serving_commands(add)
+    add_track_command(add)
     add_operator_commands(add)
     add_ui_commands(add)
     return parser

@@ -297,3 +297,40 @@ def parse_run_state(raw: bytes, where: str) -> RunState:
         return RunState.model_validate_json(raw)
     except ValidationError as exc:
         raise StoreError(f"{where} is malformed: {_first_problem(exc)}") from None
+
+
+class LiveWindow(_Document):
+    """The served forecasts of one window of the track record, scored once their candles closed: next to
+    persistence on the same points, like the test split, but on hours that did not exist at training time."""
+
+    window: str = Field(description="24h, 7d, 30d, or version: since the served version went live")
+    start: str | None = Field(None, description="the first origin the window counts")
+    made: int = Field(description="origins with a recorded forecast")
+    missed: int = Field(description="origins recorded as gaps: no candle, no tracker or no model then")
+    scored: int = Field(description="forecasts whose every target candle has closed")
+    point: Score | None = None
+    ranges: RangeScore | None = None
+
+
+class TrackSummary(_Document):
+    """`<ns>/<pair>/track.json`: the live track record in numbers; the operator copies it into status.live."""
+
+    pair: str
+    namespace: str
+    interval: str
+    updated_at: str
+    version: str | None = Field(None, description="the version that made the newest live forecast")
+    live_since: str | None = Field(None, description="when that version's first live forecast was recorded")
+    last_origin: str | None = Field(None, description="the newest origin recorded (forecast or gap)")
+    last_forecast_at: str | None = Field(None, description="when the newest live forecast was recorded")
+    windows: list[LiveWindow] = Field(default_factory=list)
+
+    def window(self, name: str) -> LiveWindow | None:
+        return next((w for w in self.windows if w.window == name), None)
+
+
+def parse_track_summary(raw: bytes, where: str) -> TrackSummary:
+    try:
+        return TrackSummary.model_validate_json(raw)
+    except ValidationError as exc:
+        raise StoreError(f"{where} is malformed: {_first_problem(exc)}; the tracker rewrites it next round") from None

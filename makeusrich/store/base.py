@@ -7,6 +7,8 @@ Layout under the store's root (an S3 bucket, optionally a prefix in it, or a loc
     <namespace>/<pair>/versions/<version>/metadata.json
     <namespace>/<pair>/latest.json                              the promoted version, written last
     <namespace>/<pair>/candles/<interval>.parquet               candle cache
+    <namespace>/<pair>/track/<YYYY-MM>.parquet                  the track record: served forecasts, by origin month
+    <namespace>/<pair>/track.json                               its summary, rewritten each round
 
 A version becomes visible only through latest.json, which is written after every other object of the version
 was uploaded and read back with a matching checksum; a crash at any earlier step leaves the previous promotion.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,7 +32,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from makeusrich.contract import VERSION_FORMAT, VERSION_RE, iso_z
 from makeusrich.errors import NotFoundError, StoreError, excerpt
-from makeusrich.metadata import BacktestResult, ModelMetadata, parse_backtest, parse_metadata
+from makeusrich.metadata import (
+    BacktestResult,
+    ModelMetadata,
+    TrackSummary,
+    parse_backtest,
+    parse_metadata,
+    parse_track_summary,
+)
 
 if TYPE_CHECKING:  # pandas is imported only by the candle cache: the operator never needs it
     import pandas as pd
@@ -37,6 +47,8 @@ if TYPE_CHECKING:  # pandas is imported only by the candle cache: the operator n
 METADATA = "metadata.json"
 BACKTEST = "backtest.json"
 LATEST = "latest.json"
+TRACK_SUMMARY = "track.json"
+MONTH_RE = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
 HISTORY_LIMIT = 200
 # An incomplete version or temporary file older than this comes from a run that died: training takes minutes,
 # and runs of one pair never overlap (the CronJob's concurrencyPolicy Forbid, one run per pair on one machine).
@@ -344,3 +356,50 @@ class PairStore:
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
         self.objects.put(self.candles_key(interval), buffer.getvalue())
+
+    # --- track record (written by one tracker) -------------------------------------------------------
+
+    def track_key(self, month: str) -> str:
+        if not MONTH_RE.match(month):
+            raise StoreError(f"track month {month!r} is not YYYY-MM")
+        return f"{self.prefix}track/{month}.parquet"
+
+    def track_months(self) -> list[str]:
+        """Months that have a track file, oldest first."""
+        found = []
+        for key in self.objects.list(f"{self.prefix}track/"):
+            name = key.rsplit("/", 1)[-1]
+            if name.endswith(".parquet") and MONTH_RE.match(name.removesuffix(".parquet")):
+                found.append(name.removesuffix(".parquet"))
+        return sorted(found)
+
+    def read_track(self, month: str) -> pd.DataFrame | None:
+        """One month of the track record as stored, or None; StoreError when the file is unreadable."""
+        import pandas as pd
+
+        key = self.track_key(month)
+        try:
+            raw = self.objects.get(key)
+        except NotFoundError:
+            return None
+        try:
+            return pd.read_parquet(io.BytesIO(raw))
+        except Exception as exc:
+            raise StoreError(f"track file {self.objects.uri(key)} is unreadable: {str(exc)[:160]}") from None
+
+    def write_track(self, month: str, frame: pd.DataFrame) -> None:
+        """Replace one month's rows in one atomic put: readers see the old month or the new one."""
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        self.objects.put(self.track_key(month), buffer.getvalue())
+
+    def read_track_summary(self) -> TrackSummary | None:
+        key = self.prefix + TRACK_SUMMARY
+        try:
+            raw = self.objects.get(key)
+        except NotFoundError:
+            return None
+        return parse_track_summary(raw, self.objects.uri(key))
+
+    def write_track_summary(self, summary: TrackSummary) -> None:
+        self.objects.put(self.prefix + TRACK_SUMMARY, summary.model_dump_json(by_alias=True, indent=2).encode())

@@ -7,21 +7,18 @@ root page function; `run_ui` then serves it. Tests call `create_app` inside Nice
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from nicegui import app, run, ui
 from starlette.middleware.sessions import SessionMiddleware
 
-from makeusrich.kube import KubeClient, load_credentials
 from makeusrich.market.feed import CandleFeed
 from makeusrich.market.source import Source
 from makeusrich.net import check_free
+from makeusrich.pairs import PairSource
 from makeusrich.ui.auth import AuthConfig, auth_from_env
-from makeusrich.ui.data import EmbeddedSource, KubeSource, PairSource
 from makeusrich.ui.frame import STYLESHEET, Pages
 from makeusrich.ui.root import make_root
 from makeusrich.ui.security import SecurityHeaders
@@ -40,12 +37,7 @@ async def io_offload(call: Callable[[], Any]) -> Any:
 
 
 def build_source(config: UIConfig) -> PairSource:
-    if config.kubernetes:
-        login = functools.partial(load_credentials, config.kubeconfig, config.kube_context)
-        client = KubeClient(login, login(), agent="makeusrich-ui", attempts=3, timeout=10.0)
-        return KubeSource(client, config.namespace, config.store_url)
-    files = [Path(f) for f in config.pair_files]
-    return EmbeddedSource(config.pairs_dir, config.store_url, config.server_url, offload=io_offload, files=files)
+    return config.pair_source(config.store_url, agent="makeusrich-ui", offload=io_offload)
 
 
 def create_app(config: UIConfig, auth: AuthConfig, source: PairSource | None = None) -> Callable[[], Any]:

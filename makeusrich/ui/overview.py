@@ -8,8 +8,8 @@ from typing import Any
 
 from nicegui import ui
 
+from makeusrich.pairs import PairSource
 from makeusrich.ui.auth import HASH_ENV
-from makeusrich.ui.data import PairSource
 from makeusrich.ui.frame import Tab
 from makeusrich.ui.state import wait_loaded
 from makeusrich.ui.view import SORTS, PairState, card_html, format_time, has_problem, matches, sort_states

@@ -13,12 +13,12 @@ from nicegui import ui
 from makeusrich.errors import MakeUsRichError
 from makeusrich.metadata import BacktestResult, ModelMetadata, RunState
 from makeusrich.pair import CurrencyPair, next_run
+from makeusrich.pairs import describe_error
 from makeusrich.scoring.folds import COLUMNS, table_rows
 from makeusrich.store.reader import Readable
 from makeusrich.ui.backtest import Backtest
 from makeusrich.ui.charts import backtest_chart, candle_chart, error_chart
 from makeusrich.ui.components import TONE_TEXT, badge, error_line, notice, stat
-from makeusrich.ui.data import describe_error
 from makeusrich.ui.frame import Tab
 from makeusrich.ui.state import wait_loaded
 from makeusrich.ui.view import (

@@ -4,14 +4,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
 
-from pydantic import Field, field_validator
-from pydantic_settings import NoDecode, SettingsConfigDict
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
 
-from makeusrich.cliargs import MarketSettings
+from makeusrich.cliargs import MarketSettings, PairSourceSettings
 from makeusrich.store import STORE_ENV
-from makeusrich.v2client import DEFAULT_URL, SERVING_URL_ENV, check_url
 
 
 @dataclass(frozen=True)
@@ -30,34 +28,17 @@ class Options:
 DASHBOARD_RETRIES = 2
 
 
-class UIConfig(MarketSettings):
+class UIConfig(PairSourceSettings, MarketSettings):
     """Everything `makeusrich ui` takes; the login's secrets come from the environment only (ui.auth)."""
 
     model_config = SettingsConfigDict(env_prefix="MAKEUSRICH_UI_")
 
-    kubernetes: bool = Field(
-        False, description="read CurrencyPair resources and InferenceService URLs from Kubernetes (not pair files)"
-    )
-    namespace: str | None = Field(
-        None, description="with --kubernetes: the namespace to read and create pairs in (default: all namespaces)"
-    )
-    kubeconfig: str | None = Field(None, description="kubeconfig file (default: $KUBECONFIG, in-cluster, ~/.kube)")
-    kube_context: str | None = Field(None, description="kubeconfig context (default: its current-context)")
-    pairs_dir: str = Field(
-        "pairs", validation_alias="MAKEUSRICH_PAIRS_DIR", description="embedded mode: folder of pair files (*.yaml)"
-    )
-    pair_files: Annotated[tuple[str, ...], NoDecode] = Field(
-        (), description="embedded mode: comma-separated pair files to show besides the folder's (as `up -f` runs)"
-    )
     store_url: str | None = Field(
         None,
         validation_alias=STORE_ENV,
         description="model store for versions, metrics and backtests: a folder or s3://bucket[/prefix] (default "
         ".makeusrich/store; optional with --kubernetes)",
         json_schema_extra={"flag": "--store"},
-    )
-    server_url: str = Field(
-        DEFAULT_URL, validation_alias=SERVING_URL_ENV, description="embedded mode: the v2 model server"
     )
     binance_retries: int = Field(
         DASHBOARD_RETRIES,
@@ -88,16 +69,6 @@ class UIConfig(MarketSettings):
         json_schema_extra={"metavar": "IPS"},
     )
     log_level: str = Field("warning", description="log level of the dashboard's web server")
-
-    @field_validator("pair_files", mode="before")
-    @classmethod
-    def _split_files(cls, value: object) -> object:
-        return tuple(p.strip() for p in value.split(",") if p.strip()) if isinstance(value, str) else value
-
-    @field_validator("server_url")
-    @classmethod
-    def _checked(cls, value: str) -> str:
-        return check_url(value)
 
     @property
     def options(self) -> Options:

@@ -25,15 +25,15 @@ from makeusrich.market.feed import CandleFeed
 from makeusrich.market.files import SAMPLE_ENDS
 from makeusrich.metadata import BacktestResult, ModelMetadata
 from makeusrich.pair import CurrencyPair
-from makeusrich.store.reader import Readable, StoreReader, StoreSummary
-from makeusrich.ui.backtest import Backtest, run_backtest, split_range
-from makeusrich.ui.data import (
+from makeusrich.pairs import (
     Offload,
     PairRecord,
     PairSource,
     describe_error,
     to_thread,
 )
+from makeusrich.store.reader import Readable, StoreReader, StoreSummary
+from makeusrich.ui.backtest import Backtest, run_backtest, split_range
 from makeusrich.ui.settings import Options
 from makeusrich.ui.view import PairState, condition, promotion_reason, skill_from_metrics, skill_from_status
 from makeusrich.v2client import V2Client, quantile_column

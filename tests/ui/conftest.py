@@ -34,7 +34,7 @@ from nicegui.testing.user_interaction import UserInteraction
 from makeusrich.pair import CurrencyPair
 from makeusrich.ui.app import create_app
 from makeusrich.ui.auth import AuthConfig, hash_password
-from makeusrich.ui.data import PairSource, pair_yaml
+from makeusrich.pairs import PairSource, pair_yaml
 from makeusrich.ui.frame import TZ_EVENT
 from makeusrich.ui.settings import Options, UIConfig
 from makeusrich.ui.state import Dashboard

@@ -11,7 +11,7 @@ from makeusrich.operator.status import model_status
 from makeusrich.pair import CurrencyPairStatus
 from makeusrich.store.base import Latest
 from makeusrich.store.reader import Damaged, StoreSummary
-from makeusrich.ui.data import PairRecord
+from makeusrich.pairs import PairRecord
 from makeusrich.ui.state import Observed, Served, build_state
 from tests.fixtures.metadata import metadata_document
 from tests.fixtures.models import small_pair

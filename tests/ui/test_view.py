@@ -26,7 +26,7 @@ from makeusrich.ui import auth
 from makeusrich.ui.backtest import held_out_windows, score, split_range
 from makeusrich.ui.charts import backtest_chart, candle_chart
 from makeusrich.ui.cli import read_password
-from makeusrich.ui.data import EmbeddedSource, record_from_resource
+from makeusrich.pairs import EmbeddedSource, record_from_resource
 from makeusrich.ui.forms import initial_values, validate_form
 from makeusrich.ui.overview import empty_hints
 from makeusrich.ui.view import (

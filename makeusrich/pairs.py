@@ -1,9 +1,9 @@
-"""Where the dashboard's pairs come from.
+"""Where the pairs come from, for the dashboard and the track record alike.
 
-Two sources of pairs behind one protocol: `EmbeddedSource` reads pair files from a folder (the dashboard on one
-machine) and `KubeSource` reads CurrencyPair resources, their status and their InferenceServices' URLs. Both write
-pairs through the same pydantic spec. The model store and the candles are read by makeusrich.store.reader and
-makeusrich.market.feed, whose blocking calls the dashboard runs in worker threads (never on its event loop).
+Two sources of pairs behind one protocol: `EmbeddedSource` reads pair files from a folder (one machine) and
+`KubeSource` reads CurrencyPair resources, their status and their InferenceServices' URLs. Both write pairs
+through the same pydantic spec. The model store and the candles are read by makeusrich.store.reader and
+makeusrich.market.feed, whose blocking calls the callers run in worker threads (never on their event loop).
 """
 
 from __future__ import annotations

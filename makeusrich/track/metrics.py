@@ -1,0 +1,145 @@
+"""`/metrics` (Prometheus text format, prometheus-client) and `/healthz` of the tracker.
+
+The metrics are collected when scraped, from what the tracker holds, so ages grow between rounds as they do
+in fact. Per pair and window: forecasts made and missed, the live MAE ratio to persistence with its DM p-value,
+and each range's coverage; per pair: the age of the newest forecast and of the served model.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from makeusrich.contract import iso_z
+from makeusrich.market.candles import interval_ms
+from makeusrich.track.tracker import Tracker
+
+PREFIX = "makeusrich_track_"
+
+
+def _age(now: datetime, moment: str | None) -> float | None:
+    if not moment:
+        return None
+    try:
+        return (now - datetime.fromisoformat(moment.replace("Z", "+00:00"))).total_seconds()
+    except ValueError:
+        return None
+
+
+class TrackCollector(Collector):
+    def __init__(self, tracker: Tracker) -> None:
+        self.tracker = tracker
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        now = self.tracker.now()
+        pair_labels = ["namespace", "pair"]
+        window_labels = [*pair_labels, "window"]
+        made = GaugeMetricFamily(
+            PREFIX + "forecasts", "origins with a live forecast in the window", labels=window_labels
+        )
+        missed = GaugeMetricFamily(PREFIX + "missed", "origins recorded as gaps in the window", labels=window_labels)
+        ratio = GaugeMetricFamily(
+            PREFIX + "mae_ratio", "live MAE divided by persistence's on the same points", labels=window_labels
+        )
+        dm = GaugeMetricFamily(
+            PREFIX + "dm_pvalue", "Diebold-Mariano p-value against persistence", labels=window_labels
+        )
+        coverage = GaugeMetricFamily(
+            PREFIX + "coverage", "share of actual closes inside the range", labels=[*window_labels, "range"]
+        )
+        forecast_age = GaugeMetricFamily(
+            PREFIX + "last_forecast_age_seconds", "seconds since the newest live forecast", labels=pair_labels
+        )
+        model_age = GaugeMetricFamily(
+            PREFIX + "model_age_seconds", "seconds since the served model was trained", labels=pair_labels
+        )
+        failing = GaugeMetricFamily(
+            PREFIX + "pair_failing", "1 when the pair's last round ended in an error", labels=pair_labels
+        )
+        offline = GaugeMetricFamily(
+            PREFIX + "pair_offline", "1 when the pair's candles are the bundled sample", labels=pair_labels
+        )
+        for key, state in sorted(dict(self.tracker.pairs).items()):  # a copy: rounds change it meanwhile
+            namespace, pair = key.split("/", 1)
+            labels = [namespace, pair]
+            failing.add_metric(labels, float(state.error is not None))
+            offline.add_metric(labels, float(state.offline))
+            if (age := _age(now, state.model_created_at)) is not None:
+                model_age.add_metric(labels, age)
+            summary = state.summary
+            if summary is None:
+                continue
+            if (age := _age(now, summary.last_forecast_at)) is not None:
+                forecast_age.add_metric(labels, age)
+            for window in summary.windows:
+                w = [*labels, window.window]
+                made.add_metric(w, window.made)
+                missed.add_metric(w, window.missed)
+                if window.point is not None and window.point.rel_mae is not None:
+                    ratio.add_metric(w, window.point.rel_mae)
+                if window.point is not None and window.point.dm_pvalue is not None:
+                    dm.add_metric(w, window.point.dm_pvalue)
+                for cover in window.ranges.ranges if window.ranges else []:
+                    coverage.add_metric([*w, f"{cover.nominal:g}"], cover.rate)
+        rounds = GaugeMetricFamily(PREFIX + "round_seconds", "how long the last round over every pair took")
+        if self.tracker.last_round is not None:
+            rounds.add_metric([], self.tracker.last_round.seconds)
+        yield from (made, missed, ratio, dm, coverage, forecast_age, model_age, failing, offline, rounds)
+
+
+def health(tracker: Tracker) -> tuple[int, dict[str, Any]]:
+    """200 while rounds keep coming (the last one finished within two of the shortest interval, plus two
+    minutes), 503 before the first round or when the loop is stuck. Pair errors are listed, not fatal."""
+    report = tracker.last_round
+    if report is None:
+        return 503, {"status": "starting"}
+    shortest = min((interval_ms(p.spec.interval) for p in tracker.specs.values()), default=3_600_000)
+    late = (tracker.now() - report.finished).total_seconds() > 2 * shortest / 1000 + 120
+    body = {
+        "status": "stuck" if late else "ok",
+        "lastRound": iso_z(report.finished),
+        "pairs": len(report.pairs),
+        "errors": {r.key: r.error for r in report.pairs if r.error},
+        "offline": sorted(r.key for r in report.pairs if r.offline),
+    }
+    return (503 if late else 200), body
+
+
+def serve_http(tracker: Tracker, host: str, port: int) -> ThreadingHTTPServer:
+    """Start /metrics and /healthz in a daemon thread; the caller shuts the server down."""
+    registry = CollectorRegistry()
+    registry.register(TrackCollector(tracker))
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+            elif path == "/healthz":
+                status, body = health(tracker)
+                self._send(status, json.dumps(body).encode(), "application/json")
+            else:
+                self._send(404, b'{"error": "not found: use /metrics or /healthz"}', "application/json")
+
+        def _send(self, status: int, body: bytes, kind: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="track-http", daemon=True).start()
+    return server

@@ -1,0 +1,186 @@
+"""The track record's rows, as pure functions over pandas frames: which origins are due, the rows of a forecast
+or of a gap, and the scoring of rows whose target candle has closed.
+
+One row per origin and step. Times are the moments candles close, in UTC (as everywhere users read them):
+`origin` is the close of the last candle the model saw, `target` the close of the candle it forecast. A row's
+`kind` is `live` (recorded when its origin closed), `replayed` (made later from stored candles: never counted
+as live) or `gap` (no forecast: the reason says why). Quantiles sit in one column per level (`q0.05`, ...),
+so versions with other levels share a month file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from makeusrich.errors import StoreError
+from makeusrich.v2client import quantile_column
+
+LIVE, REPLAYED, GAP = "live", "replayed", "gap"
+TIME_COLUMNS = ("origin", "target", "recorded_at", "scored_at")
+BASE_COLUMNS: dict[str, str] = {
+    "origin": "datetime64[ns, UTC]",
+    "step": "int64",
+    "target": "datetime64[ns, UTC]",
+    "version": "object",
+    "kind": "object",
+    "reason": "object",
+    "persistence": "float64",
+    "forecast": "float64",
+    "recorded_at": "datetime64[ns, UTC]",
+    "actual": "float64",
+    "error": "float64",
+    "persistence_error": "float64",
+    "direction_hit": "float64",
+    "scored_at": "datetime64[ns, UTC]",
+}
+
+
+def empty_rows() -> pd.DataFrame:
+    return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in BASE_COLUMNS.items()})
+
+
+def level_columns(rows: pd.DataFrame) -> list[tuple[float, str]]:
+    """(level, column) of every quantile column in a frame of rows, lowest level first."""
+    found = [(float(c[1:]), c) for c in rows.columns if c.startswith("q") and c[1:].replace(".", "", 1).isdigit()]
+    return sorted(found)
+
+
+def month_of(moment: pd.Timestamp) -> str:
+    """The month file an origin's rows belong to."""
+    return f"{moment.year:04d}-{moment.month:02d}"
+
+
+def due_origins(last_recorded: pd.Timestamp | None, newest: pd.Timestamp, step: pd.Timedelta) -> list[pd.Timestamp]:
+    """Origins to record now, oldest first: every close after the last recorded one up to `newest` (the newest
+    close by the clock). A tracker's first round starts at `newest`: the past is filled only by a replay."""
+    if last_recorded is None:
+        return [newest]
+    count = int((newest - last_recorded) // step)
+    return [last_recorded + step * (i + 1) for i in range(max(count, 0))]
+
+
+def forecast_rows(
+    origin: pd.Timestamp,
+    step: pd.Timedelta,
+    version: str,
+    last_close: float,
+    forecast: Sequence[float],
+    quantiles: np.ndarray | None,
+    levels: Sequence[float] | None,
+    recorded_at: datetime,
+    kind: str = LIVE,
+) -> pd.DataFrame:
+    """The rows of one forecast: `forecast` [horizon] prices and `quantiles` [horizon, levels] (or None)."""
+    prices = np.asarray(forecast, dtype=np.float64).reshape(-1)
+    horizon = prices.size
+    frame = _rows(origin, step, horizon, version, kind, "", last_close, recorded_at)
+    frame["forecast"] = prices
+    if quantiles is not None and levels:
+        values = np.asarray(quantiles, dtype=np.float64).reshape(horizon, len(levels))
+        for i, level in enumerate(levels):
+            frame[quantile_column(level)] = values[:, i]
+    return frame
+
+
+def gap_rows(
+    origin: pd.Timestamp,
+    step: pd.Timedelta,
+    horizon: int,
+    version: str | None,
+    reason: str,
+    last_close: float | None,
+    recorded_at: datetime,
+) -> pd.DataFrame:
+    """The rows of an origin with no forecast: never filled in later, so the record shows the hole."""
+    return _rows(origin, step, horizon, version or "", GAP, reason, last_close, recorded_at)
+
+
+def _rows(
+    origin: pd.Timestamp,
+    step: pd.Timedelta,
+    horizon: int,
+    version: str,
+    kind: str,
+    reason: str,
+    last_close: float | None,
+    recorded_at: datetime,
+) -> pd.DataFrame:
+    steps = np.arange(1, horizon + 1, dtype=np.int64)
+    nothing = np.full(horizon, np.nan)
+    data = {
+        "origin": [origin] * horizon,
+        "step": steps,
+        "target": [origin + step * int(s) for s in steps],
+        "version": [version] * horizon,
+        "kind": [kind] * horizon,
+        "reason": [reason] * horizon,
+        "persistence": np.full(horizon, np.nan if last_close is None else float(last_close)),
+        "forecast": nothing,
+        "recorded_at": [pd.Timestamp(recorded_at)] * horizon,
+        "actual": nothing,
+        "error": nothing,
+        "persistence_error": nothing,
+        "direction_hit": nothing,
+        "scored_at": pd.Series(pd.NaT, index=range(horizon), dtype=BASE_COLUMNS["scored_at"]),
+    }
+    return pd.DataFrame(data).astype(BASE_COLUMNS)
+
+
+def checked_rows(frame: pd.DataFrame, where: str) -> pd.DataFrame:
+    """Rows read from a month file, in the dtypes above; StoreError naming what is missing or wrong."""
+    missing = [name for name in BASE_COLUMNS if name not in frame.columns]
+    if missing:
+        raise StoreError(
+            f"{where} lacks the track columns {', '.join(missing)}; move it aside, the tracker starts anew"
+        )
+    try:
+        return frame.astype(BASE_COLUMNS).sort_values(["origin", "step"], kind="stable").reset_index(drop=True)
+    except (ValueError, TypeError) as exc:
+        raise StoreError(f"{where} holds track rows of the wrong type ({str(exc)[:120]})") from None
+
+
+def append_rows(rows: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """`new` rows after `rows`, leaving out any origin already recorded (an origin is recorded once)."""
+    if new.empty:
+        return rows
+    fresh = new[~new["origin"].isin(rows["origin"])] if not rows.empty else new
+    if fresh.empty:
+        return rows
+    parts = [frame for frame in (rows, fresh) if not frame.empty]
+    combined = pd.concat(parts, ignore_index=True) if len(parts) > 1 else fresh.reset_index(drop=True)
+    return combined.sort_values(["origin", "step"], kind="stable").reset_index(drop=True)
+
+
+def closes_by_moment(candles: pd.DataFrame, interval_step: pd.Timedelta) -> pd.Series:
+    """Close prices indexed by the moment each candle closed."""
+    return pd.Series(candles["close"].to_numpy(dtype=np.float64), index=candles["open_time"] + interval_step)
+
+
+def score_rows(rows: pd.DataFrame, closes: pd.Series, now: datetime) -> tuple[pd.DataFrame, int]:
+    """Fill in what happened for rows whose target candle has closed and is in `closes` (from
+    `closes_by_moment`): the actual close, both errors and whether the direction was right (NaN when the price
+    did not move). Returns the rows and how many were scored now."""
+    pending = (rows["kind"] != GAP) & rows["actual"].isna() & rows["target"].isin(closes.index)
+    count = int(pending.sum())
+    if count == 0:
+        return rows, 0
+    scored = rows.copy()
+    actual = closes.reindex(scored.loc[pending, "target"]).to_numpy()
+    forecast = scored.loc[pending, "forecast"].to_numpy(dtype=np.float64)
+    last = scored.loc[pending, "persistence"].to_numpy(dtype=np.float64)
+    scored.loc[pending, "actual"] = actual
+    scored.loc[pending, "error"] = forecast - actual
+    scored.loc[pending, "persistence_error"] = last - actual
+    moved = np.sign(actual - last)
+    hit = np.where(moved == 0, np.nan, (np.sign(forecast - last) == moved).astype(np.float64))
+    scored.loc[pending, "direction_hit"] = hit
+    scored.loc[pending, "scored_at"] = pd.Timestamp(now).tz_convert("UTC")
+    return scored, count
+
+
+def last_origin(rows: pd.DataFrame) -> pd.Timestamp | None:
+    return None if rows.empty else pd.Timestamp(rows["origin"].max())

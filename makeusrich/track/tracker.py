@@ -1,0 +1,391 @@
+"""The tracker: after each candle close, every pair's served model is asked for its forecast over v2, the row
+is appended to the pair's track record, rows whose target has closed are scored, and track.json is rewritten.
+
+One tracker writes a pair's track files (the chart runs one replica, `makeusrich up` one process). A pair's
+trouble (its model answers an error or too slowly, its candles are late or missing, its files are damaged)
+becomes a gap or an error for that pair alone; the others go on. An origin that could not be forecast in time
+becomes a gap with its reason: a forecast made after the fact would not be live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from makeusrich.contract import iso_z
+from makeusrich.errors import MakeUsRichError, ServingError, StoreError
+from makeusrich.market.candles import interval_ms
+from makeusrich.market.feed import CandleFeed
+from makeusrich.market.source import last_closed_open_ms
+from makeusrich.metadata import TrackSummary
+from makeusrich.pair import CurrencyPair
+from makeusrich.pairs import PairRecord, PairSource
+from makeusrich.store import pair_store
+from makeusrich.store.base import PairStore
+from makeusrich.track import rows as track_rows
+from makeusrich.track.rows import checked_rows, closes_by_moment, due_origins, month_of
+from makeusrich.track.summary import WINDOWS, summarize
+from makeusrich.v2client import ModelMetadata, V2Client, candle_array
+
+log = logging.getLogger("makeusrich")
+
+KEEP = max(length for _, length in WINDOWS) + timedelta(days=1)  # rows held in memory, besides the version's
+SCORE_BACK = 48  # candles fetched to score rows whose target closed this many intervals ago at most
+
+
+@dataclass(frozen=True)
+class TrackOptions:
+    serving_timeout: float = 5.0
+    concurrency: int = 16
+    retry_seconds: float = 30.0  # a round again this soon while an origin is still open (model or candle late)
+    settle_seconds: float = 3.0  # after a close, before asking: the exchange publishes the candle
+    # An origin's forecast counts as live only if recorded this soon after its close (a quarter interval at most).
+    max_delay: timedelta = timedelta(minutes=15)
+
+
+@dataclass
+class PairTrack:
+    """What the tracker holds for one pair between rounds."""
+
+    rows: pd.DataFrame
+    model: ModelMetadata | None = None
+    tried: dict[pd.Timestamp, str] = field(default_factory=dict)  # origin -> why its forecast is not in yet
+    summary: TrackSummary | None = None
+    model_created_at: str | None = None
+    error: str | None = None
+    offline: bool = False
+
+
+@dataclass(frozen=True)
+class PairRound:
+    """What one round did for one pair."""
+
+    key: str
+    recorded: int = 0
+    gaps: int = 0
+    scored: int = 0
+    waiting: int = 0  # origins still open: their candle or the model is late, tried again soon
+    requests: int = 0
+    error: str | None = None
+    offline: bool = False
+
+
+def deadline(origin: pd.Timestamp, step: pd.Timedelta, options: TrackOptions) -> pd.Timestamp:
+    return origin + min(step / 4, pd.Timedelta(options.max_delay))
+
+
+def newest_close(now: datetime, step_ms: int) -> pd.Timestamp:
+    """The moment the newest candle closed, by the clock."""
+    return pd.Timestamp(last_closed_open_ms(now, step_ms) + step_ms, unit="ms", tz="UTC")
+
+
+def window_problem(candles: pd.DataFrame, step: pd.Timedelta) -> str | None:
+    """Why a window cannot be forecast (a candle inside it is missing), or None."""
+    gaps = candles["open_time"].diff().dropna()
+    if (gaps != step).any():
+        first = candles["open_time"].iloc[int(np.argmax((gaps != step).to_numpy())) + 1]
+        return f"a candle before {iso_z((first).to_pydatetime())} is missing from the window"
+    return None
+
+
+class Tracker:
+    """Rounds over every pair of a pair source; `run` repeats them after each candle close."""
+
+    def __init__(
+        self,
+        source: PairSource,
+        feed: CandleFeed,
+        store_url: str,
+        options: TrackOptions = TrackOptions(),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.source = source
+        self.feed = feed
+        self.store_url = store_url
+        self.options = options
+        self.clock = clock
+        self.pairs: dict[str, PairTrack] = {}
+        self.specs: dict[str, CurrencyPair] = {}
+        self.last_round: PairRoundReport | None = None
+        self._clients: dict[str, V2Client] = {}
+        self._stores: dict[str, PairStore] = {}
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+    # --- I/O helpers ---------------------------------------------------------------------------------------
+
+    def _client(self, url: str) -> V2Client:
+        if url not in self._clients:
+            self._clients[url] = V2Client(url, timeout=self.options.serving_timeout)
+        return self._clients[url]
+
+    def _store(self, pair: CurrencyPair) -> PairStore:
+        key = f"{pair.namespace}/{pair.name}"
+        if key not in self._stores:
+            self._stores[key] = pair_store(self.store_url, pair.namespace, pair.name)
+        return self._stores[key]
+
+    def _load(self, pair: CurrencyPair, now: datetime) -> pd.DataFrame:
+        """The stored rows the summary needs: the last KEEP, and the served version's since it went live."""
+        store = self._store(pair)
+        start = pd.Timestamp(now - KEEP)
+        try:
+            previous = store.read_track_summary()
+        except StoreError as exc:
+            log.warning("%s: %s", pair.name, exc)
+            previous = None
+        if previous is not None and previous.live_since:
+            start = min(start, pd.Timestamp(previous.live_since))
+        frames = []
+        for month in store.track_months():
+            if month < month_of(start):
+                continue
+            frame = store.read_track(month)
+            if frame is not None:
+                frames.append(checked_rows(frame, store.objects.uri(store.track_key(month))))
+        rows = track_rows.empty_rows()
+        for frame in frames:
+            rows = track_rows.append_rows(rows, frame)
+        return rows
+
+    def _save(self, pair: CurrencyPair, state: PairTrack, months: set[str]) -> None:
+        store = self._store(pair)
+        for month in sorted(months):
+            in_month = state.rows[state.rows["origin"].map(month_of) == month]
+            store.write_track(month, in_month.reset_index(drop=True))
+        if state.summary is not None:
+            store.write_track_summary(state.summary)
+
+    # --- one pair ------------------------------------------------------------------------------------------
+
+    async def _model(self, client: V2Client, pair: CurrencyPair, state: PairTrack) -> ModelMetadata:
+        if state.model is None:
+            state.model = await client.model_metadata(pair.name)
+        return state.model
+
+    async def _forecast(
+        self, pair: CurrencyPair, url: str, state: PairTrack, candles: pd.DataFrame, origin: pd.Timestamp
+    ) -> tuple[pd.DataFrame | None, str | None, int]:
+        """The rows of the served model's forecast at `origin`, or None and why not; and the requests made."""
+        step = pd.Timedelta(milliseconds=interval_ms(pair.spec.interval))
+        client = self._client(url)
+        requests = 0
+        try:
+            fresh_model = state.model is None
+            model = await self._model(client, pair, state)
+            requests += int(fresh_model)
+            window = candles[candles["open_time"] + step <= origin].tail(model.window)
+            if len(window) < model.window:
+                return None, f"only {len(window)} of the model's {model.window} candles are at hand", requests
+            if (problem := window_problem(window, step)) is not None:
+                return None, problem, requests
+            result = await client.infer_result(pair.name, candle_array(window, model.window), last_candle_close=origin)
+            requests += 1
+            if result.model_version and model.version and result.model_version != model.version:
+                state.model = None  # a new version is served: its window or levels may differ, read them again
+                model = await self._model(client, pair, state)
+                requests += 1
+        except ServingError as exc:
+            state.model = None
+            return None, str(exc), requests
+        levels = model.levels
+        quantiles = result.quantiles[0] if result.quantiles is not None else None
+        if quantiles is not None and (levels is None or len(levels) != quantiles.shape[-1]):
+            quantiles = None  # levels unknown (a server that does not name them): the point forecast only
+        created = result.parameters.get("model_created_at")
+        state.model_created_at = str(created) if created else state.model_created_at
+        rows = track_rows.forecast_rows(
+            origin,
+            step,
+            result.model_version or model.version or "",
+            float(window["close"].iloc[-1]),
+            result.forecast[0],
+            quantiles,
+            levels,
+            self.now(),
+        )
+        return rows, None, requests
+
+    async def track_pair(self, record: PairRecord) -> PairRound:
+        """One round for one pair: record what is due, score what closed, write the month files and track.json."""
+        pair = record.pair
+        assert pair is not None
+        spec = pair.spec
+        now = self.now()
+        state = self.pairs.get(record.key)
+        if state is None:
+            state = PairTrack(rows=await asyncio.to_thread(self._load, pair, now))
+            self.pairs[record.key] = state
+        self.specs[record.key] = pair
+        if self.feed.origin(spec).kind == "sample":
+            state.offline = True
+            return PairRound(record.key, offline=True)
+        step_ms = interval_ms(spec.interval)
+        step = pd.Timedelta(milliseconds=step_ms)
+        newest = newest_close(now, step_ms)
+        origins = due_origins(track_rows.last_origin(state.rows), newest, step)
+        unscored = state.rows[(state.rows["kind"] != track_rows.GAP) & state.rows["actual"].isna()]
+        recent_targets = unscored.loc[unscored["target"] >= newest - step * SCORE_BACK, "target"]
+        oldest_needed = min([*origins, *recent_targets], default=newest)
+        model_window = state.model.window if state.model is not None else spec.model.window
+        count = min(self.feed.KEEP, model_window + int((newest - oldest_needed) // step) + 2)
+        candles = await asyncio.to_thread(self.feed.recent, spec, count)
+        state.offline = self.feed.origin(spec).kind == "sample"  # `auto` found no network just now
+        if state.offline:
+            return PairRound(record.key, offline=True)
+        moment = pd.Timestamp(now)
+        new_rows, gaps, waiting, requests = [], 0, 0, 0
+        horizon = state.model.horizon if state.model is not None else spec.model.horizon
+        closed = set(candles["open_time"] + step)
+        first_ever = state.rows.empty
+        for origin in origins:
+            due = deadline(origin, step, self.options)
+            rows, why = None, state.tried.get(origin)
+            if moment <= due:
+                if origin not in closed:
+                    why = f"the candle closing at {iso_z(origin.to_pydatetime())} has not come yet"
+                elif record.serving_url is None:
+                    why = "the pair has no model server URL yet (no InferenceService is ready)"
+                else:
+                    rows, why, made = await self._forecast(pair, record.serving_url, state, candles, origin)
+                    requests += made
+            if rows is not None:
+                new_rows.append(rows)
+                state.tried.pop(origin, None)
+            elif moment <= due:
+                state.tried[origin] = str(why)
+                # A record starts with its first forecast: before that, a failure is tried at the next close.
+                waiting += int(not first_ever)
+            else:
+                if not first_ever or new_rows:
+                    reason = why or (
+                        "the tracker was not running at that close"
+                        if origin in closed
+                        else f"the candle closing at {iso_z(origin.to_pydatetime())} never came"
+                    )
+                    last = candles.loc[candles["open_time"] + step == origin, "close"]
+                    version = state.summary.version if state.summary else None
+                    last_close = float(last.iloc[0]) if len(last) else None
+                    new_rows.append(track_rows.gap_rows(origin, step, horizon, version, reason, last_close, now))
+                    gaps += 1
+                state.tried.pop(origin, None)
+        months = {month_of(pd.Timestamp(r["origin"].iloc[0])) for r in new_rows}
+        for rows in new_rows:
+            state.rows = track_rows.append_rows(state.rows, rows)
+        state.rows, scored = track_rows.score_rows(state.rows, closes_by_moment(candles, step), now)
+        if scored:
+            touched = state.rows["scored_at"] == pd.Timestamp(now)
+            months |= set(state.rows.loc[touched, "origin"].map(month_of))
+        state.summary = summarize(state.rows, pair.name, pair.namespace, spec.interval, now)
+        if months or scored:
+            await asyncio.to_thread(self._save, pair, state, months)
+        self._trim(state, now)
+        recorded = len(new_rows) - gaps
+        return PairRound(record.key, recorded, gaps, scored, waiting, requests)
+
+    @staticmethod
+    def _trim(state: PairTrack, now: datetime) -> None:
+        """Keep in memory what the windows need: KEEP, and the rows of the version since it went live."""
+        start = pd.Timestamp(now - KEEP)
+        if state.summary is not None and state.summary.live_since:
+            start = min(start, pd.Timestamp(state.summary.live_since))
+        if not state.rows.empty and state.rows["origin"].iloc[0] < start:
+            state.rows = state.rows[state.rows["origin"] >= start].reset_index(drop=True)
+
+    # --- rounds --------------------------------------------------------------------------------------------
+
+    async def round(self) -> PairRoundReport:
+        """One round over every pair the source lists now; a pair's failure is its own line in the report."""
+        started = self.now()
+        records = await self.source.list_pairs()
+        valid = [r for r in records if r.pair is not None and not r.pair.spec.suspend]
+        gone = set(self.pairs) - {r.key for r in valid}
+        for key in gone:  # a pair deleted (or suspended) while tracked: its files stay, its state goes
+            self.pairs.pop(key, None)
+            self.specs.pop(key, None)
+        limit = asyncio.Semaphore(self.options.concurrency)
+
+        async def one(record: PairRecord) -> PairRound:
+            async with limit:
+                try:
+                    result = await self.track_pair(record)
+                except MakeUsRichError as exc:
+                    result = PairRound(record.key, error=str(exc))
+                except Exception as exc:  # a bug for one pair must not stop the others
+                    log.exception("tracking %s failed", record.key)
+                    result = PairRound(record.key, error=f"{type(exc).__name__}: {exc}")
+                state = self.pairs.get(record.key)
+                if state is not None:
+                    state.error = result.error
+                return result
+
+        results = await asyncio.gather(*(one(r) for r in valid))
+        report = PairRoundReport(started, self.now(), list(results), [r.key for r in records if r.pair is None])
+        self.last_round = report
+        return report
+
+    def next_wake(self, report: PairRoundReport) -> float:
+        """Seconds until the next round: soon while an origin is open, else just after the next close."""
+        now = self.now()
+        if any(r.waiting for r in report.pairs):
+            return self.options.retry_seconds
+        closes = []
+        for pair in self.specs.values():
+            step_ms = interval_ms(pair.spec.interval)
+            closes.append(newest_close(now, step_ms) + pd.Timedelta(milliseconds=step_ms))
+        if not closes:
+            return self.options.retry_seconds
+        wake = min(closes) + pd.Timedelta(seconds=self.options.settle_seconds)
+        return max(0.0, (wake - pd.Timestamp(now)).total_seconds())
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                report = await self.round()
+                for line in report.lines():
+                    log.info("%s", line)
+                wait = self.next_wake(report)
+            except MakeUsRichError as exc:  # the pair source itself failed (the API server, the folder)
+                log.error("cannot list pairs: %s", exc)
+                wait = self.options.retry_seconds
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=wait)
+
+    async def aclose(self) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+
+
+@dataclass(frozen=True)
+class PairRoundReport:
+    started: datetime
+    finished: datetime
+    pairs: list[PairRound]
+    invalid: list[str] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished - self.started).total_seconds()
+
+    def lines(self) -> list[str]:
+        """One line per pair that did something or failed, for the log."""
+        out = []
+        for r in self.pairs:
+            if r.offline:
+                out.append(f"{r.key}: offline candles (the bundled sample): nothing to record")
+            elif r.error:
+                out.append(f"{r.key}: {r.error}")
+            elif r.recorded or r.gaps or r.scored:
+                out.append(f"{r.key}: {r.recorded} forecast(s) recorded, {r.gaps} gap(s), {r.scored} row(s) scored")
+        out += [f"{key}: the pair file or resource does not validate; not tracked" for key in self.invalid]
+        return out

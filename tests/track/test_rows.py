@@ -1,0 +1,109 @@
+"""The pure half of the track record: due origins, rows, scoring and the windows of track.json, checked
+against numbers worked out by hand here."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from makeusrich.errors import StoreError
+from makeusrich.track.rows import (
+    GAP,
+    LIVE,
+    append_rows,
+    checked_rows,
+    due_origins,
+    empty_rows,
+    forecast_rows,
+    gap_rows,
+    score_rows,
+)
+from makeusrich.track.summary import summarize
+
+HOUR = pd.Timedelta(hours=1)
+T0 = pd.Timestamp("2026-03-01T10:00Z")
+LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
+NOW = datetime(2026, 3, 1, 20, 0, tzinfo=UTC)
+
+
+def test_due_origins_start_at_the_newest_close_and_then_cover_every_close_since_the_last_one() -> None:
+    assert due_origins(None, T0, HOUR) == [T0]
+    assert due_origins(T0, T0, HOUR) == []
+    assert due_origins(T0, T0 + 3 * HOUR, HOUR) == [T0 + HOUR, T0 + 2 * HOUR, T0 + 3 * HOUR]
+
+
+def test_an_origin_is_recorded_once() -> None:
+    first = forecast_rows(T0, HOUR, "v1", 100.0, [101.0], None, None, NOW)
+    again = forecast_rows(T0, HOUR, "v2", 100.0, [99.0], None, None, NOW)
+    rows = append_rows(append_rows(empty_rows(), first), again)
+    assert len(rows) == 1 and rows["version"].iloc[0] == "v1" and rows["forecast"].iloc[0] == 101.0
+
+
+def test_scoring_fills_errors_and_direction_by_hand_and_leaves_gaps_and_open_targets_alone() -> None:
+    up = forecast_rows(T0, HOUR, "v1", 100.0, [101.0], None, None, NOW)  # said up; it went up
+    wrong = forecast_rows(T0 + HOUR, HOUR, "v1", 102.0, [103.0], None, None, NOW)  # said up; it went down
+    flat = forecast_rows(T0 + 2 * HOUR, HOUR, "v1", 101.0, [100.0], None, None, NOW)  # did not move
+    gap = gap_rows(T0 + 3 * HOUR, HOUR, 1, "v1", "model down", 101.0, NOW)
+    open_ = forecast_rows(T0 + 4 * HOUR, HOUR, "v1", 101.0, [101.5], None, None, NOW)
+    rows = empty_rows()
+    for part in (up, wrong, flat, gap, open_):
+        rows = append_rows(rows, part)
+    closes = pd.Series([102.0, 101.0, 101.0, 101.0], index=[T0 + HOUR * k for k in (1, 2, 3, 4)])
+    scored, count = score_rows(rows, closes, NOW)
+    assert count == 3
+    assert scored["actual"].tolist()[:3] == [102.0, 101.0, 101.0]
+    assert scored["error"].tolist()[:3] == [101.0 - 102.0, 103.0 - 101.0, 100.0 - 101.0]
+    assert scored["persistence_error"].tolist()[:3] == [100.0 - 102.0, 102.0 - 101.0, 0.0]
+    hits = scored["direction_hit"].tolist()
+    assert hits[0] == 1.0 and hits[1] == 0.0 and np.isnan(hits[2])
+    assert scored.loc[3, "kind"] == GAP and np.isnan(scored.loc[3, "actual"])
+    assert np.isnan(scored.loc[4, "actual"])  # its target has not closed
+    assert score_rows(scored, closes, NOW)[1] == 0  # scored once
+
+
+def test_the_windows_count_forecasts_and_gaps_and_score_against_persistence_by_hand() -> None:
+    rows = empty_rows()
+    prices = [100.0, 102.0, 101.0, 104.0, 103.0]  # closes at T0 .. T0+4h
+    forecasts = [101.0, 101.0, 103.0, 104.5]  # made at T0 .. T0+3h
+    for k, forecast in enumerate(forecasts):
+        q = np.array([[forecast - 2, forecast - 1, forecast, forecast + 1, forecast + 2]])
+        rows = append_rows(rows, forecast_rows(T0 + k * HOUR, HOUR, "v2", prices[k], [forecast], q, LEVELS, NOW))
+    rows = append_rows(rows, gap_rows(T0 + 4 * HOUR, HOUR, 1, "v2", "no candle", prices[4], NOW))
+    old = forecast_rows(T0 - 48 * HOUR, HOUR, "v1", 90.0, [91.0], None, None, NOW)  # out of 24 h, other version
+    replayed = forecast_rows(T0 - HOUR, HOUR, "v2", 99.0, [99.5], None, None, NOW, kind="replayed")
+    rows = append_rows(append_rows(rows, old), replayed)
+    closes = pd.Series([*prices[1:], 100.0], index=[T0 + HOUR * k for k in range(1, 6)])
+    closes[T0 - 47 * HOUR] = 95.0
+    closes[T0] = 100.0
+    rows, _ = score_rows(rows, closes, NOW)
+
+    summary = summarize(rows, "btc-usdt", "default", "1h", NOW)
+    assert summary.version == "v2" and summary.live_since == "2026-03-01T10:00:00Z"
+    day = summary.window("24h")
+    assert day is not None and (day.made, day.missed, day.scored) == (4, 1, 4)
+    model_mae = np.mean([abs(101 - 102), abs(101 - 101), abs(103 - 104), abs(104.5 - 103)])
+    persistence_mae = np.mean([abs(100 - 102), abs(102 - 101), abs(101 - 104), abs(104 - 103)])
+    assert day.point is not None and day.point.rel_mae == pytest.approx(model_mae / persistence_mae)
+    # Said/did: +1/+2 hit, -1/-1 hit, +2/+3 hit, +0.5/-1 miss.
+    assert day.point.directional is not None and day.point.directional.hits == 3
+    assert day.ranges is not None
+    ninety = next(r for r in day.ranges.ranges if r.nominal == pytest.approx(0.9))
+    fifty = next(r for r in day.ranges.ranges if r.nominal == pytest.approx(0.5))
+    # 90% range is forecast +-2: actual - forecast = +1, 0, +1, -1.5: all inside. 50%: +-1: 3 of 4 inside.
+    assert (ninety.hits, ninety.n) == (4, 4) and (fifty.hits, fifty.n) == (3, 4)
+    month = summary.window("30d")
+    assert month is not None and month.made == 5  # the older v1 forecast counts; the replayed one never does
+    version = summary.window("version")
+    assert version is not None and version.made == 4 and version.missed == 1
+
+
+def test_a_month_file_without_the_track_columns_is_a_clear_error() -> None:
+    with pytest.raises(StoreError, match="lacks the track columns"):
+        checked_rows(pd.DataFrame({"origin": [T0]}), "s3://b/default/btc-usdt/track/2026-03.parquet")
+
+
+def test_live_rows_are_marked_live() -> None:
+    assert forecast_rows(T0, HOUR, "v1", 1.0, [1.0], None, None, NOW)["kind"].iloc[0] == LIVE

@@ -1,0 +1,252 @@
+"""The tracker against real parts: a loopback Binance stand-in whose clock the test advances candle by candle,
+the real v2 model server (`makeusrich serve`) on a model the real trainer made, and the real S3 server for the
+track files. Nothing is mocked."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from makeusrich.market.feed import CandleFeed
+from makeusrich.market.source import Source
+from makeusrich.onnxrt import onnx_session
+from makeusrich.pairs import EmbeddedSource, pair_yaml
+from makeusrich.store import pair_store
+from makeusrich.store.s3 import S3Store
+from makeusrich.track.metrics import health, serve_http
+from makeusrich.track.rows import GAP, LIVE, checked_rows
+from makeusrich.track.summary import summarize
+from makeusrich.track.tracker import Tracker, TrackOptions
+from makeusrich.trainer.pipeline import run_training
+from makeusrich.v2client import candle_array
+from tests.fixtures.fake_binance import FakeBinance
+from tests.fixtures.model_server import RunningServer
+from tests.fixtures.models import TrainedStore, small_pair
+
+HOUR_MS = 3_600_000
+
+
+@dataclass
+class World:
+    """The stand-in's candles up to `served`, and a clock just after the newest one closed."""
+
+    fake: FakeBinance
+    trained: TrainedStore
+    store_url: str
+    pairs_dir: Path
+    all_rows: list[list[Any]]
+    served: int = 0
+    now_s: float = 0.0
+    trackers: list[Tracker] = field(default_factory=list)
+
+    def advance(self, served: int, after_close_s: float = 5.0) -> None:
+        """Serve candles [0, served) and set the clock `after_close_s` past the newest one's close."""
+        self.served = served
+        self.fake.add_rows("BTCUSDT", "1h", self.all_rows[:served])
+        self.now_s = (int(self.all_rows[served - 1][0]) + HOUR_MS) / 1000 + after_close_s
+
+    def close_of(self, index: int) -> pd.Timestamp:
+        return pd.Timestamp(int(self.all_rows[index][0]) + HOUR_MS, unit="ms", tz="UTC")
+
+    def tracker(self, server: RunningServer) -> Tracker:
+        source = EmbeddedSource(self.pairs_dir, self.store_url, server.url)
+        feed = CandleFeed(Source("binance"), api_url=self.fake.url, clock=lambda: self.now_s, max_retries=0)
+        tracker = Tracker(source, feed, self.store_url, TrackOptions(serving_timeout=5.0), clock=lambda: self.now_s)
+        self.trackers.append(tracker)
+        return tracker
+
+    def stored_rows(self) -> pd.DataFrame:
+        store = pair_store(self.store_url, self.trained.pair.namespace, self.trained.pair.name)
+        frames = [checked_rows(store.read_track(m), m) for m in store.track_months()]  # type: ignore[arg-type]
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+@pytest.fixture
+def world(
+    fake_binance: FakeBinance, trained_store: TrainedStore, s3_store: S3Store, s3_env: object, tmp_path: Path
+) -> World:
+    pairs_dir = tmp_path / "pairs"
+    pairs_dir.mkdir()
+    (pairs_dir / "btc-usdt.yaml").write_text(pair_yaml(trained_store.pair))
+    return World(fake_binance, trained_store, f"s3://{s3_store.bucket}", pairs_dir, fake_binance.rows())
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def onnx_forecast(trained: TrainedStore, rows: list[list[Any]]) -> tuple[float, np.ndarray]:
+    """What the stored model file says for the window ending with the last of `rows`."""
+    frame = pd.DataFrame(
+        {name: [float(r[i]) for r in rows] for i, name in enumerate(("open", "high", "low", "close", "volume"), 1)}
+    )
+    window = trained.pair.spec.model.window
+    session = onnx_session(trained.store().read_model(trained.version))
+    forecast, quantiles = session.run(None, {"candles": candle_array(frame, window)})
+    return float(forecast[0, 0]), quantiles[0, 0]
+
+
+def test_rows_equal_the_stored_model_and_are_scored_when_their_candle_closes(
+    world: World, start_model_server: Callable[..., RunningServer]
+) -> None:
+    server = start_model_server("--store", world.trained.url, store=world.trained)
+    first = len(world.all_rows) - 6
+    world.advance(first)
+    tracker = world.tracker(server)
+
+    async def rounds() -> None:
+        report = await tracker.round()
+        assert [(r.recorded, r.gaps, r.error) for r in report.pairs] == [(1, 0, None)]
+        world.advance(first + 1)
+        report = await tracker.round()
+        assert [(r.recorded, r.scored) for r in report.pairs] == [(1, 1)]
+        await tracker.aclose()
+
+    run(rounds())
+    rows = world.stored_rows()
+    assert rows["kind"].tolist() == [LIVE, LIVE]
+    assert rows["origin"].tolist() == [world.close_of(first - 1), world.close_of(first)]
+    assert rows["version"].tolist() == [world.trained.version] * 2
+    for k, origin_index in enumerate((first - 1, first)):
+        forecast, quantiles = onnx_forecast(world.trained, world.all_rows[: origin_index + 1])
+        assert rows["forecast"].iloc[k] == pytest.approx(forecast, rel=1e-6)
+        levels = [c for c in rows.columns if c.startswith("q")]
+        assert rows[levels].iloc[k].to_numpy() == pytest.approx(quantiles, rel=1e-6)
+        assert rows["persistence"].iloc[k] == float(world.all_rows[origin_index][4])
+    # The first forecast's target closed in the second round: scored by hand here.
+    actual = float(world.all_rows[first][4])
+    last = float(world.all_rows[first - 1][4])
+    assert rows["actual"].iloc[0] == actual
+    assert rows["error"].iloc[0] == pytest.approx(rows["forecast"].iloc[0] - actual)
+    assert rows["persistence_error"].iloc[0] == pytest.approx(last - actual)
+    said, did = np.sign(rows["forecast"].iloc[0] - last), np.sign(actual - last)
+    assert rows["direction_hit"].iloc[0] == float(said == did)
+    assert np.isnan(rows["actual"].iloc[1])  # its candle has not closed yet
+
+
+def test_an_outage_is_a_gap_and_a_restart_duplicates_nothing(
+    world: World, start_model_server: Callable[..., RunningServer]
+) -> None:
+    server = start_model_server("--store", world.trained.url, store=world.trained)
+    first = len(world.all_rows) - 8
+    world.advance(first)
+    tracker = world.tracker(server)
+
+    async def before_restart() -> None:
+        assert (await tracker.round()).pairs[0].recorded == 1
+        server.stop()  # the model server goes down
+        world.advance(first + 1)
+        report = await tracker.round()
+        assert report.pairs[0].waiting == 1 and report.pairs[0].recorded == 0  # tried again until its deadline
+        world.now_s += 16 * 60  # past the origin's deadline: a gap with the reason
+        report = await tracker.round()
+        assert (report.pairs[0].gaps, report.pairs[0].recorded) == (1, 0)
+        await tracker.aclose()
+
+    run(before_restart())
+    # The tracker is down for two closes; then a new tracker (and server) starts on the same store.
+    again = start_model_server("--store", world.trained.url, store=world.trained)
+    world.advance(first + 4)
+    restarted = world.tracker(again)
+
+    async def after_restart() -> None:
+        report = await restarted.round()
+        assert (report.pairs[0].recorded, report.pairs[0].gaps) == (1, 2)
+        assert (await restarted.round()).pairs[0].recorded == 0  # the same close again: nothing new
+        await restarted.aclose()
+
+    run(after_restart())
+    rows = world.stored_rows()
+    expected = [world.close_of(first - 1 + k) for k in range(5)]
+    assert rows["origin"].tolist() == expected  # each origin once, none lost
+    assert rows["kind"].tolist() == [LIVE, GAP, GAP, GAP, LIVE]
+    assert "unreachable" in rows["reason"].iloc[1]
+    assert rows["reason"].iloc[2] == rows["reason"].iloc[3] == "the tracker was not running at that close"
+    assert rows.loc[rows["kind"] == GAP, "forecast"].isna().all()  # never filled with an invented forecast
+
+    store = pair_store(world.store_url, "default", world.trained.pair.name)
+    stored = store.read_track_summary()
+    assert stored is not None
+    now = pd.Timestamp(world.now_s, unit="s", tz="UTC").to_pydatetime()
+    expected_summary = summarize(rows, "btc-usdt", "default", "1h", now)
+    assert stored.window("24h") == expected_summary.window("24h")
+    day = stored.window("24h")
+    assert day is not None and (day.made, day.missed, day.scored) == (2, 3, 1)
+
+
+def test_a_damaged_track_file_is_an_error_for_its_pair_only(
+    world: World, start_model_server: Callable[..., RunningServer]
+) -> None:
+    second = small_pair("btc-usdt-b")
+    run_training(second, Source("sample"), world.trained.url, progress=None)  # a second served pair
+    (world.pairs_dir / "btc-usdt-b.yaml").write_text(pair_yaml(second))
+    server = start_model_server("--store", world.trained.url, store=world.trained)
+    first = len(world.all_rows) - 6
+    world.advance(first)
+    store = pair_store(world.store_url, "default", "btc-usdt")
+    month = f"{world.close_of(first - 1).year:04d}-{world.close_of(first - 1).month:02d}"
+    store.objects.put(store.track_key(month), b"this is not parquet")
+    tracker = world.tracker(server)
+
+    async def one_round() -> Any:
+        try:
+            return await tracker.round()
+        finally:
+            await tracker.aclose()
+
+    report = run(one_round())
+    results = {r.key: r for r in report.pairs}
+    assert "unreadable" in str(results["default/btc-usdt"].error)
+    assert (results["default/btc-usdt-b"].error, results["default/btc-usdt-b"].recorded) == (None, 1)
+    assert store.objects.get(store.track_key(month)) == b"this is not parquet"  # left for a person to look at
+
+
+def test_metrics_and_health_show_the_live_record(world: World, model_server: RunningServer) -> None:
+    first = len(world.all_rows) - 6
+    world.advance(first)
+    tracker = world.tracker(model_server)
+    assert health(tracker)[0] == 503  # no round yet
+
+    async def rounds() -> None:
+        await tracker.round()
+        world.advance(first + 1)
+        await tracker.round()
+        await tracker.aclose()
+
+    run(rounds())
+    world.now_s += 60  # a minute after the newest forecast
+    server = serve_http(tracker, "127.0.0.1", 0)
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        text = httpx.get(f"{base}/metrics", timeout=5).text
+        labels = 'namespace="default",pair="btc-usdt",window="24h"'
+        assert f"makeusrich_track_forecasts{{{labels}}} 2.0" in text
+        assert f"makeusrich_track_missed{{{labels}}} 0.0" in text
+        day = tracker.pairs["default/btc-usdt"].summary.window("24h")  # type: ignore[union-attr]
+        assert day is not None and day.point is not None and day.point.rel_mae is not None
+        assert f"makeusrich_track_mae_ratio{{{labels}}} {day.point.rel_mae!r}" in text
+        assert 'makeusrich_track_last_forecast_age_seconds{namespace="default",pair="btc-usdt"} 60.0' in text
+        answer = httpx.get(f"{base}/healthz", timeout=5)
+        assert answer.status_code == 200 and answer.json()["status"] == "ok"
+        world.now_s += 3 * 3600  # no round for three hours: the loop is stuck
+        assert httpx.get(f"{base}/healthz", timeout=5).status_code == 503
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_offline_candles_record_nothing_and_say_so(world: World, tmp_path: Path) -> None:
+    source = EmbeddedSource(world.pairs_dir, world.store_url, "http://127.0.0.1:9")
+    tracker = Tracker(source, CandleFeed(Source("sample")), world.store_url)
+    report = run(tracker.round())
+    assert [r.offline for r in report.pairs] == [True]
+    assert report.lines() == ["default/btc-usdt: offline candles (the bundled sample): nothing to record"]
+    assert pair_store(world.store_url, "default", "btc-usdt").track_months() == []
