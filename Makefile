@@ -44,11 +44,12 @@ run: setup
 screenshots: setup browser
 	PYTHONPATH=$(HERE) $(PY) $(HERE)docs/screenshots.py
 
-# The four images the chart runs, tagged with the chart's appVersion, pushed to your registry (Docker needed;
+# The five images the chart runs, tagged with the chart's appVersion, pushed to your registry (Docker needed;
 # nothing is published for you): make images REGISTRY=registry.example/makeusrich [TAG=...] [PUSH=1]
 REGISTRY ?= makeusrich
 TAG ?= $(shell sed -n 's/^appVersion: "\(.*\)"/\1/p' $(HERE)charts/makeusrich/Chart.yaml)
-IMAGES := trainer:Dockerfile.trainer serving:Dockerfile.trainer operator:Dockerfile.operator dashboard:Dockerfile.operator
+IMAGES := trainer:Dockerfile.trainer serving:Dockerfile.trainer operator:Dockerfile.operator dashboard:Dockerfile.operator \
+	tracker:Dockerfile.operator
 images:
 	@for image in $(IMAGES); do \
 		name=$${image%%:*}; file=$${image#*:}; \

@@ -86,6 +86,11 @@ class PromotionSpec(_Spec):
         le=0.5,
         description="Promote only if the widest range's validation coverage is this close to its nominal level.",
     )
+    retrain_when_degraded: bool = Field(
+        False,
+        description="Start a training Job at once when the live track record turns Degraded (worse than "
+        "persistence over 30 days, or ranges that cover too little).",
+    )
 
 
 class ServingSpec(_Spec):
@@ -386,7 +391,7 @@ def pair_document(pair: CurrencyPair) -> dict[str, Any]:
 
 
 class Condition(_Spec):
-    type: Literal["Valid", "Trained", "Serving", "Ready"]
+    type: Literal["Valid", "Trained", "Serving", "Ready", "Degraded"]
     status: Literal["True", "False", "Unknown"]
     reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024)
     message: str = Field("", max_length=32768)
@@ -415,6 +420,29 @@ class TrainingStatus(_Spec):
     message: str | None = None
 
 
+class LiveWindowStatus(_Spec):
+    window: str = Field(description="24h, 7d, 30d, or version (since the served version went live)")
+    made: int = Field(0, description="Origins with a live forecast.")
+    missed: int = Field(0, description="Origins recorded as gaps.")
+    scored: int = Field(0, description="Forecasts whose candles have closed.")
+    mae_ratio: float | None = Field(None, description="Live MAE relative to persistence on the same hours.")
+    dm_pvalue: float | None = None
+    direction: float | None = Field(None, description="Share of moves whose direction the forecast called right.")
+    coverage: float | None = Field(None, description="Share of closes inside the widest range.")
+    coverage_nominal: float | None = Field(None, description="The widest range's nominal coverage (0.9).")
+
+
+class LiveStatus(_Spec):
+    """The live track record (track.json, written by `makeusrich track`), as the operator last read it."""
+
+    version: str | None = None
+    live_since: str | None = None
+    updated_at: str | None = None
+    last_forecast_at: str | None = None
+    skill: float | None = Field(None, description="Live MAE relative to persistence over the last 30 days.")
+    windows: list[LiveWindowStatus] = Field(default_factory=list)
+
+
 class CurrencyPairStatus(_Spec):
     observed_generation: int | None = None
     symbol: str | None = None
@@ -422,6 +450,7 @@ class CurrencyPairStatus(_Spec):
     model: ModelStatus | None = None
     serving: ServingStatus | None = None
     last_training: TrainingStatus | None = None
+    live: LiveStatus | None = None
 
 
 # --- the CustomResourceDefinition --------------------------------------------------------------------
@@ -480,6 +509,12 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "type": "number",
         "jsonPath": ".status.model.skill",
         "description": "Test MAE relative to persistence: below 1 beats the naive forecast.",
+    },
+    {
+        "name": "Live",
+        "type": "number",
+        "jsonPath": ".status.live.skill",
+        "description": "MAE relative to persistence of the forecasts served over the last 30 days.",
     },
     {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

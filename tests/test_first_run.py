@@ -72,7 +72,10 @@ def test_make_run_from_an_empty_folder_runs_the_bundled_pair_until_ctrl_c(empty:
     up = Up.start(empty, command=make, name="make-run")
     try:
         up.wait_for(f"Created {empty / 'pairs'} with the bundled btc-usdt.yaml")
-        up.wait_for("Dashboard:   http://127.0.0.1:8081\nv2 endpoint: http://127.0.0.1:8080/v2/models/<pair>/infer")
+        up.wait_for(
+            "Dashboard:   http://127.0.0.1:8081\nv2 endpoint: http://127.0.0.1:8080/v2/models/<pair>/infer\n"
+            "Track:       http://127.0.0.1:8082/metrics"
+        )
         text = up.wait_for("btc-usdt: version ")
         outcome = next(line for line in text.splitlines() if line.startswith("btc-usdt: version "))
         assert "of persistence's" in outcome and ("promoted and served" in outcome or "not promoted: " in outcome)
@@ -80,6 +83,9 @@ def test_make_run_from_an_empty_folder_runs_the_bundled_pair_until_ctrl_c(empty:
             up.wait_ready("btc-usdt")
         health = httpx.get(f"{up.dashboard}/healthz", timeout=5).json()
         assert health["loaded"] and health["pairs"] == 1, health
+        track = httpx.get(f"{up.track}/healthz", timeout=5).json()  # offline: the tracker says so, records nothing
+        assert track["status"] == "ok" and track["offline"] == ["default/btc-usdt"], track
+        assert not (empty / ".makeusrich" / "store" / "default" / "btc-usdt" / "track").exists()
         up.wait_for("btc-usdt: next training ")
         _, took = up.interrupt()  # make itself reports the interrupt; `up` says it stopped cleanly
         assert took < 10.0

@@ -28,10 +28,15 @@ COMMAND_MODULES = {
     "serve": ["makeusrich.serving.server", "makeusrich.serving.loader"],
     "operator": ["makeusrich.operator.handlers", "makeusrich.operator.reconcile"],
     "ui": ["makeusrich.ui.app", "makeusrich.ui.root"],
+    "track": ["makeusrich.track.tracker", "makeusrich.track.metrics"],
 }
 # Import names of the optional dependencies, by the extra that installs them.
-EXTRA_IMPORTS = {"train": {"torch", "onnx", "onnxruntime"}, "serve": {"kserve", "onnx", "onnxruntime"}}
-EXTRA_IMPORTS |= {"operator": {"kopf"}, "ui": {"nicegui"}}
+# kserve depends on prometheus_client itself: the serving image has it without the track extra.
+EXTRA_IMPORTS = {
+    "train": {"torch", "onnx", "onnxruntime"},
+    "serve": {"kserve", "onnx", "onnxruntime", "prometheus_client"},
+}
+EXTRA_IMPORTS |= {"operator": {"kopf"}, "ui": {"nicegui"}, "track": {"prometheus_client"}}
 
 
 @dataclass
@@ -84,10 +89,11 @@ def targets() -> list[Stage]:
 TARGETS = targets()
 
 
-def test_the_images_are_the_four_the_chart_uses() -> None:
+def test_the_images_are_the_five_the_chart_uses() -> None:
     assert sorted((t.dockerfile, t.name) for t in TARGETS) == [
         ("Dockerfile.operator", "dashboard"),
         ("Dockerfile.operator", "operator"),
+        ("Dockerfile.operator", "tracker"),
         ("Dockerfile.trainer", "serving"),
         ("Dockerfile.trainer", "trainer"),
     ]
@@ -154,7 +160,7 @@ def test_the_blocker_would_notice_a_missing_extra() -> None:
     assert result.returncode != 0 and "torch is not installed in this image" in result.stderr
 
 
-def test_make_images_builds_the_four_targets_with_the_chart_s_tags(tmp_path: Path) -> None:
+def test_make_images_builds_the_five_targets_with_the_chart_s_tags(tmp_path: Path) -> None:
     """No Docker engine runs here: a stand-in `docker` on PATH records what `make images` asks of it."""
     record = tmp_path / "docker.log"
     fake = tmp_path / "bin" / "docker"
@@ -173,12 +179,13 @@ def test_make_images_builds_the_four_targets_with_the_chart_s_tags(tmp_path: Pat
     assert result.returncode == 0, result.stderr
     calls = record.read_text().splitlines()
     builds = [c.split() for c in calls if c.startswith("build")]
+    images = ("dashboard", "operator", "serving", "tracker", "trainer")
     assert sorted((b[b.index("--target") + 1], b[b.index("-t") + 1]) for b in builds) == [
-        (name, f"registry.example/mur/{name}:0.1.0") for name in ("dashboard", "operator", "serving", "trainer")
+        (name, f"registry.example/mur/{name}:0.1.0") for name in images
     ]
     assert sorted(c for c in calls if c.startswith("push")) == [
-        f"push registry.example/mur/{name}:0.1.0" for name in ("dashboard", "operator", "serving", "trainer")
+        f"push registry.example/mur/{name}:0.1.0" for name in images
     ]
     values = (ROOT / "charts" / "makeusrich" / "values.yaml").read_text()
-    for name in ("dashboard", "operator", "serving", "trainer"):
+    for name in images:
         assert f"repository: makeusrich/{name}" in values  # the chart's default names are these images

@@ -213,6 +213,7 @@ def test_crd_is_structural_and_complete() -> None:
         "Schedule",
         "Serving",
         "Skill",
+        "Live",
         "Ready",
         "Age",
     ]

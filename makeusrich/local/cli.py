@@ -35,6 +35,7 @@ class UpSettings(StoreSettings):
     host: str = Field("127.0.0.1", description="address the dashboard and the v2 endpoint listen on")
     port: int = Field(8081, ge=1, le=65535, description="dashboard port")
     serving_port: int = Field(8080, ge=1, le=65535, description="v2 endpoint port")
+    track_port: int = Field(8082, ge=1, le=65535, description="the track record's /metrics and /healthz port")
     max_trainings: int = Field(1, ge=1, description="trainings at once (a 2-core laptop trains one LSTM well)")
     scan_seconds: float = Field(2.0, gt=0, description="how often to look at the pair files and schedules")
     max_epochs: int | None = Field(None, ge=1, description="override every pair's spec.model.maxEpochs")
@@ -63,6 +64,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         serving_port=settings.serving_port,
+        track_port=settings.track_port,
         max_trainings=settings.max_trainings,
         scan_seconds=settings.scan_seconds,
         train_args=tuple(train_args),
@@ -81,7 +83,11 @@ def add_up_command(add: Add) -> None:
     from makeusrich.environment import S3, UI, epilog
     from makeusrich.settings import add_flags, variables
 
-    p = add("up", "run everything on this machine: scheduled training, the store, v2 serving, the dashboard", cmd_up)
+    p = add(
+        "up",
+        "run everything on this machine: scheduled training, the store, v2 serving, the track record, the dashboard",
+        cmd_up,
+    )
     p.add_argument("-f", "--file", action="append", help="a pair file to run (repeatable); default: the pairs folder")
     add_flags(p, UpSettings)
     p.epilog = epilog([*variables(UpSettings), *UI, *S3])

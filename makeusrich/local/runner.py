@@ -1,7 +1,8 @@
 """`makeusrich up`: what the cluster runs, on one machine, from the same pair files.
 
 The runner is a small supervisor. It starts the v2 model server (`makeusrich serve`, which loads each newly
-promoted version by itself) and the dashboard (`makeusrich ui` on the pair files) as child processes, scans
+promoted version by itself), the tracker (`makeusrich track`) and the dashboard (`makeusrich ui` on the pair
+files) as child processes, scans
 the pair files every few seconds, and runs `makeusrich train` (the command the CronJob runs) for each pair
 when `schedule.due_at` says so, at most `max_trainings` at once and never two for one pair. Each run's
 progress and outcome go to `runs/state.json` and its log to `runs/<start>.log` below the pair in the store,
@@ -59,6 +60,7 @@ class UpPlan:
     serving_port: int
     max_trainings: int
     scan_seconds: float
+    track_port: int = 8082
     train_args: tuple[str, ...] = ()  # extra `makeusrich train` flags (--max-epochs, --lookback-days)
     logs_dir: Path = Path(".makeusrich/logs")
 
@@ -69,6 +71,10 @@ class UpPlan:
     @property
     def serving_url(self) -> str:
         return f"http://{_url_host(self.host)}:{self.serving_port}"
+
+    @property
+    def track_url(self) -> str:
+        return f"http://{_url_host(self.host)}:{self.track_port}"
 
 
 def _url_host(host: str) -> str:
@@ -171,17 +177,20 @@ class Runner:
         return process
 
     async def _start_servers(self) -> None:
-        """The model server, then the dashboard once the server answers (so its first look finds it up)."""
+        """The model server, then the tracker and the dashboard once the server answers (so that their first
+        look finds it up)."""
         plan = self.plan
         plan.logs_dir.mkdir(parents=True, exist_ok=True)
         common = ("--store", plan.store, "--host", plan.host)
-        serve = ("serve", *common, "--port", str(plan.serving_port), "--poll-seconds", "2")
-        ui = (
-            *("ui", *common, "--port", str(plan.port), "--pairs-dir", str(plan.pairs_dir)),
-            *("--server-url", plan.serving_url, "--source", plan.source, "--refresh-seconds", "5"),
+        pairs = (
+            *("--pairs-dir", str(plan.pairs_dir), "--server-url", plan.serving_url, "--source", plan.source),
             *(("--pair-files", ",".join(map(str, plan.files))) if plan.files else ()),
         )
+        serve = ("serve", *common, "--port", str(plan.serving_port), "--poll-seconds", "2")
+        track = ("track", *common, "--port", str(plan.track_port), *pairs)
+        ui = ("ui", *common, "--port", str(plan.port), "--refresh-seconds", "5", *pairs)
         await self._start("serve", serve, f"{plan.serving_url}/v2/health/live")
+        await self._start("track", track, f"{plan.track_url}/healthz")
         await self._start("ui", ui, f"{plan.dashboard_url}/healthz")
 
     async def _start(self, name: str, args: Sequence[str], health_url: str, timeout_s: float = 120.0) -> None:
@@ -428,6 +437,7 @@ class Runner:
             if not self.stopping.is_set():
                 self.say(f"Dashboard:   {self.plan.dashboard_url}")
                 self.say(f"v2 endpoint: {self.plan.serving_url}/v2/models/<pair>/infer")
+                self.say(f"Track:       {self.plan.track_url}/metrics")
             while not self.stopping.is_set():
                 for name, process in self.servers.items():
                     if process.returncode is not None:
@@ -464,3 +474,4 @@ class Runner:
 def check_ports(plan: UpPlan) -> None:
     check_free(plan.host, plan.port, "--port")
     check_free(plan.host, plan.serving_port, "--serving-port")
+    check_free(plan.host, plan.track_port, "--track-port")

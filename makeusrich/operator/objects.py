@@ -82,6 +82,14 @@ def initial_job_name(pair: CurrencyPair, uid: str | None) -> str:
     return f"{base[: MAX_JOB_NAME - len(digest) - 1].rstrip('-')}-{digest}"
 
 
+def degraded_job_name(pair: CurrencyPair, since: str) -> str:
+    """`<pair>-trainer-degraded-<hash>`: one Job per time the pair turned Degraded (`since`, the condition's
+    lastTransitionTime), so a repeated reconcile finds the same Job."""
+    digest = hashlib.sha256(f"{pair.namespace}/{pair.name}@{since}".encode()).hexdigest()[:6]
+    base = f"{pair.name}-trainer-degraded"
+    return f"{base[: MAX_JOB_NAME - len(digest) - 1].rstrip('-')}-{digest}"
+
+
 # --- the trainer ---------------------------------------------------------------------------------------------
 
 
@@ -178,12 +186,15 @@ def cronjob(pair: CurrencyPair, settings: OperatorSettings, uid: str | None = No
     }
 
 
-def initial_job(pair: CurrencyPair, settings: OperatorSettings, uid: str | None = None) -> dict[str, Any]:
-    """The first training run, started at once so a new pair gets a model without waiting for its schedule."""
+def initial_job(
+    pair: CurrencyPair, settings: OperatorSettings, uid: str | None = None, name: str | None = None
+) -> dict[str, Any]:
+    """A training run outside the schedule: the first one, started at once so a new pair gets a model without
+    waiting for its schedule, or one named `name` (a retraining when the live record turned Degraded)."""
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": _metadata(pair, initial_job_name(pair, uid), "trainer", uid),
+        "metadata": _metadata(pair, name or initial_job_name(pair, uid), "trainer", uid),
         "spec": {**trainer_job_spec(pair, settings), "ttlSecondsAfterFinished": settings.initial_job_ttl_seconds},
     }
 

@@ -28,11 +28,18 @@ from makeusrich.errors import (
     RetryLater,
 )
 from makeusrich.kube import CRONJOBS, ISVCS, JOBS, PAIRS, PODS, KubeClient, Ref
-from makeusrich.metadata import ModelMetadata
+from makeusrich.metadata import ModelMetadata, TrackSummary
 from makeusrich.operator import status as st
-from makeusrich.operator.objects import cronjob, inference_service, initial_job, is_subset
+from makeusrich.operator.objects import cronjob, degraded_job_name, inference_service, initial_job, is_subset
 from makeusrich.operator.settings import OperatorSettings
-from makeusrich.pair import CurrencyPair, CurrencyPairStatus, ModelStatus, TrainingStatus, pair_from_resource
+from makeusrich.pair import (
+    CurrencyPair,
+    CurrencyPairStatus,
+    LiveStatus,
+    ModelStatus,
+    TrainingStatus,
+    pair_from_resource,
+)
 from makeusrich.store import Latest, ObjectStore, open_store
 from makeusrich.store.reader import StoreReader
 
@@ -109,6 +116,9 @@ class StoreAccess:
         except MakeUsRichError as exc:
             log.warning("%s/%s: metadata of %s unreadable: %s", namespace, name, version, exc)
             return None
+
+    async def track_summary(self, namespace: str, name: str) -> TrackSummary | None:
+        return await self._run(lambda: self.reader.pair_store(namespace, name).read_track_summary())
 
     async def storage_uri(self, namespace: str, name: str, version: str) -> str:
         return await self._run(lambda: self.reader.pair_store(namespace, name).storage_uri(version))
@@ -219,8 +229,10 @@ class Reconciler:
             serving=st.serving_observation(isvc),
             serving_problem=serving_problem,
             isvc_name=name,
+            live=await self._live(pair) if read_store else None,
         )
         new = st.compute_status(previous, observed, now)
+        await self._retrain_if_degraded(pair, uid, previous, new, actions)
         await self._write_status(body, uid, previous, new)
         if actions:
             log.info("%s/%s: %s", namespace, name, "; ".join(actions))
@@ -359,6 +371,41 @@ class Reconciler:
             return keep, st.Problem("StoreError", text)
         self._models[uid] = (pin, model)
         return model, None
+
+    async def _live(self, pair: CurrencyPair) -> LiveStatus | None:
+        """The pair's track.json as the status carries it; None (the status keeps what it had) when there is
+        none yet or it cannot be read now."""
+        try:
+            summary = await self.store.track_summary(pair.namespace, pair.name)
+        except Exception as exc:  # a damaged or unreachable track.json must not stop the reconcile
+            log.warning("%s/%s: cannot read track.json: %s", pair.namespace, pair.name, exc)
+            return None
+        return st.live_status(summary) if summary is not None else None
+
+    async def _retrain_if_degraded(
+        self,
+        pair: CurrencyPair,
+        uid: str,
+        previous: CurrencyPairStatus | None,
+        new: CurrencyPairStatus,
+        actions: list[str],
+    ) -> None:
+        """With spec.promotion.retrainWhenDegraded, a training Job at the moment the pair turns Degraded."""
+        if not pair.spec.promotion.retrain_when_degraded or pair.spec.suspend:
+            return
+        now = st.find_condition(new.conditions, "Degraded")
+        before = st.find_condition(previous.conditions if previous else [], "Degraded")
+        if now is None or now.status != "True" or (before is not None and before.status == "True"):
+            return
+        name = degraded_job_name(pair, now.last_transition_time)
+        try:
+            made = await self.api.create(JOBS, pair.namespace, initial_job(pair, self.settings, uid, name=name))
+            self._started[uid] = st.job_summary(made)
+            actions.append(f"started Job {name}: the live track record is degraded")
+        except KubeAlreadyExists:
+            pass  # this reconcile repeats one that started it
+        except KubeError as exc:
+            log.warning("%s/%s: cannot start the retraining Job %s: %s", pair.namespace, pair.name, name, exc)
 
     def _isvc_error(self, name: str, exc: KubeError) -> str:
         if isinstance(exc, KubeNotFound) and exc.method == "POST":

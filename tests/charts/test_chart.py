@@ -20,6 +20,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from makeusrich.cli import build_parser
 from makeusrich.operator.objects import cronjob
 from makeusrich.operator.settings import OperatorSettings
 from makeusrich.pair import crd_manifest
@@ -189,7 +190,7 @@ def test_images_default_to_the_app_version() -> None:
     docs = render()
     version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
     images = {c["image"] for _, spec in pod_specs(docs) for c in spec["containers"]}
-    assert images == {f"makeusrich/{name}:{version}" for name in ("operator", "dashboard", "serving")}
+    assert images == {f"makeusrich/{name}:{version}" for name in ("operator", "dashboard", "tracker", "serving")}
     assert operator_settings(docs).image == f"makeusrich/trainer:{version}"
 
 
@@ -240,10 +241,33 @@ def test_the_values_schema_refuses_unknown_keys_and_wrong_types() -> None:
         assert result.returncode != 0 and said in result.stderr, (item, result.stderr)
 
 
-def test_the_dashboard_refuses_several_namespaces_in_one_sentence() -> None:
-    result = helm("template", "rich", str(CHART), "--set", "operator.watchNamespaces={a,b}")
+def test_the_dashboard_and_the_tracker_refuse_several_namespaces_in_one_sentence() -> None:
+    result = helm("template", "rich", str(CHART), "--set", "operator.watchNamespaces={a,b},tracker.enabled=false")
     assert result.returncode != 0
     assert "the dashboard reads one namespace or all of them" in result.stderr
+    result = helm("template", "rich", str(CHART), "--set", "operator.watchNamespaces={a,b},dashboard.enabled=false")
+    assert result.returncode != 0
+    assert "the tracker reads one namespace or all of them" in result.stderr
+
+
+def test_the_tracker_is_one_scraped_replica_that_only_reads_the_cluster() -> None:
+    docs = render(CHART / "ci" / "dashboard-values.yaml")
+    (deployment,) = [d for d in of_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-tracker")]
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}  # one writer of the track files
+    annotations = spec["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/port"] == "8082"
+    (container,) = spec["template"]["spec"]["containers"]
+    args = build_parser().parse_args(container["args"])  # a real command line
+    assert (args.command, args.kubernetes, args.namespace) == ("track", True, "markets")
+    assert {e["name"] for e in container["env"]} >= {"MAKEUSRICH_STORE", "AWS_ACCESS_KEY_ID"}
+    (role,) = [r for r in of_kind(docs, "ClusterRole") if r["metadata"]["name"].endswith("-tracker")]
+    assert {verb for rule in role["rules"] for verb in rule["verbs"]} == {"list"}
+    (binding,) = [b for b in of_kind(docs, "RoleBinding") if b["metadata"]["name"].endswith("-tracker")]
+    assert binding["metadata"]["namespace"] == "markets"
+    assert of_kind(docs, "ServiceMonitor") == []
+    (monitor,) = of_kind(render(None, "tracker.serviceMonitor.enabled=true"), "ServiceMonitor")
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "60s"}]
 
 
 def test_notes_say_what_to_do_next(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -83,6 +84,8 @@ def test_up_trains_serves_shows_picks_up_pairs_stops_and_restarts(tmp_path: Path
         run = read_run_state(store)
         assert run is not None and run.state == "succeeded" and run.version == latest.version
         assert run.source == "sample" and run.epoch == run.max_epochs == 2
+        track = httpx.get(f"{up.track}/healthz", timeout=5).json()  # offline candles: nothing to record
+        assert track["status"] == "ok" and "default/btc-usdt" in track["offline"], track
         assert (store.prefix + "runs/" + str(run.log)) in store.objects.list(store.prefix + "runs/")
 
         # A pair file dropped in while running is trained and served; one with no offline data fails on its own.
@@ -165,7 +168,7 @@ def test_the_first_run_without_a_pairs_folder_seeds_the_bundled_pair(tmp_path: P
         up.kill()
 
 
-@pytest.mark.parametrize("flag", ["--port", "--serving-port"])
+@pytest.mark.parametrize("flag", ["--port", "--serving-port", "--track-port"])
 def test_a_busy_port_is_one_sentence_naming_the_flag(tmp_path: Path, flag: str) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -39,6 +39,7 @@ class Up:
     log: Path
     dashboard: str
     serving: str
+    track: str
 
     @classmethod
     def start(
@@ -50,11 +51,13 @@ class Up:
         env: dict[str, str] | None = None,
     ) -> Up:
         """`makeusrich up ARGS` on free ports; or `command` (`make run`), which uses the default ports."""
-        port, serving_port = (free_port(), free_port()) if command is None else (8081, 8080)
+        port, serving_port, track_port = (
+            (free_port(), free_port(), free_port()) if command is None else (8081, 8080, 8082)
+        )
         log = folder / f"{name}.log"
         if command is None:
             command = [sys.executable, "-m", "makeusrich.cli", "up", "--port", str(port)]
-            command += ["--serving-port", str(serving_port), *args]
+            command += ["--serving-port", str(serving_port), "--track-port", str(track_port), *args]
         with log.open("ab") as out:
             process = subprocess.Popen(
                 command,
@@ -64,7 +67,8 @@ class Up:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        return cls(process, log, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{serving_port}")
+        urls = (f"http://127.0.0.1:{p}" for p in (port, serving_port, track_port))
+        return cls(process, log, *urls)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

@@ -14,12 +14,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import kmock
+import numpy as np
+import pandas as pd
 import pytest
 
+from makeusrich.metadata import TrackSummary
 from makeusrich.operator import handlers
 from makeusrich.operator.objects import PAIR_LABEL
 from makeusrich.pair import parse_pair_text
 from makeusrich.store import pair_store
+from makeusrich.track.rows import append_rows, empty_rows, forecast_rows, score_rows
+from makeusrich.track.summary import summarize
 from tests.fixtures.kube_emulator import Emulator, write_kubeconfig
 from tests.fixtures.models import TrainedStore
 from tests.fixtures.s3server import S3Server
@@ -40,6 +45,7 @@ from tests.test_pair import crd_validator
 
 NAME = "btc-usdt"
 V1, V2, V3 = "20260101T000000Z", "20260102T000000Z", "20260103T000000Z"
+LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
 PAIRS_PATH = f"/apis/makeusrich.io/v1alpha1/namespaces/{NAMESPACE}/currencypairs"
 Publish = Callable[..., Awaitable[dict[str, Any]]]
 
@@ -495,3 +501,53 @@ async def test_serving_waits_for_kserve_and_store_outages_are_reported(
             assert "is KServe installed?" in condition(kube, "Serving")[2]
         finally:
             await running.stop()
+
+
+def track_record(worse: bool, n: int = 200) -> TrackSummary:
+    """A served version's track record of `n` hourly forecasts, scored: `worse` ones call every move the wrong
+    way (twice persistence's error), the others get half way (half its error). Built with the tracker's own
+    functions, as `makeusrich track` would write it."""
+    rng = np.random.default_rng(7)
+    prices = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, n + 1)))
+    start, hour = pd.Timestamp("2026-11-20T00:00Z"), pd.Timedelta(hours=1)
+    done = (start + n * hour).to_pydatetime()
+    parts = []
+    for k in range(n):
+        last, actual = float(prices[k]), float(prices[k + 1])
+        forecast = last + (actual - last) * (-1.0 if worse else 0.5)
+        q = np.array([[forecast * f for f in (0.98, 0.99, 1.0, 1.01, 1.02)]])
+        parts.append(forecast_rows(start + k * hour, hour, V1, last, [forecast], q, LEVELS, done))
+    rows = append_rows(empty_rows(), pd.concat(parts, ignore_index=True))
+    closes = pd.Series(prices[1:], index=[start + (k + 1) * hour for k in range(n)])
+    rows, _ = score_rows(rows, closes, done)
+    return summarize(rows, NAME, NAMESPACE, "1h", done)
+
+
+async def test_the_live_record_reaches_the_status_and_degraded_retrains_once(
+    kube: Emulator, operator: RunningOperator, publish: Publish, operator_settings: Any
+) -> None:
+    await create_pair(kube, pair_doc(trainOnCreate=False, promotion={"retrainWhenDegraded": True}))
+    await publish(V1)
+    await eventually(lambda: status(kube).get("model", {}).get("version") == V1)
+    assert condition(kube, "Degraded")[:2] == ("Unknown", "NoTrackRecord")
+    store = pair_store(operator_settings.store_url, NAMESPACE, NAME)
+
+    bad = track_record(worse=True)
+    await asyncio.to_thread(store.write_track_summary, bad)
+    await eventually(lambda: condition(kube, "Degraded")[:2] == ("True", "WorseThanPersistence"))
+    live = status(kube)["live"]
+    month = bad.window("30d")
+    assert month is not None and month.point is not None
+    assert live["skill"] == pytest.approx(month.point.rel_mae) and live["skill"] > 1.9  # status.live agrees
+    assert live["version"] == V1 and {w["window"] for w in live["windows"]} == {"24h", "7d", "30d", "version"}
+    jobs = await eventually(lambda: [n for n in kube.names(JOBS, NAMESPACE) if "-trainer-degraded-" in n])
+    assert len(jobs) == 1  # retrainWhenDegraded: one Job when it turned Degraded
+    await operator.whole_periodic_round()
+    assert [n for n in kube.names(JOBS, NAMESPACE) if "-trainer-degraded-" in n] == jobs  # not one per round
+
+    await asyncio.to_thread(store.write_track_summary, track_record(worse=False))
+    await eventually(lambda: condition(kube, "Degraded")[:2] == ("False", "LiveSkillHolds"))
+    assert status(kube)["live"]["skill"] == pytest.approx(0.5, abs=0.01)
+    reasons = [reason for _, reason, _ in events_for(kube)]
+    assert "WorseThanPersistence" in reasons and "LiveSkillHolds" in reasons
+    assert ("Warning", "WorseThanPersistence") in {(kind, reason) for kind, reason, _ in events_for(kube)}

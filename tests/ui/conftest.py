@@ -32,9 +32,9 @@ from nicegui.testing.user import User
 from nicegui.testing.user_interaction import UserInteraction
 
 from makeusrich.pair import CurrencyPair
+from makeusrich.pairs import PairSource, pair_yaml
 from makeusrich.ui.app import create_app
 from makeusrich.ui.auth import AuthConfig, hash_password
-from makeusrich.pairs import PairSource, pair_yaml
 from makeusrich.ui.frame import TZ_EVENT
 from makeusrich.ui.settings import Options, UIConfig
 from makeusrich.ui.state import Dashboard

@@ -20,13 +20,13 @@ from makeusrich.metadata import Score
 from makeusrich.onnxrt import onnx_session
 from makeusrich.operator import status as operator_status
 from makeusrich.pair import Condition, CurrencyPairStatus, load_pair
+from makeusrich.pairs import EmbeddedSource, record_from_resource
 from makeusrich.store.local import atomic_write
 from makeusrich.trainer.features import prepare
 from makeusrich.ui import auth
 from makeusrich.ui.backtest import held_out_windows, score, split_range
 from makeusrich.ui.charts import backtest_chart, candle_chart
 from makeusrich.ui.cli import read_password
-from makeusrich.pairs import EmbeddedSource, record_from_resource
 from makeusrich.ui.forms import initial_values, validate_form
 from makeusrich.ui.overview import empty_hints
 from makeusrich.ui.view import (
