@@ -111,3 +111,8 @@ def iso_z(moment: datetime | None = None) -> str:
 Interval = Literal["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w"]
 _UNIT_MS = {"m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 7 * 86_400_000}
 INTERVAL_MS: dict[str, int] = {name: int(name[:-1]) * _UNIT_MS[name[-1]] for name in get_args(Interval)}
+
+
+def quantile_column(level: float) -> str:
+    """The column of one quantile level (forecast frames, track rows): `q0.05`, `q0.5`, `q0.95`."""
+    return f"q{level:g}"

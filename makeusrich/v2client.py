@@ -20,7 +20,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from makeusrich.contract import DATATYPE, INPUT_NAME, OUTPUT_NAME, QUANTILES_NAME, TensorSpec, iso_z
+from makeusrich.contract import DATATYPE, INPUT_NAME, OUTPUT_NAME, QUANTILES_NAME, TensorSpec, iso_z, quantile_column
 from makeusrich.errors import ModelNotFoundError, ModelNotReadyError, ServingError
 from makeusrich.market.candles import OHLCV, close_moments, interval_ms
 
@@ -156,11 +156,6 @@ def forecast_frame(
         for i, level in enumerate(levels):
             frame[quantile_column(level)] = values[:, i]
     return frame
-
-
-def quantile_column(level: float) -> str:
-    """The forecast frame's column of one quantile level: `q0.05`, `q0.5`, `q0.95`."""
-    return f"q{level:g}"
 
 
 def check_url(url: str) -> str:

@@ -40,6 +40,7 @@ from makeusrich.pair import (
     TrainingStatus,
     pair_from_resource,
 )
+from makeusrich.scoring.live import live_status
 from makeusrich.store import Latest, ObjectStore, open_store
 from makeusrich.store.reader import StoreReader
 
@@ -380,7 +381,7 @@ class Reconciler:
         except Exception as exc:  # a damaged or unreachable track.json must not stop the reconcile
             log.warning("%s/%s: cannot read track.json: %s", pair.namespace, pair.name, exc)
             return None
-        return st.live_status(summary) if summary is not None else None
+        return live_status(summary) if summary is not None else None
 
     async def _retrain_if_degraded(
         self,

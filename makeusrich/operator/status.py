@@ -12,17 +12,10 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from makeusrich.metadata import LiveWindow, ModelMetadata, TrackSummary
+from makeusrich.metadata import ModelMetadata
 from makeusrich.operator.objects import MODEL_VERSION_ANNOTATION
-from makeusrich.pair import (
-    Condition,
-    CurrencyPairStatus,
-    LiveStatus,
-    LiveWindowStatus,
-    ModelStatus,
-    ServingStatus,
-    TrainingStatus,
-)
+from makeusrich.pair import Condition, CurrencyPairStatus, LiveStatus, ModelStatus, ServingStatus, TrainingStatus
+from makeusrich.scoring.live import degraded_verdict
 
 ConditionType = Literal["Valid", "Trained", "Serving", "Ready", "Degraded"]
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -42,12 +35,6 @@ WARNING_REASONS = frozenset(
         "RangesTooNarrow",
     }
 )
-# Degraded: over the last 30 days the served model is worse than persistence with DM p below DEGRADED_P, or its
-# widest range covers less than MIN_COVERAGE of the closes (judged once MIN_SCORED forecasts have closed).
-DEGRADED_WINDOW = "30d"
-DEGRADED_P = 0.05
-MIN_COVERAGE = 0.85
-MIN_SCORED = 24
 MAX_MESSAGE = 1000
 
 
@@ -210,63 +197,6 @@ def model_status(version: str, storage_uri: str, metadata: ModelMetadata | None)
         skill=metadata.metrics.test.model.rel_mae if metadata else None,
         metrics=model_metrics(metadata),
     )
-
-
-# --- the live track record -----------------------------------------------------------------------------------
-
-
-def live_window(window: LiveWindow) -> LiveWindowStatus:
-    point, ranges = window.point, window.ranges
-    widest = ranges.ranges[0] if ranges and ranges.ranges else None
-    return LiveWindowStatus(
-        window=window.window,
-        made=window.made,
-        missed=window.missed,
-        scored=window.scored,
-        mae_ratio=point.rel_mae if point else None,
-        dm_pvalue=point.dm_pvalue if point else None,
-        direction=point.directional.accuracy if point and point.directional else None,
-        coverage=widest.rate if widest else None,
-        coverage_nominal=widest.nominal if widest else None,
-    )
-
-
-def live_status(summary: TrackSummary) -> LiveStatus:
-    """track.json as the status carries it: each window's headline numbers (the full scores stay in the store)."""
-    windows = [live_window(w) for w in summary.windows]
-    month = next((w for w in windows if w.window == DEGRADED_WINDOW), None)
-    return LiveStatus(
-        version=summary.version,
-        live_since=summary.live_since,
-        updated_at=summary.updated_at,
-        last_forecast_at=summary.last_forecast_at,
-        skill=month.mae_ratio if month else None,
-        windows=windows,
-    )
-
-
-def degraded_verdict(live: LiveStatus | None) -> Verdict:
-    """Whether the served model has fallen behind, on the live record of the last 30 days."""
-    month = next((w for w in live.windows if w.window == DEGRADED_WINDOW), None) if live else None
-    if month is None or month.scored == 0:
-        return "Unknown", "NoTrackRecord", "no served forecast has been scored yet (is `makeusrich track` running?)"
-    ratio, p = month.mae_ratio, month.dm_pvalue
-    if ratio is not None and ratio > 1.0 and p is not None and p < DEGRADED_P:
-        return (
-            "True",
-            "WorseThanPersistence",
-            f"over 30 days its MAE is {ratio:.4f} of persistence's (DM p {p:.3g}, {month.scored} forecasts)",
-        )
-    if month.coverage is not None and month.scored >= MIN_SCORED and month.coverage < MIN_COVERAGE:
-        nominal = f"{month.coverage_nominal:.0%} " if month.coverage_nominal is not None else ""
-        return (
-            "True",
-            "RangesTooNarrow",
-            f"over 30 days its {nominal}range held {month.coverage:.1%} of {month.scored} closes (below "
-            f"{MIN_COVERAGE:.0%})",
-        )
-    skill = f"MAE {ratio:.4f} of persistence's" if ratio is not None else "no MAE ratio yet"
-    return "False", "LiveSkillHolds", f"over 30 days: {skill} on {month.scored} forecasts"
 
 
 @dataclass(frozen=True)

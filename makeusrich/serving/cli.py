@@ -58,7 +58,7 @@ def quantile_levels(frame: pd.DataFrame) -> list[float]:
 
 def format_ranges(row: pd.Series, levels: list[float]) -> str:
     """A row's central ranges, narrowest first: `range 50%: 21,900.10 to 22,150.00; 90%: ...`."""
-    from makeusrich.v2client import quantile_column
+    from makeusrich.contract import quantile_column
 
     parts = [
         f"{coverage:.0%}: {row[quantile_column(levels[low])]:,.2f} to {row[quantile_column(levels[high])]:,.2f}"

@@ -7,12 +7,16 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from makeusrich.errors import StoreError
-from makeusrich.metadata import ModelMetadata, RunState
+from makeusrich.metadata import ModelMetadata, RunState, TrackSummary
 from makeusrich.store import open_store
 from makeusrich.store.base import Latest, ObjectStore, PairStore
 from makeusrich.store.runs import read_run_state
+
+if TYPE_CHECKING:  # pandas only for the track rows: the operator reads summaries without it
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,8 @@ class StoreSummary:
     versions: list[str]
     metadata: dict[str, Readable] = field(default_factory=dict)
     run: RunState | None = None
+    track: TrackSummary | None = None  # track.json, when asked for and written by `makeusrich track`
+    track_error: str | None = None
 
     @property
     def newest(self) -> str | None:
@@ -91,16 +97,39 @@ class StoreReader:
         except StoreError as exc:
             return Damaged(str(exc))
 
-    def summary(self, namespace: str, name: str, wanted: Iterable[str | None] = (), runs: bool = False) -> StoreSummary:
+    def summary(
+        self, namespace: str, name: str, wanted: Iterable[str | None] = (), runs: bool = False, track: bool = False
+    ) -> StoreSummary:
         """latest.json, the version list, and metadata of the promoted, newest and `wanted` versions; with
-        `runs`, the newest run `makeusrich up` recorded (a cluster records runs in the resource's status)."""
+        `runs`, the newest run `makeusrich up` recorded (a cluster records runs in the resource's status); with
+        `track`, track.json (a damaged one is `track_error`, the rest reads as usual)."""
         store = self.pair_store(namespace, name)
         latest = store.latest()
         versions = store.versions()
         needed = {latest.version if latest else None, versions[-1] if versions else None, *wanted}
         chosen = sorted(x for x in needed if x and x in versions)
         metadata = {v: self.readable(namespace, name, v) for v in chosen}
-        return StoreSummary(latest, versions, metadata, read_run_state(store) if runs else None)
+        summary, problem = None, None
+        if track:
+            try:
+                summary = store.read_track_summary()
+            except StoreError as exc:
+                problem = str(exc)
+        return StoreSummary(latest, versions, metadata, read_run_state(store) if runs else None, summary, problem)
+
+    def track_rows(self, namespace: str, name: str, since: pd.Timestamp) -> pd.DataFrame:
+        """The track rows of origins from `since` on (the month files that hold them), oldest first."""
+        import pandas as pd
+
+        from makeusrich.store.track import checked_rows, empty_rows, month_of
+
+        store = self.pair_store(namespace, name)
+        frames = []
+        for month in store.track_months():
+            if month >= month_of(since) and (frame := store.read_track(month)) is not None:
+                frames.append(checked_rows(frame, store.objects.uri(store.track_key(month))))
+        rows = pd.concat(frames, ignore_index=True) if frames else empty_rows()
+        return rows[rows["origin"] >= since].reset_index(drop=True)
 
     def history(self, namespace: str, name: str, limit: int = 30) -> dict[str, Readable]:
         """Metadata of the newest `limit` versions (a damaged one as Damaged)."""

@@ -12,7 +12,7 @@ from makeusrich.contract import iso_z
 from makeusrich.metadata import LiveWindow, RangeScore, Score, TrackSummary
 from makeusrich.scoring.evaluate import score
 from makeusrich.scoring.ranges import range_score
-from makeusrich.track.rows import GAP, LIVE, level_columns
+from makeusrich.store.track import GAP, LIVE, level_columns
 
 WINDOWS: tuple[tuple[str, timedelta], ...] = (
     ("24h", timedelta(hours=24)),

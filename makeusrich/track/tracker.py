@@ -28,10 +28,10 @@ from makeusrich.market.source import last_closed_open_ms
 from makeusrich.metadata import TrackSummary
 from makeusrich.pair import CurrencyPair
 from makeusrich.pairs import PairRecord, PairSource
-from makeusrich.store import pair_store
+from makeusrich.store import track as track_rows
 from makeusrich.store.base import PairStore
-from makeusrich.track import rows as track_rows
-from makeusrich.track.rows import checked_rows, closes_by_moment, due_origins, month_of
+from makeusrich.store.reader import StoreReader
+from makeusrich.store.track import closes_by_moment, due_origins, month_of
 from makeusrich.track.summary import WINDOWS, summarize
 from makeusrich.v2client import ModelMetadata, V2Client, candle_array
 
@@ -116,7 +116,7 @@ class Tracker:
         self.specs: dict[str, CurrencyPair] = {}
         self.last_round: PairRoundReport | None = None
         self._clients: dict[str, V2Client] = {}
-        self._stores: dict[str, PairStore] = {}
+        self.reader = StoreReader(store_url)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -129,33 +129,19 @@ class Tracker:
         return self._clients[url]
 
     def _store(self, pair: CurrencyPair) -> PairStore:
-        key = f"{pair.namespace}/{pair.name}"
-        if key not in self._stores:
-            self._stores[key] = pair_store(self.store_url, pair.namespace, pair.name)
-        return self._stores[key]
+        return self.reader.pair_store(pair.namespace, pair.name)
 
     def _load(self, pair: CurrencyPair, now: datetime) -> pd.DataFrame:
         """The stored rows the summary needs: the last KEEP, and the served version's since it went live."""
-        store = self._store(pair)
         start = pd.Timestamp(now - KEEP)
         try:
-            previous = store.read_track_summary()
-        except StoreError as exc:
+            previous = self._store(pair).read_track_summary()
+        except StoreError as exc:  # rewritten at the end of this round
             log.warning("%s: %s", pair.name, exc)
             previous = None
         if previous is not None and previous.live_since:
             start = min(start, pd.Timestamp(previous.live_since))
-        frames = []
-        for month in store.track_months():
-            if month < month_of(start):
-                continue
-            frame = store.read_track(month)
-            if frame is not None:
-                frames.append(checked_rows(frame, store.objects.uri(store.track_key(month))))
-        rows = track_rows.empty_rows()
-        for frame in frames:
-            rows = track_rows.append_rows(rows, frame)
-        return rows
+        return self.reader.track_rows(pair.namespace, pair.name, start)
 
     def _save(self, pair: CurrencyPair, state: PairTrack, months: set[str]) -> None:
         store = self._store(pair)

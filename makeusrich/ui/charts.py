@@ -16,6 +16,7 @@ import pandas as pd
 
 from makeusrich.market.candles import close_moments
 from makeusrich.ui.backtest import Backtest
+from makeusrich.ui.track import TrackSeries
 from makeusrich.ui.view import parse_time, zone
 
 UP, DOWN, FORECAST, MUTED = "#16a34a", "#dc2626", "#2563eb", "#9ca3af"
@@ -160,4 +161,28 @@ def error_chart(result: Backtest, tz: str | None, decimals: int, interval: str) 
         line("Model: cumulative |error|", cumulative(result.predicted), FORECAST, 2),
         line("Persistence: cumulative |error|", cumulative(result.persistence), PERSISTENCE, 2, dashed=True),
     ]
+    return options
+
+
+def track_chart(series: TrackSeries, tz: str | None, decimals: int, interval: str) -> dict[str, Any]:
+    """The served forecasts against what happened, at the close each forecast: holes where an origin is a gap."""
+    options = _base(decimals, time_labels(series.times, tz, interval))
+    options["series"] = [
+        line("Actual close", series.actual, ACTUAL, 2),
+        line("Served forecast", series.forecast, FORECAST, 1.5),
+        line("Persistence (last close)", series.persistence, PERSISTENCE, 1.5, dashed=True),
+    ]
+    if series.low and series.high and series.nominal is not None:
+        options["series"] += band(f"{series.nominal:.0%} range", series.low, series.high, RANGE)
+    return options
+
+
+def ratio_chart(times: Sequence[Any], ratios: Sequence[float | None], tz: str | None, interval: str) -> dict[str, Any]:
+    """The rolling 7-day MAE ratio to persistence, with the line at 1 that the model must stay under."""
+    options = _base(4, time_labels(times, tz, interval))
+    options["dataZoom"] = []
+    options["grid"]["bottom"] = 8
+    ratio = line("MAE ratio, 7 days", ratios, FORECAST, 2)
+    ratio["markLine"] = {"silent": True, "symbol": "none", "data": [{"yAxis": 1.0}], "lineStyle": {"color": MUTED}}
+    options["series"] = [ratio]
     return options

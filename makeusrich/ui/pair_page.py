@@ -17,10 +17,11 @@ from makeusrich.pairs import describe_error
 from makeusrich.scoring.folds import COLUMNS, table_rows
 from makeusrich.store.reader import Readable
 from makeusrich.ui.backtest import Backtest
-from makeusrich.ui.charts import backtest_chart, candle_chart, error_chart
+from makeusrich.ui.charts import backtest_chart, candle_chart, error_chart, ratio_chart, track_chart
 from makeusrich.ui.components import TONE_TEXT, badge, error_line, notice, stat
 from makeusrich.ui.frame import Tab
 from makeusrich.ui.state import wait_loaded
+from makeusrich.ui.track import rolling_ratio, track_series, window_rows
 from makeusrich.ui.view import (
     PairState,
     SkillRow,
@@ -210,6 +211,9 @@ async def model_sections(tab: Tab, key: str, state: PairState) -> None:
             ui.label("Walk-forward backtest").classes("text-lg font-semibold")
             walk_forward(walked)
     with ui.card().classes("w-full"):
+        ui.label("Track record: every served forecast").classes("text-lg font-semibold")
+        await track_record(tab, key, state, decimals)
+    with ui.card().classes("w-full"):
         ui.label("Backtest on the test split").classes("text-lg font-semibold")
         backtest_box = ui.column().classes("w-full gap-2").mark("backtest")
     with ui.card().classes("w-full"):
@@ -325,6 +329,55 @@ def backtest(tab: Tab, result: Backtest, decimals: int, interval: str) -> None:
     ui.label(f"One-step forecasts for {when}: data the model never saw while training or early stopping.").classes(
         "text-xs muted"
     )
+
+
+TRACK_COLUMNS = [
+    ("window", "window"),
+    ("made", "forecasts"),
+    ("missed", "missed"),
+    ("scored", "scored"),
+    ("mae_ratio", "MAE ratio"),
+    ("dm_p", "DM p"),
+    ("direction", "direction"),
+    ("range", "range"),
+]
+
+
+async def track_record(tab: Tab, key: str, state: PairState, decimals: int) -> None:
+    """What the served models forecast at each close, scored once the candle closed: live, not a test split."""
+    try:
+        summary, rows = await tab.dashboard.track_record(key)
+    except Exception as exc:
+        ui.label(f"The track record cannot be read: {describe_error(exc)}").classes("text-sm text-negative")
+        return
+    if summary is None or rows is None or rows.empty:
+        why = (
+            "the candles are historical (the bundled sample or a file), so there is nothing to record"
+            if state.offline
+            else "no forecast was recorded yet: `makeusrich track` records one after each candle close"
+        )
+        ui.label(f"No track record: {why}.").classes("text-sm muted").mark("track-empty")
+        return
+    since = f" since {format_time(summary.live_since, tab.tz)}" if summary.live_since else ""
+    ui.label(
+        f"Version {summary.version or '?'} has forecast live{since}; updated {format_time(summary.updated_at, tab.tz)}."
+    ).classes("text-sm")
+    columns = [{"name": n, "label": label, "field": n} for n, label in TRACK_COLUMNS]
+    ui.table(columns=columns, rows=window_rows(summary), row_key="window").props("flat dense").classes(
+        "w-full tabular"
+    ).mark("track-windows")
+    series = track_series(rows)
+    interval = state.interval or "1h"
+    times, ratios = rolling_ratio(rows)
+    with ui.element("div").classes("w-full grid gap-2 grid-cols-1 lg:grid-cols-3"):
+        with ui.column().classes("w-full gap-0 lg:col-span-2"):
+            ui.label("Served forecasts and what happened").classes("caps")
+            ui.echart(track_chart(series, tab.tz, decimals, interval)).classes("w-full h-72").mark("track-chart")
+        with ui.column().classes("w-full gap-0"):
+            ui.label("MAE ratio to persistence, last 7 days (below 1 beats it)").classes("caps")
+            ui.echart(ratio_chart(times, ratios, tab.tz, interval)).classes("w-full h-72").mark("track-ratio")
+    gaps = f"; {series.gaps:,} missed origin(s) are holes in the line, never filled in" if series.gaps else ""
+    ui.label(f"Each point is a forecast made when its previous candle closed{gaps}.").classes("text-xs muted")
 
 
 def versions_table(tab: Tab, state: PairState, history: dict[str, Readable], error: str | None) -> None:

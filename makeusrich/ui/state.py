@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from makeusrich.contract import quantile_column
 from makeusrich.errors import CandleError, MakeUsRichError, ModelNotFoundError, ServingError
 from makeusrich.market.candles import close_moments
 from makeusrich.market.feed import CandleFeed
 from makeusrich.market.files import SAMPLE_ENDS
-from makeusrich.metadata import BacktestResult, ModelMetadata
+from makeusrich.metadata import BacktestResult, ModelMetadata, TrackSummary
 from makeusrich.pair import CurrencyPair
 from makeusrich.pairs import (
     Offload,
@@ -32,11 +33,12 @@ from makeusrich.pairs import (
     describe_error,
     to_thread,
 )
+from makeusrich.scoring.live import live_status
 from makeusrich.store.reader import Readable, StoreReader, StoreSummary
 from makeusrich.ui.backtest import Backtest, run_backtest, split_range
 from makeusrich.ui.settings import Options
 from makeusrich.ui.view import PairState, condition, promotion_reason, skill_from_metrics, skill_from_status
-from makeusrich.v2client import V2Client, quantile_column
+from makeusrich.v2client import V2Client
 
 log = logging.getLogger("makeusrich.ui")
 
@@ -141,6 +143,9 @@ def build_state(record: PairRecord, seen: Observed, spark_candles: int = 48) -> 
         store_error=seen.store_error,
         run=summary.run if summary else None,
         offline=seen.offline,
+        live=live_status(summary.track)
+        if summary and summary.track
+        else (record.status.live if record.status else None),
     )
 
 
@@ -286,7 +291,9 @@ class Dashboard:
         store = self.store
         try:
             runs = self.source.kind == "embedded"  # only `makeusrich up` writes runs/state.json
-            summary = await self.offload(lambda: store.summary(record.namespace, record.name, [wanted], runs))
+            summary = await self.offload(
+                lambda: store.summary(record.namespace, record.name, [wanted], runs, track=True)
+            )
         except Exception as exc:
             return None, f"model store: {describe_error(exc)}"
         return summary, None
@@ -376,6 +383,20 @@ class Dashboard:
         store = self.store.pair_store(record.namespace, record.name)
         result: BacktestResult | None = await self.offload(lambda: store.read_backtest(version))
         return result
+
+    async def track_record(self, key: str, days: int = 30) -> tuple[TrackSummary | None, pd.DataFrame | None]:
+        """track.json and the rows of the last `days` (or since the served version went live, if longer)."""
+        record = self.records.get(key)
+        if record is None or self.store is None:
+            return None, None
+        pair_store = self.store.pair_store(record.namespace, record.name)
+        summary: TrackSummary | None = await self.offload(pair_store.read_track_summary)
+        since = pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=days)
+        if summary is not None and summary.updated_at:
+            since = pd.Timestamp(summary.updated_at) - pd.Timedelta(days=days)  # the record's clock, not ours
+        store = self.store
+        rows: pd.DataFrame = await self.offload(lambda: store.track_rows(record.namespace, record.name, since))
+        return summary, rows
 
     async def backtest(self, key: str) -> Backtest:
         """The served version over its own test split; computed once per version and shared by all viewers."""

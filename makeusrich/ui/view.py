@@ -19,7 +19,8 @@ from pydantic import ValidationError
 
 from makeusrich.contract import INTERVAL_MS
 from makeusrich.metadata import Directional, Metrics, ModelMetadata, RangeCoverage, RunState, Score
-from makeusrich.pair import CurrencyPair, CurrencyPairStatus, next_run
+from makeusrich.pair import CurrencyPair, CurrencyPairStatus, LiveStatus, next_run
+from makeusrich.scoring.live import degraded_verdict
 from makeusrich.store.reader import Damaged, Readable
 
 SIGNIFICANCE = 0.05
@@ -237,6 +238,7 @@ class PairState:
     store_error: str | None = None
     run: RunState | None = None  # the newest training `makeusrich up` started
     offline: str | None = None  # what stands in for Binance's live candles: the sample or a file
+    live: LiveStatus | None = None  # the track record of served forecasts (track.json, or status.live)
     loading: bool = False
 
     @property
@@ -299,6 +301,9 @@ def badges(state: PairState, now: datetime | None = None) -> list[Badge]:
     stale = staleness(state, now)
     if stale:  # on the sample or a file the card says the candles are historical: stale, but explained
         out.append(Badge("Stale", "info" if state.offline else "warning", stale))
+    degraded, _, message = degraded_verdict(state.live)
+    if degraded == "True":
+        out.append(Badge("Degraded", "warning", message))
     if spec.serving.pinned_version:
         out.append(Badge("Pinned", "info", f"serving is pinned to version {spec.serving.pinned_version}"))
     if spec.suspend:
@@ -438,6 +443,21 @@ RANGE_NAMES = {
     "ewma": "EWMA volatility (RiskMetrics)",
     "climatology": "Climatology",
 }
+
+
+def live_line(state: PairState) -> str:
+    """The card's live skill, beside the test skill: the last 30 days of served forecasts, once scored."""
+    month = next((w for w in state.live.windows if w.window == "30d"), None) if state.live else None
+    if month is None or month.scored == 0:
+        if state.offline:
+            return "Live: nothing recorded on historical candles"
+        return "Live: no served forecast scored yet"
+    text = f"Live 30 d: MAE ratio {format_ratio(month.mae_ratio)} on {month.scored:,} forecasts"
+    if month.coverage is not None and month.coverage_nominal is not None:
+        text += f" · {month.coverage_nominal:.0%} range held {month.coverage:.1%}"
+    if month.missed:
+        text += f" · {month.missed:,} missed"
+    return text
 
 
 def format_coverage(found: RangeCoverage) -> str:
@@ -647,6 +667,7 @@ def card_html(state: PairState, tz: str | None, now: datetime | None = None) -> 
         _stat("MAE ratio test", format_ratio(test.rel_mae if test else None)),
         _stat("Direction (test)", format_direction(test.directional if test else None)),
         "</div>",
+        f'<div class="mur-sub" data-live>{_e(live_line(s))}</div>',
     ]
     version = s.served_version or s.promoted_version
     model, title = "no model served", ""

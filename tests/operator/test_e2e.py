@@ -23,7 +23,7 @@ from makeusrich.operator import handlers
 from makeusrich.operator.objects import PAIR_LABEL
 from makeusrich.pair import parse_pair_text
 from makeusrich.store import pair_store
-from makeusrich.track.rows import append_rows, empty_rows, forecast_rows, score_rows
+from makeusrich.store.track import append_rows, empty_rows, forecast_rows, score_rows
 from makeusrich.track.summary import summarize
 from tests.fixtures.kube_emulator import Emulator, write_kubeconfig
 from tests.fixtures.models import TrainedStore

@@ -6,7 +6,7 @@ from typing import Any
 
 from makeusrich.metadata import parse_metadata
 from makeusrich.operator import status as st
-from makeusrich.pair import CurrencyPairStatus, LiveStatus, LiveWindowStatus, ModelStatus, ServingStatus, TrainingStatus
+from makeusrich.pair import CurrencyPairStatus, ModelStatus, ServingStatus, TrainingStatus
 from tests.fixtures.metadata import metadata_document
 
 LAST_WORDS = "makeusrich train: Binance refused the symbol BTCUSDX; check spec.compare"
@@ -207,19 +207,3 @@ def test_status_round_trips_through_the_merge_patch_form() -> None:
     assert dumped["serving"] is None and dumped["model"]["skill"] == 0.95  # None clears a stale field
     assert st.parse_status(dumped) == status
     assert st.parse_status({"conditions": [{"type": "Bogus"}]}) is None and st.parse_status({}) is None
-
-
-def live(window: str = "30d", **numbers: Any) -> LiveStatus:
-    return LiveStatus(windows=[LiveWindowStatus(window=window, **numbers)])
-
-
-def test_degraded_needs_significance_or_a_clearly_short_range_over_thirty_days() -> None:
-    assert st.degraded_verdict(None)[:2] == ("Unknown", "NoTrackRecord")
-    assert st.degraded_verdict(live("24h", scored=50, mae_ratio=2.0, dm_pvalue=0.001))[1] == "NoTrackRecord"
-    worse = st.degraded_verdict(live(scored=300, mae_ratio=1.02, dm_pvalue=0.01))
-    assert worse[:2] == ("True", "WorseThanPersistence") and "1.0200 of persistence's (DM p 0.01, 300" in worse[2]
-    # Worse, but not significantly: no alarm; a range that covers too little is one on its own.
-    assert st.degraded_verdict(live(scored=300, mae_ratio=1.02, dm_pvalue=0.2))[:2] == ("False", "LiveSkillHolds")
-    short = st.degraded_verdict(live(scored=300, mae_ratio=0.99, coverage=0.8, coverage_nominal=0.9))
-    assert short[:2] == ("True", "RangesTooNarrow") and "90% range held 80.0% of 300 closes" in short[2]
-    assert st.degraded_verdict(live(scored=10, coverage=0.5))[0] == "False"  # too few closes to judge a range

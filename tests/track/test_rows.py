@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from makeusrich.errors import StoreError
-from makeusrich.track.rows import (
+from makeusrich.store.track import (
     GAP,
     LIVE,
     append_rows,

@@ -21,8 +21,8 @@ from makeusrich.onnxrt import onnx_session
 from makeusrich.pairs import EmbeddedSource, pair_yaml
 from makeusrich.store import pair_store
 from makeusrich.store.s3 import S3Store
+from makeusrich.store.track import GAP, LIVE, checked_rows
 from makeusrich.track.metrics import health, serve_http
-from makeusrich.track.rows import GAP, LIVE, checked_rows
 from makeusrich.track.summary import summarize
 from makeusrich.track.tracker import Tracker, TrackOptions
 from makeusrich.trainer.pipeline import run_training

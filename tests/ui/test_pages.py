@@ -8,12 +8,17 @@ import html
 import re
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from nicegui import ui
 from nicegui.testing.user import User
 
-from makeusrich.market.files import sample_path
+from makeusrich.market.files import read_candle_csv, sample_path
+from makeusrich.metadata import TrackSummary
 from makeusrich.pair import load_pair
+from makeusrich.store.track import append_rows, empty_rows, forecast_rows, gap_rows, month_of, score_rows
+from makeusrich.track.summary import summarize
 from makeusrich.ui.auth import AuthConfig, hash_password
 from makeusrich.ui.view import format_price, price_decimals
 from makeusrich.v2client import V2Client
@@ -30,6 +35,7 @@ from tests.ui.conftest import (
     write_pair,
 )
 
+LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
 LAST_CLOSE = 22029.16  # the bundled sample's last candle (2022-06-15 00:00 UTC)
 # A cheap scrypt cost so that logging in takes no time in tests; production hashes use auth.N.
 FAST_LOGIN = AuthConfig(hash_password(PASSWORD, n=1024, r=8, p=1), "test-secret", True)
@@ -361,3 +367,57 @@ async def test_live_updates_on_new_candles_and_new_model_versions(
         assert newer.promoted
         await user.should_see(f"model {newer.version}", retries=200)
         assert dash.states["default/btc-usdt"].served_version == newer.version
+
+
+def write_track_record(store: TrainedStore, hours: int = 60) -> TrackSummary:
+    """A track record for the stored version, written with the tracker's own row functions: `hours` scored
+    hourly forecasts on the bundled candles' last days, one origin of them a gap."""
+    candles = read_candle_csv(sample_path()).tail(hours + 1).reset_index(drop=True)
+    hour = pd.Timedelta(hours=1)
+    closes = candles["close"].to_numpy(dtype=float)
+    origins = list(candles["open_time"] + hour)
+    rows = empty_rows()
+    done = (origins[-1] + pd.Timedelta(minutes=5)).to_pydatetime()
+    for k in range(hours):
+        if k == hours // 2:
+            part = gap_rows(origins[k], hour, 1, store.version, "the model server did not answer", closes[k], done)
+        else:
+            guess = closes[k] + 0.3 * (closes[k + 1] - closes[k])
+            q = np.array([[guess * f for f in (0.99, 0.995, 1.0, 1.005, 1.01)]])
+            part = forecast_rows(origins[k], hour, store.version, closes[k], [guess], q, LEVELS, done)
+        rows = append_rows(rows, part)
+    rows, _ = score_rows(rows, pd.Series(closes[1:], index=origins[1:]), done)
+    summary = summarize(rows, store.pair.name, store.pair.namespace, "1h", done)
+    pair_store = store.store()
+    for month in sorted({month_of(o) for o in rows["origin"]}):
+        pair_store.write_track(month, rows[rows["origin"].map(month_of) == month].reset_index(drop=True))
+    pair_store.write_track_summary(summary)
+    return summary
+
+
+async def test_the_card_and_the_pair_page_show_the_live_track_record(
+    dashboard: Open, trained_store: TrainedStore, pairs_dir: Path
+) -> None:
+    summary = write_track_record(trained_store)
+    month = summary.window("30d")
+    assert month is not None and month.point is not None and (month.made, month.missed) == (59, 1)
+    write_pair(pairs_dir, trained_store.pair)
+    async with dashboard(pairs_dir=pairs_dir, store=trained_store.url, server_url="http://127.0.0.1:9") as user:
+        await user.open("/")
+        await user.should_see("Live 30 d", retries=60)
+        text = card(user, "default/btc-usdt")
+        assert f"Live 30 d: MAE ratio {month.point.rel_mae:.3f} on 59 forecasts" in text
+        assert "1 missed" in text and "90% range held" in text
+        await user.open("/pair/default/btc-usdt")
+        await user.should_see(marker="track-windows", retries=60)
+        table = user.find(marker="track-windows").elements.pop()
+        assert isinstance(table, ui.table)
+        by_window = {row["window"]: row for row in table.rows}
+        assert by_window["last 30 days"]["made"] == "59" and by_window["last 30 days"]["missed"] == "1"
+        assert by_window["since this version"]["mae_ratio"] == f"{month.point.rel_mae:.3f}"
+        chart = user.find(marker="track-chart").elements.pop()
+        assert isinstance(chart, ui.echart)
+        series = {s["name"]: s["data"] for s in chart.options["series"]}
+        assert len(series["Served forecast"]) == 60 and series["Served forecast"][30] is None  # the gap: a hole
+        assert series["Actual close"][-1] == pytest.approx(LAST_CLOSE)
+        await user.should_see("1 missed origin(s) are holes in the line")

@@ -1,5 +1,6 @@
-"""The track record's rows, as pure functions over pandas frames: which origins are due, the rows of a forecast
-or of a gap, and the scoring of rows whose target candle has closed.
+"""Contract 3's track rows (`<ns>/<pair>/track/<YYYY-MM>.parquet`) as pure functions over pandas frames: which
+origins are due, the rows of a forecast or of a gap, and the scoring of rows whose target candle has closed.
+The tracker writes them; the dashboard reads them.
 
 One row per origin and step. Times are the moments candles close, in UTC (as everywhere users read them):
 `origin` is the close of the last candle the model saw, `target` the close of the candle it forecast. A row's
@@ -16,8 +17,8 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
+from makeusrich.contract import quantile_column
 from makeusrich.errors import StoreError
-from makeusrich.v2client import quantile_column
 
 LIVE, REPLAYED, GAP = "live", "replayed", "gap"
 TIME_COLUMNS = ("origin", "target", "recorded_at", "scored_at")
