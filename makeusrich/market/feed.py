@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from binance.client import Client
 
 from makeusrich.errors import CandleError, OfflineError, StoreError
 from makeusrich.market import binance
@@ -41,6 +42,7 @@ class CandleFeed:
         self._offline_until: dict[tuple[str, str], float] = {}
         self._locks: dict[tuple[str, ...], threading.Lock] = {}
         self._guard = threading.Lock()
+        self._local = threading.local()
 
     def _lock(self, key: tuple[str, ...]) -> threading.Lock:
         with self._guard:
@@ -85,13 +87,21 @@ class CandleFeed:
             self._files[key], self._stamps[key] = frame, stamp
             return frame
 
+    def _client(self) -> Client:
+        """This thread's python-binance client, kept between requests: a new one per request costs a thread and
+        a connection, and threads cannot share one (it keeps each answer in an attribute of its own)."""
+        client: Client | None = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = binance.make_client(self.api_url)
+        return client
+
     def _fetch(self, spec: CurrencyPairSpec, start_ms: int, end_ms: int | None = None) -> pd.DataFrame:
         result = binance.fetch_klines(
             spec.symbol,
             spec.interval,
             start_ms,
             end_ms,
-            api_url=self.api_url,
+            client=self._client(),
             max_retries=self.max_retries,
             max_wait_s=5.0,
             clock=self.clock,

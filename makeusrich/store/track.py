@@ -55,6 +55,12 @@ def month_of(moment: pd.Timestamp) -> str:
     return f"{moment.year:04d}-{moment.month:02d}"
 
 
+def month_start(moment: pd.Timestamp) -> pd.Timestamp:
+    """The first moment of the month file holding `moment`: a reader that keeps whole months from here can
+    rewrite any of them without losing a row."""
+    return pd.Timestamp(year=moment.year, month=moment.month, day=1, tz="UTC")
+
+
 def due_origins(last_recorded: pd.Timestamp | None, newest: pd.Timestamp, step: pd.Timedelta) -> list[pd.Timestamp]:
     """Origins to record now, oldest first: every close after the last recorded one up to `newest` (the newest
     close by the clock). A tracker's first round starts at `newest`: the past is filled only by a replay."""
@@ -112,23 +118,25 @@ def _rows(
 ) -> pd.DataFrame:
     steps = np.arange(1, horizon + 1, dtype=np.int64)
     nothing = np.full(horizon, np.nan)
-    data = {
-        "origin": [origin] * horizon,
+    origins = pd.DatetimeIndex([origin] * horizon).as_unit("ns")
+    text = np.array([version, kind, reason], dtype=object)
+    data = {  # built in BASE_COLUMNS' dtypes (a tracker makes these rows for every pair after every close)
+        "origin": origins,
         "step": steps,
-        "target": [origin + step * int(s) for s in steps],
-        "version": [version] * horizon,
-        "kind": [kind] * horizon,
-        "reason": [reason] * horizon,
+        "target": origins + step * steps,
+        "version": np.repeat(text[:1], horizon),
+        "kind": np.repeat(text[1:2], horizon),
+        "reason": np.repeat(text[2:], horizon),
         "persistence": np.full(horizon, np.nan if last_close is None else float(last_close)),
         "forecast": nothing,
-        "recorded_at": [pd.Timestamp(recorded_at)] * horizon,
+        "recorded_at": pd.DatetimeIndex([pd.Timestamp(recorded_at)] * horizon).as_unit("ns"),
         "actual": nothing,
         "error": nothing,
         "persistence_error": nothing,
         "direction_hit": nothing,
-        "scored_at": pd.Series(pd.NaT, index=range(horizon), dtype=BASE_COLUMNS["scored_at"]),
+        "scored_at": pd.DatetimeIndex([pd.NaT] * horizon, tz="UTC").as_unit("ns"),
     }
-    return pd.DataFrame(data).astype(BASE_COLUMNS)
+    return pd.DataFrame(data)
 
 
 def checked_rows(frame: pd.DataFrame, where: str) -> pd.DataFrame:

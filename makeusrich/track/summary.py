@@ -1,8 +1,13 @@
 """track.json from the rows: each window's live forecasts scored with the functions that score the test split
-(makeusrich.scoring), so a live MAE ratio means what the test one means. Replayed rows never count."""
+(makeusrich.scoring), so a live MAE ratio means what the test one means. Replayed rows never count.
+
+The rows are turned into numpy arrays once, and every window is a mask over them: a tracker summarises each of
+its pairs after every candle close.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -12,7 +17,7 @@ from makeusrich.contract import iso_z
 from makeusrich.metadata import LiveWindow, RangeScore, Score, TrackSummary
 from makeusrich.scoring.evaluate import score
 from makeusrich.scoring.ranges import range_score
-from makeusrich.store.track import GAP, LIVE, level_columns
+from makeusrich.store.track import GAP, LIVE, REPLAYED, level_columns
 
 WINDOWS: tuple[tuple[str, timedelta], ...] = (
     ("24h", timedelta(hours=24)),
@@ -22,81 +27,121 @@ WINDOWS: tuple[tuple[str, timedelta], ...] = (
 VERSION_WINDOW = "version"
 
 
-def _iso(moment: pd.Timestamp | None) -> str | None:
-    return None if moment is None or pd.isna(moment) else iso_z(moment.to_pydatetime())
+@dataclass(frozen=True)
+class Columns:
+    """The rows that count (live and gaps), as arrays in (origin, step) order."""
+
+    origin: np.ndarray  # int64 nanoseconds
+    step: np.ndarray
+    live: np.ndarray
+    gap: np.ndarray
+    version: np.ndarray
+    recorded_at: np.ndarray
+    actual: np.ndarray
+    forecast: np.ndarray
+    persistence: np.ndarray
+    quantiles: np.ndarray  # [rows, levels], NaN where a row has no such level
+    levels: list[float]
+
+    @classmethod
+    def of(cls, rows: pd.DataFrame) -> Columns:
+        counted = rows[rows["kind"] != REPLAYED]
+        levels = level_columns(counted)
+        quantiles = (
+            counted[[column for _, column in levels]].to_numpy(dtype=np.float64)
+            if levels
+            else np.empty((len(counted), 0))
+        )
+        kind = counted["kind"].to_numpy()
+        return cls(
+            origin=counted["origin"].to_numpy(dtype="datetime64[ns]").astype(np.int64),
+            step=counted["step"].to_numpy(dtype=np.int64),
+            live=kind == LIVE,
+            gap=kind == GAP,
+            version=counted["version"].to_numpy(dtype=object),
+            recorded_at=counted["recorded_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64),
+            actual=counted["actual"].to_numpy(dtype=np.float64),
+            forecast=counted["forecast"].to_numpy(dtype=np.float64),
+            persistence=counted["persistence"].to_numpy(dtype=np.float64),
+            quantiles=quantiles,
+            levels=[level for level, _ in levels],
+        )
 
 
-def _matrix(scored: pd.DataFrame, column: str, horizon: int) -> np.ndarray:
-    return scored.pivot(index="origin", columns="step", values=column).to_numpy(dtype=np.float64)[:, :horizon]
+def _iso(nanoseconds: int | None) -> str | None:
+    return None if nanoseconds is None else iso_z(pd.Timestamp(nanoseconds, tz="UTC").to_pydatetime())
 
 
-def _complete(live: pd.DataFrame, horizon: int) -> pd.DataFrame:
-    """The rows of origins whose `horizon` steps have all been scored (a forecast scores once, whole)."""
-    rows = live[live["step"] <= horizon]
-    done = rows.groupby("origin")["actual"].agg(lambda a: bool(a.notna().all()) and len(a) == horizon)
-    return rows[rows["origin"].isin(done[done].index)]
+def _whole(c: Columns, chosen: np.ndarray, horizon: int) -> np.ndarray:
+    """Indices of the rows of origins whose `horizon` steps have all been scored (a forecast scores once,
+    whole), in (origin, step) order, so that a column reshapes to [origins, horizon]."""
+    index = np.flatnonzero(chosen & (c.step <= horizon))
+    if index.size == 0:
+        return index
+    _, first, counts = np.unique(c.origin[index], return_index=True, return_counts=True)
+    known = np.add.reduceat(np.isfinite(c.actual[index]).astype(np.int64), first)
+    whole: np.ndarray = index[np.repeat((counts == horizon) & (known == horizon), counts)]
+    return whole
 
 
-def point_score(scored: pd.DataFrame, horizon: int) -> Score | None:
-    if scored.empty:
-        return None
-    actual, forecast = _matrix(scored, "actual", horizon), _matrix(scored, "forecast", horizon)
-    last = _matrix(scored, "persistence", horizon)[:, 0]
-    return score(actual, forecast, last)
-
-
-def ranges_score(scored: pd.DataFrame, horizon: int) -> RangeScore | None:
+def _ranges(c: Columns, index: np.ndarray, horizon: int) -> RangeScore | None:
     """Range coverage and pinball loss in log returns from the origin's close, on the origins whose every
-    level was recorded (the newest levels: a version with other levels is left out of its windows)."""
-    columns = [(level, column) for level, column in level_columns(scored) if scored[column].notna().any()]
-    if not columns:
+    level was recorded (the levels these rows have: a version with other levels is left out)."""
+    quantiles = c.quantiles[index]
+    present = np.isfinite(quantiles).any(axis=0)
+    if not present.any():
         return None
-    names = [column for _, column in columns]
-    usable = scored.groupby("origin")[names].transform(lambda c: c.notna().all()).all(axis=1)
-    rows = scored[usable]
-    if rows.empty:
+    n = index.size // horizon
+    q = quantiles[:, present].reshape(n, horizon, -1)
+    last = c.persistence[index].reshape(n, horizon)
+    usable = np.isfinite(q).all(axis=(1, 2))
+    if not usable.any():
         return None
-    last = _matrix(rows, "persistence", horizon)
-    actual = np.log(_matrix(rows, "actual", horizon) / last)
-    quantiles = np.stack([np.log(_matrix(rows, column, horizon) / last) for column in names], axis=-1)
+    actual = np.log(c.actual[index].reshape(n, horizon)[usable] / last[usable])
+    logq = np.log(q[usable] / last[usable][:, :, None])
     try:
-        return range_score(actual, quantiles, [level for level, _ in columns])
+        return range_score(actual, logq, [level for level, keep in zip(c.levels, present, strict=True) if keep])
     except ValueError:  # levels that are not a valid set (a hand-edited file): no range score
         return None
 
 
-def window_summary(rows: pd.DataFrame, name: str, start: pd.Timestamp | None) -> LiveWindow:
-    """One window: live and gap origins from `start` on, and the live forecasts scored so far."""
-    chosen = rows if start is None else rows[rows["origin"] >= start]
-    live = chosen[chosen["kind"] == LIVE]
-    made = int(live["origin"].nunique())
-    missed = int(chosen.loc[chosen["kind"] == GAP, "origin"].nunique())
-    horizon = int(live["step"].max()) if made else 0
-    scored = _complete(live, horizon) if made else live
-    count = int(scored["origin"].nunique())
+def window_summary(c: Columns, chosen: np.ndarray, name: str, start: int | None) -> LiveWindow:
+    """One window: live and gap origins among `chosen` rows, and the live forecasts scored so far."""
+    live = chosen & c.live
+    made = int(np.unique(c.origin[live]).size)
+    missed = int(np.unique(c.origin[chosen & c.gap]).size)
+    point: Score | None = None
+    ranges: RangeScore | None = None
+    scored = 0
+    if made:
+        horizon = int(c.step[live].max())
+        index = _whole(c, live, horizon)
+        scored = index.size // horizon
+        if scored:
+            actual = c.actual[index].reshape(scored, horizon)
+            forecast = c.forecast[index].reshape(scored, horizon)
+            point = score(actual, forecast, c.persistence[index].reshape(scored, horizon)[:, 0])
+            ranges = _ranges(c, index, horizon)
     return LiveWindow(
-        window=name,
-        start=_iso(start),
-        made=made,
-        missed=missed,
-        scored=count,
-        point=point_score(scored, horizon) if count else None,
-        ranges=ranges_score(scored, horizon) if count else None,
+        window=name, start=_iso(start), made=made, missed=missed, scored=scored, point=point, ranges=ranges
     )
 
 
 def summarize(rows: pd.DataFrame, pair: str, namespace: str, interval: str, now: datetime) -> TrackSummary:
     """The summary of a pair's rows at `now`: the newest live version, since when it forecasts live, and every
     window (24 h, 7 d, 30 d back from now, and since that version went live)."""
-    counted = rows[rows["kind"] != "replayed"]
-    live = counted[counted["kind"] == LIVE]
-    newest = live.sort_values("origin", kind="stable").iloc[-1] if not live.empty else None
-    version = str(newest["version"]) if newest is not None else None
-    since = live.loc[live["version"] == version, "origin"].min() if version is not None else None
+    c = Columns.of(rows)
     moment = pd.Timestamp(now).tz_convert("UTC")
-    windows = [window_summary(counted, name, moment - length) for name, length in WINDOWS]
-    if since is not None:
-        windows.append(window_summary(counted[counted["version"] == version], VERSION_WINDOW, since))
+    windows = []
+    for name, length in WINDOWS:
+        start = (moment - length).value
+        windows.append(window_summary(c, c.origin >= start, name, start))
+    version = since = newest_at = None
+    if c.live.any():
+        newest = np.flatnonzero(c.live)[np.argmax(c.origin[c.live])]
+        version, newest_at = str(c.version[newest]), int(c.recorded_at[newest])
+        since = int(c.origin[c.live & (c.version == version)].min())
+        windows.append(window_summary(c, (c.version == version) & (c.origin >= since), VERSION_WINDOW, since))
     return TrackSummary(
         pair=pair,
         namespace=namespace,
@@ -104,7 +149,7 @@ def summarize(rows: pd.DataFrame, pair: str, namespace: str, interval: str, now:
         updated_at=iso_z(moment.to_pydatetime()),
         version=version,
         live_since=_iso(since),
-        last_origin=_iso(counted["origin"].max()) if not counted.empty else None,
-        last_forecast_at=_iso(newest["recorded_at"]) if newest is not None else None,
+        last_origin=_iso(int(c.origin.max())) if c.origin.size else None,
+        last_forecast_at=_iso(newest_at),
         windows=windows,
     )

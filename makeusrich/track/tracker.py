@@ -14,8 +14,10 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -31,11 +33,12 @@ from makeusrich.pairs import PairRecord, PairSource
 from makeusrich.store import track as track_rows
 from makeusrich.store.base import PairStore
 from makeusrich.store.reader import StoreReader
-from makeusrich.store.track import closes_by_moment, due_origins, month_of
+from makeusrich.store.track import closes_by_moment, due_origins, month_of, month_start
 from makeusrich.track.summary import WINDOWS, summarize
 from makeusrich.v2client import ModelMetadata, V2Client, candle_array
 
 log = logging.getLogger("makeusrich")
+T = TypeVar("T")
 
 KEEP = max(length for _, length in WINDOWS) + timedelta(days=1)  # rows held in memory, besides the version's
 SCORE_BACK = 48  # candles fetched to score rows whose target closed this many intervals ago at most
@@ -117,6 +120,11 @@ class Tracker:
         self.last_round: PairRoundReport | None = None
         self._clients: dict[str, V2Client] = {}
         self.reader = StoreReader(store_url)
+        # Candle fetches and store writes wait on the network: as many threads as pairs tracked at once.
+        self._pool = ThreadPoolExecutor(options.concurrency, thread_name_prefix="track")
+
+    async def _io(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
@@ -132,7 +140,8 @@ class Tracker:
         return self.reader.pair_store(pair.namespace, pair.name)
 
     def _load(self, pair: CurrencyPair, now: datetime) -> pd.DataFrame:
-        """The stored rows the summary needs: the last KEEP, and the served version's since it went live."""
+        """The stored rows the summary needs, in whole months (the tracker rewrites a month from what it holds):
+        the last KEEP, and the served version's since it went live."""
         start = pd.Timestamp(now - KEEP)
         try:
             previous = self._store(pair).read_track_summary()
@@ -141,12 +150,14 @@ class Tracker:
             previous = None
         if previous is not None and previous.live_since:
             start = min(start, pd.Timestamp(previous.live_since))
-        return self.reader.track_rows(pair.namespace, pair.name, start)
+        return self.reader.track_rows(pair.namespace, pair.name, month_start(start))
 
     def _save(self, pair: CurrencyPair, state: PairTrack, months: set[str]) -> None:
         store = self._store(pair)
+        origin = state.rows["origin"].dt
+        number = origin.year * 100 + origin.month  # 202606 for 2026-06
         for month in sorted(months):
-            in_month = state.rows[state.rows["origin"].map(month_of) == month]
+            in_month = state.rows[number == int(month.replace("-", ""))]
             store.write_track(month, in_month.reset_index(drop=True))
         if state.summary is not None:
             store.write_track_summary(state.summary)
@@ -209,7 +220,7 @@ class Tracker:
         now = self.now()
         state = self.pairs.get(record.key)
         if state is None:
-            state = PairTrack(rows=await asyncio.to_thread(self._load, pair, now))
+            state = PairTrack(rows=await self._io(self._load, pair, now))
             self.pairs[record.key] = state
         self.specs[record.key] = pair
         if self.feed.origin(spec).kind == "sample":
@@ -224,7 +235,7 @@ class Tracker:
         oldest_needed = min([*origins, *recent_targets], default=newest)
         model_window = state.model.window if state.model is not None else spec.model.window
         count = min(self.feed.KEEP, model_window + int((newest - oldest_needed) // step) + 2)
-        candles = await asyncio.to_thread(self.feed.recent, spec, count)
+        candles = await self._io(self.feed.recent, spec, count)
         state.offline = self.feed.origin(spec).kind == "sample"  # `auto` found no network just now
         if state.offline:
             return PairRound(record.key, offline=True)
@@ -273,17 +284,19 @@ class Tracker:
             months |= set(state.rows.loc[touched, "origin"].map(month_of))
         state.summary = summarize(state.rows, pair.name, pair.namespace, spec.interval, now)
         if months or scored:
-            await asyncio.to_thread(self._save, pair, state, months)
+            await self._io(self._save, pair, state, months)
         self._trim(state, now)
         recorded = len(new_rows) - gaps
         return PairRound(record.key, recorded, gaps, scored, waiting, requests)
 
     @staticmethod
     def _trim(state: PairTrack, now: datetime) -> None:
-        """Keep in memory what the windows need: KEEP, and the rows of the version since it went live."""
+        """Keep in memory what the windows need, in whole months: KEEP, and the rows of the version since it
+        went live. A month still held is whole, so writing it back loses nothing."""
         start = pd.Timestamp(now - KEEP)
         if state.summary is not None and state.summary.live_since:
             start = min(start, pd.Timestamp(state.summary.live_since))
+        start = month_start(start)
         if not state.rows.empty and state.rows["origin"].iloc[0] < start:
             state.rows = state.rows[state.rows["origin"] >= start].reset_index(drop=True)
 
@@ -350,6 +363,7 @@ class Tracker:
         for client in self._clients.values():
             await client.aclose()
         self._clients.clear()
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 @dataclass(frozen=True)

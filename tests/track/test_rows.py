@@ -22,6 +22,7 @@ from makeusrich.store.track import (
     score_rows,
 )
 from makeusrich.track.summary import summarize
+from makeusrich.track.tracker import PairTrack, Tracker
 
 HOUR = pd.Timedelta(hours=1)
 T0 = pd.Timestamp("2026-03-01T10:00Z")
@@ -107,3 +108,20 @@ def test_a_month_file_without_the_track_columns_is_a_clear_error() -> None:
 
 def test_live_rows_are_marked_live() -> None:
     assert forecast_rows(T0, HOUR, "v1", 1.0, [1.0], None, None, NOW)["kind"].iloc[0] == LIVE
+
+
+def test_the_tracker_keeps_whole_months_so_rewriting_one_loses_no_row() -> None:
+    """Scoring a row of last month rewrites last month's file from memory: memory must hold all of it."""
+    start = pd.Timestamp("2026-05-01T00:00Z")
+    rows = append_rows(
+        empty_rows(),
+        pd.concat(
+            [forecast_rows(start + k * HOUR, HOUR, "v1", 1.0, [1.0], None, None, NOW) for k in range(33 * 24)],
+            ignore_index=True,
+        ),
+    )
+    state = PairTrack(rows=rows)
+    Tracker._trim(state, datetime(2026, 6, 2, 23, 0, tzinfo=UTC))  # KEEP (31 days) reaches back to May 2
+    assert state.rows["origin"].iloc[0] == start  # all of May is still held
+    Tracker._trim(state, datetime(2026, 7, 3, tzinfo=UTC))
+    assert state.rows["origin"].iloc[0] == pd.Timestamp("2026-06-01T00:00Z")  # May went whole
