@@ -193,7 +193,7 @@ class CurrencyPairSpec(_Spec):
     schedule: str = Field(
         "0 0 * * *", description="Cron expression for retraining.", json_schema_extra={"pattern": CRON_PATTERN}
     )
-    lookback_days: int = Field(365, ge=1, le=3650, description="History used by one training run, in days.")
+    lookback_days: int = Field(1095, ge=1, le=3650, description="History used by one training run, in days.")
     model: ModelSpec = Field(default_factory=ModelSpec)
     promotion: PromotionSpec = Field(default_factory=PromotionSpec)
     serving: ServingSpec = Field(default_factory=ServingSpec)

@@ -73,7 +73,7 @@ def test_bad_pair_file_is_one_clear_line(tmp_path: Path) -> None:
 def test_candles_from_a_csv_file(tmp_path: Path) -> None:
     golden = ROOT / "tests" / "data" / "BTCUSDT-1h-20240101-20240102.csv"
     pair = tmp_path / "pair.yaml"
-    pair.write_text(EXAMPLE.read_text().replace("lookbackDays: 365", "lookbackDays: 1"))
+    pair.write_text(EXAMPLE.read_text().replace("lookbackDays: 1095", "lookbackDays: 1"))
     result = makeusrich("candles", "-f", str(pair), "--source", f"file:{golden}", "--last", "3")
     assert result.returncode == 0, result.stderr
     assert "BTCUSDT 1h from file:" in result.stdout and "24 candles" in result.stdout

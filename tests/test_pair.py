@@ -70,11 +70,11 @@ def patched_example(patch: dict[str, Any]) -> dict[str, Any]:
 def test_defaults_fill_the_design_contract() -> None:
     spec = CurrencyPairSpec.model_validate({"currency": "btc", "compare": "usdt"})
     assert spec.symbol == "BTCUSDT"
-    assert (spec.interval, spec.schedule, spec.lookback_days) == ("1h", "0 0 * * *", 365)
+    assert (spec.interval, spec.schedule, spec.lookback_days) == ("1h", "0 0 * * *", 1095)
     assert spec.model.window == 120 and spec.model.horizon == 1 and spec.model.patience == 3
     assert spec.promotion.max_relative_mae == 1.0
     assert spec.serving.runtime == "makeusrich-onnx" and spec.serving.pinned_version is None
-    assert spec.lookback_candles() == 365 * 24
+    assert spec.lookback_candles() == 1095 * 24
 
 
 @pytest.mark.parametrize(

@@ -40,6 +40,12 @@ class UpSettings(StoreSettings):
     scan_seconds: float = Field(2.0, gt=0, description="how often to look at the pair files and schedules")
     max_epochs: int | None = Field(None, ge=1, description="override every pair's spec.model.maxEpochs")
     lookback_days: int | None = Field(None, ge=1, description="override every pair's spec.lookbackDays")
+    first_lookback_days: int = Field(
+        365,
+        ge=0,
+        description="a pair's first training (no model yet) reads at most this many days, so that it forecasts "
+        "within minutes; later runs read spec.lookbackDays (0: always spec.lookbackDays)",
+    )
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -68,6 +74,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         max_trainings=settings.max_trainings,
         scan_seconds=settings.scan_seconds,
         train_args=tuple(train_args),
+        first_lookback_days=0 if settings.lookback_days else settings.first_lookback_days,
         logs_dir=(Path(where).parent if kind == "file" else Path(".makeusrich").resolve()) / "logs",
     )
     check_ports(plan)

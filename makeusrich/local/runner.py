@@ -62,6 +62,7 @@ class UpPlan:
     scan_seconds: float
     track_port: int = 8082
     train_args: tuple[str, ...] = ()  # extra `makeusrich train` flags (--max-epochs, --lookback-days)
+    first_lookback_days: int = 0  # a pair's first run reads at most this many days (0: its lookbackDays)
     logs_dir: Path = Path(".makeusrich/logs")
 
     @property
@@ -311,6 +312,11 @@ class Runner:
             started = self.clock()
             state = RunState(state="training", started_at=iso_z(started), spec_sha256=spec_sha256(pair))
             run_log = f"{started:%Y%m%dT%H%M%SZ}.log"
+            first = self.plan.first_lookback_days
+            shorter: tuple[str, ...] = ()
+            if why == "no model yet" and 0 < first < pair.spec.lookback_days:
+                shorter = ("--lookback-days", str(first))
+                why += f"; a first model on {first} days, then {pair.spec.lookback_days} days on the schedule"
             self.say(f"{pair.name}: training ({why})")
             await asyncio.to_thread(write_run_state, store, state)
             if self.stopping.is_set():
@@ -327,6 +333,7 @@ class Runner:
                 self.plan.source,
                 "--json",
                 *self.plan.train_args,
+                *shorter,
             )
             pipes = {"stdout": asyncio.subprocess.PIPE, "stderr": asyncio.subprocess.PIPE}
             process = await self._spawn(args, signal.SIGINT, **pipes)

@@ -7,6 +7,7 @@ import asyncio
 import functools
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,26 @@ def test_a_child_started_after_the_stop_began_is_stopped_too(tmp_path: Path, mon
         return await asyncio.wait_for(process.wait(), timeout=10)
 
     assert asyncio.run(late_start()) in (-signal.SIGINT, 1, 130)  # a KeyboardInterrupt in the child, not sleep's end
+
+
+def test_a_first_training_reads_a_shorter_history_and_later_ones_the_pair_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pair without a model gets a first one within minutes (365 days), the schedule then the better one
+    (lookbackDays, 1095 by default): what was run is what `makeusrich train` was told."""
+    asked: list[tuple[str, ...]] = []
+
+    def fake_command(*args: str) -> list[str]:
+        asked.append(args)
+        return [sys.executable, "-c", "pass"]
+
+    monkeypatch.setattr(runner_module, "command", fake_command)
+    said: list[str] = []
+    plan = UpPlan(tmp_path / "pairs", (), str(tmp_path / "store"), "sample", "127.0.0.1", 1, 2, 1, 2.0)
+    up = Runner(replace(plan, first_lookback_days=365), say=said.append)
+    slot = PairSlot(tmp_path / "btc-usdt.yaml", small_pair(lookbackDays=1095))
+    asyncio.run(up._run_training(slot, "no model yet"))
+    asyncio.run(up._run_training(slot, "scheduled"))
+    first, later = asked
+    assert first[first.index("--lookback-days") + 1] == "365" and "--lookback-days" not in later
+    assert "btc-usdt: training (no model yet; a first model on 365 days, then 1095 days on the schedule)" in said
