@@ -134,17 +134,36 @@ def candle_chart(
     return options
 
 
-def backtest_chart(result: Backtest, tz: str | None, decimals: int, interval: str) -> dict[str, Any]:
-    """Actual closes, the model's one-step forecasts and persistence's over the test split."""
-    options = _base(decimals, time_labels(result.times, tz, interval))
+def forecasts_chart(
+    times: Sequence[Any],
+    actual: Sequence[float | None],
+    forecast: Sequence[float | None],
+    persistence: Sequence[float | None],
+    ranged: tuple[Sequence[float | None], Sequence[float | None], float] | None,
+    tz: str | None,
+    decimals: int,
+    interval: str,
+    forecast_name: str = "Model forecast",
+) -> dict[str, Any]:
+    """Actual closes, a model's one-step forecasts and persistence's, and the model's (low, high, nominal) range."""
+    options = _base(decimals, time_labels(times, tz, interval))
     options["series"] = [
-        line("Actual close", result.actual, ACTUAL, 2),
-        line("Model forecast", result.predicted, FORECAST, 1.5),
-        line("Persistence (last close)", result.persistence, PERSISTENCE, 1.5, dashed=True),
+        line("Actual close", actual, ACTUAL, 2),
+        line(forecast_name, forecast, FORECAST, 1.5),
+        line("Persistence (last close)", persistence, PERSISTENCE, 1.5, dashed=True),
     ]
-    if result.low and result.high and result.nominal is not None:
-        options["series"] += band(f"{result.nominal:.0%} range", result.low, result.high, RANGE)
+    if ranged is not None:
+        low, high, nominal = ranged
+        options["series"] += band(f"{nominal:.0%} range", low, high, RANGE)
     return options
+
+
+def backtest_chart(result: Backtest, tz: str | None, decimals: int, interval: str) -> dict[str, Any]:
+    """The served version over its test split."""
+    ranged = (result.low, result.high, result.nominal) if result.low and result.high and result.nominal else None
+    return forecasts_chart(
+        result.times, result.actual, result.predicted, result.persistence, ranged, tz, decimals, interval
+    )
 
 
 def error_chart(result: Backtest, tz: str | None, decimals: int, interval: str) -> dict[str, Any]:
@@ -166,15 +185,18 @@ def error_chart(result: Backtest, tz: str | None, decimals: int, interval: str) 
 
 def track_chart(series: TrackSeries, tz: str | None, decimals: int, interval: str) -> dict[str, Any]:
     """The served forecasts against what happened, at the close each forecast: holes where an origin is a gap."""
-    options = _base(decimals, time_labels(series.times, tz, interval))
-    options["series"] = [
-        line("Actual close", series.actual, ACTUAL, 2),
-        line("Served forecast", series.forecast, FORECAST, 1.5),
-        line("Persistence (last close)", series.persistence, PERSISTENCE, 1.5, dashed=True),
-    ]
-    if series.low and series.high and series.nominal is not None:
-        options["series"] += band(f"{series.nominal:.0%} range", series.low, series.high, RANGE)
-    return options
+    ranged = (series.low, series.high, series.nominal) if series.low and series.high and series.nominal else None
+    return forecasts_chart(
+        series.times,
+        series.actual,
+        series.forecast,
+        series.persistence,
+        ranged,
+        tz,
+        decimals,
+        interval,
+        forecast_name="Served forecast",
+    )
 
 
 def ratio_chart(times: Sequence[Any], ratios: Sequence[float | None], tz: str | None, interval: str) -> dict[str, Any]:

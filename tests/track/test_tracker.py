@@ -5,8 +5,11 @@ track files. Nothing is mocked."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +80,10 @@ def world(
     pairs_dir.mkdir()
     (pairs_dir / "btc-usdt.yaml").write_text(pair_yaml(trained_store.pair))
     return World(fake_binance, trained_store, f"s3://{s3_store.bucket}", pairs_dir, fake_binance.rows())
+
+
+def iso(moment: pd.Timestamp) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def run(coro: Any) -> Any:
@@ -250,3 +257,115 @@ def test_offline_candles_record_nothing_and_say_so(world: World, tmp_path: Path)
     assert [r.offline for r in report.pairs] == [True]
     assert report.lines() == ["default/btc-usdt: offline candles (the bundled sample): nothing to record"]
     assert pair_store(world.store_url, "default", "btc-usdt").track_months() == []
+
+
+class Stuck(ThreadingHTTPServer):
+    """A model server stand-in that answers every request late, or with an error: the faults the real server
+    cannot be told to make (the way tests/fixtures/fake_binance.py injects Binance's)."""
+
+    def __init__(self, delay_s: float = 0.0, status: int = 200) -> None:
+        delay, code = delay_s, status
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.answer()
+
+            def do_POST(self) -> None:
+                self.answer()
+
+            def answer(self) -> None:
+                time.sleep(delay)
+                body = b'{"error": "the stand-in fails on purpose"}'
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.daemon_threads = True
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+@pytest.mark.parametrize(
+    ("delay_s", "status", "said"), [(3.0, 200, "timed out after 0.5 s"), (0.0, 500, "answered 500")]
+)
+def test_a_slow_or_failing_model_is_a_gap_with_its_reason(
+    world: World, model_server: RunningServer, delay_s: float, status: int, said: str
+) -> None:
+    first = len(world.all_rows) - 6
+    world.advance(first)
+    fault = Stuck(delay_s, status)
+    try:
+        good = world.tracker(model_server)
+        source = EmbeddedSource(world.pairs_dir, world.store_url, fault.url)
+        feed = CandleFeed(Source("binance"), api_url=world.fake.url, clock=lambda: world.now_s, max_retries=0)
+        faulty = Tracker(source, feed, world.store_url, TrackOptions(serving_timeout=0.5), clock=lambda: world.now_s)
+
+        async def rounds() -> list[Any]:
+            await good.round()  # the record has begun
+            await good.aclose()
+            world.advance(first + 1)
+            waiting = (await faulty.round()).pairs[0]  # tried, and tried again until the deadline
+            world.now_s += 16 * 60
+            late = (await faulty.round()).pairs[0]
+            await faulty.aclose()
+            return [waiting, late]
+
+        waiting, late = run(rounds())
+    finally:
+        fault.shutdown()
+        fault.server_close()
+    assert (waiting.waiting, waiting.recorded) == (1, 0) and (late.gaps, late.recorded, late.error) == (1, 0, None)
+    rows = world.stored_rows()
+    assert rows["kind"].tolist() == [LIVE, GAP] and said in rows["reason"].iloc[1]
+
+
+def test_a_candle_that_never_comes_is_a_gap_and_a_deleted_pair_stops_being_tracked(
+    world: World, model_server: RunningServer
+) -> None:
+    first = len(world.all_rows) - 6
+    world.advance(first)
+    (world.pairs_dir / "btc-usdt-b.yaml").write_text(pair_yaml(small_pair("btc-usdt-b")))  # served? no: no model
+    tracker = world.tracker(model_server)
+
+    async def rounds() -> list[Any]:
+        one = await tracker.round()
+        world.advance(first + 1)  # the next candle comes...
+        world.now_s += 3600 + 16 * 60  # ...but the one after it never does, and its deadline passes
+        (world.pairs_dir / "btc-usdt-b.yaml").unlink()  # and a pair is deleted meanwhile
+        two = await tracker.round()
+        await tracker.aclose()
+        return [one, two]
+
+    one, two = run(rounds())
+    assert sorted(r.key for r in one.pairs) == ["default/btc-usdt", "default/btc-usdt-b"]
+    assert [r.key for r in two.pairs] == ["default/btc-usdt"] and "default/btc-usdt-b" not in tracker.pairs
+    rows = world.stored_rows()
+    assert rows["kind"].tolist() == [LIVE, GAP, GAP]
+    assert rows["reason"].iloc[1] == "the tracker was not running at that close"  # its candle came, late for us
+    assert rows["reason"].iloc[2] == f"the candle closing at {iso(world.close_of(first + 1))} never came"
+
+
+def test_a_malformed_track_json_is_written_anew(world: World, model_server: RunningServer) -> None:
+    store = pair_store(world.store_url, "default", "btc-usdt")
+    store.objects.put(store.prefix + "track.json", b'{"pair": "btc-usdt", "windows": "many"}')
+    world.advance(len(world.all_rows) - 6)
+    tracker = world.tracker(model_server)
+
+    async def one_round() -> Any:
+        try:
+            return await tracker.round()
+        finally:
+            await tracker.aclose()
+
+    assert run(one_round()).pairs[0].recorded == 1
+    summary = store.read_track_summary()  # valid again, and it counts the new forecast
+    assert summary is not None and summary.last_origin == iso(world.close_of(len(world.all_rows) - 7))
