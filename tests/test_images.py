@@ -36,7 +36,7 @@ EXTRA_IMPORTS = {
     "train": {"torch", "onnx", "onnxruntime"},
     "serve": {"kserve", "onnx", "onnxruntime", "prometheus_client"},
 }
-EXTRA_IMPORTS |= {"operator": {"kopf"}, "ui": {"nicegui"}, "track": {"prometheus_client"}}
+EXTRA_IMPORTS |= {"operator": {"kopf"}, "ui": {"nicegui"}, "track": {"prometheus_client", "onnxruntime"}}
 
 
 @dataclass

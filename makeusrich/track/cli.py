@@ -10,7 +10,11 @@ import signal
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from makeusrich.errors import MakeUsRichError
+
 if TYPE_CHECKING:
+    import pandas as pd
+
     from makeusrich.track.settings import TrackSettings
 
 log = logging.getLogger("makeusrich")
@@ -23,10 +27,23 @@ def cmd_track(args: argparse.Namespace) -> int:
     from makeusrich.track.settings import TrackSettings
 
     settings = from_args(TrackSettings, args)
-    return asyncio.run(run_track(settings))
+    return asyncio.run(run_track(settings, args.replay))
 
 
-async def run_track(settings: TrackSettings) -> int:
+def moment(text: str) -> pd.Timestamp:
+    """A --replay bound: an ISO date or time, read as UTC when it names no zone."""
+    import pandas as pd
+
+    try:
+        found = pd.Timestamp(text)
+    except ValueError:
+        raise MakeUsRichError(
+            f"--replay: {text!r} is not a date or time (write 2026-11-01 or 2026-11-01T12:00Z)"
+        ) from None
+    return found.tz_localize("UTC") if found.tzinfo is None else found.tz_convert("UTC")
+
+
+async def run_track(settings: TrackSettings, replay_span: list[str] | None = None) -> int:
     from makeusrich.market.feed import CandleFeed
     from makeusrich.market.source import Source
     from makeusrich.net import check_free
@@ -43,6 +60,17 @@ async def run_track(settings: TrackSettings) -> int:
     )
     tracker = Tracker(source, feed, store, options)
     try:
+        if replay_span:
+            from makeusrich.track.replay import replay
+
+            results = await replay(tracker, moment(replay_span[0]), moment(replay_span[1]))
+            for r in results:
+                print(
+                    f"{r.key}: {r.error}"
+                    if r.error
+                    else f"{r.key}: {r.recorded} replayed forecast(s), {r.scored} scored"
+                )
+            return 1 if any(r.error for r in results) else 0
         if settings.once:
             report = await tracker.round()
             for line in report.lines() or [f"{len(report.pairs)} pair(s): nothing due"]:
@@ -77,6 +105,13 @@ def add_track_command(add: Add) -> None:
         cmd_track,
     )
     add_flags(p, TrackSettings)
+    p.add_argument(
+        "--replay",
+        nargs=2,
+        metavar=("FROM", "TO"),
+        help="fill FROM..TO (dates or times, UTC) before the live record began by running each pair's promoted "
+        "version on stored candles; rows marked replayed, never counted as live; then exit (stop the tracker first)",
+    )
     p.epilog = epilog(
         [*variables(TrackSettings), *KUBERNETES, *S3],
         note="Rows go to <namespace>/<pair>/track/<YYYY-MM>.parquet and a summary to <namespace>/<pair>/track.json "

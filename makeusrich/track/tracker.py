@@ -123,7 +123,7 @@ class Tracker:
         # Candle fetches and store writes wait on the network: as many threads as pairs tracked at once.
         self._pool = ThreadPoolExecutor(options.concurrency, thread_name_prefix="track")
 
-    async def _io(self, fn: Callable[..., T], *args: object) -> T:
+    async def offload(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def now(self) -> datetime:
@@ -220,7 +220,7 @@ class Tracker:
         now = self.now()
         state = self.pairs.get(record.key)
         if state is None:
-            state = PairTrack(rows=await self._io(self._load, pair, now))
+            state = PairTrack(rows=await self.offload(self._load, pair, now))
             self.pairs[record.key] = state
         self.specs[record.key] = pair
         if self.feed.origin(spec).kind == "sample":
@@ -229,13 +229,14 @@ class Tracker:
         step_ms = interval_ms(spec.interval)
         step = pd.Timedelta(milliseconds=step_ms)
         newest = newest_close(now, step_ms)
-        origins = due_origins(track_rows.last_origin(state.rows), newest, step)
+        seen = state.rows[state.rows["kind"] != track_rows.REPLAYED]  # a replay never stands for a close seen
+        origins = due_origins(track_rows.last_origin(seen), newest, step)
         unscored = state.rows[(state.rows["kind"] != track_rows.GAP) & state.rows["actual"].isna()]
         recent_targets = unscored.loc[unscored["target"] >= newest - step * SCORE_BACK, "target"]
         oldest_needed = min([*origins, *recent_targets], default=newest)
         model_window = state.model.window if state.model is not None else spec.model.window
         count = min(self.feed.KEEP, model_window + int((newest - oldest_needed) // step) + 2)
-        candles = await self._io(self.feed.recent, spec, count)
+        candles = await self.offload(self.feed.recent, spec, count)
         state.offline = self.feed.origin(spec).kind == "sample"  # `auto` found no network just now
         if state.offline:
             return PairRound(record.key, offline=True)
@@ -243,7 +244,7 @@ class Tracker:
         new_rows, gaps, waiting, requests = [], 0, 0, 0
         horizon = state.model.horizon if state.model is not None else spec.model.horizon
         closed = set(candles["open_time"] + step)
-        first_ever = state.rows.empty
+        first_ever = seen.empty
         for origin in origins:
             due = deadline(origin, step, self.options)
             rows, why = None, state.tried.get(origin)
@@ -284,7 +285,7 @@ class Tracker:
             months |= set(state.rows.loc[touched, "origin"].map(month_of))
         state.summary = summarize(state.rows, pair.name, pair.namespace, spec.interval, now)
         if months or scored:
-            await self._io(self._save, pair, state, months)
+            await self.offload(self._save, pair, state, months)
         self._trim(state, now)
         recorded = len(new_rows) - gaps
         return PairRound(record.key, recorded, gaps, scored, waiting, requests)

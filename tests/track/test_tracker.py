@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from makeusrich.market.feed import CandleFeed
+from makeusrich.market.files import read_sample
 from makeusrich.market.source import Source
 from makeusrich.onnxrt import onnx_session
 from makeusrich.pairs import EmbeddedSource, pair_yaml
@@ -26,6 +27,7 @@ from makeusrich.store import pair_store
 from makeusrich.store.s3 import S3Store
 from makeusrich.store.track import GAP, LIVE, checked_rows
 from makeusrich.track.metrics import health, serve_http
+from makeusrich.track.replay import replay
 from makeusrich.track.summary import summarize
 from makeusrich.track.tracker import Tracker, TrackOptions
 from makeusrich.trainer.pipeline import run_training
@@ -369,3 +371,36 @@ def test_a_malformed_track_json_is_written_anew(world: World, model_server: Runn
     assert run(one_round()).pairs[0].recorded == 1
     summary = store.read_track_summary()  # valid again, and it counts the new forecast
     assert summary is not None and summary.last_origin == iso(world.close_of(len(world.all_rows) - 7))
+
+
+def test_a_replay_fills_the_past_with_the_stored_model_marked_replayed_and_never_live(
+    world: World, tmp_path: Path
+) -> None:
+    source = EmbeddedSource(world.pairs_dir, world.trained.url, "http://127.0.0.1:9")
+    clock = pd.Timestamp("2026-12-01T00:00Z").timestamp()
+    tracker = Tracker(source, CandleFeed(Source("sample")), world.trained.url, clock=lambda: clock)
+    start, end = pd.Timestamp("2022-06-10T00:00Z"), pd.Timestamp("2022-06-11T23:00Z")
+
+    async def replayed() -> Any:
+        try:
+            return await replay(tracker, start, end)
+        finally:
+            await tracker.aclose()
+
+    (result,) = run(replayed())
+    assert (result.error, result.recorded, result.scored) == (None, 48, 48)
+    store = world.trained.store()
+    rows = checked_rows(store.read_track("2022-06"), "2022-06")  # type: ignore[arg-type]
+    assert rows["kind"].eq("replayed").all() and rows["origin"].iloc[0] == start and rows["origin"].iloc[-1] == end
+    candles = read_sample("BTCUSDT", "1h")
+    until = candles[candles["open_time"] + pd.Timedelta(hours=1) <= start]
+    raw = [[0, *r] for r in until[["open", "high", "low", "close", "volume"]].to_numpy().tolist()]
+    forecast, _ = onnx_forecast(world.trained, raw)
+    assert rows["forecast"].iloc[0] == pytest.approx(forecast, rel=1e-6)  # the stored model, on those candles
+    assert rows["actual"].notna().all()
+    summary = summarize(rows, "btc-usdt", "default", "1h", pd.Timestamp(end).to_pydatetime())
+    assert all(w.made == 0 for w in summary.windows) and summary.version is None  # never counted as live
+    again = run(
+        replay(Tracker(source, CandleFeed(Source("sample")), world.trained.url, clock=lambda: clock), start, end)
+    )
+    assert again[0].recorded == 0  # each origin once

@@ -1,0 +1,98 @@
+"""`makeusrich track --replay FROM TO`: fill a past period by running the promoted version's ONNX file on
+stored candles. The rows are marked `replayed`: they show on the dashboard, and never count as live.
+
+Only origins before the live record began are filled (a replay never stands in for a live forecast, nor for a
+gap). A replay writes month files, so it refuses to run while a tracker is writing them; track.json is left as
+it is, since replayed rows never enter it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from makeusrich.contract import OUTPUT_NAME, QUANTILES_NAME, iso_z
+from makeusrich.errors import MakeUsRichError, StoreError
+from makeusrich.market.candles import interval_ms
+from makeusrich.onnxrt import onnx_session
+from makeusrich.pair import CurrencyPair
+from makeusrich.store import track as track_rows
+from makeusrich.store.track import REPLAYED, closes_by_moment, month_of, month_start
+from makeusrich.track.tracker import PairRound, Tracker, window_problem
+from makeusrich.v2client import candle_array
+
+RECENT_WRITE = timedelta(minutes=10)  # track.json newer than this: a tracker is running
+
+
+def replay_pair(tracker: Tracker, pair: CurrencyPair, start: pd.Timestamp, end: pd.Timestamp) -> PairRound:
+    """Blocking: one pair's replayed rows between `start` and `end` (origins, closes of candles)."""
+    key = f"{pair.namespace}/{pair.name}"
+    store = tracker.reader.pair_store(pair.namespace, pair.name)
+    now = tracker.now()
+    summary = store.read_track_summary()
+    if summary is not None and now - datetime.fromisoformat(summary.updated_at.replace("Z", "+00:00")) < RECENT_WRITE:
+        raise MakeUsRichError(
+            f"{key}: a tracker wrote track.json at {summary.updated_at}; stop it before replaying (one writer)"
+        )
+    latest = store.latest()
+    if latest is None:
+        raise StoreError(f"{key}: no version was promoted, so there is nothing to replay")
+    meta = store.model_metadata(latest.version)
+    session = onnx_session(store.read_model(latest.version))
+    step = pd.Timedelta(milliseconds=interval_ms(pair.spec.interval))
+    rows = tracker.reader.track_rows(pair.namespace, pair.name, month_start(start))
+    recorded = rows.loc[rows["kind"] != REPLAYED, "origin"]
+    last = min(end, recorded.min() - step) if not recorded.empty else end
+    candles = tracker.feed.between(pair.spec, start - step * (meta.window + 1), last)
+    closes_at = candles["open_time"] + step
+    wanted = candles[(closes_at >= start) & (closes_at <= last) & ~closes_at.isin(rows["origin"])].index
+    windows, origins = [], []
+    for i in wanted:
+        window = candles.iloc[max(0, i - meta.window + 1) : i + 1]
+        if len(window) == meta.window and window_problem(window, step) is None:
+            windows.append(candle_array(window, meta.window)[0])
+            origins.append(closes_at.iloc[i])
+    if not origins:
+        return PairRound(key)
+    names = [o.name for o in session.get_outputs()]
+    outputs = dict(zip(names, session.run(None, {"candles": np.stack(windows)}), strict=True))
+    forecast, quantiles = outputs[OUTPUT_NAME], outputs.get(QUANTILES_NAME)
+    levels = meta.quantiles if quantiles is not None else None
+    parts = [
+        track_rows.forecast_rows(
+            origin,
+            step,
+            latest.version,
+            float(candles.loc[closes_at == origin, "close"].iloc[0]),
+            forecast[k],
+            quantiles[k] if quantiles is not None else None,
+            levels,
+            now,
+            kind=REPLAYED,
+        )
+        for k, origin in enumerate(origins)
+    ]
+    rows = track_rows.append_rows(rows, pd.concat(parts, ignore_index=True))
+    rows, scored = track_rows.score_rows(rows, closes_by_moment(candles, step), now)
+    number = rows["origin"].dt.year * 100 + rows["origin"].dt.month
+    for month in sorted({month_of(o) for o in origins}):
+        store.write_track(month, rows[number == int(month.replace("-", ""))].reset_index(drop=True))
+    return PairRound(key, recorded=len(origins), scored=scored)
+
+
+async def replay(tracker: Tracker, start: pd.Timestamp, end: pd.Timestamp) -> list[PairRound]:
+    """Every valid pair of the tracker's source, one after the other; a pair's failure is its own line."""
+    if end < start:
+        raise MakeUsRichError(f"--replay: {iso_z(end.to_pydatetime())} is before {iso_z(start.to_pydatetime())}")
+    results = []
+    for record in await tracker.source.list_pairs():
+        if record.pair is None:
+            continue
+        pair = record.pair
+        try:
+            results.append(await tracker.offload(replay_pair, tracker, pair, start, end))
+        except MakeUsRichError as exc:
+            results.append(PairRound(record.key, error=str(exc)))
+    return results
