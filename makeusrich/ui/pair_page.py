@@ -352,8 +352,8 @@ async def track_record(tab: Tab, key: str, state: PairState, decimals: int) -> N
         return
     if summary is None or rows is None or rows.empty:
         why = (
-            "the candles are historical (the bundled sample or a file), so there is nothing to record"
-            if state.offline
+            "the candles are the bundled sample, which ends in 2022, so no candle closes to record a forecast at"
+            if state.offline and "sample" in state.offline
             else "no forecast was recorded yet: `makeusrich track` records one after each candle close"
         )
         ui.label(f"No track record: {why}.").classes("text-sm muted").mark("track-empty")

@@ -449,7 +449,7 @@ def live_line(state: PairState) -> str:
     """The card's live skill, beside the test skill: the last 30 days of served forecasts, once scored."""
     month = next((w for w in state.live.windows if w.window == "30d"), None) if state.live else None
     if month is None or month.scored == 0:
-        if state.offline:
+        if state.offline and "sample" in state.offline:
             return "Live: nothing recorded on historical candles"
         return "Live: no served forecast scored yet"
     text = f"Live 30 d: MAE ratio {format_ratio(month.mae_ratio)} on {month.scored:,} forecasts"
