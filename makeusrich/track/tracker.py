@@ -236,7 +236,12 @@ class Tracker:
         oldest_needed = min([*origins, *recent_targets], default=newest)
         model_window = state.model.window if state.model is not None else spec.model.window
         count = min(self.feed.KEEP, model_window + int((newest - oldest_needed) // step) + 2)
-        candles = await self.offload(self.feed.recent, spec, count)
+        try:
+            candles = await self.offload(self.feed.recent, spec, count)
+        except MakeUsRichError as exc:  # the origins stay open; past their deadline they are gaps saying why
+            for origin in origins:
+                state.tried.setdefault(origin, f"no candles: {exc}")
+            raise
         state.offline = self.feed.origin(spec).kind == "sample"  # `auto` found no network just now
         if state.offline:
             return PairRound(record.key, offline=True)

@@ -32,7 +32,7 @@ from makeusrich.track.summary import summarize
 from makeusrich.track.tracker import Tracker, TrackOptions
 from makeusrich.trainer.pipeline import run_training
 from makeusrich.v2client import candle_array
-from tests.fixtures.fake_binance import FakeBinance
+from tests.fixtures.fake_binance import FakeBinance, Fault
 from tests.fixtures.model_server import RunningServer
 from tests.fixtures.models import TrainedStore, small_pair
 
@@ -404,3 +404,27 @@ def test_a_replay_fills_the_past_with_the_stored_model_marked_replayed_and_never
         replay(Tracker(source, CandleFeed(Source("sample")), world.trained.url, clock=lambda: clock), start, end)
     )
     assert again[0].recorded == 0  # each origin once
+
+
+def test_candles_that_cannot_be_fetched_make_a_gap_that_says_so(world: World, model_server: RunningServer) -> None:
+    first = len(world.all_rows) - 6
+    world.advance(first)
+    tracker = world.tracker(model_server)
+
+    async def rounds() -> list[Any]:
+        await tracker.round()
+        world.advance(first + 1)
+        world.fake.faults.append(Fault.server_error(503))  # Binance fails this round (no retries here)
+        failed = (await tracker.round()).pairs[0]
+        world.advance(first + 2)  # and answers again after the first origin's deadline
+        world.now_s += 16 * 60
+        later = (await tracker.round()).pairs[0]
+        await tracker.aclose()
+        return [failed, later]
+
+    failed, later = run(rounds())
+    assert failed.error is not None and "503" in failed.error
+    assert later.error is None and later.gaps == 2  # both closes passed their deadline without a forecast
+    rows = world.stored_rows()
+    assert rows["kind"].tolist() == [LIVE, GAP, GAP]
+    assert rows["reason"].iloc[1].startswith("no candles: ") and "503" in rows["reason"].iloc[1]
