@@ -14,11 +14,21 @@ from makeusrich.local.cli import UpSettings
 from makeusrich.operator.settings import OperatorSettings
 from makeusrich.serving.options import PredictSettings, ServeOptions
 from makeusrich.settings import variables
+from makeusrich.track.settings import TrackSettings
 from makeusrich.trainer.cli import TrainSettings
 from makeusrich.ui.settings import UIConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-SETTINGS = (MarketSettings, UpSettings, TrainSettings, ServeOptions, PredictSettings, UIConfig, OperatorSettings)
+SETTINGS = (
+    MarketSettings,
+    UpSettings,
+    TrainSettings,
+    ServeOptions,
+    PredictSettings,
+    UIConfig,
+    TrackSettings,
+    OperatorSettings,
+)
 NAME = re.compile(r"[\"']((?:MAKEUSRICH|S3|AWS|BINANCE|NICEGUI|SSL|KUBERNETES)_[A-Z0-9_]*[A-Z0-9]|KUBECONFIG)[\"']")
 
 

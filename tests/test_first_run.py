@@ -142,7 +142,7 @@ def test_serve_predict_and_ui_find_the_default_store(empty: Path) -> None:
 def recent_binance() -> Iterator[FakeBinance]:
     """The loopback Binance with BTCUSDT candles up to now (the bundled history ends in 2022)."""
     with FakeBinance(bundled=False) as server:
-        server.add_synthetic("BTCUSDT", "1h", 24 * 400)
+        server.add_synthetic("BTCUSDT", "1h", 24 * 1100)  # more than the default lookback (1095 days)
         yield server
 
 
@@ -153,7 +153,7 @@ def test_other_commands_with_their_defaults(empty: Path, recent_binance: FakeBin
     assert render.returncode == 0 and "kind: CronJob" in render.stdout
     candles = makeusrich("candles", "-f", str(EXAMPLE), cwd=empty, env=clean_env(BINANCE_API_URL=recent_binance.url))
     assert candles.returncode == 0, candles.stderr
-    assert "BTCUSDT 1h from binance: 8760 candles" in candles.stdout
+    assert "BTCUSDT 1h from binance: 26280 candles" in candles.stdout
     operator = makeusrich("operator", cwd=empty, env=clean_env(HOME=str(empty)))  # no cluster to log in to
     assert operator.returncode == 1 and operator.stderr.count("\n") == 1
     assert operator.stderr.startswith("makeusrich operator: cannot log in to Kubernetes")
