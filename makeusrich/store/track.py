@@ -55,6 +55,12 @@ def month_of(moment: pd.Timestamp) -> str:
     return f"{moment.year:04d}-{moment.month:02d}"
 
 
+def month_rows(rows: pd.DataFrame, months: set[str]) -> list[tuple[str, pd.DataFrame]]:
+    """Each of `months` with its rows, as its file holds them: what a writer puts back after a change."""
+    number = rows["origin"].dt.year * 100 + rows["origin"].dt.month  # 202606 for 2026-06
+    return [(m, rows[number == int(m.replace("-", ""))].reset_index(drop=True)) for m in sorted(months)]
+
+
 def month_start(moment: pd.Timestamp) -> pd.Timestamp:
     """The first moment of the month file holding `moment`: a reader that keeps whole months from here can
     rewrite any of them without losing a row."""

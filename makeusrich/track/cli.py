@@ -51,8 +51,7 @@ async def run_track(settings: TrackSettings, replay_span: list[str] | None = Non
     from makeusrich.track.metrics import serve_http
     from makeusrich.track.tracker import Tracker, TrackOptions
 
-    kind, where = store_location(settings.store)
-    store = where if kind == "file" else settings.store
+    _, store = store_location(settings.store)  # a folder by its absolute path, an S3 URL as given
     source = settings.pair_source(store, agent="makeusrich-track")
     feed = CandleFeed(Source.parse(settings.source), api_url=settings.api_url, max_retries=settings.binance_retries)
     options = TrackOptions(

@@ -29,7 +29,7 @@ def _age(now: datetime, moment: str | None) -> float | None:
     if not moment:
         return None
     try:
-        return (now - datetime.fromisoformat(moment.replace("Z", "+00:00"))).total_seconds()
+        return (now - datetime.fromisoformat(moment)).total_seconds()
     except ValueError:
         return None
 

@@ -19,7 +19,7 @@ from makeusrich.market.candles import interval_ms
 from makeusrich.onnxrt import onnx_session
 from makeusrich.pair import CurrencyPair
 from makeusrich.store import track as track_rows
-from makeusrich.store.track import REPLAYED, closes_by_moment, month_of, month_start
+from makeusrich.store.track import REPLAYED, closes_by_moment, month_of, month_rows, month_start
 from makeusrich.track.tracker import PairRound, Tracker, window_problem
 from makeusrich.v2client import candle_array
 
@@ -32,13 +32,13 @@ def replay_pair(tracker: Tracker, pair: CurrencyPair, start: pd.Timestamp, end: 
     store = tracker.reader.pair_store(pair.namespace, pair.name)
     now = tracker.now()
     summary = store.read_track_summary()
-    if summary is not None and now - datetime.fromisoformat(summary.updated_at.replace("Z", "+00:00")) < RECENT_WRITE:
+    if summary is not None and now - datetime.fromisoformat(summary.updated_at) < RECENT_WRITE:
         raise MakeUsRichError(
             f"{key}: a tracker wrote track.json at {summary.updated_at}; stop it before replaying (one writer)"
         )
     latest = store.latest()
     if latest is None:
-        raise StoreError(f"{key}: no version was promoted, so there is nothing to replay")
+        raise StoreError(f"{key}: no version was promoted, so there is nothing to replay; train the pair first")
     meta = store.model_metadata(latest.version)
     session = onnx_session(store.read_model(latest.version))
     step = pd.Timedelta(milliseconds=interval_ms(pair.spec.interval))
@@ -76,9 +76,8 @@ def replay_pair(tracker: Tracker, pair: CurrencyPair, start: pd.Timestamp, end: 
     ]
     rows = track_rows.append_rows(rows, pd.concat(parts, ignore_index=True))
     rows, scored = track_rows.score_rows(rows, closes_by_moment(candles, step), now)
-    number = rows["origin"].dt.year * 100 + rows["origin"].dt.month
-    for month in sorted({month_of(o) for o in origins}):
-        store.write_track(month, rows[number == int(month.replace("-", ""))].reset_index(drop=True))
+    for month, in_month in month_rows(rows, {month_of(o) for o in origins}):
+        store.write_track(month, in_month)
     return PairRound(key, recorded=len(origins), scored=scored)
 
 

@@ -19,12 +19,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-import numpy as np
 import pandas as pd
 
 from makeusrich.contract import iso_z
 from makeusrich.errors import MakeUsRichError, ServingError, StoreError
-from makeusrich.market.candles import interval_ms
+from makeusrich.market.candles import find_gaps, interval_ms
 from makeusrich.market.feed import CandleFeed
 from makeusrich.market.source import last_closed_open_ms
 from makeusrich.metadata import TrackSummary
@@ -33,7 +32,7 @@ from makeusrich.pairs import PairRecord, PairSource
 from makeusrich.store import track as track_rows
 from makeusrich.store.base import PairStore
 from makeusrich.store.reader import StoreReader
-from makeusrich.store.track import closes_by_moment, due_origins, month_of, month_start
+from makeusrich.store.track import closes_by_moment, due_origins, month_of, month_rows, month_start
 from makeusrich.track.summary import WINDOWS, summarize
 from makeusrich.v2client import ModelMetadata, V2Client, candle_array
 
@@ -92,10 +91,10 @@ def newest_close(now: datetime, step_ms: int) -> pd.Timestamp:
 
 def window_problem(candles: pd.DataFrame, step: pd.Timedelta) -> str | None:
     """Why a window cannot be forecast (a candle inside it is missing), or None."""
-    gaps = candles["open_time"].diff().dropna()
-    if (gaps != step).any():
-        first = candles["open_time"].iloc[int(np.argmax((gaps != step).to_numpy())) + 1]
-        return f"a candle before {iso_z((first).to_pydatetime())} is missing from the window"
+    gaps = find_gaps(candles["open_time"], int(step / pd.Timedelta(milliseconds=1)))
+    if gaps:
+        first = (gaps[0].start + step).to_pydatetime()
+        return f"{gaps[0].missing} candle(s) closing from {iso_z(first)} on are missing from the window"
     return None
 
 
@@ -154,11 +153,8 @@ class Tracker:
 
     def _save(self, pair: CurrencyPair, state: PairTrack, months: set[str]) -> None:
         store = self._store(pair)
-        origin = state.rows["origin"].dt
-        number = origin.year * 100 + origin.month  # 202606 for 2026-06
-        for month in sorted(months):
-            in_month = state.rows[number == int(month.replace("-", ""))]
-            store.write_track(month, in_month.reset_index(drop=True))
+        for month, rows in month_rows(state.rows, months):
+            store.write_track(month, rows)
         if state.summary is not None:
             store.write_track_summary(state.summary)
 
@@ -288,7 +284,8 @@ class Tracker:
         if scored:
             touched = state.rows["scored_at"] == pd.Timestamp(now)
             months |= set(state.rows.loc[touched, "origin"].map(month_of))
-        state.summary = summarize(state.rows, pair.name, pair.namespace, spec.interval, now)
+        if months or scored or state.summary is None:  # a retry round that changed nothing leaves it as it is
+            state.summary = summarize(state.rows, pair.name, pair.namespace, spec.interval, now)
         if months or scored:
             await self.offload(self._save, pair, state, months)
         self._trim(state, now)

@@ -63,8 +63,7 @@ def ui_config(args: argparse.Namespace) -> UIConfig:
     # With --kubernetes the store is optional (the pairs' status carries the metrics); embedded, it has a default.
     store = config.store_url or (None if config.kubernetes else DEFAULT_STORE)
     if store is not None:
-        kind, where = store_location(store)
-        store = where if kind == "file" else store  # a folder by its absolute path, as logs and cards show it
+        store = store_location(store)[1]  # a folder by its absolute path, as logs and cards show it
     return config.model_copy(update={"store_url": store})
 
 
