@@ -6,6 +6,7 @@ place and the API server refuses what the operator would refuse.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -308,7 +309,14 @@ def load_pair(path: str | Path) -> CurrencyPair:
             raw = handle.read(MAX_PAIR_BYTES + 1)
     except OSError as exc:
         raise PairError(f"cannot read pair file {path}: {exc.strerror or exc}") from None
-    return parse_pair_text(raw, str(path))
+    return _parse_file(raw, str(path)).model_copy(deep=True)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_file(raw: bytes, source: str) -> CurrencyPair:
+    """A file's pair, parsed once per content: the tracker and the dashboard read every pair file every round,
+    and YAML plus validation cost forty times the copy `load_pair` hands out."""
+    return parse_pair_text(raw, source)
 
 
 def parse_pair_text(text: str | bytes, source: str) -> CurrencyPair:

@@ -121,9 +121,34 @@ def candles_from_table(raw: pd.DataFrame, source: str, interval: str | None = No
 
 
 def candles_from_klines(rows: Sequence[Sequence[Any]], source: str = "binance") -> pd.DataFrame:
-    """Candle frame from Binance's raw kline rows (lists of 12 values)."""
+    """Candle frame from Binance's raw kline rows (lists of 12 values). Rows that all parse as numbers (what
+    Binance sends) take a numpy path, many times quicker for the few new candles a feed gets each close; any
+    other input takes the table path, which names the value at fault."""
+    fast = _klines_frame(rows)
+    if fast is not None:
+        return fast
     table = pd.DataFrame([list(row[: len(KLINE_FIELDS)]) for row in rows], columns=list(KLINE_FIELDS))
     return candles_from_table(table, source)
+
+
+def _klines_frame(rows: Sequence[Sequence[Any]]) -> pd.DataFrame | None:
+    """The candle frame of well-formed kline rows, or None when one is not (short, empty, NaN, not a number)."""
+    width = len(KLINE_FIELDS)
+    try:
+        values = np.array([[float(v) for v in row[:width]] for row in rows], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if values.ndim != 2 or values.shape[1] != width or np.isnan(values).any():
+        return None
+    column = dict(zip(KLINE_FIELDS, values.T, strict=True))
+    out = {
+        "open_time": pd.to_datetime(column["open_time"].astype("int64"), unit="ms", utc=True),
+        **{name: column[name] for name in OHLCV},
+        "close_time": pd.to_datetime(column["close_time"].astype("int64"), unit="ms", utc=True),
+        "quote_volume": column["quote_asset_volume"],
+        "trades": pd.array(column["number_of_trades"].round().astype("int64"), dtype="Int64"),
+    }
+    return pd.DataFrame(out)  # the dtypes of CANDLE_DTYPES already: an astype would double the time
 
 
 @dataclass(frozen=True)

@@ -3,15 +3,18 @@ for the operator (status.live and the condition) and the dashboard (the card and
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Literal
 
 from makeusrich.metadata import LiveWindow, TrackSummary
 from makeusrich.pair import LiveStatus, LiveWindowStatus
 
 Verdict = tuple[Literal["True", "False", "Unknown"], str, str]  # a condition's status, reason and message
-# Degraded: over the last 30 days the served model is worse than persistence with DM p below DEGRADED_P, or its
-# widest range covers less than MIN_COVERAGE of the closes (judged once MIN_SCORED forecasts have closed).
+# Degraded: over the last 30 days the served version is worse than persistence with DM p below DEGRADED_P, or
+# its widest range covers less than MIN_COVERAGE of the closes (judged once MIN_SCORED forecasts have closed).
 DEGRADED_WINDOW = "30d"
+DEGRADED_SPAN = timedelta(days=30)
+VERSION_WINDOW = "version"
 DEGRADED_P = 0.05
 MIN_COVERAGE = 0.85
 MIN_SCORED = 24
@@ -47,9 +50,23 @@ def live_status(summary: TrackSummary) -> LiveStatus:
     )
 
 
+def judged_window(live: LiveStatus | None) -> tuple[LiveWindowStatus | None, str]:
+    """The served version's forecasts of the last 30 days, and how a message names them: its own window while
+    it is younger than 30 days (the version it replaced is not its fault: a retrain must be able to clear the
+    alarm), else the 30-day window, which then holds it alone."""
+    if live is None:
+        return None, "over 30 days"
+    windows = {w.window: w for w in live.windows}
+    if live.live_since and live.updated_at and VERSION_WINDOW in windows:
+        since = datetime.fromisoformat(live.live_since)
+        if since > datetime.fromisoformat(live.updated_at) - DEGRADED_SPAN:
+            return windows[VERSION_WINDOW], f"since version {live.version} went live ({live.live_since})"
+    return windows.get(DEGRADED_WINDOW), "over 30 days"
+
+
 def degraded_verdict(live: LiveStatus | None) -> Verdict:
-    """Whether the served model has fallen behind, on the live record of the last 30 days."""
-    month = next((w for w in live.windows if w.window == DEGRADED_WINDOW), None) if live else None
+    """Whether the served model has fallen behind, on its live record of the last 30 days."""
+    month, span = judged_window(live)
     if month is None or month.scored == 0:
         return "Unknown", "NoTrackRecord", "no served forecast has been scored yet (is `makeusrich track` running?)"
     ratio, p = month.mae_ratio, month.dm_pvalue
@@ -57,15 +74,14 @@ def degraded_verdict(live: LiveStatus | None) -> Verdict:
         return (
             "True",
             "WorseThanPersistence",
-            f"over 30 days its MAE is {ratio:.4f} of persistence's (DM p {p:.3g}, {month.scored} forecasts)",
+            f"{span} its MAE is {ratio:.4f} of persistence's (DM p {p:.3g}, {month.scored} forecasts)",
         )
     if month.coverage is not None and month.scored >= MIN_SCORED and month.coverage < MIN_COVERAGE:
         nominal = f"{month.coverage_nominal:.0%} " if month.coverage_nominal is not None else ""
         return (
             "True",
             "RangesTooNarrow",
-            f"over 30 days its {nominal}range held {month.coverage:.1%} of {month.scored} closes (below "
-            f"{MIN_COVERAGE:.0%})",
+            f"{span} its {nominal}range held {month.coverage:.1%} of {month.scored} closes (below {MIN_COVERAGE:.0%})",
         )
     skill = f"MAE {ratio:.4f} of persistence's" if ratio is not None else "no MAE ratio yet"
-    return "False", "LiveSkillHolds", f"over 30 days: {skill} on {month.scored} forecasts"
+    return "False", "LiveSkillHolds", f"{span}: {skill} on {month.scored} forecasts"

@@ -57,8 +57,8 @@ def month_of(moment: pd.Timestamp) -> str:
 
 def month_rows(rows: pd.DataFrame, months: set[str]) -> list[tuple[str, pd.DataFrame]]:
     """Each of `months` with its rows, as its file holds them: what a writer puts back after a change."""
-    number = rows["origin"].dt.year * 100 + rows["origin"].dt.month  # 202606 for 2026-06
-    return [(m, rows[number == int(m.replace("-", ""))].reset_index(drop=True)) for m in sorted(months)]
+    month = rows["origin"].to_numpy(dtype="datetime64[ns]").astype("datetime64[M]")
+    return [(m, rows[month == np.datetime64(m, "M")].reset_index(drop=True)) for m in sorted(months)]
 
 
 def month_start(moment: pd.Timestamp) -> pd.Timestamp:
@@ -90,13 +90,11 @@ def forecast_rows(
     """The rows of one forecast: `forecast` [horizon] prices and `quantiles` [horizon, levels] (or None)."""
     prices = np.asarray(forecast, dtype=np.float64).reshape(-1)
     horizon = prices.size
-    frame = _rows(origin, step, horizon, version, kind, "", last_close, recorded_at)
-    frame["forecast"] = prices
+    extra: dict[str, np.ndarray] = {"forecast": prices}
     if quantiles is not None and levels:
         values = np.asarray(quantiles, dtype=np.float64).reshape(horizon, len(levels))
-        for i, level in enumerate(levels):
-            frame[quantile_column(level)] = values[:, i]
-    return frame
+        extra |= {quantile_column(level): values[:, i] for i, level in enumerate(levels)}
+    return _rows(origin, step, horizon, version, kind, "", last_close, recorded_at, extra)
 
 
 def gap_rows(
@@ -121,6 +119,7 @@ def _rows(
     reason: str,
     last_close: float | None,
     recorded_at: datetime,
+    extra: dict[str, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     steps = np.arange(1, horizon + 1, dtype=np.int64)
     nothing = np.full(horizon, np.nan)
@@ -141,6 +140,7 @@ def _rows(
         "persistence_error": nothing,
         "direction_hit": nothing,
         "scored_at": pd.DatetimeIndex([pd.NaT] * horizon, tz="UTC").as_unit("ns"),
+        **(extra or {}),  # the forecast and its quantile columns: one frame built once, not columns added
     }
     return pd.DataFrame(data)
 
@@ -153,21 +153,35 @@ def checked_rows(frame: pd.DataFrame, where: str) -> pd.DataFrame:
             f"{where} lacks the track columns {', '.join(missing)}; move it aside, the tracker starts anew"
         )
     try:
-        return frame.astype(BASE_COLUMNS).sort_values(["origin", "step"], kind="stable").reset_index(drop=True)
+        rows = frame.astype(BASE_COLUMNS).sort_values(["origin", "step"], kind="stable").reset_index(drop=True)
     except (ValueError, TypeError) as exc:
         raise StoreError(f"{where} holds track rows of the wrong type ({str(exc)[:120]})") from None
+    return rows.assign(**{name: _shared(rows[name]) for name, dtype in BASE_COLUMNS.items() if dtype == "object"})
+
+
+def _shared(column: pd.Series) -> np.ndarray:
+    """A text column whose equal values are one object: Parquet gives each cell a string of its own, and a
+    tracker holding a month of rows for each of many pairs would hold hundreds of thousands of copies."""
+    codes, uniques = pd.factorize(column, use_na_sentinel=True)
+    values = np.empty(len(uniques) + 1, dtype=object)  # code -1 (a missing value) reads the last: None
+    values[: len(uniques)] = np.asarray(uniques, dtype=object)
+    shared: np.ndarray = values[codes]
+    return shared
 
 
 def append_rows(rows: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
     """`new` rows after `rows`, leaving out any origin already recorded (an origin is recorded once)."""
     if new.empty:
         return rows
+    order = ["origin", "step"]
+    if not rows.empty and new["origin"].min() > rows["origin"].iloc[-1]:  # the usual case: the next close
+        return pd.concat([rows, new.sort_values(order, kind="stable")], ignore_index=True)
     fresh = new[~new["origin"].isin(rows["origin"])] if not rows.empty else new
     if fresh.empty:
         return rows
     parts = [frame for frame in (rows, fresh) if not frame.empty]
     combined = pd.concat(parts, ignore_index=True) if len(parts) > 1 else fresh.reset_index(drop=True)
-    return combined.sort_values(["origin", "step"], kind="stable").reset_index(drop=True)
+    return combined.sort_values(order, kind="stable").reset_index(drop=True)
 
 
 def closes_by_moment(candles: pd.DataFrame, interval_step: pd.Timedelta) -> pd.Series:
@@ -179,23 +193,46 @@ def score_rows(rows: pd.DataFrame, closes: pd.Series, now: datetime) -> tuple[pd
     """Fill in what happened for rows whose target candle has closed and is in `closes` (from
     `closes_by_moment`): the actual close, both errors and whether the direction was right (NaN when the price
     did not move). Returns the rows and how many were scored now."""
-    pending = (rows["kind"] != GAP) & rows["actual"].isna() & rows["target"].isin(closes.index)
+    pending = ((rows["kind"] != GAP) & rows["actual"].isna() & rows["target"].isin(closes.index)).to_numpy()
     count = int(pending.sum())
     if count == 0:
         return rows, 0
-    scored = rows.copy()
-    actual = closes.reindex(scored.loc[pending, "target"]).to_numpy()
-    forecast = scored.loc[pending, "forecast"].to_numpy(dtype=np.float64)
-    last = scored.loc[pending, "persistence"].to_numpy(dtype=np.float64)
-    scored.loc[pending, "actual"] = actual
-    scored.loc[pending, "error"] = forecast - actual
-    scored.loc[pending, "persistence_error"] = last - actual
+    actual = np.full(len(rows), np.nan)
+    actual[pending] = closes.reindex(rows["target"][pending]).to_numpy()
+    forecast = rows["forecast"].to_numpy(dtype=np.float64)
+    last = rows["persistence"].to_numpy(dtype=np.float64)
     moved = np.sign(actual - last)
-    hit = np.where(moved == 0, np.nan, (np.sign(forecast - last) == moved).astype(np.float64))
-    scored.loc[pending, "direction_hit"] = hit
-    scored.loc[pending, "scored_at"] = pd.Timestamp(now).tz_convert("UTC")
+    with np.errstate(invalid="ignore"):
+        hit = np.where(moved == 0, np.nan, (np.sign(forecast - last) == moved).astype(np.float64))
+
+    def filled(column: str, values: np.ndarray) -> np.ndarray:  # whole columns: a masked .loc per column is slower
+        return np.where(pending, values, rows[column].to_numpy(dtype=np.float64))
+
+    scored = rows.assign(
+        actual=filled("actual", actual),
+        error=filled("error", forecast - actual),
+        persistence_error=filled("persistence_error", last - actual),
+        direction_hit=filled("direction_hit", hit),
+        scored_at=rows["scored_at"].mask(pending, pd.Timestamp(now).tz_convert("UTC")),
+    )
     return scored, count
 
 
-def last_origin(rows: pd.DataFrame) -> pd.Timestamp | None:
-    return None if rows.empty else pd.Timestamp(rows["origin"].max())
+def _nanoseconds(column: pd.Series) -> np.ndarray:
+    return column.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+
+
+def last_seen_origin(rows: pd.DataFrame) -> pd.Timestamp | None:
+    """The newest origin recorded live or as a gap: a replayed row never stands for a close the tracker saw."""
+    seen = rows["kind"].to_numpy() != REPLAYED
+    if not seen.any():
+        return None
+    return pd.Timestamp(int(_nanoseconds(rows["origin"])[seen].max()), tz="UTC")
+
+
+def oldest_unscored_target(rows: pd.DataFrame, since: pd.Timestamp) -> pd.Timestamp | None:
+    """The oldest target from `since` on whose forecast still waits for its candle (gaps are never scored)."""
+    targets = _nanoseconds(rows["target"])
+    waiting = (rows["kind"].to_numpy() != GAP) & np.isnan(rows["actual"].to_numpy(dtype=np.float64))
+    waiting &= targets >= since.value
+    return pd.Timestamp(int(targets[waiting].min()), tz="UTC") if waiting.any() else None

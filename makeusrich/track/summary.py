@@ -16,6 +16,7 @@ import pandas as pd
 from makeusrich.contract import iso_z
 from makeusrich.metadata import LiveWindow, RangeScore, Score, TrackSummary
 from makeusrich.scoring.evaluate import score
+from makeusrich.scoring.live import VERSION_WINDOW
 from makeusrich.scoring.ranges import range_score
 from makeusrich.store.track import GAP, LIVE, REPLAYED, level_columns
 
@@ -24,7 +25,6 @@ WINDOWS: tuple[tuple[str, timedelta], ...] = (
     ("7d", timedelta(days=7)),
     ("30d", timedelta(days=30)),
 )
-VERSION_WINDOW = "version"
 
 
 @dataclass(frozen=True)

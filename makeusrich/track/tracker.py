@@ -32,7 +32,7 @@ from makeusrich.pairs import PairRecord, PairSource
 from makeusrich.store import track as track_rows
 from makeusrich.store.base import PairStore
 from makeusrich.store.reader import StoreReader
-from makeusrich.store.track import closes_by_moment, due_origins, month_of, month_rows, month_start
+from makeusrich.store.track import closes_by_moment, due_origins, month_of, month_rows
 from makeusrich.track.summary import WINDOWS, summarize
 from makeusrich.v2client import ModelMetadata, V2Client, candle_array
 
@@ -58,6 +58,7 @@ class PairTrack:
     """What the tracker holds for one pair between rounds."""
 
     rows: pd.DataFrame
+    held_from: pd.Timestamp  # the rows of origins from here on are held; older ones stay in their month files
     model: ModelMetadata | None = None
     tried: dict[pd.Timestamp, str] = field(default_factory=dict)  # origin -> why its forecast is not in yet
     summary: TrackSummary | None = None
@@ -138,22 +139,33 @@ class Tracker:
     def _store(self, pair: CurrencyPair) -> PairStore:
         return self.reader.pair_store(pair.namespace, pair.name)
 
-    def _load(self, pair: CurrencyPair, now: datetime) -> pd.DataFrame:
-        """The stored rows the summary needs, in whole months (the tracker rewrites a month from what it holds):
-        the last KEEP, and the served version's since it went live."""
+    def _held_from(self, now: datetime, summary: TrackSummary | None) -> pd.Timestamp:
+        """The oldest origin the windows need: KEEP back from now, or the served version's first live one."""
         start = pd.Timestamp(now - KEEP)
+        if summary is not None and summary.live_since:
+            start = min(start, pd.Timestamp(summary.live_since))
+        return start
+
+    def _load(self, pair: CurrencyPair, now: datetime) -> PairTrack:
+        """What the windows need of the stored rows: from `_held_from` on."""
         try:
             previous = self._store(pair).read_track_summary()
         except StoreError as exc:  # rewritten at the end of this round
             log.warning("%s: %s", pair.name, exc)
             previous = None
-        if previous is not None and previous.live_since:
-            start = min(start, pd.Timestamp(previous.live_since))
-        return self.reader.track_rows(pair.namespace, pair.name, month_start(start))
+        start = self._held_from(now, previous)
+        return PairTrack(self.reader.track_rows(pair.namespace, pair.name, start), start)
 
     def _save(self, pair: CurrencyPair, state: PairTrack, months: set[str]) -> None:
+        """Write back each changed month; one that began before the held rows keeps its older stored rows."""
         store = self._store(pair)
         for month, rows in month_rows(state.rows, months):
+            if pd.Timestamp(f"{month}-01", tz="UTC") < state.held_from:
+                stored = store.read_track(month)
+                if stored is not None:
+                    where = store.objects.uri(store.track_key(month))
+                    older = track_rows.checked_rows(stored, where)
+                    rows = track_rows.append_rows(older[older["origin"] < state.held_from], rows)
             store.write_track(month, rows)
         if state.summary is not None:
             store.write_track_summary(state.summary)
@@ -216,7 +228,7 @@ class Tracker:
         now = self.now()
         state = self.pairs.get(record.key)
         if state is None:
-            state = PairTrack(rows=await self.offload(self._load, pair, now))
+            state = await self.offload(self._load, pair, now)
             self.pairs[record.key] = state
         self.specs[record.key] = pair
         if self.feed.origin(spec).kind == "sample":
@@ -225,11 +237,10 @@ class Tracker:
         step_ms = interval_ms(spec.interval)
         step = pd.Timedelta(milliseconds=step_ms)
         newest = newest_close(now, step_ms)
-        seen = state.rows[state.rows["kind"] != track_rows.REPLAYED]  # a replay never stands for a close seen
-        origins = due_origins(track_rows.last_origin(seen), newest, step)
-        unscored = state.rows[(state.rows["kind"] != track_rows.GAP) & state.rows["actual"].isna()]
-        recent_targets = unscored.loc[unscored["target"] >= newest - step * SCORE_BACK, "target"]
-        oldest_needed = min([*origins, *recent_targets], default=newest)
+        last_seen = track_rows.last_seen_origin(state.rows)
+        origins = due_origins(last_seen, newest, step)
+        unscored = track_rows.oldest_unscored_target(state.rows, newest - step * SCORE_BACK)
+        oldest_needed = min([*origins, *([unscored] if unscored is not None else [])], default=newest)
         model_window = state.model.window if state.model is not None else spec.model.window
         count = min(self.feed.KEEP, model_window + int((newest - oldest_needed) // step) + 2)
         try:
@@ -245,7 +256,7 @@ class Tracker:
         new_rows, gaps, waiting, requests = [], 0, 0, 0
         horizon = state.model.horizon if state.model is not None else spec.model.horizon
         closed = set(candles["open_time"] + step)
-        first_ever = seen.empty
+        first_ever = last_seen is None
         for origin in origins:
             due = deadline(origin, step, self.options)
             rows, why = None, state.tried.get(origin)
@@ -292,16 +303,13 @@ class Tracker:
         recorded = len(new_rows) - gaps
         return PairRound(record.key, recorded, gaps, scored, waiting, requests)
 
-    @staticmethod
-    def _trim(state: PairTrack, now: datetime) -> None:
-        """Keep in memory what the windows need, in whole months: KEEP, and the rows of the version since it
-        went live. A month still held is whole, so writing it back loses nothing."""
-        start = pd.Timestamp(now - KEEP)
-        if state.summary is not None and state.summary.live_since:
-            start = min(start, pd.Timestamp(state.summary.live_since))
-        start = month_start(start)
-        if not state.rows.empty and state.rows["origin"].iloc[0] < start:
-            state.rows = state.rows[state.rows["origin"] >= start].reset_index(drop=True)
+    def _trim(self, state: PairTrack, now: datetime) -> None:
+        """Hold only what the windows need; `_save` reads the rest of a month back when it rewrites one."""
+        start = self._held_from(now, state.summary)
+        if start > state.held_from:
+            state.held_from = start
+            if not state.rows.empty and state.rows["origin"].iloc[0] < start:
+                state.rows = state.rows[state.rows["origin"] >= start].reset_index(drop=True)
 
     # --- rounds --------------------------------------------------------------------------------------------
 

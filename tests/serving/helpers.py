@@ -94,6 +94,35 @@ def quantiles_scaled(model: bytes, factors: Sequence[float]) -> bytes:
     return proto.SerializeToString()
 
 
+def persistence_model(model: bytes, spread: Sequence[float]) -> bytes:
+    """A graph with the trained one's inputs and outputs that forecasts the window's last close (persistence
+    itself) and the quantiles as that close times `spread` (one factor per level): a model with a known skill,
+    a MAE ratio of exactly 1, with ranges as wide as the factors say."""
+    proto = onnx.load_from_string(model)
+    graph = proto.graph
+    del graph.node[:]
+    del graph.initializer[:]
+    close = OHLCV.index("close")
+    graph.initializer.extend(
+        [
+            helper.make_tensor("last_start", onnx.TensorProto.INT64, [2], [-1, close]),
+            helper.make_tensor("last_end", onnx.TensorProto.INT64, [2], [2**62, close + 1]),
+            helper.make_tensor("last_axes", onnx.TensorProto.INT64, [2], [1, 2]),
+            helper.make_tensor("close_axis", onnx.TensorProto.INT64, [1], [2]),
+            helper.make_tensor("spread", onnx.TensorProto.FLOAT, [len(spread)], [float(f) for f in spread]),
+        ]
+    )
+    graph.node.extend(
+        [
+            helper.make_node("Slice", [INPUT_NAME, "last_start", "last_end", "last_axes"], ["last_close"]),
+            helper.make_node("Squeeze", ["last_close", "close_axis"], [OUTPUT_NAME]),  # [batch, 1]
+            helper.make_node("Mul", ["last_close", "spread"], [QUANTILES_NAME]),  # [batch, 1, levels]
+        ]
+    )
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
 def quantiles_repeated(model: bytes) -> bytes:
     """The same graph with its quantiles given twice along the horizon: [batch, 2 * horizon, levels] beside a
     forecast of [batch, horizon]."""

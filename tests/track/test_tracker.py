@@ -23,6 +23,7 @@ from makeusrich.market.files import read_sample
 from makeusrich.market.source import Source
 from makeusrich.onnxrt import onnx_session
 from makeusrich.pairs import EmbeddedSource, pair_yaml
+from makeusrich.scoring.live import degraded_verdict, live_status
 from makeusrich.store import pair_store
 from makeusrich.store.s3 import S3Store
 from makeusrich.store.track import GAP, LIVE, checked_rows
@@ -35,6 +36,7 @@ from makeusrich.v2client import candle_array
 from tests.fixtures.fake_binance import FakeBinance, Fault
 from tests.fixtures.model_server import RunningServer
 from tests.fixtures.models import TrainedStore, small_pair
+from tests.serving.helpers import persistence_model, publish_model, scaled_model
 
 HOUR_MS = 3_600_000
 
@@ -428,3 +430,63 @@ def test_candles_that_cannot_be_fetched_make_a_gap_that_says_so(world: World, mo
     rows = world.stored_rows()
     assert rows["kind"].tolist() == [LIVE, GAP, GAP]
     assert rows["reason"].iloc[1].startswith("no candles: ") and "503" in rows["reason"].iloc[1]
+
+
+def wait_served(server: RunningServer, version: str, timeout: float = 30.0) -> None:
+    """Until the server answers with `version` (it polls the store each second)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = httpx.get(f"{server.url}/v2/models/btc-usdt", timeout=5)
+        if answer.status_code == 200 and answer.json().get("parameters", {}).get("served_version") == version:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the model server did not serve {version} within {timeout:g} s")
+
+
+def test_degraded_turns_on_for_a_model_made_worse_on_purpose_and_off_after_a_good_one(
+    world: World, start_model_server: Callable[..., RunningServer]
+) -> None:
+    """The alarm end to end through the real tracker: the track.json it writes, judged by the rule the operator
+    applies to status.live (tests/operator/test_e2e.py shows a track.json reaching the status and the condition).
+    Prices here are whole numbers, exact in float32, so the good model's forecast equals persistence's exactly."""
+    world.all_rows = [[r[0], *(str(round(float(v))) for v in r[1:5]), *r[5:]] for r in world.all_rows]
+    store = world.trained.store()
+    trained = store.read_model(world.trained.version)
+    worse = publish_model(store, scaled_model(trained, 1.02), world.trained.version)  # every forecast 2% high
+    server = start_model_server("--store", world.trained.url, "--poll-seconds", "1", store=world.trained)
+    wait_served(server, worse)
+    track = pair_store(world.store_url, "default", "btc-usdt")
+    first = len(world.all_rows) - 70
+    tracker = world.tracker(server)
+
+    async def rounds(start: int, count: int) -> None:
+        for k in range(count):
+            world.advance(start + k)
+            report = await tracker.round()
+            assert [(r.recorded, r.gaps, r.error) for r in report.pairs] == [(1, 0, None)]
+
+    async def scenario() -> tuple[tuple[str, str, str], tuple[str, str, str], str]:
+        await rounds(first, 30)
+        summary = await asyncio.to_thread(track.read_track_summary)
+        bad = degraded_verdict(live_status(summary))  # type: ignore[arg-type]
+        # A good model: the last close, with ranges of +-10% (a MAE ratio of exactly 1, every close covered).
+        good = publish_model(store, persistence_model(trained, (0.9, 0.95, 1.0, 1.05, 1.1)), worse)
+        await asyncio.to_thread(wait_served, server, good)
+        await rounds(first + 30, 30)
+        summary = await asyncio.to_thread(track.read_track_summary)
+        fine = degraded_verdict(live_status(summary))  # type: ignore[arg-type]
+        await tracker.aclose()
+        return bad, fine, good
+
+    bad, fine, good = run(scenario())
+    assert bad[:2] == ("True", "WorseThanPersistence") and "29 forecasts" in bad[2]
+    assert fine[:2] == ("False", "LiveSkillHolds") and f"since version {good} went live" in fine[2]
+    summary = track.read_track_summary()
+    assert summary is not None and summary.version == good
+    own, month = summary.window("version"), summary.window("30d")
+    assert own is not None and own.point is not None and own.point.rel_mae == pytest.approx(1.0, abs=1e-12)
+    assert own.ranges is not None and all(r.rate == 1.0 for r in own.ranges.ranges)
+    # The 30-day window keeps the worse version's forecasts: the record forgets nothing, the alarm judges the
+    # version served.
+    assert month is not None and month.point is not None and month.point.rel_mae is not None
+    assert month.point.rel_mae > 1.5 and month.scored == 59
