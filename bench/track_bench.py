@@ -1,16 +1,19 @@
 """How one tracker copes with many pairs: seconds per round (every pair asked and recorded after one candle
-close), peak memory, and requests per pair per round.
+close), memory, and requests per pair per round.
 
-Everything runs on loopback: the Binance stand-in of the tests (tests/fixtures/fake_binance.py, one synthetic
-1h series per pair, served from a thread of this process, so its work counts against the tracker's time), the
-real model server (`makeusrich serve`, a subprocess, serving one model of the default shape, a 120-candle window
-and two LSTM layers of 64, under every pair's name), and a local store. Each pair's record starts with 30 days of
-scored hourly forecasts, as after a month of running: a round's cost grows with the rows the tracker holds,
-summarises and rewrites. The tracker is the real one (makeusrich.track.tracker), over pair files, as
-`makeusrich up` runs it. Round 1 also reads each pair's stored rows and model metadata; the rounds after it are
-the steady state.
+Everything runs on loopback, each part in a process of its own: the Binance stand-in of the tests
+(tests/fixtures/fake_binance.py, one synthetic 1h series per pair), the real model server (`makeusrich serve`,
+serving one model of the default shape, a 120-candle window and two LSTM layers of 64, under every pair's name),
+and the tracker, the real one (makeusrich.track), over pair files and a local store, in this process
+(`--workers 1`) or in this process and N worker processes (`--workers N`, as `makeusrich track --workers N`
+runs them). Each pair's record starts with 30 days of scored hourly forecasts, as after a month of running: a
+round's cost grows with the rows the tracker holds, summarises and rewrites. Round 1 also reads each pair's
+stored rows and model metadata; the rounds after it are the steady state.
 
-    python bench/track_bench.py [--pairs 1000] [--rounds 4] [--write]
+Memory is the tracker's processes' proportional set size (PSS) after each round: pages the workers share with
+this process (forked, copy on write) count once, as a container's memory limit counts them.
+
+    python bench/track_bench.py [--pairs 1000] [--rounds 4] [--workers 2] [--write]
 
 `--write` records the table, the command and the date in bench/results/track.md.
 """
@@ -20,10 +23,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import json
+import multiprocessing
 import os
 import platform
 import pstats
-import resource
+import re
 import shutil
 import subprocess
 import sys
@@ -31,6 +36,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -41,12 +47,12 @@ sys.path.insert(0, str(REPO))  # run as a script: make `tests.fixtures` importab
 
 from makeusrich.market.feed import CandleFeed  # noqa: E402
 from makeusrich.market.source import Source  # noqa: E402
-from makeusrich.pairs import EmbeddedSource, pair_yaml  # noqa: E402
+from makeusrich.pairs import EmbeddedSource, PairSource, pair_yaml  # noqa: E402
 from makeusrich.store import pair_store  # noqa: E402
 from makeusrich.store.track import forecast_rows, month_of, month_rows, score_rows  # noqa: E402
+from makeusrich.track.shards import TrackerPool  # noqa: E402
 from makeusrich.track.summary import summarize  # noqa: E402
-from makeusrich.track.tracker import Tracker, TrackOptions  # noqa: E402
-from makeusrich.v2client import V2Client  # noqa: E402
+from makeusrich.track.tracker import RoundLoop, Tracker, TrackOptions  # noqa: E402
 from tests.fixtures.fake_binance import FakeBinance, synthetic_klines  # noqa: E402
 from tests.fixtures.model_server import launch  # noqa: E402
 from tests.fixtures.models import small_pair  # noqa: E402
@@ -58,26 +64,72 @@ SEEDED_DAYS = 30  # of scored forecasts in each pair's record before round 1
 MODEL = {"window": 120, "hiddenSize": 64, "layers": 2}  # the default shape (makeusrich.pair.ModelSpec)
 
 
-def rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def pair_names(count: int) -> list[str]:
+    return [f"c{i:04d}-usdt" for i in range(count)]
 
 
-def fresh_tracker_mb() -> float:
-    """Peak RSS of a fresh process that imports what `makeusrich track` runs (the interpreter, pandas, pyarrow,
-    the HTTP and Kubernetes clients, prometheus-client): a tracker's memory before its first pair."""
-    code = (  # VmHWM, not ru_maxrss: that one keeps the forking parent's peak across exec
-        "import re, makeusrich.track.cli, makeusrich.track.tracker, makeusrich.track.metrics, makeusrich.pairs, "
-        "pyarrow.parquet; print(int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1]) / 1024)"
-    )
-    done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=REPO)
-    return float(done.stdout.strip())
+def symbol_of(name: str) -> str:
+    return name.split("-")[0].upper() + "USDT"
 
 
-def cpu_seconds(pid: int | None = None) -> float:
-    """User and system CPU seconds of this process (the tracker and the Binance stand-in) or of `pid`."""
-    if pid is None:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime
+def series_of(names: list[str], count: int, end_ms: int) -> dict[str, list[list[Any]]]:
+    return {n: synthetic_klines("1h", count, now_ms=end_ms, seed=i) for i, n in enumerate(names)}
+
+
+def stand_in(pairs: int, count: int, end_ms: int) -> None:
+    """The Binance stand-in's own process (`--stand-in`): prints its URL, then serves the first K candles of
+    every pair for each `K` read on stdin, answering with the klines requests received since the last one."""
+    names = pair_names(pairs)
+    series = series_of(names, count, end_ms)
+    with FakeBinance(bundled=False) as fake:
+        print(fake.url, flush=True)
+        for line in sys.stdin:
+            served = int(line)
+            asked = len(fake.requests_to("klines"))
+            fake.requests.clear()
+            for name in names:
+                fake.add_rows(symbol_of(name), "1h", series[name][:served])
+            print(json.dumps({"klines": asked, "newest_open_ms": int(series[names[0]][served - 1][0])}), flush=True)
+
+
+class StandIn:
+    """Drives the stand-in process."""
+
+    def __init__(self, pairs: int, count: int, end_ms: int) -> None:
+        command = [sys.executable, __file__, "--stand-in", str(pairs), str(count), str(end_ms)]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
+        assert self.process.stdout is not None and self.process.stdin is not None
+        self.url = self.process.stdout.readline().strip()
+
+    def serve(self, count: int) -> dict[str, int]:
+        """Serve `count` candles per pair; the klines requests since the last call and the newest open time."""
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(f"{count}\n")
+        self.process.stdin.flush()
+        answer: dict[str, int] = json.loads(self.process.stdout.readline())
+        return answer
+
+    def stop(self) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
+def pss_mb(pids: list[int]) -> float:
+    """The processes' proportional set size: a page shared by k of them counts 1/k in each."""
+    total = 0
+    for pid in pids:
+        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+        total += int(re.search(r"^Pss:\s+(\d+)", text, re.M)[1])  # type: ignore[index]
+    return total / 1024
+
+
+def peak_rss_mb(pid: int) -> float:
+    return int(re.search(r"VmHWM:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())[1]) / 1024  # type: ignore[index]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of process `pid` so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -149,127 +201,146 @@ def wait_all_ready(url: str, names: list[str], timeout: float = 300.0) -> float:
     return time.monotonic() - started
 
 
-async def measure(args: argparse.Namespace, work: Path) -> list[dict[str, float]]:
-    names = [f"c{i:04d}-usdt" for i in range(args.pairs)]
+def measure(args: argparse.Namespace, work: Path) -> list[dict[str, float]]:
+    names = pair_names(args.pairs)
     pairs_dir = work / "pairs"
     pairs_dir.mkdir()
     print(f"training one model and publishing it as {args.pairs} pairs ...", flush=True)
     store_url = make_store(work / "store", names)
     for name in names:
-        pair = small_pair(name, currency=name.split("-")[0], model=MODEL)
-        (pairs_dir / f"{name}.yaml").write_text(pair_yaml(pair))
+        (pairs_dir / f"{name}.yaml").write_text(pair_yaml(small_pair(name, currency=name.split("-")[0], model=MODEL)))
     server = launch(["--store", store_url, "--poll-seconds", "3600"], work / "serve.log")
+    end_ms = (int(time.time() * 1000) // HOUR_MS) * HOUR_MS
+    candles = StandIn(args.pairs, HISTORY + args.rounds, end_ms)
     try:
         print(f"model server loaded {args.pairs} models in {wait_all_ready(server.url, names):.0f} s", flush=True)
-        end_ms = (int(time.time() * 1000) // HOUR_MS) * HOUR_MS
-        series = {n: synthetic_klines("1h", HISTORY + args.rounds, now_ms=end_ms, seed=i) for i, n in enumerate(names)}
-        async with V2Client(server.url) as client:
-            model = await client.model_metadata(names[0])
-        assert model.levels, "the bench's model has no quantile levels"
+        meta = httpx.get(f"{server.url}/v2/models/{names[0]}", timeout=10).json()["parameters"]
+        levels = tuple(float(v) for v in meta["quantile_levels"])
+        newest_ms = candles.serve(HISTORY)["newest_open_ms"] + HOUR_MS
         print(f"seeding {SEEDED_DAYS} days of scored forecasts per pair ...", flush=True)
-        seed_track(store_url, names, model.version or "", model.levels, int(series[names[0]][HISTORY - 1][0]) + HOUR_MS)
-        symbols = {n: n.split("-")[0].upper() + "USDT" for n in names}
+        fork = multiprocessing.get_context("fork")
+        seeding = fork.Process(target=seed_track, args=(store_url, names, meta["served_version"], levels, newest_ms))
+        seeding.start()  # in a child, so that this process holds nothing but the tracker
+        seeding.join()
+        assert seeding.exitcode == 0, "seeding the track records failed"
         clock = {"now": 0.0}
-        with FakeBinance(bundled=False) as fake:
+        options = TrackOptions(concurrency=args.concurrency)
 
-            def serve_candles(count: int) -> None:
-                for name in names:
-                    fake.add_rows(symbols[name], "1h", series[name][:count])
-                rows = series[names[0]][:count]
-                clock["now"] = (int(rows[-1][0]) + HOUR_MS) / 1000 + 5.0  # five seconds after the newest close
+        def make(shard: Any = lambda source: source, clock_of: Any = lambda: clock["now"]) -> Tracker:
+            source: PairSource = shard(EmbeddedSource(pairs_dir, store_url, server.url))
+            feed = CandleFeed(Source("binance"), api_url=candles.url, clock=clock_of, max_retries=0)
+            return Tracker(source, feed, store_url, options, clock_of)
 
-            source = EmbeddedSource(pairs_dir, store_url, server.url)
-            feed = CandleFeed(Source("binance"), api_url=fake.url, clock=lambda: clock["now"], max_retries=0)
-            tracker = Tracker(source, feed, store_url, TrackOptions(concurrency=args.concurrency), lambda: clock["now"])
-            before = rss_mb()
-            results = []
-            for r in range(args.rounds):
-                serve_candles(HISTORY + r)
-                fake.requests.clear()
-                profile = cProfile.Profile() if args.profile and r == args.rounds - 1 else None
-                cpu_before = cpu_seconds(), cpu_seconds(server.process.pid)
-                started = time.perf_counter()
-                if profile is not None:
-                    profile.enable()
-                report = await tracker.round()
-                seconds = time.perf_counter() - started
-                cpu_tracker = cpu_seconds() - cpu_before[0]
-                cpu_server = cpu_seconds(server.process.pid) - cpu_before[1]
-                if profile is not None:
-                    profile.disable()
-                    pstats.Stats(profile).sort_stats("cumulative").print_stats(25)
-                recorded = sum(p.recorded for p in report.pairs)
-                errors = [p.error for p in report.pairs if p.error]
-                if errors:
-                    print(f"round {r + 1}: {len(errors)} pair(s) failed, first: {errors[0]}", flush=True)
-                model_requests = sum(p.requests for p in report.pairs)
-                row = {
-                    "round": r + 1,
-                    "seconds": seconds,
-                    "recorded": recorded,
-                    "scored": sum(p.scored for p in report.pairs),
-                    "binance_per_pair": len(fake.requests_to("klines")) / args.pairs,
-                    "model_per_pair": model_requests / args.pairs,
-                    "peak_rss_mb": rss_mb(),
-                    "growth_mb": rss_mb() - before,
-                    "cpu_tracker": cpu_tracker,
-                    "cpu_server": cpu_server,
-                }
-                results.append(row)
-                print(
-                    f"round {r + 1}: {seconds:.1f} s, {recorded} recorded, {row['scored']} scored, "
-                    f"{row['binance_per_pair']:.2f} Binance + {row['model_per_pair']:.2f} model requests per pair, "
-                    f"peak RSS {row['peak_rss_mb']:.0f} MB (before the tracker: {before:.0f} MB), CPU s: "
-                    f"{cpu_tracker:.1f} tracker and stand-in, {cpu_server:.1f} model server",
-                    flush=True,
-                )
-            await tracker.aclose()
+        # Workers fork here, before this process starts an event loop or a thread, as `makeusrich track` does.
+        now = lambda: clock["now"]  # noqa: E731
+        rounds: RoundLoop = make() if args.workers == 1 else TrackerPool(make, args.workers, options, now)
+        return asyncio.run(run_rounds(args, rounds, candles, server.process.pid, clock))
     finally:
+        candles.stop()
         server.stop()
-    fresh = fresh_tracker_mb()
-    for row in results:
-        row["tracker_mb"] = fresh + row["growth_mb"]
-    print(f"a fresh tracker process: {fresh:.0f} MB; with the growth measured here: {results[-1]['tracker_mb']:.0f} MB")
+
+
+async def run_rounds(
+    args: argparse.Namespace, rounds: RoundLoop, candles: StandIn, server_pid: int, clock: dict[str, float]
+) -> list[dict[str, float]]:
+    tracker_pids = [os.getpid(), *(rounds.worker_pids if isinstance(rounds, TrackerPool) else [])]
+    pids = {"tracker": tracker_pids, "server": [server_pid], "stand-in": [candles.process.pid]}
+    results = []
+    for r in range(args.rounds):
+        served = candles.serve(HISTORY + r)
+        clock["now"] = (served["newest_open_ms"] + HOUR_MS) / 1000 + 5.0  # five seconds after the newest close
+        before = {part: sum(cpu_seconds(p) for p in ps) for part, ps in pids.items()}
+        profile = cProfile.Profile() if args.profile and r == args.rounds - 1 else None
+        started = time.perf_counter()
+        if profile is not None:
+            profile.enable()
+        report = await rounds.round()
+        seconds = time.perf_counter() - started
+        if profile is not None:
+            profile.disable()
+            pstats.Stats(profile).sort_stats("cumulative").print_stats(25)
+        cpu = {part: sum(cpu_seconds(p) for p in ps) - before[part] for part, ps in pids.items()}
+        errors = [p.error for p in report.pairs if p.error]
+        if errors:
+            print(f"round {r + 1}: {len(errors)} pair(s) failed, first: {errors[0]}", flush=True)
+        klines = candles.serve(HISTORY + r)["klines"]  # the same candles again: only to read the count
+        row = {
+            "round": r + 1,
+            "seconds": seconds,
+            "recorded": sum(p.recorded for p in report.pairs),
+            "scored": sum(p.scored for p in report.pairs),
+            "binance_per_pair": klines / args.pairs,
+            "model_per_pair": sum(p.requests for p in report.pairs) / args.pairs,
+            "cpu_tracker": cpu["tracker"],
+            "cpu_server": cpu["server"],
+            "cpu_stand_in": cpu["stand-in"],
+            "pss_mb": pss_mb(tracker_pids),
+            "peak_rss_mb": sum(peak_rss_mb(p) for p in tracker_pids),
+        }
+        results.append(row)
+        print(
+            f"round {r + 1}: {seconds:.1f} s, {row['recorded']:.0f} recorded, {row['scored']:.0f} scored, "
+            f"{row['binance_per_pair']:.2f} Binance + {row['model_per_pair']:.2f} model requests per pair; CPU s: "
+            f"tracker {cpu['tracker']:.1f}, model server {cpu['server']:.1f}, stand-in {cpu['stand-in']:.1f}; "
+            f"tracker memory {row['pss_mb']:.0f} MB PSS ({row['peak_rss_mb']:.0f} MB peak RSS summed)",
+            flush=True,
+        )
+    await rounds.aclose()
     return results
 
 
 def write(results: list[dict[str, float]], args: argparse.Namespace) -> None:
+    command = (
+        f"python bench/track_bench.py --pairs {args.pairs} --rounds {args.rounds} --workers {args.workers} "
+        f"--concurrency {args.concurrency} --write"
+    )
     lines = [
-        "# Track record: one tracker, many pairs",
+        f"## {args.pairs} pairs, {args.workers} worker process(es)",
         "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d} on {platform.machine()}, Python {platform.python_version()}, "
-        f"{args.pairs} pairs, concurrency {args.concurrency}:",
+        f"Measured {datetime.now(UTC):%Y-%m-%d} on {platform.machine()} ({os.cpu_count()} cores), Python "
+        f"{platform.python_version()}:",
         "",
         "```",
-        f"python bench/track_bench.py --pairs {args.pairs} --rounds {args.rounds} --concurrency {args.concurrency}"
-        " --write",
+        command,
         "```",
         "",
         "| round | seconds | recorded | scored | Binance requests per pair | model requests per pair "
-        "| CPU s, tracker and stand-in | CPU s, model server | bench process peak RSS MB | tracker growth MB "
-        "| tracker process MB (fresh + growth) |",
+        "| CPU s, tracker | CPU s, model server | CPU s, stand-in | tracker PSS MB | tracker peak RSS MB, summed |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results:
         lines.append(
             f"| {row['round']:.0f} | {row['seconds']:.1f} | {row['recorded']:.0f} | {row['scored']:.0f} | "
             f"{row['binance_per_pair']:.2f} | {row['model_per_pair']:.2f} | {row['cpu_tracker']:.1f} | "
-            f"{row['cpu_server']:.1f} | {row['peak_rss_mb']:.0f} | {row['growth_mb']:.0f} | {row['tracker_mb']:.0f} |"
+            f"{row['cpu_server']:.1f} | {row['cpu_stand_in']:.1f} | {row['pss_mb']:.0f} | {row['peak_rss_mb']:.0f} |"
         )
-    RESULTS.write_text("\n".join(lines) + "\n")
+    section = "\n".join(lines) + "\n"
+    text = RESULTS.read_text() if RESULTS.exists() else ""
+    marker = f"## {args.pairs} pairs, {args.workers} worker process(es)"
+    if marker in text:  # replace this configuration's section, keep the others
+        before, _, rest = text.partition(marker)
+        after = rest[rest.find("\n## ") + 1 :] if "\n## " in rest else ""
+        text = before + section + ("\n" + after if after else "")
+    else:
+        text = (text.rstrip("\n") + "\n\n" if text else "# Track record: one tracker, many pairs\n\n") + section
+    RESULTS.write_text(text)
     print(f"wrote {RESULTS}")
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--stand-in":
+        stand_in(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--write", action="store_true")
     parser.add_argument("--profile", action="store_true", help="print where the last round spent its time")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        results = asyncio.run(measure(args, Path(folder)))
+        results = measure(args, Path(folder))
     if args.write:
         write(results, args)
 

@@ -128,3 +128,7 @@ class KubeAlreadyExists(KubeConflict):
 
 class RetryLater(MakeUsRichError):
     """Part of a reconcile failed for a reason that may pass (API or store outage); the status says which."""
+
+
+class WorkerExited(MakeUsRichError):
+    """A tracker worker process died: its pairs go untracked, so the tracker stops (and is restarted)."""

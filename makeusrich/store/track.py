@@ -152,21 +152,16 @@ def checked_rows(frame: pd.DataFrame, where: str) -> pd.DataFrame:
         raise StoreError(
             f"{where} lacks the track columns {', '.join(missing)}; move it aside, the tracker starts anew"
         )
-    try:
-        rows = frame.astype(BASE_COLUMNS).sort_values(["origin", "step"], kind="stable").reset_index(drop=True)
+    wrong = {name: dtype for name, dtype in BASE_COLUMNS.items() if str(frame[name].dtype) != dtype}
+    try:  # a tracker reads its months every round: convert and sort only what needs it
+        rows = frame.astype(wrong) if wrong else frame
     except (ValueError, TypeError) as exc:
         raise StoreError(f"{where} holds track rows of the wrong type ({str(exc)[:120]})") from None
-    return rows.assign(**{name: _shared(rows[name]) for name, dtype in BASE_COLUMNS.items() if dtype == "object"})
-
-
-def _shared(column: pd.Series) -> np.ndarray:
-    """A text column whose equal values are one object: Parquet gives each cell a string of its own, and a
-    tracker holding a month of rows for each of many pairs would hold hundreds of thousands of copies."""
-    codes, uniques = pd.factorize(column, use_na_sentinel=True)
-    values = np.empty(len(uniques) + 1, dtype=object)  # code -1 (a missing value) reads the last: None
-    values[: len(uniques)] = np.asarray(uniques, dtype=object)
-    shared: np.ndarray = values[codes]
-    return shared
+    origin, step = _nanoseconds(rows["origin"]), rows["step"].to_numpy()
+    ordered = (origin[1:] > origin[:-1]) | ((origin[1:] == origin[:-1]) & (step[1:] > step[:-1]))
+    if not ordered.all():
+        rows = rows.sort_values(["origin", "step"], kind="stable")
+    return rows.reset_index(drop=True)
 
 
 def append_rows(rows: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,9 @@ from makeusrich.errors import MakeUsRichError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from makeusrich.pairs import PairSource
     from makeusrich.track.settings import TrackSettings
+    from makeusrich.track.tracker import RoundLoop, Tracker, TrackOptions
 
 log = logging.getLogger("makeusrich")
 
@@ -27,7 +30,51 @@ def cmd_track(args: argparse.Namespace) -> int:
     from makeusrich.track.settings import TrackSettings
 
     settings = from_args(TrackSettings, args)
+    if settings.workers > 1 and not args.replay and not settings.once:
+        from makeusrich.net import check_free
+        from makeusrich.track.shards import TrackerPool
+
+        check_free(settings.host, settings.port)
+        # Forked here, before this process starts an event loop or a thread (see makeusrich.track.shards).
+        pool = TrackerPool(
+            lambda shard, clock: make_tracker(settings, shard, clock), settings.workers, options(settings)
+        )
+
+        async def pooled() -> int:
+            try:
+                return await serve_rounds(settings, pool, f"the pairs in {settings.workers} worker processes")
+            finally:
+                await pool.aclose()
+
+        return asyncio.run(pooled())
     return asyncio.run(run_track(settings, args.replay))
+
+
+def options(settings: TrackSettings) -> TrackOptions:
+    from makeusrich.track.tracker import TrackOptions
+
+    return TrackOptions(
+        serving_timeout=settings.serving_timeout, concurrency=settings.concurrency, retry_seconds=settings.retry_seconds
+    )
+
+
+def make_tracker(
+    settings: TrackSettings,
+    shard: Callable[[PairSource], PairSource] = lambda source: source,
+    clock: Callable[[], float] = time.time,
+) -> Tracker:
+    """The tracker `settings` describe, over `shard` of the pairs (all of them unless a worker's share)."""
+    from makeusrich.market.feed import CandleFeed
+    from makeusrich.market.source import Source
+    from makeusrich.store import store_location
+    from makeusrich.track.tracker import Tracker
+
+    _, store = store_location(settings.store)  # a folder by its absolute path, an S3 URL as given
+    source = shard(settings.pair_source(store, agent="makeusrich-track"))
+    feed = CandleFeed(
+        Source.parse(settings.source), api_url=settings.api_url, max_retries=settings.binance_retries, clock=clock
+    )
+    return Tracker(source, feed, store, options(settings), clock)
 
 
 def moment(text: str) -> pd.Timestamp:
@@ -44,20 +91,7 @@ def moment(text: str) -> pd.Timestamp:
 
 
 async def run_track(settings: TrackSettings, replay_span: list[str] | None = None) -> int:
-    from makeusrich.market.feed import CandleFeed
-    from makeusrich.market.source import Source
-    from makeusrich.net import check_free
-    from makeusrich.store import store_location
-    from makeusrich.track.metrics import serve_http
-    from makeusrich.track.tracker import Tracker, TrackOptions
-
-    _, store = store_location(settings.store)  # a folder by its absolute path, an S3 URL as given
-    source = settings.pair_source(store, agent="makeusrich-track")
-    feed = CandleFeed(Source.parse(settings.source), api_url=settings.api_url, max_retries=settings.binance_retries)
-    options = TrackOptions(
-        serving_timeout=settings.serving_timeout, concurrency=settings.concurrency, retry_seconds=settings.retry_seconds
-    )
-    tracker = Tracker(source, feed, store, options)
+    tracker = make_tracker(settings)
     try:
         if replay_span:
             from makeusrich.track.replay import replay
@@ -75,22 +109,31 @@ async def run_track(settings: TrackSettings, replay_span: list[str] | None = Non
             for line in report.lines() or [f"{len(report.pairs)} pair(s): nothing due"]:
                 print(line)
             return 1 if any(r.error for r in report.pairs) else 0
+        from makeusrich.net import check_free
+
         check_free(settings.host, settings.port)
-        server = serve_http(tracker, settings.host, settings.port)
-        log.info("tracking %s; metrics on http://%s:%d/metrics", source.describe(), settings.host, server.server_port)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        try:
-            await tracker.run(stop)
-        finally:
-            server.shutdown()
-            server.server_close()
-        return 0
+        return await serve_rounds(settings, tracker, tracker.source.describe())
     finally:
         await tracker.aclose()
-        await source.aclose()
+        await tracker.source.aclose()
+
+
+async def serve_rounds(settings: TrackSettings, rounds: RoundLoop, what: str) -> int:
+    """Rounds until SIGINT or SIGTERM, with /metrics and /healthz served from what they found."""
+    from makeusrich.track.metrics import serve_http
+
+    server = serve_http(rounds, settings.host, settings.port)
+    log.info("tracking %s; metrics on http://%s:%d/metrics", what, settings.host, server.server_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await rounds.run(stop)
+    finally:
+        server.shutdown()
+        server.server_close()
+    return 0
 
 
 def add_track_command(add: Add) -> None:

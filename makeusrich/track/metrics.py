@@ -20,7 +20,7 @@ from prometheus_client.registry import Collector
 
 from makeusrich.contract import iso_z
 from makeusrich.market.candles import interval_ms
-from makeusrich.track.tracker import Tracker
+from makeusrich.track.tracker import RoundLoop
 
 PREFIX = "makeusrich_track_"
 
@@ -35,7 +35,7 @@ def _age(now: datetime, moment: str | None) -> float | None:
 
 
 class TrackCollector(Collector):
-    def __init__(self, tracker: Tracker) -> None:
+    def __init__(self, tracker: RoundLoop) -> None:
         self.tracker = tracker
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -95,7 +95,7 @@ class TrackCollector(Collector):
         yield from (made, missed, ratio, dm, coverage, forecast_age, model_age, failing, offline, rounds)
 
 
-def health(tracker: Tracker) -> tuple[int, dict[str, Any]]:
+def health(tracker: RoundLoop) -> tuple[int, dict[str, Any]]:
     """200 while rounds keep coming (the last one finished within two of the shortest interval, plus two
     minutes), 503 before the first round or when the loop is stuck. Pair errors are listed, not fatal."""
     report = tracker.last_round
@@ -113,7 +113,7 @@ def health(tracker: Tracker) -> tuple[int, dict[str, Any]]:
     return (503 if late else 200), body
 
 
-def serve_http(tracker: Tracker, host: str, port: int) -> ThreadingHTTPServer:
+def serve_http(tracker: RoundLoop, host: str, port: int) -> ThreadingHTTPServer:
     """Start /metrics and /healthz in a daemon thread; the caller shuts the server down."""
     registry = CollectorRegistry()
     registry.register(TrackCollector(tracker))

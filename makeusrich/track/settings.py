@@ -19,5 +19,12 @@ class TrackSettings(PairSourceSettings, StoreSettings, MarketSettings):
     retry_seconds: float = Field(
         30.0, gt=0, description="while a candle or a model is late, ask again this often (until the origin's deadline)"
     )
-    concurrency: int = Field(16, ge=1, le=1024, description="pairs tracked at once within a round")
+    concurrency: int = Field(16, ge=1, le=1024, description="pairs tracked at once within a round (in each worker)")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="worker processes sharing out the pairs, one core each (1: all in this process); "
+        "about one per 600 hourly pairs, each some 250 MB more memory",
+    )
     once: bool = Field(False, description="one round over every pair, then exit (for a CronJob or a check)")

@@ -1,7 +1,9 @@
 """The tracker: after each candle close, every pair's served model is asked for its forecast over v2, the row
 is appended to the pair's track record, rows whose target has closed are scored, and track.json is rewritten.
 
-One tracker writes a pair's track files (the chart runs one replica, `makeusrich up` one process). A pair's
+One tracker writes a pair's track files (the chart runs one replica, `makeusrich up` one process; with
+`--workers`, one worker process per pair, see makeusrich.track.shards). Between rounds it holds no rows: each
+round reads the month files its windows reach into, so memory does not grow with the pairs' history. A pair's
 trouble (its model answers an error or too slowly, its candles are late or missing, its files are damaged)
 becomes a gap or an error for that pair alone; the others go on. An origin that could not be forecast in time
 becomes a gap with its reason: a forecast made after the fact would not be live.
@@ -13,16 +15,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import pandas as pd
 
 from makeusrich.contract import iso_z
-from makeusrich.errors import MakeUsRichError, ServingError, StoreError
+from makeusrich.errors import MakeUsRichError, ServingError, StoreError, WorkerExited
 from makeusrich.market.candles import find_gaps, interval_ms
 from makeusrich.market.feed import CandleFeed
 from makeusrich.market.source import last_closed_open_ms
@@ -32,14 +34,14 @@ from makeusrich.pairs import PairRecord, PairSource
 from makeusrich.store import track as track_rows
 from makeusrich.store.base import PairStore
 from makeusrich.store.reader import StoreReader
-from makeusrich.store.track import closes_by_moment, due_origins, month_of, month_rows
+from makeusrich.store.track import closes_by_moment, due_origins, month_of, month_rows, month_start
 from makeusrich.track.summary import WINDOWS, summarize
 from makeusrich.v2client import ModelMetadata, V2Client, candle_array
 
 log = logging.getLogger("makeusrich")
 T = TypeVar("T")
 
-KEEP = max(length for _, length in WINDOWS) + timedelta(days=1)  # rows held in memory, besides the version's
+KEEP = max(length for _, length in WINDOWS) + timedelta(days=1)  # rows each round reads, besides the version's
 SCORE_BACK = 48  # candles fetched to score rows whose target closed this many intervals ago at most
 
 
@@ -55,13 +57,13 @@ class TrackOptions:
 
 @dataclass
 class PairTrack:
-    """What the tracker holds for one pair between rounds."""
+    """What the tracker holds for one pair between rounds: no rows, which the store holds (each round reads the
+    month files its windows need, so a thousand pairs' months are never in memory at once)."""
 
-    rows: pd.DataFrame
-    held_from: pd.Timestamp  # the rows of origins from here on are held; older ones stay in their month files
     model: ModelMetadata | None = None
     tried: dict[pd.Timestamp, str] = field(default_factory=dict)  # origin -> why its forecast is not in yet
     summary: TrackSummary | None = None
+    summarized: bool = False  # this run has summarised the rows (the summary above may be the one stored)
     model_created_at: str | None = None
     error: str | None = None
     offline: bool = False
@@ -99,7 +101,67 @@ def window_problem(candles: pd.DataFrame, step: pd.Timedelta) -> str | None:
     return None
 
 
-class Tracker:
+class PairState(Protocol):
+    """What /metrics shows of a pair: a Tracker's PairTrack, or what a worker process sent of one."""
+
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def offline(self) -> bool: ...
+    @property
+    def model_created_at(self) -> str | None: ...
+    @property
+    def summary(self) -> TrackSummary | None: ...
+
+
+class RoundLoop:
+    """Rounds after each candle close, until stopped: one Tracker, or a TrackerPool of worker processes."""
+
+    options: TrackOptions
+    specs: dict[str, CurrencyPair]
+    pairs: Mapping[str, PairState]
+    last_round: PairRoundReport | None
+
+    def now(self) -> datetime:
+        raise NotImplementedError
+
+    async def round(self) -> PairRoundReport:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    def next_wake(self, report: PairRoundReport) -> float:
+        """Seconds until the next round: soon while an origin is open, else just after the next close."""
+        now = self.now()
+        if any(r.waiting for r in report.pairs):
+            return self.options.retry_seconds
+        closes = []
+        for pair in self.specs.values():
+            step_ms = interval_ms(pair.spec.interval)
+            closes.append(newest_close(now, step_ms) + pd.Timedelta(milliseconds=step_ms))
+        if not closes:
+            return self.options.retry_seconds
+        wake = min(closes) + pd.Timedelta(seconds=self.options.settle_seconds)
+        return max(0.0, (wake - pd.Timestamp(now)).total_seconds())
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                report = await self.round()
+                for line in report.lines():
+                    log.info("%s", line)
+                wait = self.next_wake(report)
+            except WorkerExited:
+                raise
+            except MakeUsRichError as exc:  # the pair source itself failed (the API server, the folder)
+                log.error("cannot list pairs: %s", exc)
+                wait = self.options.retry_seconds
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=wait)
+
+
+class Tracker(RoundLoop):
     """Rounds over every pair of a pair source; `run` repeats them after each candle close."""
 
     def __init__(
@@ -139,36 +201,25 @@ class Tracker:
     def _store(self, pair: CurrencyPair) -> PairStore:
         return self.reader.pair_store(pair.namespace, pair.name)
 
-    def _held_from(self, now: datetime, summary: TrackSummary | None) -> pd.Timestamp:
-        """The oldest origin the windows need: KEEP back from now, or the served version's first live one."""
+    def _rows(self, pair: CurrencyPair, state: PairTrack, now: datetime) -> pd.DataFrame:
+        """The stored rows the windows need, in whole months (so that rewriting one loses nothing): KEEP back
+        from now, and the served version's since it went live."""
+        if state.summary is None:  # the first round since the tracker started: the last summary written
+            try:
+                state.summary = self._store(pair).read_track_summary()
+            except StoreError as exc:  # rewritten at the end of this round
+                log.warning("%s: %s", pair.name, exc)
         start = pd.Timestamp(now - KEEP)
-        if summary is not None and summary.live_since:
-            start = min(start, pd.Timestamp(summary.live_since))
-        return start
+        if state.summary is not None and state.summary.live_since:
+            start = min(start, pd.Timestamp(state.summary.live_since))
+        return self.reader.track_rows(pair.namespace, pair.name, month_start(start))
 
-    def _load(self, pair: CurrencyPair, now: datetime) -> PairTrack:
-        """What the windows need of the stored rows: from `_held_from` on."""
-        try:
-            previous = self._store(pair).read_track_summary()
-        except StoreError as exc:  # rewritten at the end of this round
-            log.warning("%s: %s", pair.name, exc)
-            previous = None
-        start = self._held_from(now, previous)
-        return PairTrack(self.reader.track_rows(pair.namespace, pair.name, start), start)
-
-    def _save(self, pair: CurrencyPair, state: PairTrack, months: set[str]) -> None:
-        """Write back each changed month; one that began before the held rows keeps its older stored rows."""
+    def _save(self, pair: CurrencyPair, rows: pd.DataFrame, summary: TrackSummary | None, months: set[str]) -> None:
         store = self._store(pair)
-        for month, rows in month_rows(state.rows, months):
-            if pd.Timestamp(f"{month}-01", tz="UTC") < state.held_from:
-                stored = store.read_track(month)
-                if stored is not None:
-                    where = store.objects.uri(store.track_key(month))
-                    older = track_rows.checked_rows(stored, where)
-                    rows = track_rows.append_rows(older[older["origin"] < state.held_from], rows)
-            store.write_track(month, rows)
-        if state.summary is not None:
-            store.write_track_summary(state.summary)
+        for month, in_month in month_rows(rows, months):
+            store.write_track(month, in_month)
+        if summary is not None:
+            store.write_track_summary(summary)
 
     # --- one pair ------------------------------------------------------------------------------------------
 
@@ -228,8 +279,7 @@ class Tracker:
         now = self.now()
         state = self.pairs.get(record.key)
         if state is None:
-            state = await self.offload(self._load, pair, now)
-            self.pairs[record.key] = state
+            state = self.pairs[record.key] = PairTrack()
         self.specs[record.key] = pair
         if self.feed.origin(spec).kind == "sample":
             state.offline = True
@@ -237,9 +287,10 @@ class Tracker:
         step_ms = interval_ms(spec.interval)
         step = pd.Timedelta(milliseconds=step_ms)
         newest = newest_close(now, step_ms)
-        last_seen = track_rows.last_seen_origin(state.rows)
+        held = await self.offload(self._rows, pair, state, now)
+        last_seen = track_rows.last_seen_origin(held)
         origins = due_origins(last_seen, newest, step)
-        unscored = track_rows.oldest_unscored_target(state.rows, newest - step * SCORE_BACK)
+        unscored = track_rows.oldest_unscored_target(held, newest - step * SCORE_BACK)
         oldest_needed = min([*origins, *([unscored] if unscored is not None else [])], default=newest)
         model_window = state.model.window if state.model is not None else spec.model.window
         count = min(self.feed.KEEP, model_window + int((newest - oldest_needed) // step) + 2)
@@ -290,26 +341,18 @@ class Tracker:
                 state.tried.pop(origin, None)
         months = {month_of(pd.Timestamp(r["origin"].iloc[0])) for r in new_rows}
         for rows in new_rows:
-            state.rows = track_rows.append_rows(state.rows, rows)
-        state.rows, scored = track_rows.score_rows(state.rows, closes_by_moment(candles, step), now)
+            held = track_rows.append_rows(held, rows)
+        held, scored = track_rows.score_rows(held, closes_by_moment(candles, step), now)
         if scored:
-            touched = state.rows["scored_at"] == pd.Timestamp(now)
-            months |= set(state.rows.loc[touched, "origin"].map(month_of))
-        if months or scored or state.summary is None:  # a retry round that changed nothing leaves it as it is
-            state.summary = summarize(state.rows, pair.name, pair.namespace, spec.interval, now)
+            touched = held["scored_at"] == pd.Timestamp(now)
+            months |= set(held.loc[touched, "origin"].map(month_of))
+        if months or scored or not state.summarized:  # a retry round that changed nothing leaves it as it is
+            state.summary = summarize(held, pair.name, pair.namespace, spec.interval, now)
+            state.summarized = True
         if months or scored:
-            await self.offload(self._save, pair, state, months)
-        self._trim(state, now)
+            await self.offload(self._save, pair, held, state.summary, months)
         recorded = len(new_rows) - gaps
         return PairRound(record.key, recorded, gaps, scored, waiting, requests)
-
-    def _trim(self, state: PairTrack, now: datetime) -> None:
-        """Hold only what the windows need; `_save` reads the rest of a month back when it rewrites one."""
-        start = self._held_from(now, state.summary)
-        if start > state.held_from:
-            state.held_from = start
-            if not state.rows.empty and state.rows["origin"].iloc[0] < start:
-                state.rows = state.rows[state.rows["origin"] >= start].reset_index(drop=True)
 
     # --- rounds --------------------------------------------------------------------------------------------
 
@@ -342,33 +385,6 @@ class Tracker:
         report = PairRoundReport(started, self.now(), list(results), [r.key for r in records if r.pair is None])
         self.last_round = report
         return report
-
-    def next_wake(self, report: PairRoundReport) -> float:
-        """Seconds until the next round: soon while an origin is open, else just after the next close."""
-        now = self.now()
-        if any(r.waiting for r in report.pairs):
-            return self.options.retry_seconds
-        closes = []
-        for pair in self.specs.values():
-            step_ms = interval_ms(pair.spec.interval)
-            closes.append(newest_close(now, step_ms) + pd.Timedelta(milliseconds=step_ms))
-        if not closes:
-            return self.options.retry_seconds
-        wake = min(closes) + pd.Timedelta(seconds=self.options.settle_seconds)
-        return max(0.0, (wake - pd.Timestamp(now)).total_seconds())
-
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            try:
-                report = await self.round()
-                for line in report.lines():
-                    log.info("%s", line)
-                wait = self.next_wake(report)
-            except MakeUsRichError as exc:  # the pair source itself failed (the API server, the folder)
-                log.error("cannot list pairs: %s", exc)
-                wait = self.options.retry_seconds
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=wait)
 
     async def aclose(self) -> None:
         for client in self._clients.values():

@@ -28,7 +28,7 @@ from makeusrich.store.track import (
     score_rows,
 )
 from makeusrich.track.summary import summarize
-from makeusrich.track.tracker import Tracker
+from makeusrich.track.tracker import PairTrack, Tracker
 from tests.fixtures.models import small_pair
 
 HOUR = pd.Timedelta(hours=1)
@@ -117,9 +117,9 @@ def test_live_rows_are_marked_live() -> None:
     assert forecast_rows(T0, HOUR, "v1", 1.0, [1.0], None, None, NOW)["kind"].iloc[0] == LIVE
 
 
-def test_a_month_begun_before_the_held_rows_is_rewritten_with_its_older_stored_rows(tmp_path: Path) -> None:
-    """The tracker holds 31 days (what the windows need), not whole months: scoring a row of last month puts
-    that month's older rows back from its file, so rewriting it loses none."""
+def test_each_round_reads_whole_months_so_rewriting_one_loses_no_row(tmp_path: Path) -> None:
+    """The tracker holds no rows between rounds: each round reads the month files its windows reach into, whole,
+    so that scoring a row of last month and writing that month back keeps all its other rows."""
     start = pd.Timestamp("2026-05-01T00:00Z")
     rows = append_rows(
         empty_rows(),
@@ -134,17 +134,15 @@ def test_a_month_begun_before_the_held_rows_is_rewritten_with_its_older_stored_r
     for month, part in month_rows(rows, {"2026-05", "2026-06"}):
         store.write_track(month, part)
     tracker = Tracker(EmbeddedSource(tmp_path, url, "http://127.0.0.1:9"), CandleFeed(Source("sample")), url)
-    now = datetime(2026, 6, 2, 23, 0, tzinfo=UTC)
-    state = tracker._load(pair, now)
-    assert state.held_from == pd.Timestamp("2026-05-02T23:00Z")  # KEEP (31 days) back
-    assert state.rows["origin"].iloc[0] == state.held_from and len(state.rows) == 31 * 24 + 1
+    now = datetime(2026, 6, 2, 23, 0, tzinfo=UTC)  # KEEP (31 days) reaches back to May 2: all of May is read
+    held = tracker._rows(pair, PairTrack(), now)
+    assert held["origin"].tolist() == rows["origin"].tolist()
     target = pd.Timestamp("2026-05-20T01:00Z")
-    state.rows, scored = score_rows(state.rows, pd.Series([2.0], index=[target]), now)
+    held, scored = score_rows(held, pd.Series([2.0], index=[target]), now)
     assert scored == 1
-    tracker._save(pair, state, {"2026-05"})
+    tracker._save(pair, held, None, {"2026-05"})
     may = checked_rows(store.read_track("2026-05"), "may")  # type: ignore[arg-type]
     assert may["origin"].tolist() == [start + k * HOUR for k in range(31 * 24)]  # all of May, none lost
     assert may.loc[may["target"] == target, "actual"].tolist() == [2.0]
-    tracker._trim(state, datetime(2026, 7, 3, tzinfo=UTC))
-    assert state.held_from == pd.Timestamp("2026-06-02T00:00Z")
-    assert state.rows["origin"].iloc[0] == state.held_from
+    later = tracker._rows(pair, PairTrack(), datetime(2026, 7, 3, tzinfo=UTC))  # June 2 on: May is not read
+    assert later["origin"].iloc[0] == pd.Timestamp("2026-06-01T00:00Z")

@@ -5,6 +5,8 @@ track files. Nothing is mocked."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from makeusrich.errors import WorkerExited
 from makeusrich.market.feed import CandleFeed
 from makeusrich.market.files import read_sample
 from makeusrich.market.source import Source
@@ -29,6 +32,7 @@ from makeusrich.store.s3 import S3Store
 from makeusrich.store.track import GAP, LIVE, checked_rows
 from makeusrich.track.metrics import health, serve_http
 from makeusrich.track.replay import replay
+from makeusrich.track.shards import TrackerPool, shard_of
 from makeusrich.track.summary import summarize
 from makeusrich.track.tracker import Tracker, TrackOptions
 from makeusrich.trainer.pipeline import run_training
@@ -59,6 +63,12 @@ class World:
         self.served = served
         self.fake.add_rows("BTCUSDT", "1h", self.all_rows[:served])
         self.now_s = (int(self.all_rows[served - 1][0]) + HOUR_MS) / 1000 + after_close_s
+
+    def add_pair(self, name: str) -> None:
+        """A second served pair: trained into the model store, its pair file beside the first."""
+        pair = small_pair(name)
+        run_training(pair, Source("sample"), self.trained.url, progress=None)
+        (self.pairs_dir / f"{name}.yaml").write_text(pair_yaml(pair))
 
     def close_of(self, index: int) -> pd.Timestamp:
         return pd.Timestamp(int(self.all_rows[index][0]) + HOUR_MS, unit="ms", tz="UTC")
@@ -196,9 +206,7 @@ def test_an_outage_is_a_gap_and_a_restart_duplicates_nothing(
 def test_a_damaged_track_file_is_an_error_for_its_pair_only(
     world: World, start_model_server: Callable[..., RunningServer]
 ) -> None:
-    second = small_pair("btc-usdt-b")
-    run_training(second, Source("sample"), world.trained.url, progress=None)  # a second served pair
-    (world.pairs_dir / "btc-usdt-b.yaml").write_text(pair_yaml(second))
+    world.add_pair("btc-usdt-b")
     server = start_model_server("--store", world.trained.url, store=world.trained)
     first = len(world.all_rows) - 6
     world.advance(first)
@@ -490,3 +498,53 @@ def test_degraded_turns_on_for_a_model_made_worse_on_purpose_and_off_after_a_goo
     # version served.
     assert month is not None and month.point is not None and month.point.rel_mae is not None
     assert month.point.rel_mae > 1.5 and month.scored == 59
+
+
+def test_worker_processes_share_out_the_pairs_and_read_like_one_tracker(
+    world: World, start_model_server: Callable[..., RunningServer]
+) -> None:
+    world.add_pair("btc-usdt-d")
+    keys = ["default/btc-usdt", "default/btc-usdt-d"]
+    assert [shard_of(key, 2) for key in keys] == [0, 1]  # one pair for each worker
+    server = start_model_server("--store", world.trained.url, store=world.trained)
+    first = len(world.all_rows) - 6
+    world.advance(first)
+
+    def make(shard: Callable[[Any], Any], clock: Callable[[], float]) -> Tracker:
+        source = shard(EmbeddedSource(world.pairs_dir, world.store_url, server.url))
+        feed = CandleFeed(Source("binance"), api_url=world.fake.url, clock=clock, max_retries=0)
+        return Tracker(source, feed, world.store_url, TrackOptions(serving_timeout=5.0), clock)
+
+    pool = TrackerPool(make, 2, TrackOptions(), clock=lambda: world.now_s)
+    try:
+        assert len(set(pool.worker_pids)) == 2 and os.getpid() not in pool.worker_pids
+        one = run(pool.round())
+        world.advance(first + 1)
+        two = run(pool.round())
+        again = run(pool.round())  # the same close again: nothing new
+        assert sorted((r.key, r.recorded, r.error) for r in one.pairs) == [(k, 1, None) for k in keys]
+        assert sorted((r.key, r.recorded, r.scored) for r in two.pairs) == [(k, 1, 1) for k in keys]
+        assert [(r.recorded, r.scored) for r in again.pairs] == [(0, 0), (0, 0)]
+        for name in ("btc-usdt", "btc-usdt-d"):
+            store = pair_store(world.store_url, "default", name)
+            rows = pd.concat([checked_rows(store.read_track(m), m) for m in store.track_months()])  # type: ignore[arg-type]
+            assert rows["origin"].tolist() == [world.close_of(first - 1), world.close_of(first)]  # each once
+            summary = store.read_track_summary()
+            assert summary is not None and pool.pairs[f"default/{name}"].summary == summary
+        assert set(pool.specs) == set(keys)
+        http = serve_http(pool, "127.0.0.1", 0)
+        try:
+            base = f"http://127.0.0.1:{http.server_port}"
+            text = httpx.get(f"{base}/metrics", timeout=5).text
+            for name in ("btc-usdt", "btc-usdt-d"):
+                assert f'makeusrich_track_forecasts{{namespace="default",pair="{name}",window="24h"}} 2.0' in text
+            answer = httpx.get(f"{base}/healthz", timeout=5)
+            assert answer.status_code == 200 and answer.json()["pairs"] == 2
+        finally:
+            http.shutdown()
+            http.server_close()
+        os.kill(pool.worker_pids[1], signal.SIGKILL)  # a worker dies: the tracker stops, saying which
+        with pytest.raises(WorkerExited, match="tracker worker 2 exited"):
+            run(pool.round())
+    finally:
+        run(pool.aclose())

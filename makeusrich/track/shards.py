@@ -1,0 +1,214 @@
+"""The pairs shared out over worker processes, each running a Tracker of its own.
+
+A Tracker's work per pair is pandas and HTTP in one Python process, so it uses one core whatever the machine
+has; `--workers N` uses N. A pair always goes to the same worker (by a hash of its key that does not change
+between runs), which stays the only writer of its track files. The parent process asks every worker for a round
+at once, merges their reports, and serves /metrics and /healthz from what they sent back.
+
+Workers are forked before the parent starts a thread or an event loop, so they share its imported modules
+(copy on write) instead of importing them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import multiprocessing
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+
+from makeusrich.errors import MakeUsRichError, WorkerExited
+from makeusrich.metadata import TrackSummary
+from makeusrich.pair import CurrencyPair
+from makeusrich.pairs import PairRecord, PairSource
+from makeusrich.track.tracker import PairRoundReport, RoundLoop, Tracker, TrackOptions
+
+log = logging.getLogger("makeusrich")
+
+# Builds a worker's Tracker in the worker process: its shard of the pairs, and the clock it is to use.
+MakeTracker = Callable[[Callable[[PairSource], PairSource], Callable[[], float]], Tracker]
+
+
+def shard_of(key: str, shards: int) -> int:
+    """The worker that tracks a pair: the same one on every run (Python's own hash changes between runs)."""
+    return zlib.crc32(key.encode()) % shards
+
+
+class ShardSource:
+    """A pair source that lists only one worker's share of the pairs (invalid ones too, so each is reported
+    once); everything else goes to the source it wraps."""
+
+    def __init__(self, source: PairSource, index: int, shards: int) -> None:
+        self.source = source
+        self.index = index
+        self.shards = shards
+        self.kind = source.kind
+        self.store_url = source.store_url
+        self.fixed_namespace = source.fixed_namespace
+
+    def describe(self) -> str:
+        return f"{self.source.describe()} (worker {self.index + 1} of {self.shards})"
+
+    async def list_pairs(self) -> list[PairRecord]:
+        records = await self.source.list_pairs()
+        return [r for r in records if shard_of(r.key, self.shards) == self.index]
+
+    async def save(self, pair: CurrencyPair, *, create: bool, previous: PairRecord | None = None) -> None:
+        await self.source.save(pair, create=create, previous=previous)
+
+    async def delete(self, record: PairRecord) -> None:
+        await self.source.delete(record)
+
+    async def aclose(self) -> None:
+        await self.source.aclose()
+
+
+@dataclass(frozen=True)
+class PairView:
+    """What the metrics show of a pair a worker tracks (its rows stay in the worker)."""
+
+    error: str | None
+    offline: bool
+    model_created_at: str | None
+    summary: TrackSummary | None
+
+
+@dataclass(frozen=True)
+class ShardReport:
+    """A worker's answer to one round: its report, its pairs as the metrics see them, and their specs."""
+
+    report: PairRoundReport
+    pairs: dict[str, PairView]
+    specs: dict[str, CurrencyPair]
+
+
+def _worker(make: MakeTracker, index: int, shards: int, conn: Connection) -> None:
+    """A worker process: one round each time the parent sends its clock, until it sends None."""
+    offset = 0.0  # the parent's clock minus this one's, as of the last request
+
+    def clock() -> float:
+        return time.time() + offset
+
+    async def serve() -> None:
+        nonlocal offset
+        tracker = make(lambda source: ShardSource(source, index, shards), clock)
+        try:
+            while (now_s := await asyncio.to_thread(conn.recv)) is not None:
+                offset = float(now_s) - time.time()
+                try:
+                    report = await tracker.round()
+                except MakeUsRichError as exc:  # the pair source failed: the parent logs it
+                    conn.send(str(exc))
+                    continue
+                views = {
+                    key: PairView(state.error, state.offline, state.model_created_at, state.summary)
+                    for key, state in tracker.pairs.items()
+                }
+                conn.send(ShardReport(report, views, dict(tracker.specs)))
+        finally:
+            await tracker.aclose()
+            await tracker.source.aclose()
+
+    with contextlib.suppress(EOFError, KeyboardInterrupt):  # the parent went away or was interrupted
+        asyncio.run(serve())
+
+
+def _preload() -> None:
+    """Load in the parent what a round loads on first use (pandas' Parquet engine, pyarrow's datasets), so the
+    workers share those pages rather than each loading its own: some 50 MB a worker."""
+    import io
+
+    import pandas as pd
+
+    buffer = io.BytesIO()
+    pd.DataFrame({"x": [1.0]}).to_parquet(buffer, index=False)
+    pd.read_parquet(io.BytesIO(buffer.getvalue()))
+
+
+class TrackerPool(RoundLoop):
+    """Rounds over `workers` processes, each tracking its shard; merged, they read like one Tracker's."""
+
+    def __init__(
+        self, make: MakeTracker, workers: int, options: TrackOptions, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.options = options
+        self.clock = clock
+        self.specs: dict[str, CurrencyPair] = {}
+        self.pairs: dict[str, PairView] = {}
+        self.last_round: PairRoundReport | None = None
+        context = multiprocessing.get_context("fork")  # see the module's docstring
+        _preload()
+        gc.freeze()  # the objects imported so far stay out of the workers' collections: their pages stay shared
+        self._conns: list[Connection] = []
+        self._processes: list[BaseProcess] = []
+        for index in range(workers):
+            parent, child = context.Pipe()
+            process = context.Process(
+                target=_worker, args=(make, index, workers, child), name=f"track-worker-{index + 1}", daemon=True
+            )
+            process.start()
+            child.close()
+            self._conns.append(parent)
+            self._processes.append(process)
+
+    @property
+    def worker_pids(self) -> list[int]:
+        return [p.pid for p in self._processes if p.pid is not None]
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+    def _gone(self, index: int) -> WorkerExited:
+        process = self._processes[index]
+        process.join(1.0)
+        return WorkerExited(f"tracker worker {index + 1} exited (code {process.exitcode}); stopping the tracker")
+
+    def _receive(self, index: int) -> ShardReport | str:
+        try:
+            answer: ShardReport | str = self._conns[index].recv()
+        except (EOFError, OSError):  # closed, or reset as its process was killed
+            raise self._gone(index) from None
+        return answer
+
+    async def round(self) -> PairRoundReport:
+        """Every worker's round at once, merged into one report; a failed pair source fails the round."""
+        started = self.now()
+        for index, conn in enumerate(self._conns):
+            try:
+                conn.send(self.clock())
+            except OSError:  # its end of the pipe closed: the worker died
+                raise self._gone(index) from None
+        answers = await asyncio.gather(*(asyncio.to_thread(self._receive, i) for i in range(len(self._conns))))
+        failed = [a for a in answers if isinstance(a, str)]
+        reports = [a for a in answers if isinstance(a, ShardReport)]
+        self.pairs = {key: view for r in reports for key, view in r.pairs.items()}
+        self.specs = {key: spec for r in reports for key, spec in r.specs.items()}
+        if failed:
+            raise MakeUsRichError(failed[0])
+        report = PairRoundReport(
+            started,
+            self.now(),
+            [p for r in reports for p in r.report.pairs],
+            sorted(key for r in reports for key in r.report.invalid),
+        )
+        self.last_round = report
+        return report
+
+    async def aclose(self) -> None:
+        for conn in self._conns:
+            with contextlib.suppress(OSError):  # a worker that exited already
+                conn.send(None)
+        for process in self._processes:
+            await asyncio.to_thread(process.join, 10.0)
+            if process.is_alive():
+                process.terminate()
+                await asyncio.to_thread(process.join, 5.0)
+        for conn in self._conns:
+            conn.close()

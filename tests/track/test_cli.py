@@ -1,0 +1,61 @@
+"""`makeusrich track --workers 2` as a user starts it: the workers fork before any thread or event loop, the
+parent serves /healthz over what they report, and SIGTERM stops them all."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from makeusrich.pairs import pair_yaml
+from tests.fixtures.model_server import free_port
+from tests.fixtures.models import small_pair
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(p) for p in (task / "children").read_text().split()]
+    return found
+
+
+def test_workers_report_to_one_health_endpoint_and_stop_with_the_parent(tmp_path: Path) -> None:
+    pairs = tmp_path / "pairs"
+    pairs.mkdir()
+    for name in ("btc-usdt", "btc-usdt-d"):  # one for each worker (see test_tracker's shard check)
+        (pairs / f"{name}.yaml").write_text(pair_yaml(small_pair(name)))
+    port = free_port()
+    command = [sys.executable, "-m", "makeusrich.cli", "track", "--workers", "2", "--source", "sample"]
+    command += ["--pairs-dir", str(pairs), "--store", str(tmp_path / "store"), "--port", str(port)]
+    log = (tmp_path / "track.log").open("wb")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        body: dict[str, object] = {}
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                if answer.status_code == 200:
+                    body = answer.json()
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        assert body, (tmp_path / "track.log").read_text()
+        assert body["pairs"] == 2 and body["offline"] == ["default/btc-usdt", "default/btc-usdt-d"]
+        workers = children(process.pid)
+        assert len(workers) == 2
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        for pid in workers:  # no worker outlives the tracker
+            assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+    finally:
+        if process.poll() is None:
+            process.kill()
+        log.close()
