@@ -120,18 +120,6 @@ def _worker(make: MakeTracker, index: int, shards: int, conn: Connection) -> Non
         asyncio.run(serve())
 
 
-def _preload() -> None:
-    """Load in the parent what a round loads on first use (pandas' Parquet engine, pyarrow's datasets), so the
-    workers share those pages rather than each loading its own: some 50 MB a worker."""
-    import io
-
-    import pandas as pd
-
-    buffer = io.BytesIO()
-    pd.DataFrame({"x": [1.0]}).to_parquet(buffer, index=False)
-    pd.read_parquet(io.BytesIO(buffer.getvalue()))
-
-
 class TrackerPool(RoundLoop):
     """Rounds over `workers` processes, each tracking its shard; merged, they read like one Tracker's."""
 
@@ -144,7 +132,6 @@ class TrackerPool(RoundLoop):
         self.pairs: dict[str, PairView] = {}
         self.last_round: PairRoundReport | None = None
         context = multiprocessing.get_context("fork")  # see the module's docstring
-        _preload()
         gc.freeze()  # the objects imported so far stay out of the workers' collections: their pages stay shared
         self._conns: list[Connection] = []
         self._processes: list[BaseProcess] = []
