@@ -7,8 +7,8 @@ serving one model of the default shape, a 120-candle window and two LSTM layers 
 and the tracker, the real one (makeusrich.track), over pair files and a local store, in this process
 (`--workers 1`) or in this process and N worker processes (`--workers N`, as `makeusrich track --workers N`
 runs them). Each pair's record starts with 30 days of scored hourly forecasts, as after a month of running: a
-round's cost grows with the rows the tracker holds, summarises and rewrites. Round 1 also reads each pair's
-stored rows and model metadata; the rounds after it are the steady state.
+round's cost grows with the rows the tracker reads, summarises and rewrites. Round 1 also reads each pair's
+track.json and model metadata; the rounds after it are the steady state.
 
 Memory is the tracker's processes' proportional set size (PSS) after each round: pages the workers share with
 this process (forked, copy on write) count once, as a container's memory limit counts them.
@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import json
 import multiprocessing
 import os
 import platform
@@ -77,19 +76,22 @@ def series_of(names: list[str], count: int, end_ms: int) -> dict[str, list[list[
 
 
 def stand_in(pairs: int, count: int, end_ms: int) -> None:
-    """The Binance stand-in's own process (`--stand-in`): prints its URL, then serves the first K candles of
-    every pair for each `K` read on stdin, answering with the klines requests received since the last one."""
+    """The Binance stand-in's own process (`--stand-in`): prints its URL, then answers each line on stdin: `K`
+    serves the first K candles of every pair (answering the newest open time), `requests` answers the klines
+    requests received since the last `requests`."""
     names = pair_names(pairs)
     series = series_of(names, count, end_ms)
     with FakeBinance(bundled=False) as fake:
         print(fake.url, flush=True)
         for line in sys.stdin:
+            if line.strip() == "requests":
+                print(len(fake.requests_to("klines")), flush=True)
+                fake.requests.clear()
+                continue
             served = int(line)
-            asked = len(fake.requests_to("klines"))
-            fake.requests.clear()
             for name in names:
                 fake.add_rows(symbol_of(name), "1h", series[name][:served])
-            print(json.dumps({"klines": asked, "newest_open_ms": int(series[names[0]][served - 1][0])}), flush=True)
+            print(int(series[names[0]][served - 1][0]), flush=True)
 
 
 class StandIn:
@@ -98,16 +100,22 @@ class StandIn:
     def __init__(self, pairs: int, count: int, end_ms: int) -> None:
         command = [sys.executable, __file__, "--stand-in", str(pairs), str(count), str(end_ms)]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
-        assert self.process.stdout is not None and self.process.stdin is not None
-        self.url = self.process.stdout.readline().strip()
+        self.url = self._ask(None)
 
-    def serve(self, count: int) -> dict[str, int]:
-        """Serve `count` candles per pair; the klines requests since the last call and the newest open time."""
+    def _ask(self, line: str | None) -> str:
         assert self.process.stdin is not None and self.process.stdout is not None
-        self.process.stdin.write(f"{count}\n")
-        self.process.stdin.flush()
-        answer: dict[str, int] = json.loads(self.process.stdout.readline())
-        return answer
+        if line is not None:
+            self.process.stdin.write(line + "\n")
+            self.process.stdin.flush()
+        return self.process.stdout.readline().strip()
+
+    def serve(self, count: int) -> int:
+        """Serve `count` candles per pair; the newest one's open time (epoch ms)."""
+        return int(self._ask(str(count)))
+
+    def klines_requests(self) -> int:
+        """Klines requests received since the last call."""
+        return int(self._ask("requests"))
 
     def stop(self) -> None:
         if self.process.stdin is not None:
@@ -161,7 +169,7 @@ def make_store(root: Path, names: list[str]) -> str:
 
 def seed_track(store_url: str, names: list[str], version: str, levels: tuple[float, ...], newest_ms: int) -> None:
     """SEEDED_DAYS of scored hourly forecasts in every pair's record, the last at the close before `newest_ms`,
-    and the track.json they give: the tracker then holds, scores and rewrites what a month of running leaves."""
+    and the track.json they give: the tracker then reads, scores and rewrites what a month of running leaves."""
     step = pd.Timedelta(hours=1)
     origins = pd.date_range(end=pd.Timestamp(newest_ms, unit="ms", tz="UTC") - step, periods=SEEDED_DAYS * 24, freq="h")
     rng = np.random.default_rng(0)
@@ -216,7 +224,7 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict[str, float]]:
         print(f"model server loaded {args.pairs} models in {wait_all_ready(server.url, names):.0f} s", flush=True)
         meta = httpx.get(f"{server.url}/v2/models/{names[0]}", timeout=10).json()["parameters"]
         levels = tuple(float(v) for v in meta["quantile_levels"])
-        newest_ms = candles.serve(HISTORY)["newest_open_ms"] + HOUR_MS
+        newest_ms = candles.serve(HISTORY) + HOUR_MS
         print(f"seeding {SEEDED_DAYS} days of scored forecasts per pair ...", flush=True)
         fork = multiprocessing.get_context("fork")
         seeding = fork.Process(target=seed_track, args=(store_url, names, meta["served_version"], levels, newest_ms))
@@ -247,8 +255,9 @@ async def run_rounds(
     pids = {"tracker": tracker_pids, "server": [server_pid], "stand-in": [candles.process.pid]}
     results = []
     for r in range(args.rounds):
-        served = candles.serve(HISTORY + r)
-        clock["now"] = (served["newest_open_ms"] + HOUR_MS) / 1000 + 5.0  # five seconds after the newest close
+        newest_open_ms = candles.serve(HISTORY + r)
+        candles.klines_requests()  # from zero for this round
+        clock["now"] = (newest_open_ms + HOUR_MS) / 1000 + 5.0  # five seconds after the newest close
         before = {part: sum(cpu_seconds(p) for p in ps) for part, ps in pids.items()}
         profile = cProfile.Profile() if args.profile and r == args.rounds - 1 else None
         started = time.perf_counter()
@@ -263,7 +272,7 @@ async def run_rounds(
         errors = [p.error for p in report.pairs if p.error]
         if errors:
             print(f"round {r + 1}: {len(errors)} pair(s) failed, first: {errors[0]}", flush=True)
-        klines = candles.serve(HISTORY + r)["klines"]  # the same candles again: only to read the count
+        klines = candles.klines_requests()
         row = {
             "round": r + 1,
             "seconds": seconds,

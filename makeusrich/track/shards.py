@@ -25,10 +25,9 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from makeusrich.errors import MakeUsRichError, WorkerExited
-from makeusrich.metadata import TrackSummary
 from makeusrich.pair import CurrencyPair
 from makeusrich.pairs import PairRecord, PairSource
-from makeusrich.track.tracker import PairRoundReport, RoundLoop, Tracker, TrackOptions
+from makeusrich.track.tracker import PairRoundReport, PairTrack, RoundLoop, Tracker, TrackOptions
 
 log = logging.getLogger("makeusrich")
 
@@ -71,21 +70,11 @@ class ShardSource:
 
 
 @dataclass(frozen=True)
-class PairView:
-    """What the metrics show of a pair a worker tracks (its rows stay in the worker)."""
-
-    error: str | None
-    offline: bool
-    model_created_at: str | None
-    summary: TrackSummary | None
-
-
-@dataclass(frozen=True)
 class ShardReport:
-    """A worker's answer to one round: its report, its pairs as the metrics see them, and their specs."""
+    """A worker's answer to one round: its report, and its pairs' state and specs (for /metrics and the wake)."""
 
     report: PairRoundReport
-    pairs: dict[str, PairView]
+    pairs: dict[str, PairTrack]
     specs: dict[str, CurrencyPair]
 
 
@@ -107,11 +96,7 @@ def _worker(make: MakeTracker, index: int, shards: int, conn: Connection) -> Non
                 except MakeUsRichError as exc:  # the pair source failed: the parent logs it
                     conn.send(str(exc))
                     continue
-                views = {
-                    key: PairView(state.error, state.offline, state.model_created_at, state.summary)
-                    for key, state in tracker.pairs.items()
-                }
-                conn.send(ShardReport(report, views, dict(tracker.specs)))
+                conn.send(ShardReport(report, tracker.pairs, tracker.specs))
         finally:
             await tracker.aclose()
             await tracker.source.aclose()
@@ -129,7 +114,7 @@ class TrackerPool(RoundLoop):
         self.options = options
         self.clock = clock
         self.specs: dict[str, CurrencyPair] = {}
-        self.pairs: dict[str, PairView] = {}
+        self.pairs: dict[str, PairTrack] = {}
         self.last_round: PairRoundReport | None = None
         context = multiprocessing.get_context("fork")  # see the module's docstring
         gc.freeze()  # the objects imported so far stay out of the workers' collections: their pages stay shared
@@ -155,7 +140,10 @@ class TrackerPool(RoundLoop):
     def _gone(self, index: int) -> WorkerExited:
         process = self._processes[index]
         process.join(1.0)
-        return WorkerExited(f"tracker worker {index + 1} exited (code {process.exitcode}); stopping the tracker")
+        return WorkerExited(
+            f"tracker worker {index + 1} exited (code {process.exitcode}); stopping the tracker: its log above says "
+            "why (a negative code is the signal that killed it, -9 often the memory limit); start it again"
+        )
 
     def _receive(self, index: int) -> ShardReport | str:
         try:

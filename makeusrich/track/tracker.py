@@ -1,12 +1,12 @@
 """The tracker: after each candle close, every pair's served model is asked for its forecast over v2, the row
 is appended to the pair's track record, rows whose target has closed are scored, and track.json is rewritten.
 
-One tracker writes a pair's track files (the chart runs one replica, `makeusrich up` one process; with
-`--workers`, one worker process per pair, see makeusrich.track.shards). Between rounds it holds no rows: each
+One process writes a pair's track files: the tracker (the chart runs one replica, `makeusrich up` one process), or
+with `--workers` the one worker the pair is given (makeusrich.track.shards). Between rounds it holds no rows: each
 round reads the month files its windows reach into, so memory does not grow with the pairs' history. A pair's
-trouble (its model answers an error or too slowly, its candles are late or missing, its files are damaged)
-becomes a gap or an error for that pair alone; the others go on. An origin that could not be forecast in time
-becomes a gap with its reason: a forecast made after the fact would not be live.
+trouble (its model answers an error or too slowly, its candles are late or missing, its files are damaged) becomes
+a gap or an error for that pair alone; the others go on. An origin that could not be forecast in time becomes a gap
+with its reason: a forecast made after the fact would not be live.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 import pandas as pd
 
@@ -58,12 +58,12 @@ class TrackOptions:
 @dataclass
 class PairTrack:
     """What the tracker holds for one pair between rounds: no rows, which the store holds (each round reads the
-    month files its windows need, so a thousand pairs' months are never in memory at once)."""
+    month files its windows need, so a thousand pairs' months are never in memory at once). Small and picklable:
+    a worker process sends it to the parent for /metrics."""
 
     model: ModelMetadata | None = None
     tried: dict[pd.Timestamp, str] = field(default_factory=dict)  # origin -> why its forecast is not in yet
     summary: TrackSummary | None = None
-    summarized: bool = False  # this run has summarised the rows (the summary above may be the one stored)
     model_created_at: str | None = None
     error: str | None = None
     offline: bool = False
@@ -101,25 +101,12 @@ def window_problem(candles: pd.DataFrame, step: pd.Timedelta) -> str | None:
     return None
 
 
-class PairState(Protocol):
-    """What /metrics shows of a pair: a Tracker's PairTrack, or what a worker process sent of one."""
-
-    @property
-    def error(self) -> str | None: ...
-    @property
-    def offline(self) -> bool: ...
-    @property
-    def model_created_at(self) -> str | None: ...
-    @property
-    def summary(self) -> TrackSummary | None: ...
-
-
 class RoundLoop:
     """Rounds after each candle close, until stopped: one Tracker, or a TrackerPool of worker processes."""
 
     options: TrackOptions
     specs: dict[str, CurrencyPair]
-    pairs: Mapping[str, PairState]
+    pairs: Mapping[str, PairTrack]
     last_round: PairRoundReport | None
 
     def now(self) -> datetime:
@@ -201,17 +188,17 @@ class Tracker(RoundLoop):
     def _store(self, pair: CurrencyPair) -> PairStore:
         return self.reader.pair_store(pair.namespace, pair.name)
 
-    def _rows(self, pair: CurrencyPair, state: PairTrack, now: datetime) -> pd.DataFrame:
+    def _rows(self, pair: CurrencyPair, summary: TrackSummary | None, now: datetime) -> pd.DataFrame:
         """The stored rows the windows need, in whole months (so that rewriting one loses nothing): KEEP back
-        from now, and the served version's since it went live."""
-        if state.summary is None:  # the first round since the tracker started: the last summary written
+        from now, and the served version's since it went live (by `summary`, else the one stored)."""
+        if summary is None:  # the first round since the tracker started
             try:
-                state.summary = self._store(pair).read_track_summary()
+                summary = self._store(pair).read_track_summary()
             except StoreError as exc:  # rewritten at the end of this round
                 log.warning("%s: %s", pair.name, exc)
         start = pd.Timestamp(now - KEEP)
-        if state.summary is not None and state.summary.live_since:
-            start = min(start, pd.Timestamp(state.summary.live_since))
+        if summary is not None and summary.live_since:
+            start = min(start, pd.Timestamp(summary.live_since))
         return self.reader.track_rows(pair.namespace, pair.name, month_start(start))
 
     def _save(self, pair: CurrencyPair, rows: pd.DataFrame, summary: TrackSummary | None, months: set[str]) -> None:
@@ -287,7 +274,7 @@ class Tracker(RoundLoop):
         step_ms = interval_ms(spec.interval)
         step = pd.Timedelta(milliseconds=step_ms)
         newest = newest_close(now, step_ms)
-        held = await self.offload(self._rows, pair, state, now)
+        held = await self.offload(self._rows, pair, state.summary, now)
         last_seen = track_rows.last_seen_origin(held)
         origins = due_origins(last_seen, newest, step)
         unscored = track_rows.oldest_unscored_target(held, newest - step * SCORE_BACK)
@@ -346,9 +333,8 @@ class Tracker(RoundLoop):
         if scored:
             touched = held["scored_at"] == pd.Timestamp(now)
             months |= set(held.loc[touched, "origin"].map(month_of))
-        if months or scored or not state.summarized:  # a retry round that changed nothing leaves it as it is
+        if months or scored or state.summary is None:  # a retry round that changed nothing leaves it as it is
             state.summary = summarize(held, pair.name, pair.namespace, spec.interval, now)
-            state.summarized = True
         if months or scored:
             await self.offload(self._save, pair, held, state.summary, months)
         recorded = len(new_rows) - gaps

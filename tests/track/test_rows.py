@@ -28,7 +28,7 @@ from makeusrich.store.track import (
     score_rows,
 )
 from makeusrich.track.summary import summarize
-from makeusrich.track.tracker import PairTrack, Tracker
+from makeusrich.track.tracker import Tracker
 from tests.fixtures.models import small_pair
 
 HOUR = pd.Timedelta(hours=1)
@@ -135,7 +135,7 @@ def test_each_round_reads_whole_months_so_rewriting_one_loses_no_row(tmp_path: P
         store.write_track(month, part)
     tracker = Tracker(EmbeddedSource(tmp_path, url, "http://127.0.0.1:9"), CandleFeed(Source("sample")), url)
     now = datetime(2026, 6, 2, 23, 0, tzinfo=UTC)  # KEEP (31 days) reaches back to May 2: all of May is read
-    held = tracker._rows(pair, PairTrack(), now)
+    held = tracker._rows(pair, None, now)
     assert held["origin"].tolist() == rows["origin"].tolist()
     target = pd.Timestamp("2026-05-20T01:00Z")
     held, scored = score_rows(held, pd.Series([2.0], index=[target]), now)
@@ -144,5 +144,5 @@ def test_each_round_reads_whole_months_so_rewriting_one_loses_no_row(tmp_path: P
     may = checked_rows(store.read_track("2026-05"), "may")  # type: ignore[arg-type]
     assert may["origin"].tolist() == [start + k * HOUR for k in range(31 * 24)]  # all of May, none lost
     assert may.loc[may["target"] == target, "actual"].tolist() == [2.0]
-    later = tracker._rows(pair, PairTrack(), datetime(2026, 7, 3, tzinfo=UTC))  # June 2 on: May is not read
+    later = tracker._rows(pair, None, datetime(2026, 7, 3, tzinfo=UTC))  # June 2 on: May is not read
     assert later["origin"].iloc[0] == pd.Timestamp("2026-06-01T00:00Z")
