@@ -10,8 +10,9 @@ runs them). Each pair's record starts with 30 days of scored hourly forecasts, a
 round's cost grows with the rows the tracker reads, summarises and rewrites. Round 1 also reads each pair's
 track.json and model metadata; the rounds after it are the steady state.
 
-Memory is the tracker's processes' proportional set size (PSS) after each round: pages the workers share with
-this process (forked, copy on write) count once, as a container's memory limit counts them.
+Memory is the tracker's processes' proportional set size (PSS), after each round and at its highest during it
+(sampled every 0.2 s): pages the workers share with this process (forked, copy on write) count once, as a
+container's memory limit counts them.
 
     python bench/track_bench.py [--pairs 1000] [--rounds 4] [--workers 2] [--write]
 
@@ -32,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -130,6 +132,33 @@ def pss_mb(pids: list[int]) -> float:
         text = Path(f"/proc/{pid}/smaps_rollup").read_text()
         total += int(re.search(r"^Pss:\s+(\d+)", text, re.M)[1])  # type: ignore[index]
     return total / 1024
+
+
+class PeakPss:
+    """The processes' highest PSS while a round runs, sampled every `period` seconds by a thread (the kernel
+    keeps a peak of RSS, VmHWM, but not of PSS)."""
+
+    def __init__(self, pids: list[int], period: float = 0.2) -> None:
+        self.pids = pids
+        self.period = period
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while True:
+            self.peak = max(self.peak, pss_mb(self.pids))
+            if self._stop.wait(self.period):
+                return
+
+    def __enter__(self) -> PeakPss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, pss_mb(self.pids))
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -263,7 +292,8 @@ async def run_rounds(
         started = time.perf_counter()
         if profile is not None:
             profile.enable()
-        report = await rounds.round()
+        with PeakPss(tracker_pids) as peak:
+            report = await rounds.round()
         seconds = time.perf_counter() - started
         if profile is not None:
             profile.disable()
@@ -284,6 +314,7 @@ async def run_rounds(
             "cpu_server": cpu["server"],
             "cpu_stand_in": cpu["stand-in"],
             "pss_mb": pss_mb(tracker_pids),
+            "peak_pss_mb": peak.peak,
             "peak_rss_mb": sum(peak_rss_mb(p) for p in tracker_pids),
         }
         results.append(row)
@@ -291,7 +322,8 @@ async def run_rounds(
             f"round {r + 1}: {seconds:.1f} s, {row['recorded']:.0f} recorded, {row['scored']:.0f} scored, "
             f"{row['binance_per_pair']:.2f} Binance + {row['model_per_pair']:.2f} model requests per pair; CPU s: "
             f"tracker {cpu['tracker']:.1f}, model server {cpu['server']:.1f}, stand-in {cpu['stand-in']:.1f}; "
-            f"tracker memory {row['pss_mb']:.0f} MB PSS ({row['peak_rss_mb']:.0f} MB peak RSS summed)",
+            f"tracker memory {row['pss_mb']:.0f} MB PSS after the round, {row['peak_pss_mb']:.0f} MB at its highest "
+            f"({row['peak_rss_mb']:.0f} MB peak RSS summed)",
             flush=True,
         )
     await rounds.aclose()
@@ -314,14 +346,16 @@ def write(results: list[dict[str, float]], args: argparse.Namespace) -> None:
         "```",
         "",
         "| round | seconds | recorded | scored | Binance requests per pair | model requests per pair "
-        "| CPU s, tracker | CPU s, model server | CPU s, stand-in | tracker PSS MB | tracker peak RSS MB, summed |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| CPU s, tracker | CPU s, model server | CPU s, stand-in | tracker PSS MB, after | tracker PSS MB, highest "
+        "| tracker peak RSS MB, summed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in results:
         lines.append(
             f"| {row['round']:.0f} | {row['seconds']:.1f} | {row['recorded']:.0f} | {row['scored']:.0f} | "
             f"{row['binance_per_pair']:.2f} | {row['model_per_pair']:.2f} | {row['cpu_tracker']:.1f} | "
-            f"{row['cpu_server']:.1f} | {row['cpu_stand_in']:.1f} | {row['pss_mb']:.0f} | {row['peak_rss_mb']:.0f} |"
+            f"{row['cpu_server']:.1f} | {row['cpu_stand_in']:.1f} | {row['pss_mb']:.0f} | {row['peak_pss_mb']:.0f} | "
+            f"{row['peak_rss_mb']:.0f} |"
         )
     section = "\n".join(lines) + "\n"
     text = RESULTS.read_text() if RESULTS.exists() else ""

@@ -21,6 +21,7 @@ files; the next run removes those that are old enough that no live run can still
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -83,9 +84,13 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def new_version(now: datetime | None = None) -> str:
-    """A sortable UTC version name such as 20261126T150000Z."""
-    return (now or datetime.now(UTC)).astimezone(UTC).strftime(VERSION_FORMAT)
+def new_version(now: datetime | None = None, after: str | None = None) -> str:
+    """A sortable UTC version name such as 20261126T150000Z; a second past `after` (the newest stored) when a
+    run starts in the same second as the one before it, so names stay unique and in order."""
+    moment = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+    if after is not None and moment <= version_time(after):
+        moment = version_time(after) + timedelta(seconds=1)
+    return moment.strftime(VERSION_FORMAT)
 
 
 def check_version(version: str) -> str:
@@ -204,6 +209,10 @@ class PairStore:
     def versions(self) -> list[str]:
         """Complete versions (those whose metadata.json exists), oldest first."""
         return sorted(self._version_folders(complete=True))
+
+    def next_version(self, now: datetime | None = None) -> str:
+        """The name of a new version: after every folder there is (a crashed upload's too), so never taken."""
+        return new_version(now, after=max(self._version_folders(), default=None))
 
     def read_file(self, version: str, path: str, expected_sha256: str | None = None) -> bytes:
         """A file of a version, checked against the checksum recorded in its metadata."""
@@ -375,23 +384,45 @@ class PairStore:
 
     def read_track(self, month: str) -> pd.DataFrame | None:
         """One month of the track record as stored, or None; StoreError when the file is unreadable."""
-        import pandas as pd
-
-        key = self.track_key(month)
         try:
-            raw = self.objects.get(key)
+            raw = self.objects.get(self.track_key(month))
         except NotFoundError:
             return None
-        try:
-            return pd.read_parquet(io.BytesIO(raw))
-        except Exception as exc:
-            raise StoreError(f"track file {self.objects.uri(key)} is unreadable: {str(exc)[:160]}") from None
+        return self.decode_track(month, raw)
 
-    def write_track(self, month: str, frame: pd.DataFrame) -> None:
-        """Replace one month's rows in one atomic put: readers see the old month or the new one."""
+    def track_files(self, since: str) -> list[tuple[str, bytes]]:
+        """The month files from month `since` on, oldest first, as stored: only the I/O, so that a caller with
+        many pairs waits on the network in threads and decodes (decode_track) in one."""
+        files = []
+        for month in self.track_months():
+            if month >= since:
+                with contextlib.suppress(NotFoundError):  # removed since the listing
+                    files.append((month, self.objects.get(self.track_key(month))))
+        return files
+
+    def decode_track(self, month: str, raw: bytes) -> pd.DataFrame:
+        """A month file's rows as stored (pyarrow's own threads left out: a tracker decodes one file at a time)."""
+        import pyarrow.parquet as pq
+
+        try:
+            frame: pd.DataFrame = pq.ParquetFile(io.BytesIO(raw)).read(use_threads=False).to_pandas(use_threads=False)
+        except Exception as exc:
+            uri = self.objects.uri(self.track_key(month))
+            raise StoreError(f"track file {uri} is unreadable: {str(exc)[:160]}") from None
+        return frame
+
+    @staticmethod
+    def encode_track(frame: pd.DataFrame) -> bytes:
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
-        self.objects.put(self.track_key(month), buffer.getvalue())
+        return buffer.getvalue()
+
+    def put_track(self, month: str, data: bytes) -> None:
+        """Replace one month's file (encode_track's bytes) in one atomic put: readers see the old or the new."""
+        self.objects.put(self.track_key(month), data)
+
+    def write_track(self, month: str, frame: pd.DataFrame) -> None:
+        self.put_track(month, self.encode_track(frame))
 
     def read_track_summary(self) -> TrackSummary | None:
         key = self.prefix + TRACK_SUMMARY
@@ -401,5 +432,12 @@ class PairStore:
             return None
         return parse_track_summary(raw, self.objects.uri(key))
 
+    @staticmethod
+    def encode_track_summary(summary: TrackSummary) -> bytes:
+        return summary.model_dump_json(by_alias=True, indent=2).encode()
+
+    def put_track_summary(self, data: bytes) -> None:
+        self.objects.put(self.prefix + TRACK_SUMMARY, data)
+
     def write_track_summary(self, summary: TrackSummary) -> None:
-        self.objects.put(self.prefix + TRACK_SUMMARY, summary.model_dump_json(by_alias=True, indent=2).encode())
+        self.put_track_summary(self.encode_track_summary(summary))

@@ -119,19 +119,23 @@ class StoreReader:
 
     def track_rows(self, namespace: str, name: str, since: pd.Timestamp) -> pd.DataFrame:
         """The track rows of origins from `since` on (the month files that hold them), oldest first."""
-        import pandas as pd
-
-        from makeusrich.store.track import checked_rows, empty_rows, month_of
+        from makeusrich.store.track import month_of
 
         store = self.pair_store(namespace, name)
-        frames = []
-        for month in store.track_months():
-            if month >= month_of(since) and (frame := store.read_track(month)) is not None:
-                frames.append(checked_rows(frame, store.objects.uri(store.track_key(month))))
-        rows = pd.concat(frames, ignore_index=True) if frames else empty_rows()
-        return rows[rows["origin"] >= since].reset_index(drop=True)
+        return track_rows_of(store, store.track_files(month_of(since)), since)
 
     def history(self, namespace: str, name: str, limit: int = 30) -> dict[str, Readable]:
         """Metadata of the newest `limit` versions (a damaged one as Damaged)."""
         versions = self.pair_store(namespace, name).versions()[-limit:]
         return {v: self.readable(namespace, name, v) for v in versions}
+
+
+def track_rows_of(store: PairStore, files: list[tuple[str, bytes]], since: pd.Timestamp) -> pd.DataFrame:
+    """The rows of origins from `since` on in month files read by PairStore.track_files, decoded and checked."""
+    import pandas as pd
+
+    from makeusrich.store.track import checked_rows, empty_rows
+
+    frames = [checked_rows(store.decode_track(m, raw), store.objects.uri(store.track_key(m))) for m, raw in files]
+    rows = pd.concat(frames, ignore_index=True) if frames else empty_rows()
+    return rows[rows["origin"] >= since].reset_index(drop=True)

@@ -2,8 +2,9 @@
 
 A Tracker's work per pair is pandas and HTTP in one Python process, so it uses one core whatever the machine
 has; `--workers N` uses N. A pair always goes to the same worker (by a hash of its key that does not change
-between runs), which stays the only writer of its track files. The parent process asks every worker for a round
-at once, merges their reports, and serves /metrics and /healthz from what they sent back.
+between runs), which stays the only writer of its track files. The parent process is the first worker: it tracks
+its own share while it asks the N-1 forked ones for theirs, merges the reports, and serves /metrics and /healthz
+from what they sent back. (A parent that only coordinated would cost a process's memory for no work.)
 
 Workers are forked before the parent starts a thread or an event loop, so they share its imported modules
 (copy on write) instead of importing them again.
@@ -106,7 +107,8 @@ def _worker(make: MakeTracker, index: int, shards: int, conn: Connection) -> Non
 
 
 class TrackerPool(RoundLoop):
-    """Rounds over `workers` processes, each tracking its shard; merged, they read like one Tracker's."""
+    """Rounds over `workers` processes (this one and workers-1 forked), each tracking its shard; merged, they read
+    like one Tracker's."""
 
     def __init__(
         self, make: MakeTracker, workers: int, options: TrackOptions, clock: Callable[[], float] = time.time
@@ -120,7 +122,7 @@ class TrackerPool(RoundLoop):
         gc.freeze()  # the objects imported so far stay out of the workers' collections: their pages stay shared
         self._conns: list[Connection] = []
         self._processes: list[BaseProcess] = []
-        for index in range(workers):
+        for index in range(1, workers):
             parent, child = context.Pipe()
             process = context.Process(
                 target=_worker, args=(make, index, workers, child), name=f"track-worker-{index + 1}", daemon=True
@@ -129,6 +131,7 @@ class TrackerPool(RoundLoop):
             child.close()
             self._conns.append(parent)
             self._processes.append(process)
+        self.own = make(lambda source: ShardSource(source, 0, workers), clock)  # after the fork: its own threads
 
     @property
     def worker_pids(self) -> list[int]:
@@ -141,7 +144,7 @@ class TrackerPool(RoundLoop):
         process = self._processes[index]
         process.join(1.0)
         return WorkerExited(
-            f"tracker worker {index + 1} exited (code {process.exitcode}); stopping the tracker: its log above says "
+            f"tracker worker {index + 2} exited (code {process.exitcode}); stopping the tracker: its log above says "
             "why (a negative code is the signal that killed it, -9 often the memory limit); start it again"
         )
 
@@ -153,14 +156,27 @@ class TrackerPool(RoundLoop):
         return answer
 
     async def round(self) -> PairRoundReport:
-        """Every worker's round at once, merged into one report; a failed pair source fails the round."""
+        """Every worker's round at once, this process's too, merged into one report; a failed pair source fails
+        the round."""
         started = self.now()
         for index, conn in enumerate(self._conns):
             try:
                 conn.send(self.clock())
             except OSError:  # its end of the pipe closed: the worker died
                 raise self._gone(index) from None
-        answers = await asyncio.gather(*(asyncio.to_thread(self._receive, i) for i in range(len(self._conns))))
+
+        async def own() -> ShardReport | str:
+            try:
+                report = await self.own.round()
+            except MakeUsRichError as exc:
+                return str(exc)
+            return ShardReport(report, self.own.pairs, self.own.specs)
+
+        receive = (asyncio.to_thread(self._receive, i) for i in range(len(self._conns)))
+        answers = await asyncio.gather(own(), *receive, return_exceptions=True)  # this round ends before a raise
+        for answer in answers:
+            if isinstance(answer, BaseException):  # a worker died
+                raise answer
         failed = [a for a in answers if isinstance(a, str)]
         reports = [a for a in answers if isinstance(a, ShardReport)]
         self.pairs = {key: view for r in reports for key, view in r.pairs.items()}
@@ -177,6 +193,8 @@ class TrackerPool(RoundLoop):
         return report
 
     async def aclose(self) -> None:
+        await self.own.aclose()
+        await self.own.source.aclose()
         for conn in self._conns:
             with contextlib.suppress(OSError):  # a worker that exited already
                 conn.send(None)

@@ -33,7 +33,7 @@ from makeusrich.pair import CurrencyPair
 from makeusrich.pairs import PairRecord, PairSource
 from makeusrich.store import track as track_rows
 from makeusrich.store.base import PairStore
-from makeusrich.store.reader import StoreReader
+from makeusrich.store.reader import StoreReader, track_rows_of
 from makeusrich.store.track import closes_by_moment, due_origins, month_of, month_rows, month_start
 from makeusrich.track.summary import WINDOWS, summarize
 from makeusrich.v2client import ModelMetadata, V2Client, candle_array
@@ -188,9 +188,13 @@ class Tracker(RoundLoop):
     def _store(self, pair: CurrencyPair) -> PairStore:
         return self.reader.pair_store(pair.namespace, pair.name)
 
-    def _rows(self, pair: CurrencyPair, summary: TrackSummary | None, now: datetime) -> pd.DataFrame:
-        """The stored rows the windows need, in whole months (so that rewriting one loses nothing): KEEP back
-        from now, and the served version's since it went live (by `summary`, else the one stored)."""
+    def _files(
+        self, pair: CurrencyPair, summary: TrackSummary | None, now: datetime
+    ) -> tuple[list[tuple[str, bytes]], pd.Timestamp]:
+        """The stored month files the windows need, whole (so that rewriting one loses nothing): KEEP back from
+        now, and the served version's since it went live (by `summary`, else the one stored). Only the I/O: the
+        threads wait on the store, the event loop decodes, one pair at a time (many threads decoding at once
+        cost memory, each allocating for itself, and CPU, contending for one interpreter)."""
         if summary is None:  # the first round since the tracker started
             try:
                 summary = self._store(pair).read_track_summary()
@@ -199,14 +203,22 @@ class Tracker(RoundLoop):
         start = pd.Timestamp(now - KEEP)
         if summary is not None and summary.live_since:
             start = min(start, pd.Timestamp(summary.live_since))
-        return self.reader.track_rows(pair.namespace, pair.name, month_start(start))
+        since = month_start(start)
+        return self._store(pair).track_files(month_of(since)), since
 
-    def _save(self, pair: CurrencyPair, rows: pd.DataFrame, summary: TrackSummary | None, months: set[str]) -> None:
+    def _encoded(
+        self, pair: CurrencyPair, rows: pd.DataFrame, summary: TrackSummary | None, months: set[str]
+    ) -> tuple[list[tuple[str, bytes]], bytes | None]:
         store = self._store(pair)
-        for month, in_month in month_rows(rows, months):
-            store.write_track(month, in_month)
+        files = [(month, store.encode_track(in_month)) for month, in_month in month_rows(rows, months)]
+        return files, store.encode_track_summary(summary) if summary is not None else None
+
+    def _put(self, pair: CurrencyPair, files: list[tuple[str, bytes]], summary: bytes | None) -> None:
+        store = self._store(pair)
+        for month, data in files:
+            store.put_track(month, data)
         if summary is not None:
-            store.write_track_summary(summary)
+            store.put_track_summary(summary)
 
     # --- one pair ------------------------------------------------------------------------------------------
 
@@ -274,7 +286,7 @@ class Tracker(RoundLoop):
         step_ms = interval_ms(spec.interval)
         step = pd.Timedelta(milliseconds=step_ms)
         newest = newest_close(now, step_ms)
-        held = await self.offload(self._rows, pair, state.summary, now)
+        held = track_rows_of(self._store(pair), *await self.offload(self._files, pair, state.summary, now))
         last_seen = track_rows.last_seen_origin(held)
         origins = due_origins(last_seen, newest, step)
         unscored = track_rows.oldest_unscored_target(held, newest - step * SCORE_BACK)
@@ -336,7 +348,7 @@ class Tracker(RoundLoop):
         if months or scored or state.summary is None:  # a retry round that changed nothing leaves it as it is
             state.summary = summarize(held, pair.name, pair.namespace, spec.interval, now)
         if months or scored:
-            await self.offload(self._save, pair, held, state.summary, months)
+            await self.offload(self._put, pair, *self._encoded(pair, held, state.summary, months))
         recorded = len(new_rows) - gaps
         return PairRound(record.key, recorded, gaps, scored, waiting, requests)
 

@@ -44,7 +44,7 @@ from makeusrich.onnxrt import onnx_session
 from makeusrich.pair import CurrencyPair
 from makeusrich.scoring import evaluate, ranges
 from makeusrich.store import pair_store
-from makeusrich.store.base import PairStore, new_version
+from makeusrich.store.base import PairStore
 from makeusrich.trainer.export import check_parity, export_onnx, run_onnx, triton_config
 from makeusrich.trainer.features import Prepared, prepare
 from makeusrich.trainer.model import Forecaster, LSTMCore
@@ -353,7 +353,7 @@ def run_training(
     threads = configure_threads()
     store = pair_store(store_url, pair.namespace, pair.name)
     spec = pair.spec
-    version = new_version(now)
+    version = store.next_version(now)
     candles = load_candles(spec, live_only(store, source), store, now=now, api_url=api_url, max_retries=max_retries)
     log.info(
         "candles ready", extra={"pair": pair.name, "summary": candles.report.summary(), "requests": candles.requests}

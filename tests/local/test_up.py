@@ -66,6 +66,7 @@ def test_up_trains_serves_shows_picks_up_pairs_stops_and_restarts(tmp_path: Path
     try:
         up.wait_for("Dashboard:   http://127.0.0.1:")
         up.wait_ready("btc-usdt")
+        up.wait_for("btc-usdt: version ")  # said once the run's state is recorded (served a moment before)
         text = up.output()
         assert "btc-usdt: training (no model yet)" in text
         assert "offline sample data, ends 2022-06-15" in text  # Binance unreachable: said in one line

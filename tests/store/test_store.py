@@ -153,6 +153,16 @@ def test_publishing_a_version_twice_is_refused(pair: PairStore) -> None:
     assert pair.metadata(version(1))["run"] == 1
 
 
+def test_a_run_in_the_same_second_as_the_last_gets_the_next_second(pair: PairStore, object_store: ObjectStore) -> None:
+    """Two runs that start within one second (small models train that fast) must not share a name."""
+    assert pair.next_version(T0) == version(0)
+    publish(pair, 0, promote=True)
+    assert pair.next_version(T0) == new_version(T0 + timedelta(seconds=1))
+    object_store.put(version_prefix(version(2)) + MODEL, b"a crashed upload")  # a folder without metadata
+    assert pair.next_version(T0) == new_version(T0 + timedelta(hours=2, seconds=1))
+    assert pair.next_version(T0 + timedelta(hours=3)) == version(3)  # a later clock is used as it is
+
+
 def test_versions_ignore_incomplete_versions(pair: PairStore, object_store: ObjectStore) -> None:
     publish(pair, 1, promote=False)
     # What a crash before metadata.json leaves behind, and a folder that is not a version at all.

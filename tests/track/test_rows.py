@@ -13,8 +13,10 @@ import pytest
 from makeusrich.errors import StoreError
 from makeusrich.market.feed import CandleFeed
 from makeusrich.market.source import Source
+from makeusrich.pair import CurrencyPair
 from makeusrich.pairs import EmbeddedSource
 from makeusrich.store import pair_store
+from makeusrich.store.reader import track_rows_of
 from makeusrich.store.track import (
     GAP,
     LIVE,
@@ -117,6 +119,11 @@ def test_live_rows_are_marked_live() -> None:
     assert forecast_rows(T0, HOUR, "v1", 1.0, [1.0], None, None, NOW)["kind"].iloc[0] == LIVE
 
 
+def held_rows(tracker: Tracker, pair: CurrencyPair, now: datetime) -> pd.DataFrame:
+    """The rows a round holds: the files it reads (in a thread), decoded (on the event loop)."""
+    return track_rows_of(tracker._store(pair), *tracker._files(pair, None, now))
+
+
 def test_each_round_reads_whole_months_so_rewriting_one_loses_no_row(tmp_path: Path) -> None:
     """The tracker holds no rows between rounds: each round reads the month files its windows reach into, whole,
     so that scoring a row of last month and writing that month back keeps all its other rows."""
@@ -135,14 +142,14 @@ def test_each_round_reads_whole_months_so_rewriting_one_loses_no_row(tmp_path: P
         store.write_track(month, part)
     tracker = Tracker(EmbeddedSource(tmp_path, url, "http://127.0.0.1:9"), CandleFeed(Source("sample")), url)
     now = datetime(2026, 6, 2, 23, 0, tzinfo=UTC)  # KEEP (31 days) reaches back to May 2: all of May is read
-    held = tracker._rows(pair, None, now)
+    held = held_rows(tracker, pair, now)
     assert held["origin"].tolist() == rows["origin"].tolist()
     target = pd.Timestamp("2026-05-20T01:00Z")
     held, scored = score_rows(held, pd.Series([2.0], index=[target]), now)
     assert scored == 1
-    tracker._save(pair, held, None, {"2026-05"})
+    tracker._put(pair, *tracker._encoded(pair, held, None, {"2026-05"}))  # what a round writes back
     may = checked_rows(store.read_track("2026-05"), "may")  # type: ignore[arg-type]
     assert may["origin"].tolist() == [start + k * HOUR for k in range(31 * 24)]  # all of May, none lost
     assert may.loc[may["target"] == target, "actual"].tolist() == [2.0]
-    later = tracker._rows(pair, None, datetime(2026, 7, 3, tzinfo=UTC))  # June 2 on: May is not read
+    later = held_rows(tracker, pair, datetime(2026, 7, 3, tzinfo=UTC))  # June 2 on: May is not read
     assert later["origin"].iloc[0] == pd.Timestamp("2026-06-01T00:00Z")

@@ -516,35 +516,40 @@ def test_worker_processes_share_out_the_pairs_and_read_like_one_tracker(
         return Tracker(source, feed, world.store_url, TrackOptions(serving_timeout=5.0), clock)
 
     pool = TrackerPool(make, 2, TrackOptions(), clock=lambda: world.now_s)
-    try:
-        assert len(set(pool.worker_pids)) == 2 and os.getpid() not in pool.worker_pids
-        one = run(pool.round())
-        world.advance(first + 1)
-        two = run(pool.round())
-        again = run(pool.round())  # the same close again: nothing new
-        assert sorted((r.key, r.recorded, r.error) for r in one.pairs) == [(k, 1, None) for k in keys]
-        assert sorted((r.key, r.recorded, r.scored) for r in two.pairs) == [(k, 1, 1) for k in keys]
-        assert [(r.recorded, r.scored) for r in again.pairs] == [(0, 0), (0, 0)]
-        for name in ("btc-usdt", "btc-usdt-d"):
-            store = pair_store(world.store_url, "default", name)
-            rows = pd.concat([checked_rows(store.read_track(m), m) for m in store.track_months()])  # type: ignore[arg-type]
-            assert rows["origin"].tolist() == [world.close_of(first - 1), world.close_of(first)]  # each once
-            summary = store.read_track_summary()
-            assert summary is not None and pool.pairs[f"default/{name}"].summary == summary
-        assert set(pool.specs) == set(keys)
-        http = serve_http(pool, "127.0.0.1", 0)
+
+    async def rounds() -> None:  # one event loop for all of them: this process tracks a share too
         try:
-            base = f"http://127.0.0.1:{http.server_port}"
-            text = httpx.get(f"{base}/metrics", timeout=5).text
+            assert len(pool.worker_pids) == 1 and os.getpid() not in pool.worker_pids  # this process is worker 1
+            one = await pool.round()
+            assert set(pool.own.pairs) == {keys[0]}  # tracked here; the other by the forked worker
+            world.advance(first + 1)
+            two = await pool.round()
+            again = await pool.round()  # the same close again: nothing new
+            assert sorted((r.key, r.recorded, r.error) for r in one.pairs) == [(k, 1, None) for k in keys]
+            assert sorted((r.key, r.recorded, r.scored) for r in two.pairs) == [(k, 1, 1) for k in keys]
+            assert [(r.recorded, r.scored) for r in again.pairs] == [(0, 0), (0, 0)]
             for name in ("btc-usdt", "btc-usdt-d"):
-                assert f'makeusrich_track_forecasts{{namespace="default",pair="{name}",window="24h"}} 2.0' in text
-            answer = httpx.get(f"{base}/healthz", timeout=5)
-            assert answer.status_code == 200 and answer.json()["pairs"] == 2
+                store = pair_store(world.store_url, "default", name)
+                rows = pd.concat([checked_rows(store.read_track(m), m) for m in store.track_months()])  # type: ignore[arg-type]
+                assert rows["origin"].tolist() == [world.close_of(first - 1), world.close_of(first)]  # each once
+                summary = store.read_track_summary()
+                assert summary is not None and pool.pairs[f"default/{name}"].summary == summary
+            assert set(pool.specs) == set(keys)
+            http = serve_http(pool, "127.0.0.1", 0)
+            try:
+                base = f"http://127.0.0.1:{http.server_port}"
+                text = httpx.get(f"{base}/metrics", timeout=5).text
+                for name in ("btc-usdt", "btc-usdt-d"):
+                    assert f'makeusrich_track_forecasts{{namespace="default",pair="{name}",window="24h"}} 2.0' in text
+                answer = httpx.get(f"{base}/healthz", timeout=5)
+                assert answer.status_code == 200 and answer.json()["pairs"] == 2
+            finally:
+                http.shutdown()
+                http.server_close()
+            os.kill(pool.worker_pids[0], signal.SIGKILL)  # a worker dies: the tracker stops, saying which
+            with pytest.raises(WorkerExited, match="tracker worker 2 exited"):
+                await pool.round()
         finally:
-            http.shutdown()
-            http.server_close()
-        os.kill(pool.worker_pids[1], signal.SIGKILL)  # a worker dies: the tracker stops, saying which
-        with pytest.raises(WorkerExited, match="tracker worker 2 exited"):
-            run(pool.round())
-    finally:
-        run(pool.aclose())
+            await pool.aclose()
+
+    run(rounds())
