@@ -126,6 +126,9 @@ class CandleFeed:
                 if now_ms >= newest + 2 * step + binance.CLOCK_SKEW_MS:  # the next candle has closed
                     fresh = self._fetch(spec, newest + step)
                     frame = merge_candles(frame, fresh).tail(self.KEEP).reset_index(drop=True)
+                    # Fresh column labels for the frame kept: pandas notes each view of an index in a list of
+                    # weak references that it prunes only past 500, and every round's frame shared one index.
+                    frame.columns = pd.Index(frame.columns.tolist())
             if frame.empty:
                 raise CandleError(f"Binance returned no {spec.symbol} {spec.interval} candles")
             self._frames[key] = frame
