@@ -88,8 +88,8 @@ def new_version(now: datetime | None = None, after: str | None = None) -> str:
     """A sortable UTC version name such as 20261126T150000Z; a second past `after` (the newest stored) when a
     run starts in the same second as the one before it, so names stay unique and in order."""
     moment = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
-    if after is not None and moment <= version_time(after):
-        moment = version_time(after) + timedelta(seconds=1)
+    if after is not None:
+        moment = max(moment, version_time(after) + timedelta(seconds=1))
     return moment.strftime(VERSION_FORMAT)
 
 
@@ -383,7 +383,7 @@ class PairStore:
         return sorted(found)
 
     def read_track(self, month: str) -> pd.DataFrame | None:
-        """One month of the track record as stored, or None; StoreError when the file is unreadable."""
+        """One month of the track record (decode_track), or None when there is no such file."""
         try:
             raw = self.objects.get(self.track_key(month))
         except NotFoundError:
@@ -401,15 +401,20 @@ class PairStore:
         return files
 
     def decode_track(self, month: str, raw: bytes) -> pd.DataFrame:
-        """A month file's rows as stored (pyarrow's own threads left out: a tracker decodes one file at a time)."""
+        """A month file's rows, checked (store.track.checked_rows); StoreError naming the file when it is not a
+        track file. pyarrow's own threads are left out: a tracker decodes one file at a time."""
         import pyarrow.parquet as pq
 
+        from makeusrich.store.track import checked_rows
+
+        where = self.objects.uri(self.track_key(month))
         try:
-            frame: pd.DataFrame = pq.ParquetFile(io.BytesIO(raw)).read(use_threads=False).to_pandas(use_threads=False)
+            frame = pq.ParquetFile(io.BytesIO(raw)).read(use_threads=False).to_pandas(use_threads=False)
         except Exception as exc:
-            uri = self.objects.uri(self.track_key(month))
-            raise StoreError(f"track file {uri} is unreadable: {str(exc)[:160]}") from None
-        return frame
+            raise StoreError(
+                f"track file {where} is unreadable ({str(exc)[:160]}); move it aside, the tracker starts anew"
+            ) from None
+        return checked_rows(frame, where)
 
     @staticmethod
     def encode_track(frame: pd.DataFrame) -> bytes:

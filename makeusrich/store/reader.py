@@ -134,8 +134,8 @@ def track_rows_of(store: PairStore, files: list[tuple[str, bytes]], since: pd.Ti
     """The rows of origins from `since` on in month files read by PairStore.track_files, decoded and checked."""
     import pandas as pd
 
-    from makeusrich.store.track import checked_rows, empty_rows
+    from makeusrich.store.track import empty_rows
 
-    frames = [checked_rows(store.decode_track(m, raw), store.objects.uri(store.track_key(m))) for m, raw in files]
+    frames = [store.decode_track(month, raw) for month, raw in files]
     rows = pd.concat(frames, ignore_index=True) if frames else empty_rows()
     return rows[rows["origin"] >= since].reset_index(drop=True)

@@ -115,7 +115,6 @@ async def run_track(settings: TrackSettings, replay_span: list[str] | None = Non
         return await serve_rounds(settings, tracker, tracker.source.describe())
     finally:
         await tracker.aclose()
-        await tracker.source.aclose()
 
 
 async def serve_rounds(settings: TrackSettings, rounds: RoundLoop, what: str) -> int:

@@ -79,6 +79,20 @@ class ShardReport:
     specs: dict[str, CurrencyPair]
 
 
+def _shard_tracker(make: MakeTracker, index: int, shards: int, clock: Callable[[], float]) -> Tracker:
+    return make(lambda source: ShardSource(source, index, shards), clock)
+
+
+async def _shard_round(tracker: Tracker) -> ShardReport | str:
+    """One round of a shard, as the pool merges it: the report with the shard's pairs, or why its pair source
+    failed (the pool raises it once every shard has answered)."""
+    try:
+        report = await tracker.round()
+    except MakeUsRichError as exc:
+        return str(exc)
+    return ShardReport(report, tracker.pairs, tracker.specs)
+
+
 def _worker(make: MakeTracker, index: int, shards: int, conn: Connection) -> None:
     """A worker process: one round each time the parent sends its clock, until it sends None."""
     offset = 0.0  # the parent's clock minus this one's, as of the last request
@@ -88,19 +102,13 @@ def _worker(make: MakeTracker, index: int, shards: int, conn: Connection) -> Non
 
     async def serve() -> None:
         nonlocal offset
-        tracker = make(lambda source: ShardSource(source, index, shards), clock)
+        tracker = _shard_tracker(make, index, shards, clock)
         try:
             while (now_s := await asyncio.to_thread(conn.recv)) is not None:
                 offset = float(now_s) - time.time()
-                try:
-                    report = await tracker.round()
-                except MakeUsRichError as exc:  # the pair source failed: the parent logs it
-                    conn.send(str(exc))
-                    continue
-                conn.send(ShardReport(report, tracker.pairs, tracker.specs))
+                conn.send(await _shard_round(tracker))
         finally:
             await tracker.aclose()
-            await tracker.source.aclose()
 
     with contextlib.suppress(EOFError, KeyboardInterrupt):  # the parent went away or was interrupted
         asyncio.run(serve())
@@ -131,7 +139,7 @@ class TrackerPool(RoundLoop):
             child.close()
             self._conns.append(parent)
             self._processes.append(process)
-        self.own = make(lambda source: ShardSource(source, 0, workers), clock)  # after the fork: its own threads
+        self.own = _shard_tracker(make, 0, workers, clock)  # after the fork: its threads are its own
 
     @property
     def worker_pids(self) -> list[int]:
@@ -164,16 +172,9 @@ class TrackerPool(RoundLoop):
                 conn.send(self.clock())
             except OSError:  # its end of the pipe closed: the worker died
                 raise self._gone(index) from None
-
-        async def own() -> ShardReport | str:
-            try:
-                report = await self.own.round()
-            except MakeUsRichError as exc:
-                return str(exc)
-            return ShardReport(report, self.own.pairs, self.own.specs)
-
         receive = (asyncio.to_thread(self._receive, i) for i in range(len(self._conns)))
-        answers = await asyncio.gather(own(), *receive, return_exceptions=True)  # this round ends before a raise
+        # return_exceptions: this process's round ends before a dead worker's error is raised
+        answers = await asyncio.gather(_shard_round(self.own), *receive, return_exceptions=True)
         for answer in answers:
             if isinstance(answer, BaseException):  # a worker died
                 raise answer
@@ -194,7 +195,6 @@ class TrackerPool(RoundLoop):
 
     async def aclose(self) -> None:
         await self.own.aclose()
-        await self.own.source.aclose()
         for conn in self._conns:
             with contextlib.suppress(OSError):  # a worker that exited already
                 conn.send(None)

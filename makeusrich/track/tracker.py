@@ -385,10 +385,12 @@ class Tracker(RoundLoop):
         return report
 
     async def aclose(self) -> None:
+        """Close the model clients, the thread pool and the pair source it was given (the tracker owns it)."""
         for client in self._clients.values():
             await client.aclose()
         self._clients.clear()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        await self.source.aclose()
 
 
 @dataclass(frozen=True)
