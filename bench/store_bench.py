@@ -29,8 +29,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script: make `tests.fixtures` importable
 
-from makeusrich.store import LocalStore, ObjectStore, PairStore  # noqa: E402
-from makeusrich.store.base import new_version  # noqa: E402
+from makeusrich.store import (  # noqa: E402
+    LocalStore,
+    ObjectStore,
+    PairStore,
+    new_version,
+)
 from makeusrich.store.s3 import S3Store  # noqa: E402
 from tests.fixtures.s3server import seaweedfs  # noqa: E402
 

@@ -48,9 +48,10 @@ sys.path.insert(0, str(REPO))  # run as a script: make `tests.fixtures` importab
 
 from makeusrich.market.feed import CandleFeed  # noqa: E402
 from makeusrich.market.source import Source  # noqa: E402
-from makeusrich.pairs import EmbeddedSource, PairSource, pair_yaml  # noqa: E402
-from makeusrich.store import pair_store  # noqa: E402
-from makeusrich.store.track import forecast_rows, month_of, month_rows, score_rows  # noqa: E402
+from makeusrich.pair_sources import EmbeddedSource, PairSource, pair_yaml  # noqa: E402
+from makeusrich.store import TrackFiles, pair_store  # noqa: E402
+from makeusrich.store.track_schema import month_of, month_rows  # noqa: E402
+from makeusrich.track.rows import forecast_rows, score_rows  # noqa: E402
 from makeusrich.track.shards import TrackerPool  # noqa: E402
 from makeusrich.track.summary import summarize  # noqa: E402
 from makeusrich.track.tracker import RoundLoop, Tracker, TrackOptions  # noqa: E402
@@ -223,8 +224,8 @@ def seed_track(store_url: str, names: list[str], version: str, levels: tuple[flo
     for name in names:
         store = pair_store(store_url, "default", name)
         for month, part in month_rows(rows, months):
-            store.write_track(month, part)
-        store.write_track_summary(summarize(rows, name, "default", "1h", now))
+            TrackFiles(store).write(month, part)
+        TrackFiles(store).write_summary(summarize(rows, name, "default", "1h", now))
 
 
 def wait_all_ready(url: str, names: list[str], timeout: float = 300.0) -> float:

@@ -1,4 +1,4 @@
-"""The README's pair-file reference, generated from the CRD's schema (itself generated from makeusrich/pair.py), so
+"""The README's pair-file reference, generated from the CRD's schema (itself generated from makeusrich/pair/), so
 that no field, default or bound is written twice. A test fails when the README's copy is stale.
 
     PYTHONPATH=. .venv/bin/python docs/pair_reference.py --write

@@ -3,18 +3,22 @@
 The package's layers, from the top; a layer imports only from the layers below it, and the parts of one layer
 never import each other (import-linter contracts in pyproject.toml, run by `make lint`):
 
-    cli                                   the `makeusrich` command
-    local                                 `makeusrich up`: the single-machine runner
-    trainer | serving | operator | ui     the components (only trainer imports torch, only ui nicegui,
-                                          only operator kopf)
-    cliargs                               command-line pieces the components share
-    scoring | v2client | onnxrt | kube    metrics and baselines (numpy); the v2 inference client (httpx);
-                                          onnxruntime sessions; the Kubernetes API client (httpx)
-    market | store                        candles; the model store (neither imports the other)
-    pair                                  the CurrencyPair schema
-    environment | log | net | metadata    environment variables, logging, sockets and Retry-After;
-                                          metadata.json (contract 3) as a pydantic model
-    contract | errors                     what every component shares; the error tree
+    cli                                        the `makeusrich` command
+    local                                      `makeusrich up`: the single-machine runner
+    trainer | serving | operator | track | ui  the components (each third-party library has one room: torch the
+                                               trainer, kserve serving, kopf the operator, nicegui the ui)
+    settings                                   every command's settings, flags and variables, and the pieces
+                                               the component CLIs share
+    pair_sources                               where pairs come from: pair files, or CurrencyPair resources
+    scoring | v2client | onnxrt | kube         metrics, baselines and decision rules (numpy); the v2 inference
+                                               client (httpx); onnxruntime sessions; the Kubernetes API client
+    market | store                             candles (python-binance in market.binance); the model store and
+                                               its documents (minio in store.s3); neither imports the other
+    pair                                       the CurrencyPair schema, its files and its CRD
+    log | net                                  logging; sockets and Retry-After
+    contract | errors                          what every component shares; the error tree
+
+Each subpackage says what it offers in its `__init__` (`__all__`); callers import that.
 """
 
 __version__ = "0.1.0"

@@ -14,11 +14,9 @@ from collections.abc import Callable, Sequence
 import yaml
 
 from makeusrich import __version__
-from makeusrich.cliargs import TIMES_NOTE, MarketSettings, add_pair_args
-from makeusrich.environment import S3, epilog
 from makeusrich.errors import MakeUsRichError
 from makeusrich.log import setup_logging
-from makeusrich.settings import variables
+from makeusrich.settings import S3, TIMES_NOTE, MarketSettings, add_pair_args, epilog, variables
 
 log = logging.getLogger("makeusrich")
 

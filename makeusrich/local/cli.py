@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from makeusrich.cliargs import StoreSettings
+from makeusrich.settings import StoreSettings
 
-Add = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]
+if TYPE_CHECKING:
+    from makeusrich.settings import Add
 
 
 class UpSettings(StoreSettings):
@@ -49,9 +50,8 @@ class UpSettings(StoreSettings):
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from makeusrich.cliargs import MarketSettings
     from makeusrich.local.runner import Runner, UpPlan, check_ports, seed_pairs
-    from makeusrich.settings import from_args
+    from makeusrich.settings import MarketSettings, from_args
     from makeusrich.store import store_location
 
     settings = from_args(UpSettings, args)
@@ -87,8 +87,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def add_up_command(add: Add) -> None:
-    from makeusrich.environment import S3, UI, epilog
-    from makeusrich.settings import add_flags, variables
+    from makeusrich.settings import S3, UI, add_flags, epilog, variables
 
     p = add(
         "up",

@@ -34,11 +34,17 @@ import httpx
 from makeusrich.contract import iso_z
 from makeusrich.errors import MakeUsRichError, StoreError
 from makeusrich.local.schedule import due_at, spec_sha256
-from makeusrich.metadata import RunState, parse_metadata
 from makeusrich.net import check_free
 from makeusrich.pair import CurrencyPair, read_pair_files
-from makeusrich.store import PairStore, pair_store
-from makeusrich.store.runs import read_run_state, write_run_log, write_run_state
+from makeusrich.store import (
+    PairStore,
+    RunState,
+    pair_store,
+    parse_metadata,
+    read_run_state,
+    write_run_log,
+    write_run_state,
+)
 
 log = logging.getLogger(__name__)
 

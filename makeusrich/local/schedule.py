@@ -12,9 +12,8 @@ import hashlib
 import json
 from datetime import datetime
 
-from makeusrich.metadata import RunState
 from makeusrich.pair import CurrencyPair, next_run
-from makeusrich.store.base import version_time
+from makeusrich.store import RunState, version_time
 
 
 def spec_sha256(pair: CurrencyPair) -> str:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-Add = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]
+if TYPE_CHECKING:
+    from makeusrich.settings import Add
+
 log = logging.getLogger("makeusrich.operator")
 
 
@@ -24,7 +25,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     from makeusrich.operator.objects import children
     from makeusrich.pair import load_pair
-    from makeusrich.store.base import check_version
+    from makeusrich.store import check_version
 
     pair = load_pair(args.file)
     if args.model_version is not None:
@@ -79,9 +80,8 @@ def cmd_operator(args: argparse.Namespace) -> int:
 
 
 def add_operator_commands(add: Add) -> None:
-    from makeusrich.environment import KUBERNETES, S3, epilog
     from makeusrich.operator.settings import OperatorSettings
-    from makeusrich.settings import add_flags, variables
+    from makeusrich.settings import KUBERNETES, S3, add_flags, epilog, variables
 
     note = "Flags override the variables, which the Helm chart sets."
     p = add("render", "print the Kubernetes objects the operator makes for a pair (YAML)", cmd_render)

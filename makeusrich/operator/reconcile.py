@@ -28,7 +28,6 @@ from makeusrich.errors import (
     RetryLater,
 )
 from makeusrich.kube import CRONJOBS, ISVCS, JOBS, PAIRS, PODS, KubeClient, Ref
-from makeusrich.metadata import ModelMetadata, TrackSummary
 from makeusrich.operator import status as st
 from makeusrich.operator.objects import cronjob, degraded_job_name, inference_service, initial_job, is_subset
 from makeusrich.operator.settings import OperatorSettings
@@ -41,8 +40,7 @@ from makeusrich.pair import (
     pair_from_resource,
 )
 from makeusrich.scoring.live import live_status
-from makeusrich.store import Latest, ObjectStore, open_store
-from makeusrich.store.reader import StoreReader
+from makeusrich.store import Latest, ModelMetadata, ObjectStore, StoreReader, TrackFiles, TrackSummary, open_store
 
 log = logging.getLogger("makeusrich.operator")
 
@@ -119,7 +117,7 @@ class StoreAccess:
             return None
 
     async def track_summary(self, namespace: str, name: str) -> TrackSummary | None:
-        return await self._run(lambda: self.reader.pair_store(namespace, name).read_track_summary())
+        return await self._run(lambda: TrackFiles(self.reader.pair_store(namespace, name)).read_summary())
 
     async def storage_uri(self, namespace: str, name: str, version: str) -> str:
         return await self._run(lambda: self.reader.pair_store(namespace, name).storage_uri(version))

@@ -12,10 +12,10 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from makeusrich.metadata import ModelMetadata
 from makeusrich.operator.objects import MODEL_VERSION_ANNOTATION
 from makeusrich.pair import Condition, CurrencyPairStatus, LiveStatus, ModelStatus, ServingStatus, TrainingStatus
 from makeusrich.scoring.live import degraded_verdict
+from makeusrich.store import ModelMetadata
 
 ConditionType = Literal["Valid", "Trained", "Serving", "Ready", "Degraded"]
 ConditionStatus = Literal["True", "False", "Unknown"]

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from makeusrich.metadata import Directional, Rules, Score, SplitMetrics
+from makeusrich.store import Directional, Rules, Score, SplitMetrics
 
 Z95 = 1.959963984540054
 """Two-sided 95% quantile of the standard normal distribution."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from makeusrich.metadata import BacktestResult, RangeMetrics, Score
+from makeusrich.store import BacktestResult, RangeMetrics, Score
 
 COLUMNS = (
     "fold",

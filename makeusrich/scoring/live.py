@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Literal
 
-from makeusrich.metadata import LiveWindow, TrackSummary
 from makeusrich.pair import LiveStatus, LiveWindowStatus
+from makeusrich.store import LiveWindow, TrackSummary
 
 Verdict = tuple[Literal["True", "False", "Unknown"], str, str]  # a condition's status, reason and message
 # Degraded: over the last 30 days the served version is worse than persistence with DM p below DEGRADED_P, or

@@ -22,8 +22,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from makeusrich.contract import central_ranges, level_problem
-from makeusrich.metadata import RangeCoverage, RangeMetrics, RangeScore
 from makeusrich.scoring.evaluate import finite_array, wilson_interval
+from makeusrich.store import RangeCoverage, RangeMetrics, RangeScore
 
 RISKMETRICS_LAMBDA = 0.94
 FloatArray = NDArray[np.float64]

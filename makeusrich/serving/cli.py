@@ -10,8 +10,7 @@ import math
 import re
 import sys
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -19,7 +18,9 @@ from makeusrich.contract import central_ranges
 from makeusrich.errors import MakeUsRichError
 from makeusrich.market.candles import close_moments, interval_ms
 
-Add = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]
+if TYPE_CHECKING:
+    from makeusrich.settings import Add
+
 
 log = logging.getLogger("makeusrich")
 
@@ -94,13 +95,12 @@ def format_forecast(
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from makeusrich.cliargs import MarketSettings
     from makeusrich.contract import iso_z
     from makeusrich.market.source import Source, load_candles
     from makeusrich.pair import load_pair_arg
     from makeusrich.serving.options import PredictSettings
     from makeusrich.serving.validation import rfc3339
-    from makeusrich.settings import from_args
+    from makeusrich.settings import MarketSettings, from_args
     from makeusrich.v2client import ModelMetadata, V2Client
 
     pair = load_pair_arg(args.file)
@@ -160,10 +160,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def add_serving_commands(add: Add) -> None:
-    from makeusrich.cliargs import TIMES_NOTE, MarketSettings, add_pair_args
-    from makeusrich.environment import S3, epilog
     from makeusrich.serving.options import PredictSettings, ServeOptions
-    from makeusrich.settings import add_flags, variables
+    from makeusrich.settings import S3, TIMES_NOTE, MarketSettings, add_flags, add_pair_args, epilog, variables
 
     p = add("serve", "serve the promoted models over the KServe v2 (Open Inference) REST protocol", cmd_serve)
     add_flags(p, ServeOptions)

@@ -49,12 +49,10 @@ from makeusrich.contract import (
     quantiles_spec,
 )
 from makeusrich.errors import ConfigError, LoadRefused, MakeUsRichError, NotFoundError, StoreError
-from makeusrich.metadata import ModelMetadata, parse_metadata
 from makeusrich.onnxrt import onnx_session
 from makeusrich.serving.triton import config_problems, read_config
 from makeusrich.serving.validation import Signature, rfc3339
-from makeusrich.store import open_store
-from makeusrich.store.base import LATEST, ObjectStore, PairStore, sha256
+from makeusrich.store import LATEST, ModelMetadata, ObjectStore, PairStore, open_store, parse_metadata, sha256
 
 log = logging.getLogger(__name__)
 

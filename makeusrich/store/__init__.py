@@ -1,83 +1,128 @@
-"""Model store (contract 3): S3/MinIO or a local folder behind one interface."""
+"""The model store (contract 3): S3/MinIO or a local folder behind one interface, one layout.
 
-from __future__ import annotations
+    location     a store's URL or folder, checked without I/O, and opening it
+    base         versions: naming, publishing (crash-safe, verified before latest.json), promotion, pruning;
+                 the candle cache
+    documents    the stored documents as pydantic models: metadata.json, backtests, run state, track.json
+    reader       reading many pairs at once (the dashboard, the operator, the tracker), with a metadata cache
+    runs         `makeusrich up`'s training runs: state.json and logs
+    backtests    a version's walk-forward backtest
+    track        one pair's track record files (month files and track.json)
+    local, s3    the two object stores (S3 only through `open_store`: it imports minio)
 
-from pathlib import Path
-from urllib.parse import unquote, urlparse
+Callers import from this package. Two modules are imported by name on purpose: makeusrich.store.track_schema (the
+track rows' columns: it imports pandas, which the operator does without) and makeusrich.store.s3 (minio).
+"""
 
-from makeusrich.errors import StoreError
-from makeusrich.store.base import Latest, ObjectStore, PairStore, new_version, version_key
-from makeusrich.store.local import LocalStore
+from makeusrich.store.backtests import read_backtest, write_backtest
+from makeusrich.store.base import (
+    LATEST,
+    METADATA,
+    Latest,
+    ObjectStore,
+    PairStore,
+    check_version,
+    new_version,
+    sha256,
+    version_key,
+    version_time,
+)
+from makeusrich.store.documents import (
+    BacktestResult,
+    Calibration,
+    ChampionCheck,
+    DataSpan,
+    Directional,
+    Epoch,
+    FoldResult,
+    LiveWindow,
+    Metrics,
+    ModelMetadata,
+    Promotion,
+    RangeCoverage,
+    RangeMetrics,
+    RangeScore,
+    Rules,
+    RunState,
+    Score,
+    SmokeTest,
+    SplitMetrics,
+    StoredFile,
+    TrackSummary,
+    Training,
+    parse_backtest,
+    parse_metadata,
+    parse_run_state,
+    parse_track_summary,
+)
+from makeusrich.store.local import LocalStore, atomic_write
+from makeusrich.store.location import (
+    DEFAULT_STORE,
+    STORE_ENV,
+    STORE_HELP,
+    open_store,
+    pair_store,
+    storage_uri,
+    store_location,
+)
+from makeusrich.store.reader import Damaged, Readable, StoreReader, StoreSummary
+from makeusrich.store.runs import read_run_state, write_run_log, write_run_state
+from makeusrich.store.track import TrackFiles
 
 __all__ = [
     "DEFAULT_STORE",
+    "LATEST",
+    "METADATA",
     "STORE_ENV",
+    "STORE_HELP",
+    "BacktestResult",
+    "Calibration",
+    "ChampionCheck",
+    "Damaged",
+    "DataSpan",
+    "Directional",
+    "Epoch",
+    "FoldResult",
     "Latest",
+    "LiveWindow",
     "LocalStore",
+    "Metrics",
+    "ModelMetadata",
     "ObjectStore",
     "PairStore",
+    "Promotion",
+    "RangeCoverage",
+    "RangeMetrics",
+    "RangeScore",
+    "Readable",
+    "Rules",
+    "RunState",
+    "Score",
+    "SmokeTest",
+    "SplitMetrics",
+    "StoreReader",
+    "StoreSummary",
+    "StoredFile",
+    "TrackFiles",
+    "TrackSummary",
+    "Training",
+    "atomic_write",
+    "check_version",
     "new_version",
     "open_store",
     "pair_store",
+    "parse_backtest",
+    "parse_metadata",
+    "parse_run_state",
+    "parse_track_summary",
+    "read_backtest",
+    "read_run_state",
+    "sha256",
     "storage_uri",
     "store_location",
+    "version_key",
+    "version_time",
+    "write_backtest",
+    "write_run_log",
+    "write_run_state",
 ]
-
-# A folder below the working directory: what `make run` and the other commands use when told nothing.
-DEFAULT_STORE = ".makeusrich/store"
-STORE_ENV = "MAKEUSRICH_STORE"
-STORE_HELP = "model store: a folder (relative ones start from the working directory) or s3://bucket[/prefix]"
-
-STORE_FORMS = "a folder (./models, /srv/models, file:./models or file:///srv/models) or s3://bucket[/prefix]"
-
-
-def store_location(url: str) -> tuple[str, str]:
-    """What a store URL names, checked without any I/O: ("file", absolute folder) or ("s3", the URL).
-
-    A folder is a plain path or a `file:` URL; a relative one (`./models`, `file:./models`, `file:models`) is
-    resolved against the working directory, so that the store names itself by its absolute path."""
-    if not url.strip():
-        raise StoreError(f"the store URL is empty; use {STORE_FORMS}")
-    parsed = urlparse(url)
-    if parsed.scheme == "file":
-        if parsed.netloc not in ("", "localhost"):
-            relative = f"{parsed.netloc}{parsed.path}"
-            raise StoreError(
-                f"store URL {url!r} names the host {parsed.netloc!r}; for a folder relative to the working "
-                f"directory write file:{relative} or {relative}, for an absolute one file:///absolute/path"
-            )
-        return "file", str(Path(unquote(parsed.path)).expanduser().resolve())
-    if parsed.scheme == "":
-        return "file", str(Path(url).expanduser().resolve())
-    if parsed.scheme == "s3":
-        if not parsed.netloc or parsed.query or parsed.fragment:
-            raise StoreError(f"{url!r} is not an S3 store URL; use s3://bucket or s3://bucket/prefix")
-        return "s3", url
-    raise StoreError(f"unsupported store URL {url!r}: use {STORE_FORMS}")
-
-
-def open_store(url: str) -> ObjectStore:
-    """An object store from a URL or path (see `store_location`). `s3://bucket[/prefix]` is S3, with endpoint,
-    credentials and TLS from the environment (see makeusrich.store.s3); opening it checks the bucket."""
-    kind, where = store_location(url)
-    if kind == "file":
-        return LocalStore(where)
-    from makeusrich.store.s3 import S3Store
-
-    return S3Store.from_url(where)
-
-
-def storage_uri(url: str, namespace: str, pair: str, version: str) -> str:
-    """The folder a version lives in (the storageUri KServe mounts), from the store's URL alone: what
-    `PairStore.storage_uri` says once the store is open, with no I/O (render works offline)."""
-    kind, where = store_location(url)
-    key = version_key(namespace, pair, version)
-    if kind == "file":
-        return LocalStore(where).uri(key)
-    parsed = urlparse(where)
-    prefix = parsed.path.strip("/")
-    return f"s3://{parsed.netloc}/{prefix + '/' if prefix else ''}{key}"
-
-
-def pair_store(url: str, namespace: str, pair: str) -> PairStore:
-    return PairStore(open_store(url), namespace, pair)

@@ -5,10 +5,11 @@ Layout under the store's root (an S3 bucket, optionally a prefix in it, or a loc
     <namespace>/<pair>/versions/<version>/<pair>/config.pbtxt   Triton model repository = storageUri
     <namespace>/<pair>/versions/<version>/<pair>/1/model.onnx
     <namespace>/<pair>/versions/<version>/metadata.json
+    <namespace>/<pair>/versions/<version>/backtest.json         a walk-forward backtest (makeusrich.store.backtests)
     <namespace>/<pair>/latest.json                              the promoted version, written last
     <namespace>/<pair>/candles/<interval>.parquet               candle cache
-    <namespace>/<pair>/track/<YYYY-MM>.parquet                  the track record: served forecasts, by origin month
-    <namespace>/<pair>/track.json                               its summary, rewritten each round
+    <namespace>/<pair>/track/<YYYY-MM>.parquet, track.json      the track record (makeusrich.store.track)
+    <namespace>/<pair>/runs/                                    `makeusrich up`'s runs (makeusrich.store.runs)
 
 A version becomes visible only through latest.json, which is written after every other object of the version
 was uploaded and read back with a matching checksum; a crash at any earlier step leaves the previous promotion.
@@ -21,11 +22,9 @@ files; the next run removes those that are old enough that no live run can still
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,23 +32,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from makeusrich.contract import VERSION_FORMAT, VERSION_RE, iso_z
 from makeusrich.errors import NotFoundError, StoreError, excerpt
-from makeusrich.metadata import (
-    BacktestResult,
-    ModelMetadata,
-    TrackSummary,
-    parse_backtest,
-    parse_metadata,
-    parse_track_summary,
-)
+from makeusrich.store.documents import ModelMetadata, parse_metadata
 
 if TYPE_CHECKING:  # pandas is imported only by the candle cache: the operator never needs it
     import pandas as pd
 
 METADATA = "metadata.json"
-BACKTEST = "backtest.json"
 LATEST = "latest.json"
-TRACK_SUMMARY = "track.json"
-MONTH_RE = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
 HISTORY_LIMIT = 200
 # An incomplete version or temporary file older than this comes from a run that died: training takes minutes,
 # and runs of one pair never overlap (the CronJob's concurrencyPolicy Forbid, one run per pair on one machine).
@@ -232,25 +221,6 @@ class PairStore:
     def read_model(self, version: str) -> bytes:
         return self.read_file(version, self.model_path())
 
-    def read_backtest(self, version: str) -> BacktestResult | None:
-        """The walk-forward backtest stored beside a version's metadata.json, or None when none was run."""
-        key = self.version_prefix(version) + BACKTEST
-        try:
-            raw = self.objects.get(key)
-        except NotFoundError:
-            return None
-        return parse_backtest(raw, self.objects.uri(key))
-
-    def write_backtest(self, version: str, result: BacktestResult) -> str:
-        """Store a walk-forward backtest of a complete version's settings beside its metadata.json (one put; a
-        newer backtest replaces an older one: it describes the settings, not the files, which stay as they
-        are). Returns where it went."""
-        if version not in self.versions():
-            raise StoreError(f"version {version} of {self.pair} does not exist (or is incomplete)")
-        key = self.version_prefix(version) + BACKTEST
-        self.objects.put(key, result.model_dump_json(by_alias=True, indent=2).encode())
-        return self.objects.uri(key)
-
     # --- writing -------------------------------------------------------------------------------------
 
     def publish(
@@ -365,84 +335,3 @@ class PairStore:
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
         self.objects.put(self.candles_key(interval), buffer.getvalue())
-
-    # --- track record (written by one tracker) -------------------------------------------------------
-
-    def track_key(self, month: str) -> str:
-        if not MONTH_RE.match(month):
-            raise StoreError(f"track month {month!r} is not YYYY-MM")
-        return f"{self.prefix}track/{month}.parquet"
-
-    def track_months(self) -> list[str]:
-        """Months that have a track file, oldest first."""
-        found = []
-        for key in self.objects.list(f"{self.prefix}track/"):
-            name = key.rsplit("/", 1)[-1]
-            if name.endswith(".parquet") and MONTH_RE.match(name.removesuffix(".parquet")):
-                found.append(name.removesuffix(".parquet"))
-        return sorted(found)
-
-    def read_track(self, month: str) -> pd.DataFrame | None:
-        """One month of the track record (decode_track), or None when there is no such file."""
-        try:
-            raw = self.objects.get(self.track_key(month))
-        except NotFoundError:
-            return None
-        return self.decode_track(month, raw)
-
-    def track_files(self, since: str) -> list[tuple[str, bytes]]:
-        """The month files from month `since` on, oldest first, as stored: only the I/O, so that a caller with
-        many pairs waits on the network in threads and decodes (decode_track) in one."""
-        files = []
-        for month in self.track_months():
-            if month >= since:
-                with contextlib.suppress(NotFoundError):  # removed since the listing
-                    files.append((month, self.objects.get(self.track_key(month))))
-        return files
-
-    def decode_track(self, month: str, raw: bytes) -> pd.DataFrame:
-        """A month file's rows, checked (store.track.checked_rows); StoreError naming the file when it is not a
-        track file. pyarrow's own threads are left out: a tracker decodes one file at a time."""
-        import pyarrow.parquet as pq
-
-        from makeusrich.store.track import checked_rows
-
-        where = self.objects.uri(self.track_key(month))
-        try:
-            frame = pq.ParquetFile(io.BytesIO(raw)).read(use_threads=False).to_pandas(use_threads=False)
-        except Exception as exc:
-            raise StoreError(
-                f"track file {where} is unreadable ({str(exc)[:160]}); move it aside, the tracker starts anew"
-            ) from None
-        return checked_rows(frame, where)
-
-    @staticmethod
-    def encode_track(frame: pd.DataFrame) -> bytes:
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        return buffer.getvalue()
-
-    def put_track(self, month: str, data: bytes) -> None:
-        """Replace one month's file (encode_track's bytes) in one atomic put: readers see the old or the new."""
-        self.objects.put(self.track_key(month), data)
-
-    def write_track(self, month: str, frame: pd.DataFrame) -> None:
-        self.put_track(month, self.encode_track(frame))
-
-    def read_track_summary(self) -> TrackSummary | None:
-        key = self.prefix + TRACK_SUMMARY
-        try:
-            raw = self.objects.get(key)
-        except NotFoundError:
-            return None
-        return parse_track_summary(raw, self.objects.uri(key))
-
-    @staticmethod
-    def encode_track_summary(summary: TrackSummary) -> bytes:
-        return summary.model_dump_json(by_alias=True, indent=2).encode()
-
-    def put_track_summary(self, data: bytes) -> None:
-        self.objects.put(self.prefix + TRACK_SUMMARY, data)
-
-    def write_track_summary(self, summary: TrackSummary) -> None:
-        self.put_track_summary(self.encode_track_summary(summary))

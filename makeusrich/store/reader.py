@@ -10,10 +10,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from makeusrich.errors import StoreError
-from makeusrich.metadata import ModelMetadata, RunState, TrackSummary
-from makeusrich.store import open_store
 from makeusrich.store.base import Latest, ObjectStore, PairStore
+from makeusrich.store.documents import ModelMetadata, RunState, TrackSummary
+from makeusrich.store.location import open_store
 from makeusrich.store.runs import read_run_state
+from makeusrich.store.track import TrackFiles
 
 if TYPE_CHECKING:  # pandas only for the track rows: the operator reads summaries without it
     import pandas as pd
@@ -112,30 +113,19 @@ class StoreReader:
         summary, problem = None, None
         if track:
             try:
-                summary = store.read_track_summary()
+                summary = TrackFiles(store).read_summary()
             except StoreError as exc:
                 problem = str(exc)
         return StoreSummary(latest, versions, metadata, read_run_state(store) if runs else None, summary, problem)
 
     def track_rows(self, namespace: str, name: str, since: pd.Timestamp) -> pd.DataFrame:
         """The track rows of origins from `since` on (the month files that hold them), oldest first."""
-        from makeusrich.store.track import month_of
+        from makeusrich.store.track_schema import month_of
 
-        store = self.pair_store(namespace, name)
-        return track_rows_of(store, store.track_files(month_of(since)), since)
+        track = TrackFiles(self.pair_store(namespace, name))
+        return track.rows(track.fetch(month_of(since)), since)
 
     def history(self, namespace: str, name: str, limit: int = 30) -> dict[str, Readable]:
         """Metadata of the newest `limit` versions (a damaged one as Damaged)."""
         versions = self.pair_store(namespace, name).versions()[-limit:]
         return {v: self.readable(namespace, name, v) for v in versions}
-
-
-def track_rows_of(store: PairStore, files: list[tuple[str, bytes]], since: pd.Timestamp) -> pd.DataFrame:
-    """The rows of origins from `since` on in month files read by PairStore.track_files, decoded and checked."""
-    import pandas as pd
-
-    from makeusrich.store.track import empty_rows
-
-    frames = [store.decode_track(month, raw) for month, raw in files]
-    rows = pd.concat(frames, ignore_index=True) if frames else empty_rows()
-    return rows[rows["origin"] >= since].reset_index(drop=True)

@@ -5,8 +5,8 @@ The dashboard reads them; the cluster keeps the same facts in the Job and the re
 from __future__ import annotations
 
 from makeusrich.errors import NotFoundError
-from makeusrich.metadata import RunState, parse_run_state
 from makeusrich.store.base import PairStore
+from makeusrich.store.documents import RunState, parse_run_state
 
 STATE = "runs/state.json"
 LOGS_KEPT = 20

@@ -16,13 +16,12 @@ from makeusrich.errors import MakeUsRichError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from makeusrich.pairs import PairSource
+    from makeusrich.pair_sources import PairSource
+    from makeusrich.settings import Add
     from makeusrich.track.settings import TrackSettings
     from makeusrich.track.tracker import RoundLoop, Tracker, TrackOptions
 
 log = logging.getLogger("makeusrich")
-
-Add = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]
 
 
 def cmd_track(args: argparse.Namespace) -> int:
@@ -136,8 +135,7 @@ async def serve_rounds(settings: TrackSettings, rounds: RoundLoop, what: str) ->
 
 
 def add_track_command(add: Add) -> None:
-    from makeusrich.environment import KUBERNETES, S3, epilog
-    from makeusrich.settings import add_flags, variables
+    from makeusrich.settings import KUBERNETES, S3, add_flags, epilog, variables
     from makeusrich.track.settings import TrackSettings
 
     p = add(

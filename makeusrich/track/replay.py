@@ -18,9 +18,11 @@ from makeusrich.errors import MakeUsRichError, StoreError
 from makeusrich.market.candles import interval_ms
 from makeusrich.onnxrt import onnx_session
 from makeusrich.pair import CurrencyPair
-from makeusrich.store import track as track_rows
-from makeusrich.store.track import REPLAYED, closes_by_moment, month_of, month_rows, month_start
-from makeusrich.track.tracker import PairRound, Tracker, window_problem
+from makeusrich.store import TrackFiles
+from makeusrich.store.track_schema import REPLAYED, month_of, month_rows, month_start
+from makeusrich.track.decide import window_problem
+from makeusrich.track.rows import append_rows, closes_by_moment, forecast_rows, score_rows
+from makeusrich.track.tracker import PairRound, Tracker
 from makeusrich.v2client import candle_array
 
 RECENT_WRITE = timedelta(minutes=10)  # track.json newer than this: a tracker is running
@@ -31,7 +33,8 @@ def replay_pair(tracker: Tracker, pair: CurrencyPair, start: pd.Timestamp, end: 
     key = f"{pair.namespace}/{pair.name}"
     store = tracker.reader.pair_store(pair.namespace, pair.name)
     now = tracker.now()
-    summary = store.read_track_summary()
+    track = TrackFiles(store)
+    summary = track.read_summary()
     if summary is not None and now - datetime.fromisoformat(summary.updated_at) < RECENT_WRITE:
         raise MakeUsRichError(
             f"{key}: a tracker wrote track.json at {summary.updated_at}; stop it before replaying (one writer)"
@@ -61,7 +64,7 @@ def replay_pair(tracker: Tracker, pair: CurrencyPair, start: pd.Timestamp, end: 
     forecast, quantiles = outputs[OUTPUT_NAME], outputs.get(QUANTILES_NAME)
     levels = meta.quantiles if quantiles is not None else None
     parts = [
-        track_rows.forecast_rows(
+        forecast_rows(
             origin,
             step,
             latest.version,
@@ -74,10 +77,10 @@ def replay_pair(tracker: Tracker, pair: CurrencyPair, start: pd.Timestamp, end: 
         )
         for k, origin in enumerate(origins)
     ]
-    rows = track_rows.append_rows(rows, pd.concat(parts, ignore_index=True))
-    rows, scored = track_rows.score_rows(rows, closes_by_moment(candles, step), now)
+    rows = append_rows(rows, pd.concat(parts, ignore_index=True))
+    rows, scored = score_rows(rows, closes_by_moment(candles, step), now)
     for month, in_month in month_rows(rows, {month_of(o) for o in origins}):
-        store.write_track(month, in_month)
+        track.write(month, in_month)
     return PairRound(key, recorded=len(origins), scored=scored)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from makeusrich.cliargs import MarketSettings, PairSourceSettings, StoreSettings
+from makeusrich.settings import MarketSettings, PairSourceSettings, StoreSettings
 
 TRACK_PORT = 8082
 

@@ -27,7 +27,7 @@ from multiprocessing.process import BaseProcess
 
 from makeusrich.errors import MakeUsRichError, WorkerExited
 from makeusrich.pair import CurrencyPair
-from makeusrich.pairs import PairRecord, PairSource
+from makeusrich.pair_sources import PairRecord, PairSource
 from makeusrich.track.tracker import PairRoundReport, PairTrack, RoundLoop, Tracker, TrackOptions
 
 log = logging.getLogger("makeusrich")

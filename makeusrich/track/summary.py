@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 
 from makeusrich.contract import iso_z
-from makeusrich.metadata import LiveWindow, RangeScore, Score, TrackSummary
 from makeusrich.scoring.evaluate import score
 from makeusrich.scoring.live import VERSION_WINDOW
 from makeusrich.scoring.ranges import range_score
-from makeusrich.store.track import GAP, LIVE, REPLAYED, level_columns
+from makeusrich.store import LiveWindow, RangeScore, Score, TrackSummary
+from makeusrich.store.track_schema import GAP, LIVE, REPLAYED, level_columns
 
 WINDOWS: tuple[tuple[str, timedelta], ...] = (
     ("24h", timedelta(hours=24)),

@@ -23,18 +23,32 @@ from typing import TypeVar
 
 import pandas as pd
 
-from makeusrich.contract import iso_z
 from makeusrich.errors import MakeUsRichError, ServingError, StoreError, WorkerExited
-from makeusrich.market.candles import find_gaps, interval_ms
+from makeusrich.market.candles import interval_ms
 from makeusrich.market.feed import CandleFeed
-from makeusrich.market.source import last_closed_open_ms
-from makeusrich.metadata import TrackSummary
 from makeusrich.pair import CurrencyPair
-from makeusrich.pairs import PairRecord, PairSource
-from makeusrich.store import track as track_rows
-from makeusrich.store.base import PairStore
-from makeusrich.store.reader import StoreReader, track_rows_of
-from makeusrich.store.track import closes_by_moment, due_origins, month_of, month_rows, month_start
+from makeusrich.pair_sources import PairRecord, PairSource
+from makeusrich.store import StoreReader, TrackFiles, TrackSummary
+from makeusrich.store.track_schema import month_of, month_rows, month_start
+from makeusrich.track.decide import (
+    Ask,
+    Wait,
+    candles_needed,
+    counts_yet,
+    deadline,
+    decide,
+    due_origins,
+    forecast_window,
+    newest_close,
+)
+from makeusrich.track.rows import (
+    closes_by_moment,
+    forecast_rows,
+    gap_rows,
+    last_seen_origin,
+    oldest_unscored_target,
+    update_rows,
+)
 from makeusrich.track.summary import WINDOWS, summarize
 from makeusrich.v2client import ModelMetadata, V2Client, candle_array
 
@@ -83,24 +97,6 @@ class PairRound:
     offline: bool = False
 
 
-def deadline(origin: pd.Timestamp, step: pd.Timedelta, options: TrackOptions) -> pd.Timestamp:
-    return origin + min(step / 4, pd.Timedelta(options.max_delay))
-
-
-def newest_close(now: datetime, step_ms: int) -> pd.Timestamp:
-    """The moment the newest candle closed, by the clock."""
-    return pd.Timestamp(last_closed_open_ms(now, step_ms) + step_ms, unit="ms", tz="UTC")
-
-
-def window_problem(candles: pd.DataFrame, step: pd.Timedelta) -> str | None:
-    """Why a window cannot be forecast (a candle inside it is missing), or None."""
-    gaps = find_gaps(candles["open_time"], int(step / pd.Timedelta(milliseconds=1)))
-    if gaps:
-        first = (gaps[0].start + step).to_pydatetime()
-        return f"{gaps[0].missing} candle(s) closing from {iso_z(first)} on are missing from the window"
-    return None
-
-
 class RoundLoop:
     """Rounds after each candle close, until stopped: one Tracker, or a TrackerPool of worker processes."""
 
@@ -125,8 +121,8 @@ class RoundLoop:
             return self.options.retry_seconds
         closes = []
         for pair in self.specs.values():
-            step_ms = interval_ms(pair.spec.interval)
-            closes.append(newest_close(now, step_ms) + pd.Timedelta(milliseconds=step_ms))
+            step = pd.Timedelta(milliseconds=interval_ms(pair.spec.interval))
+            closes.append(newest_close(now, step) + step)
         if not closes:
             return self.options.retry_seconds
         wake = min(closes) + pd.Timedelta(seconds=self.options.settle_seconds)
@@ -185,10 +181,10 @@ class Tracker(RoundLoop):
             self._clients[url] = V2Client(url, timeout=self.options.serving_timeout)
         return self._clients[url]
 
-    def _store(self, pair: CurrencyPair) -> PairStore:
-        return self.reader.pair_store(pair.namespace, pair.name)
+    def _files(self, pair: CurrencyPair) -> TrackFiles:
+        return TrackFiles(self.reader.pair_store(pair.namespace, pair.name))
 
-    def _files(
+    def _fetch(
         self, pair: CurrencyPair, summary: TrackSummary | None, now: datetime
     ) -> tuple[list[tuple[str, bytes]], pd.Timestamp]:
         """The stored month files the windows need, whole (so that rewriting one loses nothing): KEEP back from
@@ -197,28 +193,27 @@ class Tracker(RoundLoop):
         cost memory, each allocating for itself, and CPU, contending for one interpreter)."""
         if summary is None:  # the first round since the tracker started
             try:
-                summary = self._store(pair).read_track_summary()
+                summary = self._files(pair).read_summary()
             except StoreError as exc:  # rewritten at the end of this round
                 log.warning("%s: %s", pair.name, exc)
         start = pd.Timestamp(now - KEEP)
         if summary is not None and summary.live_since:
             start = min(start, pd.Timestamp(summary.live_since))
         since = month_start(start)
-        return self._store(pair).track_files(month_of(since)), since
+        return self._files(pair).fetch(month_of(since)), since
 
     def _encoded(
         self, pair: CurrencyPair, rows: pd.DataFrame, summary: TrackSummary | None, months: set[str]
     ) -> tuple[list[tuple[str, bytes]], bytes | None]:
-        store = self._store(pair)
-        files = [(month, store.encode_track(in_month)) for month, in_month in month_rows(rows, months)]
-        return files, store.encode_track_summary(summary) if summary is not None else None
+        files = [(month, TrackFiles.encode(in_month)) for month, in_month in month_rows(rows, months)]
+        return files, TrackFiles.encode_summary(summary) if summary is not None else None
 
     def _put(self, pair: CurrencyPair, files: list[tuple[str, bytes]], summary: bytes | None) -> None:
-        store = self._store(pair)
+        track = self._files(pair)
         for month, data in files:
-            store.put_track(month, data)
+            track.put(month, data)
         if summary is not None:
-            store.put_track_summary(summary)
+            track.put_summary(summary)
 
     # --- one pair ------------------------------------------------------------------------------------------
 
@@ -238,10 +233,8 @@ class Tracker(RoundLoop):
             fresh_model = state.model is None
             model = await self._model(client, pair, state)
             requests += int(fresh_model)
-            window = candles[candles["open_time"] + step <= origin].tail(model.window)
-            if len(window) < model.window:
-                return None, f"only {len(window)} of the model's {model.window} candles are at hand", requests
-            if (problem := window_problem(window, step)) is not None:
+            window, problem = forecast_window(candles, origin, step, model.window)
+            if window is None:
                 return None, problem, requests
             result = await client.infer_result(pair.name, candle_array(window, model.window), last_candle_close=origin)
             requests += 1
@@ -258,7 +251,7 @@ class Tracker(RoundLoop):
             quantiles = None  # levels unknown (a server that does not name them): the point forecast only
         created = result.parameters.get("model_created_at")
         state.model_created_at = str(created) if created else state.model_created_at
-        rows = track_rows.forecast_rows(
+        rows = forecast_rows(
             origin,
             step,
             result.model_version or model.version or "",
@@ -270,29 +263,65 @@ class Tracker(RoundLoop):
         )
         return rows, None, requests
 
+    async def _record(
+        self, record: PairRecord, state: PairTrack, origins: list[pd.Timestamp], candles: pd.DataFrame, first_ever: bool
+    ) -> tuple[list[pd.DataFrame], int, int, int]:
+        """Each due origin as `decide` says: the model's forecast, a wait, or a gap. Returns the new rows, and how
+        many of them are gaps, how many origins wait, and the requests made."""
+        pair = record.pair
+        assert pair is not None
+        now = self.now()
+        step = pd.Timedelta(milliseconds=interval_ms(pair.spec.interval))
+        closed = set(candles["open_time"] + step)
+        new_rows: list[pd.DataFrame] = []
+        gaps = waiting = requests = 0
+        for origin in origins:
+            due = deadline(origin, step, self.options.max_delay)
+            action = decide(
+                origin, pd.Timestamp(now), due, origin in closed, record.serving_url, state.tried.get(origin)
+            )
+            if isinstance(action, Ask):
+                assert record.serving_url is not None
+                rows, why, made = await self._forecast(pair, record.serving_url, state, candles, origin)
+                requests += made
+                if rows is not None:
+                    new_rows.append(rows)
+                    state.tried.pop(origin, None)
+                    continue
+                action = Wait(str(why))
+            if isinstance(action, Wait):
+                state.tried[origin] = action.why
+                waiting += int(counts_yet(first_ever, bool(new_rows)))
+                continue
+            if counts_yet(first_ever, bool(new_rows)):
+                last = candles.loc[candles["open_time"] + step == origin, "close"]
+                version = state.summary.version if state.summary else None
+                horizon = state.model.horizon if state.model is not None else pair.spec.model.horizon
+                last_close = float(last.iloc[0]) if len(last) else None
+                new_rows.append(gap_rows(origin, step, horizon, version, action.reason, last_close, now))
+                gaps += 1
+            state.tried.pop(origin, None)
+        return new_rows, gaps, waiting, requests
+
     async def track_pair(self, record: PairRecord) -> PairRound:
         """One round for one pair: record what is due, score what closed, write the month files and track.json."""
         pair = record.pair
         assert pair is not None
         spec = pair.spec
         now = self.now()
-        state = self.pairs.get(record.key)
-        if state is None:
-            state = self.pairs[record.key] = PairTrack()
+        state = self.pairs.setdefault(record.key, PairTrack())
         self.specs[record.key] = pair
         if self.feed.origin(spec).kind == "sample":
             state.offline = True
             return PairRound(record.key, offline=True)
-        step_ms = interval_ms(spec.interval)
-        step = pd.Timedelta(milliseconds=step_ms)
-        newest = newest_close(now, step_ms)
-        held = track_rows_of(self._store(pair), *await self.offload(self._files, pair, state.summary, now))
-        last_seen = track_rows.last_seen_origin(held)
+        step = pd.Timedelta(milliseconds=interval_ms(spec.interval))
+        newest = newest_close(now, step)
+        held = self._files(pair).rows(*await self.offload(self._fetch, pair, state.summary, now))
+        last_seen = last_seen_origin(held)
         origins = due_origins(last_seen, newest, step)
-        unscored = track_rows.oldest_unscored_target(held, newest - step * SCORE_BACK)
-        oldest_needed = min([*origins, *([unscored] if unscored is not None else [])], default=newest)
-        model_window = state.model.window if state.model is not None else spec.model.window
-        count = min(self.feed.KEEP, model_window + int((newest - oldest_needed) // step) + 2)
+        unscored = oldest_unscored_target(held, newest - step * SCORE_BACK)
+        window = state.model.window if state.model is not None else spec.model.window
+        count = candles_needed(origins, unscored, newest, step, window, self.feed.KEEP)
         try:
             candles = await self.offload(self.feed.recent, spec, count)
         except MakeUsRichError as exc:  # the origins stay open; past their deadline they are gaps saying why
@@ -302,55 +331,13 @@ class Tracker(RoundLoop):
         state.offline = self.feed.origin(spec).kind == "sample"  # `auto` found no network just now
         if state.offline:
             return PairRound(record.key, offline=True)
-        moment = pd.Timestamp(now)
-        new_rows, gaps, waiting, requests = [], 0, 0, 0
-        horizon = state.model.horizon if state.model is not None else spec.model.horizon
-        closed = set(candles["open_time"] + step)
-        first_ever = last_seen is None
-        for origin in origins:
-            due = deadline(origin, step, self.options)
-            rows, why = None, state.tried.get(origin)
-            if moment <= due:
-                if origin not in closed:
-                    why = f"the candle closing at {iso_z(origin.to_pydatetime())} has not come yet"
-                elif record.serving_url is None:
-                    why = "the pair has no model server URL yet (no InferenceService is ready)"
-                else:
-                    rows, why, made = await self._forecast(pair, record.serving_url, state, candles, origin)
-                    requests += made
-            if rows is not None:
-                new_rows.append(rows)
-                state.tried.pop(origin, None)
-            elif moment <= due:
-                state.tried[origin] = str(why)
-                # A record starts with its first forecast: before that, a failure is tried at the next close.
-                waiting += int(not first_ever)
-            else:
-                if not first_ever or new_rows:
-                    reason = why or (
-                        "the tracker was not running at that close"
-                        if origin in closed
-                        else f"the candle closing at {iso_z(origin.to_pydatetime())} never came"
-                    )
-                    last = candles.loc[candles["open_time"] + step == origin, "close"]
-                    version = state.summary.version if state.summary else None
-                    last_close = float(last.iloc[0]) if len(last) else None
-                    new_rows.append(track_rows.gap_rows(origin, step, horizon, version, reason, last_close, now))
-                    gaps += 1
-                state.tried.pop(origin, None)
-        months = {month_of(pd.Timestamp(r["origin"].iloc[0])) for r in new_rows}
-        for rows in new_rows:
-            held = track_rows.append_rows(held, rows)
-        held, scored = track_rows.score_rows(held, closes_by_moment(candles, step), now)
-        if scored:
-            touched = held["scored_at"] == pd.Timestamp(now)
-            months |= set(held.loc[touched, "origin"].map(month_of))
-        if months or scored or state.summary is None:  # a retry round that changed nothing leaves it as it is
+        new_rows, gaps, waiting, requests = await self._record(record, state, origins, candles, last_seen is None)
+        held, months, scored = update_rows(held, new_rows, closes_by_moment(candles, step), now)
+        if months or state.summary is None:  # a retry round that changed nothing leaves it as it is
             state.summary = summarize(held, pair.name, pair.namespace, spec.interval, now)
-        if months or scored:
+        if months:
             await self.offload(self._put, pair, *self._encoded(pair, held, state.summary, months))
-        recorded = len(new_rows) - gaps
-        return PairRound(record.key, recorded, gaps, scored, waiting, requests)
+        return PairRound(record.key, len(new_rows) - gaps, gaps, scored, waiting, requests)
 
     # --- rounds --------------------------------------------------------------------------------------------
 

@@ -29,11 +29,11 @@ from tqdm import tqdm
 
 from makeusrich.errors import CandleError
 from makeusrich.market.candles import close_moments, interval_ms
-from makeusrich.metadata import BacktestResult, FoldResult, RangeMetrics, Score
 from makeusrich.onnxrt import onnx_session
 from makeusrich.pair import CurrencyPairSpec
 from makeusrich.scoring import evaluate, ranges, segment_ids, valid_origins
 from makeusrich.scoring.folds import COLUMNS, table_rows
+from makeusrich.store import BacktestResult, FoldResult, RangeMetrics, Score
 from makeusrich.trainer.export import export_onnx, run_onnx
 from makeusrich.trainer.features import ohlcv_array, prepare
 from makeusrich.trainer.model import Forecaster

@@ -7,7 +7,6 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,18 +14,13 @@ from typing import TYPE_CHECKING
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from makeusrich.cliargs import StoreSettings
 from makeusrich.errors import MakeUsRichError
+from makeusrich.settings import StoreSettings
 
 if TYPE_CHECKING:
     from makeusrich.pair import CurrencyPair, CurrencyPairSpec
-    from makeusrich.store.base import PairStore
-
-if TYPE_CHECKING:
-    from makeusrich.pair import CurrencyPair, CurrencyPairSpec
-    from makeusrich.store.base import PairStore
-
-Add = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]
+    from makeusrich.settings import Add
+    from makeusrich.store import PairStore
 
 
 class TrainSettings(StoreSettings):
@@ -71,10 +65,10 @@ class BacktestSettings(StoreSettings):
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from makeusrich.cliargs import MarketSettings
     from makeusrich.market.source import Source, load_candles
     from makeusrich.pair import load_pair_arg
-    from makeusrich.settings import from_args
+    from makeusrich.settings import MarketSettings, from_args
+    from makeusrich.store import write_backtest
     from makeusrich.trainer.backtest import plot_png, to_csv, to_markdown, walk_forward
 
     pair = load_pair_arg(args.file)
@@ -116,7 +110,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     print(f"wrote {settings.out}/backtest.json, folds.csv and skill.png ({result.seconds:.0f} s)")
     if target is not None:
         store, version = target
-        print(f"stored beside version {version}: {store.write_backtest(version, result)}")
+        print(f"stored beside version {version}: {write_backtest(store, version, result)}")
     return 0
 
 
@@ -143,10 +137,9 @@ def served_version(pair: CurrencyPair, spec: CurrencyPairSpec, settings: Backtes
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from makeusrich.cliargs import MarketSettings
     from makeusrich.market.source import Source
     from makeusrich.pair import load_pair_arg
-    from makeusrich.settings import from_args
+    from makeusrich.settings import MarketSettings, from_args
     from makeusrich.trainer.pipeline import run_training, summary
 
     pair = load_pair_arg(args.file)
@@ -169,9 +162,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def add_train_command(add: Add) -> None:
-    from makeusrich.cliargs import TIMES_NOTE, MarketSettings, add_pair_args
-    from makeusrich.environment import S3, epilog
-    from makeusrich.settings import add_flags, variables
+    from makeusrich.settings import S3, TIMES_NOTE, MarketSettings, add_flags, add_pair_args, epilog, variables
 
     p = add("train", "train, evaluate, export and publish one model version for a pair", cmd_train)
     add_pair_args(p, required=False)
@@ -181,9 +172,7 @@ def add_train_command(add: Add) -> None:
 
 
 def add_backtest_command(add: Add) -> None:
-    from makeusrich.cliargs import TIMES_NOTE, MarketSettings, add_pair_args
-    from makeusrich.environment import S3, epilog
-    from makeusrich.settings import add_flags, variables
+    from makeusrich.settings import S3, TIMES_NOTE, MarketSettings, add_flags, add_pair_args, epilog, variables
 
     p = add(
         "backtest", "walk-forward backtest: replay a pair's retraining over past candles, score each fold", cmd_backtest

@@ -26,25 +26,25 @@ from makeusrich.errors import MakeUsRichError, StoreError
 from makeusrich.market import binance
 from makeusrich.market.candles import close_moments, interval_ms
 from makeusrich.market.source import CandleSet, Source, load_candles
-from makeusrich.metadata import (
+from makeusrich.onnxrt import onnx_session
+from makeusrich.pair import CurrencyPair
+from makeusrich.scoring import evaluate, ranges
+from makeusrich.store import (
     Calibration,
     ChampionCheck,
     DataSpan,
     Epoch,
     Metrics,
     ModelMetadata,
+    PairStore,
     Promotion,
     RangeMetrics,
     SmokeTest,
     SplitMetrics,
     Training,
+    pair_store,
     parse_metadata,
 )
-from makeusrich.onnxrt import onnx_session
-from makeusrich.pair import CurrencyPair
-from makeusrich.scoring import evaluate, ranges
-from makeusrich.store import pair_store
-from makeusrich.store.base import PairStore
 from makeusrich.trainer.export import check_parity, export_onnx, run_onnx, triton_config
 from makeusrich.trainer.features import Prepared, prepare
 from makeusrich.trainer.model import Forecaster, LSTMCore

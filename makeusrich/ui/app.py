@@ -17,7 +17,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from makeusrich.market.feed import CandleFeed
 from makeusrich.market.source import Source
 from makeusrich.net import check_free
-from makeusrich.pairs import PairSource
+from makeusrich.pair_sources import PairSource
 from makeusrich.ui.auth import AuthConfig, auth_from_env
 from makeusrich.ui.frame import STYLESHEET, Pages
 from makeusrich.ui.root import make_root

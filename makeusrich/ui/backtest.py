@@ -19,8 +19,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from makeusrich.errors import CandleError
 from makeusrich.market.candles import OHLCV, interval_ms
-from makeusrich.metadata import Directional, ModelMetadata
 from makeusrich.scoring import evaluate, segment_ids, valid_origins
+from makeusrich.store import Directional, ModelMetadata
 from makeusrich.ui.view import parse_time
 
 BATCH = 256

@@ -7,15 +7,14 @@ import argparse
 import getpass
 import logging
 import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
 from makeusrich.errors import MakeUsRichError
 
 if TYPE_CHECKING:
+    from makeusrich.settings import Add
     from makeusrich.ui.settings import UIConfig
 
-Add = Callable[[str, str, Callable[[argparse.Namespace], int]], argparse.ArgumentParser]
 
 log = logging.getLogger("makeusrich")
 
@@ -68,8 +67,7 @@ def ui_config(args: argparse.Namespace) -> UIConfig:
 
 
 def add_ui_commands(add: Add) -> None:
-    from makeusrich.environment import KUBERNETES, S3, UI, epilog
-    from makeusrich.settings import add_flags, variables
+    from makeusrich.settings import KUBERNETES, S3, UI, add_flags, epilog, variables
     from makeusrich.ui.settings import UIConfig
 
     p = add("ui", "serve the dashboard: prices, forecasts and each model's measured skill", cmd_ui)

@@ -8,7 +8,7 @@ from typing import Any
 from nicegui import ui
 
 from makeusrich.errors import MakeUsRichError
-from makeusrich.pairs import PairRecord
+from makeusrich.pair_sources import PairRecord
 from makeusrich.ui.components import notice
 from makeusrich.ui.forms import FIELDS, initial_values, validate_form
 from makeusrich.ui.frame import Tab

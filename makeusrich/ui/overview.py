@@ -8,7 +8,7 @@ from typing import Any
 
 from nicegui import ui
 
-from makeusrich.pairs import PairSource
+from makeusrich.pair_sources import PairSource
 from makeusrich.ui.auth import HASH_ENV
 from makeusrich.ui.frame import Tab
 from makeusrich.ui.state import wait_loaded

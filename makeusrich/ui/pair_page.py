@@ -11,11 +11,10 @@ from typing import Any
 from nicegui import ui
 
 from makeusrich.errors import MakeUsRichError
-from makeusrich.metadata import BacktestResult, ModelMetadata, RunState
 from makeusrich.pair import CurrencyPair, next_run
-from makeusrich.pairs import describe_error
+from makeusrich.pair_sources import describe_error
 from makeusrich.scoring.folds import COLUMNS, table_rows
-from makeusrich.store.reader import Readable
+from makeusrich.store import BacktestResult, ModelMetadata, Readable, RunState
 from makeusrich.ui.backtest import Backtest
 from makeusrich.ui.charts import backtest_chart, candle_chart, error_chart, ratio_chart, track_chart
 from makeusrich.ui.components import TONE_TEXT, badge, error_line, notice, stat

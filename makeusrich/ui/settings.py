@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from makeusrich.cliargs import MarketSettings, PairSourceSettings
+from makeusrich.settings import MarketSettings, PairSourceSettings
 from makeusrich.store import STORE_ENV
 
 

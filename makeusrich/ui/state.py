@@ -24,9 +24,8 @@ from makeusrich.errors import CandleError, MakeUsRichError, ModelNotFoundError, 
 from makeusrich.market.candles import close_moments
 from makeusrich.market.feed import CandleFeed
 from makeusrich.market.files import SAMPLE_ENDS
-from makeusrich.metadata import BacktestResult, ModelMetadata, TrackSummary
 from makeusrich.pair import CurrencyPair
-from makeusrich.pairs import (
+from makeusrich.pair_sources import (
     Offload,
     PairRecord,
     PairSource,
@@ -34,7 +33,16 @@ from makeusrich.pairs import (
     to_thread,
 )
 from makeusrich.scoring.live import live_status
-from makeusrich.store.reader import Readable, StoreReader, StoreSummary
+from makeusrich.store import (
+    BacktestResult,
+    ModelMetadata,
+    Readable,
+    StoreReader,
+    StoreSummary,
+    TrackFiles,
+    TrackSummary,
+    read_backtest,
+)
 from makeusrich.ui.backtest import Backtest, run_backtest, split_range
 from makeusrich.ui.settings import Options
 from makeusrich.ui.view import PairState, condition, promotion_reason, skill_from_metrics, skill_from_status
@@ -381,7 +389,7 @@ class Dashboard:
         if record is None or self.store is None:
             return None
         store = self.store.pair_store(record.namespace, record.name)
-        result: BacktestResult | None = await self.offload(lambda: store.read_backtest(version))
+        result: BacktestResult | None = await self.offload(lambda: read_backtest(store, version))
         return result
 
     async def track_record(self, key: str, days: int = 30) -> tuple[TrackSummary | None, pd.DataFrame | None]:
@@ -390,7 +398,7 @@ class Dashboard:
         if record is None or self.store is None:
             return None, None
         pair_store = self.store.pair_store(record.namespace, record.name)
-        summary: TrackSummary | None = await self.offload(pair_store.read_track_summary)
+        summary: TrackSummary | None = await self.offload(TrackFiles(pair_store).read_summary)
         since = pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=days)
         if summary is not None and summary.updated_at:
             since = pd.Timestamp(summary.updated_at) - pd.Timedelta(days=days)  # the record's clock, not ours

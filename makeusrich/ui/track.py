@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from makeusrich.contract import central_ranges
-from makeusrich.metadata import TrackSummary
-from makeusrich.store.track import GAP, LIVE, level_columns
+from makeusrich.store import TrackSummary
+from makeusrich.store.track_schema import GAP, LIVE, level_columns
 from makeusrich.ui.view import format_pvalue, format_ratio
 
 WINDOW_NAMES = {"24h": "last 24 h", "7d": "last 7 days", "30d": "last 30 days", "version": "since this version"}

@@ -18,10 +18,9 @@ import pandas as pd
 from pydantic import ValidationError
 
 from makeusrich.contract import INTERVAL_MS
-from makeusrich.metadata import Directional, Metrics, ModelMetadata, RangeCoverage, RunState, Score
 from makeusrich.pair import CurrencyPair, CurrencyPairStatus, LiveStatus, next_run
 from makeusrich.scoring.live import degraded_verdict
-from makeusrich.store.reader import Damaged, Readable
+from makeusrich.store import Damaged, Directional, Metrics, ModelMetadata, RangeCoverage, Readable, RunState, Score
 
 SIGNIFICANCE = 0.05
 """Diebold-Mariano p-value under which a difference from persistence counts as more than noise."""

@@ -76,7 +76,7 @@ def test_every_rendered_object_validates(values: Path) -> None:
         group = doc["apiVersion"].rpartition("/")[0]
         where = f"{doc['kind']} {doc['metadata']['name']}"
         if doc["kind"] == "CustomResourceDefinition":
-            assert doc["spec"] == generated["spec"], "the chart's CRD drifted from makeusrich/pair.py"
+            assert doc["spec"] == generated["spec"], "the chart's CRD drifted from makeusrich/pair/"
         elif doc["kind"] == "ClusterServingRuntime":
             assert check_against_model(doc["spec"], "V1alpha1ServingRuntimeSpec", where) == []
         else:

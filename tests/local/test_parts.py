@@ -18,10 +18,8 @@ from makeusrich.local.runner import PairSlot, Runner, UpPlan, render_line, seed_
 from makeusrich.market import binance
 from makeusrich.market.feed import CandleFeed
 from makeusrich.market.source import Source
-from makeusrich.metadata import RunState
 from makeusrich.pair import read_pair_files
-from makeusrich.store.base import ObjectStore, PairStore
-from makeusrich.store.runs import LOGS_KEPT, read_run_state, write_run_log, write_run_state
+from makeusrich.store import LOGS_KEPT, ObjectStore, PairStore, RunState, read_run_state, write_run_log, write_run_state
 from makeusrich.ui.view import PairState, badges, card_html, run_progress
 from tests.fixtures.models import small_pair
 

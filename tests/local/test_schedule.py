@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 from makeusrich.contract import iso_z
 from makeusrich.local.schedule import due_at, spec_sha256
-from makeusrich.metadata import RunState
 from makeusrich.pair import CurrencyPair, parse_pair
+from makeusrich.store import RunState
 
 NOW = datetime(2026, 12, 1, 17, 30, tzinfo=UTC)
 

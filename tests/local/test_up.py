@@ -28,8 +28,7 @@ from makeusrich.contract import FIELDS, INPUT_NAME
 from makeusrich.market.candles import clean_candles
 from makeusrich.market.files import read_sample
 from makeusrich.serving.loader import load_artifact, store_sources
-from makeusrich.store import LocalStore, PairStore
-from makeusrich.store.runs import read_run_state
+from makeusrich.store import LocalStore, PairStore, read_run_state
 from makeusrich.v2client import V2Client
 from tests.fixtures.models import small_pair
 from tests.fixtures.s3server import S3Server

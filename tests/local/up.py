@@ -18,8 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from makeusrich.store import open_store
-from makeusrich.store.base import PairStore
+from makeusrich.store import PairStore, open_store
 from tests.fixtures.model_server import free_port
 from tests.fixtures.shell import clean_env
 

@@ -14,7 +14,7 @@ from makeusrich.market import binance
 from makeusrich.market.candles import candles_from_klines
 from makeusrich.market.source import Source, last_closed_open_ms, load_candles, merge_candles
 from makeusrich.pair import CurrencyPairSpec
-from makeusrich.store.base import ObjectStore, PairStore
+from makeusrich.store import ObjectStore, PairStore
 from tests.fixtures.fake_binance import FakeBinance
 
 HOUR = 3_600_000
@@ -73,7 +73,7 @@ def test_incremental_fetch_uses_the_cache(market: FakeBinance, object_store: Obj
 
 
 def test_a_longer_lookback_refetches_what_the_cache_lacks(market: FakeBinance, tmp_path: object) -> None:
-    from makeusrich.store.local import LocalStore
+    from makeusrich.store import LocalStore
 
     store = PairStore(LocalStore(str(tmp_path)), "default", "eth-usdt")
     load_candles(spec(10), Source("binance"), store, now=NOW, api_url=market.url)

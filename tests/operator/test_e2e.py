@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from makeusrich.metadata import TrackSummary
 from makeusrich.operator import handlers
 from makeusrich.operator.objects import PAIR_LABEL
 from makeusrich.pair import parse_pair_text
-from makeusrich.store import pair_store
-from makeusrich.store.track import append_rows, empty_rows, forecast_rows, score_rows
+from makeusrich.store import TrackFiles, TrackSummary, pair_store
+from makeusrich.store.track_schema import empty_rows
+from makeusrich.track.rows import append_rows, forecast_rows, score_rows
 from makeusrich.track.summary import summarize
 from tests.fixtures.kube_emulator import Emulator, write_kubeconfig
 from tests.fixtures.models import TrainedStore
@@ -533,7 +533,7 @@ async def test_the_live_record_reaches_the_status_and_degraded_retrains_once(
     store = pair_store(operator_settings.store_url, NAMESPACE, NAME)
 
     bad = track_record(worse=True)
-    await asyncio.to_thread(store.write_track_summary, bad)
+    await asyncio.to_thread(TrackFiles(store).write_summary, bad)
     await eventually(lambda: condition(kube, "Degraded")[:2] == ("True", "WorseThanPersistence"))
     live = status(kube)["live"]
     month = bad.window("30d")
@@ -545,7 +545,7 @@ async def test_the_live_record_reaches_the_status_and_degraded_retrains_once(
     await operator.whole_periodic_round()
     assert [n for n in kube.names(JOBS, NAMESPACE) if "-trainer-degraded-" in n] == jobs  # not one per round
 
-    await asyncio.to_thread(store.write_track_summary, track_record(worse=False))
+    await asyncio.to_thread(TrackFiles(store).write_summary, track_record(worse=False))
     await eventually(lambda: condition(kube, "Degraded")[:2] == ("False", "LiveSkillHolds"))
     assert status(kube)["live"]["skill"] == pytest.approx(0.5, abs=0.01)
     reasons = [reason for _, reason, _ in events_for(kube)]

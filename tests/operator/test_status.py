@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from makeusrich.metadata import parse_metadata
 from makeusrich.operator import status as st
 from makeusrich.pair import CurrencyPairStatus, ModelStatus, ServingStatus, TrainingStatus
+from makeusrich.store import parse_metadata
 from tests.fixtures.metadata import metadata_document
 
 LAST_WORDS = "makeusrich train: Binance refused the symbol BTCUSDX; check spec.compare"

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import pytest
 
-from makeusrich.metadata import parse_metadata
+from makeusrich.store import parse_metadata
 from tests.fixtures.model_server import RunningServer, launch
 from tests.fixtures.models import TrainedStore
 from tests.serving.helpers import publish_single_output

@@ -24,7 +24,7 @@ from makeusrich.contract import INPUT_NAME, OUTPUT_NAME, QUANTILES_NAME
 from makeusrich.market.candles import OHLCV, clean_candles
 from makeusrich.market.files import read_sample
 from makeusrich.onnxrt import onnx_session
-from makeusrich.store.base import LATEST, PairStore
+from makeusrich.store import LATEST, PairStore
 
 _frame_cache: dict[str, Any] = {}
 

@@ -19,14 +19,16 @@ from minio import Minio
 from makeusrich.errors import NotFoundError, StoreError
 from makeusrich.store import (
     DEFAULT_STORE,
+    LATEST,
+    METADATA,
     LocalStore,
     ObjectStore,
     PairStore,
+    new_version,
     open_store,
     pair_store,
     store_location,
 )
-from makeusrich.store.base import LATEST, METADATA, new_version
 from makeusrich.store.s3 import S3Store, http_client, parse_endpoint
 from tests.fixtures.s3server import S3Server, free_ports, unique_bucket
 

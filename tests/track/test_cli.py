@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from makeusrich.pairs import pair_yaml
+from makeusrich.pair_sources import pair_yaml
 from tests.fixtures.model_server import free_port
 from tests.fixtures.models import small_pair
 

@@ -14,21 +14,11 @@ from makeusrich.errors import StoreError
 from makeusrich.market.feed import CandleFeed
 from makeusrich.market.source import Source
 from makeusrich.pair import CurrencyPair
-from makeusrich.pairs import EmbeddedSource
-from makeusrich.store import pair_store
-from makeusrich.store.reader import track_rows_of
-from makeusrich.store.track import (
-    GAP,
-    LIVE,
-    append_rows,
-    checked_rows,
-    due_origins,
-    empty_rows,
-    forecast_rows,
-    gap_rows,
-    month_rows,
-    score_rows,
-)
+from makeusrich.pair_sources import EmbeddedSource
+from makeusrich.store import TrackFiles, pair_store
+from makeusrich.store.track_schema import GAP, LIVE, checked_rows, empty_rows, month_rows
+from makeusrich.track.decide import due_origins
+from makeusrich.track.rows import append_rows, forecast_rows, gap_rows, score_rows
 from makeusrich.track.summary import summarize
 from makeusrich.track.tracker import Tracker
 from tests.fixtures.models import small_pair
@@ -121,7 +111,7 @@ def test_live_rows_are_marked_live() -> None:
 
 def held_rows(tracker: Tracker, pair: CurrencyPair, now: datetime) -> pd.DataFrame:
     """The rows a round holds: the files it reads (in a thread), decoded (on the event loop)."""
-    return track_rows_of(tracker._store(pair), *tracker._files(pair, None, now))
+    return tracker._files(pair).rows(*tracker._fetch(pair, None, now))
 
 
 def test_each_round_reads_whole_months_so_rewriting_one_loses_no_row(tmp_path: Path) -> None:
@@ -139,7 +129,7 @@ def test_each_round_reads_whole_months_so_rewriting_one_loses_no_row(tmp_path: P
     pair = small_pair()
     store = pair_store(url, pair.namespace, pair.name)
     for month, part in month_rows(rows, {"2026-05", "2026-06"}):
-        store.write_track(month, part)
+        TrackFiles(store).write(month, part)
     tracker = Tracker(EmbeddedSource(tmp_path, url, "http://127.0.0.1:9"), CandleFeed(Source("sample")), url)
     now = datetime(2026, 6, 2, 23, 0, tzinfo=UTC)  # KEEP (31 days) reaches back to May 2: all of May is read
     held = held_rows(tracker, pair, now)
@@ -148,7 +138,7 @@ def test_each_round_reads_whole_months_so_rewriting_one_loses_no_row(tmp_path: P
     held, scored = score_rows(held, pd.Series([2.0], index=[target]), now)
     assert scored == 1
     tracker._put(pair, *tracker._encoded(pair, held, None, {"2026-05"}))  # what a round writes back
-    may = checked_rows(store.read_track("2026-05"), "may")  # type: ignore[arg-type]
+    may = checked_rows(TrackFiles(store).read("2026-05"), "may")  # type: ignore[arg-type]
     assert may["origin"].tolist() == [start + k * HOUR for k in range(31 * 24)]  # all of May, none lost
     assert may.loc[may["target"] == target, "actual"].tolist() == [2.0]
     later = held_rows(tracker, pair, datetime(2026, 7, 3, tzinfo=UTC))  # June 2 on: May is not read

@@ -25,11 +25,11 @@ from makeusrich.market.feed import CandleFeed
 from makeusrich.market.files import read_sample
 from makeusrich.market.source import Source
 from makeusrich.onnxrt import onnx_session
-from makeusrich.pairs import EmbeddedSource, pair_yaml
+from makeusrich.pair_sources import EmbeddedSource, pair_yaml
 from makeusrich.scoring.live import degraded_verdict, live_status
-from makeusrich.store import pair_store
+from makeusrich.store import TrackFiles, pair_store
 from makeusrich.store.s3 import S3Store
-from makeusrich.store.track import GAP, LIVE, checked_rows
+from makeusrich.store.track_schema import GAP, LIVE, checked_rows
 from makeusrich.track.metrics import health, serve_http
 from makeusrich.track.replay import replay
 from makeusrich.track.shards import TrackerPool, shard_of
@@ -82,7 +82,7 @@ class World:
 
     def stored_rows(self) -> pd.DataFrame:
         store = pair_store(self.store_url, self.trained.pair.namespace, self.trained.pair.name)
-        frames = [checked_rows(store.read_track(m), m) for m in store.track_months()]  # type: ignore[arg-type]
+        frames = [checked_rows(TrackFiles(store).read(m), m) for m in TrackFiles(store).months()]  # type: ignore[arg-type]
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -194,7 +194,7 @@ def test_an_outage_is_a_gap_and_a_restart_duplicates_nothing(
     assert rows.loc[rows["kind"] == GAP, "forecast"].isna().all()  # never filled with an invented forecast
 
     store = pair_store(world.store_url, "default", world.trained.pair.name)
-    stored = store.read_track_summary()
+    stored = TrackFiles(store).read_summary()
     assert stored is not None
     now = pd.Timestamp(world.now_s, unit="s", tz="UTC").to_pydatetime()
     expected_summary = summarize(rows, "btc-usdt", "default", "1h", now)
@@ -212,7 +212,7 @@ def test_a_damaged_track_file_is_an_error_for_its_pair_only(
     world.advance(first)
     store = pair_store(world.store_url, "default", "btc-usdt")
     month = f"{world.close_of(first - 1).year:04d}-{world.close_of(first - 1).month:02d}"
-    store.objects.put(store.track_key(month), b"this is not parquet")
+    store.objects.put(TrackFiles(store).key(month), b"this is not parquet")
     tracker = world.tracker(server)
 
     async def one_round() -> Any:
@@ -225,7 +225,7 @@ def test_a_damaged_track_file_is_an_error_for_its_pair_only(
     results = {r.key: r for r in report.pairs}
     assert "unreadable" in str(results["default/btc-usdt"].error)
     assert (results["default/btc-usdt-b"].error, results["default/btc-usdt-b"].recorded) == (None, 1)
-    assert store.objects.get(store.track_key(month)) == b"this is not parquet"  # left for a person to look at
+    assert store.objects.get(TrackFiles(store).key(month)) == b"this is not parquet"  # left for a person to look at
 
 
 def test_metrics_and_health_show_the_live_record(world: World, model_server: RunningServer) -> None:
@@ -268,7 +268,7 @@ def test_offline_candles_record_nothing_and_say_so(world: World, tmp_path: Path)
     report = run(tracker.round())
     assert [r.offline for r in report.pairs] == [True]
     assert report.lines() == ["default/btc-usdt: offline candles (the bundled sample): nothing to record"]
-    assert pair_store(world.store_url, "default", "btc-usdt").track_months() == []
+    assert TrackFiles(pair_store(world.store_url, "default", "btc-usdt")).months() == []
 
 
 class Stuck(ThreadingHTTPServer):
@@ -379,7 +379,7 @@ def test_a_malformed_track_json_is_written_anew(world: World, model_server: Runn
             await tracker.aclose()
 
     assert run(one_round()).pairs[0].recorded == 1
-    summary = store.read_track_summary()  # valid again, and it counts the new forecast
+    summary = TrackFiles(store).read_summary()  # valid again, and it counts the new forecast
     assert summary is not None and summary.last_origin == iso(world.close_of(len(world.all_rows) - 7))
 
 
@@ -400,7 +400,7 @@ def test_a_replay_fills_the_past_with_the_stored_model_marked_replayed_and_never
     (result,) = run(replayed())
     assert (result.error, result.recorded, result.scored) == (None, 48, 48)
     store = world.trained.store()
-    rows = checked_rows(store.read_track("2022-06"), "2022-06")  # type: ignore[arg-type]
+    rows = checked_rows(TrackFiles(store).read("2022-06"), "2022-06")  # type: ignore[arg-type]
     assert rows["kind"].eq("replayed").all() and rows["origin"].iloc[0] == start and rows["origin"].iloc[-1] == end
     candles = read_sample("BTCUSDT", "1h")
     until = candles[candles["open_time"] + pd.Timedelta(hours=1) <= start]
@@ -475,13 +475,13 @@ def test_degraded_turns_on_for_a_model_made_worse_on_purpose_and_off_after_a_goo
 
     async def scenario() -> tuple[tuple[str, str, str], tuple[str, str, str], str]:
         await rounds(first, 30)
-        summary = await asyncio.to_thread(track.read_track_summary)
+        summary = await asyncio.to_thread(TrackFiles(track).read_summary)
         bad = degraded_verdict(live_status(summary))  # type: ignore[arg-type]
         # A good model: the last close, with ranges of +-10% (a MAE ratio of exactly 1, every close covered).
         good = publish_model(store, persistence_model(trained, (0.9, 0.95, 1.0, 1.05, 1.1)), worse)
         await asyncio.to_thread(wait_served, server, good)
         await rounds(first + 30, 30)
-        summary = await asyncio.to_thread(track.read_track_summary)
+        summary = await asyncio.to_thread(TrackFiles(track).read_summary)
         fine = degraded_verdict(live_status(summary))  # type: ignore[arg-type]
         await tracker.aclose()
         return bad, fine, good
@@ -489,7 +489,7 @@ def test_degraded_turns_on_for_a_model_made_worse_on_purpose_and_off_after_a_goo
     bad, fine, good = run(scenario())
     assert bad[:2] == ("True", "WorseThanPersistence") and "29 forecasts" in bad[2]
     assert fine[:2] == ("False", "LiveSkillHolds") and f"since version {good} went live" in fine[2]
-    summary = track.read_track_summary()
+    summary = TrackFiles(track).read_summary()
     assert summary is not None and summary.version == good
     own, month = summary.window("version"), summary.window("30d")
     assert own is not None and own.point is not None and own.point.rel_mae == pytest.approx(1.0, abs=1e-12)
@@ -530,9 +530,9 @@ def test_worker_processes_share_out_the_pairs_and_read_like_one_tracker(
             assert [(r.recorded, r.scored) for r in again.pairs] == [(0, 0), (0, 0)]
             for name in ("btc-usdt", "btc-usdt-d"):
                 store = pair_store(world.store_url, "default", name)
-                rows = pd.concat([checked_rows(store.read_track(m), m) for m in store.track_months()])  # type: ignore[arg-type]
+                rows = pd.concat([checked_rows(TrackFiles(store).read(m), m) for m in TrackFiles(store).months()])  # type: ignore[arg-type]
                 assert rows["origin"].tolist() == [world.close_of(first - 1), world.close_of(first)]  # each once
-                summary = store.read_track_summary()
+                summary = TrackFiles(store).read_summary()
                 assert summary is not None and pool.pairs[f"default/{name}"].summary == summary
             assert set(pool.specs) == set(keys)
             http = serve_http(pool, "127.0.0.1", 0)

@@ -20,11 +20,10 @@ from makeusrich.errors import StoreError
 from makeusrich.market.candles import clean_candles
 from makeusrich.market.files import read_sample, sample_path
 from makeusrich.market.source import Source
-from makeusrich.metadata import BacktestResult
 from makeusrich.onnxrt import onnx_session
 from makeusrich.pair import CurrencyPairSpec
 from makeusrich.scoring.folds import COLUMNS
-from makeusrich.store import pair_store
+from makeusrich.store import BacktestResult, pair_store, read_backtest, write_backtest
 from makeusrich.trainer.backtest import cutoffs, run_fold, walk_forward
 from makeusrich.trainer.export import run_onnx
 from makeusrich.trainer.pipeline import run_training
@@ -135,7 +134,7 @@ def test_publish_stores_the_backtest_beside_the_served_version_of_the_same_setti
     )
     assert done.returncode == 0, done.stderr
     assert f"stored beside version {trained.version}" in done.stdout
-    stored = trained.store().read_backtest(trained.version)
+    stored = read_backtest(trained.store(), trained.version)
     assert stored is not None and stored.pooled_point.n == 2 * 24 and stored.model == trained.outcome.metadata.spec
     assert stored == BacktestResult.model_validate_json((tmp_path / "out" / "backtest.json").read_text())
     other = small_pair(model={"hiddenSize": 16})  # not the served version's settings: refused before training
@@ -150,11 +149,11 @@ def test_publish_stores_the_backtest_beside_the_served_version_of_the_same_setti
     assert refused.returncode == 1 and "was trained with other settings" in refused.stderr
     assert not (tmp_path / "out2").exists()
     with pytest.raises(StoreError, match="does not exist"):
-        trained.store().write_backtest("20200101T000000Z", stored)
+        write_backtest(trained.store(), "20200101T000000Z", stored)
     key = trained.store().version_prefix(trained.version) + "backtest.json"
     trained.store().objects.put(key, b'{"pair": 1}')
     with pytest.raises(StoreError, match="backtest.json is malformed"):
-        trained.store().read_backtest(trained.version)
+        read_backtest(trained.store(), trained.version)
 
 
 @pytest.mark.parametrize(

@@ -32,7 +32,7 @@ from nicegui.testing.user import User
 from nicegui.testing.user_interaction import UserInteraction
 
 from makeusrich.pair import CurrencyPair
-from makeusrich.pairs import PairSource, pair_yaml
+from makeusrich.pair_sources import PairSource, pair_yaml
 from makeusrich.ui.app import create_app
 from makeusrich.ui.auth import AuthConfig, hash_password
 from makeusrich.ui.frame import TZ_EVENT

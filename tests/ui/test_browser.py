@@ -19,9 +19,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from makeusrich.metadata import BacktestResult, FoldResult
-from makeusrich.store import pair_store
-from makeusrich.store.base import PairStore
+from makeusrich.store import BacktestResult, FoldResult, PairStore, pair_store, write_backtest
 from tests.fixtures.model_server import ROOT, RunningServer
 from tests.fixtures.models import small_pair
 from tests.ui.browser import SCREENSHOTS, RunningUI, chromium, start_ui, stop, ui_fingerprint
@@ -58,7 +56,8 @@ def publish_walk_forward(store: PairStore) -> None:
         )
         for k in (1, 2)
     ]  # fmt: skip
-    store.write_backtest(
+    write_backtest(
+        store,
         latest.version,
         BacktestResult(
             pair=meta.pair, model=meta.spec, source="sample", symbol=meta.symbol, interval=meta.interval,

@@ -11,7 +11,7 @@ from makeusrich.errors import KubeError, PairError
 from makeusrich.kube import KubeClient, credentials_from_kubeconfig
 from makeusrich.operator.status import model_status
 from makeusrich.pair import pair_document
-from makeusrich.pairs import KubeSource
+from makeusrich.pair_sources import KubeSource
 from makeusrich.ui.view import badges, format_ratio
 from tests.fixtures.kube_emulator import Emulator, write_kubeconfig
 from tests.fixtures.model_server import RunningServer

@@ -15,9 +15,10 @@ from nicegui import ui
 from nicegui.testing.user import User
 
 from makeusrich.market.files import read_candle_csv, sample_path
-from makeusrich.metadata import TrackSummary
 from makeusrich.pair import load_pair
-from makeusrich.store.track import append_rows, empty_rows, forecast_rows, gap_rows, month_of, score_rows
+from makeusrich.store import TrackFiles, TrackSummary
+from makeusrich.store.track_schema import empty_rows, month_of
+from makeusrich.track.rows import append_rows, forecast_rows, gap_rows, score_rows
 from makeusrich.track.summary import summarize
 from makeusrich.ui.auth import AuthConfig, hash_password
 from makeusrich.ui.view import format_price, price_decimals
@@ -390,8 +391,8 @@ def write_track_record(store: TrainedStore, hours: int = 60) -> TrackSummary:
     summary = summarize(rows, store.pair.name, store.pair.namespace, "1h", done)
     pair_store = store.store()
     for month in sorted({month_of(o) for o in rows["origin"]}):
-        pair_store.write_track(month, rows[rows["origin"].map(month_of) == month].reset_index(drop=True))
-    pair_store.write_track_summary(summary)
+        TrackFiles(pair_store).write(month, rows[rows["origin"].map(month_of) == month].reset_index(drop=True))
+    TrackFiles(pair_store).write_summary(summary)
     return summary
 
 

@@ -6,12 +6,10 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from makeusrich.metadata import parse_metadata
 from makeusrich.operator.status import model_status
 from makeusrich.pair import CurrencyPairStatus
-from makeusrich.pairs import PairRecord
-from makeusrich.store.base import Latest
-from makeusrich.store.reader import Damaged, StoreSummary
+from makeusrich.pair_sources import PairRecord
+from makeusrich.store import Damaged, Latest, StoreSummary, parse_metadata
 from makeusrich.ui.state import Observed, Served, build_state
 from tests.fixtures.metadata import metadata_document
 from tests.fixtures.models import small_pair

@@ -16,12 +16,11 @@ from makeusrich.market.candles import clean_candles, close_moments
 from makeusrich.market.feed import CandleFeed
 from makeusrich.market.files import read_sample
 from makeusrich.market.source import Source
-from makeusrich.metadata import Score
 from makeusrich.onnxrt import onnx_session
 from makeusrich.operator import status as operator_status
 from makeusrich.pair import Condition, CurrencyPairStatus, load_pair
-from makeusrich.pairs import EmbeddedSource, record_from_resource
-from makeusrich.store.local import atomic_write
+from makeusrich.pair_sources import EmbeddedSource, record_from_resource
+from makeusrich.store import Score, atomic_write
 from makeusrich.trainer.features import prepare
 from makeusrich.ui import auth
 from makeusrich.ui.backtest import held_out_windows, score, split_range

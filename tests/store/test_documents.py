@@ -8,7 +8,7 @@ import json
 import pytest
 
 from makeusrich.errors import StoreError
-from makeusrich.metadata import ModelMetadata, parse_metadata
+from makeusrich.store import ModelMetadata, parse_metadata
 from tests.fixtures.metadata import metadata_document
 
 

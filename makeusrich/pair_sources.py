@@ -28,7 +28,7 @@ from makeusrich.pair import (
     parse_pair,
     read_pair_files,
 )
-from makeusrich.store.local import atomic_write
+from makeusrich.store import atomic_write
 
 T = TypeVar("T")
 Offload = Callable[[Callable[[], Any]], Awaitable[Any]]

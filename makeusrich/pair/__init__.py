@@ -1,0 +1,83 @@
+"""The CurrencyPair resource (contract 1): one pydantic schema for files, the CRD, the operator and the UI.
+
+    spec     the resource and its spec: defaults and bounds, written once
+    cron     retraining schedules exactly as Kubernetes CronJobs read them
+    parse    pair documents from files, API resources and $MAKEUSRICH_PAIR, with errors that name each bad field
+    status   the status the operator writes
+    crd      the CustomResourceDefinition, generated from the models above
+
+Callers import from this package, not its modules.
+"""
+
+from makeusrich.pair.crd import PRINTER_COLUMNS, crd_manifest, openapi_schema
+from makeusrich.pair.cron import next_run, valid_cron
+from makeusrich.pair.parse import (
+    PAIR_ENV,
+    PairFile,
+    load_pair,
+    load_pair_arg,
+    pair_document,
+    pair_from_resource,
+    parse_pair,
+    parse_pair_text,
+    read_pair_files,
+)
+from makeusrich.pair.spec import (
+    API_VERSION,
+    GROUP,
+    KIND,
+    NAME_PATTERN,
+    PLURAL,
+    VERSION,
+    CurrencyPair,
+    CurrencyPairSpec,
+    Metadata,
+    ModelSpec,
+    PromotionSpec,
+    ServingSpec,
+)
+from makeusrich.pair.status import (
+    Condition,
+    CurrencyPairStatus,
+    LiveStatus,
+    LiveWindowStatus,
+    ModelStatus,
+    ServingStatus,
+    TrainingStatus,
+)
+
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "KIND",
+    "NAME_PATTERN",
+    "PAIR_ENV",
+    "PLURAL",
+    "PRINTER_COLUMNS",
+    "VERSION",
+    "Condition",
+    "CurrencyPair",
+    "CurrencyPairSpec",
+    "CurrencyPairStatus",
+    "LiveStatus",
+    "LiveWindowStatus",
+    "Metadata",
+    "ModelSpec",
+    "ModelStatus",
+    "PairFile",
+    "PromotionSpec",
+    "ServingSpec",
+    "ServingStatus",
+    "TrainingStatus",
+    "crd_manifest",
+    "load_pair",
+    "load_pair_arg",
+    "next_run",
+    "openapi_schema",
+    "pair_document",
+    "pair_from_resource",
+    "parse_pair",
+    "parse_pair_text",
+    "read_pair_files",
+    "valid_cron",
+]

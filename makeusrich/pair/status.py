@@ -1,0 +1,73 @@
+"""The CurrencyPair's status (contract 1), written by the operator: conditions, the model, serving, the last
+training and the live track record."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from makeusrich.pair.spec import CamelModel
+
+
+class Condition(CamelModel):
+    type: Literal["Valid", "Trained", "Serving", "Ready", "Degraded"]
+    status: Literal["True", "False", "Unknown"]
+    reason: str = Field(pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$", max_length=1024)
+    message: str = Field("", max_length=32768)
+    last_transition_time: str = Field(description="RFC 3339 time of the last status change.")
+
+
+class ModelStatus(CamelModel):
+    version: str | None = None
+    trained_at: str | None = None
+    storage_uri: str | None = None
+    skill: float | None = Field(None, description="Test MAE relative to persistence (below 1 beats it).")
+    metrics: dict[str, Any] | None = None
+
+
+class ServingStatus(CamelModel):
+    version: str | None = None
+    url: str | None = None
+    ready: bool | None = None
+
+
+class TrainingStatus(CamelModel):
+    job: str | None = None
+    phase: Literal["Pending", "Running", "Succeeded", "Failed"] | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    message: str | None = None
+
+
+class LiveWindowStatus(CamelModel):
+    window: str = Field(description="24h, 7d, 30d, or version (since the served version went live)")
+    made: int = Field(0, description="Origins with a live forecast.")
+    missed: int = Field(0, description="Origins recorded as gaps.")
+    scored: int = Field(0, description="Forecasts whose candles have closed.")
+    mae_ratio: float | None = Field(None, description="Live MAE relative to persistence on the same hours.")
+    dm_pvalue: float | None = None
+    direction: float | None = Field(None, description="Share of moves whose direction the forecast called right.")
+    coverage: float | None = Field(None, description="Share of closes inside the widest range.")
+    coverage_nominal: float | None = Field(None, description="The widest range's nominal coverage (0.9).")
+
+
+class LiveStatus(CamelModel):
+    """The live track record (track.json, written by `makeusrich track`), as the operator last read it."""
+
+    version: str | None = None
+    live_since: str | None = None
+    updated_at: str | None = None
+    last_forecast_at: str | None = None
+    skill: float | None = Field(None, description="Live MAE relative to persistence over the last 30 days.")
+    windows: list[LiveWindowStatus] = Field(default_factory=list)
+
+
+class CurrencyPairStatus(CamelModel):
+    observed_generation: int | None = None
+    symbol: str | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    model: ModelStatus | None = None
+    serving: ServingStatus | None = None
+    last_training: TrainingStatus | None = None
+    live: LiveStatus | None = None
