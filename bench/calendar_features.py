@@ -24,12 +24,11 @@ import pandas as pd
 import torch
 
 import makeusrich.trainer.model as model_module
-from makeusrich.market.candles import close_moments, interval_ms
-from makeusrich.market.source import Source, load_candles
+from makeusrich.market import Source, close_moments, interval_ms, load_candles
 from makeusrich.pair import load_pair
 from makeusrich.scoring import ranges
+from makeusrich.trainer.evaluation import baseline_ranges, log_returns
 from makeusrich.trainer.features import Prepared, prepare
-from makeusrich.trainer.pipeline import baseline_ranges, log_returns
 from makeusrich.trainer.train import configure_threads, predict_standardised, train
 
 REPO = Path(__file__).resolve().parents[1]

@@ -110,7 +110,7 @@ def bench_cached_runs(server: FakeBinance, repeats: int = 5) -> list[Row]:
     the cache; a run in the same hour is up to date; a run an hour later fetches the one new candle."""
     import tempfile
 
-    from makeusrich.market.source import Source, load_candles
+    from makeusrich.market import Source, load_candles
     from makeusrich.pair import CurrencyPairSpec
     from makeusrich.store import LocalStore, PairStore
 

@@ -12,8 +12,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from makeusrich.market.candles import clean_candles
-from makeusrich.market.files import read_sample
+from makeusrich.market import clean_candles, read_sample
 from makeusrich.trainer.features import prepare
 
 WINDOW, HORIZON, HOUR = 120, 1, 3_600_000

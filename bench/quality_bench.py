@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from makeusrich.market.source import Source
+from makeusrich.market import Source
 from makeusrich.pair import load_pair
 from makeusrich.trainer.pipeline import run_training
 

@@ -41,7 +41,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script: make `tests.fixtures` importable
 
-from makeusrich.market.source import Source  # noqa: E402
+from makeusrich.market import Source  # noqa: E402
 from makeusrich.trainer.export import onnx_session  # noqa: E402
 from makeusrich.trainer.pipeline import run_training  # noqa: E402
 from makeusrich.v2client import V2Client  # noqa: E402

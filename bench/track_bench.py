@@ -46,8 +46,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script: make `tests.fixtures` importable
 
-from makeusrich.market.feed import CandleFeed  # noqa: E402
-from makeusrich.market.source import Source  # noqa: E402
+from makeusrich.market import CandleFeed, Source  # noqa: E402
 from makeusrich.pair_sources import EmbeddedSource, PairSource, pair_yaml  # noqa: E402
 from makeusrich.store import TrackFiles, pair_store  # noqa: E402
 from makeusrich.store.track_schema import month_of, month_rows  # noqa: E402

@@ -240,7 +240,7 @@ All overview loads (s): {runs}.
 
 The first load also fetches NiceGUI's scripts, styles and fonts (about 0.5 MB from the same server; no CDN).
 The page's data is ready before the browser asks: one refresh loop per server (not per browser) keeps every
-pair's state, and each card is one HTML element built from a pure function (`makeusrich.ui.view.card_html`),
+pair's state, and each card is one HTML element built from a pure function (`makeusrich.ui.card_html.card_html`),
 so a load costs little server work. (Built from NiceGUI elements, about 40 per card, the same overview took
 1.2 s median here: 0.6 to 0.9 s of it the server creating 2,000 elements.) Most of the server's memory is the
 Python stack it imports (NiceGUI, FastAPI, pandas, numpy); for the pairs it keeps one small candle frame

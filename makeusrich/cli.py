@@ -29,8 +29,7 @@ def cmd_crd(args: argparse.Namespace) -> int:
 
 
 def cmd_candles(args: argparse.Namespace) -> int:
-    from makeusrich.market.candles import close_moments
-    from makeusrich.market.source import Source, load_candles
+    from makeusrich.market import Source, close_moments, load_candles
     from makeusrich.pair import load_pair
     from makeusrich.settings import from_args
     from makeusrich.store import pair_store

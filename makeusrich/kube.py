@@ -302,6 +302,12 @@ def retryable(method: str, status: int, body: Any) -> bool:
     return status in RETRIED_STATUSES
 
 
+def transient(error: KubeError) -> bool:
+    """Whether a failed request may pass without anyone acting, so that a reconcile is tried again soon: no answer,
+    a conflict, throttling or a server error. 403, 404 and 422 need a person (RBAC, KServe missing, a bad object)."""
+    return error.status in (0, 409, 429) or error.status >= 500
+
+
 # --- the client ---------------------------------------------------------------------------------------------------
 
 

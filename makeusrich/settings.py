@@ -228,7 +228,7 @@ class MarketSettings(CommandSettings):
     @field_validator("source")
     @classmethod
     def _known(cls, value: str) -> str:
-        from makeusrich.market.source import Source  # pandas: only when a command runs, not for --help
+        from makeusrich.market import Source  # pandas: only when a command runs, not for --help
 
         Source.parse(value)  # a CandleError names the forms
         return value

@@ -22,7 +22,7 @@ import pandas as pd
 
 from makeusrich.contract import DATATYPE, INPUT_NAME, OUTPUT_NAME, QUANTILES_NAME, TensorSpec, iso_z, quantile_column
 from makeusrich.errors import ModelNotFoundError, ModelNotReadyError, ServingError
-from makeusrich.market.candles import OHLCV, close_moments, interval_ms
+from makeusrich.market import OHLCV, close_moments, interval_ms
 
 try:  # orjson (a kserve and nicegui dependency) encodes a 64-window batch ~10x faster than json
     import orjson

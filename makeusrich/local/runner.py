@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import json
 import logging
 import os
 import signal
@@ -27,20 +26,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 from makeusrich.contract import iso_z
 from makeusrich.errors import MakeUsRichError, StoreError
 from makeusrich.local.schedule import due_at, spec_sha256
+from makeusrich.local.training import LAST_LINES, follow, outcome, render_line
 from makeusrich.net import check_free
 from makeusrich.pair import CurrencyPair, read_pair_files
 from makeusrich.store import (
     PairStore,
     RunState,
     pair_store,
-    parse_metadata,
     read_run_state,
     write_run_log,
     write_run_state,
@@ -49,7 +47,6 @@ from makeusrich.store import (
 log = logging.getLogger(__name__)
 
 STOP_S = 8.0  # a stop kills what is still running after this long: Ctrl-C ends within 10 s
-LAST_LINES = 20
 BUNDLED_PAIR = "btc-usdt.yaml"
 
 
@@ -115,28 +112,6 @@ def _die_with_parent() -> None:
 
 def command(*args: str) -> list[str]:
     return [sys.executable, "-m", "makeusrich.cli", *args]
-
-
-def log_entry(raw: str) -> dict[str, Any] | None:
-    """A child's JSON log line as its fields; None for any other line (a traceback, the CLI's last sentence)."""
-    try:
-        entry = json.loads(raw)
-    except ValueError:
-        return None
-    return entry if isinstance(entry, dict) and "message" in entry else None
-
-
-def render_line(raw: str, entry: dict[str, Any] | None = None) -> str:
-    """A child's log line as a person reads it ('warning candles ready summary=...'); others as they are.
-    `entry` is the line already parsed by `log_entry`, when the caller has it."""
-    entry = entry if entry is not None else log_entry(raw)
-    if entry is None:
-        return raw
-    extra = " ".join(
-        f"{k}={v}" for k, v in entry.items() if k not in ("time", "level", "logger", "message", "exception")
-    )
-    text = f"{entry.get('level', 'info')} {entry['message']}" + (f" {extra}" if extra else "")
-    return text + (f"\n{entry['exception']}" if entry.get("exception") else "")
 
 
 @dataclass
@@ -347,97 +322,13 @@ class Runner:
             tail: deque[str] = deque(maxlen=LAST_LINES)
             assert process.stdout is not None
             out = asyncio.create_task(process.stdout.read())  # read beside the log: a full pipe would block it
-            state = await self._follow(process, store, state, lines, tail)
+            state = await follow(process, store, state, lines, tail, self.say)
             code = await process.wait()
             self.children.pop(process, None)
-            state = self._outcome(pair, state, code, await out, list(tail), run_log)
+            state = outcome(state, code, await out, list(tail), run_log, self.clock(), self.stopping.is_set())
             await asyncio.to_thread(write_run_log, store, run_log, "\n".join(lines) + "\n")
             await asyncio.to_thread(write_run_state, store, state)
             self.say(f"{pair.name}: {state.message}")
-
-    async def _follow(
-        self,
-        process: asyncio.subprocess.Process,
-        store: PairStore,
-        state: RunState,
-        lines: list[str],
-        tail: deque[str],
-    ) -> RunState:
-        """Read the trainer's log lines until it closes them, keeping the state's progress current."""
-        assert process.stderr is not None
-        written = 0.0
-        async for raw in process.stderr:
-            text = raw.decode(errors="replace").rstrip("\n")
-            entry = log_entry(text)
-            shown = render_line(text, entry)
-            lines.append(shown)
-            tail.append(shown)
-            if entry is None:
-                continue
-            if entry.get("message") == "epoch done":
-                state = state.model_copy(
-                    update={
-                        "epoch": entry.get("epoch"),
-                        "max_epochs": entry.get("max_epochs"),
-                        "validation_loss": entry.get("validation_loss"),
-                    }
-                )
-                self.say(
-                    f"{store.pair}: epoch {state.epoch}/{state.max_epochs}, validation loss {state.validation_loss:.4f}"
-                )
-                if time.monotonic() - written >= 1.0:
-                    written = time.monotonic()
-                    await asyncio.to_thread(write_run_state, store, state)
-            elif entry.get("level") in ("warning", "error") and entry.get("logger") != "makeusrich.market.binance":
-                self.say(f"{store.pair}: {entry.get('message')}")
-        return state
-
-    def _outcome(
-        self, pair: CurrencyPair, state: RunState, code: int, out: bytes, tail: list[str], run_log: str
-    ) -> RunState:
-        finished = {"finished_at": iso_z(self.clock()), "last_lines": tail, "log": run_log}
-        if code == 0:
-            try:
-                meta = parse_metadata(json.loads(out), "the metadata `makeusrich train --json` printed")
-            except (ValueError, StoreError) as exc:
-                return state.model_copy(update={**finished, "state": "failed", "message": f"training failed: {exc}"})
-            ratio = meta.promotion.validation_relative_mae
-            skill = f" (validation MAE {ratio:.4f} of persistence's)" if ratio is not None else ""
-            verdict = (
-                f"{skill} promoted and served" if meta.promotion.promoted else f" not promoted: {meta.promotion.reason}"
-            )
-            return state.model_copy(
-                update={
-                    **finished,
-                    "state": "succeeded",
-                    "version": meta.version,
-                    "promoted": meta.promotion.promoted,
-                    "source": meta.source,
-                    "message": f"version {meta.version}{verdict}",
-                }
-            )
-        if self.stopping.is_set():
-            return state.model_copy(
-                update={
-                    **finished,
-                    "state": "interrupted",
-                    "message": "training stopped before it finished; the served model is unchanged",
-                }
-            )
-        said = next((line for line in reversed(tail) if line.startswith("makeusrich train:")), None)
-        if said:
-            reason = said.removeprefix("makeusrich train:").strip()
-        elif code < 0:  # nobody asked it to stop: the kernel's out-of-memory killer, most often
-            reason = f"it was killed by signal {-code} ({signal.Signals(-code).name}; out of memory?)"
-        else:
-            reason = f"exit status {code}"
-        return state.model_copy(
-            update={
-                **finished,
-                "state": "failed",
-                "message": f"training failed: {reason}; tried again at the next scheduled time",
-            }
-        )
 
     # --- the whole ---------------------------------------------------------------------------------------
 

@@ -24,28 +24,26 @@ from urllib.parse import urlparse
 import pandas as pd
 import requests
 import urllib3.exceptions
-from binance.client import Client
+from binance.client import Client as Client  # named for the annotations of makeusrich.market.feed
 from binance.exceptions import BinanceAPIException, BinanceRequestException
 
 from makeusrich.errors import CandleError, OfflineError
 from makeusrich.market.candles import candles_from_klines, interval_ms
+from makeusrich.market.exchange import (
+    API_URL_ENV,
+    CLOCK_SKEW_MS,
+    DEFAULT_API_URL,
+    DEFAULT_RETRIES,
+    PAGE_LIMIT,
+    UNREACHABLE_RETRIES,
+)
 from makeusrich.net import backoff_delay_s, retry_after_s
 
 log = logging.getLogger(__name__)
 
-DEFAULT_API_URL = "https://api.binance.com/api"
-API_URL_ENV = "BINANCE_API_URL"
-DEFAULT_RETRIES = 5
-# An unreachable host (no such name, connection refused) is asked once more: a network that is down stays down.
-UNREACHABLE_RETRIES = 1
 OFFLINE_ADVICE = (
     "use --source sample for the bundled BTC/USDT 1h candles, or --source file:PATH for a CSV in the kline layout"
 )
-# Binance's maximum rows per klines request: fewer rows per page only means more requests.
-PAGE_LIMIT = 1000
-# A candle counts as closed once its close_time is this far in the past by our clock, so that a local clock
-# running slightly ahead of Binance's cannot make us keep (and later cache) a candle that is still moving.
-CLOCK_SKEW_MS = 2_000
 INVALID_SYMBOL = -1121
 # Retried statuses: rate limit, IP ban (Binance bans for a while after ignored 429s), and any 5xx.
 RATE_LIMITED, BANNED = 429, 418

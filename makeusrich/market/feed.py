@@ -8,16 +8,18 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from binance.client import Client
 
 from makeusrich.errors import CandleError, OfflineError, StoreError
-from makeusrich.market import binance
 from makeusrich.market.candles import clean_candles, interval_ms
+from makeusrich.market.exchange import CLOCK_SKEW_MS
 from makeusrich.market.source import CandleCache, Source, merge_candles, offline_fallback, read_file_source
 from makeusrich.pair import CurrencyPairSpec
+
+if TYPE_CHECKING:  # python-binance is loaded by the code that fetches, when it fetches
+    from makeusrich.market.binance import Client
 
 
 class CandleFeed:
@@ -92,10 +94,14 @@ class CandleFeed:
         a connection, and threads cannot share one (it keeps each answer in an attribute of its own)."""
         client: Client | None = getattr(self._local, "client", None)
         if client is None:
+            from makeusrich.market import binance
+
             client = self._local.client = binance.make_client(self.api_url)
         return client
 
     def _fetch(self, spec: CurrencyPairSpec, start_ms: int, end_ms: int | None = None) -> pd.DataFrame:
+        from makeusrich.market import binance
+
         result = binance.fetch_klines(
             spec.symbol,
             spec.interval,
@@ -123,7 +129,7 @@ class CandleFeed:
                 frame = self._fetch(spec, now_ms - (count + 1) * step)
             else:
                 newest = int(frame["open_time"].iloc[-1].timestamp() * 1000)
-                if now_ms >= newest + 2 * step + binance.CLOCK_SKEW_MS:  # the next candle has closed
+                if now_ms >= newest + 2 * step + CLOCK_SKEW_MS:  # the next candle has closed
                     fresh = self._fetch(spec, newest + step)
                     frame = merge_candles(frame, fresh).tail(self.KEEP).reset_index(drop=True)
                     # Fresh column labels for the frame kept: pandas notes each view of an index in a list of

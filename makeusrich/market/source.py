@@ -14,8 +14,8 @@ from typing import Protocol
 import pandas as pd
 
 from makeusrich.errors import CandleError, OfflineError, StoreError
-from makeusrich.market import binance
 from makeusrich.market.candles import CandleReport, clean_candles, find_gaps, interval_ms
+from makeusrich.market.exchange import DEFAULT_RETRIES
 from makeusrich.market.files import (
     SAMPLE_ENDS,
     SAMPLE_INTERVAL,
@@ -91,7 +91,7 @@ def fetch_incremental(
     store: CandleCache | None,
     now: datetime | None = None,
     api_url: str | None = None,
-    max_retries: int = binance.DEFAULT_RETRIES,
+    max_retries: int = DEFAULT_RETRIES,
 ) -> tuple[pd.DataFrame, int]:
     """Candles covering the lookback up to the last closed one, fetching only what the cache lacks.
     Returns the raw (uncleaned) frame and the number of HTTP requests made."""
@@ -115,6 +115,8 @@ def fetch_incremental(
     requests = 0
     fresh = pd.DataFrame()
     if start <= last_closed:
+        from makeusrich.market import binance  # python-binance: loaded by the code that fetches
+
         result = binance.fetch_klines(
             spec.symbol,
             spec.interval,
@@ -168,7 +170,7 @@ def load_candles(
     store: CandleCache | None = None,
     now: datetime | None = None,
     api_url: str | None = None,
-    max_retries: int = binance.DEFAULT_RETRIES,
+    max_retries: int = DEFAULT_RETRIES,
 ) -> CandleSet:
     """Clean candles for the pair's lookback from the chosen source."""
     requests = 0

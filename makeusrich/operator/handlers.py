@@ -27,8 +27,9 @@ from makeusrich.errors import KubeError, RetryLater
 from makeusrich.kube import CRONJOBS, ISVCS, JOBS, PAIRS, Credentials, KubeClient, Login, load_credentials
 from makeusrich.operator import status as st
 from makeusrich.operator.objects import MANAGED_BY, MANAGER, PAIR_LABEL
-from makeusrich.operator.reconcile import Reconciler, StoreAccess, plain
+from makeusrich.operator.reconcile import Reconciler, plain
 from makeusrich.operator.settings import OperatorSettings
+from makeusrich.operator.store_access import StoreAccess
 
 log = logging.getLogger("makeusrich.operator")
 
@@ -110,8 +111,15 @@ def build_registry(settings: OperatorSettings, runtime: Runtime | None = None) -
     """Every handler of the operator, bound to one Runtime."""
     rt = runtime or Runtime(settings)
     registry = kopf.OperatorRegistry()
-    pairs = PAIRS.selector
-    interval = settings.reconcile_interval_s
+    _register_lifecycle(registry, rt)
+    _register_indices(registry)
+    _register_pair(registry, rt)
+    _register_children(registry, rt)
+    return registry
+
+
+def _register_lifecycle(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
+    """Login, startup (settings, the indices bound to the reconciler), cleanup and the liveness probe."""
 
     @kopf.on.login(id="login", registry=registry)
     def _login(**_: Any) -> kopf.ConnectionInfo:
@@ -136,9 +144,11 @@ def build_registry(settings: OperatorSettings, runtime: Runtime | None = None) -
     def _probe(**_: Any) -> int:
         return rt.reconciler.reconciles
 
-    # --- indices: in-memory views of what the watches saw --------------------------------------------------
 
-    @kopf.index(*pairs, id="makeusrich_pairs", registry=registry)
+def _register_indices(registry: kopf.OperatorRegistry) -> None:
+    """In-memory views of what the watches saw: the pairs, and our children by the pair they belong to."""
+
+    @kopf.index(*PAIRS.selector, id="makeusrich_pairs", registry=registry)
     def _pairs(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
         return {(namespace or "", name): plain(body)}
 
@@ -151,7 +161,10 @@ def build_registry(settings: OperatorSettings, runtime: Runtime | None = None) -
     def _jobs(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> dict[Any, Any]:
         return {_pair_key(namespace, labels): st.job_summary(body)}
 
-    # --- the pair ---------------------------------------------------------------------------------------------
+
+def _register_pair(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
+    """A pair created, changed or resumed is reconciled; its events also start the periodic reconcile."""
+    pairs = PAIRS.selector
 
     @kopf.on.update(*pairs, id="update", field="spec", registry=registry)
     @kopf.on.resume(*pairs, id="resume", registry=registry)
@@ -171,10 +184,12 @@ def build_registry(settings: OperatorSettings, runtime: Runtime | None = None) -
             # timer, and a finalizer blocks `kubectl delete` whenever the operator is down. Started from a
             # handler so that it inherits kopf's context (the Event queue lives in context variables).
             rt.periodic = asyncio.get_running_loop().create_task(
-                rt.reconciler.periodic(interval), name="periodic reconcile"
+                rt.reconciler.periodic(rt.settings.reconcile_interval_s), name="periodic reconcile"
             )
 
-    # --- children -------------------------------------------------------------------------------------------
+
+def _register_children(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
+    """A child's event reconciles its pair only when it is news to the pair's status."""
 
     @kopf.on.event(*JOBS.selector, id="job-events", labels=OURS, registry=registry)
     async def _job_event(type: str, body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
@@ -198,8 +213,6 @@ def build_registry(settings: OperatorSettings, runtime: Runtime | None = None) -
         ns, pair = _pair_key(namespace, labels)
         if rt.reconciler.cronjob_needs_reconcile(ns, pair, type):
             await _reconcile_child(rt, ns, pair, read_store=False)
-
-    return registry
 
 
 async def _reconcile_child(rt: Runtime, namespace: str, pair: str, read_store: bool) -> None:

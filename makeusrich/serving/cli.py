@@ -16,7 +16,7 @@ import pandas as pd
 
 from makeusrich.contract import central_ranges
 from makeusrich.errors import MakeUsRichError
-from makeusrich.market.candles import close_moments, interval_ms
+from makeusrich.market import close_moments, interval_ms
 
 if TYPE_CHECKING:
     from makeusrich.settings import Add
@@ -96,7 +96,7 @@ def format_forecast(
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from makeusrich.contract import iso_z
-    from makeusrich.market.source import Source, load_candles
+    from makeusrich.market import Source, load_candles
     from makeusrich.pair import load_pair_arg
     from makeusrich.serving.options import PredictSettings
     from makeusrich.serving.validation import rfc3339

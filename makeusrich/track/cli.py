@@ -63,8 +63,7 @@ def make_tracker(
     clock: Callable[[], float] = time.time,
 ) -> Tracker:
     """The tracker `settings` describe, over `shard` of the pairs (all of them unless a worker's share)."""
-    from makeusrich.market.feed import CandleFeed
-    from makeusrich.market.source import Source
+    from makeusrich.market import CandleFeed, Source
     from makeusrich.store import store_location
     from makeusrich.track.tracker import Tracker
 

@@ -12,8 +12,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 
 from makeusrich.contract import iso_z
-from makeusrich.market.candles import find_gaps
-from makeusrich.market.source import last_closed_open_ms
+from makeusrich.market import find_gaps, last_closed_open_ms
 
 
 @dataclass(frozen=True)

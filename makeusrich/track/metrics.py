@@ -19,7 +19,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from makeusrich.contract import iso_z
-from makeusrich.market.candles import interval_ms
+from makeusrich.market import interval_ms
 from makeusrich.track.tracker import RoundLoop
 
 PREFIX = "makeusrich_track_"

@@ -15,7 +15,7 @@ import pandas as pd
 
 from makeusrich.contract import OUTPUT_NAME, QUANTILES_NAME, iso_z
 from makeusrich.errors import MakeUsRichError, StoreError
-from makeusrich.market.candles import interval_ms
+from makeusrich.market import interval_ms
 from makeusrich.onnxrt import onnx_session
 from makeusrich.pair import CurrencyPair
 from makeusrich.store import TrackFiles

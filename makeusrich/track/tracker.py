@@ -24,8 +24,7 @@ from typing import TypeVar
 import pandas as pd
 
 from makeusrich.errors import MakeUsRichError, ServingError, StoreError, WorkerExited
-from makeusrich.market.candles import interval_ms
-from makeusrich.market.feed import CandleFeed
+from makeusrich.market import CandleFeed, interval_ms
 from makeusrich.pair import CurrencyPair
 from makeusrich.pair_sources import PairRecord, PairSource
 from makeusrich.store import StoreReader, TrackFiles, TrackSummary

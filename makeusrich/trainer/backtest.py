@@ -28,16 +28,16 @@ from numpy.lib.stride_tricks import sliding_window_view
 from tqdm import tqdm
 
 from makeusrich.errors import CandleError
-from makeusrich.market.candles import close_moments, interval_ms
+from makeusrich.market import close_moments, interval_ms
 from makeusrich.onnxrt import onnx_session
 from makeusrich.pair import CurrencyPairSpec
 from makeusrich.scoring import evaluate, ranges, segment_ids, valid_origins
 from makeusrich.scoring.folds import COLUMNS, table_rows
 from makeusrich.store import BacktestResult, FoldResult, RangeMetrics, Score
+from makeusrich.trainer.evaluation import baseline_ranges, calibrate, log_returns
 from makeusrich.trainer.export import export_onnx, run_onnx
 from makeusrich.trainer.features import ohlcv_array, prepare
 from makeusrich.trainer.model import Forecaster
-from makeusrich.trainer.pipeline import baseline_ranges, calibrate, log_returns
 from makeusrich.trainer.train import EpochRecord, train, usable_cpus
 
 log = logging.getLogger(__name__)

@@ -65,7 +65,7 @@ class BacktestSettings(StoreSettings):
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
-    from makeusrich.market.source import Source, load_candles
+    from makeusrich.market import Source, load_candles
     from makeusrich.pair import load_pair_arg
     from makeusrich.settings import MarketSettings, from_args
     from makeusrich.store import write_backtest
@@ -137,7 +137,7 @@ def served_version(pair: CurrencyPair, spec: CurrencyPairSpec, settings: Backtes
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from makeusrich.market.source import Source
+    from makeusrich.market import Source
     from makeusrich.pair import load_pair_arg
     from makeusrich.settings import MarketSettings, from_args
     from makeusrich.trainer.pipeline import run_training, summary

@@ -22,7 +22,7 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from makeusrich.errors import CandleError
-from makeusrich.market.candles import OHLCV
+from makeusrich.market import OHLCV
 from makeusrich.scoring.windows import segment_ids, valid_origins
 
 N_FEATURES = 5

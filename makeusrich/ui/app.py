@@ -14,8 +14,7 @@ from typing import Any
 from nicegui import app, run, ui
 from starlette.middleware.sessions import SessionMiddleware
 
-from makeusrich.market.feed import CandleFeed
-from makeusrich.market.source import Source
+from makeusrich.market import CandleFeed, Source
 from makeusrich.net import check_free
 from makeusrich.pair_sources import PairSource
 from makeusrich.ui.auth import AuthConfig, auth_from_env

@@ -18,10 +18,10 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from makeusrich.errors import CandleError
-from makeusrich.market.candles import OHLCV, interval_ms
+from makeusrich.market import OHLCV, interval_ms
 from makeusrich.scoring import evaluate, segment_ids, valid_origins
 from makeusrich.store import Directional, ModelMetadata
-from makeusrich.ui.view import parse_time
+from makeusrich.ui.format import parse_time
 
 BATCH = 256
 """Windows per inference request: well under the server's --max-batch (1024), small enough to stay fast."""

@@ -14,10 +14,10 @@ from typing import Any
 
 import pandas as pd
 
-from makeusrich.market.candles import close_moments
+from makeusrich.market import close_moments
 from makeusrich.ui.backtest import Backtest
+from makeusrich.ui.format import parse_time, zone
 from makeusrich.ui.track import TrackSeries
-from makeusrich.ui.view import parse_time, zone
 
 UP, DOWN, FORECAST, MUTED = "#16a34a", "#dc2626", "#2563eb", "#9ca3af"
 ACTUAL, PERSISTENCE = "#475569", "#f59e0b"

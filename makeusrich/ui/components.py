@@ -6,7 +6,7 @@ from typing import get_args
 
 from nicegui import ui
 
-from makeusrich.ui.view import Tone
+from makeusrich.ui.format import Tone
 
 TONE_COLOR: dict[Tone, str] = {tone: "grey-7" if tone == "neutral" else tone for tone in get_args(Tone)}
 TONE_TEXT: dict[Tone, str] = {tone: "" if tone == "neutral" else f"text-{tone}" for tone in get_args(Tone)}

@@ -16,8 +16,8 @@ from nicegui import app, ui
 from nicegui.events import GenericEventArguments
 
 from makeusrich.ui.auth import HASH_ENV, AuthConfig, Throttle
+from makeusrich.ui.format import zone
 from makeusrich.ui.state import Dashboard
-from makeusrich.ui.view import zone
 
 STYLESHEET = Path(__file__).parent / "static" / "dashboard.css"
 TZ_SCRIPT = "Intl.DateTimeFormat().resolvedOptions().timeZone"

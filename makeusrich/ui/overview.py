@@ -10,9 +10,12 @@ from nicegui import ui
 
 from makeusrich.pair_sources import PairSource
 from makeusrich.ui.auth import HASH_ENV
+from makeusrich.ui.badges import SORTS, has_problem, matches, sort_states
+from makeusrich.ui.card import PairState
+from makeusrich.ui.card_html import card_html
+from makeusrich.ui.format import format_time
 from makeusrich.ui.frame import Tab
 from makeusrich.ui.state import wait_loaded
-from makeusrich.ui.view import SORTS, PairState, card_html, format_time, has_problem, matches, sort_states
 
 
 def empty_hints(source: PairSource, login_configured: bool, logged_in: bool) -> list[str]:

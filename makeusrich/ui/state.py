@@ -13,17 +13,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from makeusrich.contract import quantile_column
 from makeusrich.errors import CandleError, MakeUsRichError, ModelNotFoundError, ServingError
-from makeusrich.market.candles import close_moments
-from makeusrich.market.feed import CandleFeed
-from makeusrich.market.files import SAMPLE_ENDS
+from makeusrich.market import SAMPLE_ENDS, CandleFeed
 from makeusrich.pair import CurrencyPair
 from makeusrich.pair_sources import (
     Offload,
@@ -32,7 +29,6 @@ from makeusrich.pair_sources import (
     describe_error,
     to_thread,
 )
-from makeusrich.scoring.live import live_status
 from makeusrich.store import (
     BacktestResult,
     ModelMetadata,
@@ -44,117 +40,11 @@ from makeusrich.store import (
     read_backtest,
 )
 from makeusrich.ui.backtest import Backtest, run_backtest, split_range
+from makeusrich.ui.card import Observed, PairState, Served, build_state, promoted_version
 from makeusrich.ui.settings import Options
-from makeusrich.ui.view import PairState, condition, promotion_reason, skill_from_metrics, skill_from_status
 from makeusrich.v2client import V2Client
 
 log = logging.getLogger("makeusrich.ui")
-
-
-@dataclass(frozen=True)
-class Served:
-    """What the pair's model server said about it."""
-
-    version: str | None = None
-    window: int | None = None
-    ready: bool | None = None
-    error: str | None = None
-    refused: str | None = None
-    not_found: bool = False
-    levels: tuple[float, ...] | None = None  # of the model's quantiles output; None without one
-
-
-@dataclass(frozen=True)
-class Observed:
-    """Everything one refresh learned about a pair: the inputs of `build_state`."""
-
-    summary: StoreSummary | None = None
-    store_error: str | None = None
-    served: Served = field(default_factory=Served)
-    candles: pd.DataFrame | None = None
-    candle_error: str | None = None
-    forecast: pd.DataFrame | None = None
-    forecast_error: str | None = None
-    offline: str | None = None
-
-
-def promoted_version(record: PairRecord, summary: StoreSummary | None) -> str | None:
-    """The store's latest.json when it was read, else what the pair's status says."""
-    if summary is not None and summary.latest is not None:
-        return summary.latest.version
-    model = record.status.model if record.status else None
-    return model.version if model else None
-
-
-def forecast_quantiles(
-    forecast: pd.DataFrame | None, levels: tuple[float, ...] | None
-) -> tuple[tuple[float, ...], ...]:
-    """Per forecast candle, its quantiles in level order; empty when the model has none."""
-    if forecast is None or not levels or any(quantile_column(v) not in forecast for v in levels):
-        return ()
-    return tuple(tuple(float(v) for v in row) for row in forecast[[quantile_column(v) for v in levels]].to_numpy())
-
-
-def build_state(record: PairRecord, seen: Observed, spark_candles: int = 48) -> PairState:
-    """A pair's card from what one refresh observed (pure: the refresh loop does the I/O)."""
-    base = PairState(record.key, record.name, record.namespace, record.pair, record.problem, record.status)
-    if record.pair is None:
-        return base
-    summary, served = seen.summary, seen.served
-    promoted = promoted_version(record, summary)
-    # Nothing promoted yet: no server knows the model, rightly.
-    serving_error = None if served.not_found and promoted is None else served.error
-    shown = served.version or promoted
-    meta = summary.metadata.get(shown) if summary and shown else None
-    known = meta if isinstance(meta, ModelMetadata) else None
-    skill = skill_from_metrics(known.metrics) if known else None
-    trained_at = known.created_at if known else None
-    status_model = record.status.model if record.status else None
-    if skill is None and status_model is not None and status_model.version == shown:
-        skill, trained_at = skill_from_status(status_model.metrics), status_model.trained_at
-    newest = summary.newest if summary else None
-    newest_meta = summary.metadata.get(newest) if summary and newest else None
-    promoted_versions = summary.promoted if summary else frozenset({promoted} if promoted else ())
-    ready, ready_condition = served.ready, condition(record.status, "Ready")
-    if ready is None and ready_condition is not None:
-        ready = ready_condition.status == "True"
-    tail = seen.candles.tail(spark_candles) if seen.candles is not None and len(seen.candles) else None
-    closes = tuple(float(x) for x in tail["close"]) if tail is not None else ()
-    forecast = seen.forecast
-    quantiles = forecast_quantiles(forecast, served.levels)
-    return replace(
-        base,
-        last_close=closes[-1] if closes else None,
-        last_close_time=(
-            close_moments(tail["open_time"], record.pair.spec.interval).iloc[-1].to_pydatetime()
-            if tail is not None
-            else None
-        ),
-        closes=closes,
-        forecast=tuple(float(x) for x in forecast["close"]) if forecast is not None else (),
-        forecast_times=tuple(t.to_pydatetime() for t in forecast["close_time"]) if forecast is not None else (),
-        quantiles=quantiles,
-        levels=(served.levels or ()) if quantiles else (),
-        candle_error=seen.candle_error,
-        promoted_version=promoted,
-        served_version=served.version,
-        trained_at=trained_at,
-        skill=skill,
-        newest_version=newest,
-        newest_promoted=newest in promoted_versions if newest_meta else None,
-        newest_reason=promotion_reason(newest_meta, newest in promoted_versions) if newest_meta else None,
-        promoted_versions=promoted_versions,
-        serving_ready=ready,
-        serving_error=serving_error,
-        refused=served.refused,
-        forecast_error=seen.forecast_error,
-        store_error=seen.store_error,
-        run=summary.run if summary else None,
-        offline=seen.offline,
-        live=live_status(summary.track)
-        if summary and summary.track
-        else (record.status.live if record.status else None),
-    )
 
 
 class Dashboard:

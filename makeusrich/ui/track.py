@@ -12,7 +12,7 @@ import pandas as pd
 from makeusrich.contract import central_ranges
 from makeusrich.store import TrackSummary
 from makeusrich.store.track_schema import GAP, LIVE, level_columns
-from makeusrich.ui.view import format_pvalue, format_ratio
+from makeusrich.ui.format import format_pvalue, format_ratio
 
 WINDOW_NAMES = {"24h": "last 24 h", "7d": "last 7 days", "30d": "last 30 days", "version": "since this version"}
 

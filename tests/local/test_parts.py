@@ -8,19 +8,21 @@ import functools
 import signal
 import sys
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from makeusrich.errors import CandleError, StoreError
 from makeusrich.local import runner as runner_module
-from makeusrich.local.runner import PairSlot, Runner, UpPlan, render_line, seed_pairs
-from makeusrich.market import binance
-from makeusrich.market.feed import CandleFeed
-from makeusrich.market.source import Source
+from makeusrich.local.runner import PairSlot, Runner, UpPlan, seed_pairs
+from makeusrich.local.training import outcome, render_line
+from makeusrich.market import CandleFeed, Source, binance
 from makeusrich.pair import read_pair_files
 from makeusrich.store import LOGS_KEPT, ObjectStore, PairStore, RunState, read_run_state, write_run_log, write_run_state
-from makeusrich.ui.view import PairState, badges, card_html, run_progress
+from makeusrich.ui.badges import badges, run_progress
+from makeusrich.ui.card import PairState
+from makeusrich.ui.card_html import card_html
 from tests.fixtures.models import small_pair
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,12 +134,12 @@ def runner(tmp_path: Path, store: str) -> tuple[Runner, list[str]]:
 
 def test_a_training_killed_by_the_kernel_is_a_failure_not_an_interruption(tmp_path: Path) -> None:
     """Retried at the next schedule, not at the next scan: an out-of-memory kill would otherwise loop."""
-    up, _ = runner(tmp_path, str(tmp_path / "store"))
     state = RunState(state="training", started_at="2026-12-01T17:00:00Z", spec_sha256="a")
-    killed = up._outcome(small_pair(), state, -9, b"", ["info epoch done"], "x.log")
+    now = datetime(2026, 12, 1, 17, 5, tzinfo=UTC)
+    killed = outcome(state, -9, b"", ["info epoch done"], "x.log", now, stopped=False)
     assert killed.state == "failed" and "killed by signal 9 (SIGKILL; out of memory?)" in str(killed.message)
-    up.stopping.set()
-    assert up._outcome(small_pair(), state, -2, b"", [], "x.log").state == "interrupted"
+    assert killed.finished_at == "2026-12-01T17:05:00Z"
+    assert outcome(state, -2, b"", [], "x.log", now, stopped=True).state == "interrupted"
 
 
 def test_a_training_that_cannot_even_start_is_said_and_waits_for_its_schedule(tmp_path: Path) -> None:

@@ -25,8 +25,7 @@ import pytest
 import yaml
 
 from makeusrich.contract import FIELDS, INPUT_NAME
-from makeusrich.market.candles import clean_candles
-from makeusrich.market.files import read_sample
+from makeusrich.market import clean_candles, read_sample
 from makeusrich.serving.loader import load_artifact, store_sources
 from makeusrich.store import LocalStore, PairStore, read_run_state
 from makeusrich.v2client import V2Client

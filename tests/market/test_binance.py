@@ -13,9 +13,8 @@ import pytest
 from binance.client import Client
 
 from makeusrich.errors import CandleError, OfflineError
-from makeusrich.market import binance
+from makeusrich.market import binance, candles_from_table, clean_candles
 from makeusrich.market.binance import PAGE_LIMIT, FetchProgress, fetch_klines, make_client
-from makeusrich.market.candles import candles_from_table, clean_candles
 from tests.fixtures.fake_binance import BUNDLED_CSV, SAMPLE_CSV, FakeBinance, Fault
 
 HOUR = 3_600_000

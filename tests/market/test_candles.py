@@ -9,8 +9,7 @@ import pandas as pd
 import pytest
 
 from makeusrich.errors import CandleError
-from makeusrich.market.candles import CANDLE_DTYPES, KLINE_FIELDS, clean_candles, find_gaps
-from makeusrich.market.files import read_candle_csv, read_sample
+from makeusrich.market import CANDLE_DTYPES, KLINE_FIELDS, clean_candles, find_gaps, read_candle_csv, read_sample
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "BTCUSDT-1h-20240101-20240102.csv"
 HOUR = 3_600_000

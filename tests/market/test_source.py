@@ -10,9 +10,7 @@ import pandas as pd
 import pytest
 
 from makeusrich.errors import CandleError, OfflineError
-from makeusrich.market import binance
-from makeusrich.market.candles import candles_from_klines
-from makeusrich.market.source import Source, last_closed_open_ms, load_candles, merge_candles
+from makeusrich.market import Source, binance, candles_from_klines, last_closed_open_ms, load_candles, merge_candles
 from makeusrich.pair import CurrencyPairSpec
 from makeusrich.store import ObjectStore, PairStore
 from tests.fixtures.fake_binance import FakeBinance

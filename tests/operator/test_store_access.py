@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from makeusrich.errors import StoreError
-from makeusrich.operator.reconcile import StoreAccess
+from makeusrich.operator.store_access import StoreAccess
 from makeusrich.store import PairStore
 from makeusrich.store.s3 import S3Store
 from tests.fixtures.metadata import metadata_document

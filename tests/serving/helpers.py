@@ -21,8 +21,7 @@ import onnx
 from onnx import helper
 
 from makeusrich.contract import INPUT_NAME, OUTPUT_NAME, QUANTILES_NAME
-from makeusrich.market.candles import OHLCV, clean_candles
-from makeusrich.market.files import read_sample
+from makeusrich.market import OHLCV, clean_candles, read_sample
 from makeusrich.onnxrt import onnx_session
 from makeusrich.store import LATEST, PairStore
 

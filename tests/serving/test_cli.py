@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from makeusrich.market.source import Source, load_candles
+from makeusrich.market import Source, load_candles
 from makeusrich.pair import pair_document
 from makeusrich.serving.cli import count_gaps, describe_age, format_forecast, lookback_days_for
 from makeusrich.v2client import candle_array

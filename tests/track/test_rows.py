@@ -11,8 +11,7 @@ import pandas as pd
 import pytest
 
 from makeusrich.errors import StoreError
-from makeusrich.market.feed import CandleFeed
-from makeusrich.market.source import Source
+from makeusrich.market import CandleFeed, Source
 from makeusrich.pair import CurrencyPair
 from makeusrich.pair_sources import EmbeddedSource
 from makeusrich.store import TrackFiles, pair_store

@@ -21,9 +21,7 @@ import pandas as pd
 import pytest
 
 from makeusrich.errors import WorkerExited
-from makeusrich.market.feed import CandleFeed
-from makeusrich.market.files import read_sample
-from makeusrich.market.source import Source
+from makeusrich.market import CandleFeed, Source, read_sample
 from makeusrich.onnxrt import onnx_session
 from makeusrich.pair_sources import EmbeddedSource, pair_yaml
 from makeusrich.scoring.live import degraded_verdict, live_status

@@ -17,9 +17,7 @@ import pandas as pd
 import pytest
 
 from makeusrich.errors import StoreError
-from makeusrich.market.candles import clean_candles
-from makeusrich.market.files import read_sample, sample_path
-from makeusrich.market.source import Source
+from makeusrich.market import Source, clean_candles, read_sample, sample_path
 from makeusrich.onnxrt import onnx_session
 from makeusrich.pair import CurrencyPairSpec
 from makeusrich.scoring.folds import COLUMNS

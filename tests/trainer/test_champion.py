@@ -11,12 +11,11 @@ import pytest
 from onnx import helper, numpy_helper
 
 from makeusrich.contract import OUTPUT_NAME, QUANTILES_NAME
-from makeusrich.market.candles import clean_candles
-from makeusrich.market.files import read_sample
-from makeusrich.market.source import Source
+from makeusrich.market import Source, clean_candles, read_sample
 from makeusrich.onnxrt import onnx_session
 from makeusrich.trainer.features import Prepared, prepare
-from makeusrich.trainer.pipeline import CHAMPION_MIN_POINTS, champion_points, compare_with_champion, run_training
+from makeusrich.trainer.pipeline import run_training
+from makeusrich.trainer.promotion import CHAMPION_MIN_POINTS, champion_points, compare_with_champion
 from tests.fixtures.models import TrainedStore, small_pair, train_into
 
 HOUR = 3_600_000

@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from makeusrich.errors import CandleError
-from makeusrich.market.candles import clean_candles
-from makeusrich.market.files import read_sample
+from makeusrich.market import clean_candles, read_sample
 from makeusrich.trainer.features import (
     Scaler,
     chronological_split,

@@ -14,9 +14,7 @@ import pytest
 import torch
 
 from makeusrich.errors import CandleError, MakeUsRichError, OfflineError
-from makeusrich.market.candles import clean_candles
-from makeusrich.market.files import read_sample, sample_path
-from makeusrich.market.source import Source
+from makeusrich.market import Source, clean_candles, read_sample, sample_path
 from makeusrich.pair import CurrencyPair
 from makeusrich.store import pair_store
 from makeusrich.trainer.export import onnx_session, run_onnx

@@ -12,7 +12,8 @@ from makeusrich.kube import KubeClient, credentials_from_kubeconfig
 from makeusrich.operator.status import model_status
 from makeusrich.pair import pair_document
 from makeusrich.pair_sources import KubeSource
-from makeusrich.ui.view import badges, format_ratio
+from makeusrich.ui.badges import badges
+from makeusrich.ui.format import format_ratio
 from tests.fixtures.kube_emulator import Emulator, write_kubeconfig
 from tests.fixtures.model_server import RunningServer
 from tests.fixtures.models import small_pair

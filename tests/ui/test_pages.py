@@ -14,14 +14,14 @@ import pytest
 from nicegui import ui
 from nicegui.testing.user import User
 
-from makeusrich.market.files import read_candle_csv, sample_path
+from makeusrich.market import read_candle_csv, sample_path
 from makeusrich.pair import load_pair
 from makeusrich.store import TrackFiles, TrackSummary
 from makeusrich.store.track_schema import empty_rows, month_of
 from makeusrich.track.rows import append_rows, forecast_rows, gap_rows, score_rows
 from makeusrich.track.summary import summarize
 from makeusrich.ui.auth import AuthConfig, hash_password
-from makeusrich.ui.view import format_price, price_decimals
+from makeusrich.ui.format import format_price, price_decimals
 from makeusrich.v2client import V2Client
 from tests.fixtures.model_server import RunningServer
 from tests.fixtures.models import TrainedStore, small_pair

@@ -10,7 +10,7 @@ from makeusrich.operator.status import model_status
 from makeusrich.pair import CurrencyPairStatus
 from makeusrich.pair_sources import PairRecord
 from makeusrich.store import Damaged, Latest, StoreSummary, parse_metadata
-from makeusrich.ui.state import Observed, Served, build_state
+from makeusrich.ui.card import Observed, Served, build_state
 from tests.fixtures.metadata import metadata_document
 from tests.fixtures.models import small_pair
 

@@ -10,8 +10,9 @@ import pytest
 from makeusrich.pair import LiveStatus, LiveWindowStatus
 from makeusrich.store.track_schema import empty_rows
 from makeusrich.track.rows import append_rows, forecast_rows, gap_rows, score_rows
+from makeusrich.ui.badges import badges, live_line
+from makeusrich.ui.card import PairState
 from makeusrich.ui.track import rolling_ratio, track_series
-from makeusrich.ui.view import PairState, badges, live_line
 from tests.fixtures.models import small_pair
 
 HOUR = pd.Timedelta(hours=1)

@@ -12,10 +12,7 @@ import pandas as pd
 import pytest
 
 from makeusrich.errors import CandleError, PairError
-from makeusrich.market.candles import clean_candles, close_moments
-from makeusrich.market.feed import CandleFeed
-from makeusrich.market.files import read_sample
-from makeusrich.market.source import Source
+from makeusrich.market import CandleFeed, Source, clean_candles, close_moments, read_sample
 from makeusrich.onnxrt import onnx_session
 from makeusrich.operator import status as operator_status
 from makeusrich.pair import Condition, CurrencyPairStatus, load_pair
@@ -24,32 +21,15 @@ from makeusrich.store import Score, atomic_write
 from makeusrich.trainer.features import prepare
 from makeusrich.ui import auth
 from makeusrich.ui.backtest import held_out_windows, score, split_range
+from makeusrich.ui.badges import badges, matches, sort_states, staleness
+from makeusrich.ui.card import PairState, Skill, skill_from_metrics, skill_from_status
+from makeusrich.ui.card_html import card_html, sparkline
 from makeusrich.ui.charts import backtest_chart, candle_chart
 from makeusrich.ui.cli import read_password
+from makeusrich.ui.format import format_age, format_change, format_price, format_time, price_decimals, verdict
 from makeusrich.ui.forms import initial_values, validate_form
 from makeusrich.ui.overview import empty_hints
-from makeusrich.ui.view import (
-    PairState,
-    Skill,
-    badges,
-    card_html,
-    edge_sentence,
-    format_age,
-    format_change,
-    format_price,
-    format_time,
-    matches,
-    price_decimals,
-    range_rows,
-    skill_from_metrics,
-    skill_from_status,
-    skill_rows,
-    sort_states,
-    sparkline,
-    staleness,
-    verdict,
-    version_rows,
-)
+from makeusrich.ui.tables import edge_sentence, range_rows, skill_rows, version_rows
 from tests.fixtures.models import TrainedStore, small_pair
 
 # --- numbers and times ----------------------------------------------------------------------------------------

@@ -1,0 +1,93 @@
+"""How a trained version is measured, as it will be served: the exported ONNX file run by onnxruntime on raw
+candle windows, next to persistence, the trivial rules and an AR model for the point, and next to climatology and
+EWMA volatility for the ranges, every baseline fitted on the training split only. Also the conformal calibration of
+the ranges and the smoke test the server runs before serving. The trainer and the walk-forward backtest share it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime
+import torch
+
+from makeusrich.scoring import evaluate, ranges
+from makeusrich.store import Metrics, SmokeTest, SplitMetrics
+from makeusrich.trainer.export import run_onnx
+from makeusrich.trainer.features import Prepared
+from makeusrich.trainer.model import LSTMCore
+from makeusrich.trainer.train import predict_standardised
+
+AR_ORDER = 24
+
+
+def training_log_returns(data: Prepared) -> np.ndarray:
+    """Log returns of the candles the training split reads (nothing later): the AR baseline's data."""
+    last = int(data.split.train.max()) + data.horizon
+    return np.diff(np.log(data.ohlcv[: last + 1, 3]))
+
+
+def log_returns(prices: np.ndarray, last_close: np.ndarray) -> np.ndarray:
+    """Prices [n, h] or quantiles [n, h, L] as log returns from each origin's last close."""
+    return np.asarray(np.log(prices / last_close.reshape((-1,) + (1,) * (prices.ndim - 1))))
+
+
+def baseline_ranges(
+    data: Prepared, origins: np.ndarray, levels: list[float], sigma: np.ndarray, offset: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Climatology's and EWMA volatility's quantiles [n, h, L] at origins, fitted on the training split only.
+    `sigma` is indexed like `origins`; `offset` is where `data`'s candles start in it."""
+    train = data.split.train
+    train_returns = log_returns(data.actual_prices(train), data.last_close(train))
+    return ranges.baseline_quantiles(train_returns, sigma[train + offset], sigma[origins], levels)
+
+
+def score_split(
+    data: Prepared,
+    origins: np.ndarray,
+    session: onnxruntime.InferenceSession,
+    ar_coefs: np.ndarray,
+    levels: list[float],
+    sigma: np.ndarray,
+) -> SplitMetrics:
+    """The exported model, run by onnxruntime as it will be served, and every baseline on one split."""
+    history = evaluate.past_closes(data.ohlcv[:, 3], origins, min(AR_ORDER, data.window - 1) + 1)
+    actual, last_close = data.actual_prices(origins), data.last_close(origins)
+    forecast, quantiles = run_onnx(session, data.raw_windows(origins))
+    point = evaluate.evaluate_split(
+        actual=actual,
+        forecast=forecast,
+        last_close=last_close,
+        closes_history=history,
+        train_mean_log_return=float(data.target_scaler.mean[0]),
+        ar_coefs=ar_coefs,
+    )
+    climatology, ewma = baseline_ranges(data, origins, levels, sigma)
+    scored = ranges.range_metrics(
+        log_returns(actual, last_close), log_returns(quantiles, last_close), climatology, ewma, levels
+    )
+    return point.model_copy(update={"ranges": scored})
+
+
+def smoke_test(session: onnxruntime.InferenceSession, data: Prepared) -> SmokeTest:
+    """The last test window and the exported model's forecast for it: the server runs it before serving a
+    version, so a model that fails on real prices, or a file that is not the measured model, is refused."""
+    candles = np.ascontiguousarray(data.raw_windows(data.split.test[-1:]), dtype=np.float32)
+    forecast, quantiles = run_onnx(session, candles)
+    return SmokeTest(candles=candles[0].tolist(), forecast=forecast[0].tolist(), quantiles=quantiles[0].tolist())
+
+
+def calibrate(core: LSTMCore, data: Prepared, levels: list[float]) -> np.ndarray:
+    """Conformal margins [h, L] in standardised units, from the validation split (never the test split)."""
+    validation = data.split.validation
+    predicted = predict_standardised(core, data, validation, torch.device("cpu"))
+    return ranges.conformal_margins(data.targets[validation], predicted, levels)
+
+
+def measure(data: Prepared, session: onnxruntime.InferenceSession, levels: list[float]) -> Metrics:
+    """The version on its validation and test splits, each baseline on the same points (fitted on training only)."""
+    ar_coefs = evaluate.fit_ar(training_log_returns(data), min(AR_ORDER, data.window - 1))
+    sigma = ranges.ewma_sigma(data.ohlcv[:, 3])
+    return Metrics(
+        validation=score_split(data, data.split.validation, session, ar_coefs, levels, sigma),
+        test=score_split(data, data.split.test, session, ar_coefs, levels, sigma),
+    )

@@ -1,0 +1,211 @@
+"""The pair page's evidence: skill on held-out data next to every baseline, the ranges next to the naive ones, the
+stored walk-forward backtest, the live track record, and the test split recomputed by the served model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nicegui import ui
+
+from makeusrich.pair_sources import describe_error
+from makeusrich.scoring.folds import COLUMNS, table_rows
+from makeusrich.store import BacktestResult, ModelMetadata
+from makeusrich.ui.backtest import Backtest
+from makeusrich.ui.card import PairState
+from makeusrich.ui.charts import backtest_chart, error_chart, ratio_chart, track_chart
+from makeusrich.ui.components import TONE_TEXT, stat
+from makeusrich.ui.format import (
+    format_direction,
+    format_price,
+    format_ratio,
+    format_time,
+)
+from makeusrich.ui.frame import Tab
+from makeusrich.ui.tables import SkillRow, edge_sentence, range_rows, skill_rows
+from makeusrich.ui.track import rolling_ratio, track_series, window_rows
+
+SKILL_EXPLAINED = (
+    "Ratio: the model's mean absolute error divided by persistence's (next close = last close) on the same "
+    "points; below 1 is better. DM p: the Diebold-Mariano test's p-value for the difference from persistence; "
+    "above 0.05 the difference may be noise. Direction: share of moves whose sign was called right, with its 95% "
+    "Wilson interval."
+)
+
+
+RANGES_EXPLAINED = (
+    "Covers: share of closes that fell inside the range, with its 95% Wilson interval; a calibrated 90% range "
+    "covers about 90%. Width: the range's mean half-width in % of the price. Interval score (Winkler: width plus "
+    "a penalty for each miss) and pinball loss (all quantile levels) are ratios to EWMA volatility's on the same "
+    "points; below 1 is better. Climatology is the training returns' fixed range; EWMA volatility (RiskMetrics, "
+    "lambda 0.94) scales it by the recent volatility."
+)
+
+
+def skill_section(state: PairState, version: str | None, meta: ModelMetadata | None) -> None:
+    """The version's skill on held-out data next to every baseline, in words and in tables, and its ranges."""
+    with ui.card().classes("w-full"):
+        with ui.row().classes("w-full items-center justify-between"):
+            ui.label("Skill on held-out data").classes("text-lg font-semibold")
+            if version:
+                ui.label(f"version {version}").classes("text-sm muted")
+        if meta is not None:
+            edge = edge_sentence(meta)
+            ui.label(edge.text).classes(f"text-base {TONE_TEXT[edge.tone]}").mark("edge")
+            if meta.promotion.champion is not None or meta.promotion.reason:
+                ui.label(f"Promotion: {meta.promotion.reason}").classes("text-sm muted").mark("promotion-reason")
+        rows = skill_rows(meta)
+        if rows:
+            skill_table(rows)
+        elif state.skill is not None and state.skill.test is not None:
+            test = state.skill.test
+            ui.label(
+                f"Test MAE ratio {format_ratio(test.rel_mae)}, direction {format_direction(test.directional)} (the "
+                "baselines' numbers are in the version's metadata.json, which this dashboard cannot read: "
+                "start it with --store)"
+            )
+        else:
+            ui.label("No measured model yet.").classes("muted")
+        ui.label(SKILL_EXPLAINED).classes("text-xs muted")
+        ranged = range_rows(meta)
+        if ranged:
+            ui.label("Forecast ranges").classes("text-lg font-semibold mt-2")
+            range_table(ranged)
+            ui.label(RANGES_EXPLAINED).classes("text-xs muted")
+
+
+def skill_table(rows: list[SkillRow]) -> None:
+    columns = [{"name": "name", "label": "Forecaster", "field": "name", "align": "left"}]
+    for split in ("validation", "test"):
+        short = "Val" if split == "validation" else "Test"
+        columns += [
+            {"name": f"{split}_mae", "label": f"{short} MAE", "field": f"{split}_mae"},
+            {"name": f"{split}_ratio", "label": f"{short} ratio", "field": f"{split}_ratio"},
+            {"name": f"{split}_direction", "label": f"{short} direction", "field": f"{split}_direction"},
+            {"name": f"{split}_p", "label": f"{short} DM p", "field": f"{split}_p"},
+        ]
+    forecaster_table(columns, rows, "skill-table")
+
+
+def forecaster_table(columns: list[dict[str, Any]], rows: list[SkillRow], mark: str) -> None:
+    """One row per forecaster, the model's first."""
+    table_rows = [{"name": row.name, **row.cells} for row in rows]
+    ui.table(columns=columns, rows=table_rows, row_key="name").props("flat dense wrap-cells").classes(
+        "w-full tabular"
+    ).mark(mark)
+
+
+def range_table(rows: list[SkillRow]) -> None:
+    columns = [{"name": "name", "label": "Range forecaster", "field": "name", "align": "left"}]
+    nominal = sorted(
+        {key.split("_cov")[1] for row in rows for key in row.cells if "_cov" in key}, key=int, reverse=True
+    )
+    for split in ("validation", "test"):
+        short = "Val" if split == "validation" else "Test"
+        columns += [
+            {"name": f"{split}_cov{n}", "label": f"{short} {n}% covers", "field": f"{split}_cov{n}"} for n in nominal
+        ]
+        columns += [
+            {"name": f"{split}_width", "label": f"{short} {nominal[0]}% width", "field": f"{split}_width"},
+            {"name": f"{split}_interval", "label": f"{short} interval score", "field": f"{split}_interval"},
+            {"name": f"{split}_pinball", "label": f"{short} pinball", "field": f"{split}_pinball"},
+        ]
+    forecaster_table(columns, rows, "range-table")
+
+
+def walk_forward(result: BacktestResult) -> None:
+    """The stored walk-forward of the served version's settings: every fold, the losing ones too, and the pool."""
+    pooled = result.pooled_point
+    ui.label(
+        f"{len(result.folds)} retrainings replayed, each on the {result.lookback_days} days before its cutoff, "
+        f"forecasting the next {result.step_days:g} days it never saw ({result.source or 'candles'}); pooled over "
+        f"{pooled.n:,} hours: MAE ratio {format_ratio(pooled.rel_mae)} to persistence."
+    ).classes("text-sm")
+    rows = table_rows(result)
+    columns = [{"name": c, "label": c.replace("_", " "), "field": c} for c in COLUMNS]
+    ui.table(columns=columns, rows=rows, row_key="fold").props("flat dense wrap-cells").classes("w-full tabular").mark(
+        "walk-forward"
+    )
+
+
+def backtest(tab: Tab, result: Backtest, decimals: int, interval: str) -> None:
+    ratio = format_ratio(result.ratio)
+    recorded = format_ratio(result.recorded_ratio)
+    with ui.row().classes("w-full gap-6"):
+        stat("Windows", f"{result.n:,}")
+        stat("Model MAE", format_price(result.mae, decimals))
+        stat("Persistence MAE", format_price(result.persistence_mae, decimals))
+        stat("MAE ratio (now)", ratio, "font-semibold")
+        stat("MAE ratio (at training)", recorded)
+        stat("Direction", "—" if result.direction is None else f"{result.direction.accuracy:.1%}")
+        if result.coverage is not None and result.nominal is not None:
+            stat(f"{result.nominal:.0%} range held", f"{result.coverage:.1%}")
+    if result.agrees is True:
+        text = f"Recomputed now from the served version {result.version}: matches the number recorded at training."
+        ui.label(text).classes("text-sm text-positive").mark("backtest-agrees")
+    elif result.agrees is False:
+        ui.label(
+            f"The recomputed ratio {ratio} differs from the recorded {recorded}: the candles read now differ from "
+            "those the trainer used (a different source, or corrected exchange data)."
+        ).classes("text-sm text-warning").mark("backtest-differs")
+    with ui.element("div").classes("w-full grid gap-2 grid-cols-1 lg:grid-cols-3"):
+        with ui.column().classes("w-full gap-0 lg:col-span-2"):
+            ui.label("Actual close, the model's forecast and persistence's").classes("caps")
+            ui.echart(backtest_chart(result, tab.tz, decimals, interval)).classes("w-full h-72").mark("backtest-chart")
+        with ui.column().classes("w-full gap-0"):
+            ui.label("Cumulative absolute error (lower is better)").classes("caps")
+            ui.echart(error_chart(result, tab.tz, decimals, interval)).classes("w-full h-72").mark("error-chart")
+    when = ""
+    if result.times:
+        when = f"{format_time(result.times[0], tab.tz)} to {format_time(result.times[-1], tab.tz)}"
+    ui.label(f"One-step forecasts for {when}: data the model never saw while training or early stopping.").classes(
+        "text-xs muted"
+    )
+
+
+TRACK_COLUMNS = [
+    ("window", "window"),
+    ("made", "forecasts"),
+    ("missed", "missed"),
+    ("scored", "scored"),
+    ("mae_ratio", "MAE ratio"),
+    ("dm_p", "DM p"),
+    ("direction", "direction"),
+    ("range", "range"),
+]
+
+
+async def track_record(tab: Tab, key: str, state: PairState, decimals: int) -> None:
+    """What the served models forecast at each close, scored once the candle closed: live, not a test split."""
+    try:
+        summary, rows = await tab.dashboard.track_record(key)
+    except Exception as exc:
+        ui.label(f"The track record cannot be read: {describe_error(exc)}").classes("text-sm text-negative")
+        return
+    if summary is None or rows is None or rows.empty:
+        why = (
+            "the candles are the bundled sample, which ends in 2022, so no candle closes to record a forecast at"
+            if state.offline and "sample" in state.offline
+            else "no forecast was recorded yet: `makeusrich track` records one after each candle close"
+        )
+        ui.label(f"No track record: {why}.").classes("text-sm muted").mark("track-empty")
+        return
+    since = f" since {format_time(summary.live_since, tab.tz)}" if summary.live_since else ""
+    ui.label(
+        f"Version {summary.version or '?'} has forecast live{since}; updated {format_time(summary.updated_at, tab.tz)}."
+    ).classes("text-sm")
+    columns = [{"name": n, "label": label, "field": n} for n, label in TRACK_COLUMNS]
+    ui.table(columns=columns, rows=window_rows(summary), row_key="window").props("flat dense").classes(
+        "w-full tabular"
+    ).mark("track-windows")
+    series = track_series(rows)
+    interval = state.interval or "1h"
+    times, ratios = rolling_ratio(rows)
+    with ui.element("div").classes("w-full grid gap-2 grid-cols-1 lg:grid-cols-3"):
+        with ui.column().classes("w-full gap-0 lg:col-span-2"):
+            ui.label("Served forecasts and what happened").classes("caps")
+            ui.echart(track_chart(series, tab.tz, decimals, interval)).classes("w-full h-72").mark("track-chart")
+        with ui.column().classes("w-full gap-0"):
+            ui.label("MAE ratio to persistence, last 7 days (below 1 beats it)").classes("caps")
+            ui.echart(ratio_chart(times, ratios, tab.tz, interval)).classes("w-full h-72").mark("track-ratio")
+    gaps = f"; {series.gaps:,} missed origin(s) are holes in the line, never filled in" if series.gaps else ""
+    ui.label(f"Each point is a forecast made when its previous candle closed{gaps}.").classes("text-xs muted")
