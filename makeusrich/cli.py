@@ -87,12 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--last", type=int, default=10, help="how many of the newest candles to show")
     p.add_argument("--json", action="store_true", help="print the candles as JSON records")
 
-    from makeusrich.local.cli import add_up_command
-    from makeusrich.operator.cli import add_operator_commands
-    from makeusrich.serving.cli import add_serving_commands
-    from makeusrich.track.cli import add_track_command
-    from makeusrich.trainer.cli import add_backtest_command, add_train_command
-    from makeusrich.ui.cli import add_ui_commands
+    from makeusrich.local import add_up_command
+    from makeusrich.operator import add_operator_commands
+    from makeusrich.serving import add_serving_commands
+    from makeusrich.track import add_track_command
+    from makeusrich.trainer import add_backtest_command, add_train_command
+    from makeusrich.ui import add_ui_commands
 
     add_up_command(add)
     add_train_command(add)

@@ -19,10 +19,12 @@
     │   ├── KubeNotFound            the object or its resource type does not exist (404)
     │   └── KubeConflict            an update conflicts with a change made meanwhile (409)
     │       └── KubeAlreadyExists   a create found an object of that name (409)
-    └── RetryLater                  part of a reconcile failed for a reason that may pass
+    ├── RetryLater                  part of a reconcile failed for a reason that may pass
+    └── WorkerExited                a tracker worker process died: the tracker stops (and is restarted)
 
 Exit codes are mapped in makeusrich.cli only; HTTP statuses in the model server's one table
-(makeusrich.serving.rest.CLIENT_ERRORS); Kubernetes API answers in makeusrich.kube.api_error.
+(makeusrich.serving.rest.CLIENT_ERRORS); Kubernetes API answers in makeusrich.kube.api_error, and whether one may
+pass by waiting in kube.transient. A test checks that the drawing above matches the classes.
 """
 
 from typing import Any

@@ -49,11 +49,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_operator(args: argparse.Namespace) -> int:
-    import kopf
-
     from makeusrich.errors import MakeUsRichError
     from makeusrich.kube import load_credentials
-    from makeusrich.operator.handlers import build_registry
+    from makeusrich.operator.handlers import run_operator
 
     if args.all_namespaces and args.namespace:
         raise MakeUsRichError("give either --namespace (one or more) or --all-namespaces, not both")
@@ -66,16 +64,9 @@ def cmd_operator(args: argparse.Namespace) -> int:
     if not args.verbose:
         # kopf logs every handler run: a line per pair per event.
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    registry = build_registry(settings)
     scope = "all namespaces" if not namespaces else "namespaces " + ", ".join(namespaces)
     log.info("operator starting", extra={"scope": scope, "store": settings.store_url, "image": settings.image})
-    kopf.run(
-        registry=registry,
-        standalone=True,
-        clusterwide=not namespaces,
-        namespaces=namespaces,
-        liveness_endpoint=args.liveness or None,
-    )
+    run_operator(settings, args.liveness or None)
     return 0
 
 

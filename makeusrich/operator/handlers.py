@@ -118,6 +118,18 @@ def build_registry(settings: OperatorSettings, runtime: Runtime | None = None) -
     return registry
 
 
+def run_operator(settings: OperatorSettings, liveness: str | None = None) -> None:
+    """kopf's loop over these handlers until it is stopped (SIGINT, SIGTERM): without peering (one replica), in the
+    settings' namespaces or cluster-wide, with a liveness endpoint when asked."""
+    kopf.run(
+        registry=build_registry(settings),
+        standalone=True,
+        clusterwide=not settings.namespaces,
+        namespaces=settings.namespaces,
+        liveness_endpoint=liveness,
+    )
+
+
 def _register_lifecycle(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     """Login, startup (settings, the indices bound to the reconciler), cleanup and the liveness probe."""
 

@@ -23,7 +23,7 @@ from makeusrich.operator.children import Children, Index, first_in
 from makeusrich.operator.settings import OperatorSettings
 from makeusrich.operator.store_access import StoreAccess
 from makeusrich.pair import CurrencyPair, CurrencyPairStatus, LiveStatus, ModelStatus, pair_from_resource
-from makeusrich.scoring.live import live_status
+from makeusrich.scoring import live_status
 
 log = logging.getLogger("makeusrich.operator")
 

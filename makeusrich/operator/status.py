@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from makeusrich.operator.objects import MODEL_VERSION_ANNOTATION
 from makeusrich.pair import Condition, CurrencyPairStatus, LiveStatus, ModelStatus, ServingStatus, TrainingStatus
-from makeusrich.scoring.live import degraded_verdict
+from makeusrich.scoring import degraded_verdict
 from makeusrich.store import ModelMetadata
 
 ConditionType = Literal["Valid", "Trained", "Serving", "Ready", "Degraded"]

@@ -8,7 +8,6 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
-from urllib.parse import urlparse
 
 from makeusrich.errors import MakeUsRichError, NotFoundError
 from makeusrich.store import Latest, ModelMetadata, ObjectStore, StoreReader, TrackFiles, TrackSummary, open_store
@@ -21,11 +20,7 @@ T = TypeVar("T")
 def open_for_reading(url: str) -> ObjectStore:
     """The store as the operator needs it: it only reads, so it never creates a missing bucket (a typo in the
     bucket name shows as a StoreError condition instead of an empty new bucket)."""
-    if urlparse(url).scheme == "s3":
-        from makeusrich.store.s3 import S3Store
-
-        return S3Store.from_url(url, create_bucket=False)
-    return open_store(url)
+    return open_store(url, create_bucket=False)
 
 
 class StoreAccess:

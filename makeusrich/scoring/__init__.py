@@ -1,8 +1,31 @@
-"""Scoring forecasts honestly, with numpy only: metrics, naive baselines, statistical tests and the windows
-that can be scored. The trainer, the dashboard and the track record use the same functions, so a number means
-the same thing wherever it is shown; nothing here imports torch."""
+"""Scoring forecasts honestly, with numpy only: metrics, naive baselines, statistical tests, the windows that can be
+scored, and the rules that decide on live evidence. The trainer, the dashboard, the operator and the track record
+use the same functions, so a number means the same thing wherever it is shown; nothing here imports torch.
 
-from makeusrich.scoring import evaluate
+    evaluate   point forecasts: MAE, RMSE, direction with Wilson intervals, Diebold-Mariano, the naive rules
+    ranges     quantile forecasts: coverage, interval and pinball scores, conformal margins, naive ranges
+    windows    which origins a series of candles can score
+    folds      a walk-forward backtest as a table
+    live       the live record as a pair's status carries it, and the Degraded rule
+
+`evaluate` and `ranges` are offered as modules (`evaluate.score`, `ranges.range_metrics`); the rest by name.
+"""
+
+from makeusrich.scoring import evaluate, ranges
+from makeusrich.scoring.folds import COLUMNS, table_rows
+from makeusrich.scoring.live import VERSION_WINDOW, degraded_verdict, judged_window, live_status, live_window
 from makeusrich.scoring.windows import segment_ids, valid_origins
 
-__all__ = ["evaluate", "segment_ids", "valid_origins"]
+__all__ = [
+    "COLUMNS",
+    "VERSION_WINDOW",
+    "degraded_verdict",
+    "evaluate",
+    "judged_window",
+    "live_status",
+    "live_window",
+    "ranges",
+    "segment_ids",
+    "table_rows",
+    "valid_origins",
+]

@@ -1,5 +1,17 @@
-"""Serving (contract 2): `makeusrich serve`, a kserve ModelServer over onnxruntime, and a small v2 client.
+"""Serving (contract 2): `makeusrich serve`, a v2 (Open Inference) model server over onnxruntime, and `predict`.
 
-The server lives in makeusrich.serving.server (it imports kserve); the client, the request checks and the model
-loader import neither kserve nor torch, so the dashboard and tools use them without the server's dependencies.
+    kserve_api   kserve's one room: every name used from it, re-exported
+    server       the model server: a kserve Model per pair, versions watched in the store
+    rest         the HTTP side: exactly the v2 routes offered, and the one table from errors to statuses
+    loader       a stored version checked before it is served (files, signature, smoke test)
+    validation   a request's tensors checked before they cost memory
+    triton       config.pbtxt, as KServe's Triton runtime reads it
+    options, cli `makeusrich serve` and `makeusrich predict`
+
+The v2 client is makeusrich.v2client. makeusrich.cli takes `add_serving_commands`; kserve is loaded only when
+the server runs.
 """
+
+from makeusrich.serving.cli import add_serving_commands
+
+__all__ = ["add_serving_commands"]

@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from makeusrich.errors import PayloadTooLarge
+from makeusrich.errors import BadRequest, PayloadTooLarge
 from makeusrich.serving.kserve_api import (
     INFERENCE_CONTENT_LENGTH_HEADER,
     DataPlane,
@@ -65,7 +65,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
-            raise InvalidInput(f"Content-Length {declared[:40]!r} is not a number of bytes")
+            raise BadRequest(f"Content-Length {declared[:40]!r} is not a number of bytes")
         if int(declared) > limit:
             raise PayloadTooLarge(f"the request body has {int(declared):,} bytes; this model takes at most {limit:,}")
     body = bytearray()
@@ -85,7 +85,7 @@ def _load_json(body: bytes) -> Any:
         shape = tensor.get("shape") if isinstance(tensor, dict) else None
         if isinstance(shape, list) and not all(type(d) is int for d in shape):
             name = tensor.get("name")
-            raise InvalidInput(
+            raise BadRequest(
                 f"input {name!r} has shape {shape!r}; a shape is a list of whole numbers, such as [1, 24, 5]"
             )
     return document
@@ -97,32 +97,32 @@ def _parse_json(body: bytes) -> Any:
     except orjson.JSONDecodeError as exc:
         reason = str(exc)
     if "recursion" in reason.lower() or "depth" in reason.lower():
-        raise InvalidInput(TOO_DEEP)
+        raise BadRequest(TOO_DEEP)
     try:  # NaN and Infinity are not JSON, but Python's json writes them: say what is wrong with the data
         return json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
-        raise InvalidInput(f"the request body is not valid JSON ({reason})") from None
+        raise BadRequest(f"the request body is not valid JSON ({reason})") from None
 
 
 def decode_request(body: bytes, headers: dict[str, str], model_name: str) -> InferRequest:
     """A v2 inference request from a body: JSON whatever the content type says (curl -d sends form encoding),
     or the binary tensor extension when Inference-Header-Content-Length is given, with exactly the bytes its
-    inputs declare. InvalidInput otherwise."""
+    inputs declare. BadRequest otherwise."""
     json_length = headers.get(INFERENCE_CONTENT_LENGTH_HEADER)
     if json_length is not None:
         if not json_length.isdigit() or int(json_length) > len(body):
-            raise InvalidInput(f"{INFERENCE_CONTENT_LENGTH_HEADER} {json_length[:40]!r} does not fit the body")
+            raise BadRequest(f"{INFERENCE_CONTENT_LENGTH_HEADER} {json_length[:40]!r} does not fit the body")
         header = _load_json(body[: int(json_length)])
         try:
             request = InferRequest.from_bytes(body, int(json_length), model_name)
             sizes = [int((tensor.get("parameters") or {}).get("binary_data_size") or 0) for tensor in header["inputs"]]
-        except InvalidInput:
-            raise
+        except InvalidInput as exc:  # kserve's own word for what it could not decode: ours is BadRequest
+            raise BadRequest(str(exc)) from None
         except Exception as exc:
-            raise InvalidInput(f"the binary inference request is malformed ({type(exc).__name__}: {exc})") from None
+            raise BadRequest(f"the binary inference request is malformed ({type(exc).__name__}: {exc})") from None
         declared = int(json_length) + sum(sizes)
         if declared != len(body):
-            raise InvalidInput(
+            raise BadRequest(
                 f"the binary inference request has {len(body)} bytes but its header and binary_data_size "
                 f"account for {declared}; send exactly the declared bytes"
             )
@@ -133,9 +133,9 @@ def decode_request(body: bytes, headers: dict[str, str], model_name: str) -> Inf
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise InvalidInput(f"the request body is not a v2 inference request: {where}: {first['msg']}") from None
+        raise BadRequest(f"the request body is not a v2 inference request: {where}: {first['msg']}") from None
     except RecursionError:
-        raise InvalidInput(TOO_DEEP) from None
+        raise BadRequest(TOO_DEEP) from None
     return InferRequest.from_inference_request(parsed, model_name)
 
 
@@ -169,9 +169,10 @@ class HeaderLimits:
         await self.app(scope, receive, send)
 
 
-# The one table from errors to HTTP statuses. Client mistakes are logged at debug level only.
+# The one table from errors to HTTP statuses. Client mistakes are logged at debug level only. kserve's own
+# InvalidInput (its DataPlane's word for a request it cannot decode) is translated to BadRequest where it arises.
 CLIENT_ERRORS: tuple[tuple[type[Exception], int], ...] = (
-    (InvalidInput, 400),
+    (BadRequest, 400),
     (ModelNotFound, 404),
     (PayloadTooLarge, 413),
     (ModelNotReady, 503),
@@ -200,6 +201,36 @@ async def _server_fault(request: Request, exc: Exception) -> JSONResponse:
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     message = f"internal error ({type(exc).__name__}); see the server log"
     return JSONResponse(status_code=500, content={"error": message})
+
+
+def infer_route(
+    dataplane: DataPlane, options: ServeOptions, window_of: Callable[[str], int]
+) -> Callable[[str, Request], Awaitable[Response]]:
+    """POST /v2/models/<name>/infer: the body bounded by the model's largest valid request, decoded (JSON or the
+    binary extension), run through kserve's DataPlane and encoded as the client asked."""
+
+    async def infer(model_name: str, request: Request) -> Response:
+        if not await dataplane.model_ready(model_name, True):  # ModelNotFound (404) when unknown
+            raise ModelNotReady(model_name)
+        limit = options.max_body_bytes or body_limit(options.max_batch, window_of(model_name))
+        try:
+            body = await read_body(request, limit)
+        except ClientDisconnect:
+            log.debug("POST %s: the client went away before sending the whole body", request.url.path)
+            return Response(status_code=400)
+        headers = dict(request.headers)
+        infer_request = decode_request(body, headers, model_name)
+        try:
+            result, response_headers = await dataplane.infer(model_name, infer_request, headers)
+        except InvalidInput as exc:  # kserve's DataPlane refused the request: ours is BadRequest
+            raise BadRequest(str(exc)) from None
+        result, encode_headers = dataplane.encode(model_name, result, headers, {})
+        response_headers.update(encode_headers)
+        if isinstance(result, bytes):
+            return Response(result, headers=response_headers, media_type="application/octet-stream")
+        return FastJSONResponse(result, headers=response_headers)
+
+    return infer
 
 
 def create_app(dataplane: DataPlane, options: ServeOptions, window_of: Callable[[str], int]) -> FastAPI:
@@ -235,23 +266,7 @@ def create_app(dataplane: DataPlane, options: ServeOptions, window_of: Callable[
             raise ModelNotReady(model_name)
         return {"name": model_name, "ready": True}
 
-    async def infer(model_name: str, request: Request) -> Response:
-        if not await dataplane.model_ready(model_name, True):  # ModelNotFound (404) when unknown
-            raise ModelNotReady(model_name)
-        limit = options.max_body_bytes or body_limit(options.max_batch, window_of(model_name))
-        try:
-            body = await read_body(request, limit)
-        except ClientDisconnect:
-            log.debug("POST %s: the client went away before sending the whole body", request.url.path)
-            return Response(status_code=400)
-        headers = dict(request.headers)
-        infer_request = decode_request(body, headers, model_name)
-        result, response_headers = await dataplane.infer(model_name, infer_request, headers)
-        result, encode_headers = dataplane.encode(model_name, result, headers, {})
-        response_headers.update(encode_headers)
-        if isinstance(result, bytes):
-            return Response(result, headers=response_headers, media_type="application/octet-stream")
-        return FastJSONResponse(result, headers=response_headers)
+    infer = infer_route(dataplane, options, window_of)
 
     for path, handler in (
         ("/v2", server_metadata),

@@ -47,7 +47,6 @@ from makeusrich.serving.kserve_api import (
     InferOutput,
     InferRequest,
     InferResponse,
-    InvalidInput,
     Model,
     ModelNotReady,
     ModelServer,
@@ -185,7 +184,7 @@ class PairModel(Model):
         if served is None:
             raise ModelNotReady(self.name)
         if not isinstance(payload, InferRequest):
-            raise InvalidInput(f"this server speaks the v2 protocol: POST /v2/models/{self.name}/infer")
+            raise BadRequest(f"this server speaks the v2 protocol: POST /v2/models/{self.name}/infer")
         try:
             requested = [output.name for output in payload.request_outputs or []]
             candles = check_request(payload.inputs, served.signature, self.options.max_batch, requested)
@@ -196,8 +195,8 @@ class PairModel(Model):
             else:
                 answer = await asyncio.get_running_loop().run_in_executor(None, served.run, candles, names)
             check_answer(answer, len(candles), served.signature)
-        except BadRequest as exc:
-            raise InvalidInput(str(exc)) from None
+        except BadRequest:
+            raise  # the client's mistake: HTTP 400 in the server's one table (makeusrich.serving.rest)
         except Exception as exc:
             log.exception("inference failed", extra={"model": self.name, "version": served.version})
             raise InferenceError(f"inference failed on version {served.version}: {exc}") from None

@@ -325,7 +325,7 @@ class PairStore:
         except NotFoundError:
             return None
         try:
-            return pd.read_parquet(io.BytesIO(raw))
+            return pd.read_parquet(io.BytesIO(raw))  # noqa: TID251 (the store is the one reader)
         except Exception as exc:  # callers may treat this as a cache miss and refetch
             raise StoreError(
                 f"candle cache {self.objects.uri(self.candles_key(interval))} is unreadable: {exc}"

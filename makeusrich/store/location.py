@@ -43,15 +43,16 @@ def store_location(url: str) -> tuple[str, str]:
     raise StoreError(f"unsupported store URL {url!r}: use {STORE_FORMS}")
 
 
-def open_store(url: str) -> ObjectStore:
+def open_store(url: str, *, create_bucket: bool | None = None) -> ObjectStore:
     """An object store from a URL or path (see `store_location`). `s3://bucket[/prefix]` is S3, with endpoint,
-    credentials and TLS from the environment (see makeusrich.store.s3); opening it checks the bucket."""
+    credentials and TLS from the environment (see makeusrich.store.s3); opening it checks the bucket, and creates a
+    missing one unless `create_bucket` is False (or S3_CREATE_BUCKET=0 when it is None)."""
     kind, where = store_location(url)
     if kind == "file":
         return LocalStore(where)
-    from makeusrich.store.s3 import S3Store
+    from makeusrich.store.s3 import S3Store  # minio: loaded only for an S3 store
 
-    return S3Store.from_url(where)
+    return S3Store.from_url(where, create_bucket=create_bucket)
 
 
 def storage_uri(url: str, namespace: str, pair: str, version: str) -> str:

@@ -14,9 +14,7 @@ import numpy as np
 import pandas as pd
 
 from makeusrich.contract import iso_z
-from makeusrich.scoring.evaluate import score
-from makeusrich.scoring.live import VERSION_WINDOW
-from makeusrich.scoring.ranges import range_score
+from makeusrich.scoring import VERSION_WINDOW, evaluate, ranges
 from makeusrich.store import LiveWindow, RangeScore, Score, TrackSummary
 from makeusrich.store.track_schema import GAP, LIVE, REPLAYED, level_columns
 
@@ -100,7 +98,7 @@ def _ranges(c: Columns, index: np.ndarray, horizon: int) -> RangeScore | None:
     actual = np.log(c.actual[index].reshape(n, horizon)[usable] / last[usable])
     logq = np.log(q[usable] / last[usable][:, :, None])
     try:
-        return range_score(actual, logq, [level for level, keep in zip(c.levels, present, strict=True) if keep])
+        return ranges.range_score(actual, logq, [level for level, keep in zip(c.levels, present, strict=True) if keep])
     except ValueError:  # levels that are not a valid set (a hand-edited file): no range score
         return None
 
@@ -111,7 +109,7 @@ def window_summary(c: Columns, chosen: np.ndarray, name: str, start: int | None)
     made = int(np.unique(c.origin[live]).size)
     missed = int(np.unique(c.origin[chosen & c.gap]).size)
     point: Score | None = None
-    ranges: RangeScore | None = None
+    spread: RangeScore | None = None
     scored = 0
     if made:
         horizon = int(c.step[live].max())
@@ -120,10 +118,10 @@ def window_summary(c: Columns, chosen: np.ndarray, name: str, start: int | None)
         if scored:
             actual = c.actual[index].reshape(scored, horizon)
             forecast = c.forecast[index].reshape(scored, horizon)
-            point = score(actual, forecast, c.persistence[index].reshape(scored, horizon)[:, 0])
-            ranges = _ranges(c, index, horizon)
+            point = evaluate.score(actual, forecast, c.persistence[index].reshape(scored, horizon)[:, 0])
+            spread = _ranges(c, index, horizon)
     return LiveWindow(
-        window=name, start=_iso(start), made=made, missed=missed, scored=scored, point=point, ranges=ranges
+        window=name, start=_iso(start), made=made, missed=missed, scored=scored, point=point, ranges=spread
     )
 
 

@@ -31,8 +31,7 @@ from makeusrich.errors import CandleError
 from makeusrich.market import close_moments, interval_ms
 from makeusrich.onnxrt import onnx_session
 from makeusrich.pair import CurrencyPairSpec
-from makeusrich.scoring import evaluate, ranges, segment_ids, valid_origins
-from makeusrich.scoring.folds import COLUMNS, table_rows
+from makeusrich.scoring import COLUMNS, evaluate, ranges, segment_ids, table_rows, valid_origins
 from makeusrich.store import BacktestResult, FoldResult, RangeMetrics, Score
 from makeusrich.trainer.evaluation import baseline_ranges, calibrate, log_returns
 from makeusrich.trainer.export import export_onnx, run_onnx

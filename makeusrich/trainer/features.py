@@ -23,7 +23,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from makeusrich.errors import CandleError
 from makeusrich.market import OHLCV
-from makeusrich.scoring.windows import segment_ids, valid_origins
+from makeusrich.scoring import segment_ids, valid_origins
 
 N_FEATURES = 5
 

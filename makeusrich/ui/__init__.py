@@ -10,3 +10,7 @@ session token, login throttle). Around them: `state` (the one refresh loop for a
 sections, `editor`, `login`), `root` (the routes), styles in `static/dashboard.css`; `app` and `cli` start it.
 Importing this package imports neither NiceGUI nor the trainer's torch; makeusrich.cli takes `add_ui_commands`.
 """
+
+from makeusrich.ui.cli import add_ui_commands
+
+__all__ = ["add_ui_commands"]

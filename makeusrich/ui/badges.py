@@ -10,7 +10,7 @@ from typing import Any
 
 from makeusrich.contract import INTERVAL_MS
 from makeusrich.pair import next_run
-from makeusrich.scoring.live import degraded_verdict
+from makeusrich.scoring import degraded_verdict
 from makeusrich.store import RunState
 from makeusrich.ui.card import PairState, condition
 from makeusrich.ui.format import Tone, format_age, format_ratio, parse_time

@@ -15,7 +15,7 @@ from makeusrich.contract import quantile_column
 from makeusrich.market import close_moments
 from makeusrich.pair import CurrencyPair, CurrencyPairStatus, LiveStatus
 from makeusrich.pair_sources import PairRecord
-from makeusrich.scoring.live import live_status
+from makeusrich.scoring import live_status
 from makeusrich.store import Metrics, ModelMetadata, RunState, Score, StoreSummary
 from makeusrich.ui.tables import promotion_reason
 

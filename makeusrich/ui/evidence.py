@@ -8,7 +8,7 @@ from typing import Any
 from nicegui import ui
 
 from makeusrich.pair_sources import describe_error
-from makeusrich.scoring.folds import COLUMNS, table_rows
+from makeusrich.scoring import COLUMNS, table_rows
 from makeusrich.store import BacktestResult, ModelMetadata
 from makeusrich.ui.backtest import Backtest
 from makeusrich.ui.card import PairState
