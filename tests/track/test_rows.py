@@ -1,5 +1,5 @@
-"""The pure half of the track record: due origins, rows, scoring and the windows of track.json, checked
-against numbers worked out by hand here."""
+"""The pure half of the track record: rows, scoring and the windows of track.json, checked against numbers
+worked out by hand here (the round's decisions are tests/track/test_decide.py's)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from makeusrich.pair import CurrencyPair
 from makeusrich.pair_sources import EmbeddedSource
 from makeusrich.store import TrackFiles, pair_store
 from makeusrich.store.track_schema import GAP, LIVE, checked_rows, empty_rows, month_rows
-from makeusrich.track.decide import due_origins
 from makeusrich.track.rows import append_rows, forecast_rows, gap_rows, score_rows
 from makeusrich.track.summary import summarize
 from makeusrich.track.tracker import Tracker
@@ -26,12 +25,6 @@ HOUR = pd.Timedelta(hours=1)
 T0 = pd.Timestamp("2026-03-01T10:00Z")
 LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
 NOW = datetime(2026, 3, 1, 20, 0, tzinfo=UTC)
-
-
-def test_due_origins_start_at_the_newest_close_and_then_cover_every_close_since_the_last_one() -> None:
-    assert due_origins(None, T0, HOUR) == [T0]
-    assert due_origins(T0, T0, HOUR) == []
-    assert due_origins(T0, T0 + 3 * HOUR, HOUR) == [T0 + HOUR, T0 + 2 * HOUR, T0 + 3 * HOUR]
 
 
 def test_an_origin_is_recorded_once() -> None:
