@@ -14,8 +14,6 @@ from makeusrich.market.candles import (
     CANDLE_DTYPES,
     KLINE_FIELDS,
     OHLCV,
-    CandleReport,
-    Gap,
     candles_from_klines,
     candles_from_table,
     clean_candles,
@@ -24,35 +22,25 @@ from makeusrich.market.candles import (
     find_gaps,
     interval_ms,
 )
-from makeusrich.market.exchange import API_URL_ENV, CLOCK_SKEW_MS, DEFAULT_API_URL, DEFAULT_RETRIES, PAGE_LIMIT
+from makeusrich.market.exchange import DEFAULT_RETRIES
 from makeusrich.market.feed import CandleFeed
-from makeusrich.market.files import SAMPLE_ENDS, read_candle_csv, read_sample, sample_covers, sample_path
+from makeusrich.market.files import SAMPLE_ENDS, read_candle_csv, read_sample, sample_path
 from makeusrich.market.source import (
-    CandleCache,
     CandleSet,
     Source,
     last_closed_open_ms,
     load_candles,
     merge_candles,
-    offline_fallback,
-    read_file_source,
 )
 
 __all__ = [
-    "API_URL_ENV",
     "CANDLE_DTYPES",
-    "CLOCK_SKEW_MS",
-    "DEFAULT_API_URL",
     "DEFAULT_RETRIES",
     "KLINE_FIELDS",
     "OHLCV",
-    "PAGE_LIMIT",
     "SAMPLE_ENDS",
-    "CandleCache",
     "CandleFeed",
-    "CandleReport",
     "CandleSet",
-    "Gap",
     "Source",
     "candles_from_klines",
     "candles_from_table",
@@ -64,10 +52,7 @@ __all__ = [
     "last_closed_open_ms",
     "load_candles",
     "merge_candles",
-    "offline_fallback",
     "read_candle_csv",
-    "read_file_source",
     "read_sample",
-    "sample_covers",
     "sample_path",
 ]

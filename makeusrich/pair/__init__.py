@@ -9,11 +9,10 @@
 Callers import from this package, not its modules.
 """
 
-from makeusrich.pair.crd import PRINTER_COLUMNS, crd_manifest, openapi_schema
+from makeusrich.pair.crd import crd_manifest
 from makeusrich.pair.cron import next_run, valid_cron
 from makeusrich.pair.parse import (
     PAIR_ENV,
-    PairFile,
     load_pair,
     load_pair_arg,
     pair_document,
@@ -24,17 +23,12 @@ from makeusrich.pair.parse import (
 )
 from makeusrich.pair.spec import (
     API_VERSION,
-    GROUP,
     KIND,
     NAME_PATTERN,
-    PLURAL,
-    VERSION,
     CurrencyPair,
     CurrencyPairSpec,
-    Metadata,
     ModelSpec,
     PromotionSpec,
-    ServingSpec,
 )
 from makeusrich.pair.status import (
     Condition,
@@ -48,32 +42,24 @@ from makeusrich.pair.status import (
 
 __all__ = [
     "API_VERSION",
-    "GROUP",
     "KIND",
     "NAME_PATTERN",
     "PAIR_ENV",
-    "PLURAL",
-    "PRINTER_COLUMNS",
-    "VERSION",
     "Condition",
     "CurrencyPair",
     "CurrencyPairSpec",
     "CurrencyPairStatus",
     "LiveStatus",
     "LiveWindowStatus",
-    "Metadata",
     "ModelSpec",
     "ModelStatus",
-    "PairFile",
     "PromotionSpec",
-    "ServingSpec",
     "ServingStatus",
     "TrainingStatus",
     "crd_manifest",
     "load_pair",
     "load_pair_arg",
     "next_run",
-    "openapi_schema",
     "pair_document",
     "pair_from_resource",
     "parse_pair",

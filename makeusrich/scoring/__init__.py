@@ -13,7 +13,7 @@ use the same functions, so a number means the same thing wherever it is shown; n
 
 from makeusrich.scoring import evaluate, ranges
 from makeusrich.scoring.folds import COLUMNS, table_rows
-from makeusrich.scoring.live import VERSION_WINDOW, degraded_verdict, judged_window, live_status, live_window
+from makeusrich.scoring.live import VERSION_WINDOW, degraded_verdict, live_status
 from makeusrich.scoring.windows import segment_ids, valid_origins
 
 __all__ = [
@@ -21,9 +21,7 @@ __all__ = [
     "VERSION_WINDOW",
     "degraded_verdict",
     "evaluate",
-    "judged_window",
     "live_status",
-    "live_window",
     "ranges",
     "segment_ids",
     "table_rows",

@@ -24,7 +24,6 @@ from makeusrich.store.base import (
     check_version,
     new_version,
     sha256,
-    version_key,
     version_time,
 )
 from makeusrich.store.documents import (
@@ -47,13 +46,9 @@ from makeusrich.store.documents import (
     Score,
     SmokeTest,
     SplitMetrics,
-    StoredFile,
     TrackSummary,
     Training,
-    parse_backtest,
     parse_metadata,
-    parse_run_state,
-    parse_track_summary,
 )
 from makeusrich.store.local import LocalStore, atomic_write
 from makeusrich.store.location import (
@@ -102,7 +97,6 @@ __all__ = [
     "SplitMetrics",
     "StoreReader",
     "StoreSummary",
-    "StoredFile",
     "TrackFiles",
     "TrackSummary",
     "Training",
@@ -111,16 +105,12 @@ __all__ = [
     "new_version",
     "open_store",
     "pair_store",
-    "parse_backtest",
     "parse_metadata",
-    "parse_run_state",
-    "parse_track_summary",
     "read_backtest",
     "read_run_state",
     "sha256",
     "storage_uri",
     "store_location",
-    "version_key",
     "version_time",
     "write_backtest",
     "write_run_log",

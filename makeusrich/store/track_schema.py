@@ -20,7 +20,6 @@ import pandas as pd
 from makeusrich.errors import StoreError
 
 LIVE, REPLAYED, GAP = "live", "replayed", "gap"
-TIME_COLUMNS = ("origin", "target", "recorded_at", "scored_at")
 BASE_COLUMNS: dict[str, str] = {
     "origin": "datetime64[ns, UTC]",
     "step": "int64",
