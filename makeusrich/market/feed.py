@@ -1,5 +1,5 @@
-"""Recent candles for pages that refresh every few seconds (the dashboard, later the track record), fetched
-only when a new candle can have closed. Training runs read their lookback through `source.load_candles`; both
+"""Recent candles for what refreshes every few seconds (the dashboard, the tracker), fetched only when a new
+candle can have closed. Training runs read their lookback through `source.load_candles`; both
 go through the same source dispatch and the same cleaning."""
 
 from __future__ import annotations
