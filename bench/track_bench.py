@@ -14,9 +14,10 @@ Memory is the tracker's processes' proportional set size (PSS), after each round
 (sampled every 0.2 s): pages the workers share with this process (forked, copy on write) count once, as a
 container's memory limit counts them.
 
-    python bench/track_bench.py [--pairs 1000] [--rounds 4] [--workers 2] [--write]
+    python bench/track_bench.py [--pairs 1000] [--rounds 4] [--workers 1] [--concurrency 16] [--write]
 
-`--write` records the table, the command and the date in bench/results/track.md.
+`--write` records the table, the command, the commit and the date in bench/results/track.md, in the section of
+its pair and worker counts (the other sections and the notes above them stay).
 """
 
 from __future__ import annotations
@@ -26,43 +27,34 @@ import asyncio
 import cProfile
 import multiprocessing
 import os
-import platform
 import pstats
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import _harness
 import httpx
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run as a script: make `tests.fixtures` importable
+from makeusrich.market import CandleFeed, Source
+from makeusrich.pair_sources import EmbeddedSource, PairSource, pair_yaml
+from makeusrich.store import TrackFiles, pair_store
+from makeusrich.store.track_schema import month_of, month_rows
+from makeusrich.track.rows import forecast_rows, score_rows
+from makeusrich.track.shards import TrackerPool
+from makeusrich.track.summary import summarize
+from makeusrich.track.tracker import RoundLoop, Tracker, TrackOptions
+from tests.fixtures.fake_binance import FakeBinance, synthetic_klines
+from tests.fixtures.model_server import launch
 
-from makeusrich.market import CandleFeed, Source  # noqa: E402
-from makeusrich.pair_sources import EmbeddedSource, PairSource, pair_yaml  # noqa: E402
-from makeusrich.store import TrackFiles, pair_store  # noqa: E402
-from makeusrich.store.track_schema import month_of, month_rows  # noqa: E402
-from makeusrich.track.rows import forecast_rows, score_rows  # noqa: E402
-from makeusrich.track.shards import TrackerPool  # noqa: E402
-from makeusrich.track.summary import summarize  # noqa: E402
-from makeusrich.track.tracker import RoundLoop, Tracker, TrackOptions  # noqa: E402
-from tests.fixtures.fake_binance import FakeBinance, synthetic_klines  # noqa: E402
-from tests.fixtures.model_server import launch  # noqa: E402
-from tests.fixtures.models import small_pair  # noqa: E402
-
-RESULTS = REPO / "bench" / "results" / "track.md"
 HOUR_MS = 3_600_000
 HISTORY = 150  # candles each pair's series starts with (the model's window is 120)
 SEEDED_DAYS = 30  # of scored forecasts in each pair's record before round 1
-MODEL = {"window": 120, "hiddenSize": 64, "layers": 2}  # the default shape (makeusrich.pair.ModelSpec)
 
 
 def pair_names(count: int) -> list[str]:
@@ -101,7 +93,9 @@ class StandIn:
 
     def __init__(self, pairs: int, count: int, end_ms: int) -> None:
         command = [sys.executable, __file__, "--stand-in", str(pairs), str(count), str(end_ms)]
-        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=_harness.REPO
+        )
         self.url = self._ask(None)
 
     def _ask(self, line: str | None) -> str:
@@ -125,73 +119,15 @@ class StandIn:
         self.process.wait(timeout=30)
 
 
-def pss_mb(pids: list[int]) -> float:
-    """The processes' proportional set size: a page shared by k of them counts 1/k in each."""
-    total = 0
-    for pid in pids:
-        text = Path(f"/proc/{pid}/smaps_rollup").read_text()
-        total += int(re.search(r"^Pss:\s+(\d+)", text, re.M)[1])  # type: ignore[index]
-    return total / 1024
-
-
-class PeakPss:
-    """The processes' highest PSS while a round runs, sampled every `period` seconds by a thread (the kernel
-    keeps a peak of RSS, VmHWM, but not of PSS)."""
-
-    def __init__(self, pids: list[int], period: float = 0.2) -> None:
-        self.pids = pids
-        self.period = period
-        self.peak = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while True:
-            self.peak = max(self.peak, pss_mb(self.pids))
-            if self._stop.wait(self.period):
-                return
-
-    def __enter__(self) -> PeakPss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, pss_mb(self.pids))
-
-
-def peak_rss_mb(pid: int) -> float:
-    return int(re.search(r"VmHWM:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())[1]) / 1024  # type: ignore[index]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU seconds of process `pid` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def make_store(root: Path, names: list[str]) -> str:
-    """One small model trained on the bundled candles (by `makeusrich train` in a child process: this one never
-    imports torch, so its memory is the tracker's), published under every pair's name."""
+    """One model of the default shape trained on the bundled candles (by `makeusrich train` in a child process:
+    this one never imports torch, so its memory is the tracker's), published under every pair's name."""
     url = f"file://{root}"
     template = root.parent / "template.yaml"
-    template.write_text(pair_yaml(small_pair("template", model={**MODEL, "maxEpochs": 1})))
-    command = [sys.executable, "-m", "makeusrich.cli", "train", "-f", str(template), "--source", "sample"]
-    subprocess.run([*command, "--store", url], check=True, capture_output=True, timeout=600)
-    source = pair_store(url, "default", "template")
-    version = source.versions()[-1]
-    meta = source.metadata(version)
-    files = {path: source.read_file(version, path) for path in meta["files"]}
-    metadata = {k: v for k, v in meta.items() if k not in ("files", "storageUri")}
-    for name in names:
-        renamed = {
-            path.replace("template", name, 1): data.replace(b'"template"', f'"{name}"'.encode())
-            if path.endswith("config.pbtxt")
-            else data
-            for path, data in files.items()
-        }
-        pair_store(url, "default", name).publish(version, renamed, {**metadata, "pair": name}, True)
+    template.write_text(pair_yaml(_harness.default_shape_pair("template")))
+    command = _harness.cli("train", "-f", str(template), "--source", "sample", "--store", url)
+    subprocess.run(command, check=True, capture_output=True, timeout=600, env=_harness.child_env(), cwd=_harness.REPO)
+    _harness.publish_as(url, "template", names)
     shutil.rmtree(root / "default" / "template")
     return url
 
@@ -245,7 +181,8 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict[str, float]]:
     print(f"training one model and publishing it as {args.pairs} pairs ...", flush=True)
     store_url = make_store(work / "store", names)
     for name in names:
-        (pairs_dir / f"{name}.yaml").write_text(pair_yaml(small_pair(name, currency=name.split("-")[0], model=MODEL)))
+        pair = _harness.default_shape_pair(name, currency=name.split("-")[0])
+        (pairs_dir / f"{name}.yaml").write_text(pair_yaml(pair))
     server = launch(["--store", store_url, "--poll-seconds", "3600"], work / "serve.log")
     end_ms = (int(time.time() * 1000) // HOUR_MS) * HOUR_MS
     candles = StandIn(args.pairs, HISTORY + args.rounds, end_ms)
@@ -287,18 +224,18 @@ async def run_rounds(
         newest_open_ms = candles.serve(HISTORY + r)
         candles.klines_requests()  # from zero for this round
         clock["now"] = (newest_open_ms + HOUR_MS) / 1000 + 5.0  # five seconds after the newest close
-        before = {part: sum(cpu_seconds(p) for p in ps) for part, ps in pids.items()}
+        before = {part: sum(_harness.cpu_seconds(p) for p in ps) for part, ps in pids.items()}
         profile = cProfile.Profile() if args.profile and r == args.rounds - 1 else None
         started = time.perf_counter()
         if profile is not None:
             profile.enable()
-        with PeakPss(tracker_pids) as peak:
+        with _harness.Sampler(lambda: _harness.pss_mib(tracker_pids), 0.2) as pss:
             report = await rounds.round()
         seconds = time.perf_counter() - started
         if profile is not None:
             profile.disable()
             pstats.Stats(profile).sort_stats("cumulative").print_stats(25)
-        cpu = {part: sum(cpu_seconds(p) for p in ps) - before[part] for part, ps in pids.items()}
+        cpu = {part: sum(_harness.cpu_seconds(p) for p in ps) - before[part] for part, ps in pids.items()}
         errors = [p.error for p in report.pairs if p.error]
         if errors:
             print(f"round {r + 1}: {len(errors)} pair(s) failed, first: {errors[0]}", flush=True)
@@ -313,9 +250,9 @@ async def run_rounds(
             "cpu_tracker": cpu["tracker"],
             "cpu_server": cpu["server"],
             "cpu_stand_in": cpu["stand-in"],
-            "pss_mb": pss_mb(tracker_pids),
-            "peak_pss_mb": peak.peak,
-            "peak_rss_mb": sum(peak_rss_mb(p) for p in tracker_pids),
+            "pss_mb": _harness.pss_mib(tracker_pids),
+            "peak_pss_mb": pss.peak(),
+            "peak_rss_mb": sum(_harness.peak_rss_mib(p) for p in tracker_pids),
         }
         results.append(row)
         print(
@@ -330,48 +267,34 @@ async def run_rounds(
     return results
 
 
-def write(results: list[dict[str, float]], args: argparse.Namespace) -> None:
-    command = (
-        f"python bench/track_bench.py --pairs {args.pairs} --rounds {args.rounds} --workers {args.workers} "
-        f"--concurrency {args.concurrency} --write"
+def table(results: list[dict[str, float]]) -> str:
+    header = ["round", "seconds", "recorded", "scored", "Binance requests per pair", "model requests per pair"]
+    header += ["CPU s, tracker", "CPU s, model server", "CPU s, stand-in", "tracker PSS MB, after"]
+    header += ["tracker PSS MB, highest", "tracker peak RSS MB, summed"]
+    return _harness.table(
+        header,
+        (
+            [
+                f"{row['round']:.0f}",
+                f"{row['seconds']:.1f}",
+                f"{row['recorded']:.0f}",
+                f"{row['scored']:.0f}",
+                f"{row['binance_per_pair']:.2f}",
+                f"{row['model_per_pair']:.2f}",
+                f"{row['cpu_tracker']:.1f}",
+                f"{row['cpu_server']:.1f}",
+                f"{row['cpu_stand_in']:.1f}",
+                f"{row['pss_mb']:.0f}",
+                f"{row['peak_pss_mb']:.0f}",
+                f"{row['peak_rss_mb']:.0f}",
+            ]
+            for row in results
+        ),
     )
-    lines = [
-        f"## {args.pairs} pairs, {args.workers} worker process(es)",
-        "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d} on {platform.machine()} ({os.cpu_count()} cores), Python "
-        f"{platform.python_version()}:",
-        "",
-        "```",
-        command,
-        "```",
-        "",
-        "| round | seconds | recorded | scored | Binance requests per pair | model requests per pair "
-        "| CPU s, tracker | CPU s, model server | CPU s, stand-in | tracker PSS MB, after | tracker PSS MB, highest "
-        "| tracker peak RSS MB, summed |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for row in results:
-        lines.append(
-            f"| {row['round']:.0f} | {row['seconds']:.1f} | {row['recorded']:.0f} | {row['scored']:.0f} | "
-            f"{row['binance_per_pair']:.2f} | {row['model_per_pair']:.2f} | {row['cpu_tracker']:.1f} | "
-            f"{row['cpu_server']:.1f} | {row['cpu_stand_in']:.1f} | {row['pss_mb']:.0f} | {row['peak_pss_mb']:.0f} | "
-            f"{row['peak_rss_mb']:.0f} |"
-        )
-    section = "\n".join(lines) + "\n"
-    text = RESULTS.read_text() if RESULTS.exists() else ""
-    marker = f"## {args.pairs} pairs, {args.workers} worker process(es)"
-    if marker in text:  # replace this configuration's section, keep the others
-        before, _, rest = text.partition(marker)
-        after = rest[rest.find("\n## ") + 1 :] if "\n## " in rest else ""
-        text = before + section + ("\n" + after if after else "")
-    else:
-        text = (text.rstrip("\n") + "\n\n" if text else "# Track record: one tracker, many pairs\n\n") + section
-    RESULTS.write_text(text)
-    print(f"wrote {RESULTS}")
 
 
-def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "--stand-in":
+def main(argv: list[str] | None = None) -> None:
+    if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--stand-in":
         stand_in(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -379,13 +302,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--write", action="store_true")
     parser.add_argument("--profile", action="store_true", help="print where the last round spent its time")
-    args = parser.parse_args()
+    run = _harness.Run.start(parser, __file__, argv)
+    args = run.args
     with tempfile.TemporaryDirectory() as folder:
         results = measure(args, Path(folder))
-    if args.write:
-        write(results, args)
+    run.finish(
+        table(results),
+        title="Track record: one tracker, many pairs",
+        part=f"{args.pairs} pairs, {args.workers} worker process(es)",
+        settings={**_harness.DEFAULT_SHAPE, "historyCandles": HISTORY, "seededDays": SEEDED_DAYS, "interval": "1h"},
+        versions=("pandas", "pyarrow", "httpx", "onnxruntime", "kserve"),
+    )
 
 
 if __name__ == "__main__":
