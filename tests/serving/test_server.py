@@ -318,7 +318,7 @@ def test_model_dir_with_nothing_servable_exits_with_the_reason(trained_store_tem
     assert last.startswith("makeusrich serve: no model in") and "does not match the sha256" in last
 
 
-# --- what a hostile or unlucky client can send (bench/results/hardening.md) ------------------------------------
+# --- what a hostile or unlucky client can send (bench/results/probes/hardening.md) -----------------------------
 
 
 def raw_exchange(server: RunningServer, request: bytes, timeout: float = 10.0) -> bytes:

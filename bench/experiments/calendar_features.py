@@ -9,30 +9,29 @@ the test split is printed beside it for information, never used to choose.
 The served model's input is raw candles without times (contract 2), so adopting calendar features would mean a
 second input, the last candle's close time; this script measures whether that change would be worth making.
 
-    python bench/calendar_features.py [-f PAIR.yaml] [--write]
+An experiment (answered: not adopted, see its results file), kept so that the answer can be checked again.
+
+    python bench/experiments/calendar_features.py [-f PAIR.yaml] [--lookback-days 365] [--max-epochs N] [--write]
+
+`--write` records the table, the command, the commit and the date in bench/results/experiments/calendar_features.md.
 """
 
 from __future__ import annotations
 
 import argparse
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 
+import _harness
 import numpy as np
-import pandas as pd
 import torch
 
 import makeusrich.trainer.model as model_module
 from makeusrich.market import Source, close_moments, interval_ms, load_candles
-from makeusrich.pair import load_pair
 from makeusrich.scoring import ranges
 from makeusrich.trainer.evaluation import baseline_ranges, log_returns
 from makeusrich.trainer.features import Prepared, prepare
 from makeusrich.trainer.train import configure_threads, predict_standardised, train
-
-REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results" / "calendar_features.md"
 
 
 def with_calendar(data: Prepared, interval: str) -> Prepared:
@@ -78,13 +77,15 @@ def scored(data: Prepared, core: torch.nn.Module, levels: list[float]) -> dict[s
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-f", "--file", default=str(REPO / "manifests" / "examples" / "btc-usdt.yaml"))
-    parser.add_argument("--write", action="store_true")
-    args = parser.parse_args()
+    parser.add_argument("-f", "--file", type=Path, default=_harness.EXAMPLE_PAIR)
+    _harness.training_arguments(parser, 365, "what the recorded results used")
+    run = _harness.Run.start(parser, __file__, argv)
+    args = run.args
     configure_threads()
-    spec = load_pair(args.file).spec
+    pair = _harness.example_pair(args.lookback_days, args.max_epochs, args.file)
+    spec = pair.spec
     frame = load_candles(spec, Source("sample")).frame
     base = prepare(frame, spec.model.window, spec.model.horizon, interval_ms(spec.interval))
     levels = spec.model.quantiles
@@ -98,22 +99,18 @@ def main() -> None:
         results[name] = {**scored(data, result.core, levels), "epochs": len(result.epochs)}
     model_module.N_FEATURES = 5
     keys = list(next(iter(results.values())))
-    table = ["| metric | " + " | ".join(results) + " |", "|---|" + "---|" * len(results)]
-    table += [
-        f"| {k} | " + " | ".join(f"{r[k]:.4f}" if k != "epochs" else f"{r[k]:.0f}" for r in results.values()) + " |"
-        for k in keys
-    ]
-    text = "\n".join(table)
-    print(text)
-    if args.write:
-        RESULTS.write_text(
-            "# Calendar features: do they help?\n\n"
-            f"`python bench/calendar_features.py --write`, {datetime.now(UTC):%Y-%m-%d}, the bundled BTC/USDT sample, "
-            f"lookbackDays {spec.lookback_days}, default model settings, seed {spec.model.seed}. Decide on the "
-            "validation rows; the test rows are for information.\n\n" + text + "\n"
-        )
+    rows = [[key, *(f"{r[key]:.4f}" if key != "epochs" else f"{r[key]:.0f}" for r in results.values())] for key in keys]
+    run.finish(
+        _harness.table(["metric", *results], rows),
+        title="Calendar features: do they help?",
+        settings={"pair": args.file, **_harness.model_settings(pair)},
+        versions=("torch",),
+        notes=[
+            "The bundled BTC/USDT sample, default model settings. Decide on the validation rows; the test rows "
+            "are for information.",
+        ],
+    )
 
 
 if __name__ == "__main__":
-    pd.set_option("display.width", 160)
     main()

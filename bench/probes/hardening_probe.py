@@ -6,10 +6,11 @@ must be answered). It also feeds hostile pair files and schedules to the real pa
 the dashboard's throttle. Each row counts what was tried and what came back; the tests named in the results
 file hold each property as a pass/fail check.
 
-    python bench/hardening_probe.py [--repeat 20] [--write]
+    python bench/probes/hardening_probe.py [--repeat 20] [--write]
 
-`--write` records the results, the command and the date in bench/results/hardening.md (below the battery's
-fixed description, which says what earlier probes found and which test covers each defect).
+`--write` records the results, the command, the commit and the date in bench/results/probes/hardening.md (in its
+"Latest run" section, below the battery's fixed description, which says what earlier probes found and which test
+covers each defect). A probe, not a benchmark: its rows are what held, not how fast.
 """
 
 from __future__ import annotations
@@ -17,42 +18,28 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import platform
 import socket
-import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 
+import _harness
 import httpx
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # run as a script: make `tests.*` importable
+from makeusrich.errors import PairError
+from makeusrich.pair import load_pair, valid_cron
+from makeusrich.ui.auth import Throttle
+from tests.fixtures.model_server import RunningServer, launch
+from tests.fixtures.models import small_pair, train_into
+from tests.serving.helpers import real_windows
 
-from makeusrich.errors import PairError  # noqa: E402
-from makeusrich.pair import load_pair, valid_cron  # noqa: E402
-from makeusrich.ui.auth import Throttle  # noqa: E402
-from tests.fixtures.model_server import RunningServer, launch  # noqa: E402
-from tests.fixtures.models import small_pair, train_into  # noqa: E402
-from tests.serving.helpers import real_windows  # noqa: E402
-
-RESULTS = REPO / "bench" / "results" / "hardening.md"
 PAIR = "btc-usdt"
-MARKER = "## Latest run"
 
 
 def infer_body(data: list[float], shape: list[object]) -> bytes:
     return json.dumps({"inputs": [{"name": "candles", "shape": shape, "datatype": "FP32", "data": data}]}).encode()
-
-
-def rss_peak_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return 0
 
 
 def raw(server: RunningServer, payload: bytes, timeout: float = 10.0) -> tuple[bytes, float]:
@@ -132,16 +119,16 @@ def serving_battery(server: RunningServer, repeat: int) -> list[tuple[str, str, 
         waits.append(took)
     seen = {k.decode(): v for k, v in answers.items()}
     rows.append(("2", "186 MB declared, 1 byte sent", repeat, f"{seen}; slowest answer {max(waits) * 1000:.0f} ms"))
-    before = rss_peak_kib(server.process.pid)
+    before = _harness.peak_rss_mib(server.process.pid)
     results: list[bytes] = []
     workers = [threading.Thread(target=lambda: results.append(upload(server, 93))) for _ in range(4)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
-    after = rss_peak_kib(server.process.pid)
+    after = _harness.peak_rss_mib(server.process.pid)
     answered = dict(Counter(r.decode() for r in results))
-    outcome = f"{answered}; server peak RSS {before / 1024:.0f} -> {after / 1024:.0f} MiB"
+    outcome = f"{answered}; server peak RSS {before:.0f} -> {after:.0f} MiB"
     rows.append(("2", "four 93 MB bodies sent at once", 4, outcome))
     many = {f"x-h{i}": "1" for i in range(150)}
     header_statuses = Counter(httpx.get(f"{url}/v2/health/live", headers=many).status_code for _ in range(repeat))
@@ -214,35 +201,32 @@ def pair_battery(folder: Path) -> list[tuple[str, str, int, str]]:
     return rows
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument("--write", action="store_true")
-    args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="makeusrich-hardening-"))
-    trained = train_into(folder / "store", small_pair())
-    server = launch(["--store", trained.url], folder / "serve.log", store=trained)
-    background = Background(server.url)
-    background.thread.start()
-    try:
-        rows = serving_battery(server, args.repeat)
-    finally:
-        background.stop.set()
-        background.thread.join()
-        server.stop()
-    rows.append(("-", "valid requests sent meanwhile", background.sent, f"failed: {dict(background.failed) or 0}"))
-    rows += pair_battery(folder)
-    table = ["| item | what was tried | how many | what came back |", "|---|---|---:|---|"]
-    table += [f"| {item} | {what} | {count} | {outcome} |" for item, what, count, outcome in rows]
-    text = "\n".join(table)
-    print(text)
-    if args.write:
-        head = RESULTS.read_text().split(MARKER)[0] if RESULTS.exists() else ""
-        stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        RESULTS.write_text(
-            f"{head}{MARKER}\n\n- Date: {stamp}\n- Command: `python bench/hardening_probe.py --repeat {args.repeat} "
-            f"--write`\n- Machine: {platform.machine()}, Python {platform.python_version()}\n\n{text}\n"
-        )
+    run = _harness.Run.start(parser, __file__, argv)
+    with tempfile.TemporaryDirectory(prefix="makeusrich-hardening-") as tmp:
+        folder = Path(tmp)
+        trained = train_into(folder / "store", small_pair())
+        server = launch(["--store", trained.url], folder / "serve.log", store=trained)
+        background = Background(server.url)
+        background.thread.start()
+        try:
+            rows = serving_battery(server, run.args.repeat)
+        finally:
+            background.stop.set()
+            background.thread.join()
+            server.stop()
+        sent, failed = background.sent, dict(background.failed) or 0
+        rows.append(("-", "valid requests sent meanwhile", sent, f"failed: {failed}"))
+        rows += pair_battery(folder)
+    run.finish(
+        _harness.table(["item", "what was tried", "how many", "what came back"], rows, "llrl"),
+        title="Hardening: the battery, what it found, and what holds now",
+        part="Latest run",
+        settings={"model": "small_pair (window 24, LSTM 1x8)"},
+        versions=("kserve", "uvicorn", "pyyaml"),
+    )
     return 0
 
 

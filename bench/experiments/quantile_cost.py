@@ -4,20 +4,20 @@ head with the median alone (levels [0.5]: the point forecast and nothing else), 
 The two arms run interleaved, `--rounds` times each, and the medians are compared, so that other load on the
 machine falls on both alike.
 
-    python bench/quantile_cost.py [--rounds 5] [--write]
+An experiment (answered when the quantile head was adopted), kept so that its cost can be measured again.
 
-`--write` records the table, the command and the date in bench/results/quantile_cost.md.
+    python bench/experiments/quantile_cost.py [--rounds 5] [--write]
+
+`--write` records the table, the command, the commit and the date in bench/results/experiments/quantile_cost.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
-from datetime import UTC, datetime
-from pathlib import Path
 
+import _harness
 import numpy as np
 import torch
 
@@ -27,7 +27,6 @@ from makeusrich.trainer.features import Scaler
 from makeusrich.trainer.model import Forecaster, LSTMCore
 from makeusrich.trainer.train import pinball
 
-RESULTS = Path(__file__).resolve().parents[1] / "bench" / "results" / "quantile_cost.md"
 WINDOW, HIDDEN, LAYERS, BATCH, STEPS = 120, 64, 2, 256, 30
 
 
@@ -64,40 +63,44 @@ def infer_ms(model: bytes, batch: int) -> float:
     return (time.perf_counter() - started) / runs * 1000
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--write", action="store_true")
-    args = parser.parse_args()
+    run = _harness.Run.start(parser, __file__, argv)
     torch.set_num_threads(2)
     arms = {"median only [0.5]": [0.5], "five levels (default)": [0.05, 0.25, 0.5, 0.75, 0.95]}
     built = {name: arm(levels) for name, levels in arms.items()}
     found: dict[str, dict[str, list[float]]] = {name: {"train": [], "b1": [], "b256": []} for name in arms}
-    for _ in range(args.rounds):
+    for _ in range(run.args.rounds):
         for name, levels in arms.items():
             core, model = built[name]
             found[name]["train"].append(train_seconds(core, levels) * 1000)
             found[name]["b1"].append(infer_ms(model, 1))
             found[name]["b256"].append(infer_ms(model, 256))
-    rows = [
-        "| head | training step, batch 256 (ms) | ONNX, 1 window (ms) | ONNX, 256 windows (ms) | model.onnx |",
-        "|---|---|---|---|---|",
-    ]
+    rows = []
     for name in arms:
         medians = [statistics.median(found[name][key]) for key in ("train", "b1", "b256")]
         size = len(built[name][1])
-        rows.append(f"| {name} | {medians[0]:.1f} | {medians[1]:.3f} | {medians[2]:.2f} | {size:,} bytes |")
-    table = "\n".join(rows)
-    print(table)
-    if args.write:
-        RESULTS.write_text(
-            "# What the quantile head costs\n\n"
-            f"`python bench/quantile_cost.py --rounds {args.rounds} --write`, {datetime.now(UTC):%Y-%m-%d}, "
-            f"{platform.processor() or platform.machine()}, torch {torch.__version__}, 2 threads (training) and 1 "
-            "(onnxruntime). Medians over interleaved rounds: the LSTM (window 120, 2 layers of 64) with a head of "
-            "five quantile levels against the same LSTM with the median alone.\n\n"
-            f"{table}\n"
-        )
+        rows.append([name, f"{medians[0]:.1f}", f"{medians[1]:.3f}", f"{medians[2]:.2f}", f"{size:,} bytes"])
+    header = ["head", "training step, batch 256 (ms)", "ONNX, 1 window (ms)", "ONNX, 256 windows (ms)", "model.onnx"]
+    run.finish(
+        _harness.table(header, rows),
+        title="What the quantile head costs",
+        settings={
+            "window": WINDOW,
+            "hiddenSize": HIDDEN,
+            "layers": LAYERS,
+            "batch": BATCH,
+            "stepsPerRound": STEPS,
+            "torchThreads": 2,
+            "onnxruntimeThreads": 1,
+        },
+        versions=("torch", "onnxruntime"),
+        notes=[
+            "Medians over interleaved rounds: the LSTM (window 120, 2 layers of 64) with a head of five quantile "
+            "levels against the same LSTM with the median alone.",
+        ],
+    )
 
 
 if __name__ == "__main__":

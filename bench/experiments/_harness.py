@@ -1,0 +1,1 @@
+../_harness.py
