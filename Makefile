@@ -7,7 +7,7 @@ HERE := $(dir $(abspath $(lastword $(MAKEFILE_LIST))))
 # Extra arguments for `make run` (tests shorten the training with them).
 RUN_ARGS ?=
 
-.PHONY: setup browser tools run screenshots images test lint typecheck pytest clean
+.PHONY: setup browser tools run screenshots images test lint typecheck pytest bench clean
 
 $(VENV)/.installed: $(HERE)pyproject.toml
 	python3 -m venv $(VENV)
@@ -56,6 +56,15 @@ images:
 		echo docker build -f $(HERE)$$file --target $$name -t $(REGISTRY)/$$name:$(TAG) $(HERE); \
 		docker build -f $(HERE)$$file --target $$name -t $(REGISTRY)/$$name:$(TAG) $(HERE) || exit 1; \
 		if [ -n "$(PUSH)" ]; then docker push $(REGISTRY)/$$name:$(TAG) || exit 1; fi; \
+	done
+
+# The quick benchmarks (each under about two minutes on 2 cores), each recorded in bench/results/<name>.md with its
+# command, commit, settings and machine. The long ones, and the command behind every results file: bench/README.md.
+BENCH_QUICK := store_bench fetch_bench prepare_bench serve_bench ui_bench
+bench: setup browser
+	@for script in $(BENCH_QUICK); do \
+		echo "python bench/$$script.py --write"; \
+		$(PY) $(HERE)bench/$$script.py --write || exit 1; \
 	done
 
 lint: setup
