@@ -13,7 +13,6 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import kmock
 import numpy as np
 import pandas as pd
 import pytest
@@ -25,10 +24,7 @@ from makeusrich.store import TrackFiles, TrackSummary, pair_store
 from makeusrich.store.track_schema import empty_rows
 from makeusrich.track.rows import append_rows, forecast_rows, score_rows
 from makeusrich.track.summary import summarize
-from tests.fixtures.kube_emulator import Emulator, write_kubeconfig
-from tests.fixtures.models import TrainedStore
-from tests.fixtures.s3server import S3Server
-from tests.operator.conftest import (
+from tests.fixtures.kube_emulator import (
     CRONJOBS,
     EVENTS,
     ISVCS,
@@ -36,11 +32,14 @@ from tests.operator.conftest import (
     NAMESPACE,
     PAIRS,
     PODS,
-    RunningOperator,
-    eventually,
-    register_resources,
-    start_operator,
+    Emulator,
+    emulator,
+    write_kubeconfig,
 )
+from tests.fixtures.models import TrainedStore
+from tests.fixtures.s3server import S3Server
+from tests.fixtures.waiting import eventually
+from tests.operator.conftest import RunningOperator, start_operator
 from tests.test_pair import crd_validator
 
 NAME = "btc-usdt"
@@ -483,8 +482,7 @@ async def test_a_restart_and_dropped_watches_make_no_duplicates(
 async def test_serving_waits_for_kserve_and_store_outages_are_reported(
     kubeconfig: Any, operator_settings: Any, publish: Publish, s3_env: S3Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with Emulator() as kube, kmock.Server(kube):
-        register_resources(kube, kserve=False)  # a cluster without KServe
+    async with emulator(kserve=False) as kube:  # a cluster without KServe
         write_kubeconfig(kubeconfig, str(kube.url).rstrip("/"))
         monkeypatch.setenv("S3_ENDPOINT", "http://127.0.0.1:9")  # nothing answers there
         running = await start_operator(operator_settings)

@@ -13,8 +13,7 @@ import pytest
 from makeusrich.errors import KubeAlreadyExists, KubeError, KubeNotFound
 from makeusrich.kube import CRONJOBS, JOBS, PAIRS, Credentials, KubeClient
 from makeusrich.operator.handlers import connection_info
-from tests.fixtures.kube_emulator import Emulator
-from tests.operator.conftest import NAMESPACE
+from tests.fixtures.kube_emulator import NAMESPACE, Emulator
 
 CRON = {"metadata": {"name": "c", "labels": {"a": "1"}}, "spec": {"schedule": "0 0 * * *"}}
 
