@@ -19,7 +19,8 @@ from makeusrich.market import binance
 from makeusrich.market.feed import CandleFeed
 from makeusrich.market.source import Source
 from makeusrich.pair import read_pair_files
-from makeusrich.store import LOGS_KEPT, ObjectStore, PairStore, RunState, read_run_state, write_run_log, write_run_state
+from makeusrich.store import ObjectStore, PairStore, RunState, read_run_state, write_run_log, write_run_state
+from makeusrich.store.runs import LOGS_KEPT
 from makeusrich.ui.view import PairState, badges, card_html, run_progress
 from tests.fixtures.models import small_pair
 
