@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -334,7 +335,12 @@ async def test_a_failed_job_says_why_and_the_model_stays(
     served = await publish(V1)
     await kube.set_status(JOBS, NAMESPACE, job, SUCCEEDED)
     await eventually(lambda: storage_uri(kube) == served["storageUri"])
-    await asyncio.sleep(1.1)  # creation times have second resolution: the next Job must be newer
+    # Creation times have second resolution, and the next Job must be the newer one: wait for the next second.
+    first_created = (kube.get(JOBS, NAMESPACE, job) or {})["metadata"]["creationTimestamp"]
+    await eventually(
+        lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") > first_created,
+        what=f"a creation time later than the first Job's ({first_created})",
+    )
 
     # The CronJob's next run (made here by hand, with the labels of the CronJob's jobTemplate) fails.
     cron = kube.get(CRONJOBS, NAMESPACE, f"{NAME}-trainer")
