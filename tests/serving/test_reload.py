@@ -86,19 +86,20 @@ async def test_reload_under_concurrent_requests_fails_no_request(
 
     tasks = [asyncio.create_task(client(i)) for i in range(8)]
 
-    def clients_running() -> None:
+    def clients_running() -> bool:
         """Inside a wait: a client that failed ends it at once, with the client's exception."""
         for task in tasks:
             if task.done():
                 raise RuntimeError("a client stopped before it was told to") from task.exception()
+        return True
 
     try:
-        await eventually(lambda: clients_running() or all(seen), what="an answer to every client", timeout=20)
+        await eventually(lambda: clients_running() and all(seen), what="an answer to every client", timeout=20)
         new_version = next_version(store)
         expected[new_version] = reference(new_model, windows)  # known before any client can be answered by it
         assert await asyncio.to_thread(publish_model, store, new_model, old_version) == new_version
         await eventually(
-            lambda: clients_running() or sum(s.count(new_version) for s in seen) >= 100,
+            lambda: clients_running() and sum(s.count(new_version) for s in seen) >= 100,
             what="100 answers from the new version",
             timeout=20,
             context=server.log,
