@@ -40,9 +40,8 @@ import _harness
 import kmock
 
 from makeusrich.store.s3 import S3Store
-from tests.fixtures.kube_emulator import Emulator
+from tests.fixtures.kube_emulator import CRONJOBS, JOBS, PAIRS, Emulator, register_resources, write_kubeconfig
 from tests.fixtures.s3server import free_ports, seaweedfs
-from tests.operator.conftest import CRONJOBS, JOBS, PAIRS, register_resources, write_kubeconfig
 
 NAMESPACE = "default"
 PAIRS_PATH = f"/apis/makeusrich.io/v1alpha1/namespaces/{NAMESPACE}/currencypairs"

@@ -1,4 +1,6 @@
-"""Shared pytest fixtures. Real servers and trained models live in tests/fixtures/, one module each."""
+"""Shared pytest fixtures. Real servers, trained models and the Kubernetes API emulator live in tests/fixtures/, one
+module each; so do the helpers every test shares: `eventually` (fixtures/waiting.py) and the `makeusrich()` command
+runner (fixtures/shell.py)."""
 
 import logging
 from collections.abc import Iterator
@@ -10,6 +12,7 @@ pytest_plugins = [
     "tests.fixtures.fake_binance",
     "tests.fixtures.models",
     "tests.fixtures.model_server",
+    "tests.fixtures.kube_emulator",
 ]
 
 

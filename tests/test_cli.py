@@ -5,28 +5,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from makeusrich.cli import build_parser
+from tests.fixtures.shell import ROOT, makeusrich
 
-ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "manifests" / "examples" / "btc-usdt.yaml"
 
 
 def short_training(store: Path) -> tuple[str, ...]:
     """Arguments of a train run on the sample that takes seconds: one epoch on 80 days."""
     return ("--source", "sample", "--store", f"file://{store}", "--max-epochs", "1", "--lookback-days", "80")
-
-
-def makeusrich(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "makeusrich.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=300, env=env
-    )
 
 
 @pytest.mark.parametrize("command", ["crd", "candles", "train", "serve", "predict", "render", "operator", "ui"])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,40 +18,38 @@ import pytest
 
 from tests.fixtures.fake_binance import FakeBinance
 from tests.fixtures.model_server import free_port
-from tests.fixtures.shell import clean_env
+from tests.fixtures.shell import ROOT, clean_env, command, makeusrich
+from tests.fixtures.waiting import eventually_sync, still_running
 from tests.ui.browser import stop
 
-ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "manifests" / "examples" / "btc-usdt.yaml"
 SHORT = ("--max-epochs", "1", "--lookback-days", "80")  # a default pair, trained in seconds
 RUN_ARGS = (f"RUN_ARGS={' '.join(SHORT)}",)
 START_TIMEOUT = 90.0
 
 
-def makeusrich(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "makeusrich.cli", *args]
-    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env or clean_env(), timeout=600)
-
-
 def start(args: list[str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
-        command = [sys.executable, "-m", "makeusrich.cli", *args]
-        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=clean_env())
+        return subprocess.Popen(command(*args), stdout=out, stderr=subprocess.STDOUT, cwd=cwd, env=clean_env())
 
 
 def wait_until(url: str, process: subprocess.Popen[bytes], log: Path, ok: str = "") -> httpx.Response:
     """Poll `url` until it answers 200 (and its body holds `ok`); fail with the log if the process exits first."""
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()
-        try:
-            response = httpx.get(url, timeout=2.0)
-            if response.status_code == 200 and ok in response.text:
-                return response
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer within {START_TIMEOUT:g} s:\n{log.read_text()[-3000:]}")
+
+    def answer() -> httpx.Response:
+        still_running(process, f"the server for {url}", log.read_text)
+        response = httpx.get(url, timeout=2.0)
+        assert response.status_code == 200 and ok in response.text, f"{response.status_code}: {response.text[:300]}"
+        return response
+
+    return eventually_sync(
+        answer,
+        what=f"{url} to answer 200" + (f" with {ok!r}" if ok else ""),
+        timeout=START_TIMEOUT,
+        interval=0.1,
+        ignoring=(httpx.TransportError,),
+        context=lambda: log.read_text()[-3000:],
+    )
 
 
 @pytest.fixture
@@ -102,7 +99,7 @@ def test_serve_predict_and_ui_find_the_default_store(empty: Path) -> None:
     pair = empty / "pairs" / "btc-usdt.yaml"
     # The example pair, with a bar that a one-epoch model clears: serving needs a promoted version.
     pair.write_text(EXAMPLE.read_text().replace("maxRelativeMAE: 1.0", "maxRelativeMAE: 10.0"))
-    trained = makeusrich("train", "-f", str(pair), "--source", "sample", *SHORT, cwd=empty)
+    trained = makeusrich("train", "-f", str(pair), "--source", "sample", *SHORT, cwd=empty, env=clean_env())
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert "promoted" in trained.stdout.splitlines()[0] and "not promoted" not in trained.stdout
     store = (empty / ".makeusrich" / "store").resolve()
@@ -122,7 +119,9 @@ def test_serve_predict_and_ui_find_the_default_store(empty: Path) -> None:
     try:
         url = f"http://127.0.0.1:{serve_port}"
         wait_until(f"{url}/v2/models/btc-usdt/ready", server, empty / "serve.log")
-        predicted = makeusrich("predict", "-f", str(pair), "--source", "sample", "--url", url, cwd=empty)
+        predicted = makeusrich(
+            "predict", "-f", str(pair), "--source", "sample", "--url", url, cwd=empty, env=clean_env()
+        )
         assert predicted.returncode == 0, predicted.stderr
         assert "last close" in predicted.stdout and "close at (UTC)" in predicted.stdout
 
@@ -147,9 +146,9 @@ def recent_binance() -> Iterator[FakeBinance]:
 
 
 def test_other_commands_with_their_defaults(empty: Path, recent_binance: FakeBinance) -> None:
-    crd = makeusrich("crd", cwd=empty)
+    crd = makeusrich("crd", cwd=empty, env=clean_env())
     assert crd.returncode == 0 and "kind: CustomResourceDefinition" in crd.stdout
-    render = makeusrich("render", "-f", str(EXAMPLE), cwd=empty)
+    render = makeusrich("render", "-f", str(EXAMPLE), cwd=empty, env=clean_env())
     assert render.returncode == 0 and "kind: CronJob" in render.stdout
     candles = makeusrich("candles", "-f", str(EXAMPLE), cwd=empty, env=clean_env(BINANCE_API_URL=recent_binance.url))
     assert candles.returncode == 0, candles.stderr
@@ -178,7 +177,9 @@ def test_a_url_without_a_scheme_is_an_input_error(empty: Path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         url = f"127.0.0.1:{port}"
-        result = makeusrich("predict", "-f", str(EXAMPLE), "--source", "sample", "--url", url, cwd=empty)
+        result = makeusrich(
+            "predict", "-f", str(EXAMPLE), "--source", "sample", "--url", url, cwd=empty, env=clean_env()
+        )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"makeusrich predict: the model server URL '127.0.0.1:{port}' has no scheme; write it as http://127.0.0.1:{port}"
@@ -190,7 +191,7 @@ def test_the_dashboard_on_a_busy_port_fails_before_announcing_anything(empty: Pa
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = makeusrich("ui", "--port", str(port), "--source", "sample", cwd=empty)
+        result = makeusrich("ui", "--port", str(port), "--source", "sample", cwd=empty, env=clean_env())
     assert result.returncode == 1
     assert "dashboard on" not in result.stdout + result.stderr
     assert result.stderr.strip().splitlines() == [
@@ -200,7 +201,7 @@ def test_the_dashboard_on_a_busy_port_fails_before_announcing_anything(empty: Pa
 
 
 def test_usage_mistakes_exit_2_as_the_readme_says(empty: Path) -> None:
-    result = makeusrich("train", "--no-such-flag", cwd=empty)
+    result = makeusrich("train", "--no-such-flag", cwd=empty, env=clean_env())
     assert result.returncode == 2 and result.stderr.startswith("usage: makeusrich")
     readme = (ROOT / "README.md").read_text()
     assert "exit with status 1" in readme and "status 2" in readme

@@ -6,16 +6,11 @@ from __future__ import annotations
 import asyncio
 import ssl
 import sys
-import threading
-import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import kmock
 import pytest
-import pytest_asyncio
 import yaml
 
 from makeusrich.errors import KubeAlreadyExists, KubeConflict, KubeError, KubeNotFound
@@ -32,10 +27,9 @@ from makeusrich.kube import (
     retryable,
 )
 from makeusrich.net import retry_after_s
-from tests.fixtures.kube_emulator import Emulator, write_kubeconfig
-from tests.operator.conftest import register_resources
+from tests.fixtures.kube_emulator import NAMESPACE, Emulator, write_kubeconfig
+from tests.fixtures.waiting import eventually_sync
 
-NAMESPACE = "default"
 CRON = {"metadata": {"name": "c"}, "spec": {"schedule": "0 0 * * *"}}
 
 # An exec plugin as kubectl runs it: it counts its runs, and prints an ExecCredential whose token names the run
@@ -51,13 +45,6 @@ status = {{"token": f"{{os.environ['TOKEN_PREFIX']}}-{{n}}", "expirationTimestam
 print(json.dumps({{"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential", "status": status}}))
 """
 PAST, FUTURE = "2000-01-01T00:00:00Z", "2999-01-01T00:00:00Z"
-
-
-@pytest_asyncio.fixture
-async def kube() -> AsyncIterator[Emulator]:
-    async with Emulator() as emulator, kmock.Server(emulator):
-        register_resources(emulator)
-        yield emulator
 
 
 def url(kube: Emulator) -> str:
@@ -110,11 +97,9 @@ async def test_concurrent_requests_refused_together_log_in_once(kube: Emulator) 
     logins: list[int] = []
     refusals = kube.fail("GET", "/cronjobs/c$", 401, times=0)
 
-    def login() -> Credentials:
+    def login() -> Credentials:  # in a worker thread: it may block until the emulator has refused all five
         logins.append(1)
-        deadline = time.monotonic() + 10
-        while refusals.times and time.monotonic() < deadline:  # the new token comes once all five were refused
-            threading.Event().wait(0.005)
+        eventually_sync(lambda: refusals.times == 0, what="all five concurrent requests refused", interval=0.005)
         return Credentials(url(kube), f"Bearer t{len(logins)}")
 
     api = KubeClient(login)

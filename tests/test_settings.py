@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -20,6 +17,7 @@ from makeusrich.settings import VARIABLES, WRITTEN, MarketSettings, add_flags, f
 from makeusrich.track.settings import TrackSettings
 from makeusrich.trainer.cli import TrainSettings
 from makeusrich.ui.settings import UIConfig
+from tests.fixtures.shell import ROOT, makeusrich
 
 
 def serve_args(*flags: str) -> argparse.Namespace:
@@ -78,7 +76,6 @@ def test_a_bad_value_is_one_sentence_naming_the_flag_and_the_variable(
     assert sentence in str(caught.value) and "\n" not in str(caught.value)
 
 
-ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = (
     MarketSettings,
     UpSettings,
@@ -125,9 +122,7 @@ def test_every_variable_read_is_listed_documented_and_in_some_help() -> None:
 
 
 def test_help_lists_what_a_command_reads() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "makeusrich.cli", "train", "--help"], capture_output=True, text=True, cwd=ROOT
-    )
+    result = makeusrich("train", "--help")
     assert result.returncode == 0
     environment = result.stdout.split("environment:", 1)[1]
     read = ("MAKEUSRICH_STORE", "MAKEUSRICH_PAIR", "S3_USE_HTTPS", "BINANCE_API_URL", "MAKEUSRICH_BINANCE_RETRIES")

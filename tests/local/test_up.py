@@ -14,7 +14,6 @@ import random
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -31,12 +30,10 @@ from makeusrich.store import LocalStore, PairStore, read_run_state
 from makeusrich.v2client import V2Client
 from tests.fixtures.models import small_pair
 from tests.fixtures.s3server import S3Server
-from tests.fixtures.shell import clean_env
+from tests.fixtures.shell import ROOT, clean_env, command, makeusrich
 from tests.local.up import Up, assert_store_consistent, offline_env, wait_group_gone
 from tests.ui.browser import chromium
 from tests.ui.test_browser import wait_for_text
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_pair(folder: Path, name: str, **spec: object) -> Path:
@@ -144,7 +141,7 @@ def test_a_runner_killed_outright_leaves_no_child_behind(tmp_path: Path) -> None
         up.wait_for("btc-usdt: epoch 1/2")  # a training runs now, beside the server and the dashboard
         up.process.send_signal(signal.SIGKILL)
         up.process.wait(timeout=10)
-        wait_group_gone(up.process.pid, time.monotonic() + 10)
+        wait_group_gone(up.process.pid, 10)
         assert assert_store_consistent(tmp_path / ".makeusrich" / "store") in ([], ["btc-usdt"])
     finally:
         up.kill()
@@ -173,14 +170,7 @@ def test_a_busy_port_is_one_sentence_naming_the_flag(tmp_path: Path, flag: str) 
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = subprocess.run(
-            [sys.executable, "-m", "makeusrich.cli", "up", flag, str(port)],
-            capture_output=True,
-            text=True,
-            cwd=tmp_path,
-            env=offline_env(),
-            timeout=60,
-        )
+        result = makeusrich("up", flag, str(port), cwd=tmp_path, env=offline_env())
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"makeusrich up: cannot listen on 127.0.0.1:{port}: Address already in use; pick another {flag} or stop "
@@ -194,15 +184,16 @@ def test_a_training_killed_at_random_points_never_breaks_the_served_model(tmp_pa
     model: whatever the moment, latest.json names a complete version and the model server loads it."""
     pair_file = write_pair(tmp_path, "btc-usdt")
     root = tmp_path / "store"
-    command = [sys.executable, "-m", "makeusrich.cli", "train", "-f", str(pair_file), "--store", str(root)]
-    command += ["--source", "sample"]
+    args = ("train", "-f", str(pair_file), "--store", str(root), "--source", "sample")
     began = time.monotonic()
-    first = subprocess.run(command, capture_output=True, text=True, env=clean_env(), timeout=300)
+    first = makeusrich(*args, env=clean_env())
     assert first.returncode == 0, first.stderr[-3000:]
-    full = time.monotonic() - began
+    full = time.monotonic() - began  # the kills below fall anywhere in a run as long as this one
     chance = random.Random(20261201)
     for _ in range(4):
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=clean_env())
+        process = subprocess.Popen(
+            command(*args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=clean_env()
+        )
         try:
             process.wait(timeout=chance.uniform(0.5, full))
         except subprocess.TimeoutExpired:

@@ -11,7 +11,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,8 @@ import httpx
 from makeusrich.store import PairStore, open_store
 from tests.fixtures.model_server import free_port
 from tests.fixtures.shell import clean_env
+from tests.fixtures.shell import command as makeusrich_command
+from tests.fixtures.waiting import eventually_sync, still_running
 
 START_TIMEOUT = 240.0  # a first training of the shortened default pair included
 STOP_LIMIT = 10.0  # Ctrl-C must end everything within this
@@ -55,8 +56,8 @@ class Up:
         )
         log = folder / f"{name}.log"
         if command is None:
-            command = [sys.executable, "-m", "makeusrich.cli", "up", "--port", str(port)]
-            command += ["--serving-port", str(serving_port), "--track-port", str(track_port), *args]
+            command = makeusrich_command("up", "--port", str(port), "--serving-port", str(serving_port))
+            command += ["--track-port", str(track_port), *args]
         with log.open("ab") as out:
             process = subprocess.Popen(
                 command,
@@ -74,27 +75,37 @@ class Up:
 
     def wait_for(self, needle: str, timeout: float = START_TIMEOUT) -> str:
         """Until the terminal shows `needle`; fails with the output if the runner exits first."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def shown() -> str:
             text = self.output()
             if needle in text:
                 return text
-            assert self.process.poll() is None, f"makeusrich up exited with {self.process.returncode}:\n{text}"
-            time.sleep(0.1)
-        raise AssertionError(f"{needle!r} did not show within {timeout:g} s:\n{self.output()[-4000:]}")
+            still_running(self.process, "makeusrich up", self.output)
+            return ""
+
+        return eventually_sync(
+            shown,
+            what=f"{needle!r} on the terminal",
+            timeout=timeout,
+            interval=0.1,
+            context=lambda: self.output()[-4000:],
+        )
 
     def wait_ready(self, pair: str, timeout: float = START_TIMEOUT) -> None:
         """Until the v2 endpoint serves `pair`."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"makeusrich up exited:\n{self.output()[-4000:]}"
-            try:
-                if httpx.get(f"{self.serving}/v2/models/{pair}/ready", timeout=2.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"{pair} was not served within {timeout:g} s:\n{self.output()[-4000:]}")
+
+        def ready() -> bool:
+            still_running(self.process, "makeusrich up", self.output)
+            return httpx.get(f"{self.serving}/v2/models/{pair}/ready", timeout=2.0).status_code == 200
+
+        eventually_sync(
+            ready,
+            what=f"{pair} served at {self.serving}",
+            timeout=timeout,
+            interval=0.2,
+            ignoring=(httpx.TransportError,),
+            context=lambda: self.output()[-4000:],
+        )
 
     def interrupt(self) -> tuple[int, float]:
         """Ctrl-C: SIGINT to the whole process group, as a terminal sends it. Returns the exit status and how long
@@ -102,7 +113,7 @@ class Up:
         began = time.monotonic()
         os.killpg(self.process.pid, signal.SIGINT)
         code = self.process.wait(timeout=STOP_LIMIT + 20)
-        wait_group_gone(self.process.pid, began + STOP_LIMIT + 20)
+        wait_group_gone(self.process.pid, STOP_LIMIT + 20)
         return code, time.monotonic() - began
 
     def kill(self) -> None:
@@ -124,10 +135,9 @@ def group_alive(pgid: int) -> bool:
     return False
 
 
-def wait_group_gone(pgid: int, deadline: float) -> None:
-    while group_alive(pgid):
-        assert time.monotonic() < deadline, f"processes of group {pgid} are still running"
-        time.sleep(0.05)
+def wait_group_gone(pgid: int, timeout: float) -> None:
+    """Until no process of the group runs any more."""
+    eventually_sync(lambda: not group_alive(pgid), what=f"every process of group {pgid} to end", timeout=timeout)
 
 
 def assert_store_consistent(root: Path) -> list[str]:

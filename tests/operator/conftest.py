@@ -1,4 +1,5 @@
-"""Fixtures for operator tests: the Kubernetes API emulator, and the real operator (kopf) running against it.
+"""Fixtures for operator tests: the real operator (kopf) running against the Kubernetes API emulator (the `kube`
+and `kubeconfig` fixtures of tests/fixtures/kube_emulator.py), and the RBAC audit of what it asked for.
 
 The operator runs in a thread with its own event loop, exactly as `makeusrich operator` runs it (kopf.run), and
 talks to the emulator over HTTP on loopback after logging in through a kubeconfig file. Running kopf in the
@@ -9,12 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import kmock
 import kopf
@@ -25,43 +24,9 @@ import yaml
 from makeusrich.operator.handlers import Runtime, build_registry
 from makeusrich.operator.settings import OperatorSettings
 from makeusrich.store.s3 import S3Store
-from tests.fixtures.kube_emulator import Emulator, write_kubeconfig
+from tests.fixtures.kube_emulator import Emulator
 from tests.fixtures.s3server import S3Server
-
-T = TypeVar("T")
-PAIRS = "makeusrich.io/v1alpha1/currencypairs"
-CRONJOBS = "batch/v1/cronjobs"
-JOBS = "batch/v1/jobs"
-PODS = "v1/pods"
-EVENTS = "v1/events"
-ISVCS = "serving.kserve.io/v1beta1/inferenceservices"
-NAMESPACE = "default"
-
-
-def register_resources(emulator: Emulator, kserve: bool = True) -> None:
-    """Built-in kinds from kmock's bundle, the CurrencyPair CRD, and (when installed) KServe's."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # kmock 0.8 reads its bundle the deprecated way
-        emulator.resources.load_bundled()
-    verbs = {"get", "list", "watch", "create", "patch", "update", "delete"}
-    emulator.resources[PAIRS] = kmock.ResourceInfo(
-        kind="CurrencyPair",
-        singular="currencypair",
-        namespaced=True,
-        shortnames={"cp"},
-        verbs=verbs,
-        subresources={"status"},
-    )
-    if kserve:
-        emulator.resources[ISVCS] = kmock.ResourceInfo(
-            kind="InferenceService",
-            singular="inferenceservice",
-            namespaced=True,
-            shortnames={"isvc"},
-            verbs=verbs,
-            subresources={"status"},
-        )
-
+from tests.fixtures.waiting import eventually
 
 # --- RBAC: every request the operator makes must be allowed by manifests/rbac.yaml --------------------------------
 
@@ -109,14 +74,6 @@ def denied_requests(emulator: Emulator, rules: list[dict[str, Any]] | None = Non
     return denied
 
 
-@pytest_asyncio.fixture
-async def kube() -> AsyncIterator[Emulator]:
-    """An API emulator on a free loopback port, knowing the built-in kinds, CurrencyPair and InferenceService."""
-    async with Emulator() as emulator, kmock.Server(emulator):
-        register_resources(emulator)
-        yield emulator
-
-
 @dataclass
 class RunningOperator:
     """An operator started by `start_operator`; `stop()` ends it and re-raises what it raised."""
@@ -133,7 +90,9 @@ class RunningOperator:
         for, instead of a fixed sleep."""
         reconciler = self.runtime.reconciler
         target = reconciler.rounds + 2
-        await eventually(lambda: reconciler.rounds >= target, timeout=timeout)
+        await eventually(
+            lambda: reconciler.rounds >= target, what="one whole periodic reconcile round", timeout=timeout
+        )
 
     async def stop(self) -> None:
         self.stop_flag.set()
@@ -173,14 +132,6 @@ async def start_operator(settings: OperatorSettings, ready_timeout: float = 20.0
 
 
 @pytest.fixture
-def kubeconfig(kube: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """$KUBECONFIG pointing at the emulator: the operator logs in as it would on a developer's machine."""
-    path = write_kubeconfig(tmp_path / "kubeconfig", str(kube.url).rstrip("/"))
-    monkeypatch.setenv("KUBECONFIG", str(path))
-    return path
-
-
-@pytest.fixture
 def operator_settings(s3_env: S3Server, s3_store: S3Store) -> OperatorSettings:
     """A fresh bucket of the session's SeaweedFS, and a 1 s periodic reconcile so level-based repair is seen."""
     return OperatorSettings(
@@ -202,21 +153,3 @@ async def operator(
     finally:
         await running.stop()
     assert denied_requests(kube) == [], "manifests/rbac.yaml does not allow what the operator did"
-
-
-async def eventually(check: Callable[[], T | Awaitable[T]], timeout: float = 15.0, interval: float = 0.05) -> T:
-    """Poll `check` until it returns something truthy without failing an assert; then return that."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-            if asyncio.iscoroutine(result) or isinstance(result, Awaitable):
-                result = await result
-            if result:
-                return result  # type: ignore[return-value]
-            failure: Any = AssertionError(f"still {result!r}")
-        except AssertionError as exc:
-            failure = exc
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {failure}") from failure
-        await asyncio.sleep(interval)

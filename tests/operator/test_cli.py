@@ -3,36 +3,23 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "makeusrich.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-        env=env,
-    )
+from tests.fixtures.shell import ROOT, makeusrich
 
 
 @pytest.mark.parametrize("command", ["render", "operator"])
 def test_commands_have_help(command: str) -> None:
-    result = run(command, "--help")
+    result = makeusrich(command, "--help")
     assert result.returncode == 0 and "usage: makeusrich" in result.stdout
 
 
 def test_operator_without_credentials_fails_with_one_sentence(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
     env["HOME"] = str(tmp_path)  # no ~/.kube/config either
-    result = run("operator", "--liveness", "", env=env)
+    result = makeusrich("operator", "--liveness", "", env=env)
     assert result.returncode == 1
     assert result.stderr.strip() == (
         "makeusrich operator: cannot log in to Kubernetes: no credentials: run in a pod with a service account, "
@@ -41,7 +28,7 @@ def test_operator_without_credentials_fails_with_one_sentence(tmp_path: Path) ->
 
 
 def test_operator_refuses_both_scopes() -> None:
-    result = run("operator", "-A", "-n", "markets")
+    result = makeusrich("operator", "-A", "-n", "markets")
     assert result.returncode == 1 and "not both" in result.stderr
 
 
@@ -49,10 +36,12 @@ def test_render_checks_what_it_is_given(tmp_path: Path) -> None:
     example = (ROOT / "manifests" / "examples" / "btc-usdt.yaml").read_text()
     odd = tmp_path / "uid.yaml"
     odd.write_text(example.replace("name: btc-usdt", "name: btc-usdt\n  uid: 12345"))
-    result = run("render", "-f", str(odd))
+    result = makeusrich("render", "-f", str(odd))
     assert result.returncode == 1 and result.stderr.count("\n") == 1
     assert "metadata.uid: Input should be a valid string" in result.stderr and "Traceback" not in result.stderr
-    result = run("render", "-f", str(ROOT / "manifests" / "examples" / "btc-usdt.yaml"), "--model-version", "latest")
+    result = makeusrich(
+        "render", "-f", str(ROOT / "manifests" / "examples" / "btc-usdt.yaml"), "--model-version", "latest"
+    )
     assert result.returncode == 1
     assert result.stderr.strip() == (
         "makeusrich render: 'latest' is not a model version; versions look like 20261126T150000Z"

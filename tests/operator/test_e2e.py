@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
-import kmock
 import numpy as np
 import pandas as pd
 import pytest
@@ -25,10 +25,7 @@ from makeusrich.store import TrackFiles, TrackSummary, pair_store
 from makeusrich.store.track_schema import empty_rows
 from makeusrich.track.rows import append_rows, forecast_rows, score_rows
 from makeusrich.track.summary import summarize
-from tests.fixtures.kube_emulator import Emulator, write_kubeconfig
-from tests.fixtures.models import TrainedStore
-from tests.fixtures.s3server import S3Server
-from tests.operator.conftest import (
+from tests.fixtures.kube_emulator import (
     CRONJOBS,
     EVENTS,
     ISVCS,
@@ -36,11 +33,14 @@ from tests.operator.conftest import (
     NAMESPACE,
     PAIRS,
     PODS,
-    RunningOperator,
-    eventually,
-    register_resources,
-    start_operator,
+    Emulator,
+    emulator,
+    write_kubeconfig,
 )
+from tests.fixtures.models import TrainedStore
+from tests.fixtures.s3server import S3Server
+from tests.fixtures.waiting import eventually
+from tests.operator.conftest import RunningOperator, start_operator
 from tests.test_pair import crd_validator
 
 NAME = "btc-usdt"
@@ -307,8 +307,8 @@ async def test_new_versions_are_found_without_job_events_and_pins_roll_back(
     await patch_spec(kube, {"serving": {"pinnedVersion": None}})
     await eventually(lambda: storage_uri(kube) == second["storageUri"])
     await eventually(lambda: condition(kube, "Trained")[:2] == ("True", "Promoted"))
-    kinds = [reason for _, reason, _ in events_for(kube)]
-    assert "ModelChanged" in kinds and "PinnedVersionMissing" in kinds
+    # Events are posted after the status that caused them, by kopf's own task: wait for them, not for the status.
+    await eventually(lambda: {"ModelChanged", "PinnedVersionMissing"} <= {r for _, r, _ in events_for(kube)})
 
 
 async def test_a_moved_store_is_served_from_where_it_is_now(
@@ -335,7 +335,12 @@ async def test_a_failed_job_says_why_and_the_model_stays(
     served = await publish(V1)
     await kube.set_status(JOBS, NAMESPACE, job, SUCCEEDED)
     await eventually(lambda: storage_uri(kube) == served["storageUri"])
-    await asyncio.sleep(1.1)  # creation times have second resolution: the next Job must be newer
+    # Creation times have second resolution, and the next Job must be the newer one: wait for the next second.
+    first_created = (kube.get(JOBS, NAMESPACE, job) or {})["metadata"]["creationTimestamp"]
+    await eventually(
+        lambda: datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") > first_created,
+        what=f"a creation time later than the first Job's ({first_created})",
+    )
 
     # The CronJob's next run (made here by hand, with the labels of the CronJob's jobTemplate) fails.
     cron = kube.get(CRONJOBS, NAMESPACE, f"{NAME}-trainer")
@@ -483,8 +488,7 @@ async def test_a_restart_and_dropped_watches_make_no_duplicates(
 async def test_serving_waits_for_kserve_and_store_outages_are_reported(
     kubeconfig: Any, operator_settings: Any, publish: Publish, s3_env: S3Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with Emulator() as kube, kmock.Server(kube):
-        register_resources(kube, kserve=False)  # a cluster without KServe
+    async with emulator(kserve=False) as kube:  # a cluster without KServe
         write_kubeconfig(kubeconfig, str(kube.url).rstrip("/"))
         monkeypatch.setenv("S3_ENDPOINT", "http://127.0.0.1:9")  # nothing answers there
         running = await start_operator(operator_settings)
@@ -548,6 +552,10 @@ async def test_the_live_record_reaches_the_status_and_degraded_retrains_once(
     await asyncio.to_thread(TrackFiles(store).write_summary, track_record(worse=False))
     await eventually(lambda: condition(kube, "Degraded")[:2] == ("False", "LiveSkillHolds"))
     assert status(kube)["live"]["skill"] == pytest.approx(0.5, abs=0.01)
-    reasons = [reason for _, reason, _ in events_for(kube)]
-    assert "WorseThanPersistence" in reasons and "LiveSkillHolds" in reasons
-    assert ("Warning", "WorseThanPersistence") in {(kind, reason) for kind, reason, _ in events_for(kube)}
+    # The Events come after the condition (kopf posts them from its own task): wait for both, as posted.
+    await eventually(
+        lambda: (
+            {("Warning", "WorseThanPersistence"), ("Normal", "LiveSkillHolds")}
+            <= {(kind, reason) for kind, reason, _ in events_for(kube)}
+        )
+    )

@@ -20,10 +20,10 @@ from kserve import models as kserve_models
 from makeusrich.operator.objects import children
 from makeusrich.operator.settings import OperatorSettings
 from makeusrich.pair import load_pair, parse_pair
+from tests.fixtures.shell import ROOT, makeusrich
 from tests.operator.conftest import denied_requests, permission, rbac_rules
 from tests.test_pair import crd_validator
 
-ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "manifests" / "examples" / "btc-usdt.yaml"
 K8S_VERSION = "1.37.0"
 UID = "6f1d2c3b-1111-4222-8333-944455556666"
@@ -183,18 +183,8 @@ def test_example_and_test_pairs_fit_the_crd() -> None:
         validator.validate(pair_document(spec))
 
 
-def run_render(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "makeusrich.cli", "render", *args],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-    )
-
-
 def test_render_prints_what_the_operator_makes_and_it_validates(tmp_path: Path) -> None:
-    result = run_render("-f", str(EXAMPLE), "--uid", UID, "--model-version", VERSION, "--image", "img:1")
+    result = makeusrich("render", "-f", str(EXAMPLE), "--uid", UID, "--model-version", VERSION, "--image", "img:1")
     assert result.returncode == 0, result.stderr
     documents = list(yaml.safe_load_all(result.stdout))
     pair = load_pair(EXAMPLE)
@@ -214,7 +204,7 @@ def test_render_prints_what_the_operator_makes_and_it_validates(tmp_path: Path) 
 
 
 def test_render_without_a_cluster_says_what_it_left_out() -> None:
-    result = run_render("-f", str(EXAMPLE))
+    result = makeusrich("render", "-f", str(EXAMPLE))
     assert result.returncode == 0
     assert [d["kind"] for d in yaml.safe_load_all(result.stdout)] == ["CronJob", "Job"]
     assert "ownerReferences are left out" in result.stderr and "no InferenceService yet" in result.stderr
@@ -223,7 +213,7 @@ def test_render_without_a_cluster_says_what_it_left_out() -> None:
 def test_render_of_a_bad_file_fails_with_one_sentence(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(pair_document({"currency": "btc", "compare": "usdt", "schedule": "0 0 30 2 *"})))
-    result = run_render("-f", str(bad))
+    result = makeusrich("render", "-f", str(bad))
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.startswith("makeusrich render: ") and "never fires" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

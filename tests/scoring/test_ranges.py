@@ -7,7 +7,6 @@ import pytest
 from pydantic import ValidationError
 
 from makeusrich.pair import ModelSpec
-from makeusrich.scoring.evaluate import pesaran_timmermann
 from makeusrich.scoring.ranges import (
     check_levels,
     climatology_quantiles,
@@ -94,18 +93,6 @@ def test_ewma_ranges_beat_climatology_when_volatility_clusters() -> None:
     ewma_score = interval_score(test, ewma[:, 0], ewma[:, 2], alpha=0.1)
     assert ewma_score < 0.8 * clim_score
     assert pinball_loss(test, ewma, levels) < pinball_loss(test, clim, levels)
-
-
-def test_pesaran_timmermann_tells_information_from_luck() -> None:
-    rng = np.random.default_rng(5)
-    actual = rng.normal(size=2_000)
-    informed = actual + rng.normal(size=2_000)  # right more often than chance
-    pure_luck = rng.normal(size=2_000)
-    informed_p, luck_p = pesaran_timmermann(actual, informed), pesaran_timmermann(actual, pure_luck)
-    assert informed_p is not None and informed_p < 1e-6
-    assert luck_p is not None and luck_p > 0.01
-    assert pesaran_timmermann(actual, np.ones(2_000)) is None  # never predicts a fall: nothing to test
-    assert pesaran_timmermann([1.0], [1.0]) is None
 
 
 @pytest.mark.parametrize(

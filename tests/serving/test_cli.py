@@ -18,15 +18,10 @@ from makeusrich.serving.cli import count_gaps, describe_age, format_forecast, lo
 from makeusrich.v2client import candle_array
 from tests.fixtures.model_server import ROOT, RunningServer, free_port
 from tests.fixtures.models import small_pair
+from tests.fixtures.shell import makeusrich
 from tests.serving.helpers import reference_outputs
 
 LEVELS = [0.05, 0.25, 0.5, 0.75, 0.95]
-
-
-def makeusrich(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "makeusrich.cli", *args], capture_output=True, text=True, cwd=ROOT, timeout=120
-    )
 
 
 def pair_file(tmp_path: Path, **spec: object) -> Path:

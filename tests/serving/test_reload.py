@@ -4,7 +4,6 @@ which fails; a version that cannot be served is refused, said so in the metadata
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +15,7 @@ from makeusrich.trainer.export import triton_config
 from makeusrich.v2client import V2Client
 from tests.fixtures.model_server import RunningServer
 from tests.fixtures.models import TrainedStore
+from tests.fixtures.waiting import describe, eventually, eventually_sync
 from tests.serving.helpers import (
     next_version,
     point_latest_at,
@@ -45,14 +45,15 @@ def publish_other_pair(trained: TrainedStore, name: str) -> None:
     other.publish(trained.version, files, {**btc.metadata(trained.version), "pair": name}, promote=True)
 
 
-def wait_for(server: RunningServer, name: str, check: Callable[[dict[str, Any]], bool], timeout: float = 15) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        meta = httpx.get(f"{server.url}/v2/models/{name}").json()
-        if check(meta):
-            return meta
-        time.sleep(0.05)
-    raise AssertionError(f"metadata never matched: {meta}")
+def wait_for(server: RunningServer, name: str, check: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """Until the model metadata of `name` passes `check` (the server polls the store every 0.1 s)."""
+
+    def metadata() -> dict[str, Any]:
+        meta: dict[str, Any] = httpx.get(f"{server.url}/v2/models/{name}").json()
+        assert check(meta), f"the metadata is {meta}"
+        return meta
+
+    return eventually_sync(metadata, what=f"{name}'s metadata with {describe(check)}", context=server.log)
 
 
 async def test_reload_under_concurrent_requests_fails_no_request(
@@ -84,15 +85,28 @@ async def test_reload_under_concurrent_requests_fails_no_request(
                 k += 1
 
     tasks = [asyncio.create_task(client(i)) for i in range(8)]
-    await asyncio.sleep(0.5)
-    new_version = next_version(store)
-    expected[new_version] = reference(new_model, windows)  # known before any client can be answered by it
-    assert await asyncio.to_thread(publish_model, store, new_model, old_version) == new_version
-    deadline = time.monotonic() + 20
-    while sum(s.count(new_version) for s in seen) < 100 and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    stop.set()
-    await asyncio.gather(*tasks)
+
+    def clients_running() -> bool:
+        """Inside a wait: a client that failed ends it at once, with the client's exception."""
+        for task in tasks:
+            if task.done():
+                raise RuntimeError("a client stopped before it was told to") from task.exception()
+        return True
+
+    try:
+        await eventually(lambda: clients_running() and all(seen), what="an answer to every client", timeout=20)
+        new_version = next_version(store)
+        expected[new_version] = reference(new_model, windows)  # known before any client can be answered by it
+        assert await asyncio.to_thread(publish_model, store, new_model, old_version) == new_version
+        await eventually(
+            lambda: clients_running() and sum(s.count(new_version) for s in seen) >= 100,
+            what="100 answers from the new version",
+            timeout=20,
+            context=server.log,
+        )
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
 
     for versions in seen:
         assert versions[0] == old_version and versions[-1] == new_version
@@ -158,9 +172,11 @@ def test_unservable_versions_are_refused_and_the_old_one_keeps_serving(
     assert "refused_version" not in meta["parameters"]
     # 5. serving every pair of the namespace (no --pairs): a pair promoted later is picked up
     publish_other_pair(trained_store, "sol-usdt")
-    deadline = time.monotonic() + 15
-    while httpx.get(f"{server.url}/v2/models").json()["models"] != [PAIR, "sol-usdt"] and time.monotonic() < deadline:
-        time.sleep(0.05)
+    eventually_sync(
+        lambda: httpx.get(f"{server.url}/v2/models").json()["models"] == [PAIR, "sol-usdt"],
+        what="sol-usdt among the served models",
+        context=server.log,
+    )
     assert httpx.get(f"{server.url}/v2/models/sol-usdt/ready").status_code == 200
     assert server.alive()
 

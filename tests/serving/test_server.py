@@ -8,8 +8,6 @@ import contextlib
 import http.client
 import json
 import socket
-import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,7 +20,8 @@ import pytest
 from makeusrich.contract import iso_z
 from makeusrich.errors import MakeUsRichError
 from makeusrich.net import bind
-from tests.fixtures.model_server import ROOT, RunningServer, free_port
+from tests.fixtures.model_server import RunningServer, free_port
+from tests.fixtures.shell import makeusrich
 from tests.serving.helpers import real_windows, reference, reference_outputs
 from tests.serving.test_loader import kserve_mount
 
@@ -297,22 +296,7 @@ def test_model_dir_serves_a_kserve_mount_on_the_address_asked_for(
 def test_model_dir_with_nothing_servable_exits_with_the_reason(trained_store_template: Any, tmp_path: Path) -> None:
     mount = kserve_mount(trained_store_template, tmp_path / "mnt-models")
     (mount / PAIR / "1" / "model.onnx").write_bytes(b"truncated")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "makeusrich.cli",
-            "serve",
-            "--model-dir",
-            str(mount),
-            "--port",
-            str(free_port()),
-        ],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-    )
+    result = makeusrich("serve", "--model-dir", str(mount), "--port", str(free_port()))
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("makeusrich serve: no model in") and "does not match the sha256" in last

@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import urllib3
 from minio import Minio
 
 from makeusrich.errors import NotFoundError, StoreError
@@ -477,10 +478,16 @@ def test_an_unreachable_endpoint_is_a_clear_store_error(monkeypatch: pytest.Monk
     monkeypatch.setenv("S3_ENDPOINT", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
-    started = time.monotonic()
+    backoffs: list[float] = []  # urllib3's waits before each retry, recorded instead of slept
+
+    def recorded(retry: urllib3.Retry, response: object = None) -> None:
+        backoffs.append(retry.get_backoff_time())
+
+    monkeypatch.setattr(urllib3.Retry, "sleep", recorded)
     with pytest.raises(StoreError, match=rf"cannot reach S3 at http://127\.0\.0\.1:{port}.*S3_ENDPOINT"):
         open_store("s3://models")
-    assert time.monotonic() - started < 10  # a few quick retries, not minio's five-minute default
+    # A few quick retries, not minio's five-minute default.
+    assert len(backoffs) == 3 and sum(backoffs) < 2.0, backoffs
 
 
 def test_tls_to_a_plain_http_server_is_a_clear_store_error(s3_env: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from makeusrich.pair_sources import pair_yaml
 from tests.fixtures.model_server import free_port
 from tests.fixtures.models import small_pair
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.fixtures.shell import ROOT, command
+from tests.fixtures.waiting import eventually_sync, still_running
 
 
 def children(pid: int) -> list[int]:
@@ -31,23 +30,28 @@ def test_workers_report_to_one_health_endpoint_and_stop_with_the_parent(tmp_path
     for name in ("btc-usdt", "btc-usdt-d"):  # one for each worker (see test_tracker's shard check)
         (pairs / f"{name}.yaml").write_text(pair_yaml(small_pair(name)))
     port = free_port()
-    command = [sys.executable, "-m", "makeusrich.cli", "track", "--workers", "2", "--source", "sample"]
-    command += ["--pairs-dir", str(pairs), "--store", str(tmp_path / "store"), "--port", str(port)]
-    log = (tmp_path / "track.log").open("wb")
-    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    args = ["track", "--workers", "2", "--source", "sample", "--pairs-dir", str(pairs)]
+    args += ["--store", str(tmp_path / "store"), "--port", str(port)]
+    log_path = tmp_path / "track.log"
+    log = log_path.open("wb")
+    process = subprocess.Popen(command(*args), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
-        deadline = time.monotonic() + 60
-        body: dict[str, object] = {}
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
-                if answer.status_code == 200:
-                    body = answer.json()
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        assert body, (tmp_path / "track.log").read_text()
+
+        def healthy() -> dict[str, Any]:
+            still_running(process, "makeusrich track", log_path.read_text)
+            answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+            assert answer.status_code == 200, f"{answer.status_code}: {answer.text[:300]}"
+            found: dict[str, Any] = answer.json()
+            return found
+
+        body = eventually_sync(
+            healthy,
+            what="the tracker's /healthz to answer 200",
+            timeout=60,
+            interval=0.1,
+            ignoring=(httpx.TransportError,),
+            context=log_path.read_text,
+        )
         assert body["pairs"] == 2 and body["offline"] == ["default/btc-usdt", "default/btc-usdt-d"]
         workers = children(process.pid)
         assert len(workers) == 1  # the parent tracks the first share itself

@@ -38,6 +38,7 @@ from makeusrich.v2client import candle_array
 from tests.fixtures.fake_binance import FakeBinance, Fault
 from tests.fixtures.model_server import RunningServer
 from tests.fixtures.models import TrainedStore, small_pair
+from tests.fixtures.waiting import eventually_sync
 from tests.serving.helpers import persistence_model, publish_model, scaled_model
 
 HOUR_MS = 3_600_000
@@ -440,13 +441,13 @@ def test_candles_that_cannot_be_fetched_make_a_gap_that_says_so(world: World, mo
 
 def wait_served(server: RunningServer, version: str, timeout: float = 30.0) -> None:
     """Until the server answers with `version` (it polls the store each second)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def served() -> bool:
         answer = httpx.get(f"{server.url}/v2/models/btc-usdt", timeout=5)
-        if answer.status_code == 200 and answer.json().get("parameters", {}).get("served_version") == version:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"the model server did not serve {version} within {timeout:g} s")
+        assert answer.status_code == 200, f"{answer.status_code}: {answer.text[:300]}"
+        return bool(answer.json().get("parameters", {}).get("served_version") == version)
+
+    eventually_sync(served, what=f"the model server to serve {version}", timeout=timeout, interval=0.2)
 
 
 def test_degraded_turns_on_for_a_model_made_worse_on_purpose_and_off_after_a_good_one(

@@ -7,8 +7,6 @@ import csv
 import gzip
 import io
 import json
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,9 +24,9 @@ from makeusrich.trainer.backtest import cutoffs, run_fold, walk_forward
 from makeusrich.trainer.export import run_onnx
 from makeusrich.trainer.pipeline import run_training
 from tests.fixtures.models import small_pair, train_into
+from tests.fixtures.shell import makeusrich
 
 STEP = timedelta(days=5)
-BACKTEST = (sys.executable, "-m", "makeusrich.cli", "backtest")
 
 
 def spec() -> CurrencyPairSpec:
@@ -102,12 +100,8 @@ def test_the_command_writes_json_csv_and_a_plot(tmp_path: Path) -> None:
     pair_file = tmp_path / "pair.yaml"
     pair_file.write_text(json.dumps(small_pair(lookbackDays=30).model_dump(by_alias=True, exclude_none=True)))
     out = tmp_path / "out"
-    done = subprocess.run(
-        [*BACKTEST, "-f", str(pair_file), "--source", "sample", "--folds", "2", "--step", "3d", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    done = makeusrich(
+        "backtest", "-f", str(pair_file), "--source", "sample", "--folds", "2", "--step", "3d", "--out", str(out)
     )
     assert done.returncode == 0, done.stderr
     assert "2 folds of 3d from sample" in done.stdout and "| pooled |" in done.stdout
@@ -122,14 +116,8 @@ def test_publish_stores_the_backtest_beside_the_served_version_of_the_same_setti
     trained = train_into(tmp_path / "store", small_pair())
     pair_file = tmp_path / "pair.yaml"
     pair_file.write_text(json.dumps(small_pair().model_dump(by_alias=True, exclude_none=True)))
-    common = [*BACKTEST, "-f", str(pair_file), "--source", "sample", "--folds", "1", "--step", "2d"]
-    done = subprocess.run(
-        [*common, "--out", str(tmp_path / "out"), "--publish", "--store", trained.url],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    common = ["backtest", "-f", str(pair_file), "--source", "sample", "--folds", "1", "--step", "2d"]
+    done = makeusrich(*common, "--out", str(tmp_path / "out"), "--publish", "--store", trained.url)
     assert done.returncode == 0, done.stderr
     assert f"stored beside version {trained.version}" in done.stdout
     stored = read_backtest(trained.store(), trained.version)
@@ -137,13 +125,7 @@ def test_publish_stores_the_backtest_beside_the_served_version_of_the_same_setti
     assert stored == BacktestResult.model_validate_json((tmp_path / "out" / "backtest.json").read_text())
     other = small_pair(model={"hiddenSize": 16})  # not the served version's settings: refused before training
     pair_file.write_text(json.dumps(other.model_dump(by_alias=True, exclude_none=True)))
-    refused = subprocess.run(
-        [*common, "--out", str(tmp_path / "out2"), "--publish", "--store", trained.url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    refused = makeusrich(*common, "--out", str(tmp_path / "out2"), "--publish", "--store", trained.url)
     assert refused.returncode == 1 and "was trained with other settings" in refused.stderr
     assert not (tmp_path / "out2").exists()
     with pytest.raises(StoreError, match="does not exist"):
@@ -160,11 +142,5 @@ def test_publish_stores_the_backtest_beside_the_served_version_of_the_same_setti
 def test_bad_settings_are_one_sentence(tmp_path: Path, flag: str, said: str) -> None:
     pair_file = tmp_path / "pair.yaml"
     pair_file.write_text(json.dumps(small_pair().model_dump(by_alias=True, exclude_none=True)))
-    done = subprocess.run(
-        [*BACKTEST, "-f", str(pair_file), "--source", "sample", flag],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = makeusrich("backtest", "-f", str(pair_file), "--source", "sample", flag)
     assert done.returncode == 1 and said in done.stderr and "Traceback" not in done.stderr

@@ -11,9 +11,7 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +21,8 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.fixtures.model_server import ROOT, free_port
+from tests.fixtures.shell import command as makeusrich_command
+from tests.fixtures.waiting import eventually_sync, still_running
 
 # What docs/screenshots.py makes, and the code whose look they show.
 SCREENSHOTS = ["docs/overview.png", "docs/pair.png"]
@@ -73,22 +73,28 @@ def start_ui(args: list[str], folder: Path, timeout: float = 60.0) -> RunningUI:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "NICEGUI_"))}
     env.update(PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))
     log_path = folder / "ui.log"
-    command = [sys.executable, "-m", "makeusrich.cli", "ui", "--host", "127.0.0.1", "--port", str(port), *args]
+    command = makeusrich_command("ui", "--host", "127.0.0.1", "--port", str(port), *args)
     with log_path.open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=folder, env=env)
     ui = RunningUI(f"http://127.0.0.1:{port}", process, log_path)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"makeusrich ui exited with {process.returncode}:\n{ui.log()[-3000:]}")
-        try:
-            if httpx.get(f"{ui.url}/healthz", timeout=1.0).json().get("loaded"):
-                return ui
-        except (httpx.TransportError, ValueError):
-            pass
-        time.sleep(0.1)
-    stop(process)
-    raise RuntimeError(f"makeusrich ui did not answer within {timeout:g} s:\n{ui.log()[-3000:]}")
+
+    def loaded() -> bool:
+        still_running(process, "makeusrich ui", ui.log)
+        return bool(httpx.get(f"{ui.url}/healthz", timeout=1.0).json().get("loaded"))
+
+    try:
+        eventually_sync(
+            loaded,
+            what=f"{ui.url}/healthz to say the first refresh is done",
+            timeout=timeout,
+            interval=0.1,
+            ignoring=(httpx.TransportError, ValueError),
+            context=lambda: ui.log()[-3000:],
+        )
+    except BaseException:
+        stop(process)
+        raise
+    return ui
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

@@ -1,4 +1,5 @@
-"""Fixtures for the dashboard's tests: the real app in NiceGUI's user simulation, pair folders, a Kubernetes API.
+"""Fixtures for the dashboard's tests: the real app in NiceGUI's user simulation, pair folders. (The Kubernetes API
+emulator is the shared `kube` fixture of tests/fixtures/kube_emulator.py.)
 
 `dashboard` opens the app exactly as `makeusrich ui` builds it (create_app + ui.run), but in NiceGUI's user
 simulation: no browser, pages driven through the `User` object. It is built here rather than with NiceGUI's
@@ -8,20 +9,16 @@ The model server and trained stores are the real ones from tests/fixtures (plugi
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import tempfile
-import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 
 import httpx
-import kmock
 import pytest
-import pytest_asyncio
 from nicegui import app, core, ui
 from nicegui.functions.download import download
 from nicegui.functions.navigate import Navigate
@@ -38,8 +35,8 @@ from makeusrich.ui.auth import AuthConfig, hash_password
 from makeusrich.ui.frame import TZ_EVENT
 from makeusrich.ui.settings import Options, UIConfig
 from makeusrich.ui.state import Dashboard
-from tests.fixtures.kube_emulator import Emulator
 from tests.fixtures.models import TrainedStore
+from tests.fixtures.waiting import eventually
 
 VIEWER_TZ = "Europe/Paris"
 PASSWORD = "correct horse battery"
@@ -156,35 +153,11 @@ async def refreshed(dashboard: Dashboard) -> None:
     """Wait for one whole refresh that started after this call."""
     dashboard.wake()
     start = dashboard.refreshed_at or 0.0
-    for _ in range(200):
-        await asyncio.sleep(0.05)
-        if (dashboard.refreshed_at or 0.0) > start:
-            return
-    raise AssertionError("the dashboard did not refresh within 10 s")
+    await eventually(
+        lambda: (dashboard.refreshed_at or 0.0) > start, what="one whole refresh of the dashboard", timeout=10
+    )
 
 
 def copy_store(template: TrainedStore, root: Path) -> TrainedStore:
     shutil.copytree(template.root, root)
     return replace(template, root=root)
-
-
-# --- Kubernetes ---------------------------------------------------------------------------------------------
-
-PAIRS = "makeusrich.io/v1alpha1/currencypairs"
-ISVCS = "serving.kserve.io/v1beta1/inferenceservices"
-
-
-@pytest_asyncio.fixture
-async def kube() -> AsyncIterator[Emulator]:
-    """KMock's Kubernetes API emulator (with the project's fixes) on a free loopback port, knowing CurrencyPair
-    and InferenceService."""
-    async with Emulator() as emulator, kmock.Server(emulator):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            emulator.resources.load_bundled()
-        verbs = {"get", "list", "watch", "create", "patch", "update", "delete"}
-        for plural, kind, singular in ((PAIRS, "CurrencyPair", "currencypair"), (ISVCS, "InferenceService", "isvc")):
-            emulator.resources[plural] = kmock.ResourceInfo(
-                kind=kind, singular=singular, namespaced=True, verbs=verbs, subresources={"status"}
-            )
-        yield emulator

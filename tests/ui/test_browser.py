@@ -15,13 +15,14 @@ from pathlib import Path
 
 import httpx
 import pytest
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support.ui import WebDriverWait
 
 from makeusrich.store import BacktestResult, FoldResult, PairStore, pair_store, write_backtest
 from tests.fixtures.model_server import ROOT, RunningServer
 from tests.fixtures.models import small_pair
+from tests.fixtures.waiting import eventually_sync
 from tests.ui.browser import SCREENSHOTS, RunningUI, chromium, start_ui, stop, ui_fingerprint
 from tests.ui.conftest import write_pair
 
@@ -31,8 +32,27 @@ def body_text(driver: WebDriver) -> str:
 
 
 def wait_for_text(driver: WebDriver, *needles: str, timeout: float = 30.0) -> str:
-    WebDriverWait(driver, timeout, poll_frequency=0.1).until(lambda d: all(n in body_text(d) for n in needles))
-    return body_text(driver)
+    """Until the page's text holds every needle; returns that text. The failure names what is still missing."""
+
+    def shown() -> str:
+        text = body_text(driver)
+        missing = [needle for needle in needles if needle not in text]
+        assert not missing, f"{missing} missing from the page, which shows: {text[-1500:]!r}"
+        return text
+
+    return eventually_sync(
+        shown,
+        what=f"the page to show {list(needles)}",
+        timeout=timeout,
+        interval=0.1,
+        ignoring=(NoSuchElementException, StaleElementReferenceException),  # the page is being redrawn
+    )
+
+
+def drawn_charts(driver: WebDriver) -> int:
+    """How many of the page's first three canvases are drawn at a readable size (not collapsed)."""
+    canvases = driver.find_elements(By.CSS_SELECTOR, "canvas")[:3]
+    return sum(1 for c in canvases if c.size["width"] > 200 and c.size["height"] > 150)
 
 
 def overflows(driver: WebDriver) -> bool:
@@ -108,9 +128,13 @@ def test_overview_and_pair_page_in_chromium(running_ui: RunningUI, model_server:
         for heading in ("Price and forecast", "Skill on held-out data", "Backtest on the test split", "Versions"):
             assert heading in text
         assert "served · promoted" in text and "LSTM (this model)" in text and recorded in text
-        WebDriverWait(driver, 20).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "canvas")) >= 3)
-        canvases = driver.find_elements(By.CSS_SELECTOR, "canvas")
-        assert all(c.size["width"] > 200 and c.size["height"] > 150 for c in canvases[:3])  # drawn, not collapsed
+        eventually_sync(
+            lambda: drawn_charts(driver) == 3,
+            what="three charts drawn at a readable size",
+            timeout=20,
+            interval=0.1,
+            ignoring=(StaleElementReferenceException,),
+        )
         assert "Each candle is labelled by the time it closes" in text
         assert "on the price: on the test split its error is" in text  # the edge, in words
         assert "Forecast ranges" in text and "EWMA volatility (RiskMetrics)" in text and "range held" in text

@@ -14,10 +14,10 @@ from makeusrich.pair import pair_document
 from makeusrich.pair_sources import KubeSource
 from makeusrich.ui.badges import badges
 from makeusrich.ui.format import format_ratio
-from tests.fixtures.kube_emulator import Emulator, write_kubeconfig
+from tests.fixtures.kube_emulator import ISVCS, PAIRS, Emulator, write_kubeconfig
 from tests.fixtures.model_server import RunningServer
 from tests.fixtures.models import small_pair
-from tests.ui.conftest import ISVCS, PAIRS, Open, running_dashboard
+from tests.ui.conftest import Open, running_dashboard
 from tests.ui.test_pages import FAST_LOGIN, card, login
 
 NOW = "2026-01-01T00:00:00Z"

@@ -84,6 +84,18 @@ def test_directional_accuracy_of_persistence_is_undefined() -> None:
     assert ev.directional_accuracy(closes[:-1], closes[:-1], closes[1:]) is None
 
 
+def test_pesaran_timmermann_tells_information_from_luck() -> None:
+    rng = np.random.default_rng(5)
+    actual = rng.normal(size=2_000)
+    informed = actual + rng.normal(size=2_000)  # right more often than chance
+    pure_luck = rng.normal(size=2_000)
+    informed_p, luck_p = ev.pesaran_timmermann(actual, informed), ev.pesaran_timmermann(actual, pure_luck)
+    assert informed_p is not None and informed_p < 1e-6
+    assert luck_p is not None and luck_p > 0.01
+    assert ev.pesaran_timmermann(actual, np.ones(2_000)) is None  # never predicts a fall: nothing to test
+    assert ev.pesaran_timmermann([1.0], [1.0]) is None
+
+
 # ------------------------------------------------------------------------------------- t distribution
 
 
