@@ -8,8 +8,8 @@ and jobs given here (always explicit: the pair's own lookbackDays may change) in
 and writes the per-fold table in bench/results/backtest.md, in that configuration's section (the notes around
 the sections stay).
 
-    python bench/backtest_bench.py [--lookback-days 1095] [--folds 12] [--step 30d] [--jobs 1] [--max-epochs N]
-        [--write]
+    python bench/backtest_bench.py [--lookback-days 1095] [--folds 12] [--step 30d] [--jobs 1] [--hold-out 3]
+        [--max-epochs N] [--write]
 """
 
 from __future__ import annotations
@@ -33,12 +33,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--folds", type=int, default=12, help="retrainings replayed, newest last")
     parser.add_argument("--step", default="30d", help="time between cutoffs, and each fold's forecast period")
     parser.add_argument("--jobs", type=int, default=1, help="folds trained at once, each in its own process")
+    parser.add_argument(
+        "--hold-out", type=int, default=3, help="newest folds pooled apart (bench/lookback_bench.py reports on them)"
+    )
     run = _harness.Run.start(parser, __file__, argv)
     args = run.args
     name = f"{args.lookback_days}d-{args.folds}x{args.step}"
     backtest = ["backtest", "-f", str(_harness.EXAMPLE_PAIR.relative_to(_harness.REPO)), "--source", "sample"]
     backtest += ["--lookback-days", str(args.lookback_days), "--folds", str(args.folds), "--step", args.step]
-    backtest += ["--jobs", str(args.jobs)]
+    backtest += ["--jobs", str(args.jobs), "--hold-out", str(args.hold_out)]
     if args.max_epochs is not None:
         backtest += ["--max-epochs", str(args.max_epochs)]
     with tempfile.TemporaryDirectory(prefix="makeusrich-backtest-bench-") as tmp:

@@ -18,6 +18,7 @@ OUTPUT_NAME = "forecast"
 QUANTILES_NAME = "quantiles"
 DATATYPE = "FP32"
 PLATFORM = "onnxruntime_onnx"
+ONNX_OPSET = 17  # every model file's opset: onnxruntime and Triton's onnxruntime backend both run it
 # The five values of one candle, in the order the model takes them.
 FIELDS: tuple[str, ...] = ("open", "high", "low", "close", "volume")
 

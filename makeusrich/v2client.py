@@ -96,6 +96,12 @@ class ModelMetadata:
         return shape[1]
 
     @property
+    def kind(self) -> str | None:
+        """Which model is served (lstm or baseline), when the server says (this project's does)."""
+        kind = self.parameters.get("model_kind")
+        return str(kind) if kind else None
+
+    @property
     def levels(self) -> tuple[float, ...] | None:
         """The levels of the model's `quantiles` output, as our server names them; None for a model without one,
         or from a server that does not say (KServe's Triton runtime)."""

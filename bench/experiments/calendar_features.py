@@ -29,7 +29,7 @@ import torch
 import makeusrich.trainer.model as model_module
 from makeusrich.market import Source, close_moments, interval_ms, load_candles
 from makeusrich.scoring import ranges
-from makeusrich.trainer.evaluation import baseline_ranges, log_returns
+from makeusrich.trainer.evaluation import log_returns, naive_ranges
 from makeusrich.trainer.features import Prepared, prepare
 from makeusrich.trainer.train import configure_threads, predict_standardised, train
 
@@ -66,7 +66,7 @@ def scored(data: Prepared, core: torch.nn.Module, levels: list[float]) -> dict[s
         q_std = predict_standardised(core, data, origins, cpu) + sign * margins  # type: ignore[arg-type]
         q = q_std * data.target_scaler.std[:, None] + data.target_scaler.mean[:, None]
         y = log_returns(data.actual_prices(origins), data.last_close(origins))
-        _, ewma = baseline_ranges(data, origins, levels, ranges.ewma_sigma(data.ohlcv[:, 3]))
+        _, ewma = naive_ranges(data, origins, levels, ranges.ewma_sigma(data.ohlcv[:, 3]))
         model, base = ranges.range_score(y, np.sort(q, axis=2), levels), ranges.range_score(y, ewma, levels)
         out[f"{name} 90% coverage"] = model.ranges[0].rate
         out[f"{name} interval score / EWMA"] = model.ranges[0].interval_score / base.ranges[0].interval_score

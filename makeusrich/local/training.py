@@ -14,7 +14,7 @@ from typing import Any
 
 from makeusrich.contract import iso_z
 from makeusrich.errors import StoreError
-from makeusrich.store import PairStore, RunState, parse_metadata, write_run_state
+from makeusrich.store import MODEL_KINDS, PairStore, RunState, parse_metadata, write_run_state
 
 LAST_LINES = 20
 
@@ -73,6 +73,11 @@ async def follow(
             if time.monotonic() - written >= 1.0:
                 written = time.monotonic()
                 await asyncio.to_thread(write_run_state, store, state)
+        elif entry.get("message") == "baseline served":
+            say(
+                f"{store.pair}: baseline version {entry.get('version')} served (persistence, {entry.get('estimator')} "
+                "volatility ranges); the LSTM trains next and replaces it only through the gates"
+            )
         elif entry.get("level") in ("warning", "error") and entry.get("logger") != "makeusrich.market.binance":
             say(f"{store.pair}: {entry.get('message')}")
     return state
@@ -89,8 +94,8 @@ def outcome(
             meta = parse_metadata(json.loads(out), "the metadata `makeusrich train --json` printed")
         except (ValueError, StoreError) as exc:
             return state.model_copy(update={**finished, "state": "failed", "message": f"training failed: {exc}"})
-        ratio = meta.promotion.validation_relative_mae
-        skill = f" (validation MAE {ratio:.4f} of persistence's)" if ratio is not None else ""
+        ratio, judged = meta.promotion.judged_relative_mae, meta.promotion.judged_on
+        skill = f" ({judged} MAE {ratio:.4f} of persistence's)" if ratio is not None else ""
         verdict = (
             f"{skill} promoted and served" if meta.promotion.promoted else f" not promoted: {meta.promotion.reason}"
         )
@@ -101,7 +106,7 @@ def outcome(
                 "version": meta.version,
                 "promoted": meta.promotion.promoted,
                 "source": meta.source,
-                "message": f"version {meta.version}{verdict}",
+                "message": f"{MODEL_KINDS[meta.kind]} version {meta.version}{verdict}",
             }
         )
     if stopped:

@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from makeusrich.operator.objects import MODEL_VERSION_ANNOTATION
 from makeusrich.pair import Condition, CurrencyPairStatus, LiveStatus, ModelStatus, ServingStatus, TrainingStatus
 from makeusrich.scoring import degraded_verdict
-from makeusrich.store import ModelMetadata
+from makeusrich.store import MODEL_KINDS, ModelMetadata
 
 ConditionType = Literal["Valid", "Trained", "Serving", "Ready", "Degraded"]
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -192,6 +192,7 @@ def without_nulls(value: Any) -> Any:
 def model_status(version: str, storage_uri: str, metadata: ModelMetadata | None) -> ModelStatus:
     return ModelStatus(
         version=version,
+        kind=metadata.kind if metadata else None,
         trained_at=metadata.created_at if metadata else None,
         storage_uri=storage_uri,
         skill=metadata.metrics.test.model.rel_mae if metadata else None,
@@ -264,7 +265,8 @@ class Observed:
 
 def _describe_model(model: ModelStatus) -> str:
     skill = f" (test MAE {model.skill:.4f} of persistence's)" if model.skill is not None else ""
-    return f"version {model.version}{skill}"
+    kind = f"the {MODEL_KINDS[model.kind]}, " if model.kind else ""
+    return f"{kind}version {model.version}{skill}"
 
 
 def _trained(observed: Observed) -> Verdict:
@@ -286,8 +288,8 @@ def _trained(observed: Observed) -> Verdict:
         return "False", "Training", f"training Job {job.job} is {job.phase.lower()}"
     if job is not None and job.phase == "Succeeded":
         text = (
-            f"training Job {job.job} succeeded but promoted no model: it did not beat the naive forecast on "
-            "validation data (see the version's metadata.json); the next scheduled run tries again"
+            f"training Job {job.job} succeeded but promoted no model: it did not pass the gates on its test hours "
+            "(see the version's metadata.json); the next scheduled run tries again"
         )
         return "False", "NotPromoted", text
     if observed.suspended:

@@ -59,6 +59,12 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
     {"name": "Serving", "type": "string", "jsonPath": ".status.serving.version"},
     {
+        "name": "Model",
+        "type": "string",
+        "jsonPath": ".status.model.kind",
+        "description": "lstm, or baseline: persistence with volatility ranges, served until an LSTM passes the gates.",
+    },
+    {
         "name": "Skill",
         "type": "number",
         "jsonPath": ".status.model.skill",

@@ -20,6 +20,9 @@ class Condition(CamelModel):
 
 class ModelStatus(CamelModel):
     version: str | None = None
+    kind: Literal["lstm", "baseline"] | None = Field(
+        None, description="Which model is served: the LSTM, or the baseline every pair serves first."
+    )
     trained_at: str | None = None
     storage_uri: str | None = None
     skill: float | None = Field(None, description="Test MAE relative to persistence (below 1 beats it).")

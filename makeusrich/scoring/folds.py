@@ -56,8 +56,13 @@ def _round(value: float | None, digits: int) -> float | str:
 
 
 def table_rows(result: BacktestResult) -> list[dict[str, Any]]:
+    """A row per fold, then the pool of all folds, then (with a hold-out) the pool a choice is made on and the
+    held-out pool, labelled by their folds (`folds 1-9`, `folds 10-12`)."""
     rows = [row(str(f.fold), f.cutoff, f.point, f.ranges, f.epochs, f.train_seconds) for f in result.folds]
     epochs = sum(f.epochs for f in result.folds)
     seconds = round(sum(f.train_seconds for f in result.folds), 1)
     rows.append(row("pooled", "", result.pooled_point, result.pooled_ranges, epochs, seconds))
+    for pool in (result.choice, result.held_out):
+        if pool is not None:
+            rows.append(row(f"folds {pool.folds[0]}-{pool.folds[-1]}", "", pool.point, pool.ranges, "", ""))
     return rows

@@ -17,6 +17,7 @@ import pandas as pd
 from makeusrich.contract import central_ranges
 from makeusrich.errors import MakeUsRichError
 from makeusrich.market import close_moments, interval_ms
+from makeusrich.store import MODEL_KINDS
 
 if TYPE_CHECKING:
     from makeusrich.settings import Add
@@ -75,15 +76,17 @@ def format_forecast(
     frame: pd.DataFrame,
     last_close_at: pd.Timestamp,
     model_age_seconds: float | None = None,
+    kind: str | None = None,
 ) -> str:
-    """The forecast as a person reads it: every time is the moment a candle closes (UTC); the model's age and,
-    for a model with quantiles, the central ranges of each predicted close."""
+    """The forecast as a person reads it: every time is the moment a candle closes (UTC); which model made it and
+    its age and, for a model with quantiles, the central ranges of each predicted close."""
     version = frame["model_version"].iloc[0] if len(frame) else None
     last_close = float(frame["last_close"].iloc[0])
     age = f" (trained {describe_age(model_age_seconds)} ago)" if model_age_seconds is not None else ""
     levels = quantile_levels(frame)
+    model = f"{MODEL_KINDS.get(kind or '', 'model')} version {version or 'unknown'}{age}"
     lines = [
-        f"{pair_name} ({symbol} {interval}), model version {version or 'unknown'}{age}: "
+        f"{pair_name} ({symbol} {interval}), {model}: "
         f"last close {last_close:,.2f} at {last_close_at:%Y-%m-%d %H:%M} UTC",
         f"{'close at (UTC)':<18} {'predicted close':>16} {'change':>9}",
     ]
@@ -153,9 +156,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
             document["modelCreatedAt"] = iso_z(created_at)
         if meta.levels:
             document["quantileLevels"] = list(meta.levels)
+        if meta.kind:
+            document["modelKind"] = meta.kind
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
     else:
-        print(format_forecast(pair.name, spec.symbol, spec.interval, forecast, last_close_at, age))
+        print(format_forecast(pair.name, spec.symbol, spec.interval, forecast, last_close_at, age, meta.kind))
     return 0
 
 

@@ -401,6 +401,7 @@ class Served:
     loaded_at: str
     load_seconds: float
     created_at: datetime | None = None  # when the trainer made it (metadata.json); None without metadata
+    kind: str | None = None  # lstm or baseline (metadata.json); None without metadata
     info: dict[str, Any] = field(default_factory=dict)
 
     def run(self, candles: np.ndarray, outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
@@ -445,5 +446,6 @@ def load_artifact(artifact: Artifact, threads: int = 1) -> Served:
         loaded_at=iso_z(),
         load_seconds=time.perf_counter() - began,
         created_at=created_at,
+        kind=meta.kind if meta else None,
         info={"smoke_forecast": smoke},
     )

@@ -107,9 +107,20 @@ class Metrics(_Document):
     test: SplitMetrics
 
 
+class RoleSpan(_Document):
+    """The hours one role of a run used: forecasts made at the closes from `from` on, the last of them scored on
+    the candle closing at `to`."""
+
+    origins: int
+    from_: str = Field(alias="from")
+    to: str
+
+
 class DataSpan(_Document):
     """The candles a run used, named by the convention of the project: a span runs from the first candle's
-    open to the last one's close, and `testFrom` is the close of the first test origin."""
+    open to the last one's close, and `testFrom` is the close of the first test origin. `roles` says which hours
+    fitted (train), early-stopped (validation), calibrated (calibration) and judged (test) the version;
+    `tunedUntil` is the close of the last candle that fitted, early-stopped or calibrated it."""
 
     from_: str = Field(alias="from")
     to: str
@@ -120,27 +131,58 @@ class DataSpan(_Document):
     windows: dict[str, int]
     test_from: str
     validation_from: str | None = None  # the close of the first validation origin; None before ranges
+    roles: dict[str, RoleSpan] = Field(default_factory=dict)  # empty before the roles had hours of their own
+    tuned_until: str | None = None
+
+    def tuned_through(self) -> str:
+        """The close after which no candle tuned this version: older documents calibrated and early-stopped on
+        validation, which ends before the test split's first window, so their test split marks it."""
+        return self.tuned_until or self.test_from
+
+
+class Gate(_Document):
+    """One promotion rule, as a run applied it: whether it passed (None: not applied here, and why) and why."""
+
+    name: Literal["point", "coverage", "champion", "first"]
+    passed: bool | None
+    note: str
 
 
 class Promotion(_Document):
-    """What the run decided; only latest.json says whether the promotion happened (a run can die between)."""
+    """What the run decided, rule by rule (`gates`); only latest.json says whether the promotion happened (a run
+    can die between). `judgedOn` names the split the pair's bars were measured on: test, hours that tuned nothing;
+    older documents measured them on validation (`validationRelativeMAE`), where the model was early-stopped."""
 
     promoted: bool
     reason: str
     max_relative_mae: float = Field(alias="maxRelativeMAE")
-    validation_relative_mae: float | None = Field(alias="validationRelativeMAE")
+    judged_on: Literal["test", "validation"] = "validation"
+    relative_mae: float | None = Field(None, alias="relativeMAE", description="MAE / persistence's on judgedOn")
+    coverage: float | None = Field(None, description="the widest range's coverage on judgedOn")
     coverage_tolerance: float | None = None
-    validation_coverage: float | None = Field(None, description="the widest range's coverage on validation")
+    validation_relative_mae: float | None = Field(None, alias="validationRelativeMAE")
+    validation_coverage: float | None = Field(None, description="older documents: the widest range's on validation")
     champion: ChampionCheck | None = None
+    gates: list[Gate] = Field(default_factory=list)
+
+    @property
+    def judged_relative_mae(self) -> float | None:
+        """The MAE ratio the point bar was judged by, whichever split that was."""
+        return self.relative_mae if self.judged_on == "test" else self.validation_relative_mae
 
 
 class ChampionCheck(_Document):
-    """The served version (champion) and this run (challenger) on the newest validation hours that neither
-    trained on: the champion's own ONNX file run on them, not its old numbers."""
+    """The served version (champion) and this run (challenger) on the hours that neither used in any role: the
+    challenger's test hours after the last candle that tuned the champion. The champion's own ONNX file runs on
+    them, not its old numbers."""
 
     version: str
+    kind: Literal["lstm", "baseline"] = "lstm"
     n: int
     compared: bool = Field(description="False when too few such hours exist, or the two forecast different things")
+    comparable: bool = Field(
+        True, description="False when the served version cannot be compared at all (unreadable, another horizon)"
+    )
     worse: bool = Field(False, description="significantly worse on the point or the range forecast: not promoted")
     note: str
     mae: float | None = None
@@ -153,7 +195,8 @@ class ChampionCheck(_Document):
 
 class Calibration(_Document):
     """Conformalized quantile regression: how far each range's ends were moved outward (negative: inward) so
-    that the validation points are covered as the levels say; one margin per step and level, in log returns."""
+    that the calibration points (validation ones in older documents) are covered as the levels say; one margin
+    per step and level, in log returns."""
 
     levels: list[float]
     margins: list[list[float]]
@@ -191,14 +234,31 @@ class StoredFile(_Document):
     bytes: int
 
 
+class BaselineInfo(_Document):
+    """How a baseline model makes its ranges: the volatility estimator it kept (the lower pinball loss on the
+    training split), its weights' decay, and each estimator's pinball loss there."""
+
+    estimator: Literal["close", "range"]
+    decay: float
+    train_pinball: dict[str, float]
+
+
+MODEL_KINDS = {
+    "lstm": "LSTM",
+    "baseline": "baseline (persistence with volatility ranges)",
+}
+
+
 class ModelMetadata(_Document):
-    """One version's metadata.json."""
+    """One version's metadata.json. `kind` says which model it is: the LSTM, or the baseline every pair serves
+    first (older documents are all LSTMs)."""
 
     pair: str
     namespace: str
     symbol: str
     interval: Interval
     version: str = Field(pattern=VERSION_PATTERN)
+    kind: Literal["lstm", "baseline"] = "lstm"
     created_at: str
     source: str
     data: DataSpan
@@ -208,6 +268,7 @@ class ModelMetadata(_Document):
     outputs: list[TensorSpec]
     quantiles: list[float] | None = Field(None, description="levels of the quantiles output; None before ranges")
     calibration: Calibration | None = None
+    baseline: BaselineInfo | None = None
     spec: dict[str, Any]
     metrics: Metrics
     promotion: Promotion
@@ -250,8 +311,17 @@ class FoldResult(_Document):
     ranges: RangeMetrics
 
 
+class Pool(_Document):
+    """Some folds' out-of-sample points pooled: which folds, and their point and range scores."""
+
+    folds: list[int]
+    point: Score
+    ranges: RangeMetrics
+
+
 class BacktestResult(_Document):
-    """A walk-forward backtest: every fold, and all their out-of-sample points pooled."""
+    """A walk-forward backtest: every fold, and all their out-of-sample points pooled. With a hold-out, also the
+    pool of the folds a choice may be made on and that of the newest folds, which report it (`choice`, `heldOut`)."""
 
     pair: str
     model: dict[str, Any] = Field(default_factory=dict, description="the spec.model every fold trained with")
@@ -263,6 +333,8 @@ class BacktestResult(_Document):
     folds: list[FoldResult]
     pooled_point: Score
     pooled_ranges: RangeMetrics
+    choice: Pool | None = None
+    held_out: Pool | None = None
     seconds: float
 
 

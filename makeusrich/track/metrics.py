@@ -67,6 +67,11 @@ class TrackCollector(Collector):
         offline = GaugeMetricFamily(
             PREFIX + "pair_offline", "1 when the pair's candles are the bundled sample", labels=pair_labels
         )
+        served = GaugeMetricFamily(
+            PREFIX + "served_model",
+            "1 for the version the pair's model server answers with, and its kind (lstm, baseline)",
+            labels=[*pair_labels, "version", "kind"],
+        )
         for key, state in sorted(dict(self.tracker.pairs).items()):  # a copy: rounds change it meanwhile
             namespace, pair = key.split("/", 1)
             labels = [namespace, pair]
@@ -74,6 +79,8 @@ class TrackCollector(Collector):
             offline.add_metric(labels, float(state.offline))
             if (age := _age(now, state.model_created_at)) is not None:
                 model_age.add_metric(labels, age)
+            if state.model is not None and state.model.version:
+                served.add_metric([*labels, state.model.version, state.model.kind or "unknown"], 1.0)
             summary = state.summary
             if summary is None:
                 continue
@@ -92,7 +99,7 @@ class TrackCollector(Collector):
         rounds = GaugeMetricFamily(PREFIX + "round_seconds", "how long the last round over every pair took")
         if self.tracker.last_round is not None:
             rounds.add_metric([], self.tracker.last_round.seconds)
-        yield from (made, missed, ratio, dm, coverage, forecast_age, model_age, failing, offline, rounds)
+        yield from (made, missed, ratio, dm, coverage, forecast_age, model_age, failing, offline, served, rounds)
 
 
 def health(tracker: RoundLoop) -> tuple[int, dict[str, Any]]:

@@ -32,8 +32,8 @@ from makeusrich.market import close_moments, interval_ms
 from makeusrich.onnxrt import onnx_session
 from makeusrich.pair import CurrencyPairSpec
 from makeusrich.scoring import COLUMNS, evaluate, ranges, segment_ids, table_rows, valid_origins
-from makeusrich.store import BacktestResult, FoldResult, RangeMetrics, Score
-from makeusrich.trainer.evaluation import baseline_ranges, calibrate, log_returns
+from makeusrich.store import BacktestResult, FoldResult, Pool, RangeMetrics, Score
+from makeusrich.trainer.evaluation import calibrate, log_returns, naive_ranges
 from makeusrich.trainer.export import export_onnx, run_onnx
 from makeusrich.trainer.features import ohlcv_array, prepare
 from makeusrich.trainer.model import Forecaster
@@ -106,7 +106,7 @@ def run_fold(
     actual = ohlcv[origins[:, None] + np.arange(1, model.horizon + 1)[None, :], 3]
 
     # Baselines fitted on the fold's training split; EWMA volatility is known at each origin from past closes.
-    climatology, ewma = baseline_ranges(data, origins, model.quantiles, ranges.ewma_sigma(ohlcv[:, 3]), offset)
+    climatology, ewma = naive_ranges(data, origins, model.quantiles, ranges.ewma_sigma(ohlcv[:, 3]), offset)
     part = Forecasts(actual, last_close, forecast, log_returns(quantiles, last_close), climatology, ewma)
     facts = {
         "trained_from": before["open_time"].iloc[0],
@@ -130,9 +130,12 @@ def walk_forward(
     jobs: int = 1,
     show_progress: bool = False,
     source: str = "",
+    hold_out: int = 0,
 ) -> BacktestResult:
-    """Every fold in order (or `jobs` at a time in worker processes), then the pool of all their points. On a
-    terminal each fold gets a progress bar of its epochs (of folds done, when they run in parallel)."""
+    """Every fold in order (or `jobs` at a time in worker processes), then the pool of all their points; with
+    `hold_out`, also the pool of the folds before the newest `hold_out` ones (where a setting may be chosen) and
+    that of the newest (which then report it, unseen by the choice). On a terminal each fold gets a progress bar
+    of its epochs (of folds done, when they run in parallel)."""
     started = time.perf_counter()
     frame = frame.reset_index(drop=True)
     closes = close_moments(frame["open_time"], spec.interval)
@@ -179,7 +182,14 @@ def walk_forward(
                 ranges=scored,
             )
         )
-    pooled_point, pooled_ranges = score_forecasts(Forecasts.pool([part for part, _ in outcomes]), levels)
+    parts = [part for part, _ in outcomes]
+    pooled_point, pooled_ranges = score_forecasts(Forecasts.pool(parts), levels)
+
+    def pool(numbers: range) -> Pool:
+        point, scored = score_forecasts(Forecasts.pool([parts[k] for k in numbers]), levels)
+        return Pool(folds=[k + 1 for k in numbers], point=point, ranges=scored)
+
+    split = folds - hold_out
     return BacktestResult(
         pair=name,
         model=spec.model.model_dump(by_alias=True),
@@ -191,6 +201,8 @@ def walk_forward(
         folds=results,
         pooled_point=pooled_point,
         pooled_ranges=pooled_ranges,
+        choice=pool(range(split)) if 0 < hold_out < folds else None,
+        held_out=pool(range(split, folds)) if 0 < hold_out < folds else None,
         seconds=round(time.perf_counter() - started, 1),
     )
 
@@ -223,7 +235,7 @@ def plot_png(result: BacktestResult) -> bytes:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    rows = table_rows(result)[:-1]
+    rows = [r for r in table_rows(result) if str(r["fold"]).isdigit()]
     folds = [r["cutoff"][:10] for r in rows]
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(10, 6), sharex=True)
     x = np.arange(len(rows))

@@ -44,6 +44,13 @@ class BacktestSettings(StoreSettings):
     folds: int = Field(12, ge=1, le=120, description="folds: retrainings replayed, newest last")
     step: str = Field("30d", description="time between cutoffs, and each fold's forecast period: 12h, 30d, 2w")
     jobs: int = Field(1, ge=1, le=64, description="folds trained at once, each in its own process")
+    hold_out: int = Field(
+        0,
+        ge=0,
+        le=119,
+        description="also pool the newest N folds apart from the others: a setting chosen on the "
+        "others is reported on these, unseen",
+    )
     lookback_days: int | None = Field(None, ge=1, le=3650, description="override spec.lookbackDays")
     max_epochs: int | None = Field(None, ge=1, description="override spec.model.maxEpochs (short runs)")
     out: Path = Field(Path("backtest"), description="folder for backtest.json, folds.csv and skill.png")
@@ -78,6 +85,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         spec = spec.model_copy(update={"lookback_days": settings.lookback_days})
     if settings.max_epochs is not None:
         spec = spec.model_copy(update={"model": spec.model.model_copy(update={"max_epochs": settings.max_epochs})})
+    if settings.hold_out >= settings.folds:
+        raise MakeUsRichError(f"--hold-out {settings.hold_out} leaves no fold to choose on; use fewer than --folds")
     step = settings.step_delta()
     # The folds need lookbackDays before the first cutoff, plus every fold's forecast period after it.
     history_days = min(3650, spec.lookback_days + -(-step * settings.folds // timedelta(days=1)) + 1)
@@ -97,6 +106,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         settings.jobs,
         show_progress=sys.stderr.isatty(),
         source=candles.source,
+        hold_out=settings.hold_out,
     )
     settings.out.mkdir(parents=True, exist_ok=True)
     (settings.out / "backtest.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")

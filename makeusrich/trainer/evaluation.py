@@ -31,7 +31,7 @@ def log_returns(prices: np.ndarray, last_close: np.ndarray) -> np.ndarray:
     return np.asarray(np.log(prices / last_close.reshape((-1,) + (1,) * (prices.ndim - 1))))
 
 
-def baseline_ranges(
+def naive_ranges(
     data: Prepared, origins: np.ndarray, levels: list[float], sigma: np.ndarray, offset: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Climatology's and EWMA volatility's quantiles [n, h, L] at origins, fitted on the training split only.
@@ -61,7 +61,7 @@ def score_split(
         train_mean_log_return=float(data.target_scaler.mean[0]),
         ar_coefs=ar_coefs,
     )
-    climatology, ewma = baseline_ranges(data, origins, levels, sigma)
+    climatology, ewma = naive_ranges(data, origins, levels, sigma)
     scored = ranges.range_metrics(
         log_returns(actual, last_close), log_returns(quantiles, last_close), climatology, ewma, levels
     )
@@ -77,10 +77,11 @@ def smoke_test(session: onnxruntime.InferenceSession, data: Prepared) -> SmokeTe
 
 
 def calibrate(core: LSTMCore, data: Prepared, levels: list[float]) -> np.ndarray:
-    """Conformal margins [h, L] in standardised units, from the validation split (never the test split)."""
-    validation = data.split.validation
-    predicted = predict_standardised(core, data, validation, torch.device("cpu"))
-    return ranges.conformal_margins(data.targets[validation], predicted, levels)
+    """Conformal margins [h, L] in standardised units, from the calibration split: hours that neither fitted nor
+    early-stopped the model, and that judge nothing (the test split's coverage can then fail)."""
+    calibration = data.split.calibration
+    predicted = predict_standardised(core, data, calibration, torch.device("cpu"))
+    return ranges.conformal_margins(data.targets[calibration], predicted, levels)
 
 
 def measure(data: Prepared, session: onnxruntime.InferenceSession, levels: list[float]) -> Metrics:

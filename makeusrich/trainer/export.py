@@ -11,12 +11,11 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from makeusrich.contract import INPUT_NAME, OUTPUT_NAME, QUANTILES_NAME
+from makeusrich.contract import INPUT_NAME, ONNX_OPSET, OUTPUT_NAME, QUANTILES_NAME
 from makeusrich.errors import MakeUsRichError
 from makeusrich.onnxrt import onnx_session
 from makeusrich.trainer.model import Forecaster
 
-OPSET = 17
 PARITY_RTOL = 1e-4
 
 
@@ -32,7 +31,7 @@ def export_onnx(model: Forecaster, window: int) -> bytes:
             (example,),
             buffer,  # type: ignore[arg-type]  # file-like objects are accepted at run time
             dynamo=False,
-            opset_version=OPSET,
+            opset_version=ONNX_OPSET,
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME, QUANTILES_NAME],
             dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}, QUANTILES_NAME: {0: "batch"}},

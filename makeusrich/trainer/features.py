@@ -15,6 +15,7 @@ targets, lies inside that split, and standardisation statistics come from traini
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,29 +51,41 @@ def targets(close: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:
     return np.asarray(log_close[steps] - log_close[origins][:, None])
 
 
+ROLES = ("train", "validation", "calibration", "test")
+"""The four spans of a run's candles, oldest first, each with one role: `train` fits the weights, `validation`
+early-stops them, `calibration` fits the ranges' conformal margins, and `test` judges the version (the gates of
+makeusrich.trainer.promotion). No rule is evaluated on hours that fitted, early-stopped or calibrated what it
+judges."""
+
+FRACTIONS = (0.75, 0.075, 0.075)
+"""Shares of the candles for train, validation and calibration; test takes the rest (the newest tenth)."""
+
+
 @dataclass(frozen=True)
 class Split:
-    """Origins (forecast times, as candle indices) of each split, chronological and without shared candles."""
+    """Origins (forecast times, as candle indices) of each role, chronological and without shared candles."""
 
     train: np.ndarray
     validation: np.ndarray
+    calibration: np.ndarray
     test: np.ndarray
+
+    def of(self, role: str) -> np.ndarray:
+        origins: np.ndarray = getattr(self, role)
+        return origins
 
 
 def chronological_split(
-    origins: np.ndarray, n_candles: int, window: int, horizon: int, fractions: tuple[float, float] = (0.8, 0.1)
+    origins: np.ndarray, n_candles: int, window: int, horizon: int, fractions: tuple[float, ...] = FRACTIONS
 ) -> Split:
-    """Split origins at candle boundaries b1 < b2 so that no candle is read by two splits.
-    Train samples end (targets included) before b1; validation samples start (inputs included) at b1 and end
-    before b2; test samples start at b2. The windows straddling a boundary are dropped (a purge of W+h-1)."""
-    b1 = int(n_candles * fractions[0])
-    b2 = int(n_candles * (fractions[0] + fractions[1]))
+    """Split origins at candle boundaries b1 < b2 < b3 so that no candle is read by two roles: a sample belongs to
+    a role when every candle it reads, inputs and targets, lies inside that role's span. The windows straddling
+    a boundary are dropped (a purge of W+h-1)."""
+    edges = [0, *(int(n_candles * sum(fractions[: k + 1])) for k in range(len(fractions))), n_candles]
     first = origins - window + 1
     last = origins + horizon
-    train = origins[last < b1]
-    validation = origins[(first >= b1) & (last < b2)]
-    test = origins[first >= b2]
-    return Split(train, validation, test)
+    train, validation, calibration = (origins[(first >= lo) & (last < hi)] for lo, hi in itertools.pairwise(edges[:-1]))
+    return Split(train, validation, calibration, test=origins[first >= edges[-2]])
 
 
 @dataclass(frozen=True)
@@ -146,7 +159,7 @@ class Prepared:
 
 
 def prepare(
-    frame: pd.DataFrame, window: int, horizon: int, step_ms: int, fractions: tuple[float, float] = (0.8, 0.1)
+    frame: pd.DataFrame, window: int, horizon: int, step_ms: int, fractions: tuple[float, ...] = FRACTIONS
 ) -> Prepared:
     """Features, targets and split for a clean candle frame (see makeusrich.market.candles.clean_candles)."""
     ohlcv = ohlcv_array(frame)
@@ -155,7 +168,8 @@ def prepare(
     open_ms = frame["open_time"].astype("int64").to_numpy() // 1_000_000
     origins = valid_origins(segment_ids(open_ms, step_ms), window, horizon)
     split = chronological_split(origins, len(ohlcv), window, horizon, fractions)
-    for name, part in (("training", split.train), ("validation", split.validation), ("test", split.test)):
+    for name in ROLES:
+        part = split.of(name)
         if len(part) < 2:
             raise CandleError(
                 f"too little data: the {name} split has {len(part)} window(s) of {window} candles + {horizon} "

@@ -1,4 +1,5 @@
-"""metadata.json (contract 3) of a training run, assembled from what the run measured and decided."""
+"""metadata.json (contract 3) of a version, assembled from what its run measured and decided: the LSTM's and the
+baseline's alike, with the hours each role used (`data.roles`) and the last one that tuned the version."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import UTC, datetime
 import numpy as np
 import onnx
 import onnxruntime
+import pandas as pd
 import torch
 
 from makeusrich import __version__
@@ -16,63 +18,93 @@ from makeusrich.contract import input_spec, iso_z, output_spec, quantiles_spec
 from makeusrich.market import CandleSet, close_moments
 from makeusrich.pair import CurrencyPair
 from makeusrich.store import (
+    BaselineInfo,
     Calibration,
-    ChampionCheck,
     DataSpan,
     Epoch,
     Metrics,
     ModelMetadata,
     Promotion,
+    RoleSpan,
     SmokeTest,
     Training,
 )
-from makeusrich.trainer.features import Prepared
+from makeusrich.trainer.baseline import LAMBDA, BaselineFit
+from makeusrich.trainer.features import ROLES, Prepared
 from makeusrich.trainer.train import TrainingResult
 
 INPUT_DESCRIPTION = "raw open, high, low, close, volume; oldest first; last row = last closed candle"
+TUNING_ROLES = {"lstm": ("train", "validation", "calibration"), "baseline": ("train",)}
+"""The roles whose hours tune each kind of model: the baseline is fitted on the training split and nothing else."""
+
+
+def role_spans(data: Prepared, closes: pd.Series) -> dict[str, RoleSpan]:
+    """Each role's origins and hours: from the close of its first origin to that of its last target."""
+    spans = {}
+    for role in ROLES:
+        origins = data.split.of(role)
+        spans[role] = RoleSpan(
+            origins=len(origins),
+            from_=iso_z(closes.iloc[int(origins.min())]),
+            to=iso_z(closes.iloc[int(origins.max()) + data.horizon]),
+        )
+    return spans
+
+
+def data_span(data: Prepared, candles: CandleSet, interval: str, kind: str) -> DataSpan:
+    closes = close_moments(data.open_time, interval)  # metadata names candles by their close
+    roles = role_spans(data, closes)
+    return DataSpan(
+        from_=iso_z(data.open_time.iloc[0]),  # the span runs from the first candle's open...
+        to=iso_z(closes.iloc[-1]),  # ...to the last one's close
+        rows=len(closes),
+        gaps=len(candles.report.gaps),
+        missing_candles=candles.report.missing_candles,
+        broken_dropped=len(candles.report.broken_dropped),
+        windows={role: span.origins for role, span in roles.items()},
+        test_from=roles["test"].from_,  # when the first test forecast is made
+        validation_from=roles["validation"].from_,
+        roles=roles,
+        tuned_until=max(roles[role].to for role in TUNING_ROLES[kind]),
+    )
+
+
+def software() -> dict[str, str]:
+    return {
+        "makeusrich": __version__,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def build_metadata(
     pair: CurrencyPair,
     version: str,
+    kind: str,
     candles: CandleSet,
     data: Prepared,
-    result: TrainingResult,
     metrics: Metrics,
-    decision: tuple[bool, str],
-    champion: ChampionCheck | None,
-    margins: np.ndarray,
-    parity: float,
-    threads: int,
+    promotion: Promotion,
+    training: Training,
     smoke: SmokeTest,
-    total_seconds: float,
+    calibration: Calibration | None = None,
+    baseline: BaselineInfo | None = None,
 ) -> ModelMetadata:
     spec = pair.spec
     levels = spec.model.quantiles
-    closes = close_moments(data.open_time, spec.interval)  # metadata names candles by their close
+    described = "calibrated quantiles" if kind == "lstm" else "quantiles (the last close times exp(volatility * z))"
     return ModelMetadata(
         pair=pair.name,
         namespace=pair.namespace,
         symbol=spec.symbol,
         interval=spec.interval,
         version=version,
+        kind=kind,
         created_at=iso_z(datetime.now(UTC)),
         source=candles.source,
-        data=DataSpan(
-            from_=iso_z(data.open_time.iloc[0]),  # the span runs from the first candle's open...
-            to=iso_z(closes.iloc[-1]),  # ...to the last one's close
-            rows=len(closes),
-            gaps=len(candles.report.gaps),
-            missing_candles=candles.report.missing_candles,
-            broken_dropped=len(candles.report.broken_dropped),
-            windows={
-                "train": len(data.split.train),
-                "validation": len(data.split.validation),
-                "test": len(data.split.test),
-            },
-            test_from=iso_z(closes.iloc[int(data.split.test.min())]),  # when the first test forecast is made
-            validation_from=iso_z(closes.iloc[int(data.split.validation.min())]),
-        ),
+        data=data_span(data, candles, spec.interval, kind),
         window=data.window,
         horizon=data.horizon,
         inputs=[replace(input_spec(data.window), description=INPUT_DESCRIPTION)],
@@ -80,45 +112,60 @@ def build_metadata(
             replace(output_spec(data.horizon), description="predicted close prices of the next candles (the median)"),
             replace(
                 quantiles_spec(data.horizon, len(levels)),
-                description="calibrated quantiles of those closes, one per level in `quantiles`, ascending",
+                description=f"{described} of those closes, one per level in `quantiles`, ascending",
             ),
         ],
         quantiles=levels,
-        calibration=Calibration(
-            levels=levels,
-            margins=(margins * data.target_scaler.std[:, None]).round(8).tolist(),
-            points=len(data.split.validation),
-        ),
+        calibration=calibration,
+        baseline=baseline,
         spec=spec.model.model_dump(by_alias=True),
         metrics=metrics,
-        promotion=Promotion(
-            promoted=decision[0],
-            reason=decision[1],
-            max_relative_mae=spec.promotion.max_relative_mae,
-            validation_relative_mae=metrics.validation.model.rel_mae,
-            coverage_tolerance=spec.promotion.coverage_tolerance,
-            validation_coverage=metrics.validation.ranges.model.ranges[0].rate if metrics.validation.ranges else None,
-            champion=champion,
-        ),
-        training=Training(
-            seconds=round(result.seconds, 3),
-            epochs=len(result.epochs),
-            best_epoch=result.best_epoch,
-            stopped_early=result.stopped_early,
-            device=result.device,
-            threads=threads,
-            history=[
-                Epoch(epoch=e.epoch, train_loss=e.train_loss, validation_loss=e.validation_loss) for e in result.epochs
-            ],
-            onnx_parity_max_relative=parity,
-            total_seconds=total_seconds,
-        ),
-        software={
-            "makeusrich": __version__,
-            "torch": torch.__version__,
-            "onnx": onnx.__version__,
-            "onnxruntime": onnxruntime.__version__,
-            "python": platform.python_version(),
-        },
+        promotion=promotion,
+        training=training,
+        software=software(),
         smoke_test=smoke,
     )
+
+
+def lstm_training(result: TrainingResult, parity: float, threads: int, total_seconds: float) -> Training:
+    return Training(
+        seconds=round(result.seconds, 3),
+        epochs=len(result.epochs),
+        best_epoch=result.best_epoch,
+        stopped_early=result.stopped_early,
+        device=result.device,
+        threads=threads,
+        history=[
+            Epoch(epoch=e.epoch, train_loss=e.train_loss, validation_loss=e.validation_loss) for e in result.epochs
+        ],
+        onnx_parity_max_relative=parity,
+        total_seconds=total_seconds,
+    )
+
+
+def lstm_calibration(margins: np.ndarray, data: Prepared, levels: list[float]) -> Calibration:
+    """The conformal margins in log returns (the graph holds them in standardised units)."""
+    return Calibration(
+        levels=levels,
+        margins=(margins * data.target_scaler.std[:, None]).round(8).tolist(),
+        points=len(data.split.calibration),
+    )
+
+
+def baseline_training(seconds: float, parity: float, threads: int) -> Training:
+    """A baseline is fitted, not trained: no epochs, and its parity is the graph's against numpy's arithmetic."""
+    return Training(
+        seconds=round(seconds, 3),
+        epochs=0,
+        best_epoch=0,
+        stopped_early=False,
+        device="cpu",
+        threads=threads,
+        history=[],
+        onnx_parity_max_relative=parity,
+        total_seconds=round(seconds, 3),
+    )
+
+
+def baseline_info(fit: BaselineFit) -> BaselineInfo:
+    return BaselineInfo(estimator=fit.estimator, decay=LAMBDA, train_pinball=fit.train_pinball)

@@ -1,7 +1,10 @@
-"""One training run for one pair: candles -> features -> LSTM -> honest evaluation -> ONNX -> store.
+"""One training run for one pair: candles -> features -> (the baseline, when nothing is served) -> LSTM -> honest
+evaluation -> ONNX -> gates -> store.
 
-The published model is scored as it will be served: predictions come from the exported ONNX file run by
-onnxruntime on raw candle windows, on points that neither training nor early stopping saw.
+A pair that serves nothing gets the baseline first (makeusrich.trainer.baseline, well under a second), so it has a
+forecast and a range before any LSTM trains, and keeps one whatever happens to the LSTM after. Every version is
+scored as it will be served: the exported ONNX file run by onnxruntime on raw candle windows, and judged on hours
+that did not tune it (makeusrich.trainer.promotion).
 """
 
 from __future__ import annotations
@@ -12,16 +15,25 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
+import numpy as np
+
 from makeusrich.errors import MakeUsRichError, StoreError
-from makeusrich.market import DEFAULT_RETRIES, Source, interval_ms, load_candles
+from makeusrich.market import DEFAULT_RETRIES, CandleSet, Source, interval_ms, load_candles
 from makeusrich.onnxrt import onnx_session
 from makeusrich.pair import CurrencyPair
-from makeusrich.store import ModelMetadata, PairStore, RangeMetrics, pair_store, parse_metadata
+from makeusrich.store import MODEL_KINDS, ModelMetadata, PairStore, RangeMetrics, pair_store, parse_metadata
 from makeusrich.trainer import promotion
+from makeusrich.trainer.baseline import baseline_onnx, baseline_outputs, fit_baseline
 from makeusrich.trainer.evaluation import calibrate, measure, smoke_test
-from makeusrich.trainer.export import check_parity, export_onnx, triton_config
-from makeusrich.trainer.features import prepare
-from makeusrich.trainer.metadata import build_metadata
+from makeusrich.trainer.export import PARITY_RTOL, check_parity, export_onnx, run_onnx, triton_config
+from makeusrich.trainer.features import Prepared, prepare
+from makeusrich.trainer.metadata import (
+    baseline_info,
+    baseline_training,
+    build_metadata,
+    lstm_calibration,
+    lstm_training,
+)
 from makeusrich.trainer.model import Forecaster
 from makeusrich.trainer.train import Progress, configure_threads, log_progress, train
 
@@ -36,6 +48,7 @@ class Outcome:
     promoted: bool
     reason: str
     metadata: ModelMetadata
+    first: Outcome | None = None  # the baseline this run published first, when the pair served nothing
 
 
 def live_only(store: PairStore, source: Source) -> Source:
@@ -51,6 +64,89 @@ def live_only(store: PairStore, source: Source) -> Source:
     return Source("binance") if served is not None and served.startswith("binance") else source
 
 
+def serves_nothing(store: PairStore) -> bool:
+    """Whether the pair has no servable version: none promoted, or the promoted one unreadable (serving refuses
+    it). Then the run publishes the baseline first."""
+    try:
+        latest = store.latest()
+        if latest is not None:
+            store.model_metadata(latest.version)
+    except StoreError:
+        return True
+    return latest is None
+
+
+def publish(store: PairStore, document: ModelMetadata, model: bytes) -> ModelMetadata:
+    """Upload a version (its model, config.pbtxt and metadata.json) and promote it when its run decided so; then
+    remove what crashed runs left. Nothing is published when a metric is not finite."""
+    metadata = document.to_json()
+    files = {
+        store.model_path(): model,
+        store.config_path(): triton_config(
+            document.pair, document.window, document.horizon, len(document.quantiles or ())
+        ).encode(),
+    }
+    try:
+        json.dumps(metadata, allow_nan=False)
+    except ValueError as exc:
+        raise MakeUsRichError(f"training produced non-finite metrics ({exc}); nothing was published") from None
+    stored = store.publish(document.version, files, metadata, promote=document.promotion.promoted)
+    try:
+        removed = store.clean_abandoned(document.version)
+    except StoreError as exc:  # the new version is safe; what a crashed run left can wait for the next run
+        log.warning("could not remove what crashed runs left: %s", exc)
+    else:
+        if removed:
+            log.info("removed what crashed runs left", extra={"pair": document.pair, "removed": removed})
+    return parse_metadata(stored)
+
+
+def outcome_of(meta: ModelMetadata, first: Outcome | None = None) -> Outcome:
+    return Outcome(meta.version, meta.promotion.promoted, meta.promotion.reason, meta, first)
+
+
+def run_baseline(
+    pair: CurrencyPair, store: PairStore, candles: CandleSet, data: Prepared, threads: int, now: datetime | None
+) -> Outcome:
+    """Fit, export, measure and publish the baseline, promoted: the pair serves a forecast and a range from here."""
+    started = time.perf_counter()
+    levels = pair.spec.model.quantiles
+    fit = fit_baseline(data, levels)
+    model = baseline_onnx(fit)
+    session = onnx_session(model, threads)
+    windows = data.raw_windows(data.split.test[-PARITY_WINDOWS:])
+    parity = max(
+        float(np.max(np.abs(got - expected) / np.abs(expected)))
+        for got, expected in zip(run_onnx(session, windows), baseline_outputs(fit, windows), strict=True)
+    )
+    if not parity <= PARITY_RTOL:
+        raise MakeUsRichError(f"the baseline's ONNX graph differs from its own arithmetic by {parity:.2e}; a bug")
+    metrics = measure(data, session, levels)
+    document = build_metadata(
+        pair,
+        store.next_version(now),
+        "baseline",
+        candles,
+        data,
+        metrics,
+        promotion.first_promotion(metrics, pair.spec.promotion, "baseline"),
+        baseline_training(time.perf_counter() - started, parity, threads),
+        smoke_test(session, data),
+        baseline=baseline_info(fit),
+    )
+    meta = publish(store, document, model)
+    log.info(
+        "baseline served",
+        extra={
+            "pair": pair.name,
+            "version": meta.version,
+            "estimator": fit.estimator,
+            "seconds": meta.training.seconds,
+        },
+    )
+    return outcome_of(meta)
+
+
 def run_training(
     pair: CurrencyPair,
     source: Source,
@@ -61,48 +157,41 @@ def run_training(
     now: datetime | None = None,
     progress: Progress | None = log_progress,
 ) -> Outcome:
-    """Train, evaluate, export and publish one version; promote it if it clears the pair's bar."""
+    """One run: the baseline first when the pair serves nothing, then the LSTM, trained, evaluated, exported and
+    published, and promoted only when every gate passes."""
     started = time.perf_counter()
     threads = configure_threads()
     store = pair_store(store_url, pair.namespace, pair.name)
     spec = pair.spec
-    version = store.next_version(now)
     candles = load_candles(spec, live_only(store, source), store, now=now, api_url=api_url, max_retries=max_retries)
     log.info(
         "candles ready", extra={"pair": pair.name, "summary": candles.report.summary(), "requests": candles.requests}
     )
     data = prepare(candles.frame, spec.model.window, spec.model.horizon, interval_ms(spec.interval))
+    first = run_baseline(pair, store, candles, data, threads, now) if serves_nothing(store) else None
     result = train(data, spec.model, progress)
     levels = spec.model.quantiles
     margins = calibrate(result.core.cpu(), data, levels)
     forecaster = Forecaster(result.core, data.feature_scaler, data.target_scaler, margins)
-    model_bytes = export_onnx(forecaster, data.window)
-    parity = check_parity(forecaster, model_bytes, data.raw_windows(data.split.test[-PARITY_WINDOWS:]))
-    session = onnx_session(model_bytes, threads)
+    model = export_onnx(forecaster, data.window)
+    parity = check_parity(forecaster, model, data.raw_windows(data.split.test[-PARITY_WINDOWS:]))
+    session = onnx_session(model, threads)
     metrics = measure(data, session, levels)
-    decision, champion = promotion.decide(store, data, session, metrics, spec.promotion, levels)
-    smoke, took = smoke_test(session, data), round(time.perf_counter() - started, 3)
+    decided = promotion.decide(store, data, session, metrics, spec.promotion, levels)
+    training = lstm_training(result, parity, threads, round(time.perf_counter() - started, 3))
     document = build_metadata(
-        pair, version, candles, data, result, metrics, decision, champion, margins, parity, threads, smoke, took
+        pair,
+        store.next_version(now),
+        "lstm",
+        candles,
+        data,
+        metrics,
+        decided,
+        training,
+        smoke_test(session, data),
+        calibration=lstm_calibration(margins, data, levels),
     )
-    metadata = document.to_json()
-    files = {
-        store.model_path(): model_bytes,
-        store.config_path(): triton_config(pair.name, data.window, data.horizon, len(levels)).encode(),
-    }
-    try:
-        json.dumps(metadata, allow_nan=False)
-    except ValueError as exc:
-        raise MakeUsRichError(f"training produced non-finite metrics ({exc}); nothing was published") from None
-    stored = store.publish(version, files, metadata, promote=decision[0])
-    try:
-        removed = store.clean_abandoned(version)
-    except StoreError as exc:  # the new version is safe; what a crashed run left can wait for the next run
-        log.warning("could not remove what crashed runs left: %s", exc)
-    else:
-        if removed:
-            log.info("removed what crashed runs left", extra={"pair": pair.name, "removed": removed})
-    return Outcome(version=version, promoted=decision[0], reason=decision[1], metadata=parse_metadata(stored))
+    return outcome_of(publish(store, document, model), first)
 
 
 def range_line(scored: RangeMetrics) -> str:
@@ -120,8 +209,9 @@ def range_line(scored: RangeMetrics) -> str:
 def summary(outcome: Outcome) -> str:
     """A few lines a person reads after a run."""
     meta = outcome.metadata
-    lines = [
-        f"{meta.namespace}/{meta.pair} version {outcome.version}: "
+    lines = [] if outcome.first is None else [*summary(outcome.first).splitlines(), ""]
+    lines += [
+        f"{meta.namespace}/{meta.pair} version {outcome.version}, {MODEL_KINDS[meta.kind]}: "
         + ("promoted" if outcome.promoted else "published, not promoted"),
         f"  {outcome.reason}",
     ]

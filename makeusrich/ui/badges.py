@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from makeusrich.contract import INTERVAL_MS
-from makeusrich.pair import next_run
+from makeusrich.pair import Condition, next_run
 from makeusrich.scoring import degraded_verdict
 from makeusrich.store import RunState
 from makeusrich.ui.card import PairState, condition
@@ -41,12 +41,7 @@ def badges(state: PairState, now: datetime | None = None) -> list[Badge]:
         training = state.run.state == "training"
         tip = run_progress(state.run) if training else state.run.message or ""
         out.append(Badge("Training" if training else "Training failed", "info" if training else "negative", tip))
-    if state.promoted_version is None and state.served_version is None:
-        out.append(Badge("No model", "warning", "no version was promoted yet"))
-    not_promoted = state.newest_promoted is False and state.newest_version != state.promoted_version
-    if not_promoted or (trained is not None and trained.reason == "NotPromoted"):
-        why = state.newest_reason or (trained.message if trained is not None else "")
-        out.append(Badge("Not promoted", "warning", f"newest version {state.newest_version or '?'}: {why}"))
+    out += model_badges(state, trained)
     if state.refused:
         out.append(Badge("Version refused", "negative", state.refused))
     stale = staleness(state, now)
@@ -62,6 +57,23 @@ def badges(state: PairState, now: datetime | None = None) -> list[Badge]:
     # Ready only when nothing on the card is wrong: an unreachable store or a failed forecast is not ready.
     if state.serving_ready and not state.errors and not any(b.tone == "negative" for b in out):
         out.append(Badge("Ready", "positive", f"serving version {state.served_version}"))
+    return out
+
+
+def model_badges(state: PairState, trained: Condition | None) -> list[Badge]:
+    """What is served and what was not: no model yet, a newest version the gates refused, the baseline."""
+    out: list[Badge] = []
+    if state.promoted_version is None and state.served_version is None:
+        out.append(Badge("No model", "warning", "no version was promoted yet"))
+    not_promoted = state.newest_promoted is False and state.newest_version != state.promoted_version
+    if not_promoted or (trained is not None and trained.reason == "NotPromoted"):
+        why = state.newest_reason or (trained.message if trained is not None else "")
+        out.append(Badge("Not promoted", "warning", f"newest version {state.newest_version or '?'}: {why}"))
+    if state.kind == "baseline":
+        why = "no LSTM has passed the gates yet"
+        if state.newest_version != state.served_version and state.newest_reason:
+            why = f"the newest LSTM, {state.newest_version}, did not pass them: {state.newest_reason}"
+        out.append(Badge("Baseline", "info", f"serving the baseline (persistence with volatility ranges): {why}"))
     return out
 
 

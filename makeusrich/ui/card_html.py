@@ -11,6 +11,7 @@ from html import escape
 from makeusrich.ui.badges import badges, live_line, run_progress
 from makeusrich.ui.card import PairState
 from makeusrich.ui.format import (
+    KIND_NAMES,
     Tone,
     change_tone,
     format_age,
@@ -121,7 +122,7 @@ def card_html(state: PairState, tz: str | None, now: datetime | None = None) -> 
     version = s.served_version or s.promoted_version
     model, title = "no model served", ""
     if version:
-        model = f"model {version} · trained {format_age(s.trained_at, now) or '—'}"
+        model = f"{KIND_NAMES.get(s.kind or '', 'model')} {version} · trained {format_age(s.trained_at, now) or '—'}"
         title = f"trained at {format_time(s.trained_at, tz)}" if s.trained_at else ""
     parts.append(f'<div class="mur-foot" title="{_e(title)}">{_e(model)}</div>')
     if s.run is not None and s.run.state == "training":

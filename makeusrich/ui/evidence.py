@@ -15,6 +15,7 @@ from makeusrich.ui.card import PairState
 from makeusrich.ui.charts import backtest_chart, error_chart, ratio_chart, track_chart
 from makeusrich.ui.components import TONE_TEXT, stat
 from makeusrich.ui.format import (
+    KIND_NAMES,
     format_direction,
     format_price,
     format_ratio,
@@ -28,7 +29,9 @@ SKILL_EXPLAINED = (
     "Ratio: the model's mean absolute error divided by persistence's (next close = last close) on the same "
     "points; below 1 is better. DM p: the Diebold-Mariano test's p-value for the difference from persistence; "
     "above 0.05 the difference may be noise. Direction: share of moves whose sign was called right, with its 95% "
-    "Wilson interval."
+    "Wilson interval. Val: the hours that early-stopped the model. Test: the newest hours, which tuned nothing "
+    "but judged the promotion: a promoted version's test numbers lean its way, so the unbiased report is the live "
+    "track record below."
 )
 
 
@@ -47,7 +50,8 @@ def skill_section(state: PairState, version: str | None, meta: ModelMetadata | N
         with ui.row().classes("w-full items-center justify-between"):
             ui.label("Skill on held-out data").classes("text-lg font-semibold")
             if version:
-                ui.label(f"version {version}").classes("text-sm muted")
+                kind = f"{KIND_NAMES[meta.kind]} " if meta is not None else ""
+                ui.label(f"{kind}version {version}").classes("text-sm muted").mark("served-kind")
         if meta is not None:
             edge = edge_sentence(meta)
             ui.label(edge.text).classes(f"text-base {TONE_TEXT[edge.tone]}").mark("edge")

@@ -17,6 +17,9 @@ SIGNIFICANCE = 0.05
 """Diebold-Mariano p-value under which a difference from persistence counts as more than noise."""
 
 
+KIND_NAMES = {"lstm": "LSTM", "baseline": "Baseline"}
+"""The served model's kind, as the dashboard names it (the baseline: persistence with volatility ranges)."""
+
 Tone = Literal["positive", "negative", "warning", "info", "neutral"]
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from makeusrich.store import Damaged, ModelMetadata, Readable, Score
 from makeusrich.ui.format import (
+    KIND_NAMES,
     SIGNIFICANCE,
     Tone,
     Verdict,
@@ -43,7 +44,8 @@ def skill_rows(metadata: ModelMetadata | None) -> list[SkillRow]:
     if metadata is None:
         return []
     rows = []
-    for key, label in (("model", "LSTM (this model)"), *RULE_NAMES.items()):
+    this = f"{KIND_NAMES[metadata.kind]} (this model)"
+    for key, label in (("model", this), *RULE_NAMES.items()):
         cells: dict[str, str] = {}
         for name in ("validation", "test"):
             split = getattr(metadata.metrics, name)
@@ -60,7 +62,7 @@ def skill_rows(metadata: ModelMetadata | None) -> list[SkillRow]:
 
 
 RANGE_NAMES = {
-    "model": "LSTM quantiles (this model)",
+    "model": "This model's quantiles",
     "ewma": "EWMA volatility (RiskMetrics)",
     "climatology": "Climatology",
 }
