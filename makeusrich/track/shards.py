@@ -26,6 +26,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from makeusrich.errors import MakeUsRichError, WorkerExited
+from makeusrich.market import CandleFeed
 from makeusrich.pair import CurrencyPair
 from makeusrich.pair_sources import PairRecord, PairSource
 from makeusrich.track.tracker import PairRoundReport, PairTrack, RoundLoop, Tracker, TrackOptions
@@ -127,6 +128,7 @@ class TrackerPool(RoundLoop):
         self.pairs: dict[str, PairTrack] = {}
         self.last_round: PairRoundReport | None = None
         context = multiprocessing.get_context("fork")  # see the module's docstring
+        CandleFeed.preload()  # before the fork, like every other module the workers use: its pages stay shared
         gc.freeze()  # the objects imported so far stay out of the workers' collections: their pages stay shared
         self._conns: list[Connection] = []
         self._processes: list[BaseProcess] = []
