@@ -212,6 +212,7 @@ def test_crd_is_structural_and_complete() -> None:
         "Interval",
         "Schedule",
         "Serving",
+        "Model",
         "Skill",
         "Live",
         "Ready",

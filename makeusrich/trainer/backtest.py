@@ -185,7 +185,7 @@ def walk_forward(
     parts = [part for part, _ in outcomes]
     pooled_point, pooled_ranges = score_forecasts(Forecasts.pool(parts), levels)
 
-    def pool(numbers: range) -> Pool:
+    def pooled(numbers: range) -> Pool:
         point, scored = score_forecasts(Forecasts.pool([parts[k] for k in numbers]), levels)
         return Pool(folds=[k + 1 for k in numbers], point=point, ranges=scored)
 
@@ -201,8 +201,8 @@ def walk_forward(
         folds=results,
         pooled_point=pooled_point,
         pooled_ranges=pooled_ranges,
-        choice=pool(range(split)) if 0 < hold_out < folds else None,
-        held_out=pool(range(split, folds)) if 0 < hold_out < folds else None,
+        choice=pooled(range(split)) if 0 < hold_out < folds else None,
+        held_out=pooled(range(split, folds)) if 0 < hold_out < folds else None,
         seconds=round(time.perf_counter() - started, 1),
     )
 

@@ -200,12 +200,12 @@ def promotion(
     gates: list[Gate], metrics: Metrics, bars: PromotionSpec, champion: ChampionCheck | None, forced: bool = False
 ) -> Promotion:
     widest = metrics.test.ranges.model.ranges[0] if metrics.test.ranges else None
+    """The decision from the rules' verdicts; its reason names the refusing rules first, then the others."""
     promoted = forced or all(gate.passed is not False for gate in gates)
-    refused = [gate for gate in gates if gate.passed is False]
-    shown = gates if promoted or forced else refused
+    ordered = sorted(gates, key=lambda gate: gate.passed is not False)  # stable: refusals first, in rule order
     return Promotion(
         promoted=promoted,
-        reason="; ".join(gate.note for gate in shown),
+        reason="; ".join(gate.note for gate in ordered),
         max_relative_mae=bars.max_relative_mae,
         judged_on="test",
         relative_mae=metrics.test.model.rel_mae,

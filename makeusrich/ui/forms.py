@@ -20,7 +20,7 @@ from makeusrich.pair import (
     pair_document,
 )
 
-Kind = Literal["text", "int", "float", "select", "bool"]
+Kind = Literal["text", "int", "float", "floats", "select", "bool"]
 INTERVALS: tuple[str, ...] = get_args(CurrencyPairSpec.model_fields["interval"].annotation)
 
 
@@ -56,11 +56,28 @@ FIELDS: tuple[Field, ...] = (
     Field("spec.model.patience", "Patience (epochs)", "int", group="Model"),
     Field("spec.model.seed", "Seed", "int", group="Model"),
     Field(
+        "spec.model.quantiles",
+        "Quantile levels",
+        "floats",
+        "comma-separated, with 0.5 and each level's mirror: 0.05, 0.25, 0.5, 0.75, 0.95",
+        group="Model",
+    ),
+    Field(
         "spec.promotion.maxRelativeMAE",
-        "Promotion bar (max validation MAE / persistence MAE)",
+        "Promotion bar (max test MAE / persistence MAE)",
         "float",
-        "1.0: promote only models at least as good as persistence",
+        "1.0: promote only models at least as good as persistence on the hours that judge them",
         group="Promotion and serving",
+    ),
+    Field(
+        "spec.promotion.coverageTolerance",
+        "Range coverage tolerance",
+        "float",
+        "0.03: the widest range must cover the test closes within 3 points of its level",
+        group="Promotion and serving",
+    ),
+    Field(
+        "spec.promotion.retrainWhenDegraded", "Retrain when the live record degrades", "bool", group="Promotion and serving"
     ),
     Field("spec.serving.runtime", "Serving runtime", "text", group="Promotion and serving"),
     Field("spec.serving.minReplicas", "Min replicas", "int", group="Promotion and serving"),
@@ -98,11 +115,17 @@ def initial_values(pair: CurrencyPair | None, namespace: str = "default") -> dic
         node: Any = document
         for part in field.path.split("."):
             node = node.get(part) if isinstance(node, dict) else None
-        values[field.path] = node
+        values[field.path] = ", ".join(f"{v:g}" for v in node) if field.kind == "floats" and node else node
     return values
 
 
 def _clean(field: Field, value: Any) -> Any:
+    if field.kind == "floats" and isinstance(value, str):
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+        try:
+            return [float(part) for part in parts] or None
+        except ValueError:
+            return value  # the model says what is wrong with it
     if isinstance(value, str):
         value = value.strip()
         if field.kind == "text" and field.path in ("spec.currency", "spec.compare"):

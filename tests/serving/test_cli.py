@@ -72,7 +72,7 @@ def test_predict_prints_the_served_forecast_for_the_latest_candles(model_server:
 
     printed = makeusrich("predict", "-f", str(path), "--source", "sample", "--url", model_server.url)
     assert printed.returncode == 0, printed.stderr
-    assert re.search(r"model version \S+ \(trained \d+ (s|min|h|days) ago\)", printed.stdout), printed.stdout
+    assert re.search(r"LSTM version \S+ \(trained \d+ (s|min|h|days) ago\)", printed.stdout), printed.stdout
     assert line.split("range ")[1] in printed.stdout
 
 

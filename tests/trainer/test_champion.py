@@ -1,5 +1,6 @@
 """Champion against challenger: a new version is compared with the served version's own ONNX file, run on the
-newest validation hours neither trained on, and refused only when it is significantly worse."""
+hours that neither used in any role (the challenger's test hours after the last candle that tuned the served
+one), and refused only when it is significantly worse."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pandas as pd
 import pytest
 from onnx import helper, numpy_helper
 
@@ -15,7 +17,7 @@ from makeusrich.market import Source, clean_candles, read_sample
 from makeusrich.onnxrt import onnx_session
 from makeusrich.trainer.features import Prepared, prepare
 from makeusrich.trainer.pipeline import run_training
-from makeusrich.trainer.promotion import CHAMPION_MIN_POINTS, champion_points, compare_with_champion
+from makeusrich.trainer.promotion import CHAMPION_MIN_POINTS, champion_gate, champion_points, compare_with_champion
 from tests.fixtures.models import TrainedStore, small_pair, train_into
 
 HOUR = 3_600_000
@@ -27,10 +29,16 @@ def champion(tmp_path_factory: pytest.TempPathFactory) -> TrainedStore:
     return train_into(tmp_path_factory.mktemp("champion"), small_pair())
 
 
-def same_candles(days: int = 60) -> Prepared:
-    """The candles the small pair trains on: the bundled sample's last `days` days, as the trainer cleans them."""
+def read_candles_until(days: int = 60, cut_days: int = 0) -> pd.DataFrame:
+    """The bundled sample's `days` days ending `cut_days` before its newest candle, as the trainer cleans them."""
     frame, _ = clean_candles(read_sample("BTCUSDT", "1h"), "1h")
-    return prepare(frame.iloc[-days * 24 :].reset_index(drop=True), 24, 1, HOUR)
+    end = len(frame) - cut_days * 24
+    return frame.iloc[end - days * 24 : end].reset_index(drop=True)
+
+
+def same_candles(days: int = 60) -> Prepared:
+    """The candles the small pair trains on: the bundled sample's last `days` days."""
+    return prepare(read_candles_until(days), 24, 1, HOUR)
 
 
 def scaled(model: bytes, factor: float) -> bytes:
@@ -50,7 +58,7 @@ def test_the_served_file_against_itself_is_compared_and_not_worse(champion: Trai
     data = same_candles()
     meta = champion.outcome.metadata
     points = champion_points(data, meta)
-    assert len(points) == len(data.split.validation) >= CHAMPION_MIN_POINTS  # same data: all of validation is new
+    assert len(points) == len(data.split.test) >= CHAMPION_MIN_POINTS  # same data: all of test tuned neither
     check = compare_with_champion(
         champion.store(), data, onnx_session(champion.store().read_model(champion.version)), LEVELS
     )
@@ -68,24 +76,27 @@ def test_a_challenger_off_by_half_a_percent_is_significantly_worse(champion: Tra
     assert check is not None and check.compared and check.worse
     assert check.mae is not None and check.champion_mae is not None and check.mae > check.champion_mae
     assert check.mae_dm_pvalue is not None and check.mae_dm_pvalue < 0.05
-    assert "significantly worse than the served version" in check.note and "MAE" in check.note
+    assert "significantly worse than the served LSTM" in check.note and "MAE" in check.note
 
 
-def test_hours_the_champion_trained_on_are_not_compared(champion: TrainedStore) -> None:
-    """A challenger trained on a longer history validates on hours the champion trained on: too few are left,
-    and the run says so instead of comparing on data that flatters the champion."""
-    data = same_candles(days=120)
+def test_hours_that_tuned_the_champion_are_not_compared(champion: TrainedStore) -> None:
+    """A challenger whose test hours the champion tuned on (here: the champion's own candles, with the newest
+    weeks cut off) has too few hours left; the run says so instead of comparing on data that flatters the
+    champion, and the served LSTM stays."""
+    data = prepare(read_candles_until(days=60, cut_days=3), 24, 1, HOUR)
     points = champion_points(data, champion.outcome.metadata)
     assert len(points) < CHAMPION_MIN_POINTS
     session = onnx_session(champion.store().read_model(champion.version))
     check = compare_with_champion(champion.store(), data, session, LEVELS)
     assert check is not None and not check.compared and not check.worse
-    assert f"only {len(points)} validation hours" in check.note
+    assert f"only {len(points)} test hours" in check.note
+    assert champion_gate(check).passed is False and "stays" in champion_gate(check).note
 
 
 def test_the_pipeline_records_the_comparison_and_promotes_a_challenger_that_is_not_worse(tmp_path: Path) -> None:
     first = train_into(tmp_path, small_pair())
-    assert first.outcome.metadata.promotion.champion is None  # nothing was served
+    champion = first.outcome.metadata.promotion.champion  # the baseline the run published first
+    assert first.outcome.first is not None and champion is not None and champion.kind == "baseline"
     again = run_training(small_pair(), Source("sample"), first.url, progress=None)
     check = again.metadata.promotion.champion
     assert check is not None and check.version == first.version and check.compared

@@ -114,7 +114,7 @@ def test_overview_and_pair_page_in_chromium(running_ui: RunningUI, model_server:
         assert "btc/usdt" in lower and "eth/usdt" in lower
         assert "last close · 2022-06-15 03:00 cest" in lower  # 01:00 UTC, in the browser's zone
         assert "ready" in lower and "mae ratio test" in lower and recorded in text
-        assert f"model {store.version}" in text
+        assert f"LSTM {store.version}" in text
         assert "the bundled sample holds btcusdt 1h candles only" in lower  # ETH's problem, on its card
         assert "2 pairs · 1 with problems" in text and "times are candle closes, Europe/Paris" in text
         assert "90%: " in text and "Stale" in text  # the range on the card; sample candles are old, and say so

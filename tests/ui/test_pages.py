@@ -92,7 +92,7 @@ async def test_overview_card_shows_price_forecast_and_honest_skill(
         direction = test.directional
         assert direction is not None
         assert f"{direction.accuracy * 100:.1f}% ({direction.wilson_low * 100:.1f}-" in shown
-        assert f"model {store.version}" in shown
+        assert f"LSTM {store.version}" in shown
         # The browser said Europe/Paris: the last candle closed at 01:00 UTC, 03:00 in Paris in June.
         await user.should_see("last close · 2022-06-15 03:00 CEST", retries=30)
         assert "⚠" not in shown  # no error on the card
@@ -170,7 +170,7 @@ async def test_pair_page_shows_chart_skill_backtest_and_versions(
         assert versions.rows[0]["version"] == store.version
         assert versions.rows[0]["marks"] == "served · promoted"
         await user.should_see(marker="promotion-reason")
-        await user.should_see("validation MAE is")
+        await user.should_see("test MAE is")  # the point rule's note, in every promotion reason
         await user.should_not_see(marker="edit")  # read-only by default
 
 
@@ -195,7 +195,8 @@ async def test_a_damaged_version_and_an_interrupted_promotion_show_as_what_they_
         await user.open("/pair/default/btc-usdt")
         await user.should_see(marker="versions-table", retries=60)
         rows = {row["version"]: row for row in user.find(marker="versions-table").elements.pop().rows}
-        assert set(rows) == {good, crashed, damaged, malformed}
+        baseline = trained_store.outcome.first
+        assert baseline is not None and set(rows) == {baseline.version, good, crashed, damaged, malformed}
         assert rows[good]["promoted"] == "yes" and "promoted" in rows[good]["marks"]
         assert rows[crashed]["promoted"] == "no" and "never promoted" in rows[crashed]["reason"]
         assert rows[damaged]["marks"] == "damaged" and "is not valid JSON" in rows[damaged]["reason"]
@@ -366,7 +367,7 @@ async def test_live_updates_on_new_candles_and_new_model_versions(
 
         newer = await asyncio.to_thread(store.train_again)
         assert newer.promoted
-        await user.should_see(f"model {newer.version}", retries=200)
+        await user.should_see(f"LSTM {newer.version}", retries=200)
         assert dash.states["default/btc-usdt"].served_version == newer.version
 
 

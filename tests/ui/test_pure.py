@@ -117,7 +117,7 @@ def test_skill_table_lists_the_model_and_every_rule(trained_store_template: Trai
 def test_range_table_puts_the_model_beside_both_naive_ranges(trained_store_template: TrainedStore) -> None:
     meta = trained_store_template.outcome.metadata
     rows = range_rows(meta)
-    assert [r.name for r in rows] == ["LSTM quantiles (this model)", "EWMA volatility (RiskMetrics)", "Climatology"]
+    assert [r.name for r in rows] == ["This model's quantiles", "EWMA volatility (RiskMetrics)", "Climatology"]
     test = meta.metrics.test.ranges
     assert test is not None
     widest = test.model.ranges[0]
