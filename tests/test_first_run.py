@@ -73,11 +73,11 @@ def test_make_run_from_an_empty_folder_runs_the_bundled_pair_until_ctrl_c(empty:
             "Dashboard:   http://127.0.0.1:8081\nv2 endpoint: http://127.0.0.1:8080/v2/models/<pair>/infer\n"
             "Track:       http://127.0.0.1:8082/metrics"
         )
-        text = up.wait_for("btc-usdt: version ")
-        outcome = next(line for line in text.splitlines() if line.startswith("btc-usdt: version "))
+        text = up.wait_for("btc-usdt: LSTM version ")
+        assert "btc-usdt: baseline version " in text  # served before the LSTM trains, whatever the LSTM does
+        outcome = next(line for line in text.splitlines() if line.startswith("btc-usdt: LSTM version "))
         assert "of persistence's" in outcome and ("promoted and served" in outcome or "not promoted: " in outcome)
-        if "promoted and served" in outcome:
-            up.wait_ready("btc-usdt")
+        up.wait_ready("btc-usdt")
         health = httpx.get(f"{up.dashboard}/healthz", timeout=5).json()
         assert health["loaded"] and health["pairs"] == 1, health
         track = httpx.get(f"{up.track}/healthz", timeout=5).json()  # offline: the tracker says so, records nothing
@@ -88,7 +88,7 @@ def test_make_run_from_an_empty_folder_runs_the_bundled_pair_until_ctrl_c(empty:
         assert took < 10.0
         assert up.output().rstrip().endswith("Stopped.")
         store = empty / ".makeusrich" / "store"
-        assert assert_store_consistent(store) == (["btc-usdt"] if "promoted and served" in outcome else [])
+        assert assert_store_consistent(store) == ["btc-usdt"]
     finally:
         up.kill()
 
@@ -97,22 +97,25 @@ def test_serve_predict_and_ui_find_the_default_store(empty: Path) -> None:
     """Train, serve, predict and the dashboard, each told nothing about the store: they meet in ./.makeusrich."""
     (empty / "pairs").mkdir()  # the dashboard's default pairs folder
     pair = empty / "pairs" / "btc-usdt.yaml"
-    # The example pair, with a bar that a one-epoch model clears: serving needs a promoted version.
+    # The example pair, with a point bar that a one-epoch model clears.
     pair.write_text(EXAMPLE.read_text().replace("maxRelativeMAE: 1.0", "maxRelativeMAE: 10.0"))
     trained = makeusrich("train", "-f", str(pair), "--source", "sample", *SHORT, cwd=empty, env=clean_env())
     assert trained.returncode == 0, trained.stderr[-3000:]
-    assert "promoted" in trained.stdout.splitlines()[0] and "not promoted" not in trained.stdout
     store = (empty / ".makeusrich" / "store").resolve()
-    # The summary `train` prints (what the CronJob's log shows): version, why, both splits, where it went.
-    lines = trained.stdout.splitlines()
-    assert lines[0].startswith("default/btc-usdt version ")
-    version = lines[0].split()[2].rstrip(":")
-    assert "of persistence's" in lines[1]
-    for line, ranged, split in zip(lines[2:6:2], lines[3:7:2], ("validation", "test"), strict=True):
-        assert line.split()[0] == split and " vs persistence " in line and "(ratio " in line and "direction" in line
-        assert "90% range covers " in ranged and "of climatology's" in ranged and "of EWMA's" in ranged
-    assert lines[-1] == f"  stored at {store.as_uri()}/default/btc-usdt/versions/{version}/"
-    assert (store / "default" / "btc-usdt" / "versions" / version / "metadata.json").is_file()
+    # The summary `train` prints (what the CronJob's log shows): the baseline first (a new pair serves it before
+    # the LSTM trains), then the LSTM; each with its version, why, both splits and where it went.
+    first, second = trained.stdout.split("\n\n")
+    for block, kind in ((first, "baseline"), (second, "LSTM")):
+        lines = block.splitlines()
+        assert lines[0].startswith("default/btc-usdt version ") and f", {kind}" in lines[0]
+        version = lines[0].split()[2].rstrip(",")
+        assert "of persistence's" in lines[1]
+        for line, ranged, split in zip(lines[2:6:2], lines[3:7:2], ("validation", "test"), strict=True):
+            assert line.split()[0] == split and " vs persistence " in line and "(ratio " in line
+            assert "90% range covers " in ranged and "of climatology's" in ranged and "of EWMA's" in ranged
+        assert lines[-1] == f"  stored at {store.as_uri()}/default/btc-usdt/versions/{version}/"
+        assert (store / "default" / "btc-usdt" / "versions" / version / "metadata.json").is_file()
+    assert first.splitlines()[0].endswith(": promoted")  # the baseline always is, on a pair that serves nothing
     serve_port, ui_port = free_port(), free_port()
     server = start(["serve", "--port", str(serve_port)], empty, empty / "serve.log")
     dashboard: subprocess.Popen[bytes] | None = None

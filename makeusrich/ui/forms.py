@@ -77,7 +77,10 @@ FIELDS: tuple[Field, ...] = (
         group="Promotion and serving",
     ),
     Field(
-        "spec.promotion.retrainWhenDegraded", "Retrain when the live record degrades", "bool", group="Promotion and serving"
+        "spec.promotion.retrainWhenDegraded",
+        "Retrain when the live record degrades",
+        "bool",
+        group="Promotion and serving",
     ),
     Field("spec.serving.runtime", "Serving runtime", "text", group="Promotion and serving"),
     Field("spec.serving.minReplicas", "Min replicas", "int", group="Promotion and serving"),

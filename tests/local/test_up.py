@@ -37,7 +37,7 @@ from tests.ui.test_browser import wait_for_text
 
 
 def write_pair(folder: Path, name: str, **spec: object) -> Path:
-    """A pair file that trains in seconds (a tiny LSTM on 60 days) and is promoted whatever its skill."""
+    """A pair file that trains in seconds (a tiny LSTM on 60 days) with lenient point and coverage bars."""
     document = small_pair(name, **spec).model_dump(mode="json", by_alias=True, exclude_none=True)
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
@@ -61,9 +61,11 @@ def test_up_trains_serves_shows_picks_up_pairs_stops_and_restarts(tmp_path: Path
     try:
         up.wait_for("Dashboard:   http://127.0.0.1:")
         up.wait_ready("btc-usdt")
-        up.wait_for("btc-usdt: version ")  # said once the run's state is recorded (served a moment before)
+        up.wait_for("btc-usdt: LSTM version ")  # said once the run's state is recorded (served a moment before)
         text = up.output()
         assert "btc-usdt: training (no model yet)" in text
+        baseline = text.index("btc-usdt: baseline version ")  # served before the LSTM trains
+        assert baseline < text.index("btc-usdt: epoch 1/2")
         assert "offline sample data, ends 2022-06-15" in text  # Binance unreachable: said in one line
         assert "btc-usdt: epoch 1/2, validation loss " in text  # progress on the terminal
 
@@ -78,7 +80,8 @@ def test_up_trains_serves_shows_picks_up_pairs_stops_and_restarts(tmp_path: Path
         expected = session.run(None, {INPUT_NAME: window})[0]
         np.testing.assert_allclose(served_forecast(up.serving, "btc-usdt", window), expected, rtol=1e-6)
         run = read_run_state(store)
-        assert run is not None and run.state == "succeeded" and run.version == latest.version
+        assert run is not None and run.state == "succeeded" and run.promoted == (run.version == latest.version)
+        assert meta.kind == ("lstm" if run.promoted else "baseline")  # a refused LSTM leaves the baseline served
         assert run.source == "sample" and run.epoch == run.max_epochs == 2
         track = httpx.get(f"{up.track}/healthz", timeout=5).json()  # offline candles: nothing to record
         assert track["status"] == "ok" and "default/btc-usdt" in track["offline"], track
