@@ -117,7 +117,10 @@ def main(argv: list[str] | None = None) -> None:
     run.finish(
         _harness.table(header, rows)
         + f"\n\nSkill of run {args.runs}'s version (what the README says of `make run`'s first model):\n\n"
-        + skill(r["meta"]),
+        + skill(r["meta"])
+        + "\n\nIts promotion (the store served the baseline, which this run published first): "
+        + ("promoted" if r["meta"]["promotion"]["promoted"] else "refused")
+        + f"; {r['meta']['promotion']['reason']}\n",
         title="Training run benchmark: default settings, one year of hourly candles",
         settings={"pair": PAIR, **_harness.model_settings(_harness.example_pair(args.lookback_days, args.max_epochs))},
         versions=("torch",),

@@ -71,6 +71,8 @@ def main() -> int:
     try:
         up.wait_for("Dashboard:   http://", timeout=900)
         up.wait_ready("btc-usdt", timeout=900)
+        if args.store is None:  # the settled state: the LSTM trained and judged (served, or refused by the gates)
+            up.wait_for("btc-usdt: LSTM version ", timeout=900)
         driver.get(up.dashboard)
         wait_for_text(driver, "BTC/USDT", "Ready", "Forecast next close", "MAE ratio test", "offline sample data")
         full_page(driver, DOCS / "overview.png")

@@ -68,13 +68,14 @@ class PromotionSpec(CamelModel):
         gt=0.0,
         le=10.0,
         alias="maxRelativeMAE",
-        description="Promote only if validation MAE / persistence MAE is at most this.",
+        description="Promote only if test MAE / persistence MAE is at most this (test: the newest hours, which "
+        "neither fit, early-stopped nor calibrated the model).",
     )
     coverage_tolerance: float = Field(
         0.03,
         ge=0.0,
         le=0.5,
-        description="Promote only if the widest range's validation coverage is this close to its nominal level.",
+        description="Promote only if the widest range's coverage on the test hours is this close to its nominal level.",
     )
     retrain_when_degraded: bool = Field(
         False,

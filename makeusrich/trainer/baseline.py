@@ -172,6 +172,7 @@ def baseline_onnx(fit: BaselineFit) -> bytes:
         helper.make_node("Mul", ["last_close", "ones"], ["persistence"]),  # [batch, h]
         helper.make_node("Cast", ["persistence"], [OUTPUT_NAME], to=TensorProto.FLOAT),
     ]
+    used = {name for node in nodes for name in node.input}  # one estimator's graph leaves the other's constants
     graph = helper.make_graph(
         nodes,
         "baseline",
@@ -180,7 +181,7 @@ def baseline_onnx(fit: BaselineFit) -> bytes:
             helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", h]),
             helper.make_tensor_value_info(QUANTILES_NAME, TensorProto.FLOAT, ["batch", h, count]),
         ],
-        initializers,
+        [tensor for tensor in initializers if tensor.name in used],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)], producer_name="makeusrich")
     onnx.checker.check_model(model, full_check=True)

@@ -199,8 +199,8 @@ def first_promotion(metrics: Metrics, bars: PromotionSpec, kind: str) -> Promoti
 def promotion(
     gates: list[Gate], metrics: Metrics, bars: PromotionSpec, champion: ChampionCheck | None, forced: bool = False
 ) -> Promotion:
-    widest = metrics.test.ranges.model.ranges[0] if metrics.test.ranges else None
     """The decision from the rules' verdicts; its reason names the refusing rules first, then the others."""
+    widest = metrics.test.ranges.model.ranges[0] if metrics.test.ranges else None
     promoted = forced or all(gate.passed is not False for gate in gates)
     ordered = sorted(gates, key=lambda gate: gate.passed is not False)  # stable: refusals first, in rule order
     return Promotion(

@@ -99,7 +99,7 @@ def card_html(state: PairState, tz: str | None, now: datetime | None = None) -> 
     next_price = format_price(s.forecast[0] if s.forecast else None, decimals)
     test = s.skill.test if s.skill else None
     validation = s.skill.validation if s.skill else None
-    say = verdict(test)
+    say = verdict(test, s.kind)
     spread = s.forecast_range()
     note = format_time(ahead, tz) if ahead else ""
     if spread is not None:

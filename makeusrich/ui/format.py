@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 
-from makeusrich.store import Directional, RangeCoverage, Score
+from makeusrich.pair import PromotionSpec
+from makeusrich.store import Directional, ModelMetadata, RangeCoverage, Score
 
 SIGNIFICANCE = 0.05
 """Diebold-Mariano p-value under which a difference from persistence counts as more than noise."""
@@ -142,9 +143,11 @@ class Verdict:
     tone: Tone
 
 
-def verdict(split: Score | None) -> Verdict:
+def verdict(split: Score | None, kind: str | None = None) -> Verdict:
     """One honest sentence about a split's MAE ratio: 'beats' only when the Diebold-Mariano test says the
-    difference is unlikely to be noise."""
+    difference is unlikely to be noise. The baseline is persistence by design, and says so."""
+    if kind == "baseline":
+        return Verdict("persistence, by design", "neutral")
     if split is None or split.rel_mae is None:
         return Verdict("skill not measured", "neutral")
     significant = split.dm_pvalue is not None and split.dm_pvalue < SIGNIFICANCE
@@ -155,3 +158,22 @@ def verdict(split: Score | None) -> Verdict:
     if split.rel_mae > 1 and significant:
         return Verdict("worse than persistence", "negative")
     return Verdict("no better than persistence", "warning")
+
+
+def training_line(meta: ModelMetadata) -> str:
+    """How a version was made, in one line: an LSTM's epochs, or the baseline's fit (no epochs)."""
+    training = meta.training
+    took = f" in {training.total_seconds:.0f} s" if training.total_seconds is not None else ""
+    if meta.kind == "baseline":
+        estimator = meta.baseline.estimator if meta.baseline else "volatility"
+        return f"baseline fitted ({estimator} volatility){took} on {meta.source} candles"
+    return f"{training.epochs} epochs (best {training.best_epoch}){took} on {meta.source} candles"
+
+
+def promotion_rules(spec: PromotionSpec) -> str:
+    """The gates a new LSTM passes to replace the served version, in one line (all judged on its test hours)."""
+    return (
+        f"test MAE ≤ {spec.max_relative_mae:g} times persistence's; widest range's coverage within "
+        f"{spec.coverage_tolerance:g} of its level; not significantly worse than the served version on hours neither "
+        "used"
+    )

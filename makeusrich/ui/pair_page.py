@@ -27,6 +27,8 @@ from makeusrich.ui.format import (
     format_price,
     format_time,
     price_decimals,
+    promotion_rules,
+    training_line,
 )
 from makeusrich.ui.frame import Tab
 from makeusrich.ui.state import wait_loaded
@@ -270,11 +272,7 @@ def training(tab: Tab, state: PairState, history: dict[str, Readable]) -> None:
             ui.label(f"version {newest} · {created}").classes("text-sm")
         ui.label(promotion_reason(meta, promoted)).classes("text-sm break-any").mark("promotion-reason")
         if known is not None:
-            training = known.training
-            took = f" in {training.total_seconds:.0f} s" if training.total_seconds is not None else ""
-            ui.label(f"{training.epochs} epochs (best {training.best_epoch}){took} on {known.source} candles").classes(
-                "text-sm muted"
-            )
+            ui.label(training_line(known)).classes("text-sm muted")
     elif last is None and trained is None and state.run is None:
         ui.label("No training run recorded yet.").classes("muted")
 
@@ -292,7 +290,7 @@ def settings(tab: Tab, pair: CurrencyPair) -> None:
         ("Model", f"LSTM, {model.layers} layer(s) of {model.hidden_size} units"),
         ("Window", f"{model.window} candles in, {model.horizon} forecast"),
         ("Training", f"lr {model.learning_rate:g}, batch {model.batch_size}, ≤ {model.max_epochs} epochs"),
-        ("Promotion bar", f"validation MAE ≤ {spec.promotion.max_relative_mae:g} times persistence's"),
+        ("Promotion", promotion_rules(spec.promotion)),
         ("Serving", f"{spec.serving.runtime}, {spec.serving.min_replicas} replica(s)"),
         ("Pinned version", spec.serving.pinned_version or "none (serve the promoted version)"),
     ]

@@ -109,6 +109,11 @@ def edge_sentence(metadata: ModelMetadata | None) -> Verdict:
     doubt = "" if significant else ", which may be noise"
     side = "below" if ratio < 1 else "above"
     text = f"{head} on the price: on the test split its error is {gap:.2f}% {side} persistence's{doubt} (DM p={p})."
+    if metadata.kind == "baseline":
+        text, tone = (
+            "The baseline forecasts the last close (persistence) by design: it claims no edge on the price.",
+            "neutral",
+        )
     if test.ranges is not None:
         widest, ewma, clim = test.ranges.model.ranges[0], test.ranges.ewma.ranges[0], test.ranges.climatology.ranges[0]
         versus_ewma = widest.interval_score / ewma.interval_score - 1

@@ -4,11 +4,13 @@ bundled BTC/USDT hours), the real trainer, a local store."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pandas as pd
 
 from makeusrich.market import Source, clean_candles, read_sample, sample_path
@@ -49,6 +51,15 @@ def test_the_baseline_graph_computes_what_its_numpy_twin_does_and_forecasts_pers
     calm, wild = np.argsort(sigma_at(data.ohlcv, data.split.test, data.window, fit.estimator))[[0, -1]]
     widths = np.log(quantiles[:, 0, 4] / quantiles[:, 0, 0])
     assert widths[wild] > 2 * widths[calm]
+
+
+def test_either_estimators_graph_holds_only_what_it_uses() -> None:
+    """An unused initializer makes onnxruntime print a warning into every training log that loads the model."""
+    fit = fit_baseline(sample_data(), LEVELS)
+    for estimator in ESTIMATORS:
+        graph = onnx.load_from_string(baseline_onnx(dataclasses.replace(fit, estimator=estimator))).graph
+        used = {name for node in graph.node for name in node.input}
+        assert {tensor.name for tensor in graph.initializer} <= used, estimator
 
 
 def test_the_baseline_ranges_cover_what_they_say_on_hours_it_never_saw() -> None:

@@ -26,7 +26,16 @@ from makeusrich.ui.card import PairState, Skill, skill_from_metrics, skill_from_
 from makeusrich.ui.card_html import card_html, sparkline
 from makeusrich.ui.charts import backtest_chart, candle_chart
 from makeusrich.ui.cli import read_password
-from makeusrich.ui.format import format_age, format_change, format_price, format_time, price_decimals, verdict
+from makeusrich.ui.format import (
+    format_age,
+    format_change,
+    format_price,
+    format_time,
+    price_decimals,
+    promotion_rules,
+    training_line,
+    verdict,
+)
 from makeusrich.ui.forms import initial_values, validate_form
 from makeusrich.ui.overview import empty_hints
 from makeusrich.ui.tables import edge_sentence, range_rows, skill_rows, version_rows
@@ -104,6 +113,7 @@ def test_verdict_claims_an_edge_only_when_it_is_significant() -> None:
     assert verdict(score_of(1.03, dm_pvalue=0.40)).text == "no better than persistence"
     assert verdict(score_of(1.03, dm_pvalue=0.01)).text == "worse than persistence"
     assert verdict(None).text == "skill not measured"
+    assert verdict(score_of(1.0, dm_pvalue=1.0), "baseline").text == "persistence, by design"  # not a "loss"
 
 
 def test_skill_table_lists_the_model_and_every_rule(trained_store_template: TrainedStore) -> None:
@@ -145,6 +155,24 @@ def test_the_edge_sentence_says_a_loss_as_plainly_as_a_win(trained_store_templat
     assert "0.50% below persistence's, which may be noise" in edge_sentence(with_point(0.995, 0.4)).text
     assert edge_sentence(with_point(0.98, 0.001)).tone == "positive"
     assert edge_sentence(None).text == "No model has been measured yet."
+    baseline = edge_sentence(with_point(1.0, 1.0).model_copy(update={"kind": "baseline"}))
+    assert (
+        baseline.tone == "neutral" and "claims no edge on the price" in baseline.text and "range held" in baseline.text
+    )
+
+
+def test_the_pair_page_says_how_a_version_was_made_and_which_rules_promote(
+    trained_store_template: TrainedStore,
+) -> None:
+    meta = trained_store_template.outcome.metadata
+    assert training_line(meta).startswith(f"{meta.training.epochs} epochs (best {meta.training.best_epoch})")
+    first = trained_store_template.outcome.first
+    assert first is not None and first.metadata.kind == "baseline"
+    assert training_line(first.metadata).startswith("baseline fitted (") and "epochs" not in training_line(
+        first.metadata
+    )
+    rules = promotion_rules(small_pair("x", promotion={"maxRelativeMAE": 0.99}).spec.promotion)
+    assert rules.startswith("test MAE ≤ 0.99 times persistence's;") and "not significantly worse" in rules
 
 
 def test_the_price_chart_opens_the_range_band_at_the_last_close() -> None:
