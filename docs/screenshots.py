@@ -75,6 +75,9 @@ def main() -> int:
             up.wait_for("btc-usdt: LSTM version ", timeout=900)
         driver.get(up.dashboard)
         wait_for_text(driver, "BTC/USDT", "Ready", "Forecast next close", "MAE ratio test", "offline sample data")
+        WebDriverWait(driver, 120, poll_frequency=0.2).until(  # the card has caught up with the LSTM's outcome
+            lambda d: "training:" not in str(d.find_element(By.TAG_NAME, "body").text).lower()
+        )
         full_page(driver, DOCS / "overview.png")
         driver.find_element(By.CSS_SELECTOR, 'a[href="/pair/default/btc-usdt"]').click()
         wait_for_text(driver, "Backtest on the test split", "recorded at training")
