@@ -79,8 +79,9 @@ def main(argv: list[str] | None = None) -> None:
         versions=("torch",),
         notes=[
             "Default model settings of manifests/examples/btc-usdt.yaml on the bundled BTC/USDT hourly candles "
-            "(lookbackDays 1800 uses the whole history); chronological 80/10/10 split with no candle shared "
-            "between splits.",
+            "(lookbackDays 1800 uses the whole history); chronological split into the four data roles (train 75%, "
+            "validation 7.5%, calibration 7.5%, test 10%) with no candle shared between them. The run publishes "
+            "the baseline first, so its promotion line is the gates' verdict against it.",
         ],
     )
 
