@@ -99,6 +99,22 @@ VERSION_PATTERN = r"^\d{8}T\d{6}Z$"
 VERSION_RE = re.compile(VERSION_PATTERN)
 
 
+def version_problem(text: str) -> str | None:
+    """Why `text` names no version, or None. A version matches the pattern and spells a real UTC time
+    (20261399T256161Z matches and spells none, which would fail later, wherever the time is read)."""
+    if VERSION_RE.match(text):
+        try:
+            datetime.strptime(text, VERSION_FORMAT)
+            return None
+        except ValueError:
+            pass
+    return "is not a model version; versions are the UTC time of their run, like 20261126T150000Z"
+
+
+def is_version(text: str) -> bool:
+    return version_problem(text) is None
+
+
 def iso_z(moment: datetime | None = None) -> str:
     """A moment (default: now) as the documents of this project write times: RFC 3339 in UTC with a Z, to the
     second (metadata.json, latest.json, the Kubernetes status, the server's metadata)."""

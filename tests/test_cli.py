@@ -50,6 +50,23 @@ def test_train_on_the_sample_prints_json_metadata(tmp_path: Path) -> None:
     assert (tmp_path / "default" / "btc-usdt" / "versions" / meta["version"] / "metadata.json").exists()
 
 
+def test_a_latest_json_naming_no_time_is_replaced_by_a_baseline(tmp_path: Path) -> None:
+    """20261399T256161Z matches the version pattern but is no time: `train` once died of a strptime traceback.
+    Now the store refuses it in one sentence, and the run replaces what nothing can serve with a baseline."""
+    latest = tmp_path / "default" / "btc-usdt" / "latest.json"
+    latest.parent.mkdir(parents=True)
+    document = {"version": "20261399T256161Z", "storageUri": "x", "modelSha256": "0" * 64, "promotedAt": "x"}
+    latest.write_text(json.dumps(document))
+    result = makeusrich("train", "-f", str(EXAMPLE), *short_training(tmp_path))
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert (
+        "the served version is unusable ('20261399T256161Z' is not a model version; versions are the UTC time of "
+        "their run, like 20261126T150000Z); a baseline replaces it"
+    ) in result.stderr
+    served = json.loads(latest.read_text())["version"]
+    assert (latest.parent / "versions" / served / "metadata.json").is_file()
+
+
 def test_bad_pair_file_is_one_clear_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text(EXAMPLE.read_text().replace("window: 120", "window: 2"))

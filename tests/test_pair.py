@@ -92,6 +92,7 @@ def test_defaults_fill_the_design_contract() -> None:
         ({"model": {"maxEpochs": 0}}, "spec.model.maxEpochs", "greater than or equal to 1"),
         ({"promotion": {"maxRelativeMAE": 0}}, "spec.promotion.maxRelativeMAE", "greater than 0"),
         ({"serving": {"pinnedVersion": "latest"}}, "spec.serving.pinnedVersion", "pattern"),
+        ({"serving": {"pinnedVersion": "20261399T256161Z"}}, "spec.serving.pinnedVersion", "UTC time of their run"),
         ({"windw": 3}, "spec.windw", "unknown field"),
     ],
 )

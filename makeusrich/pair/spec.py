@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-from makeusrich.contract import DEFAULT_LEVELS, INTERVAL_MS, VERSION_PATTERN, Interval, level_problem
+from makeusrich.contract import DEFAULT_LEVELS, INTERVAL_MS, VERSION_PATTERN, Interval, level_problem, version_problem
 from makeusrich.pair.cron import CRON_PATTERN, valid_cron
 
 GROUP = "makeusrich.io"
@@ -94,6 +94,14 @@ class ServingSpec(CamelModel):
     pinned_version: str | None = Field(
         None, pattern=VERSION_PATTERN, description="Serve this model version instead of the promoted one (rollback)."
     )
+
+    @field_validator("pinned_version")
+    @classmethod
+    def _a_time(cls, value: str | None) -> str | None:
+        problem = None if value is None else version_problem(value)
+        if problem:
+            raise ValueError(f"{value} {problem}")
+        return value
 
 
 class CurrencyPairSpec(CamelModel):

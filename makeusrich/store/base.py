@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from makeusrich.contract import VERSION_FORMAT, VERSION_RE, iso_z
+from makeusrich.contract import VERSION_FORMAT, is_version, iso_z, version_problem
 from makeusrich.errors import NotFoundError, StoreError, excerpt
 from makeusrich.store.documents import ModelMetadata, parse_metadata
 
@@ -83,8 +83,9 @@ def new_version(now: datetime | None = None, after: str | None = None) -> str:
 
 
 def check_version(version: str) -> str:
-    if not VERSION_RE.match(version):
-        raise StoreError(f"{excerpt(version)} is not a model version; versions look like 20261126T150000Z")
+    problem = version_problem(version)
+    if problem:
+        raise StoreError(f"{excerpt(version)} {problem}")
     return version
 
 
@@ -174,7 +175,7 @@ class PairStore:
                 "modelSha256, promotedAt; promote a version again to rewrite it"
             )
         history = raw.get("history", [])
-        if not isinstance(history, list) or not all(isinstance(v, str) and VERSION_RE.match(v) for v in history):
+        if not isinstance(history, list) or not all(isinstance(v, str) and is_version(v) for v in history):
             raise StoreError(
                 f"{self.objects.uri(self.prefix + LATEST)} has a history that is not a list of versions; "
                 "promote a version again to rewrite it"
@@ -277,9 +278,7 @@ class PairStore:
         """Version folders: every one (a crash can leave one half-uploaded), or only those with a metadata.json."""
         base = f"{self.prefix}versions/"
         parts = (key[len(base) :].partition("/") for key in self.objects.list(base))
-        return {
-            version for version, _, name in parts if VERSION_RE.match(version) and (name == METADATA or not complete)
-        }
+        return {version for version, _, name in parts if is_version(version) and (name == METADATA or not complete)}
 
     def prune(self, keep: int) -> list[str]:
         """Delete all but the newest `keep` complete versions, never the promoted one, and the incomplete ones

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.alias_generators import to_camel
 
-from makeusrich.contract import VERSION_PATTERN, Interval, TensorSpec
+from makeusrich.contract import VERSION_PATTERN, Interval, TensorSpec, version_problem
 from makeusrich.errors import StoreError
 
 
@@ -259,6 +259,7 @@ class ModelMetadata(_Document):
     interval: Interval
     version: str = Field(pattern=VERSION_PATTERN)
     kind: Literal["lstm", "baseline"] = "lstm"
+
     created_at: str
     source: str
     data: DataSpan
@@ -277,6 +278,14 @@ class ModelMetadata(_Document):
     smoke_test: SmokeTest | None = None
     files: dict[str, StoredFile] = Field(default_factory=dict)  # written by the store
     storage_uri: str | None = None  # written by the store
+
+    @field_validator("version")
+    @classmethod
+    def _a_time(cls, value: str) -> str:
+        problem = version_problem(value)
+        if problem:
+            raise ValueError(f"{value} {problem}")
+        return value
 
 
 def parse_metadata(raw: Mapping[str, Any], where: str = "metadata.json") -> ModelMetadata:

@@ -71,7 +71,8 @@ def serves_nothing(store: PairStore) -> bool:
         latest = store.latest()
         if latest is not None:
             store.model_metadata(latest.version)
-    except StoreError:
+    except StoreError as exc:
+        log.warning(f"the served version is unusable ({exc}); a baseline replaces it", extra={"pair": store.pair})
         return True
     return latest is None
 

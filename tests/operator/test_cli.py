@@ -44,5 +44,6 @@ def test_render_checks_what_it_is_given(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert result.stderr.strip() == (
-        "makeusrich render: 'latest' is not a model version; versions look like 20261126T150000Z"
+        "makeusrich render: 'latest' is not a model version; versions are the UTC time of their run, like "
+        "20261126T150000Z"
     )

@@ -217,6 +217,21 @@ def test_latest_json_remembers_every_version_it_named(pair: PairStore) -> None:
     assert version(3) not in latest.promoted and version(2) not in latest.promoted
 
 
+def test_a_version_name_that_spells_no_time_is_refused_in_one_sentence(
+    pair: PairStore, object_store: ObjectStore
+) -> None:
+    """20261399T256161Z matches the pattern but is no time: read as one, it failed wherever that happened (a
+    strptime traceback from `train`, `up` gone). The store refuses it where it reads it."""
+    publish(pair, 0, promote=True)
+    key = f"{NAMESPACE}/{PAIR}/{LATEST}"
+    named = {**json.loads(object_store.get(key)), "version": "20261399T256161Z"}
+    object_store.put(key, json.dumps(named).encode())
+    with pytest.raises(StoreError, match=r"^'20261399T256161Z' is not a model version; versions are the UTC time"):
+        pair.latest()
+    object_store.put(f"{NAMESPACE}/{PAIR}/versions/20261399T256161Z/{METADATA}", b"{}")
+    assert pair.versions() == [version(0)]  # a folder of that name is no version either
+
+
 def test_the_next_run_removes_what_crashed_runs_left(
     pair: PairStore, object_store: ObjectStore, tmp_path: Path
 ) -> None:
