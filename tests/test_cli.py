@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from makeusrich.cli import build_parser
-from tests.fixtures.shell import ROOT, makeusrich
+from tests.fixtures.shell import ROOT, clean_env, makeusrich
 
 EXAMPLE = ROOT / "manifests" / "examples" / "btc-usdt.yaml"
 
@@ -65,6 +65,14 @@ def test_a_latest_json_naming_no_time_is_replaced_by_a_baseline(tmp_path: Path) 
     ) in result.stderr
     served = json.loads(latest.read_text())["version"]
     assert (latest.parent / "versions" / served / "metadata.json").is_file()
+
+
+def test_a_password_in_the_s3_endpoint_is_never_repeated() -> None:
+    env = clean_env(S3_ENDPOINT="http://admin:hunter2@127.0.0.1:9", AWS_ACCESS_KEY_ID="a", AWS_SECRET_ACCESS_KEY="b")
+    for args in (("train", "-f", str(EXAMPLE), "--source", "sample"), ("serve",)):
+        result = makeusrich(*args, "--store", "s3://models", env=env)
+        assert result.returncode == 1 and "hunter2" not in result.stdout + result.stderr, result.stderr[-2000:]
+        assert "had a user name or password before '@' (not repeated here)" in result.stderr.splitlines()[-1]
 
 
 def test_bad_pair_file_is_one_clear_line(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import NoReturn
@@ -72,9 +73,19 @@ def _flag(name: str, default: bool) -> bool:
     raise StoreError(f"{name}={value!r} is not a yes/no value; set it to 1 or 0")
 
 
+USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)?[^/@]*@", re.IGNORECASE)
+"""A user name and password written into a URL (`http://user:pass@host`), which minio would not use anyway."""
+
+
 def parse_endpoint(value: str | None) -> tuple[str, bool]:
     """`(host[:port], secure)` from an endpoint setting: a scheme wins, S3_USE_HTTPS decides without one."""
     value = (value or "").strip() or DEFAULT_ENDPOINT
+    shown = USERINFO.sub(r"\1", value)  # what a message may repeat: never a password written into the URL
+    if shown != value:
+        raise StoreError(
+            f"S3 endpoint {shown!r} had a user name or password before '@' (not repeated here); remove it and give "
+            "the credentials in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+        )
     if "://" not in value:
         host, secure = value.rstrip("/"), _flag("S3_USE_HTTPS", True)
     else:

@@ -553,6 +553,10 @@ def test_parse_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("S3_USE_HTTPS", "maybe")
     with pytest.raises(StoreError, match="S3_USE_HTTPS"):
         parse_endpoint("minio:9000")
+    for secret in ("http://user:hunter2@minio:9000", "admin:hunter2@minio:9000", "https://hunter2@minio/bucket"):
+        with pytest.raises(StoreError, match="user name or password") as caught:
+            parse_endpoint(secret)
+        assert "hunter2" not in str(caught.value) and "AWS_SECRET_ACCESS_KEY" in str(caught.value)
 
 
 def test_http_client_has_bounded_timeouts_and_retries() -> None:
