@@ -91,6 +91,6 @@ def run_ui(config: UIConfig, auth: AuthConfig | None = None) -> None:
         storage_secret=auth.storage_secret,
         show_welcome_message=False,
         uvicorn_logging_level=config.log_level,
-        proxy_headers=True,
-        forwarded_allow_ips=config.trusted_proxies,
+        proxy_headers=bool(config.trusted_proxies),  # no proxy is trusted unless one is named
+        forwarded_allow_ips=config.trusted_proxies or None,
     )

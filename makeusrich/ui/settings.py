@@ -63,9 +63,9 @@ class UIConfig(PairSourceSettings, MarketSettings):
         "came over TLS",
     )
     trusted_proxies: str = Field(
-        "127.0.0.1",
+        "",
         description="comma-separated addresses (or *) whose X-Forwarded-For and X-Forwarded-Proto are believed, as "
-        "an ingress sets them",
+        "an ingress sets them; none by default (loopback is anyone on the machine, and kubectl port-forward)",
         json_schema_extra={"metavar": "IPS"},
     )
     log_level: str = Field("warning", description="log level of the dashboard's web server")
