@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import os
 import re
+import subprocess
+import sys
+import tracemalloc
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -189,12 +193,43 @@ def test_hostile_pair_files_are_one_sentence(tmp_path: Path) -> None:
     big.write_text("spec:\n  x: [" + "1, " * 400_000 + "1]\n")
     with pytest.raises(PairError, match="is larger than 1 MiB"):
         load_pair(big)
-    with pytest.raises(PairError, match="is larger than 1 MiB"):
-        load_pair("/dev/zero")  # read no further than the limit
+    with pytest.raises(PairError, match="/dev/zero is not a regular file"):
+        load_pair("/dev/zero")  # not read at all
     long_value = patched_example({"currency": "x" * 10_000})
     with pytest.raises(PairError) as caught:
         parse_pair(long_value)
     assert len(str(caught.value)) < 300 and "xxx…" in str(caught.value)
+
+
+def test_a_fifo_in_the_pairs_folder_is_refused_and_the_files_after_it_are_read(tmp_path: Path) -> None:
+    """A FIFO named evil.yaml hung `up`'s scan for good (nothing writes to it); it is no regular file."""
+    os.mkfifo(tmp_path / "evil.yaml")
+    (tmp_path / "later.yaml").write_text(EXAMPLE.read_text())
+    # In a child process, so that a regression fails here (killed at the bound) instead of hanging the suite.
+    script = "import sys; from makeusrich.pair import read_pair_files; from pathlib import Path\n"
+    script += "for f in read_pair_files(Path(sys.argv[1])): print(f.path.name, f.problem)"
+    read = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert read.stdout.splitlines() == [
+        f"evil.yaml {tmp_path / 'evil.yaml'} is not a regular file; a pair file is a YAML or JSON file",
+        "later.yaml None",
+    ], read.stderr
+
+
+def test_rewritten_large_pair_files_are_not_kept_whole(tmp_path: Path) -> None:
+    """Parsed pairs are kept by their file's digest: rewritten large pair files were once kept whole, the cache
+    keyed by their content (40 files of 1 MiB: 37 MiB more a round, up to 4,096 entries)."""
+    padding = "#" + "x" * (256 * 1024) + "\n"
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(8):  # eight contents of 256 KiB: 2 MiB, had they been kept
+            path = tmp_path / f"pair-{i % 2}.yaml"
+            path.write_text(f"# rewrite {i}\n{padding}{EXAMPLE.read_text()}")
+            assert load_pair(path).name == "btc-usdt"
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 512 * 1024, f"{grown / 1024:.0f} KiB kept after reading eight files of 256 KiB"
 
 
 def test_manifests_are_not_stale() -> None:

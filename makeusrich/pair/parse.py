@@ -3,8 +3,11 @@ error that names each bad field, and written back (`pair_document`)."""
 
 from __future__ import annotations
 
-import functools
+import collections
+import hashlib
 import os
+import stat
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,20 +89,39 @@ MAX_PAIR_BYTES = 1024 * 1024
 
 
 def load_pair(path: str | Path) -> CurrencyPair:
-    """Read a pair file (YAML or JSON). The first CurrencyPair document is used."""
+    """Read a pair file (YAML or JSON). The first CurrencyPair document is used. Only a regular file is read: a
+    FIFO or a device in a pairs folder would block the reader (O_NONBLOCK lets the open itself return)."""
     try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_PAIR_BYTES + 1)
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise PairError(f"cannot read pair file {path}: {exc.strerror or exc}") from None
-    return _parse_file(raw, str(path)).model_copy(deep=True)
+    with os.fdopen(descriptor, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise PairError(f"{path} is not a regular file; a pair file is a YAML or JSON file")
+        try:
+            raw = handle.read(MAX_PAIR_BYTES + 1)
+        except OSError as exc:
+            raise PairError(f"cannot read pair file {path}: {exc.strerror or exc}") from None
+    key = (hashlib.sha256(raw).digest(), str(path))
+    with _PARSED_LOCK:  # the dashboard reads pair files from worker threads
+        parsed = _PARSED.get(key)
+        if parsed is not None:
+            _PARSED.move_to_end(key)
+    if parsed is None:
+        parsed = parse_pair_text(raw, str(path))
+        with _PARSED_LOCK:
+            _PARSED[key] = parsed
+            while len(_PARSED) > PARSED_KEPT:
+                _PARSED.popitem(last=False)
+    return parsed.model_copy(deep=True)
 
 
-@functools.lru_cache(maxsize=4096)
-def _parse_file(raw: bytes, source: str) -> CurrencyPair:
-    """A file's pair, parsed once per content: the tracker and the dashboard read every pair file every round,
-    and YAML plus validation cost forty times the copy `load_pair` hands out."""
-    return parse_pair_text(raw, source)
+PARSED_KEPT = 4096
+_PARSED: collections.OrderedDict[tuple[bytes, str], CurrencyPair] = collections.OrderedDict()
+_PARSED_LOCK = threading.Lock()
+"""Pairs parsed, by their file's sha256 and name, newest used last: the tracker and the dashboard read every pair
+file every round, and YAML plus validation cost forty times the copy `load_pair` hands out. Keyed by a digest,
+not the content, so that a 1 MiB file costs 32 bytes here, not a megabyte."""
 
 
 def parse_pair_text(text: str | bytes, source: str) -> CurrencyPair:
