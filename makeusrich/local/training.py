@@ -8,7 +8,7 @@ import json
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +41,33 @@ def render_line(raw: str, entry: dict[str, Any] | None = None) -> str:
     return text + (f"\n{entry['exception']}" if entry.get("exception") else "")
 
 
+LINE_BYTES_KEPT = 8192
+"""What is kept of one log line: a trainer line can carry a whole error page (a Binance 500 of 200 kB)."""
+
+
+async def log_lines(stream: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    """A child's lines, each cut to LINE_BYTES_KEPT. A line longer than the reader's buffer (asyncio's readline
+    raises on one, which stopped the runner reading and left the child blocked on its pipe) is read through in
+    pieces: its head is kept with a mark, the rest dropped."""
+    cut = False  # inside a line too long for the buffer, whose head was already given
+    while True:
+        try:
+            line = await stream.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:  # the end, maybe after a last line without a newline
+            if exc.partial and not cut:
+                yield exc.partial[:LINE_BYTES_KEPT]
+            return
+        except asyncio.LimitOverrunError as exc:
+            piece = await stream.readexactly(exc.consumed)
+            if not cut:
+                yield piece[:LINE_BYTES_KEPT] + b" [line cut]"
+                cut = True
+            continue
+        if not cut:
+            yield line[:LINE_BYTES_KEPT]
+        cut = False
+
+
 async def follow(
     process: asyncio.subprocess.Process,
     store: PairStore,
@@ -53,7 +80,7 @@ async def follow(
     saying each epoch and each warning on the terminal."""
     assert process.stderr is not None
     written = 0.0
-    async for raw in process.stderr:
+    async for raw in log_lines(process.stderr):
         text = raw.decode(errors="replace").rstrip("\n")
         entry = log_entry(text)
         shown = render_line(text, entry)

@@ -17,7 +17,7 @@ import pytest
 from makeusrich.errors import CandleError, StoreError
 from makeusrich.local import runner as runner_module
 from makeusrich.local.runner import PairSlot, Runner, UpPlan, seed_pairs
-from makeusrich.local.training import outcome, render_line
+from makeusrich.local.training import LINE_BYTES_KEPT, log_lines, outcome, render_line
 from makeusrich.market import CandleFeed, Source, binance
 from makeusrich.pair import read_pair_files
 from makeusrich.store import ObjectStore, PairStore, RunState, read_run_state, write_run_log, write_run_state
@@ -90,6 +90,22 @@ def test_log_lines_read_as_a_person_reads_them() -> None:
     assert render_line(failed) == "error boom\nTraceback ..."
     assert render_line("makeusrich train: the store is full") == "makeusrich train: the store is full"
     assert render_line("[1, 2]") == "[1, 2]"
+
+
+async def test_a_log_line_longer_than_the_pipe_buffer_is_cut_and_reading_goes_on() -> None:
+    """A trainer log line of 200 kB (a Binance 500 with its error page) stopped `up` reading the trainer's pipe
+    ("Separator is not found, and chunk exceed the limit"), so the trainer blocked writing and never ended."""
+    script = (
+        "import sys; w = sys.stderr.write; w('x' * 200_000 + '\\n'); w('{\"message\": \"epoch done\"}\\n');"
+        "w('y' * 300_000)"
+    )
+    child = await asyncio.create_subprocess_exec(sys.executable, "-c", script, stderr=asyncio.subprocess.PIPE)
+    assert child.stderr is not None
+    lines = [line async for line in log_lines(child.stderr)]
+    assert await child.wait() == 0  # it was never left blocked on a full pipe
+    assert lines[0] == b"x" * LINE_BYTES_KEPT + b" [line cut]"
+    assert lines[1] == b'{"message": "epoch done"}\n'  # the next line whole, as the runner's progress needs
+    assert lines[2] == b"y" * LINE_BYTES_KEPT + b" [line cut]" and len(lines) == 3
 
 
 def test_a_training_shows_its_progress_and_a_failure_its_reason_on_the_card() -> None:
