@@ -234,6 +234,8 @@ class Runner:
         if slot.ran is not None and (last is None or slot.ran.started_at > last.started_at):
             last = slot.ran
         now = self.clock()
+        if last is not None and last.state == "training" and slot.ran is None:
+            last = await self._close_orphan(slot, store, last, now)
         due = due_at(slot.pair, latest.version if latest else None, last, now)
         if due is None:
             self._tell(slot, f"{slot.pair.name}: suspended (spec.suspend); not trained")
@@ -242,6 +244,23 @@ class Runner:
             slot.task = asyncio.create_task(self._train(slot, why))
         else:
             self._tell(slot, f"{slot.pair.name}: next training {due:%Y-%m-%d %H:%M} UTC ({slot.pair.spec.schedule})")
+
+    async def _close_orphan(self, slot: PairSlot, store: PairStore, last: RunState, now: datetime) -> RunState:
+        """A run still "training" that this runner never started was cut off with an earlier runner (killed, or
+        the machine stopped): say so in the store, or the card shows it training until the next schedule."""
+        closed = last.model_copy(
+            update={
+                "state": "interrupted",
+                "finished_at": iso_z(now),
+                "message": "cut off when an earlier makeusrich up stopped before it ended; the served model is "
+                "unchanged",
+            }
+        )
+        try:
+            await asyncio.to_thread(write_run_state, store, closed)
+        except StoreError as exc:
+            self._tell(slot, f"{slot.pair.name}: {exc}")
+        return closed
 
     def _tell(self, slot: PairSlot, text: str) -> None:
         if slot.told != text:

@@ -20,7 +20,15 @@ from makeusrich.local.runner import PairSlot, Runner, UpPlan, seed_pairs
 from makeusrich.local.training import LINE_BYTES_KEPT, log_lines, outcome, render_line
 from makeusrich.market import CandleFeed, Source, binance
 from makeusrich.pair import read_pair_files
-from makeusrich.store import ObjectStore, PairStore, RunState, read_run_state, write_run_log, write_run_state
+from makeusrich.store import (
+    ObjectStore,
+    PairStore,
+    RunState,
+    pair_store,
+    read_run_state,
+    write_run_log,
+    write_run_state,
+)
 from makeusrich.store.runs import LOGS_KEPT
 from makeusrich.ui.badges import badges, run_progress
 from makeusrich.ui.card import PairState
@@ -158,6 +166,21 @@ def test_a_training_killed_by_the_kernel_is_a_failure_not_an_interruption(tmp_pa
     assert killed.state == "failed" and "killed by signal 9 (SIGKILL; out of memory?)" in str(killed.message)
     assert killed.finished_at == "2026-12-01T17:05:00Z"
     assert outcome(state, -2, b"", [], "x.log", now, stopped=True).state == "interrupted"
+
+
+def test_a_run_cut_off_with_an_earlier_runner_is_closed_at_the_next_start(tmp_path: Path) -> None:
+    """`up` killed mid-training left the run "training" in the store: the card said "Training: epoch 1 of 6" until
+    the next scheduled run, hours later. The next runner closes it as interrupted, saying why."""
+    up, _ = runner(tmp_path, str(tmp_path / "store"))
+    pair = small_pair(suspend=True)  # nothing is trained here: only the run state is looked at
+    store = pair_store(str(tmp_path / "store"), pair.namespace, pair.name)
+    write_run_state(store, RunState(state="training", started_at="2026-12-01T17:00:00Z", spec_sha256="a", epoch=1))
+    asyncio.run(up._plan_pair(PairSlot(tmp_path / "btc-usdt.yaml", pair)))
+    closed = read_run_state(store)
+    assert closed is not None and closed.state == "interrupted" and closed.epoch == 1
+    assert "cut off when an earlier makeusrich up stopped" in str(closed.message) and closed.finished_at
+    card = PairState("default/btc-usdt", "btc-usdt", "default", pair, run=closed)
+    assert "Training" not in [b.text for b in badges(card)] and "Training:" not in card_html(card, None)
 
 
 def test_a_training_that_cannot_even_start_is_said_and_waits_for_its_schedule(tmp_path: Path) -> None:
