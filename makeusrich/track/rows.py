@@ -133,12 +133,20 @@ def score_rows(rows: pd.DataFrame, closes: pd.Series, now: datetime) -> tuple[pd
     return scored, count
 
 
-def last_seen_origin(rows: pd.DataFrame) -> pd.Timestamp | None:
-    """The newest origin recorded live or as a gap: a replayed row never stands for a close the tracker saw."""
-    seen = rows["kind"].to_numpy() != REPLAYED
+def last_seen_origin(rows: pd.DataFrame, newest: pd.Timestamp) -> pd.Timestamp | None:
+    """The newest origin recorded live or as a gap, up to `newest` (the newest close by the clock): a replayed row
+    never stands for a close the tracker saw, and an origin after `newest` (written while a clock ran ahead) must
+    not hold the record back until the clock reaches it."""
+    origins = as_nanoseconds(rows["origin"])
+    seen = (rows["kind"].to_numpy() != REPLAYED) & (origins <= newest.value)
     if not seen.any():
         return None
-    return pd.Timestamp(int(as_nanoseconds(rows["origin"])[seen].max()), tz="UTC")
+    return pd.Timestamp(int(origins[seen].max()), tz="UTC")
+
+
+def future_origins(rows: pd.DataFrame, newest: pd.Timestamp) -> int:
+    """How many origins lie after the newest close by the clock: rows a clock that ran ahead wrote."""
+    return int(np.unique(as_nanoseconds(rows["origin"])[as_nanoseconds(rows["origin"]) > newest.value]).size)
 
 
 def oldest_unscored_target(rows: pd.DataFrame, since: pd.Timestamp) -> pd.Timestamp | None:

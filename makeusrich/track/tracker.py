@@ -43,6 +43,7 @@ from makeusrich.track.decide import (
 from makeusrich.track.rows import (
     closes_by_moment,
     forecast_rows,
+    future_origins,
     gap_rows,
     last_seen_origin,
     oldest_unscored_target,
@@ -316,7 +317,14 @@ class Tracker(RoundLoop):
         step = pd.Timedelta(milliseconds=interval_ms(spec.interval))
         newest = newest_close(now, step)
         held = self._files(pair).rows(*await self.offload(self._fetch, pair, state.summary, now))
-        last_seen = last_seen_origin(held)
+        last_seen = last_seen_origin(held, newest)
+        ahead = future_origins(held, newest)
+        if ahead:
+            log.warning(
+                f"{ahead} recorded origins lie after the newest close by this clock ({newest.isoformat()}); a clock "
+                "ran ahead when they were written: they are kept, and the record goes on from the clock",
+                extra={"pair": record.key},
+            )
         origins = due_origins(last_seen, newest, step)
         unscored = oldest_unscored_target(held, newest - step * SCORE_BACK)
         window = state.model.window if state.model is not None else spec.model.window

@@ -16,7 +16,15 @@ from makeusrich.pair import CurrencyPair
 from makeusrich.pair_sources import EmbeddedSource
 from makeusrich.store import TrackFiles, pair_store
 from makeusrich.store.track_schema import GAP, LIVE, checked_rows, empty_rows, month_rows
-from makeusrich.track.rows import append_rows, forecast_rows, gap_rows, score_rows
+from makeusrich.track.decide import due_origins
+from makeusrich.track.rows import (
+    append_rows,
+    forecast_rows,
+    future_origins,
+    gap_rows,
+    last_seen_origin,
+    score_rows,
+)
 from makeusrich.track.summary import summarize
 from makeusrich.track.tracker import Tracker
 from tests.fixtures.models import small_pair
@@ -32,6 +40,18 @@ def test_an_origin_is_recorded_once() -> None:
     again = forecast_rows(T0, HOUR, "v2", 100.0, [99.0], None, None, NOW)
     rows = append_rows(append_rows(empty_rows(), first), again)
     assert len(rows) == 1 and rows["version"].iloc[0] == "v1" and rows["forecast"].iloc[0] == 101.0
+
+
+def test_an_origin_a_clock_ahead_wrote_does_not_stop_the_record() -> None:
+    """A clock once a day ahead wrote an origin 24 hours in the future; the record then waited silently for the clock
+    to reach it. The record goes on from the clock, and what lies ahead is counted (the tracker warns of it)."""
+    newest = T0 + 5 * HOUR
+    rows = empty_rows()
+    for origin in (T0, T0 + HOUR, T0 + 25 * HOUR):
+        rows = append_rows(rows, forecast_rows(origin, HOUR, "v1", 100.0, [101.0], None, None, NOW))
+    assert last_seen_origin(rows, newest) == T0 + HOUR
+    assert due_origins(last_seen_origin(rows, newest), newest, HOUR) == [T0 + i * HOUR for i in range(2, 6)]
+    assert future_origins(rows, newest) == 1 and future_origins(rows, T0 + 25 * HOUR) == 0
 
 
 def test_scoring_fills_errors_and_direction_by_hand_and_leaves_gaps_and_open_targets_alone() -> None:
