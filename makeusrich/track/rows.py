@@ -146,7 +146,8 @@ def last_seen_origin(rows: pd.DataFrame, newest: pd.Timestamp) -> pd.Timestamp |
 
 def future_origins(rows: pd.DataFrame, newest: pd.Timestamp) -> int:
     """How many origins lie after the newest close by the clock: rows a clock that ran ahead wrote."""
-    return int(np.unique(as_nanoseconds(rows["origin"])[as_nanoseconds(rows["origin"]) > newest.value]).size)
+    origins = as_nanoseconds(rows["origin"])
+    return int(np.unique(origins[origins > newest.value]).size)
 
 
 def oldest_unscored_target(rows: pd.DataFrame, since: pd.Timestamp) -> pd.Timestamp | None:

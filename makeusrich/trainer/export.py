@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import onnx
@@ -68,12 +69,17 @@ def check_parity(model: Forecaster, model_bytes: bytes, candles: np.ndarray) -> 
     published)."""
     with torch.no_grad():
         expected = model.cpu().eval()(torch.from_numpy(np.asarray(candles, dtype=np.float32)))
-    got = run_onnx(onnx_session(model_bytes), candles)
-    worst = max(float(np.max(np.abs(g - e.numpy()) / np.abs(e.numpy()))) for g, e in zip(got, expected, strict=True))
+    return parity(run_onnx(onnx_session(model_bytes), candles), [e.numpy() for e in expected], "the trained one")
+
+
+def parity(got: Sequence[np.ndarray], expected: Sequence[np.ndarray], reference: str) -> float:
+    """Largest relative difference between an exported graph's outputs and those of `reference` it was built from;
+    raises beyond PARITY_RTOL: a graph that changes a forecast is a bug and is never published."""
+    worst = max(float(np.max(np.abs(g - e) / np.abs(e))) for g, e in zip(got, expected, strict=True))
     if not worst <= PARITY_RTOL:
         raise MakeUsRichError(
-            f"the exported ONNX model differs from the trained one by {worst:.2e} (relative) on held-out "
-            "windows; this is a bug in the export, please report it"
+            f"the exported ONNX model differs from {reference} by {worst:.2e} (relative) on held-out windows; this "
+            "is a bug in the export, please report it"
         )
     return worst
 

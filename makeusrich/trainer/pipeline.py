@@ -15,8 +15,6 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 
-import numpy as np
-
 from makeusrich.errors import MakeUsRichError, StoreError
 from makeusrich.market import DEFAULT_RETRIES, CandleSet, Source, interval_ms, load_candles
 from makeusrich.onnxrt import onnx_session
@@ -25,7 +23,7 @@ from makeusrich.store import MODEL_KINDS, ModelMetadata, PairStore, RangeMetrics
 from makeusrich.trainer import promotion
 from makeusrich.trainer.baseline import baseline_onnx, baseline_outputs, fit_baseline
 from makeusrich.trainer.evaluation import calibrate, measure, smoke_test
-from makeusrich.trainer.export import PARITY_RTOL, check_parity, export_onnx, run_onnx, triton_config
+from makeusrich.trainer.export import check_parity, export_onnx, parity, run_onnx, triton_config
 from makeusrich.trainer.features import Prepared, prepare
 from makeusrich.trainer.metadata import (
     baseline_info,
@@ -51,30 +49,23 @@ class Outcome:
     first: Outcome | None = None  # the baseline this run published first, when the pair served nothing
 
 
-def live_only(store: PairStore, source: Source) -> Source:
-    """`auto` is Binance alone once the served model was trained on Binance's candles: a network blip must not
-    replace it with a model of the 2022 sample (the run fails offline instead, and the served model stays)."""
-    if source.kind != "auto":
-        return source
+def served_now(store: PairStore) -> ModelMetadata | None:
+    """The served version's metadata, read once at a run's start; None when nothing is served or what latest.json
+    names is unusable (said: serving refuses it too, and the run replaces it with a baseline)."""
     try:
         latest = store.latest()
-        served = store.model_metadata(latest.version).source if latest else None
-    except StoreError:
-        served = None  # an unreadable promoted version: serving refuses it anyway, any model is better
-    return Source("binance") if served is not None and served.startswith("binance") else source
-
-
-def serves_nothing(store: PairStore) -> bool:
-    """Whether the pair has no servable version: none promoted, or the promoted one unreadable (serving refuses
-    it). Then the run publishes the baseline first."""
-    try:
-        latest = store.latest()
-        if latest is not None:
-            store.model_metadata(latest.version)
+        return store.model_metadata(latest.version) if latest else None
     except StoreError as exc:
         log.warning(f"the served version is unusable ({exc}); a baseline replaces it", extra={"pair": store.pair})
-        return True
-    return latest is None
+        return None
+
+
+def live_only(served: ModelMetadata | None, source: Source) -> Source:
+    """`auto` is Binance alone once the served model was trained on Binance's candles: a network blip must not
+    replace it with a model of the 2022 sample (the run fails offline instead, and the served model stays)."""
+    if source.kind == "auto" and served is not None and served.source.startswith("binance"):
+        return Source("binance")
+    return source
 
 
 def publish(store: PairStore, document: ModelMetadata, model: bytes) -> ModelMetadata:
@@ -116,12 +107,7 @@ def run_baseline(
     model = baseline_onnx(fit)
     session = onnx_session(model, threads)
     windows = data.raw_windows(data.split.test[-PARITY_WINDOWS:])
-    parity = max(
-        float(np.max(np.abs(got - expected) / np.abs(expected)))
-        for got, expected in zip(run_onnx(session, windows), baseline_outputs(fit, windows), strict=True)
-    )
-    if not parity <= PARITY_RTOL:
-        raise MakeUsRichError(f"the baseline's ONNX graph differs from its own arithmetic by {parity:.2e}; a bug")
+    worst = parity(run_onnx(session, windows), baseline_outputs(fit, windows), "its numpy arithmetic")
     metrics = measure(data, session, levels)
     document = build_metadata(
         pair,
@@ -131,7 +117,7 @@ def run_baseline(
         data,
         metrics,
         promotion.first_promotion(metrics, pair.spec.promotion, "baseline"),
-        baseline_training(time.perf_counter() - started, parity, threads),
+        baseline_training(time.perf_counter() - started, worst, threads),
         smoke_test(session, data),
         baseline=baseline_info(fit),
     )
@@ -164,22 +150,23 @@ def run_training(
     threads = configure_threads()
     store = pair_store(store_url, pair.namespace, pair.name)
     spec = pair.spec
-    candles = load_candles(spec, live_only(store, source), store, now=now, api_url=api_url, max_retries=max_retries)
+    served = served_now(store)
+    candles = load_candles(spec, live_only(served, source), store, now=now, api_url=api_url, max_retries=max_retries)
     log.info(
         "candles ready", extra={"pair": pair.name, "summary": candles.report.summary(), "requests": candles.requests}
     )
     data = prepare(candles.frame, spec.model.window, spec.model.horizon, interval_ms(spec.interval))
-    first = run_baseline(pair, store, candles, data, threads, now) if serves_nothing(store) else None
+    first = run_baseline(pair, store, candles, data, threads, now) if served is None else None
     result = train(data, spec.model, progress)
     levels = spec.model.quantiles
     margins = calibrate(result.core.cpu(), data, levels)
     forecaster = Forecaster(result.core, data.feature_scaler, data.target_scaler, margins)
     model = export_onnx(forecaster, data.window)
-    parity = check_parity(forecaster, model, data.raw_windows(data.split.test[-PARITY_WINDOWS:]))
+    worst = check_parity(forecaster, model, data.raw_windows(data.split.test[-PARITY_WINDOWS:]))
     session = onnx_session(model, threads)
     metrics = measure(data, session, levels)
     decided = promotion.decide(store, data, session, metrics, spec.promotion, levels)
-    training = lstm_training(result, parity, threads, round(time.perf_counter() - started, 3))
+    training = lstm_training(result, worst, threads, round(time.perf_counter() - started, 3))
     document = build_metadata(
         pair,
         store.next_version(now),

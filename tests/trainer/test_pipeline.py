@@ -19,7 +19,7 @@ from makeusrich.pair import CurrencyPair
 from makeusrich.store import pair_store
 from makeusrich.trainer.export import onnx_session, run_onnx
 from makeusrich.trainer.features import prepare
-from makeusrich.trainer.pipeline import live_only, run_training, summary
+from makeusrich.trainer.pipeline import live_only, run_training, served_now, summary
 from makeusrich.trainer.train import train
 from tests.fixtures.fake_binance import FakeBinance
 from tests.fixtures.metadata import metadata_document
@@ -217,14 +217,14 @@ def test_auto_never_replaces_a_model_trained_on_binance_with_one_of_the_sample(t
     """Offline with a Binance-trained model served: the run fails at once, and the served model stays."""
     store_url = str(tmp_path / "store")
     store = pair_store(store_url, "default", "btc-usdt")
-    assert live_only(store, Source("auto")) == Source("auto")  # nothing served yet: the sample may stand in
+    assert live_only(served_now(store), Source("auto")) == Source("auto")  # nothing served yet: the sample may stand in
     version = "20261201T000000Z"
     for source, expected in (("sample", Source("auto")), ("binance", Source("binance"))):
         path = tmp_path / source
         served = pair_store(str(path), "default", "btc-usdt")
         served.publish(version, {served.model_path(): b"onnx"}, metadata_document(version, source=source), True)
-        assert live_only(served, Source("auto")) == expected
-        assert live_only(served, Source("sample")) == Source("sample")  # what the user asked for, as asked
+        assert live_only(served_now(served), Source("auto")) == expected
+        assert live_only(served_now(served), Source("sample")) == Source("sample")  # what the user asked for, as asked
     with pytest.raises(OfflineError, match="cannot reach Binance at 127.0.0.1:9"):
         run_training(small_pair(), Source("auto"), str(tmp_path / "binance"), api_url="http://127.0.0.1:9/api")
     latest = pair_store(str(tmp_path / "binance"), "default", "btc-usdt").latest()
