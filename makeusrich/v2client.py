@@ -38,6 +38,26 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 SERVING_URL_ENV = "MAKEUSRICH_SERVING_URL"
+# The most of one answer a client reads: a batch of 4,096 windows of a 24-step model with 5 quantile levels is
+# about 12 MB of JSON; a server that sends more is broken or hostile, and reading it whole would cost the
+# tracker or the dashboard its memory.
+MAX_ANSWER_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A model server's answer, read whole but never past the client's limit."""
+
+    status_code: int
+    content: bytes
+    reason_phrase: str = ""
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
 
 
 @dataclass(frozen=True)
@@ -182,10 +202,15 @@ class V2Client:
     """`async with V2Client(url) as client: ...`; or call `aclose()` when done."""
 
     def __init__(
-        self, base_url: str = DEFAULT_URL, timeout: float = 5.0, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        base_url: str = DEFAULT_URL,
+        timeout: float = 5.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_answer_bytes: int = MAX_ANSWER_BYTES,
     ):
         self.base_url = check_url(base_url)
         self.timeout = timeout
+        self.max_answer_bytes = max_answer_bytes
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
@@ -202,10 +227,15 @@ class V2Client:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _request(self, method: str, path: str, body: bytes | None = None) -> httpx.Response:
+    async def _request(self, method: str, path: str, body: bytes | None = None) -> Answer:
         headers = {"content-type": "application/json"} if body is not None else None
+        request = self._http.build_request(method, path, content=body, headers=headers)
         try:
-            return await self._http.request(method, path, content=body, headers=headers)
+            response = await self._http.send(request, stream=True)
+            try:
+                return Answer(response.status_code, await self._read(response, method, path), response.reason_phrase)
+            finally:
+                await response.aclose()
         except httpx.TimeoutException:
             raise ServingError(
                 f"{method} {self.base_url}{path} timed out after {self.timeout:g} s; the server is overloaded or stuck"
@@ -216,7 +246,24 @@ class V2Client:
                 "is `makeusrich serve` running there?"
             ) from None
 
-    async def _fail(self, response: httpx.Response, model: str | None) -> ServingError:
+    async def _read(self, response: httpx.Response, method: str, path: str) -> bytes:
+        """The answer's body, refused (by its Content-Length, or once it grows past the limit) when too big."""
+        too_big = ServingError(
+            f"{method} {self.base_url}{path} answered more than {self.max_answer_bytes:,} bytes; refused unread"
+        )
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_answer_bytes:
+            raise too_big
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > self.max_answer_bytes:
+                raise too_big
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def _fail(self, response: Answer, model: str | None) -> ServingError:
         try:
             message = str(response.json().get("error") or response.text)
         except (ValueError, AttributeError):

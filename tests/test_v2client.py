@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -214,3 +215,49 @@ async def test_not_ready_and_odd_answers_from_any_v2_server() -> None:
             await v2.server_metadata()
         with pytest.raises(ServingError, match=r"candles must be \[window, 5\] or \[batch, window, 5\]"):
             await v2.infer("m", np.ones(5))
+
+
+async def test_an_answer_past_the_limit_is_refused_unread() -> None:
+    """A server that declares a huge body, or streams one without end (chunked, or a small gzip that inflates),
+    is refused once the limit is passed: the client never holds more than the limit in memory."""
+    sent: dict[str, int] = {}
+    endless = 64 * 1024 * 1024  # more than a client would survive reading whole, were it not refused
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        line = await reader.readline()
+        while (await reader.readline()).strip():
+            pass  # the request's headers
+        path = line.split()[1].decode()
+        try:
+            if path == "/v2/models/claims":
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 200000000\r\n\r\n{")
+            elif path == "/v2/models/bomb":
+                body = gzip.compress(b" " * (4 * 1024 * 1024))
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n" % len(body) + body
+                )
+            else:
+                writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+                chunk = b"[" * 65536
+                sent["bytes"] = 0
+                while sent["bytes"] < endless:
+                    writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    await writer.drain()
+                    sent["bytes"] += len(chunk)
+            await writer.drain()
+        except ConnectionError:
+            pass  # the client hung up, as it should
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with V2Client(f"http://127.0.0.1:{port}", timeout=10, max_answer_bytes=1024 * 1024) as v2:
+            for name in ("claims", "bomb", "endless"):
+                with pytest.raises(ServingError, match=r"answered more than 1,048,576 bytes; refused unread"):
+                    await v2.model_metadata(name)
+        assert sent["bytes"] < endless  # it hung up rather than read to the end
+    finally:
+        server.close()
+        await server.wait_closed()
