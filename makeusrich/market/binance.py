@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -262,11 +262,12 @@ def fetch_klines(
 ) -> KlineFetch:
     """Closed candles of `symbol` with open times in [start_ms, end_ms] (epoch ms; end None: up to now).
 
-    The frame is what Binance sent, oldest first, minus the candle still open (its close_time not yet past
-    by `clock`): run `clean_candles` on it, so that its report names whatever validation drops. Each request
-    gets `max_retries` retries; a `Retry-After` longer than `max_wait_s` fails at once rather than stalling a
-    trainer. `on_page` sees a `FetchProgress` after every page (the last one holds the totals). `client` reuses
-    a client from `make_client` (then `api_url` and `timeout` are the client's own, and it is left open)."""
+    The frame is what Binance sent, oldest first, minus the candle still open (its open time plus the interval
+    not yet past by `clock`, whatever its close_time claims): run `clean_candles` on it, so that its report names
+    whatever validation drops. Each request gets `max_retries` retries; a `Retry-After` longer than `max_wait_s`
+    fails at once rather than stalling a trainer. `on_page` sees a `FetchProgress` after every page (the last one
+    holds the totals). `client` reuses a client from `make_client` (then `api_url` and `timeout` are the client's
+    own, and it is left open)."""
     symbol = symbol.strip().upper()
     step = interval_ms(interval)
     if max_retries < 0:
@@ -313,6 +314,16 @@ def fetch_klines(
     finally:
         if client is None:
             api.close_connection()
-    closed = [row for row in rows if int(row[6]) < now_ms - CLOCK_SKEW_MS]
+    closed = [row for row in rows if _closed(row, step, now_ms - CLOCK_SKEW_MS)]
     frame = candles_from_klines(closed, source=f"binance {symbol} {interval}")
     return KlineFetch(frame, fetch.requests, pages, fetch.retries, fetch.slept_s)
+
+
+def _closed(row: Sequence[Any], step: int, before_ms: int) -> bool:
+    """Whether a kline row had closed before `before_ms` by both its open time and its close_time: a candle that
+    opens ahead of the clock but claims to have closed would otherwise be kept, and the feed would ask only for
+    candles after it, skipping the true ones (a row whose times are no numbers is kept for clean_candles to name)."""
+    try:
+        return int(row[0]) + step <= before_ms and int(row[6]) < before_ms
+    except (TypeError, ValueError, IndexError):
+        return True

@@ -365,6 +365,37 @@ def test_a_candle_that_never_comes_is_a_gap_and_a_deleted_pair_stops_being_track
     assert rows["reason"].iloc[2] == f"the candle closing at {iso(world.close_of(first + 1))} never came"
 
 
+def test_a_candle_that_lies_about_its_close_is_not_taken_and_the_feed_goes_on(
+    world: World, model_server: RunningServer
+) -> None:
+    """A kline that opens ahead of the clock but claims to have closed is still open by its open time: it is not
+    taken, and the candles the exchange serves later are recorded as live forecasts, not as gaps."""
+    first = len(world.all_rows) - 8
+    world.advance(first)
+    tracker = world.tracker(model_server)
+
+    async def rounds() -> list[Any]:
+        await tracker.round()  # the record has begun
+        world.advance(first + 1)
+        liar = list(world.all_rows[first + 2])  # a candle that opens in an hour...
+        liar[6] = int(world.now_s * 1000) - 60_000  # ...says it closed a minute ago
+        world.fake.add_rows("BTCUSDT", "1h", [*world.all_rows[: first + 1], liar])
+        reports = [await tracker.round()]
+        for served in (first + 2, first + 3):  # the exchange serves the truth as each candle closes
+            world.advance(served)
+            reports.append(await tracker.round())
+        await tracker.aclose()
+        return reports
+
+    reports = run(rounds())
+    assert [(r.pairs[0].recorded, r.pairs[0].gaps) for r in reports] == [(1, 0)] * 3
+    rows = world.stored_rows()
+    assert rows["kind"].tolist() == [LIVE] * 4
+    assert rows["origin"].tolist() == [world.close_of(first - 1 + k) for k in range(4)]
+    forecast, _ = onnx_forecast(world.trained, world.all_rows[: first + 3])
+    assert rows["forecast"].iloc[3] == pytest.approx(forecast, rel=1e-6)  # made from the true candles
+
+
 def test_a_malformed_track_json_is_written_anew(world: World, model_server: RunningServer) -> None:
     store = pair_store(world.store_url, "default", "btc-usdt")
     store.objects.put(store.prefix + "track.json", b'{"pair": "btc-usdt", "windows": "many"}')
