@@ -6,9 +6,11 @@ The tracker (makeusrich.track.tracker) is the loop around these: it fetches, ask
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import numpy as np
 import pandas as pd
 
 from makeusrich.contract import iso_z
@@ -121,3 +123,49 @@ def forecast_window(
     if (problem := window_problem(found, step)) is not None:
         return None, problem
     return found, None
+
+
+# No forecast of the next candles lies further than this factor from the last close: the largest hourly move of
+# BTCUSDT since 2017 is under 20%, and a daily one under 50%; a model that says more is broken.
+PLAUSIBLE_FACTOR = 10.0
+
+
+def answer_problem(
+    forecast: np.ndarray,
+    quantiles: np.ndarray | None,
+    horizon: int,
+    levels: Sequence[float] | None,
+    last_close: float,
+) -> str | None:
+    """Why a served answer cannot be this version's forecast, or None: its steps and levels against the version's
+    metadata, prices that are finite, positive and within PLAUSIBLE_FACTOR of the last close, and ranges that do
+    not cross. The tracker checks every answer before it records it: a server need not check models itself
+    (KServe's Triton runtime does not), and one impossible row would poison every window it falls in."""
+    point = np.asarray(forecast, dtype=np.float64)
+    if point.shape != (horizon,):
+        return f"the model answered {point.size} steps where its metadata says {horizon}"
+    low, high = last_close / PLAUSIBLE_FACTOR, last_close * PLAUSIBLE_FACTOR
+    if (problem := _price_problem(point, low, high, last_close, "forecast")) is not None:
+        return problem
+    if quantiles is None:
+        return None
+    q = np.asarray(quantiles, dtype=np.float64)
+    if levels is None or q.shape != (horizon, len(levels)):
+        return f"the model answered quantiles of shape {list(q.shape)} where its metadata names {len(levels or ())}"
+    if (problem := _price_problem(q, low, high, last_close, "range")) is not None:
+        return problem
+    if (np.diff(q, axis=1) < 0).any():
+        return "the model answered ranges whose quantiles cross (a lower level above a higher one)"
+    return None
+
+
+def _price_problem(values: np.ndarray, low: float, high: float, last_close: float, what: str) -> str | None:
+    if not np.isfinite(values).all():
+        return f"the model answered a {what} that is not a finite number"
+    wild = values[(values < low) | (values > high)]
+    if wild.size:
+        return (
+            f"the model answered a {what} of {wild[0]:.6g}, more than {PLAUSIBLE_FACTOR:g}x away from the last close "
+            f"{last_close:.6g}"
+        )
+    return None

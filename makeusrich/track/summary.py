@@ -72,12 +72,14 @@ def _iso(nanoseconds: int | None) -> str | None:
 
 def _whole(c: Columns, chosen: np.ndarray, horizon: int) -> np.ndarray:
     """Indices of the rows of origins whose `horizon` steps have all been scored (a forecast scores once,
-    whole), in (origin, step) order, so that a column reshapes to [origins, horizon]."""
+    whole), in (origin, step) order, so that a column reshapes to [origins, horizon]. A forecast that is no
+    finite number (written before the tracker checked answers) is never scored."""
     index = np.flatnonzero(chosen & (c.step <= horizon))
     if index.size == 0:
         return index
     _, first, counts = np.unique(c.origin[index], return_index=True, return_counts=True)
-    known = np.add.reduceat(np.isfinite(c.actual[index]).astype(np.int64), first)
+    usable = np.isfinite(c.actual[index]) & np.isfinite(c.forecast[index])
+    known = np.add.reduceat(usable.astype(np.int64), first)
     whole: np.ndarray = index[np.repeat((counts == horizon) & (known == horizon), counts)]
     return whole
 

@@ -32,6 +32,7 @@ from makeusrich.store.track_schema import month_of, month_rows, month_start
 from makeusrich.track.decide import (
     Ask,
     Wait,
+    answer_problem,
     candles_needed,
     counts_yet,
     deadline,
@@ -247,15 +248,18 @@ class Tracker(RoundLoop):
             return None, str(exc), requests
         levels = model.levels
         quantiles = result.quantiles[0] if result.quantiles is not None else None
-        if quantiles is not None and (levels is None or len(levels) != quantiles.shape[-1]):
+        if quantiles is not None and levels is None:
             quantiles = None  # levels unknown (a server that does not name them): the point forecast only
+        last_close = float(window["close"].iloc[-1])
+        if (problem := answer_problem(result.forecast[0], quantiles, model.horizon, levels, last_close)) is not None:
+            return None, problem, requests
         created = result.parameters.get("model_created_at")
         state.model_created_at = str(created) if created else state.model_created_at
         rows = forecast_rows(
             origin,
             step,
             result.model_version or model.version or "",
-            float(window["close"].iloc[-1]),
+            last_close,
             result.forecast[0],
             quantiles,
             levels,

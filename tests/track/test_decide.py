@@ -4,15 +4,19 @@ the window a forecast reads. Numbers worked out by hand here."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pandas as pd
+import pytest
 
 from makeusrich.market import empty_candles
 from makeusrich.track.decide import (
     Ask,
     Gap,
     Wait,
+    answer_problem,
     candles_needed,
     counts_yet,
     deadline,
@@ -106,3 +110,34 @@ def test_the_window_of_a_forecast_ends_with_the_candle_that_closed_at_its_origin
     holed = candles([t for t in opens if t != T0 - 2 * HOUR])
     missing, why = forecast_window(holed, T0, HOUR, 4)
     assert missing is None and why == "1 candle(s) closing from 2026-03-01T09:00:00Z on are missing from the window"
+
+
+LEVELS = (0.05, 0.5, 0.95)
+GOOD_RANGE = np.array([[98.0, 100.5, 103.0]])
+
+
+@pytest.mark.parametrize(
+    ("forecast", "quantiles", "said"),
+    [
+        ([np.nan], GOOD_RANGE, "a forecast that is not a finite number"),
+        ([np.inf], GOOD_RANGE, "a forecast that is not a finite number"),
+        ([-5.0], GOOD_RANGE, "a forecast of -5, more than 10x away from the last close 100"),
+        ([0.0], GOOD_RANGE, "a forecast of 0, more than 10x away"),
+        ([1e30], GOOD_RANGE, r"a forecast of 1e\+30, more than 10x away"),
+        ([100.5] * 24, None, "answered 24 steps where its metadata says 1"),
+        ([100.5], np.array([[103.0, 100.5, 98.0]]), "ranges whose quantiles cross"),
+        ([100.5], np.array([[98.0, np.nan, 103.0]]), "a range that is not a finite number"),
+        ([100.5], np.array([[98.0, 103.0]]), r"quantiles of shape \[1, 2\] where its metadata names 3"),
+    ],
+)
+def test_an_impossible_answer_is_refused_with_what_is_wrong(
+    forecast: list[float], quantiles: np.ndarray | None, said: str
+) -> None:
+    problem = answer_problem(np.array(forecast), quantiles, 1, LEVELS, 100.0)
+    assert problem is not None and re.search(said, problem), problem
+
+
+def test_a_sound_answer_passes_and_a_server_without_levels_is_checked_on_its_point() -> None:
+    assert answer_problem(np.array([100.5]), GOOD_RANGE, 1, LEVELS, 100.0) is None
+    assert answer_problem(np.array([100.5]), None, 1, None, 100.0) is None
+    assert answer_problem(np.array([1000.0]), None, 1, None, 100.0) is None  # 10x is still a price

@@ -112,6 +112,19 @@ def test_the_windows_count_forecasts_and_gaps_and_score_against_persistence_by_h
     assert version is not None and version.made == 4 and version.missed == 1
 
 
+def test_a_row_that_is_no_number_written_before_answers_were_checked_never_stops_the_summary() -> None:
+    """A NaN forecast recorded by an older tracker used to make every later summary raise once its target closed,
+    so the record stopped for good: it counts as made and is never scored."""
+    rows = empty_rows()
+    for k, forecast in enumerate([101.0, float("nan"), 101.0]):
+        rows = append_rows(rows, forecast_rows(T0 + k * HOUR, HOUR, "v1", 100.0, [forecast], None, None, NOW))
+    closes = pd.Series([102.0, 101.0, 100.0], index=[T0 + HOUR * k for k in (1, 2, 3)])
+    rows, _ = score_rows(rows, closes, NOW)
+    day = summarize(rows, "btc-usdt", "default", "1h", NOW).window("24h")
+    assert day is not None and (day.made, day.scored) == (3, 2)
+    assert day.point is not None and day.point.rel_mae == pytest.approx((1 + 1) / (2 + 0))
+
+
 def test_a_month_file_without_the_track_columns_is_a_clear_error() -> None:
     with pytest.raises(StoreError, match="lacks the track columns"):
         checked_rows(pd.DataFrame({"origin": [T0]}), "s3://b/default/btc-usdt/track/2026-03.parquet")

@@ -5,6 +5,7 @@ track files. Nothing is mocked."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import threading
@@ -303,6 +304,114 @@ class Stuck(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class Tampering(ThreadingHTTPServer):
+    """A proxy before the real model server that rewrites its next inference answers with the functions queued in
+    `tamper`: the answers a server that does not check its models (KServe's Triton runtime) could pass on, which
+    the real server refuses to serve."""
+
+    def __init__(self, upstream: str) -> None:
+        self.tamper: list[Callable[[dict[str, Any]], None]] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.forward(None)
+
+            def do_POST(self) -> None:
+                self.forward(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+
+            def forward(self, body: bytes | None) -> None:
+                answer = httpx.request(self.command, upstream + self.path, content=body, timeout=10)
+                content = answer.content
+                if self.path.endswith("/infer") and owner.tamper and answer.status_code == 200:
+                    value = answer.json()
+                    owner.tamper.pop(0)(value)
+                    content = json.dumps(value).encode()
+                self.send_response(answer.status_code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                self.wfile.write(content)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.daemon_threads = True
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+def _output(answer: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(o for o in answer["outputs"] if o["name"] == name)
+
+
+def _point(value: float) -> Callable[[dict[str, Any]], None]:
+    def change(answer: dict[str, Any]) -> None:
+        _output(answer, "forecast")["data"] = [value]
+
+    return change
+
+
+def _long(answer: dict[str, Any]) -> None:
+    forecast, quantiles = _output(answer, "forecast"), _output(answer, "quantiles")
+    forecast["data"], forecast["shape"] = forecast["data"] * 24, [1, 24]
+    quantiles["data"], quantiles["shape"] = quantiles["data"] * 24, [1, 24, quantiles["shape"][-1]]
+
+
+def _crossing(answer: dict[str, Any]) -> None:
+    quantiles = _output(answer, "quantiles")
+    quantiles["data"] = quantiles["data"][::-1]
+
+
+def test_an_impossible_answer_is_never_recorded_and_the_record_goes_on(
+    world: World, model_server: RunningServer
+) -> None:
+    """NaN, inf, negative, zero, 1e30, 24 steps from a one-step model and crossing ranges: each is refused with what
+    is wrong (a gap past the deadline, with that reason), never recorded as a forecast, and the record goes on."""
+    first = len(world.all_rows) - 12
+    world.advance(first)
+    proxy = Tampering(model_server.url)
+    bad = [_point(float("nan")), _point(float("inf")), _point(-5.0), _point(0.0), _point(1e30), _long, _crossing]
+    said = ["not a finite number"] * 2 + ["more than 10x away"] * 3 + ["answered 24 steps", "quantiles cross"]
+    try:
+        source = EmbeddedSource(world.pairs_dir, world.store_url, proxy.url)
+        feed = CandleFeed(Source("binance"), api_url=world.fake.url, clock=lambda: world.now_s, max_retries=0)
+        tracker = Tracker(source, feed, world.store_url, TrackOptions(serving_timeout=5.0), clock=lambda: world.now_s)
+
+        async def rounds() -> list[tuple[int, int, int, str]]:
+            seen = []
+            await tracker.round()  # the record has begun
+            for k, change in enumerate(bad):
+                world.advance(first + 1 + k)
+                proxy.tamper.append(change)
+                waiting = (await tracker.round()).pairs[0]
+                reason = next(iter(tracker.pairs["default/btc-usdt"].tried.values()))
+                world.now_s += 16 * 60  # past the deadline: a gap that says why
+                late = (await tracker.round()).pairs[0]
+                seen.append((waiting.waiting, late.gaps, late.recorded, reason))
+            world.advance(first + 1 + len(bad))
+            honest = (await tracker.round()).pairs[0]
+            seen.append((honest.waiting, honest.gaps, honest.recorded, str(honest.error)))
+            await tracker.aclose()
+            return seen
+
+        seen = run(rounds())
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    for (waiting, gaps, recorded, reason), expected in zip(seen, said, strict=False):
+        assert (waiting, gaps, recorded) == (1, 1, 0) and expected in reason, reason
+    assert seen[-1] == (0, 0, 1, "None")  # the record goes on: no summary died on what came before
+    rows = world.stored_rows()
+    assert rows["kind"].tolist() == [LIVE] + [GAP] * len(bad) + [LIVE]
+    assert [said_ in reason for said_, reason in zip(said, rows["reason"].iloc[1:-1], strict=True)] == [True] * 7
+    assert np.isfinite(rows.loc[rows["kind"] == LIVE, "forecast"]).all()
 
 
 @pytest.mark.parametrize(
