@@ -202,29 +202,6 @@ def default_shape_pair(name: str = "btc-usdt", **spec: Any) -> CurrencyPair:
     return small_pair(name, model={**DEFAULT_SHAPE, **spec.pop("model", {})}, promotion=promotion, **spec)
 
 
-def publish_as(store_url: str, template: str, names: Iterable[str], namespace: str = "default") -> str:
-    """Publish the newest version of pair `template` again under each of `names`, promoted: the same ONNX bytes,
-    with config.pbtxt and metadata.json naming the new pair, so that a server and a dashboard treat them as that
-    many pairs for the price of one training. Returns the version."""
-    from makeusrich.store import pair_store
-
-    source = pair_store(store_url, namespace, template)
-    version = source.versions()[-1]
-    stored = source.metadata(version)
-    files = {path: source.read_file(version, path) for path in stored["files"]}
-    metadata = {k: v for k, v in stored.items() if k not in ("files", "storageUri")}
-    quoted = f'"{template}"'.encode()
-    for name in names:
-        renamed = {
-            path.replace(template, name, 1): data.replace(quoted, f'"{name}"'.encode())
-            if path.endswith("config.pbtxt")
-            else data
-            for path, data in files.items()
-        }
-        pair_store(store_url, namespace, name).publish(version, renamed, {**metadata, "pair": name}, True)
-    return version
-
-
 # --- timing and tables ---------------------------------------------------------------------------------------------
 
 

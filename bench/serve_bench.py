@@ -8,7 +8,9 @@ subprocess (tests/fixtures/model_server.py, the helper the tests use), and measu
 2. Latency of one-window requests, one after another over one keep-alive connection, with a minimal
    HTTP/1.1 client (http.client) and with this project's V2Client (httpx); p50 and p99, and the ratio of the
    p50 to onnxruntime's p50.
-3. The same with `--inline-batch 0` (every request hops to a worker thread), to show what the hop costs.
+3. Fairness: the same one-window latency on one pair, idle and while four clients keep another pair's slow but
+   sound model busy (its graph made to take about 500 ms a request: tests/serving/helpers.slow_model), in one
+   server; the ratio of the two p50s (the goal: within 2x).
 4. Throughput with 8 concurrent clients (asyncio, raw keep-alive HTTP/1.1 in this process) for batch 1 and
    batch 64 windows per request: requests/s, windows/s, latency under load, failed requests.
 
@@ -29,6 +31,7 @@ import http.client
 import json
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,7 +45,7 @@ from makeusrich.trainer.export import onnx_session
 from makeusrich.trainer.pipeline import run_training
 from makeusrich.v2client import V2Client
 from tests.fixtures.model_server import RunningServer, launch
-from tests.serving.helpers import real_windows
+from tests.serving.helpers import publish_as, real_windows, slow_model
 
 PAIR = "btc-usdt"
 CLIENTS = 8
@@ -78,10 +81,12 @@ class Throughput:
 
 @dataclass(frozen=True)
 class Measured:
-    """One run against fresh servers: the latencies (http.client, V2Client, thread hop) and the throughputs."""
+    """One run against fresh servers: the latencies (http.client, V2Client), the throughputs, and one pair's
+    latency idle and beside a slow model."""
 
     latencies: list[Latency]
     rates: list[Throughput]
+    fairness: list[Latency]
 
 
 def infer_body(candles: np.ndarray) -> bytes:
@@ -99,12 +104,14 @@ def onnxruntime_alone(model: bytes, candles: np.ndarray, count: int) -> Latency:
     return Latency(label, time_calls(lambda: session.run(["forecast"], {"candles": candles}), count))
 
 
-def http_client_latency(server: RunningServer, body: bytes, count: int, label: str) -> Latency:
-    connection = http.client.HTTPConnection(server.host, server.port, timeout=10)
+def http_client_latency(
+    server: RunningServer, body: bytes, count: int, label: str, pair: str = PAIR, timeout: float = 10
+) -> Latency:
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=timeout)
     headers = {"content-type": "application/json"}
 
     def call() -> None:
-        connection.request("POST", f"/v2/models/{PAIR}/infer", body, headers)
+        connection.request("POST", f"/v2/models/{pair}/infer", body, headers)
         response = connection.getresponse()
         response.read()
         if response.status != 200:
@@ -177,9 +184,49 @@ def train(root: Path) -> tuple[str, bytes]:
     return outcome.version, model
 
 
-def measure(root: Path, windows: np.ndarray, args: argparse.Namespace, run: int) -> Measured:
-    """Latencies and throughputs against a fresh server, then the thread hop against another."""
-    store = ["--store", f"file://{root / 'store'}"]
+def slow_version(root: Path, model: bytes, window: np.ndarray, target_s: float = 0.5) -> float:
+    """Publish pair `slow`: the model made to take about `target_s` a request; returns its onnxruntime time."""
+    step = 16
+    probe = onnx_session(slow_model(model, 1024, step), threads=1)
+    per_product = min(time_calls(lambda: probe.run(["forecast"], {"candles": window}), 5)) / step
+    products = max(1, round(target_s / per_product))
+    slow = slow_model(model, 1024, products)
+    session = onnx_session(slow, threads=1)
+    took = statistics.median(time_calls(lambda: session.run(["forecast"], {"candles": window}), 5))
+    publish_as(f"file://{root}", PAIR, ["slow"], model=slow)
+    return took
+
+
+def fairness(server: RunningServer, body: bytes, count: int, slow_s: float) -> list[Latency]:
+    """The pair's latency idle, then while four clients keep the slow pair busy (each request in turn)."""
+    idle = http_client_latency(server, body, count, "idle")
+    stop = threading.Event()
+    answered: list[int] = []
+
+    def hammer() -> None:
+        while not stop.is_set():
+            http_client_latency(server, body, 1, "slow", pair="slow", timeout=120)
+            answered.append(1)
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        busy = http_client_latency(
+            server, body, count, f"while 4 clients ask pair `slow` ({slow_s * 1000:.0f} ms a request)"
+        )
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    if not answered:
+        raise SystemExit("the slow pair answered nothing while the other was measured")
+    return [idle, busy]
+
+
+def measure(root: Path, windows: np.ndarray, args: argparse.Namespace, run: int, slow_s: float) -> Measured:
+    """Latencies and throughputs against a fresh server, then one pair beside the slow one in another."""
+    store = ["--store", f"file://{root / 'store'}", "--pairs", PAIR]
     body = infer_body(windows[:1])
     server = launch(store, root / f"serve-{run}.log")
     try:
@@ -190,14 +237,24 @@ def measure(root: Path, windows: np.ndarray, args: argparse.Namespace, run: int)
         rates = [asyncio.run(throughput(server, windows, batch, args.seconds)) for batch in (1, 64)]
     finally:
         server.stop()
-    hop = launch([*store, "--inline-batch", "0"], root / f"serve-hop-{run}.log")
+    both = launch(["--store", f"file://{root / 'store'}"], root / f"serve-fair-{run}.log")
     try:
-        latencies.append(
-            http_client_latency(hop, body, args.requests, "same, --inline-batch 0 (thread hop per request)")
-        )
+        fair = fairness(both, body, min(args.requests, 1000), slow_s)
     finally:
-        hop.stop()
-    return Measured(latencies, rates)
+        both.stop()
+    return Measured(latencies, rates, fair)
+
+
+def fairness_table(rows: list[Latency]) -> str:
+    idle = rows[0].p50
+    return _harness.table(
+        ["pair btc-usdt, one window per request", "p50", "p99", "p50 / idle p50", "requests"],
+        (
+            [row.label, f"{row.p50:.3f} ms", f"{row.pct(0.99):.3f} ms", f"{row.p50 / idle:.2f}x", len(row.times)]
+            for row in rows
+        ),
+        "lrrrr",
+    )
 
 
 def latency_table(rows: list[Latency], reference: Latency) -> str:
@@ -247,6 +304,7 @@ def runs_table(runs: list[Measured], reference: Latency) -> str:
             "p50, V2Client",
             "requests/s, batch 1",
             "windows/s, batch 64",
+            "p50 beside the slow pair / idle",
         ],
         (
             [
@@ -256,10 +314,11 @@ def runs_table(runs: list[Measured], reference: Latency) -> str:
                 f"{m.latencies[1].p50:.3f} ms",
                 f"{m.rates[0].rps:,.0f}",
                 f"{m.rates[1].rps * m.rates[1].batch:,.0f}",
+                f"{m.fairness[1].p50 / m.fairness[0].p50:.2f}x",
             ]
             for i, m in enumerate(runs, 1)
         ),
-        "rrrrrr",
+        "rrrrrrr",
     )
 
 
@@ -276,11 +335,13 @@ def main(argv: list[str] | None = None) -> None:
         windows = real_windows(120, 64, seed=1)
         ort = onnxruntime_alone(model, windows[:1], args.requests)
         ort_batch = onnxruntime_alone(model, windows, max(20, args.requests // 20))
-        runs = [measure(root, windows, args, i) for i in range(args.runs)]
+        slow_s = slow_version(root / "store", model, windows[:1])
+        runs = [measure(root, windows, args, i, slow_s) for i in range(args.runs)]
     last = runs[-1]
     markdown = (
         f"### One window per request, one request at a time\n\n{latency_table([ort, *last.latencies], ort)}\n\n"
         f"### {CLIENTS} concurrent clients\n\n{throughput_table(last.rates)}\n\n"
+        f"### One pair beside a slow one\n\n{fairness_table(last.fairness)}\n\n"
         f"onnxruntime alone on one thread: {ort.p50:.3f} ms for 1 window, {ort_batch.p50:.2f} ms for "
         f"{len(windows)} windows ({len(windows) / ort_batch.p50 * 1000:,.0f} windows/s per core).\n\n"
         "p50 / onnxruntime p50: how many times onnxruntime's own time for the same window a whole request takes "
@@ -300,8 +361,8 @@ def main(argv: list[str] | None = None) -> None:
             f"Model: version {version}, trained by `run_training` for 1 epoch on the bundled BTC/USDT 1h candles "
             "(window 120, LSTM 64 units, 2 layers, horizon 1); inputs are real 120-candle windows.",
             "Server: `makeusrich serve --store file://... --host 127.0.0.1` in a subprocess (1 onnxruntime "
-            "thread, batches up to 16 windows run on the event loop), uvicorn with uvloop and httptools, no access "
-            "log. Clients run in the benchmark's own process on the same cores.",
+            "thread per model, every run in a worker thread, one run per model at a time), uvicorn with uvloop "
+            "and httptools, no access log. Clients run in the benchmark's own process on the same cores.",
         ],
     )
 

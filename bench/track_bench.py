@@ -51,6 +51,7 @@ from makeusrich.track.summary import summarize
 from makeusrich.track.tracker import RoundLoop, Tracker, TrackOptions
 from tests.fixtures.fake_binance import FakeBinance, synthetic_klines
 from tests.fixtures.model_server import launch
+from tests.serving.helpers import publish_as
 
 HOUR_MS = 3_600_000
 HISTORY = 150  # candles each pair's series starts with (the model's window is 120)
@@ -127,7 +128,7 @@ def make_store(root: Path, names: list[str]) -> str:
     template.write_text(pair_yaml(_harness.default_shape_pair("template")))
     command = _harness.cli("train", "-f", str(template), "--source", "sample", "--store", url)
     subprocess.run(command, check=True, capture_output=True, timeout=600, env=_harness.child_env(), cwd=_harness.REPO)
-    _harness.publish_as(url, "template", names)
+    publish_as(url, "template", names)
     shutil.rmtree(root / "default" / "template")
     return url
 

@@ -34,6 +34,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 
 from tests.fixtures.model_server import launch
 from tests.fixtures.models import small_pair, train_into
+from tests.serving.helpers import publish_as
 from tests.ui.browser import chromium, start_ui, stop
 from tests.ui.conftest import write_pair
 
@@ -63,7 +64,7 @@ def publish_copies(root: Path, count: int) -> list[str]:
     """One real training run, published under `count` pair names."""
     names = [f"btc-usdt-{i:02d}" for i in range(1, count + 1)]
     trained = train_into(root, small_pair(names[0]))
-    _harness.publish_as(trained.url, names[0], names[1:])
+    publish_as(trained.url, names[0], names[1:])
     return names
 
 

@@ -42,6 +42,16 @@ class TensorSpec:
         return f"{self.name!r} ({self.datatype} [{dims}])"
 
 
+DEFAULT_NAMESPACE = "default"
+
+
+def model_name(namespace: str, pair: str) -> str:
+    """A pair's model name on a server of every namespace (`makeusrich up`): the pair's name in `default`,
+    `namespace.name` elsewhere (both are DNS labels, without dots, so the name is unambiguous). In a cluster each
+    InferenceService serves its own pair, named as the pair."""
+    return pair if namespace == DEFAULT_NAMESPACE else f"{namespace}.{pair}"
+
+
 def input_spec(window: int) -> TensorSpec:
     """The model's input: raw candles, [batch, window, 5], oldest first."""
     return TensorSpec(INPUT_NAME, DATATYPE, (-1, window, len(FIELDS)))

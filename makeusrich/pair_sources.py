@@ -18,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 
 import yaml
 
+from makeusrich.contract import model_name
 from makeusrich.errors import KubeAlreadyExists, KubeConflict, KubeError, MakeUsRichError, PairError
 from makeusrich.kube import ISVCS, PAIRS, KubeClient
 from makeusrich.pair import (
@@ -51,10 +52,16 @@ class PairRecord:
     serving_url: str | None = None
     path: Path | None = None
     resource_version: str | None = None
+    model: str | None = None  # its model's name at serving_url, when not the pair's name
 
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def model_name(self) -> str:
+        """What to ask the model server for: the pair's model, whatever the server names it."""
+        return self.model or self.name
 
 
 class PairSource(Protocol):
@@ -111,8 +118,17 @@ class EmbeddedSource:
         records = []
         for found in read_pair_files(self.pairs_dir, self.files):
             name, namespace = (found.pair.name, found.pair.namespace) if found.pair else (found.path.stem, "default")
+            model = model_name(namespace, name)  # one server for every namespace (`serve --all-namespaces`)
             records.append(
-                PairRecord(name, namespace, found.pair, found.problem, serving_url=self.server_url, path=found.path)
+                PairRecord(
+                    name,
+                    namespace,
+                    found.pair,
+                    found.problem,
+                    serving_url=self.server_url,
+                    path=found.path,
+                    model=model,
+                )
             )
         return records
 
@@ -124,10 +140,10 @@ class EmbeddedSource:
         with self._lock:
             existing = {r.key: r for r in self._scan()}
             key = f"{pair.namespace}/{pair.name}"
-            target = self.pairs_dir / f"{pair.name}.yaml"
+            target = self.pairs_dir / f"{model_name(pair.namespace, pair.name)}.yaml"
             if create:
                 if key in existing or target.exists():
-                    raise PairError(f"a pair named {pair.name} already exists in {self.pairs_dir}")
+                    raise PairError(f"a pair named {key} already exists in {self.pairs_dir}")
             else:
                 # The file the form was loaded from, still declaring the same pair: never another file.
                 path = previous.path if previous is not None else None

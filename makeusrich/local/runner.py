@@ -168,7 +168,7 @@ class Runner:
             *("--pairs-dir", str(plan.pairs_dir), "--server-url", plan.serving_url, "--source", plan.source),
             *(("--pair-files", ",".join(map(str, plan.files))) if plan.files else ()),
         )
-        serve = ("serve", *common, "--port", str(plan.serving_port), "--poll-seconds", "2")
+        serve = ("serve", *common, "--port", str(plan.serving_port), "--poll-seconds", "2", "--all-namespaces")
         track = ("track", *common, "--port", str(plan.track_port), *pairs)
         ui = ("ui", *common, "--port", str(plan.port), "--refresh-seconds", "5", *pairs)
         await self._start("serve", serve, f"{plan.serving_url}/v2/health/live")
@@ -359,7 +359,9 @@ class Runner:
             await self._start_servers()
             if not self.stopping.is_set():
                 self.say(f"Dashboard:   {self.plan.dashboard_url}")
-                self.say(f"v2 endpoint: {self.plan.serving_url}/v2/models/<pair>/infer")
+                self.say(
+                    f"v2 endpoint: {self.plan.serving_url}/v2/models/<pair>/infer (<namespace>.<pair> outside default)"
+                )
                 self.say(f"Track:       {self.plan.track_url}/metrics")
             while not self.stopping.is_set():
                 for name, process in self.servers.items():

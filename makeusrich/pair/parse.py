@@ -6,7 +6,6 @@ from __future__ import annotations
 import collections
 import hashlib
 import os
-import stat
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from makeusrich.errors import PairError, excerpt
+from makeusrich.files import NotRegularFile, read_regular
 from makeusrich.pair.spec import (
     API_VERSION,
     KIND,
@@ -92,16 +92,11 @@ def load_pair(path: str | Path) -> CurrencyPair:
     """Read a pair file (YAML or JSON). The first CurrencyPair document is used. Only a regular file is read: a
     FIFO or a device in a pairs folder would block the reader (O_NONBLOCK lets the open itself return)."""
     try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        raw = read_regular(path, MAX_PAIR_BYTES + 1)
+    except (NotRegularFile, IsADirectoryError):
+        raise PairError(f"{path} is not a regular file; a pair file is a YAML or JSON file") from None
     except OSError as exc:
         raise PairError(f"cannot read pair file {path}: {exc.strerror or exc}") from None
-    with os.fdopen(descriptor, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            raise PairError(f"{path} is not a regular file; a pair file is a YAML or JSON file")
-        try:
-            raw = handle.read(MAX_PAIR_BYTES + 1)
-        except OSError as exc:
-            raise PairError(f"cannot read pair file {path}: {exc.strerror or exc}") from None
     key = (hashlib.sha256(raw).digest(), str(path))
     with _PARSED_LOCK:  # the dashboard reads pair files from worker threads
         parsed = _PARSED.get(key)

@@ -23,11 +23,18 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import multiprocessing
 import re
+import resource
+import signal
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -45,6 +52,7 @@ from makeusrich.contract import (
     iso_z,
     level_problem,
     median_index,
+    model_name,
     output_spec,
     quantiles_spec,
 )
@@ -109,10 +117,11 @@ class StoreSource:
     """One pair's promoted version in the model store."""
 
     store: PairStore
+    model_name: str | None = None  # the name it is served as, when not the pair's (a server of every namespace)
 
     @property
     def name(self) -> str:
-        return self.store.pair
+        return self.model_name or self.store.pair
 
     def describe(self) -> str:
         return self.store.objects.uri(self.store.prefix + LATEST)
@@ -229,8 +238,21 @@ def discover_store_pairs(objects: ObjectStore, namespace: str) -> list[str]:
     return sorted({m.group(1) for key in objects.list(prefix) if (m := pattern.match(key))})
 
 
-def store_sources(url: str, namespace: str, pairs: list[str] | None) -> list[StoreSource]:
+def discover_every_pair(objects: ObjectStore) -> list[tuple[str, str]]:
+    """Every (namespace, pair) of a store that has a latest.json."""
+    pattern = re.compile(rf"^([^/]+)/([^/]+)/{re.escape(LATEST)}$")
+    return sorted({(m.group(1), m.group(2)) for key in objects.list("") if (m := pattern.match(key))})
+
+
+def store_sources(url: str, namespace: str, pairs: list[str] | None, all_namespaces: bool = False) -> list[StoreSource]:
+    """The pairs to serve: those named, every one of a namespace, or (`all_namespaces`) every one of the store,
+    each named as contract.model_name says."""
     objects = open_store(url)
+    if all_namespaces:
+        return [
+            StoreSource(PairStore(objects, space, name), model_name(space, name))
+            for space, name in discover_every_pair(objects)
+        ]
     names = pairs if pairs else discover_store_pairs(objects, namespace)
     return [StoreSource(PairStore(objects, namespace, name)) for name in names]
 
@@ -410,8 +432,77 @@ class Served:
         return dict(zip(names, cast(list[np.ndarray], self.session.run(names, {INPUT_NAME: candles})), strict=True))
 
 
-def load_artifact(artifact: Artifact, threads: int = 1) -> Served:
-    """An onnxruntime session for the artifact, after every check; LoadRefused otherwise."""
+def check_apart(artifact: Artifact, threads: int, limit_s: float) -> float:
+    """Every check of `load_artifact`, run in a process of its own that is killed after `limit_s`: a graph whose
+    inference never ends (a Loop of 9e18 iterations) or that crashes onnxruntime costs that process, not the
+    server, and each version's check is apart from the others'. Returns the smoke forecast; LoadRefused
+    otherwise. The process comes from a fork server started once, so a check costs no interpreter start."""
+    version = artifact.candidate.version
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    receiver, sender = context.Pipe(duplex=False)
+    cpu_s = math.ceil(limit_s * threads) + 1  # the kernel's bound too: a check outliving its server stops itself
+    process = context.Process(target=_check_in_child, args=(artifact, threads, cpu_s, sender), daemon=True)
+    with _CHECKS_LOCK:
+        process.start()
+        _CHECKS.add(process)
+    sender.close()
+    try:
+        if not receiver.poll(limit_s):
+            raise LoadRefused(
+                f"the checks of version {version} did not end within {limit_s:g} s (--check-seconds): its smoke "
+                "inference does not finish"
+            )
+        passed, value = receiver.recv()
+    except EOFError:
+        process.join(5)
+        if process.exitcode == -signal.SIGXCPU:
+            raise LoadRefused(
+                f"the checks of version {version} used more than {cpu_s} s of CPU time (--check-seconds "
+                f"{limit_s:g} with {threads} thread(s)): its smoke inference does not finish"
+            ) from None
+        raise LoadRefused(
+            f"the checks of version {version} ended without an answer (their process exited with {process.exitcode})"
+        ) from None
+    finally:
+        if process.is_alive():
+            process.kill()
+        process.join(5)
+        receiver.close()
+        with _CHECKS_LOCK:
+            _CHECKS.discard(process)
+    if not passed:
+        raise LoadRefused(str(value))
+    return float(value)
+
+
+_CHECKS: set[BaseProcess] = set()
+_CHECKS_LOCK = threading.Lock()
+
+
+def stop_checks() -> None:
+    """Kill the checks still running (the server is stopping: nobody waits for their answer)."""
+    with _CHECKS_LOCK:
+        for process in _CHECKS:
+            if process.is_alive():
+                process.kill()
+
+
+def _check_in_child(artifact: Artifact, threads: int, cpu_s: int, sender: Connection) -> None:
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
+    try:
+        answer: tuple[bool, object] = (True, load_artifact(artifact, threads).info["smoke_forecast"])
+    except LoadRefused as exc:
+        answer = (False, str(exc))
+    except Exception as exc:
+        answer = (False, f"{type(exc).__name__}: {exc}")
+    sender.send(answer)
+    sender.close()
+
+
+def load_artifact(artifact: Artifact, threads: int = 1, smoke: float | None = None) -> Served:
+    """An onnxruntime session for the artifact, after every check; LoadRefused otherwise. With `smoke` (the
+    forecast `check_apart` found), the smoke inference is not run again."""
     began = time.perf_counter()
     version = artifact.candidate.version
     try:
@@ -431,7 +522,8 @@ def load_artifact(artifact: Artifact, threads: int = 1) -> Served:
             problems = [str(exc)]
         if problems:
             raise LoadRefused(f"config.pbtxt of version {version} does not match the model: " + "; ".join(problems))
-    smoke = smoke_test(session, signature, meta, version)
+    if smoke is None:
+        smoke = smoke_test(session, signature, meta, version)
     interval = meta.interval if meta else None
     created_at = rfc3339(meta.created_at) if meta else None
     if meta is not None and created_at is None:

@@ -19,6 +19,11 @@ class ServeOptions(StoreSettings):
     model_config = SettingsConfigDict(env_prefix="MAKEUSRICH_SERVE_")
 
     namespace: str = Field("default", description="store namespace whose pairs to serve")
+    all_namespaces: bool = Field(
+        False,
+        description="serve the pairs of every namespace in the store, a pair outside `default` as "
+        "`namespace.name` (what `makeusrich up` runs)",
+    )
     pairs: Annotated[tuple[str, ...], NoDecode] = Field(
         (), description="comma-separated pair names; default: every pair with a latest.json"
     )
@@ -33,8 +38,11 @@ class ServeOptions(StoreSettings):
     poll_seconds: float = Field(10.0, gt=0, description="how often to look for newly promoted versions")
     max_batch: int = Field(1024, ge=1, description="most windows one request may hold; more is a 400")
     threads: int = Field(1, ge=1, description="onnxruntime intra-op threads per model")
-    inline_batch: int = Field(
-        16, ge=0, description="batches up to this size run on the event loop, larger ones in worker threads"
+    model_concurrency: int = Field(
+        1,
+        ge=1,
+        description="most requests one model runs at once (each in a worker thread, never on the event loop); "
+        "the rest wait their turn, so a slow model cannot take every thread from the others",
     )
     max_body_mb: float | None = Field(
         None,
@@ -43,6 +51,24 @@ class ServeOptions(StoreSettings):
         "request, --max-batch windows of the model's window, written out in JSON)",
     )
     access_log: bool = Field(False, description="log every request")
+    check_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="seconds a new version's checks (load, graph, smoke inference) may take, in a process of "
+        "their own; longer is a refusal, and the served version stays",
+    )
+    request_timeout: float = Field(
+        30.0,
+        gt=0,
+        description="seconds a client has from connecting (or from a request's first byte) to send the whole "
+        "request; a connection that has not is closed, so idle and half-sent requests cannot pile up",
+    )
+    max_connections: int | None = Field(
+        None,
+        ge=1,
+        description="most open connections; past it the least recently active idle one is closed (default: the "
+        "file descriptor limit, raised to its hard limit, less room for the store and models)",
+    )
 
     @field_validator("pairs", mode="before")
     @classmethod
@@ -58,6 +84,8 @@ class ServeOptions(StoreSettings):
     def _one_source(self) -> Self:
         if self.model_dir and self.pairs:
             raise ValueError("--pairs selects pairs in a store; with --model-dir every model folder is served")
+        if self.all_namespaces and (self.pairs or self.model_dir):
+            raise ValueError("--all-namespaces serves every pair of a store; it takes neither --pairs nor --model-dir")
         return self
 
     @property

@@ -13,9 +13,13 @@ the server itself is logged with a traceback. One table below maps errors to sta
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
-import socket
+import resource
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
@@ -28,6 +32,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from makeusrich.errors import BadRequest, PayloadTooLarge
 from makeusrich.serving.kserve_api import (
@@ -286,16 +291,115 @@ def create_app(dataplane: DataPlane, options: ServeOptions, window_of: Callable[
     return app
 
 
-async def serve_http(app: FastAPI, sock: socket.socket, options: ServeOptions) -> None:
-    """uvicorn on a socket bound beforehand, until SIGINT or SIGTERM (then five seconds for requests in flight).
-    The header limits wrap the app from outside: as a FastAPI middleware they cost a third of a millisecond per
-    request (measured with bench/serve_bench.py), as a plain ASGI wrapper nothing measurable."""
+# File descriptors kept free of connections: the store's files and sockets, model loads, the log.
+RESERVED_FDS = 128
+
+
+def connection_limit(options: ServeOptions) -> int:
+    """The most connections to hold open: --max-connections, else what the descriptor limit leaves. The soft
+    limit is raised to the hard one first (as Go's runtime does), since 1,024 is a common soft default."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    room = max(64, (soft if soft != resource.RLIM_INFINITY else hard) - RESERVED_FDS)
+    return min(options.max_connections, room) if options.max_connections else room
+
+
+def guarded_protocol(request_timeout: float, max_connections: int) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol with two guards it lacks: a request must arrive whole within `request_timeout` of
+    the connection (or of its first byte, on a kept-alive connection), and past `max_connections` the least
+    recently active idle connection is closed. Without them idle and half-sent requests hold descriptors until
+    the process runs out, and then no client is served."""
+    active: OrderedDict[Guarded, None] = OrderedDict()  # least recently active first
+
+    class Guarded(HttpToolsProtocol):
+        _deadline: asyncio.TimerHandle | None = None
+
+        def _arm(self) -> None:
+            if self._deadline is None:
+                self._deadline = self.loop.call_later(request_timeout, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _too_slow(self) -> None:
+            self._deadline = None
+            if not self.transport.is_closing():
+                log.debug("closed a connection that sent no whole request in %g s", request_timeout)
+                self.transport.close()
+
+        def _idle(self) -> bool:
+            return self.cycle is None or self.cycle.response_complete
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)  # type: ignore[arg-type]
+            self._arm()
+            active[self] = None
+            if len(active) > max_connections:
+                oldest = next((c for c in active if c is not self and c._idle()), None)
+                if oldest is not None:
+                    active.pop(oldest)
+                    oldest.transport.close()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            active.pop(self, None)
+            super().connection_lost(exc)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm()
+            if self in active:
+                active.move_to_end(self)
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self._disarm()
+
+    return Guarded
+
+
+class QuietLoopErrors:
+    """The event loop's exception handler, saying each kind of trouble once a minute with a count rather than
+    a traceback each time (out of descriptors, asyncio says so at every accept)."""
+
+    def __init__(self, every_s: float = 60.0) -> None:
+        self.every_s = every_s
+        self.seen: dict[str, tuple[float, int]] = {}
+
+    def __call__(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        message = str(context.get("message") or "event loop error")
+        error = context.get("exception")
+        key = f"{message}: {type(error).__name__}: {error}" if error is not None else message
+        now = time.monotonic()
+        last, count = self.seen.get(key, (-self.every_s, 0))
+        if now - last < self.every_s:
+            self.seen[key] = (last, count + 1)
+            return
+        self.seen[key] = (now, 0)
+        more = f" (and {count} more times since it was last said)" if count else ""
+        log.error("%s%s", key, more)
+
+
+def http_server(app: FastAPI, options: ServeOptions) -> uvicorn.Server:
+    """uvicorn for the app: `await server.serve(sockets=[sock])` on a socket bound beforehand runs it until
+    SIGINT or SIGTERM (then five seconds for requests in flight), or until `server.should_exit`. The header limits
+    wrap the app from outside: as a FastAPI middleware they cost a third of a millisecond per request (measured
+    with bench/serve_bench.py), as a plain ASGI wrapper nothing measurable."""
+    asyncio.get_running_loop().set_exception_handler(QuietLoopErrors())
     config = uvicorn.Config(
         HeaderLimits(app),
+        http=guarded_protocol(options.request_timeout, connection_limit(options)),
         log_config=None,  # makeusrich.log configured logging already
         access_log=options.access_log,
         lifespan="off",
         timeout_graceful_shutdown=5,
         server_header=False,
     )
-    await uvicorn.Server(config).serve(sockets=[sock])
+    return uvicorn.Server(config)

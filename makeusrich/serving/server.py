@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import numpy as np
+import uvicorn
 
 from makeusrich.contract import PLATFORM, iso_z
 from makeusrich.errors import BadRequest, LoadRefused, MakeUsRichError
@@ -51,9 +52,17 @@ from makeusrich.serving.kserve_api import (
     ModelNotReady,
     ModelServer,
 )
-from makeusrich.serving.loader import ModelSource, Served, folder_sources, load_artifact, store_sources
+from makeusrich.serving.loader import (
+    ModelSource,
+    Served,
+    check_apart,
+    folder_sources,
+    load_artifact,
+    stop_checks,
+    store_sources,
+)
 from makeusrich.serving.options import ServeOptions
-from makeusrich.serving.rest import create_app, serve_http
+from makeusrich.serving.rest import create_app, http_server
 from makeusrich.serving.validation import check_answer, check_last_candle_close, check_outputs, check_request
 
 log = logging.getLogger(__name__)
@@ -80,10 +89,11 @@ class PairModel(Model):
         self.refusal: Refusal | None = None
         self.source_error: str | None = None
         self._reloading = threading.Lock()
+        self._slots = asyncio.Semaphore(options.model_concurrency)
 
     def load(self) -> bool:
-        """kserve's load hook (DataPlane.get_model calls it for a model not ready): one synchronous refresh."""
-        self.refresh()
+        """kserve's load hook (DataPlane.get_model calls it, on the event loop, for a model not ready): the
+        watcher loads versions, in threads, so this only says whether one is loaded."""
         return bool(self.ready)
 
     def refresh(self) -> str:
@@ -117,7 +127,9 @@ class PairModel(Model):
         if refusal is not None and refusal.key == candidate.key and time.time() - refusal.at < REFUSED_RETRY_SECONDS:
             return "refused-before"
         try:
-            loaded = load_artifact(self.source.fetch(candidate), self.options.threads)
+            artifact = self.source.fetch(candidate)
+            smoke = check_apart(artifact, self.options.threads, self.options.check_seconds)
+            loaded = load_artifact(artifact, self.options.threads, smoke)
         except Exception as exc:
             reason = str(exc) if isinstance(exc, LoadRefused) else f"{type(exc).__name__}: {exc}"
             self.refusal = Refusal(candidate.key, candidate.version, reason, time.time())
@@ -192,9 +204,7 @@ class PairModel(Model):
             candles = check_request(payload.inputs, served.signature, self.options.max_batch, requested)
             names = check_outputs(requested, served.signature)
             last_candle_close = check_last_candle_close(payload.parameters)
-            if len(candles) <= self.options.inline_batch:
-                answer = served.run(candles, names)  # a thread hop costs more than a small batch takes
-            else:
+            async with self._slots:  # at most model_concurrency runs of this model hold inference threads
                 answer = await asyncio.get_running_loop().run_in_executor(None, served.run, candles, names)
             check_answer(answer, len(candles), served.signature)
         except BadRequest:
@@ -272,6 +282,9 @@ class MakeUsRichModelServer(ModelServer):
         )
         self.options = options
         self.dataplane = ServingDataPlane(model_registry=self.registered_models)
+        # Each refresh waits on its checks' process in one of these: a slow check holds one thread, no more.
+        self._checking = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="check")
+        self.fatal: Exception | None = None
 
     def models(self) -> list[PairModel]:
         return [m for m in self.registered_models.get_models().values() if isinstance(m, PairModel)]
@@ -282,58 +295,86 @@ class MakeUsRichModelServer(ModelServer):
             return list(folder_sources(options.model_dir))
         if not options.store:
             raise MakeUsRichError("serve needs --store URL or --model-dir DIR")
-        return list(store_sources(options.store, options.namespace, list(options.pairs) or None))
+        return list(
+            store_sources(options.store, options.namespace, list(options.pairs) or None, options.all_namespaces)
+        )
 
-    async def add_new_models(self) -> list[PairModel]:
-        """Load and register the sources not registered yet: all of them at start; on later polls (only when
-        serving every pair of a namespace) the pairs promoted since."""
+    async def add_new_models(self, load: bool = True) -> list[PairModel]:
+        """Register the sources not registered yet (all of them at start; on later polls, when serving every
+        pair of a namespace, the pairs promoted since) and, with `load`, load each, all at once and each apart."""
         known = set(self.registered_models.get_models())
         sources = await asyncio.to_thread(self.sources)
         added = [PairModel(source, self.options) for source in sources if source.name not in known]
-        await asyncio.gather(*(asyncio.to_thread(model.refresh) for model in added))
         for model in added:
             self.register_model(model)
+        if load:
+            await asyncio.gather(*(self.refresh(model) for model in added))
         return added
 
+    async def refresh(self, model: PairModel) -> str:
+        """One model's refresh in a checking thread: never on the event loop, never behind another model's."""
+        return await asyncio.get_running_loop().run_in_executor(self._checking, model.refresh)
+
     async def watch(self) -> None:
-        """Poll forever; never raises (a failing poll is logged and retried on the next tick)."""
+        """Poll forever; never raises (a failing poll is logged and retried on the next tick). Each model's
+        refresh runs on its own: a version whose check takes long holds back only its own pair's next poll."""
         discovering = not self.options.model_dir and not self.options.pairs
+        refreshing: dict[str, asyncio.Task[str]] = {}
         while True:
             await asyncio.sleep(self.options.poll_seconds)
             try:
                 if discovering:
-                    await self.add_new_models()
+                    await self.add_new_models(load=False)  # loaded below, like the others
                 for model in self.models():
-                    await asyncio.to_thread(model.refresh)
+                    task = refreshing.get(model.name)
+                    if task is None or task.done():
+                        refreshing[model.name] = asyncio.create_task(self.refresh(model))
             except Exception:
                 log.exception("model watcher: poll failed; retrying in %s s", self.options.poll_seconds)
 
-    async def run(self, sock: socket.socket) -> None:
-        workers = max(2, min(8, os.cpu_count() or 2))
-        executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="infer")
-        asyncio.get_running_loop().set_default_executor(executor)
-        added = await self.add_new_models()
+    async def load_and_watch(self, http: uvicorn.Server) -> None:
+        """The first versions of every model, then the watcher. When the source cannot be read, or with
+        --model-dir nothing is servable (a mounted folder does not change, so it would never be ready), the server
+        stops and `self.fatal` says why."""
+        try:
+            added = await self.add_new_models()
+        except Exception as exc:  # no source to serve from (a store or folder that cannot be read): exit saying so
+            self.fatal, http.should_exit = exc, True
+            return
         if self.options.model_dir and not any(model.ready for model in added):
-            # A mounted folder does not change: with nothing servable, exit loudly rather than never be ready.
             reasons = "; ".join(f"{m.name}: {m.refusal.reason if m.refusal else 'no model file'}" for m in added)
-            raise MakeUsRichError(f"no model in {self.options.model_dir} could be served ({reasons})")
+            self.fatal = MakeUsRichError(f"no model in {self.options.model_dir} could be served ({reasons})")
+            http.should_exit = True
+            return
         if not added:
             log.warning("no models to serve yet; the watcher looks for them every %s s", self.options.poll_seconds)
         for model in added:
             if not model.ready:
                 log.warning("%s: no servable version yet (%s)", model.name, model.source.describe())
-        host, port = sock.getsockname()[:2]
         log.info(
-            "model server listening on http://%s:%s (v2 REST)",
-            f"[{host}]" if ":" in host else host,
-            port,
-            extra={"models": {m.name: m.served.version if m.served else None for m in self.models()}},
+            "models loaded", extra={"models": {m.name: m.served.version if m.served else None for m in self.models()}}
         )
-        watcher = asyncio.create_task(self.watch())
+        await self.watch()
+
+    async def run(self, sock: socket.socket) -> None:
+        """Answer HTTP at once (liveness while the first versions are checked, readiness once they serve) until
+        SIGINT or SIGTERM, loading and watching the models beside it."""
+        # Inference threads: enough that models at their concurrency limit leave threads for the others.
+        workers = max(4, min(16, 2 * (os.cpu_count() or 2)))
+        executor = concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="infer")
+        asyncio.get_running_loop().set_default_executor(executor)
+        http = http_server(create_app(self.dataplane, self.options, self.dataplane.window_of), self.options)
+        host, port = sock.getsockname()[:2]
+        log.info("model server listening on http://%s:%s (v2 REST)", f"[{host}]" if ":" in host else host, port)
+        models = asyncio.create_task(self.load_and_watch(http))
         try:
-            await serve_http(create_app(self.dataplane, self.options, self.dataplane.window_of), sock, self.options)
+            await http.serve(sockets=[sock])
         finally:
-            watcher.cancel()
+            models.cancel()
+            stop_checks()  # their threads then return at once, so the process exits without waiting on them
+            self._checking.shutdown(wait=False, cancel_futures=True)
+        if self.fatal is not None:
+            raise self.fatal
 
 
 def serve(options: ServeOptions, sock: socket.socket | None = None) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from makeusrich.errors import NotFoundError, StoreError
+from makeusrich.files import NotRegularFile, read_regular
 
 TEMPORARY = ".tmp-"
 
@@ -58,11 +59,13 @@ class LocalStore:
     def get(self, key: str) -> bytes:
         path = self._path(key)
         try:
-            return path.read_bytes()
+            return read_regular(path)
         except FileNotFoundError:
             raise NotFoundError(f"{path} does not exist") from None
         except IsADirectoryError:
             raise NotFoundError(f"{path} is a folder, not an object") from None
+        except NotRegularFile:
+            raise StoreError(f"{path} is not a regular file (a FIFO, device or socket); a store holds files") from None
         except OSError as exc:
             raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
 

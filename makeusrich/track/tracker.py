@@ -218,30 +218,32 @@ class Tracker(RoundLoop):
 
     # --- one pair ------------------------------------------------------------------------------------------
 
-    async def _model(self, client: V2Client, pair: CurrencyPair, state: PairTrack) -> ModelMetadata:
+    async def _model(self, client: V2Client, name: str, state: PairTrack) -> ModelMetadata:
         if state.model is None:
-            state.model = await client.model_metadata(pair.name)
+            state.model = await client.model_metadata(name)
         return state.model
 
     async def _forecast(
-        self, pair: CurrencyPair, url: str, state: PairTrack, candles: pd.DataFrame, origin: pd.Timestamp
+        self, record: PairRecord, state: PairTrack, candles: pd.DataFrame, origin: pd.Timestamp
     ) -> tuple[pd.DataFrame | None, str | None, int]:
         """The rows of the served model's forecast at `origin`, or None and why not; and the requests made."""
+        pair, name = record.pair, record.model_name
+        assert pair is not None and record.serving_url is not None
         step = pd.Timedelta(milliseconds=interval_ms(pair.spec.interval))
-        client = self._client(url)
+        client = self._client(record.serving_url)
         requests = 0
         try:
             fresh_model = state.model is None
-            model = await self._model(client, pair, state)
+            model = await self._model(client, name, state)
             requests += int(fresh_model)
             window, problem = forecast_window(candles, origin, step, model.window)
             if window is None:
                 return None, problem, requests
-            result = await client.infer_result(pair.name, candle_array(window, model.window), last_candle_close=origin)
+            result = await client.infer_result(name, candle_array(window, model.window), last_candle_close=origin)
             requests += 1
             if result.model_version and model.version and result.model_version != model.version:
                 state.model = None  # a new version is served: its window or levels may differ, read them again
-                model = await self._model(client, pair, state)
+                model = await self._model(client, name, state)
                 requests += 1
         except ServingError as exc:
             state.model = None
@@ -285,8 +287,7 @@ class Tracker(RoundLoop):
                 origin, pd.Timestamp(now), due, origin in closed, record.serving_url, state.tried.get(origin)
             )
             if isinstance(action, Ask):
-                assert record.serving_url is not None
-                rows, why, made = await self._forecast(pair, record.serving_url, state, candles, origin)
+                rows, why, made = await self._forecast(record, state, candles, origin)
                 requests += made
                 if rows is not None:
                     new_rows.append(rows)

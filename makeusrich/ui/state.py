@@ -169,8 +169,8 @@ class Dashboard:
             return Served(error=f"no model server to ask: {reason}", not_found=True)
         client = self.client(record.serving_url)
         try:
-            meta = await client.model_metadata(record.name)
-            ready = await client.model_ready(record.name)
+            meta = await client.model_metadata(record.model_name)
+            ready = await client.model_ready(record.model_name)
         except ModelNotFoundError as exc:
             return Served(ready=False, error=str(exc), not_found=True)
         except ServingError as exc:
@@ -216,7 +216,7 @@ class Dashboard:
             return self.forecasts[record.key], None
         try:
             frame = await self.client(record.serving_url).forecast(
-                record.name, candles, record.pair.spec.interval, window, served.levels
+                record.model_name, candles, record.pair.spec.interval, window, served.levels
             )
         except ServingError as exc:
             return None, str(exc)
@@ -326,7 +326,7 @@ class Dashboard:
         client = self.client(record.serving_url)
 
         async def infer(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-            result = await client.infer_result(record.name, windows)
+            result = await client.infer_result(record.model_name, windows)
             return result.forecast, result.quantiles
 
         return await run_backtest(version, metadata, candles, infer)

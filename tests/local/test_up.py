@@ -20,18 +20,22 @@ from pathlib import Path
 import httpx
 import numpy as np
 import onnxruntime as ort
+import pandas as pd
 import pytest
 import yaml
 
 from makeusrich.contract import FIELDS, INPUT_NAME
 from makeusrich.market import clean_candles, read_sample
 from makeusrich.serving.loader import load_artifact, store_sources
-from makeusrich.store import LocalStore, PairStore, read_run_state
+from makeusrich.store import LocalStore, PairStore, TrackFiles, read_run_state
+from makeusrich.store.track_schema import checked_rows
 from makeusrich.v2client import V2Client
+from tests.fixtures.fake_binance import FakeBinance
 from tests.fixtures.models import small_pair
 from tests.fixtures.s3server import S3Server
 from tests.fixtures.shell import ROOT, clean_env, command, makeusrich
-from tests.local.up import Up, assert_store_consistent, offline_env, wait_group_gone
+from tests.fixtures.waiting import eventually_sync
+from tests.local.up import START_TIMEOUT, Up, assert_store_consistent, offline_env, wait_group_gone
 from tests.ui.browser import chromium
 from tests.ui.test_browser import wait_for_text
 
@@ -133,6 +137,73 @@ def test_up_trains_serves_shows_picks_up_pairs_stops_and_restarts(tmp_path: Path
 
 def store_of(folder: Path, name: str) -> PairStore:
     return PairStore(LocalStore(folder / ".makeusrich" / "store"), "default", name)
+
+
+def test_pairs_of_one_name_in_two_namespaces_and_one_outside_default_are_each_themselves(
+    tmp_path: Path, fake_binance: FakeBinance
+) -> None:
+    """default/btc-x, team-a/btc-x and team-b/solo under one `up`, with a loopback Binance whose one-minute candles
+    keep closing: each is served under its own model name, and each one's track record holds forecasts of its own
+    versions only, scored as its candles close. (Before, `up` served only the default namespace, and team-a/btc-x
+    recorded default/btc-x's forecasts as its own.)"""
+    now_ms = int(time.time() * 1000)
+    fake_binance.add_synthetic("BTCUSDT", "1m", count=3200, now_ms=now_ms + 30 * 60_000)  # closes for 30 minutes
+    folder = tmp_path / "laptop"
+    pairs = folder / "pairs"
+    pairs.mkdir(parents=True)
+    spec = {"interval": "1m", "lookbackDays": 2}
+    for namespace, name in (("default", "btc-x"), ("team-a", "btc-x"), ("team-b", "solo")):
+        document = small_pair(name, namespace, **spec).model_dump(mode="json", by_alias=True, exclude_none=True)
+        (pairs / f"{namespace}.{name}.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    up = Up.start(folder, env={"BINANCE_API_URL": fake_binance.url})
+    served = {"default/btc-x": "btc-x", "team-a/btc-x": "team-a.btc-x", "team-b/solo": "team-b.solo"}
+    root = folder / ".makeusrich" / "store"
+    try:
+        up.wait_for("Dashboard:   http://127.0.0.1:")
+        for model in served.values():
+            eventually_sync(
+                lambda model=model: httpx.get(f"{up.serving}/v2/models/{model}/ready", timeout=5).status_code == 200,
+                what=f"{model} served",
+                timeout=START_TIMEOUT,
+                context=lambda: up.output()[-3000:],
+            )
+        assert httpx.get(f"{up.serving}/v2/models", timeout=5).json()["models"] == sorted(served.values())
+
+        def own_scored_rows(key: str) -> bool:
+            namespace, name = key.split("/")
+            store = PairStore(LocalStore(root), namespace, name)
+            track = TrackFiles(store)
+            rows = [checked_rows(track.read(month), month) for month in track.months()]
+            if not rows:
+                return False
+            versions = set(pd.concat(rows)["version"].dropna())
+            others = set().union(*(versions_of(root, other) for other in served if other != key))
+            assert versions <= set(store.versions()) and not versions & others, (key, versions)
+            scored = pd.concat(rows)["actual"].notna().sum()
+            return bool(scored)
+
+        for key in served:
+            eventually_sync(
+                lambda key=key: own_scored_rows(key),
+                what=f"{key}'s own forecasts recorded and scored",
+                timeout=START_TIMEOUT,
+                context=lambda: up.output()[-3000:],
+            )
+        metrics = httpx.get(f"{up.track}/metrics", timeout=5).text
+        for key in served:
+            namespace, name = key.split("/")
+            assert f'namespace="{namespace}",pair="{name}",window="24h"' in metrics
+        page = httpx.get(f"{up.dashboard}/pair/team-a/btc-x", timeout=10)
+        assert page.status_code == 200
+        code, _ = up.interrupt()
+        assert code == 0, up.output()[-3000:]
+    finally:
+        up.kill()
+
+
+def versions_of(root: Path, key: str) -> set[str]:
+    namespace, name = key.split("/")
+    return set(PairStore(LocalStore(root), namespace, name).versions())
 
 
 def test_a_runner_killed_outright_leaves_no_child_behind(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,7 +23,7 @@ from onnx import helper
 from makeusrich.contract import INPUT_NAME, OUTPUT_NAME, QUANTILES_NAME
 from makeusrich.market import OHLCV, clean_candles, read_sample
 from makeusrich.onnxrt import onnx_session
-from makeusrich.store import LATEST, PairStore
+from makeusrich.store import LATEST, PairStore, pair_store
 
 _frame_cache: dict[str, Any] = {}
 
@@ -202,24 +202,131 @@ def nan_above(model: bytes, price: float) -> bytes:
     return proto.SerializeToString()
 
 
+def slow_model(model: bytes, size: int = 512, matmuls: int = 8) -> bytes:
+    """The same graph and answers, made slow but sound: `matmuls` products of [size, size] matrices computed from
+    the input (so onnxruntime cannot fold them away), each entry 1/size so they stay finite, added times zero."""
+    proto = onnx.load_from_string(model)
+    graph = proto.graph
+    _rewire(proto, OUTPUT_NAME, "forecast_fast")
+    graph.initializer.extend(
+        [
+            helper.make_tensor("slow_zero", onnx.TensorProto.FLOAT, [], [0.0]),
+            helper.make_tensor("slow_entry", onnx.TensorProto.FLOAT, [], [1.0 / size]),
+            helper.make_tensor("slow_shape", onnx.TensorProto.INT64, [2], [size, size]),
+        ]
+    )
+    nodes = [
+        helper.make_node("ReduceSum", [INPUT_NAME], ["slow_sum"], keepdims=0),
+        helper.make_node("Mul", ["slow_sum", "slow_zero"], ["slow_nothing"]),
+        helper.make_node("Add", ["slow_nothing", "slow_entry"], ["slow_value"]),
+        helper.make_node("Expand", ["slow_value", "slow_shape"], ["slow_0"]),
+    ]
+    for k in range(matmuls):
+        nodes.append(helper.make_node("MatMul", [f"slow_{k}", "slow_0"], [f"slow_{k + 1}"]))
+    nodes += [
+        helper.make_node("ReduceMean", [f"slow_{matmuls}"], ["slow_mean"], keepdims=0),
+        helper.make_node("Mul", ["slow_mean", "slow_zero"], ["slow_added"]),
+        helper.make_node("Add", ["forecast_fast", "slow_added"], [OUTPUT_NAME]),
+    ]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+def endless_model(model: bytes, iterations: int = 9 * 10**18) -> bytes:
+    """The same graph with a Loop of `iterations` empty steps added to its forecast times zero: it loads and its
+    graph is sound, but its first inference never ends. The loop's start depends on the input, so that no
+    optimisation can run (or skip) it when the session is made."""
+    proto = onnx.load_from_string(model)
+    graph = proto.graph
+    _rewire(proto, OUTPUT_NAME, "forecast_fast")
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Identity", ["v_in"], ["v_out"])],
+        "endless_body",
+        [
+            helper.make_tensor_value_info("i", onnx.TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", onnx.TensorProto.BOOL, []),
+            helper.make_tensor_value_info("v_in", onnx.TensorProto.FLOAT, []),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", onnx.TensorProto.BOOL, []),
+            helper.make_tensor_value_info("v_out", onnx.TensorProto.FLOAT, []),
+        ],
+    )
+    graph.initializer.extend(
+        [
+            helper.make_tensor("endless_trips", onnx.TensorProto.INT64, [], [iterations]),
+            helper.make_tensor("endless_true", onnx.TensorProto.BOOL, [], [True]),
+            helper.make_tensor("endless_zero", onnx.TensorProto.FLOAT, [], [0.0]),
+        ]
+    )
+    graph.node.extend(
+        [
+            helper.make_node("ReduceSum", [INPUT_NAME], ["endless_sum"], keepdims=0),
+            helper.make_node("Mul", ["endless_sum", "endless_zero"], ["endless_start"]),
+            helper.make_node("Loop", ["endless_trips", "endless_true", "endless_start"], ["endless_end"], body=body),
+            helper.make_node("Mul", ["endless_end", "endless_zero"], ["endless_added"]),
+            helper.make_node("Add", ["forecast_fast", "endless_added"], [OUTPUT_NAME]),
+        ]
+    )
+    onnx.checker.check_model(proto)
+    return proto.SerializeToString()
+
+
+def publish_as(
+    store_url: str, template: str, names: Iterable[str], namespace: str = "default", model: bytes | None = None
+) -> str:
+    """Publish the newest version of pair `template` again under each of `names`, promoted: the same files (or
+    `model` instead of its ONNX file, with the smoke test recorded for it), config.pbtxt and metadata.json naming
+    the new pair, so that a server and a dashboard treat them as that many pairs for the price of one training.
+    Returns the version."""
+    source = pair_store(store_url, namespace, template)
+    version = source.versions()[-1]
+    stored = source.metadata(version)
+    files = {path: source.read_file(version, path) for path in stored["files"]}
+    metadata = {k: v for k, v in stored.items() if k not in ("files", "storageUri")}
+    if model is not None:
+        files[source.model_path()] = model
+        metadata["smokeTest"] = recorded_smoke_test(model, metadata["smokeTest"])
+    quoted = f'"{template}"'.encode()
+    for name in names:
+        renamed = {
+            path.replace(template, name, 1): data.replace(quoted, f'"{name}"'.encode())
+            if path.endswith("config.pbtxt")
+            else data
+            for path, data in files.items()
+        }
+        pair_store(store_url, namespace, name).publish(version, renamed, {**metadata, "pair": name}, True)
+    return version
+
+
+def recorded_smoke_test(model: bytes, smoke: dict[str, Any]) -> dict[str, Any]:
+    """The smoke test of metadata.json with the answers `model` gives on its window, as the trainer records them."""
+    candles = np.asarray(smoke["candles"], dtype=np.float32)[np.newaxis]
+    answer = reference_outputs(model, candles)
+    recorded = {"forecast": answer[OUTPUT_NAME][0].tolist()}
+    if QUANTILES_NAME in answer:
+        recorded["quantiles"] = answer[QUANTILES_NAME][0].tolist()
+    return {**smoke, **recorded}
+
+
 def next_version(store: PairStore, offset: int = 1) -> str:
     """A version name after every existing one (versions sort by time)."""
     newest = datetime.strptime(store.versions()[-1], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     return (newest + timedelta(seconds=offset)).strftime("%Y%m%dT%H%M%SZ")
 
 
-def publish_model(store: PairStore, model: bytes, base_version: str, promote: bool = True, offset: int = 1) -> str:
-    """Publish `model` as a new version of the pair with the base version's config and metadata."""
+def publish_model(
+    store: PairStore, model: bytes, base_version: str, promote: bool = True, offset: int = 1, record: bool = True
+) -> str:
+    """Publish `model` as a new version of the pair with the base version's config and metadata (the smoke test's
+    answers recorded for it unless not `record`: a model whose inference never ends keeps the base's)."""
     version = next_version(store, offset)
     base = store.version_prefix(base_version)
     metadata = {**store.metadata(base_version), "version": version}
     with contextlib.suppress(Exception):  # as the trainer records it for this model (a broken one keeps the base's)
-        candles = np.asarray(metadata["smokeTest"]["candles"], dtype=np.float32)[np.newaxis]
-        answer = reference_outputs(model, candles)
-        recorded = {"forecast": answer[OUTPUT_NAME][0].tolist()}
-        if QUANTILES_NAME in answer:
-            recorded["quantiles"] = answer[QUANTILES_NAME][0].tolist()
-        metadata["smokeTest"] = {**metadata["smokeTest"], **recorded}
+        if record:
+            metadata["smokeTest"] = recorded_smoke_test(model, metadata["smokeTest"])
     files = {
         store.model_path(): model,
         store.config_path(): store.objects.get(base + store.config_path()),

@@ -4,7 +4,9 @@ which fails; a version that cannot be served is refused, said so in the metadata
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,6 +19,7 @@ from tests.fixtures.model_server import RunningServer
 from tests.fixtures.models import TrainedStore
 from tests.fixtures.waiting import describe, eventually, eventually_sync
 from tests.serving.helpers import (
+    endless_model,
     next_version,
     point_latest_at,
     publish_model,
@@ -177,7 +180,11 @@ def test_unservable_versions_are_refused_and_the_old_one_keeps_serving(
         what="sol-usdt among the served models",
         context=server.log,
     )
-    assert httpx.get(f"{server.url}/v2/models/sol-usdt/ready").status_code == 200
+    eventually_sync(  # listed as soon as it is found, ready once its version passed the checks
+        lambda: httpx.get(f"{server.url}/v2/models/sol-usdt/ready").status_code == 200,
+        what="sol-usdt ready",
+        context=server.log,
+    )
     assert server.alive()
 
 
@@ -214,3 +221,43 @@ def test_a_rollback_to_the_served_version_clears_the_refusal(
     store.objects.put(store.prefix + "latest.json", served_latest)
     meta = wait_for(server, PAIR, lambda m: "refused_version" not in m["parameters"])
     assert meta["versions"] == [trained_store.version]
+
+
+def test_a_check_that_never_ends_is_refused_in_time_and_holds_back_no_other_pair(
+    start_model_server: Callable[..., RunningServer], trained_store: TrainedStore, tmp_path: Path
+) -> None:
+    """A version whose smoke inference never ends (a Loop of 9e18 steps) is refused after --check-seconds while
+    another pair's new version is served meanwhile; a model file that is a FIFO is refused at once; and a server
+    restarted while latest.json names the endless version answers /v2/health/live during its checks. (Before,
+    the watcher checked pairs one after another and the check never ended: no other pair's version loaded, and a
+    restarted server never answered.)"""
+    publish_other_pair(trained_store, "sol-usdt")
+    store, other = trained_store.store(), pair_store(trained_store.url, "default", "sol-usdt")
+    good = trained_store.version
+    checks = ["--check-seconds", "8", "--poll-seconds", "0.2"]
+    server = start_model_server("--store", trained_store.url, *checks, store=trained_store)
+    fifo = publish_model(store, scaled_model(store.read_model(good), 1.05), good, promote=False)
+    model_path = trained_store.root / store.version_prefix(fifo) / store.model_path()
+    model_path.unlink()
+    os.mkfifo(model_path)
+    point_latest_at(store, fifo, store.metadata(fifo)["files"][store.model_path()]["sha256"])
+    meta = wait_for(server, PAIR, lambda m: m["parameters"].get("refused_version") == fifo)
+    assert "is not a regular file" in meta["parameters"]["refused_reason"]
+
+    endless = publish_model(store, endless_model(store.read_model(good)), good, offset=2, record=False)
+    newer = publish_model(other, scaled_model(other.read_model(good), 1.1), good)
+    served_while_checking = wait_for(server, "sol-usdt", lambda m: m["versions"] == [newer])
+    checking = httpx.get(f"{server.url}/v2/models/{PAIR}").json()["parameters"]
+    assert checking.get("refused_version") != endless  # its check is still running
+    assert served_while_checking["parameters"]["served_version"] == newer
+    meta = wait_for(server, PAIR, lambda m: m["parameters"].get("refused_version") == endless)
+    assert "did not end within 8 s (--check-seconds)" in meta["parameters"]["refused_reason"]
+    assert meta["versions"] == [good]  # the old version serves on
+    server.stop()
+
+    restarted = start_model_server("--store", trained_store.url, *checks, store=trained_store, until_loaded=False)
+    assert httpx.get(f"{restarted.url}/v2/health/live").status_code == 200
+    assert httpx.get(f"{restarted.url}/v2/health/ready").status_code == 503  # its first checks are still running
+    assert '"message": "models loaded"' not in restarted.log()
+    meta = wait_for(restarted, PAIR, lambda m: m["parameters"].get("refused_version") == endless)
+    assert meta["versions"] == [] and "did not end within 8 s" in meta["parameters"]["refused_reason"]
