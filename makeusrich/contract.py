@@ -52,6 +52,16 @@ def model_name(namespace: str, pair: str) -> str:
     return pair if namespace == DEFAULT_NAMESPACE else f"{namespace}.{pair}"
 
 
+def model_name_at(namespace: str, pair: str, listed: list[str] | None) -> str:
+    """The pair's model name at a server that lists `listed` (None: it does not say): a server of every
+    namespace (it lists the qualified name, or any name with a dot) knows it as `model_name`, a server of one
+    namespace (an InferenceService) by the pair's name."""
+    qualified = model_name(namespace, pair)
+    if qualified != pair and listed is not None and (qualified in listed or any("." in n for n in listed)):
+        return qualified
+    return pair
+
+
 def input_spec(window: int) -> TensorSpec:
     """The model's input: raw candles, [batch, window, 5], oldest first."""
     return TensorSpec(INPUT_NAME, DATATYPE, (-1, window, len(FIELDS)))

@@ -17,6 +17,7 @@ import jsonschema
 import pytest
 import yaml
 
+from makeusrich.contract import model_name, model_name_at
 from makeusrich.errors import PairError
 from makeusrich.pair import CurrencyPairSpec, crd_manifest, load_pair, next_run, parse_pair, valid_cron
 
@@ -336,3 +337,13 @@ def test_the_readme_pair_reference_is_generated_from_the_schema() -> None:
     assert generator.readme_with_reference(readme) == readme, "run: PYTHONPATH=. python docs/pair_reference.py --write"
     for field in ("`spec.model.window`", "`spec.promotion.maxRelativeMAE`", "`spec.trainOnCreate`"):
         assert field in readme
+
+
+def test_a_pair_s_model_name_on_a_server_of_every_namespace_or_of_one() -> None:
+    assert model_name("default", "btc-x") == "btc-x" and model_name("team-a", "btc-x") == "team-a.btc-x"
+    every = ["btc-x", "team-a.btc-x"]
+    assert model_name_at("team-a", "btc-x", every) == "team-a.btc-x"
+    assert model_name_at("team-b", "solo", every) == "team-b.solo"  # a server of every namespace: never another's
+    assert model_name_at("team-a", "btc-x", ["btc-x"]) == "btc-x"  # an InferenceService in team-a
+    assert model_name_at("team-a", "btc-x", None) == "btc-x"
+    assert model_name_at("default", "btc-x", every) == "btc-x"

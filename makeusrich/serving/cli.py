@@ -98,7 +98,7 @@ def format_forecast(
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from makeusrich.contract import iso_z
+    from makeusrich.contract import DEFAULT_NAMESPACE, iso_z, model_name_at
     from makeusrich.market import Source, load_candles
     from makeusrich.pair import load_pair_arg
     from makeusrich.serving.options import PredictSettings
@@ -113,7 +113,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     async def run() -> tuple[pd.DataFrame, pd.DataFrame, ModelMetadata]:
         async with V2Client(url, timeout=settings.timeout) as client:
-            meta = await client.model_metadata(pair.name)
+            listed = await client.list_models() if pair.namespace != DEFAULT_NAMESPACE else None
+            name = model_name_at(pair.namespace, pair.name, listed)
+            meta = await client.model_metadata(name)
             served_interval = meta.parameters.get("interval")
             if served_interval and served_interval != spec.interval:
                 raise MakeUsRichError(
@@ -135,7 +137,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             gaps = count_gaps(frame["open_time"].tail(window), spec.interval)
             if gaps:
                 log.warning("the last %d candles have %d gap(s); the model reads them as consecutive", window, gaps)
-            forecast = await client.forecast(pair.name, frame, spec.interval, window, meta.levels)
+            forecast = await client.forecast(name, frame, spec.interval, window, meta.levels)
             return frame, forecast, meta
 
     frame, forecast, meta = asyncio.run(run())

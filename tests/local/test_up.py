@@ -195,6 +195,10 @@ def test_pairs_of_one_name_in_two_namespaces_and_one_outside_default_are_each_th
             assert f'namespace="{namespace}",pair="{name}",window="24h"' in metrics
         page = httpx.get(f"{up.dashboard}/pair/team-a/btc-x", timeout=10)
         assert page.status_code == 200
+        env = clean_env(BINANCE_API_URL=fake_binance.url, MAKEUSRICH_SERVING_URL=up.serving)
+        asked = makeusrich("predict", "-f", str(pairs / "team-a.btc-x.yaml"), "--json", env=env)
+        assert asked.returncode == 0, asked.stderr
+        assert json.loads(asked.stdout)["forecast"][0]["model_version"] in versions_of(root, "team-a/btc-x")
         code, _ = up.interrupt()
         assert code == 0, up.output()[-3000:]
     finally:
