@@ -11,7 +11,8 @@ server said was wrong.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import zlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -215,7 +216,7 @@ class V2Client:
             base_url=self.base_url,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
             transport=transport,
-            headers={"accept": "application/json"},
+            headers={"accept": "application/json", "accept-encoding": "gzip, deflate"},
         )
 
     async def __aenter__(self) -> V2Client:
@@ -247,21 +248,38 @@ class V2Client:
             ) from None
 
     async def _read(self, response: httpx.Response, method: str, path: str) -> bytes:
-        """The answer's body, refused (by its Content-Length, or once it grows past the limit) when too big."""
+        """The answer's body, refused (by its Content-Length, or once it grows past the limit) when too big. A
+        gzip or deflate body is inflated here, a piece at a time and never past the limit: httpx would inflate
+        each piece whole, and a small piece of a hostile gzip inflates to hundreds of megabytes."""
         too_big = ServingError(
             f"{method} {self.base_url}{path} answered more than {self.max_answer_bytes:,} bytes; refused unread"
         )
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_answer_bytes:
             raise too_big
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > self.max_answer_bytes:
-                raise too_big
-            chunks.append(chunk)
-        return b"".join(chunks)
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("identity", "", "gzip", "deflate"):
+            raise ServingError(
+                f"{method} {self.base_url}{path} answered in {encoding!r}, which this client does not read"
+            )
+        inflater = zlib.decompressobj(47) if encoding in ("gzip", "deflate") else None  # 47: gzip or zlib header
+        body = bytearray()
+        if response.is_stream_consumed:  # built whole (a mock transport in tests): its bytes are decoded already
+            inflater, raws = None, _whole(response.content)
+        else:
+            raws = response.aiter_raw()
+        async for raw in raws:
+            pending = raw
+            while pending:
+                if inflater is None:
+                    piece, pending = pending, b""
+                else:
+                    piece = inflater.decompress(pending, self.max_answer_bytes + 1 - len(body))
+                    pending = b"" if inflater.eof else inflater.unconsumed_tail
+                body += piece
+                if len(body) > self.max_answer_bytes:
+                    raise too_big
+        return bytes(body)
 
     async def _fail(self, response: Answer, model: str | None) -> ServingError:
         try:
@@ -424,3 +442,7 @@ class V2Client:
 def _output_array(output: dict[str, Any]) -> np.ndarray:
     """One output of a v2 JSON answer as a float32 array of its shape."""
     return np.asarray(output["data"], dtype=np.float32).reshape(output["shape"])
+
+
+async def _whole(content: bytes) -> AsyncIterator[bytes]:
+    yield content

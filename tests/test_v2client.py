@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -231,6 +232,12 @@ async def test_an_answer_past_the_limit_is_refused_unread() -> None:
         try:
             if path == "/v2/models/claims":
                 writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 200000000\r\n\r\n{")
+            elif path == "/v2/models/zipped":
+                meta = {"name": "zipped", "inputs": [], "outputs": [], "parameters": {"window": 24}}
+                body = gzip.compress(json.dumps(meta).encode())
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n" % len(body) + body
+                )
             elif path == "/v2/models/bomb":
                 body = gzip.compress(b" " * (4 * 1024 * 1024))
                 writer.write(
@@ -254,6 +261,7 @@ async def test_an_answer_past_the_limit_is_refused_unread() -> None:
     port = server.sockets[0].getsockname()[1]
     try:
         async with V2Client(f"http://127.0.0.1:{port}", timeout=10, max_answer_bytes=1024 * 1024) as v2:
+            assert (await v2.model_metadata("zipped")).parameters == {"window": 24}  # a sound gzip answer is read
             for name in ("claims", "bomb", "endless"):
                 with pytest.raises(ServingError, match=r"answered more than 1,048,576 bytes; refused unread"):
                     await v2.model_metadata(name)

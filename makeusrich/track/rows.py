@@ -84,13 +84,27 @@ def _rows(
     return pd.DataFrame(data)
 
 
-def append_rows(rows: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
-    """`new` rows after `rows`, leaving out any origin already recorded (an origin is recorded once)."""
+# A row recorded more than this after now was written by a clock ahead of this one (a few seconds between
+# hosts are not a clock gone wrong).
+AHEAD = pd.Timedelta(minutes=1)
+
+
+def written_ahead(rows: pd.DataFrame, now: datetime) -> np.ndarray:
+    """Which rows a clock ahead of `now` wrote: recorded after now. Their forecasts or gaps speak of candles
+    that had not closed, so they stand for nothing the tracker saw."""
+    return np.asarray(as_nanoseconds(rows["recorded_at"]) > (pd.Timestamp(now) + AHEAD).value)
+
+
+def append_rows(rows: pd.DataFrame, new: pd.DataFrame, now: datetime | None = None) -> pd.DataFrame:
+    """`new` rows after `rows`, leaving out any origin already recorded (an origin is recorded once), unless
+    its row was written ahead of `now` (when given): then the new row replaces it."""
     if new.empty:
         return rows
     order = ["origin", "step"]
     if not rows.empty and new["origin"].min() > rows["origin"].iloc[-1]:  # the usual case: the next close
         return pd.concat([rows, new.sort_values(order, kind="stable")], ignore_index=True)
+    if now is not None and not rows.empty:
+        rows = rows[~(rows["origin"].isin(new["origin"]).to_numpy() & written_ahead(rows, now))]
     fresh = new[~new["origin"].isin(rows["origin"])] if not rows.empty else new
     if fresh.empty:
         return rows
@@ -133,21 +147,21 @@ def score_rows(rows: pd.DataFrame, closes: pd.Series, now: datetime) -> tuple[pd
     return scored, count
 
 
-def last_seen_origin(rows: pd.DataFrame, newest: pd.Timestamp) -> pd.Timestamp | None:
-    """The newest origin recorded live or as a gap, up to `newest` (the newest close by the clock): a replayed row
-    never stands for a close the tracker saw, and an origin after `newest` (written while a clock ran ahead) must
-    not hold the record back until the clock reaches it."""
+def last_seen_origin(rows: pd.DataFrame, newest: pd.Timestamp, now: datetime) -> pd.Timestamp | None:
+    """The newest origin recorded live or as a gap, up to `newest` (the newest close by the clock at `now`): a
+    replayed row never stands for a close the tracker saw, and a row a clock ahead wrote (its origin after
+    `newest`, or recorded after `now`) must not hold the record back: its origins are recorded again."""
     origins = as_nanoseconds(rows["origin"])
-    seen = (rows["kind"].to_numpy() != REPLAYED) & (origins <= newest.value)
+    seen = (rows["kind"].to_numpy() != REPLAYED) & (origins <= newest.value) & ~written_ahead(rows, now)
     if not seen.any():
         return None
     return pd.Timestamp(int(origins[seen].max()), tz="UTC")
 
 
-def future_origins(rows: pd.DataFrame, newest: pd.Timestamp) -> int:
-    """How many origins lie after the newest close by the clock: rows a clock that ran ahead wrote."""
+def future_origins(rows: pd.DataFrame, newest: pd.Timestamp, now: datetime) -> int:
+    """How many origins a clock ahead wrote: after the newest close by the clock, or recorded after `now`."""
     origins = as_nanoseconds(rows["origin"])
-    return int(np.unique(origins[origins > newest.value]).size)
+    return int(np.unique(origins[(origins > newest.value) | written_ahead(rows, now)]).size)
 
 
 def oldest_unscored_target(rows: pd.DataFrame, since: pd.Timestamp) -> pd.Timestamp | None:
@@ -165,7 +179,7 @@ def update_rows(
     has closed scored. Returns the rows, the months whose files changed, and how many rows were scored now."""
     months = {month_of(pd.Timestamp(rows["origin"].iloc[0])) for rows in new}
     for rows in new:
-        held = append_rows(held, rows)
+        held = append_rows(held, rows, now)
     held, scored = score_rows(held, closes, now)
     if scored:
         touched = held["scored_at"] == pd.Timestamp(now)

@@ -322,12 +322,13 @@ class Tracker(RoundLoop):
         step = pd.Timedelta(milliseconds=interval_ms(spec.interval))
         newest = newest_close(now, step)
         held = self._files(pair).rows(*await self.offload(self._fetch, pair, state.summary, now))
-        last_seen = last_seen_origin(held, newest)
-        ahead = future_origins(held, newest)
+        last_seen = last_seen_origin(held, newest, now)
+        ahead = future_origins(held, newest, now)
         if ahead:
             log.warning(
-                f"{ahead} recorded origins lie after the newest close by this clock ({newest.isoformat()}); a clock "
-                "ran ahead when they were written: they are kept, and the record goes on from the clock",
+                f"{ahead} recorded origins were written by a clock ahead of this one (after the newest close "
+                f"{newest.isoformat()}, or recorded later than now): the record goes on from this clock, and "
+                "replaces them as it reaches them",
                 extra={"pair": record.key},
             )
         origins = due_origins(last_seen, newest, step)

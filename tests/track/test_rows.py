@@ -43,15 +43,28 @@ def test_an_origin_is_recorded_once() -> None:
 
 
 def test_an_origin_a_clock_ahead_wrote_does_not_stop_the_record() -> None:
-    """A clock once a day ahead wrote an origin 24 hours in the future; the record then waited silently for the clock
-    to reach it. The record goes on from the clock, and what lies ahead is counted (the tracker warns of it)."""
+    """A tracker whose clock ran a day ahead wrote a day of rows (gaps: "the candle never came") for closes that had
+    not happened; the record then waited for the clock to pass them, and once it did, those gaps stood for closes
+    the tracker never saw. Rows written ahead (origin after the newest close, or recorded after now) are counted,
+    never hold the record back, and are replaced by what the true clock records."""
+    now = T0 + 5 * HOUR + pd.Timedelta(seconds=5)
     newest = T0 + 5 * HOUR
     rows = empty_rows()
-    for origin in (T0, T0 + HOUR, T0 + 25 * HOUR):
-        rows = append_rows(rows, forecast_rows(origin, HOUR, "v1", 100.0, [101.0], None, None, NOW))
-    assert last_seen_origin(rows, newest) == T0 + HOUR
-    assert due_origins(last_seen_origin(rows, newest), newest, HOUR) == [T0 + i * HOUR for i in range(2, 6)]
-    assert future_origins(rows, newest) == 1 and future_origins(rows, T0 + 25 * HOUR) == 0
+    for origin in (T0, T0 + HOUR):
+        rows = append_rows(rows, forecast_rows(origin, HOUR, "v1", 100.0, [101.0], None, None, origin.to_pydatetime()))
+    ahead = (T0 + 26 * HOUR).to_pydatetime()  # the clock a day ahead, writing gaps for T0+2h .. T0+26h
+    for k in range(2, 27):
+        rows = append_rows(rows, gap_rows(T0 + k * HOUR, HOUR, 1, "v1", "never came", None, ahead))
+    assert last_seen_origin(rows, newest, now) == T0 + HOUR
+    assert due_origins(last_seen_origin(rows, newest, now), newest, HOUR) == [T0 + i * HOUR for i in range(2, 6)]
+    assert future_origins(rows, newest, now) == 25
+    live = forecast_rows(T0 + 2 * HOUR, HOUR, "v1", 100.0, [102.0], None, None, now.to_pydatetime())
+    replaced = append_rows(rows, live, now.to_pydatetime())
+    at = replaced[replaced["origin"] == T0 + 2 * HOUR]
+    assert len(at) == 1 and at["kind"].iloc[0] == LIVE and at["forecast"].iloc[0] == 102.0
+    assert len(replaced) == len(rows)  # replaced, not added
+    kept = append_rows(rows, forecast_rows(T0 + HOUR, HOUR, "v2", 100.0, [99.0], None, None, NOW), NOW)
+    assert kept["forecast"].iloc[1] == 101.0  # a row written by this clock is recorded once
 
 
 def test_scoring_fills_errors_and_direction_by_hand_and_leaves_gaps_and_open_targets_alone() -> None:
