@@ -18,7 +18,7 @@ from typing import Any, Protocol, TypeVar
 
 import yaml
 
-from makeusrich.contract import model_name
+from makeusrich.contract import DEFAULT_NAMESPACE, model_name
 from makeusrich.errors import KubeAlreadyExists, KubeConflict, KubeError, MakeUsRichError, PairError
 from makeusrich.kube import ISVCS, PAIRS, KubeClient
 from makeusrich.pair import (
@@ -143,7 +143,8 @@ class EmbeddedSource:
             target = self.pairs_dir / f"{model_name(pair.namespace, pair.name)}.yaml"
             if create:
                 if key in existing or target.exists():
-                    raise PairError(f"a pair named {key} already exists in {self.pairs_dir}")
+                    where = "" if pair.namespace == DEFAULT_NAMESPACE else f" in namespace {pair.namespace}"
+                    raise PairError(f"a pair named {pair.name}{where} already exists in {self.pairs_dir}")
             else:
                 # The file the form was loaded from, still declaring the same pair: never another file.
                 path = previous.path if previous is not None else None

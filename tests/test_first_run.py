@@ -70,7 +70,8 @@ def test_make_run_from_an_empty_folder_runs_the_bundled_pair_until_ctrl_c(empty:
     try:
         up.wait_for(f"Created {empty / 'pairs'} with the bundled btc-usdt.yaml")
         up.wait_for(
-            "Dashboard:   http://127.0.0.1:8081\nv2 endpoint: http://127.0.0.1:8080/v2/models/<pair>/infer\n"
+            "Dashboard:   http://127.0.0.1:8081\nv2 endpoint: http://127.0.0.1:8080/v2/models/<pair>/infer "
+            "(<namespace>.<pair> outside default)\n"
             "Track:       http://127.0.0.1:8082/metrics"
         )
         text = up.wait_for("btc-usdt: LSTM version ")
