@@ -194,11 +194,13 @@ DEFAULT_SHAPE = {"window": 120, "hiddenSize": 64, "layers": 2, "batchSize": 256,
 
 
 def default_shape_pair(name: str = "btc-usdt", **spec: Any) -> CurrencyPair:
-    """tests.fixtures.models.small_pair with the default model's shape, trained 1 epoch and promoted whatever it
-    scores (point and range gates opened): a benchmark of serving needs the model's cost, not its skill."""
+    """tests.fixtures.models.small_pair with the default model's shape, trained 1 epoch on 365 days (the data roles
+    of a 120-candle window need more than small_pair's 60) with the point and range gates opened: a benchmark of
+    serving needs the model's cost, not its skill (promote it with `store.promote` when the baseline stays)."""
     from tests.fixtures.models import small_pair
 
     promotion = {"maxRelativeMAE": 10, "coverageTolerance": 0.5}
+    spec = {"lookbackDays": 365, **spec}
     return small_pair(name, model={**DEFAULT_SHAPE, **spec.pop("model", {})}, promotion=promotion, **spec)
 
 

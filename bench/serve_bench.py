@@ -41,6 +41,7 @@ import _harness
 import numpy as np
 
 from makeusrich.market import Source
+from makeusrich.store import pair_store
 from makeusrich.trainer.export import onnx_session
 from makeusrich.trainer.pipeline import run_training
 from makeusrich.v2client import V2Client
@@ -179,9 +180,10 @@ async def throughput(server: RunningServer, windows: np.ndarray, batch: int, sec
 def train(root: Path) -> tuple[str, bytes]:
     pair = _harness.default_shape_pair()
     outcome = run_training(pair, Source("sample"), f"file://{root}", progress=None)
-    store = pair.name
-    model = (root / "default" / store / "versions" / outcome.version / store / "1" / "model.onnx").read_bytes()
-    return outcome.version, model
+    store = pair_store(f"file://{root}", pair.namespace, pair.name)
+    if not outcome.promoted:  # the baseline kept its place: serve the LSTM, whose cost is measured
+        store.promote(outcome.version)
+    return outcome.version, store.read_model(outcome.version)
 
 
 def slow_version(root: Path, model: bytes, window: np.ndarray, target_s: float = 0.5) -> float:
