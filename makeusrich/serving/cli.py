@@ -116,6 +116,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
             listed = await client.list_models() if pair.namespace != DEFAULT_NAMESPACE else None
             name = model_name_at(pair.namespace, pair.name, listed)
             meta = await client.model_metadata(name)
+            served_namespace = meta.parameters.get("namespace")
+            if served_namespace not in (None, pair.namespace):
+                raise MakeUsRichError(
+                    f"model {name} at {url} is the pair {name} of namespace {served_namespace}, not of "
+                    f"{pair.namespace}; that pair is not served there yet"
+                )
             served_interval = meta.parameters.get("interval")
             if served_interval and served_interval != spec.interval:
                 raise MakeUsRichError(

@@ -101,6 +101,11 @@ class ModelSource(Protocol):
         """The model's name on the v2 endpoints: the pair's resource name."""
         ...
 
+    @property
+    def namespace(self) -> str | None:
+        """The pair's namespace, when the source knows it (a store does; a mounted folder does not)."""
+        ...
+
     def describe(self) -> str: ...
 
     def current(self) -> Candidate | None:
@@ -122,6 +127,10 @@ class StoreSource:
     @property
     def name(self) -> str:
         return self.model_name or self.store.pair
+
+    @property
+    def namespace(self) -> str | None:
+        return self.store.namespace
 
     def describe(self) -> str:
         return self.store.objects.uri(self.store.prefix + LATEST)
@@ -168,6 +177,7 @@ class FolderSource:
 
     root: Path
     name: str
+    namespace: str | None = None  # a folder does not say (an InferenceService serves its own namespace's pair)
 
     def describe(self) -> str:
         return str(self.root / self.name)

@@ -10,10 +10,11 @@ What this adds to kserve's own server, and why:
   keeps serving; once latest.json names the served version again, the refusal is forgotten.
 - Requests are checked (validation.py) and every bad one is a 400 with a sentence.
 - Model metadata (GET /v2/models/<name>) lists the served version in `versions` and, in `parameters` (the
-  optional field MLServer also uses), the served version, which kind of model it is (`model_kind`: lstm or
-  baseline), window, horizon, interval, when it was trained (`model_created_at`), the levels of its `quantiles`
-  output (`quantile_levels`, for models with ranges) and where it came from, plus `refused_version`,
-  `refused_reason` and `refused_at` while latest.json names a version that was refused.
+  optional field MLServer also uses), the pair's namespace (when serving from a store), the served version,
+  which kind of model it is (`model_kind`: lstm or baseline), window, horizon, interval, when it was trained
+  (`model_created_at`), the levels of its `quantiles` output (`quantile_levels`, for models with ranges) and
+  where it came from, plus `refused_version`, `refused_reason` and `refused_at` while latest.json names a
+  version that was refused.
 - A request may name the outputs it wants (`forecast`, `quantiles`); without names it gets every output the
   model has. Every answer carries `parameters` that say how old it is: `model_version`, `model_created_at`,
   `model_age_seconds` and, when the request's parameter `last_candle_close` (RFC 3339) says when its last candle
@@ -158,6 +159,8 @@ class PairModel(Model):
         """v2 model metadata plus `parameters` (see the module's docstring)."""
         served, refusal = self.served, self.refusal
         parameters: dict[str, Any] = {"source": self.source.describe()}
+        if self.source.namespace is not None:
+            parameters["namespace"] = self.source.namespace
         if served is not None:
             parameters.update(
                 served_version=served.version,

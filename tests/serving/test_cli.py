@@ -36,6 +36,18 @@ def test_help(command: str) -> None:
     assert result.returncode == 0 and f"usage: makeusrich {command}" in result.stdout
 
 
+def test_predict_never_takes_another_namespace_s_model_for_the_pair(
+    model_server: RunningServer, tmp_path: Path
+) -> None:
+    """A server of one namespace lists plain names: a pair of another namespace with the same name is refused, not
+    answered with the other pair's forecast (the server says whose model it serves)."""
+    path = tmp_path / "btc-usdt.yaml"
+    path.write_text(yaml.safe_dump(pair_document(small_pair(namespace="team-a"))))
+    result = makeusrich("predict", "-f", str(path), "--source", "sample", "--url", model_server.url)
+    assert result.returncode == 1
+    assert "is the pair btc-usdt of namespace default, not of team-a" in result.stderr, result.stderr
+
+
 def test_predict_prints_the_served_forecast_for_the_latest_candles(model_server: RunningServer, tmp_path: Path) -> None:
     assert model_server.store is not None
     path = pair_file(tmp_path)
