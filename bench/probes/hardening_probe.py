@@ -1488,19 +1488,34 @@ class HugeAnswers(ThreadingHTTPServer):
             handler.send(200, {"Transfer-Encoding": "chunked"}, [*chunked, b"0\r\n\r\n"])
 
 
+# Started from a small interpreter, not from the probe: a child's peak RSS (ru_maxrss) counts the pages it shared
+# with the process that forked it, before its exec, so a child of this large probe would show the probe's size.
+PEAK_OF = (
+    "import os, subprocess, sys; p = subprocess.Popen(sys.argv[2:]); _, s, u = os.wait4(p.pid, 0); "
+    "open(sys.argv[1], 'w').write(str(u.ru_maxrss)); sys.exit(os.waitstatus_to_exitcode(s))"
+)
+
+
 def predict_peak(pair_file: Path, url: str) -> tuple[int, float, str]:
-    """`makeusrich predict` against `url`: its exit status, its peak RSS (the kernel's, by wait4), its last line."""
-    output = pair_file.with_suffix(".out")
+    """`makeusrich predict` against `url`: its exit status, its peak RSS (the kernel's, by wait4 in a small parent
+    process), its last line."""
+    output, peak = pair_file.with_suffix(".out"), pair_file.with_suffix(".peak")
     command = makeusrich_command("predict", "-f", str(pair_file), "--source", "sample", "--url", url, "--timeout", "60")
     with output.open("wb") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, cwd=_harness.REPO, env=clean_env())
-    guard = threading.Timer(180, process.kill)  # a bound for a hung client, not a measure
-    guard.start()
-    _, status, usage = os.wait4(process.pid, 0)
-    guard.cancel()
-    process.returncode = os.waitstatus_to_exitcode(status)
+        process = subprocess.Popen(
+            [sys.executable, "-c", PEAK_OF, str(peak), *command],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            cwd=_harness.REPO,
+            env=clean_env(),
+        )
+    try:
+        code = process.wait(timeout=180)  # a bound for a hung client, not a measure
+    except subprocess.TimeoutExpired:
+        process.kill()
+        code = process.wait()
     lines = [line for line in output.read_text(errors="replace").splitlines() if line.strip()]
-    return process.returncode, usage.ru_maxrss / 1024, lines[-1] if lines else ""
+    return code, int(peak.read_text() or 0) / 1024, lines[-1] if lines else ""
 
 
 def huge_answer(probe: Probe, wanted: set[str]) -> list[Row]:
