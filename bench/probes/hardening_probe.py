@@ -60,7 +60,7 @@ import pandas as pd
 import socketio
 from onnx import TensorProto, helper
 
-from makeusrich.contract import INPUT_NAME, OUTPUT_NAME
+from makeusrich.contract import INPUT_NAME, OUTPUT_NAME, model_name
 from makeusrich.errors import PairError
 from makeusrich.market import CandleFeed, Source
 from makeusrich.pair import load_pair, valid_cron
@@ -524,20 +524,20 @@ NAMESPACED = (("default", "btc-x"), ("team-a", "btc-x"), ("team-b", "solo"))
 TRACK_WAIT_S = 90.0  # a minute's close and its quarter-interval deadline, with room
 
 
-def model_name(namespace: str, name: str) -> str:
-    """The model name a pair is meant to be served under: its name in `default`, namespace.name elsewhere."""
-    return name if namespace == "default" else f"{namespace}.{name}"
+def version_owners(stores: dict[str, PairStore]) -> dict[str, set[str]]:
+    """Which pairs hold each version name (two pairs' runs may start in the same second and share one)."""
+    owners: dict[str, set[str]] = {}
+    for key, store in stores.items():
+        for version in store.versions():
+            owners.setdefault(version, set()).add(key)
+    return owners
 
 
-def version_owners(stores: dict[str, PairStore]) -> dict[str, str]:
-    return {version: key for key, store in stores.items() for version in store.versions()}
-
-
-def whose(version: object, key: str, owners: dict[str, str]) -> str:
-    owner = owners.get(str(version))
-    if owner == key:
+def whose(version: object, key: str, owners: dict[str, set[str]]) -> str:
+    found = owners.get(str(version), set())
+    if key in found:
         return "its own version"
-    return f"{owner}'s version" if owner else f"version {version}, no pair's"
+    return f"{', '.join(sorted(found))}'s version" if found else f"version {version}, no pair's"
 
 
 def track_rows(store: PairStore) -> pd.DataFrame:

@@ -168,6 +168,9 @@ def test_pairs_of_one_name_in_two_namespaces_and_one_outside_default_are_each_th
                 context=lambda: up.output()[-3000:],
             )
         assert httpx.get(f"{up.serving}/v2/models", timeout=5).json()["models"] == sorted(served.values())
+        for key, model in served.items():  # each name serves that pair's own store, whatever its version is called
+            parameters = httpx.get(f"{up.serving}/v2/models/{model}", timeout=5).json()["parameters"]
+            assert parameters["namespace"] == key.split("/")[0] and f"/{key}/versions/" in parameters["storage_uri"]
 
         def own_scored_rows(key: str) -> bool:
             namespace, name = key.split("/")
@@ -177,8 +180,7 @@ def test_pairs_of_one_name_in_two_namespaces_and_one_outside_default_are_each_th
             if not rows:
                 return False
             versions = set(pd.concat(rows)["version"].dropna())
-            others = set().union(*(versions_of(root, other) for other in served if other != key))
-            assert versions <= set(store.versions()) and not versions & others, (key, versions)
+            assert versions <= set(store.versions()), (key, versions)  # names may repeat across pairs: see below
             scored = pd.concat(rows)["actual"].notna().sum()
             return bool(scored)
 
