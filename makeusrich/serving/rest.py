@@ -367,7 +367,8 @@ def guarded_protocol(request_timeout: float, max_connections: int) -> type[async
 
 class QuietLoopErrors:
     """The event loop's exception handler, saying each kind of trouble once a minute with a count rather than
-    a traceback each time (out of descriptors, asyncio says so at every accept)."""
+    each time (out of descriptors, asyncio says so at every accept); an error that is no OSError the first time
+    with its traceback, so that a bug still shows where it is."""
 
     def __init__(self, every_s: float = 60.0) -> None:
         self.every_s = every_s
@@ -382,9 +383,11 @@ class QuietLoopErrors:
         if now - last < self.every_s:
             self.seen[key] = (last, count + 1)
             return
+        first = key not in self.seen
         self.seen[key] = (now, 0)
         more = f" (and {count} more times since it was last said)" if count else ""
-        log.error("%s%s", key, more)
+        bug = isinstance(error, BaseException) and not isinstance(error, OSError)  # OSError: the system's state
+        log.error("%s%s", key, more, exc_info=error if first and bug else None)
 
 
 def http_server(app: FastAPI, options: ServeOptions) -> uvicorn.Server:

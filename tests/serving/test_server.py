@@ -4,9 +4,11 @@ of bad request answered with a 400 and a sentence, on a connection that stays op
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.client
 import json
+import logging
 import socket
 import threading
 import time
@@ -22,6 +24,7 @@ import pytest
 from makeusrich.contract import iso_z
 from makeusrich.errors import MakeUsRichError
 from makeusrich.net import bind
+from makeusrich.serving.rest import QuietLoopErrors
 from tests.fixtures.model_server import RunningServer, free_port
 from tests.fixtures.models import TrainedStore
 from tests.fixtures.shell import makeusrich
@@ -508,3 +511,23 @@ def test_idle_and_half_sent_connections_are_closed_and_never_crowd_out_a_client(
     for sock in idle:
         sock.close()
     assert server.alive() and "Traceback" not in server.log()
+
+
+def test_loop_errors_are_said_once_a_minute_and_a_bug_with_its_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    """Out of descriptors, asyncio reports every accept that fails: one line a minute with a count, no traceback
+    (an OSError is the system's state); an error that is a bug keeps its traceback the first time."""
+    handler = QuietLoopErrors(every_s=60.0)
+    loop = asyncio.new_event_loop()
+    try:
+        with caplog.at_level(logging.ERROR, logger="makeusrich.serving.rest"):
+            for _ in range(1000):
+                handler(loop, {"message": "socket.accept() out of system resource", "exception": OSError(24, "x")})
+            handler(loop, {"message": "Task exception was never retrieved", "exception": ValueError("bug")})
+    finally:
+        loop.close()
+    said = [(r.getMessage(), r.exc_info is not None) for r in caplog.records]
+    assert said == [
+        ("socket.accept() out of system resource: OSError: [Errno 24] x", False),
+        ("Task exception was never retrieved: ValueError: bug", True),
+    ]
+    assert handler.seen["socket.accept() out of system resource: OSError: [Errno 24] x"][1] == 999  # counted
