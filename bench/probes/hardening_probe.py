@@ -46,21 +46,18 @@ import time
 import uuid
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import _harness
 import httpx
-import onnx
 import pandas as pd
 import socketio
-from onnx import TensorProto, helper
 
-from makeusrich.contract import INPUT_NAME, OUTPUT_NAME, model_name
+from makeusrich.contract import model_name
 from makeusrich.errors import PairError
 from makeusrich.market import CandleFeed, Source
 from makeusrich.pair import load_pair, valid_cron
@@ -74,10 +71,11 @@ from tests.fixtures.model_server import RunningServer, free_port, launch
 from tests.fixtures.models import TrainedStore, small_pair, train_into
 from tests.fixtures.shell import clean_env, makeusrich
 from tests.fixtures.shell import command as makeusrich_command
+from tests.fixtures.standins import IMPOSSIBLE, Loopback, QuietHandler, Tampering
 from tests.fixtures.waiting import ProcessExited, WaitTimeout, eventually_sync, still_running
 from tests.local.up import Up, wait_group_gone
 from tests.serving.helpers import (
-    next_version,
+    endless_model,
     point_latest_at,
     publish_as,
     publish_model,
@@ -85,7 +83,7 @@ from tests.serving.helpers import (
     scaled_model,
     slow_model,
 )
-from tests.track.test_tracker import Tampering, World, _crossing, _long, _point
+from tests.track.test_tracker import World
 from tests.ui.browser import start_ui, stop
 
 PAIR = "btc-usdt"
@@ -410,15 +408,10 @@ def descendants(pid: int) -> list[tuple[int, str]]:
 
 
 def stop_tree(server: RunningServer) -> None:
-    """Stop a server (SIGTERM, then SIGKILL after 10 s), then whatever it started that outlived it (a check process
-    stuck in a graph that never ends would take a core from every row after): those same processes only."""
+    """Stop a server (RunningServer.stop), then whatever it started that outlived it (a check process stuck in a
+    graph that never ends would take a core from every row after): those same processes only."""
     below = descendants(server.process.pid)
-    server.process.terminate()
-    try:
-        server.process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.process.kill()
-        server.process.wait(timeout=10)
+    server.stop()
     for pid, start in below:
         if started_at(pid) == start:
             with contextlib.suppress(ProcessLookupError):
@@ -649,15 +642,7 @@ def namespaces_under_up(probe: Probe, meanwhile: Callable[[], None]) -> Row:
 
 # --- 2.2, 2.10, 2.11 the tracker -----------------------------------------------------------------------------------
 
-BAD_ANSWERS = (
-    _point(float("nan")),
-    _point(float("inf")),
-    _point(-5.0),
-    _point(0.0),
-    _point(1e30),
-    _long,
-    _crossing,
-)
+BAD_ANSWERS = tuple(IMPOSSIBLE)
 DAY_S = 86_400.0
 
 
@@ -698,8 +683,7 @@ def impossible_answers(world: World, server: RunningServer) -> tuple[int, str]:
     try:
         later = asyncio.run(tampered_rounds(world, proxy, first))
     finally:
-        proxy.shutdown()
-        proxy.server_close()
+        proxy.close()
     rows = world.stored_rows()
     bad = rows[rows["origin"].isin([world.close_of(first + k) for k in range(len(BAD_ANSWERS))])]
     live = bad[bad["kind"] == LIVE]
@@ -835,62 +819,6 @@ CHECK_WAIT_S = 25.0  # how long the probe looks for the other pair's new version
 RESTART_WAIT_S = 20.0
 
 
-def endless_model(model: bytes) -> bytes:
-    """The same graph and answers, with a Loop of 9e18 iterations (its value, times zero, added to the forecast):
-    valid contract-2 inputs and outputs, whose inference never ends. The loop's start depends on the input, so that
-    onnxruntime cannot fold it away when the session is made."""
-    proto = onnx.load_from_string(model)
-    graph = proto.graph
-    for node in graph.node:  # the forecast is now computed as forecast_fast, the loop's nothing added after
-        node.input[:] = ["forecast_fast" if name == OUTPUT_NAME else name for name in node.input]
-        node.output[:] = ["forecast_fast" if name == OUTPUT_NAME else name for name in node.output]
-    body = helper.make_graph(
-        [
-            helper.make_node("Identity", ["go_in"], ["go_out"]),
-            helper.make_node("Identity", ["carried_in"], ["carried_out"]),
-        ],
-        "endless_body",
-        [
-            helper.make_tensor_value_info("iteration", TensorProto.INT64, []),
-            helper.make_tensor_value_info("go_in", TensorProto.BOOL, []),
-            helper.make_tensor_value_info("carried_in", TensorProto.FLOAT, []),
-        ],
-        [
-            helper.make_tensor_value_info("go_out", TensorProto.BOOL, []),
-            helper.make_tensor_value_info("carried_out", TensorProto.FLOAT, []),
-        ],
-    )
-    graph.initializer.extend(
-        [
-            helper.make_tensor("endless_trips", TensorProto.INT64, [], [9 * 10**18]),
-            helper.make_tensor("endless_go", TensorProto.BOOL, [], [True]),
-            helper.make_tensor("endless_zero", TensorProto.FLOAT, [], [0.0]),
-        ]
-    )
-    graph.node.extend(
-        [
-            helper.make_node("ReduceSum", [INPUT_NAME], ["endless_sum"], keepdims=0),
-            helper.make_node("Mul", ["endless_sum", "endless_zero"], ["endless_start"]),
-            helper.make_node("Loop", ["endless_trips", "endless_go", "endless_start"], ["endless_end"], body=body),
-            helper.make_node("Mul", ["endless_end", "endless_zero"], ["endless_added"]),
-            helper.make_node("Add", ["forecast_fast", "endless_added"], [OUTPUT_NAME]),
-        ]
-    )
-    onnx.checker.check_model(proto)
-    return bytes(proto.SerializeToString())
-
-
-def publish_unchecked(store: PairStore, model: bytes, base: str) -> str:
-    """`model` as a new promoted version with the base version's config and metadata (its smoke test too). Unlike
-    publish_model, nothing here runs the model, whose inference never ends."""
-    version = next_version(store)
-    prefix = store.version_prefix(base)
-    metadata = {**store.metadata(base), "version": version}
-    files = {store.model_path(): model, store.config_path(): store.objects.get(prefix + store.config_path())}
-    store.publish(version, files, metadata, promote=True)
-    return version
-
-
 def promote_fifo(store: PairStore, root: Path, model: bytes, base: str) -> Path:
     """A complete new version whose model.onnx is then replaced by a FIFO, named by latest.json (with the sha256 the
     model had): opening it for reading blocks until someone writes. Returns the FIFO."""
@@ -949,7 +877,7 @@ def check_variant(probe: Probe, variant: str, extra: list[str]) -> Row:
         if variant == "fifo":
             fifo = promote_fifo(bad_store, store.root, good, base)
         else:
-            publish_unchecked(bad_store, endless_model(good), base)
+            publish_model(bad_store, endless_model(good), base, record=False)
         fresh = publish_model(other, scaled_model(good, 1.001), base)
         seen = watch_check(server.url, bad_store.pair, fresh)
         still = served_versions(server.url, bad_store.pair)
@@ -1422,7 +1350,7 @@ def idle_connections(probe: Probe, wanted: set[str]) -> list[Row]:
 HUGE = 200 * 1024 * 1024
 
 
-class HugeAnswers(ThreadingHTTPServer):
+class HugeAnswers(Loopback):
     """A model server stand-in: health and metadata from the real server, and an inference answer of about 200 MB,
     sent with its Content-Length ("declared"), in chunks without one ("streamed"), or as gzip that inflates to it."""
 
@@ -1436,37 +1364,19 @@ class HugeAnswers(ThreadingHTTPServer):
         self.gzipped = b"".join([*packed, packer.compress(self.tail), packer.flush()])
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
                 answer = httpx.get(upstream + self.path, timeout=10)
-                self.send(answer.status_code, {"Content-Length": str(len(answer.content))}, [answer.content])
+                self.send_body(answer.status_code, answer.content)
 
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with contextlib.suppress(OSError):  # the client hung up once it had enough: what it should do
                     owner.answer(self)
 
-            def send(self, status: int, headers: dict[str, str], chunks: Iterable[bytes]) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                for chunk in chunks:
-                    self.wfile.write(chunk)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return None
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.daemon_threads = True
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        super().__init__(Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         return None  # a client that hangs up on a 200 MB answer is what the row looks for, not an error
@@ -1477,15 +1387,15 @@ class HugeAnswers(ThreadingHTTPServer):
             yield self.piece
         yield self.tail
 
-    def answer(self, handler: Any) -> None:
+    def answer(self, handler: QuietHandler) -> None:
         if self.mode == "gzip":
-            handler.send(200, {"Content-Encoding": "gzip", "Content-Length": str(len(self.gzipped))}, [self.gzipped])
+            handler.send(200, [self.gzipped], {"Content-Encoding": "gzip", "Content-Length": str(len(self.gzipped))})
         elif self.mode == "declared":
             size = len(self.head) + self.pieces * len(self.piece) + len(self.tail)
-            handler.send(200, {"Content-Length": str(size)}, self.body())
+            handler.send(200, self.body(), {"Content-Length": str(size)})
         else:
             chunked = (f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" for chunk in self.body())
-            handler.send(200, {"Transfer-Encoding": "chunked"}, [*chunked, b"0\r\n\r\n"])
+            handler.send(200, [*chunked, b"0\r\n\r\n"], {"Transfer-Encoding": "chunked"})
 
 
 # Started from a small interpreter, not from the probe: a child's peak RSS (ru_maxrss) counts the pages it shared
@@ -1534,8 +1444,7 @@ def huge_answer(probe: Probe, wanted: set[str]) -> list[Row]:
             code, peak, line = predict_peak(pair_file, stand_in.url)
             said.append(f"200 MB {mode}: exit {code}, peak RSS {peak:.0f} MiB, '{short(line, 110)}'")
     finally:
-        stand_in.shutdown()
-        stand_in.server_close()
+        stand_in.close()
     return [("2.13", WHAT["2.13"], 4, "; ".join(said))]
 
 

@@ -13,7 +13,6 @@ import httpx
 import numpy as np
 
 from makeusrich.store import pair_store
-from makeusrich.trainer.export import triton_config
 from makeusrich.v2client import V2Client
 from tests.fixtures.model_server import RunningServer
 from tests.fixtures.models import TrainedStore
@@ -22,6 +21,7 @@ from tests.serving.helpers import (
     endless_model,
     next_version,
     point_latest_at,
+    publish_as,
     publish_model,
     real_windows,
     reference,
@@ -35,17 +35,6 @@ def start(start_model_server: Callable[..., RunningServer], trained: TrainedStor
     """A server polling every 0.1 s: for the given pairs, or for every pair of the namespace when none."""
     selection = ["--pairs", ",".join(pairs)] if pairs else []
     return start_model_server("--store", trained.url, *selection, "--poll-seconds", "0.1", store=trained)
-
-
-def publish_other_pair(trained: TrainedStore, name: str) -> None:
-    """What the trainer writes for another pair: its own folder name and config, the same model."""
-    other = pair_store(trained.url, "default", name)
-    btc = trained.store()
-    files = {
-        other.model_path(): btc.read_model(trained.version),
-        other.config_path(): triton_config(name, 24, 1, 5).encode(),
-    }
-    other.publish(trained.version, files, {**btc.metadata(trained.version), "pair": name}, promote=True)
 
 
 def wait_for(server: RunningServer, name: str, check: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
@@ -174,7 +163,7 @@ def test_unservable_versions_are_refused_and_the_old_one_keeps_serving(
     meta = wait_for(server, PAIR, lambda m: m["versions"] == [fixed])
     assert "refused_version" not in meta["parameters"]
     # 5. serving every pair of the namespace (no --pairs): a pair promoted later is picked up
-    publish_other_pair(trained_store, "sol-usdt")
+    publish_as(trained_store.url, PAIR, ["sol-usdt"])
     eventually_sync(
         lambda: httpx.get(f"{server.url}/v2/models").json()["models"] == [PAIR, "sol-usdt"],
         what="sol-usdt among the served models",
@@ -204,7 +193,7 @@ def test_a_pair_without_a_model_is_not_ready_until_one_is_promoted(
     meta = httpx.get(f"{server.url}/v2/models/eth-usdt").json()
     assert meta["versions"] == [] and meta["inputs"] == []
 
-    publish_other_pair(trained_store, "eth-usdt")
+    publish_as(trained_store.url, PAIR, ["eth-usdt"])
     wait_for(server, "eth-usdt", lambda m: m["versions"] == [trained_store.version])
     assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200
 
@@ -231,7 +220,7 @@ def test_a_check_that_never_ends_is_refused_in_time_and_holds_back_no_other_pair
     restarted while latest.json names the endless version answers /v2/health/live during its checks. (Before,
     the watcher checked pairs one after another and the check never ended: no other pair's version loaded, and a
     restarted server never answered.)"""
-    publish_other_pair(trained_store, "sol-usdt")
+    publish_as(trained_store.url, PAIR, ["sol-usdt"])
     store, other = trained_store.store(), pair_store(trained_store.url, "default", "sol-usdt")
     good = trained_store.version
     checks = ["--check-seconds", "8", "--poll-seconds", "0.2"]

@@ -5,14 +5,10 @@ track files. Nothing is mocked."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +35,7 @@ from makeusrich.v2client import candle_array
 from tests.fixtures.fake_binance import FakeBinance, Fault
 from tests.fixtures.model_server import RunningServer
 from tests.fixtures.models import TrainedStore, small_pair
+from tests.fixtures.standins import IMPOSSIBLE, Stuck, Tampering
 from tests.fixtures.waiting import eventually_sync
 from tests.serving.helpers import persistence_model, publish_model, scaled_model
 
@@ -271,104 +268,6 @@ def test_offline_candles_record_nothing_and_say_so(world: World, tmp_path: Path)
     assert TrackFiles(pair_store(world.store_url, "default", "btc-usdt")).months() == []
 
 
-class Stuck(ThreadingHTTPServer):
-    """A model server stand-in that answers every request late, or with an error: the faults the real server
-    cannot be told to make (the way tests/fixtures/fake_binance.py injects Binance's)."""
-
-    def __init__(self, delay_s: float = 0.0, status: int = 200) -> None:
-        delay, code = delay_s, status
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.answer()
-
-            def do_POST(self) -> None:
-                self.answer()
-
-            def answer(self) -> None:
-                time.sleep(delay)
-                body = b'{"error": "the stand-in fails on purpose"}'
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return None
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.daemon_threads = True
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class Tampering(ThreadingHTTPServer):
-    """A proxy before the real model server that rewrites its next inference answers with the functions queued in
-    `tamper`: the answers a server that does not check its models (KServe's Triton runtime) could pass on, which
-    the real server refuses to serve."""
-
-    def __init__(self, upstream: str) -> None:
-        self.tamper: list[Callable[[dict[str, Any]], None]] = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                self.forward(None)
-
-            def do_POST(self) -> None:
-                self.forward(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-
-            def forward(self, body: bytes | None) -> None:
-                answer = httpx.request(self.command, upstream + self.path, content=body, timeout=10)
-                content = answer.content
-                if self.path.endswith("/infer") and owner.tamper and answer.status_code == 200:
-                    value = answer.json()
-                    owner.tamper.pop(0)(value)
-                    content = json.dumps(value).encode()
-                self.send_response(answer.status_code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(content)))
-                self.end_headers()
-                self.wfile.write(content)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return None
-
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.daemon_threads = True
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-def _output(answer: dict[str, Any], name: str) -> dict[str, Any]:
-    return next(o for o in answer["outputs"] if o["name"] == name)
-
-
-def _point(value: float) -> Callable[[dict[str, Any]], None]:
-    def change(answer: dict[str, Any]) -> None:
-        _output(answer, "forecast")["data"] = [value]
-
-    return change
-
-
-def _long(answer: dict[str, Any]) -> None:
-    forecast, quantiles = _output(answer, "forecast"), _output(answer, "quantiles")
-    forecast["data"], forecast["shape"] = forecast["data"] * 24, [1, 24]
-    quantiles["data"], quantiles["shape"] = quantiles["data"] * 24, [1, 24, quantiles["shape"][-1]]
-
-
-def _crossing(answer: dict[str, Any]) -> None:
-    quantiles = _output(answer, "quantiles")
-    quantiles["data"] = quantiles["data"][::-1]
-
-
 def test_an_impossible_answer_is_never_recorded_and_the_record_goes_on(
     world: World, model_server: RunningServer
 ) -> None:
@@ -377,7 +276,7 @@ def test_an_impossible_answer_is_never_recorded_and_the_record_goes_on(
     first = len(world.all_rows) - 12
     world.advance(first)
     proxy = Tampering(model_server.url)
-    bad = [_point(float("nan")), _point(float("inf")), _point(-5.0), _point(0.0), _point(1e30), _long, _crossing]
+    bad = IMPOSSIBLE
     said = ["not a finite number"] * 2 + ["more than 10x away"] * 3 + ["answered 24 steps", "quantiles cross"]
     try:
         source = EmbeddedSource(world.pairs_dir, world.store_url, proxy.url)
@@ -403,8 +302,7 @@ def test_an_impossible_answer_is_never_recorded_and_the_record_goes_on(
 
         seen = run(rounds())
     finally:
-        proxy.shutdown()
-        proxy.server_close()
+        proxy.close()
     for (waiting, gaps, recorded, reason), expected in zip(seen, said, strict=False):
         assert (waiting, gaps, recorded) == (1, 1, 0) and expected in reason, reason
     assert seen[-1] == (0, 0, 1, "None")  # the record goes on: no summary died on what came before
@@ -441,8 +339,7 @@ def test_a_slow_or_failing_model_is_a_gap_with_its_reason(
 
         waiting, late = run(rounds())
     finally:
-        fault.shutdown()
-        fault.server_close()
+        fault.close()
     assert (waiting.waiting, waiting.recorded) == (1, 0) and (late.gaps, late.recorded, late.error) == (1, 0, None)
     rows = world.stored_rows()
     assert rows["kind"].tolist() == [LIVE, GAP] and said in rows["reason"].iloc[1]
