@@ -252,7 +252,8 @@ class V2Client:
         gzip or deflate body is inflated here, a piece at a time and never past the limit: httpx would inflate
         each piece whole, and a small piece of a hostile gzip inflates to hundreds of megabytes."""
         too_big = ServingError(
-            f"{method} {self.base_url}{path} answered more than {self.max_answer_bytes:,} bytes; refused unread"
+            f"{method} {self.base_url}{path} answered more than {self.max_answer_bytes:,} bytes; refused unread "
+            "(a v2 model server answers a forecast in kilobytes: check that the URL is one)"
         )
         declared = response.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_answer_bytes:
@@ -260,7 +261,8 @@ class V2Client:
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("identity", "", "gzip", "deflate"):
             raise ServingError(
-                f"{method} {self.base_url}{path} answered in {encoding!r}, which this client does not read"
+                f"{method} {self.base_url}{path} answered in {encoding!r}, which this client does not read (it "
+                "asks for gzip or deflate: check what stands between it and the model server)"
             )
         inflater = zlib.decompressobj(47) if encoding in ("gzip", "deflate") else None  # 47: gzip or zlib header
         body = bytearray()

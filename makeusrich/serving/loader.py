@@ -461,7 +461,7 @@ def check_apart(artifact: Artifact, threads: int, limit_s: float) -> float:
         if not receiver.poll(limit_s):
             raise LoadRefused(
                 f"the checks of version {version} did not end within {limit_s:g} s (--check-seconds): its smoke "
-                "inference does not finish"
+                "inference does not finish (raise --check-seconds if the model is only slow)"
             )
         passed, value = receiver.recv()
     except EOFError:
