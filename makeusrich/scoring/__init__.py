@@ -7,11 +7,12 @@ use the same functions, so a number means the same thing wherever it is shown; n
     windows    which origins a series of candles can score
     folds      a walk-forward backtest as a table
     live       the live record as a pair's status carries it, and the Degraded rule
+    sequential decisions on live evidence that may be checked after every forecast (e-detectors)
 
-`evaluate` and `ranges` are offered as modules (`evaluate.score`, `ranges.range_metrics`); the rest by name.
+`evaluate`, `ranges` and `sequential` are offered as modules (`evaluate.score`, `ranges.range_metrics`); the rest by name.
 """
 
-from makeusrich.scoring import evaluate, ranges
+from makeusrich.scoring import evaluate, ranges, sequential
 from makeusrich.scoring.folds import COLUMNS, table_rows
 from makeusrich.scoring.live import VERSION_WINDOW, degraded_verdict, live_status
 from makeusrich.scoring.windows import segment_ids, valid_origins
@@ -24,6 +25,7 @@ __all__ = [
     "live_status",
     "ranges",
     "segment_ids",
+    "sequential",
     "table_rows",
     "valid_origins",
 ]
