@@ -9,7 +9,8 @@ use the same functions, so a number means the same thing wherever it is shown; n
     live       the live record as a pair's status carries it, and the Degraded rule
     sequential decisions on live evidence that may be checked after every forecast (e-detectors)
 
-`evaluate`, `ranges` and `sequential` are offered as modules (`evaluate.score`, `ranges.range_metrics`); the rest by name.
+`evaluate`, `ranges` and `sequential` are offered as modules (`evaluate.score`, `ranges.range_metrics`); the rest
+by name.
 """
 
 from makeusrich.scoring import evaluate, ranges, sequential

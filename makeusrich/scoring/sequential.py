@@ -96,13 +96,14 @@ def point_loss(actual: ArrayLike, forecast: ArrayLike, scale: ArrayLike) -> Floa
 def range_loss(
     actual: ArrayLike, last_close: ArrayLike, quantiles: ArrayLike, levels: ArrayLike, scale: ArrayLike
 ) -> FloatArray:
-    """The mean pinball loss of quantiles (n, levels) in log returns from the last close, in volatilities, capped."""
+    """The mean pinball loss of quantile prices (..., levels) in log returns from the last close, in volatilities,
+    capped: one loss per origin (any leading shape, as `actual`)."""
     close = np.asarray(last_close, dtype=np.float64)
-    y = np.log(np.asarray(actual, dtype=np.float64) / close)[:, None]
-    q = np.log(np.asarray(quantiles, dtype=np.float64) / close[:, None])
-    tau = check_levels(levels)[None, :]
-    pinball = np.mean(np.maximum(tau * (y - q), (tau - 1.0) * (y - q)), axis=1)
-    return np.minimum(pinball / np.asarray(scale, dtype=np.float64), CAP)
+    y = np.log(np.asarray(actual, dtype=np.float64) / close)[..., None]
+    q = np.log(np.asarray(quantiles, dtype=np.float64) / close[..., None])
+    tau = check_levels(levels)
+    pinball = np.mean(np.maximum(tau * (y - q), (tau - 1.0) * (y - q)), axis=-1)
+    return np.asarray(np.minimum(pinball / np.asarray(scale, dtype=np.float64), CAP), dtype=np.float64)
 
 
 def outside(actual: ArrayLike, low: ArrayLike, high: ArrayLike) -> FloatArray:

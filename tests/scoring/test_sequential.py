@@ -3,7 +3,11 @@ that is exactly as good, alarms fire and clear where the formula says, and a res
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -115,3 +119,20 @@ def test_losses_are_scaled_and_capped() -> None:
     below = seq.range_loss([98.0], [100.0], [[99.0, 100.0, 101.0]], levels, [0.01])
     assert 0 < inside[0] < below[0] <= seq.CAP
     assert seq.outside([98.0, 100.0], [99.0, 99.0], [101.0, 101.0]).tolist() == [1.0, 0.0]
+
+
+def test_the_alarm_benchmark_measures_a_null_and_finds_a_gross_error() -> None:
+    """bench/alarm_bench.py end to end on a few runs: its JSON, a null that stays quiet, a gross error found."""
+    bench = Path(__file__).resolve().parents[2] / "bench" / "alarm_bench.py"
+    done = subprocess.run(
+        [sys.executable, str(bench), "--runs", "40", "--seed", "2", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    result = json.loads(done.stdout)
+    assert result["false_alarm_rate"] <= 0.05
+    assert result["old_rule_false_alarm_rate"]["any"] > result["false_alarm_rate"]
+    assert result["detection_days"]["rollback_gross_2pct_high"]["detected"] == 1.0
+    assert 0.5 < result["params"]["alpha"] + result["params"]["beta"] < 1.0
