@@ -271,10 +271,10 @@ def commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
-def results_path(script: Path) -> Path:
-    """bench/[sub/]name_bench.py (or _probe) -> bench/results/[sub/]name.md"""
+def results_path(script: Path, name: str | None = None) -> Path:
+    """bench/[sub/]name_bench.py (or _probe) -> bench/results/[sub/]name.md, or [sub/]`name`.md where given"""
     relative = script.resolve().relative_to(BENCH)
-    name = re.sub(r"_(bench|probe)$", "", relative.stem)
+    name = name or re.sub(r"_(bench|probe)$", "", relative.stem)
     return RESULTS / relative.parent / f"{name}.md"
 
 
@@ -301,23 +301,29 @@ class Run:
     commit: str
     began: datetime
     load_before: tuple[float, float, float]
+    results: str | None = None
     started: float = field(default_factory=time.monotonic)
 
     @classmethod
-    def start(cls, parser: argparse.ArgumentParser, script: str, argv: Sequence[str] | None = None) -> Run:
-        """Parse the arguments (adding `--write`) and note the command, the commit, the time and the load."""
+    def start(
+        cls, parser: argparse.ArgumentParser, script: str, argv: Sequence[str] | None = None, results: str | None = None
+    ) -> Run:
+        """Parse the arguments (adding `--write`) and note the command, the commit, the time and the load;
+        `results` names the results file where the script's name does not."""
         path = Path(script).resolve()
         parser.add_argument(
-            "--write", action="store_true", help=f"record the results in {results_path(path).relative_to(REPO)}"
+            "--write",
+            action="store_true",
+            help=f"record the results in {results_path(path, results).relative_to(REPO)}",
         )
         typed = list(sys.argv[1:] if argv is None else argv)
         args = parser.parse_args(typed)
         command = shlex.join(["python", str(path.relative_to(REPO)), *typed])
-        return cls(path, args, command, commit(), datetime.now(UTC), load_average())
+        return cls(path, args, command, commit(), datetime.now(UTC), load_average(), results)
 
     @property
     def path(self) -> Path:
-        return results_path(self.script)
+        return results_path(self.script, self.results)
 
     def finish(self, body: str, **how: Any) -> None:
         """Print `body`; with --write, record it (`how`: the keywords of `record`)."""

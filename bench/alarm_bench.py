@@ -378,7 +378,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print the results as JSON only")
-    run = _harness.Run.start(parser, __file__, argv)
+    run = _harness.Run.start(parser, __file__, argv, results="alarms")
     result = measure(run.args.runs, run.args.seed)
     if run.args.json:
         print(json.dumps(result))
