@@ -14,7 +14,9 @@ Layout under the store's root (an S3 bucket, optionally a prefix in it, or a loc
 A version becomes visible only through latest.json, which is written after every other object of the version
 was uploaded and read back with a matching checksum; a crash at any earlier step leaves the previous promotion.
 latest.json also lists the versions it named before (`history`): a version counts as promoted only if
-latest.json named it at some point, whatever its metadata.json decided.
+latest.json named it at some point, whatever its metadata.json decided. In the same put it keeps the audit trail
+of the newest changes (`changes`: who promoted or rolled back what, when, why, on what evidence) and every version
+ever rolled back (`rolledBack`), which is never promoted again but by a person.
 
 A run that crashed leaves an incomplete version (no metadata.json, or no promotion) and, in a folder, temporary
 files; the next run removes those that are old enough that no live run can still be writing them.
@@ -32,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from makeusrich.contract import VERSION_FORMAT, is_version, iso_z, version_problem
 from makeusrich.errors import NotFoundError, StoreError, excerpt
-from makeusrich.store.documents import ModelMetadata, parse_metadata
+from makeusrich.store.documents import Change, ModelMetadata, parse_changes, parse_metadata
 
 if TYPE_CHECKING:  # pandas is imported only by the candle cache: the operator never needs it
     import pandas as pd
@@ -40,6 +42,7 @@ if TYPE_CHECKING:  # pandas is imported only by the candle cache: the operator n
 METADATA = "metadata.json"
 LATEST = "latest.json"
 HISTORY_LIMIT = 200
+CHANGES_LIMIT = 50
 # An incomplete version or temporary file older than this comes from a run that died: training takes minutes,
 # and runs of one pair never overlap (the CronJob's concurrencyPolicy Forbid, one run per pair on one machine).
 ABANDONED_AFTER = timedelta(hours=6)
@@ -108,11 +111,19 @@ class Latest:
     model_sha256: str
     promoted_at: str
     history: tuple[str, ...] = ()  # versions latest.json named before this one, oldest first
+    changes: tuple[Change, ...] = ()  # the newest changes of the served version, oldest first
+    rolled_back: tuple[str, ...] = ()  # every version ever rolled back, oldest first
 
     @property
     def promoted(self) -> frozenset[str]:
         """Every version latest.json has named: the promoted ones, now or before."""
         return frozenset((*self.history, self.version))
+
+    @property
+    def change(self) -> Change | None:
+        """The change that made the served version current, where the trail records it."""
+        last = self.changes[-1] if self.changes else None
+        return last if last is not None and last.version == self.version else None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -121,7 +132,18 @@ class Latest:
             "modelSha256": self.model_sha256,
             "promotedAt": self.promoted_at,
             "history": list(self.history),
+            "changes": [change.to_json() for change in self.changes],
+            "rolledBack": list(self.rolled_back),
         }
+
+
+@dataclass(frozen=True)
+class Why:
+    """Who changes the served version and why, for the audit trail."""
+
+    by: str
+    reason: str = ""
+    evidence: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -174,18 +196,21 @@ class PairStore:
                 f"{self.objects.uri(self.prefix + LATEST)} lacks a text field among version, storageUri, "
                 "modelSha256, promotedAt; promote a version again to rewrite it"
             )
-        history = raw.get("history", [])
-        if not isinstance(history, list) or not all(isinstance(v, str) and is_version(v) for v in history):
-            raise StoreError(
-                f"{self.objects.uri(self.prefix + LATEST)} has a history that is not a list of versions; "
-                "promote a version again to rewrite it"
-            )
+        where = self.objects.uri(self.prefix + LATEST)
+        history, rolled_back = raw.get("history", []), raw.get("rolledBack", [])
+        for name, versions in (("history", history), ("rolledBack", rolled_back)):
+            if not isinstance(versions, list) or not all(isinstance(v, str) and is_version(v) for v in versions):
+                raise StoreError(
+                    f"{where} has a {name} that is not a list of versions; promote a version again to rewrite it"
+                )
         return Latest(
             version=check_version(raw["version"]),
             storage_uri=raw["storageUri"],
             model_sha256=raw["modelSha256"],
             promoted_at=raw["promotedAt"],
             history=tuple(history),
+            changes=parse_changes(raw.get("changes", []), where),
+            rolled_back=tuple(rolled_back),
         )
 
     def metadata(self, version: str) -> dict[str, Any]:
@@ -225,9 +250,15 @@ class PairStore:
     # --- writing -------------------------------------------------------------------------------------
 
     def publish(
-        self, version: str, files: Mapping[str, bytes], metadata: Mapping[str, Any], promote: bool
+        self,
+        version: str,
+        files: Mapping[str, bytes],
+        metadata: Mapping[str, Any],
+        promote: bool,
+        why: Why = Why("trainer"),
     ) -> dict[str, Any]:
-        """Upload a version, verify it, and promote it when asked. Returns the metadata as stored.
+        """Upload a version, verify it, and promote it when asked (`why` goes into the audit trail). Returns the
+        metadata as stored.
         Order matters for crash safety: files, then metadata.json (which makes the version complete), then a
         read-back of every object, then latest.json."""
         base = self.version_prefix(version)
@@ -247,29 +278,64 @@ class PairStore:
         if self.metadata(version) != json.loads(encoded):
             raise StoreError(f"metadata of version {version} read back differently from what was written")
         if promote:
-            self._write_latest(version, stored["files"][self.model_path()]["sha256"])
+            self._write_latest(version, stored["files"][self.model_path()]["sha256"], "promoted", why)
         return stored
 
-    def promote(self, version: str) -> Latest:
-        """Point latest.json at a complete, verified version (also used to roll back)."""
+    def promote(self, version: str, why: Why = Why("a person")) -> Latest:
+        """Point latest.json at a complete, verified version: a new one (the trainer), or any (a person)."""
+        return self._write_latest(version, self._verified_model(version), "promoted", why)
+
+    def rollback(self, to: str, served: str, why: Why) -> Latest:
+        """Serve `to` again instead of `served`, recording why. Refused when `served` is no longer served (a
+        newer promotion came first: the evidence was about a version that left), and when `to` was rolled back
+        itself (the evidence against it stands until a person decides otherwise)."""
+        model_sha = self._verified_model(to)
+        current = self.latest()
+        if current is None or current.version != served:
+            now = current.version if current else "nothing"
+            raise StoreError(f"{self.pair} serves {now}, not {served}: the rollback is moot")
+        if to in current.rolled_back:
+            raise StoreError(f"version {to} of {self.pair} was rolled back before; only a person serves it again")
+        return self._write_latest(to, model_sha, "rolled-back", why)
+
+    def _verified_model(self, version: str) -> str:
+        """The checksum of a complete version's model, after reading the model back against it."""
         meta = self.metadata(version)
         model_sha = str(meta["files"][self.model_path()]["sha256"])
         self.read_file(version, self.model_path(), model_sha)
-        return self._write_latest(version, model_sha)
+        return model_sha
 
-    def _write_latest(self, version: str, model_sha: str) -> Latest:
-        """latest.json: one atomic put, the last write of a promotion, remembering what it named before."""
+    def _write_latest(self, version: str, model_sha: str, action: str, why: Why) -> Latest:
+        """latest.json: one atomic put, the last write of a promotion, remembering what it named before, and
+        who changed it, when and why."""
         try:
             previous = self.latest()
         except StoreError:  # a damaged latest.json: the promotion rewrites it, without its history
             previous = None
         earlier = (*previous.history, previous.version) if previous else ()
+        at = iso_z()
+        change = Change.model_validate(
+            {
+                "version": version,
+                "from": previous.version if previous else None,
+                "action": action,
+                "by": why.by,
+                "at": at,
+                "reason": why.reason,
+                "evidence": dict(why.evidence or {}),
+            }
+        )
+        rolled_back = previous.rolled_back if previous else ()
+        if action == "rolled-back" and previous is not None and previous.version not in rolled_back:
+            rolled_back = (*rolled_back, previous.version)
         latest = Latest(
             version=version,
             storage_uri=self.storage_uri(version),
             model_sha256=model_sha,
-            promoted_at=iso_z(),
+            promoted_at=at,
             history=tuple(v for v in earlier if v != version)[-HISTORY_LIMIT:],
+            changes=((*previous.changes, change) if previous else (change,))[-CHANGES_LIMIT:],
+            rolled_back=rolled_back,
         )
         self.objects.put(self.prefix + LATEST, json.dumps(latest.to_json(), indent=2).encode())
         return latest

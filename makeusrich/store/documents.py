@@ -415,3 +415,28 @@ def parse_track_summary(raw: bytes, where: str) -> TrackSummary:
         return TrackSummary.model_validate_json(raw)
     except ValidationError as exc:
         raise StoreError(f"{where} is malformed: {_first_problem(exc)}; the tracker rewrites it next round") from None
+
+
+CHANGE_ACTIONS = ("promoted", "rolled-back")
+
+
+class Change(_Document):
+    """One change of the served version, as latest.json keeps it: who made it, when, why, on what evidence.
+    `from` is the version served before (None for a pair's first)."""
+
+    version: str = Field(pattern=VERSION_PATTERN)
+    from_: str | None = Field(None, alias="from", pattern=VERSION_PATTERN)
+    action: Literal["promoted", "rolled-back"]
+    by: str
+    at: str
+    reason: str = ""
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+def parse_changes(raw: object, where: str) -> tuple[Change, ...]:
+    if not isinstance(raw, list):
+        raise StoreError(f"{where} has `changes` that are not a list; promote a version again to rewrite it")
+    try:
+        return tuple(Change.model_validate(item) for item in raw)
+    except ValidationError as exc:
+        raise StoreError(f"{where} has a malformed change: {_first_problem(exc)}") from None

@@ -19,7 +19,7 @@ from makeusrich.errors import MakeUsRichError, StoreError
 from makeusrich.market import DEFAULT_RETRIES, CandleSet, Source, interval_ms, load_candles
 from makeusrich.onnxrt import onnx_session
 from makeusrich.pair import CurrencyPair
-from makeusrich.store import MODEL_KINDS, ModelMetadata, PairStore, RangeMetrics, pair_store, parse_metadata
+from makeusrich.store import MODEL_KINDS, ModelMetadata, PairStore, RangeMetrics, Why, pair_store, parse_metadata
 from makeusrich.trainer import promotion
 from makeusrich.trainer.baseline import baseline_onnx, baseline_outputs, fit_baseline
 from makeusrich.trainer.evaluation import calibrate, measure, smoke_test
@@ -68,9 +68,32 @@ def live_only(served: ModelMetadata | None, source: Source) -> Source:
     return source
 
 
+def still_judged(store: PairStore, document: ModelMetadata) -> ModelMetadata:
+    """The run's promotion, withdrawn when the served version changed while it ran (a rollback, a person, another
+    run): the champion gate judged the version that was served then, and says nothing about the one served now."""
+    decided = document.promotion
+    if not decided.promoted:
+        return document
+    judged = decided.champion.version if decided.champion else None
+    try:
+        latest = store.latest()
+    except StoreError:  # a damaged latest.json: what the run judged against is gone either way
+        latest = None
+    now = latest.version if latest else None
+    if now == judged:
+        return document
+    reason = (
+        f"not promoted: the served version changed from {judged or 'nothing'} to {now or 'nothing'} while this run "
+        f"judged it; the next run judges against {now or 'nothing'}"
+    )
+    return document.model_copy(update={"promotion": decided.model_copy(update={"promoted": False, "reason": reason})})
+
+
 def publish(store: PairStore, document: ModelMetadata, model: bytes) -> ModelMetadata:
-    """Upload a version (its model, config.pbtxt and metadata.json) and promote it when its run decided so; then
-    remove what crashed runs left. Nothing is published when a metric is not finite."""
+    """Upload a version (its model, config.pbtxt and metadata.json) and promote it when its run decided so and
+    the served version is still the one it was judged against; then remove what crashed runs left. Nothing is
+    published when a metric is not finite."""
+    document = still_judged(store, document)
     metadata = document.to_json()
     files = {
         store.model_path(): model,
@@ -82,7 +105,9 @@ def publish(store: PairStore, document: ModelMetadata, model: bytes) -> ModelMet
         json.dumps(metadata, allow_nan=False)
     except ValueError as exc:
         raise MakeUsRichError(f"training produced non-finite metrics ({exc}); nothing was published") from None
-    stored = store.publish(document.version, files, metadata, promote=document.promotion.promoted)
+    decided = document.promotion
+    why = Why("makeusrich train", decided.reason, {"gates": [gate.to_json() for gate in decided.gates]})
+    stored = store.publish(document.version, files, metadata, promote=decided.promoted, why=why)
     try:
         removed = store.clean_abandoned(document.version)
     except StoreError as exc:  # the new version is safe; what a crashed run left can wait for the next run

@@ -25,11 +25,13 @@ from makeusrich.store import (
     LocalStore,
     ObjectStore,
     PairStore,
+    Why,
     new_version,
     open_store,
     pair_store,
     store_location,
 )
+from makeusrich.store.base import CHANGES_LIMIT
 from makeusrich.store.s3 import S3Store, http_client, parse_endpoint
 from tests.fixtures.s3server import S3Server, free_ports, unique_bucket
 
@@ -285,6 +287,57 @@ def test_promote_rolls_back_to_an_older_version(pair: PairStore) -> None:
     assert latest.storage_uri == pair.storage_uri(version(1))
     assert latest.model_sha256 == hashlib.sha256(files_for(1)[MODEL]).hexdigest()
     assert pair.versions() == [version(1), version(2)]
+
+
+def test_a_rollback_is_recorded_with_its_evidence_and_its_version_is_never_served_again_by_rollback(
+    pair: PairStore, object_store: ObjectStore
+) -> None:
+    publish(pair, 1, promote=True)
+    pair.publish(version(2), files_for(2), {"run": 2}, promote=True, why=Why("trainer", "beats the champion"))
+    evidence = {"decision": "rollback-point", "statistic": 3.1e5, "threshold": 2.16e5, "hours": 31}
+    with pytest.raises(StoreError, match=f"serves {version(2)}, not {version(1)}: the rollback is moot"):
+        pair.rollback(version(1), version(1), Why("makeusrich track"))
+    rolled = pair.rollback(version(1), version(2), Why("makeusrich track", "worse than 20260101", evidence))
+    latest = pair.latest()
+    assert latest == rolled and latest.version == version(1) and latest.rolled_back == (version(2),)
+    first, promoted, back = latest.changes
+    assert (first.version, first.from_, first.action, first.by) == (version(1), None, "promoted", "trainer")
+    assert (promoted.from_, promoted.reason) == (version(1), "beats the champion")
+    assert (back.version, back.from_, back.action, back.by) == (
+        version(1),
+        version(2),
+        "rolled-back",
+        "makeusrich track",
+    )
+    assert back.evidence == evidence and back.at == latest.promoted_at and latest.change == back
+    # one put holds it all, in the document's own names
+    raw = json.loads(object_store.get(f"{NAMESPACE}/{PAIR}/{LATEST}"))
+    assert raw["rolledBack"] == [version(2)] and raw["changes"][-1]["from"] == version(2)
+    # a person may serve it again; the evidence against it stays, so no rollback returns to it
+    pair.promote(version(2))
+    publish(pair, 3, promote=True)
+    with pytest.raises(StoreError, match="was rolled back before; only a person serves it again"):
+        pair.rollback(version(2), version(3), Why("makeusrich track"))
+    assert pair.latest().rolled_back == (version(2),)  # type: ignore[union-attr]
+
+
+def test_the_trail_is_bounded_and_a_latest_json_without_one_still_reads(
+    pair: PairStore, object_store: ObjectStore
+) -> None:
+    key = f"{NAMESPACE}/{PAIR}/{LATEST}"
+    publish(pair, 1, promote=True)
+    publish(pair, 0, promote=True)
+    older = {k: v for k, v in json.loads(object_store.get(key)).items() if k not in ("changes", "rolledBack")}
+    object_store.put(key, json.dumps(older).encode())  # as written before the trail existed
+    latest = pair.latest()
+    assert latest is not None and latest.changes == () and latest.rolled_back == () and latest.change is None
+    for i in range(1, CHANGES_LIMIT + 5):
+        pair.promote(version(i % 2))
+    latest = pair.latest()
+    assert latest is not None and len(latest.changes) == CHANGES_LIMIT
+    object_store.put(key, json.dumps({**older, "changes": [{"version": "yesterday"}]}).encode())
+    with pytest.raises(StoreError, match="malformed change: version"):
+        pair.latest()
 
 
 def test_candle_cache_round_trip(pair: PairStore, object_store: ObjectStore) -> None:

@@ -16,10 +16,10 @@ import torch
 from makeusrich.errors import CandleError, MakeUsRichError, OfflineError
 from makeusrich.market import Source, clean_candles, read_sample, sample_path
 from makeusrich.pair import CurrencyPair
-from makeusrich.store import pair_store
+from makeusrich.store import ModelMetadata, pair_store
 from makeusrich.trainer.export import onnx_session, run_onnx
 from makeusrich.trainer.features import prepare
-from makeusrich.trainer.pipeline import live_only, run_training, served_now, summary
+from makeusrich.trainer.pipeline import live_only, publish, run_training, served_now, summary
 from makeusrich.trainer.train import train
 from tests.fixtures.fake_binance import FakeBinance
 from tests.fixtures.metadata import metadata_document
@@ -44,6 +44,13 @@ def test_train_publishes_complete_versions_and_the_promoted_one_is_served(tmp_pa
     assert outcome.first is not None and outcome.first.promoted and store.latest() is not None
     assert store.latest().version == (outcome.version if outcome.promoted else outcome.first.version)  # type: ignore[union-attr]
     assert store.versions() == [outcome.first.version, outcome.version]
+    first_change = store.latest().changes[0]  # type: ignore[union-attr]
+    assert (first_change.version, first_change.by, first_change.action) == (
+        outcome.first.version,
+        "makeusrich train",
+        "promoted",
+    )
+    assert first_change.reason == outcome.first.reason and first_change.evidence["gates"][0]["name"] == "first"
     base = tmp_path / "store" / "crypto" / "btc-usdt" / "versions" / outcome.version
     assert sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file()) == [
         "btc-usdt/1/model.onnx",
@@ -229,3 +236,30 @@ def test_auto_never_replaces_a_model_trained_on_binance_with_one_of_the_sample(t
         run_training(small_pair(), Source("auto"), str(tmp_path / "binance"), api_url="http://127.0.0.1:9/api")
     latest = pair_store(str(tmp_path / "binance"), "default", "btc-usdt").latest()
     assert latest is not None and latest.version == version
+
+
+def test_a_promotion_judged_against_a_version_no_longer_served_is_withdrawn(tmp_path: Path) -> None:
+    """A rollback (or a person) changed the served version while the run trained: its champion gate judged the
+    version served then, so the new version is published but not promoted, and the run says why."""
+    store = pair_store(str(tmp_path / "store"), "default", "btc-usdt")
+    for old in ("20261201T000000Z", "20261202T000000Z"):
+        store.publish(old, {store.model_path(): b"onnx"}, metadata_document(old), True)
+    champion = {"version": "20261202T000000Z", "n": 200, "compared": True, "note": "not worse"}
+    promotion = {**metadata_document()["promotion"], "champion": champion}
+    document = ModelMetadata.model_validate(metadata_document("20261203T000000Z", promotion=promotion))
+    store.promote("20261201T000000Z")  # served again while the run judged 20261202T000000Z
+    meta = publish(store, document, b"onnx")
+    latest = store.latest()
+    assert latest is not None and latest.version == "20261201T000000Z" and len(latest.changes) == 3
+    assert not meta.promotion.promoted
+    assert meta.promotion.reason == (
+        "not promoted: the served version changed from 20261202T000000Z to 20261201T000000Z while this run judged "
+        "it; the next run judges against 20261201T000000Z"
+    )
+    judged = ModelMetadata.model_validate(
+        metadata_document(
+            "20261204T000000Z", promotion={**promotion, "champion": {**champion, "version": "20261201T000000Z"}}
+        )
+    )
+    assert publish(store, judged, b"onnx").promotion.promoted
+    assert store.latest().version == "20261204T000000Z"  # type: ignore[union-attr]
