@@ -3,8 +3,10 @@
 One row per origin and step. Times are the moments candles close, in UTC (as everywhere users read them):
 `origin` is the close of the last candle the model saw, `target` the close of the candle it forecast. A row's
 `kind` is `live` (recorded when its origin closed), `replayed` (made later from stored candles: never counted
-as live) or `gap` (no forecast: the reason says why). Quantiles sit in one column per level (`q0.05`, ...),
-so versions with other levels share a month file.
+as live), `gap` (no forecast: the reason says why) or `shadow` (what another version would have forecast at the
+same origin: the one the served version replaced, or the baseline, named in `reason`; evidence for the live
+decisions, never the served record). Live and gap rows are the served record: one of them per origin. Quantiles
+sit in one column per level (`q0.05`, ...), so versions with other levels share a month file.
 
 Here: the columns and their dtypes, which month file a row belongs to, and the check of a file's rows. The
 files themselves are read and written by makeusrich.store.track.TrackFiles; what goes into the rows, and when,
@@ -19,7 +21,9 @@ import pandas as pd
 
 from makeusrich.errors import StoreError
 
-LIVE, REPLAYED, GAP = "live", "replayed", "gap"
+LIVE, REPLAYED, GAP, SHADOW = "live", "replayed", "gap", "shadow"
+SERVED = (LIVE, GAP)  # the kinds of the served record: one per origin
+REPLACED, BASELINE = "replaced", "baseline"  # a shadow's role, in its `reason`
 BASE_COLUMNS: dict[str, str] = {
     "origin": "datetime64[ns, UTC]",
     "step": "int64",
@@ -78,7 +82,7 @@ def checked_rows(frame: pd.DataFrame, where: str) -> pd.DataFrame:
     except (ValueError, TypeError) as exc:
         raise StoreError(f"{where} holds track rows of the wrong type ({str(exc)[:120]})") from None
     origin, step = as_nanoseconds(rows["origin"]), rows["step"].to_numpy()
-    ordered = (origin[1:] > origin[:-1]) | ((origin[1:] == origin[:-1]) & (step[1:] > step[:-1]))
+    ordered = (origin[1:] > origin[:-1]) | ((origin[1:] == origin[:-1]) & (step[1:] >= step[:-1]))
     if not ordered.all():
         rows = rows.sort_values(["origin", "step"], kind="stable")
     return rows.reset_index(drop=True)

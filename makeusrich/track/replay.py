@@ -19,7 +19,7 @@ from makeusrich.market import interval_ms
 from makeusrich.onnxrt import onnx_session
 from makeusrich.pair import CurrencyPair
 from makeusrich.store import TrackFiles
-from makeusrich.store.track_schema import REPLAYED, month_of, month_rows, month_start
+from makeusrich.store.track_schema import REPLAYED, SERVED, month_of, month_rows, month_start
 from makeusrich.track.decide import window_problem
 from makeusrich.track.rows import append_rows, closes_by_moment, forecast_rows, score_rows
 from makeusrich.track.tracker import PairRound, Tracker
@@ -46,7 +46,7 @@ def replay_pair(tracker: Tracker, pair: CurrencyPair, start: pd.Timestamp, end: 
     session = onnx_session(store.read_model(latest.version))
     step = pd.Timedelta(milliseconds=interval_ms(pair.spec.interval))
     rows = tracker.reader.track_rows(pair.namespace, pair.name, month_start(start))
-    recorded = rows.loc[rows["kind"] != REPLAYED, "origin"]
+    recorded = rows.loc[rows["kind"].isin(SERVED), "origin"]
     last = min(end, recorded.min() - step) if not recorded.empty else end
     candles = tracker.feed.between(pair.spec, start - step * (meta.window + 1), last)
     closes_at = candles["open_time"] + step

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from makeusrich.contract import quantile_column
-from makeusrich.store.track_schema import GAP, LIVE, REPLAYED, as_nanoseconds, month_of
+from makeusrich.store.track_schema import GAP, LIVE, SERVED, SHADOW, as_nanoseconds, month_of
 
 
 def forecast_rows(
@@ -25,15 +25,17 @@ def forecast_rows(
     levels: Sequence[float] | None,
     recorded_at: datetime,
     kind: str = LIVE,
+    reason: str = "",
 ) -> pd.DataFrame:
-    """The rows of one forecast: `forecast` [horizon] prices and `quantiles` [horizon, levels] (or None)."""
+    """The rows of one forecast: `forecast` [horizon] prices and `quantiles` [horizon, levels] (or None); a
+    shadow's role goes in `reason`."""
     prices = np.asarray(forecast, dtype=np.float64).reshape(-1)
     horizon = prices.size
     extra: dict[str, np.ndarray] = {"forecast": prices}
     if quantiles is not None and levels:
         values = np.asarray(quantiles, dtype=np.float64).reshape(horizon, len(levels))
         extra |= {quantile_column(level): values[:, i] for i, level in enumerate(levels)}
-    return _rows(origin, step, horizon, version, kind, "", last_close, recorded_at, extra)
+    return _rows(origin, step, horizon, version, kind, reason, last_close, recorded_at, extra)
 
 
 def gap_rows(
@@ -95,9 +97,17 @@ def written_ahead(rows: pd.DataFrame, now: datetime) -> np.ndarray:
     return np.asarray(as_nanoseconds(rows["recorded_at"]) > (pd.Timestamp(now) + AHEAD).value)
 
 
+def slots(rows: pd.DataFrame) -> pd.MultiIndex:
+    """What each row stands for at its origin: the served record (a forecast or a gap, one of them per origin), a
+    shadow of one role, or a replayed forecast."""
+    kind = rows["kind"].astype(str)
+    slot = kind.where(kind != GAP, LIVE).where(kind != SHADOW, SHADOW + ":" + rows["reason"].astype(str))
+    return pd.MultiIndex.from_arrays([rows["origin"], slot])
+
+
 def append_rows(rows: pd.DataFrame, new: pd.DataFrame, now: datetime | None = None) -> pd.DataFrame:
-    """`new` rows after `rows`, leaving out any origin already recorded (an origin is recorded once), unless
-    its row was written ahead of `now` (when given): then the new row replaces it."""
+    """`new` rows after `rows`, leaving out what an origin already holds (its served record, each shadow role:
+    recorded once), unless the held row was written ahead of `now` (when given): then the new row replaces it."""
     if new.empty:
         return rows
     order = ["origin", "step"]
@@ -105,7 +115,7 @@ def append_rows(rows: pd.DataFrame, new: pd.DataFrame, now: datetime | None = No
         return pd.concat([rows, new.sort_values(order, kind="stable")], ignore_index=True)
     if now is not None and not rows.empty:
         rows = rows[~(rows["origin"].isin(new["origin"]).to_numpy() & written_ahead(rows, now))]
-    fresh = new[~new["origin"].isin(rows["origin"])] if not rows.empty else new
+    fresh = new[~slots(new).isin(slots(rows))] if not rows.empty else new
     if fresh.empty:
         return rows
     parts = [frame for frame in (rows, fresh) if not frame.empty]
@@ -152,7 +162,7 @@ def last_seen_origin(rows: pd.DataFrame, newest: pd.Timestamp, now: datetime) ->
     replayed row never stands for a close the tracker saw, and a row a clock ahead wrote (its origin after
     `newest`, or recorded after `now`) must not hold the record back: its origins are recorded again."""
     origins = as_nanoseconds(rows["origin"])
-    seen = (rows["kind"].to_numpy() != REPLAYED) & (origins <= newest.value) & ~written_ahead(rows, now)
+    seen = rows["kind"].isin(SERVED).to_numpy() & (origins <= newest.value) & ~written_ahead(rows, now)
     if not seen.any():
         return None
     return pd.Timestamp(int(origins[seen].max()), tz="UTC")

@@ -1,5 +1,5 @@
 """track.json from the rows: each window's live forecasts scored with the functions that score the test split
-(makeusrich.scoring), so a live MAE ratio means what the test one means. Replayed rows never count.
+(makeusrich.scoring), so a live MAE ratio means what the test one means. Replayed and shadow rows never count.
 
 The rows are turned into numpy arrays once, and every window is a mask over them: a tracker summarises each of
 its pairs after every candle close.
@@ -16,7 +16,7 @@ import pandas as pd
 from makeusrich.contract import iso_z
 from makeusrich.scoring import VERSION_WINDOW, evaluate, ranges
 from makeusrich.store import LiveWindow, RangeScore, Score, TrackSummary
-from makeusrich.store.track_schema import GAP, LIVE, REPLAYED, level_columns
+from makeusrich.store.track_schema import GAP, LIVE, SERVED, level_columns
 
 WINDOWS: tuple[tuple[str, timedelta], ...] = (
     ("24h", timedelta(hours=24)),
@@ -43,7 +43,7 @@ class Columns:
 
     @classmethod
     def of(cls, rows: pd.DataFrame) -> Columns:
-        counted = rows[rows["kind"] != REPLAYED]
+        counted = rows[rows["kind"].isin(SERVED)]
         levels = level_columns(counted)
         quantiles = (
             counted[[column for _, column in levels]].to_numpy(dtype=np.float64)
@@ -127,9 +127,17 @@ def window_summary(c: Columns, chosen: np.ndarray, name: str, start: int | None)
     )
 
 
+def run_start(c: Columns, version: str) -> int:
+    """The first origin of the version's newest run of live forecasts: a version served again (after a
+    rollback) starts a new run, judged on its own."""
+    others = c.live & (c.version != version)
+    after = int(c.origin[others].max()) if others.any() else np.iinfo(np.int64).min
+    return int(c.origin[c.live & (c.version == version) & (c.origin > after)].min())
+
+
 def summarize(rows: pd.DataFrame, pair: str, namespace: str, interval: str, now: datetime) -> TrackSummary:
-    """The summary of a pair's rows at `now`: the newest live version, since when it forecasts live, and every
-    window (24 h, 7 d, 30 d back from now, and since that version went live)."""
+    """The summary of a pair's rows at `now`: the newest live version, since when it forecasts live (its newest
+    run), and every window (24 h, 7 d, 30 d back from now, and since that version went live)."""
     c = Columns.of(rows)
     moment = pd.Timestamp(now).tz_convert("UTC")
     windows = []
@@ -140,7 +148,7 @@ def summarize(rows: pd.DataFrame, pair: str, namespace: str, interval: str, now:
     if c.live.any():
         newest = np.flatnonzero(c.live)[np.argmax(c.origin[c.live])]
         version, newest_at = str(c.version[newest]), int(c.recorded_at[newest])
-        since = int(c.origin[c.live & (c.version == version)].min())
+        since = run_start(c, version)
         windows.append(window_summary(c, (c.version == version) & (c.origin >= since), VERSION_WINDOW, since))
     return TrackSummary(
         pair=pair,

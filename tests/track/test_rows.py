@@ -15,7 +15,7 @@ from makeusrich.market import CandleFeed, Source
 from makeusrich.pair import CurrencyPair
 from makeusrich.pair_sources import EmbeddedSource
 from makeusrich.store import TrackFiles, pair_store
-from makeusrich.store.track_schema import GAP, LIVE, checked_rows, empty_rows, month_rows
+from makeusrich.store.track_schema import BASELINE, GAP, LIVE, REPLACED, SHADOW, checked_rows, empty_rows, month_rows
 from makeusrich.track.decide import due_origins
 from makeusrich.track.rows import (
     append_rows,
@@ -136,6 +136,43 @@ def test_a_row_that_is_no_number_written_before_answers_were_checked_never_stops
     day = summarize(rows, "btc-usdt", "default", "1h", NOW).window("24h")
     assert day is not None and (day.made, day.scored) == (3, 2)
     assert day.point is not None and day.point.rel_mae == pytest.approx((1 + 1) / (2 + 0))
+
+
+def shadow(origin: pd.Timestamp, role: str, version: str, forecast: float) -> pd.DataFrame:
+    return forecast_rows(origin, HOUR, version, 100.0, [forecast], None, None, NOW, kind=SHADOW, reason=role)
+
+
+def test_shadows_sit_beside_the_served_record_once_per_role_and_never_count_in_it() -> None:
+    served = empty_rows()
+    for k, forecast in enumerate([101.0, 99.0, 100.5]):
+        served = append_rows(served, forecast_rows(T0 + k * HOUR, HOUR, "v2", 100.0, [forecast], None, None, NOW))
+    rows = served
+    for k in range(3):  # the round's shadows, and a catch-up of the same ones (once per role and origin)
+        both = pd.concat([shadow(T0 + k * HOUR, REPLACED, "v1", 100.2), shadow(T0 + k * HOUR, BASELINE, "v0", 100.0)])
+        rows = append_rows(append_rows(rows, both), shadow(T0 + k * HOUR, REPLACED, "v1", 555.0))
+    assert len(rows) == 9 and (rows["kind"] == SHADOW).sum() == 6 and 555.0 not in rows["forecast"].to_numpy()
+    # a shadow never stands for the served record: the next origin is still due, and a gap may still be written
+    late = shadow(T0 + 3 * HOUR, BASELINE, "v0", 100.0)
+    rows = append_rows(rows, late)
+    assert last_seen_origin(rows, T0 + 3 * HOUR, NOW) == T0 + 2 * HOUR
+    rows = append_rows(rows, gap_rows(T0 + 3 * HOUR, HOUR, 1, "v2", "no candle", 100.0, NOW))
+    closes = pd.Series([100.0, 101.0, 102.0, 103.0], index=[T0 + HOUR * k for k in (1, 2, 3, 4)])
+    with_shadows, count = score_rows(rows, closes, NOW)
+    alone, _ = score_rows(
+        append_rows(served, gap_rows(T0 + 3 * HOUR, HOUR, 1, "v2", "no candle", 100.0, NOW)), closes, NOW
+    )
+    assert count == 3 + 7  # shadows are scored too, on the same closes
+    assert summarize(with_shadows, "p", "default", "1h", NOW) == summarize(alone, "p", "default", "1h", NOW)
+
+
+def test_a_version_served_again_after_another_starts_a_new_run() -> None:
+    rows = empty_rows()
+    for k, version in enumerate(["v1", "v1", "v2", "v2", "v1", "v1"]):
+        rows = append_rows(rows, forecast_rows(T0 + k * HOUR, HOUR, version, 100.0, [101.0], None, None, NOW))
+    summary = summarize(rows, "p", "default", "1h", NOW)
+    assert summary.version == "v1" and summary.live_since == "2026-03-01T14:00:00Z"
+    run = summary.window("version")
+    assert run is not None and run.made == 2
 
 
 def test_a_month_file_without_the_track_columns_is_a_clear_error() -> None:
