@@ -187,7 +187,7 @@ def update_rows(
 ) -> tuple[pd.DataFrame, set[str], int]:
     """A round's change to a pair's rows: `new` (forecasts and gaps) after the held rows, then every row whose target
     has closed scored. Returns the rows, the months whose files changed, and how many rows were scored now."""
-    months = {month_of(pd.Timestamp(rows["origin"].iloc[0])) for rows in new}
+    months = {month_of(pd.Timestamp(origin)) for rows in new for origin in pd.unique(rows["origin"])}
     for rows in new:
         held = append_rows(held, rows, now)
     held, scored = score_rows(held, closes, now)

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TypeVar
 
 import pandas as pd
@@ -27,8 +30,8 @@ from makeusrich.errors import MakeUsRichError, ServingError, StoreError, WorkerE
 from makeusrich.market import CandleFeed, interval_ms
 from makeusrich.pair import CurrencyPair
 from makeusrich.pair_sources import PairRecord, PairSource
-from makeusrich.store import StoreReader, TrackFiles, TrackSummary
-from makeusrich.store.track_schema import month_of, month_rows, month_start
+from makeusrich.store import PairStore, StoreReader, TrackFiles, TrackSummary
+from makeusrich.store.track_schema import LIVE, month_of, month_rows, month_start
 from makeusrich.track.decide import (
     Ask,
     Wait,
@@ -50,6 +53,7 @@ from makeusrich.track.rows import (
     oldest_unscored_target,
     update_rows,
 )
+from makeusrich.track.shadow import Comparator, ModelFiles, Shadows, missing_origins, resolve, shadow_rows
 from makeusrich.track.summary import WINDOWS, summarize
 from makeusrich.v2client import ModelMetadata, V2Client, candle_array
 
@@ -68,6 +72,8 @@ class TrackOptions:
     settle_seconds: float = 3.0  # after a close, before asking: the exchange publishes the candle
     # An origin's forecast counts as live only if recorded this soon after its close (a quarter interval at most).
     max_delay: timedelta = timedelta(minutes=15)
+    # Where the comparators' model files are kept between rounds (makeusrich.track.shadow.ModelFiles).
+    model_folder: Path = Path(tempfile.gettempdir()) / "makeusrich-shadow-models"
 
 
 @dataclass
@@ -82,6 +88,7 @@ class PairTrack:
     model_created_at: str | None = None
     error: str | None = None
     offline: bool = False
+    shadows: Shadows | None = None  # the served version's comparators
 
 
 @dataclass(frozen=True)
@@ -166,6 +173,7 @@ class Tracker(RoundLoop):
         self.last_round: PairRoundReport | None = None
         self._clients: dict[str, V2Client] = {}
         self.reader = StoreReader(store_url)
+        self.model_files = ModelFiles(options.model_folder)
         # Candle fetches and store writes wait on the network: as many threads as pairs tracked at once.
         self._pool = ThreadPoolExecutor(options.concurrency, thread_name_prefix="track")
 
@@ -216,7 +224,52 @@ class Tracker(RoundLoop):
         if summary is not None:
             track.put_summary(summary)
 
+    def _shadow(
+        self, store: PairStore, c: Comparator, candles: pd.DataFrame, origins: list[pd.Timestamp], step: pd.Timedelta
+    ) -> list[pd.DataFrame]:
+        return shadow_rows(self.model_files.read(store, c), c, candles, origins, step, self.now())
+
     # --- one pair ------------------------------------------------------------------------------------------
+
+    async def _shadows(
+        self,
+        record: PairRecord,
+        state: PairTrack,
+        held: pd.DataFrame,
+        new_rows: list[pd.DataFrame],
+        candles: pd.DataFrame,
+        since: pd.Timestamp,
+    ) -> list[pd.DataFrame]:
+        """Shadow rows for the served version's live origins from `since` on that lack them
+        (makeusrich.track.shadow). Whatever goes wrong here is said once and costs the served record nothing."""
+        pair = record.pair
+        assert pair is not None
+        live = [frame for frame in new_rows if frame["kind"].iloc[0] == LIVE]
+        served = str(live[-1]["version"].iloc[0]) if live else (state.summary.version if state.summary else None)
+        if not served:
+            return []
+        store = self.reader.pair_store(pair.namespace, pair.name)
+        if state.shadows is None or state.shadows.served != served:
+            try:
+                state.shadows = await self.offload(resolve, store, served, pair.spec.serving.pinned_version is not None)
+            except MakeUsRichError as exc:
+                state.shadows = Shadows(served, (), str(exc))
+                log.warning(f"no shadow forecasts beside version {served}: {exc}", extra={"pair": record.key})
+        recent = held[held["origin"] >= since]
+        missing = missing_origins(pd.concat([recent, *new_rows], ignore_index=True), served, since)
+        step = pd.Timedelta(milliseconds=interval_ms(pair.spec.interval))
+        frames: list[pd.DataFrame] = []
+        for c in state.shadows.comparators:
+            if not missing[c.role]:
+                continue
+            try:
+                frames += await self.offload(self._shadow, store, c, candles, missing[c.role], step)
+            except Exception as exc:  # a damaged or unrunnable comparator: any failure, said once per version
+                problem = f"the {c.role} version {c.version} cannot forecast: {type(exc).__name__}: {exc}"
+                if state.shadows.problem != problem:
+                    log.warning(problem, extra={"pair": record.key})
+                    state.shadows = dataclasses.replace(state.shadows, problem=problem)
+        return frames
 
     async def _model(self, client: V2Client, name: str, state: PairTrack) -> ModelMetadata:
         if state.model is None:
@@ -334,6 +387,7 @@ class Tracker(RoundLoop):
         origins = due_origins(last_seen, newest, step)
         unscored = oldest_unscored_target(held, newest - step * SCORE_BACK)
         window = state.model.window if state.model is not None else spec.model.window
+        window = max(window, state.shadows.window if state.shadows is not None else 0)
         count = candles_needed(origins, unscored, newest, step, window, self.feed.KEEP)
         try:
             candles = await self.offload(self.feed.recent, spec, count)
@@ -345,7 +399,8 @@ class Tracker(RoundLoop):
         if state.offline:
             return PairRound(record.key, offline=True)
         new_rows, gaps, waiting, requests = await self._record(record, state, origins, candles, last_seen is None)
-        held, months, scored = update_rows(held, new_rows, closes_by_moment(candles, step), now)
+        shadows = await self._shadows(record, state, held, new_rows, candles, newest - step * SCORE_BACK)
+        held, months, scored = update_rows(held, beside(new_rows, shadows), closes_by_moment(candles, step), now)
         if months or state.summary is None:  # a retry round that changed nothing leaves it as it is
             state.summary = summarize(held, pair.name, pair.namespace, spec.interval, now)
         if months:
@@ -391,6 +446,21 @@ class Tracker(RoundLoop):
         self._clients.clear()
         self._pool.shutdown(wait=False, cancel_futures=True)
         await self.source.aclose()
+
+
+def beside(served: list[pd.DataFrame], shadows: list[pd.DataFrame]) -> list[pd.DataFrame]:
+    """A round's new frames: each shadow in the frame of its origin's served rows (one append, at the end of the
+    rows), the shadows caught up for older origins in one frame before them."""
+    merged = list(served)
+    at = {frame["origin"].iloc[0]: i for i, frame in enumerate(served)}
+    early = []
+    for frame in shadows:
+        i = at.get(frame["origin"].iloc[0])
+        if i is None:
+            early.append(frame)
+        else:
+            merged[i] = pd.concat([merged[i], frame], ignore_index=True)
+    return ([pd.concat(early, ignore_index=True)] if early else []) + merged
 
 
 @dataclass(frozen=True)

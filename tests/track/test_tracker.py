@@ -24,7 +24,7 @@ from makeusrich.pair_sources import EmbeddedSource, pair_yaml
 from makeusrich.scoring.live import degraded_verdict, live_status
 from makeusrich.store import TrackFiles, pair_store
 from makeusrich.store.s3 import S3Store
-from makeusrich.store.track_schema import GAP, LIVE, checked_rows
+from makeusrich.store.track_schema import BASELINE, GAP, LIVE, REPLACED, SHADOW, checked_rows
 from makeusrich.track.metrics import health, serve_http
 from makeusrich.track.replay import replay
 from makeusrich.track.shards import TrackerPool, shard_of
@@ -73,7 +73,8 @@ class World:
     def tracker(self, server: RunningServer) -> Tracker:
         source = EmbeddedSource(self.pairs_dir, self.store_url, server.url)
         feed = CandleFeed(Source("binance"), api_url=self.fake.url, clock=lambda: self.now_s, max_retries=0)
-        tracker = Tracker(source, feed, self.store_url, TrackOptions(serving_timeout=5.0), clock=lambda: self.now_s)
+        options = TrackOptions(serving_timeout=5.0, model_folder=self.pairs_dir.parent / "shadow-models")
+        tracker = Tracker(source, feed, self.store_url, options, clock=lambda: self.now_s)
         self.trackers.append(tracker)
         return tracker
 
@@ -101,13 +102,15 @@ def run(coro: Any) -> Any:
     return asyncio.run(coro)
 
 
-def onnx_forecast(trained: TrainedStore, rows: list[list[Any]]) -> tuple[float, np.ndarray]:
-    """What the stored model file says for the window ending with the last of `rows`."""
+def onnx_forecast(trained: TrainedStore, rows: list[list[Any]], version: str | None = None) -> tuple[float, np.ndarray]:
+    """What the stored model file (of the trained version, or `version`) says for the window ending with the last
+    of `rows`."""
     frame = pd.DataFrame(
         {name: [float(r[i]) for r in rows] for i, name in enumerate(("open", "high", "low", "close", "volume"), 1)}
     )
-    window = trained.pair.spec.model.window
-    session = onnx_session(trained.store().read_model(trained.version))
+    store = trained.store()
+    window = store.model_metadata(version or trained.version).window
+    session = onnx_session(store.read_model(version or trained.version))
     forecast, quantiles = session.run(None, {"candles": candle_array(frame, window)})
     return float(forecast[0, 0]), quantiles[0, 0]
 
@@ -534,6 +537,77 @@ def test_degraded_turns_on_for_a_model_made_worse_on_purpose_and_off_after_a_goo
     # version served.
     assert month is not None and month.point is not None and month.point.rel_mae is not None
     assert month.point.rel_mae > 1.5 and month.scored == 59
+
+
+def shadow_world(world: World, start_model_server: Callable[..., RunningServer]) -> tuple[RunningServer, str]:
+    """The models' store holds the track record too, as in a deployment; a version 2% high is promoted over the
+    trained one (which replaced the baseline), and served."""
+    world.store_url = world.trained.url
+    store = world.trained.store()
+    worse = publish_model(store, scaled_model(store.read_model(world.trained.version), 1.02), world.trained.version)
+    server = start_model_server("--store", world.trained.url, "--poll-seconds", "1", store=world.trained)
+    wait_served(server, worse)
+    return server, worse
+
+
+def test_shadows_are_what_the_replaced_version_and_the_baseline_forecast_at_the_same_origins(
+    world: World, start_model_server: Callable[..., RunningServer]
+) -> None:
+    server, worse = shadow_world(world, start_model_server)
+    first = len(world.all_rows) - 4
+    tracker = world.tracker(server)
+
+    async def rounds() -> None:
+        for k in range(3):
+            world.advance(first + k)
+            report = await tracker.round()
+            assert [(r.recorded, r.gaps, r.error) for r in report.pairs] == [(1, 0, None)]
+        await tracker.aclose()
+
+    run(rounds())
+    rows = world.stored_rows()
+    live = rows[rows["kind"] == LIVE]
+    assert live["version"].tolist() == [worse] * 3
+    baseline = world.trained.outcome.first
+    assert baseline is not None
+    for role, version in ((REPLACED, world.trained.version), (BASELINE, baseline.version)):
+        mine = rows[(rows["kind"] == SHADOW) & (rows["reason"] == role)]
+        assert mine["origin"].tolist() == live["origin"].tolist() and set(mine["version"]) == {version}
+        assert mine["actual"].iloc[:2].tolist() == live["actual"].iloc[:2].tolist()  # scored on the same closes
+        for k in range(3):
+            forecast, quantiles = onnx_forecast(world.trained, world.all_rows[: first + k], version)
+            assert mine["forecast"].iloc[k] == pytest.approx(forecast, rel=1e-6)
+            assert mine[[c for c in rows.columns if c.startswith("q")]].iloc[k].to_numpy() == pytest.approx(
+                quantiles, rel=1e-6
+            )
+    summary = TrackFiles(world.trained.store()).read_summary()
+    own = summary.window("version") if summary else None
+    assert own is not None and (own.made, own.scored) == (3, 2)  # shadows never count in the served record
+
+
+def test_a_damaged_comparator_costs_the_served_record_nothing(
+    world: World, start_model_server: Callable[..., RunningServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    server, worse = shadow_world(world, start_model_server)
+    store = world.trained.store()
+    store.objects.put(store.version_prefix(world.trained.version) + store.model_path(), b"not a model any more")
+    first = len(world.all_rows) - 3
+    tracker = world.tracker(server)
+
+    async def rounds() -> None:
+        for k in range(2):
+            world.advance(first + k)
+            report = await tracker.round()
+            assert [(r.recorded, r.gaps, r.error) for r in report.pairs] == [(1, 0, None)]
+        await tracker.aclose()
+
+    with caplog.at_level("WARNING", logger="makeusrich"):
+        run(rounds())
+    rows = world.stored_rows()
+    assert rows.loc[rows["kind"] == LIVE, "version"].tolist() == [worse] * 2
+    assert set(rows.loc[rows["kind"] == SHADOW, "reason"]) == {BASELINE}
+    said = [r.getMessage() for r in caplog.records if "cannot forecast" in r.getMessage()]
+    assert len(said) == 1 and f"the replaced version {world.trained.version} cannot forecast: StoreError" in said[0]
 
 
 def test_worker_processes_share_out_the_pairs_and_read_like_one_tracker(
