@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from makeusrich.operator.objects import MODEL_VERSION_ANNOTATION
 from makeusrich.pair import Condition, CurrencyPairStatus, LiveStatus, ModelStatus, ServingStatus, TrainingStatus
-from makeusrich.scoring import degraded_verdict
+from makeusrich.scoring import DEGRADED_REASONS, degraded_verdict
 from makeusrich.store import MODEL_KINDS, ModelMetadata
 
 ConditionType = Literal["Valid", "Trained", "Serving", "Ready", "Degraded"]
@@ -31,8 +31,7 @@ WARNING_REASONS = frozenset(
         "StoreError",
         "PinnedVersionMissing",
         "ServingNotApplied",
-        "WorseThanPersistence",
-        "RangesTooNarrow",
+        *DEGRADED_REASONS.values(),
     }
 )
 MAX_MESSAGE = 1000

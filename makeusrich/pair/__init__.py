@@ -33,6 +33,8 @@ from makeusrich.pair.spec import (
 from makeusrich.pair.status import (
     Condition,
     CurrencyPairStatus,
+    LiveDecision,
+    LiveShadow,
     LiveStatus,
     LiveWindowStatus,
     ModelStatus,
@@ -49,6 +51,8 @@ __all__ = [
     "CurrencyPair",
     "CurrencyPairSpec",
     "CurrencyPairStatus",
+    "LiveDecision",
+    "LiveShadow",
     "LiveStatus",
     "LiveWindowStatus",
     "ModelSpec",

@@ -55,6 +55,35 @@ class LiveWindowStatus(CamelModel):
     coverage_nominal: float | None = Field(None, description="The widest range's nominal coverage (0.9).")
 
 
+class LiveDecision(CamelModel):
+    """One live decision on the served version's run (makeusrich.scoring.sequential): its e-detector statistic
+    against the threshold at which it acts, and the evidence behind it."""
+
+    decision: Literal["degraded-point", "degraded-range", "degraded-coverage", "rollback-point", "rollback-range"]
+    on: bool = Field(description="The statistic reached the threshold and has not fallen below a hundredth of it.")
+    statistic: float = Field(description="The e-detector's value now; it acts at `threshold`.")
+    threshold: float = Field(description="Checks in 90 days / 0.01: a false alarm within 90 days has 1% chance.")
+    forecasts: int = Field(description="Scored forecasts the evidence used (the served version's run).")
+    since: str | None = Field(None, description="The origin at which the current alarm fired.")
+    against: str = Field(description="What the served version is compared with: a version, persistence, a promise.")
+    served: float | None = Field(
+        None, description="The served version's mean capped loss in volatilities (or miss rate)."
+    )
+    other: float | None = Field(
+        None, description="The comparator's, on the same forecasts (or the promised miss rate)."
+    )
+
+
+class LiveShadow(CamelModel):
+    """The served version beside a shadow (the version it replaced, or the baseline) on the same scored origins."""
+
+    role: Literal["replaced", "baseline"]
+    version: str
+    scored: int
+    mae_ratio: float | None = Field(None, description="The served version's MAE over the shadow's.")
+    pinball_ratio: float | None = Field(None, description="The served version's pinball loss over the shadow's.")
+
+
 class LiveStatus(CamelModel):
     """The live track record (track.json, written by `makeusrich track`), as the operator last read it."""
 
@@ -64,6 +93,8 @@ class LiveStatus(CamelModel):
     last_forecast_at: str | None = None
     skill: float | None = Field(None, description="Live MAE relative to persistence over the last 30 days.")
     windows: list[LiveWindowStatus] = Field(default_factory=list)
+    decisions: list[LiveDecision] = Field(default_factory=list)
+    shadows: list[LiveShadow] = Field(default_factory=list)
 
 
 class CurrencyPairStatus(CamelModel):

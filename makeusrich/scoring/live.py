@@ -1,23 +1,36 @@
-"""The live track record as a pair's status carries it, and the rule that calls it Degraded: one definition
-for the operator (status.live and the condition) and the dashboard (the card and its badge)."""
+"""The live track record as a pair's status carries it, and the condition that calls it Degraded from the live
+decisions (makeusrich.scoring.sequential): one definition for the operator (status.live and the condition) and
+the dashboard (the card and its badge)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
 from typing import Literal
 
-from makeusrich.pair import LiveStatus, LiveWindowStatus
+from makeusrich.pair import LiveDecision, LiveStatus, LiveWindowStatus
+from makeusrich.scoring.sequential import (
+    DEGRADED_COVERAGE,
+    DEGRADED_POINT,
+    DEGRADED_RANGE,
+    ROLLBACK_POINT,
+    ROLLBACK_RANGE,
+)
 from makeusrich.store import LiveWindow, TrackSummary
 
 Verdict = tuple[Literal["True", "False", "Unknown"], str, str]  # a condition's status, reason and message
-# Degraded: over the last 30 days the served version is worse than persistence with DM p below DEGRADED_P, or
-# its widest range covers less than MIN_COVERAGE of the closes (judged once MIN_SCORED forecasts have closed).
 DEGRADED_WINDOW = "30d"
-DEGRADED_SPAN = timedelta(days=30)
 VERSION_WINDOW = "version"
-DEGRADED_P = 0.05
-MIN_COVERAGE = 0.85
-MIN_SCORED = 24
+DEGRADED_REASONS = {
+    DEGRADED_POINT: "WorseThanBaseline",
+    DEGRADED_RANGE: "RangesWorseThanBaseline",
+    DEGRADED_COVERAGE: "RangesTooNarrow",
+}
+LABELS = {
+    DEGRADED_POINT: "its point forecast against persistence's",
+    DEGRADED_RANGE: "its ranges against the baseline's",
+    DEGRADED_COVERAGE: "its widest range's misses",
+    ROLLBACK_POINT: "its point forecast against the version it replaced",
+    ROLLBACK_RANGE: "its ranges against the version it replaced",
+}
 
 
 def live_window(window: LiveWindow) -> LiveWindowStatus:
@@ -37,7 +50,8 @@ def live_window(window: LiveWindow) -> LiveWindowStatus:
 
 
 def live_status(summary: TrackSummary) -> LiveStatus:
-    """track.json as the status carries it: each window's headline numbers (the full scores stay in the store)."""
+    """track.json as the status carries it: each window's headline numbers and the live decisions (the full scores
+    stay in the store)."""
     windows = [live_window(w) for w in summary.windows]
     month = next((w for w in windows if w.window == DEGRADED_WINDOW), None)
     return LiveStatus(
@@ -47,41 +61,45 @@ def live_status(summary: TrackSummary) -> LiveStatus:
         last_forecast_at=summary.last_forecast_at,
         skill=month.mae_ratio if month else None,
         windows=windows,
+        decisions=summary.decisions,
+        shadows=summary.shadows,
     )
 
 
-def judged_window(live: LiveStatus | None) -> tuple[LiveWindowStatus | None, str]:
-    """The served version's forecasts of the last 30 days, and how a message names them: its own window while
-    it is younger than 30 days (the version it replaced is not its fault: a retrain must be able to clear the
-    alarm), else the 30-day window, which then holds it alone."""
-    if live is None:
-        return None, "over 30 days"
-    windows = {w.window: w for w in live.windows}
-    if live.live_since and live.updated_at and VERSION_WINDOW in windows:
-        since = datetime.fromisoformat(live.live_since)
-        if since > datetime.fromisoformat(live.updated_at) - DEGRADED_SPAN:
-            return windows[VERSION_WINDOW], f"since version {live.version} went live ({live.live_since})"
-    return windows.get(DEGRADED_WINDOW), "over 30 days"
+def amount(value: float) -> str:
+    """An e-detector's statistic for people: whole numbers once large, two digits when small."""
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def evidence_line(decision: LiveDecision) -> str:
+    """One decision's evidence in words: what it compares, its statistic against its threshold, and on what."""
+    compared = ""
+    if decision.served is not None and decision.other is not None and decision.decision == DEGRADED_COVERAGE:
+        compared = f", it missed {decision.served:.1%} of closes ({decision.other:.1%} promised)"
+    elif decision.served is not None and decision.other is not None:
+        compared = f", mean loss {decision.served:.3f} vs {decision.other:.3f} ({decision.against})"
+    return (
+        f"{LABELS[decision.decision]}: evidence {amount(decision.statistic)} of the {decision.threshold:,.0f} that "
+        f"decides, on {decision.forecasts} forecasts{compared}"
+    )
+
+
+def degraded_since(live: LiveStatus | None) -> str | None:
+    """When the current Degraded episode began (the origin at which its first decision fired), or None."""
+    fired = [d.since for d in live.decisions if d.on and d.since and d.decision in DEGRADED_REASONS] if live else []
+    return min(fired, default=None)
 
 
 def degraded_verdict(live: LiveStatus | None) -> Verdict:
-    """Whether the served model has fallen behind, on its live record of the last 30 days."""
-    month, span = judged_window(live)
-    if month is None or month.scored == 0:
+    """Whether the served model has fallen behind, by the live decisions on its own run (makeusrich.scoring.sequential:
+    checked after every forecast, with a 1% chance per decision of a false alarm within 90 days)."""
+    judged = [d for d in live.decisions if d.decision in DEGRADED_REASONS] if live else []
+    if live is None or not judged:
         return "Unknown", "NoTrackRecord", "no served forecast has been scored yet (is `makeusrich track` running?)"
-    ratio, p = month.mae_ratio, month.dm_pvalue
-    if ratio is not None and ratio > 1.0 and p is not None and p < DEGRADED_P:
-        return (
-            "True",
-            "WorseThanPersistence",
-            f"{span} its MAE is {ratio:.4f} of persistence's (DM p {p:.3g}, {month.scored} forecasts)",
-        )
-    if month.coverage is not None and month.scored >= MIN_SCORED and month.coverage < MIN_COVERAGE:
-        nominal = f"{month.coverage_nominal:.0%} " if month.coverage_nominal is not None else ""
-        return (
-            "True",
-            "RangesTooNarrow",
-            f"{span} its {nominal}range held {month.coverage:.1%} of {month.scored} closes (below {MIN_COVERAGE:.0%})",
-        )
-    skill = f"MAE {ratio:.4f} of persistence's" if ratio is not None else "no MAE ratio yet"
-    return "False", "LiveSkillHolds", f"{span}: {skill} on {month.scored} forecasts"
+    span = f"since version {live.version} went live ({live.live_since})"
+    fired = [d for d in judged if d.on]
+    if fired:
+        worst = max(fired, key=lambda d: d.statistic / d.threshold)
+        return "True", DEGRADED_REASONS[worst.decision], f"{span}, {evidence_line(worst)}"
+    strongest = max(judged, key=lambda d: d.statistic / d.threshold)
+    return "False", "LiveSkillHolds", f"{span}, the strongest evidence is {evidence_line(strongest)}"

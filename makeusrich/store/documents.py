@@ -16,6 +16,7 @@ from pydantic.alias_generators import to_camel
 
 from makeusrich.contract import VERSION_PATTERN, Interval, TensorSpec, version_problem
 from makeusrich.errors import StoreError
+from makeusrich.pair import LiveDecision, LiveShadow
 
 
 class _Document(BaseModel):
@@ -405,6 +406,8 @@ class TrackSummary(_Document):
     last_origin: str | None = Field(None, description="the newest origin recorded (forecast or gap)")
     last_forecast_at: str | None = Field(None, description="when the newest live forecast was recorded")
     windows: list[LiveWindow] = Field(default_factory=list)
+    decisions: list[LiveDecision] = Field(default_factory=list, description="the live decisions on the version's run")
+    shadows: list[LiveShadow] = Field(default_factory=list, description="the version beside its shadows")
 
     def window(self, name: str) -> LiveWindow | None:
         return next((w for w in self.windows if w.window == name), None)

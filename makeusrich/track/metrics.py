@@ -2,7 +2,9 @@
 
 The metrics are collected when scraped, from what the tracker holds, so ages grow between rounds as they do
 in fact. Per pair and window: forecasts made and missed, the live MAE ratio to persistence with its DM p-value,
-and each range's coverage; per pair: the age of the newest forecast and of the served model.
+and each range's coverage; per pair: the age of the newest forecast and of the served model; per pair and live
+decision: its statistic, the threshold at which it acts, the forecasts it used and whether it is on; per pair and
+shadow: the served version's MAE and pinball loss over the shadow's.
 """
 
 from __future__ import annotations
@@ -97,9 +99,51 @@ class TrackCollector(Collector):
                 for cover in window.ranges.ranges if window.ranges else []:
                     coverage.add_metric([*w, f"{cover.nominal:g}"], cover.rate)
         rounds = GaugeMetricFamily(PREFIX + "round_seconds", "how long the last round over every pair took")
+        decisions = self.decisions()
         if self.tracker.last_round is not None:
             rounds.add_metric([], self.tracker.last_round.seconds)
         yield from (made, missed, ratio, dm, coverage, forecast_age, model_age, failing, offline, served, rounds)
+        yield from decisions
+
+    def decisions(self) -> list[GaugeMetricFamily]:
+        """The live decisions and the shadows of every pair (makeusrich.track.evidence)."""
+        labels = ["namespace", "pair", "decision"]
+        statistic = GaugeMetricFamily(
+            PREFIX + "decision_evidence", "the decision's e-detector statistic", labels=labels
+        )
+        threshold = GaugeMetricFamily(
+            PREFIX + "decision_threshold", "the statistic at which the decision acts", labels=labels
+        )
+        used = GaugeMetricFamily(PREFIX + "decision_forecasts", "scored forecasts the decision used", labels=labels)
+        on = GaugeMetricFamily(PREFIX + "decision_on", "1 while the decision's alarm is on", labels=labels)
+        shadow_labels = ["namespace", "pair", "role", "version"]
+        mae = GaugeMetricFamily(
+            PREFIX + "shadow_mae_ratio",
+            "the served version's MAE over the shadow's, same origins",
+            labels=shadow_labels,
+        )
+        pinball = GaugeMetricFamily(
+            PREFIX + "shadow_pinball_ratio",
+            "the served version's pinball loss over the shadow's, same origins",
+            labels=shadow_labels,
+        )
+        for key, state in sorted(dict(self.tracker.pairs).items()):
+            if state.summary is None:
+                continue
+            namespace, pair = key.split("/", 1)
+            for d in state.summary.decisions:
+                at = [namespace, pair, d.decision]
+                statistic.add_metric(at, d.statistic)
+                threshold.add_metric(at, d.threshold)
+                used.add_metric(at, d.forecasts)
+                on.add_metric(at, float(d.on))
+            for shadow in state.summary.shadows:
+                at = [namespace, pair, shadow.role, shadow.version]
+                if shadow.mae_ratio is not None:
+                    mae.add_metric(at, shadow.mae_ratio)
+                if shadow.pinball_ratio is not None:
+                    pinball.add_metric(at, shadow.pinball_ratio)
+        return [statistic, threshold, used, on, mae, pinball]
 
 
 def health(tracker: RoundLoop) -> tuple[int, dict[str, Any]]:

@@ -14,9 +14,12 @@ import numpy as np
 import pandas as pd
 
 from makeusrich.contract import iso_z
+from makeusrich.market import interval_ms
+from makeusrich.pair import LiveDecision, LiveShadow
 from makeusrich.scoring import VERSION_WINDOW, evaluate, ranges
 from makeusrich.store import LiveWindow, RangeScore, Score, TrackSummary
 from makeusrich.store.track_schema import GAP, LIVE, SERVED, level_columns
+from makeusrich.track.evidence import evidence
 
 WINDOWS: tuple[tuple[str, timedelta], ...] = (
     ("24h", timedelta(hours=24)),
@@ -145,11 +148,14 @@ def summarize(rows: pd.DataFrame, pair: str, namespace: str, interval: str, now:
         start = (moment - length).value
         windows.append(window_summary(c, c.origin >= start, name, start))
     version = since = newest_at = None
+    decisions: list[LiveDecision] = []
+    shadows: list[LiveShadow] = []
     if c.live.any():
         newest = np.flatnonzero(c.live)[np.argmax(c.origin[c.live])]
         version, newest_at = str(c.version[newest]), int(c.recorded_at[newest])
         since = run_start(c, version)
         windows.append(window_summary(c, (c.version == version) & (c.origin >= since), VERSION_WINDOW, since))
+        decisions, shadows = evidence(rows, version, since, pd.Timedelta(milliseconds=interval_ms(interval)))
     return TrackSummary(
         pair=pair,
         namespace=namespace,
@@ -160,4 +166,6 @@ def summarize(rows: pd.DataFrame, pair: str, namespace: str, interval: str, now:
         last_origin=_iso(int(c.origin.max())) if c.origin.size else None,
         last_forecast_at=_iso(newest_at),
         windows=windows,
+        decisions=decisions,
+        shadows=shadows,
     )

@@ -538,7 +538,7 @@ async def test_the_live_record_reaches_the_status_and_degraded_retrains_once(
 
     bad = track_record(worse=True)
     await asyncio.to_thread(TrackFiles(store).write_summary, bad)
-    await eventually(lambda: condition(kube, "Degraded")[:2] == ("True", "WorseThanPersistence"))
+    await eventually(lambda: condition(kube, "Degraded")[:2] == ("True", "WorseThanBaseline"))
     live = status(kube)["live"]
     month = bad.window("30d")
     assert month is not None and month.point is not None
@@ -555,7 +555,7 @@ async def test_the_live_record_reaches_the_status_and_degraded_retrains_once(
     # The Events come after the condition (kopf posts them from its own task): wait for both, as posted.
     await eventually(
         lambda: (
-            {("Warning", "WorseThanPersistence"), ("Normal", "LiveSkillHolds")}
+            {("Warning", "WorseThanBaseline"), ("Normal", "LiveSkillHolds")}
             <= {(kind, reason) for kind, reason, _ in events_for(kube)}
         )
     )

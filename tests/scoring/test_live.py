@@ -1,37 +1,48 @@
-"""The live record's headline numbers and the Degraded rule, as the operator and the dashboard share them."""
+"""The live record's headline numbers and the Degraded condition from the live decisions, as the operator and the
+dashboard share them."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from makeusrich.pair import LiveStatus, LiveWindowStatus
-from makeusrich.scoring.live import degraded_verdict
+from makeusrich.pair import LiveDecision, LiveStatus
+from makeusrich.scoring.live import degraded_since, degraded_verdict
 
 
-def live(window: str = "30d", **numbers: Any) -> LiveStatus:
-    return LiveStatus(windows=[LiveWindowStatus(window=window, **numbers)])
-
-
-def test_degraded_needs_significance_or_a_clearly_short_range_over_thirty_days() -> None:
-    assert degraded_verdict(None)[:2] == ("Unknown", "NoTrackRecord")
-    assert degraded_verdict(live("24h", scored=50, mae_ratio=2.0, dm_pvalue=0.001))[1] == "NoTrackRecord"
-    worse = degraded_verdict(live(scored=300, mae_ratio=1.02, dm_pvalue=0.01))
-    assert worse[:2] == ("True", "WorseThanPersistence") and "1.0200 of persistence's (DM p 0.01, 300" in worse[2]
-    # Worse, but not significantly: no alarm; a range that covers too little is one on its own.
-    assert degraded_verdict(live(scored=300, mae_ratio=1.02, dm_pvalue=0.2))[:2] == ("False", "LiveSkillHolds")
-    short = degraded_verdict(live(scored=300, mae_ratio=0.99, coverage=0.8, coverage_nominal=0.9))
-    assert short[:2] == ("True", "RangesTooNarrow") and "90% range held 80.0% of 300 closes" in short[2]
-    assert degraded_verdict(live(scored=10, coverage=0.5))[0] == "False"  # too few closes to judge a range
-
-
-def test_a_version_younger_than_thirty_days_is_judged_on_its_own_forecasts() -> None:
-    month = LiveWindowStatus(window="30d", scored=300, mae_ratio=1.5, dm_pvalue=0.001)  # mostly the old version
-    own = LiveWindowStatus(window="version", scored=40, mae_ratio=0.99, dm_pvalue=0.6)
-    young = LiveStatus(
-        version="v2", live_since="2026-11-28T00:00:00Z", updated_at="2026-12-01T00:00:00Z", windows=[month, own]
+def decision(name: str, statistic: float, on: bool = False, since: str | None = None, **rest: Any) -> LiveDecision:
+    return LiveDecision(
+        decision=name,  # type: ignore[arg-type]
+        on=on,
+        statistic=statistic,
+        threshold=216000.0,
+        forecasts=300,
+        since=since,
+        against=rest.pop("against", "persistence"),
+        served=rest.pop("served", 0.81),
+        other=rest.pop("other", 0.78),
     )
-    verdict = degraded_verdict(young)
-    assert verdict[:2] == ("False", "LiveSkillHolds") and "since version v2 went live" in verdict[2]
-    old = young.model_copy(update={"live_since": "2026-10-01T00:00:00Z"})  # served all 30 days: the 30-day window
-    assert degraded_verdict(old)[:2] == ("True", "WorseThanPersistence")
-    assert "over 30 days" in degraded_verdict(old)[2]
+
+
+def live(*decisions: LiveDecision) -> LiveStatus:
+    return LiveStatus(version="v2", live_since="2026-11-20T00:00:00Z", decisions=list(decisions))
+
+
+def test_degraded_follows_the_decisions_of_the_version_run_and_says_their_evidence() -> None:
+    assert degraded_verdict(None)[:2] == ("Unknown", "NoTrackRecord")
+    assert degraded_verdict(live())[:2] == ("Unknown", "NoTrackRecord")
+    # a rollback decision alone says nothing about Degraded
+    assert degraded_verdict(live(decision("rollback-point", 5e5, on=True)))[:2] == ("Unknown", "NoTrackRecord")
+    quiet = degraded_verdict(live(decision("degraded-point", 12.0), decision("degraded-coverage", 300.0)))
+    assert quiet[:2] == ("False", "LiveSkillHolds")
+    assert quiet[2] == (
+        "since version v2 went live (2026-11-20T00:00:00Z), the strongest evidence is its widest range's misses: "
+        "evidence 300 of the 216,000 that decides, on 300 forecasts, it missed 81.0% of closes (78.0% promised)"
+    )
+    worse = live(
+        decision("degraded-point", 3e5, on=True, since="2026-11-25T03:00:00Z"),
+        decision("degraded-coverage", 9e5, on=True, since="2026-11-24T01:00:00Z", against="the 90% range's promise"),
+    )
+    verdict = degraded_verdict(worse)
+    assert verdict[:2] == ("True", "RangesTooNarrow") and "evidence 900,000 of the 216,000" in verdict[2]
+    assert degraded_since(worse) == "2026-11-24T01:00:00Z"
+    assert degraded_since(live(decision("degraded-point", 10.0))) is None

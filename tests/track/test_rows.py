@@ -162,7 +162,10 @@ def test_shadows_sit_beside_the_served_record_once_per_role_and_never_count_in_i
         append_rows(served, gap_rows(T0 + 3 * HOUR, HOUR, 1, "v2", "no candle", 100.0, NOW)), closes, NOW
     )
     assert count == 3 + 7  # shadows are scored too, on the same closes
-    assert summarize(with_shadows, "p", "default", "1h", NOW) == summarize(alone, "p", "default", "1h", NOW)
+    beside, served_only = (summarize(r, "p", "default", "1h", NOW) for r in (with_shadows, alone))
+    assert beside.windows == served_only.windows and beside.live_since == served_only.live_since
+    assert [(s.role, s.version, s.scored) for s in beside.shadows] == [(BASELINE, "v0", 3), (REPLACED, "v1", 3)]
+    assert served_only.shadows == []
 
 
 def test_a_version_served_again_after_another_starts_a_new_run() -> None:

@@ -490,6 +490,12 @@ def wait_served(server: RunningServer, version: str, timeout: float = 30.0) -> N
     eventually_sync(served, what=f"the model server to serve {version}", timeout=timeout, interval=0.2)
 
 
+# The bench's 90th percentile for a version 2% high is 2.2 days against the version it replaced
+# (bench/results/alarms.md); against persistence, with Degraded's 2% margin, it takes about as long. A day of
+# candles warms the volatility scale first.
+DEGRADED_WITHIN = 24 + 96
+
+
 def test_degraded_turns_on_for_a_model_made_worse_on_purpose_and_off_after_a_good_one(
     world: World, start_model_server: Callable[..., RunningServer]
 ) -> None:
@@ -503,40 +509,43 @@ def test_degraded_turns_on_for_a_model_made_worse_on_purpose_and_off_after_a_goo
     server = start_model_server("--store", world.trained.url, "--poll-seconds", "1", store=world.trained)
     wait_served(server, worse)
     track = pair_store(world.store_url, "default", "btc-usdt")
-    first = len(world.all_rows) - 70
+    first = len(world.all_rows) - DEGRADED_WITHIN - 40
     tracker = world.tracker(server)
 
-    async def rounds(start: int, count: int) -> None:
-        for k in range(count):
-            world.advance(start + k)
-            report = await tracker.round()
-            assert [(r.recorded, r.gaps, r.error) for r in report.pairs] == [(1, 0, None)]
+    async def one_round(k: int) -> tuple[str, str, str]:
+        world.advance(first + k)
+        report = await tracker.round()
+        assert [(r.recorded, r.gaps, r.error) for r in report.pairs] == [(1, 0, None)]
+        return degraded_verdict(live_status(tracker.pairs["default/btc-usdt"].summary))  # type: ignore[arg-type]
 
-    async def scenario() -> tuple[tuple[str, str, str], tuple[str, str, str], str]:
-        await rounds(first, 30)
-        summary = await asyncio.to_thread(TrackFiles(track).read_summary)
-        bad = degraded_verdict(live_status(summary))  # type: ignore[arg-type]
+    async def scenario() -> tuple[int, tuple[str, str, str], tuple[str, str, str], str]:
+        k, verdict = 0, ("Unknown", "", "")
+        while verdict[0] != "True" and k < DEGRADED_WITHIN:
+            verdict = await one_round(k)
+            k += 1
         # A good model: the last close, with ranges of +-10% (a MAE ratio of exactly 1, every close covered).
         good = publish_model(store, persistence_model(trained, (0.9, 0.95, 1.0, 1.05, 1.1)), worse)
         await asyncio.to_thread(wait_served, server, good)
-        await rounds(first + 30, 30)
-        summary = await asyncio.to_thread(TrackFiles(track).read_summary)
-        fine = degraded_verdict(live_status(summary))  # type: ignore[arg-type]
+        for j in range(k, k + 30):
+            fine = await one_round(j)
         await tracker.aclose()
-        return bad, fine, good
+        return k, verdict, fine, good
 
-    bad, fine, good = run(scenario())
-    assert bad[:2] == ("True", "WorseThanPersistence") and "29 forecasts" in bad[2]
+    rounds, bad, fine, good = run(scenario())
+    # its ranges, 2% high too, miss most closes: the coverage decision fires first
+    assert bad[:2] == ("True", "RangesTooNarrow"), bad
+    assert "its widest range's misses" in bad[2] and rounds <= DEGRADED_WITHIN
     assert fine[:2] == ("False", "LiveSkillHolds") and f"since version {good} went live" in fine[2]
     summary = TrackFiles(track).read_summary()
     assert summary is not None and summary.version == good
+    assert not any(d.on for d in summary.decisions)
     own, month = summary.window("version"), summary.window("30d")
     assert own is not None and own.point is not None and own.point.rel_mae == pytest.approx(1.0, abs=1e-12)
     assert own.ranges is not None and all(r.rate == 1.0 for r in own.ranges.ranges)
     # The 30-day window keeps the worse version's forecasts: the record forgets nothing, the alarm judges the
     # version served.
     assert month is not None and month.point is not None and month.point.rel_mae is not None
-    assert month.point.rel_mae > 1.5 and month.scored == 59
+    assert month.point.rel_mae > 1.5
 
 
 def shadow_world(world: World, start_model_server: Callable[..., RunningServer]) -> tuple[RunningServer, str]:
@@ -583,6 +592,20 @@ def test_shadows_are_what_the_replaced_version_and_the_baseline_forecast_at_the_
     summary = TrackFiles(world.trained.store()).read_summary()
     own = summary.window("version") if summary else None
     assert own is not None and (own.made, own.scored) == (3, 2)  # shadows never count in the served record
+    assert summary is not None and {d.decision for d in summary.decisions} >= {"rollback-point", "degraded-point"}
+    replaced = next(s for s in summary.shadows if s.role == REPLACED)
+    assert replaced.version == world.trained.version and replaced.scored == 2
+    server_http = serve_http(tracker, "127.0.0.1", 0)
+    try:
+        text = httpx.get(f"http://127.0.0.1:{server_http.server_port}/metrics", timeout=5).text
+    finally:
+        server_http.shutdown()
+        server_http.server_close()
+    at = 'namespace="default",pair="btc-usdt"'
+    assert f'makeusrich_track_decision_threshold{{decision="rollback-point",{at}}} 216000.0' in text  # labels sorted
+    assert f'makeusrich_track_decision_on{{decision="rollback-point",{at}}} 0.0' in text
+    labels = f'{at},role="replaced",version="{world.trained.version}"'
+    assert f"makeusrich_track_shadow_mae_ratio{{{labels}}} {replaced.mae_ratio!r}" in text
 
 
 def test_a_damaged_comparator_costs_the_served_record_nothing(

@@ -1,0 +1,103 @@
+"""The live decisions on rows built here, whose evidence is known: a version 2% high is found by the rollback and
+Degraded detectors at the hour the e-detector's recursion says, a calibrated one is not, and the volatility scale
+may come from before the version's run."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+
+from makeusrich.scoring import sequential as seq
+from makeusrich.store.track_schema import BASELINE, REPLACED, SHADOW, empty_rows
+from makeusrich.track.evidence import evidence
+from makeusrich.track.rows import append_rows, forecast_rows, score_rows
+
+HOUR = pd.Timedelta(hours=1)
+T0 = pd.Timestamp("2026-03-01T00:00Z")
+LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
+Z = np.array([-1.645, -0.674, 0.0, 0.674, 1.645])  # standard normal quantiles at LEVELS
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+SIGMA = 0.01
+
+
+def closes(hours: int, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return 100.0 * np.exp(np.cumsum(np.r_[0.0, SIGMA * rng.standard_normal(hours)]))
+
+
+def record(prices: np.ndarray, runs: list[tuple[str, int, float]], shadows: bool = True) -> pd.DataFrame:
+    """Rows at origins 0 .. len(prices) - 2: each (version, first origin, factor) forecasts close * factor with
+    exact normal ranges, from its first origin on; beside it the replaced version (persistence) and the baseline
+    (persistence) as shadows."""
+    rows = empty_rows()
+    for k in range(len(prices) - 1):
+        version, _, factor = next(run for run in reversed(runs) if run[1] <= k)
+        origin = T0 + k * HOUR
+        q = prices[k] * np.exp(SIGMA * Z)[None, :]
+        frames = [forecast_rows(origin, HOUR, version, prices[k], [prices[k] * factor], q, LEVELS, NOW)]
+        if shadows:
+            for role, name in ((REPLACED, "v1"), (BASELINE, "v0")):
+                frames.append(
+                    forecast_rows(origin, HOUR, name, prices[k], [prices[k]], q, LEVELS, NOW, kind=SHADOW, reason=role)
+                )
+        rows = append_rows(rows, pd.concat(frames, ignore_index=True))
+    scored, _ = score_rows(
+        rows, pd.Series(prices[1:], index=[T0 + (k + 1) * HOUR for k in range(len(prices) - 1)]), NOW
+    )
+    return scored
+
+
+def by_name(decisions: list) -> dict:
+    return {d.decision: d for d in decisions}
+
+
+def test_a_version_two_percent_high_is_rolled_back_at_the_hour_the_recursion_crosses() -> None:
+    prices = closes(200)
+    rows = record(prices, [("v1", 0, 1.0), ("v2", 60, 1.02)])
+    decisions, shadows = evidence(rows, "v2", (T0 + 60 * HOUR).value, HOUR)
+    found = by_name(decisions)
+    rollback = found[seq.ROLLBACK_POINT]
+    assert rollback.on and rollback.against == "v1" and rollback.forecasts == 140
+    # the same evidence by hand: capped scaled losses, the recursion over the bets
+    origins = np.arange(60, 200)
+    scale = seq.volatility_scale(prices[:-1], np.r_[False, np.ones(199, dtype=bool)])[origins]
+    x = seq.point_loss(prices[origins + 1], prices[origins] * 1.02, scale) - seq.point_loss(
+        prices[origins + 1], prices[origins], scale
+    )
+    limit = seq.threshold(24 * 90)
+    bets = seq.Detector.for_losses("x").bets
+    r = np.zeros(len(bets))
+    crossed = None
+    for i, value in enumerate(x):
+        r = (r + 1.0) * (1.0 + np.array(bets) * value)
+        if crossed is None and r.mean() >= limit:
+            crossed = i
+    assert crossed is not None and rollback.since == (T0 + int(origins[crossed]) * HOUR).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert found[seq.DEGRADED_POINT].on and found[seq.DEGRADED_POINT].against == "persistence"
+    assert not found[seq.DEGRADED_COVERAGE].on and not found[seq.ROLLBACK_RANGE].on
+    replaced = next(s for s in shadows if s.role == REPLACED)
+    assert replaced.version == "v1" and replaced.scored == 140 and replaced.mae_ratio is not None
+    assert replaced.mae_ratio > 1.5 and replaced.pinball_ratio == 1.0
+
+
+def test_a_calibrated_version_as_good_as_its_comparators_raises_nothing() -> None:
+    prices = closes(400, seed=2)
+    decisions, _ = evidence(record(prices, [("v1", 0, 1.0), ("v2", 100, 1.0)]), "v2", (T0 + 100 * HOUR).value, HOUR)
+    found = by_name(decisions)
+    assert set(found) == set(seq.DECISIONS)
+    assert not any(d.on for d in decisions)
+    assert found[seq.DEGRADED_COVERAGE].against == "the 90% range's promise"
+    assert found[seq.DEGRADED_COVERAGE].other == 0.1
+
+
+def test_the_scale_comes_from_before_the_run_and_no_shadow_means_no_rollback_decision() -> None:
+    prices = closes(100, seed=3)
+    rows = record(prices, [("v1", 0, 1.0), ("v2", 90, 1.0)], shadows=False)
+    decisions, shadows = evidence(rows, "v2", (T0 + 90 * HOUR).value, HOUR)
+    found = by_name(decisions)
+    assert found[seq.DEGRADED_POINT].forecasts == 10  # warm from v1's closes: every scored origin counts
+    assert seq.ROLLBACK_POINT not in found and seq.DEGRADED_RANGE not in found and shadows == []
+    young = record(prices[:20], [("v2", 0, 1.0)], shadows=False)
+    assert by_name(evidence(young, "v2", T0.value, HOUR)[0])[seq.DEGRADED_POINT].forecasts == 0
