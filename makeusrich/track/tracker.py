@@ -44,6 +44,7 @@ from makeusrich.track.decide import (
     forecast_window,
     newest_close,
 )
+from makeusrich.track.rollback import roll_back, rollback_due
 from makeusrich.track.rows import (
     closes_by_moment,
     forecast_rows,
@@ -89,6 +90,8 @@ class PairTrack:
     error: str | None = None
     offline: bool = False
     shadows: Shadows | None = None  # the served version's comparators
+    rolled_back: str | None = None  # the served version this tracker rolled back
+    rollback_problem: str | None = None  # why the last rollback could not be written (said once)
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,7 @@ class PairRound:
     requests: int = 0
     error: str | None = None
     offline: bool = False
+    rolled_back: str | None = None  # what a rollback this round did, in a sentence
 
 
 class RoundLoop:
@@ -405,7 +409,29 @@ class Tracker(RoundLoop):
             state.summary = summarize(held, pair.name, pair.namespace, spec.interval, now)
         if months:
             await self.offload(self._put, pair, *self._encoded(pair, held, state.summary, months))
-        return PairRound(record.key, len(new_rows) - gaps, gaps, scored, waiting, requests)
+        rolled = await self._roll_back_if_due(record, state)
+        return PairRound(record.key, len(new_rows) - gaps, gaps, scored, waiting, requests, rolled_back=rolled)
+
+    async def _roll_back_if_due(self, record: PairRecord, state: PairTrack) -> str | None:
+        """latest.json back to the replaced version when the evidence says so (makeusrich.track.rollback); a
+        failed write is tried again next round, and said once."""
+        pair = record.pair
+        assert pair is not None
+        due = rollback_due(state.summary, state.shadows, pair.spec.serving.pinned_version is not None)
+        if due is None or state.rolled_back == due.served:
+            return None
+        try:
+            await self.offload(roll_back, self.reader.pair_store(pair.namespace, pair.name), due)
+        except MakeUsRichError as exc:
+            problem = f"version {due.served} should be rolled back to {due.to}, but: {exc}"
+            if problem != state.rollback_problem:
+                log.warning(problem, extra={"pair": record.key})
+                state.rollback_problem = problem
+            return None
+        state.rolled_back, state.rollback_problem = due.served, None
+        said = f"rolled back from {due.served} to {due.to}: {due.reason}"
+        log.warning(said, extra={"pair": record.key})
+        return said
 
     # --- rounds --------------------------------------------------------------------------------------------
 
@@ -484,5 +510,7 @@ class PairRoundReport:
                 out.append(f"{r.key}: {r.error}")
             elif r.recorded or r.gaps or r.scored:
                 out.append(f"{r.key}: {r.recorded} forecast(s) recorded, {r.gaps} gap(s), {r.scored} row(s) scored")
+            if r.rolled_back:
+                out.append(f"{r.key}: {r.rolled_back}")
         out += [f"{key}: the pair file or resource does not validate; not tracked" for key in self.invalid]
         return out

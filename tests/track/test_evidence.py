@@ -12,7 +12,10 @@ import pandas as pd
 from makeusrich.scoring import sequential as seq
 from makeusrich.store.track_schema import BASELINE, REPLACED, SHADOW, empty_rows
 from makeusrich.track.evidence import evidence
+from makeusrich.track.rollback import rollback_due
 from makeusrich.track.rows import append_rows, forecast_rows, score_rows
+from makeusrich.track.shadow import Comparator, Shadows
+from makeusrich.track.summary import summarize
 
 HOUR = pd.Timedelta(hours=1)
 T0 = pd.Timestamp("2026-03-01T00:00Z")
@@ -101,3 +104,20 @@ def test_the_scale_comes_from_before_the_run_and_no_shadow_means_no_rollback_dec
     assert seq.ROLLBACK_POINT not in found and seq.DEGRADED_RANGE not in found and shadows == []
     young = record(prices[:20], [("v2", 0, 1.0)], shadows=False)
     assert by_name(evidence(young, "v2", T0.value, HOUR)[0])[seq.DEGRADED_POINT].forecasts == 0
+
+
+def test_a_rollback_is_due_only_with_a_fired_decision_a_replaced_version_and_no_pin() -> None:
+    prices = closes(200)
+    rows = record(prices, [("v1", 0, 1.0), ("v2", 60, 1.02)])
+    summary = summarize(rows, "btc-usdt", "default", "1h", NOW)
+    replaced = Comparator(REPLACED, "v1", "0" * 64, 24, 1, LEVELS)
+    baseline = Comparator(BASELINE, "v0", "1" * 64, 24, 1, LEVELS)
+    due = rollback_due(summary, Shadows("v2", (replaced, baseline)), pinned=False)
+    assert due is not None and (due.served, due.to, due.decision.decision) == ("v2", "v1", seq.ROLLBACK_POINT)
+    assert due.reason.startswith("worse than v1 on the same live hours: its point forecast against the version")
+    assert due.evidence()["liveSince"] == summary.live_since and due.evidence()["on"] is True
+    assert rollback_due(summary, Shadows("v2", (replaced, baseline)), pinned=True) is None  # the pin wins
+    assert rollback_due(summary, Shadows("v2", (baseline,)), pinned=False) is None  # nothing it replaced
+    assert rollback_due(summary, Shadows("v3", (replaced,)), pinned=False) is None  # another version serves now
+    calm = summarize(record(prices, [("v1", 0, 1.0), ("v2", 60, 1.0)]), "btc-usdt", "default", "1h", NOW)
+    assert rollback_due(calm, Shadows("v2", (replaced, baseline)), pinned=False) is None
