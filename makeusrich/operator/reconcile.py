@@ -24,6 +24,7 @@ from makeusrich.operator.settings import OperatorSettings
 from makeusrich.operator.store_access import StoreAccess
 from makeusrich.pair import CurrencyPair, CurrencyPairStatus, LiveStatus, ModelStatus, pair_from_resource
 from makeusrich.scoring import live_status
+from makeusrich.store import Latest
 
 log = logging.getLogger("makeusrich.operator")
 
@@ -144,10 +145,8 @@ class Reconciler:
                 return known, None
         namespace, name = pair.namespace, pair.name
         try:
-            version = pin
-            if version is None:
-                latest = await self.store.latest(namespace, name)
-                version = latest.version if latest is not None else None
+            latest = await self._latest(namespace, name, pinned=pin is not None)
+            version = pin if pin is not None else (latest.version if latest is not None else None)
             model = None
             if version is not None:
                 try:
@@ -160,7 +159,8 @@ class Reconciler:
                     return None, st.Problem("PinnedVersionMissing", text, transient=False)
                 # Where the version is now, in the store the operator reads: a copied or moved store keeps the
                 # storageUri it was written with in latest.json.
-                model = st.model_status(version, await self.store.storage_uri(namespace, name, version), meta)
+                uri = await self.store.storage_uri(namespace, name, version)
+                model = st.model_status(version, uri, meta, latest, pinned=pin is not None)
         except Exception as exc:  # any store failure must end in a condition, never in a crashed handler
             log.warning("%s/%s: cannot read the store: %s", namespace, name, exc)
             text = f"cannot read the model store {self.store.url}: {exc}"
@@ -168,6 +168,16 @@ class Reconciler:
             return keep, st.Problem("StoreError", text)
         self._models[uid] = (pin, model)
         return model, None
+
+    async def _latest(self, namespace: str, name: str, pinned: bool) -> Latest | None:
+        """latest.json: what to serve, or with a pin only its history (then a damaged one costs nothing)."""
+        if not pinned:
+            return await self.store.latest(namespace, name)
+        try:
+            return await self.store.latest(namespace, name)
+        except Exception as exc:
+            log.warning("%s/%s: cannot read latest.json for the history: %s", namespace, name, exc)
+            return None
 
     async def _live(self, pair: CurrencyPair) -> LiveStatus | None:
         """The pair's track.json as the status carries it; None (the status keeps what it had) when there is

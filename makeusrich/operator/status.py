@@ -13,9 +13,17 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from makeusrich.operator.objects import MODEL_VERSION_ANNOTATION
-from makeusrich.pair import Condition, CurrencyPairStatus, LiveStatus, ModelStatus, ServingStatus, TrainingStatus
+from makeusrich.pair import (
+    Condition,
+    CurrencyPairStatus,
+    LiveStatus,
+    ModelChange,
+    ModelStatus,
+    ServingStatus,
+    TrainingStatus,
+)
 from makeusrich.scoring import DEGRADED_REASONS, degraded_verdict
-from makeusrich.store import MODEL_KINDS, ModelMetadata
+from makeusrich.store import MODEL_KINDS, Change, Latest, ModelMetadata
 
 ConditionType = Literal["Valid", "Trained", "Serving", "Ready", "Degraded"]
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -188,7 +196,28 @@ def without_nulls(value: Any) -> Any:
     return value
 
 
-def model_status(version: str, storage_uri: str, metadata: ModelMetadata | None) -> ModelStatus:
+HISTORY_SHOWN = 20
+
+
+def model_change(change: Change) -> ModelChange:
+    return ModelChange.model_validate(
+        {
+            "version": change.version,
+            "from": change.from_,
+            "action": change.action,
+            "by": change.by,
+            "at": change.at,
+            "reason": clip(change.reason)[:1024],
+        }
+    )
+
+
+def model_status(
+    version: str, storage_uri: str, metadata: ModelMetadata | None, latest: Latest | None = None, pinned: bool = False
+) -> ModelStatus:
+    """The served version, and from latest.json how it came to be served (not when a person pinned it) and the
+    newest changes."""
+    change = latest.change if latest is not None and latest.version == version and not pinned else None
     return ModelStatus(
         version=version,
         kind=metadata.kind if metadata else None,
@@ -196,6 +225,8 @@ def model_status(version: str, storage_uri: str, metadata: ModelMetadata | None)
         storage_uri=storage_uri,
         skill=metadata.metrics.test.model.rel_mae if metadata else None,
         metrics=model_metrics(metadata),
+        change=model_change(change) if change is not None else None,
+        history=[model_change(c) for c in reversed(latest.changes[-HISTORY_SHOWN:])] if latest else [],
     )
 
 
@@ -375,4 +406,8 @@ def status_events(previous: CurrencyPairStatus | None, new: CurrencyPairStatus) 
     if new_version and new_version != old_version:
         what = f"version {old_version} -> {new_version}" if old_version else f"version {new_version}"
         events.append(Event("Normal", "ModelChanged", f"the InferenceService now gets {what}"))
+        change = new.model.change if new.model else None
+        if change is not None and change.action == "rolled-back":
+            text = f"version {change.from_} rolled back to {change.version} by {change.by}: {change.reason}"
+            events.append(Event("Warning", "RolledBack", clip(text)))
     return events

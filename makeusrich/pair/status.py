@@ -18,6 +18,17 @@ class Condition(CamelModel):
     last_transition_time: str = Field(description="RFC 3339 time of the last status change.")
 
 
+class ModelChange(CamelModel):
+    """One change of the served version, from latest.json's audit trail: who made it, when and why."""
+
+    version: str
+    from_: str | None = Field(None, alias="from", description="The version served before.")
+    action: Literal["promoted", "rolled-back"]
+    by: str
+    at: str
+    reason: str = Field("", max_length=1024)
+
+
 class ModelStatus(CamelModel):
     version: str | None = None
     kind: Literal["lstm", "baseline"] | None = Field(
@@ -27,6 +38,8 @@ class ModelStatus(CamelModel):
     storage_uri: str | None = None
     skill: float | None = Field(None, description="Test MAE relative to persistence (below 1 beats it).")
     metrics: dict[str, Any] | None = None
+    change: ModelChange | None = Field(None, description="How this version came to be served (none when pinned).")
+    history: list[ModelChange] = Field(default_factory=list, description="The newest changes, newest first.")
 
 
 class ServingStatus(CamelModel):

@@ -21,7 +21,7 @@ import pytest
 from makeusrich.operator import handlers
 from makeusrich.operator.objects import PAIR_LABEL
 from makeusrich.pair import parse_pair_text
-from makeusrich.store import TrackFiles, TrackSummary, pair_store
+from makeusrich.store import TrackFiles, TrackSummary, Why, pair_store
 from makeusrich.store.track_schema import empty_rows
 from makeusrich.track.rows import append_rows, forecast_rows, score_rows
 from makeusrich.track.summary import summarize
@@ -283,7 +283,7 @@ async def test_spec_changes_patch_the_cronjob_and_drift_is_repaired(kube: Emulat
 
 
 async def test_new_versions_are_found_without_job_events_and_pins_roll_back(
-    kube: Emulator, operator: RunningOperator, publish: Publish
+    kube: Emulator, operator: RunningOperator, publish: Publish, operator_settings: Any
 ) -> None:
     await create_pair(kube, pair_doc(trainOnCreate=False))
     await eventually(lambda: kube.get(CRONJOBS, NAMESPACE, f"{NAME}-trainer"))
@@ -309,6 +309,15 @@ async def test_new_versions_are_found_without_job_events_and_pins_roll_back(
     await eventually(lambda: condition(kube, "Trained")[:2] == ("True", "Promoted"))
     # Events are posted after the status that caused them, by kopf's own task: wait for them, not for the status.
     await eventually(lambda: {"ModelChanged", "PinnedVersionMissing"} <= {r for _, r, _ in events_for(kube)})
+
+    # the tracker's evidence rolls V2 back (as makeusrich.track.rollback writes it): the operator follows, says so
+    store = pair_store(operator_settings.store_url, NAMESPACE, NAME)
+    await asyncio.to_thread(store.rollback, V1, V2, Why("makeusrich track", "worse than V1 on the same live hours"))
+    await eventually(lambda: storage_uri(kube) == first["storageUri"])
+    await eventually(lambda: status(kube)["model"].get("change", {}).get("action") == "rolled-back")
+    assert [c["version"] for c in status(kube)["model"]["history"]][:2] == [V1, V2]
+    rolled = f"version {V2} rolled back to {V1} by makeusrich track: worse than V1 on the same live hours"
+    await eventually(lambda: ("Warning", "RolledBack", rolled) in events_for(kube))
 
 
 async def test_a_moved_store_is_served_from_where_it_is_now(

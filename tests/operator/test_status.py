@@ -6,7 +6,7 @@ from typing import Any
 
 from makeusrich.operator import status as st
 from makeusrich.pair import CurrencyPairStatus, ModelStatus, ServingStatus, TrainingStatus
-from makeusrich.store import parse_metadata
+from makeusrich.store import Change, Latest, parse_metadata
 from tests.fixtures.metadata import metadata_document
 
 LAST_WORDS = "makeusrich train: Binance refused the symbol BTCUSDX; check spec.compare"
@@ -165,6 +165,27 @@ def test_a_new_version_rolls_out_while_the_old_one_keeps_serving() -> None:
     old = st.ServingObservation(ServingStatus(version="20260101T000000Z", url="http://u", ready=True))
     status = st.compute_status(None, st.Observed(model=model("20260102T000000Z"), serving=old), T0)
     assert conditions(status)["Serving"] == ("True", "RollingOut") and conditions(status)["Ready"][0] == "True"
+
+
+def test_a_rollback_shows_in_the_model_status_and_is_a_warning_event() -> None:
+    v1, v2 = "20260101T000000Z", "20260102T000000Z"
+    trail = (
+        Change.model_validate({"version": v1, "action": "promoted", "by": "makeusrich train", "at": T0}),
+        Change.model_validate({"version": v2, "from": v1, "action": "promoted", "by": "makeusrich train", "at": T1}),
+        Change.model_validate(
+            {"version": v1, "from": v2, "action": "rolled-back", "by": "makeusrich track", "at": T2, "reason": "worse"}
+        ),
+    )
+    latest = Latest(v1, "uri", "0" * 64, T2, (v2,), trail, (v2,))
+    before = st.compute_status(None, st.Observed(model=model(v2)), T0)
+    rolled = st.model_status(v1, "uri", METADATA, latest)
+    assert rolled.change is not None and (rolled.change.action, rolled.change.from_) == ("rolled-back", v2)
+    assert [c.version for c in rolled.history] == [v1, v2, v1]  # newest first
+    after = st.compute_status(before, st.Observed(model=rolled), T2)
+    events = [(e.type, e.reason, e.message) for e in st.status_events(before, after)]
+    assert ("Warning", "RolledBack", f"version {v2} rolled back to {v1} by makeusrich track: worse") in events
+    assert st.model_status(v1, "uri", METADATA, latest, pinned=True).change is None  # a person's pin
+    assert "from" in st.dump_status(after)["model"]["change"]  # the trail's own name on the resource
 
 
 def test_a_failed_training_says_why_and_keeps_the_model() -> None:
