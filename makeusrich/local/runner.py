@@ -31,13 +31,16 @@ import httpx
 
 from makeusrich.contract import iso_z
 from makeusrich.errors import MakeUsRichError, StoreError
-from makeusrich.local.schedule import due_at, spec_sha256
+from makeusrich.local.schedule import due_at, retrain_when_degraded, spec_sha256
 from makeusrich.local.training import LAST_LINES, follow, outcome, render_line
 from makeusrich.net import check_free
-from makeusrich.pair import CurrencyPair, read_pair_files
+from makeusrich.pair import CurrencyPair, LiveStatus, read_pair_files
+from makeusrich.scoring import degraded_since, degraded_verdict, live_status
 from makeusrich.store import (
+    Latest,
     PairStore,
     RunState,
+    TrackFiles,
     pair_store,
     read_run_state,
     write_run_log,
@@ -114,6 +117,15 @@ def command(*args: str) -> list[str]:
     return [sys.executable, "-m", "makeusrich.cli", *args]
 
 
+def _live(store: PairStore) -> LiveStatus | None:
+    """The pair's live record as the operator reads it, or None (none yet, or unreadable: the tracker rewrites it)."""
+    try:
+        summary = TrackFiles(store).read_summary()
+    except StoreError:
+        return None
+    return live_status(summary) if summary is not None else None
+
+
 @dataclass
 class PairSlot:
     """What the runner knows of one pair between scans."""
@@ -123,6 +135,7 @@ class PairSlot:
     task: asyncio.Task[None] | None = None
     told: str = ""  # the last thing said about it, so that the terminal is not told twice
     ran: RunState | None = None  # a run that could not even record itself (the store refused state.json)
+    change_seen: str | None = None  # when the newest change of the served version said was made
 
 
 @dataclass
@@ -226,11 +239,12 @@ class Runner:
         if slot.task is not None and not slot.task.done():
             return
         store = self._store(slot.pair)
-        try:  # two small reads, off the event loop: on S3 they take a round trip each
-            latest, last = await asyncio.to_thread(lambda: (store.latest(), read_run_state(store)))
+        try:  # three small reads, off the event loop: on S3 they take a round trip each
+            latest, last, live = await asyncio.to_thread(lambda: (store.latest(), read_run_state(store), _live(store)))
         except StoreError as exc:
             self._tell(slot, f"{slot.pair.name}: {exc}")
             return
+        self._say_rollback(slot, latest)
         if slot.ran is not None and (last is None or slot.ran.started_at > last.started_at):
             last = slot.ran
         now = self.clock()
@@ -242,8 +256,21 @@ class Runner:
         elif due <= now:
             why = "no model yet" if latest is None else "scheduled"
             slot.task = asyncio.create_task(self._train(slot, why))
+        elif retrain_when_degraded(slot.pair, degraded_since(live), last):
+            why = f"Degraded since {degraded_since(live)}: {degraded_verdict(live)[2]}"
+            slot.task = asyncio.create_task(self._train(slot, why))
         else:
             self._tell(slot, f"{slot.pair.name}: next training {due:%Y-%m-%d %H:%M} UTC ({slot.pair.spec.schedule})")
+
+    def _say_rollback(self, slot: PairSlot, latest: Latest | None) -> None:
+        """One line when the served version was rolled back (by the tracker's evidence), once per rollback."""
+        change = latest.change if latest is not None else None
+        if change is None or change.action != "rolled-back" or change.at == slot.change_seen:
+            return
+        slot.change_seen = change.at
+        self.say(
+            f"{slot.pair.name}: rolled back from {change.from_} to {change.version} by {change.by} ({change.reason})"
+        )
 
     async def _close_orphan(self, slot: PairSlot, store: PairStore, last: RunState, now: datetime) -> RunState:
         """A run still "training" that this runner never started was cut off with an earlier runner (killed, or

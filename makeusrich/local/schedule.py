@@ -1,9 +1,10 @@
 """When `makeusrich up` trains a pair: pure decisions, no I/O, so that each rule is tested directly.
 
 The rules are the cluster's: a pair with no promoted model is trained at once (the operator's first Job),
-then on its own cron schedule (the CronJob), and never while `spec.suspend` is set. A run that failed is
-tried again at the next scheduled time, not in a loop; editing the pair's spec counts as a new pair, and a
-run that was stopped half-way (Ctrl-C, a crash) as no run.
+then on its own cron schedule (the CronJob), once more when its live record turns Degraded if
+`spec.promotion.retrainWhenDegraded` says so (the operator's degraded Job), and never while `spec.suspend` is
+set. A run that failed is tried again at the next scheduled time, not in a loop; editing the pair's spec counts
+as a new pair, and a run that was stopped half-way (Ctrl-C, a crash) as no run.
 """
 
 from __future__ import annotations
@@ -36,3 +37,11 @@ def due_at(pair: CurrencyPair, promoted: str | None, last: RunState | None, now:
     if last is not None and tried:
         moments.append(datetime.fromisoformat(last.started_at))
     return next_run(pair.spec.schedule, max(moments))
+
+
+def retrain_when_degraded(pair: CurrencyPair, degraded_since: str | None, last: RunState | None) -> bool:
+    """Whether to train now because the live record turned Degraded: with spec.promotion.retrainWhenDegraded, once
+    per Degraded episode (`degraded_since`, when its first decision fired), by a run started after it began."""
+    if not pair.spec.promotion.retrain_when_degraded or pair.spec.suspend or degraded_since is None:
+        return False
+    return last is None or datetime.fromisoformat(last.started_at) < datetime.fromisoformat(degraded_since)

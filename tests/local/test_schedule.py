@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from makeusrich.contract import iso_z
-from makeusrich.local.schedule import due_at, spec_sha256
+from makeusrich.local.schedule import due_at, retrain_when_degraded, spec_sha256
 from makeusrich.pair import CurrencyPair, parse_pair
 from makeusrich.store import RunState
 
@@ -59,3 +59,14 @@ def test_the_newest_of_the_model_and_the_last_run_sets_the_next_time() -> None:
 
 def test_a_suspended_pair_is_never_due() -> None:
     assert due_at(pair(suspend=True), None, None, NOW) is None
+
+
+def test_retrain_when_degraded_runs_once_per_episode_and_only_when_asked() -> None:
+    since = "2026-12-01T12:00:00Z"
+    asked = pair(promotion={"retrainWhenDegraded": True})
+    assert retrain_when_degraded(asked, since, None)
+    assert retrain_when_degraded(asked, since, run(asked, "succeeded", datetime(2026, 12, 1, 0, 0, tzinfo=UTC)))
+    assert not retrain_when_degraded(asked, since, run(asked, "failed", datetime(2026, 12, 1, 13, 0, tzinfo=UTC)))
+    assert not retrain_when_degraded(asked, None, None)  # not Degraded
+    assert not retrain_when_degraded(pair(), since, None)  # not asked
+    assert not retrain_when_degraded(pair(promotion={"retrainWhenDegraded": True}, suspend=True), since, None)

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import shutil
 import signal
 import socket
 import subprocess
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -24,14 +26,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from makeusrich.contract import FIELDS, INPUT_NAME
+from makeusrich.contract import FIELDS, INPUT_NAME, iso_z
 from makeusrich.market import clean_candles, read_sample
+from makeusrich.pair import LiveDecision
 from makeusrich.serving.loader import load_artifact, store_sources
-from makeusrich.store import LocalStore, PairStore, TrackFiles, read_run_state
+from makeusrich.store import LocalStore, PairStore, TrackFiles, TrackSummary, Why, read_run_state
 from makeusrich.store.track_schema import checked_rows
 from makeusrich.v2client import V2Client
 from tests.fixtures.fake_binance import FakeBinance
-from tests.fixtures.models import small_pair
+from tests.fixtures.models import TrainedStore, small_pair
 from tests.fixtures.s3server import S3Server
 from tests.fixtures.shell import ROOT, clean_env, command, makeusrich
 from tests.fixtures.waiting import eventually_sync
@@ -306,5 +309,58 @@ def test_up_with_an_s3_store(tmp_path: Path, s3_server: S3Server) -> None:
         assert (tmp_path / ".makeusrich" / "logs" / "serve.log").is_file()
         code, _ = up.interrupt()
         assert code == 0
+    finally:
+        up.kill()
+
+
+def test_up_says_a_rollback_and_retrains_a_pair_that_turns_degraded_once(
+    tmp_path: Path, trained_store_template: TrainedStore
+) -> None:
+    """retrainWhenDegraded works in `up` as in the operator: one run when the live record turns Degraded, not one
+    per scan. Offline, up's tracker records nothing, so the record is written here, as the tracker writes it."""
+    folder = tmp_path / "laptop"
+    shutil.copytree(trained_store_template.root, folder / ".makeusrich" / "store")
+    pairs = folder / "pairs"
+    pairs.mkdir(parents=True)
+    write_pair(pairs, "btc-usdt", promotion={"retrainWhenDegraded": True})
+    store = store_of(folder, "btc-usdt")
+    served, baseline = trained_store_template.version, trained_store_template.outcome.first
+    assert baseline is not None
+    up = Up.start(folder)
+    try:
+        up.wait_for("btc-usdt: next training")  # served from the store, nothing due
+        store.rollback(baseline.version, served, Why("makeusrich track", "worse than the baseline on live hours"))
+        up.wait_for(f"btc-usdt: rolled back from {served} to {baseline.version} by makeusrich track (worse than")
+        since = iso_z(datetime.now(UTC))
+        fired = LiveDecision(
+            decision="degraded-point",
+            on=True,
+            statistic=3e5,
+            threshold=216000.0,
+            forecasts=40,
+            since=since,
+            against="persistence",
+        )
+        summary = TrackSummary(
+            pair="btc-usdt",
+            namespace="default",
+            interval="1h",
+            updated_at=since,
+            version=baseline.version,
+            live_since=since,
+            decisions=[fired],
+        )
+        TrackFiles(store).write_summary(summary)
+        up.wait_for(f"btc-usdt: training (Degraded since {since}: since version {baseline.version} went live")
+        eventually_sync(
+            lambda: (state := read_run_state(store)) is not None and state.state in ("succeeded", "failed"),
+            what="the degraded run to end",
+            timeout=START_TIMEOUT,
+        )
+        write_pair(pairs, "btc-late", suspend=True)  # said in a scan after the run ended: btc-usdt is planned first
+        up.wait_for("btc-late: suspended (spec.suspend); not trained")
+        assert up.output().count("training (Degraded since") == 1  # one run for the episode
+        code, _ = up.interrupt()
+        assert code == 0, up.output()[-3000:]
     finally:
         up.kill()
