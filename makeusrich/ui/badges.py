@@ -50,6 +50,9 @@ def badges(state: PairState, now: datetime | None = None) -> list[Badge]:
     degraded, _, message = degraded_verdict(state.live)
     if degraded == "True":
         out.append(Badge("Degraded", "warning", message))
+    back = rolled_back(state)
+    if back:
+        out.append(Badge("Rolled back", "warning", back))
     if spec.serving.pinned_version:
         out.append(Badge("Pinned", "info", f"serving is pinned to version {spec.serving.pinned_version}"))
     if spec.suspend:
@@ -75,6 +78,15 @@ def model_badges(state: PairState, trained: Condition | None) -> list[Badge]:
             why = f"the newest LSTM, {state.newest_version}, did not pass them: {state.newest_reason}"
         out.append(Badge("Baseline", "info", f"serving the baseline (persistence with volatility ranges): {why}"))
     return out
+
+
+def rolled_back(state: PairState) -> str | None:
+    """Why the served version is one that was rolled back to, while it is: None otherwise."""
+    change = state.changes[0] if state.changes else None
+    shown = state.served_version or state.promoted_version
+    if change is None or change.action != "rolled-back" or change.version != shown:
+        return None
+    return f"version {change.from_} was rolled back to {change.version} by {change.by} ({change.at}): {change.reason}"
 
 
 def run_progress(run: RunState) -> str:

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from makeusrich.contract import quantile_column
 from makeusrich.market import close_moments
-from makeusrich.pair import CurrencyPair, CurrencyPairStatus, LiveStatus
+from makeusrich.pair import CurrencyPair, CurrencyPairStatus, LiveStatus, ModelChange
 from makeusrich.pair_sources import PairRecord
 from makeusrich.scoring import live_status
 from makeusrich.store import Metrics, ModelMetadata, RunState, Score, StoreSummary
@@ -84,6 +84,7 @@ class PairState:
     run: RunState | None = None  # the newest training `makeusrich up` started
     offline: str | None = None  # what stands in for Binance's live candles: the sample or a file
     live: LiveStatus | None = None  # the track record of served forecasts (track.json, or status.live)
+    changes: tuple[ModelChange, ...] = ()  # latest.json's trail (or status.model.history), newest first
     loading: bool = False
 
     @property
@@ -222,4 +223,15 @@ def build_state(record: PairRecord, seen: Observed, spark_candles: int = 48) -> 
         live=live_status(summary.track)
         if summary and summary.track
         else (record.status.live if record.status else None),
+        changes=served_changes(record, summary),
     )
+
+
+def served_changes(record: PairRecord, summary: StoreSummary | None) -> tuple[ModelChange, ...]:
+    """Who changed the served version, when and why, newest first: from latest.json when it was read, else from
+    the pair's status."""
+    if summary is not None and summary.latest is not None:
+        trail = reversed(summary.latest.changes)
+        return tuple(ModelChange.model_validate(c.model_dump(by_alias=True, exclude={"evidence"})) for c in trail)
+    model = record.status.model if record.status else None
+    return tuple(model.history) if model else ()

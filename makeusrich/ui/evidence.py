@@ -9,7 +9,7 @@ from nicegui import ui
 
 from makeusrich.pair_sources import describe_error
 from makeusrich.scoring import COLUMNS, table_rows
-from makeusrich.store import BacktestResult, ModelMetadata
+from makeusrich.store import BacktestResult, ModelMetadata, TrackSummary
 from makeusrich.ui.backtest import Backtest
 from makeusrich.ui.card import PairState
 from makeusrich.ui.charts import backtest_chart, error_chart, ratio_chart, track_chart
@@ -23,7 +23,7 @@ from makeusrich.ui.format import (
 )
 from makeusrich.ui.frame import Tab
 from makeusrich.ui.tables import SkillRow, edge_sentence, range_rows, skill_rows
-from makeusrich.ui.track import rolling_ratio, track_series, window_rows
+from makeusrich.ui.track import decision_rows, rolling_ratio, shadow_table_rows, track_series, window_rows
 
 SKILL_EXPLAINED = (
     "Ratio: the model's mean absolute error divided by persistence's (next close = last close) on the same "
@@ -166,6 +166,46 @@ def backtest(tab: Tab, result: Backtest, decimals: int, interval: str) -> None:
     )
 
 
+DECISION_COLUMNS = [
+    ("decision", "decision"),
+    ("what", "compares"),
+    ("state", "alarm"),
+    ("evidence", "evidence of threshold"),
+    ("forecasts", "forecasts"),
+    ("compared", "mean capped loss, served vs other"),
+]
+SHADOW_COLUMNS = [
+    ("role", "beside"),
+    ("version", "version"),
+    ("scored", "scored"),
+    ("mae_ratio", "MAE ratio (served / it)"),
+    ("pinball_ratio", "pinball ratio"),
+]
+DECISIONS_EXPLAINED = (
+    "Each decision bets on the served version's scored forecasts since it went live and acts when the evidence "
+    "reaches its threshold: the chance of a false alarm within 90 days is at most 1% per decision, however often "
+    "it is checked. Losses are capped and divided by the volatility known at each forecast. Degraded clears when "
+    "the evidence falls below a hundredth of the threshold; a rollback serves the replaced version again."
+)
+
+
+def live_decisions(tab: Tab, summary: TrackSummary) -> None:
+    """The decisions on the served version's run, and the shadows it is compared with."""
+    if not summary.decisions:
+        return
+    ui.label("Live decisions").classes("caps")
+    columns = [{"name": n, "label": label, "field": n, "align": "left"} for n, label in DECISION_COLUMNS]
+    ui.table(columns=columns, rows=decision_rows(summary, tab.tz), row_key="decision").props(
+        "flat dense wrap-cells"
+    ).classes("w-full tabular").mark("track-decisions")
+    if summary.shadows:
+        columns = [{"name": n, "label": label, "field": n, "align": "left"} for n, label in SHADOW_COLUMNS]
+        ui.table(columns=columns, rows=shadow_table_rows(summary), row_key="role").props("flat dense").classes(
+            "w-full tabular"
+        ).mark("track-shadows")
+    ui.label(DECISIONS_EXPLAINED).classes("text-xs muted")
+
+
 TRACK_COLUMNS = [
     ("window", "window"),
     ("made", "forecasts"),
@@ -201,6 +241,7 @@ async def track_record(tab: Tab, key: str, state: PairState, decimals: int) -> N
     ui.table(columns=columns, rows=window_rows(summary), row_key="window").props("flat dense").classes(
         "w-full tabular"
     ).mark("track-windows")
+    live_decisions(tab, summary)
     series = track_series(rows)
     interval = state.interval or "1h"
     times, ratios = rolling_ratio(rows)

@@ -32,7 +32,7 @@ from makeusrich.ui.format import (
 )
 from makeusrich.ui.frame import Tab
 from makeusrich.ui.state import wait_loaded
-from makeusrich.ui.tables import promotion_reason, version_rows
+from makeusrich.ui.tables import change_rows, promotion_reason, version_rows
 
 PHASE_TONES: dict[str, Tone] = {"Succeeded": "positive", "Failed": "negative", "Running": "info", "Pending": "info"}
 
@@ -168,6 +168,7 @@ async def model_sections(tab: Tab, key: str, state: PairState) -> None:
     with ui.card().classes("w-full"):
         ui.label("Versions").classes("text-lg font-semibold")
         versions_table(tab, state, history, history_error)
+        changes_table(tab, state)
     with ui.element("div").classes("w-full grid gap-4 grid-cols-1 lg:grid-cols-2"):
         with ui.card().classes("w-full"):
             ui.label("Last training run").classes("text-lg font-semibold")
@@ -221,6 +222,18 @@ def versions_table(tab: Tab, state: PairState, history: dict[str, Readable], err
         "body-cell-promoted",
         '<q-td :props="props"><span :title="props.row.reason">{{ props.value }}</span></q-td>',
     )
+
+
+def changes_table(tab: Tab, state: PairState) -> None:
+    """latest.json's trail: who promoted or rolled back which version, when and why."""
+    if not state.changes:
+        return
+    ui.label("Changes of the served version, newest first").classes("caps")
+    names = (("at", "When"), ("action", "What"), ("change", "Version"), ("by", "By"), ("reason", "Why"))
+    columns = [{"name": n, "label": label, "field": n, "align": "left"} for n, label in names]
+    ui.table(columns=columns, rows=change_rows(state.changes, tab.tz), pagination=10).props(
+        "flat dense wrap-cells"
+    ).classes("w-full tabular").mark("changes-table")
 
 
 RUN_TONES: dict[str, Tone] = {

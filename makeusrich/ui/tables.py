@@ -1,12 +1,13 @@
 """The pair page's tables and sentences, from a version's metadata.json: the model next to every naive rule on the
-same points, its ranges next to the naive ranges, whether it has an edge, and every version with why it was or was
-not promoted. Pure functions."""
+same points, its ranges next to the naive ranges, whether it has an edge, every version with why it was or was
+not promoted, and latest.json's trail of who changed the served version and why. Pure functions."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from makeusrich.pair import ModelChange
 from makeusrich.store import Damaged, ModelMetadata, Readable, Score
 from makeusrich.ui.format import (
     KIND_NAMES,
@@ -186,3 +187,17 @@ def version_rows(
             )
         )
     return rows
+
+
+def change_rows(changes: Sequence[ModelChange], tz: str | None) -> list[dict[str, str]]:
+    """latest.json's trail, newest first: when, what, from which version to which, who and why."""
+    return [
+        {
+            "at": format_time(c.at, tz),
+            "action": "rolled back" if c.action == "rolled-back" else "promoted",
+            "change": f"{c.from_} → {c.version}" if c.from_ else c.version,
+            "by": c.by,
+            "reason": c.reason,
+        }
+        for c in changes
+    ]

@@ -1,5 +1,6 @@
 """The pair page's track record, as pure functions of the stored rows and track.json: the windows' table, the
-served forecasts against what happened (gaps left as holes), and the rolling 7-day MAE ratio."""
+live decisions and the shadows beside the served version, the served forecasts against what happened (gaps left
+as holes), and the rolling 7-day MAE ratio."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import numpy as np
 import pandas as pd
 
 from makeusrich.contract import central_ranges
+from makeusrich.scoring.live import LABELS, amount
 from makeusrich.store import TrackSummary
 from makeusrich.store.track_schema import GAP, LIVE, level_columns
-from makeusrich.ui.format import format_pvalue, format_ratio
+from makeusrich.ui.format import format_pvalue, format_ratio, format_time
 
 WINDOW_NAMES = {"24h": "last 24 h", "7d": "last 7 days", "30d": "last 30 days", "version": "since this version"}
 
@@ -37,6 +39,47 @@ def window_rows(summary: TrackSummary) -> list[dict[str, str]]:
             }
         )
     return rows
+
+
+ROLES = {"replaced": "the version it replaced", "baseline": "the baseline"}
+
+
+def decision_rows(summary: TrackSummary, tz: str | None) -> list[dict[str, str]]:
+    """One row per live decision: what it compares, how far its evidence is towards acting, on how many forecasts."""
+    rows = []
+    for d in summary.decisions:
+        compared = "—"
+        if d.served is not None and d.other is not None:
+            compared = (
+                f"missed {d.served:.1%} vs {d.other:.1%} promised"
+                if d.decision == "degraded-coverage"
+                else f"{d.served:.3f} vs {d.other:.3f} ({d.against})"
+            )
+        rows.append(
+            {
+                "decision": d.decision,
+                "what": LABELS[d.decision],
+                "state": f"ON since {format_time(d.since, tz)}" if d.on else "off",
+                "evidence": f"{amount(d.statistic)} of {d.threshold:,.0f} ({d.statistic / d.threshold:.2%})",
+                "forecasts": f"{d.forecasts:,}",
+                "compared": compared,
+            }
+        )
+    return rows
+
+
+def shadow_table_rows(summary: TrackSummary) -> list[dict[str, str]]:
+    """The served version beside each shadow, on the same scored origins."""
+    return [
+        {
+            "role": ROLES.get(s.role, s.role),
+            "version": s.version,
+            "scored": f"{s.scored:,}",
+            "mae_ratio": format_ratio(s.mae_ratio),
+            "pinball_ratio": format_ratio(s.pinball_ratio),
+        }
+        for s in summary.shadows
+    ]
 
 
 @dataclass(frozen=True)

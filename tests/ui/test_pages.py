@@ -16,7 +16,7 @@ from nicegui.testing.user import User
 
 from makeusrich.market import read_candle_csv, sample_path
 from makeusrich.pair import load_pair
-from makeusrich.store import TrackFiles, TrackSummary
+from makeusrich.store import TrackFiles, TrackSummary, Why
 from makeusrich.store.track_schema import empty_rows, month_of
 from makeusrich.track.rows import append_rows, forecast_rows, gap_rows, score_rows
 from makeusrich.track.summary import summarize
@@ -403,14 +403,28 @@ async def test_the_card_and_the_pair_page_show_the_live_track_record(
     summary = write_track_record(trained_store)
     month = summary.window("30d")
     assert month is not None and month.point is not None and (month.made, month.missed) == (59, 1)
+    baseline = trained_store.outcome.first
+    assert baseline is not None
+    why = Why("makeusrich track", "worse than the baseline on the same live hours")
+    trained_store.store().rollback(baseline.version, trained_store.version, why)
     write_pair(pairs_dir, trained_store.pair)
     async with dashboard(pairs_dir=pairs_dir, store=trained_store.url, server_url="http://127.0.0.1:9") as user:
         await user.open("/")
         await user.should_see("Live 30 d", retries=60)
         text = card(user, "default/btc-usdt")
         assert f"Live 30 d: MAE ratio {month.point.rel_mae:.3f} on 59 forecasts" in text
-        assert "1 missed" in text and "90% range held" in text
+        assert "1 missed" in text and "90% range held" in text and "Rolled back" in text
         await user.open("/pair/default/btc-usdt")
+        await user.should_see(marker="track-decisions", retries=60)
+        decisions = user.find(marker="track-decisions").elements.pop()
+        assert isinstance(decisions, ui.table)
+        assert [row["decision"] for row in decisions.rows] == [d.decision for d in summary.decisions]
+        assert all(" of 216,000 (" in row["evidence"] for row in decisions.rows)
+        changes = user.find(marker="changes-table").elements.pop()
+        assert isinstance(changes, ui.table)
+        newest = changes.rows[0]
+        assert newest["action"] == "rolled back" and newest["by"] == "makeusrich track"
+        assert newest["change"] == f"{trained_store.version} → {baseline.version}" and newest["reason"] == why.reason
         await user.should_see(marker="track-windows", retries=60)
         table = user.find(marker="track-windows").elements.pop()
         assert isinstance(table, ui.table)

@@ -15,7 +15,7 @@ from makeusrich.errors import CandleError, PairError
 from makeusrich.market import CandleFeed, Source, clean_candles, close_moments, read_sample
 from makeusrich.onnxrt import onnx_session
 from makeusrich.operator import status as operator_status
-from makeusrich.pair import Condition, CurrencyPairStatus, load_pair
+from makeusrich.pair import Condition, CurrencyPairStatus, ModelChange, load_pair
 from makeusrich.pair_sources import EmbeddedSource, record_from_resource
 from makeusrich.store import Score, atomic_write
 from makeusrich.trainer.features import prepare
@@ -38,7 +38,7 @@ from makeusrich.ui.format import (
 )
 from makeusrich.ui.forms import initial_values, validate_form
 from makeusrich.ui.overview import empty_hints
-from makeusrich.ui.tables import edge_sentence, range_rows, skill_rows, version_rows
+from makeusrich.ui.tables import change_rows, edge_sentence, range_rows, skill_rows, version_rows
 from tests.fixtures.models import TrainedStore, small_pair
 
 # --- numbers and times ----------------------------------------------------------------------------------------
@@ -253,6 +253,25 @@ def test_badges_put_problems_first_and_say_why() -> None:
     for problem in ({"store_error": "model store: unsupported store URL 's4://bucket'"}, {"forecast_error": "x"}):
         troubled = state(serving_ready=True, promoted_version="v", served_version="v", **problem)
         assert "Ready" not in [b.text for b in badges(troubled)], problem
+
+
+def test_a_version_served_again_by_a_rollback_wears_a_badge_while_it_serves() -> None:
+    back = ModelChange.model_validate(
+        {"version": "v1", "from": "v2", "action": "rolled-back", "by": "makeusrich track", "at": "T", "reason": "worse"}
+    )
+    ahead = ModelChange.model_validate({"version": "v3", "from": "v1", "action": "promoted", "by": "t", "at": "U"})
+    rolled = badges(state(serving_ready=True, promoted_version="v1", served_version="v1", changes=(back,)))
+    assert [(b.text, b.tone) for b in rolled] == [("Rolled back", "warning"), ("Ready", "positive")]
+    assert rolled[0].tooltip == "version v2 was rolled back to v1 by makeusrich track (T): worse"
+    newer = state(serving_ready=True, promoted_version="v3", served_version="v3", changes=(ahead, back))
+    assert [b.text for b in badges(newer)] == ["Ready"]  # a newer promotion ends it
+    assert change_rows((back,), "UTC")[0] == {
+        "at": "—",
+        "action": "rolled back",
+        "change": "v2 → v1",
+        "by": "makeusrich track",
+        "reason": "worse",
+    }
 
 
 def test_empty_overview_says_how_to_add_a_pair_and_how_to_enable_editing() -> None:
