@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -122,13 +123,19 @@ class StandIn:
 
 def make_store(root: Path, names: list[str]) -> str:
     """One model of the default shape trained on the bundled candles (by `makeusrich train` in a child process:
-    this one never imports torch, so its memory is the tracker's), published under every pair's name."""
+    this one never imports torch, so its memory is the tracker's), published under every pair's name as three
+    versions, each promoted over the one before: the baseline, the LSTM, and the LSTM again, served. So every pair
+    has both shadows (the version the served one replaced, and the baseline), as after a few days of running."""
     url = f"file://{root}"
     template = root.parent / "template.yaml"
     template.write_text(pair_yaml(_harness.default_shape_pair("template")))
     command = _harness.cli("train", "-f", str(template), "--source", "sample", "--store", url)
     subprocess.run(command, check=True, capture_output=True, timeout=600, env=_harness.child_env(), cwd=_harness.REPO)
-    publish_as(url, "template", names)
+    baseline, lstm = pair_store(url, "default", "template").versions()
+    publish_as(url, "template", names, version=baseline)
+    publish_as(url, "template", names, version=lstm)
+    later = (datetime.strptime(lstm, "%Y%m%dT%H%M%SZ") + timedelta(seconds=1)).strftime("%Y%m%dT%H%M%SZ")
+    publish_as(url, "template", names, version=lstm, as_version=later)
     shutil.rmtree(root / "default" / "template")
     return url
 

@@ -79,8 +79,9 @@ class PromotionSpec(CamelModel):
     )
     retrain_when_degraded: bool = Field(
         False,
-        description="Start a training Job at once when the live track record turns Degraded (worse than "
-        "persistence over 30 days, or ranges that cover too little).",
+        description="Start one training run when the live track record turns Degraded (the served version's "
+        "evidence says it is worse than persistence or the baseline, or its ranges cover too little), in the "
+        "cluster and in `makeusrich up` alike.",
     )
 
 

@@ -274,14 +274,20 @@ def endless_model(model: bytes, iterations: int = 9 * 10**18) -> bytes:
 
 
 def publish_as(
-    store_url: str, template: str, names: Iterable[str], namespace: str = "default", model: bytes | None = None
+    store_url: str,
+    template: str,
+    names: Iterable[str],
+    namespace: str = "default",
+    model: bytes | None = None,
+    version: str | None = None,
+    as_version: str | None = None,
 ) -> str:
-    """Publish the newest version of pair `template` again under each of `names`, promoted: the same files (or
-    `model` instead of its ONNX file, with the smoke test recorded for it), config.pbtxt and metadata.json naming
-    the new pair, so that a server and a dashboard treat them as that many pairs for the price of one training.
-    Returns the version."""
+    """Publish the newest version of pair `template` (or `version`) again under each of `names` (as `as_version`
+    where given), promoted: the same files (or `model` instead of its ONNX file, with the smoke test recorded for
+    it), config.pbtxt and metadata.json naming the new pair, so that a server and a dashboard treat them as that
+    many pairs for the price of one training. Returns the version published."""
     source = pair_store(store_url, namespace, template)
-    version = source.versions()[-1]
+    version = version or source.versions()[-1]
     stored = source.metadata(version)
     files = {path: source.read_file(version, path) for path in stored["files"]}
     metadata = {k: v for k, v in stored.items() if k not in ("files", "storageUri")}
@@ -296,8 +302,11 @@ def publish_as(
             else data
             for path, data in files.items()
         }
-        pair_store(store_url, namespace, name).publish(version, renamed, {**metadata, "pair": name}, True)
-    return version
+        published = as_version or version
+        pair_store(store_url, namespace, name).publish(
+            published, renamed, {**metadata, "pair": name, "version": published}, True
+        )
+    return as_version or version
 
 
 def recorded_smoke_test(model: bytes, smoke: dict[str, Any]) -> dict[str, Any]:

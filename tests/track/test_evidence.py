@@ -4,18 +4,23 @@ may come from before the version's run."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from makeusrich.market import Source, clean_candles, read_sample
 from makeusrich.scoring import sequential as seq
-from makeusrich.store.track_schema import BASELINE, REPLACED, SHADOW, empty_rows
+from makeusrich.store import TrackSummary, pair_store
+from makeusrich.store.track_schema import BASELINE, LIVE, REPLACED, SHADOW, empty_rows
 from makeusrich.track.evidence import evidence
 from makeusrich.track.rollback import rollback_due
-from makeusrich.track.rows import append_rows, forecast_rows, score_rows
-from makeusrich.track.shadow import Comparator, Shadows
+from makeusrich.track.rows import append_rows, closes_by_moment, forecast_rows, score_rows
+from makeusrich.track.shadow import Comparator, Shadows, comparator, shadow_rows
 from makeusrich.track.summary import summarize
+from makeusrich.trainer.pipeline import run_training
+from tests.fixtures.models import small_pair
 
 HOUR = pd.Timedelta(hours=1)
 T0 = pd.Timestamp("2026-03-01T00:00Z")
@@ -121,3 +126,53 @@ def test_a_rollback_is_due_only_with_a_fired_decision_a_replaced_version_and_no_
     assert rollback_due(summary, Shadows("v3", (replaced,)), pinned=False) is None  # another version serves now
     calm = summarize(record(prices, [("v1", 0, 1.0), ("v2", 60, 1.0)]), "btc-usdt", "default", "1h", NOW)
     assert rollback_due(calm, Shadows("v2", (replaced, baseline)), pinned=False) is None
+
+
+def replayed(tmp_path: Path, days_back: int) -> tuple[pd.DataFrame, TrackSummary]:
+    """The bundled pair's model trained as if `days_back` days before the sample ends, replayed over the next 30 days
+    from its ONNX file (as the tracker's shadows and the replay run it), with the baseline beside it as a shadow:
+    its rows and their summary at the end of the 30 days."""
+    end = datetime(2022, 6, 15, 1, 0, tzinfo=UTC) - timedelta(days=days_back - 30)
+    start = end - timedelta(days=30)
+    pair = small_pair(model={"maxEpochs": 6})
+    url = f"file://{tmp_path}/store-{days_back}"
+    outcome = run_training(pair, Source("sample"), url, now=start, progress=None)
+    assert outcome.first is not None  # the baseline, published first
+    store = pair_store(url, pair.namespace, pair.name)
+    candles, _ = clean_candles(read_sample("BTCUSDT", "1h"), "1h")
+    closes = closes_by_moment(candles, HOUR)
+    origins = [t for t in closes.index if start <= t < end - HOUR]
+    frames = []
+    for role, version in (("served", outcome.version), (BASELINE, outcome.first.version)):
+        made = shadow_rows(store.read_model(version), comparator(store, role, version), candles, origins, HOUR, start)
+        frames += [f.assign(kind=LIVE, reason="") for f in made] if role == "served" else made
+    rows, _ = score_rows(
+        pd.concat(frames, ignore_index=True).sort_values(["origin", "step"], kind="stable"), closes, end
+    )
+    rows = rows.reset_index(drop=True)
+    return rows, summarize(rows, pair.name, pair.namespace, "1h", end)
+
+
+def worst_day(rows: pd.DataFrame) -> int:
+    """The most closes the served 90% range missed in any 24 hours."""
+    served = rows[rows["kind"] == LIVE]
+    missed = ((served["actual"] < served["q0.05"]) | (served["actual"] > served["q0.95"])).to_numpy(dtype=int)
+    return int(np.convolve(missed, np.ones(24, dtype=int), mode="valid").max())
+
+
+def test_no_false_degraded_in_a_calm_month_and_a_true_one_in_the_crash(tmp_path: Path) -> None:
+    """No false Degraded over 30 days the model never saw: the newest month before the crashes of May and June 2022
+    (trained 90 days before the sample ends, replayed over the next 30). In the sample's last month the same kind
+    of model's 90% range missed about half the closes of the June crash, while the baseline's widened: there the
+    coverage decision fires, as it should."""
+    rows, summary = replayed(tmp_path, 90)
+    found = by_name(summary.decisions)
+    assert {seq.DEGRADED_POINT, seq.DEGRADED_RANGE, seq.DEGRADED_COVERAGE} <= set(found)
+    assert found[seq.DEGRADED_POINT].forecasts > 24 * 28
+    assert not any(d.on for d in summary.decisions), [(d.decision, d.statistic) for d in summary.decisions]
+    assert worst_day(rows) <= 8
+    crash_rows, crash = replayed(tmp_path, 30)
+    coverage = by_name(crash.decisions)[seq.DEGRADED_COVERAGE]
+    assert coverage.on and coverage.since is not None and coverage.since.startswith("2022-06-1")
+    assert worst_day(crash_rows) >= 12  # half a day's closes outside the 90% range: a true alarm
+    assert coverage.served is not None and coverage.served < 0.12  # though the month as a whole looks fine
