@@ -191,7 +191,8 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict[str, float]]:
     for name in names:
         pair = _harness.default_shape_pair(name, currency=name.split("-")[0])
         (pairs_dir / f"{name}.yaml").write_text(pair_yaml(pair))
-    server = launch(["--store", store_url, "--poll-seconds", "3600"], work / "serve.log")
+    # each of the pairs' versions is checked in a process of its own before it serves: minutes for a thousand
+    server = launch(["--store", store_url, "--poll-seconds", "3600"], work / "serve.log", timeout=900)
     end_ms = (int(time.time() * 1000) // HOUR_MS) * HOUR_MS
     candles = StandIn(args.pairs, HISTORY + args.rounds, end_ms)
     try:

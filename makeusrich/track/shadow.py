@@ -57,6 +57,7 @@ class Shadows:
     served: str
     comparators: tuple[Comparator, ...] = ()
     problem: str | None = None
+    unresolved: bool = False  # the store could not be read: resolved again next round
 
     @property
     def window(self) -> int:

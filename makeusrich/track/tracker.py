@@ -253,12 +253,14 @@ class Tracker(RoundLoop):
         if not served:
             return []
         store = self.reader.pair_store(pair.namespace, pair.name)
-        if state.shadows is None or state.shadows.served != served:
+        if state.shadows is None or state.shadows.served != served or state.shadows.unresolved:
             try:
                 state.shadows = await self.offload(resolve, store, served, pair.spec.serving.pinned_version is not None)
             except MakeUsRichError as exc:
-                state.shadows = Shadows(served, (), str(exc))
-                log.warning(f"no shadow forecasts beside version {served}: {exc}", extra={"pair": record.key})
+                problem = f"no shadow forecasts beside version {served} yet: {exc}"
+                if state.shadows is None or state.shadows.problem != problem:
+                    log.warning(problem, extra={"pair": record.key})
+                state.shadows = Shadows(served, (), problem, unresolved=True)
         recent = held[held["origin"] >= since]
         missing = missing_origins(pd.concat([recent, *new_rows], ignore_index=True), served, since)
         step = pd.Timedelta(milliseconds=interval_ms(pair.spec.interval))

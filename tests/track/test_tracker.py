@@ -633,6 +633,36 @@ def test_a_damaged_comparator_costs_the_served_record_nothing(
     assert len(said) == 1 and f"the replaced version {world.trained.version} cannot forecast: StoreError" in said[0]
 
 
+def test_comparators_the_store_cannot_name_now_are_looked_up_again_next_round(
+    world: World, start_model_server: Callable[..., RunningServer], caplog: pytest.LogCaptureFixture
+) -> None:
+    server, worse = shadow_world(world, start_model_server)
+    store = world.trained.store()
+    key = store.version_prefix(world.trained.version) + "metadata.json"
+    kept = store.objects.get(key)
+    store.objects.put(key, b"{not json")  # the replaced version's metadata unreadable for a while
+    first = len(world.all_rows) - 4
+    tracker = world.tracker(server)
+
+    async def rounds() -> None:
+        for k in range(3):
+            if k == 2:
+                store.objects.put(key, kept)
+            world.advance(first + k)
+            report = await tracker.round()
+            assert [(r.recorded, r.gaps, r.error) for r in report.pairs] == [(1, 0, None)]
+        await tracker.aclose()
+
+    with caplog.at_level("WARNING", logger="makeusrich"):
+        run(rounds())
+    said = [r.getMessage() for r in caplog.records if "no shadow forecasts beside" in r.getMessage()]
+    assert len(said) == 1 and "is not valid JSON" in said[0]  # said once, though tried each round
+    rows = world.stored_rows()
+    shadows = rows[rows["kind"] == SHADOW]
+    assert set(shadows["reason"]) == {REPLACED, BASELINE}  # found once the store could name them
+    assert rows.loc[rows["kind"] == LIVE, "version"].tolist() == [worse] * 3
+
+
 # bench/results/alarms.md, rollback_gross_2pct_high_bundled: on the bundled candles, a version whose every forecast
 # is 2% above persistence's is rolled back within 1.67 days (41 hours) from nine start days of ten.
 ROLLBACK_WITHIN = 41
