@@ -11,7 +11,8 @@ served record.
   served version's run are caught up.
 - Model files are kept on local disk, one per pair and role, checked against their checksum at each read, so a
   round reads no model from the store; an onnxruntime session lives for one batch only (a thousand pairs' sessions
-  would hold a gigabyte).
+  would hold a gigabyte), opened without graph optimisation, on one thread per tracker process (sessions opened
+  on many threads at once leave memory behind in each thread's allocator).
 - A comparator that cannot be read or run is logged once per served version and left out; the served record goes
   on as if it had none.
 """
@@ -30,7 +31,7 @@ from makeusrich.contract import OUTPUT_NAME, QUANTILES_NAME
 from makeusrich.errors import StoreError
 from makeusrich.onnxrt import onnx_session
 from makeusrich.store import Latest, PairStore, atomic_write, sha256
-from makeusrich.store.track_schema import BASELINE, LIVE, REPLACED, SHADOW
+from makeusrich.store.track_schema import BASELINE, LIVE, REPLACED, SHADOW, as_nanoseconds
 from makeusrich.track.decide import answer_problem, forecast_window
 from makeusrich.track.rows import forecast_rows
 from makeusrich.v2client import candle_array
@@ -133,12 +134,14 @@ class ModelFiles:
 
 def missing_origins(rows: pd.DataFrame, served: str, since: pd.Timestamp) -> dict[str, list[pd.Timestamp]]:
     """For each role, the served version's live origins from `since` on that have no shadow of that role yet."""
-    recent = rows[rows["origin"] >= since]
-    live = recent[(recent["kind"] == LIVE) & (recent["version"] == served)]["origin"].unique()
+    origin = as_nanoseconds(rows["origin"])
+    recent = origin >= since.value
+    kind, reason = rows["kind"].to_numpy(dtype=object), rows["reason"].to_numpy(dtype=object)
+    live = np.unique(origin[recent & (kind == LIVE) & (rows["version"].to_numpy(dtype=object) == served)])
     missing = {}
     for role in ROLES:
-        have = set(recent.loc[(recent["kind"] == SHADOW) & (recent["reason"] == role), "origin"])
-        missing[role] = sorted(pd.Timestamp(o) for o in live if o not in have)
+        have = origin[recent & (kind == SHADOW) & (reason == role)]
+        missing[role] = [pd.Timestamp(int(o), tz="UTC") for o in live[~np.isin(live, have)]]
     return missing
 
 
@@ -161,7 +164,7 @@ def shadow_rows(
             closes.append(float(found["close"].iloc[-1]))
     if not kept:
         return []
-    session = onnx_session(model)
+    session = onnx_session(model, once=True)
     names = [o.name for o in session.get_outputs()]
     outputs = dict(zip(names, session.run(None, {"candles": np.stack(windows)}), strict=True))
     forecast, quantiles = outputs[OUTPUT_NAME], outputs.get(QUANTILES_NAME) if c.levels else None

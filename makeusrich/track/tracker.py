@@ -180,6 +180,7 @@ class Tracker(RoundLoop):
         self.model_files = ModelFiles(options.model_folder)
         # Candle fetches and store writes wait on the network: as many threads as pairs tracked at once.
         self._pool = ThreadPoolExecutor(options.concurrency, thread_name_prefix="track")
+        self._shadow_thread = ThreadPoolExecutor(1, thread_name_prefix="track-shadows")  # see track.shadow
 
     async def offload(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
@@ -269,7 +270,9 @@ class Tracker(RoundLoop):
             if not missing[c.role]:
                 continue
             try:
-                frames += await self.offload(self._shadow, store, c, candles, missing[c.role], step)
+                frames += await asyncio.get_running_loop().run_in_executor(
+                    self._shadow_thread, self._shadow, store, c, candles, missing[c.role], step
+                )
             except Exception as exc:  # a damaged or unrunnable comparator: any failure, said once per version
                 problem = f"the {c.role} version {c.version} cannot forecast: {type(exc).__name__}: {exc}"
                 if state.shadows.problem != problem:
@@ -473,6 +476,7 @@ class Tracker(RoundLoop):
             await client.aclose()
         self._clients.clear()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._shadow_thread.shutdown(wait=False, cancel_futures=True)
         await self.source.aclose()
 
 
