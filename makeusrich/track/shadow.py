@@ -27,14 +27,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from makeusrich.contract import OUTPUT_NAME, QUANTILES_NAME
+from makeusrich.contract import FIELDS, OUTPUT_NAME, QUANTILES_NAME
 from makeusrich.errors import StoreError
 from makeusrich.onnxrt import onnx_session
 from makeusrich.store import Latest, PairStore, atomic_write, sha256
 from makeusrich.store.track_schema import BASELINE, LIVE, REPLACED, SHADOW, as_nanoseconds
-from makeusrich.track.decide import answer_problem, forecast_window
+from makeusrich.track.decide import answer_problem
 from makeusrich.track.rows import forecast_rows
-from makeusrich.v2client import candle_array
 
 ROLES = (REPLACED, BASELINE)
 
@@ -153,15 +152,23 @@ def shadow_rows(
     step: pd.Timedelta,
     recorded_at: datetime,
 ) -> list[pd.DataFrame]:
-    """The comparator's forecast at each origin whose window is at hand, as shadow rows; an origin whose window is
-    incomplete, or whose answer is impossible, gets none."""
+    """The comparator's forecast at each origin whose window is at hand, whole, as shadow rows; an origin whose
+    window is not, or whose answer is impossible, gets none (and no session is opened when none is)."""
+    opened = as_nanoseconds(candles["open_time"])
+    values = candles[list(FIELDS)].to_numpy(dtype=np.float32)
+    last_closes = candles["close"].to_numpy(dtype=np.float64)
+    whole = (c.window - 1) * step.value
     windows, kept, closes = [], [], []
     for origin in origins:
-        found, _ = forecast_window(candles, origin, step, c.window)
-        if found is not None:
-            windows.append(candle_array(found, c.window)[0])
+        end = int(np.searchsorted(opened + step.value, origin.value, side="right"))
+        if (
+            end >= c.window
+            and opened[end - 1] + step.value == origin.value
+            and opened[end - 1] - opened[end - c.window] == whole
+        ):
+            windows.append(values[end - c.window : end])
             kept.append(origin)
-            closes.append(float(found["close"].iloc[-1]))
+            closes.append(float(last_closes[end - 1]))
     if not kept:
         return []
     session = onnx_session(model, once=True)
