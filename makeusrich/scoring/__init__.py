@@ -15,16 +15,28 @@ by name.
 
 from makeusrich.scoring import evaluate, ranges, sequential
 from makeusrich.scoring.folds import COLUMNS, table_rows
-from makeusrich.scoring.live import DEGRADED_REASONS, VERSION_WINDOW, degraded_since, degraded_verdict, live_status
+from makeusrich.scoring.live import (
+    DEGRADED_REASONS,
+    LABELS,
+    VERSION_WINDOW,
+    amount,
+    degraded_since,
+    degraded_verdict,
+    evidence_line,
+    live_status,
+)
 from makeusrich.scoring.windows import segment_ids, valid_origins
 
 __all__ = [
     "COLUMNS",
     "DEGRADED_REASONS",
+    "LABELS",
     "VERSION_WINDOW",
+    "amount",
     "degraded_since",
     "degraded_verdict",
     "evaluate",
+    "evidence_line",
     "live_status",
     "ranges",
     "segment_ids",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from makeusrich.pair import LiveDecision
-from makeusrich.scoring.live import evidence_line
+from makeusrich.scoring import evidence_line
 from makeusrich.scoring.sequential import ROLLBACK_POINT, ROLLBACK_RANGE
 from makeusrich.store import Latest, PairStore, TrackSummary, Why
 from makeusrich.store.track_schema import REPLACED

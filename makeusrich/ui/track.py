@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from makeusrich.contract import central_ranges
-from makeusrich.scoring.live import LABELS, amount
+from makeusrich.scoring import LABELS, amount
 from makeusrich.store import TrackSummary
 from makeusrich.store.track_schema import GAP, LIVE, level_columns
 from makeusrich.ui.format import format_pvalue, format_ratio, format_time

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from makeusrich.pair import LiveStatus, LiveWindowStatus
+from makeusrich.pair import LiveDecision, LiveStatus, LiveWindowStatus
 from makeusrich.store.track_schema import empty_rows
 from makeusrich.track.rows import append_rows, forecast_rows, gap_rows, score_rows
 from makeusrich.ui.badges import badges, live_line
@@ -42,11 +42,29 @@ def state(**more: object) -> PairState:
 
 def test_the_card_says_the_live_skill_and_marks_a_degraded_model() -> None:
     month = LiveWindowStatus(window="30d", made=700, missed=3, scored=698, mae_ratio=1.0312, dm_pvalue=0.001)
-    live = LiveStatus(windows=[month.model_copy(update={"coverage": 0.874, "coverage_nominal": 0.9})])
+    fired = LiveDecision(
+        decision="degraded-point",
+        on=True,
+        statistic=3.1e5,
+        threshold=216000.0,
+        forecasts=698,
+        since="2026-11-30T00:00:00Z",
+        against="persistence",
+        served=0.83,
+        other=0.79,
+    )
+    live = LiveStatus(
+        version="v2",
+        live_since="2026-11-01T00:00:00Z",
+        windows=[month.model_copy(update={"coverage": 0.874, "coverage_nominal": 0.9})],
+        decisions=[fired],
+    )
     text = live_line(state(live=live))
     assert text == "Live 30 d: MAE ratio 1.031 on 698 forecasts · 90% range held 87.4% · 3 missed"
     (degraded,) = [b for b in badges(state(live=live)) if b.text == "Degraded"]
-    assert degraded.tone == "warning" and "1.0312 of persistence's" in degraded.tooltip
+    assert degraded.tone == "warning" and "evidence 310,000 of the 216,000 that decides" in degraded.tooltip
+    quiet = live.model_copy(update={"decisions": [fired.model_copy(update={"on": False, "statistic": 40.0})]})
+    assert not [b for b in badges(state(live=quiet)) if b.text == "Degraded"]
     assert live_line(state(offline="offline sample data, ends 2022-06-15")) == (
         "Live: nothing recorded on historical candles"
     )
