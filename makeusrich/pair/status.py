@@ -86,6 +86,11 @@ class LiveDecision(CamelModel):
         None, description="The comparator's, on the same forecasts (or the promised miss rate)."
     )
 
+    @property
+    def share(self) -> float:
+        """How far the evidence is towards acting: 1 acts."""
+        return self.statistic / self.threshold
+
 
 class LiveShadow(CamelModel):
     """The served version beside a shadow (the version it replaced, or the baseline) on the same scored origins."""

@@ -71,16 +71,22 @@ def amount(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
 
 
+def compared(decision: LiveDecision) -> str | None:
+    """The two sides of a decision in words: the served version's miss rate against the promise, or its mean capped
+    loss against the comparator's."""
+    if decision.served is None or decision.other is None:
+        return None
+    if decision.decision == DEGRADED_COVERAGE:
+        return f"it missed {decision.served:.1%} of closes ({decision.other:.1%} promised)"
+    return f"mean loss {decision.served:.3f} vs {decision.other:.3f} ({decision.against})"
+
+
 def evidence_line(decision: LiveDecision) -> str:
     """One decision's evidence in words: what it compares, its statistic against its threshold, and on what."""
-    compared = ""
-    if decision.served is not None and decision.other is not None and decision.decision == DEGRADED_COVERAGE:
-        compared = f", it missed {decision.served:.1%} of closes ({decision.other:.1%} promised)"
-    elif decision.served is not None and decision.other is not None:
-        compared = f", mean loss {decision.served:.3f} vs {decision.other:.3f} ({decision.against})"
+    said = compared(decision)
     return (
         f"{LABELS[decision.decision]}: evidence {amount(decision.statistic)} of the {decision.threshold:,.0f} that "
-        f"decides, on {decision.forecasts} forecasts{compared}"
+        f"decides, on {decision.forecasts} forecasts{f', {said}' if said else ''}"
     )
 
 
@@ -99,7 +105,7 @@ def degraded_verdict(live: LiveStatus | None) -> Verdict:
     span = f"since version {live.version} went live ({live.live_since})"
     fired = [d for d in judged if d.on]
     if fired:
-        worst = max(fired, key=lambda d: d.statistic / d.threshold)
+        worst = max(fired, key=lambda d: d.share)
         return "True", DEGRADED_REASONS[worst.decision], f"{span}, {evidence_line(worst)}"
-    strongest = max(judged, key=lambda d: d.statistic / d.threshold)
+    strongest = max(judged, key=lambda d: d.share)
     return "False", "LiveSkillHolds", f"{span}, the strongest evidence is {evidence_line(strongest)}"

@@ -157,11 +157,6 @@ class Alarm:
     since: int | None  # index of the evidence at which the current alarm fired
     peak: float  # the largest R_t so far
 
-    @property
-    def share(self) -> float:
-        """How far towards the threshold the statistic is (1 = fires)."""
-        return self.statistic / self.threshold
-
 
 def alarm_state(name: str, log_r: ArrayLike, limit: float) -> Alarm:
     """The alarm after a statistic's path: on from a crossing of `limit` until it falls below limit/CLEAR_FACTOR."""

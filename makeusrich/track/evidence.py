@@ -25,8 +25,6 @@ from makeusrich.scoring import ranges
 from makeusrich.scoring import sequential as seq
 from makeusrich.store.track_schema import BASELINE, LIVE, REPLACED, SERVED, SHADOW, as_nanoseconds, level_columns
 
-ROLLBACK = (seq.ROLLBACK_POINT, seq.ROLLBACK_RANGE)
-
 
 @dataclass(frozen=True)
 class Forecasts:

@@ -50,7 +50,7 @@ def rollback_due(summary: TrackSummary | None, shadows: Shadows | None, pinned: 
     fired = [d for d in summary.decisions if d.on and d.decision in (ROLLBACK_POINT, ROLLBACK_RANGE)]
     if replaced is None or not fired:
         return None
-    strongest = max(fired, key=lambda d: d.statistic / d.threshold)
+    strongest = max(fired, key=lambda d: d.share)
     return Rollback(shadows.served, replaced, strongest, summary.live_since)
 
 

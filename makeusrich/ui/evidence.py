@@ -172,7 +172,7 @@ DECISION_COLUMNS = [
     ("state", "alarm"),
     ("evidence", "evidence of threshold"),
     ("forecasts", "forecasts"),
-    ("compared", "mean capped loss, served vs other"),
+    ("compared", "served vs other"),
 ]
 SHADOW_COLUMNS = [
     ("role", "beside"),

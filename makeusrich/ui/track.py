@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from makeusrich.contract import central_ranges
-from makeusrich.scoring import LABELS, amount
+from makeusrich.scoring import LABELS, amount, compared
 from makeusrich.store import TrackSummary
 from makeusrich.store.track_schema import GAP, LIVE, level_columns
 from makeusrich.ui.format import format_pvalue, format_ratio, format_time
@@ -48,21 +48,14 @@ def decision_rows(summary: TrackSummary, tz: str | None) -> list[dict[str, str]]
     """One row per live decision: what it compares, how far its evidence is towards acting, on how many forecasts."""
     rows = []
     for d in summary.decisions:
-        compared = "—"
-        if d.served is not None and d.other is not None:
-            compared = (
-                f"missed {d.served:.1%} vs {d.other:.1%} promised"
-                if d.decision == "degraded-coverage"
-                else f"{d.served:.3f} vs {d.other:.3f} ({d.against})"
-            )
         rows.append(
             {
                 "decision": d.decision,
                 "what": LABELS[d.decision],
                 "state": f"ON since {format_time(d.since, tz)}" if d.on else "off",
-                "evidence": f"{amount(d.statistic)} of {d.threshold:,.0f} ({d.statistic / d.threshold:.2%})",
+                "evidence": f"{amount(d.statistic)} of {d.threshold:,.0f} ({d.share:.2%})",
                 "forecasts": f"{d.forecasts:,}",
-                "compared": compared,
+                "compared": compared(d) or "—",
             }
         )
     return rows
