@@ -239,8 +239,11 @@ class Runner:
         if slot.task is not None and not slot.task.done():
             return
         store = self._store(slot.pair)
-        try:  # three small reads, off the event loop: on S3 they take a round trip each
-            latest, last, live = await asyncio.to_thread(lambda: (store.latest(), read_run_state(store), _live(store)))
+        watch = slot.pair.spec.promotion.retrain_when_degraded  # track.json is read only for a pair that acts on it
+        try:  # small reads, off the event loop: on S3 they take a round trip each
+            latest, last, live = await asyncio.to_thread(
+                lambda: (store.latest(), read_run_state(store), _live(store) if watch else None)
+            )
         except StoreError as exc:
             self._tell(slot, f"{slot.pair.name}: {exc}")
             return
