@@ -28,12 +28,12 @@ import yaml
 
 from makeusrich.contract import FIELDS, INPUT_NAME, iso_z
 from makeusrich.market import clean_candles, read_sample
-from makeusrich.pair import LiveDecision
 from makeusrich.serving.loader import load_artifact, store_sources
 from makeusrich.store import LocalStore, PairStore, TrackFiles, TrackSummary, Why, read_run_state
 from makeusrich.store.track_schema import checked_rows
 from makeusrich.v2client import V2Client
 from tests.fixtures.fake_binance import FakeBinance
+from tests.fixtures.live import live_decision
 from tests.fixtures.models import TrainedStore, small_pair
 from tests.fixtures.s3server import S3Server
 from tests.fixtures.shell import ROOT, clean_env, command, makeusrich
@@ -332,15 +332,7 @@ def test_up_says_a_rollback_and_retrains_a_pair_that_turns_degraded_once(
         store.rollback(baseline.version, served, Why("makeusrich track", "worse than the baseline on live hours"))
         up.wait_for(f"btc-usdt: rolled back from {served} to {baseline.version} by makeusrich track (worse than")
         since = iso_z(datetime.now(UTC))
-        fired = LiveDecision(
-            decision="degraded-point",
-            on=True,
-            statistic=3e5,
-            threshold=216000.0,
-            forecasts=40,
-            since=since,
-            against="persistence",
-        )
+        fired = live_decision("degraded-point", 3e5, on=True, since=since, forecasts=40, served=None, other=None)
         summary = TrackSummary(
             pair="btc-usdt",
             namespace="default",

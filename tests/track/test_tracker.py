@@ -29,7 +29,7 @@ from makeusrich.track.metrics import health, serve_http
 from makeusrich.track.replay import replay
 from makeusrich.track.shards import TrackerPool, shard_of
 from makeusrich.track.summary import summarize
-from makeusrich.track.tracker import Tracker, TrackOptions
+from makeusrich.track.tracker import PairRound, Tracker, TrackOptions
 from makeusrich.trainer.pipeline import run_training
 from makeusrich.v2client import candle_array
 from tests.fixtures.fake_binance import FakeBinance, Fault
@@ -60,6 +60,23 @@ class World:
         self.served = served
         self.fake.add_rows("BTCUSDT", "1h", self.all_rows[:served])
         self.now_s = (int(self.all_rows[served - 1][0]) + HOUR_MS) / 1000 + after_close_s
+
+    async def round_at(self, tracker: Tracker, served: int) -> PairRound:
+        """Serve candles [0, served), run one round, and check that it recorded the one pair's forecast."""
+        self.advance(served)
+        report = await tracker.round()
+        assert [(r.recorded, r.gaps, r.error) for r in report.pairs] == [(1, 0, None)]
+        return report.pairs[0]
+
+    def rounds(self, tracker: Tracker, first: int, count: int) -> None:
+        """`count` rounds, one candle apart from `first` on, then the tracker closed."""
+
+        async def each() -> None:
+            for k in range(count):
+                await self.round_at(tracker, first + k)
+            await tracker.aclose()
+
+        run(each())
 
     def add_pair(self, name: str) -> None:
         """A second served pair: trained into the model store, its pair file beside the first."""
@@ -513,9 +530,7 @@ def test_degraded_turns_on_for_a_model_made_worse_on_purpose_and_off_after_a_goo
     tracker = world.tracker(server)
 
     async def one_round(k: int) -> tuple[str, str, str]:
-        world.advance(first + k)
-        report = await tracker.round()
-        assert [(r.recorded, r.gaps, r.error) for r in report.pairs] == [(1, 0, None)]
+        await world.round_at(tracker, first + k)
         return degraded_verdict(live_status(tracker.pairs["default/btc-usdt"].summary))  # type: ignore[arg-type]
 
     async def scenario() -> tuple[int, tuple[str, str, str], tuple[str, str, str], str]:
@@ -565,15 +580,7 @@ def test_shadows_are_what_the_replaced_version_and_the_baseline_forecast_at_the_
     server, worse = shadow_world(world, start_model_server)
     first = len(world.all_rows) - 4
     tracker = world.tracker(server)
-
-    async def rounds() -> None:
-        for k in range(3):
-            world.advance(first + k)
-            report = await tracker.round()
-            assert [(r.recorded, r.gaps, r.error) for r in report.pairs] == [(1, 0, None)]
-        await tracker.aclose()
-
-    run(rounds())
+    world.rounds(tracker, first, 3)
     rows = world.stored_rows()
     live = rows[rows["kind"] == LIVE]
     assert live["version"].tolist() == [worse] * 3
@@ -616,16 +623,8 @@ def test_a_damaged_comparator_costs_the_served_record_nothing(
     store.objects.put(store.version_prefix(world.trained.version) + store.model_path(), b"not a model any more")
     first = len(world.all_rows) - 3
     tracker = world.tracker(server)
-
-    async def rounds() -> None:
-        for k in range(2):
-            world.advance(first + k)
-            report = await tracker.round()
-            assert [(r.recorded, r.gaps, r.error) for r in report.pairs] == [(1, 0, None)]
-        await tracker.aclose()
-
     with caplog.at_level("WARNING", logger="makeusrich"):
-        run(rounds())
+        world.rounds(tracker, first, 2)
     rows = world.stored_rows()
     assert rows.loc[rows["kind"] == LIVE, "version"].tolist() == [worse] * 2
     assert set(rows.loc[rows["kind"] == SHADOW, "reason"]) == {BASELINE}
@@ -648,9 +647,7 @@ def test_comparators_the_store_cannot_name_now_are_looked_up_again_next_round(
         for k in range(3):
             if k == 2:
                 store.objects.put(key, kept)
-            world.advance(first + k)
-            report = await tracker.round()
-            assert [(r.recorded, r.gaps, r.error) for r in report.pairs] == [(1, 0, None)]
+            await world.round_at(tracker, first + k)
         await tracker.aclose()
 
     with caplog.at_level("WARNING", logger="makeusrich"):
@@ -687,10 +684,7 @@ def test_a_worse_version_is_rolled_back_by_the_live_evidence_and_the_one_it_repl
     tracker = world.tracker(server)
 
     async def one_round(k: int) -> str | None:
-        world.advance(first + k)
-        report = await tracker.round()
-        assert [(r.recorded, r.gaps, r.error) for r in report.pairs] == [(1, 0, None)]
-        return report.pairs[0].rolled_back
+        return (await world.round_at(tracker, first + k)).rolled_back
 
     async def scenario() -> tuple[str, str | None, int, int]:
         for k in range(warm):

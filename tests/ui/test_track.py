@@ -7,12 +7,13 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from makeusrich.pair import LiveDecision, LiveStatus, LiveWindowStatus
+from makeusrich.pair import LiveStatus, LiveWindowStatus
 from makeusrich.store.track_schema import empty_rows
 from makeusrich.track.rows import append_rows, forecast_rows, gap_rows, score_rows
 from makeusrich.ui.badges import badges, live_line
 from makeusrich.ui.card import PairState
 from makeusrich.ui.track import rolling_ratio, track_series
+from tests.fixtures.live import live_decision
 from tests.fixtures.models import small_pair
 
 HOUR = pd.Timedelta(hours=1)
@@ -42,17 +43,7 @@ def state(**more: object) -> PairState:
 
 def test_the_card_says_the_live_skill_and_marks_a_degraded_model() -> None:
     month = LiveWindowStatus(window="30d", made=700, missed=3, scored=698, mae_ratio=1.0312, dm_pvalue=0.001)
-    fired = LiveDecision(
-        decision="degraded-point",
-        on=True,
-        statistic=3.1e5,
-        threshold=216000.0,
-        forecasts=698,
-        since="2026-11-30T00:00:00Z",
-        against="persistence",
-        served=0.83,
-        other=0.79,
-    )
+    fired = live_decision("degraded-point", 3.1e5, on=True, since="2026-11-30T00:00:00Z", forecasts=698)
     live = LiveStatus(
         version="v2",
         live_since="2026-11-01T00:00:00Z",
