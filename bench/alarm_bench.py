@@ -280,7 +280,7 @@ def measure(runs: int, seed: int) -> dict[str, object]:
     quantiles = np.quantile(standard_t(rng, garch.nu, 2_000_000), LEVELS)
     k_margin = k_for_ratio(K_NULL_MARGIN, 0.0, garch.nu, rng)
     widths = {c: width_for_coverage(c, garch.nu, rng) for c in (0.90, 0.85, 0.80)}
-    point, ranges, misses = seq.Detector.for_losses, seq.Detector.for_losses, seq.Detector.for_misses
+    losses, misses = seq.Detector.for_losses, seq.Detector.for_misses
 
     def points(f: Array) -> Array:
         return seq.point_loss(world.actual, f, world.scale)
@@ -295,17 +295,17 @@ def measure(runs: int, seed: int) -> dict[str, object]:
     served_miss = seq.outside(world.actual, served_q[..., 0], served_q[..., -1])
     null = {
         seq.DEGRADED_POINT: first_alarms(
-            point(seq.DEGRADED_POINT, seq.DEGRADED_MARGIN), points(served) - K_NULL_MARGIN * persistence, limit
+            losses(seq.DEGRADED_POINT, seq.DEGRADED_MARGIN), points(served) - K_NULL_MARGIN * persistence, limit
         ),
         seq.DEGRADED_RANGE: first_alarms(
-            ranges(seq.DEGRADED_RANGE, seq.DEGRADED_MARGIN),
+            losses(seq.DEGRADED_RANGE, seq.DEGRADED_MARGIN),
             range_losses(served_q) - K_NULL_MARGIN * range_losses(baseline_q),
             limit,
         ),
         seq.DEGRADED_COVERAGE: first_alarms(misses(seq.DEGRADED_COVERAGE, 0.10), served_miss - 0.10, limit),
-        seq.ROLLBACK_POINT: first_alarms(point(seq.ROLLBACK_POINT), points(served) - points(replaced), limit),
+        seq.ROLLBACK_POINT: first_alarms(losses(seq.ROLLBACK_POINT), points(served) - points(replaced), limit),
         seq.ROLLBACK_RANGE: first_alarms(
-            ranges(seq.ROLLBACK_RANGE), range_losses(served_q) - range_losses(replaced_q), limit
+            losses(seq.ROLLBACK_RANGE), range_losses(served_q) - range_losses(replaced_q), limit
         ),
     }
     any_alarm = np.any([first >= 0 for first in null.values()], axis=0)
@@ -320,12 +320,12 @@ def measure(runs: int, seed: int) -> dict[str, object]:
         k = k_for_ratio(1 + worse / 100, k_margin, garch.nu, rng)
         x = points(point_forecast(world, k, rng)) - replaced_loss
         what = f"MAE {worse}% above the replaced version's (k {k:.3f} vs {k_margin:.3f})"
-        record(f"rollback_mae_{worse}", seq.ROLLBACK_POINT, first_alarms(point(seq.ROLLBACK_POINT), x, limit), what)
+        record(f"rollback_mae_{worse}", seq.ROLLBACK_POINT, first_alarms(losses(seq.ROLLBACK_POINT), x, limit), what)
     for worse in (2, 5, 10):
         k = k_for_ratio((1 + worse / 100), 0.0, garch.nu, rng)
         x = points(point_forecast(world, k, rng)) - K_NULL_MARGIN * persistence
         what = f"MAE {worse}% above persistence's (the margin is {seq.DEGRADED_MARGIN:.0%})"
-        detector = point(seq.DEGRADED_POINT, seq.DEGRADED_MARGIN)
+        detector = losses(seq.DEGRADED_POINT, seq.DEGRADED_MARGIN)
         record(f"degraded_mae_{worse}", seq.DEGRADED_POINT, first_alarms(detector, x, limit), what)
     for covers in (85, 80):
         q = range_forecast(world, widths[covers / 100], quantiles, rng)
@@ -345,7 +345,7 @@ def measure(runs: int, seed: int) -> dict[str, object]:
     record(
         "rollback_gross_2pct_high",
         seq.ROLLBACK_POINT,
-        first_alarms(point(seq.ROLLBACK_POINT), gross, limit),
+        first_alarms(losses(seq.ROLLBACK_POINT), gross, limit),
         "every forecast 2% above the close (as tests/serving/helpers.scaled_model(..., 1.02))",
     )
     record(

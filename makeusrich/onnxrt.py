@@ -9,8 +9,7 @@ import onnxruntime as ort
 
 def onnx_session(model: bytes, threads: int = 1, once: bool = False) -> ort.InferenceSession:
     """A session; `once` for one batch and gone (the tracker's shadows, a thousand pairs a round): no graph
-    optimisation, which costs more than it saves on one batch (2.4 ms against 5.1 ms to open the default LSTM, the
-    same 0.3 ms to run), and no memory arena kept beyond it."""
+    optimisation, which costs more to open than it saves on one batch, and no memory arena kept beyond it."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1

@@ -293,9 +293,14 @@ class PairStore:
         current = self.latest()
         if current is None or current.version != served:
             now = current.version if current else "nothing"
-            raise StoreError(f"{self.pair} serves {now}, not {served}: the rollback is moot")
+            raise StoreError(
+                f"{self.pair} serves {now}, not {served}: the rollback is moot (a newer change came first; nothing was rolled back)"
+            )
         if to in current.rolled_back:
-            raise StoreError(f"version {to} of {self.pair} was rolled back before; only a person serves it again")
+            raise StoreError(
+                f"version {to} of {self.pair} was rolled back before; only a person serves it again "
+                "(spec.serving.pinnedVersion)"
+            )
         return self._write_latest(to, model_sha, "rolled-back", why)
 
     def _verified_model(self, version: str) -> str:
