@@ -294,7 +294,8 @@ class PairStore:
         if current is None or current.version != served:
             now = current.version if current else "nothing"
             raise StoreError(
-                f"{self.pair} serves {now}, not {served}: the rollback is moot (a newer change came first; nothing was rolled back)"
+                f"{self.pair} serves {now}, not {served}: the rollback is moot "
+                "(a newer change came first; nothing was rolled back)"
             )
         if to in current.rolled_back:
             raise StoreError(
