@@ -33,6 +33,7 @@ from makeusrich.pair.spec import (
 from makeusrich.pair.status import (
     Condition,
     CurrencyPairStatus,
+    DecisionName,
     LiveDecision,
     LiveShadow,
     LiveStatus,
@@ -40,6 +41,7 @@ from makeusrich.pair.status import (
     ModelChange,
     ModelStatus,
     ServingStatus,
+    ShadowRole,
     TrainingStatus,
 )
 
@@ -52,6 +54,7 @@ __all__ = [
     "CurrencyPair",
     "CurrencyPairSpec",
     "CurrencyPairStatus",
+    "DecisionName",
     "LiveDecision",
     "LiveShadow",
     "LiveStatus",
@@ -61,6 +64,7 @@ __all__ = [
     "ModelStatus",
     "PromotionSpec",
     "ServingStatus",
+    "ShadowRole",
     "TrainingStatus",
     "crd_manifest",
     "load_pair",

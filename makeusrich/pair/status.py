@@ -68,11 +68,15 @@ class LiveWindowStatus(CamelModel):
     coverage_nominal: float | None = Field(None, description="The widest range's nominal coverage (0.9).")
 
 
+DecisionName = Literal["degraded-point", "degraded-range", "degraded-coverage", "rollback-point", "rollback-range"]
+ShadowRole = Literal["replaced", "baseline"]
+
+
 class LiveDecision(CamelModel):
     """One live decision on the served version's run (makeusrich.scoring.sequential): its e-detector statistic
     against the threshold at which it acts, and the evidence behind it."""
 
-    decision: Literal["degraded-point", "degraded-range", "degraded-coverage", "rollback-point", "rollback-range"]
+    decision: DecisionName
     on: bool = Field(description="The statistic reached the threshold and has not fallen below a hundredth of it.")
     statistic: float = Field(description="The e-detector's value now; it acts at `threshold`.")
     threshold: float = Field(description="Checks in 90 days / 0.01: a false alarm within 90 days has 1% chance.")
@@ -95,7 +99,7 @@ class LiveDecision(CamelModel):
 class LiveShadow(CamelModel):
     """The served version beside a shadow (the version it replaced, or the baseline) on the same scored origins."""
 
-    role: Literal["replaced", "baseline"]
+    role: ShadowRole
     version: str
     scored: int
     mae_ratio: float | None = Field(None, description="The served version's MAE over the shadow's.")

@@ -73,18 +73,27 @@ def volatility_scale(closes: ArrayLike, consecutive: ArrayLike) -> FloatArray:
     says that origin i follows origin i - 1 by one candle (a hole's return spans several candles and is left
     out). NaN until WARM_RETURNS returns have been seen. Entry i uses closes up to origin i only."""
     log_close = np.log(np.asarray(closes, dtype=np.float64))
-    follows = np.asarray(consecutive, dtype=bool)
     scale = np.full(log_close.size, np.nan)
-    variance, seen, lam = 0.0, 0, RISKMETRICS_LAMBDA
-    for i in range(1, log_close.size):
-        step = float(log_close[i] - log_close[i - 1])
-        if not follows[i] or not math.isfinite(step):
-            continue
-        variance = step * step if seen == 0 else lam * variance + (1.0 - lam) * step * step
-        seen += 1
-        if seen >= WARM_RETURNS:
-            scale[i] = max(math.sqrt(variance), MIN_SCALE)
+    step = np.diff(log_close)
+    at = 1 + np.flatnonzero(np.asarray(consecutive, dtype=bool)[1:] & np.isfinite(step))
+    if at.size == 0:
+        return scale
+    variance = _ewma(step[at - 1] ** 2, RISKMETRICS_LAMBDA)
+    warm = np.arange(1, at.size + 1) >= WARM_RETURNS
+    scale[at[warm]] = np.maximum(np.sqrt(variance[warm]), MIN_SCALE)
     return scale
+
+
+def _ewma(squares: FloatArray, lam: float, chunk: int = 512) -> FloatArray:
+    """v_0 = s_0, v_k = lam v_{k-1} + (1 - lam) s_k, in closed form a chunk at a time (lam^-chunk stays finite):
+    v_{a+k} = lam^k (v_a + (1 - lam) sum_{j=1..k} lam^-j s_{a+j})."""
+    out = np.empty_like(squares)
+    out[0] = squares[0]
+    for start in range(1, squares.size, chunk):
+        part = squares[start : start + chunk]
+        k = np.arange(1, part.size + 1, dtype=np.float64)
+        out[start : start + part.size] = lam**k * (out[start - 1] + (1.0 - lam) * np.cumsum(lam ** (-k) * part))
+    return out
 
 
 def point_loss(actual: ArrayLike, forecast: ArrayLike, scale: ArrayLike) -> FloatArray:
@@ -132,17 +141,31 @@ class Detector:
         return cls(name, tuple(boldest / 2**k for k in range(GRID)))
 
 
-def log_statistic(evidence: ArrayLike, bets: tuple[float, ...]) -> FloatArray:
-    """log R_t after each entry of the last axis (other axes are independent runs), averaged over the bets.
+def log_wealth(evidence: ArrayLike, bets: tuple[float, ...], start: ArrayLike | None = None) -> FloatArray:
+    """log R_t of each bet after each entry of the last axis (other axes are independent runs): shape (bets, ...).
+    `start` is each bet's log R before the first entry (None: R = 0, nothing seen), so a path can be continued.
 
-    Closed form of the recursion: with P_t the product of E_1..E_t, R_t = P_t * sum_{j<=t} 1 / P_{j-1}."""
+    Closed form of the recursion: with P_t the product of E_1..E_t, R_t = P_t * (R_0 + sum_{j<=t} 1 / P_{j-1})."""
     x = np.asarray(evidence, dtype=np.float64)
     lam = np.asarray(bets, dtype=np.float64).reshape((-1,) + (1,) * x.ndim)
     log_e = np.log1p(lam * x)  # (bets, ..., t)
     log_p = np.cumsum(log_e, axis=-1)
     before = np.concatenate([np.zeros((*log_p.shape[:-1], 1)), log_p[..., :-1]], axis=-1)
-    log_r = log_p + np.logaddexp.accumulate(-before, axis=-1)
-    return np.asarray(np.logaddexp.reduce(log_r, axis=0) - math.log(len(bets)), dtype=np.float64)
+    sums = np.logaddexp.accumulate(-before, axis=-1)
+    if start is not None:
+        sums = np.logaddexp(np.asarray(start, dtype=np.float64).reshape(lam.shape), sums)
+    return np.asarray(log_p + sums, dtype=np.float64)
+
+
+def average(log_r: ArrayLike) -> FloatArray:
+    """The detector's statistic from its bets' log R (first axis): their mean, in log space."""
+    paths = np.asarray(log_r, dtype=np.float64)
+    return np.asarray(np.logaddexp.reduce(paths, axis=0) - math.log(paths.shape[0]), dtype=np.float64)
+
+
+def log_statistic(evidence: ArrayLike, bets: tuple[float, ...]) -> FloatArray:
+    """log R_t after each entry of the last axis, averaged over the bets, from nothing seen."""
+    return average(log_wealth(evidence, bets))
 
 
 @dataclass(frozen=True)
@@ -158,19 +181,23 @@ class Alarm:
     peak: float  # the largest R_t so far
 
 
-def alarm_state(name: str, log_r: ArrayLike, limit: float) -> Alarm:
-    """The alarm after a statistic's path: on from a crossing of `limit` until it falls below limit/CLEAR_FACTOR."""
+def alarm_state(name: str, log_r: ArrayLike, limit: float, was_on: bool = False) -> Alarm:
+    """The alarm after a statistic's path: on from a crossing of `limit` until it falls below limit/CLEAR_FACTOR.
+    `was_on`: the alarm was on before this path (a continued path); when it is still on without a new crossing,
+    `since` is None (the caller keeps the origin it fired at)."""
     path = np.asarray(log_r, dtype=np.float64)
     if path.size == 0:
-        return Alarm(name, False, 0.0, limit, 0, None, 0.0)
+        return Alarm(name, was_on, 0.0, limit, 0, None, 0.0)
     high, low = math.log(limit), math.log(limit / CLEAR_FACTOR)
     crossed = np.flatnonzero(path >= high)
     cleared = np.flatnonzero(path < low)
-    on = crossed.size > 0 and (cleared.size == 0 or crossed[-1] > cleared[-1])
-    since = None
-    if on:  # the first crossing after the last clearing
-        after = crossed[crossed > cleared[-1]] if cleared.size else crossed
-        since = int(after[0])
+    if cleared.size:
+        on = crossed.size > 0 and crossed[-1] > cleared[-1]
+        after = crossed[crossed > cleared[-1]]
+    else:
+        on = was_on or crossed.size > 0
+        after = crossed if not was_on else crossed[:0]
+    since = int(after[0]) if on and after.size else None
     return Alarm(name, bool(on), math.exp(path[-1]), limit, int(path.size), since, math.exp(float(path.max())))
 
 

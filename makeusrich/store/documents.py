@@ -16,7 +16,7 @@ from pydantic.alias_generators import to_camel
 
 from makeusrich.contract import VERSION_PATTERN, Interval, TensorSpec, version_problem
 from makeusrich.errors import StoreError
-from makeusrich.pair import LiveDecision, LiveShadow
+from makeusrich.pair import DecisionName, LiveDecision, LiveShadow, ShadowRole
 
 
 class _Document(BaseModel):
@@ -394,6 +394,44 @@ class LiveWindow(_Document):
     ranges: RangeScore | None = None
 
 
+class DetectorState(_Document):
+    """One live decision's e-detector after the newest origin it folded in (makeusrich.scoring.sequential)."""
+
+    decision: DecisionName
+    against: str
+    log_wealth: list[float] = Field(description="log R of each bet")
+    forecasts: int = Field(description="scored forecasts it used")
+    served_sum: float = Field(description="the sum of the served version's capped losses (or misses)")
+    other_sum: float = Field(description="the comparator's, on the same forecasts")
+    on: bool = False
+    since: str | None = Field(None, description="the origin at which the current alarm fired")
+
+
+class ShadowSums(_Document):
+    """The served version beside one shadow so far: sums over the origins both forecast."""
+
+    role: ShadowRole
+    version: str
+    scored: int = 0
+    served_error: float = Field(0.0, description="the sum of the served version's absolute errors")
+    other_error: float = Field(0.0, description="the shadow's")
+    ranged: int = Field(0, description="origins where both forecast valid ranges")
+    served_pinball: float = Field(0.0, description="the sum over them of the served version's mean pinball loss")
+    other_pinball: float = Field(0.0, description="the shadow's")
+
+
+class RunEvidence(_Document):
+    """The evidence of the served version's run so far: each round folds in the forecasts scored since
+    (makeusrich.track.evidence), so a tracker keeps no rows and reads no shadows older than a few days, and a
+    restarted one goes on where it stopped."""
+
+    version: str
+    live_since: str
+    through: str | None = Field(None, description="the newest origin folded in")
+    decisions: list[DetectorState] = Field(default_factory=list)
+    shadows: list[ShadowSums] = Field(default_factory=list)
+
+
 class TrackSummary(_Document):
     """`<ns>/<pair>/track.json`: the live track record in numbers; the operator copies it into status.live."""
 
@@ -408,6 +446,7 @@ class TrackSummary(_Document):
     windows: list[LiveWindow] = Field(default_factory=list)
     decisions: list[LiveDecision] = Field(default_factory=list, description="the live decisions on the version's run")
     shadows: list[LiveShadow] = Field(default_factory=list, description="the version beside its shadows")
+    run_evidence: RunEvidence | None = Field(None, description="what the decisions and shadows above are made of")
 
     def window(self, name: str) -> LiveWindow | None:
         return next((w for w in self.windows if w.window == name), None)

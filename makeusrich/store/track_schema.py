@@ -76,7 +76,8 @@ def checked_rows(frame: pd.DataFrame, where: str) -> pd.DataFrame:
         raise StoreError(
             f"{where} lacks the track columns {', '.join(missing)}; move it aside, the tracker starts anew"
         )
-    wrong = {name: dtype for name, dtype in BASE_COLUMNS.items() if str(frame[name].dtype) != dtype}
+    dtypes = frame.dtypes.to_dict()
+    wrong = {name: dtype for name, dtype in BASE_COLUMNS.items() if str(dtypes[name]) != dtype}
     try:  # a tracker reads its months every round: convert and sort only what needs it
         rows = frame.astype(wrong) if wrong else frame
     except (ValueError, TypeError) as exc:

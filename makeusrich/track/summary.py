@@ -17,9 +17,9 @@ from makeusrich.contract import iso_z
 from makeusrich.market import interval_ms
 from makeusrich.pair import LiveDecision, LiveShadow
 from makeusrich.scoring import VERSION_WINDOW, evaluate, ranges
-from makeusrich.store import LiveWindow, RangeScore, Score, TrackSummary
+from makeusrich.store import LiveWindow, RangeScore, RunEvidence, Score, TrackSummary
 from makeusrich.store.track_schema import GAP, LIVE, SERVED, level_columns
-from makeusrich.track.evidence import evidence
+from makeusrich.track.evidence import fold, new_run, report
 
 WINDOWS: tuple[tuple[str, timedelta], ...] = (
     ("24h", timedelta(hours=24)),
@@ -138,9 +138,18 @@ def run_start(c: Columns, version: str) -> int:
     return int(c.origin[c.live & (c.version == version) & (c.origin > after)].min())
 
 
-def summarize(rows: pd.DataFrame, pair: str, namespace: str, interval: str, now: datetime) -> TrackSummary:
+def summarize(
+    rows: pd.DataFrame,
+    pair: str,
+    namespace: str,
+    interval: str,
+    now: datetime,
+    before: RunEvidence | None = None,
+) -> TrackSummary:
     """The summary of a pair's rows at `now`: the newest live version, since when it forecasts live (its newest
-    run), and every window (24 h, 7 d, 30 d back from now, and since that version went live)."""
+    run), every window (24 h, 7 d, 30 d back from now, and since that version went live), and the live decisions:
+    the run's evidence `before` (the last summary's) with the forecasts scored since folded in, or from the rows
+    alone when `before` was another run's."""
     c = Columns.of(rows)
     moment = pd.Timestamp(now).tz_convert("UTC")
     windows = []
@@ -150,12 +159,16 @@ def summarize(rows: pd.DataFrame, pair: str, namespace: str, interval: str, now:
     version = since = newest_at = None
     decisions: list[LiveDecision] = []
     shadows: list[LiveShadow] = []
+    run: RunEvidence | None = None
     if c.live.any():
         newest = np.flatnonzero(c.live)[np.argmax(c.origin[c.live])]
         version, newest_at = str(c.version[newest]), int(c.recorded_at[newest])
         since = run_start(c, version)
         windows.append(window_summary(c, (c.version == version) & (c.origin >= since), VERSION_WINDOW, since))
-        decisions, shadows = evidence(rows, version, since, pd.Timedelta(milliseconds=interval_ms(interval)))
+        step = pd.Timedelta(milliseconds=interval_ms(interval))
+        run = before if before is not None and (before.version, before.live_since) == (version, _iso(since)) else None
+        run = fold(run or new_run(version, since), rows, step)
+        decisions, shadows = report(run, step)
     return TrackSummary(
         pair=pair,
         namespace=namespace,
@@ -168,4 +181,5 @@ def summarize(rows: pd.DataFrame, pair: str, namespace: str, interval: str, now:
         windows=windows,
         decisions=decisions,
         shadows=shadows,
+        run_evidence=run,
     )

@@ -200,11 +200,12 @@ class Tracker(RoundLoop):
 
     def _fetch(
         self, pair: CurrencyPair, summary: TrackSummary | None, now: datetime
-    ) -> tuple[list[tuple[str, bytes]], pd.Timestamp]:
+    ) -> tuple[list[tuple[str, bytes]], pd.Timestamp, TrackSummary | None]:
         """The stored month files the windows need, whole (so that rewriting one loses nothing): KEEP back from
-        now, and the served version's since it went live (by `summary`, else the one stored). Only the I/O: the
-        threads wait on the store, the event loop decodes, one pair at a time (many threads decoding at once
-        cost memory, each allocating for itself, and CPU, contending for one interpreter)."""
+        now, and the served version's since it went live (by `summary`, else the one stored, which is returned:
+        its decisions' evidence goes on). Only the I/O: the threads wait on the store, the event loop decodes, one
+        pair at a time (many threads decoding at once cost memory, each allocating for itself, and CPU, contending
+        for one interpreter)."""
         if summary is None:  # the first round since the tracker started
             try:
                 summary = self._files(pair).read_summary()
@@ -214,7 +215,7 @@ class Tracker(RoundLoop):
         if summary is not None and summary.live_since:
             start = min(start, pd.Timestamp(summary.live_since))
         since = month_start(start)
-        return self._files(pair).fetch(month_of(since)), since
+        return self._files(pair).fetch(month_of(since)), since, summary
 
     def _encoded(
         self, pair: CurrencyPair, rows: pd.DataFrame, summary: TrackSummary | None, months: set[str]
@@ -383,7 +384,8 @@ class Tracker(RoundLoop):
             return PairRound(record.key, offline=True)
         step = pd.Timedelta(milliseconds=interval_ms(spec.interval))
         newest = newest_close(now, step)
-        held = self._files(pair).rows(*await self.offload(self._fetch, pair, state.summary, now))
+        files, since, state.summary = await self.offload(self._fetch, pair, state.summary, now)
+        held = self._files(pair).rows(files, since)
         last_seen = last_seen_origin(held, newest, now)
         ahead = future_origins(held, newest, now)
         if ahead:
@@ -411,7 +413,8 @@ class Tracker(RoundLoop):
         shadows = await self._shadows(record, state, held, new_rows, candles, newest - step * SCORE_BACK)
         held, months, scored = update_rows(held, beside(new_rows, shadows), closes_by_moment(candles, step), now)
         if months or state.summary is None:  # a retry round that changed nothing leaves it as it is
-            state.summary = summarize(held, pair.name, pair.namespace, spec.interval, now)
+            before = state.summary.run_evidence if state.summary else None
+            state.summary = summarize(held, pair.name, pair.namespace, spec.interval, now, before)
         if months:
             await self.offload(self._put, pair, *self._encoded(pair, held, state.summary, months))
         rolled = await self._roll_back_if_due(record, state)

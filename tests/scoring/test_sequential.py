@@ -78,6 +78,27 @@ def test_a_restart_never_raises_the_statistic() -> None:
         assert np.all(seq.log_statistic(x[start:], detector.bets) <= whole[start:] + 1e-9)
 
 
+def test_a_path_continued_from_its_state_is_the_whole_path() -> None:
+    """The tracker folds each round's evidence into the bets' log R and the alarm: in pieces, the same path."""
+    detector = seq.Detector.for_losses("d")
+    limit = 5000.0
+    x = null_runs(1, 900, seed=10)[0] + np.where(np.arange(900) < 150, 0.3, -0.4)  # fires, then clears
+    whole = seq.log_wealth(x, detector.bets)
+    state, pieces, was_on, since = None, [], False, None
+    for a, b in ((0, 1), (1, 37), (37, 120), (120, 121), (121, 900)):
+        paths = seq.log_wealth(x[a:b], detector.bets, state)
+        alarm = seq.alarm_state("d", seq.average(paths), limit, was_on)
+        since = a + alarm.since if alarm.since is not None else (since if alarm.on else None)
+        state, was_on = paths[:, -1], alarm.on
+        pieces.append(paths)
+        if b == 120:
+            at_120 = (alarm.on, since)
+    np.testing.assert_allclose(np.concatenate(pieces, axis=1), whole, rtol=1e-9)
+    at_once = seq.alarm_state("d", seq.average(whole[:, :120]), limit)
+    assert at_120 == (at_once.on, at_once.since) and at_once.on
+    assert not was_on and since is None and seq.alarm_state("d", seq.average(whole), limit).on is False
+
+
 def test_the_alarm_stays_on_between_the_threshold_and_its_hundredth_then_clears() -> None:
     limit = 1000.0
     values = [1.0, 2000.0, 500.0, 20.0, 11.0, 9.0, 50.0]

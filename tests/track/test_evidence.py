@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from makeusrich.market import Source, clean_candles, read_sample
 from makeusrich.scoring import sequential as seq
@@ -109,6 +110,50 @@ def test_the_scale_comes_from_before_the_run_and_no_shadow_means_no_rollback_dec
     assert seq.ROLLBACK_POINT not in found and seq.DEGRADED_RANGE not in found and shadows == []
     young = record(prices[:20], [("v2", 0, 1.0)], shadows=False)
     assert by_name(evidence(young, "v2", T0.value, HOUR)[0])[seq.DEGRADED_POINT].forecasts == 0
+
+
+def as_of(rows: pd.DataFrame, hour: int) -> pd.DataFrame:
+    """The rows a tracker held after the close of hour `hour`: origins up to it, scored where their target closed."""
+    held = rows[rows["origin"] <= T0 + hour * HOUR].copy()
+    held.loc[held["target"] > T0 + hour * HOUR, ["actual", "error", "persistence_error", "direction_hit"]] = np.nan
+    return held
+
+
+def test_decisions_folded_in_round_by_round_through_track_json_are_those_of_every_row_at_once() -> None:
+    prices = closes(200)
+    rows = record(prices, [("v1", 0, 1.0), ("v2", 60, 1.02)])
+    summary = None
+    for hour in (59, 60, 61, 62, 70, 71, 95, 130, 131, 200):  # rounds, some of which score nothing new
+        before = summary.run_evidence if summary else None
+        summary = summarize(as_of(rows, hour), "btc-usdt", "default", "1h", NOW, before)
+        summary = TrackSummary.model_validate_json(summary.model_dump_json(by_alias=True))  # as stored
+    assert summary is not None and summary.run_evidence is not None
+    decisions, shadows = evidence(rows, "v2", (T0 + 60 * HOUR).value, HOUR)
+    folded = by_name(summary.decisions)
+    assert set(folded) == set(seq.DECISIONS) and folded[seq.ROLLBACK_POINT].on
+    for d in decisions:
+        f = folded[d.decision]
+        assert (f.on, f.since, f.forecasts, f.against) == (d.on, d.since, d.forecasts, d.against)
+        assert f.statistic == pytest.approx(d.statistic, rel=1e-9) and f.served == pytest.approx(d.served)
+    assert [(s.role, s.version, s.scored) for s in summary.shadows] == [(s.role, s.version, s.scored) for s in shadows]
+    assert [s.mae_ratio for s in summary.shadows] == pytest.approx([s.mae_ratio for s in shadows])
+
+
+def test_a_new_run_starts_its_evidence_anew_and_a_late_shadow_is_not_counted() -> None:
+    prices = closes(200)
+    rows = record(prices, [("v1", 0, 1.0), ("v2", 60, 1.02)])
+    earlier = summarize(as_of(rows, 150), "btc-usdt", "default", "1h", NOW).run_evidence
+    assert earlier is not None
+    other_run = earlier.model_copy(update={"live_since": "2026-03-01T00:00:00Z"})
+    restarted = summarize(rows, "btc-usdt", "default", "1h", NOW, other_run)
+    assert restarted.run_evidence is not None and restarted.run_evidence.live_since == "2026-03-03T12:00:00Z"
+    assert by_name(restarted.decisions)[seq.DEGRADED_POINT].forecasts == 140  # not the other run's 90 besides
+    # origins 100-119 scored before their replaced shadow was recorded: the rollback decisions never count them
+    late = rows[~((rows["kind"] == SHADOW) & rows["origin"].between(T0 + 100 * HOUR, T0 + 119 * HOUR))]
+    first = summarize(as_of(late, 120), "btc-usdt", "default", "1h", NOW).run_evidence
+    final = summarize(rows, "btc-usdt", "default", "1h", NOW, first)
+    assert by_name(final.decisions)[seq.ROLLBACK_POINT].forecasts == 120 and final.run_evidence is not None
+    assert by_name(final.decisions)[seq.DEGRADED_POINT].forecasts == 140
 
 
 def test_a_rollback_is_due_only_with_a_fired_decision_a_replaced_version_and_no_pin() -> None:

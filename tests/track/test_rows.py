@@ -189,7 +189,8 @@ def test_live_rows_are_marked_live() -> None:
 
 def held_rows(tracker: Tracker, pair: CurrencyPair, now: datetime) -> pd.DataFrame:
     """The rows a round holds: the files it reads (in a thread), decoded (on the event loop)."""
-    return tracker._files(pair).rows(*tracker._fetch(pair, None, now))
+    files, since, _ = tracker._fetch(pair, None, now)
+    return tracker._files(pair).rows(files, since)
 
 
 def test_each_round_reads_whole_months_so_rewriting_one_loses_no_row(tmp_path: Path) -> None:

@@ -615,6 +615,28 @@ def test_shadows_are_what_the_replaced_version_and_the_baseline_forecast_at_the_
     assert f"makeusrich_track_shadow_mae_ratio{{{labels}}} {replaced.mae_ratio!r}" in text
 
 
+def test_a_restarted_tracker_goes_on_from_the_evidence_in_track_json(
+    world: World, start_model_server: Callable[..., RunningServer]
+) -> None:
+    """The decisions' state is in track.json: a new tracker adds to it what it scores, rather than count again."""
+    server, worse = shadow_world(world, start_model_server)
+    first = len(world.all_rows) - 5
+    track = TrackFiles(world.trained.store())
+    world.rounds(world.tracker(server), first, 2)
+    summary = track.read_summary()
+    assert summary is not None and summary.run_evidence is not None and summary.run_evidence.version == worse
+    replaced = next(s for s in summary.run_evidence.shadows if s.role == REPLACED)
+    assert replaced.scored == 1
+    marked = replaced.model_copy(update={"scored": 100})  # the stored evidence, marked
+    evidence = summary.run_evidence.model_copy(
+        update={"shadows": [marked if s.role == REPLACED else s for s in summary.run_evidence.shadows]}
+    )
+    track.write_summary(summary.model_copy(update={"run_evidence": evidence}))
+    world.rounds(world.tracker(server), first + 2, 2)
+    after = track.read_summary()
+    assert after is not None and next(s for s in after.shadows if s.role == REPLACED).scored == 102
+
+
 def test_a_damaged_comparator_costs_the_served_record_nothing(
     world: World, start_model_server: Callable[..., RunningServer], caplog: pytest.LogCaptureFixture
 ) -> None:
