@@ -128,16 +128,16 @@ class TrackCollector(Collector):
             labels=shadow_labels,
         )
         for key, state in sorted(dict(self.tracker.pairs).items()):
-            if state.summary is None:
+            if (summary := state.summary) is None:
                 continue
             namespace, pair = key.split("/", 1)
-            for d in state.summary.decisions:
+            for d in summary.decisions:
                 at = [namespace, pair, d.decision]
                 statistic.add_metric(at, d.statistic)
                 threshold.add_metric(at, d.threshold)
                 used.add_metric(at, d.forecasts)
                 on.add_metric(at, float(d.on))
-            for shadow in state.summary.shadows:
+            for shadow in summary.shadows:
                 at = [namespace, pair, shadow.role, shadow.version]
                 if shadow.mae_ratio is not None:
                     mae.add_metric(at, shadow.mae_ratio)

@@ -85,13 +85,23 @@ class PairTrack:
 
     model: ModelMetadata | None = None
     tried: dict[pd.Timestamp, str] = field(default_factory=dict)  # origin -> why its forecast is not in yet
-    summary: TrackSummary | None = None
+    # The newest summary as JSON: parsed, one takes about 30 KB, seven times its JSON, and every worker holds its
+    # pairs' and the parent all of them (for /metrics).
+    summary_json: bytes | None = None
     model_created_at: str | None = None
     error: str | None = None
     offline: bool = False
     shadows: Shadows | None = None  # the served version's comparators
     rolled_back: str | None = None  # the served version this tracker rolled back
     rollback_problem: str | None = None  # why the last rollback could not be written (said once)
+
+    @property
+    def summary(self) -> TrackSummary | None:
+        return None if self.summary_json is None else TrackSummary.model_validate_json(self.summary_json)
+
+    @summary.setter
+    def summary(self, value: TrackSummary | None) -> None:
+        self.summary_json = None if value is None else value.model_dump_json(by_alias=True).encode()
 
 
 @dataclass(frozen=True)
@@ -412,11 +422,12 @@ class Tracker(RoundLoop):
         new_rows, gaps, waiting, requests = await self._record(record, state, origins, candles, last_seen is None)
         shadows = await self._shadows(record, state, held, new_rows, candles, newest - step * SCORE_BACK)
         held, months, scored = update_rows(held, beside(new_rows, shadows), closes_by_moment(candles, step), now)
-        if months or state.summary is None:  # a retry round that changed nothing leaves it as it is
-            before = state.summary.run_evidence if state.summary else None
-            state.summary = summarize(held, pair.name, pair.namespace, spec.interval, now, before)
+        summary = state.summary
+        if months or summary is None:  # a retry round that changed nothing leaves it as it is
+            before = summary.run_evidence if summary else None
+            state.summary = summary = summarize(held, pair.name, pair.namespace, spec.interval, now, before)
         if months:
-            await self.offload(self._put, pair, *self._encoded(pair, held, state.summary, months))
+            await self.offload(self._put, pair, *self._encoded(pair, held, summary, months))
         rolled = await self._roll_back_if_due(record, state)
         return PairRound(record.key, len(new_rows) - gaps, gaps, scored, waiting, requests, rolled_back=rolled)
 
