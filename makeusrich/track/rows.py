@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from makeusrich.contract import quantile_column
-from makeusrich.store.track_schema import GAP, LIVE, SERVED, SHADOW, as_nanoseconds, month_of
+from makeusrich.store.track_schema import GAP, LIVE, SERVED, SHADOW, as_nanoseconds, in_order, month_of
 
 
 def forecast_rows(
@@ -112,7 +112,7 @@ def append_rows(rows: pd.DataFrame, new: pd.DataFrame, now: datetime | None = No
         return rows
     order = ["origin", "step"]
     if not rows.empty and new["origin"].min() > rows["origin"].iloc[-1]:  # the usual case: the next close
-        return pd.concat([rows, new.sort_values(order, kind="stable")], ignore_index=True)
+        return pd.concat([rows, new if in_order(new) else new.sort_values(order, kind="stable")], ignore_index=True)
     if now is not None and not rows.empty:
         rows = rows[~(rows["origin"].isin(new["origin"]).to_numpy() & written_ahead(rows, now))]
     fresh = new[~slots(new).isin(slots(rows))] if not rows.empty else new
@@ -132,12 +132,17 @@ def score_rows(rows: pd.DataFrame, closes: pd.Series, now: datetime) -> tuple[pd
     """Fill in what happened for rows whose target candle has closed and is in `closes` (from
     `closes_by_moment`): the actual close, both errors and whether the direction was right (NaN when the price
     did not move). Returns the rows and how many were scored now."""
-    pending = ((rows["kind"] != GAP) & rows["actual"].isna() & rows["target"].isin(closes.index)).to_numpy()
+    close_at = np.asarray(closes.index, dtype="datetime64[ns]").astype(np.int64)
+    order = np.argsort(close_at, kind="stable")
+    close_at, close = close_at[order], closes.to_numpy(dtype=np.float64)[order]
+    targets = as_nanoseconds(rows["target"])
+    waiting = (rows["kind"].to_numpy(dtype=object) != GAP) & np.isnan(rows["actual"].to_numpy(dtype=np.float64))
+    pending = waiting & np.isin(targets, close_at)
     count = int(pending.sum())
     if count == 0:
         return rows, 0
     actual = np.full(len(rows), np.nan)
-    actual[pending] = closes.reindex(rows["target"][pending]).to_numpy()
+    actual[pending] = close[np.searchsorted(close_at, targets[pending])]
     forecast = rows["forecast"].to_numpy(dtype=np.float64)
     last = rows["persistence"].to_numpy(dtype=np.float64)
     moved = np.sign(actual - last)

@@ -131,17 +131,22 @@ class ModelFiles:
         return data
 
 
-def missing_origins(rows: pd.DataFrame, served: str, since: pd.Timestamp) -> dict[str, list[pd.Timestamp]]:
-    """For each role, the served version's live origins from `since` on that have no shadow of that role yet."""
-    origin = as_nanoseconds(rows["origin"])
-    recent = origin >= since.value
-    kind, reason = rows["kind"].to_numpy(dtype=object), rows["reason"].to_numpy(dtype=object)
-    live = np.unique(origin[recent & (kind == LIVE) & (rows["version"].to_numpy(dtype=object) == served)])
-    missing = {}
-    for role in ROLES:
-        have = origin[recent & (kind == SHADOW) & (reason == role)]
-        missing[role] = [pd.Timestamp(int(o), tz="UTC") for o in live[~np.isin(live, have)]]
-    return missing
+def missing_origins(frames: Iterable[pd.DataFrame], served: str, since: pd.Timestamp) -> dict[str, list[pd.Timestamp]]:
+    """For each role, the served version's live origins from `since` on among the rows of `frames` that have no
+    shadow of that role yet (frames looked at apart: joining them would copy every row)."""
+    live, have = [np.empty(0, dtype=np.int64)], {role: [np.empty(0, dtype=np.int64)] for role in ROLES}
+    for rows in frames:
+        origin = as_nanoseconds(rows["origin"])
+        recent = origin >= since.value
+        kind, reason = rows["kind"].to_numpy(dtype=object), rows["reason"].to_numpy(dtype=object)
+        live.append(origin[recent & (kind == LIVE) & (rows["version"].to_numpy(dtype=object) == served)])
+        for role in ROLES:
+            have[role].append(origin[recent & (kind == SHADOW) & (reason == role)])
+    served_at = np.unique(np.concatenate(live))
+    return {
+        role: [pd.Timestamp(int(o), tz="UTC") for o in served_at[~np.isin(served_at, np.concatenate(have[role]))]]
+        for role in ROLES
+    }
 
 
 def shadow_rows(

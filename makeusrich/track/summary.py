@@ -18,7 +18,7 @@ from makeusrich.market import interval_ms
 from makeusrich.pair import LiveDecision, LiveShadow
 from makeusrich.scoring import VERSION_WINDOW, evaluate, ranges
 from makeusrich.store import LiveWindow, RangeScore, RunEvidence, Score, TrackSummary
-from makeusrich.store.track_schema import GAP, LIVE, SERVED, level_columns
+from makeusrich.store.track_schema import GAP, LIVE, SERVED, as_nanoseconds, level_columns
 from makeusrich.track.evidence import fold, new_run, report
 
 WINDOWS: tuple[tuple[str, timedelta], ...] = (
@@ -46,25 +46,25 @@ class Columns:
 
     @classmethod
     def of(cls, rows: pd.DataFrame) -> Columns:
-        counted = rows[rows["kind"].isin(SERVED)]
-        levels = level_columns(counted)
-        quantiles = (
-            counted[[column for _, column in levels]].to_numpy(dtype=np.float64)
-            if levels
-            else np.empty((len(counted), 0))
-        )
-        kind = counted["kind"].to_numpy()
+        """Picked from whole columns with one index: taking the rows as a frame first would copy every column."""
+        kind = rows["kind"].to_numpy(dtype=object)
+        at = np.flatnonzero(np.isin(kind, SERVED))
+        levels = level_columns(rows)
+
+        def column(name: str) -> np.ndarray:
+            return rows[name].to_numpy(dtype=np.float64)[at]
+
         return cls(
-            origin=counted["origin"].to_numpy(dtype="datetime64[ns]").astype(np.int64),
-            step=counted["step"].to_numpy(dtype=np.int64),
-            live=kind == LIVE,
-            gap=kind == GAP,
-            version=counted["version"].to_numpy(dtype=object),
-            recorded_at=counted["recorded_at"].to_numpy(dtype="datetime64[ns]").astype(np.int64),
-            actual=counted["actual"].to_numpy(dtype=np.float64),
-            forecast=counted["forecast"].to_numpy(dtype=np.float64),
-            persistence=counted["persistence"].to_numpy(dtype=np.float64),
-            quantiles=quantiles,
+            origin=as_nanoseconds(rows["origin"])[at],
+            step=rows["step"].to_numpy(dtype=np.int64)[at],
+            live=kind[at] == LIVE,
+            gap=kind[at] == GAP,
+            version=rows["version"].to_numpy(dtype=object)[at],
+            recorded_at=as_nanoseconds(rows["recorded_at"])[at],
+            actual=column("actual"),
+            forecast=column("forecast"),
+            persistence=column("persistence"),
+            quantiles=np.column_stack([column(c) for _, c in levels]) if levels else np.empty((at.size, 0)),
             levels=[level for level, _ in levels],
         )
 

@@ -241,9 +241,21 @@ class Tracker(RoundLoop):
             track.put_summary(summary)
 
     def _shadow(
-        self, store: PairStore, c: Comparator, candles: pd.DataFrame, origins: list[pd.Timestamp], step: pd.Timedelta
-    ) -> list[pd.DataFrame]:
-        return shadow_rows(self.model_files.read(store, c), c, candles, origins, step, self.now())
+        self,
+        store: PairStore,
+        due: list[tuple[Comparator, list[pd.Timestamp]]],
+        candles: pd.DataFrame,
+        step: pd.Timedelta,
+    ) -> list[tuple[Comparator, list[pd.DataFrame] | Exception]]:
+        """Each comparator's shadow rows at its origins, or what stopped it (any failure: a damaged file, a model
+        that does not run), in one hop to the shadows' thread."""
+        made: list[tuple[Comparator, list[pd.DataFrame] | Exception]] = []
+        for c, origins in due:
+            try:
+                made.append((c, shadow_rows(self.model_files.read(store, c), c, candles, origins, step, self.now())))
+            except Exception as exc:
+                made.append((c, exc))
+        return made
 
     # --- one pair ------------------------------------------------------------------------------------------
 
@@ -273,22 +285,23 @@ class Tracker(RoundLoop):
                 if state.shadows is None or state.shadows.problem != problem:
                     log.warning(problem, extra={"pair": record.key})
                 state.shadows = Shadows(served, (), problem, unresolved=True)
-        recent = held[held["origin"] >= since]
-        missing = missing_origins(pd.concat([recent, *new_rows], ignore_index=True), served, since)
+        missing = missing_origins([held, *new_rows], served, since)
+        due = [(c, missing[c.role]) for c in state.shadows.comparators if missing[c.role]]
+        if not due:
+            return []
         step = pd.Timedelta(milliseconds=interval_ms(pair.spec.interval))
+        made = await asyncio.get_running_loop().run_in_executor(
+            self._shadow_thread, self._shadow, store, due, candles, step
+        )
         frames: list[pd.DataFrame] = []
-        for c in state.shadows.comparators:
-            if not missing[c.role]:
+        for c, result in made:
+            if not isinstance(result, Exception):
+                frames += result
                 continue
-            try:
-                frames += await asyncio.get_running_loop().run_in_executor(
-                    self._shadow_thread, self._shadow, store, c, candles, missing[c.role], step
-                )
-            except Exception as exc:  # a damaged or unrunnable comparator: any failure, said once per version
-                problem = f"the {c.role} version {c.version} cannot forecast: {type(exc).__name__}: {exc}"
-                if state.shadows.problem != problem:
-                    log.warning(problem, extra={"pair": record.key})
-                    state.shadows = dataclasses.replace(state.shadows, problem=problem)
+            problem = f"the {c.role} version {c.version} cannot forecast: {type(result).__name__}: {result}"
+            if state.shadows.problem != problem:  # said once per version
+                log.warning(problem, extra={"pair": record.key})
+                state.shadows = dataclasses.replace(state.shadows, problem=problem)
         return frames
 
     async def _model(self, client: V2Client, name: str, state: PairTrack) -> ModelMetadata:
