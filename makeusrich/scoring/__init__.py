@@ -8,12 +8,13 @@ use the same functions, so a number means the same thing wherever it is shown; n
     folds      a walk-forward backtest as a table
     live       the live record as a pair's status carries it, and the Degraded rule
     sequential decisions on live evidence that may be checked after every forecast (e-detectors)
+    decision   would following the forecasts have made money after fees: two rules, their twins, the bootstrap
 
-`evaluate`, `ranges` and `sequential` are offered as modules (`evaluate.score`, `ranges.range_metrics`); the rest
-by name.
+`evaluate`, `ranges`, `sequential` and `decision` are offered as modules (`evaluate.score`, `ranges.range_metrics`);
+the rest by name.
 """
 
-from makeusrich.scoring import evaluate, ranges, sequential
+from makeusrich.scoring import decision, evaluate, ranges, sequential
 from makeusrich.scoring.folds import COLUMNS, table_rows
 from makeusrich.scoring.live import (
     DEGRADED_REASONS,
@@ -35,6 +36,7 @@ __all__ = [
     "VERSION_WINDOW",
     "amount",
     "compared",
+    "decision",
     "degraded_since",
     "degraded_verdict",
     "evaluate",
