@@ -32,6 +32,8 @@ FEE_BPS = 10.0
 CAP = 1.0
 """The largest fraction of the pair the risk-target rule holds: no leverage."""
 RESAMPLES = 2000
+BOOTSTRAP_CELLS = 2_000_000
+"""Resampled candles drawn at once: the bootstrap's memory stays bounded however long the series."""
 YEAR = timedelta(days=365.25)
 
 
@@ -193,11 +195,16 @@ def compare(
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1 or x.size < 2:
         raise ValueError("two rules are compared on the same candles, at least two of them")
-    index = stationary_bootstrap(x.size, mean_block, resamples, np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
     mean = float((x - y).mean() * candles_a_year)
-    means = (x - y)[index].mean(axis=1) * candles_a_year
     ratio = float(sharpe(x, candles_a_year) - sharpe(y, candles_a_year))
-    ratios = sharpe(x[index], candles_a_year) - sharpe(y[index], candles_a_year)
+    chunks_of = max(1, BOOTSTRAP_CELLS // x.size)  # resamples at a time: a year of hourly pooled folds in ~100 MB
+    means_in, ratios_in = [], []
+    for done in range(0, resamples, chunks_of):
+        index = stationary_bootstrap(x.size, mean_block, min(chunks_of, resamples - done), rng)
+        means_in.append((x - y)[index].mean(axis=1) * candles_a_year)
+        ratios_in.append(sharpe(x[index], candles_a_year) - sharpe(y[index], candles_a_year))
+    means, ratios = np.concatenate(means_in), np.concatenate(ratios_in)
 
     def p_value(observed: float, resampled: FloatArray) -> float:
         far = np.abs(resampled - observed) >= abs(observed) - 1e-12
@@ -216,4 +223,92 @@ def compare(
         sharpe_p=p_value(ratio, ratios),
         resamples=resamples,
         mean_block=mean_block,
+    )
+
+
+SIGNAL, SIGNAL_DRIFT = "signal", "signal-drift"
+RISK_TARGET, RISK_TARGET_EWMA = "risk-target", "risk-target-ewma"
+HOLD, CASH = "buy-and-hold", "cash"
+RULES = (SIGNAL, SIGNAL_DRIFT, RISK_TARGET, RISK_TARGET_EWMA, HOLD, CASH)
+TWINS = {SIGNAL: SIGNAL_DRIFT, RISK_TARGET: RISK_TARGET_EWMA}
+"""Each rule's baseline twin: the same rule fed by persistence with the training drift, or by EWMA volatility."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A pair's decision settings (`spec.decision`): the fee, the signal's threshold (None: the fee's round trip)
+    and the risk target's cap."""
+
+    fee_bps: float = FEE_BPS
+    threshold: float | None = None
+    cap: float = CAP
+
+    @property
+    def signal_threshold(self) -> float:
+        return round_trip(self.fee_bps) if self.threshold is None else self.threshold
+
+
+@dataclass(frozen=True)
+class Origins:
+    """One-step forecasts at consecutive origins and what followed: the arrays every rule reads."""
+
+    last_close: FloatArray
+    actual: FloatArray  # the next close
+    forecast: FloatArray
+    low: FloatArray  # the widest central range's bounds
+    high: FloatArray
+    level: float  # its level (0.9 for 5%..95%)
+    ewma_sigma: FloatArray  # the RiskMetrics volatility known at each origin
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """Every rule's returns and scores on the same candles, and each rule against holding and against its twin."""
+
+    returns: dict[str, Returns]
+    scores: dict[str, RuleScore]
+    against_holding: dict[str, Difference]
+    against_twin: dict[str, Difference]
+
+
+def decide(
+    origins: Origins,
+    train_drift: float,
+    sigma_target: float,
+    interval: timedelta,
+    settings: Settings = Settings(),
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> Decisions:
+    """Both rules, their twins, buy-and-hold and cash on the same origins and fee. `train_drift` (the training
+    split's mean log return a candle) and `sigma_target` (its realised one-candle volatility) come from training
+    hours only; the bootstrap's mean block is a day of candles."""
+    o = origins
+    r = np.log(o.actual / o.last_close)
+    threshold = settings.signal_threshold
+    drift_forecast = o.last_close * math.exp(train_drift)
+    ewma_low, ewma_high = range_of(o.last_close, o.ewma_sigma, o.level)
+    positions = {
+        SIGNAL: signal_positions(o.forecast, o.last_close, threshold),
+        SIGNAL_DRIFT: signal_positions(drift_forecast, o.last_close, threshold),
+        RISK_TARGET: risk_target_positions(range_sigma(o.low, o.high, o.level), sigma_target, settings.cap),
+        RISK_TARGET_EWMA: risk_target_positions(range_sigma(ewma_low, ewma_high, o.level), sigma_target, settings.cap),
+        HOLD: np.ones_like(r),
+        CASH: np.zeros_like(r),
+    }
+    returns = {rule: net_returns(p, r, settings.fee_bps) for rule, p in positions.items()}
+    a_year = per_year(interval)
+    block = max(1.0, timedelta(days=1) / interval)
+
+    def versus(rivals: dict[str, str]) -> dict[str, Difference]:
+        return {
+            rule: compare(returns[rule].log_returns, returns[rival].log_returns, a_year, block, resamples, seed)
+            for rule, rival in rivals.items()
+        }
+
+    return Decisions(
+        returns=returns,
+        scores={rule: rule_score(found, a_year) for rule, found in returns.items()},
+        against_holding=versus({SIGNAL: HOLD, RISK_TARGET: HOLD}),
+        against_twin=versus(TWINS),
     )

@@ -95,3 +95,35 @@ def test_the_bootstrap_finds_a_real_difference_and_calls_none_luck() -> None:
     assert found.mean == pytest.approx(0.002 * HOURLY)
     noise = d.compare(r, walk(2000, seed=4)[1], HOURLY, mean_block=24.0, resamples=500)
     assert noise.mean_low < noise.mean < noise.mean_high and noise.mean_low < 0 < noise.mean_high
+
+
+def origins(n: int, seed: int, forecast: str) -> tuple[d.Origins, np.ndarray]:
+    """Hourly origins of a random walk with forecasts of one kind, the ranges EWMA's; and the training returns."""
+    closes, _ = walk(n + 300, seed=seed)
+    sigma = ranges.ewma_sigma(closes)
+    last, actual, s = closes[300:-1], closes[301:], sigma[300:-1]
+    low, high = d.range_of(last, s, 0.9)
+    predicted = {"persistence": last, "oracle": actual}[forecast]
+    return d.Origins(last, actual, predicted, low, high, 0.9, s), np.diff(np.log(closes[:300]))
+
+
+def test_all_rules_on_one_set_of_origins_each_beside_holding_and_its_twin() -> None:
+    found, train = origins(1500, 5, "persistence")
+    got = d.decide(found, float(train.mean()), float(train.std(ddof=1)), timedelta(hours=1), resamples=300)
+    assert set(got.scores) == set(d.RULES)
+    assert got.scores[d.SIGNAL] == got.scores[d.CASH]  # persistence expects no move: it never trades
+    twin = got.against_twin[d.RISK_TARGET]  # the model's range is EWMA's: the same positions, no difference
+    assert np.array_equal(got.returns[d.RISK_TARGET].log_returns, got.returns[d.RISK_TARGET_EWMA].log_returns)
+    assert (twin.mean, twin.sharpe, twin.mean_p) == (0.0, 0.0, 1.0)
+    hold = got.scores[d.HOLD]
+    assert hold.invested == 1.0 and hold.fees == pytest.approx(0.001)  # bought once, never sold
+    assert got.against_holding[d.SIGNAL].mean == pytest.approx(-hold.total_log_return / hold.candles * HOURLY, rel=1e-9)
+
+
+def test_a_forecast_that_knows_the_next_close_makes_money_beyond_luck() -> None:
+    found, train = origins(1500, 6, "oracle")
+    got = d.decide(found, float(train.mean()), float(train.std(ddof=1)), timedelta(hours=1))  # 2,000 in two draws
+    signal = got.against_holding[d.SIGNAL]
+    assert got.scores[d.SIGNAL].total_log_return > 1.0 and not signal.luck and signal.mean_low > 0
+    assert 0.2 < got.scores[d.SIGNAL].invested < 0.6  # in only before the rises that pay the fees
+    assert signal.resamples == d.RESAMPLES and d.BOOTSTRAP_CELLS // 1499 < d.RESAMPLES
