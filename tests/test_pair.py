@@ -66,7 +66,7 @@ def patched_example(patch: dict[str, Any]) -> dict[str, Any]:
     document: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
     for key, value in patch.items():
         if isinstance(value, dict):
-            document["spec"][key] = {**document["spec"][key], **value}
+            document["spec"][key] = {**document["spec"].get(key, {}), **value}
         else:
             document["spec"][key] = value
     return document
@@ -80,6 +80,7 @@ def test_defaults_fill_the_design_contract() -> None:
     assert spec.promotion.max_relative_mae == 1.0
     assert spec.serving.runtime == "makeusrich-onnx" and spec.serving.pinned_version is None
     assert spec.lookback_candles() == 1095 * 24
+    assert (spec.decision.fee_bps, spec.decision.threshold, spec.decision.cap) == (10.0, None, 1.0)
 
 
 @pytest.mark.parametrize(
@@ -98,6 +99,9 @@ def test_defaults_fill_the_design_contract() -> None:
         ({"promotion": {"maxRelativeMAE": 0}}, "spec.promotion.maxRelativeMAE", "greater than 0"),
         ({"serving": {"pinnedVersion": "latest"}}, "spec.serving.pinnedVersion", "pattern"),
         ({"serving": {"pinnedVersion": "20261399T256161Z"}}, "spec.serving.pinnedVersion", "UTC time of their run"),
+        ({"decision": {"feeBps": -1}}, "spec.decision.feeBps", "greater than or equal to 0"),
+        ({"decision": {"cap": 1.5}}, "spec.decision.cap", "less than or equal to 1"),
+        ({"decision": {"treshold": 0.001}}, "spec.decision.treshold", "unknown field"),
         ({"windw": 3}, "spec.windw", "unknown field"),
     ],
 )

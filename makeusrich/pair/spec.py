@@ -105,6 +105,26 @@ class ServingSpec(CamelModel):
         return value
 
 
+class DecisionSpec(CamelModel):
+    """How forecasts become positions when the project answers "would following them have made money, after fees"
+    (makeusrich.scoring.decision): spot only, no leverage, no shorting."""
+
+    fee_bps: float = Field(
+        10.0,
+        ge=0.0,
+        le=1000.0,
+        description="Fee on each trade, in basis points of the amount traded (Binance spot: 10).",
+    )
+    threshold: float | None = Field(
+        None,
+        ge=0.0,
+        le=0.5,
+        description="Expected log return above which the signal rule holds the pair for the next candle; unset: "
+        "the fee's round trip.",
+    )
+    cap: float = Field(1.0, gt=0.0, le=1.0, description="The largest fraction of the pair the risk-target rule holds.")
+
+
 class CurrencyPairSpec(CamelModel):
     currency: str = Field(pattern=ASSET_PATTERN, description="Base asset as Binance spells it, lower case (btc).")
     compare: str = Field(pattern=ASSET_PATTERN, description="Quote asset, lower case (usdt).")
@@ -116,6 +136,7 @@ class CurrencyPairSpec(CamelModel):
     model: ModelSpec = Field(default_factory=ModelSpec)
     promotion: PromotionSpec = Field(default_factory=PromotionSpec)
     serving: ServingSpec = Field(default_factory=ServingSpec)
+    decision: DecisionSpec = Field(default_factory=DecisionSpec)
     suspend: bool = Field(False, description="Stop scheduled training; the served model stays.")
     train_on_create: bool = Field(True, description="Start a first training Job as soon as the pair is created.")
 
