@@ -27,6 +27,7 @@ from makeusrich.pair.spec import (
     NAME_PATTERN,
     CurrencyPair,
     CurrencyPairSpec,
+    DecisionSpec,
     ModelSpec,
     PromotionSpec,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "CurrencyPairSpec",
     "CurrencyPairStatus",
     "DecisionName",
+    "DecisionSpec",
     "LiveDecision",
     "LiveShadow",
     "LiveStatus",

@@ -25,12 +25,12 @@ from statistics import NormalDist
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from makeusrich.pair import DecisionSpec
+
 FloatArray = NDArray[np.float64]
 
-FEE_BPS = 10.0
-"""Binance's spot taker fee, in basis points of the traded amount."""
 CAP = 1.0
-"""The largest fraction of the pair the risk-target rule holds: no leverage."""
+"""The largest fraction of the pair the risk-target rule holds: no leverage (`spec.decision.cap`'s bound)."""
 RESAMPLES = 2000
 BOOTSTRAP_CELLS = 2_000_000
 """Resampled candles drawn at once: the bootstrap's memory stays bounded however long the series."""
@@ -235,20 +235,6 @@ TWINS = {SIGNAL: SIGNAL_DRIFT, RISK_TARGET: RISK_TARGET_EWMA}
 
 
 @dataclass(frozen=True)
-class Settings:
-    """A pair's decision settings (`spec.decision`): the fee, the signal's threshold (None: the fee's round trip)
-    and the risk target's cap."""
-
-    fee_bps: float = FEE_BPS
-    threshold: float | None = None
-    cap: float = CAP
-
-    @property
-    def signal_threshold(self) -> float:
-        return round_trip(self.fee_bps) if self.threshold is None else self.threshold
-
-
-@dataclass(frozen=True)
 class Origins:
     """One-step forecasts at consecutive origins and what followed: the arrays every rule reads."""
 
@@ -276,16 +262,18 @@ def decide(
     train_drift: float,
     sigma_target: float,
     interval: timedelta,
-    settings: Settings = Settings(),
+    settings: DecisionSpec | None = None,
     resamples: int = RESAMPLES,
     seed: int = 0,
 ) -> Decisions:
     """Both rules, their twins, buy-and-hold and cash on the same origins and fee. `train_drift` (the training
     split's mean log return a candle) and `sigma_target` (its realised one-candle volatility) come from training
-    hours only; the bootstrap's mean block is a day of candles."""
+    hours only; `settings` is the pair's `spec.decision` (its defaults when None); the bootstrap's mean block is a
+    day of candles."""
+    settings = settings or DecisionSpec()
     o = origins
     r = np.log(o.actual / o.last_close)
-    threshold = settings.signal_threshold
+    threshold = round_trip(settings.fee_bps) if settings.threshold is None else settings.threshold
     drift_forecast = o.last_close * math.exp(train_drift)
     ewma_low, ewma_high = range_of(o.last_close, o.ewma_sigma, o.level)
     positions = {

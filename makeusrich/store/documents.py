@@ -422,8 +422,8 @@ class ShadowSums(_Document):
 
 class RunEvidence(_Document):
     """The evidence of the served version's run so far: each round folds in the forecasts scored since
-    (makeusrich.track.evidence), so a tracker keeps no rows and reads no shadows older than a few days, and a
-    restarted one goes on where it stopped."""
+    (makeusrich.track.evidence), so the decisions cost what a round adds, however long the run, and a restarted
+    tracker goes on where it stopped."""
 
     version: str
     live_since: str

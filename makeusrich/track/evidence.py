@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 import pandas as pd
@@ -103,7 +104,7 @@ def scale_at(at: np.ndarray, closes: np.ndarray, origins: np.ndarray, step: pd.T
 
 def new_run(version: str, since: int) -> RunEvidence:
     """The evidence of a run that nothing has been folded into yet."""
-    return RunEvidence(version=version, live_since=_iso(since))
+    return RunEvidence(version=version, live_since=iso_ns(since))
 
 
 def evidence(
@@ -180,7 +181,7 @@ def fold(state: RunEvidence, rows: pd.DataFrame, step: pd.Timedelta) -> RunEvide
                 add(seq.ROLLBACK_RANGE, served_range, other_range, version)
     return state.model_copy(
         update={
-            "through": _iso(int(run.origin.max())),
+            "through": iso_ns(int(run.origin.max())),
             "decisions": [decisions[name] for name in seq.DECISIONS if name in decisions],
             "shadows": [shadows[role] for role in (BASELINE, REPLACED) if role in shadows],
         }
@@ -211,7 +212,7 @@ def _folded(
     alarm = seq.alarm_state(detector.name, seq.average(paths) if x.size else [], limit, was_on)
     since = prior.since if prior is not None and alarm.on and alarm.since is None else None
     if alarm.since is not None:
-        since = _iso(int(origins[alarm.since]))
+        since = iso_ns(int(origins[alarm.since]))
     return DetectorState(
         decision=detector.name,
         against=against,
@@ -231,9 +232,7 @@ def report(state: RunEvidence, step: pd.Timedelta) -> tuple[list[LiveDecision], 
         LiveDecision(
             decision=d.decision,
             on=d.on,
-            statistic=round(math.exp(float(seq.average(np.asarray(d.log_wealth)[:, None])[0])), 6)
-            if d.log_wealth
-            else 0.0,
+            statistic=round(math.exp(float(seq.average(d.log_wealth))), 6) if d.log_wealth else 0.0,
             threshold=limit,
             forecasts=d.forecasts,
             since=d.since,
@@ -295,8 +294,13 @@ def _valid(levels: list[float]) -> bool:
     return True
 
 
-def _iso(nanoseconds: int) -> str:
-    return iso_z(pd.Timestamp(nanoseconds, tz="UTC").to_pydatetime())
+@overload
+def iso_ns(nanoseconds: int) -> str: ...
+@overload
+def iso_ns(nanoseconds: None) -> None: ...
+def iso_ns(nanoseconds: int | None) -> str | None:
+    """A moment in nanoseconds since the epoch as the documents write it."""
+    return None if nanoseconds is None else iso_z(pd.Timestamp(nanoseconds, tz="UTC").to_pydatetime())
 
 
 def _ratio(numerator: float, denominator: float) -> float | None:

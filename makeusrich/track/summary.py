@@ -19,7 +19,7 @@ from makeusrich.pair import LiveDecision, LiveShadow
 from makeusrich.scoring import VERSION_WINDOW, evaluate, ranges
 from makeusrich.store import LiveWindow, RangeScore, RunEvidence, Score, TrackSummary
 from makeusrich.store.track_schema import GAP, LIVE, SERVED, as_nanoseconds, level_columns
-from makeusrich.track.evidence import fold, new_run, report
+from makeusrich.track.evidence import fold, iso_ns, new_run, report
 
 WINDOWS: tuple[tuple[str, timedelta], ...] = (
     ("24h", timedelta(hours=24)),
@@ -67,10 +67,6 @@ class Columns:
             quantiles=np.column_stack([column(c) for _, c in levels]) if levels else np.empty((at.size, 0)),
             levels=[level for level, _ in levels],
         )
-
-
-def _iso(nanoseconds: int | None) -> str | None:
-    return None if nanoseconds is None else iso_z(pd.Timestamp(nanoseconds, tz="UTC").to_pydatetime())
 
 
 def _whole(c: Columns, chosen: np.ndarray, horizon: int) -> np.ndarray:
@@ -126,7 +122,7 @@ def window_summary(c: Columns, chosen: np.ndarray, name: str, start: int | None)
             point = evaluate.score(actual, forecast, c.persistence[index].reshape(scored, horizon)[:, 0])
             spread = _ranges(c, index, horizon)
     return LiveWindow(
-        window=name, start=_iso(start), made=made, missed=missed, scored=scored, point=point, ranges=spread
+        window=name, start=iso_ns(start), made=made, missed=missed, scored=scored, point=point, ranges=spread
     )
 
 
@@ -166,7 +162,7 @@ def summarize(
         since = run_start(c, version)
         windows.append(window_summary(c, (c.version == version) & (c.origin >= since), VERSION_WINDOW, since))
         step = pd.Timedelta(milliseconds=interval_ms(interval))
-        run = before if before is not None and (before.version, before.live_since) == (version, _iso(since)) else None
+        run = before if before is not None and (before.version, before.live_since) == (version, iso_ns(since)) else None
         run = fold(run or new_run(version, since), rows, step)
         decisions, shadows = report(run, step)
     return TrackSummary(
@@ -175,9 +171,9 @@ def summarize(
         interval=interval,
         updated_at=iso_z(moment.to_pydatetime()),
         version=version,
-        live_since=_iso(since),
-        last_origin=_iso(int(c.origin.max())) if c.origin.size else None,
-        last_forecast_at=_iso(newest_at),
+        live_since=iso_ns(since),
+        last_origin=iso_ns(int(c.origin.max())) if c.origin.size else None,
+        last_forecast_at=iso_ns(newest_at),
         windows=windows,
         decisions=decisions,
         shadows=shadows,

@@ -97,6 +97,7 @@ class PairTrack:
 
     @property
     def summary(self) -> TrackSummary | None:
+        """Parsed at each read: a round reads it once."""
         return None if self.summary_json is None else TrackSummary.model_validate_json(self.summary_json)
 
     @summary.setter
@@ -267,13 +268,15 @@ class Tracker(RoundLoop):
         new_rows: list[pd.DataFrame],
         candles: pd.DataFrame,
         since: pd.Timestamp,
+        last_version: str | None,
     ) -> list[pd.DataFrame]:
         """Shadow rows for the served version's live origins from `since` on that lack them
-        (makeusrich.track.shadow). Whatever goes wrong here is said once and costs the served record nothing."""
+        (makeusrich.track.shadow); the served version is the newest forecast's, else `last_version` (the last
+        summary's). Whatever goes wrong here is said once and costs the served record nothing."""
         pair = record.pair
         assert pair is not None
         live = [frame for frame in new_rows if frame["kind"].iloc[0] == LIVE]
-        served = str(live[-1]["version"].iloc[0]) if live else (state.summary.version if state.summary else None)
+        served = str(live[-1]["version"].iloc[0]) if live else last_version
         if not served:
             return []
         store = self.reader.pair_store(pair.namespace, pair.name)
@@ -356,10 +359,17 @@ class Tracker(RoundLoop):
         return rows, None, requests
 
     async def _record(
-        self, record: PairRecord, state: PairTrack, origins: list[pd.Timestamp], candles: pd.DataFrame, first_ever: bool
+        self,
+        record: PairRecord,
+        state: PairTrack,
+        origins: list[pd.Timestamp],
+        candles: pd.DataFrame,
+        first_ever: bool,
+        last_version: str | None,
     ) -> tuple[list[pd.DataFrame], int, int, int]:
-        """Each due origin as `decide` says: the model's forecast, a wait, or a gap. Returns the new rows, and how
-        many of them are gaps, how many origins wait, and the requests made."""
+        """Each due origin as `decide` says: the model's forecast, a wait, or a gap (named after `last_version`, the
+        last summary's). Returns the new rows, and how many of them are gaps, how many origins wait, and the
+        requests made."""
         pair = record.pair
         assert pair is not None
         now = self.now()
@@ -386,10 +396,9 @@ class Tracker(RoundLoop):
                 continue
             if counts_yet(first_ever, bool(new_rows)):
                 last = candles.loc[candles["open_time"] + step == origin, "close"]
-                version = state.summary.version if state.summary else None
                 horizon = state.model.horizon if state.model is not None else pair.spec.model.horizon
                 last_close = float(last.iloc[0]) if len(last) else None
-                new_rows.append(gap_rows(origin, step, horizon, version, action.reason, last_close, now))
+                new_rows.append(gap_rows(origin, step, horizon, last_version, action.reason, last_close, now))
                 gaps += 1
             state.tried.pop(origin, None)
         return new_rows, gaps, waiting, requests
@@ -407,7 +416,10 @@ class Tracker(RoundLoop):
             return PairRound(record.key, offline=True)
         step = pd.Timedelta(milliseconds=interval_ms(spec.interval))
         newest = newest_close(now, step)
-        files, since, state.summary = await self.offload(self._fetch, pair, state.summary, now)
+        summary = state.summary  # parsed once a round (PairTrack keeps its JSON)
+        files, since, stored = await self.offload(self._fetch, pair, summary, now)
+        if summary is None and stored is not None:  # the first round since the tracker started
+            state.summary = summary = stored
         held = self._files(pair).rows(files, since)
         last_seen = last_seen_origin(held, newest, now)
         ahead = future_origins(held, newest, now)
@@ -432,24 +444,26 @@ class Tracker(RoundLoop):
         state.offline = self.feed.origin(spec).kind == "sample"  # `auto` found no network just now
         if state.offline:
             return PairRound(record.key, offline=True)
-        new_rows, gaps, waiting, requests = await self._record(record, state, origins, candles, last_seen is None)
-        shadows = await self._shadows(record, state, held, new_rows, candles, newest - step * SCORE_BACK)
+        last_version = summary.version if summary else None
+        new_rows, gaps, waiting, requests = await self._record(
+            record, state, origins, candles, last_seen is None, last_version
+        )
+        shadows = await self._shadows(record, state, held, new_rows, candles, newest - step * SCORE_BACK, last_version)
         held, months, scored = update_rows(held, beside(new_rows, shadows), closes_by_moment(candles, step), now)
-        summary = state.summary
         if months or summary is None:  # a retry round that changed nothing leaves it as it is
             before = summary.run_evidence if summary else None
             state.summary = summary = summarize(held, pair.name, pair.namespace, spec.interval, now, before)
         if months:
             await self.offload(self._put, pair, *self._encoded(pair, held, summary, months))
-        rolled = await self._roll_back_if_due(record, state)
+        rolled = await self._roll_back_if_due(record, state, summary)
         return PairRound(record.key, len(new_rows) - gaps, gaps, scored, waiting, requests, rolled_back=rolled)
 
-    async def _roll_back_if_due(self, record: PairRecord, state: PairTrack) -> str | None:
+    async def _roll_back_if_due(self, record: PairRecord, state: PairTrack, summary: TrackSummary | None) -> str | None:
         """latest.json back to the replaced version when the evidence says so (makeusrich.track.rollback); a
         failed write is tried again next round, and said once."""
         pair = record.pair
         assert pair is not None
-        due = rollback_due(state.summary, state.shadows, pair.spec.serving.pinned_version is not None)
+        due = rollback_due(summary, state.shadows, pair.spec.serving.pinned_version is not None)
         if due is None or state.rolled_back == due.served:
             return None
         try:

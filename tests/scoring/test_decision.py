@@ -37,7 +37,8 @@ def test_a_forecast_equal_to_persistence_holds_nothing_and_earns_exactly_cash() 
 def test_a_model_range_equal_to_ewmas_sizes_exactly_as_ewma_does() -> None:
     last, r = walk(800, seed=2)
     sigma = ranges.ewma_sigma(np.r_[last, last[-1] * math.exp(r[-1])])[:-1]
-    low, high = d.range_of(last, sigma, 0.9)
+    z = 1.6448536269514715  # the standard normal's 95% quantile: a model's 5% and 95% prices under EWMA's law
+    low, high = last * np.exp(-z * sigma), last * np.exp(z * sigma)
     target = float(np.std(r[:200], ddof=1))
     model = d.risk_target_positions(d.range_sigma(low, high, 0.9), target)
     ewma = d.risk_target_positions(d.range_sigma(*d.range_of(last, sigma, 0.9), 0.9), target)
