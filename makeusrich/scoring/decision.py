@@ -8,7 +8,12 @@ normal quantile), so the test split, every walk-forward fold, the replay and the
 - risk target: hold min(cap, sigma_target / sigma_t) of the pair, sigma_t being the one-candle volatility a central
   range implies (its log width over twice the normal quantile of its level), sigma_target the training split's
   realised one-candle volatility, so that its risk is comparable with holding (volatility-managed portfolios:
-  Moreira and Muir, Journal of Finance 2017).
+  Moreira and Muir, Journal of Finance 2017). The target is measured as sigma_t is, from the training returns'
+  central range at the same level: real returns have fat tails, so a standard deviation would sit above every
+  range-implied volatility and the rule would hold the pair at its cap nearly always.
+- twins: the signal rule fed by persistence with the training drift, and the risk-target rule fed by EWMA
+  volatility's range (RiskMetrics, lambda 0.94, scaled as the range tables' EWMA baseline is) instead of the
+  model's: that last comparison is the economic value of the model's ranges.
 
 Positions are held over one candle each: position[t] earns the log return log_returns[t] (from origin t to the next
 close). Before the first candle the holder is in cash, and each change of position pays the fee on the fraction
@@ -26,6 +31,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from makeusrich.pair import DecisionSpec
+from makeusrich.scoring.ranges import standardised_quantiles
+from makeusrich.store import DecisionMetrics, Difference, RuleScore
 
 FloatArray = NDArray[np.float64]
 
@@ -33,7 +40,7 @@ CAP = 1.0
 """The largest fraction of the pair the risk-target rule holds: no leverage (`spec.decision.cap`'s bound)."""
 RESAMPLES = 2000
 BOOTSTRAP_CELLS = 2_000_000
-"""Resampled candles drawn at once: the bootstrap's memory stays bounded however long the series."""
+"""Resampled blocks drawn at once: the bootstrap's memory stays bounded however long the series."""
 YEAR = timedelta(days=365.25)
 
 
@@ -65,12 +72,13 @@ def range_sigma(low: ArrayLike, high: ArrayLike, level: float) -> FloatArray:
     return np.where(width > 0, width / (2.0 * z), np.nan)
 
 
-def range_of(last_close: ArrayLike, sigma: ArrayLike, level: float) -> tuple[FloatArray, FloatArray]:
-    """The central range at `level` a normal law of log returns with volatility `sigma` gives around the last close:
-    what EWMA volatility says, put in the form of a model's range (so both go through `range_sigma` alike)."""
-    z = NormalDist().inv_cdf((1.0 + level) / 2.0)
-    close, s = np.asarray(last_close, dtype=np.float64), np.asarray(sigma, dtype=np.float64)
-    return close * np.exp(-z * s), close * np.exp(z * s)
+def central_sigma(returns: ArrayLike, level: float) -> float:
+    """A one-candle volatility measured as the rules measure a forecast's: the log width of the returns' central
+    range at `level` over twice the normal quantile. Under a normal law it is the standard deviation; under the fat
+    tails of real returns it is smaller, as the ranges are, so the target and the forecasts share one scale."""
+    r = np.asarray(returns, dtype=np.float64)
+    low, high = np.quantile(r[np.isfinite(r)], [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
+    return float(range_sigma([1.0], [math.exp(high - low)], level)[0])
 
 
 def risk_target_positions(sigma: ArrayLike, sigma_target: float, cap: float = CAP) -> FloatArray:
@@ -103,21 +111,6 @@ def net_returns(positions: ArrayLike, log_returns: ArrayLike, fee_bps: float) ->
     return Returns(np.log1p(p * np.expm1(r) - fees), p, fees)
 
 
-@dataclass(frozen=True)
-class RuleScore:
-    """One rule's returns in the numbers a trader reads. Annual figures assume the candles run all year."""
-
-    total_log_return: float
-    annual_return: float  # exp(mean log return per candle * candles a year) - 1
-    annual_volatility: float
-    sharpe: float  # annualised, against cash (0 where the returns do not vary: cash)
-    max_drawdown: float  # the largest fall from a peak of the holding's value, as a share of the peak
-    turnover: float  # the fractions traded, summed
-    fees: float  # the fees paid, summed as shares of the holding
-    invested: float  # the share of candles with a position in the pair
-    candles: int
-
-
 def sharpe(log_returns: ArrayLike, candles_a_year: float) -> FloatArray:
     """The annualised Sharpe ratio of each series along the last axis; 0 where a series does not vary."""
     r = np.asarray(log_returns, dtype=np.float64)
@@ -146,41 +139,99 @@ def rule_score(returns: Returns, candles_a_year: float) -> RuleScore:
     )
 
 
-def stationary_bootstrap(n: int, mean_block: float, resamples: int, rng: np.random.Generator) -> NDArray[np.int64]:
-    """Indices of `resamples` stationary-bootstrap series of length n (Politis and Romano, JASA 1994): blocks of
-    consecutive candles (wrapping around), each of a geometric length with mean `mean_block`, so that the
-    resampled returns keep the dependence of nearby candles."""
+def stationary_blocks(
+    n: int, mean_block: float, resamples: int, rng: np.random.Generator
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """The blocks of `resamples` stationary-bootstrap series of n candles (Politis and Romano, JASA 1994): each a
+    run of consecutive candles from a uniform start (wrapping around the end), of a geometric length with mean
+    `mean_block`, so that a resample keeps the dependence of nearby candles. Returns starts and lengths, one row per
+    resample; the lengths add up to n (the last block cut short, the unused ones 0)."""
     if n < 1 or mean_block < 1 or resamples < 1:
         raise ValueError("a bootstrap needs candles, a mean block of at least one candle, and resamples")
-    starts = rng.random((resamples, n)) < 1.0 / mean_block
-    starts[:, 0] = True
-    first = rng.integers(0, n, size=(resamples, n))
-    at = np.arange(n)
-    last_start = np.maximum.accumulate(np.where(starts, at, 0), axis=1)
-    return np.asarray((np.take_along_axis(first, last_start, axis=1) + at - last_start) % n, dtype=np.int64)
+    p = 1.0 / mean_block
+    blocks = int(n * p + 6.0 * math.sqrt(n * p) + 10)  # enough nearly always; more are drawn when not
+    lengths = rng.geometric(p, size=(resamples, blocks))
+    while (short := lengths.sum(axis=1) < n).any():
+        lengths = np.concatenate([lengths, np.where(short[:, None], rng.geometric(p, size=(resamples, blocks)), 0)], 1)
+    ends = np.minimum(np.cumsum(lengths, axis=1), n)
+    starts = rng.integers(0, n, size=lengths.shape)
+    return np.asarray(starts, dtype=np.int64), np.asarray(np.diff(ends, axis=1, prepend=0), dtype=np.int64)
 
 
-@dataclass(frozen=True)
-class Difference:
-    """A rule against another on the same candles: the difference in annualised mean log return and in Sharpe
-    ratio, each with a 95% bootstrap interval and a two-sided p-value (the share of resampled differences as far
-    from the observed one as the observed one is from 0)."""
+def block_sums(values: FloatArray, starts: NDArray[np.int64], lengths: NDArray[np.int64]) -> FloatArray:
+    """The sum of `values` over each resample's blocks, from prefix sums: O(blocks), not O(candles), a resample."""
+    prefix = np.concatenate([[0.0], np.cumsum(np.concatenate([values, values]))])
+    return np.asarray((prefix[starts + lengths] - prefix[starts]).sum(axis=-1), dtype=np.float64)
 
-    mean: float
-    mean_low: float
-    mean_high: float
-    mean_p: float
-    sharpe: float
-    sharpe_low: float
-    sharpe_high: float
-    sharpe_p: float
-    resamples: int
-    mean_block: float
 
-    @property
-    def luck(self) -> bool:
-        """Whether luck can explain it: neither difference is significant at 5%."""
-        return self.mean_p >= 0.05 and self.sharpe_p >= 0.05
+def _sharpe_of_sums(total: FloatArray, squares: FloatArray, n: int, candles_a_year: float) -> FloatArray:
+    """The annualised Sharpe ratio from a series' sum and sum of squares (the sample deviation); 0 where flat."""
+    variance = np.maximum(squares - total**2 / n, 0.0) / (n - 1)
+    sd = np.sqrt(variance)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = total / n / sd * math.sqrt(candles_a_year)
+    return np.asarray(np.where(sd > 1e-15, ratio, 0.0), dtype=np.float64)
+
+
+Resampled = tuple[FloatArray, FloatArray]
+"""A series' sums and sums of squares over each bootstrap resample: its mean and its Sharpe ratio there."""
+
+
+def resampled_sums(series: list[FloatArray], mean_block: float, resamples: int, seed: int) -> list[Resampled]:
+    """Every series of one length resampled by the same stationary-bootstrap blocks (`mean_block`: a day of
+    candles, say), so that differences between them are resampled pairwise; the blocks are drawn a bounded number
+    at a time."""
+    n = series[0].size
+    rng = np.random.default_rng(seed)
+    at_once = max(1, BOOTSTRAP_CELLS // max(1, int(n / mean_block)))
+    sums: list[list[FloatArray]] = [[] for _ in series]
+    squares: list[list[FloatArray]] = [[] for _ in series]
+    for done in range(0, resamples, at_once):
+        starts, lengths = stationary_blocks(n, mean_block, min(at_once, resamples - done), rng)
+        for k, x in enumerate(series):
+            sums[k].append(block_sums(x, starts, lengths))
+            squares[k].append(block_sums(x * x, starts, lengths))
+    return [(np.concatenate(s), np.concatenate(q)) for s, q in zip(sums, squares, strict=True)]
+
+
+def difference(
+    x: FloatArray,
+    y: FloatArray,
+    resampled_x: Resampled,
+    resampled_y: Resampled,
+    candles_a_year: float,
+    mean_block: float,
+) -> Difference:
+    """Rule x's log returns against rule y's on the same candles, with intervals and p-values from their sums over
+    the same resamples."""
+    n = x.size
+    mean = float((x - y).mean() * candles_a_year)
+    ratio = float(sharpe(x, candles_a_year) - sharpe(y, candles_a_year))
+    means = (resampled_x[0] - resampled_y[0]) / n * candles_a_year
+    ratios = _sharpe_of_sums(*resampled_x, n, candles_a_year) - _sharpe_of_sums(*resampled_y, n, candles_a_year)
+
+    def p_value(observed: float, resampled: FloatArray) -> float:
+        far = np.abs(resampled - observed) >= abs(observed) - 1e-12
+        return float((far.sum() + 1) / (resampled.size + 1))
+
+    low, high = np.quantile(means, [0.025, 0.975])
+    sharpe_low, sharpe_high = np.quantile(ratios, [0.025, 0.975])
+    years = n / candles_a_year
+    return Difference(
+        total=float((x - y).sum()),
+        total_low=float(low * years),
+        total_high=float(high * years),
+        mean=mean,
+        mean_low=float(low),
+        mean_high=float(high),
+        mean_p=p_value(mean, means),
+        sharpe=ratio,
+        sharpe_low=float(sharpe_low),
+        sharpe_high=float(sharpe_high),
+        sharpe_p=p_value(ratio, ratios),
+        resamples=int(means.size),
+        mean_block=mean_block,
+    )
 
 
 def compare(
@@ -195,43 +246,43 @@ def compare(
     x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if x.shape != y.shape or x.ndim != 1 or x.size < 2:
         raise ValueError("two rules are compared on the same candles, at least two of them")
-    rng = np.random.default_rng(seed)
-    mean = float((x - y).mean() * candles_a_year)
-    ratio = float(sharpe(x, candles_a_year) - sharpe(y, candles_a_year))
-    chunks_of = max(1, BOOTSTRAP_CELLS // x.size)  # resamples at a time: a year of hourly pooled folds in ~100 MB
-    means_in, ratios_in = [], []
-    for done in range(0, resamples, chunks_of):
-        index = stationary_bootstrap(x.size, mean_block, min(chunks_of, resamples - done), rng)
-        means_in.append((x - y)[index].mean(axis=1) * candles_a_year)
-        ratios_in.append(sharpe(x[index], candles_a_year) - sharpe(y[index], candles_a_year))
-    means, ratios = np.concatenate(means_in), np.concatenate(ratios_in)
-
-    def p_value(observed: float, resampled: FloatArray) -> float:
-        far = np.abs(resampled - observed) >= abs(observed) - 1e-12
-        return float((far.sum() + 1) / (resampled.size + 1))
-
-    low, high = np.quantile(means, [0.025, 0.975])
-    sharpe_low, sharpe_high = np.quantile(ratios, [0.025, 0.975])
-    return Difference(
-        mean=mean,
-        mean_low=float(low),
-        mean_high=float(high),
-        mean_p=p_value(mean, means),
-        sharpe=ratio,
-        sharpe_low=float(sharpe_low),
-        sharpe_high=float(sharpe_high),
-        sharpe_p=p_value(ratio, ratios),
-        resamples=resamples,
-        mean_block=mean_block,
-    )
+    resampled_x, resampled_y = resampled_sums([x, y], mean_block, resamples, seed)
+    return difference(x, y, resampled_x, resampled_y, candles_a_year, mean_block)
 
 
 SIGNAL, SIGNAL_DRIFT = "signal", "signal-drift"
 RISK_TARGET, RISK_TARGET_EWMA = "risk-target", "risk-target-ewma"
 HOLD, CASH = "buy-and-hold", "cash"
 RULES = (SIGNAL, SIGNAL_DRIFT, RISK_TARGET, RISK_TARGET_EWMA, HOLD, CASH)
+RULE_NAMES = {
+    SIGNAL: "signal",
+    SIGNAL_DRIFT: "signal on drift",
+    RISK_TARGET: "risk target",
+    RISK_TARGET_EWMA: "risk target on EWMA",
+    HOLD: "holding",
+    CASH: "cash",
+}
 TWINS = {SIGNAL: SIGNAL_DRIFT, RISK_TARGET: RISK_TARGET_EWMA}
 """Each rule's baseline twin: the same rule fed by persistence with the training drift, or by EWMA volatility."""
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """What the rules learn from the training split, and nothing later: the signal twin's drift (the mean log
+    return a candle), the risk target (the training returns' `central_sigma`) and the EWMA range's bounds in units
+    of the volatility known at each origin (the quantiles of the training returns over it, as the range tables'
+    EWMA baseline has them)."""
+
+    drift: float
+    sigma_target: float
+    ewma_bounds: tuple[float, float]
+
+    @classmethod
+    def of(cls, train_returns: ArrayLike, train_sigma: ArrayLike, level: float) -> Fitted:
+        """From the one-step log returns at the training origins and the RiskMetrics volatility known at each."""
+        r = np.asarray(train_returns, dtype=np.float64)
+        low, high = standardised_quantiles(r, train_sigma, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
+        return cls(float(r.mean()), central_sigma(r, level), (float(low), float(high)))
 
 
 @dataclass(frozen=True)
@@ -247,40 +298,44 @@ class Origins:
     ewma_sigma: FloatArray  # the RiskMetrics volatility known at each origin
 
 
+def ewma_range(last_close: ArrayLike, sigma: ArrayLike, bounds: tuple[float, float]) -> tuple[FloatArray, FloatArray]:
+    """EWMA volatility's central range around each last close: the volatility known then times the fitted bounds."""
+    close, s = np.asarray(last_close, dtype=np.float64), np.asarray(sigma, dtype=np.float64)
+    return close * np.exp(s * bounds[0]), close * np.exp(s * bounds[1])
+
+
 @dataclass(frozen=True)
 class Decisions:
-    """Every rule's returns and scores on the same candles, and each rule against holding and against its twin."""
+    """Every rule's returns, candle by candle, and what they come to (`metrics`: the document metadata.json, the
+    backtest and the track record store)."""
 
     returns: dict[str, Returns]
-    scores: dict[str, RuleScore]
-    against_holding: dict[str, Difference]
-    against_twin: dict[str, Difference]
+    metrics: DecisionMetrics
 
 
 def decide(
     origins: Origins,
-    train_drift: float,
-    sigma_target: float,
+    fitted: Fitted,
     interval: timedelta,
     settings: DecisionSpec | None = None,
     resamples: int = RESAMPLES,
     seed: int = 0,
 ) -> Decisions:
-    """Both rules, their twins, buy-and-hold and cash on the same origins and fee. `train_drift` (the training
-    split's mean log return a candle) and `sigma_target` (its realised one-candle volatility) come from training
-    hours only; `settings` is the pair's `spec.decision` (its defaults when None); the bootstrap's mean block is a
-    day of candles."""
+    """Both rules, their twins, buy-and-hold and cash on the same origins and fee, with what was `fitted` on the
+    training split; `settings` is the pair's `spec.decision` (its defaults when None); the bootstrap's mean block is
+    a day of candles."""
     settings = settings or DecisionSpec()
     o = origins
     r = np.log(o.actual / o.last_close)
     threshold = round_trip(settings.fee_bps) if settings.threshold is None else settings.threshold
-    drift_forecast = o.last_close * math.exp(train_drift)
-    ewma_low, ewma_high = range_of(o.last_close, o.ewma_sigma, o.level)
+    drift_forecast = o.last_close * math.exp(fitted.drift)
+    ewma_low, ewma_high = ewma_range(o.last_close, o.ewma_sigma, fitted.ewma_bounds)
+    target = fitted.sigma_target
     positions = {
         SIGNAL: signal_positions(o.forecast, o.last_close, threshold),
         SIGNAL_DRIFT: signal_positions(drift_forecast, o.last_close, threshold),
-        RISK_TARGET: risk_target_positions(range_sigma(o.low, o.high, o.level), sigma_target, settings.cap),
-        RISK_TARGET_EWMA: risk_target_positions(range_sigma(ewma_low, ewma_high, o.level), sigma_target, settings.cap),
+        RISK_TARGET: risk_target_positions(range_sigma(o.low, o.high, o.level), target, settings.cap),
+        RISK_TARGET_EWMA: risk_target_positions(range_sigma(ewma_low, ewma_high, o.level), target, settings.cap),
         HOLD: np.ones_like(r),
         CASH: np.zeros_like(r),
     }
@@ -288,15 +343,46 @@ def decide(
     a_year = per_year(interval)
     block = max(1.0, timedelta(days=1) / interval)
 
+    if r.size < 2:
+        raise ValueError("the rules are compared on at least two candles")
+    series = {rule: found.log_returns for rule, found in returns.items()}
+    resampled = dict(zip(series, resampled_sums(list(series.values()), block, resamples, seed), strict=True))
+
     def versus(rivals: dict[str, str]) -> dict[str, Difference]:
         return {
-            rule: compare(returns[rule].log_returns, returns[rival].log_returns, a_year, block, resamples, seed)
+            rule: difference(series[rule], series[rival], resampled[rule], resampled[rival], a_year, block)
             for rule, rival in rivals.items()
         }
 
-    return Decisions(
-        returns=returns,
-        scores={rule: rule_score(found, a_year) for rule, found in returns.items()},
+    metrics = DecisionMetrics(
+        fee_bps=settings.fee_bps,
+        threshold=threshold,
+        cap=settings.cap,
+        level=o.level,
+        train_drift=fitted.drift,
+        sigma_target=fitted.sigma_target,
+        ewma_bounds=list(fitted.ewma_bounds),
+        rules={rule: rule_score(found, a_year) for rule, found in returns.items()},
         against_holding=versus({SIGNAL: HOLD, RISK_TARGET: HOLD}),
         against_twin=versus(TWINS),
     )
+    return Decisions(returns, metrics)
+
+
+def headline(metrics: DecisionMetrics) -> str:
+    """One line for a card or a status: each rule's return after fees beside holding's, how much more or less it
+    ends with than holding (with the 95% interval), and whether luck can explain the difference."""
+    total = {rule: math.expm1(score.total_log_return) for rule, score in metrics.rules.items()}
+    said = []
+    for rule in (SIGNAL, RISK_TARGET):
+        relative, low, high = metrics.against_holding[rule].relative
+        said.append(
+            f"{RULE_NAMES[rule]} {total[rule]:+.1%} ({relative:+.1%} vs holding, 95% [{low:+.1%}, {high:+.1%}])"
+        )
+    beyond = [
+        f"{RULE_NAMES[rule]} {'ahead of' if metrics.against_holding[rule].total > 0 else 'behind'} holding beyond luck"
+        for rule in (SIGNAL, RISK_TARGET)
+        if not metrics.against_holding[rule].luck
+    ]
+    verdict = "; ".join(beyond) if beyond else "luck can explain both"
+    return f"after fees: holding {total[HOLD]:+.1%}, {', '.join(said)}; {verdict}"

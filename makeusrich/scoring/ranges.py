@@ -150,10 +150,16 @@ def ewma_sigma(closes: ArrayLike, lam: float = RISKMETRICS_LAMBDA) -> FloatArray
 def ewma_quantiles(train_returns: ArrayLike, train_sigma: ArrayLike, sigma: ArrayLike, levels: ArrayLike) -> FloatArray:
     """EWMA volatility ranges: at each origin its volatility `sigma` (known then) times the quantiles of the
     training returns divided by the volatility known at their own origins. Shape (len(sigma), levels)."""
+    z = standardised_quantiles(train_returns, train_sigma, check_levels(levels))
+    return finite_array(sigma, "sigma")[:, None] * z[None, :]
+
+
+def standardised_quantiles(train_returns: ArrayLike, train_sigma: ArrayLike, probabilities: ArrayLike) -> FloatArray:
+    """The quantiles of the training returns divided by the volatility known at their own origins: what EWMA
+    volatility is multiplied by to make a range (where a volatility is known)."""
     returns, scale = finite_array(train_returns, "train_returns"), np.asarray(train_sigma, dtype=np.float64)
     usable = np.isfinite(scale) & (scale > 0)
-    z = np.quantile(returns[usable] / scale[usable], check_levels(levels))
-    return finite_array(sigma, "sigma")[:, None] * z[None, :]
+    return np.asarray(np.quantile(returns[usable] / scale[usable], probabilities), dtype=np.float64)
 
 
 def baseline_quantiles(

@@ -8,6 +8,7 @@ names. A reader refuses a malformed document with the field that is wrong.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -95,12 +96,76 @@ class RangeMetrics(_Document):
     ewma: RangeScore
 
 
+class RuleScore(_Document):
+    """One decision rule's returns after fees in the numbers a trader reads (makeusrich.scoring.decision). Annual
+    figures assume the candles run all year."""
+
+    total_log_return: float
+    annual_return: float = Field(description="exp(mean log return a candle * candles a year) - 1")
+    annual_volatility: float
+    sharpe: float = Field(description="annualised, against cash; 0 where the returns do not vary")
+    max_drawdown: float = Field(description="the largest fall of the holding's value from a peak, as a share of it")
+    turnover: float = Field(description="the fractions of the holding traded, summed")
+    fees: float = Field(description="the fees paid, summed as shares of the holding")
+    invested: float = Field(description="the share of candles with a position in the pair")
+    candles: int
+
+
+class Difference(_Document):
+    """A rule against another on the same candles: the difference in annualised mean log return and in Sharpe
+    ratio, each with a 95% stationary-bootstrap interval and a two-sided p-value; and the difference in total log
+    return over the candles (the mean's, scaled), which says by how much one holding ends above the other."""
+
+    total: float
+    total_low: float
+    total_high: float
+    mean: float
+    mean_low: float
+    mean_high: float
+    mean_p: float
+    sharpe: float
+    sharpe_low: float
+    sharpe_high: float
+    sharpe_p: float
+    resamples: int
+    mean_block: float = Field(description="the bootstrap's mean block, in candles (a day of them)")
+
+    @property
+    def luck(self) -> bool:
+        """Whether luck can explain it: neither difference is significant at 5%."""
+        return self.mean_p >= 0.05 and self.sharpe_p >= 0.05
+
+    @property
+    def relative(self) -> tuple[float, float, float]:
+        """How much more (or, below 0, less) the holding ends with than the other's: exp(total) - 1, and the same of
+        the interval's ends."""
+        return math.expm1(self.total), math.expm1(self.total_low), math.expm1(self.total_high)
+
+
+class DecisionMetrics(_Document):
+    """Would following the forecasts have made money after fees: both rules, their baseline twins, buy-and-hold
+    and cash on the same candles (`rules`, keyed by makeusrich.scoring.decision's names), each rule against holding
+    and against its twin; and what they were computed with, so that anyone can compute them again."""
+
+    fee_bps: float
+    threshold: float = Field(description="the signal rule's threshold on log(forecast / last close)")
+    cap: float
+    level: float = Field(description="the level of the central range the risk-target rule reads (0.9: 5%..95%)")
+    train_drift: float = Field(description="the training split's mean log return a candle: the signal's twin")
+    sigma_target: float = Field(description="the training split's one-candle volatility: the risk target")
+    ewma_bounds: list[float] = Field(description="the EWMA range's bounds, in units of the volatility known then")
+    rules: dict[str, RuleScore]
+    against_holding: dict[str, Difference]
+    against_twin: dict[str, Difference]
+
+
 class SplitMetrics(_Document):
     n: int
     horizon: int
     model: Score
     rules: Rules
     ranges: RangeMetrics | None = None  # None for models from before forecast ranges
+    decision: DecisionMetrics | None = None  # the test split's only; None before issue 28
 
 
 class Metrics(_Document):

@@ -6,12 +6,16 @@ the ranges and the smoke test the server runs before serving. The trainer and th
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import numpy as np
 import onnxruntime
 import torch
 
-from makeusrich.scoring import evaluate, ranges
-from makeusrich.store import Metrics, SmokeTest, SplitMetrics
+from makeusrich.market import interval_ms
+from makeusrich.pair import CurrencyPairSpec, DecisionSpec
+from makeusrich.scoring import decision, evaluate, ranges
+from makeusrich.store import DecisionMetrics, Metrics, SmokeTest, SplitMetrics
 from makeusrich.trainer.export import run_onnx
 from makeusrich.trainer.features import Prepared
 from makeusrich.trainer.model import LSTMCore
@@ -41,6 +45,34 @@ def naive_ranges(
     return ranges.baseline_quantiles(train_returns, sigma[train + offset], sigma[origins], levels)
 
 
+def decision_metrics(
+    data: Prepared,
+    origins: np.ndarray,
+    forecast: np.ndarray,
+    quantiles: np.ndarray,
+    levels: list[float],
+    sigma: np.ndarray,
+    interval: timedelta,
+    settings: DecisionSpec,
+) -> DecisionMetrics:
+    """Would following the version's one-step forecasts and widest range at `origins` have made money after fees
+    (makeusrich.scoring.decision)? What the rules fit (the drift, the risk target, EWMA's range) comes from the
+    one-step returns at the training origins only."""
+    level = round(levels[-1] - levels[0], 9)
+    train = data.split.train
+    train_returns = np.log(data.actual_prices(train)[:, 0] / data.last_close(train))
+    at = decision.Origins(
+        last_close=data.last_close(origins),
+        actual=data.actual_prices(origins)[:, 0],
+        forecast=np.asarray(forecast[:, 0], dtype=np.float64),
+        low=np.asarray(quantiles[:, 0, 0], dtype=np.float64),
+        high=np.asarray(quantiles[:, 0, -1], dtype=np.float64),
+        level=level,
+        ewma_sigma=sigma[origins],
+    )
+    return decision.decide(at, decision.Fitted.of(train_returns, sigma[train], level), interval, settings).metrics
+
+
 def score_split(
     data: Prepared,
     origins: np.ndarray,
@@ -48,8 +80,10 @@ def score_split(
     ar_coefs: np.ndarray,
     levels: list[float],
     sigma: np.ndarray,
+    decide: tuple[timedelta, DecisionSpec] | None = None,
 ) -> SplitMetrics:
-    """The exported model, run by onnxruntime as it will be served, and every baseline on one split."""
+    """The exported model, run by onnxruntime as it will be served, and every baseline on one split; with
+    `decide` (the interval and the pair's spec.decision), also the decision rules on it."""
     history = evaluate.past_closes(data.ohlcv[:, 3], origins, min(AR_ORDER, data.window - 1) + 1)
     actual, last_close = data.actual_prices(origins), data.last_close(origins)
     forecast, quantiles = run_onnx(session, data.raw_windows(origins))
@@ -65,7 +99,8 @@ def score_split(
     scored = ranges.range_metrics(
         log_returns(actual, last_close), log_returns(quantiles, last_close), climatology, ewma, levels
     )
-    return point.model_copy(update={"ranges": scored})
+    traded = decision_metrics(data, origins, forecast, quantiles, levels, sigma, *decide) if decide else None
+    return point.model_copy(update={"ranges": scored, "decision": traded})
 
 
 def smoke_test(session: onnxruntime.InferenceSession, data: Prepared) -> SmokeTest:
@@ -84,11 +119,14 @@ def calibrate(core: LSTMCore, data: Prepared, levels: list[float]) -> np.ndarray
     return ranges.conformal_margins(data.targets[calibration], predicted, levels)
 
 
-def measure(data: Prepared, session: onnxruntime.InferenceSession, levels: list[float]) -> Metrics:
-    """The version on its validation and test splits, each baseline on the same points (fitted on training only)."""
+def measure(data: Prepared, session: onnxruntime.InferenceSession, spec: CurrencyPairSpec) -> Metrics:
+    """The version on its validation and test splits, each baseline on the same points (fitted on training only),
+    and on the test split whether following it would have made money."""
+    levels = spec.model.quantiles
+    interval = timedelta(milliseconds=interval_ms(spec.interval))
     ar_coefs = evaluate.fit_ar(training_log_returns(data), min(AR_ORDER, data.window - 1))
     sigma = ranges.ewma_sigma(data.ohlcv[:, 3])
     return Metrics(
         validation=score_split(data, data.split.validation, session, ar_coefs, levels, sigma),
-        test=score_split(data, data.split.test, session, ar_coefs, levels, sigma),
+        test=score_split(data, data.split.test, session, ar_coefs, levels, sigma, (interval, spec.decision)),
     )

@@ -19,6 +19,7 @@ from makeusrich.errors import MakeUsRichError, StoreError
 from makeusrich.market import DEFAULT_RETRIES, CandleSet, Source, interval_ms, load_candles
 from makeusrich.onnxrt import onnx_session
 from makeusrich.pair import CurrencyPair
+from makeusrich.scoring import decision
 from makeusrich.store import MODEL_KINDS, ModelMetadata, PairStore, RangeMetrics, Why, pair_store, parse_metadata
 from makeusrich.trainer import promotion
 from makeusrich.trainer.baseline import baseline_onnx, baseline_outputs, fit_baseline
@@ -133,7 +134,7 @@ def run_baseline(
     session = onnx_session(model, threads)
     windows = data.raw_windows(data.split.test[-PARITY_WINDOWS:])
     worst = parity(run_onnx(session, windows), baseline_outputs(fit, windows), "its numpy arithmetic")
-    metrics = measure(data, session, levels)
+    metrics = measure(data, session, pair.spec)
     document = build_metadata(
         pair,
         store.next_version(now),
@@ -189,7 +190,7 @@ def run_training(
     model = export_onnx(forecaster, data.window)
     worst = check_parity(forecaster, model, data.raw_windows(data.split.test[-PARITY_WINDOWS:]))
     session = onnx_session(model, threads)
-    metrics = measure(data, session, levels)
+    metrics = measure(data, session, spec)
     decided = promotion.decide(store, data, session, metrics, spec.promotion, levels)
     training = lstm_training(result, worst, threads, round(time.perf_counter() - started, 3))
     document = build_metadata(
@@ -243,5 +244,7 @@ def summary(outcome: Outcome) -> str:
         )
         if split.ranges is not None:
             lines.append(f"  {'':<10} {range_line(split.ranges)}")
+        if split.decision is not None:
+            lines.append(f"  {'':<10} {decision.headline(split.decision)}")
     lines.append(f"  stored at {meta.storage_uri}")
     return "\n".join(lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -263,3 +264,79 @@ def test_a_promotion_judged_against_a_version_no_longer_served_is_withdrawn(tmp_
     )
     assert publish(store, judged, b"onnx").promotion.promoted
     assert store.latest().version == "20261204T000000Z"  # type: ignore[union-attr]
+
+
+def test_the_decision_rules_on_the_test_split_can_be_recomputed_by_hand(tmp_path: Path) -> None:
+    """Issue 28's promise: the rules' returns recorded in metadata.json are what anyone gets from the stored ONNX
+    file, the candles and the fee, with nothing of the project's but its inputs: positions by the formulas of the
+    README, one candle each, the fee on every fraction traded. A threshold of 0 makes this tiny model trade."""
+    url = f"file://{tmp_path}"
+    outcome = run_training(short_pair(decision={"threshold": 0.0}), Source("sample"), url, progress=None)
+    meta = outcome.metadata
+    recorded = meta.metrics.test.decision
+    assert recorded is not None and meta.metrics.validation.decision is None  # the test split's only
+    frame, _ = clean_candles(read_sample("BTCUSDT", "1h"), "1h")
+    frame = frame.iloc[-60 * 24 :].reset_index(drop=True)
+    closes = frame["close"].to_numpy(dtype=np.float32).astype(np.float64)  # as clients send them (contract 2)
+    close_times = list(frame["open_time"] + pd.Timedelta(hours=1))
+
+    # RiskMetrics volatility at each candle from the returns before it, by its recursion.
+    returns = np.diff(np.log(closes))
+    variance, ewma = returns[0] ** 2, [math.nan]
+    for r in returns:
+        ewma.append(math.sqrt(0.94 * variance + 0.06 * r**2))
+        variance = 0.94 * variance + 0.06 * r**2
+
+    # From the training origins metadata.json names, and nothing later: the drift, the risk target (the returns'
+    # 90% range over 2 z, z the normal's 95% quantile) and EWMA's range in units of its volatility.
+    z = 1.6448536269514715
+    train = meta.data.roles["train"]
+    first_train = close_times.index(pd.Timestamp(train.from_))
+    at = np.arange(first_train, first_train + train.origins)
+    assert close_times[at[-1] + 1] == pd.Timestamp(train.to)
+    train_returns = np.log(closes[at + 1] / closes[at])
+    low_q, high_q = np.quantile(train_returns, [0.05, 0.95])
+    drift, sigma_target = float(np.mean(train_returns)), (high_q - low_q) / (2 * z)
+    bounds = np.quantile(train_returns / np.array(ewma)[at], [0.05, 0.95])
+    assert recorded.train_drift == pytest.approx(drift) and recorded.sigma_target == pytest.approx(sigma_target)
+
+    # The stored model on every test window: forecasts made at the closes from data.testFrom on.
+    origins = np.arange(close_times.index(pd.Timestamp(meta.data.test_from)), len(frame) - 1)
+    assert len(origins) == meta.metrics.test.n
+    session = onnx_session(pair_store(url, "crypto", "btc-usdt").read_model(outcome.version))
+    windows = np.stack([frame[["open", "high", "low", "close", "volume"]].to_numpy()[t - 23 : t + 1] for t in origins])
+    forecast, quantiles = run_onnx(session, windows.astype(np.float32))
+
+    fee = 0.001  # 10 bps
+
+    def after_fees(positions: list[float]) -> float:
+        total, held = 0.0, 0.0
+        for t, p in zip(origins, positions, strict=True):
+            total += math.log(1 + p * (closes[t + 1] / closes[t] - 1) - fee * abs(p - held))
+            held = p
+        return total
+
+    def risk_target(low: float, high: float) -> float:
+        return min(1.0, sigma_target / (math.log(high / low) / (2 * z)))
+
+    signal = [float(math.log(f / closes[t]) > 0.0) for f, t in zip(forecast[:, 0], origins, strict=True)]
+    risk = [risk_target(float(q[0, 0]), float(q[0, -1])) for q in quantiles]
+    risk_ewma = [risk_target(math.exp(ewma[t] * bounds[0]), math.exp(ewma[t] * bounds[1])) for t in origins]
+    by_hand = {
+        "signal": after_fees(signal),
+        "signal-drift": after_fees([float(drift > 0.0)] * len(origins)),
+        "risk-target": after_fees(risk),
+        "risk-target-ewma": after_fees(risk_ewma),
+        "buy-and-hold": after_fees([1.0] * len(origins)),
+        "cash": 0.0,
+    }
+    for rule, total in by_hand.items():
+        assert recorded.rules[rule].total_log_return == pytest.approx(total, rel=1e-6, abs=1e-12), rule
+    assert recorded.rules["signal"].invested == pytest.approx(np.mean(signal)) and 0 < np.mean(signal) < 1  # traded
+    assert recorded.rules["risk-target"].turnover == pytest.approx(sum(abs(np.diff([0.0, *risk]))), rel=1e-6)
+    assert 0 < np.mean(risk) < 1 and 0 < np.mean(risk_ewma) < 1  # both sized by their ranges, not at the cap
+    assert (recorded.fee_bps, recorded.threshold, recorded.level) == (10.0, 0.0, 0.9)
+    for against in (recorded.against_holding, recorded.against_twin):
+        for difference in against.values():
+            assert difference.mean_low <= difference.mean <= difference.mean_high and 0 < difference.mean_p <= 1
+            assert difference.resamples == 2000 and difference.mean_block == 24.0
