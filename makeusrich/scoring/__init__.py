@@ -15,7 +15,7 @@ the rest by name.
 """
 
 from makeusrich.scoring import decision, evaluate, ranges, sequential
-from makeusrich.scoring.folds import COLUMNS, table_rows
+from makeusrich.scoring.folds import COLUMNS, DECISION_COLUMNS, decision_rows, table_rows
 from makeusrich.scoring.live import (
     DEGRADED_REASONS,
     LABELS,
@@ -31,12 +31,14 @@ from makeusrich.scoring.windows import segment_ids, valid_origins
 
 __all__ = [
     "COLUMNS",
+    "DECISION_COLUMNS",
     "DEGRADED_REASONS",
     "LABELS",
     "VERSION_WINDOW",
     "amount",
     "compared",
     "decision",
+    "decision_rows",
     "degraded_since",
     "degraded_verdict",
     "evaluate",

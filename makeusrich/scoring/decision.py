@@ -32,7 +32,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from makeusrich.pair import DecisionSpec
 from makeusrich.scoring.ranges import standardised_quantiles
-from makeusrich.store import DecisionMetrics, Difference, RuleScore
+from makeusrich.store import DecisionMetrics, Difference, Equity, RuleScore
 
 FloatArray = NDArray[np.float64]
 
@@ -313,38 +313,45 @@ class Decisions:
     metrics: DecisionMetrics
 
 
-def decide(
-    origins: Origins,
-    fitted: Fitted,
+def threshold_of(settings: DecisionSpec) -> float:
+    """The signal rule's threshold: the one set, or the fee's round trip."""
+    return round_trip(settings.fee_bps) if settings.threshold is None else settings.threshold
+
+
+def positions(origins: Origins, fitted: Fitted, settings: DecisionSpec) -> dict[str, FloatArray]:
+    """Each rule's position for the candle after each origin, with what was `fitted` on the training split."""
+    o = origins
+    threshold = threshold_of(settings)
+    ewma_low, ewma_high = ewma_range(o.last_close, o.ewma_sigma, fitted.ewma_bounds)
+    target = fitted.sigma_target
+    return {
+        SIGNAL: signal_positions(o.forecast, o.last_close, threshold),
+        SIGNAL_DRIFT: signal_positions(o.last_close * math.exp(fitted.drift), o.last_close, threshold),
+        RISK_TARGET: risk_target_positions(range_sigma(o.low, o.high, o.level), target, settings.cap),
+        RISK_TARGET_EWMA: risk_target_positions(range_sigma(ewma_low, ewma_high, o.level), target, settings.cap),
+        HOLD: np.ones(o.last_close.size),
+        CASH: np.zeros(o.last_close.size),
+    }
+
+
+def judge(
+    held: dict[str, FloatArray],
+    log_returns: FloatArray,
     interval: timedelta,
-    settings: DecisionSpec | None = None,
+    settings: DecisionSpec,
+    level: float,
+    fitted: Fitted | None,
     resamples: int = RESAMPLES,
     seed: int = 0,
 ) -> Decisions:
-    """Both rules, their twins, buy-and-hold and cash on the same origins and fee, with what was `fitted` on the
-    training split; `settings` is the pair's `spec.decision` (its defaults when None); the bootstrap's mean block is
-    a day of candles."""
-    settings = settings or DecisionSpec()
-    o = origins
-    r = np.log(o.actual / o.last_close)
-    threshold = round_trip(settings.fee_bps) if settings.threshold is None else settings.threshold
-    drift_forecast = o.last_close * math.exp(fitted.drift)
-    ewma_low, ewma_high = ewma_range(o.last_close, o.ewma_sigma, fitted.ewma_bounds)
-    target = fitted.sigma_target
-    positions = {
-        SIGNAL: signal_positions(o.forecast, o.last_close, threshold),
-        SIGNAL_DRIFT: signal_positions(drift_forecast, o.last_close, threshold),
-        RISK_TARGET: risk_target_positions(range_sigma(o.low, o.high, o.level), target, settings.cap),
-        RISK_TARGET_EWMA: risk_target_positions(range_sigma(ewma_low, ewma_high, o.level), target, settings.cap),
-        HOLD: np.ones_like(r),
-        CASH: np.zeros_like(r),
-    }
-    returns = {rule: net_returns(p, r, settings.fee_bps) for rule, p in positions.items()}
+    """Every rule's positions `held` over the candles whose log returns follow, after fees: scores, and each rule
+    against holding and against its twin on the same bootstrap resamples (the mean block a day of candles).
+    `fitted` is None where the positions come from several fits (pooled folds)."""
+    if log_returns.size < 2:
+        raise ValueError("the rules are compared on at least two candles")
+    returns = {rule: net_returns(p, log_returns, settings.fee_bps) for rule, p in held.items()}
     a_year = per_year(interval)
     block = max(1.0, timedelta(days=1) / interval)
-
-    if r.size < 2:
-        raise ValueError("the rules are compared on at least two candles")
     series = {rule: found.log_returns for rule, found in returns.items()}
     resampled = dict(zip(series, resampled_sums(list(series.values()), block, resamples, seed), strict=True))
 
@@ -356,17 +363,32 @@ def decide(
 
     metrics = DecisionMetrics(
         fee_bps=settings.fee_bps,
-        threshold=threshold,
+        threshold=threshold_of(settings),
         cap=settings.cap,
-        level=o.level,
-        train_drift=fitted.drift,
-        sigma_target=fitted.sigma_target,
-        ewma_bounds=list(fitted.ewma_bounds),
+        level=level,
+        train_drift=fitted.drift if fitted else None,
+        sigma_target=fitted.sigma_target if fitted else None,
+        ewma_bounds=list(fitted.ewma_bounds) if fitted else None,
         rules={rule: rule_score(found, a_year) for rule, found in returns.items()},
         against_holding=versus({SIGNAL: HOLD, RISK_TARGET: HOLD}),
         against_twin=versus(TWINS),
     )
     return Decisions(returns, metrics)
+
+
+def decide(
+    origins: Origins,
+    fitted: Fitted,
+    interval: timedelta,
+    settings: DecisionSpec | None = None,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+) -> Decisions:
+    """Both rules, their twins, buy-and-hold and cash on the same origins and fee, with what was `fitted` on the
+    training split; `settings` is the pair's `spec.decision` (its defaults when None)."""
+    settings = settings or DecisionSpec()
+    r = np.log(origins.actual / origins.last_close)
+    return judge(positions(origins, fitted, settings), r, interval, settings, origins.level, fitted, resamples, seed)
 
 
 def headline(metrics: DecisionMetrics) -> str:
@@ -386,3 +408,18 @@ def headline(metrics: DecisionMetrics) -> str:
     ]
     verdict = "; ".join(beyond) if beyond else "luck can explain both"
     return f"after fees: holding {total[HOLD]:+.1%}, {', '.join(said)}; {verdict}"
+
+
+EQUITY_POINTS = 400
+
+
+def equity(decisions: Decisions, at: list[str], points: int = EQUITY_POINTS) -> Equity:
+    """Each rule's cumulative log return after fees at the closes `at` (one a candle), thinned to about `points`."""
+    n = len(at)
+    keep = np.unique(np.r_[np.arange(0, n, max(1, math.ceil(n / points))), n - 1]) if n else np.arange(0)
+    return Equity(
+        at=[at[k] for k in keep],
+        rules={
+            rule: np.round(np.cumsum(found.log_returns)[keep], 6).tolist() for rule, found in decisions.returns.items()
+        },
+    )

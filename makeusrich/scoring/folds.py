@@ -1,12 +1,14 @@
 """The rows of a walk-forward backtest as people read them: one per fold and one pooled, each with the point
 forecast's skill against persistence, its direction, the ranges' coverage and the range scores as ratios to the
-naive ranges. Shared by `makeusrich backtest`'s CSV and table and by the dashboard. Pure, no I/O."""
+naive ranges; and, in a table of their own, the decision rules' returns after fees. Shared by `makeusrich
+backtest`'s CSVs and tables and by the dashboard. Pure, no I/O."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from makeusrich.store import BacktestResult, RangeMetrics, Score
+from makeusrich.store import BacktestResult, DecisionMetrics, RangeMetrics, Score
 
 COLUMNS = (
     "fold",
@@ -65,4 +67,77 @@ def table_rows(result: BacktestResult) -> list[dict[str, Any]]:
     for pool in (result.choice, result.held_out):
         if pool is not None:
             rows.append(row(f"folds {pool.folds[0]}-{pool.folds[-1]}", "", pool.point, pool.ranges, "", ""))
+    return rows
+
+
+DECISION_COLUMNS = (
+    "fold",
+    "cutoff",
+    "candles",
+    "holding",
+    "signal",
+    "signal_drift",
+    "risk_target",
+    "risk_target_ewma",
+    "signal_vs_holding",
+    "signal_vs_holding_low",
+    "signal_vs_holding_high",
+    "signal_vs_holding_p",
+    "risk_target_vs_holding",
+    "risk_target_vs_holding_low",
+    "risk_target_vs_holding_high",
+    "risk_target_vs_holding_p",
+    "signal_vs_drift",
+    "signal_vs_drift_low",
+    "signal_vs_drift_high",
+    "signal_vs_drift_p",
+    "risk_target_vs_ewma",
+    "risk_target_vs_ewma_low",
+    "risk_target_vs_ewma_high",
+    "risk_target_vs_ewma_p",
+)
+"""Returns after fees over the fold (exp of the total log return, minus 1), and each rule against holding and
+against its twin: how much more (below 0, less) it ends with, the 95% interval of that, and the p-value of the
+difference in mean return."""
+COMPARED = (
+    ("signal_vs_holding", "against_holding", "signal"),
+    ("risk_target_vs_holding", "against_holding", "risk-target"),
+    ("signal_vs_drift", "against_twin", "signal"),
+    ("risk_target_vs_ewma", "against_twin", "risk-target"),
+)
+
+
+def decision_row(label: str, cutoff: str, traded: DecisionMetrics) -> dict[str, Any]:
+    total = {rule: round(math.expm1(score.total_log_return), 4) for rule, score in traded.rules.items()}
+    cells: dict[str, Any] = {
+        "fold": label,
+        "cutoff": cutoff,
+        "candles": traded.rules["buy-and-hold"].candles,
+        "holding": total["buy-and-hold"],
+        "signal": total["signal"],
+        "signal_drift": total["signal-drift"],
+        "risk_target": total["risk-target"],
+        "risk_target_ewma": total["risk-target-ewma"],
+    }
+    for name, against, rule in COMPARED:
+        found = getattr(traded, against)[rule]
+        relative, low, high = found.relative
+        cells |= {
+            name: round(relative, 4),
+            f"{name}_low": round(low, 4),
+            f"{name}_high": round(high, 4),
+            f"{name}_p": round(found.mean_p, 3),
+        }
+    return cells
+
+
+def decision_rows(result: BacktestResult) -> list[dict[str, Any]]:
+    """A row per fold, the losing ones as plainly as the rest, then the pooled folds (and, with a hold-out, its
+    two pools); none for a backtest from before the rules."""
+    rows = [decision_row(str(f.fold), f.cutoff, f.decision) for f in result.folds if f.decision is not None]
+    if result.pooled_decision is not None:
+        rows.append(decision_row("pooled", "", result.pooled_decision))
+    for pool in (result.choice, result.held_out):
+        if pool is not None and pool.decision is not None:
+            rows.append(decision_row(f"folds {pool.folds[0]}-{pool.folds[-1]}", "", pool.decision))
     return rows

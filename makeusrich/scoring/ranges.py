@@ -159,7 +159,9 @@ def standardised_quantiles(train_returns: ArrayLike, train_sigma: ArrayLike, pro
     volatility is multiplied by to make a range (where a volatility is known)."""
     returns, scale = finite_array(train_returns, "train_returns"), np.asarray(train_sigma, dtype=np.float64)
     usable = np.isfinite(scale) & (scale > 0)
-    return np.asarray(np.quantile(returns[usable] / scale[usable], np.asarray(probabilities, dtype=np.float64)), dtype=np.float64)
+    return np.asarray(
+        np.quantile(returns[usable] / scale[usable], np.asarray(probabilities, dtype=np.float64)), dtype=np.float64
+    )
 
 
 def baseline_quantiles(

@@ -151,12 +151,21 @@ class DecisionMetrics(_Document):
     threshold: float = Field(description="the signal rule's threshold on log(forecast / last close)")
     cap: float
     level: float = Field(description="the level of the central range the risk-target rule reads (0.9: 5%..95%)")
-    train_drift: float = Field(description="the training split's mean log return a candle: the signal's twin")
-    sigma_target: float = Field(description="the training split's one-candle volatility: the risk target")
-    ewma_bounds: list[float] = Field(description="the EWMA range's bounds, in units of the volatility known then")
+    # what the rules fitted on the training split; None where each fold fitted its own (pooled folds)
+    train_drift: float | None = Field(None, description="the training split's mean log return a candle")
+    sigma_target: float | None = Field(None, description="the training split's one-candle volatility")
+    ewma_bounds: list[float] | None = Field(None, description="EWMA's range in units of the volatility known then")
     rules: dict[str, RuleScore]
     against_holding: dict[str, Difference]
     against_twin: dict[str, Difference]
+
+
+class Equity(_Document):
+    """Each decision rule's holding over time, for plots: its cumulative log return after fees at the closes `at`
+    (thinned to a few hundred points; the last candle always kept)."""
+
+    at: list[str]
+    rules: dict[str, list[float]]
 
 
 class SplitMetrics(_Document):
@@ -384,6 +393,7 @@ class FoldResult(_Document):
     train_seconds: float
     point: Score
     ranges: RangeMetrics
+    decision: DecisionMetrics | None = None  # None in backtests from before issue 28
 
 
 class Pool(_Document):
@@ -392,6 +402,7 @@ class Pool(_Document):
     folds: list[int]
     point: Score
     ranges: RangeMetrics
+    decision: DecisionMetrics | None = None
 
 
 class BacktestResult(_Document):
@@ -408,6 +419,10 @@ class BacktestResult(_Document):
     folds: list[FoldResult]
     pooled_point: Score
     pooled_ranges: RangeMetrics
+    pooled_decision: DecisionMetrics | None = Field(
+        None, description="the rules over every fold's candles, each fold's positions from its own model and fit"
+    )
+    equity: Equity | None = Field(None, description="the pooled rules' holdings over time")
     choice: Pool | None = None
     held_out: Pool | None = None
     seconds: float

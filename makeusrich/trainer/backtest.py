@@ -31,11 +31,21 @@ from makeusrich.errors import CandleError
 from makeusrich.market import close_moments, interval_ms
 from makeusrich.onnxrt import onnx_session
 from makeusrich.pair import CurrencyPairSpec
-from makeusrich.scoring import COLUMNS, evaluate, ranges, segment_ids, table_rows, valid_origins
+from makeusrich.scoring import (
+    COLUMNS,
+    DECISION_COLUMNS,
+    decision,
+    decision_rows,
+    evaluate,
+    ranges,
+    segment_ids,
+    table_rows,
+    valid_origins,
+)
 from makeusrich.store import BacktestResult, FoldResult, Pool, RangeMetrics, Score
 from makeusrich.trainer.evaluation import calibrate, log_returns, naive_ranges
 from makeusrich.trainer.export import export_onnx, run_onnx
-from makeusrich.trainer.features import ohlcv_array, prepare
+from makeusrich.trainer.features import Prepared, ohlcv_array, prepare
 from makeusrich.trainer.model import Forecaster
 from makeusrich.trainer.train import EpochRecord, train, usable_cpus
 
@@ -52,6 +62,8 @@ class Forecasts:
     quantiles: np.ndarray  # [n, h, L] log returns, like the two below
     climatology: np.ndarray
     ewma: np.ndarray
+    positions: np.ndarray  # [n, rules]: each decision rule's position for the next candle, in decision.RULES order
+    target_at: np.ndarray  # [n] int64 nanoseconds: when the next candle closes
 
     @classmethod
     def pool(cls, parts: list[Forecasts]) -> Forecasts:
@@ -67,6 +79,20 @@ def score_forecasts(part: Forecasts, levels: list[float]) -> tuple[Score, RangeM
     actual = log_returns(part.actual, part.last_close)
     point = evaluate.score(part.actual, part.forecast, part.last_close)
     return point, ranges.range_metrics(actual, part.quantiles, part.climatology, part.ewma, levels)
+
+
+def judge_positions(part: Forecasts, spec: CurrencyPairSpec, fitted: decision.Fitted | None) -> decision.Decisions:
+    """The decision rules over a fold's (or pooled folds') candles, after fees: the positions were taken at each
+    origin from its fold's model and fit; pooled, a trader simply follows each fold's model in turn."""
+    levels = spec.model.quantiles
+    return decision.judge(
+        {rule: part.positions[:, k] for k, rule in enumerate(decision.RULES)},
+        np.log(part.actual[:, 0] / part.last_close),
+        timedelta(milliseconds=interval_ms(spec.interval)),
+        spec.decision,
+        round(levels[-1] - levels[0], 9),
+        fitted,
+    )
 
 
 def run_fold(
@@ -106,15 +132,42 @@ def run_fold(
     actual = ohlcv[origins[:, None] + np.arange(1, model.horizon + 1)[None, :], 3]
 
     # Baselines fitted on the fold's training split; EWMA volatility is known at each origin from past closes.
-    climatology, ewma = naive_ranges(data, origins, model.quantiles, ranges.ewma_sigma(ohlcv[:, 3]), offset)
-    part = Forecasts(actual, last_close, forecast, log_returns(quantiles, last_close), climatology, ewma)
+    sigma = ranges.ewma_sigma(ohlcv[:, 3])
+    climatology, ewma = naive_ranges(data, origins, model.quantiles, sigma, offset)
+    at = decision.Origins(
+        last_close=last_close,
+        actual=actual[:, 0],
+        forecast=np.asarray(forecast[:, 0], dtype=np.float64),
+        low=np.asarray(quantiles[:, 0, 0], dtype=np.float64),
+        high=np.asarray(quantiles[:, 0, -1], dtype=np.float64),
+        level=round(model.quantiles[-1] - model.quantiles[0], 9),
+        ewma_sigma=sigma[origins],
+    )
+    fitted, held = decision_positions(data, offset, spec, sigma, at)
+    target_at = closes.iloc[origins + 1].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    part = Forecasts(
+        actual, last_close, forecast, log_returns(quantiles, last_close), climatology, ewma, held, target_at
+    )
     facts = {
         "trained_from": before["open_time"].iloc[0],
         "forecast_to": closes.iloc[int(origins[-1]) + model.horizon],
         "epochs": len(result.epochs),
         "train_seconds": round(result.seconds, 1),
+        "fitted": fitted,
     }
     return part, facts
+
+
+def decision_positions(
+    data: Prepared, offset: int, spec: CurrencyPairSpec, sigma: np.ndarray, at: decision.Origins
+) -> tuple[decision.Fitted, np.ndarray]:
+    """What the fold's decision rules fit on its training split, and their positions [n, rules] at its forecast
+    origins (`sigma` is the whole history's EWMA volatility; the fold's candles start at `offset` in it)."""
+    train = data.split.train
+    train_returns = np.log(data.actual_prices(train)[:, 0] / data.last_close(train))
+    fitted = decision.Fitted.of(train_returns, sigma[train + offset], at.level)
+    held = decision.positions(at, fitted, spec.decision)
+    return fitted, np.stack([held[rule] for rule in decision.RULES], axis=1)
 
 
 def _fold_in_worker(args: tuple[CurrencyPairSpec, pd.DataFrame, pd.Timestamp, timedelta, int]) -> Any:
@@ -170,6 +223,7 @@ def walk_forward(
     results = []
     for k, (cut, (part, facts)) in enumerate(zip(cuts, outcomes, strict=True)):
         point, scored = score_forecasts(part, levels)
+        traded = judge_positions(part, spec, facts["fitted"]).metrics
         results.append(
             FoldResult(
                 fold=k + 1,
@@ -180,14 +234,19 @@ def walk_forward(
                 train_seconds=facts["train_seconds"],
                 point=point,
                 ranges=scored,
+                decision=traded,
             )
         )
     parts = [part for part, _ in outcomes]
-    pooled_point, pooled_ranges = score_forecasts(Forecasts.pool(parts), levels)
+    everything = Forecasts.pool(parts)
+    pooled_point, pooled_ranges = score_forecasts(everything, levels)
+    pooled_decisions = judge_positions(everything, spec, None)
 
     def pooled(numbers: range) -> Pool:
-        point, scored = score_forecasts(Forecasts.pool([parts[k] for k in numbers]), levels)
-        return Pool(folds=[k + 1 for k in numbers], point=point, ranges=scored)
+        part = Forecasts.pool([parts[k] for k in numbers])
+        point, scored = score_forecasts(part, levels)
+        traded = judge_positions(part, spec, None).metrics
+        return Pool(folds=[k + 1 for k in numbers], point=point, ranges=scored, decision=traded)
 
     split = folds - hold_out
     return BacktestResult(
@@ -201,6 +260,8 @@ def walk_forward(
         folds=results,
         pooled_point=pooled_point,
         pooled_ranges=pooled_ranges,
+        pooled_decision=pooled_decisions.metrics,
+        equity=decision.equity(pooled_decisions, [_iso(pd.Timestamp(t, tz="UTC")) for t in everything.target_at]),
         choice=pooled(range(split)) if 0 < hold_out < folds else None,
         held_out=pooled(range(split, folds)) if 0 < hold_out < folds else None,
         seconds=round(time.perf_counter() - started, 1),
@@ -212,11 +273,33 @@ def _iso(moment: pd.Timestamp) -> str:
 
 
 def to_csv(result: BacktestResult) -> str:
+    return _csv(COLUMNS, table_rows(result))
+
+
+def decision_csv(result: BacktestResult) -> str:
+    return _csv(DECISION_COLUMNS, decision_rows(result))
+
+
+def _csv(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> str:
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(table_rows(result))
+    writer.writerows(rows)
     return buffer.getvalue()
+
+
+def decision_markdown(result: BacktestResult) -> str:
+    """The decision rules' table as people read it: returns after fees, and each comparison as how much more (or
+    less) the rule ends with, its 95% interval and p-value."""
+    head = ["fold", "cutoff", "holding", "signal", "signal on drift", "risk target", "risk target on EWMA"]
+    compared = ["signal_vs_holding", "risk_target_vs_holding", "signal_vs_drift", "risk_target_vs_ewma"]
+    lines = ["| " + " | ".join(head + [c.replace("_", " ") for c in compared]) + " |", "|" + "---|" * 11]
+    for r in decision_rows(result):
+        cells = [str(r["fold"]), str(r["cutoff"])[:10]]
+        cells += [f"{r[c]:+.1%}" for c in ("holding", "signal", "signal_drift", "risk_target", "risk_target_ewma")]
+        cells += [f"{r[c]:+.1%} [{r[c + '_low']:+.1%}, {r[c + '_high']:+.1%}] p={r[c + '_p']:.2f}" for c in compared]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def to_markdown(result: BacktestResult) -> str:
@@ -255,6 +338,48 @@ def plot_png(result: BacktestResult) -> bytes:
     bottom.set_ylabel("90% interval score ratio")
     bottom.set_xticks(x, folds, rotation=45, ha="right")
     bottom.legend(loc="upper left", ncols=2, framealpha=0.9)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+RULE_STYLES = {
+    decision.HOLD: ("#000000", "-"),
+    decision.CASH: ("#999999", ":"),
+    decision.SIGNAL: ("#4477aa", "-"),
+    decision.SIGNAL_DRIFT: ("#4477aa", "--"),
+    decision.RISK_TARGET: ("#228833", "-"),
+    decision.RISK_TARGET_EWMA: ("#228833", "--"),
+}
+
+
+def equity_png(result: BacktestResult) -> bytes:
+    """The pooled folds' equity curves: what 1 held by each rule (and its twin, dashed) became after fees, with the
+    folds' cutoffs marked."""
+    import matplotlib
+
+    logging.getLogger("matplotlib").setLevel(logging.WARNING)
+    matplotlib.use("Agg")
+    from matplotlib import dates
+    from matplotlib import pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(10, 4.5))
+    if result.equity is not None:
+        at = pd.to_datetime(result.equity.at)
+        for rule in decision.RULES:
+            colour, style = RULE_STYLES[rule]
+            wealth = np.exp(np.asarray(result.equity.rules[rule]))
+            axes.plot(at, wealth, style, color=colour, linewidth=1.4, label=decision.RULE_NAMES[rule])
+        for fold in result.folds[1:]:
+            cut = dates.date2num(pd.Timestamp(fold.cutoff))  # type: ignore[no-untyped-call]  # matplotlib's stub
+            axes.axvline(cut, color="#dddddd", linewidth=0.8, zorder=0)
+        axes.legend(loc="best", ncols=3, framealpha=0.9, fontsize=8)
+    fee = result.pooled_decision.fee_bps if result.pooled_decision else None
+    axes.set_title(f"{result.pair}: 1 followed through {len(result.folds)} folds, after fees of {fee:g} bps a trade")
+    axes.set_ylabel("value of 1 held from the first fold")
+    figure.autofmt_xdate()
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)

@@ -53,7 +53,9 @@ class BacktestSettings(StoreSettings):
     )
     lookback_days: int | None = Field(None, ge=1, le=3650, description="override spec.lookbackDays")
     max_epochs: int | None = Field(None, ge=1, description="override spec.model.maxEpochs (short runs)")
-    out: Path = Field(Path("backtest"), description="folder for backtest.json, folds.csv and skill.png")
+    out: Path = Field(
+        Path("backtest"), description="folder for backtest.json, folds.csv, skill.png, decision.csv and equity.png"
+    )
     publish: bool = Field(
         False,
         description="also store backtest.json beside the promoted version's metadata.json in --store (the "
@@ -74,9 +76,18 @@ class BacktestSettings(StoreSettings):
 def cmd_backtest(args: argparse.Namespace) -> int:
     from makeusrich.market import Source, load_candles
     from makeusrich.pair import load_pair_arg
+    from makeusrich.scoring import decision
     from makeusrich.settings import MarketSettings, from_args
     from makeusrich.store import write_backtest
-    from makeusrich.trainer.backtest import plot_png, to_csv, to_markdown, walk_forward
+    from makeusrich.trainer.backtest import (
+        decision_csv,
+        decision_markdown,
+        equity_png,
+        plot_png,
+        to_csv,
+        to_markdown,
+        walk_forward,
+    )
 
     pair = load_pair_arg(args.file)
     market, settings = from_args(MarketSettings, args), from_args(BacktestSettings, args)
@@ -112,12 +123,21 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     (settings.out / "backtest.json").write_text(json.dumps(result.to_json(), indent=2) + "\n")
     (settings.out / "folds.csv").write_text(to_csv(result))
     (settings.out / "skill.png").write_bytes(plot_png(result))
+    (settings.out / "decision.csv").write_text(decision_csv(result))
+    (settings.out / "equity.png").write_bytes(equity_png(result))
     print(
         f"{pair.name}: {settings.folds} folds of {settings.step} from {candles.source}, "
         f"lookback {spec.lookback_days} days"
     )
     print(to_markdown(result), end="")
-    print(f"wrote {settings.out}/backtest.json, folds.csv and skill.png ({result.seconds:.0f} s)")
+    print(f"\nWould following it have made money? After fees of {spec.decision.fee_bps:g} bps a trade:")
+    print(decision_markdown(result), end="")
+    if result.pooled_decision is not None:
+        print(f"pooled: {decision.headline(result.pooled_decision)}")
+    print(
+        f"wrote {settings.out}/backtest.json, folds.csv, skill.png, decision.csv and equity.png "
+        f"({result.seconds:.0f} s)"
+    )
     if target is not None:
         store, version = target
         print(f"stored beside version {version}: {write_backtest(store, version, result)}")

@@ -7,6 +7,7 @@ import csv
 import gzip
 import io
 import json
+import math
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from makeusrich.errors import StoreError
 from makeusrich.market import Source, clean_candles, read_sample, sample_path
 from makeusrich.onnxrt import onnx_session
 from makeusrich.pair import CurrencyPairSpec
-from makeusrich.scoring.folds import COLUMNS
+from makeusrich.scoring.folds import COLUMNS, DECISION_COLUMNS
 from makeusrich.store import BacktestResult, pair_store, read_backtest, write_backtest
 from makeusrich.trainer.backtest import cutoffs, run_fold, walk_forward
 from makeusrich.trainer.export import run_onnx
@@ -110,6 +111,13 @@ def test_the_command_writes_json_csv_and_a_plot(tmp_path: Path) -> None:
     saved = json.loads((out / "backtest.json").read_text())
     assert saved["pooledPoint"]["n"] == int(rows[-1]["n"]) == 2 * 3 * 24
     assert (out / "skill.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "equity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    traded = list(csv.DictReader(io.StringIO((out / "decision.csv").read_text())))
+    assert [r["fold"] for r in traded] == ["1", "2", "pooled"] and tuple(traded[0]) == DECISION_COLUMNS
+    assert "Would following it have made money? After fees of 10 bps a trade:" in done.stdout
+    assert "| pooled |" in done.stdout.split("Would following")[1] and "pooled: after fees: holding " in done.stdout
+    pooled = saved["pooledDecision"]["rules"]
+    assert float(traded[-1]["holding"]) == pytest.approx(math.expm1(pooled["buy-and-hold"]["totalLogReturn"]), abs=1e-4)
 
 
 def test_publish_stores_the_backtest_beside_the_served_version_of_the_same_settings(tmp_path: Path) -> None:
