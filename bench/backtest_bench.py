@@ -6,7 +6,9 @@ It runs `makeusrich backtest -f manifests/examples/btc-usdt.yaml --source sample
 and jobs given here (always explicit: the pair's own lookbackDays may change) in a child process, and with
 `--write` copies its backtest.json, folds.csv and skill.png to bench/results/backtest/<L>d-<F>x<S>.{json,csv,png}
 and writes the per-fold table in bench/results/backtest.md, in that configuration's section (the notes around
-the sections stay).
+the sections stay). The same run answers whether following the model would have made money after fees: its
+decision.csv and equity.png go beside (<name>.decision.csv, <name>.equity.png) and its table, the pooled headline
+and the folds each rule lost, in bench/results/decision.md.
 
     python bench/backtest_bench.py [--lookback-days 1095] [--folds 12] [--step 30d] [--jobs 1] [--hold-out 3]
         [--max-epochs N] [--write]
@@ -22,9 +24,51 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import dataclasses
+
 import _harness
 
-FILES = {"backtest.json": "json", "folds.csv": "csv", "skill.png": "png"}
+from makeusrich.scoring import decision, decision_rows
+from makeusrich.store import BacktestResult
+from makeusrich.trainer.backtest import decision_markdown
+
+FILES = {
+    "backtest.json": "json",
+    "folds.csv": "csv",
+    "skill.png": "png",
+    "decision.csv": "decision.csv",
+    "equity.png": "equity.png",
+}
+COMPARISONS = {
+    "signal_vs_holding": "the signal rule against holding",
+    "risk_target_vs_holding": "the risk-target rule against holding",
+    "signal_vs_drift": "the signal rule against its twin fed by the training drift",
+    "risk_target_vs_ewma": "the risk-target rule against its twin fed by EWMA volatility (the ranges' economic value)",
+}
+
+
+def decision_body(result: BacktestResult, name: str) -> str:
+    """The rules' table, the pooled headline, and for each comparison the folds won and lost, the lost ones first."""
+    folds = [r for r in decision_rows(result) if str(r["fold"]).isdigit()]
+    lines = [
+        f"Files: `backtest/{name}.decision.csv` (the table, with each interval's ends), `backtest/{name}.equity.png` "
+        f"(the pooled equity curves), `backtest/{name}.json` (everything).",
+        "",
+        decision_markdown(result).strip(),
+        "",
+    ]
+    if result.pooled_decision is not None:
+        lines += [f"Pooled over {len(folds)} folds: {decision.headline(result.pooled_decision)}.", ""]
+    for column, said in COMPARISONS.items():
+        lost = [str(r["fold"]) for r in folds if r[column] < 0]
+        won = [str(r["fold"]) for r in folds if r[column] > 0]
+        beyond = [str(r["fold"]) for r in folds if r[f"{column}_p"] < 0.05]
+        lines.append(
+            f"- {said}: behind in {len(lost)} of {len(folds)} folds ({', '.join(lost) or 'none'}), ahead in "
+            f"{len(won)} ({', '.join(won) or 'none'}), level in the rest; a difference beyond luck (p < 0.05) in "
+            f"{', '.join(beyond) or 'none'}"
+        )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -56,6 +100,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"makeusrich backtest exited with {done.returncode}:\n{log.read_text()[-3000:]}")
         with (out / "backtest" / "folds.csv").open(newline="") as table:
             header, *rows = list(csv.reader(table))
+        result = BacktestResult.model_validate_json((out / "backtest" / "backtest.json").read_bytes())
         if args.write:
             folder = run.path.parent / "backtest"
             folder.mkdir(parents=True, exist_ok=True)
@@ -70,6 +115,15 @@ def main(argv: list[str] | None = None) -> None:
         settings=_harness.model_settings(_harness.example_pair(args.lookback_days, args.max_epochs)),
         versions=("torch",),
         notes=[f"Runs: `makeusrich {shlex.join(backtest)}` (a store and an output folder of its own)"],
+    )
+    dataclasses.replace(run, results="decision").finish(
+        decision_body(result, name),
+        title="Would following the model have made money? The decision rules after fees, walk-forward",
+        part=f"lookbackDays {args.lookback_days}, {args.folds} folds of {args.step}",
+        level=3,
+        settings=_harness.model_settings(_harness.example_pair(args.lookback_days, args.max_epochs)),
+        versions=("torch",),
+        notes=[f"Runs: `makeusrich {shlex.join(backtest)}`; the rules' settings are spec.decision's defaults"],
     )
 
 

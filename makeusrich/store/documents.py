@@ -512,6 +512,18 @@ class RunEvidence(_Document):
     shadows: list[ShadowSums] = Field(default_factory=list)
 
 
+class DecisionValue(_Document):
+    """Would following a version's one-step forecasts since it went live (or over replayed hours) have made money
+    after fees: the rules of its test split (makeusrich.scoring.decision), with what they fitted on its training
+    split, on those hours."""
+
+    version: str
+    since: str = Field(description="the first origin counted")
+    through: str = Field(description="the newest origin counted")
+    computed_at: str
+    metrics: DecisionMetrics
+
+
 class TrackSummary(_Document):
     """`<ns>/<pair>/track.json`: the live track record in numbers; the operator copies it into status.live."""
 
@@ -527,6 +539,10 @@ class TrackSummary(_Document):
     decisions: list[LiveDecision] = Field(default_factory=list, description="the live decisions on the version's run")
     shadows: list[LiveShadow] = Field(default_factory=list, description="the version beside its shadows")
     run_evidence: RunEvidence | None = Field(None, description="what the decisions and shadows above are made of")
+    decision: DecisionValue | None = Field(None, description="the version's run after fees, refreshed daily")
+    replayed_decision: DecisionValue | None = Field(
+        None, description="the same over the replayed hours (`makeusrich track --replay`), never counted as live"
+    )
 
     def window(self, name: str) -> LiveWindow | None:
         return next((w for w in self.windows if w.window == name), None)

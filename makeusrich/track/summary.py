@@ -17,9 +17,10 @@ from makeusrich.contract import iso_z
 from makeusrich.market import interval_ms
 from makeusrich.pair import LiveDecision, LiveShadow
 from makeusrich.scoring import VERSION_WINDOW, evaluate, ranges
-from makeusrich.store import LiveWindow, RangeScore, RunEvidence, Score, TrackSummary
+from makeusrich.store import DecisionMetrics, DecisionValue, LiveWindow, RangeScore, RunEvidence, Score, TrackSummary
 from makeusrich.store.track_schema import GAP, LIVE, SERVED, as_nanoseconds, level_columns
 from makeusrich.track.evidence import fold, iso_ns, new_run, report
+from makeusrich.track.value import decision_value, refresh_due
 
 WINDOWS: tuple[tuple[str, timedelta], ...] = (
     ("24h", timedelta(hours=24)),
@@ -126,6 +127,15 @@ def window_summary(c: Columns, chosen: np.ndarray, name: str, start: int | None)
     )
 
 
+def newest_live_version(rows: pd.DataFrame) -> str | None:
+    """The version of the newest live forecast among `rows`: the one a summary of them is about."""
+    live = rows["kind"].to_numpy(dtype=object) == LIVE
+    if not live.any():
+        return None
+    newest = np.flatnonzero(live)[np.argmax(as_nanoseconds(rows["origin"])[live])]
+    return str(rows["version"].to_numpy(dtype=object)[newest])
+
+
 def run_start(c: Columns, version: str) -> int:
     """The first origin of the version's newest run of live forecasts: a version served again (after a
     rollback) starts a new run, judged on its own."""
@@ -140,12 +150,14 @@ def summarize(
     namespace: str,
     interval: str,
     now: datetime,
-    before: RunEvidence | None = None,
+    before: TrackSummary | None = None,
+    basis: tuple[str, DecisionMetrics] | None = None,
 ) -> TrackSummary:
     """The summary of a pair's rows at `now`: the newest live version, since when it forecasts live (its newest
     run), every window (24 h, 7 d, 30 d back from now, and since that version went live), and the live decisions:
-    the run's evidence `before` (the last summary's) with the forecasts scored since folded in, or from the rows
-    alone when `before` was another run's."""
+    the run's evidence in the last summary (`before`) with the forecasts scored since folded in, or from the rows
+    alone when that was another run's. With `basis` (a version and its test split's decision metrics), also whether
+    following that version on its run made money after fees, refreshed daily (makeusrich.track.value)."""
     c = Columns.of(rows)
     moment = pd.Timestamp(now).tz_convert("UTC")
     windows = []
@@ -153,6 +165,7 @@ def summarize(
         start = (moment - length).value
         windows.append(window_summary(c, c.origin >= start, name, start))
     version = since = newest_at = None
+    value: DecisionValue | None = None
     decisions: list[LiveDecision] = []
     shadows: list[LiveShadow] = []
     run: RunEvidence | None = None
@@ -162,9 +175,19 @@ def summarize(
         since = run_start(c, version)
         windows.append(window_summary(c, (c.version == version) & (c.origin >= since), VERSION_WINDOW, since))
         step = pd.Timedelta(milliseconds=interval_ms(interval))
-        run = before if before is not None and (before.version, before.live_since) == (version, iso_ns(since)) else None
+        prior = before.run_evidence if before else None
+        run = prior if prior is not None and (prior.version, prior.live_since) == (version, iso_ns(since)) else None
         run = fold(run or new_run(version, since), rows, step)
         decisions, shadows = report(run, step)
+        value = before.decision if before else None
+        if value is not None and (value.version, value.since) != (version, iso_ns(since)):
+            value = None  # another run's answer says nothing of this one
+        if (
+            basis is not None
+            and basis[0] == version
+            and refresh_due(value, version, iso_ns(since), now, f"{namespace}/{pair}")
+        ):
+            value = decision_value(rows, LIVE, version, since, step, basis[1], now) or value
     return TrackSummary(
         pair=pair,
         namespace=namespace,
@@ -178,4 +201,6 @@ def summarize(
         decisions=decisions,
         shadows=shadows,
         run_evidence=run,
+        decision=value,
+        replayed_decision=before.replayed_decision if before else None,
     )

@@ -30,7 +30,7 @@ from makeusrich.errors import MakeUsRichError, ServingError, StoreError, WorkerE
 from makeusrich.market import CandleFeed, interval_ms
 from makeusrich.pair import CurrencyPair
 from makeusrich.pair_sources import PairRecord, PairSource
-from makeusrich.store import PairStore, StoreReader, TrackFiles, TrackSummary
+from makeusrich.store import DecisionMetrics, PairStore, StoreReader, TrackFiles, TrackSummary
 from makeusrich.store.track_schema import LIVE, month_of, month_rows, month_start
 from makeusrich.track.decide import (
     Ask,
@@ -55,7 +55,7 @@ from makeusrich.track.rows import (
     update_rows,
 )
 from makeusrich.track.shadow import Comparator, ModelFiles, Shadows, missing_origins, resolve, shadow_rows
-from makeusrich.track.summary import WINDOWS, summarize
+from makeusrich.track.summary import WINDOWS, newest_live_version, summarize
 from makeusrich.v2client import ModelMetadata, V2Client, candle_array
 
 log = logging.getLogger("makeusrich")
@@ -94,6 +94,7 @@ class PairTrack:
     shadows: Shadows | None = None  # the served version's comparators
     rolled_back: str | None = None  # the served version this tracker rolled back
     rollback_problem: str | None = None  # why the last rollback could not be written (said once)
+    basis: tuple[str, DecisionMetrics | None] | None = None  # a version and its test split's decision metrics
 
     @property
     def summary(self) -> TrackSummary | None:
@@ -307,6 +308,25 @@ class Tracker(RoundLoop):
                 state.shadows = dataclasses.replace(state.shadows, problem=problem)
         return frames
 
+    async def _basis(
+        self, pair: CurrencyPair, state: PairTrack, version: str | None
+    ) -> tuple[str, DecisionMetrics] | None:
+        """The served version's test-split decision metrics (read once a version): what its live answer to "would
+        it have made money" is computed with. None for a version from before them, or whose metadata.json cannot
+        be read (said once)."""
+        if version is None:
+            return None
+        if state.basis is None or state.basis[0] != version:
+            try:
+                meta = await self.offload(self.reader.metadata, pair.namespace, pair.name, version)
+                found = meta.metrics.test.decision
+            except MakeUsRichError as exc:
+                log.warning(f"version {version}'s metadata.json cannot be read: {exc}", extra={"pair": pair.name})
+                found = None
+            state.basis = (version, found)
+        found = state.basis[1]
+        return (version, found) if found is not None else None
+
     async def _model(self, client: V2Client, name: str, state: PairTrack) -> ModelMetadata:
         if state.model is None:
             state.model = await client.model_metadata(name)
@@ -451,8 +471,8 @@ class Tracker(RoundLoop):
         shadows = await self._shadows(record, state, held, new_rows, candles, newest - step * SCORE_BACK, last_version)
         held, months, scored = update_rows(held, beside(new_rows, shadows), closes_by_moment(candles, step), now)
         if months or summary is None:  # a retry round that changed nothing leaves it as it is
-            before = summary.run_evidence if summary else None
-            state.summary = summary = summarize(held, pair.name, pair.namespace, spec.interval, now, before)
+            basis = await self._basis(pair, state, newest_live_version(held) or last_version)
+            state.summary = summary = summarize(held, pair.name, pair.namespace, spec.interval, now, summary, basis)
         if months:
             await self.offload(self._put, pair, *self._encoded(pair, held, summary, months))
         rolled = await self._roll_back_if_due(record, state, summary)

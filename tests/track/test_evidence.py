@@ -124,8 +124,7 @@ def test_decisions_folded_in_round_by_round_through_track_json_are_those_of_ever
     rows = record(prices, [("v1", 0, 1.0), ("v2", 60, 1.02)])
     summary = None
     for hour in (59, 60, 61, 62, 70, 71, 95, 130, 131, 200):  # rounds, some of which score nothing new
-        before = summary.run_evidence if summary else None
-        summary = summarize(as_of(rows, hour), "btc-usdt", "default", "1h", NOW, before)
+        summary = summarize(as_of(rows, hour), "btc-usdt", "default", "1h", NOW, summary)
         summary = TrackSummary.model_validate_json(summary.model_dump_json(by_alias=True))  # as stored
     assert summary is not None and summary.run_evidence is not None
     decisions, shadows = evidence(rows, "v2", (T0 + 60 * HOUR).value, HOUR)
@@ -142,15 +141,17 @@ def test_decisions_folded_in_round_by_round_through_track_json_are_those_of_ever
 def test_a_new_run_starts_its_evidence_anew_and_a_late_shadow_is_not_counted() -> None:
     prices = closes(200)
     rows = record(prices, [("v1", 0, 1.0), ("v2", 60, 1.02)])
-    earlier = summarize(as_of(rows, 150), "btc-usdt", "default", "1h", NOW).run_evidence
-    assert earlier is not None
-    other_run = earlier.model_copy(update={"live_since": "2026-03-01T00:00:00Z"})
-    restarted = summarize(rows, "btc-usdt", "default", "1h", NOW, other_run)
+    earlier = summarize(as_of(rows, 150), "btc-usdt", "default", "1h", NOW)
+    assert earlier.run_evidence is not None
+    other_run = earlier.run_evidence.model_copy(update={"live_since": "2026-03-01T00:00:00Z"})
+    restarted = summarize(
+        rows, "btc-usdt", "default", "1h", NOW, earlier.model_copy(update={"run_evidence": other_run})
+    )
     assert restarted.run_evidence is not None and restarted.run_evidence.live_since == "2026-03-03T12:00:00Z"
     assert by_name(restarted.decisions)[seq.DEGRADED_POINT].forecasts == 140  # not the other run's 90 besides
     # origins 100-119 scored before their replaced shadow was recorded: the rollback decisions never count them
     late = rows[~((rows["kind"] == SHADOW) & rows["origin"].between(T0 + 100 * HOUR, T0 + 119 * HOUR))]
-    first = summarize(as_of(late, 120), "btc-usdt", "default", "1h", NOW).run_evidence
+    first = summarize(as_of(late, 120), "btc-usdt", "default", "1h", NOW)
     final = summarize(rows, "btc-usdt", "default", "1h", NOW, first)
     assert by_name(final.decisions)[seq.ROLLBACK_POINT].forecasts == 120 and final.run_evidence is not None
     assert by_name(final.decisions)[seq.DEGRADED_POINT].forecasts == 140
