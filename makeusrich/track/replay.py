@@ -2,8 +2,9 @@
 stored candles. The rows are marked `replayed`: they show on the dashboard, and never count as live.
 
 Only origins before the live record began are filled (a replay never stands in for a live forecast, nor for a
-gap). A replay writes month files, so it refuses to run while a tracker is writing them; track.json is left as
-it is, since replayed rows never enter it.
+gap). A replay writes month files, so it refuses to run while a tracker is writing them. Replayed rows never enter
+track.json's live numbers; the replay writes there only whether following the version over the replayed hours would
+have made money after fees (`replayedDecision`, makeusrich.track.value), which the tracker carries forward.
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from makeusrich.errors import MakeUsRichError, StoreError
 from makeusrich.market import interval_ms
 from makeusrich.onnxrt import onnx_session
 from makeusrich.pair import CurrencyPair
-from makeusrich.store import TrackFiles
+from makeusrich.store import TrackFiles, TrackSummary
 from makeusrich.store.track_schema import REPLAYED, SERVED, month_of, month_rows, month_start
 from makeusrich.track.decide import window_problem
 from makeusrich.track.rows import append_rows, closes_by_moment, forecast_rows, score_rows
 from makeusrich.track.tracker import PairRound, Tracker
+from makeusrich.track.value import decision_value
 from makeusrich.v2client import candle_array
 
 RECENT_WRITE = timedelta(minutes=10)  # track.json newer than this: a tracker is running
@@ -35,7 +37,11 @@ def replay_pair(tracker: Tracker, pair: CurrencyPair, start: pd.Timestamp, end: 
     now = tracker.now()
     track = TrackFiles(store)
     summary = track.read_summary()
-    if summary is not None and now - datetime.fromisoformat(summary.updated_at) < RECENT_WRITE:
+    if (
+        summary is not None
+        and now - datetime.fromisoformat(summary.updated_at) < RECENT_WRITE
+        and not written_by_replay(summary)
+    ):
         raise MakeUsRichError(
             f"{key}: a tracker wrote track.json at {summary.updated_at}; stop it before replaying (one writer)"
         )
@@ -81,7 +87,27 @@ def replay_pair(tracker: Tracker, pair: CurrencyPair, start: pd.Timestamp, end: 
     rows, scored = score_rows(rows, closes_by_moment(candles, step), now)
     for month, in_month in month_rows(rows, {month_of(o) for o in origins}):
         track.write(month, in_month)
+    basis = meta.metrics.test.decision
+    mine = rows.loc[(rows["kind"] == REPLAYED) & (rows["version"] == latest.version), "origin"]
+    value = decision_value(rows, REPLAYED, latest.version, mine.min().value, step, basis, now) if basis else None
+    if value is not None:
+        track.write_summary(
+            summary.model_copy(update={"replayed_decision": value})
+            if summary is not None
+            else TrackSummary(
+                pair=pair.name,
+                namespace=pair.namespace,
+                interval=pair.spec.interval,
+                updated_at=value.computed_at,
+                replayed_decision=value,
+            )
+        )
     return PairRound(key, recorded=len(origins), scored=scored)
+
+
+def written_by_replay(summary: TrackSummary) -> bool:
+    """track.json that only a replay wrote (no tracker has run since): it holds no live lock."""
+    return summary.replayed_decision is not None and summary.replayed_decision.computed_at == summary.updated_at
 
 
 async def replay(tracker: Tracker, start: pd.Timestamp, end: pd.Timestamp) -> list[PairRound]:

@@ -466,6 +466,12 @@ def test_a_replay_fills_the_past_with_the_stored_model_marked_replayed_and_never
     assert rows["actual"].notna().all()
     summary = summarize(rows, "btc-usdt", "default", "1h", pd.Timestamp(end).to_pydatetime())
     assert all(w.made == 0 for w in summary.windows) and summary.version is None  # never counted as live
+    stored = TrackFiles(store).read_summary()  # but whether following it would have made money is said, apart
+    assert stored is not None and stored.version is None and stored.decision is None
+    replayed_value = stored.replayed_decision
+    assert replayed_value is not None and replayed_value.version == world.trained.version
+    assert replayed_value.since == iso(start) and replayed_value.through == iso(end)
+    assert replayed_value.metrics.rules["buy-and-hold"].candles >= 24  # once EWMA's volatility is known
     again = run(
         replay(Tracker(source, CandleFeed(Source("sample")), world.trained.url, clock=lambda: clock), start, end)
     )
