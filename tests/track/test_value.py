@@ -37,8 +37,8 @@ def test_the_live_answer_is_the_test_splits_rules_on_the_versions_run() -> None:
     value = summary.decision
     assert value is not None and (value.version, value.since) == ("v2", summary.live_since)
     got = value.metrics.rules
-    # by hand: origins 60..199 (the closes run to 200), each held over the next candle; the volatility known at each is EWMA's of the
-    # closes before it (warm from v1's hours), so all count
+    # by hand: origins 60..199 (the closes run to 200), each held over the next candle; the volatility known at
+    # each is EWMA's of the closes before it (warm from v1's hours), so all count
     origins = np.arange(60, 200)
     r = np.log(prices[origins + 1] / prices[origins])
     fee = 0.001
