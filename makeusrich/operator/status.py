@@ -22,7 +22,7 @@ from makeusrich.pair import (
     ServingStatus,
     TrainingStatus,
 )
-from makeusrich.scoring import DEGRADED_REASONS, degraded_verdict
+from makeusrich.scoring import DEGRADED_REASONS, decision, degraded_verdict
 from makeusrich.store import MODEL_KINDS, Change, Latest, ModelMetadata
 
 ConditionType = Literal["Valid", "Trained", "Serving", "Ready", "Degraded"]
@@ -224,6 +224,9 @@ def model_status(
         trained_at=metadata.created_at if metadata else None,
         storage_uri=storage_uri,
         skill=metadata.metrics.test.model.rel_mae if metadata else None,
+        after_fees=decision.headline(metadata.metrics.test.decision)
+        if metadata and metadata.metrics.test.decision
+        else None,
         metrics=model_metrics(metadata),
         change=model_change(change) if change is not None else None,
         history=[model_change(c) for c in reversed(latest.changes[-HISTORY_SHOWN:])] if latest else [],

@@ -37,6 +37,9 @@ class ModelStatus(CamelModel):
     trained_at: str | None = None
     storage_uri: str | None = None
     skill: float | None = Field(None, description="Test MAE relative to persistence (below 1 beats it).")
+    after_fees: str | None = Field(
+        None, description="On the test split: would following it have made money after fees, against holding."
+    )
     metrics: dict[str, Any] | None = None
     change: ModelChange | None = Field(None, description="How this version came to be served (none when pinned).")
     history: list[ModelChange] = Field(default_factory=list, description="The newest changes, newest first.")
@@ -114,6 +117,9 @@ class LiveStatus(CamelModel):
     updated_at: str | None = None
     last_forecast_at: str | None = None
     skill: float | None = Field(None, description="Live MAE relative to persistence over the last 30 days.")
+    after_fees: str | None = Field(
+        None, description="Since the version went live: would following it have made money after fees (daily)."
+    )
     windows: list[LiveWindowStatus] = Field(default_factory=list)
     decisions: list[LiveDecision] = Field(default_factory=list)
     shadows: list[LiveShadow] = Field(default_factory=list)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Literal
 
 from makeusrich.pair import LiveDecision, LiveStatus, LiveWindowStatus
+from makeusrich.scoring.decision import HOLD, headline
 from makeusrich.scoring.sequential import (
     DEGRADED_COVERAGE,
     DEGRADED_POINT,
@@ -60,10 +61,21 @@ def live_status(summary: TrackSummary) -> LiveStatus:
         updated_at=summary.updated_at,
         last_forecast_at=summary.last_forecast_at,
         skill=month.mae_ratio if month else None,
+        after_fees=live_headline(summary),
         windows=windows,
         decisions=summary.decisions,
         shadows=summary.shadows,
     )
+
+
+def live_headline(summary: TrackSummary) -> str | None:
+    """Whether following the served version since it went live made money after fees, in one line with the hours it
+    rests on; None before a day of them was scored."""
+    value = summary.decision
+    if value is None:
+        return None
+    candles = value.metrics.rules[HOLD].candles
+    return f"{candles:,} live candles to {value.through}, {headline(value.metrics)}"
 
 
 def amount(value: float) -> str:

@@ -4,7 +4,9 @@ The metrics are collected when scraped, from what the tracker holds, so ages gro
 in fact. Per pair and window: forecasts made and missed, the live MAE ratio to persistence with its DM p-value,
 and each range's coverage; per pair: the age of the newest forecast and of the served model; per pair and live
 decision: its statistic, the threshold at which it acts, the forecasts it used and whether it is on; per pair and
-shadow: the served version's MAE and pinball loss over the shadow's.
+shadow: the served version's MAE and pinball loss over the shadow's; per pair and decision rule, since the served
+version went live (refreshed daily): its log return after fees, and how much more than holding (or than its twin)
+it ends with, with the 95% interval's ends.
 """
 
 from __future__ import annotations
@@ -104,6 +106,43 @@ class TrackCollector(Collector):
             rounds.add_metric([], self.tracker.last_round.seconds)
         yield from (made, missed, ratio, dm, coverage, forecast_age, model_age, failing, offline, served, rounds)
         yield from decisions
+        yield from self.after_fees()
+
+    def after_fees(self) -> list[GaugeMetricFamily]:
+        """Would following the served version since it went live have made money (makeusrich.track.value)."""
+        labels = ["namespace", "pair", "rule"]
+        returns = GaugeMetricFamily(
+            PREFIX + "after_fees_log_return",
+            "the rule's log return after fees since the version went live",
+            labels=labels,
+        )
+        candles = GaugeMetricFamily(
+            PREFIX + "after_fees_candles", "the live candles the rules were followed over", labels=labels[:2]
+        )
+        bounded = [*labels, "bound"]
+        holding = GaugeMetricFamily(
+            PREFIX + "after_fees_vs_holding",
+            "how much more (below 0, less) the rule ends with than holding: estimate, and 95% low and high",
+            labels=bounded,
+        )
+        twin = GaugeMetricFamily(
+            PREFIX + "after_fees_vs_twin",
+            "how much more the rule ends with than its baseline twin: estimate, and 95% low and high",
+            labels=bounded,
+        )
+        for key, state in sorted(dict(self.tracker.pairs).items()):
+            if (summary := state.summary) is None or summary.decision is None:
+                continue
+            namespace, pair = key.split("/", 1)
+            metrics = summary.decision.metrics
+            candles.add_metric([namespace, pair], metrics.rules["buy-and-hold"].candles)
+            for rule, score in metrics.rules.items():
+                returns.add_metric([namespace, pair, rule], score.total_log_return)
+            for family, against in ((holding, metrics.against_holding), (twin, metrics.against_twin)):
+                for rule, difference in against.items():
+                    for bound, value in zip(("estimate", "low", "high"), difference.relative, strict=True):
+                        family.add_metric([namespace, pair, rule, bound], value)
+        return [returns, candles, holding, twin]
 
     def decisions(self) -> list[GaugeMetricFamily]:
         """The live decisions and the shadows of every pair (makeusrich.track.evidence)."""

@@ -5,15 +5,18 @@ new run answers at once, an old answer is refreshed a day later, and too few hou
 from __future__ import annotations
 
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from makeusrich.scoring import decision
 from makeusrich.scoring import sequential as seq
 from makeusrich.store import DecisionMetrics, TrackSummary
+from makeusrich.track.metrics import TrackCollector
 from makeusrich.track.summary import summarize
+from makeusrich.track.tracker import PairTrack, RoundLoop
 from makeusrich.track.value import refresh_due
 from tests.track.test_evidence import HOUR, NOW, SIGMA, T0, as_of, closes, record
 
@@ -98,3 +101,35 @@ def test_fewer_than_a_day_of_hours_give_no_answer_and_a_replayed_one_is_kept() -
         rows, "btc-usdt", "default", "1h", NOW, summary.model_copy(update={"replayed_decision": replayed})
     )
     assert replayed is not None and carried.replayed_decision == replayed  # the tracker carries a replay's answer
+
+
+class Held(RoundLoop):
+    """What a tracker holds between rounds, for /metrics to read (its rounds are tested in test_tracker.py)."""
+
+    def __init__(self, pairs: dict[str, PairTrack]) -> None:
+        self.pairs, self.specs, self.last_round = pairs, {}, None
+
+    def now(self) -> datetime:
+        return NOW
+
+
+def test_metrics_say_each_rules_return_and_its_difference_from_holding_with_the_interval() -> None:
+    rows = record(closes(200), [("v1", 0, 1.0), ("v2", 60, 1.003)], shadows=False)
+    summary = summarize(rows, "btc-usdt", "default", "1h", NOW, None, ("v2", basis(0.005)))
+    assert summary.decision is not None
+    registry = CollectorRegistry()
+    registry.register(TrackCollector(Held({"default/btc-usdt": PairTrack(summary_json=None)})))
+    registry_empty = generate_latest(registry).decode()
+    assert "after_fees_log_return{" not in registry_empty  # no answer, no series
+    state = PairTrack()
+    state.summary = summary
+    registry = CollectorRegistry()
+    registry.register(TrackCollector(Held({"default/btc-usdt": state})))
+    text = generate_latest(registry).decode()
+    at = 'namespace="default",pair="btc-usdt"'
+    metrics = summary.decision.metrics
+    hold = metrics.rules["buy-and-hold"]
+    assert f'makeusrich_track_after_fees_log_return{{{at},rule="buy-and-hold"}} {hold.total_log_return!r}' in text
+    assert f"makeusrich_track_after_fees_candles{{{at}}} {float(hold.candles)!r}" in text
+    low = metrics.against_twin["risk-target"].relative[1]
+    assert f'makeusrich_track_after_fees_vs_twin{{bound="low",{at},rule="risk-target"}} {low!r}' in text
