@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import shlex
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-
-import dataclasses
 
 import _harness
 
@@ -58,7 +57,7 @@ def decision_body(result: BacktestResult, name: str) -> str:
         "",
     ]
     if result.pooled_decision is not None:
-        lines += [f"Pooled over {len(folds)} folds: {decision.headline(result.pooled_decision)}.", ""]
+        lines += [decision.headline(result.pooled_decision, f"{len(folds)} folds pooled") + ".", ""]
     for column, said in COMPARISONS.items():
         lost = [str(r["fold"]) for r in folds if r[column] < 0]
         won = [str(r["fold"]) for r in folds if r[column] > 0]

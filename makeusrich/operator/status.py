@@ -224,7 +224,7 @@ def model_status(
         trained_at=metadata.created_at if metadata else None,
         storage_uri=storage_uri,
         skill=metadata.metrics.test.model.rel_mae if metadata else None,
-        after_fees=decision.headline(metadata.metrics.test.decision)
+        after_fees=decision.headline(metadata.metrics.test.decision, "test split")
         if metadata and metadata.metrics.test.decision
         else None,
         metrics=model_metrics(metadata),

@@ -391,23 +391,45 @@ def decide(
     return judge(positions(origins, fitted, settings), r, interval, settings, origins.level, fitted, resamples, seed)
 
 
-def headline(metrics: DecisionMetrics) -> str:
-    """One line for a card or a status: each rule's return after fees beside holding's, how much more or less it
-    ends with than holding (with the 95% interval), and whether luck can explain the difference."""
-    total = {rule: math.expm1(score.total_log_return) for rule, score in metrics.rules.items()}
-    said = []
-    for rule in (SIGNAL, RISK_TARGET):
-        relative, low, high = metrics.against_holding[rule].relative
-        said.append(
-            f"{RULE_NAMES[rule]} {total[rule]:+.1%} ({relative:+.1%} vs holding, 95% [{low:+.1%}, {high:+.1%}])"
-        )
+def refit(metrics: DecisionMetrics) -> tuple[Fitted, DecisionSpec] | None:
+    """What a version's rules fitted on its training split and their settings, from its test split's document: the
+    live record, the replay and the dashboard apply them to other hours. None for a pooled document."""
+    m = metrics
+    if m.train_drift is None or m.sigma_target is None or m.ewma_bounds is None:
+        return None
+    settings = DecisionSpec(fee_bps=m.fee_bps, threshold=m.threshold, cap=m.cap)
+    return Fitted(m.train_drift, m.sigma_target, (m.ewma_bounds[0], m.ewma_bounds[1])), settings
+
+
+def percent(x: float) -> str:
+    """A share as people read it: one decimal below 10%, none above (an interval's far end needs no more)."""
+    return f"{x:+.1%}" if abs(x) < 0.1 else f"{x:+.0%}"
+
+
+def verdict(metrics: DecisionMetrics) -> str:
+    """Whether luck can explain how each rule did against holding: whether the 95% interval of the difference in
+    return holds 0."""
     beyond = [
         f"{RULE_NAMES[rule]} {'ahead of' if metrics.against_holding[rule].total > 0 else 'behind'} holding beyond luck"
         for rule in (SIGNAL, RISK_TARGET)
         if not metrics.against_holding[rule].luck
     ]
-    verdict = "; ".join(beyond) if beyond else "luck can explain both"
-    return f"after fees: holding {total[HOLD]:+.1%}, {', '.join(said)}; {verdict}"
+    return "; ".join(beyond) if beyond else "luck can explain both"
+
+
+def headline(metrics: DecisionMetrics, where: str) -> str:
+    """One sentence for a card, a status or a log: over `where` (the test split, live hours, pooled folds), what
+    holding returned after fees, how much more or less each rule ends with than holding (with its 95% interval),
+    and whether luck can explain it."""
+    hold = metrics.rules[HOLD]
+    said = []
+    for rule in (SIGNAL, RISK_TARGET):
+        relative, low, high = metrics.against_holding[rule].relative
+        said.append(f"{RULE_NAMES[rule]} {percent(relative)} [{percent(low)}, {percent(high)}]")
+    return (
+        f"After fees, {where} ({hold.candles:,} candles): holding {percent(math.expm1(hold.total_log_return))}; "
+        f"against it, {' and '.join(said)}; {verdict(metrics)}"
+    )
 
 
 EQUITY_POINTS = 400

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Literal
 
 from makeusrich.pair import LiveDecision, LiveStatus, LiveWindowStatus
-from makeusrich.scoring.decision import HOLD, headline
+from makeusrich.scoring.decision import headline
 from makeusrich.scoring.sequential import (
     DEGRADED_COVERAGE,
     DEGRADED_POINT,
@@ -74,8 +74,7 @@ def live_headline(summary: TrackSummary) -> str | None:
     value = summary.decision
     if value is None:
         return None
-    candles = value.metrics.rules[HOLD].candles
-    return f"{candles:,} live candles to {value.through}, {headline(value.metrics)}"
+    return headline(value.metrics, f"live to {value.through[:16].replace('T', ' ')} UTC")
 
 
 def amount(value: float) -> str:

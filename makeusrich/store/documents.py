@@ -132,8 +132,8 @@ class Difference(_Document):
 
     @property
     def luck(self) -> bool:
-        """Whether luck can explain it: neither difference is significant at 5%."""
-        return self.mean_p >= 0.05 and self.sharpe_p >= 0.05
+        """Whether luck can explain the difference in return: its 95% interval holds 0 (what a reader sees)."""
+        return self.mean_low <= 0.0 <= self.mean_high
 
     @property
     def relative(self) -> tuple[float, float, float]:

@@ -17,7 +17,6 @@ import numpy as np
 import pandas as pd
 
 from makeusrich.contract import iso_z
-from makeusrich.pair import DecisionSpec
 from makeusrich.scoring import decision
 from makeusrich.store import DecisionMetrics, DecisionValue
 from makeusrich.store.track_schema import SERVED, as_nanoseconds
@@ -37,15 +36,6 @@ def refresh_due(before: DecisionValue | None, version: str, since: str, now: dat
     )
 
 
-def fitted_of(basis: DecisionMetrics) -> tuple[decision.Fitted, DecisionSpec] | None:
-    """What the version's rules fitted on its training split, and their settings; None for a pooled document."""
-    if basis.train_drift is None or basis.sigma_target is None or basis.ewma_bounds is None:
-        return None
-    bounds = (basis.ewma_bounds[0], basis.ewma_bounds[1])
-    settings = DecisionSpec(fee_bps=basis.fee_bps, threshold=basis.threshold, cap=basis.cap)
-    return decision.Fitted(basis.train_drift, basis.sigma_target, bounds), settings
-
-
 def decision_value(
     rows: pd.DataFrame,
     kind: str,
@@ -58,7 +48,7 @@ def decision_value(
     """The rules on the version's scored one-step forecasts of `kind` (live or replayed) from `since` (nanoseconds:
     the run's start) on; None when fewer than a day of candles count, or the forecasts' widest range is not the one
     the basis read."""
-    found = fitted_of(basis)
+    found = decision.refit(basis)
     if found is None:
         return None
     fitted, settings = found

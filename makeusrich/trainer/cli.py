@@ -133,7 +133,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     print(f"\nWould following it have made money? After fees of {spec.decision.fee_bps:g} bps a trade:")
     print(decision_markdown(result), end="")
     if result.pooled_decision is not None:
-        print(f"pooled: {decision.headline(result.pooled_decision)}")
+        print(decision.headline(result.pooled_decision, f"{len(result.folds)} folds pooled"))
     print(
         f"wrote {settings.out}/backtest.json, folds.csv, skill.png, decision.csv and equity.png "
         f"({result.seconds:.0f} s)"

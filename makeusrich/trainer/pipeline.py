@@ -245,6 +245,6 @@ def summary(outcome: Outcome) -> str:
         if split.ranges is not None:
             lines.append(f"  {'':<10} {range_line(split.ranges)}")
         if split.decision is not None:
-            lines.append(f"  {'':<10} {decision.headline(split.decision)}")
+            lines.append(f"  {'':<10} {decision.headline(split.decision, 'test split')}")
     lines.append(f"  stored at {meta.storage_uri}")
     return "\n".join(lines)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -19,8 +20,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from makeusrich.errors import CandleError
 from makeusrich.market import OHLCV, interval_ms
-from makeusrich.scoring import evaluate, segment_ids, valid_origins
-from makeusrich.store import Directional, ModelMetadata
+from makeusrich.scoring import decision, evaluate, ranges, segment_ids, valid_origins
+from makeusrich.store import DecisionMetrics, Directional, ModelMetadata
 from makeusrich.ui.format import parse_time
 
 BATCH = 256
@@ -35,6 +36,7 @@ class HeldOut:
     last_close: np.ndarray  # [n]
     actual: np.ndarray  # [n, horizon]
     target_times: pd.Series  # when the first forecast candle of each window closes
+    ewma_sigma: np.ndarray  # [n] the RiskMetrics volatility known at each origin (the decision rules' twin reads it)
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ class Backtest:
     nominal: float | None = None
     coverage: float | None = None  # share of first-step closes inside it, recomputed now
     recorded_coverage: float | None = None  # what training recorded on the test split (all steps pooled)
+    decisions: decision.Decisions | None = None  # the decision rules on these forecasts, after fees
+    recorded_decision: DecisionMetrics | None = None  # what training recorded for them
 
     @property
     def agrees(self) -> bool | None:
@@ -64,15 +68,31 @@ class Backtest:
             return None
         return abs(self.ratio - self.recorded_ratio) <= 1e-3 * max(1.0, abs(self.recorded_ratio))
 
+    @property
+    def decision_agrees(self) -> bool | None:
+        """Whether the rules' returns recomputed now match those recorded at training to 0.1% of holding's spread
+        (EWMA's volatility, read from fewer candles now, may differ in the last digits); None if either is missing."""
+        if self.decisions is None or self.recorded_decision is None:
+            return None
+        now, then = self.decisions.metrics.rules, self.recorded_decision.rules
+        return all(abs(now[r].total_log_return - then[r].total_log_return) <= 1e-3 for r in then if r in now)
+
+
+EWMA_WARM = 600
+"""Candles read before the first test window, so that EWMA's volatility at it is what the trainer's was (its weight
+on anything older is below 0.94^600, about 1e-16)."""
+
 
 def split_range(metadata: ModelMetadata) -> tuple[pd.Timestamp, pd.Timestamp, int, int, str]:
     """(open time of the first candle needed, open time of the last, window, horizon, interval) of a version's
-    test split. metadata.json names candles by their close (data.testFrom, data.to); frames by their open."""
+    test split, with EWMA_WARM candles before its first window. metadata.json names candles by their close
+    (data.testFrom, data.to); frames by their open."""
     start, end = parse_time(metadata.data.test_from), parse_time(metadata.data.to)
     if start is None or end is None:
         raise CandleError("this version's metadata.json records no test split (data.testFrom, data.to)")
     window, horizon, step = metadata.window, metadata.horizon, pd.Timedelta(milliseconds=interval_ms(metadata.interval))
-    return pd.Timestamp(start) - window * step, pd.Timestamp(end) - step, window, horizon, metadata.interval
+    first = pd.Timestamp(start) - (window + EWMA_WARM) * step
+    return first, pd.Timestamp(end) - step, window, horizon, metadata.interval
 
 
 def held_out_windows(
@@ -91,7 +111,8 @@ def held_out_windows(
     closes = ohlcv[:, 3].astype(np.float64)
     steps = origins[:, None] + np.arange(1, horizon + 1)[None, :]
     target_times = candles["open_time"].iloc[origins + 1] + pd.Timedelta(milliseconds=step_ms)
-    return HeldOut(windows, closes[origins], closes[steps], target_times.reset_index(drop=True))
+    sigma = ranges.ewma_sigma(closes)[origins]
+    return HeldOut(windows, closes[origins], closes[steps], target_times.reset_index(drop=True), sigma)
 
 
 def score(
@@ -123,7 +144,32 @@ def score(
         n=len(tests.last_close),
         horizon=horizon,
         **widest_range(tests, quantiles, metadata),
+        **decided(tests, forecast, quantiles, metadata),
     )
+
+
+def decided(
+    tests: HeldOut, forecast: np.ndarray, quantiles: np.ndarray | None, metadata: ModelMetadata | None
+) -> dict[str, Any]:
+    """The Backtest fields of the decision rules on these forecasts, with what the version fitted on its training
+    split (its metadata.json); none for a version from before them."""
+    recorded = metadata.metrics.test.decision if metadata else None
+    found = decision.refit(recorded) if recorded else None
+    if recorded is None or found is None or quantiles is None or len(tests.last_close) < 2:
+        return {}
+    fitted, settings = found
+    at = decision.Origins(
+        last_close=tests.last_close,
+        actual=tests.actual[:, 0],
+        forecast=forecast[:, 0],
+        low=quantiles[:, 0, 0].astype(np.float64),
+        high=quantiles[:, 0, -1].astype(np.float64),
+        level=recorded.level,
+        ewma_sigma=tests.ewma_sigma,
+    )
+    assert metadata is not None
+    step = timedelta(milliseconds=interval_ms(metadata.interval))
+    return {"decisions": decision.decide(at, fitted, step, settings), "recorded_decision": recorded}
 
 
 def widest_range(tests: HeldOut, quantiles: np.ndarray | None, metadata: ModelMetadata | None) -> dict[str, Any]:
@@ -152,7 +198,7 @@ async def run_backtest(
     """Forecast every test window through `infer` (the v2 client: forecast and quantiles, if the model has
     them), in batches, and score the result."""
     first, _, window, horizon, interval = split_range(metadata)
-    test_from = first + (window - 1) * pd.Timedelta(milliseconds=interval_ms(interval))
+    test_from = first + (EWMA_WARM + window - 1) * pd.Timedelta(milliseconds=interval_ms(interval))
     tests = held_out_windows(candles, test_from, window, horizon, interval_ms(interval))
     parts = [await infer(tests.windows[i : i + BATCH]) for i in range(0, len(tests.windows), BATCH)]
     forecast = np.concatenate([p[0] for p in parts], axis=0)

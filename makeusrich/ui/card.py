@@ -15,7 +15,7 @@ from makeusrich.contract import quantile_column
 from makeusrich.market import close_moments
 from makeusrich.pair import CurrencyPair, CurrencyPairStatus, LiveStatus, ModelChange
 from makeusrich.pair_sources import PairRecord
-from makeusrich.scoring import live_status
+from makeusrich.scoring import decision, live_status
 from makeusrich.store import Metrics, ModelMetadata, RunState, Score, StoreSummary
 from makeusrich.ui.tables import promotion_reason
 
@@ -84,6 +84,7 @@ class PairState:
     run: RunState | None = None  # the newest training `makeusrich up` started
     offline: str | None = None  # what stands in for Binance's live candles: the sample or a file
     live: LiveStatus | None = None  # the track record of served forecasts (track.json, or status.live)
+    test_after_fees: str | None = None  # on the test split: would following it have made money after fees
     changes: tuple[ModelChange, ...] = ()  # latest.json's trail (or status.model.history), newest first
     loading: bool = False
 
@@ -109,6 +110,11 @@ class PairState:
     @property
     def test_ratio(self) -> float | None:
         return self.skill.test.rel_mae if self.skill and self.skill.test else None
+
+    @property
+    def after_fees(self) -> str | None:
+        """The card's answer to "would following it have made money": live once a day of forecasts is scored."""
+        return (self.live.after_fees if self.live else None) or self.test_after_fees
 
     @property
     def errors(self) -> list[str]:
@@ -177,9 +183,11 @@ def build_state(record: PairRecord, seen: Observed, spark_candles: int = 48) -> 
     skill = skill_from_metrics(known.metrics) if known else None
     trained_at, kind = (known.created_at, known.kind) if known else (None, None)
     status_model = record.status.model if record.status else None
+    traded = known.metrics.test.decision if known else None
+    test_after_fees = decision.headline(traded, "test split") if traded else None
     if skill is None and status_model is not None and status_model.version == shown:
         skill, trained_at = skill_from_status(status_model.metrics), status_model.trained_at
-        kind = status_model.kind
+        kind, test_after_fees = status_model.kind, status_model.after_fees
     newest = summary.newest if summary else None
     newest_meta = summary.metadata.get(newest) if summary and newest else None
     promoted_versions = summary.promoted if summary else frozenset({promoted} if promoted else ())
@@ -209,6 +217,7 @@ def build_state(record: PairRecord, seen: Observed, spark_candles: int = 48) -> 
         kind=kind,
         trained_at=trained_at,
         skill=skill,
+        test_after_fees=test_after_fees,
         newest_version=newest,
         newest_promoted=newest in promoted_versions if newest_meta else None,
         newest_reason=promotion_reason(newest_meta, newest in promoted_versions) if newest_meta else None,

@@ -118,6 +118,7 @@ def card_html(state: PairState, tz: str | None, now: datetime | None = None) -> 
         _stat("Direction (test)", format_direction(test.directional if test else None)),
         "</div>",
         f'<div class="mur-sub" data-live>{_e(live_line(s))}</div>',
+        f'<div class="mur-sub" data-after-fees>{_e(s.after_fees or "After fees: not measured for this version")}</div>',
     ]
     version = s.served_version or s.promoted_version
     model, title = "no model served", ""

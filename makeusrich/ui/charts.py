@@ -12,9 +12,11 @@ from datetime import datetime
 from itertools import accumulate
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from makeusrich.market import close_moments
+from makeusrich.scoring import decision
 from makeusrich.ui.backtest import Backtest
 from makeusrich.ui.format import parse_time, zone
 from makeusrich.ui.track import TrackSeries
@@ -179,6 +181,35 @@ def error_chart(result: Backtest, tz: str | None, decimals: int, interval: str) 
     options["series"] = [
         line("Model: cumulative |error|", cumulative(result.predicted), FORECAST, 2),
         line("Persistence: cumulative |error|", cumulative(result.persistence), PERSISTENCE, 2, dashed=True),
+    ]
+    return options
+
+
+RULE_LINES = {
+    decision.HOLD: (ACTUAL, False),
+    decision.CASH: (MUTED, True),
+    decision.SIGNAL: (FORECAST, False),
+    decision.SIGNAL_DRIFT: (FORECAST, True),
+    decision.RISK_TARGET: (UP, False),
+    decision.RISK_TARGET_EWMA: (UP, True),
+}
+
+
+def equity_chart(result: Backtest, tz: str | None, interval: str) -> dict[str, Any]:
+    """What 1 held by each decision rule became after fees over the test split, its baseline twin dashed."""
+    found = result.decisions
+    options = _base(4, time_labels(result.times, tz, interval))
+    options["dataZoom"] = []
+    options["grid"]["bottom"] = 8
+    options["series"] = [
+        line(
+            decision.RULE_NAMES[rule],
+            [round(float(v), 6) for v in np.exp(np.cumsum(found.returns[rule].log_returns))] if found else [],
+            RULE_LINES[rule][0],
+            2,
+            dashed=RULE_LINES[rule][1],
+        )
+        for rule in decision.RULES
     ]
     return options
 

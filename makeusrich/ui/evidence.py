@@ -1,5 +1,6 @@
-"""The pair page's evidence: skill on held-out data next to every baseline, the ranges next to the naive ones, the
-stored walk-forward backtest, the live track record, and the test split recomputed by the served model."""
+"""The pair page's evidence: skill on held-out data next to every baseline, the ranges next to the naive ones,
+whether following it would have made money after fees, the stored walk-forward backtest, the live track record, and
+the test split recomputed by the served model."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ from typing import Any
 from nicegui import ui
 
 from makeusrich.pair_sources import describe_error
-from makeusrich.scoring import COLUMNS, table_rows
-from makeusrich.store import BacktestResult, ModelMetadata, TrackSummary
+from makeusrich.scoring import COLUMNS, decision, table_rows
+from makeusrich.store import BacktestResult, DecisionMetrics, ModelMetadata, TrackSummary
 from makeusrich.ui.backtest import Backtest
 from makeusrich.ui.card import PairState
-from makeusrich.ui.charts import backtest_chart, error_chart, ratio_chart, track_chart
+from makeusrich.ui.charts import backtest_chart, equity_chart, error_chart, ratio_chart, track_chart
 from makeusrich.ui.components import TONE_TEXT, stat
 from makeusrich.ui.format import (
     KIND_NAMES,
@@ -22,7 +23,7 @@ from makeusrich.ui.format import (
     format_time,
 )
 from makeusrich.ui.frame import Tab
-from makeusrich.ui.tables import SkillRow, edge_sentence, range_rows, skill_rows
+from makeusrich.ui.tables import SkillRow, edge_sentence, range_rows, rule_rows, skill_rows
 from makeusrich.ui.track import decision_rows, rolling_ratio, shadow_table_rows, track_series, window_rows
 
 SKILL_EXPLAINED = (
@@ -75,6 +76,71 @@ def skill_section(state: PairState, version: str | None, meta: ModelMetadata | N
             ui.label("Forecast ranges").classes("text-lg font-semibold mt-2")
             range_table(ranged)
             ui.label(RANGES_EXPLAINED).classes("text-xs muted")
+
+
+AFTER_FEES_EXPLAINED = (
+    "Two rules turn each one-step forecast into a spot position for the next candle (no leverage, no shorting), "
+    "and every trade pays the pair's fee (spec.decision). Signal holds the pair when the forecast beats the fees' "
+    "round trip; risk target holds the share that the forecast's widest range says keeps the training split's "
+    "volatility. Each is set beside holding, cash and its baseline twin on the same candles: the same rule fed by "
+    "the training drift, or by EWMA volatility's range (the ranges' economic value). Against holding and against "
+    "its twin, each rule's number is how much more (or, below 0, less) it ends with, with its 95% interval from a "
+    "stationary block bootstrap (blocks of a day, 2,000 resamples) and the p-value; where the interval holds 0, "
+    "luck can explain the difference. Returns, time invested and fees are what happened on those candles."
+)
+RULE_COLUMNS = [
+    ("rule", "rule"),
+    ("what", "what it does"),
+    ("return", "return after fees"),
+    ("invested", "time invested"),
+    ("fees", "fees paid"),
+    ("vs_holding", "vs holding (95%)"),
+    ("sharpe_vs_holding", "Sharpe vs holding (95%)"),
+    ("vs_twin", "vs its twin (95%)"),
+]
+
+
+def rule_table(metrics: DecisionMetrics, mark: str) -> None:
+    columns = [{"name": n, "label": label, "field": n, "align": "left"} for n, label in RULE_COLUMNS]
+    ui.table(columns=columns, rows=rule_rows(metrics), row_key="rule").props("flat dense wrap-cells").classes(
+        "w-full tabular"
+    ).mark(mark)
+
+
+def after_fees_section(state: PairState, meta: ModelMetadata | None) -> Any:
+    """Would following the served version have made money after fees: one sentence (live once a day of its
+    forecasts is scored, else the test split), the test split's table, and a box the equity curves go in once the
+    test split is recomputed. Returns that box."""
+    recorded = meta.metrics.test.decision if meta is not None else None
+    with ui.card().classes("w-full"):
+        ui.label("Would following it have made money?").classes("text-lg font-semibold")
+        live = state.live.after_fees if state.live else None
+        said = [text for text in (live, decision.headline(recorded, "test split") if recorded else None) if text]
+        if not said:
+            why = "this version was measured before the project answered it" if meta else "no measured model yet"
+            ui.label(f"Not known: {why}.").classes("text-sm muted").mark("after-fees-none")
+        for text in said:
+            ui.label(text + ".").classes("text-base").mark("after-fees")
+        if recorded is not None:
+            rule_table(recorded, "after-fees-table")
+        box = ui.column().classes("w-full gap-0").mark("equity")
+        ui.label(AFTER_FEES_EXPLAINED).classes("text-xs muted")
+    return box
+
+
+def equity(tab: Tab, result: Backtest | str, box: Any, interval: str) -> None:
+    """The test split's equity curves of every rule and twin, recomputed now from the served model's forecasts."""
+    box.clear()
+    with box:
+        if isinstance(result, str) or result.decisions is None:
+            return
+        ui.label("What 1 held on the test split became, after fees (twins dashed)").classes("caps")
+        ui.echart(equity_chart(result, tab.tz, interval)).classes("w-full h-72").mark("equity-chart")
+        if result.decision_agrees is False:
+            ui.label(
+                "Recomputed now, the rules' returns differ from those recorded at training: the candles read now "
+                "differ from the trainer's."
+            ).classes("text-sm text-warning")
 
 
 def skill_table(rows: list[SkillRow]) -> None:
@@ -242,6 +308,15 @@ async def track_record(tab: Tab, key: str, state: PairState, decimals: int) -> N
         "w-full tabular"
     ).mark("track-windows")
     live_decisions(tab, summary)
+    for value, mark, caption in (
+        (summary.decision, "track-after-fees", "After fees since it went live"),
+        (summary.replayed_decision, "replayed-after-fees", "After fees over the replayed hours (never live)"),
+    ):
+        if value is not None:
+            where = "live" if mark == "track-after-fees" else "replayed"
+            ui.label(f"{caption}, to {format_time(value.through, tab.tz)}").classes("caps")
+            ui.label(decision.headline(value.metrics, where) + ".").classes("text-sm").mark(mark)
+            rule_table(value.metrics, f"{mark}-table")
     series = track_series(rows)
     interval = state.interval or "1h"
     times, ratios = rolling_ratio(rows)

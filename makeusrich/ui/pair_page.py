@@ -19,7 +19,14 @@ from makeusrich.ui.badges import badges, run_progress
 from makeusrich.ui.card import PairState, condition
 from makeusrich.ui.charts import candle_chart
 from makeusrich.ui.components import TONE_TEXT, badge, error_line, notice, stat
-from makeusrich.ui.evidence import backtest, skill_section, track_record, walk_forward
+from makeusrich.ui.evidence import (
+    after_fees_section,
+    backtest,
+    equity,
+    skill_section,
+    track_record,
+    walk_forward,
+)
 from makeusrich.ui.format import (
     Tone,
     change_tone,
@@ -149,6 +156,7 @@ async def model_sections(tab: Tab, key: str, state: PairState) -> None:
             history_error = history_error or describe_error(exc)
     decimals = price_decimals(state.last_close)
     skill_section(state, version, meta)
+    equity_box = after_fees_section(state, meta)
     walked = None
     if version:
         try:
@@ -190,6 +198,7 @@ async def model_sections(tab: Tab, key: str, state: PairState) -> None:
             error_line(result, "backtest-error")
         else:
             backtest(tab, result, decimals, state.interval)
+    equity(tab, result, equity_box, state.interval)
 
 
 def versions_table(tab: Tab, state: PairState, history: dict[str, Readable], error: str | None) -> None:

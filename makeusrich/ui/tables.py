@@ -1,14 +1,17 @@
 """The pair page's tables and sentences, from a version's metadata.json: the model next to every naive rule on the
-same points, its ranges next to the naive ranges, whether it has an edge, every version with why it was or was
-not promoted, and latest.json's trail of who changed the served version and why. Pure functions."""
+same points, its ranges next to the naive ranges, whether it has an edge, the decision rules after fees, every
+version with why it was or was not promoted, and latest.json's trail of who changed the served version and why.
+Pure functions."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from makeusrich.pair import ModelChange
-from makeusrich.store import Damaged, ModelMetadata, Readable, Score
+from makeusrich.scoring import decision
+from makeusrich.store import Damaged, DecisionMetrics, Difference, ModelMetadata, Readable, Score
 from makeusrich.ui.format import (
     KIND_NAMES,
     SIGNIFICANCE,
@@ -201,3 +204,46 @@ def change_rows(changes: Sequence[ModelChange], tz: str | None) -> list[dict[str
         }
         for c in changes
     ]
+
+
+RULE_WHAT = {
+    decision.SIGNAL: "holds the pair for the next candle when the forecast beats the threshold (the fees' round trip)",
+    decision.SIGNAL_DRIFT: "the same, fed by persistence with the training drift",
+    decision.RISK_TARGET: "holds the share the forecast's widest range says keeps the training volatility",
+    decision.RISK_TARGET_EWMA: "the same, sized by EWMA volatility's range",
+    decision.HOLD: "always holds the pair",
+    decision.CASH: "never does",
+}
+
+
+def _against(found: Difference | None) -> str:
+    if found is None:
+        return "—"
+    relative, low, high = found.relative
+    p = decision.percent
+    return f"{p(relative)} [{p(low)}, {p(high)}], p {found.mean_p:.2f}"
+
+
+def _sharpe(found: Difference | None) -> str:
+    return "—" if found is None else f"{found.sharpe:+.2f} [{found.sharpe_low:+.2f}, {found.sharpe_high:+.2f}]"
+
+
+def rule_rows(metrics: DecisionMetrics) -> list[dict[str, str]]:
+    """One row per decision rule: what it does, what it returned after fees, how much it held and paid, and how much
+    more or less each of the two rules ends with than holding and than its twin (95% interval, p-value)."""
+    rows = []
+    for rule in decision.RULES:
+        score = metrics.rules[rule]
+        rows.append(
+            {
+                "rule": decision.RULE_NAMES[rule],
+                "what": RULE_WHAT[rule],
+                "return": decision.percent(math.expm1(score.total_log_return)),
+                "invested": f"{score.invested:.0%}",
+                "fees": f"{score.fees:.2%}",
+                "vs_holding": _against(metrics.against_holding.get(rule)),
+                "sharpe_vs_holding": _sharpe(metrics.against_holding.get(rule)),
+                "vs_twin": _against(metrics.against_twin.get(rule)),
+            }
+        )
+    return rows

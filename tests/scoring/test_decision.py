@@ -161,14 +161,14 @@ def test_a_forecast_that_knows_the_next_close_makes_money_beyond_luck() -> None:
 
 def test_the_headline_says_both_rules_beside_holding_with_intervals_and_whether_it_is_luck() -> None:
     found, fitted = origins(1500, 6, "persistence")  # a walk that ends about where it started (+1.7%)
-    line = d.headline(d.decide(found, fitted, timedelta(hours=1), resamples=300).metrics)
-    assert line.startswith("after fees: holding +1.7%, signal +0.0% (-1.7% vs holding, 95% [")
-    assert "risk target " in line and line.count("[") == 2 and line.endswith("luck can explain both")
+    line = d.headline(d.decide(found, fitted, timedelta(hours=1), resamples=300).metrics, "the test split")
+    assert line.startswith("After fees, the test split (1,499 candles): holding +1.7%; against it, signal -1.7% [-61%")
+    assert " and risk target " in line and line.count("[") == 2 and line.endswith("; luck can explain both")
     oracle, fitted = origins(1500, 6, "oracle")
-    line = d.headline(d.decide(oracle, fitted, timedelta(hours=1), resamples=300).metrics)
+    line = d.headline(d.decide(oracle, fitted, timedelta(hours=1), resamples=300).metrics, "x")
     assert line.endswith("; signal ahead of holding beyond luck")
     drifting, fitted = origins(1500, 5, "persistence")  # a walk that ends 4.5 times higher: cash falls behind
-    line = d.headline(d.decide(drifting, fitted, timedelta(hours=1), resamples=300).metrics)
+    line = d.headline(d.decide(drifting, fitted, timedelta(hours=1), resamples=300).metrics, "x")
     assert "; signal behind holding beyond luck" in line
 
 

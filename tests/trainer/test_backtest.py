@@ -115,7 +115,10 @@ def test_the_command_writes_json_csv_and_a_plot(tmp_path: Path) -> None:
     traded = list(csv.DictReader(io.StringIO((out / "decision.csv").read_text())))
     assert [r["fold"] for r in traded] == ["1", "2", "pooled"] and tuple(traded[0]) == DECISION_COLUMNS
     assert "Would following it have made money? After fees of 10 bps a trade:" in done.stdout
-    assert "| pooled |" in done.stdout.split("Would following")[1] and "pooled: after fees: holding " in done.stdout
+    assert (
+        "| pooled |" in done.stdout.split("Would following")[1]
+        and "After fees, 2 folds pooled (144 candles): holding " in done.stdout
+    )
     pooled = saved["pooledDecision"]["rules"]
     assert float(traded[-1]["holding"]) == pytest.approx(math.expm1(pooled["buy-and-hold"]["totalLogReturn"]), abs=1e-4)
 

@@ -19,6 +19,7 @@ from selenium.common.exceptions import NoSuchElementException, StaleElementRefer
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
+from makeusrich.scoring import decision
 from makeusrich.store import BacktestResult, FoldResult, PairStore, pair_store, write_backtest
 from tests.fixtures.model_server import ROOT, RunningServer
 from tests.fixtures.models import small_pair
@@ -106,6 +107,9 @@ def test_overview_and_pair_page_in_chromium(running_ui: RunningUI, model_server:
     store = model_server.store
     assert store is not None
     recorded = f"{store.outcome.metadata.metrics.test.model.rel_mae:.3f}"
+    traded = store.outcome.metadata.metrics.test.decision
+    assert traded is not None
+    after_fees = decision.headline(traded, "test split")  # with each rule's interval against holding
     driver = chromium()
     try:
         driver.get(running_ui.url)
@@ -118,6 +122,7 @@ def test_overview_and_pair_page_in_chromium(running_ui: RunningUI, model_server:
         assert "the bundled sample holds btcusdt 1h candles only" in lower  # ETH's problem, on its card
         assert "2 pairs · 1 with problems" in text and "times are candle closes, Europe/Paris" in text
         assert "90%: " in text and "Stale" in text  # the range on the card; sample candles are old, and say so
+        assert after_fees in text, text  # the answer after fees
         cards = driver.find_elements(By.CSS_SELECTOR, ".pair-card")
         assert len(cards) == 2 and all(card.is_displayed() for card in cards)
         assert "model store" not in lower  # the default store is found, not refused
@@ -139,6 +144,9 @@ def test_overview_and_pair_page_in_chromium(running_ui: RunningUI, model_server:
         assert "on the price: on the test split its error is" in text  # the edge, in words
         assert "Forecast ranges" in text and "EWMA volatility (RiskMetrics)" in text and "range held" in text
         assert "Walk-forward backtest" in text and "2 retrainings replayed" in text and "pooled" in text
+        assert "Would following it have made money?" in text and after_fees + "." in text
+        assert "vs holding (95%)" in text and "risk target on EWMA" in text  # the table, every rule and twin
+        wait_for_text(driver, "WHAT 1 HELD ON THE TEST SPLIT BECAME, AFTER FEES", timeout=60)  # the equity curves
 
         driver.set_window_size(390, 844)  # a phone
         driver.get(running_ui.url)

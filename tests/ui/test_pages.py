@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import html
+import math
 import re
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from nicegui.testing.user import User
 
 from makeusrich.market import read_candle_csv, sample_path
 from makeusrich.pair import load_pair
+from makeusrich.scoring import decision
 from makeusrich.store import TrackFiles, TrackSummary, Why
 from makeusrich.store.track_schema import empty_rows, month_of
 from makeusrich.track.rows import append_rows, forecast_rows, gap_rows, score_rows
@@ -169,6 +171,22 @@ async def test_pair_page_shows_chart_skill_backtest_and_versions(
         assert isinstance(versions, ui.table)
         assert versions.rows[0]["version"] == store.version
         assert versions.rows[0]["marks"] == "served · promoted"
+        # would following it have made money: the recorded rules, and their equity curves recomputed now
+        traded = store.outcome.metadata.metrics.test.decision
+        assert traded is not None and backtest.decisions is not None and backtest.decision_agrees
+        rules = user.find(marker="after-fees-table").elements.pop()
+        assert isinstance(rules, ui.table)
+        assert [row["rule"] for row in rules.rows] == [decision.RULE_NAMES[r] for r in decision.RULES]
+        hold = math.expm1(traded.rules["buy-and-hold"].total_log_return)
+        assert rules.rows[4]["return"] == decision.percent(hold) and rules.rows[4]["vs_holding"] == "—"
+        relative, low, high = (decision.percent(x) for x in traded.against_twin["risk-target"].relative)
+        assert rules.rows[2]["vs_twin"].startswith(f"{relative} [{low}, {high}], p ")
+        await user.should_see(marker="equity-chart", retries=60)
+        equity = user.find(marker="equity-chart").elements.pop()
+        assert isinstance(equity, ui.echart)
+        curves = {s["name"]: s["data"] for s in equity.options["series"]}
+        assert set(curves) == set(decision.RULE_NAMES.values()) and curves["cash"][-1] == 1.0
+        assert curves["holding"][-1] == pytest.approx(hold + 1, rel=1e-3)
         await user.should_see(marker="promotion-reason")
         await user.should_see("test MAE is")  # the point rule's note, in every promotion reason
         await user.should_not_see(marker="edit")  # read-only by default

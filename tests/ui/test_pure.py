@@ -538,6 +538,9 @@ def test_held_out_windows_are_the_trainers_test_split(trained_store_template: Tr
     ranged = score("v", held, forecast, meta.metrics.test.model.rel_mae, horizon, quantiles, meta)
     assert ranged.agrees and ranged.nominal == 0.9 and len(ranged.low) == len(held.windows)
     assert ranged.coverage == pytest.approx(ranged.recorded_coverage)
+    # and the decision rules on them after fees are those recorded at training
+    assert ranged.decisions is not None and ranged.recorded_decision is not None and ranged.decision_agrees
+    assert naive.decisions is None  # no quantiles, no range to size a position by
     chart = backtest_chart(ranged, "UTC", 2, "1h")
     shaded = [series for series in chart["series"] if series.get("stack") == "90% range"]
     assert len(shaded) == 2 and shaded[1]["data"][0] == pytest.approx(ranged.high[0] - ranged.low[0])
