@@ -104,6 +104,7 @@ def test_model_status_keeps_the_model_s_own_metrics() -> None:
     # a null would be deleted by the merge patch and the status written again every round: unknown is absent
     assert status.metrics["test"]["relMae"] == 0.95 and "directional" not in status.metrics["test"]
     assert st.model_status("v", "uri", None).skill is None
+    assert status.after_fees is None  # a version from before the rules has no answer after fees, and says none
 
 
 def test_serving_observation_needs_ready_for_the_current_generation() -> None:

@@ -126,6 +126,8 @@ async def test_dashboard_over_kubernetes_isolates_a_down_predictor(
         good = card(user, "default/btc-usdt")
         assert "⚠ the model server at http://127.0.0.1:9 is unreachable" in card(user, "team/btc-usdt")
         assert "22,029.16" in good
+        said = model_status(store.version, str(meta.storage_uri), meta).after_fees  # the status's answer after fees
+        assert said is not None and said.startswith("After fees, test split (") and said in good
         states = running_dashboard().states
         assert states["default/btc-usdt"].served_version == store.version
         assert states["default/btc-usdt"].forecast and not states["default/btc-usdt"].errors
