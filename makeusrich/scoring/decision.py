@@ -391,14 +391,23 @@ def decide(
     return judge(positions(origins, fitted, settings), r, interval, settings, origins.level, fitted, resamples, seed)
 
 
-def refit(metrics: DecisionMetrics) -> tuple[Fitted, DecisionSpec] | None:
-    """What a version's rules fitted on its training split and their settings, from its test split's document: the
-    live record, the replay and the dashboard apply them to other hours. None for a pooled document."""
+@dataclass(frozen=True)
+class Basis:
+    """What a version's rules fitted on its training split, their settings and the range's level: all that applying
+    them to other hours (live, replayed, recomputed on the dashboard) needs, and small enough to keep per pair."""
+
+    fitted: Fitted
+    settings: DecisionSpec
+    level: float
+
+
+def refit(metrics: DecisionMetrics) -> Basis | None:
+    """A version's Basis, from its test split's document; None for a pooled document (each fold fitted its own)."""
     m = metrics
     if m.train_drift is None or m.sigma_target is None or m.ewma_bounds is None:
         return None
     settings = DecisionSpec(fee_bps=m.fee_bps, threshold=m.threshold, cap=m.cap)
-    return Fitted(m.train_drift, m.sigma_target, (m.ewma_bounds[0], m.ewma_bounds[1])), settings
+    return Basis(Fitted(m.train_drift, m.sigma_target, (m.ewma_bounds[0], m.ewma_bounds[1])), settings, m.level)
 
 
 def percent(x: float) -> str:

@@ -19,6 +19,7 @@ from makeusrich.errors import MakeUsRichError, StoreError
 from makeusrich.market import interval_ms
 from makeusrich.onnxrt import onnx_session
 from makeusrich.pair import CurrencyPair
+from makeusrich.scoring import decision
 from makeusrich.store import TrackFiles, TrackSummary
 from makeusrich.store.track_schema import REPLAYED, SERVED, month_of, month_rows, month_start
 from makeusrich.track.decide import window_problem
@@ -87,7 +88,8 @@ def replay_pair(tracker: Tracker, pair: CurrencyPair, start: pd.Timestamp, end: 
     rows, scored = score_rows(rows, closes_by_moment(candles, step), now)
     for month, in_month in month_rows(rows, {month_of(o) for o in origins}):
         track.write(month, in_month)
-    basis = meta.metrics.test.decision
+    traded = meta.metrics.test.decision
+    basis = decision.refit(traded) if traded else None
     mine = rows.loc[(rows["kind"] == REPLAYED) & (rows["version"] == latest.version), "origin"]
     value = decision_value(rows, REPLAYED, latest.version, mine.min().value, step, basis, now) if basis else None
     if value is not None:

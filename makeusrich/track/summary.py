@@ -16,8 +16,8 @@ import pandas as pd
 from makeusrich.contract import iso_z
 from makeusrich.market import interval_ms
 from makeusrich.pair import LiveDecision, LiveShadow
-from makeusrich.scoring import VERSION_WINDOW, evaluate, ranges
-from makeusrich.store import DecisionMetrics, DecisionValue, LiveWindow, RangeScore, RunEvidence, Score, TrackSummary
+from makeusrich.scoring import VERSION_WINDOW, decision, evaluate, ranges
+from makeusrich.store import DecisionValue, LiveWindow, RangeScore, RunEvidence, Score, TrackSummary
 from makeusrich.store.track_schema import GAP, LIVE, SERVED, as_nanoseconds, level_columns
 from makeusrich.track.evidence import fold, iso_ns, new_run, report
 from makeusrich.track.value import decision_value, refresh_due
@@ -151,12 +151,12 @@ def summarize(
     interval: str,
     now: datetime,
     before: TrackSummary | None = None,
-    basis: tuple[str, DecisionMetrics] | None = None,
+    basis: tuple[str, decision.Basis] | None = None,
 ) -> TrackSummary:
     """The summary of a pair's rows at `now`: the newest live version, since when it forecasts live (its newest
     run), every window (24 h, 7 d, 30 d back from now, and since that version went live), and the live decisions:
     the run's evidence in the last summary (`before`) with the forecasts scored since folded in, or from the rows
-    alone when that was another run's. With `basis` (a version and its test split's decision metrics), also whether
+    alone when that was another run's. With `basis` (a version and what its decision rules fitted), also whether
     following that version on its run made money after fees, refreshed daily (makeusrich.track.value)."""
     c = Columns.of(rows)
     moment = pd.Timestamp(now).tz_convert("UTC")

@@ -30,7 +30,8 @@ from makeusrich.errors import MakeUsRichError, ServingError, StoreError, WorkerE
 from makeusrich.market import CandleFeed, interval_ms
 from makeusrich.pair import CurrencyPair
 from makeusrich.pair_sources import PairRecord, PairSource
-from makeusrich.store import DecisionMetrics, PairStore, StoreReader, TrackFiles, TrackSummary
+from makeusrich.scoring import decision
+from makeusrich.store import PairStore, StoreReader, TrackFiles, TrackSummary
 from makeusrich.store.track_schema import LIVE, month_of, month_rows, month_start
 from makeusrich.track.decide import (
     Ask,
@@ -94,7 +95,7 @@ class PairTrack:
     shadows: Shadows | None = None  # the served version's comparators
     rolled_back: str | None = None  # the served version this tracker rolled back
     rollback_problem: str | None = None  # why the last rollback could not be written (said once)
-    basis: tuple[str, DecisionMetrics | None] | None = None  # a version and its test split's decision metrics
+    basis: tuple[str, decision.Basis | None] | None = None  # a version and what its decision rules fitted
 
     @property
     def summary(self) -> TrackSummary | None:
@@ -310,16 +311,17 @@ class Tracker(RoundLoop):
 
     async def _basis(
         self, pair: CurrencyPair, state: PairTrack, version: str | None
-    ) -> tuple[str, DecisionMetrics] | None:
+    ) -> tuple[str, decision.Basis] | None:
         """The served version's test-split decision metrics (read once a version): what its live answer to "would
         it have made money" is computed with. None for a version from before them, or whose metadata.json cannot
-        be read (said once)."""
+        be read (said once). The reader's metadata cache is not used: a thousand parsed documents weigh 100 MB."""
         if version is None:
             return None
         if state.basis is None or state.basis[0] != version:
             try:
-                meta = await self.offload(self.reader.metadata, pair.namespace, pair.name, version)
-                found = meta.metrics.test.decision
+                store = self.reader.pair_store(pair.namespace, pair.name)
+                recorded = (await self.offload(store.model_metadata, version)).metrics.test.decision
+                found = decision.refit(recorded) if recorded else None
             except MakeUsRichError as exc:
                 log.warning(f"version {version}'s metadata.json cannot be read: {exc}", extra={"pair": pair.name})
                 found = None

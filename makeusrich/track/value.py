@@ -18,7 +18,7 @@ import pandas as pd
 
 from makeusrich.contract import iso_z
 from makeusrich.scoring import decision
-from makeusrich.store import DecisionMetrics, DecisionValue
+from makeusrich.store import DecisionValue
 from makeusrich.store.track_schema import SERVED, as_nanoseconds
 from makeusrich.track.evidence import SCALE_HISTORY, Forecasts, iso_ns, scale_at
 
@@ -42,16 +42,12 @@ def decision_value(
     version: str,
     since: int,
     step: pd.Timedelta,
-    basis: DecisionMetrics,
+    basis: decision.Basis,
     now: datetime,
 ) -> DecisionValue | None:
     """The rules on the version's scored one-step forecasts of `kind` (live or replayed) from `since` (nanoseconds:
     the run's start) on; None when fewer than a day of candles count, or the forecasts' widest range is not the one
     the basis read."""
-    found = decision.refit(basis)
-    if found is None:
-        return None
-    fitted, settings = found
     one = rows["step"].to_numpy() == 1
     origin, kinds = as_nanoseconds(rows["origin"]), rows["kind"].to_numpy(dtype=object)
     mine = np.flatnonzero(one & (kinds == kind) & (origin >= since))
@@ -83,7 +79,7 @@ def decision_value(
         level=basis.level,
         ewma_sigma=sigma[known],
     )
-    metrics = decision.decide(origins, fitted, step.to_pytimedelta(), settings).metrics
+    metrics = decision.decide(origins, basis.fitted, step.to_pytimedelta(), basis.settings).metrics
     return DecisionValue(
         version=version,
         since=iso_ns(since),

@@ -154,22 +154,21 @@ def decided(
     """The Backtest fields of the decision rules on these forecasts, with what the version fitted on its training
     split (its metadata.json); none for a version from before them."""
     recorded = metadata.metrics.test.decision if metadata else None
-    found = decision.refit(recorded) if recorded else None
-    if recorded is None or found is None or quantiles is None or len(tests.last_close) < 2:
+    basis = decision.refit(recorded) if recorded else None
+    if basis is None or quantiles is None or len(tests.last_close) < 2:
         return {}
-    fitted, settings = found
     at = decision.Origins(
         last_close=tests.last_close,
         actual=tests.actual[:, 0],
         forecast=forecast[:, 0],
         low=quantiles[:, 0, 0].astype(np.float64),
         high=quantiles[:, 0, -1].astype(np.float64),
-        level=recorded.level,
+        level=basis.level,
         ewma_sigma=tests.ewma_sigma,
     )
     assert metadata is not None
     step = timedelta(milliseconds=interval_ms(metadata.interval))
-    return {"decisions": decision.decide(at, fitted, step, settings), "recorded_decision": recorded}
+    return {"decisions": decision.decide(at, basis.fitted, step, basis.settings), "recorded_decision": recorded}
 
 
 def widest_range(tests: HeldOut, quantiles: np.ndarray | None, metadata: ModelMetadata | None) -> dict[str, Any]:

@@ -23,14 +23,17 @@ from tests.track.test_evidence import HOUR, NOW, SIGMA, T0, as_of, closes, recor
 Z95 = 1.645  # the rows' 5% and 95% quantiles lie this many sigmas from the last close
 
 
-def basis(sigma_target: float) -> DecisionMetrics:
-    """A version's test-split decision metrics: what its rules fitted on training hours (no drift, the given
-    risk target, EWMA's range a normal one), as metadata.json stores them."""
+def basis(sigma_target: float) -> decision.Basis:
+    """What a version's rules fitted on its training split (no drift, the given risk target, EWMA's range a normal
+    one), read back from its test split's document as the tracker reads metadata.json."""
     rng = np.random.default_rng(0)
     last = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, 100)))
     found = decision.Origins(last[:-1], last[1:], last[:-1], last[:-1], last[:-1] * 1.1, 0.9, np.full(99, 0.01))
     fitted = decision.Fitted(0.0, sigma_target, (-Z95, Z95))
-    return decision.decide(found, fitted, timedelta(hours=1), resamples=200).metrics
+    stored = decision.decide(found, fitted, timedelta(hours=1), resamples=200).metrics
+    read = decision.refit(DecisionMetrics.model_validate_json(stored.model_dump_json(by_alias=True)))
+    assert read is not None and read.fitted == fitted and read.level == 0.9
+    return read
 
 
 def test_the_live_answer_is_the_test_splits_rules_on_the_versions_run() -> None:
