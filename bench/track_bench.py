@@ -253,6 +253,8 @@ async def run_rounds(
             "round": r + 1,
             "seconds": seconds,
             "recorded": sum(p.recorded for p in report.pairs),
+            "waiting": sum(p.waiting for p in report.pairs),
+            "gaps": sum(p.gaps for p in report.pairs),
             "scored": sum(p.scored for p in report.pairs),
             "binance_per_pair": klines / args.pairs,
             "model_per_pair": sum(p.requests for p in report.pairs) / args.pairs,
@@ -265,7 +267,8 @@ async def run_rounds(
         }
         results.append(row)
         print(
-            f"round {r + 1}: {seconds:.1f} s, {row['recorded']:.0f} recorded, {row['scored']:.0f} scored, "
+            f"round {r + 1}: {seconds:.1f} s, {row['recorded']:.0f} recorded, {row['waiting']:.0f} waiting, "
+            f"{row['gaps']:.0f} gaps, {row['scored']:.0f} scored, "
             f"{row['binance_per_pair']:.2f} Binance + {row['model_per_pair']:.2f} model requests per pair; CPU s: "
             f"tracker {cpu['tracker']:.1f}, model server {cpu['server']:.1f}, stand-in {cpu['stand-in']:.1f}; "
             f"tracker memory {row['pss_mb']:.0f} MB PSS after the round, {row['peak_pss_mb']:.0f} MB at its highest "
@@ -277,7 +280,8 @@ async def run_rounds(
 
 
 def table(results: list[dict[str, float]]) -> str:
-    header = ["round", "seconds", "recorded", "scored", "Binance requests per pair", "model requests per pair"]
+    header = ["round", "seconds", "recorded", "waiting", "gaps", "scored"]
+    header += ["Binance requests per pair", "model requests per pair"]
     header += ["CPU s, tracker", "CPU s, model server", "CPU s, stand-in", "tracker PSS MB, after"]
     header += ["tracker PSS MB, highest", "tracker peak RSS MB, summed"]
     return _harness.table(
@@ -287,6 +291,8 @@ def table(results: list[dict[str, float]]) -> str:
                 f"{row['round']:.0f}",
                 f"{row['seconds']:.1f}",
                 f"{row['recorded']:.0f}",
+                f"{row['waiting']:.0f}",
+                f"{row['gaps']:.0f}",
                 f"{row['scored']:.0f}",
                 f"{row['binance_per_pair']:.2f}",
                 f"{row['model_per_pair']:.2f}",
