@@ -7,7 +7,7 @@ HERE := $(dir $(abspath $(lastword $(MAKEFILE_LIST))))
 # Extra arguments for `make run` (tests shorten the training with them).
 RUN_ARGS ?=
 
-.PHONY: setup browser tools run screenshots images test lint typecheck pytest bench clean
+.PHONY: setup browser tools run screenshots images chart test lint typecheck pytest bench clean
 
 $(VENV)/.installed: $(HERE)pyproject.toml
 	python3 -m venv $(VENV)
@@ -57,6 +57,12 @@ images:
 		docker build -f $(HERE)$$file --target $$name -t $(REGISTRY)/$$name:$(TAG) $(HERE) || exit 1; \
 		if [ -n "$(PUSH)" ]; then docker push $(REGISTRY)/$$name:$(TAG) || exit 1; fi; \
 	done
+
+# The chart as one archive, dist/makeusrich-<version>.tgz, its version and appVersion those of Chart.yaml (a test keeps
+# them equal to the package's); push it to an OCI registry with `helm push dist/makeusrich-<version>.tgz
+# oci://registry.example/charts` and install it with `helm install rich oci://registry.example/charts/makeusrich`.
+chart: tools
+	$(HELM) package $(HERE)charts/makeusrich --destination $(HERE)dist
 
 # The quick benchmarks (each under about two minutes on 2 cores), each recorded in bench/results/<name>.md with its
 # command, commit, settings and machine. The long ones, and the command behind every results file: bench/README.md.

@@ -39,8 +39,8 @@ def helm(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(HELM), *args], capture_output=True, text=True, timeout=120)
 
 
-def render(values: Path | None = None, *sets: str) -> list[dict[str, Any]]:
-    args = ["template", "rich", str(CHART), "--namespace", "makeusrich"]
+def render(values: Path | None = None, *sets: str, chart: Path = CHART) -> list[dict[str, Any]]:
+    args = ["template", "rich", str(chart), "--namespace", "makeusrich"]
     args += ["-f", str(values)] if values else []
     for item in sets:
         args += ["--set", item]
