@@ -105,24 +105,24 @@ def main(argv: list[str] | None = None) -> None:
             folder.mkdir(parents=True, exist_ok=True)
             for source, suffix in FILES.items():
                 shutil.copyfile(out / "backtest" / source, folder / f"{name}.{suffix}")
+    section = {  # both results files record this run in a section of the same name
+        "part": f"lookbackDays {args.lookback_days}, {args.folds} folds of {args.step}",
+        "level": 3,
+        "settings": _harness.model_settings(_harness.example_pair(args.lookback_days, args.max_epochs)),
+        "versions": ("torch",),
+    }
     run.finish(
         f"Files: `backtest/{name}.json` (everything, per fold and pooled), `.csv` (the table), `.png` (per-fold "
         "skill).\n\n" + _harness.table(header, rows),
         title="Walk-forward backtests of the default settings",
-        part=f"lookbackDays {args.lookback_days}, {args.folds} folds of {args.step}",
-        level=3,
-        settings=_harness.model_settings(_harness.example_pair(args.lookback_days, args.max_epochs)),
-        versions=("torch",),
         notes=[f"Runs: `makeusrich {shlex.join(backtest)}` (a store and an output folder of its own)"],
+        **section,
     )
     dataclasses.replace(run, results="decision").finish(
         decision_body(result, name),
         title="Would following the model have made money? The decision rules after fees, walk-forward",
-        part=f"lookbackDays {args.lookback_days}, {args.folds} folds of {args.step}",
-        level=3,
-        settings=_harness.model_settings(_harness.example_pair(args.lookback_days, args.max_epochs)),
-        versions=("torch",),
         notes=[f"Runs: `makeusrich {shlex.join(backtest)}`; the rules' settings are spec.decision's defaults"],
+        **section,
     )
 
 

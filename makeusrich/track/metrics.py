@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 
 from makeusrich.contract import iso_z
 from makeusrich.market import interval_ms
+from makeusrich.store import TrackSummary
 from makeusrich.track.tracker import RoundLoop
 
 PREFIX = "makeusrich_track_"
@@ -108,6 +109,13 @@ class TrackCollector(Collector):
         yield from decisions
         yield from self.after_fees()
 
+    def summaries(self) -> Iterator[tuple[str, str, TrackSummary]]:
+        """(namespace, pair, summary) of every pair with a summary, in key order: a copy, since rounds change them."""
+        for key, state in sorted(dict(self.tracker.pairs).items()):
+            if (summary := state.summary) is not None:
+                namespace, pair = key.split("/", 1)
+                yield namespace, pair, summary
+
     def after_fees(self) -> list[GaugeMetricFamily]:
         """Would following the served version since it went live have made money (makeusrich.track.value)."""
         labels = ["namespace", "pair", "rule"]
@@ -130,10 +138,9 @@ class TrackCollector(Collector):
             "how much more the rule ends with than its baseline twin: estimate, and 95% low and high",
             labels=bounded,
         )
-        for key, state in sorted(dict(self.tracker.pairs).items()):
-            if (summary := state.summary) is None or summary.decision is None:
+        for namespace, pair, summary in self.summaries():
+            if summary.decision is None:
                 continue
-            namespace, pair = key.split("/", 1)
             metrics = summary.decision.metrics
             candles.add_metric([namespace, pair], metrics.rules["buy-and-hold"].candles)
             for rule, score in metrics.rules.items():
@@ -166,10 +173,7 @@ class TrackCollector(Collector):
             "the served version's pinball loss over the shadow's, same origins",
             labels=shadow_labels,
         )
-        for key, state in sorted(dict(self.tracker.pairs).items()):
-            if (summary := state.summary) is None:
-                continue
-            namespace, pair = key.split("/", 1)
+        for namespace, pair, summary in self.summaries():
             for d in summary.decisions:
                 at = [namespace, pair, d.decision]
                 statistic.add_metric(at, d.statistic)
