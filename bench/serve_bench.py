@@ -1,4 +1,4 @@
-"""What serving a model over v2 REST costs: `makeusrich serve` on loopback against onnxruntime's own time.
+"""What serving a model over v2 REST and gRPC costs: `makeusrich serve` on loopback against onnxruntime's own time.
 
 Trains a model of the default size (window 120, LSTM 64 units, 2 layers; 1 epoch on the bundled real candles:
 weights do not change the cost) with the real trainer into a temporary store, starts the real server in a
@@ -6,13 +6,14 @@ subprocess (tests/fixtures/model_server.py, the helper the tests use), and measu
 
 1. onnxruntime alone: `session.run` on one window, same options as the server (1 intra-op thread).
 2. Latency of one-window requests, one after another over one keep-alive connection, with a minimal
-   HTTP/1.1 client (http.client) and with this project's V2Client (httpx); p50 and p99, and the ratio of the
-   p50 to onnxruntime's p50.
+   HTTP/1.1 client (http.client), a minimal gRPC client (grpcio, raw FP32 contents) and this project's
+   V2Client over both (httpx; grpcio); p50 and p99, and the ratio of the p50 to onnxruntime's p50.
 3. Fairness: the same one-window latency on one pair, idle and while four clients keep another pair's slow but
    sound model busy (its graph made to take about 500 ms a request: tests/serving/helpers.slow_model), in one
    server; the ratio of the two p50s (the goal: within 2x).
-4. Throughput with 8 concurrent clients (asyncio, raw keep-alive HTTP/1.1 in this process) for batch 1 and
-   batch 64 windows per request: requests/s, windows/s, latency under load, failed requests.
+4. Throughput with 8 concurrent clients (asyncio in this process: raw keep-alive HTTP/1.1, or one grpc.aio
+   channel each) for batch 1 and batch 64 windows per request: requests/s, windows/s, latency under load,
+   failed requests.
 
 `--runs N` repeats 2 to 4 against fresh servers (the same model) and adds a table of each run's headline
 numbers: on a shared machine they move from run to run, and a range is only honest with its runs.
@@ -38,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import _harness
+import grpc
 import numpy as np
 
 from makeusrich.market import Source
@@ -45,6 +47,7 @@ from makeusrich.store import pair_store
 from makeusrich.trainer.export import onnx_session
 from makeusrich.trainer.pipeline import run_training
 from makeusrich.v2client import V2Client
+from makeusrich.v2client.grpc_wire import SERVICE, M
 from tests.fixtures.model_server import RunningServer, launch
 from tests.serving.helpers import publish_as, real_windows, slow_model
 
@@ -69,6 +72,7 @@ class Latency:
 
 @dataclass(frozen=True)
 class Throughput:
+    transport: str
     batch: int
     requests: int
     failed: int
@@ -82,8 +86,8 @@ class Throughput:
 
 @dataclass(frozen=True)
 class Measured:
-    """One run against fresh servers: the latencies (http.client, V2Client), the throughputs, and one pair's
-    latency idle and beside a slow model."""
+    """One run against fresh servers: the latencies (http.client, grpcio, V2Client over REST and gRPC), the
+    throughputs (REST, then gRPC), and one pair's latency idle and beside a slow model."""
 
     latencies: list[Latency]
     rates: list[Throughput]
@@ -124,8 +128,8 @@ def http_client_latency(
         connection.close()
 
 
-async def v2client_latency(server: RunningServer, window: np.ndarray, count: int) -> Latency:
-    async with V2Client(server.url, timeout=10) as client:
+async def v2client_latency(url: str, window: np.ndarray, count: int, label: str) -> Latency:
+    async with V2Client(url, timeout=10) as client:
         for _ in range(min(WARMUP, count)):
             await client.infer(PAIR, window)
         times = []
@@ -133,7 +137,41 @@ async def v2client_latency(server: RunningServer, window: np.ndarray, count: int
             began = time.perf_counter()
             await client.infer(PAIR, window)
             times.append(time.perf_counter() - began)
-    return Latency("V2Client.infer (httpx), keep-alive", times)
+    return Latency(label, times)
+
+
+def grpc_request(candles: np.ndarray) -> bytes:
+    """A serialized ModelInferRequest with the candles as raw FP32, as Triton's clients send them."""
+    request = M["InferRequest"](model_name=PAIR, raw_input_contents=[candles.astype("<f4").tobytes()])
+    request.inputs.add(name="candles", datatype="FP32", shape=list(candles.shape))
+    return bytes(request.SerializeToString())
+
+
+def model_infer(channel: grpc.Channel | grpc.aio.Channel) -> Callable[..., object]:
+    """ModelInfer on a channel, sending bytes already serialized and reading the answer's bytes."""
+    return channel.unary_unary(f"/{SERVICE}/ModelInfer")
+
+
+def grpc_latency(server: RunningServer, candles: np.ndarray, count: int) -> Latency:
+    request = grpc_request(candles)
+    with grpc.insecure_channel(f"{server.host}:{server.grpc_port}") as channel:
+        call = model_infer(channel)
+        return Latency("v2 ModelInfer, grpcio, raw FP32", time_calls(lambda: call(request, timeout=10), count))
+
+
+async def grpc_client(
+    server: RunningServer, request: bytes, stop_at: float, times: list[float], failures: list[int]
+) -> None:
+    """One channel sending requests back to back."""
+    async with grpc.aio.insecure_channel(f"{server.host}:{server.grpc_port}") as channel:
+        call = model_infer(channel)
+        while time.perf_counter() < stop_at:
+            began = time.perf_counter()
+            try:
+                await call(request, timeout=10)
+            except grpc.aio.AioRpcError as exc:
+                failures.append(exc.code().value[0])
+            times.append(time.perf_counter() - began)
 
 
 async def raw_client(
@@ -164,17 +202,21 @@ async def raw_client(
         writer.close()
 
 
-async def throughput(server: RunningServer, windows: np.ndarray, batch: int, seconds: float) -> Throughput:
-    body = infer_body(windows[:batch])
-    warm: list[float] = []
-    await raw_client(server, body, time.perf_counter() + 1.0, warm, [])
+async def throughput(
+    server: RunningServer, windows: np.ndarray, batch: int, seconds: float, transport: str
+) -> Throughput:
+    if transport == "gRPC":
+        request, client = grpc_request(windows[:batch]), grpc_client
+    else:
+        request, client = infer_body(windows[:batch]), raw_client
+    await client(server, request, time.perf_counter() + 1.0, [], [])
     times: list[float] = []
     failures: list[int] = []
     began = time.perf_counter()
     stop_at = began + seconds
-    await asyncio.gather(*(raw_client(server, body, stop_at, times, failures) for _ in range(CLIENTS)))
+    await asyncio.gather(*(client(server, request, stop_at, times, failures) for _ in range(CLIENTS)))
     elapsed = time.perf_counter() - began
-    return Throughput(batch, len(times), len(failures), elapsed, Latency(f"batch {batch}", times))
+    return Throughput(transport, batch, len(times), len(failures), elapsed, Latency(f"batch {batch}", times))
 
 
 def train(root: Path) -> tuple[str, bytes]:
@@ -230,13 +272,19 @@ def measure(root: Path, windows: np.ndarray, args: argparse.Namespace, run: int,
     """Latencies and throughputs against a fresh server, then one pair beside the slow one in another."""
     store = ["--store", f"file://{root / 'store'}", "--pairs", PAIR]
     body = infer_body(windows[:1])
-    server = launch(store, root / f"serve-{run}.log")
+    server = launch(store, root / f"serve-{run}.log", grpc=True)
     try:
         latencies = [
             http_client_latency(server, body, args.requests, "v2 infer, http.client, keep-alive"),
-            asyncio.run(v2client_latency(server, windows[:1], args.requests)),
+            grpc_latency(server, windows[:1], args.requests),
+            asyncio.run(v2client_latency(server.url, windows[:1], args.requests, "V2Client.infer, REST (httpx)")),
+            asyncio.run(v2client_latency(server.grpc_url, windows[:1], args.requests, "V2Client.infer, gRPC (grpcio)")),
         ]
-        rates = [asyncio.run(throughput(server, windows, batch, args.seconds)) for batch in (1, 64)]
+        rates = [
+            asyncio.run(throughput(server, windows, batch, args.seconds, transport))
+            for transport in ("REST", "gRPC")
+            for batch in (1, 64)
+        ]
     finally:
         server.stop()
     both = launch(["--store", f"file://{root / 'store'}"], root / f"serve-fair-{run}.log")
@@ -278,9 +326,10 @@ def latency_table(rows: list[Latency], reference: Latency) -> str:
 
 def throughput_table(rows: list[Throughput]) -> str:
     return _harness.table(
-        ["windows per request", "clients", "requests/s", "windows/s", "p50", "p99", "failed", "requests"],
+        ["transport", "windows per request", "clients", "requests/s", "windows/s", "p50", "p99", "failed", "requests"],
         (
             [
+                row.transport,
                 row.batch,
                 CLIENTS,
                 f"{row.rps:,.0f}",
@@ -292,7 +341,7 @@ def throughput_table(rows: list[Throughput]) -> str:
             ]
             for row in rows
         ),
-        "rrrrrrrr",
+        "lrrrrrrrr",
     )
 
 
@@ -303,9 +352,13 @@ def runs_table(runs: list[Measured], reference: Latency) -> str:
             "run",
             "p50, http.client",
             "p50 / onnxruntime p50",
-            "p50, V2Client",
-            "requests/s, batch 1",
-            "windows/s, batch 64",
+            "p50, grpcio",
+            "p50, V2Client REST",
+            "p50, V2Client gRPC",
+            "requests/s, batch 1, REST",
+            "requests/s, batch 1, gRPC",
+            "windows/s, batch 64, REST",
+            "windows/s, batch 64, gRPC",
             "p50 beside the slow pair / idle",
         ],
         (
@@ -313,14 +366,16 @@ def runs_table(runs: list[Measured], reference: Latency) -> str:
                 i,
                 f"{m.latencies[0].p50:.3f} ms",
                 f"{m.latencies[0].p50 / reference.p50:.1f}x",
-                f"{m.latencies[1].p50:.3f} ms",
+                *(f"{latency.p50:.3f} ms" for latency in m.latencies[1:]),
                 f"{m.rates[0].rps:,.0f}",
+                f"{m.rates[2].rps:,.0f}",
                 f"{m.rates[1].rps * m.rates[1].batch:,.0f}",
+                f"{m.rates[3].rps * m.rates[3].batch:,.0f}",
                 f"{m.fairness[1].p50 / m.fairness[0].p50:.2f}x",
             ]
             for i, m in enumerate(runs, 1)
         ),
-        "rrrrrrr",
+        "rrrrrrrrrrr",
     )
 
 
@@ -347,7 +402,7 @@ def main(argv: list[str] | None = None) -> None:
         f"onnxruntime alone on one thread: {ort.p50:.3f} ms for 1 window, {ort_batch.p50:.2f} ms for "
         f"{len(windows)} windows ({len(windows) / ort_batch.p50 * 1000:,.0f} windows/s per core).\n\n"
         "p50 / onnxruntime p50: how many times onnxruntime's own time for the same window a whole request takes "
-        "(HTTP, JSON, request checks, kserve's data plane, response).\n"
+        "(HTTP and JSON or HTTP/2 and protobuf, request checks, kserve's data plane, response).\n"
     )
     if len(runs) > 1:
         markdown += (
@@ -358,13 +413,14 @@ def main(argv: list[str] | None = None) -> None:
         markdown,
         title="Serving benchmark",
         settings={**_harness.DEFAULT_SHAPE, "clients": CLIENTS, "warmupRequests": WARMUP},
-        versions=("kserve", "onnxruntime", "uvicorn", "uvloop", "httptools"),
+        versions=("kserve", "onnxruntime", "uvicorn", "uvloop", "httptools", "grpcio"),
         notes=[
             f"Model: version {version}, trained by `run_training` for 1 epoch on the bundled BTC/USDT 1h candles "
             "(window 120, LSTM 64 units, 2 layers, horizon 1); inputs are real 120-candle windows.",
-            "Server: `makeusrich serve --store file://... --host 127.0.0.1` in a subprocess (1 onnxruntime "
-            "thread per model, every run in a worker thread, one run per model at a time), uvicorn with uvloop "
-            "and httptools, no access log. Clients run in the benchmark's own process on the same cores.",
+            "Server: `makeusrich serve --store file://... --host 127.0.0.1 --grpc-port N` in a subprocess (1 "
+            "onnxruntime thread per model, every run in a worker thread, one run per model at a time), uvicorn "
+            "with uvloop and httptools, grpcio's asyncio server on the same event loop, no access log. Clients "
+            "run in the benchmark's own process on the same cores.",
         ],
     )
 

@@ -18,6 +18,11 @@ OUTPUT_NAME = "forecast"
 QUANTILES_NAME = "quantiles"
 DATATYPE = "FP32"
 PLATFORM = "onnxruntime_onnx"
+# The model metadata parameter that lists the levels of the `quantiles` output.
+QUANTILE_LEVELS = "quantile_levels"
+# The v2 gRPC protocol's model metadata has no `parameters`: this project's server sends them as JSON in this
+# trailing metadata key of the ModelMetadata call, so its gRPC clients read what REST clients read.
+GRPC_PARAMETERS_KEY = "makeusrich-parameters"
 ONNX_OPSET = 17  # every model file's opset: onnxruntime and Triton's onnxruntime backend both run it
 # The five values of one candle, in the order the model takes them.
 FIELDS: tuple[str, ...] = ("open", "high", "low", "close", "volume")

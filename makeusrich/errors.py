@@ -22,9 +22,9 @@
     ├── RetryLater                  part of a reconcile failed for a reason that may pass
     └── WorkerExited                a tracker worker process died: the tracker stops (and is restarted)
 
-Exit codes are mapped in makeusrich.cli only; HTTP statuses in the model server's one table
-(makeusrich.serving.rest.CLIENT_ERRORS); Kubernetes API answers in makeusrich.kube.api_error, and whether one may
-pass by waiting in kube.transient. A test checks that the drawing above matches the classes.
+Exit codes are mapped in makeusrich.cli only; HTTP statuses and gRPC codes in the model server's one table
+(makeusrich.serving.statuses); Kubernetes API answers in makeusrich.kube.api_error, and whether one may pass by
+waiting in kube.transient. A test checks that the drawing above matches the classes.
 """
 
 from typing import Any

@@ -259,7 +259,9 @@ class PairSourceSettings(CommandSettings):
         (), description="embedded mode: comma-separated pair files besides the folder's (as `up -f` runs)"
     )
     server_url: str = Field(
-        DEFAULT_URL, validation_alias=SERVING_URL_ENV, description="embedded mode: the v2 model server"
+        DEFAULT_URL,
+        validation_alias=SERVING_URL_ENV,
+        description="embedded mode: the v2 model server (http://host:port, or grpc://host:port for gRPC)",
     )
 
     @field_validator("pair_files", mode="before")

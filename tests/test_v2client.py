@@ -1,4 +1,5 @@
-"""The v2 client against the real server, and its errors: each failure is one sentence saying what happened."""
+"""The v2 client against the real server, over REST and gRPC (the same answers either way), and its errors: each
+failure is one sentence saying what happened."""
 
 from __future__ import annotations
 
@@ -27,9 +28,9 @@ from tests.serving.helpers import real_windows, reference, reference_outputs, sa
 PAIR = "btc-usdt"
 
 
-@pytest.fixture
-async def client(model_server: RunningServer) -> AsyncIterator[V2Client]:
-    async with V2Client(model_server.url, timeout=10) as v2:
+@pytest.fixture(params=["rest", "grpc"])
+async def client(model_server: RunningServer, request: pytest.FixtureRequest) -> AsyncIterator[V2Client]:
+    async with V2Client(model_server.grpc_url if request.param == "grpc" else model_server.url, timeout=10) as v2:
         yield v2
 
 
@@ -109,19 +110,23 @@ async def test_server_refusal_is_passed_on_in_one_sentence(client: V2Client) -> 
     with pytest.raises(ServingError) as caught:
         await client.infer(PAIR, real_windows(12, 1))
     assert caught.value.status == 400
+    said = "400" if client.base_url.startswith("http") else "INVALID_ARGUMENT"
     assert str(caught.value) == (
-        f"model 'btc-usdt' at {client.base_url} answered 400: input 'candles' holds windows of 12 candles; "
+        f"model 'btc-usdt' at {client.base_url} answered {said}: input 'candles' holds windows of 12 candles; "
         "this model takes 24 (shape [batch, 24, 5], oldest candle first)"
     )
 
 
 async def test_unknown_model_names_the_models_the_server_has(client: V2Client) -> None:
-    expected = f"the model server at {client.base_url} has no model 'eth-usdt'; it serves btc-usdt"
+    """Over gRPC the protocol has no listing: the sentence says so."""
+    rest = client.base_url.startswith("http")
+    served = "it serves btc-usdt" if rest else "it could not list what it serves (the gRPC protocol has no listing)"
+    expected = f"the model server at {client.base_url} has no model 'eth-usdt'; {served}"
     with pytest.raises(ModelNotFoundError, match=f"^{re.escape(expected)}$"):
         await client.model_metadata("eth-usdt")
-    with pytest.raises(ModelNotFoundError, match="it serves btc-usdt"):
+    with pytest.raises(ModelNotFoundError, match=re.escape(served)):
         await client.model_ready("eth-usdt")
-    assert await client.list_models() == ["btc-usdt"]
+    assert await client.list_models() == (["btc-usdt"] if rest else None)
 
 
 async def test_model_listing_from_a_triton_server_or_none() -> None:
@@ -147,9 +152,12 @@ async def test_model_listing_from_a_triton_server_or_none() -> None:
         ("localhost:8080", "has no scheme; write it as http://localhost:8080"),
         ("ftp://host", "must look like http://host:port"),
         ("http://", "must look like http://host:port"),
+        ("http://host:port", "is not a URL"),
+        ("grpc://host", "must be grpc://host:port, with the port and no path"),
+        ("grpc://host:8081/v2", "must be grpc://host:port, with the port and no path"),
     ],
 )
-def test_a_server_url_must_be_http_with_a_host(url: str, message: str) -> None:
+def test_a_server_url_must_be_http_or_grpc_with_a_host(url: str, message: str) -> None:
     with pytest.raises(ServingError, match=re.escape(message)):
         V2Client(url)
 
@@ -159,11 +167,14 @@ async def test_too_few_candles_is_said_before_sending(client: V2Client) -> None:
         await client.forecast(PAIR, sample_frame().tail(10), "1h", window=24)
 
 
-async def test_unreachable_server() -> None:
-    url = f"http://127.0.0.1:{free_port()}"
+@pytest.mark.parametrize("scheme", ["http", "grpc"])
+async def test_unreachable_server(scheme: str) -> None:
+    url = f"{scheme}://127.0.0.1:{free_port()}"
     async with V2Client(url, timeout=2) as v2:
-        with pytest.raises(ServingError, match=f"the model server at {url} is unreachable .*is `makeusrich serve`"):
+        with pytest.raises(ServingError, match=f"the model server at {url} is unreachable .*is `makeusrich serve"):
             await v2.live()
+        with pytest.raises(ServingError, match=f"the model server at {url} is unreachable"):
+            await v2.model_metadata(PAIR)  # over gRPC: not mistaken for a model that is not ready
 
 
 async def test_a_server_that_never_answers_times_out() -> None:
@@ -216,6 +227,13 @@ async def test_not_ready_and_odd_answers_from_any_v2_server() -> None:
             await v2.server_metadata()
         with pytest.raises(ServingError, match=r"candles must be \[window, 5\] or \[batch, window, 5\]"):
             await v2.infer("m", np.ones(5))
+
+
+async def test_a_grpc_answer_past_the_limit_is_refused(model_server: RunningServer) -> None:
+    async with V2Client(model_server.grpc_url, timeout=10, max_answer_bytes=1000) as v2:
+        assert (await v2.infer(PAIR, real_windows(24, 4))).shape == (4, 1)
+        with pytest.raises(ServingError, match="answered more than 1,000 bytes"):
+            await v2.infer_result(PAIR, real_windows(24, 64))
 
 
 async def test_an_answer_past_the_limit_is_refused_unread() -> None:

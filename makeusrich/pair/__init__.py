@@ -24,6 +24,7 @@ from makeusrich.pair.parse import (
 from makeusrich.pair.spec import (
     API_VERSION,
     KIND,
+    MAX_WINDOW,
     NAME_PATTERN,
     CurrencyPair,
     CurrencyPairSpec,
@@ -49,6 +50,7 @@ from makeusrich.pair.status import (
 __all__ = [
     "API_VERSION",
     "KIND",
+    "MAX_WINDOW",
     "NAME_PATTERN",
     "PAIR_ENV",
     "Condition",

@@ -25,6 +25,8 @@ SHORT_NAMES = ["cp"]
 # CronJob names are limited to 52 characters and "-trainer" is appended; KServe wants a DNS-1035 label.
 NAME_PATTERN = r"^[a-z]([-a-z0-9]{0,42}[a-z0-9])?$"
 ASSET_PATTERN = r"^[a-z0-9]{2,20}$"
+# The longest input window a pair may have: what bounds a model server's largest valid request.
+MAX_WINDOW = 2000
 
 
 class CamelModel(BaseModel):
@@ -36,7 +38,7 @@ class CamelModel(BaseModel):
 class ModelSpec(CamelModel):
     """The LSTM and its training loop."""
 
-    window: int = Field(120, ge=8, le=2000, description="Candles in one input window.")
+    window: int = Field(120, ge=8, le=MAX_WINDOW, description="Candles in one input window.")
     horizon: int = Field(1, ge=1, le=48, description="Future candles forecast by one inference.")
     hidden_size: int = Field(64, ge=4, le=1024, description="LSTM hidden units per layer.")
     layers: int = Field(2, ge=1, le=4, description="Stacked LSTM layers.")

@@ -2,7 +2,9 @@
 
     kserve_api   kserve's one room: every name used from it, re-exported
     server       the model server: a kserve Model per pair, versions watched in the store
-    rest         the HTTP side: exactly the v2 routes offered, and the one table from errors to statuses
+    rest         the HTTP side: exactly the v2 routes offered
+    grpc_server  the gRPC side: the v2 gRPC service over the same data plane
+    statuses     the one table from errors to HTTP statuses and gRPC codes
     loader       a stored version checked before it is served (files, signature, smoke test)
     validation   a request's tensors checked before they cost memory
     triton       config.pbtxt, as KServe's Triton runtime reads it

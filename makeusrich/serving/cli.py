@@ -176,7 +176,7 @@ def add_serving_commands(add: Add) -> None:
     from makeusrich.serving.options import PredictSettings, ServeOptions
     from makeusrich.settings import S3, TIMES_NOTE, MarketSettings, add_flags, add_pair_args, epilog, variables
 
-    p = add("serve", "serve the promoted models over the KServe v2 (Open Inference) REST protocol", cmd_serve)
+    p = add("serve", "serve the promoted models over the KServe v2 (Open Inference) protocol, REST and gRPC", cmd_serve)
     add_flags(p, ServeOptions)
     p.epilog = epilog([*variables(ServeOptions), *S3])
 

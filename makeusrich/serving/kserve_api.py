@@ -15,6 +15,11 @@ try:
     from kserve.constants.constants import INFERENCE_CONTENT_LENGTH_HEADER
     from kserve.errors import InferenceError, InvalidInput, ModelNotFound, ModelNotReady, ServerNotReady
     from kserve.protocol.dataplane import DataPlane
+    from kserve.protocol.grpc import grpc_predict_v2_pb2 as grpc_messages
+    from kserve.protocol.grpc.grpc_predict_v2_pb2_grpc import (
+        GRPCInferenceServiceServicer,
+        add_GRPCInferenceServiceServicer_to_server,
+    )
     from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
     from kserve.protocol.rest.v2_datamodels import InferenceRequest
 finally:
@@ -24,6 +29,7 @@ model_server.args.configure_logging = False  # makeusrich.log configures logging
 __all__ = [
     "INFERENCE_CONTENT_LENGTH_HEADER",
     "DataPlane",
+    "GRPCInferenceServiceServicer",
     "InferOutput",
     "InferRequest",
     "InferResponse",
@@ -35,4 +41,6 @@ __all__ = [
     "ModelNotReady",
     "ModelServer",
     "ServerNotReady",
+    "add_GRPCInferenceServiceServicer_to_server",
+    "grpc_messages",
 ]

@@ -35,6 +35,13 @@ class ServeOptions(StoreSettings):
     )
     host: str = Field("127.0.0.1", description="address to bind (0.0.0.0 in a container)")
     port: int = Field(8080, ge=0, le=65535, description="HTTP port (0 picks a free one)")
+    grpc_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="also serve the v2 gRPC protocol on this port (0 picks a free one); off unless given, since "
+        "KServe's usual 8081 is the dashboard's port on one machine (the makeusrich-onnx runtime passes 8081)",
+    )
     poll_seconds: float = Field(10.0, gt=0, description="how often to look for newly promoted versions")
     max_batch: int = Field(1024, ge=1, description="most windows one request may hold; more is a 400")
     threads: int = Field(1, ge=1, description="onnxruntime intra-op threads per model")
@@ -100,7 +107,9 @@ class PredictSettings(CommandSettings):
     model_config = SettingsConfigDict(env_prefix="MAKEUSRICH_PREDICT_")
 
     url: str = Field(
-        DEFAULT_URL, validation_alias=SERVING_URL_ENV, description="model server base URL, with its scheme"
+        DEFAULT_URL,
+        validation_alias=SERVING_URL_ENV,
+        description="model server base URL: http(s)://host:port for REST, grpc://host:port for gRPC",
     )
     timeout: float = Field(10.0, gt=0, description="seconds to wait for each answer")
 

@@ -8,7 +8,7 @@ unload would let anyone take a model out of service), no `/versions/` routes, no
 What a client can send is bounded before it costs memory: headers (count and total size, 431), and the body
 of an inference request (413 when its declared length, or what arrives, passes the largest valid request of
 that model). Every client mistake is a 4xx with one sentence and at most one debug log line; only a fault of
-the server itself is logged with a traceback. One table below maps errors to statuses.
+the server itself is logged with a traceback. One table (statuses.py) maps errors to statuses.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import orjson
 import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import make_asgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
@@ -38,15 +38,14 @@ from makeusrich.errors import BadRequest, PayloadTooLarge
 from makeusrich.serving.kserve_api import (
     INFERENCE_CONTENT_LENGTH_HEADER,
     DataPlane,
-    InferenceError,
     InferenceRequest,
     InferRequest,
     InvalidInput,
-    ModelNotFound,
     ModelNotReady,
     ServerNotReady,
 )
 from makeusrich.serving.options import ServeOptions
+from makeusrich.serving.statuses import CLIENT_ERRORS, SERVER_FAULT, fault_message
 
 log = logging.getLogger(__name__)
 
@@ -174,18 +173,6 @@ class HeaderLimits:
         await self.app(scope, receive, send)
 
 
-# The one table from errors to HTTP statuses. Client mistakes are logged at debug level only. kserve's own
-# InvalidInput (its DataPlane's word for a request it cannot decode) is translated to BadRequest where it arises.
-CLIENT_ERRORS: tuple[tuple[type[Exception], int], ...] = (
-    (BadRequest, 400),
-    (ModelNotFound, 404),
-    (PayloadTooLarge, 413),
-    (ModelNotReady, 503),
-    (ServerNotReady, 503),
-    (InferenceError, 500),  # PairModel.predict logged it already, with its traceback
-)
-
-
 def _quiet(status: int) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
     async def handler(request: Request, exc: Exception) -> JSONResponse:
         log.debug("%s %s: %s %s", request.method, request.url.path, status, exc)
@@ -204,8 +191,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _server_fault(request: Request, exc: Exception) -> JSONResponse:
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-    message = f"internal error ({type(exc).__name__}); see the server log"
-    return JSONResponse(status_code=500, content={"error": message})
+    return JSONResponse(status_code=SERVER_FAULT.http, content={"error": fault_message(exc)})
 
 
 def infer_route(
@@ -271,6 +257,10 @@ def create_app(dataplane: DataPlane, options: ServeOptions, window_of: Callable[
             raise ModelNotReady(model_name)
         return {"name": model_name, "ready": True}
 
+    async def metrics() -> Response:
+        """Prometheus text at /metrics itself (a mounted app would answer it with a redirect to /metrics/)."""
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
     infer = infer_route(dataplane, options, window_of)
 
     for path, handler in (
@@ -283,9 +273,9 @@ def create_app(dataplane: DataPlane, options: ServeOptions, window_of: Callable[
     ):
         app.add_api_route(path, handler, methods=["GET"])
     app.add_api_route("/v2/models/{model_name}/infer", infer, methods=["POST"])
-    app.mount("/metrics", make_asgi_app())
+    app.add_api_route("/metrics", metrics, methods=["GET"])
     for error, status in CLIENT_ERRORS:
-        app.add_exception_handler(error, _quiet(status))
+        app.add_exception_handler(error, _quiet(status.http))
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _server_fault)
     return app

@@ -1,4 +1,4 @@
-"""`makeusrich serve`: a kserve ModelServer with one onnxruntime-backed kserve.Model per pair (v2 REST protocol).
+"""`makeusrich serve`: a kserve ModelServer with one onnxruntime-backed kserve.Model per pair (v2 REST and gRPC).
 
 What this adds to kserve's own server, and why:
 
@@ -40,9 +40,10 @@ from typing import Any, cast
 import numpy as np
 import uvicorn
 
-from makeusrich.contract import PLATFORM, iso_z
+from makeusrich.contract import PLATFORM, QUANTILE_LEVELS, iso_z
 from makeusrich.errors import BadRequest, LoadRefused, MakeUsRichError
 from makeusrich.net import bind
+from makeusrich.serving.grpc_server import start_grpc
 from makeusrich.serving.kserve_api import (
     DataPlane,
     InferenceError,
@@ -176,7 +177,7 @@ class PairModel(Model):
             if served.kind:
                 parameters["model_kind"] = served.kind
             if served.signature.levels:
-                parameters["quantile_levels"] = list(served.signature.levels)
+                parameters[QUANTILE_LEVELS] = list(served.signature.levels)
         if refusal is not None:
             refused_at = iso_z(datetime.fromtimestamp(refusal.at, UTC))
             parameters.update(refused_version=refusal.version, refused_reason=refusal.reason, refused_at=refused_at)
@@ -271,8 +272,9 @@ class ServingDataPlane(DataPlane):
 
 
 class MakeUsRichModelServer(ModelServer):
-    """A kserve ModelServer for this project's models: REST only, one process, bound where asked, with a
-    watcher that reloads promoted versions."""
+    """A kserve ModelServer for this project's models: REST, and gRPC when asked (grpc_server.py, not kserve's
+    own, which binds every address and maps errors its way), one process, bound where asked, with a watcher
+    that reloads promoted versions."""
 
     def __init__(self, options: ServeOptions) -> None:
         super().__init__(
@@ -368,12 +370,19 @@ class MakeUsRichModelServer(ModelServer):
         asyncio.get_running_loop().set_default_executor(executor)
         http = http_server(create_app(self.dataplane, self.options, self.dataplane.window_of), self.options)
         host, port = sock.getsockname()[:2]
-        log.info("model server listening on http://%s:%s (v2 REST)", f"[{host}]" if ":" in host else host, port)
+        shown = f"[{host}]" if ":" in host else host
+        grpc = None
+        if self.options.grpc_port is not None:
+            grpc, grpc_port = await start_grpc(self.dataplane, self.options, self.options.grpc_port)
+            log.info("model server listening on grpc://%s:%s (v2 gRPC)", shown, grpc_port)
+        log.info("model server listening on http://%s:%s (v2 REST)", shown, port)
         models = asyncio.create_task(self.load_and_watch(http))
         try:
             await http.serve(sockets=[sock])
         finally:
             models.cancel()
+            if grpc is not None:  # uvicorn gave requests in flight five seconds: so does gRPC
+                await grpc.stop(grace=5)
             stop_checks()  # their threads then return at once, so the process exits without waiting on them
             self._checking.shutdown(wait=False, cancel_futures=True)
         if self.fatal is not None:

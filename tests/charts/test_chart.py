@@ -207,8 +207,12 @@ def test_serving_installs_its_runtime_or_leaves_it_to_kserve() -> None:
     (runtime,) = of_kind(render(), "ClusterServingRuntime")
     assert runtime["metadata"]["name"] == "makeusrich-onnx"
     container = runtime["spec"]["containers"][0]
-    assert container["args"] == ["serve", "--model-dir", "/mnt/models", "--host", "0.0.0.0", "--port", "8080"]
-    assert runtime["spec"]["protocolVersions"] == ["v2"]
+    assert container["args"] == [
+        "serve", "--model-dir", "/mnt/models", "--host", "0.0.0.0", "--port", "8080", "--grpc-port", "8081"
+    ]  # fmt: skip
+    # Both transports, on the ports and under the names KServe gives them (http1: REST, h2c: gRPC).
+    assert runtime["spec"]["protocolVersions"] == ["v2", "grpc-v2"]
+    assert [(p["name"], p["containerPort"]) for p in container["ports"]] == [("http1", 8080), ("h2c", 8081)]
     assert of_kind(render(CHART / "ci" / "triton-values.yaml"), "ClusterServingRuntime") == []
 
 

@@ -88,6 +88,14 @@ def test_predict_prints_the_served_forecast_for_the_latest_candles(model_server:
     assert line.split("range ")[1] in printed.stdout
 
 
+def test_predict_over_grpc_prints_what_rest_prints(model_server: RunningServer, tmp_path: Path) -> None:
+    path = str(pair_file(tmp_path))
+    over = {url: makeusrich("predict", "-f", path, "--source", "sample", "--url", url, "--json")
+            for url in (model_server.url, model_server.grpc_url)}  # fmt: skip
+    rest, grpc = (json.loads(result.stdout) for result in over.values())
+    assert grpc == rest and grpc["quantileLevels"] == LEVELS and grpc["modelKind"] == "lstm"
+
+
 def test_predict_with_a_model_from_before_ranges(single_output_server: RunningServer, tmp_path: Path) -> None:
     result = makeusrich(
         "predict", "-f", str(pair_file(tmp_path)), "--source", "sample", "--url", single_output_server.url

@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 
 from makeusrich.store import pair_store
-from makeusrich.v2client import V2Client
+from makeusrich.v2client import ModelNotReadyError, V2Client
 from tests.fixtures.model_server import RunningServer
 from tests.fixtures.models import TrainedStore
 from tests.fixtures.waiting import describe, eventually, eventually_sync
@@ -32,9 +32,10 @@ PAIR = "btc-usdt"
 
 
 def start(start_model_server: Callable[..., RunningServer], trained: TrainedStore, *pairs: str) -> RunningServer:
-    """A server polling every 0.1 s: for the given pairs, or for every pair of the namespace when none."""
+    """A server polling every 0.1 s, over REST and gRPC: for the given pairs, or for every pair of the namespace
+    when none."""
     selection = ["--pairs", ",".join(pairs)] if pairs else []
-    return start_model_server("--store", trained.url, *selection, "--poll-seconds", "0.1", store=trained)
+    return start_model_server("--store", trained.url, *selection, "--poll-seconds", "0.1", store=trained, grpc=True)
 
 
 def wait_for(server: RunningServer, name: str, check: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
@@ -63,8 +64,8 @@ async def test_reload_under_concurrent_requests_fails_no_request(
 
     async def client(i: int) -> None:
         # Clients 0-5 send one window (answered on the event loop), 6-7 send 64 (answered in worker threads,
-        # so they are in flight while the watcher swaps versions).
-        async with V2Client(server.url, timeout=10) as v2:
+        # so they are in flight while the watcher swaps versions). The odd ones ask over gRPC.
+        async with V2Client(server.grpc_url if i % 2 else server.url, timeout=10) as v2:
             k = 0
             while not stop.is_set():
                 batch = windows if i >= 6 else windows[(i * 11 + k) % 64 : (i * 11 + k) % 64 + 1]
@@ -193,9 +194,29 @@ def test_a_pair_without_a_model_is_not_ready_until_one_is_promoted(
     meta = httpx.get(f"{server.url}/v2/models/eth-usdt").json()
     assert meta["versions"] == [] and meta["inputs"] == []
 
+    async def over_grpc() -> tuple[bool, bool, str]:
+        async with V2Client(server.grpc_url, timeout=10) as v2:
+            try:
+                await v2.infer("eth-usdt", real_windows(24, 1))
+            except ModelNotReadyError as exc:
+                refusal = str(exc)
+            return await v2.ready(), await v2.model_ready("eth-usdt"), refusal
+
+    assert asyncio.run(over_grpc()) == (
+        False,
+        False,
+        f"model 'eth-usdt' at {server.grpc_url} is not ready (no promoted version loaded yet)",
+    )
+
     publish_as(trained_store.url, PAIR, ["eth-usdt"])
     wait_for(server, "eth-usdt", lambda m: m["versions"] == [trained_store.version])
     assert httpx.get(f"{server.url}/v2/health/ready").status_code == 200
+
+    async def served_over_grpc() -> str | None:
+        async with V2Client(server.grpc_url, timeout=10) as v2:
+            return (await v2.infer_result("eth-usdt", real_windows(24, 1))).model_version
+
+    assert asyncio.run(served_over_grpc()) == trained_store.version
 
 
 def test_a_rollback_to_the_served_version_clears_the_refusal(
