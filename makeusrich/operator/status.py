@@ -162,13 +162,25 @@ def job_failure_message(job: JobSummary, pods: Sequence[Mapping[str, Any]] = ())
     return clip(text)
 
 
-def training_status(job: JobSummary, failure: str | None = None) -> TrainingStatus:
+def failures_in_a_row(jobs: Iterable[JobSummary]) -> int:
+    """How many of the newest finished Jobs failed, back to the last success (a run still going counts neither
+    way): what "training is failing repeatedly" means."""
+    count = 0
+    for job in sorted(jobs, key=lambda j: (j.created, j.name), reverse=True):
+        if job.phase == "Succeeded":
+            break
+        count += job.phase == "Failed"
+    return count
+
+
+def training_status(job: JobSummary, failure: str | None = None, failures: int = 0) -> TrainingStatus:
     return TrainingStatus(
         job=job.name,
         phase=job.phase,
         started_at=job.started,
         finished_at=job.finished,
         message=failure if job.phase == "Failed" else None,
+        failures=failures,
     )
 
 

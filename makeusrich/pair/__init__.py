@@ -10,7 +10,7 @@ Callers import from this package, not its modules.
 """
 
 from makeusrich.pair.crd import crd_manifest
-from makeusrich.pair.cron import next_run, valid_cron
+from makeusrich.pair.cron import longest_gap_s, next_run, valid_cron
 from makeusrich.pair.parse import (
     PAIR_ENV,
     load_pair,
@@ -73,6 +73,7 @@ __all__ = [
     "crd_manifest",
     "load_pair",
     "load_pair_arg",
+    "longest_gap_s",
     "next_run",
     "pair_document",
     "pair_from_resource",

@@ -4,6 +4,7 @@ fires at the same times on one machine (croniter computes the times, after our o
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from itertools import pairwise
 
 from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 
@@ -60,6 +61,14 @@ def next_run(schedule: str, after: datetime) -> datetime:
     """When a valid schedule fires next after `after`, in UTC as the CronJob controller counts by default."""
     found: datetime = croniter(croniter_form(schedule), after.astimezone(UTC)).get_next(datetime)
     return found
+
+
+def longest_gap_s(schedule: str, after: datetime, runs: int = 64) -> float:
+    """The longest wait, in seconds, between two runs among the next `runs` of a valid schedule: how old the
+    newest training may be while the schedule is kept (31 days for a monthly one, 3 for one on weekdays)."""
+    times = croniter(croniter_form(schedule), after.astimezone(UTC))
+    runs_at: list[datetime] = [times.get_next(datetime) for _ in range(runs)]
+    return max((b - a).total_seconds() for a, b in pairwise(runs_at))
 
 
 def valid_cron(expression: str) -> str:

@@ -57,6 +57,12 @@ class TrainingStatus(CamelModel):
     started_at: str | None = None
     finished_at: str | None = None
     message: str | None = None
+    failures: int = Field(
+        0,
+        ge=0,
+        description="Trainer runs that failed in a row, the newest first; 0 once one succeeds. Counted over the "
+        "Jobs Kubernetes keeps (the CronJob's failedJobsHistoryLimit, 3 by default).",
+    )
 
 
 class LiveWindowStatus(CamelModel):

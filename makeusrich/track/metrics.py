@@ -2,7 +2,9 @@
 
 The metrics are collected when scraped, from what the tracker holds, so ages grow between rounds as they do
 in fact. Per pair and window: forecasts made and missed, the live MAE ratio to persistence with its DM p-value,
-and each range's coverage; per pair: the age of the newest forecast and of the served model; per pair and live
+and each range's coverage; per pair: the age of the newest forecast, of the served model and of the newest
+training run, whether its model server answered the last ask, trainer runs failed in a row, its interval and the
+longest wait its retraining schedule allows (what the chart's alerts compare ages with); per pair and live
 decision: its statistic, the threshold at which it acts, the forecasts it used and whether it is on; per pair and
 shadow: the served version's MAE and pinball loss over the shadow's; per pair and decision rule, since the served
 version went live (refreshed daily): its log return after fees, and how much more than holding (or than its twin)
@@ -14,7 +16,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -22,8 +24,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from makeusrich.contract import iso_z
+from makeusrich.contract import VERSION_FORMAT, iso_z
 from makeusrich.market import interval_ms
+from makeusrich.pair import longest_gap_s
 from makeusrich.store import TrackSummary
 from makeusrich.track.tracker import RoundLoop
 
@@ -42,6 +45,17 @@ def _age(now: datetime, moment: str | None) -> float | None:
 class TrackCollector(Collector):
     def __init__(self, tracker: RoundLoop) -> None:
         self.tracker = tracker
+        self._periods: dict[tuple[str, str], float] = {}  # (schedule, day) -> its longest gap between runs
+
+    def retrain_period_s(self, schedule: str, now: datetime) -> float:
+        """The schedule's longest gap between runs from today, computed once a day per schedule (most pairs
+        share a few schedules, and a thousand pairs are scraped every minute)."""
+        key = (schedule, now.date().isoformat())
+        if key not in self._periods:
+            if len(self._periods) > 1000:
+                self._periods.clear()
+            self._periods[key] = longest_gap_s(schedule, now)
+        return self._periods[key]
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         now = self.tracker.now()
@@ -77,11 +91,44 @@ class TrackCollector(Collector):
             "1 for the version the pair's model server answers with, and its kind (lstm, baseline)",
             labels=[*pair_labels, "version", "kind"],
         )
+        server_up = GaugeMetricFamily(
+            PREFIX + "server_up",
+            "1 when the tracker's last ask reached the pair's model server and its model answered, 0 when the "
+            "server was unreachable, timed out, had no model ready or failed",
+            labels=pair_labels,
+        )
+        training_failures = GaugeMetricFamily(
+            PREFIX + "training_failures",
+            "trainer runs that failed in a row (the pair's status.lastTraining.failures; Kubernetes only)",
+            labels=pair_labels,
+        )
+        newest_run = GaugeMetricFamily(
+            PREFIX + "newest_run_age_seconds",
+            "seconds since the pair's newest training run (its newest version in the store, promoted or not)",
+            labels=pair_labels,
+        )
+        interval = GaugeMetricFamily(PREFIX + "interval_seconds", "the pair's candle interval", labels=pair_labels)
+        period = GaugeMetricFamily(
+            PREFIX + "retrain_period_seconds",
+            "the longest wait between two runs of the pair's retraining schedule",
+            labels=pair_labels,
+        )
+        for key, spec in sorted(dict(self.tracker.specs).items()):
+            labels = key.split("/", 1)
+            interval.add_metric(labels, interval_ms(spec.spec.interval) / 1000)
+            period.add_metric(labels, self.retrain_period_s(spec.spec.schedule, now))
         for key, state in sorted(dict(self.tracker.pairs).items()):  # a copy: rounds change it meanwhile
             namespace, pair = key.split("/", 1)
             labels = [namespace, pair]
             failing.add_metric(labels, float(state.error is not None))
             offline.add_metric(labels, float(state.offline))
+            if state.server_up is not None:
+                server_up.add_metric(labels, float(state.server_up))
+            if state.training_failures is not None:
+                training_failures.add_metric(labels, state.training_failures)
+            if state.newest_run is not None:
+                ran = datetime.strptime(state.newest_run, VERSION_FORMAT).replace(tzinfo=UTC)
+                newest_run.add_metric(labels, (now - ran).total_seconds())
             if (age := _age(now, state.model_created_at)) is not None:
                 model_age.add_metric(labels, age)
             if state.model is not None and state.model.version:
@@ -106,6 +153,7 @@ class TrackCollector(Collector):
         if self.tracker.last_round is not None:
             rounds.add_metric([], self.tracker.last_round.seconds)
         yield from (made, missed, ratio, dm, coverage, forecast_age, model_age, failing, offline, served, rounds)
+        yield from (server_up, training_failures, newest_run, interval, period)
         yield from decisions
         yield from self.after_fees()
 

@@ -64,6 +64,9 @@ T = TypeVar("T")
 
 KEEP = max(length for _, length in WINDOWS) + timedelta(days=1)  # rows each round reads, besides the version's
 SCORE_BACK = 48  # candles fetched to score rows whose target closed this many intervals ago at most
+# How often a pair's versions are listed (when training last ran, for the chart's stale-model alert): a list
+# of a thousand pairs' folders every minute would cost more than the answer is worth.
+RUNS_EVERY = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,10 @@ class PairTrack:
     rolled_back: str | None = None  # the served version this tracker rolled back
     rollback_problem: str | None = None  # why the last rollback could not be written (said once)
     basis: tuple[str, decision.Basis | None] | None = None  # a version and what its decision rules fitted
+    server_up: bool | None = None  # whether the last ask reached the model server and its model answered
+    training_failures: int | None = None  # trainer runs failed in a row (from the pair's status; Kubernetes)
+    newest_run: str | None = None  # the newest version in the store, promoted or not: when training last ran
+    runs_read: datetime | None = None  # when the store's versions were last listed for it
 
     @property
     def summary(self) -> TrackSummary | None:
@@ -230,6 +237,11 @@ class Tracker(RoundLoop):
         since = month_start(start)
         return self._files(pair).fetch(month_of(since)), since, summary
 
+    def _newest_run(self, pair: CurrencyPair) -> str | None:
+        """The newest complete version in the store, promoted or refused: when the pair's training last ran."""
+        versions = self.reader.pair_store(pair.namespace, pair.name).versions()
+        return versions[-1] if versions else None
+
     def _encoded(
         self, pair: CurrencyPair, rows: pd.DataFrame, summary: TrackSummary | None, months: set[str]
     ) -> tuple[list[tuple[str, bytes]], bytes | None]:
@@ -358,7 +370,10 @@ class Tracker(RoundLoop):
                 requests += 1
         except ServingError as exc:
             state.model = None
+            if exc.status is None or exc.status >= 500:  # unreachable, timed out, not ready or failing
+                state.server_up = False
             return None, str(exc), requests
+        state.server_up = True
         levels = model.levels
         quantiles = result.quantiles[0] if result.quantiles is not None else None
         if quantiles is not None and levels is None:
@@ -433,9 +448,14 @@ class Tracker(RoundLoop):
         now = self.now()
         state = self.pairs.setdefault(record.key, PairTrack())
         self.specs[record.key] = pair
+        training = record.status.last_training if record.status is not None else None
+        state.training_failures = training.failures if training is not None else None
         if self.feed.origin(spec).kind == "sample":
             state.offline = True
             return PairRound(record.key, offline=True)
+        if state.runs_read is None or now - state.runs_read >= RUNS_EVERY:
+            state.newest_run = await self.offload(self._newest_run, pair)
+            state.runs_read = now
         step = pd.Timedelta(milliseconds=interval_ms(spec.interval))
         newest = newest_close(now, step)
         summary = state.summary  # parsed once a round (PairTrack keeps its JSON)

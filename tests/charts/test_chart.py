@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -32,6 +33,52 @@ CHART = ROOT / "charts" / "makeusrich"
 HELM = ROOT / "tools" / "helm" / "helm"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 BUILT_IN_GROUPS = ("", "apps", "batch", "rbac.authorization.k8s.io", "networking.k8s.io", "policy")
+
+
+def _closed(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": False, "properties": properties, "required": list(required)}
+
+
+_TEXT, _MAP = {"type": "string", "minLength": 1}, {"type": "object", "additionalProperties": {"type": "string"}}
+_SELECTOR = _closed({"matchLabels": _MAP, "matchExpressions": {"type": "array"}})
+_ENDPOINT = _closed({"port": _TEXT, "path": _TEXT, "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"}})
+# The Prometheus Operator's kinds (monitoring.coreos.com/v1), as far as the chart uses them: the fields and types of
+# its API reference, closed so that a misspelt field fails here. No offline schema of these CRDs exists to use.
+MONITORING_SPECS: dict[str, dict[str, Any]] = {
+    "ServiceMonitor": _closed(
+        {"jobLabel": _TEXT, "selector": _SELECTOR, "endpoints": {"type": "array", "items": _ENDPOINT}},
+        ("selector", "endpoints"),
+    ),
+    "PodMonitor": _closed(
+        {
+            "selector": _SELECTOR,
+            "namespaceSelector": _closed({"any": {"type": "boolean"}, "matchNames": {"type": "array"}}),
+            "podMetricsEndpoints": {"type": "array", "items": _ENDPOINT},
+        },
+        ("selector", "podMetricsEndpoints"),
+    ),
+    "PrometheusRule": _closed(
+        {
+            "groups": {
+                "type": "array",
+                "items": _closed(
+                    {
+                        "name": _TEXT,
+                        "rules": {
+                            "type": "array",
+                            "items": _closed(
+                                {"alert": _TEXT, "expr": _TEXT, "for": _TEXT, "labels": _MAP, "annotations": _MAP},
+                                ("alert", "expr"),
+                            ),
+                        },
+                    },
+                    ("name", "rules"),
+                ),
+            }
+        },
+        ("groups",),
+    ),
+}
 
 
 def helm(*args: str) -> subprocess.CompletedProcess[str]:
@@ -79,6 +126,9 @@ def test_every_rendered_object_validates(values: Path) -> None:
             assert doc["spec"] == generated["spec"], "the chart's CRD drifted from makeusrich/pair/"
         elif doc["kind"] == "ClusterServingRuntime":
             assert check_against_model(doc["spec"], "V1alpha1ServingRuntimeSpec", where) == []
+        elif group == "monitoring.coreos.com":
+            assert doc["apiVersion"] == "monitoring.coreos.com/v1", where
+            jsonschema.validate(doc["spec"], MONITORING_SPECS[doc["kind"]])
         else:
             assert group in BUILT_IN_GROUPS, f"{where}: no validation for {doc['apiVersion']}"
             kubernetes_validate.validate(doc, K8S_VERSION, strict=True)

@@ -194,7 +194,7 @@ async def test_a_new_pair_gets_its_trainer_and_a_first_job(kube: Emulator, opera
 
     await eventually(lambda: condition(kube, "Trained")[:2] == ("False", "Training"))
     assert status(kube)["observedGeneration"] == 1 and status(kube)["symbol"] == "BTCUSDT"
-    assert status(kube)["lastTraining"] == {"job": job_name, "phase": "Pending"}
+    assert status(kube)["lastTraining"] == {"job": job_name, "phase": "Pending", "failures": 0}
     assert condition(kube, "Valid")[:2] == ("True", "SpecValid")
     assert condition(kube, "Ready")[:2] == ("False", "NoModel")
     crd_validator().validate(kube.get(PAIRS, NAMESPACE, NAME))  # the status fits the CRD's schema
@@ -384,6 +384,7 @@ async def test_a_failed_job_says_why_and_the_model_stays(
     assert message.endswith(f"still serving version {V1}")
     last = status(kube)["lastTraining"]
     assert (last["job"], last["phase"], last["finishedAt"]) == (scheduled, "Failed", "2026-11-26T15:05:00Z")
+    assert last["failures"] == 1  # after the first Job's success: the tracker's training-failing alert waits for 2
     assert storage_uri(kube) == served["storageUri"] and status(kube)["model"]["version"] == V1
     await eventually(lambda: ("Warning", "TrainingFailed") in [(t, r) for t, r, _ in events_for(kube)])
 

@@ -189,6 +189,17 @@ def test_a_rollback_shows_in_the_model_status_and_is_a_warning_event() -> None:
     assert "from" in st.dump_status(after)["model"]["change"]  # the trail's own name on the resource
 
 
+def test_failures_are_counted_in_a_row_back_to_the_last_success() -> None:
+    failed, succeeded = {"conditions": [{"type": "Failed", "status": "True"}]}, {"succeeded": 1, "completionTime": T0}
+    runs = [("a", succeeded, T0), ("b", failed, T1), ("c", failed, T2)]
+    jobs = [job(status, name, created) for name, status, created in runs]
+    assert st.failures_in_a_row(jobs) == 2
+    assert st.failures_in_a_row([*jobs, job({"active": 1}, "d", "2026-01-01T03:00:00Z")]) == 2  # a retry running
+    assert st.failures_in_a_row([*jobs, job(succeeded, "d", "2026-01-01T03:00:00Z")]) == 0
+    assert st.failures_in_a_row(jobs[1:]) == 2 and st.failures_in_a_row([]) == 0
+    assert st.training_status(jobs[-1], "job c failed", 2).failures == 2
+
+
 def test_a_failed_training_says_why_and_keeps_the_model() -> None:
     failed = st.training_status(job({"conditions": [{"type": "Failed", "status": "True"}]}), "job X failed: OOM")
     served = st.ServingObservation(ServingStatus(version="20260101T000000Z", url="http://u", ready=True))

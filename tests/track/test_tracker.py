@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +19,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from makeusrich.contract import VERSION_FORMAT
 from makeusrich.errors import WorkerExited
 from makeusrich.market import CandleFeed, Source, read_sample
 from makeusrich.onnxrt import onnx_session
-from makeusrich.pair_sources import EmbeddedSource, pair_yaml
+from makeusrich.pair import CurrencyPairStatus, TrainingStatus
+from makeusrich.pair_sources import EmbeddedSource, PairRecord, pair_yaml
 from makeusrich.scoring.live import degraded_verdict, live_status
 from makeusrich.store import TrackFiles, pair_store
 from makeusrich.store.s3 import S3Store
@@ -87,11 +91,13 @@ class World:
     def close_of(self, index: int) -> pd.Timestamp:
         return pd.Timestamp(int(self.all_rows[index][0]) + HOUR_MS, unit="ms", tz="UTC")
 
-    def tracker(self, server: RunningServer) -> Tracker:
-        source = EmbeddedSource(self.pairs_dir, self.store_url, server.url)
+    def tracker(self, server: RunningServer, store_url: str | None = None) -> Tracker:
+        """A tracker of this world's pairs writing to its S3 store (or `store_url`)."""
+        store_url = store_url or self.store_url
+        source = EmbeddedSource(self.pairs_dir, store_url, server.url)
         feed = CandleFeed(Source("binance"), api_url=self.fake.url, clock=lambda: self.now_s, max_retries=0)
         options = TrackOptions(serving_timeout=5.0, model_folder=self.pairs_dir.parent / "shadow-models")
-        tracker = Tracker(source, feed, self.store_url, options, clock=lambda: self.now_s)
+        tracker = Tracker(source, feed, store_url, options, clock=lambda: self.now_s)
         self.trackers.append(tracker)
         return tracker
 
@@ -180,10 +186,12 @@ def test_an_outage_is_a_gap_and_a_restart_duplicates_nothing(
 
     async def before_restart() -> None:
         assert (await tracker.round()).pairs[0].recorded == 1
+        assert tracker.pairs["default/btc-usdt"].server_up is True
         server.stop()  # the model server goes down
         world.advance(first + 1)
         report = await tracker.round()
         assert report.pairs[0].waiting == 1 and report.pairs[0].recorded == 0  # tried again until its deadline
+        assert tracker.pairs["default/btc-usdt"].server_up is False  # what the chart's alert reads
         world.now_s += 16 * 60  # past the origin's deadline: a gap with the reason
         report = await tracker.round()
         assert (report.pairs[0].gaps, report.pairs[0].recorded) == (1, 0)
@@ -270,6 +278,12 @@ def test_metrics_and_health_show_the_live_record(world: World, model_server: Run
         assert day is not None and day.point is not None and day.point.rel_mae is not None
         assert f"makeusrich_track_mae_ratio{{{labels}}} {day.point.rel_mae!r}" in text
         assert 'makeusrich_track_last_forecast_age_seconds{namespace="default",pair="btc-usdt"} 60.0' in text
+        at = 'namespace="default",pair="btc-usdt"'
+        assert f"makeusrich_track_server_up{{{at}}} 1.0" in text
+        assert f"makeusrich_track_interval_seconds{{{at}}} 3600.0" in text
+        assert f"makeusrich_track_retrain_period_seconds{{{at}}} 86400.0" in text  # the pair's "0 0 * * *"
+        assert "makeusrich_track_training_failures{" not in text  # known from the pair's status only
+        assert "makeusrich_track_newest_run_age_seconds{" not in text  # this store holds the track, no versions
         answer = httpx.get(f"{base}/healthz", timeout=5)
         assert answer.status_code == 200 and answer.json()["status"] == "ok"
         world.now_s += 3 * 3600  # no round for three hours: the loop is stuck
@@ -277,6 +291,30 @@ def test_metrics_and_health_show_the_live_record(world: World, model_server: Run
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_when_training_last_ran_is_the_store_s_newest_version(world: World, model_server: RunningServer) -> None:
+    """Promoted or not: a refused run still ran. The version's name is its start, in UTC."""
+    world.advance(len(world.all_rows) - 3)
+    tracker = world.tracker(model_server, store_url=world.trained.url)  # the store the models are in
+
+    async def one_round() -> None:
+        try:
+            await tracker.round()
+        finally:
+            await tracker.aclose()
+
+    run(one_round())
+    ran = datetime.strptime(world.trained.version, VERSION_FORMAT).replace(tzinfo=UTC).timestamp()
+    assert tracker.pairs["default/btc-usdt"].newest_run == world.trained.version
+    server = serve_http(tracker, "127.0.0.1", 0)
+    try:
+        text = httpx.get(f"http://127.0.0.1:{server.server_port}/metrics", timeout=5).text
+    finally:
+        server.shutdown()
+        server.server_close()
+    (age,) = re.findall(r'makeusrich_track_newest_run_age_seconds\{namespace="default",pair="btc-usdt"\} (\S+)', text)
+    assert float(age) == world.now_s - ran
 
 
 def test_offline_candles_record_nothing_and_say_so(world: World, tmp_path: Path) -> None:
@@ -805,3 +843,35 @@ def test_worker_processes_share_out_the_pairs_and_read_like_one_tracker(
             await pool.aclose()
 
     run(rounds())
+
+
+@dataclass
+class ListedPairs:
+    """A pair source that lists fixed records: how a pair's status (written by the operator in a cluster)
+    reaches the tracker, without a cluster."""
+
+    records: list[PairRecord]
+
+    def describe(self) -> str:
+        return "fixed records"
+
+    async def list_pairs(self) -> list[PairRecord]:
+        return self.records
+
+    async def aclose(self) -> None:
+        return None
+
+
+def test_trainer_runs_failed_in_a_row_come_from_the_pair_s_status(world: World) -> None:
+    pair = small_pair()
+    training = TrainingStatus(job="btc-usdt-trainer-3", phase="Failed", failures=2)
+    record = PairRecord(pair.name, pair.namespace, pair, status=CurrencyPairStatus(last_training=training))
+    tracker = Tracker(ListedPairs([record]), CandleFeed(Source("sample")), world.store_url)  # type: ignore[arg-type]
+    run(tracker.round())
+    server = serve_http(tracker, "127.0.0.1", 0)
+    try:
+        text = httpx.get(f"http://127.0.0.1:{server.server_port}/metrics", timeout=5).text
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert 'makeusrich_track_training_failures{namespace="default",pair="btc-usdt"} 2.0' in text
