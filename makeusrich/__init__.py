@@ -21,4 +21,7 @@ never import each other (import-linter contracts in pyproject.toml, run by `make
 Each subpackage says what it offers in its `__init__` (`__all__`); callers import that.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import version
+
+# The package's version is written once, in pyproject.toml; the chart's (Chart.yaml) is checked equal to it.
+__version__ = version("makeusrich")
