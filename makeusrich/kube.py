@@ -1,4 +1,5 @@
-"""The one Kubernetes API client of the operator and the dashboard: login, JSON over httpx, retries, errors.
+"""The one Kubernetes API client of the operator, the dashboard and the tracker: login, JSON over aiohttp,
+retries, errors.
 
 Login (`load_credentials`): --kubeconfig, else $KUBECONFIG, else the pod's service account, else ~/.kube/config.
 A kubeconfig user may log in with a bearer token (inline or tokenFile), a client certificate (data or file),
@@ -11,6 +12,10 @@ dropped connections and timeouts, and on 409 conflicts of updates that pin no re
 to retry because every object has a fixed name: a retried POST that already went through answers 409, which
 callers treat as done. A 401, or an expired exec credential, logs in again. Every failure is a KubeError, made
 in one function (`api_error`).
+
+aiohttp, not httpx: the operator creating 1,000 pairs spent a third of its CPU in httpx and httpcore (py-spy,
+bench/results/operator.md), about 1 ms a request, most of it scanning its connection pool; aiohttp, which kopf's
+own watches already use, takes a fraction of that.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+import aiohttp
 import yaml
 
 from makeusrich import __version__
@@ -326,7 +331,7 @@ class KubeClient:
         max_delay: float = 5.0,
         max_retry_after: float = 30.0,
         timeout: float = 30.0,
-        connections: int = 32,
+        connections: int = 8,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._login = login
@@ -334,20 +339,19 @@ class KubeClient:
         self.user_agent = f"{agent}/{__version__}"
         self.attempts, self.base_delay, self.max_delay = attempts, base_delay, max_delay
         self.max_retry_after = max_retry_after
-        self.timeout = httpx.Timeout(timeout, connect=min(timeout, 10.0))
-        self.limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        # Per socket operation, not per request: a request may wait its turn for one of the `connections` (a
+        # thousand pairs reconciled at once), and that wait is no sign of a server that does not answer.
+        self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(timeout, 10.0), sock_read=timeout)
+        self.connections = connections
         self._sleep = sleep
-        self._http: httpx.AsyncClient | None = None
+        self._http: aiohttp.ClientSession | None = None
         self._lock = asyncio.Lock()
-        # httpcore's pool rescans every waiting request against every connection whenever one frees up: with a
-        # thousand pairs at once that scan took a quarter of the operator's CPU (py-spy), so requests wait here.
-        self._slots = asyncio.Semaphore(connections)
 
     @property
     def server(self) -> str:
         return self._credentials.server if self._credentials else ""
 
-    async def _session(self, stale: Credentials | None = None) -> tuple[httpx.AsyncClient, Credentials]:
+    async def _session(self, stale: Credentials | None = None) -> tuple[aiohttp.ClientSession, Credentials]:
         """The open client and the credentials it sends; logs in when there are none, when they are `stale`
         (a 401 answered them) or expired. Concurrent callers share one login."""
         async with self._lock:
@@ -356,22 +360,20 @@ class KubeClient:
             if current is None or current is stale or expired:
                 fresh = await asyncio.to_thread(self._login)
                 if self._http is not None and (current is None or not current.same_connection(fresh)):
-                    await self._http.aclose()  # new TLS material: the open connections cannot be kept
+                    await self._http.close()  # new TLS material: the open connections cannot be kept
                     self._http = None
                 current = self._credentials = fresh
             if self._http is None:
-                self._http = httpx.AsyncClient(
-                    base_url=current.server,
-                    verify=current.ssl_context(),
+                self._http = aiohttp.ClientSession(
+                    connector=aiohttp.TCPConnector(limit=self.connections, ssl=current.ssl_context()),
                     timeout=self.timeout,
-                    limits=self.limits,
                     headers={"User-Agent": self.user_agent, "Accept": "application/json"},
                 )
             return self._http, current
 
     async def aclose(self) -> None:
         if self._http is not None:
-            await self._http.aclose()
+            await self._http.close()
             self._http = None
 
     async def request(
@@ -391,23 +393,24 @@ class KubeClient:
             if content is not None:
                 headers["Content-Type"] = content_type
             retry_after = None
+            url = credentials.server.rstrip("/") + path  # a server URL may have a path of its own (a proxy's)
             try:
-                async with self._slots:
-                    response = await http.request(method, path, content=content, params=params, headers=headers)
-            except httpx.TransportError as exc:
+                async with http.request(method, url, data=content, params=params, headers=headers) as response:
+                    status, raw = response.status, await response.read()
+                    retry_after = retry_after_s(response.headers.get("Retry-After"))
+            except (aiohttp.ClientError, TimeoutError) as exc:
                 detail = f"the Kubernetes API at {credentials.server} did not answer ({type(exc).__name__}: {exc})"
                 error = api_error(0, {"message": detail}, method, path)
             else:
                 try:
-                    payload = response.json() if response.content else {}
+                    payload = json.loads(raw) if raw else {}
                 except ValueError:  # a proxy's page, a cut-off body: an error even with a 2xx
                     payload = None
-                if response.status_code < 400 and isinstance(payload, dict):
+                if status < 400 and isinstance(payload, dict):
                     return payload
                 if payload is None:
-                    payload = {"reason": "NotJSON", "message": excerpt(response.text)}
-                error = api_error(response.status_code, payload, method, path)
-                retry_after = retry_after_s(response.headers.get("Retry-After"))
+                    payload = {"reason": "NotJSON", "message": excerpt(raw.decode("utf-8", errors="replace"))}
+                error = api_error(status, payload, method, path)
             if error.status == 401 and stale is None:  # the token rotated or expired
                 stale = credentials
                 continue

@@ -4,8 +4,12 @@
 run several operators with different settings in one process.
 
 What runs when:
-- a pair is created, resumed (operator restart) or its spec changes: full reconcile, reading the store (and the
-  first training Job while the pair has never trained);
+- a pair is created, seen for the first time since the operator started, or its spec changes (a new
+  generation): full reconcile, reading the store (and the first training Job while the pair has never trained);
+  one that fails for a reason that may pass is tried again after RETRY_DELAY_S. These are plain watch-event
+  handlers, not kopf's create/update/resume handlers: those keep their state in an annotation of every pair,
+  one more write per pair and change (and its watch event), which the status's observedGeneration makes
+  unnecessary;
 - a trainer Job changes phase: the status records it; a success also re-reads the store (new model?);
 - the InferenceService's status changes: the pair's serving status follows;
 - the CronJob is deleted or edited by someone else: it is put back;
@@ -26,6 +30,7 @@ import kopf
 from makeusrich.errors import KubeError, RetryLater
 from makeusrich.kube import CRONJOBS, ISVCS, JOBS, PAIRS, Credentials, KubeClient, Login, load_credentials
 from makeusrich.operator import status as st
+from makeusrich.operator.children import packed
 from makeusrich.operator.objects import MANAGED_BY, MANAGER, PAIR_LABEL
 from makeusrich.operator.reconcile import Reconciler, plain
 from makeusrich.operator.settings import OperatorSettings
@@ -33,10 +38,11 @@ from makeusrich.operator.store_access import StoreAccess
 
 log = logging.getLogger("makeusrich.operator")
 
-# How soon kopf retries a create/update/resume handler after an outage ended it (API or store).
+# How soon a pair's reconcile is tried again after an outage ended it (API or store).
 RETRY_DELAY_S = 5.0
-OURS: dict[str, Any] = {MANAGED_BY: MANAGER, PAIR_LABEL: kopf.PRESENT}
-OURS_SELECTOR = f"{MANAGED_BY}={MANAGER}"
+# The watches of our children select them on the API server: kopf's own label filters on the handlers would
+# only repeat that, at a cost per event (they build every handler argument to test a callable filter).
+OURS_SELECTOR = f"{MANAGED_BY}={MANAGER},{PAIR_LABEL}"
 
 
 def connection_info(credentials: Credentials) -> kopf.ConnectionInfo:
@@ -64,6 +70,7 @@ class Runtime:
         self.settings = settings
         self.login = login
         self.periodic: asyncio.Task[None] | None = None
+        self.retries: dict[tuple[str, str], asyncio.Task[None]] = {}  # pairs whose reconcile is tried again soon
         self.api = KubeClient(login, agent="makeusrich-operator")
         self.store = StoreAccess(settings.store_url)
         self.reconciler = Reconciler(settings, self.api, self.store, post_event)
@@ -82,13 +89,27 @@ def _pair_key(namespace: str | None, labels: Mapping[str, str]) -> tuple[str, st
     return (namespace or "", labels.get(PAIR_LABEL, ""))
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """kopf's diff-base storage for an operator without create or update handlers (see the module's docstring):
+    kopf builds every object's "essence" on every watch event, a deep copy of the whole body (a Job's pod
+    template included), to find what changed for such handlers. With none, an empty essence, never stored."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> kopf.BodyEssence:
+        return kopf.BodyEssence()
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 def configure(kopf_settings: kopf.OperatorSettings, settings: OperatorSettings) -> None:
-    """kopf's own settings: state in our annotations (status belongs to the pair's schema), watches that see
-    only our children, no peering objects, Events from the operator's name."""
+    """kopf's own settings: no state of its own on our objects (no diff base, progress looked for in the
+    annotations only, the cheaper look), watches that see only our children, no peering objects, Events from
+    the operator's name."""
     kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="makeusrich.io")
-    kopf_settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="makeusrich.io", key="last-handled-configuration"
-    )
+    kopf_settings.persistence.diffbase_storage = NoDiffBase()
     kopf_settings.peering.standalone = True
     kopf_settings.posting.reporting_component = MANAGER
     kopf_settings.posting.reporting_instance = socket.gethostname()
@@ -97,9 +118,6 @@ def configure(kopf_settings: kopf.OperatorSettings, settings: OperatorSettings) 
     # Re-open watches now and then: a connection that silently died is replaced within minutes.
     kopf_settings.watching.server_timeout = 300
     kopf_settings.watching.client_timeout = 330
-    # After its own patch, kopf waits for the watch to bring that version before handling the object again; when a
-    # busy API server's watch lags longer than this, kopf handles a stale copy (a repeated, harmless create).
-    kopf_settings.persistence.consistency_timeout = 30
     kopf_settings.networking.request_timeout = 60
     kopf_settings.networking.connect_timeout = 10
     # Exact namespaces need no namespace listing (and no RBAC for it); patterns do.
@@ -149,6 +167,8 @@ def _register_lifecycle(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     async def _cleanup(**_: Any) -> None:
         if rt.periodic is not None:
             rt.periodic.cancel()
+        for task in list(rt.retries.values()):
+            task.cancel()
         await rt.api.aclose()
         rt.store.close()
 
@@ -162,35 +182,24 @@ def _register_indices(registry: kopf.OperatorRegistry) -> None:
 
     @kopf.index(*PAIRS.selector, id="makeusrich_pairs", registry=registry)
     def _pairs(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
-        return {(namespace or "", name): plain(body)}
+        return {(namespace or "", name): packed(dict(body))}
 
-    @kopf.index(*ISVCS.selector, id="makeusrich_isvcs", labels=OURS, registry=registry)
-    @kopf.index(*CRONJOBS.selector, id="makeusrich_cronjobs", labels=OURS, registry=registry)
+    @kopf.index(*ISVCS.selector, id="makeusrich_isvcs", registry=registry)
+    @kopf.index(*CRONJOBS.selector, id="makeusrich_cronjobs", registry=registry)
     def _children(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> dict[Any, Any]:
-        return {_pair_key(namespace, labels): plain(body)}
+        return {_pair_key(namespace, labels): packed(dict(body))}
 
-    @kopf.index(*JOBS.selector, id="makeusrich_jobs", labels=OURS, registry=registry)
+    @kopf.index(*JOBS.selector, id="makeusrich_jobs", registry=registry)
     def _jobs(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> dict[Any, Any]:
         return {_pair_key(namespace, labels): st.job_summary(body)}
 
 
 def _register_pair(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
-    """A pair created, changed or resumed is reconciled; its events also start the periodic reconcile."""
-    pairs = PAIRS.selector
+    """A pair's watch events: reconciled when new to this process or changed; they also start the periodic
+    reconcile."""
 
-    @kopf.on.update(*pairs, id="update", field="spec", registry=registry)
-    @kopf.on.resume(*pairs, id="resume", registry=registry)
-    @kopf.on.create(*pairs, id="create", registry=registry)  # decorators register bottom-up: create first
-    async def _changed(body: kopf.Body, **_: Any) -> None:
-        try:
-            await rt.reconciler.reconcile(body, read_store=True)
-        except RetryLater as exc:
-            raise kopf.TemporaryError(str(exc), delay=RETRY_DELAY_S) from exc
-
-    @kopf.on.event(*pairs, id="pair-events", registry=registry)
+    @kopf.on.event(*PAIRS.selector, id="pair-events", registry=registry)
     async def _pair_event(type: str, body: kopf.Body, **_: Any) -> None:
-        if type == "DELETED":
-            rt.reconciler.forget(body)
         if rt.periodic is None:
             # One operator-wide loop, not a kopf timer per pair: kopf puts a finalizer on every object with a
             # timer, and a finalizer blocks `kubectl delete` whenever the operator is down. Started from a
@@ -198,12 +207,37 @@ def _register_pair(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
             rt.periodic = asyncio.get_running_loop().create_task(
                 rt.reconciler.periodic(rt.settings.reconcile_interval_s), name="periodic reconcile"
             )
+        if type == "DELETED":
+            rt.reconciler.forget(body)
+        elif rt.reconciler.pair_needs_reconcile(body):
+            await _reconcile_pair(rt, plain(body))
+
+
+async def _reconcile_pair(rt: Runtime, body: dict[str, Any]) -> None:
+    """A full reconcile; when part of it must be tried again, it is, after RETRY_DELAY_S, on the pair as the
+    watch knows it then (once per pair at a time: a newer event's reconcile may make it unneeded)."""
+    try:
+        await rt.reconciler.reconcile(body, read_store=True)
+    except RetryLater as exc:
+        meta = body.get("metadata") or {}
+        key = (meta.get("namespace") or "", meta.get("name") or "")
+        log.warning("%s/%s: %s (trying again in %g s)", *key, exc, RETRY_DELAY_S)
+        if key not in rt.retries:
+            rt.retries[key] = asyncio.get_running_loop().create_task(_retry(rt, key), name=f"retry {key}")
+
+
+async def _retry(rt: Runtime, key: tuple[str, str]) -> None:
+    await asyncio.sleep(RETRY_DELAY_S)
+    del rt.retries[key]
+    body = rt.reconciler.pair_body(*key)
+    if body is not None:  # deleted meanwhile: nothing to do
+        await _reconcile_pair(rt, body)
 
 
 def _register_children(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     """A child's event reconciles its pair only when it is news to the pair's status."""
 
-    @kopf.on.event(*JOBS.selector, id="job-events", labels=OURS, registry=registry)
+    @kopf.on.event(*JOBS.selector, id="job-events", registry=registry)
     async def _job_event(type: str, body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
         if type == "DELETED":
             return  # removed by a history limit or TTL: the status keeps what it recorded
@@ -212,7 +246,7 @@ def _register_children(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
         if go:
             await _reconcile_child(rt, ns, pair, read_store=read_store)
 
-    @kopf.on.event(*ISVCS.selector, id="isvc-events", labels=OURS, registry=registry)
+    @kopf.on.event(*ISVCS.selector, id="isvc-events", registry=registry)
     async def _isvc_event(type: str, body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
         ns, pair = _pair_key(namespace, labels)
         if type == "DELETED":
@@ -220,7 +254,7 @@ def _register_children(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
         if rt.reconciler.isvc_needs_reconcile(ns, pair, {} if type == "DELETED" else body):
             await _reconcile_child(rt, ns, pair, read_store=False)
 
-    @kopf.on.event(*CRONJOBS.selector, id="cronjob-events", labels=OURS, registry=registry)
+    @kopf.on.event(*CRONJOBS.selector, id="cronjob-events", registry=registry)
     async def _cronjob_event(type: str, namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
         ns, pair = _pair_key(namespace, labels)
         if rt.reconciler.cronjob_needs_reconcile(ns, pair, type):

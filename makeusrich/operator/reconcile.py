@@ -19,7 +19,7 @@ from makeusrich.contract import iso_z
 from makeusrich.errors import KubeError, KubeNotFound, NotFoundError, PairError, RetryLater
 from makeusrich.kube import PAIRS, KubeClient
 from makeusrich.operator import status as st
-from makeusrich.operator.children import Children, Index, first_in
+from makeusrich.operator.children import Children, Index, first_in, unpacked
 from makeusrich.operator.settings import OperatorSettings
 from makeusrich.operator.store_access import StoreAccess
 from makeusrich.pair import CurrencyPair, CurrencyPairStatus, LiveStatus, ModelStatus, pair_from_resource
@@ -36,6 +36,11 @@ def plain(body: Mapping[str, Any]) -> dict[str, Any]:
     return copy.deepcopy(dict(body))
 
 
+def previous_live(previous: CurrencyPairStatus | None) -> bool:
+    """Whether the status carries a live record (which a pair whose model is gone still shows)."""
+    return previous is not None and previous.live is not None
+
+
 class Reconciler:
     """The operator's state between events: indices (bound at startup), per-pair locks and small caches."""
 
@@ -49,6 +54,7 @@ class Reconciler:
         self._locks: dict[str, asyncio.Lock] = {}
         self._written: dict[str, CurrencyPairStatus] = {}  # uid -> the status we wrote last
         self._models: dict[str, tuple[str | None, ModelStatus | None]] = {}  # uid -> (pin, model) last read
+        self._store_read: dict[str, float] = {}  # uid -> when a reconcile last read the store (event loop time)
         self.reconciles = 0
         self.rounds = 0
 
@@ -61,6 +67,14 @@ class Reconciler:
         """The status we wrote last, else the one the pair carries."""
         return self._written.get((body.get("metadata") or {}).get("uid", "")) or st.parse_status(body.get("status"))
 
+    def pair_needs_reconcile(self, body: Mapping[str, Any]) -> bool:
+        """Whether a pair's watch event calls for a reconcile: when this process has not reconciled the pair yet
+        (created, or first seen after a restart) or its spec changed since (a new generation). Our own status
+        writes, and changes of labels or annotations, come back as events that need none."""
+        meta = body.get("metadata") or {}
+        written = self._written.get(meta.get("uid", ""))
+        return written is None or written.observed_generation != meta.get("generation")
+
     def child_deleted(self, kind: str, namespace: str, name: str) -> None:
         self.children.deleted(kind, namespace, name)
 
@@ -72,7 +86,7 @@ class Reconciler:
         stored models stay where they are."""
         meta = body.get("metadata") or {}
         uid, namespace, name = meta.get("uid", ""), meta.get("namespace", ""), meta.get("name", "")
-        for cache in (self._locks, self._written, self._models):
+        for cache in (self._locks, self._written, self._models, self._store_read):
             cache.pop(uid, None)
         self.children.forget(uid, namespace, name)
 
@@ -84,6 +98,8 @@ class Reconciler:
             return None
         async with self._locks.setdefault(uid, asyncio.Lock()):
             self.reconciles += 1
+            if read_store:
+                self._store_read[uid] = asyncio.get_running_loop().time()
             return await self._reconcile(plain(body), uid, read_store)
 
     async def _reconcile(self, body: dict[str, Any], uid: str, read_store: bool) -> CurrencyPairStatus:
@@ -117,7 +133,8 @@ class Reconciler:
             serving=st.serving_observation(isvc),
             serving_problem=serving_problem,
             isvc_name=name,
-            live=await self._live(pair) if read_store else None,
+            # No model has served yet, so no track record exists to read (a new pair: one store read saved).
+            live=await self._live(pair) if read_store and (model is not None or previous_live(previous)) else None,
         )
         new = st.compute_status(previous, observed, now)
         await self.children.retrain_if_degraded(pair, uid, previous, new, actions)
@@ -208,7 +225,9 @@ class Reconciler:
 
     async def periodic(self, interval: float, concurrency: int = 8) -> None:
         """Reconcile every known pair each `interval` seconds, reading the store: the level-based safety net
-        for events that were missed (a new latest.json has no event at all)."""
+        for events that were missed (a new latest.json has no event at all). A pair whose store was read within
+        the interval (created or changed meanwhile) waits for the next round: a burst of thousands of new pairs
+        is not read twice."""
         semaphore = asyncio.Semaphore(concurrency)
         loop = asyncio.get_running_loop()
 
@@ -225,10 +244,17 @@ class Reconciler:
         while True:
             started = loop.time()
             await asyncio.sleep(interval)
-            bodies = [dict(item) for items in list(self.pairs.values()) for item in items]
-            await asyncio.gather(*(one(body) for body in bodies))
+            fresh = loop.time() - interval  # read the store since then: not due yet (a burst of new pairs)
+            bodies = [unpacked(item) for items in list(self.pairs.values()) for item in items]
+            due = [body for body in bodies if self._store_read.get(body["metadata"].get("uid", ""), fresh) <= fresh]
+            await asyncio.gather(*(one(body) for body in due))
             self.rounds += 1
-            log.debug("periodic reconcile of %d pairs took %.2f s", len(bodies), loop.time() - started - interval)
+            log.debug(
+                "periodic reconcile of %d of %d pairs took %.2f s",
+                len(due),
+                len(bodies),
+                loop.time() - started - interval,
+            )
 
     # --- triggers from children ---------------------------------------------------------------------------------
 
