@@ -344,8 +344,8 @@ def main(argv: list[str] | None = None) -> int:
             "tests/fixtures/kube_emulator.py) in a process of its own (bench/emulator_process.py) on loopback "
             "HTTP, sharing the machine's cores with the operator; S3 = SeaweedFS on loopback. CPU seconds are "
             "each process's user and system time during the scale phase (/proc/<pid>/stat). No controllers: "
-            "Jobs never run, so no InferenceService is made here (the end-to-end tests cover that path). aiohttp "
-            "is kopf's own client; the operator's is httpx.",
+            "Jobs never run, so no InferenceService is made here (the end-to-end tests cover that path). kopf's "
+            "watches and the operator's own client (makeusrich.kube) both speak aiohttp.",
         ],
     )
     return 0

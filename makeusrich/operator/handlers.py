@@ -114,7 +114,7 @@ def configure(kopf_settings: kopf.OperatorSettings, settings: OperatorSettings) 
     # At most this many objects handled at once: each one in flight holds its events' bodies, requests and answers,
     # and 10,000 new pairs at once took 865 MiB at the peak without a limit, 534 MiB with this one (475 MiB with
     # 256, but 235 s instead of 136 s to settle: fewer requests in flight; bench/results/operator.md).
-    kopf_settings.batching.worker_limit = 1024
+    kopf_settings.queueing.worker_limit = 1024
     kopf_settings.posting.reporting_component = MANAGER
     kopf_settings.posting.reporting_instance = socket.gethostname()
     for ref in (CRONJOBS, JOBS, ISVCS):
