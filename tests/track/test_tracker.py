@@ -117,6 +117,16 @@ def world(
     return World(fake_binance, trained_store, f"s3://{s3_store.bucket}", pairs_dir, fake_binance.rows())
 
 
+def scraped(tracker: Tracker) -> str:
+    """The tracker's /metrics page, from its own HTTP server."""
+    server = serve_http(tracker, "127.0.0.1", 0)
+    try:
+        return httpx.get(f"http://127.0.0.1:{server.server_port}/metrics", timeout=5).text
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def iso(moment: pd.Timestamp) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -307,12 +317,7 @@ def test_when_training_last_ran_is_the_store_s_newest_version(world: World, mode
     run(one_round())
     ran = datetime.strptime(world.trained.version, VERSION_FORMAT).replace(tzinfo=UTC).timestamp()
     assert tracker.pairs["default/btc-usdt"].newest_run == world.trained.version
-    server = serve_http(tracker, "127.0.0.1", 0)
-    try:
-        text = httpx.get(f"http://127.0.0.1:{server.server_port}/metrics", timeout=5).text
-    finally:
-        server.shutdown()
-        server.server_close()
+    text = scraped(tracker)
     (age,) = re.findall(r'makeusrich_track_newest_run_age_seconds\{namespace="default",pair="btc-usdt"\} (\S+)', text)
     assert float(age) == world.now_s - ran
 
@@ -646,12 +651,7 @@ def test_shadows_are_what_the_replaced_version_and_the_baseline_forecast_at_the_
     assert summary is not None and {d.decision for d in summary.decisions} >= {"rollback-point", "degraded-point"}
     replaced = next(s for s in summary.shadows if s.role == REPLACED)
     assert replaced.version == world.trained.version and replaced.scored == 2
-    server_http = serve_http(tracker, "127.0.0.1", 0)
-    try:
-        text = httpx.get(f"http://127.0.0.1:{server_http.server_port}/metrics", timeout=5).text
-    finally:
-        server_http.shutdown()
-        server_http.server_close()
+    text = scraped(tracker)
     at = 'namespace="default",pair="btc-usdt"'
     assert f'makeusrich_track_decision_threshold{{decision="rollback-point",{at}}} 216000.0' in text  # labels sorted
     assert f'makeusrich_track_decision_on{{decision="rollback-point",{at}}} 0.0' in text
@@ -868,10 +868,5 @@ def test_trainer_runs_failed_in_a_row_come_from_the_pair_s_status(world: World) 
     record = PairRecord(pair.name, pair.namespace, pair, status=CurrencyPairStatus(last_training=training))
     tracker = Tracker(ListedPairs([record]), CandleFeed(Source("sample")), world.store_url)  # type: ignore[arg-type]
     run(tracker.round())
-    server = serve_http(tracker, "127.0.0.1", 0)
-    try:
-        text = httpx.get(f"http://127.0.0.1:{server.server_port}/metrics", timeout=5).text
-    finally:
-        server.shutdown()
-        server.server_close()
+    text = scraped(tracker)
     assert 'makeusrich_track_training_failures{namespace="default",pair="btc-usdt"} 2.0' in text
