@@ -42,7 +42,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from makeusrich.market import CandleFeed, Source
+from makeusrich.market import CandleFeed, Source, interval_ms
 from makeusrich.pair_sources import EmbeddedSource, PairSource, pair_yaml
 from makeusrich.store import TrackFiles, pair_store
 from makeusrich.store.track_schema import month_of, month_rows
@@ -54,7 +54,6 @@ from tests.fixtures.fake_binance import FakeBinance, synthetic_klines
 from tests.fixtures.model_server import launch
 from tests.serving.helpers import publish_as
 
-HOUR_MS = 3_600_000
 HISTORY = 150  # candles each pair's series starts with (the model's window is 120)
 SEEDED_DAYS = 30  # of scored forecasts in each pair's record before round 1
 
@@ -67,16 +66,16 @@ def symbol_of(name: str) -> str:
     return name.split("-")[0].upper() + "USDT"
 
 
-def series_of(names: list[str], count: int, end_ms: int) -> dict[str, list[list[Any]]]:
-    return {n: synthetic_klines("1h", count, now_ms=end_ms, seed=i) for i, n in enumerate(names)}
+def series_of(names: list[str], count: int, end_ms: int, interval: str) -> dict[str, list[list[Any]]]:
+    return {n: synthetic_klines(interval, count, now_ms=end_ms, seed=i) for i, n in enumerate(names)}
 
 
-def stand_in(pairs: int, count: int, end_ms: int) -> None:
+def stand_in(pairs: int, count: int, end_ms: int, interval: str) -> None:
     """The Binance stand-in's own process (`--stand-in`): prints its URL, then answers each line on stdin: `K`
     serves the first K candles of every pair (answering the newest open time), `requests` answers the klines
     requests received since the last `requests`."""
     names = pair_names(pairs)
-    series = series_of(names, count, end_ms)
+    series = series_of(names, count, end_ms, interval)
     with FakeBinance(bundled=False) as fake:
         print(fake.url, flush=True)
         for line in sys.stdin:
@@ -86,15 +85,15 @@ def stand_in(pairs: int, count: int, end_ms: int) -> None:
                 continue
             served = int(line)
             for name in names:
-                fake.add_rows(symbol_of(name), "1h", series[name][:served])
+                fake.add_rows(symbol_of(name), interval, series[name][:served])
             print(int(series[names[0]][served - 1][0]), flush=True)
 
 
 class StandIn:
     """Drives the stand-in process."""
 
-    def __init__(self, pairs: int, count: int, end_ms: int) -> None:
-        command = [sys.executable, __file__, "--stand-in", str(pairs), str(count), str(end_ms)]
+    def __init__(self, pairs: int, count: int, end_ms: int, interval: str) -> None:
+        command = [sys.executable, __file__, "--stand-in", str(pairs), str(count), str(end_ms), interval]
         self.process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=_harness.REPO
         )
@@ -140,11 +139,17 @@ def make_store(root: Path, names: list[str]) -> str:
     return url
 
 
-def seed_track(store_url: str, names: list[str], version: str, levels: tuple[float, ...], newest_ms: int) -> None:
-    """SEEDED_DAYS of scored hourly forecasts in every pair's record, the last at the close before `newest_ms`,
-    and the track.json they give: the tracker then reads, scores and rewrites what a month of running leaves."""
-    step = pd.Timedelta(hours=1)
-    origins = pd.date_range(end=pd.Timestamp(newest_ms, unit="ms", tz="UTC") - step, periods=SEEDED_DAYS * 24, freq="h")
+def seed_track(
+    store_url: str, names: list[str], version: str, levels: tuple[float, ...], newest_ms: int, interval: str
+) -> None:
+    """SEEDED_DAYS of scored forecasts in every pair's record, the last at the close before `newest_ms`, and the
+    track.json they give: the tracker then reads, scores and rewrites what a month of running leaves."""
+    step = pd.Timedelta(milliseconds=interval_ms(interval))
+    origins = pd.date_range(
+        end=pd.Timestamp(newest_ms, unit="ms", tz="UTC") - step,
+        periods=SEEDED_DAYS * (pd.Timedelta(days=1) // step),
+        freq=step,
+    )
     rng = np.random.default_rng(0)
     price = 100 * np.exp(np.cumsum(rng.normal(0, 0.005, len(origins) + 1)))
     spread = np.asarray(levels) - 0.5
@@ -168,7 +173,7 @@ def seed_track(store_url: str, names: list[str], version: str, levels: tuple[flo
         store = pair_store(store_url, "default", name)
         for month, part in month_rows(rows, months):
             TrackFiles(store).write(month, part)
-        TrackFiles(store).write_summary(summarize(rows, name, "default", "1h", now))
+        TrackFiles(store).write_summary(summarize(rows, name, "default", interval, now))
 
 
 def wait_all_ready(url: str, names: list[str], timeout: float = 300.0) -> float:
@@ -189,20 +194,23 @@ def measure(args: argparse.Namespace, work: Path) -> list[dict[str, float]]:
     print(f"training one model and publishing it as {args.pairs} pairs ...", flush=True)
     store_url = make_store(work / "store", names)
     for name in names:
-        pair = _harness.default_shape_pair(name, currency=name.split("-")[0])
+        pair = _harness.default_shape_pair(name, currency=name.split("-")[0], interval=args.interval)
         (pairs_dir / f"{name}.yaml").write_text(pair_yaml(pair))
     # each of the pairs' versions is checked in a process of its own before it serves: minutes for a thousand
     server = launch(["--store", store_url, "--poll-seconds", "3600"], work / "serve.log", timeout=900)
-    end_ms = (int(time.time() * 1000) // HOUR_MS) * HOUR_MS
-    candles = StandIn(args.pairs, HISTORY + args.rounds, end_ms)
+    step_ms = interval_ms(args.interval)
+    end_ms = (int(time.time() * 1000) // step_ms) * step_ms
+    candles = StandIn(args.pairs, HISTORY + args.rounds, end_ms, args.interval)
     try:
         print(f"model server loaded {args.pairs} models in {wait_all_ready(server.url, names):.0f} s", flush=True)
         meta = httpx.get(f"{server.url}/v2/models/{names[0]}", timeout=10).json()["parameters"]
         levels = tuple(float(v) for v in meta["quantile_levels"])
-        newest_ms = candles.serve(HISTORY) + HOUR_MS
+        newest_ms = candles.serve(HISTORY) + step_ms
         print(f"seeding {SEEDED_DAYS} days of scored forecasts per pair ...", flush=True)
         fork = multiprocessing.get_context("fork")
-        seeding = fork.Process(target=seed_track, args=(store_url, names, meta["served_version"], levels, newest_ms))
+        seeding = fork.Process(
+            target=seed_track, args=(store_url, names, meta["served_version"], levels, newest_ms, args.interval)
+        )
         seeding.start()  # in a child, so that this process holds nothing but the tracker
         seeding.join()
         assert seeding.exitcode == 0, "seeding the track records failed"
@@ -232,7 +240,7 @@ async def run_rounds(
     for r in range(args.rounds):
         newest_open_ms = candles.serve(HISTORY + r)
         candles.klines_requests()  # from zero for this round
-        clock["now"] = (newest_open_ms + HOUR_MS) / 1000 + 5.0  # five seconds after the newest close
+        clock["now"] = (newest_open_ms + interval_ms(args.interval)) / 1000 + 5.0  # five seconds after the close
         before = {part: sum(_harness.cpu_seconds(p) for p in ps) for part, ps in pids.items()}
         profile = cProfile.Profile() if args.profile and r == args.rounds - 1 else None
         started = time.perf_counter()
@@ -259,6 +267,7 @@ async def run_rounds(
             "binance_per_pair": klines / args.pairs,
             "model_per_pair": sum(p.requests for p in report.pairs) / args.pairs,
             "cpu_tracker": cpu["tracker"],
+            "cpu_ms_per_pair": 1000 * cpu["tracker"] / args.pairs,
             "cpu_server": cpu["server"],
             "cpu_stand_in": cpu["stand-in"],
             "pss_mb": _harness.pss_mib(tracker_pids),
@@ -282,7 +291,8 @@ async def run_rounds(
 def table(results: list[dict[str, float]]) -> str:
     header = ["round", "seconds", "recorded", "waiting", "gaps", "scored"]
     header += ["Binance requests per pair", "model requests per pair"]
-    header += ["CPU s, tracker", "CPU s, model server", "CPU s, stand-in", "tracker PSS MB, after"]
+    header += ["CPU s, tracker", "tracker CPU ms per pair", "CPU s, model server", "CPU s, stand-in"]
+    header += ["tracker PSS MB, after"]
     header += ["tracker PSS MB, highest", "tracker peak RSS MB, summed"]
     return _harness.table(
         header,
@@ -297,6 +307,7 @@ def table(results: list[dict[str, float]]) -> str:
                 f"{row['binance_per_pair']:.2f}",
                 f"{row['model_per_pair']:.2f}",
                 f"{row['cpu_tracker']:.1f}",
+                f"{row['cpu_ms_per_pair']:.1f}",
                 f"{row['cpu_server']:.1f}",
                 f"{row['cpu_stand_in']:.1f}",
                 f"{row['pss_mb']:.0f}",
@@ -310,7 +321,7 @@ def table(results: list[dict[str, float]]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--stand-in":
-        stand_in(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]))
+        stand_in(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", type=int, default=1000)
@@ -318,6 +329,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--profile", action="store_true", help="print where the last round spent its time")
+    parser.add_argument("--interval", default="1h", help="the pairs' candle interval (1h, or 1m: a round a minute)")
     run = _harness.Run.start(parser, __file__, argv)
     args = run.args
     with tempfile.TemporaryDirectory() as folder:
@@ -325,8 +337,14 @@ def main(argv: list[str] | None = None) -> None:
     run.finish(
         table(results),
         title="Track record: one tracker, many pairs",
-        part=f"{args.pairs} pairs, {args.workers} worker process(es)",
-        settings={**_harness.DEFAULT_SHAPE, "historyCandles": HISTORY, "seededDays": SEEDED_DAYS, "interval": "1h"},
+        part=f"{args.pairs} pairs, {args.workers} worker process(es)"
+        + ("" if args.interval == "1h" else f", {args.interval}"),
+        settings={
+            **_harness.DEFAULT_SHAPE,
+            "historyCandles": HISTORY,
+            "seededDays": SEEDED_DAYS,
+            "interval": args.interval,
+        },
         versions=("pandas", "pyarrow", "httpx", "onnxruntime", "kserve"),
     )
 

@@ -105,6 +105,8 @@ async def follow(
                 f"{store.pair}: baseline version {entry.get('version')} served (persistence, {entry.get('estimator')} "
                 "volatility ranges); the LSTM trains next and replaces it only through the gates"
             )
+        elif entry.get("message") == "training starts":
+            say(f"{store.pair}: the LSTM trains {entry.get('start')}")
         elif entry.get("level") in ("warning", "error") and entry.get("logger") != "makeusrich.market.binance":
             say(f"{store.pair}: {entry.get('message')}")
     return state
@@ -126,6 +128,9 @@ def outcome(
         verdict = (
             f"{skill} promoted and served" if meta.promotion.promoted else f" not promoted: {meta.promotion.reason}"
         )
+        trained = meta.training
+        if trained.start is not None:
+            verdict += f"; trained {trained.epochs} epoch(s) in {trained.seconds:.0f} s {trained.start}"
         return state.model_copy(
             update={
                 **finished,

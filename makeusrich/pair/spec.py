@@ -48,6 +48,12 @@ class ModelSpec(CamelModel):
     max_epochs: int = Field(50, ge=1, le=1000, description="Upper bound on training epochs.")
     patience: int = Field(3, ge=1, le=100, description="Epochs without validation improvement before stopping.")
     seed: int = Field(42, ge=0, le=2**31 - 1, description="Seed for weights and batch order.")
+    warm_start: bool = Field(
+        True,
+        description="Start a run from the served LSTM's weights (else the newest LSTM's) when its architecture "
+        "matches and its weights were tuned only on hours before this run's calibration and test hours; false, "
+        "or no such version, trains from the seed.",
+    )
     quantiles: list[float] = Field(
         list(DEFAULT_LEVELS),
         min_length=3,

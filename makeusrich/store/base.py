@@ -172,6 +172,11 @@ class PairStore:
     def config_path(self) -> str:
         return f"{self.pair}/config.pbtxt"
 
+    def weights_path(self) -> str:
+        """Path of an LSTM's trained weights, which a later run may start from (beside metadata.json: a Triton
+        repository takes only folders for models)."""
+        return "weights.pt"
+
     # --- reading -------------------------------------------------------------------------------------
 
     def _get_json(self, key: str) -> dict[str, Any]:

@@ -294,6 +294,8 @@ class Training(_Document):
     history: list[Epoch]
     onnx_parity_max_relative: float
     total_seconds: float | None = None
+    warm_from: str | None = Field(None, description="the version whose weights the run started from; None: the seed")
+    start: str | None = Field(None, description="where the weights started and why; None before warm starts")
 
 
 class SmokeTest(_Document):
@@ -391,6 +393,7 @@ class FoldResult(_Document):
     forecast_to: str
     epochs: int
     train_seconds: float
+    warm: bool = Field(False, description="started from the previous fold's weights (spec.model.warmStart)")
     point: Score
     ranges: RangeMetrics
     decision: DecisionMetrics | None = None  # None in backtests from before issue 28

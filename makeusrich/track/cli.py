@@ -29,6 +29,7 @@ def cmd_track(args: argparse.Namespace) -> int:
     from makeusrich.track.settings import TrackSettings
 
     settings = from_args(TrackSettings, args)
+    replica = settings.ordinal()
     if settings.workers > 1 and not args.replay and not settings.once:
         from makeusrich.net import check_free
         from makeusrich.track.shards import TrackerPool
@@ -36,17 +37,26 @@ def cmd_track(args: argparse.Namespace) -> int:
         check_free(settings.host, settings.port)
         # Forked here, before this process starts an event loop or a thread (see makeusrich.track.shards).
         pool = TrackerPool(
-            lambda shard, clock: make_tracker(settings, shard, clock), settings.workers, options(settings)
+            lambda shard, clock: make_tracker(settings, shard, clock),
+            settings.workers,
+            options(settings),
+            replica=replica,
+            replicas=settings.replicas,
         )
+        what = f"the pairs in {settings.workers} worker processes" + replica_note(replica, settings.replicas)
 
         async def pooled() -> int:
             try:
-                return await serve_rounds(settings, pool, f"the pairs in {settings.workers} worker processes")
+                return await serve_rounds(settings, pool, what)
             finally:
                 await pool.aclose()
 
         return asyncio.run(pooled())
-    return asyncio.run(run_track(settings, args.replay))
+    return asyncio.run(run_track(settings, args.replay, replica))
+
+
+def replica_note(replica: int, replicas: int) -> str:
+    return "" if replicas == 1 else f", replica {replica} of {replicas}"
 
 
 def options(settings: TrackSettings) -> TrackOptions:
@@ -88,8 +98,10 @@ def moment(text: str) -> pd.Timestamp:
     return found.tz_localize("UTC") if found.tzinfo is None else found.tz_convert("UTC")
 
 
-async def run_track(settings: TrackSettings, replay_span: list[str] | None = None) -> int:
-    tracker = make_tracker(settings)
+async def run_track(settings: TrackSettings, replay_span: list[str] | None = None, replica: int = 0) -> int:
+    from makeusrich.track.shards import replica_shard
+
+    tracker = make_tracker(settings, replica_shard(replica, settings.replicas))
     try:
         if replay_span:
             from makeusrich.track.replay import replay

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import socket
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from makeusrich.errors import MakeUsRichError
 from makeusrich.settings import MarketSettings, PairSourceSettings, StoreSettings
 
 TRACK_PORT = 8082
@@ -28,3 +32,38 @@ class TrackSettings(PairSourceSettings, StoreSettings, MarketSettings):
         "two for 1,000 hourly pairs in under 30 s a round, each extra one some 130 MB more memory",
     )
     once: bool = Field(False, description="one round over every pair, then exit (for a CronJob or a check)")
+    replicas: int = Field(
+        1,
+        ge=1,
+        le=1024,
+        description="trackers sharing out the pairs, each on its own machine (a StatefulSet's replicas): each "
+        "tracks only the pairs whose key hashes to its ordinal",
+    )
+    replica: int | None = Field(
+        None,
+        ge=0,
+        description="this tracker's ordinal among --replicas (default: the number that ends the host name, as a "
+        "StatefulSet names its pods)",
+    )
+
+    def ordinal(self, hostname: str | None = None) -> int:
+        """This replica's ordinal: given, or read off the host name (`makeusrich-tracker-2` is 2)."""
+        if self.replicas == 1:
+            return 0
+        if self.replica is None:
+            host = hostname if hostname is not None else socket.gethostname()
+            found = re.search(r"-(\d+)$", host)
+            if found is None:
+                raise MakeUsRichError(
+                    f"--replicas {self.replicas}: give --replica (this tracker's ordinal), or run it in a "
+                    f"StatefulSet, whose pod names end in theirs (this host is {host!r})"
+                )
+            index = int(found[1])
+        else:
+            index = self.replica
+        if index >= self.replicas:
+            raise MakeUsRichError(
+                f"replica {index} of --replicas {self.replicas}: ordinals run from 0 to {self.replicas - 1}; "
+                "set --replicas to the StatefulSet's replicas"
+            )
+        return index

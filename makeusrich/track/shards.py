@@ -1,10 +1,13 @@
-"""The pairs shared out over worker processes, each running a Tracker of its own.
+"""The pairs shared out over replicas and worker processes, each running a Tracker of its own.
 
 A Tracker's work per pair is pandas and HTTP in one Python process, so it uses one core whatever the machine
-has; `--workers N` uses N. A pair always goes to the same worker (by a hash of its key that does not change
-between runs), which stays the only writer of its track files. The parent process is the first worker: it tracks
-its own share while it asks the N-1 forked ones for theirs, merges the reports, and serves /metrics and /healthz
-from what they sent back. (A parent that only coordinated would cost a process's memory for no work.)
+has; `--workers N` uses N, and `--replicas R` (a StatefulSet's pods, each told its ordinal) R machines. The pairs
+fall into R x N shards by a hash of their key that does not change between runs: replica r's worker w tracks
+shard r * N + w, and stays the only writer of its pairs' track files. A replica that is down leaves its shards
+untracked (a gap in their records, never a second writer) until it is back. In a replica, the parent process is the
+first worker: it tracks its own share while it asks the N-1 forked ones for theirs, merges the reports, and serves
+/metrics and /healthz from what they sent back. (A parent that only coordinated would cost a process's memory for
+no work.)
 
 Workers are forked before the parent starts a thread or an event loop, so they share its imported modules
 (copy on write) instead of importing them again.
@@ -55,7 +58,7 @@ class ShardSource:
         self.fixed_namespace = source.fixed_namespace
 
     def describe(self) -> str:
-        return f"{self.source.describe()} (worker {self.index + 1} of {self.shards})"
+        return f"{self.source.describe()} (shard {self.index + 1} of {self.shards})"
 
     async def list_pairs(self) -> list[PairRecord]:
         records = await self.source.list_pairs()
@@ -115,12 +118,23 @@ def _worker(make: MakeTracker, index: int, shards: int, conn: Connection) -> Non
         asyncio.run(serve())
 
 
+def replica_shard(replica: int, replicas: int) -> Callable[[PairSource], PairSource]:
+    """The pairs of one replica that runs a single process."""
+    return lambda source: source if replicas == 1 else ShardSource(source, replica, replicas)
+
+
 class TrackerPool(RoundLoop):
-    """Rounds over `workers` processes (this one and workers-1 forked), each tracking its shard; merged, they read
-    like one Tracker's."""
+    """Rounds over `workers` processes (this one and workers-1 forked), each tracking its shard of replica
+    `replica`'s pairs; merged, they read like one Tracker's."""
 
     def __init__(
-        self, make: MakeTracker, workers: int, options: TrackOptions, clock: Callable[[], float] = time.time
+        self,
+        make: MakeTracker,
+        workers: int,
+        options: TrackOptions,
+        clock: Callable[[], float] = time.time,
+        replica: int = 0,
+        replicas: int = 1,
     ) -> None:
         self.options = options
         self.clock = clock
@@ -132,16 +146,20 @@ class TrackerPool(RoundLoop):
         gc.freeze()  # the objects imported so far stay out of the workers' collections: their pages stay shared
         self._conns: list[Connection] = []
         self._processes: list[BaseProcess] = []
+        first, shards = replica * workers, replicas * workers
         for index in range(1, workers):
             parent, child = context.Pipe()
             process = context.Process(
-                target=_worker, args=(make, index, workers, child), name=f"track-worker-{index + 1}", daemon=True
+                target=_worker,
+                args=(make, first + index, shards, child),
+                name=f"track-worker-{index + 1}",
+                daemon=True,
             )
             process.start()
             child.close()
             self._conns.append(parent)
             self._processes.append(process)
-        self.own = _shard_tracker(make, 0, workers, clock)  # after the fork: its threads are its own
+        self.own = _shard_tracker(make, first, shards, clock)  # after the fork: its threads are its own
 
     @property
     def worker_pids(self) -> list[int]:

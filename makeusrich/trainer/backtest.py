@@ -27,7 +27,7 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from tqdm import tqdm
 
-from makeusrich.errors import CandleError
+from makeusrich.errors import CandleError, MakeUsRichError
 from makeusrich.market import close_moments, interval_ms
 from makeusrich.onnxrt import onnx_session
 from makeusrich.pair import CurrencyPairSpec
@@ -102,8 +102,10 @@ def run_fold(
     step: timedelta,
     threads: int,
     progress: Callable[[EpochRecord, int], None] | None,
+    start: dict[str, torch.Tensor] | None = None,
 ) -> tuple[Forecasts, dict[str, Any]]:
-    """Train on the lookback before `cutoff` as the trainer does; forecast the `step` after it."""
+    """Train on the lookback before `cutoff` as the trainer does (from `start`'s weights when given: the previous
+    fold's, as a scheduled run starts from the served model's); forecast the `step` after it."""
     torch.set_num_threads(threads)
     model, interval = spec.model, spec.interval
     closes = close_moments(frame["open_time"], interval)
@@ -111,7 +113,7 @@ def run_fold(
     offset = int(before.index[0])  # where the fold's candles start in `frame` (a RangeIndex)
     before = before.reset_index(drop=True)
     data = prepare(before, model.window, model.horizon, interval_ms(interval))
-    result = train(data, model, progress)
+    result = train(data, model, progress, start)
     margins = calibrate(result.core.cpu(), data, model.quantiles)
     session = onnx_session(
         export_onnx(Forecaster(result.core, data.feature_scaler, data.target_scaler, margins), model.window)
@@ -154,6 +156,8 @@ def run_fold(
         "epochs": len(result.epochs),
         "train_seconds": round(result.seconds, 1),
         "fitted": fitted,
+        "warm": result.warm,
+        "state": {name: tensor.detach().clone() for name, tensor in result.core.state_dict().items()},
     }
     return part, facts
 
@@ -171,7 +175,55 @@ def decision_positions(
 
 
 def _fold_in_worker(args: tuple[CurrencyPairSpec, pd.DataFrame, pd.Timestamp, timedelta, int]) -> Any:
-    return run_fold(*args, progress=None)
+    part, facts = run_fold(*args, progress=None)
+    del facts["state"]  # a cold fold's weights start nothing
+    return part, facts
+
+
+def fold_outcomes(
+    spec: CurrencyPairSpec,
+    frame: pd.DataFrame,
+    cuts: list[pd.Timestamp],
+    step: timedelta,
+    jobs: int = 1,
+    show_progress: bool = False,
+) -> list[tuple[Forecasts, dict[str, Any]]]:
+    """Each fold's out-of-sample points and facts, oldest first. With spec.model.warmStart each fold after the
+    first starts from the previous fold's weights, so folds run one after another; that is honest for the same
+    reason as in the trainer (makeusrich.trainer.warm): the cutoffs move forward by `step` with fixed fractions,
+    so the previous fold's weights were fitted and early-stopped on hours before this fold's validation ends."""
+    warm = spec.model.warm_start
+    if warm and jobs > 1:
+        raise MakeUsRichError(
+            f"--jobs {jobs} trains folds at once, but warm-started folds start from the previous fold's weights: "
+            "use --jobs 1, or --cold (every fold from the seed)"
+        )
+    cpus = usable_cpus()
+    outcomes: list[tuple[Forecasts, dict[str, Any]]] = []
+    if jobs > 1:
+        tasks = [(spec, frame, cut, step, max(1, cpus // jobs)) for cut in cuts]
+        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
+            done = tqdm(pool.map(_fold_in_worker, tasks), total=len(cuts), desc="folds", disable=not show_progress)
+            return list(done)
+    for k, cut in enumerate(cuts):
+        with tqdm(
+            total=spec.model.max_epochs, desc=f"fold {k + 1}/{len(cuts)}", unit="epoch", disable=not show_progress
+        ) as bar:
+
+            def advance(record: EpochRecord, max_epochs: int, bar: Any = bar, fold: int = k + 1) -> None:
+                bar.update(1)
+                bar.set_postfix(validation=f"{record.validation_loss:.4f}")
+                if not show_progress:
+                    log.info("epoch done", extra={"fold": fold, "epoch": record.epoch, "max_epochs": max_epochs})
+
+            start = outcomes[-1][1]["state"] if warm and outcomes else None
+            outcomes.append(run_fold(spec, frame, cut, step, max(1, min(cpus, 8)), advance, start))
+        if len(outcomes) > 1:
+            del outcomes[-2][1]["state"]  # only the newest fold's weights start another
+        log.info("fold done", extra={"fold": k + 1, "folds": len(cuts), "cutoff": str(cut)})
+    if outcomes:
+        del outcomes[-1][1]["state"]
+    return outcomes
 
 
 def walk_forward(
@@ -199,26 +251,7 @@ def walk_forward(
             "the first folds train on less than lookbackDays",
             extra={"history_from": str(closes.iloc[0]), "needed_from": str(needed)},
         )
-    cpus = usable_cpus()
-    outcomes = []
-    if jobs > 1:
-        tasks = [(spec, frame, cut, step, max(1, cpus // jobs)) for cut in cuts]
-        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-            done = tqdm(pool.map(_fold_in_worker, tasks), total=folds, desc="folds", disable=not show_progress)
-            outcomes = list(done)
-    for k, cut in enumerate(cuts[len(outcomes) :]):
-        with tqdm(
-            total=spec.model.max_epochs, desc=f"fold {k + 1}/{folds}", unit="epoch", disable=not show_progress
-        ) as bar:
-
-            def advance(record: EpochRecord, max_epochs: int, bar: Any = bar, fold: int = k + 1) -> None:
-                bar.update(1)
-                bar.set_postfix(validation=f"{record.validation_loss:.4f}")
-                if not show_progress:
-                    log.info("epoch done", extra={"fold": fold, "epoch": record.epoch, "max_epochs": max_epochs})
-
-            outcomes.append(run_fold(spec, frame, cut, step, max(1, min(cpus, 8)), advance))
-        log.info("fold done", extra={"fold": k + 1, "folds": folds, "cutoff": str(cut)})
+    outcomes = fold_outcomes(spec, frame, cuts, step, jobs, show_progress)
     levels = spec.model.quantiles
     results = []
     for k, (cut, (part, facts)) in enumerate(zip(cuts, outcomes, strict=True)):
@@ -232,6 +265,7 @@ def walk_forward(
                 forecast_to=_iso(facts["forecast_to"]),
                 epochs=facts["epochs"],
                 train_seconds=facts["train_seconds"],
+                warm=facts["warm"],
                 point=point,
                 ranges=scored,
                 decision=traded,

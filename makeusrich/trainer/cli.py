@@ -53,6 +53,11 @@ class BacktestSettings(StoreSettings):
     )
     lookback_days: int | None = Field(None, ge=1, le=3650, description="override spec.lookbackDays")
     max_epochs: int | None = Field(None, ge=1, description="override spec.model.maxEpochs (short runs)")
+    cold: bool = Field(
+        False,
+        description="train every fold from the seed, as spec.model.warmStart false does (by default each fold "
+        "starts from the previous fold's weights, as scheduled runs do; then folds run one at a time)",
+    )
     out: Path = Field(
         Path("backtest"), description="folder for backtest.json, folds.csv, skill.png, decision.csv and equity.png"
     )
@@ -96,6 +101,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         spec = spec.model_copy(update={"lookback_days": settings.lookback_days})
     if settings.max_epochs is not None:
         spec = spec.model_copy(update={"model": spec.model.model_copy(update={"max_epochs": settings.max_epochs})})
+    if settings.cold:
+        spec = spec.model_copy(update={"model": spec.model.model_copy(update={"warm_start": False})})
     if settings.hold_out >= settings.folds:
         raise MakeUsRichError(f"--hold-out {settings.hold_out} leaves no fold to choose on; use fewer than --folds")
     step = settings.step_delta()
@@ -157,7 +164,8 @@ def served_version(pair: CurrencyPair, spec: CurrencyPairSpec, settings: Backtes
         raise MakeUsRichError(f"--publish: {pair.name} has no promoted version in {store.objects.uri(store.prefix)}")
     meta = store.model_metadata(latest.version)
     days = (pd.Timestamp(meta.data.to) - pd.Timestamp(meta.data.from_)) / pd.Timedelta(days=1)
-    if meta.spec != spec.model.model_dump(by_alias=True) or days > spec.lookback_days + 1:
+    shape = spec.model.model_dump(by_alias=True, exclude={"warm_start"})  # how a run starts changes no model
+    if {k: v for k, v in meta.spec.items() if k != "warmStart"} != shape or days > spec.lookback_days + 1:
         raise MakeUsRichError(
             f"--publish: the promoted version {latest.version} was trained with other settings (spec.model or "
             f"{days:.0f} days of candles) than this backtest's (lookbackDays {spec.lookback_days}); run it "

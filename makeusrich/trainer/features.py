@@ -27,6 +27,9 @@ from makeusrich.market import OHLCV
 from makeusrich.scoring import segment_ids, valid_origins
 
 N_FEATURES = 5
+FEATURE_SET = "ohlc-over-previous-close+log-volume-change"
+"""Names what feature_rows computes: a change there must change this too, so that no run starts from weights that
+learned other inputs (makeusrich.trainer.warm)."""
 
 
 def ohlcv_array(frame: pd.DataFrame) -> np.ndarray:

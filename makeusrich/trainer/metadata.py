@@ -32,6 +32,7 @@ from makeusrich.store import (
 from makeusrich.trainer.baseline import LAMBDA, BaselineFit
 from makeusrich.trainer.features import ROLES, Prepared
 from makeusrich.trainer.train import TrainingResult
+from makeusrich.trainer.warm import Start
 
 INPUT_DESCRIPTION = "raw open, high, low, close, volume; oldest first; last row = last closed candle"
 TUNING_ROLES = {"lstm": ("train", "validation", "calibration"), "baseline": ("train",)}
@@ -127,7 +128,7 @@ def build_metadata(
     )
 
 
-def lstm_training(result: TrainingResult, parity: float, threads: int, total_seconds: float) -> Training:
+def lstm_training(result: TrainingResult, parity: float, threads: int, total_seconds: float, start: Start) -> Training:
     return Training(
         seconds=round(result.seconds, 3),
         epochs=len(result.epochs),
@@ -140,6 +141,8 @@ def lstm_training(result: TrainingResult, parity: float, threads: int, total_sec
         ],
         onnx_parity_max_relative=parity,
         total_seconds=total_seconds,
+        warm_from=start.version,
+        start=start.note,
     )
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from makeusrich.errors import MakeUsRichError, StoreError
-from makeusrich.market import DEFAULT_RETRIES, CandleSet, Source, interval_ms, load_candles
+from makeusrich.market import DEFAULT_RETRIES, CandleSet, Source, close_moments, interval_ms, load_candles
 from makeusrich.onnxrt import onnx_session
 from makeusrich.pair import CurrencyPair
 from makeusrich.scoring import decision
@@ -32,9 +32,11 @@ from makeusrich.trainer.metadata import (
     build_metadata,
     lstm_calibration,
     lstm_training,
+    role_spans,
 )
 from makeusrich.trainer.model import Forecaster
 from makeusrich.trainer.train import Progress, configure_threads, log_progress, train
+from makeusrich.trainer.warm import choose_start, weights_file
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +92,12 @@ def still_judged(store: PairStore, document: ModelMetadata) -> ModelMetadata:
     return document.model_copy(update={"promotion": decided.model_copy(update={"promoted": False, "reason": reason})})
 
 
-def publish(store: PairStore, document: ModelMetadata, model: bytes) -> ModelMetadata:
-    """Upload a version (its model, config.pbtxt and metadata.json) and promote it when its run decided so and
-    the served version is still the one it was judged against; then remove what crashed runs left. Nothing is
-    published when a metric is not finite."""
+def publish(
+    store: PairStore, document: ModelMetadata, model: bytes, extra: dict[str, bytes] | None = None
+) -> ModelMetadata:
+    """Upload a version (its model, config.pbtxt, `extra` files such as an LSTM's weights, and metadata.json)
+    and promote it when its run decided so and the served version is still the one it was judged against; then
+    remove what crashed runs left. Nothing is published when a metric is not finite."""
     document = still_judged(store, document)
     metadata = document.to_json()
     files = {
@@ -101,6 +105,7 @@ def publish(store: PairStore, document: ModelMetadata, model: bytes) -> ModelMet
         store.config_path(): triton_config(
             document.pair, document.window, document.horizon, len(document.quantiles or ())
         ).encode(),
+        **(extra or {}),
     }
     try:
         json.dumps(metadata, allow_nan=False)
@@ -183,7 +188,10 @@ def run_training(
     )
     data = prepare(candles.frame, spec.model.window, spec.model.horizon, interval_ms(spec.interval))
     first = run_baseline(pair, store, candles, data, threads, now) if served is None else None
-    result = train(data, spec.model, progress)
+    validation = role_spans(data, close_moments(data.open_time, spec.interval))["validation"]
+    start = choose_start(spec, store, served, validation)
+    log.info("training starts", extra={"pair": pair.name, "start": start.note, "warm_from": start.version})
+    result = train(data, spec.model, progress, start.state)
     levels = spec.model.quantiles
     margins = calibrate(result.core.cpu(), data, levels)
     forecaster = Forecaster(result.core, data.feature_scaler, data.target_scaler, margins)
@@ -192,7 +200,7 @@ def run_training(
     session = onnx_session(model, threads)
     metrics = measure(data, session, spec)
     decided = promotion.decide(store, data, session, metrics, spec.promotion, levels)
-    training = lstm_training(result, worst, threads, round(time.perf_counter() - started, 3))
+    training = lstm_training(result, worst, threads, round(time.perf_counter() - started, 3), start)
     document = build_metadata(
         pair,
         store.next_version(now),
@@ -205,7 +213,8 @@ def run_training(
         smoke_test(session, data),
         calibration=lstm_calibration(margins, data, levels),
     )
-    return outcome_of(publish(store, document, model), first)
+    weights = {store.weights_path(): weights_file(result.core, spec)}
+    return outcome_of(publish(store, document, model, weights), first)
 
 
 def range_line(scored: RangeMetrics) -> str:
@@ -229,6 +238,13 @@ def summary(outcome: Outcome) -> str:
         + ("promoted" if outcome.promoted else "published, not promoted"),
         f"  {outcome.reason}",
     ]
+    if meta.training.start is not None:
+        trained = meta.training
+        kept = ": the starting weights kept" if trained.warm_from and not trained.best_epoch else ""
+        lines.append(
+            f"  trained {trained.epochs} epoch(s) in {trained.seconds:.1f} s {trained.start} "
+            f"(best epoch {trained.best_epoch}{kept})"
+        )
     for name, split in (("validation", meta.metrics.validation), ("test", meta.metrics.test)):
         model, persistence, direction = split.model, split.rules.persistence, split.model.directional
         shown = (

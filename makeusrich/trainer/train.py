@@ -41,6 +41,7 @@ class TrainingResult:
     stopped_early: bool = False
     seconds: float = 0.0
     device: str = "cpu"
+    warm: bool = False  # started from stored weights; best_epoch 0 then means they were kept as they were
 
 
 def usable_cpus() -> int:
@@ -91,6 +92,10 @@ MIN_IMPROVEMENT = 1e-3
 creeping down by hundredths of a percent for dozens of epochs; that is noise on a validation split, and waiting
 for it would double a training run's time."""
 
+WARM_PATIENCE = 1
+"""Epochs without improvement before a warm-started run stops: its weights start where yesterday's run converged,
+so one epoch that does not improve them says the new hours hold nothing more to learn."""
+
 Progress = Callable[[EpochRecord, int], None]
 
 
@@ -107,13 +112,22 @@ def log_progress(record: EpochRecord, max_epochs: int) -> None:
         log.info("epoch done", extra={**asdict(record), "max_epochs": max_epochs})
 
 
-def train(data: Prepared, spec: ModelSpec, progress: Progress | None = log_progress) -> TrainingResult:
-    """Fit an LSTMCore on the training split, stopping when validation loss stops improving."""
+def train(
+    data: Prepared,
+    spec: ModelSpec,
+    progress: Progress | None = log_progress,
+    start: dict[str, torch.Tensor] | None = None,
+) -> TrainingResult:
+    """Fit an LSTMCore on the training split, stopping when validation loss stops improving. From `start`
+    (stored weights, makeusrich.trainer.warm) the starting weights' validation loss is the one to beat, and
+    WARM_PATIENCE epochs without improvement stop the run."""
     started = time.perf_counter()
     seed_everything(spec.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     median = median_index(spec.quantiles)
     core = LSTMCore(spec.hidden_size, spec.layers, spec.dropout, data.horizon, len(spec.quantiles), median)
+    if start is not None:
+        core.load_state_dict(start)
     core = core.to(device)
     optimiser = torch.optim.AdamW(core.parameters(), lr=spec.learning_rate)
     levels = torch.tensor(spec.quantiles, dtype=torch.float32, device=device)
@@ -124,15 +138,20 @@ def train(data: Prepared, spec: ModelSpec, progress: Progress | None = log_progr
     generator = np.random.default_rng(spec.seed)
     train_origins, validation = data.split.train, data.split.validation
     best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(core.state_dict())
-    result = TrainingResult(core=core, best_epoch=0, device=str(device))
+    result = TrainingResult(core=core, best_epoch=0, device=str(device), warm=start is not None)
+    patience = spec.patience
+    if start is not None:
+        predicted = torch.from_numpy(predict_standardised(core, data, validation, device))
+        best_loss = float(loss_fn(predicted, torch.from_numpy(data.targets[validation])))
+        patience = WARM_PATIENCE
     stale = 0
     for epoch in range(1, spec.max_epochs + 1):
         epoch_start = time.perf_counter()
         core.train()
         order = generator.permutation(train_origins)
         total, count = 0.0, 0
-        for start in range(0, len(order), spec.batch_size):
-            batch = order[start : start + spec.batch_size]
+        for first in range(0, len(order), spec.batch_size):
+            batch = order[first : first + spec.batch_size]
             x = torch.from_numpy(np.ascontiguousarray(data.inputs(batch))).to(device)
             y = torch.from_numpy(data.targets[batch]).to(device)
             optimiser.zero_grad(set_to_none=True)
@@ -153,7 +172,7 @@ def train(data: Prepared, spec: ModelSpec, progress: Progress | None = log_progr
             best_state = copy.deepcopy(core.state_dict())
         else:
             stale += 1
-            if stale >= spec.patience:
+            if stale >= patience:
                 result.stopped_early = True
                 break
     if progress and sys.stderr.isatty():

@@ -94,7 +94,9 @@ def test_every_alert_says_which_pair_and_links_its_runbook_section() -> None:
         url = notes["runbook_url"]
         assert url.startswith("https://github.com/makeusrich/makeusrich/blob/main/docs/kubernetes.md#"), url
         assert url.split("#")[1] == rule["alert"].lower() and rule["alert"].lower() in sections, rule["alert"]
-        if rule["alert"] != "MakeUsRichTrackerDown":  # the one alert about no pair in particular
+        if rule["alert"] == "MakeUsRichTrackerReplicaDown":  # about a tracker pod: names it
+            assert "{{ $labels.instance }}" in notes["description"]
+        elif rule["alert"] != "MakeUsRichTrackerDown":  # the one alert about no pair in particular
             assert "{{ $labels.pair }}" in notes["description"] and "{{ $labels.namespace }}" in notes["description"]
 
 

@@ -304,16 +304,24 @@ def test_the_dashboard_and_the_tracker_refuse_several_namespaces_in_one_sentence
     assert "the tracker reads one namespace or all of them" in result.stderr
 
 
-def test_the_tracker_is_one_scraped_replica_that_only_reads_the_cluster() -> None:
+def test_the_tracker_is_a_scraped_stateful_set_of_shards_that_only_reads_the_cluster() -> None:
     docs = render(CHART / "ci" / "dashboard-values.yaml")
-    (deployment,) = [d for d in of_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-tracker")]
-    spec = deployment["spec"]
-    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}  # one writer of the track files
+    (tracker,) = [d for d in of_kind(docs, "StatefulSet") if d["metadata"]["name"].endswith("-tracker")]
+    spec = tracker["spec"]
+    # a pod's replacement starts once it is gone: one writer of each shard's track files
+    assert spec["replicas"] == 1 and spec["updateStrategy"] == {"type": "RollingUpdate"}
+    assert spec["serviceName"] == tracker["metadata"]["name"] and spec["podManagementPolicy"] == "Parallel"
     annotations = spec["template"]["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/port"] == "8082"
     (container,) = spec["template"]["spec"]["containers"]
     args = build_parser().parse_args(container["args"])  # a real command line
     assert (args.command, args.kubernetes, args.namespace) == ("track", True, "markets")
+    sets = of_kind(render(None, "tracker.replicas=3"), "StatefulSet")
+    (three,) = [d for d in sets if d["metadata"]["name"].endswith("-tracker")]
+    assert three["spec"]["replicas"] == 3
+    (container,) = three["spec"]["template"]["spec"]["containers"]
+    parsed = build_parser().parse_args(container["args"])
+    assert (parsed.replicas, parsed.replica) == (3, None)  # each pod reads its ordinal off its name
     assert {e["name"] for e in container["env"]} >= {"MAKEUSRICH_STORE", "AWS_ACCESS_KEY_ID"}
     (role,) = [r for r in of_kind(docs, "ClusterRole") if r["metadata"]["name"].endswith("-tracker")]
     assert {verb for rule in role["rules"] for verb in rule["verbs"]} == {"list"}

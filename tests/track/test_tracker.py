@@ -31,7 +31,7 @@ from makeusrich.store.s3 import S3Store
 from makeusrich.store.track_schema import BASELINE, GAP, LIVE, REPLACED, SHADOW, checked_rows
 from makeusrich.track.metrics import health, serve_http
 from makeusrich.track.replay import replay
-from makeusrich.track.shards import TrackerPool, shard_of
+from makeusrich.track.shards import TrackerPool, replica_shard, shard_of
 from makeusrich.track.summary import summarize
 from makeusrich.track.tracker import PairRound, Tracker, TrackOptions
 from makeusrich.trainer.pipeline import run_training
@@ -843,6 +843,51 @@ def test_worker_processes_share_out_the_pairs_and_read_like_one_tracker(
             await pool.aclose()
 
     run(rounds())
+
+
+def test_replicas_share_out_the_pairs_one_writer_each_and_one_that_was_down_resumes_with_gaps(
+    world: World, start_model_server: Callable[..., RunningServer]
+) -> None:
+    """Two replicas of a StatefulSet (replica_shard, as `--replicas 2 --replica N` builds it): each tracks only
+    its own pair; while replica 1 is down its pair is untracked and replica 0's goes on; back, it records a gap
+    for each close it missed and duplicates nothing."""
+    world.add_pair("btc-usdt-d")
+    keys = ["default/btc-usdt", "default/btc-usdt-d"]
+    assert [shard_of(key, 2) for key in keys] == [0, 1]
+    server = start_model_server("--store", world.trained.url, store=world.trained)
+    first = len(world.all_rows) - 8
+    world.advance(first)
+
+    def replica(index: int) -> Tracker:
+        source = replica_shard(index, 2)(EmbeddedSource(world.pairs_dir, world.store_url, server.url))
+        feed = CandleFeed(Source("binance"), api_url=world.fake.url, clock=lambda: world.now_s, max_retries=0)
+        tracker = Tracker(source, feed, world.store_url, TrackOptions(serving_timeout=5.0), lambda: world.now_s)
+        world.trackers.append(tracker)
+        return tracker
+
+    async def scenario() -> None:
+        zero, one = replica(0), replica(1)
+        both = [await zero.round(), await one.round()]
+        assert [[(r.key, r.recorded) for r in report.pairs] for report in both] == [[(keys[0], 1)], [(keys[1], 1)]]
+        assert (set(zero.pairs), set(one.pairs)) == ({keys[0]}, {keys[1]})  # /metrics: each its own pair
+        await one.aclose()  # replica 1 is down for two closes
+        for k in (1, 2):
+            world.advance(first + k)
+            assert [(r.key, r.recorded) for r in (await zero.round()).pairs] == [(keys[0], 1)]
+        world.advance(first + 3)
+        back = replica(1)
+        assert [(r.key, r.recorded, r.gaps) for r in (await back.round()).pairs] == [(keys[1], 1, 2)]
+        assert [(r.key, r.recorded) for r in (await zero.round()).pairs] == [(keys[0], 1)]
+        assert (await back.round()).pairs[0].recorded == 0  # the same close again: nothing new
+        await zero.aclose()
+        await back.aclose()
+
+    run(scenario())
+    origins = [world.close_of(first - 1 + k) for k in range(4)]
+    for name, kinds in (("btc-usdt", [LIVE] * 4), ("btc-usdt-d", [LIVE, GAP, GAP, LIVE])):
+        files = TrackFiles(pair_store(world.store_url, "default", name))
+        rows = pd.concat([checked_rows(files.read(m), m) for m in files.months()])  # type: ignore[arg-type]
+        assert rows["origin"].tolist() == origins and rows["kind"].tolist() == kinds, name  # each origin once
 
 
 @dataclass

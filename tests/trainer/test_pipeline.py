@@ -57,6 +57,7 @@ def test_train_publishes_complete_versions_and_the_promoted_one_is_served(tmp_pa
         "btc-usdt/1/model.onnx",
         "btc-usdt/config.pbtxt",
         "metadata.json",
+        "weights.pt",
     ]
     meta = json.loads((base / "metadata.json").read_text())
     for key in (
