@@ -10,7 +10,7 @@ the sections stay). The same run answers whether following the model would have 
 decision.csv and equity.png go beside (<name>.decision.csv, <name>.equity.png) and its table, the pooled headline
 and the folds each rule lost, in bench/results/decision.md.
 
-    python bench/backtest_bench.py [--lookback-days 1095] [--folds 12] [--step 30d] [--jobs 1] [--hold-out 3]
+    python bench/backtest_bench.py [--lookback-days 1095] [--folds 12] [--step 30d] [--jobs 1] [--hold-out 3] [--cold]
         [--max-epochs N] [--write]
 """
 
@@ -79,6 +79,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--hold-out", type=int, default=3, help="newest folds pooled apart (bench/lookback_bench.py reports on them)"
     )
+    parser.add_argument(
+        "--cold", action="store_true", help="every fold from the seed (needed with --jobs above 1; default: warm)"
+    )
     run = _harness.Run.start(parser, __file__, argv)
     args = run.args
     name = f"{args.lookback_days}d-{args.folds}x{args.step}"
@@ -87,6 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     backtest += ["--jobs", str(args.jobs), "--hold-out", str(args.hold_out)]
     if args.max_epochs is not None:
         backtest += ["--max-epochs", str(args.max_epochs)]
+    if args.cold:
+        backtest.append("--cold")
     with tempfile.TemporaryDirectory(prefix="makeusrich-backtest-bench-") as tmp:
         out = Path(tmp)
         command = _harness.cli(*backtest, "--store", str(out / "store"), "--out", str(out / "backtest"))

@@ -29,8 +29,9 @@ ConditionType = Literal["Valid", "Trained", "Serving", "Ready", "Degraded"]
 ConditionStatus = Literal["True", "False", "Unknown"]
 Phase = Literal["Pending", "Running", "Succeeded", "Failed"]
 Verdict = tuple[ConditionStatus, str, str]  # a condition's status, reason and message
-# Reasons that only say "nothing happened yet": their first appearance is not worth an Event.
-QUIET_REASONS = frozenset({"SpecValid", "NoModel", "NoTrackRecord"})
+# Reasons whose first appearance is not worth an Event: they say "nothing happened yet", or (Training) repeat the
+# Applied Event of the reconcile that started a new pair's first Job. A later change to them is an Event.
+QUIET_REASONS = frozenset({"SpecValid", "NoModel", "NoTrackRecord", "Training"})
 WARNING_REASONS = frozenset(
     {
         "InvalidSpec",

@@ -122,7 +122,9 @@ async def run_track(settings: TrackSettings, replay_span: list[str] | None = Non
         from makeusrich.net import check_free
 
         check_free(settings.host, settings.port)
-        return await serve_rounds(settings, tracker, tracker.source.describe())
+        return await serve_rounds(
+            settings, tracker, tracker.source.describe() + replica_note(replica, settings.replicas)
+        )
     finally:
         await tracker.aclose()
 

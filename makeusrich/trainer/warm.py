@@ -113,9 +113,9 @@ def refusal(meta: ModelMetadata, store: PairStore, validation: RoleSpan) -> str 
 
 
 def candidates(store: PairStore, served: ModelMetadata | None) -> list[ModelMetadata]:
-    """The served version when it is an LSTM, else the newest LSTM among the newest versions."""
-    if served is not None and served.kind == "lstm":
-        return [served]
+    """The served version when it is an LSTM, then the newest LSTM among the newest versions (when another): a
+    served LSTM from before versions kept weights must not keep every later run cold."""
+    found = [served] if served is not None and served.kind == "lstm" else []
     for version in reversed(store.versions()[-NEWEST_SCANNED:]):
         try:
             meta = store.model_metadata(version)
@@ -125,8 +125,8 @@ def candidates(store: PairStore, served: ModelMetadata | None) -> list[ModelMeta
             )
             continue
         if meta.kind == "lstm":
-            return [meta]
-    return []
+            return [*found, meta] if meta.version not in {m.version for m in found} else found
+    return found
 
 
 def choose_start(spec: CurrencyPairSpec, store: PairStore, served: ModelMetadata | None, validation: RoleSpan) -> Start:
@@ -136,14 +136,16 @@ def choose_start(spec: CurrencyPairSpec, store: PairStore, served: ModelMetadata
     found = candidates(store, served)
     if not found:
         return Start("from the seed: the pair has no LSTM version to start from")
-    meta = found[0]
-    why = refusal(meta, store, validation)
-    if why is None:
-        try:
-            state = read_weights(store.read_file(meta.version, store.weights_path()), spec)
-        except (StoreError, ValueError) as exc:
-            why = f"{meta.version}: {exc}"
-        else:
-            which = "served" if served is not None and served.version == meta.version else "newest LSTM"
-            return Start(f"from the weights of {meta.version} (the {which} version)", meta.version, state)
-    return Start(f"from the seed: {why}")
+    refusals = []
+    for meta in found:
+        why = refusal(meta, store, validation)
+        if why is None:
+            try:
+                state = read_weights(store.read_file(meta.version, store.weights_path()), spec)
+            except (StoreError, ValueError) as exc:
+                why = f"{meta.version}: {exc}"
+            else:
+                which = "served" if served is not None and served.version == meta.version else "newest LSTM"
+                return Start(f"from the weights of {meta.version} (the {which} version)", meta.version, state)
+        refusals.append(why)
+    return Start("from the seed: " + "; ".join(refusals))

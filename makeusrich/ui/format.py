@@ -167,7 +167,8 @@ def training_line(meta: ModelMetadata) -> str:
     if meta.kind == "baseline":
         estimator = meta.baseline.estimator if meta.baseline else "volatility"
         return f"baseline fitted ({estimator} volatility){took} on {meta.source} candles"
-    return f"{training.epochs} epochs (best {training.best_epoch}){took} on {meta.source} candles"
+    start = f", from the weights of {training.warm_from}" if training.warm_from else ""
+    return f"{training.epochs} epochs (best {training.best_epoch}){took} on {meta.source} candles{start}"
 
 
 def promotion_rules(spec: PromotionSpec) -> str:

@@ -25,6 +25,8 @@ from makeusrich.cli import build_parser
 from makeusrich.operator.objects import cronjob
 from makeusrich.operator.settings import OperatorSettings
 from makeusrich.pair import crd_manifest
+from makeusrich.settings import from_args
+from makeusrich.track.settings import TrackSettings
 from tests.operator.test_manifests import K8S_VERSION, check_against_model
 from tests.operator.test_objects import make_pair
 
@@ -320,8 +322,8 @@ def test_the_tracker_is_a_scraped_stateful_set_of_shards_that_only_reads_the_clu
     (three,) = [d for d in sets if d["metadata"]["name"].endswith("-tracker")]
     assert three["spec"]["replicas"] == 3
     (container,) = three["spec"]["template"]["spec"]["containers"]
-    parsed = build_parser().parse_args(container["args"])
-    assert (parsed.replicas, parsed.replica) == (3, None)  # each pod reads its ordinal off its name
+    settings = from_args(TrackSettings, build_parser().parse_args(container["args"]))
+    assert (settings.replicas, settings.replica) == (3, None)  # each pod reads its ordinal off its name
     assert {e["name"] for e in container["env"]} >= {"MAKEUSRICH_STORE", "AWS_ACCESS_KEY_ID"}
     (role,) = [r for r in of_kind(docs, "ClusterRole") if r["metadata"]["name"].endswith("-tracker")]
     assert {verb for rule in role["rules"] for verb in rule["verbs"]} == {"list"}

@@ -140,6 +140,10 @@ def test_a_new_pair_waits_for_its_first_model() -> None:
     status2 = st.compute_status(status, st.Observed(generation=1, training=training), T1)
     assert conditions(status2)["Trained"] == ("False", "Training")
     assert status2.last_training == TrainingStatus(job="p-trainer-1", phase="Running")
+    assert [e.reason for e in st.status_events(status, status2)] == ["Training"]  # a change: an Event
+    # a new pair's first status with its first Job running: the reconcile's Applied Event already says so
+    first = st.compute_status(None, st.Observed(generation=1, training=training), T0)
+    assert conditions(first)["Trained"] == ("False", "Training") and st.status_events(None, first) == []
 
 
 def test_a_served_model_makes_the_pair_ready_and_transition_times_move_only_on_change() -> None:

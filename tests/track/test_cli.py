@@ -121,7 +121,7 @@ def test_a_replica_needs_its_ordinal() -> None:
 
     settings = TrackSettings(replicas=3)
     assert settings.ordinal("makeusrich-tracker-2") == 2
-    with pytest.raises(MakeUsRichError, match="give --replica .* this host is 'laptop'"):
+    with pytest.raises(MakeUsRichError, match=r"give --replica .* \(this host is 'laptop'\)"):
         settings.ordinal("laptop")
     with pytest.raises(MakeUsRichError, match="replica 3 of --replicas 3: ordinals run from 0 to 2"):
         settings.ordinal("makeusrich-tracker-3")

@@ -19,7 +19,7 @@ from makeusrich.trainer.backtest import walk_forward
 from makeusrich.trainer.features import prepare
 from makeusrich.trainer.pipeline import run_training, summary
 from makeusrich.trainer.train import predict_standardised, train
-from makeusrich.trainer.warm import read_weights, refusal, weights_file
+from makeusrich.trainer.warm import choose_start, read_weights, refusal, weights_file
 from tests.fixtures.models import small_pair
 from tests.trainer.test_backtest import sample_frame
 
@@ -42,6 +42,12 @@ def test_the_second_run_starts_from_the_first_ones_weights_and_says_so(tmp_path:
     assert training.epochs <= 1 + training.best_epoch  # one epoch without improvement stops a warm run
     # the data roles are the run's own: the same split, scalers refit, margins recalibrated on its hours
     assert second.metadata.data.roles == first.metadata.data.roles
+    # a served LSTM from before versions kept weights does not keep every later run cold: the newest LSTM starts it
+    weightless = first.metadata.model_copy(
+        update={"files": {k: v for k, v in first.metadata.files.items() if k != store.weights_path()}}
+    )
+    start = choose_start(small_pair().spec, store, weightless, second.metadata.data.roles["validation"])
+    assert start.version == second.version and "(the newest LSTM version)" in start.note
 
 
 @pytest.mark.parametrize(

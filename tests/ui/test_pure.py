@@ -166,6 +166,9 @@ def test_the_pair_page_says_how_a_version_was_made_and_which_rules_promote(
 ) -> None:
     meta = trained_store_template.outcome.metadata
     assert training_line(meta).startswith(f"{meta.training.epochs} epochs (best {meta.training.best_epoch})")
+    assert "from the weights" not in training_line(meta)  # the pair's first LSTM trained from the seed
+    warm = meta.model_copy(update={"training": meta.training.model_copy(update={"warm_from": "20220101T000000Z"})})
+    assert training_line(warm).endswith("candles, from the weights of 20220101T000000Z")
     first = trained_store_template.outcome.first
     assert first is not None and first.metadata.kind == "baseline"
     assert training_line(first.metadata).startswith("baseline fitted (") and "epochs" not in training_line(
