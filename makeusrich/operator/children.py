@@ -30,7 +30,11 @@ Index = Mapping[PairKey, Iterable[Any]]
 def packed(body: Mapping[str, Any]) -> bytes:
     """An object as compact JSON: what the indices and the cache of our writes keep. At 10,000 pairs the dicts of
     every pair, CronJob and InferenceService took most of the operator's memory (bench/results/operator.md);
-    their JSON is several times smaller, and is decoded only for a pair being reconciled."""
+    their JSON is several times smaller, and is decoded only for a pair being reconciled. The API server's
+    managedFields (often the largest part of an object, and read by nothing here) are left out."""
+    meta = body.get("metadata")
+    if isinstance(meta, Mapping) and "managedFields" in meta:
+        body = {**body, "metadata": {key: value for key, value in meta.items() if key != "managedFields"}}
     return json.dumps(body, separators=(",", ":")).encode()
 
 
@@ -66,6 +70,7 @@ class Children:
         self.api = api
         self.bind({}, {}, {})  # kopf's indices come at startup
         self._recent: dict[tuple[str, str, str], bytes] = {}  # what the API returned for our writes (packed)
+        self._written: dict[tuple[str, str, str], str] = {}  # the resourceVersion of our last write of each child
         self._started: dict[str, st.JobSummary] = {}  # pair uid -> the Job we started, until the index has it
         self._failures: dict[str, str] = {}  # job uid -> why it failed
 
@@ -87,12 +92,20 @@ class Children:
 
     def deleted(self, kind: str, namespace: str, name: str) -> None:
         self._recent.pop((kind, namespace, name), None)
+        self._written.pop((kind, namespace, name), None)
+
+    def own_write(self, kind: str, namespace: str, name: str, resource_version: str | None) -> bool:
+        """Whether a watch event brings back our own last write of the child, which was what its pair wanted
+        then (a later change of the pair reconciles it through the pair's own event): nothing to compare."""
+        return resource_version is not None and self._written.get((kind, namespace, name)) == resource_version
 
     def forget(self, uid: str, namespace: str, name: str) -> None:
         """Drop what we remember of a deleted pair's children (Kubernetes' garbage collector removes them)."""
         self._started.pop(uid, None)
         for key in [k for k in self._recent if k[1] == namespace and k[2] in (name, f"{name}-trainer")]:
             del self._recent[key]
+        for key in [k for k in self._written if k[1] == namespace and k[2] in (name, f"{name}-trainer")]:
+            del self._written[key]
 
     async def apply(
         self, ref: Ref, kind: str, desired: dict[str, Any], observed: dict[str, Any] | None, actions: list[str]
@@ -116,6 +129,9 @@ class Children:
                 result = await self.api.create(ref, namespace, desired)
                 actions.append(f"created {ref.kind} {name}")
         self._recent[(kind, namespace, name)] = packed(result)
+        version = (result.get("metadata") or {}).get("resourceVersion")
+        if version:
+            self._written[(kind, namespace, name)] = version
         return result
 
     async def apply_trainer(

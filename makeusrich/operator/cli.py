@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import sys
 from typing import TYPE_CHECKING, Any
@@ -67,9 +66,6 @@ def cmd_operator(args: argparse.Namespace) -> int:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     scope = "all namespaces" if not namespaces else "namespaces " + ", ".join(namespaces)
     log.info("operator starting", extra={"scope": scope, "store": settings.store_url, "image": settings.image})
-    # What is loaded by now lives as long as the process: out of the cyclic collector's sight, its full
-    # collections walk only the objects the pairs bring (at 10,000 pairs they run often).
-    gc.freeze()
     run_operator(settings, args.liveness or None)
     return 0
 

@@ -71,7 +71,7 @@ class Runtime:
         self.login = login
         self.periodic: asyncio.Task[None] | None = None
         self.retries: dict[tuple[str, str], asyncio.Task[None]] = {}  # pairs whose reconcile is tried again soon
-        self.api = KubeClient(login, agent="makeusrich-operator")
+        self.api = KubeClient(login, agent="makeusrich-operator", connections=16)
         self.store = StoreAccess(settings.store_url)
         self.reconciler = Reconciler(settings, self.api, self.store, post_event)
 
@@ -259,8 +259,11 @@ def _register_children(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
             await _reconcile_child(rt, ns, pair, read_store=False)
 
     @kopf.on.event(*CRONJOBS.selector, id="cronjob-events", registry=registry)
-    async def _cronjob_event(type: str, namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+    async def _cronjob_event(type: str, body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
         ns, pair = _pair_key(namespace, labels)
+        version = body.get("metadata", {}).get("resourceVersion")
+        if type != "DELETED" and rt.reconciler.children.own_write("cronjob", ns, f"{pair}-trainer", version):
+            return  # our own write coming back: it was what the pair wanted
         if rt.reconciler.cronjob_needs_reconcile(ns, pair, type):
             await _reconcile_child(rt, ns, pair, read_store=False)
 
