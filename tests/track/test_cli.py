@@ -26,6 +26,26 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def health(process: subprocess.Popen[bytes], port: int, log_path: Path) -> dict[str, Any]:
+    """The tracker's /healthz once it answers 200 (while its process runs)."""
+
+    def healthy() -> dict[str, Any]:
+        still_running(process, "makeusrich track", log_path.read_text)
+        answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+        assert answer.status_code == 200, f"{answer.status_code}: {answer.text[:300]}"
+        found: dict[str, Any] = answer.json()
+        return found
+
+    return eventually_sync(
+        healthy,
+        what="the tracker's /healthz to answer 200",
+        timeout=60,
+        interval=0.1,
+        ignoring=(httpx.TransportError,),
+        context=log_path.read_text,
+    )
+
+
 def test_workers_report_to_one_health_endpoint_and_stop_with_the_parent(tmp_path: Path) -> None:
     pairs = tmp_path / "pairs"
     pairs.mkdir()
@@ -38,22 +58,7 @@ def test_workers_report_to_one_health_endpoint_and_stop_with_the_parent(tmp_path
     log = log_path.open("wb")
     process = subprocess.Popen(command(*args), stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     try:
-
-        def healthy() -> dict[str, Any]:
-            still_running(process, "makeusrich track", log_path.read_text)
-            answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
-            assert answer.status_code == 200, f"{answer.status_code}: {answer.text[:300]}"
-            found: dict[str, Any] = answer.json()
-            return found
-
-        body = eventually_sync(
-            healthy,
-            what="the tracker's /healthz to answer 200",
-            timeout=60,
-            interval=0.1,
-            ignoring=(httpx.TransportError,),
-            context=log_path.read_text,
-        )
+        body = health(process, port, log_path)
         assert body["pairs"] == 2 and body["offline"] == ["default/btc-usdt", "default/btc-usdt-d"]
         workers = children(process.pid)
         assert len(workers) == 1  # the parent tracks the first share itself
@@ -84,25 +89,7 @@ def test_two_replicas_each_track_and_report_their_own_share(tmp_path: Path) -> N
             logs.append(log_path.open("wb"))
             process = subprocess.Popen(command(*args), stdout=logs[-1], stderr=subprocess.STDOUT, cwd=ROOT)
             processes.append((process, port, log_path))
-        bodies = []
-        for process, port, log_path in processes:
-
-            def healthy(process: subprocess.Popen[bytes] = process, port: int = port, log_path: Path = log_path) -> Any:
-                still_running(process, "makeusrich track", log_path.read_text)
-                answer = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
-                assert answer.status_code == 200, f"{answer.status_code}: {answer.text[:300]}"
-                return answer.json()
-
-            bodies.append(
-                eventually_sync(
-                    healthy,
-                    what="a replica's /healthz to answer 200",
-                    timeout=60,
-                    interval=0.1,
-                    ignoring=(httpx.TransportError,),
-                    context=log_path.read_text,
-                )
-            )
+        bodies = [health(process, port, log_path) for process, port, log_path in processes]
         assert [(b["pairs"], b["offline"]) for b in bodies] == [(1, ["default/btc-usdt"]), (1, ["default/btc-usdt-d"])]
         assert "replica 1 of 2" in processes[1][2].read_text()
         for process, _, _ in processes:
