@@ -117,6 +117,7 @@ def test_serve_predict_and_ui_find_the_default_store(empty: Path) -> None:
         assert lines[-1] == f"  stored at {store.as_uri()}/default/btc-usdt/versions/{version}/"
         assert (store / "default" / "btc-usdt" / "versions" / version / "metadata.json").is_file()
     assert first.splitlines()[0].endswith(": promoted")  # the baseline always is, on a pair that serves nothing
+    assert second.splitlines()[-2].endswith("from the seed: the pair has no LSTM version to start from (best epoch 1)")
     serve_port, ui_port = free_port(), free_port()
     server = start(["serve", "--port", str(serve_port)], empty, empty / "serve.log")
     dashboard: subprocess.Popen[bytes] | None = None

@@ -238,13 +238,6 @@ def summary(outcome: Outcome) -> str:
         + ("promoted" if outcome.promoted else "published, not promoted"),
         f"  {outcome.reason}",
     ]
-    if meta.training.start is not None:
-        trained = meta.training
-        kept = ": the starting weights kept" if trained.warm_from and not trained.best_epoch else ""
-        lines.append(
-            f"  trained {trained.epochs} epoch(s) in {trained.seconds:.1f} s {trained.start} "
-            f"(best epoch {trained.best_epoch}{kept})"
-        )
     for name, split in (("validation", meta.metrics.validation), ("test", meta.metrics.test)):
         model, persistence, direction = split.model, split.rules.persistence, split.model.directional
         shown = (
@@ -262,5 +255,12 @@ def summary(outcome: Outcome) -> str:
             lines.append(f"  {'':<10} {range_line(split.ranges)}")
         if split.decision is not None:
             lines.append(f"  {'':<10} {decision.headline(split.decision, 'test split')}")
+    if meta.training.start is not None:
+        trained = meta.training
+        kept = ": the starting weights kept" if trained.warm_from and not trained.best_epoch else ""
+        lines.append(
+            f"  trained {trained.epochs} epoch(s) in {trained.seconds:.1f} s {trained.start} "
+            f"(best epoch {trained.best_epoch}{kept})"
+        )
     lines.append(f"  stored at {meta.storage_uri}")
     return "\n".join(lines)
