@@ -176,7 +176,7 @@ def decision_positions(
 
 def _fold_in_worker(args: tuple[CurrencyPairSpec, pd.DataFrame, pd.Timestamp, timedelta, int]) -> Any:
     part, facts = run_fold(*args, progress=None)
-    del facts["state"]  # a cold fold's weights start nothing
+    facts.pop("state")  # a cold fold's weights start nothing: not worth sending back
     return part, facts
 
 
@@ -200,6 +200,7 @@ def fold_outcomes(
         )
     cpus = usable_cpus()
     outcomes: list[tuple[Forecasts, dict[str, Any]]] = []
+    start: dict[str, torch.Tensor] | None = None
     if jobs > 1:
         tasks = [(spec, frame, cut, step, max(1, cpus // jobs)) for cut in cuts]
         with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
@@ -216,13 +217,11 @@ def fold_outcomes(
                 if not show_progress:
                     log.info("epoch done", extra={"fold": fold, "epoch": record.epoch, "max_epochs": max_epochs})
 
-            start = outcomes[-1][1]["state"] if warm and outcomes else None
-            outcomes.append(run_fold(spec, frame, cut, step, max(1, min(cpus, 8)), advance, start))
-        if len(outcomes) > 1:
-            del outcomes[-2][1]["state"]  # only the newest fold's weights start another
+            part, facts = run_fold(spec, frame, cut, step, max(1, min(cpus, 8)), advance, start)
+        weights = facts.pop("state")
+        start = weights if warm else None  # only the newest fold's weights start another
+        outcomes.append((part, facts))
         log.info("fold done", extra={"fold": k + 1, "folds": len(cuts), "cutoff": str(cut)})
-    if outcomes:
-        del outcomes[-1][1]["state"]
     return outcomes
 
 

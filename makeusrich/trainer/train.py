@@ -137,13 +137,16 @@ def train(
 
     generator = np.random.default_rng(spec.seed)
     train_origins, validation = data.split.train, data.split.validation
-    best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(core.state_dict())
-    result = TrainingResult(core=core, best_epoch=0, device=str(device), warm=start is not None)
-    patience = spec.patience
-    if start is not None:
+
+    def validation_loss() -> float:
         predicted = torch.from_numpy(predict_standardised(core, data, validation, device))
-        best_loss = float(loss_fn(predicted, torch.from_numpy(data.targets[validation])))
-        patience = WARM_PATIENCE
+        return float(loss_fn(predicted, torch.from_numpy(data.targets[validation])))
+
+    # From stored weights, they are the ones to beat; from the seed, anything beats nothing.
+    best_loss = math.inf if start is None else validation_loss()
+    best_epoch, best_state = 0, copy.deepcopy(core.state_dict())
+    result = TrainingResult(core=core, best_epoch=0, device=str(device), warm=start is not None)
+    patience = spec.patience if start is None else WARM_PATIENCE
     stale = 0
     for epoch in range(1, spec.max_epochs + 1):
         epoch_start = time.perf_counter()
@@ -161,14 +164,13 @@ def train(
             optimiser.step()
             total += float(loss.detach()) * len(batch)
             count += len(batch)
-        predicted = torch.from_numpy(predict_standardised(core, data, validation, device))
-        validation_loss = float(loss_fn(predicted, torch.from_numpy(data.targets[validation])))
-        record = EpochRecord(epoch, total / max(count, 1), validation_loss, time.perf_counter() - epoch_start)
+        loss_now = validation_loss()
+        record = EpochRecord(epoch, total / max(count, 1), loss_now, time.perf_counter() - epoch_start)
         result.epochs.append(record)
         if progress:
             progress(record, spec.max_epochs)
-        if validation_loss < best_loss * (1.0 - MIN_IMPROVEMENT):
-            best_loss, best_epoch, stale = validation_loss, epoch, 0
+        if loss_now < best_loss * (1.0 - MIN_IMPROVEMENT):
+            best_loss, best_epoch, stale = loss_now, epoch, 0
             best_state = copy.deepcopy(core.state_dict())
         else:
             stale += 1
