@@ -169,7 +169,7 @@ async def bench(args: argparse.Namespace, work: Path, pairs: int) -> dict[str, A
                 done = 0
                 while done < pairs:
                     await asyncio.sleep(0.5)
-                    done = kube.ask(f"complete pair- {pairs}")["done"]
+                    done = kube.ask("complete pair-")["done"]
                     samples.append((time.perf_counter() - started, done))
                     if time.perf_counter() - started > args.timeout:
                         raise RuntimeError(f"{pairs - done} pairs still incomplete after {args.timeout} s")

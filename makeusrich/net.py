@@ -1,5 +1,7 @@
 """Networking shared by every component: listening sockets for the servers (`serve`, `ui`), where a busy port is
-one sentence naming the flag to change, and reading the Retry-After that HTTP clients honour."""
+one sentence naming the flag to change, reading the Retry-After that HTTP clients honour, and the model server's
+URL as settings take it (here, not in makeusrich.v2client, so that reading settings loads no data library: the
+operator has no use for pandas, 80 MiB of its memory)."""
 
 from __future__ import annotations
 
@@ -7,8 +9,33 @@ import email.utils
 import random
 import socket
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
-from makeusrich.errors import MakeUsRichError
+from makeusrich.errors import MakeUsRichError, ServingError
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+SERVING_URL_ENV = "MAKEUSRICH_SERVING_URL"
+SCHEMES = ("http", "https", "grpc")
+
+
+def check_url(url: str) -> str:
+    """A model server's base URL, without a trailing slash; a ServingError unless it is http(s)://host[:port] or
+    grpc://host:port (the v2 gRPC protocol, in plain text)."""
+    text = url.strip()
+    if "://" not in text:
+        raise ServingError(f"the model server URL {url!r} has no scheme; write it as http://{text or 'host:port'}")
+    try:
+        parsed = urlsplit(text)
+        port = parsed.port
+    except ValueError as exc:
+        raise ServingError(f"the model server URL {url!r} is not a URL ({exc})") from None
+    if parsed.scheme not in SCHEMES or not parsed.hostname:
+        raise ServingError(
+            f"the model server URL {url!r} must look like http://host:port, https://host or grpc://host:port"
+        )
+    if parsed.scheme == "grpc" and (port is None or parsed.path.strip("/") or parsed.query):
+        raise ServingError(f"the gRPC model server URL {url!r} must be grpc://host:port, with the port and no path")
+    return text.rstrip("/")
 
 
 def bind(host: str, port: int, flag: str = "--port") -> socket.socket:

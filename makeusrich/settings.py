@@ -33,8 +33,8 @@ from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from makeusrich.errors import SettingsError
+from makeusrich.net import DEFAULT_URL, SERVING_URL_ENV, check_url
 from makeusrich.store import DEFAULT_STORE, STORE_ENV, STORE_HELP
-from makeusrich.v2client import DEFAULT_URL, SERVING_URL_ENV, check_url
 
 if TYPE_CHECKING:
     from makeusrich.pair_sources import Offload, PairSource

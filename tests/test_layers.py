@@ -120,3 +120,17 @@ def test_outside_a_subpackage_its_modules_are_imported_through_what_it_offers() 
             if imported not in BY_NAME and not offered_as_module:
                 deep.append(f"{importer} -> {imported}")
     assert deep == [], "import these from their package (add the name to its __all__)"
+
+
+def test_the_operator_loads_no_pandas() -> None:
+    """pandas is 80 MiB of memory in a process that builds no table (the operator at 10,000 pairs,
+    bench/results/operator.md): neither the command line's parser, which imports every command's module, nor the
+    operator's handlers load it (the store imports it only in the functions that read Parquet). A fresh
+    interpreter, since this one has pandas loaded already."""
+    code = (
+        "import sys; from makeusrich.cli import build_parser; build_parser(); import makeusrich.operator.handlers; "
+        "print('pandas' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -12,14 +12,13 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from makeusrich.contract import central_ranges
 from makeusrich.errors import MakeUsRichError
-from makeusrich.market import close_moments, interval_ms
 from makeusrich.store import MODEL_KINDS
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from makeusrich.settings import Add
 
 
@@ -37,10 +36,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def lookback_days_for(window: int, interval: str) -> int:
     """Days of candles that cover one window with margin (two candles, one day), so predict fetches little."""
+    from makeusrich.market import interval_ms
+
     return max(1, math.ceil((window + 2) * interval_ms(interval) / 86_400_000) + 1)
 
 
 def count_gaps(open_times: pd.Series, interval: str) -> int:
+    import pandas as pd
+
+    from makeusrich.market import interval_ms
+
     steps = open_times.diff().dropna()
     return int((steps != pd.Timedelta(milliseconds=interval_ms(interval))).sum())
 
@@ -99,7 +104,7 @@ def format_forecast(
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from makeusrich.contract import DEFAULT_NAMESPACE, iso_z, model_name_at
-    from makeusrich.market import Source, load_candles
+    from makeusrich.market import Source, close_moments, load_candles
     from makeusrich.pair import load_pair_arg
     from makeusrich.serving.options import PredictSettings
     from makeusrich.serving.validation import rfc3339

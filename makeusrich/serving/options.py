@@ -8,9 +8,9 @@ from typing import Annotated, Self
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from makeusrich.net import DEFAULT_URL, SERVING_URL_ENV, check_url
 from makeusrich.pair import NAME_PATTERN
 from makeusrich.settings import CommandSettings, StoreSettings
-from makeusrich.v2client import DEFAULT_URL, SERVING_URL_ENV, check_url
 
 
 class ServeOptions(StoreSettings):

@@ -9,14 +9,9 @@ Callers import from this package, not its modules.
 """
 
 from makeusrich.errors import ModelNotFoundError, ModelNotReadyError, ServingError
+from makeusrich.net import DEFAULT_URL, SERVING_URL_ENV, check_url
 from makeusrich.v2client.client import InferResult, V2Client, candle_array, forecast_frame
-from makeusrich.v2client.model import (
-    DEFAULT_URL,
-    MAX_ANSWER_BYTES,
-    SERVING_URL_ENV,
-    ModelMetadata,
-    check_url,
-)
+from makeusrich.v2client.model import MAX_ANSWER_BYTES, ModelMetadata
 
 __all__ = [
     "DEFAULT_URL",

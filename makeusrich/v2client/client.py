@@ -22,7 +22,8 @@ import pandas as pd
 from makeusrich.contract import OUTPUT_NAME, QUANTILES_NAME, iso_z, quantile_column
 from makeusrich.errors import ServingError
 from makeusrich.market import OHLCV, close_moments, interval_ms
-from makeusrich.v2client.model import DEFAULT_URL, MAX_ANSWER_BYTES, ModelMetadata, Wire, check_url
+from makeusrich.net import DEFAULT_URL, check_url
+from makeusrich.v2client.model import MAX_ANSWER_BYTES, ModelMetadata, Wire
 from makeusrich.v2client.rest import RestWire
 
 

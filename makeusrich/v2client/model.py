@@ -5,40 +5,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 import numpy as np
 
 from makeusrich.contract import INPUT_NAME, OUTPUT_NAME, QUANTILE_LEVELS, TensorSpec
 from makeusrich.errors import ServingError
 
-DEFAULT_URL = "http://127.0.0.1:8080"
-SERVING_URL_ENV = "MAKEUSRICH_SERVING_URL"
 # The most of one answer a client reads: a batch of 4,096 windows of a 24-step model with 5 quantile levels is
 # about 12 MB of JSON; a server that sends more is broken or hostile, and reading it whole would cost the
 # tracker or the dashboard its memory.
 MAX_ANSWER_BYTES = 16 * 1024 * 1024
-SCHEMES = ("http", "https", "grpc")
-
-
-def check_url(url: str) -> str:
-    """A model server's base URL, without a trailing slash; a ServingError unless it is http(s)://host[:port] or
-    grpc://host:port (the v2 gRPC protocol, in plain text)."""
-    text = url.strip()
-    if "://" not in text:
-        raise ServingError(f"the model server URL {url!r} has no scheme; write it as http://{text or 'host:port'}")
-    try:
-        parsed = urlsplit(text)
-        port = parsed.port
-    except ValueError as exc:
-        raise ServingError(f"the model server URL {url!r} is not a URL ({exc})") from None
-    if parsed.scheme not in SCHEMES or not parsed.hostname:
-        raise ServingError(
-            f"the model server URL {url!r} must look like http://host:port, https://host or grpc://host:port"
-        )
-    if parsed.scheme == "grpc" and (port is None or parsed.path.strip("/") or parsed.query):
-        raise ServingError(f"the gRPC model server URL {url!r} must be grpc://host:port, with the port and no path")
-    return text.rstrip("/")
 
 
 @dataclass(frozen=True)
