@@ -17,8 +17,9 @@
     ├── PayloadTooLarge             a request body larger than any valid request: HTTP 413
     ├── KubeError                   a Kubernetes API request failed or no login worked (`status`: 0 when no answer)
     │   ├── KubeNotFound            the object or its resource type does not exist (404)
-    │   └── KubeConflict            an update conflicts with a change made meanwhile (409)
-    │       └── KubeAlreadyExists   a create found an object of that name (409)
+    │   ├── KubeConflict            an update conflicts with a change made meanwhile (409)
+    │   │   └── KubeAlreadyExists   a create found an object of that name (409)
+    │   └── KubeGone                a watch's resourceVersion is too old (410): list again
     ├── RetryLater                  part of a reconcile failed for a reason that may pass
     └── WorkerExited                a tracker worker process died: the tracker stops (and is restarted)
 
@@ -126,6 +127,13 @@ class KubeConflict(KubeError):
 
 class KubeAlreadyExists(KubeConflict):
     """A create found an object of that name already there (409 to a POST)."""
+
+
+class KubeGone(KubeError):
+    """A watch's resourceVersion is older than the server keeps (410): list again, then watch from there."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 410, "GET")
 
 
 class RetryLater(MakeUsRichError):

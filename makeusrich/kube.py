@@ -28,7 +28,7 @@ import os
 import ssl
 import subprocess
 import tempfile
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,7 +39,7 @@ import aiohttp
 import yaml
 
 from makeusrich import __version__
-from makeusrich.errors import KubeAlreadyExists, KubeConflict, KubeError, KubeNotFound, excerpt
+from makeusrich.errors import KubeAlreadyExists, KubeConflict, KubeError, KubeGone, KubeNotFound, excerpt
 from makeusrich.net import backoff_delay_s, retry_after_s
 
 log = logging.getLogger("makeusrich.kube")
@@ -439,6 +439,49 @@ class KubeClient:
         items = (await self.request("GET", ref.path(namespace), params=params)).get("items") or []
         # Filtering again costs nothing and keeps us right with servers (or emulators) that ignore selectors.
         return [item for item in items if wanted.items() <= ((item.get("metadata") or {}).get("labels") or {}).items()]
+
+    async def watch(
+        self, ref: Ref, namespace: str | None, selector: str, resource_version: str, timeout_s: int
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The changes after `resource_version` (ADDED, MODIFIED, DELETED, BOOKMARK), one event at a time, until the
+        server ends the watch (after about `timeout_s`); a KubeError when it cannot start or breaks off, KubeGone
+        when that version is too old to watch from (list again)."""
+        http, credentials = await self._session()
+        headers = {"Authorization": credentials.authorization} if credentials.authorization else {}
+        params = {
+            "watch": "true",
+            "allowWatchBookmarks": "true",
+            "resourceVersion": resource_version,
+            "timeoutSeconds": str(timeout_s),
+            **({"labelSelector": selector} if selector else {}),
+        }
+        path = ref.path(namespace)
+        url = credentials.server.rstrip("/") + path
+        try:
+            # No read timeout: a quiet watch is not a dead one; the server ends it after timeout_s.
+            timeout = aiohttp.ClientTimeout(total=timeout_s + 30, sock_connect=self.timeout.sock_connect)
+            async with http.get(url, params=params, headers=headers, timeout=timeout) as response:
+                if response.status == 410:
+                    raise KubeGone(f"watch {path}: HTTP 410, too old a resourceVersion")
+                if response.status >= 400:
+                    raw = await response.read()
+                    try:
+                        payload = json.loads(raw)
+                    except ValueError:
+                        payload = {"message": excerpt(raw.decode("utf-8", errors="replace"))}
+                    raise api_error(response.status, payload, "GET", path)
+                async for line in response.content:
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        status = event.get("object") or {}
+                        if status.get("code") == 410:
+                            raise KubeGone(f"watch {path}: {status.get('message', 'too old a resourceVersion')}")
+                        raise api_error(int(status.get("code") or 0), status, "GET", path)
+                    yield event
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise api_error(0, {"message": f"the watch broke off ({type(exc).__name__}: {exc})"}, "GET", path) from None
 
     async def create(self, ref: Ref, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return await self.request("POST", ref.path(namespace), body=dict(body))

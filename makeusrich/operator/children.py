@@ -1,10 +1,10 @@
 """A pair's children, as the operator sees and makes them: the trainer CronJob, its Jobs (the first one, and one
 when the live record turns Degraded) and the InferenceService.
 
-Children are read from kopf's in-memory indices of the watched objects, not fetched: a reconcile that finds
-everything in place makes no API request at all. Until the watch brings back what we wrote, our own write's answer
-stands in for it, so a second reconcile does not create or patch the same object again. Writes are idempotent
-(fixed names, merge patches).
+Children are read from the informers' in-memory indices of the watched objects (makeusrich.operator.informer),
+not fetched: a reconcile that finds everything in place makes no API request at all. Until the watch brings back
+what we wrote, our own write's answer stands in for it, so a second reconcile does not create or patch the same
+object again. Writes are idempotent (fixed names, merge patches).
 """
 
 from __future__ import annotations
@@ -62,20 +62,21 @@ def caught_up(seen: Mapping[str, Any], written: Mapping[str, Any]) -> bool:
 
 
 class Children:
-    """The children of every pair: kopf's indices of them (bound at startup), our writes the watch has not brought
-    back yet, the Jobs we started that the index does not hold yet, and why failed Jobs failed."""
+    """The children of every pair: the informers' indices of them (bound at startup), our writes the watch has not
+    brought back yet, the Jobs we started that the index does not hold yet, and why failed Jobs failed."""
 
     def __init__(self, settings: OperatorSettings, api: KubeClient) -> None:
         self.settings = settings
         self.api = api
-        self.bind({}, {}, {})  # kopf's indices come at startup
+        self.bind({}, {}, {})  # the informers' indices come at startup
         self._recent: dict[tuple[str, str, str], bytes] = {}  # what the API returned for our writes (packed)
         self._written: dict[tuple[str, str, str], str] = {}  # the resourceVersion of our last write of each child
         self._started: dict[str, st.JobSummary] = {}  # pair uid -> the Job we started, until the index has it
+        self._starting: dict[str, str] = {}  # pair uid -> the Job being created (its create not answered yet)
         self._failures: dict[str, str] = {}  # job uid -> why it failed
 
     def bind(self, cronjobs: Index, jobs: Index, isvcs: Index) -> None:
-        """kopf's live indices (the same objects stay current as events arrive)."""
+        """The informers' live indices (the same objects stay current as events arrive)."""
         self.cronjobs, self.jobs, self.isvcs = cronjobs, jobs, isvcs
 
     def observed(self, index: Index, kind: str, namespace: str, pair: str, name: str) -> dict[str, Any] | None:
@@ -98,6 +99,15 @@ class Children:
         """Whether a watch event brings back our own last write of the child, which was what its pair wanted
         then (a later change of the pair reconciles it through the pair's own event): nothing to compare."""
         return resource_version is not None and self._written.get((kind, namespace, name)) == resource_version
+
+    def started_as(self, uid: str, job: st.JobSummary) -> bool:
+        """Whether `job` is the Job we started for the pair `uid`, in the phase it was started in: its watch event
+        often arrives before the reconcile that started it has written the status, even before its create is
+        answered."""
+        started = self._started.get(uid)
+        if started is not None and started.uid == job.uid and started.phase == job.phase:
+            return True
+        return self._starting.get(uid) == job.name and job.phase == "Pending"
 
     def forget(self, uid: str, namespace: str, name: str) -> None:
         """Drop what we remember of a deleted pair's children (Kubernetes' garbage collector removes them)."""
@@ -146,11 +156,14 @@ class Children:
             if self._first_job_due(pair, uid, previous):
                 job = initial_job(pair, self.settings, uid)
                 try:
+                    self._starting[uid] = job["metadata"]["name"]
                     made = await self.api.create(JOBS, pair.namespace, job)
                     self._started[uid] = st.job_summary(made)
                     actions.append(f"started Job {job['metadata']['name']}")
                 except KubeAlreadyExists:
                     pass  # a replayed create event: the first Job is already there
+                finally:
+                    self._starting.pop(uid, None)
         except KubeError as exc:
             log.warning("%s/%s: cannot apply the trainer: %s", pair.namespace, pair.name, exc)
             text = f"cannot create or update the trainer CronJob {name}: {exc}"

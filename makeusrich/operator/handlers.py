@@ -14,15 +14,19 @@ What runs when:
 - the InferenceService's status changes: the pair's serving status follows;
 - the CronJob is deleted or edited by someone else: it is put back;
 - every `reconcile_interval_s`: full reconcile of every pair, whatever was or was not seen (level-based).
+kopf watches the pairs; the children are watched by the operator's own informers (makeusrich.operator.informer,
+which says why), started with the operator, and no pair is reconciled before each of them has listed its kind.
 Nothing here adds a finalizer: deleting a pair is never blocked by the operator being down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import fnmatch
 import logging
 import socket
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from typing import Any
 
 import kopf
@@ -31,6 +35,7 @@ from makeusrich.errors import KubeError, RetryLater
 from makeusrich.kube import CRONJOBS, ISVCS, JOBS, PAIRS, Credentials, KubeClient, Login, load_credentials
 from makeusrich.operator import status as st
 from makeusrich.operator.children import packed
+from makeusrich.operator.informer import Change, ChildIndex, Informer
 from makeusrich.operator.objects import MANAGED_BY, MANAGER, PAIR_LABEL
 from makeusrich.operator.reconcile import Reconciler, plain
 from makeusrich.operator.settings import OperatorSettings
@@ -40,8 +45,7 @@ log = logging.getLogger("makeusrich.operator")
 
 # How soon a pair's reconcile is tried again after an outage ended it (API or store).
 RETRY_DELAY_S = 5.0
-# The watches of our children select them on the API server: kopf's own label filters on the handlers would
-# only repeat that, at a cost per event (they build every handler argument to test a callable filter).
+# The informers of our children select them on the API server.
 OURS_SELECTOR = f"{MANAGED_BY}={MANAGER},{PAIR_LABEL}"
 
 
@@ -74,6 +78,25 @@ class Runtime:
         self.api = KubeClient(login, agent="makeusrich-operator", connections=16)
         self.store = StoreAccess(settings.store_url)
         self.reconciler = Reconciler(settings, self.api, self.store, post_event)
+        self.informers: list[Informer] = []
+        self.tasks: set[asyncio.Task[Any]] = set()  # the informers, and reconciles their changes started
+        self.context: contextvars.Context | None = None  # a pair handler's: where kopf's Event queue lives
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str, context: contextvars.Context | None = None) -> None:
+        """A task kept until it ends; an error it did not handle is logged."""
+        task = asyncio.get_running_loop().create_task(coro, name=name, context=context)
+        self.tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed", task.get_name(), exc_info=task.exception())
+
+    async def children_listed(self) -> None:
+        """Until every informer has its kind's first listing in its index."""
+        for informer in self.informers:
+            await informer.listed.wait()
 
 
 def post_event(body: Mapping[str, Any], event: st.Event) -> None:
@@ -106,8 +129,7 @@ class NoDiffBase(kopf.DiffBaseStorage):
 
 def configure(kopf_settings: kopf.OperatorSettings, settings: OperatorSettings) -> None:
     """kopf's own settings: no state of its own on our objects (no diff base, progress looked for in the
-    annotations only, the cheaper look), watches that see only our children, no peering objects, Events from
-    the operator's name."""
+    annotations only, the cheaper look), no peering objects, Events from the operator's name."""
     kopf_settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="makeusrich.io")
     kopf_settings.persistence.diffbase_storage = NoDiffBase()
     kopf_settings.peering.standalone = True
@@ -117,8 +139,6 @@ def configure(kopf_settings: kopf.OperatorSettings, settings: OperatorSettings) 
     kopf_settings.queueing.worker_limit = 1024
     kopf_settings.posting.reporting_component = MANAGER
     kopf_settings.posting.reporting_instance = socket.gethostname()
-    for ref in (CRONJOBS, JOBS, ISVCS):
-        kopf_settings.watching.label_selectors[ref.group, ref.plural] = OURS_SELECTOR
     # Re-open watches now and then: a connection that silently died is replaced within minutes.
     kopf_settings.watching.server_timeout = 300
     kopf_settings.watching.client_timeout = 330
@@ -136,7 +156,6 @@ def build_registry(settings: OperatorSettings, runtime: Runtime | None = None) -
     _register_lifecycle(registry, rt)
     _register_indices(registry)
     _register_pair(registry, rt)
-    _register_children(registry, rt)
     return registry
 
 
@@ -165,13 +184,14 @@ def _register_lifecycle(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
     @kopf.on.startup(id="startup", registry=registry)
     async def _startup(settings: kopf.OperatorSettings, **kwargs: Any) -> None:
         configure(settings, rt.settings)
-        rt.reconciler.bind(*(kwargs[f"makeusrich_{kind}"] for kind in ("pairs", "cronjobs", "jobs", "isvcs")))
+        cronjobs, jobs, isvcs = start_informers(rt)
+        rt.reconciler.bind(kwargs["makeusrich_pairs"], cronjobs, jobs, isvcs)
 
     @kopf.on.cleanup(id="cleanup", registry=registry)
     async def _cleanup(**_: Any) -> None:
         if rt.periodic is not None:
             rt.periodic.cancel()
-        for task in list(rt.retries.values()):
+        for task in [*rt.retries.values(), *rt.tasks]:
             task.cancel()
         await rt.api.aclose()
         rt.store.close()
@@ -182,22 +202,37 @@ def _register_lifecycle(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
 
 
 def _register_indices(registry: kopf.OperatorRegistry) -> None:
-    """In-memory views of what the watches saw: the pairs, and our children by the pair they belong to. The
-    functions are coroutines though they never wait: kopf runs a plain function in its thread pool, a hand-off per
-    watch event that cost more than the function itself (py-spy at 10,000 pairs)."""
+    """kopf's in-memory view of the pairs (the children's are the informers'). The function is a coroutine though
+    it never waits: kopf runs a plain function in its thread pool, a hand-off per watch event that cost more than
+    the function itself (py-spy at 10,000 pairs)."""
 
     @kopf.index(*PAIRS.selector, id="makeusrich_pairs", registry=registry)
     async def _pairs(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
         return {(namespace or "", name): packed(dict(body))}
 
-    @kopf.index(*ISVCS.selector, id="makeusrich_isvcs", registry=registry)
-    @kopf.index(*CRONJOBS.selector, id="makeusrich_cronjobs", registry=registry)
-    async def _children(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> dict[Any, Any]:
-        return {_pair_key(namespace, labels): packed(dict(body))}
 
-    @kopf.index(*JOBS.selector, id="makeusrich_jobs", registry=registry)
-    async def _jobs(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> dict[Any, Any]:
-        return {_pair_key(namespace, labels): st.job_summary(body)}
+def start_informers(rt: Runtime) -> tuple[ChildIndex, ChildIndex, ChildIndex]:
+    """An informer per child kind and watched namespace (one over all namespaces when the operator watches all
+    or some by pattern), sharing one index per kind; their tasks run until cleanup."""
+    namespaces = rt.settings.namespaces
+    patterns = any(ch in ns for ns in namespaces for ch in "*?[!")
+    scopes: list[str | None] = [None] if not namespaces or patterns else list(namespaces)
+
+    def key(obj: Mapping[str, Any]) -> tuple[str, str] | None:
+        meta = obj.get("metadata") or {}
+        namespace, labels = meta.get("namespace") or "", meta.get("labels") or {}
+        if patterns and not any(fnmatch.fnmatchcase(namespace, ns) for ns in namespaces):
+            return None
+        return _pair_key(namespace, labels) if labels.get(PAIR_LABEL) else None
+
+    indices = {"cronjob": ChildIndex(), "job": ChildIndex(), "isvc": ChildIndex()}
+    changes = {"cronjob": _cronjob_change(rt), "job": _job_change(rt), "isvc": _isvc_change(rt)}
+    kinds = (("cronjob", CRONJOBS, packed), ("job", JOBS, st.job_summary), ("isvc", ISVCS, packed))
+    for (kind, ref, item), scope in ((k, s) for k in kinds for s in scopes):
+        informer = Informer(rt.api, ref, scope, OURS_SELECTOR, key, item, changes[kind], indices[kind])
+        rt.informers.append(informer)
+        rt.spawn(informer.run(), name=f"informer of {ref.plural} in {scope or 'all namespaces'}")
+    return indices["cronjob"], indices["job"], indices["isvc"]
 
 
 def _register_pair(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
@@ -206,6 +241,9 @@ def _register_pair(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
 
     @kopf.on.event(*PAIRS.selector, id="pair-events", registry=registry)
     async def _pair_event(type: str, body: kopf.Body, **_: Any) -> None:
+        await rt.children_listed()  # what kopf's indices promised: nothing is created twice after a restart
+        if rt.context is None:
+            rt.context = contextvars.copy_context()  # the informers' reconciles post Events through kopf's queue
         if rt.periodic is None:
             # One operator-wide loop, not a kopf timer per pair: kopf puts a finalizer on every object with a
             # timer, and a finalizer blocks `kubectl delete` whenever the operator is down. Started from a
@@ -240,34 +278,46 @@ async def _retry(rt: Runtime, key: tuple[str, str]) -> None:
         await _reconcile_pair(rt, body)
 
 
-def _register_children(registry: kopf.OperatorRegistry, rt: Runtime) -> None:
-    """A child's event reconciles its pair only when it is news to the pair's status."""
+def _on_change(rt: Runtime, namespace: str, pair: str, read_store: bool) -> None:
+    """A child's change reconciles its pair in a task of its own (the informer goes on with the next event); before
+    any pair handler ran, the pairs' own first events reconcile every pair anyway."""
+    if rt.context is not None:
+        rt.spawn(_reconcile_child(rt, namespace, pair, read_store), f"reconcile {namespace}/{pair}", rt.context)
 
-    @kopf.on.event(*JOBS.selector, id="job-events", registry=registry)
-    async def _job_event(type: str, body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
+
+def _job_change(rt: Runtime) -> Change:
+    def changed(type: str, body: dict[str, Any], key: tuple[str, str]) -> None:
         if type == "DELETED":
             return  # removed by a history limit or TTL: the status keeps what it recorded
-        ns, pair = _pair_key(namespace, labels)
+        ns, pair = key
         go, read_store = rt.reconciler.job_needs_reconcile(ns, pair, st.job_summary(body))
         if go:
-            await _reconcile_child(rt, ns, pair, read_store=read_store)
+            _on_change(rt, ns, pair, read_store)
 
-    @kopf.on.event(*ISVCS.selector, id="isvc-events", registry=registry)
-    async def _isvc_event(type: str, body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
-        ns, pair = _pair_key(namespace, labels)
+    return changed
+
+
+def _isvc_change(rt: Runtime) -> Change:
+    def changed(type: str, body: dict[str, Any], key: tuple[str, str]) -> None:
+        ns, pair = key
         if type == "DELETED":
-            rt.reconciler.child_deleted("isvc", ns, body.get("metadata", {}).get("name", ""))
+            rt.reconciler.child_deleted("isvc", ns, (body.get("metadata") or {}).get("name", ""))
         if rt.reconciler.isvc_needs_reconcile(ns, pair, {} if type == "DELETED" else body):
-            await _reconcile_child(rt, ns, pair, read_store=False)
+            _on_change(rt, ns, pair, read_store=False)
 
-    @kopf.on.event(*CRONJOBS.selector, id="cronjob-events", registry=registry)
-    async def _cronjob_event(type: str, body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> None:
-        ns, pair = _pair_key(namespace, labels)
-        version = body.get("metadata", {}).get("resourceVersion")
+    return changed
+
+
+def _cronjob_change(rt: Runtime) -> Change:
+    def changed(type: str, body: dict[str, Any], key: tuple[str, str]) -> None:
+        ns, pair = key
+        version = (body.get("metadata") or {}).get("resourceVersion")
         if type != "DELETED" and rt.reconciler.children.own_write("cronjob", ns, f"{pair}-trainer", version):
             return  # our own write coming back: it was what the pair wanted
         if rt.reconciler.cronjob_needs_reconcile(ns, pair, type):
-            await _reconcile_child(rt, ns, pair, read_store=False)
+            _on_change(rt, ns, pair, read_store=False)
+
+    return changed
 
 
 async def _reconcile_child(rt: Runtime, namespace: str, pair: str, read_store: bool) -> None:

@@ -59,7 +59,7 @@ class Reconciler:
         self.rounds = 0
 
     def bind(self, pairs: Index, cronjobs: Index, jobs: Index, isvcs: Index) -> None:
-        """kopf's live indices (the same objects stay current as events arrive)."""
+        """The live indices: kopf's of the pairs, the informers' of the children (current as events arrive)."""
         self.pairs = pairs
         self.children.bind(cronjobs, jobs, isvcs)
 
@@ -267,6 +267,8 @@ class Reconciler:
         last = known.last_training if known else None
         if last is not None and last.job == job.name and last.phase == job.phase:
             return False, False
+        if self.children.started_as((body.get("metadata") or {}).get("uid", ""), job):
+            return False, False  # the Job we started, coming back as it was: its reconcile writes the status
         if last is not None and last.job and last.job != job.name:
             newest = st.newest_job(self.children.jobs.get((namespace, pair), ()))
             if newest is not None and newest.uid != job.uid:
