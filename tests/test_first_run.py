@@ -113,7 +113,12 @@ def test_serve_predict_and_ui_find_the_default_store(empty: Path) -> None:
         assert "of persistence's" in lines[1]
         for line, ranged, split in zip(lines[2:6:2], lines[3:7:2], ("validation", "test"), strict=True):
             assert line.split()[0] == split and " vs persistence " in line and "(ratio " in line
-            assert "90% range covers " in ranged and "of climatology's" in ranged and "of EWMA's" in ranged
+            assert (
+                "90% range covers " in ranged
+                and "of climatology's" in ranged
+                and "of EWMA's" in ranged
+                and "of HAR's" in ranged
+            )
         assert lines[-1] == f"  stored at {store.as_uri()}/default/btc-usdt/versions/{version}/"
         assert (store / "default" / "btc-usdt" / "versions" / version / "metadata.json").is_file()
     assert first.splitlines()[0].endswith(": promoted")  # the baseline always is, on a pair that serves nothing

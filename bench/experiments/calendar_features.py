@@ -29,7 +29,7 @@ import torch
 import makeusrich.trainer.model as model_module
 from makeusrich.market import Source, close_moments, interval_ms, load_candles
 from makeusrich.scoring import ranges
-from makeusrich.trainer.evaluation import log_returns, naive_ranges
+from makeusrich.trainer.evaluation import Volatility, log_returns, naive_ranges
 from makeusrich.trainer.features import Prepared, prepare
 from makeusrich.trainer.train import configure_threads, predict_standardised, train
 
@@ -51,7 +51,7 @@ def with_calendar(data: Prepared, interval: str) -> Prepared:
     return replace(data, features=np.concatenate([data.features, calendar], axis=1))
 
 
-def scored(data: Prepared, core: torch.nn.Module, levels: list[float]) -> dict[str, float]:
+def scored(data: Prepared, core: torch.nn.Module, levels: list[float], step_ms: int) -> dict[str, float]:
     """Validation and test numbers of one arm, in log returns, with margins fitted on validation."""
     cpu = torch.device("cpu")
     out: dict[str, float] = {}
@@ -61,12 +61,13 @@ def scored(data: Prepared, core: torch.nn.Module, levels: list[float]) -> dict[s
         data.targets[val].reshape(-1), raw_val.reshape(-1, len(levels)), levels
     )
     margins = ranges.conformal_margins(data.targets[val], raw_val, levels)
+    volatility = Volatility.of(data.ohlcv, data.split.train, step_ms)
     sign = np.where(np.arange(len(levels)) < levels.index(0.5), -1.0, 1.0)
     for name, origins in (("validation", val), ("test", data.split.test)):
         q_std = predict_standardised(core, data, origins, cpu) + sign * margins  # type: ignore[arg-type]
         q = q_std * data.target_scaler.std[:, None] + data.target_scaler.mean[:, None]
         y = log_returns(data.actual_prices(origins), data.last_close(origins))
-        _, ewma = naive_ranges(data, origins, levels, ranges.ewma_sigma(data.ohlcv[:, 3]))
+        ewma = naive_ranges(data, origins, levels, volatility)["ewma"]
         model, base = ranges.range_score(y, np.sort(q, axis=2), levels), ranges.range_score(y, ewma, levels)
         out[f"{name} 90% coverage"] = model.ranges[0].rate
         out[f"{name} interval score / EWMA"] = model.ranges[0].interval_score / base.ranges[0].interval_score
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     ):
         model_module.N_FEATURES = width  # the LSTM's input width; an experiment, not the trainer's code path
         result = train(data, spec.model, progress=None)
-        results[name] = {**scored(data, result.core, levels), "epochs": len(result.epochs)}
+        results[name] = {**scored(data, result.core, levels, interval_ms(spec.interval)), "epochs": len(result.epochs)}
     model_module.N_FEATURES = 5
     keys = list(next(iter(results.values())))
     rows = [[key, *(f"{r[key]:.4f}" if key != "epochs" else f"{r[key]:.0f}" for r in results.values())] for key in keys]

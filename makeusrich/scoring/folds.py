@@ -6,9 +6,10 @@ backtest`'s CSVs and tables and by the dashboard. Pure, no I/O."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
-from makeusrich.store import BacktestResult, DecisionMetrics, RangeMetrics, Score
+from makeusrich.store import BacktestResult, DecisionMetrics, RangeMetrics, RangeScore, Score
 
 COLUMNS = (
     "fold",
@@ -22,8 +23,11 @@ COLUMNS = (
     "coverage_90",
     "interval_90_vs_climatology",
     "interval_90_vs_ewma",
+    "interval_90_vs_ewma_range",
+    "interval_90_vs_har",
     "pinball_vs_climatology",
     "pinball_vs_ewma",
+    "pinball_vs_har",
     "epochs",
     "train_seconds",
 )
@@ -46,11 +50,21 @@ def row(label: str, cutoff: str, point: Score, scored: RangeMetrics, epochs: Any
         "coverage_90": coverage.get("coverage_90", ""),
         "interval_90_vs_climatology": round(widest.interval_score / scored.climatology.ranges[0].interval_score, 4),
         "interval_90_vs_ewma": round(widest.interval_score / scored.ewma.ranges[0].interval_score, 4),
+        "interval_90_vs_ewma_range": _ratio(
+            widest.interval_score, scored.ewma_range, lambda s: s.ranges[0].interval_score
+        ),
+        "interval_90_vs_har": _ratio(widest.interval_score, scored.har, lambda s: s.ranges[0].interval_score),
         "pinball_vs_climatology": round(model.pinball / scored.climatology.pinball, 4),
         "pinball_vs_ewma": round(model.pinball / scored.ewma.pinball, 4),
+        "pinball_vs_har": _ratio(model.pinball, scored.har, lambda s: s.pinball),
         "epochs": epochs,
         "train_seconds": seconds,
     }
+
+
+def _ratio(value: float, baseline: RangeScore | None, score: Callable[[RangeScore], float]) -> float | str:
+    """The model's score over a naive range's, blank for results measured before that range existed."""
+    return "" if baseline is None else round(value / score(baseline), 4)
 
 
 def _round(value: float | None, digits: int) -> float | str:

@@ -6,7 +6,14 @@ honest baselines scored on the same points:
 
 - climatology: the training returns' empirical quantiles, the same range at every origin;
 - EWMA volatility (RiskMetrics, lambda 0.94): the training residuals' standardised quantiles scaled by the
-  volatility known at each origin.
+  volatility known at each origin;
+- EWMA of candle ranges: the same recursion on each candle's Garman-Klass variance (1980), which reads its open,
+  high, low and close instead of the close alone;
+- HAR of candle ranges (Corsi, 2009): the log of the next candle's range variance regressed on the logs of its
+  means over the last candle, day, week and four weeks, fitted on training origins only.
+
+The last three share one shape: a volatility known at each origin times the quantiles of the training returns
+divided by the volatility known at their own origins.
 
 Ranges are in log returns from the last close (``q`` has shape ``(n, levels)``, sorted by level). Conformalized
 quantile regression (Romano, Patterson and Candes, 2019) widens or narrows a model's range by the amount its
@@ -16,6 +23,7 @@ validation points need, so that coverage holds on data it never saw.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,6 +34,10 @@ from makeusrich.scoring.evaluate import finite_array, wilson_interval
 from makeusrich.store import RangeCoverage, RangeMetrics, RangeScore
 
 RISKMETRICS_LAMBDA = 0.94
+GARMAN_KLASS = 2.0 * math.log(2.0) - 1.0
+DAY_MS = 86_400_000
+NAIVE_RANGES = ("climatology", "ewma", "ewma_range", "har")
+"""The naive ranges every model's ranges are scored beside, as RangeMetrics names them."""
 FloatArray = NDArray[np.float64]
 
 
@@ -147,6 +159,90 @@ def ewma_sigma(closes: ArrayLike, lam: float = RISKMETRICS_LAMBDA) -> FloatArray
     return sigma
 
 
+def range_variance(ohlcv: ArrayLike) -> FloatArray:
+    """Each candle's variance from its whole path: Garman and Klass's 0.5 ln(H/L)^2 - (2 ln 2 - 1) ln(C/O)^2
+    (never negative, since |ln(C/O)| <= ln(H/L)), plus the squared jump from the previous close to its open (none
+    in a market that never closes, except across a gap in the candles; candle 0 has no previous close)."""
+    candles = finite_array(ohlcv, "ohlcv")
+    if candles.ndim != 2 or candles.shape[1] < 4 or (candles[:, :4] <= 0).any():
+        raise ValueError("ohlcv must be positive candles [n, 4+] (open, high, low, close, ...)")
+    spread = np.log(candles[:, 1] / candles[:, 2])
+    body = np.log(candles[:, 3] / candles[:, 0])
+    jump = np.zeros(len(candles))
+    jump[1:] = np.log(candles[1:, 0] / candles[:-1, 3])
+    return np.asarray(0.5 * spread**2 - GARMAN_KLASS * body**2 + jump**2)
+
+
+def ewma_through(values: ArrayLike, lam: float = RISKMETRICS_LAMBDA) -> FloatArray:
+    """x[t] = lam * x[t-1] + (1 - lam) * v[t], started at v[0]: entry t knows values up to t."""
+    v = finite_array(values, "values")
+    out = np.empty_like(v)
+    if v.size:
+        out[0] = v[0]
+    for t in range(1, v.size):
+        out[t] = lam * out[t - 1] + (1.0 - lam) * v[t]
+    return out
+
+
+def ewma_range_sigma(ohlcv: ArrayLike, lam: float = RISKMETRICS_LAMBDA) -> FloatArray:
+    """The volatility known at each candle from the range variances of it and the candles before it."""
+    return np.sqrt(ewma_through(range_variance(ohlcv), lam))
+
+
+def har_spans(step_ms: int) -> tuple[int, ...]:
+    """A candle, a day, a week and four weeks, in candles of `step_ms` (each span once: at one day a candle is
+    a day)."""
+    if step_ms <= 0:
+        raise ValueError(f"a candle's length must be positive, got {step_ms} ms")
+    return tuple(sorted({max(1, round(days * DAY_MS / step_ms)) for days in (0, 1, 7, 28)}))
+
+
+@dataclass(frozen=True)
+class Har:
+    """A HAR regression on candle range variances: the spans of its means, the floor added before taking logs (a
+    candle whose high equals its low has none), and the coefficients (intercept first)."""
+
+    spans: tuple[int, ...]
+    floor: float
+    coefficients: FloatArray
+
+    def design(self, variance: ArrayLike) -> FloatArray:
+        """Per candle: 1 and the log of the mean variance over each span ending at it (fewer candles at the start
+        of the series): known at that candle."""
+        return har_design(variance, self.spans, self.floor)
+
+    def sigma(self, variance: ArrayLike) -> FloatArray:
+        """The volatility of the next candle that the regression expects at each candle."""
+        return np.sqrt(np.exp(self.design(variance) @ self.coefficients))
+
+
+def har_design(variance: ArrayLike, spans: tuple[int, ...], floor: float) -> FloatArray:
+    v = finite_array(variance, "variance")
+    sums = np.concatenate([[0.0], np.cumsum(v)])
+    t = np.arange(1, v.size + 1)
+    columns = [np.ones(v.size)]
+    for span in spans:
+        start = np.maximum(t - span, 0)
+        columns.append(np.log((sums[t] - sums[start]) / (t - start) + floor))
+    return np.column_stack(columns)
+
+
+def fit_har(variance: ArrayLike, origins: ArrayLike, spans: tuple[int, ...]) -> Har:
+    """Least squares of log(variance[t + 1] + floor) on the design at origins t (training origins: the next
+    candle of each lies in training too). The floor is a thousandth of the mean variance there."""
+    v = finite_array(variance, "variance")
+    at = np.asarray(origins, dtype=np.int64)
+    if at.size <= len(spans) + 1 or at.max() + 1 >= v.size or at.min() < 0:
+        raise ValueError(
+            f"a HAR regression on {len(spans)} spans needs more than {len(spans) + 1} origins, each "
+            "followed by a candle"
+        )
+    floor = max(float(np.mean(v[at + 1])) * 1e-3, 1e-300)
+    design = har_design(v, spans, floor)[at]
+    coefficients, *_ = np.linalg.lstsq(design, np.log(v[at + 1] + floor), rcond=None)
+    return Har(spans=spans, floor=floor, coefficients=np.asarray(coefficients, dtype=np.float64))
+
+
 def ewma_quantiles(train_returns: ArrayLike, train_sigma: ArrayLike, sigma: ArrayLike, levels: ArrayLike) -> FloatArray:
     """EWMA volatility ranges: at each origin its volatility `sigma` (known then) times the quantiles of the
     training returns divided by the volatility known at their own origins. Shape (len(sigma), levels)."""
@@ -165,17 +261,24 @@ def standardised_quantiles(train_returns: ArrayLike, train_sigma: ArrayLike, pro
 
 
 def baseline_quantiles(
-    train_returns: ArrayLike, train_sigma: ArrayLike, sigma: ArrayLike, levels: ArrayLike
-) -> tuple[FloatArray, FloatArray]:
-    """Climatology's and EWMA volatility's quantiles [n, h, L] at n origins, per step of the horizon: from the
-    training origins' returns [m, h] and volatilities [m], and the volatility known at each origin [n]."""
-    returns, at = finite_array(train_returns, "train_returns"), np.asarray(sigma, dtype=np.float64)
-    shape = (at.size, returns.shape[1], len(check_levels(levels)))
-    climatology, ewma = np.empty(shape), np.empty(shape)
+    train_returns: ArrayLike, levels: ArrayLike, volatility: Mapping[str, tuple[ArrayLike, ArrayLike]]
+) -> dict[str, FloatArray]:
+    """Each naive range's quantiles [n, h, L] at n origins, per step of the horizon: climatology's from the training
+    origins' returns [m, h], and for each named volatility (its values at the training origins [m] and at the n
+    origins [n]) the volatility known at each origin times the standardised training returns' quantiles."""
+    returns = finite_array(train_returns, "train_returns")
+    if not volatility:
+        raise ValueError("name at least one volatility: it says at how many origins to give ranges")
+    n = {np.asarray(at).size for _, at in volatility.values()}
+    if len(n) != 1:
+        raise ValueError("every volatility must be given at the same origins")
+    shape = (n.pop(), returns.shape[1], len(check_levels(levels)))
+    found = {"climatology": np.empty(shape), **{name: np.empty(shape) for name in volatility}}
     for step in range(returns.shape[1]):
-        climatology[:, step] = climatology_quantiles(returns[:, step], levels, at.size)
-        ewma[:, step] = ewma_quantiles(returns[:, step], train_sigma, at, levels)
-    return climatology, ewma
+        found["climatology"][:, step] = climatology_quantiles(returns[:, step], levels, shape[0])
+        for name, (train_sigma, sigma) in volatility.items():
+            found[name][:, step] = ewma_quantiles(returns[:, step], train_sigma, sigma, levels)
+    return found
 
 
 def conformal_margins(actual: ArrayLike, quantiles: ArrayLike, levels: ArrayLike) -> FloatArray:
@@ -220,12 +323,17 @@ def range_score(actual: ArrayLike, quantiles: ArrayLike, levels: ArrayLike) -> R
 
 
 def range_metrics(
-    actual: ArrayLike, model: ArrayLike, climatology: ArrayLike, ewma: ArrayLike, levels: ArrayLike
+    actual: ArrayLike, model: ArrayLike, naive: Mapping[str, ArrayLike], levels: ArrayLike
 ) -> RangeMetrics:
-    """The model's quantiles and both baselines, scored on the same points (all (n, h, levels) log returns)."""
+    """The model's quantiles and the naive ranges (NAIVE_RANGES, climatology and EWMA required), scored on the same
+    points (all (n, h, levels) log returns)."""
+    unknown = set(naive) - set(NAIVE_RANGES)
+    if unknown or not {"climatology", "ewma"} <= set(naive):
+        raise ValueError(
+            f"naive ranges are {', '.join(NAIVE_RANGES)} (climatology and ewma required), got {sorted(naive)}"
+        )
     return RangeMetrics(
         levels=[float(v) for v in check_levels(levels)],
         model=range_score(actual, model, levels),
-        climatology=range_score(actual, climatology, levels),
-        ewma=range_score(actual, ewma, levels),
+        **{name: range_score(actual, quantiles, levels) for name, quantiles in naive.items()},
     )

@@ -88,12 +88,16 @@ class RangeScore(_Document):
 
 
 class RangeMetrics(_Document):
-    """The model's quantiles and the two naive ranges, scored on the same points."""
+    """The model's quantiles and the naive ranges, scored on the same points (makeusrich.scoring.ranges)."""
 
     levels: list[float]
     model: RangeScore
     climatology: RangeScore
     ewma: RangeScore
+    ewma_range: RangeScore | None = Field(
+        None, description="EWMA of candle ranges (Garman-Klass); absent in versions measured before it"
+    )
+    har: RangeScore | None = Field(None, description="HAR of candle ranges; absent in versions measured before it")
 
 
 class RuleScore(_Document):

@@ -43,7 +43,7 @@ from makeusrich.scoring import (
     valid_origins,
 )
 from makeusrich.store import BacktestResult, FoldResult, Pool, RangeMetrics, Score
-from makeusrich.trainer.evaluation import calibrate, log_returns, naive_ranges
+from makeusrich.trainer.evaluation import Volatility, calibrate, log_returns, naive_ranges
 from makeusrich.trainer.export import export_onnx, run_onnx
 from makeusrich.trainer.features import Prepared, ohlcv_array, prepare
 from makeusrich.trainer.model import Forecaster
@@ -59,15 +59,19 @@ class Forecasts:
     actual: np.ndarray  # [n, h] prices
     last_close: np.ndarray  # [n]
     forecast: np.ndarray  # [n, h]
-    quantiles: np.ndarray  # [n, h, L] log returns, like the two below
-    climatology: np.ndarray
-    ewma: np.ndarray
+    quantiles: np.ndarray  # [n, h, L] log returns, like the naive ranges below
+    naive: dict[str, np.ndarray]  # each naive range's quantiles, by the name RangeMetrics gives it
     positions: np.ndarray  # [n, rules]: each decision rule's position for the next candle, in decision.RULES order
     target_at: np.ndarray  # [n] int64 nanoseconds: when the next candle closes
 
     @classmethod
     def pool(cls, parts: list[Forecasts]) -> Forecasts:
-        return cls(*(np.concatenate([getattr(p, name) for p in parts]) for name in cls.__dataclass_fields__))
+        def joined(name: str) -> Any:
+            if name == "naive":
+                return {key: np.concatenate([p.naive[key] for p in parts]) for key in parts[0].naive}
+            return np.concatenate([getattr(p, name) for p in parts])
+
+        return cls(*(joined(name) for name in cls.__dataclass_fields__))
 
 
 def cutoffs(last_close: pd.Timestamp, folds: int, step: timedelta) -> list[pd.Timestamp]:
@@ -78,7 +82,7 @@ def cutoffs(last_close: pd.Timestamp, folds: int, step: timedelta) -> list[pd.Ti
 def score_forecasts(part: Forecasts, levels: list[float]) -> tuple[Score, RangeMetrics]:
     actual = log_returns(part.actual, part.last_close)
     point = evaluate.score(part.actual, part.forecast, part.last_close)
-    return point, ranges.range_metrics(actual, part.quantiles, part.climatology, part.ewma, levels)
+    return point, ranges.range_metrics(actual, part.quantiles, part.naive, levels)
 
 
 def judge_positions(part: Forecasts, spec: CurrencyPairSpec, fitted: decision.Fitted | None) -> decision.Decisions:
@@ -95,6 +99,28 @@ def judge_positions(part: Forecasts, spec: CurrencyPairSpec, fitted: decision.Fi
     )
 
 
+def lookback_before(frame: pd.DataFrame, spec: CurrencyPairSpec, cutoff: pd.Timestamp) -> tuple[pd.DataFrame, int]:
+    """The candles a fold trains on (the lookback that closed by the cutoff, indexed from 0) and where they start
+    in `frame` (a RangeIndex)."""
+    closes = close_moments(frame["open_time"], spec.interval)
+    before = frame[closes <= cutoff].tail(spec.lookback_candles())
+    return before.reset_index(drop=True), int(before.index[0])
+
+
+def out_of_sample(frame: pd.DataFrame, spec: CurrencyPairSpec, cutoff: pd.Timestamp, step: timedelta) -> np.ndarray:
+    """A fold's origins in `frame`: forecasts made at closes from the cutoff on whose every target closes within
+    `step`."""
+    model = spec.model
+    closes = close_moments(frame["open_time"], spec.interval).to_numpy()
+    open_ms = frame["open_time"].astype("int64").to_numpy() // 1_000_000
+    origins = valid_origins(segment_ids(open_ms, interval_ms(spec.interval)), model.window, model.horizon)
+    last_target = closes[np.minimum(origins + model.horizon, len(frame) - 1)]
+    found = np.asarray(origins[(closes[origins] >= cutoff) & (last_target <= cutoff + step)], dtype=np.int64)
+    if len(found) == 0:
+        raise CandleError(f"no candles to forecast after the cutoff {cutoff:%Y-%m-%d %H:%M}: the history ends there")
+    return found
+
+
 def run_fold(
     spec: CurrencyPairSpec,
     frame: pd.DataFrame,
@@ -109,9 +135,7 @@ def run_fold(
     torch.set_num_threads(threads)
     model, interval = spec.model, spec.interval
     closes = close_moments(frame["open_time"], interval)
-    before = frame[closes <= cutoff].tail(spec.lookback_candles())
-    offset = int(before.index[0])  # where the fold's candles start in `frame` (a RangeIndex)
-    before = before.reset_index(drop=True)
+    before, offset = lookback_before(frame, spec, cutoff)
     data = prepare(before, model.window, model.horizon, interval_ms(interval))
     result = train(data, model, progress, start)
     margins = calibrate(result.core.cpu(), data, model.quantiles)
@@ -119,23 +143,17 @@ def run_fold(
         export_onnx(Forecaster(result.core, data.feature_scaler, data.target_scaler, margins), model.window)
     )
 
-    # Out-of-sample origins: forecasts made at closes from the cutoff on whose every target closes within step.
     ohlcv = ohlcv_array(frame)
-    open_ms = frame["open_time"].astype("int64").to_numpy() // 1_000_000
-    origins = valid_origins(segment_ids(open_ms, interval_ms(interval)), model.window, model.horizon)
-    last_target = closes.to_numpy()[np.minimum(origins + model.horizon, len(frame) - 1)]
-    origin_close = closes.to_numpy()[origins]
-    origins = origins[(origin_close >= cutoff) & (last_target <= cutoff + step)]
-    if len(origins) == 0:
-        raise CandleError(f"no candles to forecast after the cutoff {cutoff:%Y-%m-%d %H:%M}: the history ends there")
+    origins = out_of_sample(frame, spec, cutoff, step)
     windows = sliding_window_view(ohlcv, model.window, axis=0)[origins - model.window + 1].transpose(0, 2, 1)
     forecast, quantiles = run_onnx(session, np.ascontiguousarray(windows))
     last_close = ohlcv[origins, 3]
     actual = ohlcv[origins[:, None] + np.arange(1, model.horizon + 1)[None, :], 3]
 
-    # Baselines fitted on the fold's training split; EWMA volatility is known at each origin from past closes.
-    sigma = ranges.ewma_sigma(ohlcv[:, 3])
-    climatology, ewma = naive_ranges(data, origins, model.quantiles, sigma, offset)
+    # Baselines fitted on the fold's training split; each volatility is known at each origin from past candles.
+    volatility = Volatility.of(ohlcv, data.split.train + offset, interval_ms(interval))
+    sigma = volatility.ewma
+    naive = naive_ranges(data, origins, model.quantiles, volatility, offset)
     at = decision.Origins(
         last_close=last_close,
         actual=actual[:, 0],
@@ -147,9 +165,7 @@ def run_fold(
     )
     fitted, held = decision_positions(data, offset, spec, sigma, at)
     target_at = closes.iloc[origins + 1].to_numpy(dtype="datetime64[ns]").astype(np.int64)
-    part = Forecasts(
-        actual, last_close, forecast, log_returns(quantiles, last_close), climatology, ewma, held, target_at
-    )
+    part = Forecasts(actual, last_close, forecast, log_returns(quantiles, last_close), naive, held, target_at)
     facts = {
         "trained_from": before["open_time"].iloc[0],
         "forecast_to": closes.iloc[int(origins[-1]) + model.horizon],
@@ -344,7 +360,7 @@ def to_markdown(result: BacktestResult) -> str:
 
 def plot_png(result: BacktestResult) -> bytes:
     """Per-fold skill, two panels: the point forecast's MAE ratio to persistence, and the 90% range's interval
-    score as a ratio to EWMA's and climatology's; below 1 is better in both, and 1 is drawn."""
+    score as a ratio to EWMA's, HAR's and climatology's; below 1 is better in both, and 1 is drawn."""
     import matplotlib
 
     logging.getLogger("matplotlib").setLevel(logging.WARNING)  # its font cache notes are not the user's business
@@ -363,14 +379,25 @@ def plot_png(result: BacktestResult) -> bytes:
         f"{result.pair}: walk-forward, {len(rows)} folds of {result.step_days:g} days, lookback "
         f"{result.lookback_days} days"
     )
-    bottom.bar(x - 0.2, [r["interval_90_vs_ewma"] for r in rows], 0.4, label="vs EWMA volatility", color="#228833")
-    bottom.bar(x + 0.2, [r["interval_90_vs_climatology"] for r in rows], 0.4, label="vs climatology", color="#ccbb44")
+    against = [
+        (key, label, color)
+        for key, label, color in (
+            ("interval_90_vs_ewma", "vs EWMA volatility", "#228833"),
+            ("interval_90_vs_har", "vs HAR of ranges", "#aa3377"),
+            ("interval_90_vs_climatology", "vs climatology", "#ccbb44"),
+        )
+        if all(r[key] != "" for r in rows)  # HAR is blank in results measured before it
+    ]
+    width = 0.8 / len(against)
+    for k, (key, label, color) in enumerate(against):
+        offset = (k - (len(against) - 1) / 2) * width
+        bottom.bar(x + offset, [float(r[key]) for r in rows], width, label=label, color=color)
     bottom.axhline(1.0, color="black", linewidth=1)
-    ratios = [float(r[key]) for r in rows for key in ("interval_90_vs_ewma", "interval_90_vs_climatology")]
+    ratios = [float(r[key]) for r in rows for key, _, _ in against]
     bottom.set_ylim(min([*ratios, 1.0]) - 0.05, max([*ratios, 1.0]) + 0.08)  # the differences, not the bars' feet
     bottom.set_ylabel("90% interval score ratio")
     bottom.set_xticks(x, folds, rotation=45, ha="right")
-    bottom.legend(loc="upper left", ncols=2, framealpha=0.9)
+    bottom.legend(loc="upper left", ncols=len(against), framealpha=0.9)
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)

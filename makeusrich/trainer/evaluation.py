@@ -1,11 +1,13 @@
 """How a trained version is measured, as it will be served: the exported ONNX file run by onnxruntime on raw
-candle windows, next to persistence, the trivial rules and an AR model for the point, and next to climatology and
-EWMA volatility for the ranges, every baseline fitted on the training split only. Also the conformal calibration of
+candle windows, next to persistence, the trivial rules and an AR model for the point, and next to the naive ranges
+(climatology, EWMA volatility of closes and of candle ranges, HAR of candle ranges; makeusrich.scoring.ranges),
+every baseline fitted on the training split only. Also the conformal calibration of
 the ranges and the smoke test the server runs before serving. The trainer and the walk-forward backtest share it.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
@@ -35,14 +37,40 @@ def log_returns(prices: np.ndarray, last_close: np.ndarray) -> np.ndarray:
     return np.asarray(np.log(prices / last_close.reshape((-1,) + (1,) * (prices.ndim - 1))))
 
 
+@dataclass(frozen=True)
+class Volatility:
+    """The volatilities the naive ranges scale by, known at each candle of a series [n]: RiskMetrics' EWMA of
+    squared close-to-close returns (which the decision rules read too), its EWMA of candle range variances, and a
+    HAR regression on those variances fitted on training origins only."""
+
+    ewma: np.ndarray
+    ewma_range: np.ndarray
+    har: np.ndarray
+
+    @classmethod
+    def of(cls, ohlcv: np.ndarray, train_origins: np.ndarray, step_ms: int) -> Volatility:
+        """For candles [n, 5], with the HAR fitted on `train_origins` (indices into the same candles)."""
+        variance = ranges.range_variance(ohlcv)
+        har = ranges.fit_har(variance, train_origins, ranges.har_spans(step_ms))
+        return cls(
+            ewma=ranges.ewma_sigma(ohlcv[:, 3]),
+            ewma_range=np.sqrt(ranges.ewma_through(variance)),
+            har=har.sigma(variance),
+        )
+
+    def at(self, origins: np.ndarray) -> dict[str, np.ndarray]:
+        return {"ewma": self.ewma[origins], "ewma_range": self.ewma_range[origins], "har": self.har[origins]}
+
+
 def naive_ranges(
-    data: Prepared, origins: np.ndarray, levels: list[float], sigma: np.ndarray, offset: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Climatology's and EWMA volatility's quantiles [n, h, L] at origins, fitted on the training split only.
-    `sigma` is indexed like `origins`; `offset` is where `data`'s candles start in it."""
+    data: Prepared, origins: np.ndarray, levels: list[float], volatility: Volatility, offset: int = 0
+) -> dict[str, np.ndarray]:
+    """Each naive range's quantiles [n, h, L] at origins, fitted on the training split only. `volatility` is
+    indexed like `origins`; `offset` is where `data`'s candles start in it."""
     train = data.split.train
     train_returns = log_returns(data.actual_prices(train), data.last_close(train))
-    return ranges.baseline_quantiles(train_returns, sigma[train + offset], sigma[origins], levels)
+    trained, now = volatility.at(train + offset), volatility.at(origins)
+    return ranges.baseline_quantiles(train_returns, levels, {name: (trained[name], now[name]) for name in now})
 
 
 def decision_metrics(
@@ -79,7 +107,7 @@ def score_split(
     session: onnxruntime.InferenceSession,
     ar_coefs: np.ndarray,
     levels: list[float],
-    sigma: np.ndarray,
+    volatility: Volatility,
     decide: tuple[timedelta, DecisionSpec] | None = None,
 ) -> SplitMetrics:
     """The exported model, run by onnxruntime as it will be served, and every baseline on one split; with
@@ -95,11 +123,9 @@ def score_split(
         train_mean_log_return=float(data.target_scaler.mean[0]),
         ar_coefs=ar_coefs,
     )
-    climatology, ewma = naive_ranges(data, origins, levels, sigma)
-    scored = ranges.range_metrics(
-        log_returns(actual, last_close), log_returns(quantiles, last_close), climatology, ewma, levels
-    )
-    traded = decision_metrics(data, origins, forecast, quantiles, levels, sigma, *decide) if decide else None
+    naive = naive_ranges(data, origins, levels, volatility)
+    scored = ranges.range_metrics(log_returns(actual, last_close), log_returns(quantiles, last_close), naive, levels)
+    traded = decision_metrics(data, origins, forecast, quantiles, levels, volatility.ewma, *decide) if decide else None
     return point.model_copy(update={"ranges": scored, "decision": traded})
 
 
@@ -125,8 +151,8 @@ def measure(data: Prepared, session: onnxruntime.InferenceSession, spec: Currenc
     levels = spec.model.quantiles
     interval = timedelta(milliseconds=interval_ms(spec.interval))
     ar_coefs = evaluate.fit_ar(training_log_returns(data), min(AR_ORDER, data.window - 1))
-    sigma = ranges.ewma_sigma(data.ohlcv[:, 3])
+    volatility = Volatility.of(data.ohlcv, data.split.train, interval_ms(spec.interval))
     return Metrics(
-        validation=score_split(data, data.split.validation, session, ar_coefs, levels, sigma),
-        test=score_split(data, data.split.test, session, ar_coefs, levels, sigma, (interval, spec.decision)),
+        validation=score_split(data, data.split.validation, session, ar_coefs, levels, volatility),
+        test=score_split(data, data.split.test, session, ar_coefs, levels, volatility, (interval, spec.decision)),
     )

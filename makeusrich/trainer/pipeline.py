@@ -218,13 +218,15 @@ def run_training(
 
 
 def range_line(scored: RangeMetrics) -> str:
-    """The widest range's coverage, and interval score and pinball loss as ratios to both naive ranges."""
+    """The widest range's coverage, and interval score and pinball loss as ratios to the naive ranges (HAR's
+    when measured)."""
     widest = scored.model.ranges[0]
-    clim, ewma = scored.climatology, scored.ewma
+    clim, ewma, har = scored.climatology, scored.ewma, scored.har
+    versus_har = "" if har is None else f", {widest.interval_score / har.ranges[0].interval_score:.3f} of HAR's"
     return (
         f"{widest.nominal:.0%} range covers {widest.rate:.1%} [{widest.wilson_low:.1%}, {widest.wilson_high:.1%}]; "
         f"interval score {widest.interval_score / clim.ranges[0].interval_score:.3f} of climatology's, "
-        f"{widest.interval_score / ewma.ranges[0].interval_score:.3f} of EWMA's; pinball "
+        f"{widest.interval_score / ewma.ranges[0].interval_score:.3f} of EWMA's{versus_har}; pinball "
         f"{scored.model.pinball / clim.pinball:.3f} and {scored.model.pinball / ewma.pinball:.3f}"
     )
 

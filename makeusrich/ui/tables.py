@@ -68,20 +68,25 @@ def skill_rows(metadata: ModelMetadata | None) -> list[SkillRow]:
 RANGE_NAMES = {
     "model": "This model's quantiles",
     "ewma": "EWMA volatility (RiskMetrics)",
+    "ewma_range": "EWMA of candle ranges",
+    "har": "HAR of candle ranges",
     "climatology": "Climatology",
 }
 
 
 def range_rows(metadata: ModelMetadata | None) -> list[SkillRow]:
-    """The model's ranges next to the two naive ranges on the same points: coverage of each range, the widest
-    range's mean width and interval score, and the pinball loss (both scores as ratios to EWMA's)."""
+    """The model's ranges next to the naive ranges on the same points: coverage of each range, the widest range's
+    mean width and interval score, and the pinball loss (both scores as ratios to EWMA's). A naive range measured
+    only after the version was (the range ones) has no row."""
     if metadata is None or metadata.metrics.test.ranges is None or metadata.metrics.validation.ranges is None:
         return []
     rows = []
+    splits = {name: getattr(metadata.metrics, name).ranges for name in ("validation", "test")}
     for key, label in RANGE_NAMES.items():
+        if any(getattr(scored, key) is None for scored in splits.values()):
+            continue
         cells: dict[str, str] = {}
-        for name in ("validation", "test"):
-            scored = getattr(metadata.metrics, name).ranges
+        for name, scored in splits.items():
             found, ewma = getattr(scored, key), scored.ewma
             for covered in found.ranges:
                 cells[f"{name}_cov{round(covered.nominal * 100)}"] = format_coverage(covered)
@@ -125,8 +130,12 @@ def edge_sentence(metadata: ModelMetadata | None) -> Verdict:
         text += (
             f" Its {widest.nominal:.0%} range held {widest.rate:.1%} of test closes; its interval score is "
             f"{abs(versus_clim):.0%} {'better' if versus_clim < 0 else 'worse'} than climatology's and "
-            f"{abs(versus_ewma):.0%} {'better' if versus_ewma < 0 else 'worse'} than EWMA volatility's."
+            f"{abs(versus_ewma):.0%} {'better' if versus_ewma < 0 else 'worse'} than EWMA volatility's"
         )
+        if test.ranges.har is not None:
+            versus_har = widest.interval_score / test.ranges.har.ranges[0].interval_score - 1
+            text += f" ({abs(versus_har):.0%} {'better' if versus_har < 0 else 'worse'} than HAR's of candle ranges)"
+        text += "."
     return Verdict(text, tone)
 
 

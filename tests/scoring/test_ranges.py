@@ -8,6 +8,8 @@ from pydantic import ValidationError
 
 from makeusrich.pair import ModelSpec
 from makeusrich.scoring.ranges import (
+    GARMAN_KLASS,
+    baseline_quantiles,
     check_levels,
     climatology_quantiles,
     conformal_margin,
@@ -15,10 +17,15 @@ from makeusrich.scoring.ranges import (
     coverage,
     ewma_quantiles,
     ewma_sigma,
+    ewma_through,
     ewma_variance,
+    fit_har,
+    har_spans,
     interval_score,
     pinball_loss,
+    range_metrics,
     range_score,
+    range_variance,
 )
 
 LEVELS = [0.05, 0.25, 0.5, 0.75, 0.95]
@@ -140,3 +147,97 @@ def test_conformal_margins_make_a_too_narrow_model_cover_new_points() -> None:
     before = range_score(fresh, np.broadcast_to(narrow, (20_000, 2, 5)), levels)
     assert before.ranges[0].rate < 0.5 and before.ranges[0].interval_score > scored.ranges[0].interval_score
     assert scored.pinball < before.pinball
+
+
+def clustered_candles(n: int, seed: int, steps: int = 60) -> np.ndarray:
+    """Candles [n, 5] of a price path whose volatility clusters (its log follows an AR(1) with persistence 0.98),
+    each candle the open, high, low and close of `steps` moves within it: what range estimators read."""
+    rng = np.random.default_rng(seed)
+    log_sigma = np.empty(n)
+    log_sigma[0] = 0.0
+    for t in range(1, n):
+        log_sigma[t] = 0.98 * log_sigma[t - 1] + 0.2 * rng.normal()
+    sigma = 0.01 * np.exp(log_sigma)
+    moves = rng.normal(size=(n, steps)) * (sigma / np.sqrt(steps))[:, None]
+    path = np.cumsum(moves, axis=1) + np.concatenate([[0.0], np.cumsum(moves.sum(axis=1))[:-1]])[:, None]
+    start = np.concatenate([[0.0], path[:-1, -1]])
+    high = np.maximum(path.max(axis=1), start)
+    low = np.minimum(path.min(axis=1), start)
+    return np.column_stack([np.exp(start), np.exp(high), np.exp(low), np.exp(path[:, -1]), np.ones(n)]) * 100.0
+
+
+def test_range_variance_by_hand_never_negative_and_counting_a_jump() -> None:
+    candles = np.array([[100.0, 110.0, 95.0, 105.0, 1.0], [107.0, 108.0, 104.0, 104.0, 1.0]])
+    found = range_variance(candles)
+    first = 0.5 * np.log(110 / 95) ** 2 - GARMAN_KLASS * np.log(105 / 100) ** 2
+    second = 0.5 * np.log(108 / 104) ** 2 - GARMAN_KLASS * np.log(104 / 107) ** 2 + np.log(107 / 105) ** 2
+    assert found == pytest.approx([first, second])
+    assert (range_variance(clustered_candles(2_000, seed=5)) >= 0).all()
+    with pytest.raises(ValueError, match="positive candles"):
+        range_variance([[100.0, 110.0, 0.0, 105.0, 1.0]])
+
+
+def test_ewma_through_knows_each_value_and_nothing_later() -> None:
+    values = np.array([4.0, 1.0, 9.0, 16.0])
+    found = ewma_through(values, lam=0.5)
+    assert found == pytest.approx([4.0, 2.5, 5.75, 10.875])
+    changed = ewma_through(np.array([4.0, 1.0, 9.0, 100.0]), lam=0.5)
+    assert changed[:3] == pytest.approx(found[:3]) and changed[3] != found[3]
+
+
+def test_har_spans_are_a_candle_a_day_a_week_and_four_weeks() -> None:
+    assert har_spans(3_600_000) == (1, 24, 168, 672)
+    assert har_spans(86_400_000) == (1, 7, 28)
+    assert har_spans(60_000) == (1, 1_440, 10_080, 40_320)
+    with pytest.raises(ValueError, match="positive"):
+        har_spans(0)
+
+
+def test_har_sigma_at_a_candle_knows_that_candle_and_nothing_later() -> None:
+    candles = clustered_candles(3_000, seed=6)
+    variance = range_variance(candles)
+    har = fit_har(variance, np.arange(100, 2_000), (1, 24, 168))
+    sigma = har.sigma(variance)
+    later = variance.copy()
+    later[2_500:] *= 50.0
+    assert har.sigma(later)[:2_500] == pytest.approx(sigma[:2_500])
+    assert har.sigma(later)[2_500] != pytest.approx(sigma[2_500])
+    with pytest.raises(ValueError, match="needs more than"):
+        fit_har(variance, np.arange(3), (1, 24, 168))
+
+
+def test_range_volatility_beats_close_volatility_when_candles_carry_their_path() -> None:
+    """The reason for the range baselines: a candle's high and low say more about its volatility than its close
+    (Parkinson 1980, Garman and Klass 1980), so on clustered volatility both range ranges are sharper than EWMA of
+    closes (HAR, which also weighs the last candle most, clearly), and all three sharper than climatology; each is
+    fitted on the first 6,000 origins only."""
+    candles = clustered_candles(9_000, seed=7)
+    closes = candles[:, 3]
+    origins = np.arange(800, len(candles) - 1)
+    train, test = origins[origins < 6_000], origins[origins >= 6_000]
+    returns = np.log(closes[1:] / closes[:-1])  # returns[t] ends at candle t + 1
+    variance = range_variance(candles)
+    har = fit_har(variance, train, (1, 24, 168))
+    volatility = {
+        "ewma": ewma_sigma(closes),
+        "ewma_range": np.sqrt(ewma_through(variance)),
+        "har": har.sigma(variance),
+    }
+    naive = baseline_quantiles(
+        returns[train][:, None], LEVELS, {name: (sigma[train], sigma[test]) for name, sigma in volatility.items()}
+    )
+    scored = range_metrics(returns[test][:, None], naive["ewma"], naive, LEVELS)
+    score = {name: getattr(scored, name).ranges[0].interval_score for name in naive}
+    assert score["ewma_range"] < score["ewma"] and score["har"] < 0.95 * score["ewma"]
+    assert score["ewma"] < score["climatology"]
+    assert all(abs(getattr(scored, name).ranges[0].rate - 0.9) < 0.03 for name in naive)
+
+
+def test_range_metrics_names_its_naive_ranges() -> None:
+    y = np.zeros((3, 1))
+    q = np.tile(np.array([-1.0, -0.5, 0.0, 0.5, 1.0]), (3, 1, 1))
+    with pytest.raises(ValueError, match="climatology and ewma required"):
+        range_metrics(y, q, {"ewma": q}, LEVELS)
+    with pytest.raises(ValueError, match="naive ranges are"):
+        range_metrics(y, q, {"climatology": q, "ewma": q, "garch": q}, LEVELS)
+    assert range_metrics(y, q, {"climatology": q, "ewma": q}, LEVELS).har is None

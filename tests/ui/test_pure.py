@@ -124,16 +124,28 @@ def test_skill_table_lists_the_model_and_every_rule(trained_store_template: Trai
     assert skill_rows(None) == []
 
 
-def test_range_table_puts_the_model_beside_both_naive_ranges(trained_store_template: TrainedStore) -> None:
+def test_range_table_puts_the_model_beside_every_naive_range(trained_store_template: TrainedStore) -> None:
     meta = trained_store_template.outcome.metadata
     rows = range_rows(meta)
-    assert [r.name for r in rows] == ["This model's quantiles", "EWMA volatility (RiskMetrics)", "Climatology"]
+    assert [r.name for r in rows] == [
+        "This model's quantiles",
+        "EWMA volatility (RiskMetrics)",
+        "EWMA of candle ranges",
+        "HAR of candle ranges",
+        "Climatology",
+    ]
     test = meta.metrics.test.ranges
     assert test is not None
     widest = test.model.ranges[0]
     assert rows[0].cells["test_cov90"].startswith(f"{widest.rate:.1%} (")
     assert rows[1].cells["test_interval"] == rows[1].cells["test_pinball"] == "1.000"  # EWMA against itself
     assert rows[0].cells["test_pinball"] == f"{test.model.pinball / test.ewma.pinball:.3f}"
+    assert test.har is not None and rows[3].cells["test_pinball"] == f"{test.har.pinball / test.ewma.pinball:.3f}"
+    # A version measured before the range baselines existed shows the rows it has.
+    older = test.model_copy(update={"ewma_range": None, "har": None})
+    metrics = meta.metrics.model_copy(update={"test": meta.metrics.test.model_copy(update={"ranges": older})})
+    old_rows = range_rows(meta.model_copy(update={"metrics": metrics}))
+    assert [r.name for r in old_rows] == ["This model's quantiles", "EWMA volatility (RiskMetrics)", "Climatology"]
     assert range_rows(None) == []
 
 
