@@ -145,8 +145,13 @@ def configure(kopf_settings: kopf.OperatorSettings, settings: OperatorSettings) 
     kopf_settings.networking.request_timeout = 60
     kopf_settings.networking.connect_timeout = 10
     # Exact namespaces need no namespace listing (and no RBAC for it); patterns do.
-    if settings.namespaces and not any(ch in ns for ns in settings.namespaces for ch in "*?[!"):
+    if settings.namespaces and not has_patterns(settings.namespaces):
         kopf_settings.scanning.disabled = True
+
+
+def has_patterns(namespaces: tuple[str, ...]) -> bool:
+    """Whether any of the watched namespaces is a glob pattern (kopf's syntax) rather than a name."""
+    return any(ch in ns for ns in namespaces for ch in "*?[!")
 
 
 def build_registry(settings: OperatorSettings, runtime: Runtime | None = None) -> kopf.OperatorRegistry:
@@ -215,7 +220,7 @@ def start_informers(rt: Runtime) -> tuple[ChildIndex, ChildIndex, ChildIndex]:
     """An informer per child kind and watched namespace (one over all namespaces when the operator watches all
     or some by pattern), sharing one index per kind; their tasks run until cleanup."""
     namespaces = rt.settings.namespaces
-    patterns = any(ch in ns for ns in namespaces for ch in "*?[!")
+    patterns = has_patterns(namespaces)
     scopes: list[str | None] = [None] if not namespaces or patterns else list(namespaces)
 
     def key(obj: Mapping[str, Any]) -> tuple[str, str] | None:
