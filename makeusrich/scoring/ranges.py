@@ -134,17 +134,24 @@ def climatology_quantiles(train_returns: ArrayLike, levels: ArrayLike, n: int) -
     return np.tile(values, (n, 1))
 
 
+def ewma_through(values: ArrayLike, lam: float = RISKMETRICS_LAMBDA) -> FloatArray:
+    """x[t] = lam * x[t-1] + (1 - lam) * v[t], started at v[0]: entry t knows values up to t."""
+    v = finite_array(values, "values")
+    out = np.empty_like(v)
+    if v.size:
+        out[0] = v[0]
+    for t in range(1, v.size):
+        out[t] = lam * out[t - 1] + (1.0 - lam) * v[t]
+    return out
+
+
 def ewma_variance(returns: ArrayLike, lam: float = RISKMETRICS_LAMBDA) -> FloatArray:
     """RiskMetrics variance known before each return: sigma2[t] = lam * sigma2[t-1] + (1 - lam) * r[t-1]^2,
     started at the first return's square. sigma2[t] uses returns up to t - 1 only."""
     r = finite_array(returns, "returns")
     if r.ndim != 1 or r.size == 0:
         raise ValueError("returns must be a non-empty series")
-    variance = np.empty_like(r)
-    variance[0] = r[0] ** 2
-    for t in range(1, r.size):
-        variance[t] = lam * variance[t - 1] + (1.0 - lam) * r[t - 1] ** 2
-    return variance
+    return np.concatenate([r[:1] ** 2, ewma_through(r**2, lam)[:-1]])
 
 
 def ewma_sigma(closes: ArrayLike, lam: float = RISKMETRICS_LAMBDA) -> FloatArray:
@@ -153,9 +160,7 @@ def ewma_sigma(closes: ArrayLike, lam: float = RISKMETRICS_LAMBDA) -> FloatArray
     log_close = np.log(finite_array(closes, "closes"))
     sigma = np.full(log_close.size, np.nan)
     if log_close.size > 1:
-        returns = np.diff(log_close)  # returns[i] ends at candle i + 1
-        before = ewma_variance(returns, lam)  # before[i] knows returns[: i] only
-        sigma[1:] = np.sqrt(lam * before + (1.0 - lam) * returns**2)
+        sigma[1:] = np.sqrt(ewma_through(np.diff(log_close) ** 2, lam))  # entry i + 1 knows returns up to it
     return sigma
 
 
@@ -171,22 +176,6 @@ def range_variance(ohlcv: ArrayLike) -> FloatArray:
     jump = np.zeros(len(candles))
     jump[1:] = np.log(candles[1:, 0] / candles[:-1, 3])
     return np.asarray(0.5 * spread**2 - GARMAN_KLASS * body**2 + jump**2)
-
-
-def ewma_through(values: ArrayLike, lam: float = RISKMETRICS_LAMBDA) -> FloatArray:
-    """x[t] = lam * x[t-1] + (1 - lam) * v[t], started at v[0]: entry t knows values up to t."""
-    v = finite_array(values, "values")
-    out = np.empty_like(v)
-    if v.size:
-        out[0] = v[0]
-    for t in range(1, v.size):
-        out[t] = lam * out[t - 1] + (1.0 - lam) * v[t]
-    return out
-
-
-def ewma_range_sigma(ohlcv: ArrayLike, lam: float = RISKMETRICS_LAMBDA) -> FloatArray:
-    """The volatility known at each candle from the range variances of it and the candles before it."""
-    return np.sqrt(ewma_through(range_variance(ohlcv), lam))
 
 
 def har_spans(step_ms: int) -> tuple[int, ...]:

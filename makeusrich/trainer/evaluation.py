@@ -7,7 +7,7 @@ the ranges and the smoke test the server runs before serving. The trainer and th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import timedelta
 
 import numpy as np
@@ -54,12 +54,13 @@ class Volatility:
         har = ranges.fit_har(variance, train_origins, ranges.har_spans(step_ms))
         return cls(
             ewma=ranges.ewma_sigma(ohlcv[:, 3]),
-            ewma_range=np.sqrt(ranges.ewma_through(variance)),
+            ewma_range=np.sqrt(ranges.ewma_through(variance)),  # the variances are the HAR's too: made once
             har=har.sigma(variance),
         )
 
     def at(self, origins: np.ndarray) -> dict[str, np.ndarray]:
-        return {"ewma": self.ewma[origins], "ewma_range": self.ewma_range[origins], "har": self.har[origins]}
+        """Each volatility at `origins`, by the name RangeMetrics gives its range."""
+        return {field.name: getattr(self, field.name)[origins] for field in fields(self)}
 
 
 def naive_ranges(
