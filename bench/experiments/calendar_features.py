@@ -30,7 +30,7 @@ import makeusrich.trainer.model as model_module
 from makeusrich.market import Source, close_moments, interval_ms, load_candles
 from makeusrich.scoring import ranges
 from makeusrich.trainer.evaluation import Volatility, log_returns, naive_ranges
-from makeusrich.trainer.features import Prepared, prepare
+from makeusrich.trainer.features import N_FEATURES, Prepared, prepare
 from makeusrich.trainer.train import configure_threads, predict_standardised, train
 
 
@@ -65,7 +65,7 @@ def scored(data: Prepared, core: torch.nn.Module, levels: list[float], step_ms: 
     sign = np.where(np.arange(len(levels)) < levels.index(0.5), -1.0, 1.0)
     for name, origins in (("validation", val), ("test", data.split.test)):
         q_std = predict_standardised(core, data, origins, cpu) + sign * margins  # type: ignore[arg-type]
-        q = q_std * data.target_scaler.std[:, None] + data.target_scaler.mean[:, None]
+        q = data.log_returns(q_std, origins)
         y = log_returns(data.actual_prices(origins), data.last_close(origins))
         ewma = naive_ranges(data, origins, levels, volatility)["ewma"]
         model, base = ranges.range_score(y, np.sort(q, axis=2), levels), ranges.range_score(y, ewma, levels)
@@ -92,13 +92,13 @@ def main(argv: list[str] | None = None) -> None:
     levels = spec.model.quantiles
     results: dict[str, dict[str, float]] = {}
     for name, data, width in (
-        ("price and volume (served today)", base, 5),
-        ("+ hour of day, day of week", with_calendar(base, spec.interval), 9),
+        ("price, volume and range (served today)", base, N_FEATURES),
+        ("+ hour of day, day of week", with_calendar(base, spec.interval), N_FEATURES + 4),
     ):
         model_module.N_FEATURES = width  # the LSTM's input width; an experiment, not the trainer's code path
         result = train(data, spec.model, progress=None)
         results[name] = {**scored(data, result.core, levels, interval_ms(spec.interval)), "epochs": len(result.epochs)}
-    model_module.N_FEATURES = 5
+    model_module.N_FEATURES = N_FEATURES
     keys = list(next(iter(results.values())))
     rows = [[key, *(f"{r[key]:.4f}" if key != "epochs" else f"{r[key]:.0f}" for r in results.values())] for key in keys]
     run.finish(

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 from makeusrich.onnxrt import onnx_session
+from makeusrich.scoring import ranges
 from makeusrich.trainer.export import export_onnx
-from makeusrich.trainer.features import Scaler
+from makeusrich.trainer.features import N_FEATURES, Scaler
 from makeusrich.trainer.model import Forecaster, LSTMCore
 from makeusrich.trainer.train import pinball
 
@@ -33,7 +34,8 @@ WINDOW, HIDDEN, LAYERS, BATCH, STEPS = 120, 64, 2, 256, 30
 def arm(levels: list[float]) -> tuple[LSTMCore, bytes]:
     torch.manual_seed(0)
     core = LSTMCore(HIDDEN, LAYERS, 0.2, 1, len(levels), levels.index(0.5))
-    forecaster = Forecaster(core, Scaler(np.zeros(5), np.full(5, 0.01)), Scaler(np.zeros(1), np.full(1, 0.01)))
+    features, flat = Scaler(np.zeros(N_FEATURES), np.full(N_FEATURES, 0.01)), Scaler(np.zeros(1), np.full(1, 0.01))
+    forecaster = Forecaster(core, features, flat, ranges.Har((1, 24, WINDOW - 1), 1e-7, np.zeros(5)))
     return core, export_onnx(forecaster, WINDOW)
 
 
@@ -41,7 +43,7 @@ def train_seconds(core: LSTMCore, levels: list[float]) -> float:
     """Seconds per optimisation step on a batch of the default size."""
     optimiser = torch.optim.AdamW(core.parameters(), lr=1e-3)
     tau = torch.tensor(levels)
-    x, y = torch.randn(BATCH, WINDOW - 1, 5), torch.randn(BATCH, 1)
+    x, y = torch.randn(BATCH, WINDOW - 1, N_FEATURES), torch.randn(BATCH, 1)
     core.train()
     started = time.perf_counter()
     for _ in range(STEPS):

@@ -189,23 +189,24 @@ def har_spans(step_ms: int) -> tuple[int, ...]:
 @dataclass(frozen=True)
 class Har:
     """A HAR regression on candle range variances: the spans of its means, the floor added before taking logs (a
-    candle whose high equals its low has none), and the coefficients (intercept first)."""
+    candle whose high equals its low has none), and the coefficients (intercept first, then one per span, then one
+    per extra regressor)."""
 
     spans: tuple[int, ...]
     floor: float
     coefficients: FloatArray
 
-    def design(self, variance: ArrayLike) -> FloatArray:
-        """Per candle: 1 and the log of the mean variance over each span ending at it (fewer candles at the start
-        of the series): known at that candle."""
-        return har_design(variance, self.spans, self.floor)
+    def design(self, variance: ArrayLike, extra: ArrayLike | None = None) -> FloatArray:
+        """Per candle: 1, the log of the mean variance over each span ending at it (fewer candles at the start of
+        the series), and the extra regressors [n, k] if the regression has any: all known at that candle."""
+        return har_design(variance, self.spans, self.floor, extra)
 
-    def sigma(self, variance: ArrayLike) -> FloatArray:
+    def sigma(self, variance: ArrayLike, extra: ArrayLike | None = None) -> FloatArray:
         """The volatility of the next candle that the regression expects at each candle."""
-        return np.sqrt(np.exp(self.design(variance) @ self.coefficients))
+        return np.sqrt(np.exp(self.design(variance, extra) @ self.coefficients))
 
 
-def har_design(variance: ArrayLike, spans: tuple[int, ...], floor: float) -> FloatArray:
+def har_design(variance: ArrayLike, spans: tuple[int, ...], floor: float, extra: ArrayLike | None = None) -> FloatArray:
     v = finite_array(variance, "variance")
     sums = np.concatenate([[0.0], np.cumsum(v)])
     t = np.arange(1, v.size + 1)
@@ -213,21 +214,23 @@ def har_design(variance: ArrayLike, spans: tuple[int, ...], floor: float) -> Flo
     for span in spans:
         start = np.maximum(t - span, 0)
         columns.append(np.log((sums[t] - sums[start]) / (t - start) + floor))
+    if extra is not None:
+        more = finite_array(extra, "extra").reshape(v.size, -1)
+        columns.extend(more.T)
     return np.column_stack(columns)
 
 
-def fit_har(variance: ArrayLike, origins: ArrayLike, spans: tuple[int, ...]) -> Har:
+def fit_har(variance: ArrayLike, origins: ArrayLike, spans: tuple[int, ...], extra: ArrayLike | None = None) -> Har:
     """Least squares of log(variance[t + 1] + floor) on the design at origins t (training origins: the next
-    candle of each lies in training too). The floor is a thousandth of the mean variance there."""
+    candle of each lies in training too), with `extra` regressors [n, k] beside the spans' means if given. The
+    floor is a thousandth of the mean variance there."""
     v = finite_array(variance, "variance")
     at = np.asarray(origins, dtype=np.int64)
-    if at.size <= len(spans) + 1 or at.max() + 1 >= v.size or at.min() < 0:
-        raise ValueError(
-            f"a HAR regression on {len(spans)} spans needs more than {len(spans) + 1} origins, each "
-            "followed by a candle"
-        )
+    width = len(spans) + 1 + (0 if extra is None else np.asarray(extra).reshape(v.size, -1).shape[1])
+    if at.size <= width or at.max() + 1 >= v.size or at.min() < 0:
+        raise ValueError(f"a HAR regression with {width} coefficients needs more origins, each followed by a candle")
     floor = max(float(np.mean(v[at + 1])) * 1e-3, 1e-300)
-    design = har_design(v, spans, floor)[at]
+    design = har_design(v, spans, floor, extra)[at]
     coefficients, *_ = np.linalg.lstsq(design, np.log(v[at + 1] + floor), rcond=None)
     return Har(spans=spans, floor=floor, coefficients=np.asarray(coefficients, dtype=np.float64))
 

@@ -275,7 +275,8 @@ class ChampionCheck(_Document):
 class Calibration(_Document):
     """Conformalized quantile regression: how far each range's ends were moved outward (negative: inward) so
     that the calibration points (validation ones in older documents) are covered as the levels say; one margin
-    per step and level, in log returns."""
+    per step and level, in log returns (for a model whose ranges scale with a volatility, at its training hours'
+    median volatility)."""
 
     levels: list[float]
     margins: list[list[float]]
@@ -317,9 +318,9 @@ class StoredFile(_Document):
 
 class BaselineInfo(_Document):
     """How a baseline model makes its ranges: the volatility estimator it kept (the lower pinball loss on the
-    training split), its weights' decay, and each estimator's pinball loss there."""
+    training split), the EWMA estimators' weights' decay, and each estimator's pinball loss there."""
 
-    estimator: Literal["close", "range"]
+    estimator: Literal["close", "range", "har"]
     decay: float
     train_pinball: dict[str, float]
 

@@ -140,7 +140,9 @@ def run_fold(
     result = train(data, model, progress, start)
     margins = calibrate(result.core.cpu(), data, model.quantiles)
     session = onnx_session(
-        export_onnx(Forecaster(result.core, data.feature_scaler, data.target_scaler, margins), model.window)
+        export_onnx(
+            Forecaster(result.core, data.feature_scaler, data.target_scaler, data.volatility, margins), model.window
+        )
     )
 
     ohlcv = ohlcv_array(frame)

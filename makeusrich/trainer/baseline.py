@@ -3,10 +3,12 @@ empirical quantiles of standardised training returns. One ONNX file in the LSTM'
 outputs `forecast` and `quantiles`, everything inside the graph), built with onnx directly: no torch, fitted in
 well under a second. It is what a new pair serves first, and the champion an LSTM replaces only through the gates.
 
-The volatility is an exponentially weighted mean over the window's last W-1 candles (RiskMetrics' lambda, the
-weights normalised over the window), of one of two per-candle variances: the squared close-to-close log return,
-or Parkinson's range variance (log(high/low))^2 / (4 ln 2), which reads the candle's whole path. The estimator with
-the lower pinball loss on the training split is kept. The median's quantile is the last close (its standardised
+The volatility is one of three estimators over the window's last W-1 candles: an exponentially weighted mean
+(RiskMetrics' lambda, the weights normalised over the window) of the squared close-to-close log return ("close") or
+of Parkinson's range variance (log(high/low))^2 / (4 ln 2) ("range"), or the in-window HAR the LSTM's ranges are
+sized by ("har": Garman-Klass range variances averaged over a candle, a day and the window, and the last candle's
+relative volume; makeusrich.trainer.features), fitted on the training split. The estimator with the lower pinball
+loss on the training split is kept. The median's quantile is the last close (its standardised
 quantile is set to 0), so the forecast is persistence exactly.
 """
 
@@ -21,10 +23,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from makeusrich.contract import INPUT_NAME, ONNX_OPSET, OUTPUT_NAME, QUANTILES_NAME, median_index
 from makeusrich.scoring import ranges
-from makeusrich.trainer.features import Prepared
+from makeusrich.trainer.features import Prepared, relative_volume
 
 LAMBDA = ranges.RISKMETRICS_LAMBDA
-ESTIMATORS = ("close", "range")
+ESTIMATORS = ("close", "range", "har")
 PARKINSON = 1.0 / (4.0 * math.log(2.0))
 
 
@@ -38,6 +40,7 @@ class BaselineFit:
     window: int
     levels: tuple[float, ...]
     train_pinball: dict[str, float]
+    har: ranges.Har  # the in-window HAR fitted on the training split (Prepared.volatility), for estimator "har"
 
     @property
     def horizon(self) -> int:
@@ -62,9 +65,11 @@ def candle_variances(ohlcv: np.ndarray, estimator: str) -> np.ndarray:
     raise ValueError(f"unknown volatility estimator {estimator!r}; use one of {', '.join(ESTIMATORS)}")
 
 
-def sigma_at(ohlcv: np.ndarray, origins: np.ndarray, window: int, estimator: str) -> np.ndarray:
+def sigma_at(ohlcv: np.ndarray, origins: np.ndarray, window: int, estimator: str, har: ranges.Har) -> np.ndarray:
     """The volatility the graph computes for the window ending at each origin (a candle index), without building
-    the windows: a weighted sum over the variances of candles origin-W+2 .. origin."""
+    the windows: from the candles origin-W+2 .. origin (and their previous closes)."""
+    if estimator == "har":
+        return np.asarray(har.sigma(ranges.range_variance(ohlcv), relative_volume(ohlcv, window))[origins])
     variances = candle_variances(ohlcv, estimator)  # variances[i] belongs to candle i + 1
     kernel = weights(window)
     sums = np.convolve(variances, kernel[::-1], mode="valid")  # sums[j] covers variances[j : j + W - 1]
@@ -80,7 +85,7 @@ def fit_baseline(data: Prepared, levels: list[float]) -> BaselineFit:
     median = median_index(levels)
     fits: dict[str, tuple[np.ndarray, float]] = {}
     for estimator in ESTIMATORS:
-        sigma = sigma_at(data.ohlcv, origins, data.window, estimator)
+        sigma = sigma_at(data.ohlcv, origins, data.window, estimator, data.volatility)
         usable = np.isfinite(sigma) & (sigma > 0)
         if usable.sum() < 2:
             continue
@@ -98,13 +103,15 @@ def fit_baseline(data: Prepared, levels: list[float]) -> BaselineFit:
         window=data.window,
         levels=tuple(levels),
         train_pinball={name: loss for name, (_, loss) in fits.items()},
+        har=data.volatility,
     )
 
 
 def baseline_outputs(fit: BaselineFit, candles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """What the graph answers for raw windows [n, W, 5], computed with numpy: forecast [n, h], quantiles [n, h, L]."""
     windows = np.asarray(candles, dtype=np.float32).astype(np.float64)
-    sigma = np.stack([sigma_at(w, np.array([fit.window - 1]), fit.window, fit.estimator)[0] for w in windows])
+    last_candle = np.array([fit.window - 1])
+    sigma = np.stack([sigma_at(w, last_candle, fit.window, fit.estimator, fit.har)[0] for w in windows])
     last = windows[:, -1, 3]
     quantiles = last[:, None, None] * np.exp(sigma[:, None, None] * fit.z[None, :, :])
     forecast = np.repeat(last[:, None], fit.horizon, axis=1)
@@ -119,18 +126,32 @@ def baseline_onnx(fit: BaselineFit) -> bytes:
     def const(name: str, value: np.ndarray) -> onnx.TensorProto:
         return numpy_helper.from_array(np.asarray(value), name)
 
+    spans = fit.har.spans
+    span_weights = np.zeros((w - 1, len(spans)))
+    for column, span in enumerate(spans):
+        span_weights[w - 1 - span :, column] = 1.0 / span
+    volume_weights = np.full((w - 1, 1), -1.0 / (w - 1))
+    volume_weights[-1] += 1.0
     initializers = [
         const("weights", weights(w).reshape(w - 1, 1)),
         const("z", fit.z.reshape(1, h, count).astype(np.float64)),
         const("ones", np.ones((1, h), dtype=np.float64)),
+        const("one", np.array(1.0, dtype=np.float64)),
+        const("half", np.array(0.5, dtype=np.float64)),
         const("parkinson", np.array(PARKINSON, dtype=np.float64)),
+        const("garman_klass", np.array(ranges.GARMAN_KLASS, dtype=np.float64)),
+        const("floor", np.array(fit.har.floor, dtype=np.float64)),
+        const("span_weights", span_weights),
+        const("volume_weights", volume_weights),
+        const("intercept", np.array(fit.har.coefficients[0], dtype=np.float64)),
+        const("slopes", np.asarray(fit.har.coefficients[1:], dtype=np.float64).reshape(-1, 1)),
         const("later", np.array([1], dtype=np.int64)),
         const("end", np.array([w], dtype=np.int64)),
         const("earlier_end", np.array([w - 1], dtype=np.int64)),
         const("start", np.array([0], dtype=np.int64)),
         const("time_axis", np.array([1], dtype=np.int64)),
         const("last_axis", np.array([2], dtype=np.int64)),
-        *(const(f"field_{i}", np.array(i, dtype=np.int64)) for i in (1, 2, 3)),
+        *(const(f"field_{i}", np.array(i, dtype=np.int64)) for i in range(5)),
     ]
 
     def field(index: int) -> list[onnx.NodeProto]:  # one column of the window, [batch, W]
@@ -139,29 +160,65 @@ def baseline_onnx(fit: BaselineFit) -> bytes:
     def later(column: str) -> onnx.NodeProto:  # the window's last W-1 candles
         return helper.make_node("Slice", [column, "later", "end", "time_axis"], [f"{column}_later"])
 
+    def node(op: str, inputs: list[str], output: str) -> onnx.NodeProto:
+        return helper.make_node(op, inputs, [output])
+
     nodes = [helper.make_node("Cast", [INPUT_NAME], ["prices"], to=TensorProto.DOUBLE), *field(3)]
     if fit.estimator == "close":
         nodes += [
             later("column_3"),
             helper.make_node("Slice", ["column_3", "start", "earlier_end", "time_axis"], ["column_3_earlier"]),
-            helper.make_node("Div", ["column_3_later", "column_3_earlier"], ["ratio"]),
-            helper.make_node("Log", ["ratio"], ["log_ratio"]),
-            helper.make_node("Mul", ["log_ratio", "log_ratio"], ["variance"]),
+            node("Div", ["column_3_later", "column_3_earlier"], "ratio"),
+            node("Log", ["ratio"], "log_ratio"),
+            node("Mul", ["log_ratio", "log_ratio"], "variance"),
+            node("MatMul", ["variance", "weights"], "mean_variance"),  # [batch, 1]
+            node("Sqrt", ["mean_variance"], "sigma"),
         ]
-    else:
+    elif fit.estimator == "range":
         nodes += [
             *field(1),
             *field(2),
             later("column_1"),
             later("column_2"),
-            helper.make_node("Div", ["column_1_later", "column_2_later"], ["ratio"]),
-            helper.make_node("Log", ["ratio"], ["log_ratio"]),
-            helper.make_node("Mul", ["log_ratio", "log_ratio"], ["squared"]),
-            helper.make_node("Mul", ["squared", "parkinson"], ["variance"]),
+            node("Div", ["column_1_later", "column_2_later"], "ratio"),
+            node("Log", ["ratio"], "log_ratio"),
+            node("Mul", ["log_ratio", "log_ratio"], "squared"),
+            node("Mul", ["squared", "parkinson"], "variance"),
+            node("MatMul", ["variance", "weights"], "mean_variance"),
+            node("Sqrt", ["mean_variance"], "sigma"),
+        ]
+    else:  # the in-window HAR: makeusrich.scoring.ranges.range_variance, Har.sigma, features.relative_volume
+        nodes += [*field(0), *field(1), *field(2), *field(4)]
+        nodes += [later(f"column_{i}") for i in (0, 1, 2, 3, 4)]
+        nodes.append(helper.make_node("Slice", ["column_3", "start", "earlier_end", "time_axis"], ["previous"]))
+        for i, name in ((0, "open"), (1, "high"), (2, "low"), (3, "close")):
+            nodes += [
+                node("Div", [f"column_{i}_later", "previous"], f"{name}_ratio"),
+                node("Log", [f"{name}_ratio"], name),
+            ]
+        nodes += [
+            node("Sub", ["high", "low"], "spread"),
+            node("Mul", ["spread", "spread"], "spread_squared"),
+            node("Mul", ["spread_squared", "half"], "spread_term"),
+            node("Sub", ["close", "open"], "body"),
+            node("Mul", ["body", "body"], "body_squared"),
+            node("Mul", ["body_squared", "garman_klass"], "body_term"),
+            node("Mul", ["open", "open"], "jump_term"),
+            node("Sub", ["spread_term", "body_term"], "garman_klass_variance"),
+            node("Add", ["garman_klass_variance", "jump_term"], "variance"),  # [batch, W-1]
+            node("MatMul", ["variance", "span_weights"], "span_means"),  # [batch, spans]
+            node("Add", ["span_means", "floor"], "floored"),
+            node("Log", ["floored"], "log_means"),
+            node("Add", ["column_4_later", "one"], "volume_plus_one"),
+            node("Log", ["volume_plus_one"], "log_volume"),
+            node("MatMul", ["log_volume", "volume_weights"], "recent_volume"),  # [batch, 1]
+            helper.make_node("Concat", ["log_means", "recent_volume"], ["design"], axis=1),
+            node("MatMul", ["design", "slopes"], "sloped"),
+            node("Add", ["sloped", "intercept"], "log_variance"),
+            node("Exp", ["log_variance"], "expected_variance"),
+            node("Sqrt", ["expected_variance"], "sigma"),
         ]
     nodes += [
-        helper.make_node("MatMul", ["variance", "weights"], ["mean_variance"]),  # [batch, 1]
-        helper.make_node("Sqrt", ["mean_variance"], ["sigma"]),
         helper.make_node("Unsqueeze", ["sigma", "last_axis"], ["sigma_3"]),  # [batch, 1, 1]
         helper.make_node("Mul", ["sigma_3", "z"], ["log_moves"]),  # [batch, h, L]
         helper.make_node("Exp", ["log_moves"], ["moves"]),

@@ -121,7 +121,7 @@ def score_split(
         forecast=forecast,
         last_close=last_close,
         closes_history=history,
-        train_mean_log_return=float(data.target_scaler.mean[0]),
+        train_mean_log_return=float(np.mean(data.log_returns(data.targets[data.split.train], data.split.train)[:, 0])),
         ar_coefs=ar_coefs,
     )
     naive = naive_ranges(data, origins, levels, volatility)

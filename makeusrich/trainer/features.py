@@ -3,11 +3,18 @@
 Feature row t describes candle t against the previous close, so it needs candles t-1 and t:
 
     log(open_t / close_t-1), log(high_t / close_t-1), log(low_t / close_t-1), log(close_t / close_t-1),
-    log(1 + volume_t) - log(1 + volume_t-1)
+    log(1 + volume_t) - log(1 + volume_t-1), log(v_t + floor)
+
+where v_t is the candle's range variance (Garman-Klass plus the squared jump from the previous close,
+makeusrich.scoring.ranges.range_variance): the high and the low say more about how far prices move than closes do.
 
 A forecast made at candle t (the last closed one) reads the raw candles t-W+1..t, that is feature rows
-t-W+2..t, and predicts y_t,k = log(close_t+k / close_t) for k = 1..horizon. The ONNX graph computes the same
-features from raw candles (see model.FeatureLayer; a test holds the two equal).
+t-W+2..t, and predicts y_t,k = log(close_t+k / close_t) for k = 1..horizon, in units of the volatility s_t that a
+HAR regression inside the window expects at t (its means of v over the last candle, the last day and the whole
+window's W-1 candles, and the last candle's log volume against its mean over the window: trading swells when
+prices start to move; fitted on training origins only): the network learns the shape of the next move, the HAR
+its size, and a range is s_t times a quantile. The ONNX graph computes the same features and s_t from raw candles
+(see model.FeatureLayer; a test holds the two equal).
 
 Nothing here looks past a split boundary: a sample belongs to a split only if every candle it reads, inputs and
 targets, lies inside that split, and standardisation statistics come from training rows only.
@@ -24,10 +31,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from makeusrich.errors import CandleError
 from makeusrich.market import OHLCV
-from makeusrich.scoring import segment_ids, valid_origins
+from makeusrich.scoring import ranges, segment_ids, valid_origins
 
-N_FEATURES = 5
-FEATURE_SET = "ohlc-over-previous-close+log-volume-change"
+N_FEATURES = 6
+FEATURE_SET = "ohlc-over-previous-close+log-volume-change+log-range-variance/targets-over-in-window-har-with-volume"
 """Names what feature_rows computes: a change there must change this too, so that no run starts from weights that
 learned other inputs (makeusrich.trainer.warm)."""
 
@@ -38,13 +45,33 @@ def ohlcv_array(frame: pd.DataFrame) -> np.ndarray:
     return frame[list(OHLCV)].to_numpy(dtype=np.float32).astype(np.float64)
 
 
-def feature_rows(ohlcv: np.ndarray) -> np.ndarray:
-    """Features of candles 1..n-1 against their previous close: [n-1, 5] (row i describes candle i+1)."""
+def feature_rows(ohlcv: np.ndarray, floor: float) -> np.ndarray:
+    """Features of candles 1..n-1 against their previous close: [n-1, 6] (row i describes candle i+1); `floor`
+    keeps the log of a candle without range (high = low) finite."""
     prev_close = ohlcv[:-1, 3:4]
     prices = np.log(ohlcv[1:, :4] / prev_close)
     log_volume = np.log1p(ohlcv[:, 4])
     volume = np.diff(log_volume)[:, None]
-    return np.concatenate([prices, volume], axis=1)
+    variance = ranges.range_variance(ohlcv)[1:, None]
+    return np.concatenate([prices, volume, np.log(variance + floor)], axis=1)
+
+
+def relative_volume(ohlcv: np.ndarray, window: int) -> np.ndarray:
+    """Per candle: log(1 + volume) less its mean over the W-1 candles ending there (fewer at the start): the
+    in-window HAR's volume regressor, [n]."""
+    log_volume = np.log1p(ohlcv[:, 4])
+    sums = np.concatenate([[0.0], np.cumsum(log_volume)])
+    t = np.arange(1, len(log_volume) + 1)
+    start = np.maximum(t - (window - 1), 0)
+    return np.asarray(log_volume - (sums[t] - sums[start]) / (t - start))
+
+
+def in_window_spans(window: int, step_ms: int) -> tuple[int, ...]:
+    """The spans of the HAR that scales the targets, all inside a window of W candles (W-1 range variances): a
+    candle, a day (at most W-1 candles) and the whole window. At one hour, the week's and month's means of the
+    HAR of makeusrich.scoring.ranges add nothing (bench/results/experiments/range_baselines.md)."""
+    day = max(1, round(ranges.DAY_MS / step_ms))
+    return tuple(sorted({1, min(day, window - 1), window - 1}))
 
 
 def targets(close: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:
@@ -124,7 +151,7 @@ def training_feature_rows(features: np.ndarray, train_origins: np.ndarray, windo
 
 
 def windows(features: np.ndarray, origins: np.ndarray, window: int) -> np.ndarray:
-    """Feature windows [len(origins), W-1, 5] as a view into `features` where possible (no copy of the data
+    """Feature windows [len(origins), W-1, F] as a view into `features` where possible (no copy of the data
     per window): window at origin t = feature rows t-W+1 .. t-1."""
     view = sliding_window_view(features, window - 1, axis=0)  # [n-W+1, 5, W-1]
     return np.asarray(view[origins - window + 1].transpose(0, 2, 1))
@@ -136,11 +163,13 @@ class Prepared:
 
     ohlcv: np.ndarray  # raw candles [n, 5]
     open_time: pd.Series
-    features: np.ndarray  # standardised feature rows [n-1, 5]
+    features: np.ndarray  # standardised feature rows [n-1, 6]
     targets: np.ndarray  # standardised targets per candle index, [n, h] (NaN where undefined)
     split: Split
     feature_scaler: Scaler
     target_scaler: Scaler
+    volatility: ranges.Har  # the in-window HAR whose volatility the targets are measured in
+    scale: np.ndarray  # that volatility at each candle [n]
     window: int
     horizon: int
 
@@ -151,6 +180,15 @@ class Prepared:
         """Raw OHLCV windows [len, W, 5], as a client sends them to the served model."""
         view = sliding_window_view(self.ohlcv, self.window, axis=0)
         return np.asarray(view[origins - self.window + 1].transpose(0, 2, 1))
+
+    def log_returns(self, standardised: np.ndarray, origins: np.ndarray) -> np.ndarray:
+        """Targets or the network's outputs at origins, [n, h] or [n, h, L] in standardised units, as cumulative
+        log returns from each origin's last close: what the graph does after the network."""
+        extra = (1,) * (standardised.ndim - 2)
+        mean, std = (
+            np.reshape(values, (1, -1, *extra)) for values in (self.target_scaler.mean, self.target_scaler.std)
+        )
+        return np.asarray((standardised * std + mean) * self.scale[origins].reshape(-1, 1, *extra))
 
     def last_close(self, origins: np.ndarray) -> np.ndarray:
         return np.asarray(self.ohlcv[origins, 3])
@@ -178,10 +216,14 @@ def prepare(
                 f"too little data: the {name} split has {len(part)} window(s) of {window} candles + {horizon} "
                 f"ahead from {len(ohlcv)} candles; raise lookbackDays or lower model.window"
             )
-    raw_features = feature_rows(ohlcv)
+    variance = ranges.range_variance(ohlcv)
+    volume = relative_volume(ohlcv, window)
+    volatility = ranges.fit_har(variance, split.train, in_window_spans(window, step_ms), volume)
+    scale = volatility.sigma(variance, volume)
+    raw_features = feature_rows(ohlcv, volatility.floor)
     feature_scaler = Scaler.fit(training_feature_rows(raw_features, split.train, window))
     all_targets = np.full((len(ohlcv), horizon), np.nan)
-    all_targets[origins] = targets(ohlcv[:, 3], origins, horizon)
+    all_targets[origins] = targets(ohlcv[:, 3], origins, horizon) / scale[origins, None]
     target_scaler = Scaler.fit(all_targets[split.train])
     return Prepared(
         ohlcv=ohlcv,
@@ -191,6 +233,8 @@ def prepare(
         split=split,
         feature_scaler=feature_scaler,
         target_scaler=target_scaler,
+        volatility=volatility,
+        scale=scale,
         window=window,
         horizon=horizon,
     )

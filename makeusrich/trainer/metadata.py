@@ -147,10 +147,12 @@ def lstm_training(result: TrainingResult, parity: float, threads: int, total_sec
 
 
 def lstm_calibration(margins: np.ndarray, data: Prepared, levels: list[float]) -> Calibration:
-    """The conformal margins in log returns (the graph holds them in standardised units)."""
+    """The conformal margins in log returns at the training hours' median volatility (the graph holds them in
+    standardised units of the volatility it expects at each origin)."""
+    typical = float(np.median(data.scale[data.split.train]))
     return Calibration(
         levels=levels,
-        margins=(margins * data.target_scaler.std[:, None]).round(8).tolist(),
+        margins=(margins * data.target_scaler.std[:, None] * typical).round(8).tolist(),
         points=len(data.split.calibration),
     )
 

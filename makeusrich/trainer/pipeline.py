@@ -194,7 +194,7 @@ def run_training(
     result = train(data, spec.model, progress, start.state)
     levels = spec.model.quantiles
     margins = calibrate(result.core.cpu(), data, levels)
-    forecaster = Forecaster(result.core, data.feature_scaler, data.target_scaler, margins)
+    forecaster = Forecaster(result.core, data.feature_scaler, data.target_scaler, data.volatility, margins)
     model = export_onnx(forecaster, data.window)
     worst = check_parity(forecaster, model, data.raw_windows(data.split.test[-PARITY_WINDOWS:]))
     session = onnx_session(model, threads)

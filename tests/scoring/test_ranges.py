@@ -202,7 +202,7 @@ def test_har_sigma_at_a_candle_knows_that_candle_and_nothing_later() -> None:
     later[2_500:] *= 50.0
     assert har.sigma(later)[:2_500] == pytest.approx(sigma[:2_500])
     assert har.sigma(later)[2_500] != pytest.approx(sigma[2_500])
-    with pytest.raises(ValueError, match="needs more than"):
+    with pytest.raises(ValueError, match="needs more origins"):
         fit_har(variance, np.arange(3), (1, 24, 168))
 
 

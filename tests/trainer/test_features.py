@@ -31,11 +31,14 @@ def candles() -> pd.DataFrame:
     return frame.iloc[-3000:].reset_index(drop=True)
 
 
-def slow_features(frame: pd.DataFrame) -> list[list[float]]:
+def slow_features(frame: pd.DataFrame, floor: float) -> list[list[float]]:
     """The features written out row by row: the reference the vectorised code must equal."""
     rows = []
     for i in range(1, len(frame)):
         prev, cur = frame.iloc[i - 1], frame.iloc[i]
+        garman_klass = (
+            0.5 * math.log(cur.high / cur.low) ** 2 - (2 * math.log(2) - 1) * math.log(cur.close / cur.open) ** 2
+        )
         rows.append(
             [
                 math.log(cur.open / prev.close),
@@ -43,6 +46,7 @@ def slow_features(frame: pd.DataFrame) -> list[list[float]]:
                 math.log(cur.low / prev.close),
                 math.log(cur.close / prev.close),
                 math.log1p(cur.volume) - math.log1p(prev.volume),
+                math.log(garman_klass + math.log(cur.open / prev.close) ** 2 + floor),
             ]
         )
     return rows
@@ -50,8 +54,8 @@ def slow_features(frame: pd.DataFrame) -> list[list[float]]:
 
 def test_vectorised_features_equal_the_row_by_row_definition(candles: pd.DataFrame) -> None:
     part = candles.iloc[:200]
-    fast = feature_rows(part[["open", "high", "low", "close", "volume"]].to_numpy())
-    assert np.allclose(fast, np.array(slow_features(part)), rtol=0, atol=1e-12)
+    fast = feature_rows(part[["open", "high", "low", "close", "volume"]].to_numpy(), 1e-9)
+    assert np.allclose(fast, np.array(slow_features(part, 1e-9)), rtol=0, atol=1e-9)
 
 
 def test_windows_skip_gaps() -> None:
@@ -89,6 +93,8 @@ def test_scaler_reads_training_rows_only(candles: pd.DataFrame) -> None:
     assert np.array_equal(again.feature_scaler.mean, data.feature_scaler.mean)
     assert np.array_equal(again.feature_scaler.std, data.feature_scaler.std)
     assert np.array_equal(again.target_scaler.mean, data.target_scaler.mean)
+    assert np.array_equal(again.volatility.coefficients, data.volatility.coefficients)
+    assert np.array_equal(again.scale[: last_train_candle + 1], data.scale[: last_train_candle + 1])
     assert np.array_equal(again.inputs(data.split.train), data.inputs(data.split.train))
     assert np.array_equal(again.targets[data.split.train], data.targets[data.split.train])
 
@@ -103,21 +109,39 @@ def test_windows_are_views_of_the_right_rows(candles: pd.DataFrame) -> None:
     data = prepare(candles, 24, 3, HOUR)
     t = int(data.split.test[5])
     window = data.inputs(np.array([t]))[0]
-    assert window.shape == (23, 5)
+    assert window.shape == (23, 6)
     assert np.array_equal(window, data.features[t - 23 : t])
     raw = data.raw_windows(np.array([t]))[0]
     assert np.array_equal(raw[-1], data.ohlcv[t]) and raw.shape == (24, 5)
-    expected = data.target_scaler.inverse(data.targets[t])
+    expected = data.log_returns(data.targets[[t]], np.array([t]))[0]
     assert np.allclose(expected, np.log(data.ohlcv[t + 1 : t + 4, 3] / data.ohlcv[t, 3]), atol=1e-6)
 
 
 def test_feature_layer_in_the_graph_equals_numpy(candles: pd.DataFrame) -> None:
     data = prepare(candles, 32, 1, HOUR)
+    assert data.volatility.spans == (1, 24, 31)
     origins = data.split.test[:64]
-    layer = FeatureLayer(data.feature_scaler)
+    layer = FeatureLayer(data.feature_scaler, data.volatility)
     with torch.no_grad():
-        in_graph = layer(torch.from_numpy(data.raw_windows(origins).astype(np.float32))).numpy()
-    assert np.allclose(in_graph, data.inputs(origins), rtol=0, atol=1e-5)
+        in_graph, sigma = layer(torch.from_numpy(data.raw_windows(origins).astype(np.float32)))
+    assert np.allclose(in_graph.numpy(), data.inputs(origins), rtol=0, atol=1e-5)
+    assert np.allclose(sigma.numpy(), data.scale[origins], rtol=1e-5, atol=0)
+
+
+def test_the_targets_scale_moves_with_the_window_s_volatility(candles: pd.DataFrame) -> None:
+    data = prepare(candles, 32, 1, HOUR)
+    t = int(data.split.test[10])
+    layer = FeatureLayer(data.feature_scaler, data.volatility)
+    window = data.raw_windows(np.array([t])).astype(np.float32)
+    wild, loud = window.copy(), window.copy()
+    wild[0, -1, 1] *= 1.05  # the last candle's high five per cent higher: a wider candle
+    loud[0, -1, 4] *= 10.0  # ten times the volume
+    with torch.no_grad():
+        sigma, wider, louder = (float(layer(torch.from_numpy(w))[1][0]) for w in (window, wild, loud))
+    assert wider > sigma * 1.2
+    assert louder > sigma * 1.2
+    # The regression found that volatility persists, and that heavy trading comes with wider moves.
+    assert data.volatility.coefficients[1:-1].sum() > 0.5 and data.volatility.coefficients[-1] > 0.2
 
 
 def test_too_little_data_says_what_to_change(candles: pd.DataFrame) -> None:
