@@ -14,7 +14,7 @@ from typing import Any
 
 from makeusrich.contract import iso_z
 from makeusrich.errors import StoreError
-from makeusrich.store import MODEL_KINDS, PairStore, RunState, parse_metadata, write_run_state
+from makeusrich.store import ESTIMATOR_NAMES, MODEL_KINDS, PairStore, RunState, parse_metadata, write_run_state
 
 LAST_LINES = 20
 
@@ -102,8 +102,9 @@ async def follow(
                 await asyncio.to_thread(write_run_state, store, state)
         elif entry.get("message") == "baseline served":
             say(
-                f"{store.pair}: baseline version {entry.get('version')} served (persistence, {entry.get('estimator')} "
-                "volatility ranges); the LSTM trains next and replaces it only through the gates"
+                f"{store.pair}: baseline version {entry.get('version')} served (persistence, "
+                f"{ESTIMATOR_NAMES.get(str(entry.get('estimator')), 'a')} volatility ranges); the LSTM trains next "
+                "and replaces it only through the gates"
             )
         elif entry.get("message") == "training starts":
             say(f"{store.pair}: the LSTM trains {entry.get('start')}")

@@ -28,6 +28,7 @@ from makeusrich.store.base import (
     version_time,
 )
 from makeusrich.store.documents import (
+    ESTIMATOR_NAMES,
     MODEL_KINDS,
     BacktestResult,
     BaselineInfo,
@@ -81,6 +82,7 @@ from makeusrich.store.track import TrackFiles
 
 __all__ = [
     "DEFAULT_STORE",
+    "ESTIMATOR_NAMES",
     "LATEST",
     "METADATA",
     "MODEL_KINDS",

@@ -325,6 +325,9 @@ class BaselineInfo(_Document):
     train_pinball: dict[str, float]
 
 
+ESTIMATOR_NAMES = {"close": "close", "range": "range", "har": "HAR"}
+"""How a baseline's volatility estimator is named to people: "HAR volatility ranges", not "har"."""
+
 MODEL_KINDS = {
     "lstm": "LSTM",
     "baseline": "baseline (persistence with volatility ranges)",

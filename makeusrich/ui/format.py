@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import pandas as pd
 
 from makeusrich.pair import PromotionSpec
-from makeusrich.store import Directional, ModelMetadata, RangeCoverage, Score
+from makeusrich.store import ESTIMATOR_NAMES, Directional, ModelMetadata, RangeCoverage, Score
 
 SIGNIFICANCE = 0.05
 """Diebold-Mariano p-value under which a difference from persistence counts as more than noise."""
@@ -165,8 +165,8 @@ def training_line(meta: ModelMetadata) -> str:
     training = meta.training
     took = f" in {training.total_seconds:.0f} s" if training.total_seconds is not None else ""
     if meta.kind == "baseline":
-        estimator = meta.baseline.estimator if meta.baseline else "volatility"
-        return f"baseline fitted ({estimator} volatility){took} on {meta.source} candles"
+        estimator = ESTIMATOR_NAMES[meta.baseline.estimator] + " " if meta.baseline else ""
+        return f"baseline fitted ({estimator}volatility){took} on {meta.source} candles"
     start = f", from the weights of {training.warm_from}" if training.warm_from else ""
     return f"{training.epochs} epochs (best {training.best_epoch}){took} on {meta.source} candles{start}"
 

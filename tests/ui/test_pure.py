@@ -186,6 +186,11 @@ def test_the_pair_page_says_how_a_version_was_made_and_which_rules_promote(
     assert training_line(first.metadata).startswith("baseline fitted (") and "epochs" not in training_line(
         first.metadata
     )
+    assert first.metadata.baseline is not None
+    har = first.metadata.model_copy(
+        update={"baseline": first.metadata.baseline.model_copy(update={"estimator": "har"})}
+    )
+    assert training_line(har).startswith("baseline fitted (HAR volatility)")
     rules = promotion_rules(small_pair("x", promotion={"maxRelativeMAE": 0.99}).spec.promotion)
     assert rules.startswith("test MAE ≤ 0.99 times persistence's;") and "not significantly worse" in rules
 
