@@ -80,6 +80,7 @@ ARMS = {
     "range variance input only": Arm(range_input=True, scaling=False, volume=False),
     "+ targets over the in-window HAR": Arm(range_input=True, scaling=True, volume=False),
     "+ relative volume in the HAR (served)": Arm(range_input=True, scaling=True, volume=True),
+    "served without the range variance input": Arm(range_input=False, scaling=True, volume=True),
 }
 
 
