@@ -213,7 +213,7 @@ def run_training(
         smoke_test(session, data),
         calibration=lstm_calibration(margins, data, levels),
     )
-    weights = {store.weights_path(): weights_file(result.core, spec)}
+    weights = {store.weights_path(): weights_file(forecaster, spec)}
     return outcome_of(publish(store, document, model, weights), first)
 
 

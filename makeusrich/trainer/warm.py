@@ -18,11 +18,13 @@ from typing import Any
 
 import torch
 
+from makeusrich.contract import median_index
 from makeusrich.errors import StoreError
 from makeusrich.pair import CurrencyPairSpec
+from makeusrich.scoring import ranges
 from makeusrich.store import ModelMetadata, PairStore, RoleSpan
-from makeusrich.trainer.features import FEATURE_SET
-from makeusrich.trainer.model import LSTMCore
+from makeusrich.trainer.features import FEATURE_SET, Scaler
+from makeusrich.trainer.model import Forecaster, LSTMCore
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +58,53 @@ def architecture(spec: CurrencyPairSpec) -> dict[str, Any]:
     }
 
 
-def weights_file(core: LSTMCore, spec: CurrencyPairSpec) -> bytes:
-    """The trained weights and the architecture they belong to, as torch saves them."""
+def weights_file(forecaster: Forecaster, spec: CurrencyPairSpec) -> bytes:
+    """The trained weights and the architecture they belong to, as torch saves them; beside them the rest of the
+    served graph's parameters (scalers, the in-window HAR, the margins), so that the graph can be rebuilt with new
+    margins alone (a recalibration)."""
     buffer = io.BytesIO()
-    state = {name: tensor.detach().cpu() for name, tensor in core.state_dict().items()}
-    torch.save({"architecture": architecture(spec), "state": state}, buffer)
+    state = {name: tensor.detach().cpu() for name, tensor in forecaster.core.state_dict().items()}
+    graph = {name: tensor.detach().cpu() for name, tensor in forecaster.state_dict().items() if name not in CORE}
+    volatility = {"spans": list(forecaster.features.spans), "floor": forecaster.features.floor}
+    torch.save({"architecture": architecture(spec), "state": state, "graph": graph, "volatility": volatility}, buffer)
     return buffer.getvalue()
+
+
+CORE = frozenset(f"core.{name}" for name in LSTMCore(1, 1, 0.0, 1, 1, 0).state_dict())
+
+
+def read_forecaster(raw: bytes, spec: CurrencyPairSpec) -> Forecaster:
+    """The served graph rebuilt from a stored weights file: the network (checked against `spec` as read_weights
+    does) and the parameters around it. ValueError when the file is older than files that kept them."""
+    state = read_weights(raw, spec)
+    saved = torch.load(io.BytesIO(raw), weights_only=True, map_location="cpu")
+    if "graph" not in saved:
+        raise ValueError("its weights file was written before versions kept their graph's parameters")
+    graph, volatility = saved["graph"], saved["volatility"]
+    model = spec.model
+    core = LSTMCore(
+        model.hidden_size,
+        model.layers,
+        model.dropout,
+        model.horizon,
+        len(model.quantiles),
+        median_index(model.quantiles),
+    )
+    core.load_state_dict(state)
+    har = ranges.Har(
+        spans=tuple(volatility["spans"]),
+        floor=float(volatility["floor"]),
+        coefficients=graph["features.coefficients"].numpy(),
+    )
+    forecaster = Forecaster(
+        core,
+        Scaler(graph["features.mean"].numpy(), graph["features.std"].numpy()),
+        Scaler(graph["target_mean"].numpy(), graph["target_std"].numpy()),
+        har,
+        graph["margins"].numpy(),
+    )
+    forecaster.eval()
+    return forecaster
 
 
 def read_weights(raw: bytes, spec: CurrencyPairSpec) -> State:

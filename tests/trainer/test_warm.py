@@ -16,10 +16,12 @@ from makeusrich.errors import MakeUsRichError
 from makeusrich.market import Source
 from makeusrich.store import RoleSpan, pair_store
 from makeusrich.trainer.backtest import walk_forward
+from makeusrich.trainer.evaluation import calibrate
 from makeusrich.trainer.features import prepare
+from makeusrich.trainer.model import Forecaster
 from makeusrich.trainer.pipeline import run_training, summary
 from makeusrich.trainer.train import predict_standardised, train
-from makeusrich.trainer.warm import choose_start, read_weights, refusal, weights_file
+from makeusrich.trainer.warm import architecture, choose_start, read_forecaster, read_weights, refusal, weights_file
 from tests.fixtures.models import small_pair
 from tests.trainer.test_backtest import sample_frame
 
@@ -89,7 +91,8 @@ def test_a_weights_file_is_refused_when_damaged_or_foreign() -> None:
     pair = small_pair()
     data = prepare(sample_frame(), 24, 1, 3_600_000)
     core = train(data, pair.spec.model, progress=None).core
-    state = read_weights(weights_file(core, pair.spec), pair.spec)
+    forecaster = Forecaster(core, data.feature_scaler, data.target_scaler, data.volatility)
+    state = read_weights(weights_file(forecaster, pair.spec), pair.spec)
     assert all(torch.equal(state[name], tensor) for name, tensor in core.state_dict().items())
     with pytest.raises(ValueError, match="unreadable"):
         read_weights(b"not a torch file", pair.spec)
@@ -99,7 +102,26 @@ def test_a_weights_file_is_refused_when_damaged_or_foreign() -> None:
         read_weights(buffer.getvalue(), pair.spec)
     other = small_pair(model={"window": 48}).spec
     with pytest.raises(ValueError, match="its window 24 differs from the spec's 48"):
-        read_weights(weights_file(core, pair.spec), other)
+        read_weights(weights_file(forecaster, pair.spec), other)
+
+
+def test_the_served_graph_is_rebuilt_from_its_weights_file_alone() -> None:
+    """A recalibration changes the margins of a version's graph and nothing else: the file must hold the rest."""
+    pair = small_pair(model={"maxEpochs": 2})
+    data = prepare(sample_frame(), 24, 1, 3_600_000)
+    result = train(data, pair.spec.model, progress=None)
+    margins = calibrate(result.core, data, pair.spec.model.quantiles)
+    forecaster = Forecaster(result.core, data.feature_scaler, data.target_scaler, data.volatility, margins)
+    rebuilt = read_forecaster(weights_file(forecaster, pair.spec), pair.spec)
+    windows = torch.from_numpy(data.raw_windows(data.split.test).astype(np.float32))
+    with torch.no_grad():
+        for got, want in zip(rebuilt(windows), forecaster(windows), strict=True):
+            assert torch.equal(got, want)
+    buffer = io.BytesIO()
+    state = {name: tensor for name, tensor in result.core.state_dict().items()}
+    torch.save({"architecture": architecture(pair.spec), "state": state}, buffer)  # a file from before
+    with pytest.raises(ValueError, match="before versions kept their graph's parameters"):
+        read_forecaster(buffer.getvalue(), pair.spec)
 
 
 def test_a_warm_run_never_ends_worse_on_validation_than_where_it_started() -> None:
