@@ -1,15 +1,13 @@
 """Which of issue 31's volatility inputs earn their place? The walk-forward of the example pair, arm by arm.
 
-The served model (makeusrich.trainer.features) has three additions over the one before issue 31: each candle's log
-range variance as a sixth input, targets (and so ranges) in units of an in-window HAR volatility, and the last
-candle's relative volume in that HAR. Each arm here takes away some of them, from the same code, so that every arm
+The served model (makeusrich.trainer.features) has two additions over the one before issue 31: targets (and so
+ranges) in units of an in-window HAR volatility, and the last candle's relative volume in that HAR. A third, each
+candle's log range variance as a sixth input, was measured here at commit 265e0db (when the model had it) and left
+out. Each arm takes away some of them, from the same code, so that every arm
 runs the trainer's own walk-forward (`makeusrich.trainer.backtest.walk_forward`: each fold trained on the lookback
 before its cutoff, warm-started from the previous fold as scheduled runs are, exported to ONNX, scored by
 onnxruntime on the next 30 days):
 
-- no range input: the sixth input is blanked (zero in training, and its scaler's deviation so large that the graph
-  computes zero too); the LSTM's weight tensor is one column wider than before issue 31, so its seeded start
-  differs from that model's.
 - no volume: the HAR is fitted without the volume regressor (its coefficient zero in the graph).
 - no scaling: every HAR coefficient zero, so the volatility is 1 and the targets are plain log returns.
 
@@ -36,12 +34,9 @@ from makeusrich.scoring.folds import row
 from makeusrich.store import BacktestResult
 from makeusrich.trainer.features import Prepared, Scaler, prepare, relative_volume
 
-BLANK = 1e30  # a scaler deviation that turns any value of its column into zero, in numpy and in the graph
-
 
 @dataclass(frozen=True)
 class Arm:
-    range_input: bool
     scaling: bool
     volume: bool
 
@@ -59,15 +54,8 @@ class Arm:
         returns = data.log_returns(data.targets, np.arange(len(data.ohlcv)))
         target_scaler = Scaler.fit(returns[data.split.train] / scale[data.split.train, None])
         targets = target_scaler.transform(returns / scale[:, None]).astype(np.float32)
-        features, feature_scaler = data.features, data.feature_scaler
-        if not self.range_input:
-            features = features.copy()
-            features[:, -1] = 0.0
-            feature_scaler = replace(feature_scaler, std=np.append(feature_scaler.std[:-1], BLANK))
         return replace(
             data,
-            features=features,
-            feature_scaler=feature_scaler,
             targets=targets,
             target_scaler=target_scaler,
             volatility=har,
@@ -76,11 +64,9 @@ class Arm:
 
 
 ARMS = {
-    "before issue 31 (none of the three)": Arm(range_input=False, scaling=False, volume=False),
-    "range variance input only": Arm(range_input=True, scaling=False, volume=False),
-    "+ targets over the in-window HAR": Arm(range_input=True, scaling=True, volume=False),
-    "+ relative volume in the HAR (served)": Arm(range_input=True, scaling=True, volume=True),
-    "served without the range variance input": Arm(range_input=False, scaling=True, volume=True),
+    "before issue 31 (neither)": Arm(scaling=False, volume=False),
+    "targets over the in-window HAR": Arm(scaling=True, volume=False),
+    "+ relative volume in the HAR (served)": Arm(scaling=True, volume=True),
 }
 
 

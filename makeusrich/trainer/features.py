@@ -3,17 +3,16 @@
 Feature row t describes candle t against the previous close, so it needs candles t-1 and t:
 
     log(open_t / close_t-1), log(high_t / close_t-1), log(low_t / close_t-1), log(close_t / close_t-1),
-    log(1 + volume_t) - log(1 + volume_t-1), log(v_t + floor)
-
-where v_t is the candle's range variance (Garman-Klass plus the squared jump from the previous close,
-makeusrich.scoring.ranges.range_variance): the high and the low say more about how far prices move than closes do.
+    log(1 + volume_t) - log(1 + volume_t-1)
 
 A forecast made at candle t (the last closed one) reads the raw candles t-W+1..t, that is feature rows
 t-W+2..t, and predicts y_t,k = log(close_t+k / close_t) for k = 1..horizon, in units of the volatility s_t that a
-HAR regression inside the window expects at t (its means of v over the last candle, the last day and the whole
-window's W-1 candles, and the last candle's log volume against its mean over the window: trading swells when
-prices start to move; fitted on training origins only): the network learns the shape of the next move, the HAR
-its size, and a range is s_t times a quantile. The ONNX graph computes the same features and s_t from raw candles
+HAR regression inside the window expects at t: from the means of the candles' range variances (Garman-Klass plus
+the squared jump from the previous close, makeusrich.scoring.ranges.range_variance: the high and the low say more
+about how far prices move than closes do) over the last candle, the last day and the whole window's W-1 candles,
+and from the last candle's log volume against its mean over the window (trading swells when prices start to
+move); fitted on training origins only. The network learns the shape of the next move, the HAR its size, and a
+range is s_t times a quantile. The ONNX graph computes the same features and s_t from raw candles
 (see model.FeatureLayer; a test holds the two equal).
 
 Nothing here looks past a split boundary: a sample belongs to a split only if every candle it reads, inputs and
@@ -33,8 +32,8 @@ from makeusrich.errors import CandleError
 from makeusrich.market import OHLCV
 from makeusrich.scoring import ranges, segment_ids, valid_origins
 
-N_FEATURES = 6
-FEATURE_SET = "ohlc-over-previous-close+log-volume-change+log-range-variance/targets-over-in-window-har-with-volume"
+N_FEATURES = 5
+FEATURE_SET = "ohlc-over-previous-close+log-volume-change/targets-over-in-window-har-with-volume"
 """Names what feature_rows computes: a change there must change this too, so that no run starts from weights that
 learned other inputs (makeusrich.trainer.warm)."""
 
@@ -45,15 +44,15 @@ def ohlcv_array(frame: pd.DataFrame) -> np.ndarray:
     return frame[list(OHLCV)].to_numpy(dtype=np.float32).astype(np.float64)
 
 
-def feature_rows(ohlcv: np.ndarray, floor: float) -> np.ndarray:
-    """Features of candles 1..n-1 against their previous close: [n-1, 6] (row i describes candle i+1); `floor`
-    keeps the log of a candle without range (high = low) finite."""
+def feature_rows(ohlcv: np.ndarray) -> np.ndarray:
+    """Features of candles 1..n-1 against their previous close: [n-1, 5] (row i describes candle i+1). Each
+    candle's log range variance as a sixth column was measured and left out: it did not help
+    (bench/results/experiments/volatility_inputs.md)."""
     prev_close = ohlcv[:-1, 3:4]
     prices = np.log(ohlcv[1:, :4] / prev_close)
     log_volume = np.log1p(ohlcv[:, 4])
     volume = np.diff(log_volume)[:, None]
-    variance = ranges.range_variance(ohlcv)[1:, None]
-    return np.concatenate([prices, volume, np.log(variance + floor)], axis=1)
+    return np.concatenate([prices, volume], axis=1)
 
 
 def relative_volume(ohlcv: np.ndarray, window: int) -> np.ndarray:
@@ -163,7 +162,7 @@ class Prepared:
 
     ohlcv: np.ndarray  # raw candles [n, 5]
     open_time: pd.Series
-    features: np.ndarray  # standardised feature rows [n-1, 6]
+    features: np.ndarray  # standardised feature rows [n-1, 5]
     targets: np.ndarray  # standardised targets per candle index, [n, h] (NaN where undefined)
     split: Split
     feature_scaler: Scaler
@@ -220,7 +219,7 @@ def prepare(
     volume = relative_volume(ohlcv, window)
     volatility = ranges.fit_har(variance, split.train, in_window_spans(window, step_ms), volume)
     scale = volatility.sigma(variance, volume)
-    raw_features = feature_rows(ohlcv, volatility.floor)
+    raw_features = feature_rows(ohlcv)
     feature_scaler = Scaler.fit(training_feature_rows(raw_features, split.train, window))
     all_targets = np.full((len(ohlcv), horizon), np.nan)
     all_targets[origins] = targets(ohlcv[:, 3], origins, horizon) / scale[origins, None]

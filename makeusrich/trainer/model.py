@@ -16,7 +16,7 @@ from makeusrich.trainer.features import N_FEATURES, Scaler
 
 
 class LSTMCore(nn.Module):
-    """Standardised feature windows [B, W-1, 6] -> quantiles of standardised cumulative log returns
+    """Standardised feature windows [B, W-1, 5] -> quantiles of standardised cumulative log returns
     [B, horizon, levels], ascending along levels.
 
     Non-crossing by construction: the head gives the median and, for each level outward from it, a gap that
@@ -49,7 +49,7 @@ def _buffer(values: np.ndarray) -> torch.Tensor:
 
 
 class FeatureLayer(nn.Module):
-    """Raw OHLCV windows [B, W, 5] -> standardised feature windows [B, W-1, 6], and the volatility [B] the
+    """Raw OHLCV windows [B, W, 5] -> standardised feature windows [B, W-1, 5], and the volatility [B] the
     in-window HAR expects for the next candle (from the window's range variances and its last candle's relative
     volume); mirrors features.feature_rows and Prepared.scale."""
 
@@ -74,7 +74,7 @@ class FeatureLayer(nn.Module):
         volume = log_volume[:, 1:, :] - log_volume[:, :-1, :]
         opened, high, low, close = (prices[:, :, column : column + 1] for column in range(4))
         variance = 0.5 * (high - low) ** 2 - ranges.GARMAN_KLASS * (close - opened) ** 2 + opened**2
-        features = torch.cat([prices, volume, torch.log(variance + self.floor)], dim=2)
+        features = torch.cat([prices, volume], dim=2)
         means = [variance[:, -span:, 0].mean(dim=1) for span in self.spans]
         recent_volume = log_volume[:, -1, 0] - log_volume[:, 1:, 0].mean(dim=1)  # features.relative_volume
         logs = [torch.log(mean + self.floor) for mean in means]
