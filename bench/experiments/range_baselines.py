@@ -22,7 +22,7 @@ import numpy as np
 
 from makeusrich.market import Source, close_moments, interval_ms, load_candles
 from makeusrich.scoring import evaluate, ranges
-from makeusrich.trainer.backtest import cutoffs, lookback_before, out_of_sample
+from makeusrich.trainer.backtest import cutoffs, history_days, lookback_before, out_of_sample
 from makeusrich.trainer.evaluation import Volatility, log_returns, naive_ranges
 from makeusrich.trainer.features import ohlcv_array, prepare
 
@@ -39,8 +39,8 @@ def fold_ranges(lookback_days: int, folds: int, step_days: float) -> list[tuple[
     pair = _harness.example_pair(lookback_days)
     spec = pair.spec
     step = timedelta(days=step_days)
-    history_days = min(3650, lookback_days + -(-step * folds // timedelta(days=1)) + 1)  # as `makeusrich backtest`
-    frame = load_candles(spec.model_copy(update={"lookback_days": history_days}), Source("sample")).frame
+    days = history_days(lookback_days, folds, step)  # as `makeusrich backtest`
+    frame = load_candles(spec.model_copy(update={"lookback_days": days}), Source("sample")).frame
     frame = frame.reset_index(drop=True)
     ohlcv = ohlcv_array(frame)
     closes = close_moments(frame["open_time"], spec.interval)

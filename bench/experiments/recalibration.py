@@ -24,7 +24,7 @@ import torch
 
 from makeusrich.market import Source, close_moments, interval_ms, load_candles
 from makeusrich.scoring import ranges
-from makeusrich.trainer.backtest import cutoffs, lookback_before, out_of_sample
+from makeusrich.trainer.backtest import cutoffs, history_days, lookback_before, out_of_sample
 from makeusrich.trainer.evaluation import calibrate
 from makeusrich.trainer.features import Prepared, ohlcv_array, prepare
 from makeusrich.trainer.model import FeatureLayer, LSTMCore, calibrated
@@ -114,8 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     pair = _harness.example_pair(args.lookback_days)
     spec, levels = pair.spec, pair.spec.model.quantiles
     step = timedelta(days=30)
-    history_days = min(3650, args.lookback_days + -(-step * args.folds // timedelta(days=1)) + 1)
-    frame = load_candles(spec.model_copy(update={"lookback_days": history_days}), Source("sample")).frame
+    days = history_days(args.lookback_days, args.folds, step)
+    frame = load_candles(spec.model_copy(update={"lookback_days": days}), Source("sample")).frame
     frame = frame.reset_index(drop=True)
     ohlcv = ohlcv_array(frame)
     closes = close_moments(frame["open_time"], spec.interval)

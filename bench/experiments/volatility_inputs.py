@@ -100,8 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     pair = _harness.example_pair(args.lookback_days)
     spec = pair.spec
     step = timedelta(days=30)
-    history_days = min(3650, args.lookback_days + -(-step * args.folds // timedelta(days=1)) + 1)
-    frame = load_candles(spec.model_copy(update={"lookback_days": history_days}), Source("sample")).frame
+    days = backtest.history_days(args.lookback_days, args.folds, step)
+    frame = load_candles(spec.model_copy(update={"lookback_days": days}), Source("sample")).frame
     rows = []
     for name, arm in ARMS.items():
         backtest.prepare = arm.prepare  # type: ignore[attr-defined]  # the walk-forward's own code, this arm's data

@@ -74,6 +74,12 @@ class Forecasts:
         return cls(*(joined(name) for name in cls.__dataclass_fields__))
 
 
+def history_days(lookback_days: int, folds: int, step: timedelta) -> int:
+    """The days of candles a walk-forward reads: lookbackDays before the first cutoff, plus every fold's forecast
+    period after it (at most ten years, the schema's longest lookback)."""
+    return min(3650, lookback_days + -(-step * folds // timedelta(days=1)) + 1)
+
+
 def cutoffs(last_close: pd.Timestamp, folds: int, step: timedelta) -> list[pd.Timestamp]:
     """Fold cutoffs, oldest first: the last fold's forecast period ends at the newest candle's close."""
     return [last_close - (folds - k) * step for k in range(folds)]

@@ -88,6 +88,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         decision_csv,
         decision_markdown,
         equity_png,
+        history_days,
         plot_png,
         to_csv,
         to_markdown,
@@ -106,10 +107,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     if settings.hold_out >= settings.folds:
         raise MakeUsRichError(f"--hold-out {settings.hold_out} leaves no fold to choose on; use fewer than --folds")
     step = settings.step_delta()
-    # The folds need lookbackDays before the first cutoff, plus every fold's forecast period after it.
-    history_days = min(3650, spec.lookback_days + -(-step * settings.folds // timedelta(days=1)) + 1)
     candles = load_candles(
-        spec.model_copy(update={"lookback_days": history_days}),
+        spec.model_copy(update={"lookback_days": history_days(spec.lookback_days, settings.folds, step)}),
         Source.parse(market.source),
         api_url=market.api_url,
         max_retries=market.binance_retries,
