@@ -91,11 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     from makeusrich.operator import add_operator_commands
     from makeusrich.serving import add_serving_commands
     from makeusrich.track import add_track_command
-    from makeusrich.trainer import add_backtest_command, add_train_command
+    from makeusrich.trainer import add_backtest_command, add_recalibrate_command, add_train_command
     from makeusrich.ui import add_ui_commands
 
     add_up_command(add)
     add_train_command(add)
+    add_recalibrate_command(add)
     add_backtest_command(add)
     add_serving_commands(add)
     add_track_command(add)

@@ -7,12 +7,13 @@
     promotion    the gates and the champion comparison
     metadata     metadata.json assembled from what a run measured and decided
     pipeline     one run: candles, training, evaluation, export, promotion, publishing
+    recalibrate  new margins for the served LSTM on the newest held-out hours, without training
     backtest     the walk-forward replay of that run over past candles
-    cli          `makeusrich train` and `makeusrich backtest`
+    cli          `makeusrich train`, `makeusrich recalibrate` and `makeusrich backtest`
 
-makeusrich.cli takes `add_train_command` and `add_backtest_command`; torch is loaded only when one of them runs.
+makeusrich.cli takes the `add_*_command` functions; torch is loaded only when one of the commands runs.
 """
 
-from makeusrich.trainer.cli import add_backtest_command, add_train_command
+from makeusrich.trainer.cli import add_backtest_command, add_recalibrate_command, add_train_command
 
-__all__ = ["add_backtest_command", "add_train_command"]
+__all__ = ["add_backtest_command", "add_recalibrate_command", "add_train_command"]

@@ -1,5 +1,6 @@
-"""`makeusrich train`, the job the operator's CronJob runs (and `makeusrich up`'s trainer), and `makeusrich backtest`,
-the walk-forward replay of that job over past candles."""
+"""`makeusrich train`, the job the operator's CronJob runs (and `makeusrich up`'s trainer), `makeusrich recalibrate`
+(new margins for the served LSTM, no training), and `makeusrich backtest`, the walk-forward replay of training over
+past candles."""
 
 from __future__ import annotations
 
@@ -206,6 +207,38 @@ def add_train_command(add: Add) -> None:
     add_flags(p, TrainSettings)
     p.add_argument("--json", action="store_true", help="print the version's metadata.json instead of a summary")
     p.epilog = epilog(["MAKEUSRICH_PAIR", *variables(TrainSettings), *variables(MarketSettings), *S3], note=TIMES_NOTE)
+
+
+def cmd_recalibrate(args: argparse.Namespace) -> int:
+    from makeusrich.market import Source
+    from makeusrich.pair import load_pair_arg
+    from makeusrich.settings import MarketSettings, from_args
+    from makeusrich.trainer.pipeline import run_recalibration, summary
+
+    pair = load_pair_arg(args.file)
+    market, settings = from_args(MarketSettings, args), from_args(StoreSettings, args)
+    outcome = run_recalibration(
+        pair, Source.parse(market.source), settings.store, api_url=market.api_url, max_retries=market.binance_retries
+    )
+    if args.json:
+        sys.stdout.write(json.dumps(outcome.metadata.to_json(), indent=2, sort_keys=True) + "\n")
+    else:
+        print(summary(outcome))
+    return 0
+
+
+def add_recalibrate_command(add: Add) -> None:
+    from makeusrich.settings import S3, TIMES_NOTE, MarketSettings, add_flags, add_pair_args, epilog, variables
+
+    p = add(
+        "recalibrate",
+        "refit the served LSTM's range margins on the newest held-out hours and publish them through the gates",
+        cmd_recalibrate,
+    )
+    add_pair_args(p, required=False)
+    add_flags(p, StoreSettings)
+    p.add_argument("--json", action="store_true", help="print the version's metadata.json instead of a summary")
+    p.epilog = epilog(["MAKEUSRICH_PAIR", *variables(StoreSettings), *variables(MarketSettings), *S3], note=TIMES_NOTE)
 
 
 def add_backtest_command(add: Add) -> None:

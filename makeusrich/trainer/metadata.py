@@ -70,6 +70,33 @@ def data_span(data: Prepared, candles: CandleSet, interval: str, kind: str) -> D
     )
 
 
+def with_weight_roles(document: ModelMetadata, served: ModelMetadata) -> ModelMetadata:
+    """A recalibrated version's metadata with the train and validation hours that fitted and early-stopped its
+    weights (the served version's), not those of the split its run cut to fit naive baselines."""
+    roles = {**document.data.roles, **{role: served.data.roles[role] for role in ("train", "validation")}}
+    windows = {**document.data.windows, **{role: span.origins for role, span in roles.items()}}
+    tuned = max(roles[role].to for role in TUNING_ROLES["lstm"])
+    data = document.data.model_copy(update={"roles": roles, "windows": windows, "tuned_until": tuned})
+    return document.model_copy(update={"data": data})
+
+
+def recalibration_training(seconds: float, parity: float, threads: int, served: str, points: int) -> Training:
+    """A recalibration trains nothing: no epochs, the served version's weights, new margins."""
+    return Training(
+        seconds=round(seconds, 3),
+        epochs=0,
+        best_epoch=0,
+        stopped_early=False,
+        device="cpu",
+        threads=threads,
+        history=[],
+        onnx_parity_max_relative=parity,
+        total_seconds=round(seconds, 3),
+        warm_from=served,
+        start=f"recalibrated: the weights of {served}, margins refitted on {points} held-out hours",
+    )
+
+
 def software() -> dict[str, str]:
     return {
         "makeusrich": __version__,
@@ -146,10 +173,12 @@ def lstm_training(result: TrainingResult, parity: float, threads: int, total_sec
     )
 
 
-def lstm_calibration(margins: np.ndarray, data: Prepared, levels: list[float]) -> Calibration:
-    """The conformal margins in log returns at the training hours' median volatility (the graph holds them in
-    standardised units of the volatility it expects at each origin)."""
-    typical = float(np.median(data.scale[data.split.train]))
+def lstm_calibration(
+    margins: np.ndarray, data: Prepared, levels: list[float], typical: float | None = None
+) -> Calibration:
+    """The conformal margins in log returns at the training hours' median volatility, or at `typical` (the graph
+    holds them in standardised units of the volatility it expects at each origin)."""
+    typical = float(np.median(data.scale[data.split.train])) if typical is None else typical
     return Calibration(
         levels=levels,
         margins=(margins * data.target_scaler.std[:, None] * typical).round(8).tolist(),

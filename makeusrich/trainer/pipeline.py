@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+
+import pandas as pd
 
 from makeusrich.errors import MakeUsRichError, StoreError
 from makeusrich.market import DEFAULT_RETRIES, CandleSet, Source, close_moments, interval_ms, load_candles
@@ -32,11 +34,20 @@ from makeusrich.trainer.metadata import (
     build_metadata,
     lstm_calibration,
     lstm_training,
+    recalibration_training,
     role_spans,
+    with_weight_roles,
 )
 from makeusrich.trainer.model import Forecaster
+from makeusrich.trainer.recalibrate import (
+    RecalibrationError,
+    recalibration_split,
+    refit_margins,
+    typical_volatility,
+    with_margins,
+)
 from makeusrich.trainer.train import Progress, configure_threads, log_progress, train
-from makeusrich.trainer.warm import choose_start, weights_file
+from makeusrich.trainer.warm import choose_start, read_forecaster, tuned_through, weights_file
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +104,11 @@ def still_judged(store: PairStore, document: ModelMetadata) -> ModelMetadata:
 
 
 def publish(
-    store: PairStore, document: ModelMetadata, model: bytes, extra: dict[str, bytes] | None = None
+    store: PairStore,
+    document: ModelMetadata,
+    model: bytes,
+    extra: dict[str, bytes] | None = None,
+    by: str = "makeusrich train",
 ) -> ModelMetadata:
     """Upload a version (its model, config.pbtxt, `extra` files such as an LSTM's weights, and metadata.json)
     and promote it when its run decided so and the served version is still the one it was judged against; then
@@ -112,7 +127,7 @@ def publish(
     except ValueError as exc:
         raise MakeUsRichError(f"training produced non-finite metrics ({exc}); nothing was published") from None
     decided = document.promotion
-    why = Why("makeusrich train", decided.reason, {"gates": [gate.to_json() for gate in decided.gates]})
+    why = Why(by, decided.reason, {"gates": [gate.to_json() for gate in decided.gates]})
     stored = store.publish(document.version, files, metadata, promote=decided.promoted, why=why)
     try:
         removed = store.clean_abandoned(document.version)
@@ -215,6 +230,62 @@ def run_training(
     )
     weights = {store.weights_path(): weights_file(forecaster, spec)}
     return outcome_of(publish(store, document, model, weights), first)
+
+
+def run_recalibration(
+    pair: CurrencyPair,
+    source: Source,
+    store_url: str,
+    *,
+    api_url: str | None = None,
+    max_retries: int = DEFAULT_RETRIES,
+    now: datetime | None = None,
+) -> Outcome:
+    """New margins for the served LSTM on the newest held-out hours (makeusrich.trainer.recalibrate), published
+    as a new version and promoted only when the coverage and champion rules pass; nothing is trained."""
+    started = time.perf_counter()
+    threads = configure_threads()
+    store = pair_store(store_url, pair.namespace, pair.name)
+    spec = pair.spec
+    served = served_now(store)
+    if served is None or served.kind != "lstm":
+        what = "nothing" if served is None else f"the {MODEL_KINDS[served.kind]} {served.version}"
+        raise RecalibrationError(f"{pair.name} serves {what}: only a served LSTM's margins can be recalibrated")
+    tuned = tuned_through(served)
+    try:
+        if tuned is None:
+            raise ValueError("its metadata records no data roles")
+        forecaster = read_forecaster(store.read_file(served.version, store.weights_path()), spec)
+    except (StoreError, ValueError) as exc:
+        raise RecalibrationError(f"the served version {served.version} cannot be recalibrated: {exc}") from None
+    candles = load_candles(spec, live_only(served, source), store, now=now, api_url=api_url, max_retries=max_retries)
+    data = prepare(candles.frame, spec.model.window, spec.model.horizon, interval_ms(spec.interval))
+    data = replace(data, split=recalibration_split(data, pd.Timestamp(tuned), spec.interval))
+    levels = spec.model.quantiles
+    margins = refit_margins(forecaster, data, data.split.calibration, levels)
+    recalibrated = with_margins(forecaster, margins)
+    model = export_onnx(recalibrated, data.window)
+    worst = check_parity(recalibrated, model, data.raw_windows(data.split.test[-PARITY_WINDOWS:]))
+    session = onnx_session(model, threads)
+    metrics = measure(data, session, spec)
+    decided = promotion.decide_recalibration(store, data, session, metrics, spec.promotion, levels)
+    points = len(data.split.calibration)
+    typical = typical_volatility(forecaster, data, data.split.calibration)
+    document = build_metadata(
+        pair,
+        store.next_version(now),
+        "lstm",
+        candles,
+        data,
+        metrics,
+        decided,
+        recalibration_training(time.perf_counter() - started, worst, threads, served.version, points),
+        smoke_test(session, data),
+        calibration=lstm_calibration(margins, data, levels, typical),
+    )
+    document = with_weight_roles(document, served)
+    weights = {store.weights_path(): weights_file(recalibrated, spec)}
+    return outcome_of(publish(store, document, model, weights, by="makeusrich recalibrate"))
 
 
 def range_line(scored: RangeMetrics) -> str:

@@ -184,6 +184,26 @@ def decide(
     return promotion(gates, metrics, bars, champion)
 
 
+def decide_recalibration(
+    store: PairStore,
+    data: Prepared,
+    session: onnxruntime.InferenceSession,
+    metrics: Metrics,
+    bars: PromotionSpec,
+    levels: list[float],
+) -> Promotion:
+    """A recalibration's promotion (makeusrich.trainer.recalibrate): the coverage rule and the champion rule as a
+    training run's; the point rule is not judged again, since the point forecast is the served version's."""
+    champion = compare_with_champion(store, data, session, levels)
+    unchanged = "the point forecast is the served version's (a recalibration moves only the ranges)"
+    gates = [
+        Gate(name="point", passed=None, note=unchanged),
+        coverage_gate(metrics.test, bars.coverage_tolerance),
+        champion_gate(champion),
+    ]
+    return promotion(gates, metrics, bars, champion)
+
+
 def first_promotion(metrics: Metrics, bars: PromotionSpec, kind: str) -> Promotion:
     """The promotion of a pair's first version: nothing is served, so it is, whatever the bars say of it (they are
     recorded beside, for the record and for the dashboard)."""
