@@ -6,7 +6,8 @@ fold's weights) and its frozen network forecasts the next 30 days. The served ma
 fits on the fold's calibration split, the newest of which is more than a month old at the cutoff (the test split
 lies between). A recalibration refits them, every `--every` days of the live month, on the newest `--span` hours
 that fitted no weight (calibration, test and the live hours whose candle has closed by then; never a later one)
-and serves them until the next. Scored against each fold's served margins on the same hours: the gap between the
+and serves them until the next. The last arm is `makeusrich recalibrate`'s rule: it keeps the newest 336 hours to
+judge the new margins (the gates are not replayed: every recalibration is served here). Scored against each fold's served margins on the same hours: the gap between the
 90% range's coverage and 90%, per fold and per week, its interval score and pinball loss.
 
     python bench/experiments/recalibration.py [--lookback-days 365] [--every 7,1] [--span 336,672] [--write]
@@ -28,6 +29,7 @@ from makeusrich.trainer.backtest import cutoffs, history_days, lookback_before, 
 from makeusrich.trainer.evaluation import calibrate
 from makeusrich.trainer.features import Prepared, ohlcv_array, prepare
 from makeusrich.trainer.model import FeatureLayer, LSTMCore, calibrated
+from makeusrich.trainer.recalibrate import CALIBRATION, TEST
 from makeusrich.trainer.train import configure_threads, train
 
 WEEK = 168
@@ -81,9 +83,10 @@ def fold_outputs(
     )
 
 
-def replay(fold: Fold, levels: list[float], every: int | None, span: int, horizon: int) -> np.ndarray:
+def replay(fold: Fold, levels: list[float], every: int | None, span: int, horizon: int, lag: int = 0) -> np.ndarray:
     """Quantiles [n_live, h, L] in log returns: the served margins (every=None) or margins refitted every `every`
-    hours on the newest `span` held-out origins whose targets had closed when the block began."""
+    hours on the newest `span` held-out origins whose targets had closed when the block began, less the newest
+    `lag` of them (`makeusrich recalibrate` keeps its newest hours to judge the new margins)."""
     live_at = np.flatnonzero(fold.live)
     median = levels.index(0.5)
     out = []
@@ -92,7 +95,8 @@ def replay(fold: Fold, levels: list[float], every: int | None, span: int, horizo
         if every is None:
             margins = fold.served
         else:
-            known = np.flatnonzero(fold.origins + horizon <= fold.origins[block[0]])[-span:]
+            closed = np.flatnonzero(fold.origins + horizon <= fold.origins[block[0]])
+            known = closed[: len(closed) - lag][-span:]
             margins = ranges.conformal_margins(fold.actual[known], fold.raw[known], levels)
         q = calibrated(torch.from_numpy(fold.raw[block]), torch.from_numpy(margins), median).numpy()
         out.append(q)
@@ -120,10 +124,15 @@ def main(argv: list[str] | None = None) -> None:
     ohlcv = ohlcv_array(frame)
     closes = close_moments(frame["open_time"], spec.interval)
     step_hours = round(interval_ms(spec.interval) / 3_600_000, 9)
-    arms: dict[str, tuple[int | None, int]] = {"served margins (calibration split)": (None, 0)}
+    arms: dict[str, tuple[int | None, int, int]] = {"served margins (calibration split)": (None, 0, 0)}
     for days in str(args.every).split(","):
         for span in str(args.span).split(","):
-            arms[f"every {days} d on the newest {span} h"] = (round(float(days) * 24 / step_hours), int(span))
+            arms[f"every {days} d on the newest {span} h"] = (round(float(days) * 24 / step_hours), int(span), 0)
+    arms[f"every 1 d on {CALIBRATION} h before the newest {TEST} (`makeusrich recalibrate`)"] = (
+        round(24 / step_hours),
+        CALIBRATION,
+        TEST,
+    )
     found: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {name: [] for name in arms}
     start = None
     for cut in cutoffs(closes.iloc[-1], args.folds, step):
@@ -133,8 +142,8 @@ def main(argv: list[str] | None = None) -> None:
         start = {name: tensor.detach().clone() for name, tensor in result.core.state_dict().items()}
         live = out_of_sample(frame, spec, cut, step)
         fold = fold_outputs(ohlcv, offset, data, result.core.cpu(), levels, live)
-        for name, (every, hours) in arms.items():
-            found[name].append((fold.returns[fold.live], replay(fold, levels, every, hours, spec.model.horizon)))
+        for name, (every, hours, lag) in arms.items():
+            found[name].append((fold.returns[fold.live], replay(fold, levels, every, hours, spec.model.horizon, lag)))
     run.finish(
         report(found, levels),
         title="Recalibration between retrainings: does it keep coverage at its level?",
