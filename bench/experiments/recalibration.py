@@ -7,8 +7,9 @@ fits on the fold's calibration split, the newest of which is more than a month o
 lies between). A recalibration refits them, every `--every` days of the live month, on the newest `--span` hours
 that fitted no weight (calibration, test and the live hours whose candle has closed by then; never a later one)
 and serves them until the next. The last arm is `makeusrich recalibrate`'s rule: it keeps the newest 336 hours to
-judge the new margins (the gates are not replayed: every recalibration is served here). Scored against each fold's served margins on the same hours: the gap between the
-90% range's coverage and 90%, per fold and per week, its interval score and pinball loss.
+judge the new margins (the gates are not replayed: every recalibration is served here). Scored against each
+fold's served margins on the same hours: the gap between the 90% range's coverage and 90%, per fold and per week,
+its interval score and pinball loss.
 
     python bench/experiments/recalibration.py [--lookback-days 365] [--every 7,1] [--span 336,672] [--write]
 """
