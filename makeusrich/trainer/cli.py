@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from makeusrich.pair import CurrencyPair, CurrencyPairSpec
     from makeusrich.settings import Add
     from makeusrich.store import PairStore
+    from makeusrich.trainer.pipeline import Outcome
 
 
 class TrainSettings(StoreSettings):
@@ -174,11 +175,22 @@ def served_version(pair: CurrencyPair, spec: CurrencyPairSpec, settings: Backtes
     return store, latest.version
 
 
+def shown(outcome: Outcome, as_json: bool) -> int:
+    """The version's metadata.json, or the summary a person reads."""
+    from makeusrich.trainer.pipeline import summary
+
+    if as_json:
+        sys.stdout.write(json.dumps(outcome.metadata.to_json(), indent=2, sort_keys=True) + "\n")
+    else:
+        print(summary(outcome))
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from makeusrich.market import Source
     from makeusrich.pair import load_pair_arg
     from makeusrich.settings import MarketSettings, from_args
-    from makeusrich.trainer.pipeline import run_training, summary
+    from makeusrich.trainer.pipeline import run_training
 
     pair = load_pair_arg(args.file)
     market, settings = from_args(MarketSettings, args), from_args(TrainSettings, args)
@@ -192,11 +204,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     outcome = run_training(
         pair, Source.parse(market.source), settings.store, api_url=market.api_url, max_retries=market.binance_retries
     )
-    if args.json:
-        sys.stdout.write(json.dumps(outcome.metadata.to_json(), indent=2, sort_keys=True) + "\n")
-    else:
-        print(summary(outcome))
-    return 0
+    return shown(outcome, args.json)
 
 
 def add_train_command(add: Add) -> None:
@@ -213,18 +221,14 @@ def cmd_recalibrate(args: argparse.Namespace) -> int:
     from makeusrich.market import Source
     from makeusrich.pair import load_pair_arg
     from makeusrich.settings import MarketSettings, from_args
-    from makeusrich.trainer.pipeline import run_recalibration, summary
+    from makeusrich.trainer.pipeline import run_recalibration
 
     pair = load_pair_arg(args.file)
     market, settings = from_args(MarketSettings, args), from_args(StoreSettings, args)
     outcome = run_recalibration(
         pair, Source.parse(market.source), settings.store, api_url=market.api_url, max_retries=market.binance_retries
     )
-    if args.json:
-        sys.stdout.write(json.dumps(outcome.metadata.to_json(), indent=2, sort_keys=True) + "\n")
-    else:
-        print(summary(outcome))
-    return 0
+    return shown(outcome, args.json)
 
 
 def add_recalibrate_command(add: Add) -> None:

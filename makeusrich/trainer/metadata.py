@@ -81,20 +81,9 @@ def with_weight_roles(document: ModelMetadata, served: ModelMetadata) -> ModelMe
 
 
 def recalibration_training(seconds: float, parity: float, threads: int, served: str, points: int) -> Training:
-    """A recalibration trains nothing: no epochs, the served version's weights, new margins."""
-    return Training(
-        seconds=round(seconds, 3),
-        epochs=0,
-        best_epoch=0,
-        stopped_early=False,
-        device="cpu",
-        threads=threads,
-        history=[],
-        onnx_parity_max_relative=parity,
-        total_seconds=round(seconds, 3),
-        warm_from=served,
-        start=f"recalibrated: the weights of {served}, margins refitted on {points} held-out hours",
-    )
+    """A recalibration trains nothing, as a baseline's fit does: the served version's weights, new margins."""
+    start = f"recalibrated: the weights of {served}, margins refitted on {points} held-out hours"
+    return baseline_training(seconds, parity, threads).model_copy(update={"warm_from": served, "start": start})
 
 
 def software() -> dict[str, str]:

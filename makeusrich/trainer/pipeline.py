@@ -268,7 +268,7 @@ def run_recalibration(
     worst = check_parity(recalibrated, model, data.raw_windows(data.split.test[-PARITY_WINDOWS:]))
     session = onnx_session(model, threads)
     metrics = measure(data, session, spec)
-    decided = promotion.decide_recalibration(store, data, session, metrics, spec.promotion, levels)
+    decided = promotion.decide(store, data, session, metrics, spec.promotion, levels, recalibrated=True)
     points = len(data.split.calibration)
     typical = typical_volatility(forecaster, data, data.split.calibration)
     document = build_metadata(

@@ -173,31 +173,16 @@ def decide(
     metrics: Metrics,
     bars: PromotionSpec,
     levels: list[float],
+    recalibrated: bool = False,
 ) -> Promotion:
-    """The run's promotion: every rule, in order; promoted when none refused."""
-    champion = compare_with_champion(store, data, session, levels)
-    gates = [
-        point_gate(metrics.test, bars.max_relative_mae),
-        coverage_gate(metrics.test, bars.coverage_tolerance),
-        champion_gate(champion),
-    ]
-    return promotion(gates, metrics, bars, champion)
-
-
-def decide_recalibration(
-    store: PairStore,
-    data: Prepared,
-    session: onnxruntime.InferenceSession,
-    metrics: Metrics,
-    bars: PromotionSpec,
-    levels: list[float],
-) -> Promotion:
-    """A recalibration's promotion (makeusrich.trainer.recalibrate): the coverage rule and the champion rule as a
-    training run's; the point rule is not judged again, since the point forecast is the served version's."""
+    """The run's promotion: every rule, in order; promoted when none refused. A recalibration's point forecast is
+    the served version's (makeusrich.trainer.recalibrate), so the point rule is not judged again."""
     champion = compare_with_champion(store, data, session, levels)
     unchanged = "the point forecast is the served version's (a recalibration moves only the ranges)"
     gates = [
-        Gate(name="point", passed=None, note=unchanged),
+        Gate(name="point", passed=None, note=unchanged)
+        if recalibrated
+        else point_gate(metrics.test, bars.max_relative_mae),
         coverage_gate(metrics.test, bars.coverage_tolerance),
         champion_gate(champion),
     ]
