@@ -31,7 +31,8 @@ CALIBRATION = 672
 replay (a shorter one follows the market closer and widens the ranges more)."""
 TEST = 336
 """The newest candles, which judge the new version: two weeks of hours, so that a range that covers as it says
-passes the coverage rule (0.03 of tolerance) in most weeks, and a champion check has enough hours."""
+passes the coverage rule (0.03 of tolerance) about 93 times in 100 (binomially; less where misses cluster), and a
+champion check has enough hours."""
 
 
 class RecalibrationError(MakeUsRichError):
