@@ -20,7 +20,10 @@ from makeusrich.track.rollback import rollback_due
 from makeusrich.track.rows import append_rows, closes_by_moment, forecast_rows, score_rows
 from makeusrich.track.shadow import Comparator, Shadows, comparator, shadow_rows
 from makeusrich.track.summary import summarize
+from makeusrich.trainer.export import export_onnx
 from makeusrich.trainer.pipeline import run_training
+from makeusrich.trainer.recalibrate import with_margins
+from makeusrich.trainer.warm import read_forecaster
 from tests.fixtures.models import small_pair
 
 HOUR = pd.Timedelta(hours=1)
@@ -174,14 +177,15 @@ def test_a_rollback_is_due_only_with_a_fired_decision_a_replaced_version_and_no_
     assert rollback_due(calm, Shadows("v2", (replaced, baseline)), pinned=False) is None
 
 
-def replayed(tmp_path: Path, days_back: int) -> tuple[pd.DataFrame, TrackSummary]:
+def replayed(tmp_path: Path, days_back: int, narrower: float = 0.0) -> tuple[pd.DataFrame, TrackSummary]:
     """The bundled pair's model trained as if `days_back` days before the sample ends, replayed over the next 30 days
     from its ONNX file (as the tracker's shadows and the replay run it), with the baseline beside it as a shadow:
-    its rows and their summary at the end of the 30 days."""
+    its rows and their summary at the end of the 30 days. With `narrower`, the served graph's widest range is moved
+    inward by that many of its standardised units first (a version whose ranges are too narrow)."""
     end = datetime(2022, 6, 15, 1, 0, tzinfo=UTC) - timedelta(days=days_back - 30)
     start = end - timedelta(days=30)
     pair = small_pair(model={"maxEpochs": 6})
-    url = f"file://{tmp_path}/store-{days_back}"
+    url = f"file://{tmp_path}/store-{days_back}-{narrower:g}"
     outcome = run_training(pair, Source("sample"), url, now=start, progress=None)
     assert outcome.first is not None  # the baseline, published first
     store = pair_store(url, pair.namespace, pair.name)
@@ -189,8 +193,15 @@ def replayed(tmp_path: Path, days_back: int) -> tuple[pd.DataFrame, TrackSummary
     closes = closes_by_moment(candles, HOUR)
     origins = [t for t in closes.index if start <= t < end - HOUR]
     frames = []
+    served = store.read_model(outcome.version)
+    if narrower:
+        graph = read_forecaster(store.read_file(outcome.version, store.weights_path()), pair.spec)
+        margins = graph.margins.numpy().copy()
+        margins[:, [0, -1]] -= narrower
+        served = export_onnx(with_margins(graph, margins), pair.spec.model.window)
     for role, version in (("served", outcome.version), (BASELINE, outcome.first.version)):
-        made = shadow_rows(store.read_model(version), comparator(store, role, version), candles, origins, HOUR, start)
+        model = served if role == "served" else store.read_model(version)
+        made = shadow_rows(model, comparator(store, role, version), candles, origins, HOUR, start)
         frames += [f.assign(kind=LIVE, reason="") for f in made] if role == "served" else made
     rows, _ = score_rows(
         pd.concat(frames, ignore_index=True).sort_values(["origin", "step"], kind="stable"), closes, end
@@ -206,11 +217,13 @@ def worst_day(rows: pd.DataFrame) -> int:
     return int(np.convolve(missed, np.ones(24, dtype=int), mode="valid").max())
 
 
-def test_no_false_degraded_in_a_calm_month_and_a_true_one_in_the_crash(tmp_path: Path) -> None:
+def test_no_false_degraded_in_a_calm_month_and_a_true_one_when_the_ranges_are_too_narrow(tmp_path: Path) -> None:
     """No false Degraded over 30 days the model never saw: the newest month before the crashes of May and June 2022
-    (trained 90 days before the sample ends, replayed over the next 30). In the sample's last month the same kind
-    of model's 90% range missed about half the closes of the June crash, while the baseline's widened: there the
-    coverage decision fires, as it should."""
+    (trained 90 days before the sample ends, replayed over the next 30). In the sample's last month, the June crash,
+    the model's ranges widen with the in-window volatility and hold (no alarm); the same version with its 90% range
+    moved inward, so that it misses far more than the tenth it promises, raises the coverage decision, as it
+    should. (Before the ranges were sized by the in-window HAR, the model itself missed about half the closes of
+    the crash's worst day and this decision fired on it.)"""
     rows, summary = replayed(tmp_path, 90)
     found = by_name(summary.decisions)
     assert {seq.DEGRADED_POINT, seq.DEGRADED_RANGE, seq.DEGRADED_COVERAGE} <= set(found)
@@ -218,7 +231,10 @@ def test_no_false_degraded_in_a_calm_month_and_a_true_one_in_the_crash(tmp_path:
     assert not any(d.on for d in summary.decisions), [(d.decision, d.statistic) for d in summary.decisions]
     assert worst_day(rows) <= 8
     crash_rows, crash = replayed(tmp_path, 30)
-    coverage = by_name(crash.decisions)[seq.DEGRADED_COVERAGE]
-    assert coverage.on and coverage.since is not None and coverage.since.startswith("2022-06-1")
-    assert worst_day(crash_rows) >= 12  # half a day's closes outside the 90% range: a true alarm
-    assert coverage.served is not None and coverage.served < 0.12  # though the month as a whole looks fine
+    held = by_name(crash.decisions)[seq.DEGRADED_COVERAGE]
+    assert not held.on and held.served is not None and held.served < 0.12
+    narrow_rows, narrow = replayed(tmp_path, 30, narrower=1.0)
+    coverage = by_name(narrow.decisions)[seq.DEGRADED_COVERAGE]
+    assert coverage.served is not None and coverage.served > 0.15  # a 90% range missing more than 15% of closes
+    assert coverage.on and coverage.since is not None and coverage.since >= "2022-05-16"  # within the replayed month
+    assert worst_day(narrow_rows) > worst_day(crash_rows)
