@@ -35,7 +35,7 @@ from makeusrich.local.schedule import due_at, retrain_when_degraded, spec_sha256
 from makeusrich.local.training import LAST_LINES, follow, outcome, render_line
 from makeusrich.net import check_free
 from makeusrich.pair import CurrencyPair, LiveStatus, read_pair_files
-from makeusrich.scoring import degraded_since, degraded_verdict, live_status
+from makeusrich.scoring import RANGES_TOO_NARROW, degraded_since, degraded_verdict, live_status
 from makeusrich.store import (
     Latest,
     PairStore,
@@ -260,8 +260,10 @@ class Runner:
             why = "no model yet" if latest is None else "scheduled"
             slot.task = asyncio.create_task(self._train(slot, why))
         elif retrain_when_degraded(slot.pair, degraded_since(live), last):
-            why = f"Degraded since {degraded_since(live)}: {degraded_verdict(live)[2]}"
-            slot.task = asyncio.create_task(self._train(slot, why))
+            _, reason, said = degraded_verdict(live)
+            why = f"Degraded since {degraded_since(live)}: {said}"
+            recalibrate = ("--recalibrate-first",) if reason == RANGES_TOO_NARROW else ()  # new margins may do
+            slot.task = asyncio.create_task(self._train(slot, why, recalibrate))
         else:
             self._tell(slot, f"{slot.pair.name}: next training {due:%Y-%m-%d %H:%M} UTC ({slot.pair.spec.schedule})")
 
@@ -318,11 +320,12 @@ class Runner:
 
     # --- one training ------------------------------------------------------------------------------------
 
-    async def _train(self, slot: PairSlot, why: str) -> None:
+    async def _train(self, slot: PairSlot, why: str, tries_first: tuple[str, ...] = ()) -> None:
         """One run, whatever happens: a failure to even start it (the store refuses state.json, the disk is
-        full) is said and counts as a failed run, so it is not retried every scan."""
+        full) is said and counts as a failed run, so it is not retried every scan. `tries_first`: the trainer's
+        flags for what it tries before training (a recalibration)."""
         try:
-            await self._run_training(slot, why)
+            await self._run_training(slot, why, tries_first)
         except Exception as exc:
             log.exception("training %s could not run", slot.pair.name)
             slot.ran = RunState(
@@ -333,7 +336,7 @@ class Runner:
             )
             self.say(f"{slot.pair.name}: training could not run: {exc}; tried again at the next scheduled time")
 
-    async def _run_training(self, slot: PairSlot, why: str) -> None:
+    async def _run_training(self, slot: PairSlot, why: str, tries_first: tuple[str, ...] = ()) -> None:
         pair, path = slot.pair, slot.path
         async with self.slots:
             if self.stopping.is_set():
@@ -364,6 +367,7 @@ class Runner:
                 "--json",
                 *self.plan.train_args,
                 *shorter,
+                *tries_first,
             )
             pipes = {"stdout": asyncio.subprocess.PIPE, "stderr": asyncio.subprocess.PIPE}
             process = await self._spawn(args, signal.SIGINT, **pipes)

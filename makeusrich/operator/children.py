@@ -20,6 +20,7 @@ from makeusrich.operator import status as st
 from makeusrich.operator.objects import cronjob, degraded_job_name, inference_service, initial_job, is_subset
 from makeusrich.operator.settings import OperatorSettings
 from makeusrich.pair import CurrencyPair, CurrencyPairStatus, ModelStatus, TrainingStatus
+from makeusrich.scoring import RANGES_TOO_NARROW
 
 log = logging.getLogger("makeusrich.operator")
 
@@ -242,7 +243,8 @@ class Children:
         new: CurrencyPairStatus,
         actions: list[str],
     ) -> None:
-        """With spec.promotion.retrainWhenDegraded, a training Job at the moment the pair turns Degraded."""
+        """With spec.promotion.retrainWhenDegraded, a training Job at the moment the pair turns Degraded; one that
+        first recalibrates the served LSTM's margins when its ranges turned too narrow."""
         if not pair.spec.promotion.retrain_when_degraded or pair.spec.suspend:
             return
         now = st.find_condition(new.conditions, "Degraded")
@@ -250,8 +252,10 @@ class Children:
         if now is None or now.status != "True" or (before is not None and before.status == "True"):
             return
         name = degraded_job_name(pair, now.last_transition_time)
+        narrow = now.reason == RANGES_TOO_NARROW
         try:
-            made = await self.api.create(JOBS, pair.namespace, initial_job(pair, self.settings, uid, name=name))
+            job = initial_job(pair, self.settings, uid, name=name, recalibrate_first=narrow)
+            made = await self.api.create(JOBS, pair.namespace, job)
             self._started[uid] = st.job_summary(made)
             actions.append(f"started Job {name}: the live track record is degraded")
         except KubeAlreadyExists:

@@ -110,12 +110,15 @@ def trainer_env(pair: CurrencyPair, settings: OperatorSettings) -> list[dict[str
     return env + [{"name": k, "value": v} for k, v in TMP_ENV.items()]
 
 
-def trainer_pod_template(pair: CurrencyPair, settings: OperatorSettings) -> dict[str, Any]:
+def trainer_pod_template(
+    pair: CurrencyPair, settings: OperatorSettings, recalibrate_first: bool = False
+) -> dict[str, Any]:
+    first = ["--recalibrate-first"] if recalibrate_first else []
     container: dict[str, Any] = {
         "name": "trainer",
         "image": settings.image,
         "imagePullPolicy": settings.image_pull_policy,
-        "command": ["makeusrich", "train", "--source", "binance"],
+        "command": ["makeusrich", "train", "--source", "binance", *first],
         "env": trainer_env(pair, settings),
         "resources": {"requests": dict(settings.trainer_requests), "limits": dict(settings.trainer_limits)},
         "securityContext": {
@@ -159,11 +162,11 @@ def placement(settings: OperatorSettings) -> dict[str, Any]:
     return {key: value for key, value in chosen.items() if value}
 
 
-def trainer_job_spec(pair: CurrencyPair, settings: OperatorSettings) -> dict[str, Any]:
+def trainer_job_spec(pair: CurrencyPair, settings: OperatorSettings, recalibrate_first: bool = False) -> dict[str, Any]:
     return {
         "backoffLimit": settings.backoff_limit,
         "activeDeadlineSeconds": settings.active_deadline_seconds,
-        "template": trainer_pod_template(pair, settings),
+        "template": trainer_pod_template(pair, settings, recalibrate_first),
     }
 
 
@@ -187,15 +190,21 @@ def cronjob(pair: CurrencyPair, settings: OperatorSettings, uid: str | None = No
 
 
 def initial_job(
-    pair: CurrencyPair, settings: OperatorSettings, uid: str | None = None, name: str | None = None
+    pair: CurrencyPair,
+    settings: OperatorSettings,
+    uid: str | None = None,
+    name: str | None = None,
+    recalibrate_first: bool = False,
 ) -> dict[str, Any]:
     """A training run outside the schedule: the first one, started at once so a new pair gets a model without
-    waiting for its schedule, or one named `name` (a retraining when the live record turned Degraded)."""
+    waiting for its schedule, or one named `name` (a retraining when the live record turned Degraded; with
+    `recalibrate_first`, when the ranges turned too narrow, it refits the served LSTM's margins before it trains)."""
+    spec = trainer_job_spec(pair, settings, recalibrate_first)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": _metadata(pair, name or initial_job_name(pair, uid), "trainer", uid),
-        "spec": {**trainer_job_spec(pair, settings), "ttlSecondsAfterFinished": settings.initial_job_ttl_seconds},
+        "spec": {**spec, "ttlSecondsAfterFinished": settings.initial_job_ttl_seconds},
     }
 
 

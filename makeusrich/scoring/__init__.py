@@ -19,6 +19,7 @@ from makeusrich.scoring.folds import COLUMNS, DECISION_COLUMNS, decision_rows, t
 from makeusrich.scoring.live import (
     DEGRADED_REASONS,
     LABELS,
+    RANGES_TOO_NARROW,
     VERSION_WINDOW,
     amount,
     compared,
@@ -34,6 +35,7 @@ __all__ = [
     "DECISION_COLUMNS",
     "DEGRADED_REASONS",
     "LABELS",
+    "RANGES_TOO_NARROW",
     "VERSION_WINDOW",
     "amount",
     "compared",

@@ -25,6 +25,8 @@ DEGRADED_REASONS = {
     DEGRADED_RANGE: "RangesWorseThanBaseline",
     DEGRADED_COVERAGE: "RangesTooNarrow",
 }
+RANGES_TOO_NARROW = DEGRADED_REASONS[DEGRADED_COVERAGE]
+"""The Degraded reason a recalibration answers: the widest range misses more than it promises."""
 LABELS = {
     DEGRADED_POINT: "its point forecast against persistence's",
     DEGRADED_RANGE: "its ranges against the baseline's",

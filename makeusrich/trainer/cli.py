@@ -32,6 +32,11 @@ class TrainSettings(StoreSettings):
 
     max_epochs: int | None = Field(None, ge=1, description="override spec.model.maxEpochs (short runs)")
     lookback_days: int | None = Field(None, ge=1, description="override spec.lookbackDays")
+    recalibrate_first: bool = Field(
+        False,
+        description="first refit only the served LSTM's margins (as makeusrich recalibrate); train when that is "
+        "refused or not promoted (what a pair whose ranges turned too narrow runs)",
+    )
 
 
 STEP_RE = re.compile(r"^(\d+)([hdw])$")
@@ -190,7 +195,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from makeusrich.market import Source
     from makeusrich.pair import load_pair_arg
     from makeusrich.settings import MarketSettings, from_args
-    from makeusrich.trainer.pipeline import run_training
+    from makeusrich.trainer.pipeline import recalibrate_or_train, run_training
 
     pair = load_pair_arg(args.file)
     market, settings = from_args(MarketSettings, args), from_args(TrainSettings, args)
@@ -201,7 +206,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["model"] = pair.spec.model.model_copy(update={"max_epochs": settings.max_epochs})
     if overrides:
         pair = pair.model_copy(update={"spec": pair.spec.model_copy(update=overrides)})
-    outcome = run_training(
+    run = recalibrate_or_train if settings.recalibrate_first else run_training
+    outcome = run(
         pair, Source.parse(market.source), settings.store, api_url=market.api_url, max_retries=market.binance_retries
     )
     return shown(outcome, args.json)

@@ -288,6 +288,29 @@ def run_recalibration(
     return outcome_of(publish(store, document, model, weights, by="makeusrich recalibrate"))
 
 
+def recalibrate_or_train(
+    pair: CurrencyPair,
+    source: Source,
+    store_url: str,
+    *,
+    api_url: str | None = None,
+    max_retries: int = DEFAULT_RETRIES,
+    now: datetime | None = None,
+    progress: Progress | None = log_progress,
+) -> Outcome:
+    """A recalibration first (new margins for the served LSTM, minutes cheaper than training); a training run when
+    it is refused or not promoted: what a pair whose ranges turned too narrow on live hours runs."""
+    try:
+        outcome = run_recalibration(pair, source, store_url, api_url=api_url, max_retries=max_retries, now=now)
+    except RecalibrationError as exc:
+        log.info("recalibration refused; training instead", extra={"pair": pair.name, "why": str(exc)})
+    else:
+        if outcome.promoted:
+            return outcome
+        log.info("recalibration not promoted; training instead", extra={"pair": pair.name, "why": outcome.reason})
+    return run_training(pair, source, store_url, api_url=api_url, max_retries=max_retries, now=now, progress=progress)
+
+
 def range_line(scored: RangeMetrics) -> str:
     """The widest range's coverage, and interval score and pinball loss as ratios to the naive ranges (HAR's
     when measured)."""

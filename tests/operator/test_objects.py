@@ -160,6 +160,10 @@ def test_initial_job_name_is_stable_unique_per_pair_and_short() -> None:
     job = initial_job(pair, SETTINGS, UID)
     assert job["spec"]["ttlSecondsAfterFinished"] == 7 * 86400
     assert job["spec"]["template"] == cronjob(pair, SETTINGS, UID)["spec"]["jobTemplate"]["spec"]["template"]
+    command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command == ["makeusrich", "train", "--source", "binance"]
+    narrow = initial_job(pair, SETTINGS, UID, name="btc-usdt-trainer-degraded-x", recalibrate_first=True)
+    assert narrow["spec"]["template"]["spec"]["containers"][0]["command"] == [*command, "--recalibrate-first"]
 
 
 def test_inference_service_serves_the_version_folder_over_v2() -> None:

@@ -18,7 +18,7 @@ from makeusrich.pair import CurrencyPair
 from makeusrich.store import PairStore, pair_store
 from makeusrich.trainer.export import run_onnx
 from makeusrich.trainer.features import prepare
-from makeusrich.trainer.pipeline import run_recalibration, run_training
+from makeusrich.trainer.pipeline import recalibrate_or_train, run_recalibration, run_training
 from makeusrich.trainer.recalibrate import TEST, RecalibrationError, recalibration_split
 from makeusrich.trainer.warm import read_forecaster
 from tests.fixtures.models import small_pair
@@ -123,3 +123,21 @@ def test_nothing_is_recalibrated_when_the_baseline_is_served(served: Served) -> 
     with pytest.raises(RecalibrationError, match="serves the baseline .* only a served LSTM's margins"):
         run_recalibration(served.pair, Source.parse(f"file:{served.full}"), served.url)
     assert store.versions() == versions  # nothing published
+
+
+def test_a_pair_whose_ranges_turned_too_narrow_recalibrates_and_trains_only_when_that_is_not_enough(
+    served: Served,
+) -> None:
+    """`makeusrich train --recalibrate-first` (the Degraded run of a pair whose ranges turned too narrow)."""
+    store = served.store()
+    before = store.versions()
+    outcome = recalibrate_or_train(served.pair, Source.parse(f"file:{served.full}"), served.url, progress=None)
+    made = [store.model_metadata(v) for v in store.versions() if v not in before]
+    assert made[0].training.epochs == 0  # the recalibration comes first
+    if outcome.promoted and outcome.version == made[0].version:
+        assert len(made) == 1  # its new margins passed the gates: no training
+    else:
+        assert len(made) == 2 and made[1].training.epochs > 0 and outcome.version == made[1].version
+    store.promote(before[0])  # the baseline is served: nothing to recalibrate, so it trains
+    again = recalibrate_or_train(served.pair, Source.parse(f"file:{served.full}"), served.url, progress=None)
+    assert again.metadata.training.epochs > 0 and store.versions()[-1] == again.version
