@@ -518,10 +518,11 @@ async def test_serving_waits_for_kserve_and_store_outages_are_reported(
             await running.stop()
 
 
-def track_record(worse: bool, n: int = 200) -> TrackSummary:
+def track_record(worse: bool, n: int = 200, narrow: bool = False) -> TrackSummary:
     """A served version's track record of `n` hourly forecasts, scored: `worse` ones call every move the wrong
-    way (twice persistence's error), the others get half way (half its error). Built with the tracker's own
-    functions, as `makeusrich track` would write it."""
+    way (twice persistence's error), the others get half way (half its error); `narrow` ones give ranges a
+    twentieth as wide, which miss nearly every close. Built with the tracker's own functions, as `makeusrich track`
+    would write it."""
     rng = np.random.default_rng(7)
     prices = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, n + 1)))
     start, hour = pd.Timestamp("2026-11-20T00:00Z"), pd.Timedelta(hours=1)
@@ -530,12 +531,27 @@ def track_record(worse: bool, n: int = 200) -> TrackSummary:
     for k in range(n):
         last, actual = float(prices[k]), float(prices[k + 1])
         forecast = last + (actual - last) * (-1.0 if worse else 0.5)
-        q = np.array([[forecast * f for f in (0.98, 0.99, 1.0, 1.01, 1.02)]])
+        width = 0.05 if narrow else 1.0
+        q = np.array([[forecast * (1 + width * f) for f in (-0.02, -0.01, 0.0, 0.01, 0.02)]])
         parts.append(forecast_rows(start + k * hour, hour, V1, last, [forecast], q, LEVELS, done))
     rows = append_rows(empty_rows(), pd.concat(parts, ignore_index=True))
     closes = pd.Series(prices[1:], index=[start + (k + 1) * hour for k in range(n)])
     rows, _ = score_rows(rows, closes, done)
     return summarize(rows, NAME, NAMESPACE, "1h", done)
+
+
+async def test_ranges_too_narrow_on_live_hours_start_a_run_that_recalibrates_first(
+    kube: Emulator, operator: RunningOperator, publish: Publish, operator_settings: Any
+) -> None:
+    await create_pair(kube, pair_doc(trainOnCreate=False, promotion={"retrainWhenDegraded": True}))
+    await publish(V1)
+    await eventually(lambda: status(kube).get("model", {}).get("version") == V1)
+    store = pair_store(operator_settings.store_url, NAMESPACE, NAME)
+    await asyncio.to_thread(TrackFiles(store).write_summary, track_record(worse=False, narrow=True))
+    await eventually(lambda: condition(kube, "Degraded")[:2] == ("True", "RangesTooNarrow"))
+    jobs = await eventually(lambda: [n for n in kube.names(JOBS, NAMESPACE) if "-trainer-degraded-" in n])
+    job = kube.get(JOBS, NAMESPACE, jobs[0]) or {}
+    assert job["spec"]["template"]["spec"]["containers"][0]["command"][-1] == "--recalibrate-first"
 
 
 async def test_the_live_record_reaches_the_status_and_degraded_retrains_once(
