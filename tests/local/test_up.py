@@ -85,6 +85,14 @@ def test_up_trains_serves_shows_picks_up_pairs_stops_and_restarts(tmp_path: Path
         window = candles[list(FIELDS)].to_numpy(np.float32)[-meta.window :][None]
         session = ort.InferenceSession(store.read_model(latest.version), providers=["CPUExecutionProvider"])
         expected = session.run(None, {INPUT_NAME: window})[0]
+        eventually_sync(  # the server reloads on its own poll: wait until it serves the promoted version
+            lambda: (
+                f"/versions/{latest.version}/"
+                in httpx.get(f"{up.serving}/v2/models/btc-usdt", timeout=5).json()["parameters"]["storage_uri"]
+            ),
+            what=f"version {latest.version} served",
+            timeout=START_TIMEOUT,
+        )
         np.testing.assert_allclose(served_forecast(up.serving, "btc-usdt", window), expected, rtol=1e-6)
         run = read_run_state(store)
         assert run is not None and run.state == "succeeded" and run.promoted == (run.version == latest.version)
