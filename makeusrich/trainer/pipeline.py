@@ -43,7 +43,6 @@ from makeusrich.trainer.recalibrate import (
     RecalibrationError,
     recalibration_split,
     refit_margins,
-    typical_volatility,
     with_margins,
 )
 from makeusrich.trainer.train import Progress, configure_threads, log_progress, train
@@ -262,7 +261,7 @@ def run_recalibration(
     data = prepare(candles.frame, spec.model.window, spec.model.horizon, interval_ms(spec.interval))
     data = replace(data, split=recalibration_split(data, pd.Timestamp(tuned), spec.interval))
     levels = spec.model.quantiles
-    margins = refit_margins(forecaster, data, data.split.calibration, levels)
+    margins, typical = refit_margins(forecaster, data, data.split.calibration, levels)
     recalibrated = with_margins(forecaster, margins)
     model = export_onnx(recalibrated, data.window)
     worst = check_parity(recalibrated, model, data.raw_windows(data.split.test[-PARITY_WINDOWS:]))
@@ -270,7 +269,6 @@ def run_recalibration(
     metrics = measure(data, session, spec)
     decided = promotion.decide(store, data, session, metrics, spec.promotion, levels, recalibrated=True)
     points = len(data.split.calibration)
-    typical = typical_volatility(forecaster, data, data.split.calibration)
     document = build_metadata(
         pair,
         store.next_version(now),

@@ -69,17 +69,21 @@ def recalibration_split(
     return Split(train=train, validation=validation, calibration=fits, test=newest)
 
 
-def refit_margins(forecaster: Forecaster, data: Prepared, origins: np.ndarray, levels: list[float]) -> np.ndarray:
+def refit_margins(
+    forecaster: Forecaster, data: Prepared, origins: np.ndarray, levels: list[float]
+) -> tuple[np.ndarray, float]:
     """Conformal margins [h, L] in the graph's standardised units, from the network's quantiles and the outcomes at
-    `origins` (candle indices of `data`), each divided by the graph's own in-window volatility."""
+    `origins` (candle indices of `data`), each divided by the graph's own in-window volatility; and the median of
+    that volatility there, what a margin in standardised units is worth in log returns."""
     windows = torch.from_numpy(np.ascontiguousarray(data.raw_windows(origins), dtype=np.float32))
     with torch.no_grad():
         features, sigma = forecaster.features(windows)
         raw = forecaster.core(features).double().numpy()
     returns = np.log(data.actual_prices(origins) / data.last_close(origins)[:, None])
     mean, std = forecaster.target_mean.double().numpy(), forecaster.target_std.double().numpy()
-    actual = (returns / sigma.double().numpy()[:, None] - mean[None, :]) / std[None, :]
-    return ranges.conformal_margins(actual, raw, levels)
+    volatility = sigma.double().numpy()
+    actual = (returns / volatility[:, None] - mean[None, :]) / std[None, :]
+    return ranges.conformal_margins(actual, raw, levels), float(np.median(volatility))
 
 
 def with_margins(forecaster: Forecaster, margins: np.ndarray) -> Forecaster:
@@ -87,11 +91,3 @@ def with_margins(forecaster: Forecaster, margins: np.ndarray) -> Forecaster:
     new = copy.deepcopy(forecaster)
     new.margins.copy_(torch.as_tensor(np.asarray(margins, dtype=np.float32)))
     return new
-
-
-def typical_volatility(forecaster: Forecaster, data: Prepared, origins: np.ndarray) -> float:
-    """The median in-window volatility at `origins`: what a margin in standardised units is worth in log returns."""
-    windows = torch.from_numpy(np.ascontiguousarray(data.raw_windows(origins), dtype=np.float32))
-    with torch.no_grad():
-        _, sigma = forecaster.features(windows)
-    return float(np.median(sigma.numpy()))

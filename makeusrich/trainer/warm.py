@@ -64,13 +64,14 @@ def weights_file(forecaster: Forecaster, spec: CurrencyPairSpec) -> bytes:
     margins alone (a recalibration)."""
     buffer = io.BytesIO()
     state = {name: tensor.detach().cpu() for name, tensor in forecaster.core.state_dict().items()}
-    graph = {name: tensor.detach().cpu() for name, tensor in forecaster.state_dict().items() if name not in CORE}
+    graph = {
+        name: tensor.detach().cpu()
+        for name, tensor in forecaster.state_dict().items()
+        if not name.startswith("core.")  # the network's own weights are `state`
+    }
     volatility = {"spans": list(forecaster.features.spans), "floor": forecaster.features.floor}
     torch.save({"architecture": architecture(spec), "state": state, "graph": graph, "volatility": volatility}, buffer)
     return buffer.getvalue()
-
-
-CORE = frozenset(f"core.{name}" for name in LSTMCore(1, 1, 0.0, 1, 1, 0).state_dict())
 
 
 def read_forecaster(raw: bytes, spec: CurrencyPairSpec) -> Forecaster:
