@@ -249,7 +249,10 @@ def run_recalibration(
     served = served_now(store)
     if served is None or served.kind != "lstm":
         what = "nothing" if served is None else f"the {MODEL_KINDS[served.kind]} {served.version}"
-        raise RecalibrationError(f"{pair.name} serves {what}: only a served LSTM's margins can be recalibrated")
+        raise RecalibrationError(
+            f"{pair.name} serves {what}: only a served LSTM's margins can be recalibrated; run makeusrich train "
+            "until an LSTM passes the gates"
+        )
     tuned = tuned_through(served)
     try:
         if tuned is None:
