@@ -29,7 +29,7 @@ import _harness
 
 from makeusrich.scoring import decision, decision_rows
 from makeusrich.store import BacktestResult
-from makeusrich.trainer.backtest import decision_markdown
+from makeusrich.trainer.backtest import decision_markdown, ratios_markdown
 
 FILES = {
     "backtest.json": "json",
@@ -118,7 +118,11 @@ def main(argv: list[str] | None = None) -> None:
     }
     run.finish(
         f"Files: `backtest/{name}.json` (everything, per fold and pooled), `.csv` (the table), `.png` (per-fold "
-        "skill).\n\n" + _harness.table(header, rows),
+        "skill).\n\n"
+        + _harness.table(header, rows)
+        + "\n\nThe 90% range's interval score over each naive range's, with its 95% interval from a stationary block "
+        "bootstrap of the hours (blocks of a day on average): an interval that holds 1 could be luck.\n\n"
+        + ratios_markdown(result).strip(),
         title="Walk-forward backtests of the default settings",
         notes=[f"Runs: `makeusrich {shlex.join(backtest)}` (a store and an output folder of its own)"],
         **section,

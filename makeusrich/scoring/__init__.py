@@ -8,7 +8,8 @@ use the same functions, so a number means the same thing wherever it is shown; n
     folds      a walk-forward backtest as a table
     live       the live record as a pair's status carries it, and the Degraded rule
     sequential decisions on live evidence that may be checked after every forecast (e-detectors)
-    decision   would following the forecasts have made money after fees: two rules, their twins, the bootstrap
+    decision   would following the forecasts have made money after fees: two rules and their twins
+    bootstrap  the stationary block bootstrap: whether a difference or a ratio over candles could be luck
 
 `evaluate`, `ranges`, `sequential` and `decision` are offered as modules (`evaluate.score`, `ranges.range_metrics`);
 the rest by name.

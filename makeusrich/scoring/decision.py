@@ -31,6 +31,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from makeusrich.pair import DecisionSpec
+from makeusrich.scoring.bootstrap import RESAMPLES, Resampled, resampled_sums
 from makeusrich.scoring.ranges import standardised_quantiles
 from makeusrich.store import DecisionMetrics, Difference, Equity, RuleScore
 
@@ -38,9 +39,6 @@ FloatArray = NDArray[np.float64]
 
 CAP = 1.0
 """The largest fraction of the pair the risk-target rule holds: no leverage (`spec.decision.cap`'s bound)."""
-RESAMPLES = 2000
-BOOTSTRAP_CELLS = 2_000_000
-"""Resampled blocks drawn at once: the bootstrap's memory stays bounded however long the series."""
 YEAR = timedelta(days=365.25)
 
 
@@ -139,31 +137,6 @@ def rule_score(returns: Returns, candles_a_year: float) -> RuleScore:
     )
 
 
-def stationary_blocks(
-    n: int, mean_block: float, resamples: int, rng: np.random.Generator
-) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """The blocks of `resamples` stationary-bootstrap series of n candles (Politis and Romano, JASA 1994): each a
-    run of consecutive candles from a uniform start (wrapping around the end), of a geometric length with mean
-    `mean_block`, so that a resample keeps the dependence of nearby candles. Returns starts and lengths, one row per
-    resample; the lengths add up to n (the last block cut short, the unused ones 0)."""
-    if n < 1 or mean_block < 1 or resamples < 1:
-        raise ValueError("a bootstrap needs candles, a mean block of at least one candle, and resamples")
-    p = 1.0 / mean_block
-    blocks = int(n * p + 6.0 * math.sqrt(n * p) + 10)  # enough nearly always; more are drawn when not
-    lengths = rng.geometric(p, size=(resamples, blocks))
-    while (short := lengths.sum(axis=1) < n).any():
-        lengths = np.concatenate([lengths, np.where(short[:, None], rng.geometric(p, size=(resamples, blocks)), 0)], 1)
-    ends = np.minimum(np.cumsum(lengths, axis=1), n)
-    starts = rng.integers(0, n, size=lengths.shape)
-    return np.asarray(starts, dtype=np.int64), np.asarray(np.diff(ends, axis=1, prepend=0), dtype=np.int64)
-
-
-def block_sums(values: FloatArray, starts: NDArray[np.int64], lengths: NDArray[np.int64]) -> FloatArray:
-    """The sum of `values` over each resample's blocks, from prefix sums: O(blocks), not O(candles), a resample."""
-    prefix = np.concatenate([[0.0], np.cumsum(np.concatenate([values, values]))])
-    return np.asarray((prefix[starts + lengths] - prefix[starts]).sum(axis=-1), dtype=np.float64)
-
-
 def _sharpe_of_sums(total: FloatArray, squares: FloatArray, n: int, candles_a_year: float) -> FloatArray:
     """The annualised Sharpe ratio from a series' sum and sum of squares (the sample deviation); 0 where flat."""
     variance = np.maximum(squares - total**2 / n, 0.0) / (n - 1)
@@ -171,27 +144,6 @@ def _sharpe_of_sums(total: FloatArray, squares: FloatArray, n: int, candles_a_ye
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = total / n / sd * math.sqrt(candles_a_year)
     return np.asarray(np.where(sd > 1e-15, ratio, 0.0), dtype=np.float64)
-
-
-Resampled = tuple[FloatArray, FloatArray]
-"""A series' sums and sums of squares over each bootstrap resample: its mean and its Sharpe ratio there."""
-
-
-def resampled_sums(series: list[FloatArray], mean_block: float, resamples: int, seed: int) -> list[Resampled]:
-    """Every series of one length resampled by the same stationary-bootstrap blocks (`mean_block`: a day of
-    candles, say), so that differences between them are resampled pairwise; the blocks are drawn a bounded number
-    at a time."""
-    n = series[0].size
-    rng = np.random.default_rng(seed)
-    at_once = max(1, BOOTSTRAP_CELLS // max(1, int(n / mean_block)))
-    sums: list[list[FloatArray]] = [[] for _ in series]
-    squares: list[list[FloatArray]] = [[] for _ in series]
-    for done in range(0, resamples, at_once):
-        starts, lengths = stationary_blocks(n, mean_block, min(at_once, resamples - done), rng)
-        for k, x in enumerate(series):
-            sums[k].append(block_sums(x, starts, lengths))
-            squares[k].append(block_sums(x * x, starts, lengths))
-    return [(np.concatenate(s), np.concatenate(q)) for s, q in zip(sums, squares, strict=True)]
 
 
 def difference(

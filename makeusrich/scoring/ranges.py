@@ -30,14 +30,22 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from makeusrich.contract import central_ranges, level_problem
+from makeusrich.scoring import bootstrap
 from makeusrich.scoring.evaluate import finite_array, wilson_interval
-from makeusrich.store import RangeCoverage, RangeMetrics, RangeScore
+from makeusrich.store import RangeCoverage, RangeMetrics, RangeScore, RatioInterval
 
 RISKMETRICS_LAMBDA = 0.94
 GARMAN_KLASS = 2.0 * math.log(2.0) - 1.0
 DAY_MS = 86_400_000
 NAIVE_RANGES = ("climatology", "ewma", "ewma_range", "har")
 """The naive ranges every model's ranges are scored beside, as RangeMetrics names them."""
+NAIVE_RANGE_NAMES = {
+    "climatology": "Climatology",
+    "ewma": "EWMA volatility (RiskMetrics)",
+    "ewma_range": "EWMA of candle ranges",
+    "har": "HAR of candle ranges",
+}
+"""What people read for each naive range, in tables and on the dashboard."""
 FloatArray = NDArray[np.float64]
 
 
@@ -107,9 +115,15 @@ def interval_score(actual: ArrayLike, low: ArrayLike, high: ArrayLike, alpha: fl
     y, lo, hi = finite_array(actual, "actual"), finite_array(low, "low"), finite_array(high, "high")
     if np.any(hi < lo):
         raise ValueError("a range's upper end lies below its lower end")
+    return float(np.mean(interval_scores(y, lo, hi, alpha)))
+
+
+def interval_scores(actual: ArrayLike, low: ArrayLike, high: ArrayLike, alpha: float) -> FloatArray:
+    """Each point's interval score (see interval_score)."""
+    y, lo, hi = finite_array(actual, "actual"), finite_array(low, "low"), finite_array(high, "high")
     below = np.maximum(lo - y, 0.0)
     above = np.maximum(y - hi, 0.0)
-    return float(np.mean((hi - lo) + (2.0 / alpha) * (below + above)))
+    return np.asarray((hi - lo) + (2.0 / alpha) * (below + above))
 
 
 def conformal_margin(actual: ArrayLike, low: ArrayLike, high: ArrayLike, alpha: float) -> float:
@@ -315,10 +329,15 @@ def range_score(actual: ArrayLike, quantiles: ArrayLike, levels: ArrayLike) -> R
 
 
 def range_metrics(
-    actual: ArrayLike, model: ArrayLike, naive: Mapping[str, ArrayLike], levels: ArrayLike
+    actual: ArrayLike,
+    model: ArrayLike,
+    naive: Mapping[str, ArrayLike],
+    levels: ArrayLike,
+    mean_block: float | None = None,
 ) -> RangeMetrics:
     """The model's quantiles and the naive ranges (NAIVE_RANGES, climatology and EWMA required), scored on the same
-    points (all (n, h, levels) log returns)."""
+    points (all (n, h, levels) log returns); with `mean_block` (a day of candles, say), also the widest range's
+    interval score over each naive range's with its bootstrap interval."""
     unknown = set(naive) - set(NAIVE_RANGES)
     if unknown or not {"climatology", "ewma"} <= set(naive):
         raise ValueError(
@@ -328,4 +347,24 @@ def range_metrics(
         levels=[float(v) for v in check_levels(levels)],
         model=range_score(actual, model, levels),
         **{name: range_score(actual, quantiles, levels) for name, quantiles in naive.items()},
+        interval_ratios=None if mean_block is None else widest_ratios(actual, model, naive, levels, mean_block),
     )
+
+
+def widest_ratios(
+    actual: ArrayLike, model: ArrayLike, naive: Mapping[str, ArrayLike], levels: ArrayLike, mean_block: float
+) -> dict[str, RatioInterval]:
+    """The widest central range's interval score over each naive range's on the same points, with its 95% interval
+    from a stationary block bootstrap of the origins (every step of an origin kept together): whether a ratio
+    could be luck."""
+    y, tau = finite_array(actual, "actual"), check_levels(levels)
+    low, high, nominal = central_ranges(tau.tolist())[0]
+
+    def per_origin(quantiles: ArrayLike) -> FloatArray:
+        q = finite_array(quantiles, "quantiles")
+        if q.shape != (*y.shape, tau.size):
+            raise ValueError(f"quantiles must have shape {(*y.shape, tau.size)}, got {q.shape}")
+        return np.asarray(interval_scores(y, q[..., low], q[..., high], 1.0 - nominal).reshape(len(y), -1).mean(1))
+
+    found = bootstrap.ratio_intervals(per_origin(model), [per_origin(q) for q in naive.values()], mean_block)
+    return {name: RatioInterval(ratio=r, low=lo, high=hi) for name, (r, lo, hi) in zip(naive, found, strict=True)}

@@ -87,6 +87,15 @@ class RangeScore(_Document):
     ranges: list[RangeCoverage] = Field(description="each central range, widest first")
 
 
+class RatioInterval(_Document):
+    """A score over a rival's on the same points, with the 95% interval a stationary block bootstrap gives it: a
+    high end below 1 is better beyond luck, an interval holding 1 could be luck."""
+
+    ratio: float
+    low: float
+    high: float
+
+
 class RangeMetrics(_Document):
     """The model's quantiles and the naive ranges, scored on the same points (makeusrich.scoring.ranges)."""
 
@@ -98,6 +107,11 @@ class RangeMetrics(_Document):
         None, description="EWMA of candle ranges (Garman-Klass); absent in versions measured before it"
     )
     har: RangeScore | None = Field(None, description="HAR of candle ranges; absent in versions measured before it")
+    interval_ratios: dict[str, RatioInterval] | None = Field(
+        None,
+        description="the widest range's interval score over each naive range's (named as above), with its 95% "
+        "bootstrap interval (origins resampled in blocks of a day on average); walk-forward results since issue 31",
+    )
 
 
 class RuleScore(_Document):

@@ -85,10 +85,13 @@ def cutoffs(last_close: pd.Timestamp, folds: int, step: timedelta) -> list[pd.Ti
     return [last_close - (folds - k) * step for k in range(folds)]
 
 
-def score_forecasts(part: Forecasts, levels: list[float]) -> tuple[Score, RangeMetrics]:
+def score_forecasts(part: Forecasts, spec: CurrencyPairSpec) -> tuple[Score, RangeMetrics]:
+    """The point forecast against persistence, and the ranges against the naive ones with the bootstrap intervals
+    of the interval scores' ratios (a day of candles the mean block, as the decision rules resample)."""
     actual = log_returns(part.actual, part.last_close)
     point = evaluate.score(part.actual, part.forecast, part.last_close)
-    return point, ranges.range_metrics(actual, part.quantiles, part.naive, levels)
+    day = max(1.0, timedelta(days=1) / timedelta(milliseconds=interval_ms(spec.interval)))
+    return point, ranges.range_metrics(actual, part.quantiles, part.naive, spec.model.quantiles, mean_block=day)
 
 
 def judge_positions(part: Forecasts, spec: CurrencyPairSpec, fitted: decision.Fitted | None) -> decision.Decisions:
@@ -275,10 +278,9 @@ def walk_forward(
             extra={"history_from": str(closes.iloc[0]), "needed_from": str(needed)},
         )
     outcomes = fold_outcomes(spec, frame, cuts, step, jobs, show_progress)
-    levels = spec.model.quantiles
     results = []
     for k, (cut, (part, facts)) in enumerate(zip(cuts, outcomes, strict=True)):
-        point, scored = score_forecasts(part, levels)
+        point, scored = score_forecasts(part, spec)
         traded = judge_positions(part, spec, facts["fitted"]).metrics
         results.append(
             FoldResult(
@@ -296,12 +298,12 @@ def walk_forward(
         )
     parts = [part for part, _ in outcomes]
     everything = Forecasts.pool(parts)
-    pooled_point, pooled_ranges = score_forecasts(everything, levels)
+    pooled_point, pooled_ranges = score_forecasts(everything, spec)
     pooled_decisions = judge_positions(everything, spec, None)
 
     def pooled(numbers: range) -> Pool:
         part = Forecasts.pool([parts[k] for k in numbers])
-        point, scored = score_forecasts(part, levels)
+        point, scored = score_forecasts(part, spec)
         traded = judge_positions(part, spec, None).metrics
         return Pool(folds=[k + 1 for k in numbers], point=point, ranges=scored, decision=traded)
 
@@ -363,6 +365,23 @@ def to_markdown(result: BacktestResult) -> str:
     rows = table_rows(result)
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(str(r[c]) for c in COLUMNS) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def ratios_markdown(result: BacktestResult) -> str:
+    """The widest range's interval score over each naive range's, per fold and pooled, each with its 95% bootstrap
+    interval: which ratios are more than luck. Empty for results measured before the intervals were."""
+    labelled = [(str(f.fold), f.ranges) for f in result.folds] + [("pooled", result.pooled_ranges)]
+    labelled += [(f"folds {p.folds[0]}-{p.folds[-1]}", p.ranges) for p in (result.choice, result.held_out) if p]
+    names = [name for name in ranges.NAIVE_RANGES if name in (result.pooled_ranges.interval_ratios or {})]
+    if not names:
+        return ""
+    head = " | ".join(f"/ {ranges.NAIVE_RANGE_NAMES[n]}" for n in names)
+    lines = [f"| fold | {head} |", "|---|" + "---:|" * len(names)]
+    for label, scored in labelled:
+        found = scored.interval_ratios or {}
+        cells = [f"{found[n].ratio:.4f} [{found[n].low:.4f}, {found[n].high:.4f}]" if n in found else "" for n in names]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -97,6 +97,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         equity_png,
         history_days,
         plot_png,
+        ratios_markdown,
         to_csv,
         to_markdown,
         walk_forward,
@@ -143,6 +144,9 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         f"lookback {spec.lookback_days} days"
     )
     print(to_markdown(result), end="")
+    if ratios := ratios_markdown(result):
+        print("\nThe 90% range's interval score over each naive range's, with 95% bootstrap intervals:")
+        print(ratios, end="")
     print(f"\nWould following it have made money? After fees of {spec.decision.fee_bps:g} bps a trade:")
     print(decision_markdown(result), end="")
     if result.pooled_decision is not None:

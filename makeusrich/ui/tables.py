@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from makeusrich.pair import ModelChange
-from makeusrich.scoring import decision
+from makeusrich.scoring import decision, ranges
 from makeusrich.store import Damaged, DecisionMetrics, Difference, ModelMetadata, Readable, Score
 from makeusrich.ui.format import (
     KIND_NAMES,
@@ -67,10 +67,7 @@ def skill_rows(metadata: ModelMetadata | None) -> list[SkillRow]:
 
 RANGE_NAMES = {
     "model": "This model's quantiles",
-    "ewma": "EWMA volatility (RiskMetrics)",
-    "ewma_range": "EWMA of candle ranges",
-    "har": "HAR of candle ranges",
-    "climatology": "Climatology",
+    **{name: ranges.NAIVE_RANGE_NAMES[name] for name in ("ewma", "ewma_range", "har", "climatology")},
 }
 
 

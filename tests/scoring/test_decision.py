@@ -10,8 +10,8 @@ from datetime import timedelta
 import numpy as np
 import pytest
 
+from makeusrich.scoring import bootstrap, ranges
 from makeusrich.scoring import decision as d
-from makeusrich.scoring import ranges
 
 HOURLY = d.per_year(timedelta(hours=1))
 
@@ -91,25 +91,6 @@ def test_the_score_reads_as_a_trader_reads_it() -> None:
     assert score.candles == 4 and score.invested == 1.0 and score.turnover == 1.0
 
 
-def test_the_stationary_bootstrap_keeps_blocks_and_wraps_around() -> None:
-    starts, lengths = d.stationary_blocks(1000, 24.0, 200, np.random.default_rng(0))
-    assert (lengths.sum(axis=1) == 1000).all() and starts.min() >= 0 and starts.max() < 1000
-    used = lengths[lengths > 0]
-    assert abs(used[: used.size // 2].mean() - 24.0) < 2.0  # geometric blocks of 24 candles on average
-    again = d.stationary_blocks(1000, 24.0, 200, np.random.default_rng(0))
-    assert np.array_equal(starts, again[0]) and np.array_equal(lengths, again[1])
-    # the sums over blocks are the sums over the candles the blocks name, wrapping around the end
-    values = np.random.default_rng(1).normal(size=1000)
-    expanded = [
-        np.concatenate([np.arange(a, a + k) % 1000 for a, k in zip(row_starts, row_lengths, strict=True)])
-        for row_starts, row_lengths in zip(starts[:20], lengths[:20], strict=True)
-    ]
-    assert all(len(index) == 1000 for index in expanded)
-    direct = np.array([values[index].sum() for index in expanded])
-    np.testing.assert_allclose(d.block_sums(values, starts[:20], lengths[:20]), direct, rtol=1e-9, atol=1e-9)
-    assert any((np.diff(index) % 1000 == 1).mean() < 1 and (index[:-1] > index[1:]).any() for index in expanded)
-
-
 def test_the_bootstrap_finds_a_real_difference_and_calls_none_luck() -> None:
     _, r = walk(2000, seed=3)
     same = d.compare(r, r, HOURLY, mean_block=24.0, resamples=500)
@@ -175,7 +156,7 @@ def test_the_headline_says_both_rules_beside_holding_with_intervals_and_whether_
 def test_a_long_series_is_resampled_in_bounded_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     a, b = walk(3000, seed=8)[1], walk(3000, seed=9)[1]
     whole = d.compare(a, b, HOURLY, 24.0, resamples=1000)
-    monkeypatch.setattr(d, "BOOTSTRAP_CELLS", 500)  # four resamples of 125 blocks at a time
+    monkeypatch.setattr(bootstrap, "BOOTSTRAP_CELLS", 500)  # four resamples of 125 blocks at a time
     chunked = d.compare(a, b, HOURLY, 24.0, resamples=1000)
     assert chunked.resamples == 1000 and chunked.mean == whole.mean and chunked.sharpe == whole.sharpe
     width = whole.mean_high - whole.mean_low

@@ -26,6 +26,7 @@ from makeusrich.scoring.ranges import (
     range_metrics,
     range_score,
     range_variance,
+    widest_ratios,
 )
 
 LEVELS = [0.05, 0.25, 0.5, 0.75, 0.95]
@@ -241,3 +242,27 @@ def test_range_metrics_names_its_naive_ranges() -> None:
     with pytest.raises(ValueError, match="naive ranges are"):
         range_metrics(y, q, {"climatology": q, "ewma": q, "garch": q}, LEVELS)
     assert range_metrics(y, q, {"climatology": q, "ewma": q}, LEVELS).har is None
+
+
+def test_the_ratio_to_each_naive_range_says_whether_it_could_be_luck() -> None:
+    """Volatility that clusters: EWMA's ranges beat climatology's beyond luck over many points; over a few hours
+    the same ranges could be level; and a range scored against itself is exactly level."""
+    rng = np.random.default_rng(11)
+    n = 12_000
+    returns = rng.normal(size=n) * np.repeat(rng.choice([0.3, 1.0, 3.0], size=n // 200), 200) * 0.01
+    sigma = np.sqrt(ewma_variance(returns))
+    train, test = slice(0, 8_000), slice(8_000, n)
+    ewma = ewma_quantiles(returns[train], sigma[train], sigma[test], LEVELS)[:, None, :]
+    clim = climatology_quantiles(returns[train], LEVELS, n - 8_000)[:, None, :]
+    actual = returns[test][:, None]
+    scored = range_metrics(actual, ewma, {"climatology": clim, "ewma": ewma}, LEVELS, mean_block=24.0)
+    found = scored.interval_ratios or {}
+    assert found["ewma"].ratio == found["ewma"].low == found["ewma"].high == pytest.approx(1.0)
+    assert found["climatology"].high < 1.0  # better beyond luck
+    assert found["climatology"].ratio == pytest.approx(
+        scored.model.ranges[0].interval_score / scored.climatology.ranges[0].interval_score
+    )
+    few = slice(0, 150)  # not a week of hours: 11% better, and that could be luck
+    level = widest_ratios(actual[few], ewma[few], {"climatology": clim[few]}, LEVELS, 24.0)["climatology"]
+    assert level.ratio < 0.95 and level.low < 1.0 < level.high
+    assert range_metrics(actual, ewma, {"climatology": clim, "ewma": ewma}, LEVELS).interval_ratios is None

@@ -95,6 +95,17 @@ def test_the_pool_is_its_folds_and_each_row_says_what_was_measured() -> None:
     for earlier, later in zip(result.folds, result.folds[1:], strict=False):
         assert earlier.forecast_to <= later.cutoff  # forecast periods never overlap
     assert result.folds[-1].forecast_to == "2022-06-15T01:00:00Z"
+    # every ratio of interval scores comes with the interval of its bootstrap, around it
+    for scored in [f.ranges for f in result.folds] + [result.pooled_ranges]:
+        found = scored.interval_ratios or {}
+        assert set(found) == {"climatology", "ewma", "ewma_range", "har"}
+        for name, ratio in found.items():
+            naive = getattr(scored, name).ranges[0].interval_score
+            assert ratio.ratio == pytest.approx(scored.model.ranges[0].interval_score / naive)
+            assert ratio.low < ratio.ratio < ratio.high
+    pooled = result.pooled_ranges.interval_ratios or {}
+    fold = result.folds[0].ranges.interval_ratios or {}
+    assert pooled["ewma"].high - pooled["ewma"].low < fold["ewma"].high - fold["ewma"].low  # more hours, narrower
 
 
 def test_the_command_writes_json_csv_and_a_plot(tmp_path: Path) -> None:
@@ -106,6 +117,8 @@ def test_the_command_writes_json_csv_and_a_plot(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "2 folds of 3d from sample" in done.stdout and "| pooled |" in done.stdout
+    assert "interval score over each naive range's, with 95% bootstrap intervals" in done.stdout
+    assert "| fold | / Climatology | / EWMA volatility (RiskMetrics) |" in done.stdout
     rows = list(csv.DictReader(io.StringIO((out / "folds.csv").read_text())))
     assert [r["fold"] for r in rows] == ["1", "2", "pooled"] and tuple(rows[0]) == COLUMNS
     saved = json.loads((out / "backtest.json").read_text())
