@@ -16,7 +16,7 @@ the rest by name.
 """
 
 from makeusrich.scoring import decision, evaluate, ranges, sequential
-from makeusrich.scoring.folds import COLUMNS, DECISION_COLUMNS, decision_rows, table_rows
+from makeusrich.scoring.folds import COLUMNS, DECISION_COLUMNS, decision_rows, interval_ratio_line, table_rows
 from makeusrich.scoring.live import (
     DEGRADED_REASONS,
     LABELS,
@@ -46,6 +46,7 @@ __all__ = [
     "degraded_verdict",
     "evaluate",
     "evidence_line",
+    "interval_ratio_line",
     "live_status",
     "ranges",
     "segment_ids",

@@ -9,6 +9,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from makeusrich.scoring.ranges import NAIVE_RANGE_NAMES, NAIVE_RANGES
 from makeusrich.store import BacktestResult, DecisionMetrics, RangeMetrics, RangeScore, Score
 
 COLUMNS = (
@@ -69,6 +70,21 @@ def _ratio(value: float, baseline: RangeScore | None, score: Callable[[RangeScor
 
 def _round(value: float | None, digits: int) -> float | str:
     return "" if value is None else round(value, digits)
+
+
+def interval_ratio_line(scored: RangeMetrics) -> str:
+    """The widest range's interval score over each naive range's with its 95% bootstrap interval, in a sentence
+    (empty for results measured before the intervals were): whether beating a baseline could be luck."""
+    found = scored.interval_ratios or {}
+    said = [
+        f"{NAIVE_RANGE_NAMES[name]} {found[name].ratio:.3f} [{found[name].low:.3f}, {found[name].high:.3f}]"
+        for name in NAIVE_RANGES
+        if name in found
+    ]
+    if not said:
+        return ""
+    nominal = round(scored.model.ranges[0].nominal * 100)
+    return f"The {nominal}% range's interval score over each naive range's, with 95% intervals: {'; '.join(said)}."
 
 
 def table_rows(result: BacktestResult) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ from typing import Any
 from nicegui import ui
 
 from makeusrich.pair_sources import describe_error
-from makeusrich.scoring import COLUMNS, decision, table_rows
+from makeusrich.scoring import COLUMNS, decision, interval_ratio_line, table_rows
 from makeusrich.store import BacktestResult, DecisionMetrics, ModelMetadata, TrackSummary
 from makeusrich.ui.backtest import Backtest
 from makeusrich.ui.card import PairState
@@ -190,6 +190,8 @@ def walk_forward(result: BacktestResult) -> None:
         f"forecasting the next {result.step_days:g} days it never saw ({result.source or 'candles'}); pooled over "
         f"{pooled.n:,} hours: MAE ratio {format_ratio(pooled.rel_mae)} to persistence."
     ).classes("text-sm")
+    if line := interval_ratio_line(result.pooled_ranges):
+        ui.label(line).classes("text-sm").mark("walk-forward-ratios")
     rows = table_rows(result)
     columns = [{"name": c, "label": c.replace("_", " "), "field": c} for c in COLUMNS]
     ui.table(columns=columns, rows=rows, row_key="fold").props("flat dense wrap-cells").classes("w-full tabular").mark(

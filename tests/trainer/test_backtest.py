@@ -19,7 +19,7 @@ from makeusrich.errors import StoreError
 from makeusrich.market import Source, clean_candles, read_sample, sample_path
 from makeusrich.onnxrt import onnx_session
 from makeusrich.pair import CurrencyPairSpec
-from makeusrich.scoring.folds import COLUMNS, DECISION_COLUMNS
+from makeusrich.scoring.folds import COLUMNS, DECISION_COLUMNS, interval_ratio_line
 from makeusrich.store import BacktestResult, pair_store, read_backtest, write_backtest
 from makeusrich.trainer.backtest import cutoffs, run_fold, walk_forward
 from makeusrich.trainer.export import run_onnx
@@ -106,6 +106,10 @@ def test_the_pool_is_its_folds_and_each_row_says_what_was_measured() -> None:
     pooled = result.pooled_ranges.interval_ratios or {}
     fold = result.folds[0].ranges.interval_ratios or {}
     assert pooled["ewma"].high - pooled["ewma"].low < fold["ewma"].high - fold["ewma"].low  # more hours, narrower
+    line = interval_ratio_line(result.pooled_ranges)  # as the pair page says it
+    assert f"Climatology {pooled['climatology'].ratio:.3f} [{pooled['climatology'].low:.3f}, " in line
+    assert line.startswith("The 90% range's interval score") and "HAR of candle ranges" in line
+    assert interval_ratio_line(result.pooled_ranges.model_copy(update={"interval_ratios": None})) == ""  # older
 
 
 def test_the_command_writes_json_csv_and_a_plot(tmp_path: Path) -> None:

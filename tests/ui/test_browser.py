@@ -20,7 +20,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from makeusrich.scoring import decision
-from makeusrich.store import BacktestResult, FoldResult, PairStore, pair_store, write_backtest
+from makeusrich.store import BacktestResult, FoldResult, PairStore, RatioInterval, pair_store, write_backtest
 from tests.fixtures.model_server import ROOT, RunningServer
 from tests.fixtures.models import small_pair
 from tests.fixtures.waiting import eventually_sync
@@ -77,12 +77,15 @@ def publish_walk_forward(store: PairStore) -> None:
         )
         for k in (1, 2)
     ]  # fmt: skip
+    pooled = test.ranges.model_copy(
+        update={"interval_ratios": {"climatology": RatioInterval(ratio=0.9, low=0.8, high=1.0)}}
+    )
     write_backtest(
         store,
         latest.version,
         BacktestResult(
             pair=meta.pair, model=meta.spec, source="sample", symbol=meta.symbol, interval=meta.interval,
-            lookback_days=60, step_days=30, folds=folds, pooled_point=test.model, pooled_ranges=test.ranges, seconds=2,
+            lookback_days=60, step_days=30, folds=folds, pooled_point=test.model, pooled_ranges=pooled, seconds=2,
         ),
     )  # fmt: skip
 
@@ -144,6 +147,7 @@ def test_overview_and_pair_page_in_chromium(running_ui: RunningUI, model_server:
         assert "on the price: on the test split its error is" in text  # the edge, in words
         assert "Forecast ranges" in text and "EWMA volatility (RiskMetrics)" in text and "range held" in text
         assert "Walk-forward backtest" in text and "2 retrainings replayed" in text and "pooled" in text
+        assert "interval score over each naive range's, with 95% intervals: Climatology 0.900 [0.800, 1.000]." in text
         assert "Would following it have made money?" in text and after_fees + "." in text
         assert "vs holding (95%)" in text and "risk target on EWMA" in text  # the table, every rule and twin
         wait_for_text(driver, "WHAT 1 HELD ON THE TEST SPLIT BECAME, AFTER FEES", timeout=60)  # the equity curves
