@@ -364,3 +364,50 @@ def test_up_says_a_rollback_and_retrains_a_pair_that_turns_degraded_once(
         assert code == 0, up.output()[-3000:]
     finally:
         up.kill()
+
+
+def test_up_recalibrates_first_when_the_live_ranges_turn_too_narrow(
+    tmp_path: Path, trained_store_template: TrainedStore
+) -> None:
+    """A record Degraded because the served ranges miss more closes than they promise (RangesTooNarrow) runs
+    `makeusrich train --recalibrate-first`, as the operator's Degraded Job does. Offline, the bundled sample holds no
+    hour after the ones that tuned the served LSTM, so the recalibration refuses, says why in the run's log, and the
+    run trains instead (the record is written here, as the tracker writes it)."""
+    folder = tmp_path / "laptop"
+    shutil.copytree(trained_store_template.root, folder / ".makeusrich" / "store")
+    pairs = folder / "pairs"
+    pairs.mkdir(parents=True)
+    write_pair(pairs, "btc-usdt", promotion={"retrainWhenDegraded": True})
+    store = store_of(folder, "btc-usdt")
+    served = trained_store_template.version
+    up = Up.start(folder)
+    try:
+        up.wait_for("btc-usdt: next training")  # served from the store, nothing due
+        since = iso_z(datetime.now(UTC))
+        fired = live_decision("degraded-coverage", 3e5, on=True, since=since, forecasts=40, served=None, other=None)
+        summary = TrackSummary(
+            pair="btc-usdt",
+            namespace="default",
+            interval="1h",
+            updated_at=since,
+            version=served,
+            live_since=since,
+            decisions=[fired],
+        )
+        TrackFiles(store).write_summary(summary)
+        up.wait_for(f"btc-usdt: training (Degraded since {since}: since version {served} went live")
+        eventually_sync(
+            lambda: (state := read_run_state(store)) is not None and state.state in ("succeeded", "failed"),
+            what="the run to end",
+            timeout=START_TIMEOUT,
+        )
+        state = read_run_state(store)
+        assert state is not None and state.log is not None
+        log = store.objects.get(f"{store.prefix}runs/{state.log}").decode()
+        refused = log.index("info recalibration refused; training instead pair=btc-usdt why=only 0 hours closed after")
+        assert log.index("info training starts pair=btc-usdt", refused) > refused, log  # new margins first, then
+        assert state.state == "succeeded", state  # and then it trained
+        code, _ = up.interrupt()
+        assert code == 0, up.output()[-3000:]
+    finally:
+        up.kill()
