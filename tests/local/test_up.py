@@ -321,17 +321,39 @@ def test_up_with_an_s3_store(tmp_path: Path, s3_server: S3Server) -> None:
         up.kill()
 
 
+def laptop_retraining_when_degraded(tmp_path: Path, template: TrainedStore) -> tuple[Path, PairStore]:
+    """A folder for `up` whose store serves the template's versions and whose btc-usdt retrains when Degraded."""
+    folder = tmp_path / "laptop"
+    shutil.copytree(template.root, folder / ".makeusrich" / "store")
+    (folder / "pairs").mkdir(parents=True)
+    write_pair(folder / "pairs", "btc-usdt", promotion={"retrainWhenDegraded": True})
+    return folder, store_of(folder, "btc-usdt")
+
+
+def write_degraded(store: PairStore, decision: str, version: str) -> str:
+    """A live record of `version` whose `decision` fired now, written as the tracker writes it (offline, up's
+    tracker records nothing); when it fired."""
+    since = iso_z(datetime.now(UTC))
+    fired = live_decision(decision, 3e5, on=True, since=since, forecasts=40, served=None, other=None)
+    summary = TrackSummary(
+        pair="btc-usdt",
+        namespace="default",
+        interval="1h",
+        updated_at=since,
+        version=version,
+        live_since=since,
+        decisions=[fired],
+    )
+    TrackFiles(store).write_summary(summary)
+    return since
+
+
 def test_up_says_a_rollback_and_retrains_a_pair_that_turns_degraded_once(
     tmp_path: Path, trained_store_template: TrainedStore
 ) -> None:
     """retrainWhenDegraded works in `up` as in the operator: one run when the live record turns Degraded, not one
     per scan. Offline, up's tracker records nothing, so the record is written here, as the tracker writes it."""
-    folder = tmp_path / "laptop"
-    shutil.copytree(trained_store_template.root, folder / ".makeusrich" / "store")
-    pairs = folder / "pairs"
-    pairs.mkdir(parents=True)
-    write_pair(pairs, "btc-usdt", promotion={"retrainWhenDegraded": True})
-    store = store_of(folder, "btc-usdt")
+    folder, store = laptop_retraining_when_degraded(tmp_path, trained_store_template)
     served, baseline = trained_store_template.version, trained_store_template.outcome.first
     assert baseline is not None
     up = Up.start(folder)
@@ -339,25 +361,15 @@ def test_up_says_a_rollback_and_retrains_a_pair_that_turns_degraded_once(
         up.wait_for("btc-usdt: next training")  # served from the store, nothing due
         store.rollback(baseline.version, served, Why("makeusrich track", "worse than the baseline on live hours"))
         up.wait_for(f"btc-usdt: rolled back from {served} to {baseline.version} by makeusrich track (worse than")
-        since = iso_z(datetime.now(UTC))
-        fired = live_decision("degraded-point", 3e5, on=True, since=since, forecasts=40, served=None, other=None)
-        summary = TrackSummary(
-            pair="btc-usdt",
-            namespace="default",
-            interval="1h",
-            updated_at=since,
-            version=baseline.version,
-            live_since=since,
-            decisions=[fired],
-        )
-        TrackFiles(store).write_summary(summary)
+        since = write_degraded(store, "degraded-point", baseline.version)
         up.wait_for(f"btc-usdt: training (Degraded since {since}: since version {baseline.version} went live")
         eventually_sync(
             lambda: (state := read_run_state(store)) is not None and state.state in ("succeeded", "failed"),
             what="the degraded run to end",
             timeout=START_TIMEOUT,
         )
-        write_pair(pairs, "btc-late", suspend=True)  # said in a scan after the run ended: btc-usdt is planned first
+        # said in a scan after the run ended: btc-usdt is planned first
+        write_pair(folder / "pairs", "btc-late", suspend=True)
         up.wait_for("btc-late: suspended (spec.suspend); not trained")
         assert up.output().count("training (Degraded since") == 1  # one run for the episode
         code, _ = up.interrupt()
@@ -373,28 +385,12 @@ def test_up_recalibrates_first_when_the_live_ranges_turn_too_narrow(
     `makeusrich train --recalibrate-first`, as the operator's Degraded Job does. Offline, the bundled sample holds no
     hour after the ones that tuned the served LSTM, so the recalibration refuses, says why in the run's log, and the
     run trains instead (the record is written here, as the tracker writes it)."""
-    folder = tmp_path / "laptop"
-    shutil.copytree(trained_store_template.root, folder / ".makeusrich" / "store")
-    pairs = folder / "pairs"
-    pairs.mkdir(parents=True)
-    write_pair(pairs, "btc-usdt", promotion={"retrainWhenDegraded": True})
-    store = store_of(folder, "btc-usdt")
+    folder, store = laptop_retraining_when_degraded(tmp_path, trained_store_template)
     served = trained_store_template.version
     up = Up.start(folder)
     try:
         up.wait_for("btc-usdt: next training")  # served from the store, nothing due
-        since = iso_z(datetime.now(UTC))
-        fired = live_decision("degraded-coverage", 3e5, on=True, since=since, forecasts=40, served=None, other=None)
-        summary = TrackSummary(
-            pair="btc-usdt",
-            namespace="default",
-            interval="1h",
-            updated_at=since,
-            version=served,
-            live_since=since,
-            decisions=[fired],
-        )
-        TrackFiles(store).write_summary(summary)
+        since = write_degraded(store, "degraded-coverage", served)
         up.wait_for(f"btc-usdt: training (Degraded since {since}: since version {served} went live")
         eventually_sync(
             lambda: (state := read_run_state(store)) is not None and state.state in ("succeeded", "failed"),
