@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
     args = run.args
     pair = _harness.example_pair()
     levels = pair.spec.model.quantiles
-    day = max(1.0, timedelta(days=1) / timedelta(milliseconds=interval_ms(pair.spec.interval)))
+    day = bootstrap.day_of_candles(timedelta(milliseconds=interval_ms(pair.spec.interval)))
     body = "\n".join(table_for(int(days), args.folds, levels, day) for days in str(args.lookback_days).split(","))
     run.finish(
         body,

@@ -11,11 +11,11 @@ use the same functions, so a number means the same thing wherever it is shown; n
     decision   would following the forecasts have made money after fees: two rules and their twins
     bootstrap  the stationary block bootstrap: whether a difference or a ratio over candles could be luck
 
-`evaluate`, `ranges`, `sequential` and `decision` are offered as modules (`evaluate.score`, `ranges.range_metrics`);
-the rest by name.
+`evaluate`, `ranges`, `sequential`, `decision` and `bootstrap` are offered as modules (`evaluate.score`,
+`ranges.range_metrics`); the rest by name.
 """
 
-from makeusrich.scoring import decision, evaluate, ranges, sequential
+from makeusrich.scoring import bootstrap, decision, evaluate, ranges, sequential
 from makeusrich.scoring.folds import COLUMNS, DECISION_COLUMNS, decision_rows, interval_ratio_line, table_rows
 from makeusrich.scoring.live import (
     DEGRADED_REASONS,
@@ -39,6 +39,7 @@ __all__ = [
     "RANGES_TOO_NARROW",
     "VERSION_WINDOW",
     "amount",
+    "bootstrap",
     "compared",
     "decision",
     "decision_rows",

@@ -5,6 +5,7 @@ owe to luck, when nearby candles are not independent. Pure numpy. The decision r
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 
 import numpy as np
 from numpy.typing import NDArray
@@ -14,6 +15,12 @@ FloatArray = NDArray[np.float64]
 RESAMPLES = 2000
 BOOTSTRAP_CELLS = 2_000_000
 """Resampled blocks drawn at once: the bootstrap's memory stays bounded however long the series."""
+
+
+def day_of_candles(interval: timedelta) -> float:
+    """The mean block every resample here uses: a day of candles (at least one), so that a day's shared mood stays
+    together."""
+    return max(1.0, timedelta(days=1) / interval)
 
 
 def stationary_blocks(

@@ -31,7 +31,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from makeusrich.pair import DecisionSpec
-from makeusrich.scoring.bootstrap import RESAMPLES, Resampled, resampled_sums
+from makeusrich.scoring.bootstrap import RESAMPLES, Resampled, day_of_candles, resampled_sums
 from makeusrich.scoring.ranges import standardised_quantiles
 from makeusrich.store import DecisionMetrics, Difference, Equity, RuleScore
 
@@ -303,7 +303,7 @@ def judge(
         raise ValueError("the rules are compared on at least two candles")
     returns = {rule: net_returns(p, log_returns, settings.fee_bps) for rule, p in held.items()}
     a_year = per_year(interval)
-    block = max(1.0, timedelta(days=1) / interval)
+    block = day_of_candles(interval)
     series = {rule: found.log_returns for rule, found in returns.items()}
     resampled = dict(zip(series, resampled_sums(list(series.values()), block, resamples, seed), strict=True))
 

@@ -34,6 +34,7 @@ from makeusrich.pair import CurrencyPairSpec
 from makeusrich.scoring import (
     COLUMNS,
     DECISION_COLUMNS,
+    bootstrap,
     decision,
     decision_rows,
     evaluate,
@@ -90,7 +91,7 @@ def score_forecasts(part: Forecasts, spec: CurrencyPairSpec) -> tuple[Score, Ran
     of the interval scores' ratios (a day of candles the mean block, as the decision rules resample)."""
     actual = log_returns(part.actual, part.last_close)
     point = evaluate.score(part.actual, part.forecast, part.last_close)
-    day = max(1.0, timedelta(days=1) / timedelta(milliseconds=interval_ms(spec.interval)))
+    day = bootstrap.day_of_candles(timedelta(milliseconds=interval_ms(spec.interval)))
     return point, ranges.range_metrics(actual, part.quantiles, part.naive, spec.model.quantiles, mean_block=day)
 
 

@@ -3,6 +3,8 @@ interval that holds the truth, narrows with more points and tells a better serie
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import numpy as np
 import pytest
 
@@ -60,3 +62,8 @@ def test_a_ratio_refuses_series_it_cannot_compare() -> None:
         b.ratio_intervals(np.ones(10), [np.ones(9)], 24.0)
     with pytest.raises(ValueError, match="not all zero"):
         b.ratio_intervals(np.ones(10), [np.zeros(10)], 24.0)
+
+
+def test_the_mean_block_is_a_day_of_candles_and_never_less_than_one() -> None:
+    assert b.day_of_candles(timedelta(hours=1)) == 24.0 and b.day_of_candles(timedelta(minutes=15)) == 96.0
+    assert b.day_of_candles(timedelta(days=1)) == 1.0 == b.day_of_candles(timedelta(weeks=1))
