@@ -77,8 +77,8 @@ def weights_file(forecaster: Forecaster, spec: CurrencyPairSpec) -> bytes:
 def read_forecaster(raw: bytes, spec: CurrencyPairSpec) -> Forecaster:
     """The served graph rebuilt from a stored weights file: the network (checked against `spec` as read_weights
     does) and the parameters around it. ValueError when the file is older than files that kept them."""
-    state = read_weights(raw, spec)
-    saved = torch.load(io.BytesIO(raw), weights_only=True, map_location="cpu")
+    saved = _load(raw)
+    state = _fitting_state(saved, spec)
     if "graph" not in saved:
         raise ValueError("its weights file was written before versions kept their graph's parameters")
     graph, volatility = saved["graph"], saved["volatility"]
@@ -109,13 +109,24 @@ def read_forecaster(raw: bytes, spec: CurrencyPairSpec) -> Forecaster:
 
 
 def read_weights(raw: bytes, spec: CurrencyPairSpec) -> State:
-    """Weights from a stored file, refused (ValueError, saying what differs) unless they fit `spec`'s network.
-    Loaded with weights_only: a file can hold tensors and plain values, never code."""
+    """Weights from a stored file, refused (ValueError, saying what differs) unless they fit `spec`'s network."""
+    return _fitting_state(_load(raw), spec)
+
+
+def _load(raw: bytes) -> dict[str, Any]:
+    """A stored weights file, loaded with weights_only: it can hold tensors and plain values, never code."""
     try:
         saved = torch.load(io.BytesIO(raw), weights_only=True, map_location="cpu")
-        stored, state = saved["architecture"], saved["state"]
     except Exception as exc:  # torch raises several kinds for a damaged or foreign file
         raise ValueError(f"its weights file is unreadable ({type(exc).__name__})") from None
+    if not isinstance(saved, dict) or not {"architecture", "state"} <= saved.keys():
+        raise ValueError("its weights file is unreadable (not a makeusrich weights file)")
+    return saved
+
+
+def _fitting_state(saved: dict[str, Any], spec: CurrencyPairSpec) -> State:
+    """The network's weights of a loaded file, refused unless they fit `spec`'s network."""
+    stored, state = saved["architecture"], saved["state"]
     wanted = architecture(spec)
     differs = [key for key in wanted if stored.get(key) != wanted[key]]
     if differs:

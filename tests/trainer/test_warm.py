@@ -100,6 +100,10 @@ def test_a_weights_file_is_refused_when_damaged_or_foreign() -> None:
     torch.save({"architecture": {}, "state": {}, "code": print}, buffer)  # weights_only refuses what is not data
     with pytest.raises(ValueError, match="unreadable"):
         read_weights(buffer.getvalue(), pair.spec)
+    buffer = io.BytesIO()
+    torch.save({"weights": torch.zeros(3)}, buffer)  # data, but not a weights file of this project
+    with pytest.raises(ValueError, match="unreadable \\(not a makeusrich weights file\\)"):
+        read_weights(buffer.getvalue(), pair.spec)
     other = small_pair(model={"window": 48}).spec
     with pytest.raises(ValueError, match="its window 24 differs from the spec's 48"):
         read_weights(weights_file(forecaster, pair.spec), other)
