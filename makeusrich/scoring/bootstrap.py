@@ -83,8 +83,6 @@ def ratio_intervals(
     resampled = resampled_sums([x, *(np.asarray(r, dtype=np.float64) for r in rivals)], mean_block, resamples, seed)
     found = []
     for rival, (sums, _) in zip(rivals, resampled[1:], strict=True):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratios = resampled[0][0] / sums
-        low, high = np.quantile(ratios[np.isfinite(ratios)], [0.025, 0.975])
+        low, high = np.quantile(resampled[0][0] / np.maximum(sums, np.finfo(float).tiny), [0.025, 0.975])
         found.append((float(x.sum() / np.sum(rival)), float(low), float(high)))
     return found

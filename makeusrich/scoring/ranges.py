@@ -112,15 +112,14 @@ def interval_score(actual: ArrayLike, low: ArrayLike, high: ArrayLike, alpha: fl
     times how far the actual value fell outside. Lower is better; it rewards sharp ranges that still cover."""
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
-    y, lo, hi = finite_array(actual, "actual"), finite_array(low, "low"), finite_array(high, "high")
-    if np.any(hi < lo):
-        raise ValueError("a range's upper end lies below its lower end")
-    return float(np.mean(interval_scores(y, lo, hi, alpha)))
+    return float(np.mean(interval_scores(actual, low, high, alpha)))
 
 
 def interval_scores(actual: ArrayLike, low: ArrayLike, high: ArrayLike, alpha: float) -> FloatArray:
     """Each point's interval score (see interval_score)."""
     y, lo, hi = finite_array(actual, "actual"), finite_array(low, "low"), finite_array(high, "high")
+    if np.any(hi < lo):
+        raise ValueError("a range's upper end lies below its lower end")
     below = np.maximum(lo - y, 0.0)
     above = np.maximum(y - hi, 0.0)
     return np.asarray((hi - lo) + (2.0 / alpha) * (below + above))
